@@ -1,0 +1,260 @@
+"""The model catalog: public model ids -> tiers -> open-weight backends, sizes, limits, prices.
+
+Everything a dialect needs to validate a request is read from here; no other module holds a
+size list, a prompt limit or a price.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from functools import cached_property
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from easel.domain.errors import EaselError, ErrorKind, invalid
+
+FAMILIES = ("flux", "sd3", "sdxl", "sana", "mini")
+RESOLUTION_SCALE = {"1k": 1, "2k": 2}
+
+
+@dataclass(frozen=True)
+class Backend:
+    """A diffusers pipeline and the way to run it."""
+
+    name: str
+    source: str  # hub id or local directory
+    family: str
+    steps: int
+    guidance: float
+    negative_prompt: bool = True
+    max_sequence_length: int | None = None
+    scheduler: str | None = None
+
+    @property
+    def is_builtin(self) -> bool:
+        return self.source.startswith("easel/")
+
+
+@dataclass(frozen=True)
+class Size:
+    width: int
+    height: int
+    aspect_ratio: str
+    resolution: str
+
+    def __str__(self) -> str:
+        return f"{self.width}x{self.height}"
+
+
+@dataclass(frozen=True)
+class Tier:
+    name: str
+    label: str
+    backend: Backend
+    resolutions: tuple[str, ...]
+    price_usd: float
+
+
+@dataclass(frozen=True)
+class Model:
+    """One public model id, as a provider spells it."""
+
+    id: str
+    provider: str
+    tier: Tier
+    resolutions: tuple[str, ...]
+    max_images: int
+    prompt_min: int
+    prompt_max: int
+    negative_prompt: bool
+    price_usd: float
+    sizes: tuple[Size, ...] = field(repr=False)
+
+    @property
+    def backend(self) -> Backend:
+        return self.tier.backend
+
+    def size_for(self, aspect_ratio: str, resolution: str = "1k") -> Size:
+        """The pixel size for an aspect ratio and resolution, or a clear error."""
+        ratios = sorted({s.aspect_ratio for s in self.sizes}, key=_ratio_order)
+        if aspect_ratio not in ratios:
+            raise invalid(
+                "aspect_ratio",
+                f"aspect_ratio {aspect_ratio!r} is not supported by {self.id}; "
+                f"allowed: {', '.join(ratios)}",
+                ratios,
+            )
+        if resolution not in self.resolutions:
+            raise invalid(
+                "resolution",
+                f"resolution {resolution!r} is not supported by {self.id}; "
+                f"allowed: {', '.join(self.resolutions)}",
+                list(self.resolutions),
+            )
+        return next(
+            s for s in self.sizes if s.aspect_ratio == aspect_ratio and s.resolution == resolution
+        )
+
+    def check_size(self, width: int, height: int) -> Size:
+        for size in self.sizes:
+            if (size.width, size.height) == (width, height):
+                return size
+        allowed = [str(s) for s in self.sizes]
+        raise invalid(
+            "size",
+            f"{width}x{height} is not a size {self.id} produces; allowed: {', '.join(allowed)}",
+            allowed,
+        )
+
+    def check_prompt(self, prompt: str, parameter: str = "prompt") -> None:
+        if not isinstance(prompt, str) or not prompt.strip():
+            raise EaselError(ErrorKind.MISSING, f"{parameter} must be a non-empty string", parameter)
+        if not self.prompt_min <= len(prompt) <= self.prompt_max:
+            raise invalid(
+                parameter,
+                f"{parameter} must be {self.prompt_min}..{self.prompt_max} characters for "
+                f"{self.id}, got {len(prompt)}",
+            )
+
+    def check_negative_prompt(self, negative: str | None, parameter: str = "negative_prompt") -> None:
+        if negative is None or negative == "":
+            return
+        if not self.negative_prompt:
+            raise EaselError(
+                ErrorKind.UNSUPPORTED, f"{self.id} does not accept a {parameter}", parameter
+            )
+        if len(negative) > self.prompt_max:
+            raise invalid(parameter, f"{parameter} must be at most {self.prompt_max} characters")
+
+    def check_count(self, count: int, parameter: str = "num_images") -> None:
+        if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= self.max_images:
+            raise invalid(
+                parameter,
+                f"{parameter} must be an integer 1..{self.max_images} for {self.id}, got {count!r}",
+            )
+
+
+def _ratio_order(ratio: str) -> float:
+    w, h = ratio.split(":")
+    return -int(w) / int(h) if ratio != "1:1" else -99.0
+
+
+class Catalog:
+    """Loaded from the packaged catalog.toml, optionally overlaid by a user file."""
+
+    def __init__(self, data: dict[str, Any]) -> None:
+        self._data = data
+        self.base_sizes: dict[str, tuple[int, int]] = {
+            ratio: (int(wh[0]), int(wh[1])) for ratio, wh in data["sizes"].items()
+        }
+        self.backends = {name: _backend(name, raw) for name, raw in data["backends"].items()}
+        self.tiers = {name: self._tier(name, raw) for name, raw in data["tiers"].items()}
+        self.models = {mid: self._model(mid, raw) for mid, raw in data["models"].items()}
+
+    @classmethod
+    def load(cls, *overlays: Path) -> Catalog:
+        text = resources.files("easel").joinpath("catalog.toml").read_text("utf-8")
+        data = tomllib.loads(text)
+        for path in overlays:
+            data = _merge(data, tomllib.loads(Path(path).read_text("utf-8")))
+        return cls(data)
+
+    def _tier(self, name: str, raw: dict[str, Any]) -> Tier:
+        backend_name = raw["backend"]
+        if backend_name not in self.backends:
+            raise ValueError(f"tier {name!r} names unknown backend {backend_name!r}")
+        return Tier(
+            name=name,
+            label=raw.get("label", name),
+            backend=self.backends[backend_name],
+            resolutions=tuple(raw.get("resolutions", ["1k"])),
+            price_usd=float(raw["price_usd"]),
+        )
+
+    def _model(self, model_id: str, raw: dict[str, Any]) -> Model:
+        tier_name = raw["tier"]
+        if tier_name not in self.tiers:
+            raise ValueError(f"model {model_id!r} names unknown tier {tier_name!r}")
+        tier = self.tiers[tier_name]
+        resolutions = tuple(raw.get("resolutions", tier.resolutions))
+        return Model(
+            id=model_id,
+            provider=raw.get("provider", "easel"),
+            tier=tier,
+            resolutions=resolutions,
+            max_images=int(raw.get("max_images", 4)),
+            prompt_min=int(raw.get("prompt_min", 1)),
+            prompt_max=int(raw.get("prompt_max", 3000)),
+            negative_prompt=bool(raw.get("negative_prompt", True)),
+            price_usd=float(raw.get("price_usd", tier.price_usd)),
+            sizes=tuple(self._sizes(resolutions)),
+        )
+
+    def _sizes(self, resolutions: Iterable[str]) -> Iterable[Size]:
+        for resolution in resolutions:
+            scale = RESOLUTION_SCALE[resolution]
+            for ratio, (w, h) in self.base_sizes.items():
+                yield Size(w * scale, h * scale, ratio, resolution)
+
+    @cached_property
+    def model_ids(self) -> list[str]:
+        return sorted(self.models)
+
+    def model(self, model_id: str, parameter: str = "model") -> Model:
+        try:
+            return self.models[model_id]
+        except (KeyError, TypeError):
+            raise EaselError(
+                ErrorKind.UNKNOWN_MODEL,
+                f"unknown model {model_id!r}; known models: {', '.join(self.model_ids)}",
+                parameter,
+                self.model_ids,
+            ) from None
+
+    def models_for(self, provider: str) -> list[Model]:
+        return [m for m in self.models.values() if m.provider == provider]
+
+    def backend_for(self, name: str) -> Backend:
+        """A tier name, a public model id or a backend name -> its backend."""
+        if name in self.tiers:
+            return self.tiers[name].backend
+        if name in self.models:
+            return self.models[name].backend
+        if name in self.backends:
+            return self.backends[name]
+        known = sorted({*self.tiers, *self.backends})
+        raise EaselError(
+            ErrorKind.UNKNOWN_MODEL,
+            f"unknown model or tier {name!r}; known tiers and backends: {', '.join(known)}",
+            "model",
+        )
+
+
+def _backend(name: str, raw: dict[str, Any]) -> Backend:
+    family = raw["family"]
+    if family not in FAMILIES:
+        raise ValueError(f"backend {name!r}: family must be one of {FAMILIES}, got {family!r}")
+    return Backend(
+        name=name,
+        source=str(raw["source"]),
+        family=family,
+        steps=int(raw["steps"]),
+        guidance=float(raw["guidance"]),
+        negative_prompt=bool(raw.get("negative_prompt", True)),
+        max_sequence_length=raw.get("max_sequence_length"),
+        scheduler=raw.get("scheduler"),
+    )
+
+
+def _merge(base: dict[str, Any], overlay: dict[str, Any]) -> dict[str, Any]:
+    """Deep-merge tables so a user file can change one field of one entry."""
+    merged = dict(base)
+    for key, value in overlay.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged

@@ -1,0 +1,1 @@
+"""Pure types shared by every layer: no I/O, no torch, no HTTP framework."""

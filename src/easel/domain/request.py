@@ -1,0 +1,33 @@
+"""A generation request in the core's own terms (diffusers names), whatever dialect sent it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class ImageFormat(StrEnum):
+    JPEG = "jpeg"
+    PNG = "png"
+    WEBP = "webp"
+
+    @property
+    def mime(self) -> str:
+        return f"image/{self.value}"
+
+    @property
+    def extension(self) -> str:
+        return "jpg" if self is ImageFormat.JPEG else self.value
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    model: str  # a public model id from the catalog
+    prompt: str
+    width: int
+    height: int
+    num_images: int = 1
+    negative_prompt: str | None = None
+    seed: int | None = None  # None: a random seed per image, reported back
+    output_format: ImageFormat = ImageFormat.JPEG
+    output_quality: int = 95

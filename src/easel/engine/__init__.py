@@ -1,0 +1,178 @@
+"""The engine: the only package that imports torch and diffusers.
+
+It turns an EngineBatch (compatible images: same weights, size, steps) into pixels, keeps
+pipelines warm, and unloads the least recently used one when a new model does not fit.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from easel.domain.errors import CancelledError, InferenceError
+from easel.domain.generation import EngineBatch, GeneratedImage
+from easel.engine.pipelines import (
+    Placement,
+    call_kwargs,
+    default_placement,
+    load_pipeline,
+    resolve_local_path,
+    weights_bytes,
+)
+
+log = logging.getLogger(__name__)
+
+ProgressFn = Callable[[int, int], None]
+
+
+class _Cancelled(Exception):
+    """Raised inside the denoising loop to stop between steps."""
+
+
+class Engine:
+    def __init__(
+        self,
+        cache_dir: Path,
+        device: str | None = None,
+        max_loaded: int = 2,
+        num_threads: int | None = None,
+    ) -> None:
+        self.cache_dir = Path(cache_dir)
+        self.placement: Placement = default_placement(device)
+        self.max_loaded = max_loaded
+        self._pipelines: OrderedDict[str, Any] = OrderedDict()
+        # One pipeline call at a time: a GPU runs one batch best, and diffusers pipelines keep
+        # per-call state (scheduler timesteps) that concurrent calls would corrupt.
+        self._lock = threading.RLock()
+        if num_threads:
+            torch.set_num_threads(num_threads)
+
+    @property
+    def device(self) -> str:
+        return self.placement.device
+
+    def loaded(self) -> list[str]:
+        return list(self._pipelines)
+
+    def pipeline(self, source: str) -> Any:
+        """The warm pipeline for `source`, loading it (and evicting others) if needed."""
+        with self._lock:
+            if source in self._pipelines:
+                self._pipelines.move_to_end(source)
+                return self._pipelines[source]
+            self._make_room(source)
+            try:
+                pipe = load_pipeline(source, self.cache_dir, self.placement)
+            except torch.OutOfMemoryError:
+                self._evict_all()
+                pipe = load_pipeline(source, self.cache_dir, self.placement)
+            self._pipelines[source] = pipe
+            return pipe
+
+    def unload(self, source: str) -> None:
+        with self._lock:
+            if self._pipelines.pop(source, None) is not None:
+                log.info("unloaded %s", source)
+                self._free_memory()
+
+    def _make_room(self, source: str) -> None:
+        while len(self._pipelines) >= self.max_loaded:
+            self._evict_oldest()
+        if not self.device.startswith("cuda"):
+            return
+        local = resolve_local_path(source, self.cache_dir)
+        need = weights_bytes(local) if local else 0
+        while self._pipelines and need > torch.cuda.mem_get_info()[0]:
+            self._evict_oldest()
+
+    def _evict_oldest(self) -> None:
+        oldest, _ = self._pipelines.popitem(last=False)
+        log.info("unloading least recently used pipeline %s", oldest)
+        self._free_memory()
+
+    def _evict_all(self) -> None:
+        self._pipelines.clear()
+        self._free_memory()
+
+    def _free_memory(self) -> None:
+        import gc
+
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+    def generate(
+        self,
+        batch: EngineBatch,
+        progress: ProgressFn | None = None,
+        cancel: threading.Event | None = None,
+    ) -> list[GeneratedImage]:
+        """One image per ImageSpec, in order. Raises InferenceError or CancelledError."""
+        with self._lock:
+            pipe = self.pipeline(batch.source)
+            # Each image has its own generator, so image i depends on its seed alone.
+            generators = [
+                torch.Generator(device="cpu").manual_seed(spec.seed) for spec in batch.images
+            ]
+            kwargs = call_kwargs(batch, generators)
+            kwargs.update(self._step_callback(pipe, batch.steps, progress, cancel))
+            try:
+                with torch.inference_mode():
+                    result = pipe(**kwargs)
+            except _Cancelled:
+                raise CancelledError() from None
+            except torch.OutOfMemoryError as exc:
+                self._free_memory()
+                raise InferenceError(f"out of memory on {self.device}: {exc}") from exc
+        return _to_images(np.asarray(result.images), batch)
+
+    def _step_callback(
+        self,
+        pipe: Any,
+        total: int,
+        progress: ProgressFn | None,
+        cancel: threading.Event | None,
+    ) -> dict[str, Any]:
+        if progress is None and cancel is None:
+            return {}
+
+        def on_step_end(_pipe: Any, step: int, _t: Any, tensors: dict[str, Any]) -> dict[str, Any]:
+            if progress is not None:
+                progress(step + 1, total)
+            if cancel is not None and cancel.is_set():
+                raise _Cancelled()
+            return tensors
+
+        if _accepts(pipe, "callback_on_step_end"):
+            return {"callback_on_step_end": on_step_end}
+        return {}
+
+
+def _accepts(pipe: Any, name: str) -> bool:
+    import inspect
+
+    return name in inspect.signature(pipe.__call__).parameters
+
+
+def _to_images(images: np.ndarray, batch: EngineBatch) -> list[GeneratedImage]:
+    """Check every image, then quantise to uint8. A bad image fails the batch, never passes."""
+    if images.shape[0] != len(batch.images):
+        raise InferenceError(f"pipeline returned {images.shape[0]} images for {len(batch.images)}")
+    bad = [i for i in range(len(images)) if not np.isfinite(images[i]).all()]
+    if bad:
+        raise InferenceError(f"images {bad} contain NaN or infinite values")
+    quantised = (np.clip(images, 0.0, 1.0) * 255.0).round().astype(np.uint8)
+    black = [i for i in range(len(quantised)) if int(quantised[i].max()) == 0]
+    if black:
+        raise InferenceError(f"images {black} are entirely black")
+    return [
+        GeneratedImage(pixels=quantised[i], seed=spec.seed, width=batch.width, height=batch.height)
+        for i, spec in enumerate(batch.images)
+    ]

@@ -1,0 +1,110 @@
+"""Loading diffusers pipelines and calling each family with its own conventions."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from easel.domain.generation import EngineBatch
+from easel.engine.tiny import TINY_MODELS, ensure_tiny
+
+log = logging.getLogger(__name__)
+
+
+def quiet_libraries() -> None:
+    """diffusers/transformers progress bars and notices would drown easel's own output."""
+    import diffusers
+    import transformers
+
+    diffusers.utils.logging.set_verbosity_error()
+    diffusers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+
+
+MINI_MODEL = "easel/mini"
+
+
+@dataclass(frozen=True)
+class Placement:
+    device: str
+    dtype: torch.dtype
+
+
+def default_placement(device: str | None = None) -> Placement:
+    """CUDA in bf16 when present, else CPU in float32 (bf16 on CPU is slow and lossy)."""
+    chosen = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    dtype = torch.bfloat16 if chosen.startswith("cuda") else torch.float32
+    return Placement(chosen, dtype)
+
+
+def resolve_local_path(source: str, cache_dir: Path) -> Path | None:
+    """A directory to load from, building the built-in models on first use."""
+    if source in TINY_MODELS:
+        return ensure_tiny(source, cache_dir / "tiny")
+    if source == MINI_MODEL:
+        from easel.mini.weights import mini_weights_dir  # the trained weights ship in the package
+
+        return mini_weights_dir()
+    path = Path(source).expanduser()
+    return path if path.is_dir() else None
+
+
+def load_pipeline(source: str, cache_dir: Path, placement: Placement) -> Any:
+    """Load by local directory or hub id through diffusers' real `from_pretrained` path.
+
+    Hub ids load from the local Hugging Face cache only (`easel pull` downloads): a server must
+    never start a multi-GB download in the middle of a request.
+    """
+    from diffusers import DiffusionPipeline
+
+    quiet_libraries()
+    local = resolve_local_path(source, cache_dir)
+    if source == MINI_MODEL:
+        from easel.mini.pipeline import EaselMiniPipeline
+
+        pipe = EaselMiniPipeline.from_pretrained(str(local), dtype=placement.dtype)
+    elif local is not None:
+        pipe = DiffusionPipeline.from_pretrained(str(local), dtype=placement.dtype)
+    else:
+        pipe = DiffusionPipeline.from_pretrained(
+            source, dtype=placement.dtype, local_files_only=True
+        )
+    pipe.to(placement.device)
+    pipe.set_progress_bar_config(disable=True)
+    log.info("loaded %s (%s) on %s", source, type(pipe).__name__, placement.device)
+    return pipe
+
+
+def call_kwargs(batch: EngineBatch, generators: list[torch.Generator]) -> dict[str, Any]:
+    """Arguments for one batched pipeline call, in the conventions of the batch's family."""
+    kwargs: dict[str, Any] = {
+        "prompt": [image.prompt for image in batch.images],
+        "num_inference_steps": batch.steps,
+        "guidance_scale": batch.guidance,
+        "width": batch.width,
+        "height": batch.height,
+        "generator": generators,
+        "output_type": "np",
+    }
+    negatives = [image.negative_prompt or "" for image in batch.images]
+    if batch.family in ("sd3", "sdxl", "sana", "mini"):
+        kwargs["negative_prompt"] = negatives
+    if batch.max_sequence_length and batch.family in ("flux", "sd3"):
+        kwargs["max_sequence_length"] = batch.max_sequence_length
+    if batch.family == "sana":
+        # Resolution binning snaps to the 1024-class bins and resizes back; our sizes are exact.
+        kwargs["use_resolution_binning"] = False
+        if batch.source in TINY_MODELS:
+            # The default instruction preamble is ~1k tokens, far past a tiny encoder's window.
+            kwargs["complex_human_instruction"] = None
+    return kwargs
+
+
+def weights_bytes(path: Path) -> int:
+    """On-disk size of a pipeline's weights: a fair estimate of the memory it will need."""
+    return sum(f.stat().st_size for f in path.rglob("*") if f.suffix in {".safetensors", ".bin"})

@@ -1,0 +1,1 @@
+"""The core: decides what runs, with no HTTP framework and no torch."""

@@ -1,0 +1,154 @@
+"""Planning: a GenerationRequest checked against the catalog and turned into engine work."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from dataclasses import dataclass
+
+from easel.catalog import Backend, Catalog, Model
+from easel.domain.errors import EaselError, ErrorKind, invalid
+from easel.domain.generation import EngineBatch, ImageSpec
+from easel.domain.request import GenerationRequest
+from easel.services.weights import weights_present
+
+log = logging.getLogger(__name__)
+
+MAX_SEED = 2**32 - 1  # the widest range any dialect accepts (AIML); seeds s+i stay below 2**63
+
+
+@dataclass(frozen=True)
+class ResolvedBackend:
+    """The weights that will actually run, and why, when they are a stand-in."""
+
+    source: str
+    family: str
+    steps: int
+    guidance: float
+    max_sequence_length: int | None
+    fallback_reason: str | None = None
+
+    @property
+    def is_fallback(self) -> bool:
+        return self.fallback_reason is not None
+
+
+class BackendResolver:
+    """Decides which weights serve a backend: the real ones, or a labelled offline stand-in."""
+
+    def __init__(self, strict: bool = False, fallback_max_steps: int = 4) -> None:
+        self.strict = strict
+        self.fallback_max_steps = fallback_max_steps
+        self._present: dict[str, bool] = {}
+
+    def present(self, source: str) -> bool:
+        if source not in self._present:
+            self._present[source] = weights_present(source)
+        return self._present[source]
+
+    def forget(self) -> None:
+        """Look at the disk again (after `easel pull`)."""
+        self._present.clear()
+
+    def resolve(self, backend: Backend) -> ResolvedBackend:
+        if self.present(backend.source):
+            return ResolvedBackend(
+                backend.source,
+                backend.family,
+                backend.steps,
+                backend.guidance,
+                backend.max_sequence_length,
+            )
+        if self.strict:
+            raise EaselError(
+                ErrorKind.UNAVAILABLE,
+                f"the weights of {backend.source} are not present (run `easel pull "
+                f"{backend.name}`) and strict mode forbids a stand-in",
+                "model",
+            )
+        stand_in = self.stand_in(backend)
+        reason = (
+            f"weights of {backend.source} are not present; served by the offline stand-in "
+            f"{stand_in} (untrained, not the real model)"
+        )
+        return ResolvedBackend(
+            stand_in,
+            "mini" if stand_in == "easel/mini" else backend.family,
+            min(backend.steps, self.fallback_max_steps),
+            backend.guidance,
+            None,
+            reason,
+        )
+
+    def stand_in(self, backend: Backend) -> str:
+        if self.present("easel/mini"):
+            return "easel/mini"
+        return f"easel/tiny-{backend.family}"
+
+
+@dataclass(frozen=True)
+class Plan:
+    request: GenerationRequest
+    model: Model
+    backend: ResolvedBackend
+    images: tuple[ImageSpec, ...]
+
+    @property
+    def seeds(self) -> list[int]:
+        return [image.seed for image in self.images]
+
+    @property
+    def cost_usd(self) -> float:
+        return round(self.model.price_usd * len(self.images), 6)
+
+    def batch(self, images: tuple[ImageSpec, ...] | None = None) -> EngineBatch:
+        return EngineBatch(
+            source=self.backend.source,
+            family=self.backend.family,
+            width=self.request.width,
+            height=self.request.height,
+            steps=self.backend.steps,
+            guidance=self.backend.guidance,
+            images=self.images if images is None else images,
+            max_sequence_length=self.backend.max_sequence_length,
+        )
+
+
+def validate(request: GenerationRequest, catalog: Catalog) -> Model:
+    """Every rule the catalog owns, checked up front, one clear error per problem."""
+    model = catalog.model(request.model)
+    model.check_prompt(request.prompt)
+    model.check_negative_prompt(request.negative_prompt)
+    model.check_size(request.width, request.height)
+    model.check_count(request.num_images)
+    if request.seed is not None and (
+        isinstance(request.seed, bool)
+        or not isinstance(request.seed, int)
+        or not 0 <= request.seed <= MAX_SEED
+    ):
+        raise invalid("seed", f"seed must be an integer 0..{MAX_SEED}, got {request.seed!r}")
+    if not 1 <= request.output_quality <= 100:
+        raise invalid("output_quality", "output_quality must be 1..100")
+    return model
+
+
+def assign_seeds(seed: int | None, count: int) -> list[int]:
+    """An explicit seed s gives s, s+1, ...; none gives independent random seeds."""
+    if seed is None:
+        return [secrets.randbelow(MAX_SEED + 1) for _ in range(count)]
+    return [seed + i for i in range(count)]
+
+
+def plan(
+    request: GenerationRequest,
+    catalog: Catalog,
+    resolver: BackendResolver,
+    seeds: list[int] | None = None,
+) -> Plan:
+    """Validate and decide. `seeds` pins the per-image seeds (a job re-run after a crash)."""
+    model = validate(request, catalog)
+    backend = resolver.resolve(model.backend)
+    if seeds is None:
+        seeds = assign_seeds(request.seed, request.num_images)
+    images = tuple(ImageSpec(request.prompt, s, request.negative_prompt) for s in seeds)
+    return Plan(request, model, backend, images)
