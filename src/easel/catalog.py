@@ -6,6 +6,7 @@ size list, a prompt limit or a price.
 
 from __future__ import annotations
 
+import math
 import tomllib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -96,6 +97,24 @@ class Model:
             )
         return next(
             s for s in self.sizes if s.aspect_ratio == aspect_ratio and s.resolution == resolution
+        )
+
+    def nearest_size(self, width: int, height: int) -> Size:
+        """The size this model produces closest to width x height (for size strings such as
+        OpenAI's that name no Imagen size): first the aspect ratio nearest in log scale, then the
+        resolution nearest in pixel count; ties go to the squarer ratio and the smaller size."""
+        if width <= 0 or height <= 0:
+            raise invalid("size", f"size must be positive, got {width}x{height}")
+        target = math.log(width / height)
+        ratio = min(
+            self.sizes,
+            key=lambda s: (round(abs(math.log(s.width / s.height) - target), 9),
+                           abs(math.log(s.width / s.height))),
+        ).aspect_ratio
+        area = math.log(width * height)
+        return min(
+            (s for s in self.sizes if s.aspect_ratio == ratio),
+            key=lambda s: (round(abs(math.log(s.width * s.height) - area), 9), s.width * s.height),
         )
 
     def check_size(self, width: int, height: int) -> Size:

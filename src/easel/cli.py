@@ -119,7 +119,7 @@ def _run_generation(the_plan: object, settings: Settings, output: Path) -> None:
         data = encode(image.pixels, request.output_format, request.output_quality, metadata)
         path = output / f"easel-{stamp}-{index}-{image.seed}.{request.output_format.extension}"
         path.write_bytes(data)
-        out.print(f"{path}\tseed={image.seed}", markup=False, highlight=False)
+        typer.echo(f"{path}\tseed={image.seed}")
     err.print(f"{len(images)} image(s) in {elapsed:.2f} s", markup=False)
 
 
@@ -168,7 +168,33 @@ def pull(
         fail(exc.message)
     except PullError as exc:
         fail(str(exc), code=1)
-    out.print(f"{backend.source} -> {path}", markup=False)
+    typer.echo(f"{backend.source} -> {path}")
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port")] = 8000,
+    data_dir: Annotated[
+        Path | None, typer.Option(help="Jobs database and images (default: EASEL_DATA_DIR)")
+    ] = None,
+    log_level: Annotated[str, typer.Option(help="uvicorn log level")] = "warning",
+) -> None:
+    """Run the API server with its in-process worker (the model loads in the background)."""
+    import uvicorn
+
+    from easel.api.app import create_app
+
+    overrides: dict[str, object] = {"host": host, "port": port}
+    if data_dir is not None:
+        overrides["data_dir"] = data_dir
+    settings = Settings(**overrides)  # type: ignore[arg-type]
+    app_ = create_app(settings)
+    # Frames above max_body_bytes get a clear error from the dialect; only far larger ones are
+    # cut off by the WebSocket layer itself.
+    uvicorn.run(app_, host=host, port=port, log_level=log_level,
+                ws_max_size=max(16 * 1024 * 1024, settings.max_body_bytes * 4),
+                ws_ping_interval=None)
 
 
 def main() -> None:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from typing import Annotated, Any
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 def _default_data_dir() -> Path:
@@ -29,6 +31,29 @@ class Settings(BaseSettings):
     image_ttl_seconds: int = 3600
     batch_size: int = 4  # most images the worker puts in one engine call
 
+    # Server: jobs, leases, limits. A lease shorter than the slowest batch would let a second
+    # worker steal a healthy job, so the heartbeat renews it every lease_seconds / 3.
+    database: str | None = None  # SQLAlchemy URL; default: SQLite (WAL) in data_dir
+    api_keys: Annotated[list[str], NoDecode] = Field(default_factory=list)  # empty: no key needed
+    max_attempts: int = 3  # runs of one job (crash re-runs included) before it is failed
+    lease_seconds: float = 30.0
+    poll_interval: float = 0.5  # store polling when no in-process notification arrives
+    sweep_interval: float = 30.0  # how often expired images are deleted from disk
+    max_body_bytes: int = 1_000_000  # largest REST body / WebSocket frame accepted
+    sync_timeout: float = 600.0  # longest a sync request waits for its images
+    preload_models: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["google:2@3"]
+    )  # public model ids whose weights load at start; /readyz waits for them
+    run_worker: bool = True  # an API-only process leaves the jobs to other workers
+
+    @field_validator("api_keys", "preload_models", mode="before")
+    @classmethod
+    def _comma_list(cls, value: Any) -> Any:
+        """EASEL_API_KEYS=a,b (comma separated), as people write it in a shell."""
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
     @property
     def models_dir(self) -> Path:
         return self.data_dir / "models"
@@ -39,4 +64,12 @@ class Settings(BaseSettings):
 
     @property
     def database_url(self) -> str:
-        return f"sqlite:///{self.data_dir / 'easel.db'}"
+        return self.database or f"sqlite:///{self.data_dir / 'easel.db'}"
+
+    @property
+    def base_url(self) -> str:
+        """Where clients reach this server: the prefix of every image URL."""
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
+        return f"http://{host}:{self.port}"

@@ -140,14 +140,16 @@ class Engine:
         progress: ProgressFn | None,
         cancel: threading.Event | None,
     ) -> dict[str, Any]:
-        if progress is None and cancel is None:
-            return {}
-
         def on_step_end(_pipe: Any, step: int, _t: Any, tensors: dict[str, Any]) -> dict[str, Any]:
             if progress is not None:
                 progress(step + 1, total)
             if cancel is not None and cancel.is_set():
                 raise _Cancelled()
+            # The VAE clamps its output, which turns infinities into plausible white pixels:
+            # check the final latents (once, to avoid a GPU sync on every step).
+            latents = tensors.get("latents")
+            if step + 1 == total and latents is not None and not torch.isfinite(latents).all():
+                raise InferenceError("the denoised latents contain NaN or infinite values")
             return tensors
 
         if _accepts(pipe, "callback_on_step_end"):

@@ -1,0 +1,15 @@
+# The two commands a newcomer needs: `make serve` and `make test`.
+.PHONY: serve test lint setup
+
+setup:
+	./scripts/bootstrap
+
+serve: setup
+	.venv/bin/easel serve
+
+test: setup
+	.venv/bin/python -m pytest
+
+lint: setup
+	.venv/bin/ruff check src tests bench
+	.venv/bin/mypy

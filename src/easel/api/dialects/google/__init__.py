@@ -1,0 +1,1 @@
+"""The google dialect: wire models, translation, routes."""

@@ -1,0 +1,1 @@
+"""The openai dialect: wire models, translation, routes."""

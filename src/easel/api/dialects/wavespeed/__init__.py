@@ -1,0 +1,1 @@
+"""The wavespeed dialect: wire models, translation, routes."""

@@ -1,0 +1,28 @@
+"""WaveSpeed v3 wire models (protocols.md §2). Fields not listed here are refused by name."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+MAX_SEED = 2147483647
+
+
+class ImagenInput(BaseModel):
+    """The body of `POST /api/v3/{model_id}` for the Imagen 4 models."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    prompt: str
+    negative_prompt: str = ""
+    aspect_ratio: str = "1:1"
+    resolution: str = "1k"
+    num_images: int = 1
+    seed: int = Field(-1, ge=-1, le=MAX_SEED)
+    # WaveSpeed's other image models take output_format; Imagen pages do not list it (easel
+    # accepts it so each format is reachable from this dialect).
+    output_format: Literal["jpeg", "png", "webp"] = "jpeg"
+    enable_base64_output: bool = False
+    enable_sync_mode: bool = False
+    webhook_url: str | None = None

@@ -1,0 +1,247 @@
+"""WaveSpeed v3 <-> core. Pure functions: wire body -> GenerationRequest, Job -> `data` object,
+EaselError -> HTTP error or failed task (protocols.md §2.3, §7, §10.4)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import zlib
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from easel.api.dialects.common import (
+    ImageSource,
+    b64,
+    check_webhook,
+    http_status,
+    iso_ms,
+    ordered_images,
+    validate_wire,
+)
+from easel.api.dialects.wavespeed.schemas import ImagenInput
+from easel.catalog import Catalog
+from easel.domain.errors import EaselError, ErrorKind
+from easel.domain.job import Job, JobStatus
+from easel.domain.request import GenerationRequest, ImageFormat
+
+DIALECT = "wavespeed"
+PROVIDER = "wavespeed"
+
+STATUS = {
+    JobStatus.QUEUED: "created",
+    JobStatus.PROCESSING: "processing",
+    JobStatus.COMPLETED: "completed",
+    JobStatus.FAILED: "failed",
+}
+
+# Task-level codes in `data.code` (protocols.md §2.3); 0 = ok.
+CODE_MISSING = 1400
+CODE_INVALID = 1401
+CODE_MODERATION = 1200
+CODE_EXECUTION = 1403
+CODE_CANCELLED = 1405
+CODE_INTERNAL = 5000
+CODE_UNAVAILABLE = 5003
+CODE_TIMEOUT = 5004
+
+TASK_CODES: dict[str, int] = {
+    ErrorKind.MISSING: CODE_MISSING,
+    ErrorKind.INVALID: CODE_INVALID,
+    ErrorKind.UNSUPPORTED: CODE_INVALID,
+    ErrorKind.UNKNOWN_MODEL: CODE_INVALID,
+    ErrorKind.INFERENCE: CODE_EXECUTION,
+    ErrorKind.CANCELLED: CODE_CANCELLED,
+    ErrorKind.UNAVAILABLE: CODE_UNAVAILABLE,
+    "moderation": CODE_MODERATION,
+    "nsfw": CODE_MODERATION,
+}
+
+# Refusals that become failed tasks (HTTP 200, status failed): the caller's own mistakes.
+REFUSED_AS_TASK = {ErrorKind.MISSING, ErrorKind.INVALID, ErrorKind.UNSUPPORTED}
+
+REFUSAL_PREFIX = "rf-"
+
+
+@dataclass(frozen=True)
+class Submission:
+    request: GenerationRequest
+    input: dict[str, Any]  # the fully resolved input, echoed in data.input
+    sync: bool
+    base64_output: bool
+    options: dict[str, Any]
+
+
+def to_submission(
+    catalog: Catalog, model_id: str, body: dict[str, Any], webhook: str | None = None
+) -> Submission:
+    model = catalog.model(model_id)
+    wire = validate_wire(ImagenInput, body)
+    model.check_prompt(wire.prompt)
+    model.check_negative_prompt(wire.negative_prompt)
+    model.check_count(wire.num_images)
+    size = model.size_for(wire.aspect_ratio, wire.resolution)
+    if webhook is not None and wire.webhook_url is not None and webhook != wire.webhook_url:
+        raise EaselError(
+            ErrorKind.INVALID,
+            "the webhook query parameter and webhook_url disagree; give one of them",
+            "webhook_url",
+        )
+    target = webhook if webhook is not None else wire.webhook_url
+    options: dict[str, Any] = {}
+    if target is not None:
+        options["webhook"] = check_webhook(target, "webhook" if webhook else "webhook_url")
+    resolved = wire.model_dump(exclude={"webhook_url"})
+    options["wavespeed_input"] = resolved
+    request = GenerationRequest(
+        model=model.id,
+        prompt=wire.prompt,
+        width=size.width,
+        height=size.height,
+        num_images=wire.num_images,
+        negative_prompt=wire.negative_prompt or None,
+        seed=None if wire.seed == -1 else wire.seed,
+        output_format=ImageFormat(wire.output_format),
+    )
+    return Submission(
+        request, resolved, wire.enable_sync_mode, wire.enable_base64_output, options
+    )
+
+
+def result_url(base_url: str, job_id: str) -> str:
+    return f"{base_url.rstrip('/')}/api/v3/predictions/{job_id}/result"
+
+
+def task_code(job: Job) -> int:
+    return TASK_CODES.get(job.error_code or "", CODE_INTERNAL)
+
+
+def inference_ms(job: Job) -> int:
+    if job.started_at is None or job.finished_at is None:
+        return 0
+    return max(0, round((job.finished_at - job.started_at).total_seconds() * 1000))
+
+
+def wants_base64(job: Job) -> bool:
+    return bool(job.options.get("wavespeed_input", {}).get("enable_base64_output", False))
+
+
+async def outputs(job: Job, images: ImageSource) -> list[str]:
+    """URLs, or data URIs when the job asked for enable_base64_output (completed jobs only)."""
+    if job.status is not JobStatus.COMPLETED:
+        return []
+    if not wants_base64(job):
+        return [images.image_url(job, image) for image in ordered_images(job)]
+    return [
+        f"data:{image.mime or job.request.output_format.mime};base64,"
+        f"{b64(await images.image_bytes(image))}"
+        for image in ordered_images(job)
+    ]
+
+
+def job_data(job: Job, base_url: str, outputs: list[str]) -> dict[str, Any]:
+    completed = job.status is JobStatus.COMPLETED
+    data: dict[str, Any] = {
+        "id": job.id,
+        "model": job.request.model,
+        "input": job.options.get("wavespeed_input") or _input_of(job),
+        "outputs": outputs,
+        "urls": {"get": result_url(base_url, job.id)},
+        "has_nsfw_contents": [i.nsfw for i in ordered_images(job)] if completed else [],
+        "status": STATUS[job.status],
+        "created_at": iso_ms(job.created_at),
+        "error": (job.error_message or "") if job.status is JobStatus.FAILED else "",
+        "timings": {"inference": inference_ms(job)},
+    }
+    if job.status is JobStatus.FAILED:
+        data["code"] = task_code(job)
+    return data
+
+
+def sync_timeout_data(data: dict[str, Any], waited_s: float) -> dict[str, Any]:
+    """The reply when sync mode's hold expires: the SDK tells its user to poll the id."""
+    return {
+        **data,
+        "status": "processing",
+        "code": CODE_TIMEOUT,
+        "error": f"Sync mode timed out after {waited_s:g}s; the task is still running, "
+        f"poll {data['urls']['get']}",
+    }
+
+
+def _input_of(job: Job) -> dict[str, Any]:
+    """A job submitted through another dialect, described in WaveSpeed's terms."""
+    r = job.request
+    return {
+        "prompt": r.prompt,
+        "negative_prompt": r.negative_prompt or "",
+        "size": f"{r.width}*{r.height}",
+        "num_images": r.num_images,
+        "seed": -1 if r.seed is None else r.seed,
+        "output_format": r.output_format.value,
+    }
+
+
+def envelope(data: dict[str, Any]) -> dict[str, Any]:
+    return {"code": 200, "message": "success", "data": data}
+
+
+def error_body(status: int, message: str) -> dict[str, Any]:
+    """HTTP-level errors (auth, unknown id, overload): `{code, message}` with that status."""
+    return {"code": status, "message": message, "data": None}
+
+
+def is_refused_as_task(err: EaselError) -> bool:
+    return err.kind in REFUSED_AS_TASK
+
+
+def error_status(err: EaselError) -> int:
+    return http_status(err.kind)
+
+
+# A request refused at the edge is answered as a failed task (HTTP 200, status failed,
+# data.code 1400/1401) because the SDK ignores the submit reply's status and always polls
+# /result (protocols.md §10.4). No job exists for it, so the id itself carries the refusal
+# (compressed, URL-safe): the poll decodes it and the dialect stays stateless.
+
+
+def refusal_data(
+    model_id: str, err: EaselError, created_at: datetime, base_url: str
+) -> dict[str, Any]:
+    code = CODE_MISSING if err.kind is ErrorKind.MISSING else CODE_INVALID
+    refusal = {"m": model_id, "c": code, "e": err.message, "p": err.parameter,
+               "t": iso_ms(created_at)}
+    packed = zlib.compress(json.dumps(refusal, separators=(",", ":")).encode(), 9)
+    job_id = REFUSAL_PREFIX + base64.urlsafe_b64encode(packed).decode().rstrip("=")
+    return _refusal(job_id, refusal, base_url)
+
+
+def decode_refusal(job_id: str, base_url: str) -> dict[str, Any] | None:
+    if not job_id.startswith(REFUSAL_PREFIX):
+        return None
+    token = job_id[len(REFUSAL_PREFIX):]
+    try:
+        packed = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+        refusal = json.loads(zlib.decompress(packed))
+    except (binascii.Error, zlib.error, ValueError):
+        return None
+    if not isinstance(refusal, dict) or not {"m", "c", "e", "t"} <= refusal.keys():
+        return None
+    return _refusal(job_id, refusal, base_url)
+
+
+def _refusal(job_id: str, refusal: dict[str, Any], base_url: str) -> dict[str, Any]:
+    return {
+        "id": job_id,
+        "model": refusal["m"],
+        "input": {},
+        "outputs": [],
+        "urls": {"get": result_url(base_url, job_id)},
+        "has_nsfw_contents": [],
+        "status": "failed",
+        "created_at": refusal["t"],
+        "error": refusal["e"],
+        "code": refusal["c"],
+        "timings": {"inference": 0},
+    }

@@ -1,0 +1,59 @@
+"""The durable job: one acknowledged generation request and its images."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from easel.domain.request import GenerationRequest
+
+
+class JobStatus(StrEnum):
+    QUEUED = "queued"
+    PROCESSING = "processing"
+    COMPLETED = "completed"
+    FAILED = "failed"
+
+    @property
+    def terminal(self) -> bool:
+        return self in (JobStatus.COMPLETED, JobStatus.FAILED)
+
+
+@dataclass(frozen=True)
+class JobImage:
+    """One requested result. Its id and seed are fixed at submission, so polls and re-runs after
+    a crash always name the same images."""
+
+    image_id: str
+    index: int
+    seed: int
+    ready: bool = False  # encoded and stored
+    mime: str | None = None
+    size_bytes: int | None = None
+    expires_at: datetime | None = None  # when its URL stops resolving
+    nsfw: bool = False
+
+
+@dataclass(frozen=True)
+class Job:
+    id: str  # easel's id; equal to the client's task id when the dialect has one
+    dialect: str  # "runware", "wavespeed", "openai", "google", "cli"
+    request: GenerationRequest
+    status: JobStatus
+    images: tuple[JobImage, ...]
+    created_at: datetime
+    backend: str = ""  # the weights that ran (or will run)
+    stand_in_reason: str | None = None
+    cost_usd: float = 0.0
+    options: dict[str, Any] = field(default_factory=dict)  # dialect extras: ttl, webhook, ...
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    error_code: str | None = None
+    error_message: str | None = None
+    attempts: int = 0
+    progress_step: int = 0
+    progress_total: int = 0
+    batch_id: str | None = None  # the engine call that drew it (jobs batched together share it)
+    engine_seconds: float = 0.0  # time inside the engine, to tell it from time the server adds

@@ -1,0 +1,60 @@
+"""Prometheus metrics, one registry per server so tests can run several in one process."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from easel.domain.job import JobStatus
+from easel.store import JobStore
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+
+
+class _JobStates(Collector):
+    """Jobs by state, read from the store at scrape time: the store is the source of truth."""
+
+    def __init__(self, store: JobStore) -> None:
+        self.store = store
+
+    def collect(self) -> Iterable[Metric]:
+        counts = self.store.counts()
+        by_state = GaugeMetricFamily("easel_jobs", "Jobs by state", labels=["state"])
+        for status in JobStatus:
+            by_state.add_metric([status.value], counts.get(status.value, 0))
+        yield by_state
+        depth = GaugeMetricFamily("easel_queue_depth", "Jobs waiting for a worker")
+        depth.add_metric([], counts.get(JobStatus.QUEUED.value, 0))
+        yield depth
+
+
+class Metrics:
+    def __init__(self, store: JobStore) -> None:
+        self.registry = CollectorRegistry()
+        self.registry.register(_JobStates(store))
+        r = self.registry
+        self.submitted = Counter("easel_jobs_submitted", "Jobs accepted", ["dialect"], registry=r)
+        self.images = Counter("easel_images_generated", "Images generated and stored", registry=r)
+        self.failed = Counter("easel_jobs_failed", "Jobs failed", ["code"], registry=r)
+        self.step_seconds = Histogram(
+            "easel_denoising_step_seconds", "Time of one denoising step of a batch",
+            buckets=LATENCY_BUCKETS, registry=r,
+        )
+        self.batch_seconds = Histogram(
+            "easel_engine_batch_seconds", "Time of one engine call", buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.batch_images = Histogram(
+            "easel_engine_batch_images", "Images per engine call",
+            buckets=(1, 2, 4, 8, 16, 32, 64), registry=r,
+        )
+        self.request_seconds = Histogram(
+            "easel_request_seconds", "HTTP request latency", ["method", "route", "status"],
+            buckets=LATENCY_BUCKETS, registry=r,
+        )
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,416 @@
+"""The job store: durable job rows and their images, on SQLAlchemy Core.
+
+SQLite (WAL) by default; only portable SQL is used so PostgreSQL works with a different URL.
+Every state change is a compare-and-set UPDATE (`... WHERE status = 'processing' AND
+lease_owner = :me`), so a job whose lease expired and was re-run still has exactly one terminal
+transition, whoever finishes first.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine, RowMapping
+from sqlalchemy.exc import IntegrityError
+
+from easel.domain.job import Job, JobImage, JobStatus
+from easel.domain.request import GenerationRequest, ImageFormat
+
+metadata = sa.MetaData()
+
+jobs = sa.Table(
+    "jobs",
+    metadata,
+    sa.Column("id", sa.String(128), primary_key=True),
+    sa.Column("dialect", sa.String(32), nullable=False),
+    sa.Column("request", sa.JSON, nullable=False),
+    sa.Column("params_hash", sa.String(64), nullable=False),
+    sa.Column("options", sa.JSON, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False, index=True),
+    sa.Column("batch_key", sa.String(512), nullable=False),  # jobs that may share an engine call
+    sa.Column("num_images", sa.Integer, nullable=False),
+    sa.Column("backend", sa.String(512), nullable=False, default=""),
+    sa.Column("stand_in_reason", sa.Text),
+    sa.Column("cost", sa.Float, nullable=False, default=0.0),
+    sa.Column("error_code", sa.String(64)),
+    sa.Column("error_message", sa.Text),
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    sa.Column("lease_owner", sa.String(64)),
+    sa.Column("lease_expires_at", sa.Float),
+    sa.Column("created_at", sa.Float, nullable=False, index=True),
+    sa.Column("started_at", sa.Float),
+    sa.Column("finished_at", sa.Float),
+    sa.Column("updated_at", sa.Float, nullable=False),
+    sa.Column("progress_step", sa.Integer, nullable=False, default=0),
+    sa.Column("progress_total", sa.Integer, nullable=False, default=0),
+    sa.Column("batch_id", sa.String(64)),
+    sa.Column("engine_seconds", sa.Float, nullable=False, default=0.0),
+)
+
+images = sa.Table(
+    "images",
+    metadata,
+    sa.Column("image_id", sa.String(64), primary_key=True),
+    sa.Column("job_id", sa.String(128), sa.ForeignKey("jobs.id"), nullable=False, index=True),
+    sa.Column("idx", sa.Integer, nullable=False),
+    sa.Column("seed", sa.BigInteger, nullable=False),
+    sa.Column("ext", sa.String(8), nullable=False),
+    sa.Column("ready", sa.Boolean, nullable=False, default=False),
+    sa.Column("mime", sa.String(32)),
+    sa.Column("size_bytes", sa.Integer),
+    sa.Column("nsfw", sa.Boolean, nullable=False, default=False),
+    sa.Column("expires_at", sa.Float, index=True),
+    sa.Column("deleted", sa.Boolean, nullable=False, default=False),
+)
+
+TERMINAL = (JobStatus.COMPLETED.value, JobStatus.FAILED.value)
+
+
+@dataclass(frozen=True)
+class NewJob:
+    """A validated submission with its image ids and seeds already fixed."""
+
+    id: str
+    dialect: str
+    request: GenerationRequest
+    params_hash: str
+    options: dict[str, Any]
+    batch_key: str
+    backend: str
+    stand_in_reason: str | None
+    cost: float
+    image_ids: Sequence[str]
+    seeds: Sequence[int]
+
+
+@dataclass(frozen=True)
+class StoredImage:
+    """An image row with what serving it needs."""
+
+    image: JobImage
+    job_id: str
+    ext: str
+    deleted: bool
+
+
+@dataclass(frozen=True)
+class ReadyImage:
+    image_id: str
+    mime: str
+    size_bytes: int
+    expires_at: float | None
+
+
+def make_engine(url: str) -> Engine:
+    """A SQLAlchemy engine; SQLite gets WAL and a busy timeout so threads wait, not fail."""
+    if not url.startswith("sqlite"):
+        return sa.create_engine(url, pool_pre_ping=True)
+    engine = sa.create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+
+    @sa.event.listens_for(engine, "connect")
+    def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+        cursor = dbapi_conn.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL survives process crashes
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.close()
+
+    return engine
+
+
+class JobStore:
+    """Synchronous by design: callers on the event loop wrap calls in asyncio.to_thread."""
+
+    def __init__(self, url: str) -> None:
+        self.engine = make_engine(url)
+
+    def create(self) -> None:
+        metadata.create_all(self.engine)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # -- submission and reads ---------------------------------------------------------------
+
+    def insert(self, new: NewJob, now: float | None = None) -> bool:
+        """False when a job with this id already exists (the caller compares parameters)."""
+        now = time.time() if now is None else now
+        ext = new.request.output_format.extension
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(jobs.insert().values(
+                    id=new.id, dialect=new.dialect, request=request_to_json(new.request),
+                    params_hash=new.params_hash, options=new.options,
+                    status=JobStatus.QUEUED.value, batch_key=new.batch_key,
+                    num_images=len(new.image_ids), backend=new.backend,
+                    stand_in_reason=new.stand_in_reason, cost=new.cost, attempts=0,
+                    created_at=now, updated_at=now, progress_step=0, progress_total=0,
+                    engine_seconds=0.0,
+                ))
+                conn.execute(images.insert(), [
+                    {"image_id": image_id, "job_id": new.id, "idx": index, "seed": seed,
+                     "ext": ext, "ready": False, "nsfw": False, "deleted": False}
+                    for index, (image_id, seed) in enumerate(
+                        zip(new.image_ids, new.seeds, strict=True)
+                    )
+                ])
+        except IntegrityError:
+            return False
+        return True
+
+    def get(self, job_id: str) -> Job | None:
+        with self.engine.connect() as conn:
+            rows = _load(conn, [job_id])
+        return rows[0][0] if rows else None
+
+    def get_with_hash(self, job_id: str) -> tuple[Job, str] | None:
+        with self.engine.connect() as conn:
+            rows = _load(conn, [job_id])
+        return rows[0] if rows else None
+
+    def get_many(self, job_ids: Sequence[str]) -> list[Job]:
+        with self.engine.connect() as conn:
+            return [job for job, _ in _load(conn, job_ids)]
+
+    def image(self, image_id: str) -> StoredImage | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(images.select().where(images.c.image_id == image_id)).mappings()
+            found = row.first()
+        if found is None:
+            return None
+        return StoredImage(_image(found), found["job_id"], found["ext"], bool(found["deleted"]))
+
+    def counts(self) -> dict[str, int]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(jobs.c.status, sa.func.count()).group_by(jobs.c.status)
+            ).all()
+        return {status: int(count) for status, count in rows}
+
+    # -- the worker's side --------------------------------------------------------------------
+
+    def claim(
+        self, owner: str, max_images: int, lease_seconds: float, max_attempts: int
+    ) -> list[Job]:
+        """Take the oldest claimable job and compatible ones (same batch_key) up to max_images.
+
+        Claimable: queued, or processing with an expired lease (its worker died). A job that has
+        used up its attempts is failed here instead of being run again.
+        """
+        now = time.time()
+        with self.engine.connect() as conn:
+            candidates = conn.execute(
+                sa.select(jobs.c.id, jobs.c.batch_key, jobs.c.num_images, jobs.c.attempts)
+                .where(_claimable(now))
+                .order_by(jobs.c.created_at, jobs.c.id)
+                .limit(200)
+            ).mappings().all()
+        chosen = self._choose(candidates, max_images, max_attempts)
+        claimed: list[str] = []
+        with self.engine.begin() as conn:
+            for job_id in chosen:
+                result = conn.execute(
+                    jobs.update()
+                    .where(jobs.c.id == job_id, _claimable(now))
+                    .values(status=JobStatus.PROCESSING.value, lease_owner=owner,
+                            lease_expires_at=now + lease_seconds, attempts=jobs.c.attempts + 1,
+                            started_at=sa.func.coalesce(jobs.c.started_at, now), updated_at=now)
+                )
+                if result.rowcount == 1:
+                    claimed.append(job_id)
+        return self.get_many(claimed)
+
+    def _choose(
+        self, candidates: Sequence[RowMapping], max_images: int, max_attempts: int
+    ) -> list[str]:
+        chosen: list[str] = []
+        key: str | None = None
+        total = 0
+        for row in candidates:
+            if row["attempts"] >= max_attempts:
+                self._give_up(row["id"], row["attempts"])
+                continue
+            if key is None:
+                key, total = row["batch_key"], row["num_images"]
+                chosen.append(row["id"])
+            elif row["batch_key"] == key and total + row["num_images"] <= max_images:
+                total += row["num_images"]
+                chosen.append(row["id"])
+        return chosen
+
+    def _give_up(self, job_id: str, attempts: int) -> None:
+        now = time.time()
+        with self.engine.begin() as conn:
+            conn.execute(
+                jobs.update().where(jobs.c.id == job_id, _claimable(now)).values(
+                    status=JobStatus.FAILED.value, error_code="inference",
+                    error_message=f"the job was interrupted {attempts} times (its worker crashed "
+                    "or lost its lease); giving up",
+                    finished_at=now, updated_at=now, lease_owner=None,
+                )
+            )
+
+    def heartbeat(self, owner: str, job_ids: Iterable[str], lease_seconds: float) -> int:
+        ids = list(job_ids)
+        if not ids:
+            return 0
+        now = time.time()
+        with self.engine.begin() as conn:
+            result = conn.execute(
+                jobs.update()
+                .where(jobs.c.id.in_(ids), jobs.c.lease_owner == owner,
+                       jobs.c.status == JobStatus.PROCESSING.value)
+                .values(lease_expires_at=now + lease_seconds, updated_at=now)
+            )
+        return int(result.rowcount)
+
+    def progress(self, owner: str, job_ids: Iterable[str], step: int, total: int) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                jobs.update()
+                .where(jobs.c.id.in_(list(job_ids)), jobs.c.lease_owner == owner,
+                       jobs.c.status == JobStatus.PROCESSING.value)
+                .values(progress_step=step, progress_total=total, updated_at=time.time())
+            )
+
+    def complete(
+        self,
+        job_id: str,
+        owner: str,
+        ready: Sequence[ReadyImage],
+        batch_id: str,
+        engine_seconds: float,
+    ) -> bool:
+        """The one terminal transition of a successful job; False if this worker lost it."""
+        now = time.time()
+        with self.engine.begin() as conn:
+            result = conn.execute(
+                jobs.update()
+                .where(jobs.c.id == job_id, jobs.c.status == JobStatus.PROCESSING.value,
+                       jobs.c.lease_owner == owner)
+                .values(status=JobStatus.COMPLETED.value, finished_at=now, updated_at=now,
+                        batch_id=batch_id, engine_seconds=engine_seconds,
+                        progress_step=jobs.c.progress_total, lease_owner=None)
+            )
+            if result.rowcount != 1:
+                conn.rollback()
+                return False
+            for image in ready:
+                conn.execute(
+                    images.update().where(images.c.image_id == image.image_id).values(
+                        ready=True, mime=image.mime, size_bytes=image.size_bytes,
+                        expires_at=image.expires_at,
+                    )
+                )
+        return True
+
+    def fail(self, job_id: str, owner: str | None, code: str, message: str) -> bool:
+        now = time.time()
+        where = [jobs.c.id == job_id, jobs.c.status.not_in(TERMINAL)]
+        if owner is not None:
+            where.append(jobs.c.lease_owner == owner)
+        with self.engine.begin() as conn:
+            result = conn.execute(
+                jobs.update().where(*where).values(
+                    status=JobStatus.FAILED.value, error_code=code, error_message=message,
+                    finished_at=now, updated_at=now, lease_owner=None,
+                )
+            )
+        return result.rowcount == 1
+
+    def release(self, job_ids: Iterable[str], owner: str) -> None:
+        """Hand unfinished jobs back to the queue (graceful shutdown): no attempt is lost."""
+        with self.engine.begin() as conn:
+            conn.execute(
+                jobs.update()
+                .where(jobs.c.id.in_(list(job_ids)), jobs.c.lease_owner == owner,
+                       jobs.c.status == JobStatus.PROCESSING.value)
+                .values(status=JobStatus.QUEUED.value, lease_owner=None, lease_expires_at=None,
+                        attempts=jobs.c.attempts - 1, updated_at=time.time())
+            )
+
+    # -- the sweeper's side -------------------------------------------------------------------
+
+    def expired_images(self, now: float, limit: int = 500) -> list[tuple[str, str]]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(images.c.image_id, images.c.ext)
+                .where(images.c.ready.is_(True), images.c.deleted.is_(False),
+                       images.c.expires_at < now)
+                .limit(limit)
+            ).all()
+        return [(image_id, ext) for image_id, ext in rows]
+
+    def mark_deleted(self, image_ids: Sequence[str]) -> None:
+        if image_ids:
+            with self.engine.begin() as conn:
+                conn.execute(
+                    images.update().where(images.c.image_id.in_(list(image_ids)))
+                    .values(deleted=True)
+                )
+
+
+def _claimable(now: float) -> sa.ColumnElement[bool]:
+    return sa.or_(
+        jobs.c.status == JobStatus.QUEUED.value,
+        sa.and_(jobs.c.status == JobStatus.PROCESSING.value, jobs.c.lease_expires_at < now),
+    )
+
+
+def request_to_json(request: GenerationRequest) -> dict[str, Any]:
+    return {
+        "model": request.model, "prompt": request.prompt, "width": request.width,
+        "height": request.height, "num_images": request.num_images,
+        "negative_prompt": request.negative_prompt, "seed": request.seed,
+        "output_format": request.output_format.value, "output_quality": request.output_quality,
+    }
+
+
+def request_from_json(raw: dict[str, Any]) -> GenerationRequest:
+    return GenerationRequest(**{**raw, "output_format": ImageFormat(raw["output_format"])})
+
+
+def _dt(value: float | None) -> datetime | None:
+    return None if value is None else datetime.fromtimestamp(value, UTC)
+
+
+def _image(row: RowMapping) -> JobImage:
+    return JobImage(
+        image_id=row["image_id"], index=row["idx"], seed=int(row["seed"]), ready=bool(row["ready"]),
+        mime=row["mime"], size_bytes=row["size_bytes"], expires_at=_dt(row["expires_at"]),
+        nsfw=bool(row["nsfw"]),
+    )
+
+
+def _load(conn: Connection, job_ids: Sequence[str]) -> list[tuple[Job, str]]:
+    if not job_ids:
+        return []
+    rows = conn.execute(jobs.select().where(jobs.c.id.in_(list(job_ids)))).mappings().all()
+    image_rows = conn.execute(
+        images.select().where(images.c.job_id.in_(list(job_ids))).order_by(images.c.idx)
+    ).mappings().all()
+    by_job: dict[str, list[JobImage]] = {}
+    for image_row in image_rows:
+        by_job.setdefault(image_row["job_id"], []).append(_image(image_row))
+    order = {job_id: i for i, job_id in enumerate(job_ids)}
+    loaded = [(_job(row, tuple(by_job.get(row["id"], ()))), row["params_hash"]) for row in rows]
+    return sorted(loaded, key=lambda pair: order[pair[0].id])
+
+
+def _job(row: RowMapping, job_images: tuple[JobImage, ...]) -> Job:
+    return Job(
+        id=row["id"], dialect=row["dialect"], request=request_from_json(row["request"]),
+        status=JobStatus(row["status"]), images=job_images,
+        created_at=_dt(row["created_at"]) or datetime.now(UTC), backend=row["backend"],
+        stand_in_reason=row["stand_in_reason"], cost_usd=float(row["cost"]),
+        options=dict(row["options"] or {}), started_at=_dt(row["started_at"]),
+        finished_at=_dt(row["finished_at"]), error_code=row["error_code"],
+        error_message=row["error_message"], attempts=int(row["attempts"]),
+        progress_step=int(row["progress_step"]), progress_total=int(row["progress_total"]),
+        batch_id=row["batch_id"], engine_seconds=float(row["engine_seconds"]),
+    )

@@ -1,0 +1,144 @@
+"""The engine on the real diffusers pipeline classes (tiny random weights, loaded from disk)."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from easel.domain.errors import CancelledError, InferenceError
+from easel.domain.generation import EngineBatch, ImageSpec
+from easel.engine import Engine
+from easel.engine.tiny import TINY_MODELS, ensure_tiny
+
+FAMILIES = ["flux", "sd3", "sdxl", "sana"]
+PIPELINE_CLASSES = {
+    "flux": "FluxPipeline",
+    "sd3": "StableDiffusion3Pipeline",
+    "sdxl": "StableDiffusionXLPipeline",
+    "sana": "SanaPipeline",
+}
+
+
+@pytest.fixture(scope="module")
+def engine(model_cache: Path) -> Engine:
+    return Engine(model_cache, device="cpu", max_loaded=4)
+
+
+def batch(family: str, *specs: ImageSpec, size: tuple[int, int] = (64, 64), steps: int = 2) -> EngineBatch:
+    return EngineBatch(f"easel/tiny-{family}", family, size[0], size[1], steps, 3.0, specs)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_each_family_loads_from_its_saved_directory_and_generates(
+    engine: Engine, model_cache: Path, family: str
+) -> None:
+    directory = ensure_tiny(f"easel/tiny-{family}", model_cache / "tiny")
+    assert (directory / "model_index.json").exists()
+    assert any(directory.rglob("*.safetensors"))
+    images = engine.generate(
+        batch(family, ImageSpec("a red fox in snow", 1), ImageSpec("a blue house", 2, "green"),
+              size=(128, 64))
+    )
+    assert type(engine.pipeline(f"easel/tiny-{family}")).__name__ == PIPELINE_CLASSES[family]
+    assert [im.pixels.shape for im in images] == [(64, 128, 3)] * 2
+    assert [im.seed for im in images] == [1, 2]
+    assert images[0].pixels.dtype == np.uint8
+    assert not np.array_equal(images[0].pixels, images[1].pixels)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_same_seed_same_pixels_and_other_seed_other_pixels(engine: Engine, family: str) -> None:
+    first = engine.generate(batch(family, ImageSpec("a lighthouse", 42)))
+    again = engine.generate(batch(family, ImageSpec("a lighthouse", 42)))
+    other = engine.generate(batch(family, ImageSpec("a lighthouse", 43)))
+    assert np.array_equal(first[0].pixels, again[0].pixels)
+    assert not np.array_equal(first[0].pixels, other[0].pixels)
+
+
+def test_tiny_weights_are_identical_across_builds(tmp_path: Path, model_cache: Path) -> None:
+    a = ensure_tiny("easel/tiny-flux", tmp_path / "a")
+    b = ensure_tiny("easel/tiny-flux", model_cache / "tiny")
+    name = "transformer/diffusion_pytorch_model.safetensors"
+    assert (a / name).read_bytes() == (b / name).read_bytes()
+
+
+def test_mixed_seed_batch_reproduces_and_matches_single_runs(engine: Engine) -> None:
+    specs = (ImageSpec("a red fox", 5), ImageSpec("a cat", 9, "blue"), ImageSpec("a red fox", 6))
+    mixed = engine.generate(batch("sdxl", *specs))
+    again = engine.generate(batch("sdxl", *specs))
+    assert [im.seed for im in mixed] == [5, 9, 6]
+    for a, b in zip(mixed, again, strict=True):
+        assert np.array_equal(a.pixels, b.pixels)
+    # Each image depends on its own seed and prompt only, not on its neighbours in the batch.
+    # (Batched matmuls may round differently: allow one uint8 level.)
+    for spec, image in zip(specs, mixed, strict=True):
+        alone = engine.generate(batch("sdxl", spec))[0]
+        assert np.abs(alone.pixels.astype(int) - image.pixels.astype(int)).max() <= 1
+
+
+def test_progress_reports_every_step(engine: Engine) -> None:
+    seen: list[tuple[int, int]] = []
+    engine.generate(batch("flux", ImageSpec("a fox", 1), steps=3),
+                    progress=lambda s, t: seen.append((s, t)))
+    assert seen == [(1, 3), (2, 3), (3, 3)]
+
+
+def test_cancel_stops_between_steps_and_engine_stays_usable(engine: Engine) -> None:
+    cancel = threading.Event()
+    seen: list[int] = []
+
+    def progress(step: int, total: int) -> None:
+        seen.append(step)
+        if step == 1:
+            cancel.set()
+
+    with pytest.raises(CancelledError):
+        engine.generate(batch("sd3", ImageSpec("a fox", 1), steps=5), progress, cancel)
+    assert seen == [1]
+    assert len(engine.generate(batch("sd3", ImageSpec("a fox", 1)))) == 1
+
+
+def _poison(engine: Engine, family: str, component: str, value: float) -> Any:
+    """Make a real component emit `value` everywhere, as a broken model would."""
+    module = getattr(engine.pipeline(f"easel/tiny-{family}"), component)
+    module = module.decoder if component == "vae" else module.proj_out
+
+    def hook(_module: Any, _inputs: Any, output: Any) -> Any:
+        return torch.full_like(output, value)
+
+    return module.register_forward_hook(hook)
+
+
+@pytest.mark.parametrize(
+    ("component", "value", "words"),
+    [("vae", float("nan"), "NaN"), ("transformer", float("inf"), "infinite"),
+     ("transformer", float("nan"), "NaN"), ("vae", -1.0, "black")],
+)
+def test_nan_inf_and_black_outputs_are_errors(
+    engine: Engine, component: str, value: float, words: str
+) -> None:
+    handle = _poison(engine, "flux", component, value)
+    try:
+        with pytest.raises(InferenceError, match=words):
+            engine.generate(batch("flux", ImageSpec("a fox", 1), ImageSpec("a cat", 2)))
+    finally:
+        handle.remove()
+    assert len(engine.generate(batch("flux", ImageSpec("a fox", 1)))) == 1
+
+
+def test_least_recently_used_pipeline_is_unloaded(model_cache: Path) -> None:
+    small = Engine(model_cache, device="cpu", max_loaded=2)
+    for family in ("flux", "sd3"):
+        small.generate(batch(family, ImageSpec("a fox", 1)))
+    small.generate(batch("flux", ImageSpec("a fox", 1)))  # flux is now the most recent
+    small.generate(batch("sana", ImageSpec("a fox", 1)))
+    assert small.loaded() == ["easel/tiny-flux", "easel/tiny-sana"]
+
+
+def test_all_builtin_names_are_known() -> None:
+    assert set(TINY_MODELS) == {f"easel/tiny-{f}" for f in FAMILIES}

@@ -1,0 +1,134 @@
+"""The catalog owns sizes, limits and prices; planning applies them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from easel.catalog import Catalog
+from easel.domain.errors import EaselError, ErrorKind
+from easel.domain.request import GenerationRequest
+from easel.services.generation import BackendResolver, assign_seeds, plan
+
+IMAGEN_1K = {(1024, 1024), (896, 1280), (1280, 896), (768, 1408), (1408, 768)}
+ALL_IDS = {
+    "google:2@1", "google:2@2", "google:2@3", "google/imagen4", "google/imagen4-fast",
+    "google/imagen4-ultra", "wavespeed-ai/imagen4", "google/imagen4/preview",
+    "google/imagen-4.0-generate-001", "google/imagen-4.0-fast-generate-001",
+    "google/imagen-4.0-ultra-generate-001", "imagen-4.0-generate-001",
+    "imagen-4.0-fast-generate-001", "imagen-4.0-ultra-generate-001",
+}
+
+
+@pytest.fixture(scope="module")
+def catalog() -> Catalog:
+    return Catalog.load()
+
+
+def test_every_provider_id_maps_to_its_tier(catalog: Catalog) -> None:
+    assert set(catalog.models) == ALL_IDS
+    tiers = {m.id: m.tier.name for m in catalog.models.values()}
+    assert tiers["google:2@1"] == "standard" and tiers["google:2@2"] == "ultra"
+    assert tiers["google:2@3"] == "fast" and tiers["google/imagen4-fast"] == "fast"
+    assert tiers["imagen-4.0-ultra-generate-001"] == "ultra"
+
+
+def test_sizes_follow_the_imagen_table(catalog: Catalog) -> None:
+    fast = catalog.model("google:2@3")
+    assert {(s.width, s.height) for s in fast.sizes} == IMAGEN_1K
+    ultra = catalog.model("google/imagen4-ultra")
+    doubles = {(2 * w, 2 * h) for w, h in IMAGEN_1K}
+    assert {(s.width, s.height) for s in ultra.sizes} == IMAGEN_1K | doubles
+    assert ultra.size_for("16:9", "2k").width == 2816
+    # Runware serves 1K only, even for tiers that have 2K elsewhere.
+    assert all(s.resolution == "1k" for s in catalog.model("google:2@2").sizes)
+
+
+def test_prices_and_limits(catalog: Catalog) -> None:
+    prices = {t.name: t.price_usd for t in catalog.tiers.values()}
+    assert prices == {"fast": 0.02, "standard": 0.04, "ultra": 0.06}
+    assert catalog.model("google/imagen4/preview").prompt_max == 400
+    assert catalog.model("google:2@1").max_images == 20
+    assert catalog.model("google/imagen4").max_images == 4
+
+
+def test_unknown_model_names_the_parameter_and_lists_the_known_ones(catalog: Catalog) -> None:
+    with pytest.raises(EaselError) as info:
+        catalog.model("google:9@9")
+    assert info.value.kind is ErrorKind.UNKNOWN_MODEL
+    assert info.value.parameter == "model"
+    assert "google:2@3" in info.value.message
+
+
+def test_size_not_in_the_catalog_is_refused_with_the_allowed_list(catalog: Catalog) -> None:
+    with pytest.raises(EaselError) as info:
+        catalog.model("google:2@3").check_size(1000, 1000)
+    assert info.value.parameter == "size"
+    assert "1408x768" in info.value.message
+    assert "1408x768" in (info.value.allowed or [])
+    with pytest.raises(EaselError, match="resolution"):
+        catalog.model("google:2@3").size_for("1:1", "2k")
+
+
+@pytest.mark.parametrize(
+    ("change", "parameter"),
+    [({"prompt": ""}, "prompt"), ({"prompt": "x" * 3001}, "prompt"), ({"num_images": 0}, "num_images"),
+     ({"num_images": 21}, "num_images"), ({"seed": -1}, "seed"), ({"width": 512}, "size")],
+)
+def test_bad_requests_name_the_parameter(catalog: Catalog, change: dict[str, object],
+                                         parameter: str) -> None:
+    fields: dict[str, object] = {"model": "google:2@3", "prompt": "a fox", "width": 1024,
+                                 "height": 1024, **change}
+    with pytest.raises(EaselError) as info:
+        plan(GenerationRequest(**fields), catalog, BackendResolver())  # type: ignore[arg-type]
+    assert info.value.parameter == parameter
+
+
+def test_negative_prompt_only_where_the_model_allows_it(catalog: Catalog) -> None:
+    request = GenerationRequest("google:2@1", "a fox", 1024, 1024, negative_prompt="blur")
+    with pytest.raises(EaselError) as info:
+        plan(request, catalog, BackendResolver())
+    assert info.value.kind is ErrorKind.UNSUPPORTED
+    fast = GenerationRequest("google:2@3", "a fox", 1024, 1024, negative_prompt="blur")
+    assert plan(fast, catalog, BackendResolver()).images[0].negative_prompt == "blur"
+
+
+def test_seeds_explicit_run_consecutively_and_random_ones_are_reported() -> None:
+    assert assign_seeds(7, 3) == [7, 8, 9]
+    random_seeds = assign_seeds(None, 4)
+    assert len(random_seeds) == 4 and all(0 <= s < 2**32 for s in random_seeds)
+    assert len(set(random_seeds)) > 1
+
+
+def test_absent_weights_fall_back_to_the_tiny_model_of_the_same_family(catalog: Catalog) -> None:
+    request = GenerationRequest("google:2@2", "a fox", 1024, 1024, num_images=2, seed=3)
+    the_plan = plan(request, catalog, BackendResolver())
+    assert the_plan.backend.source in ("easel/tiny-sd3", "easel/mini")
+    assert the_plan.backend.is_fallback
+    assert "not present" in (the_plan.backend.fallback_reason or "")
+    assert the_plan.seeds == [3, 4]
+    assert the_plan.cost_usd == pytest.approx(0.12)
+
+
+def test_strict_refuses_a_stand_in(catalog: Catalog) -> None:
+    request = GenerationRequest("google:2@3", "a fox", 1024, 1024)
+    with pytest.raises(EaselError) as info:
+        plan(request, catalog, BackendResolver(strict=True))
+    assert info.value.kind is ErrorKind.UNAVAILABLE
+    assert "easel pull" in info.value.message
+
+
+def test_users_add_models_and_override_prices_without_code(tmp_path: Path) -> None:
+    overlay = tmp_path / "mine.toml"
+    overlay.write_text(
+        '[tiers.fast]\nprice_usd = 0.01\n'
+        '[backends.my-sdxl]\nsource = "/models/my-sdxl"\nfamily = "sdxl"\nsteps = 25\nguidance = 6.0\n'
+        '[tiers.house]\nbackend = "my-sdxl"\nprice_usd = 0.005\n'
+        '[models."acme/house-style"]\ntier = "house"\nmax_images = 2\n'
+    )
+    catalog = Catalog.load(overlay)
+    assert catalog.model("google:2@3").price_usd == 0.01
+    house = catalog.model("acme/house-style")
+    assert house.backend.source == "/models/my-sdxl" and house.backend.steps == 25
+    assert house.max_images == 2
