@@ -90,8 +90,7 @@ def _run_generation(the_plan: object, settings: Settings, output: Path) -> None:
     from easel.services.images import encode
 
     assert isinstance(the_plan, Plan)
-    engine = Engine(settings.models_dir, settings.device, settings.max_loaded_models,
-                    settings.num_threads)
+    engine = Engine.from_settings(settings)
     output.mkdir(parents=True, exist_ok=True)
     request = the_plan.request
     with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-
 from typing import Annotated, Any
 
 from pydantic import Field, field_validator
@@ -24,6 +23,16 @@ class Settings(BaseSettings):
     fallback_max_steps: int = 4  # stand-in models are untrained: more steps buy nothing
     max_loaded_models: int = 2
     num_threads: int | None = None
+
+    # Engine speed options (docs/performance.md). Lossy ones are off unless asked for.
+    compile: bool = False  # torch.compile the denoiser (regional); graphs cached on disk
+    compile_mode: str = "default"  # "reduce-overhead" adds CUDA graphs
+    attention_backend: str | None = None  # e.g. "_native_cudnn", "flash"
+    fuse_qkv: bool = False
+    quantize: str | None = None  # "fp8" (Hopper, torchao): lossy
+    step_cache_threshold: float | None = None  # First-Block-Cache, e.g. 0.12: lossy
+    vae_tiling_pixels: int | None = None  # tile the VAE at/above this many pixels: lossy
+    text_cache_size: int = 256  # prompt embeddings kept in memory (0: off)
 
     host: str = "127.0.0.1"
     port: int = 8000
@@ -57,6 +66,10 @@ class Settings(BaseSettings):
     @property
     def models_dir(self) -> Path:
         return self.data_dir / "models"
+
+    @property
+    def compile_cache_dir(self) -> Path:
+        return self.data_dir / "compile-cache"
 
     @property
     def images_dir(self) -> Path:

@@ -18,6 +18,8 @@ import torch
 
 from easel.domain.errors import CancelledError, InferenceError
 from easel.domain.generation import EngineBatch, GeneratedImage
+from easel.engine.optimize import EngineOptions, TextEmbeddingCache, apply_options, prepare_vae
+from easel.settings import Settings
 from easel.engine.pipelines import (
     Placement,
     call_kwargs,
@@ -43,8 +45,12 @@ class Engine:
         device: str | None = None,
         max_loaded: int = 2,
         num_threads: int | None = None,
+        options: EngineOptions | None = None,
     ) -> None:
         self.cache_dir = Path(cache_dir)
+        self.options = options or EngineOptions()
+        self.text_cache = TextEmbeddingCache(self.options.text_cache_size)
+        self.applied: dict[str, list[str]] = {}  # source -> the speed options in force
         self.placement: Placement = default_placement(device)
         self.max_loaded = max_loaded
         self._pipelines: OrderedDict[str, Any] = OrderedDict()
@@ -53,6 +59,22 @@ class Engine:
         self._lock = threading.RLock()
         if num_threads:
             torch.set_num_threads(num_threads)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Engine:
+        options = EngineOptions(
+            compile=settings.compile,
+            compile_mode=settings.compile_mode,
+            compile_cache_dir=settings.compile_cache_dir,
+            attention_backend=settings.attention_backend,
+            fuse_qkv=settings.fuse_qkv,
+            quantize=settings.quantize,
+            step_cache_threshold=settings.step_cache_threshold,
+            vae_tiling_pixels=settings.vae_tiling_pixels,
+            text_cache_size=settings.text_cache_size,
+        )
+        return cls(settings.models_dir, settings.device, settings.max_loaded_models,
+                   settings.num_threads, options)
 
     @property
     def device(self) -> str:
@@ -73,11 +95,20 @@ class Engine:
             except torch.OutOfMemoryError:
                 self._evict_all()
                 pipe = load_pipeline(source, self.cache_dir, self.placement)
+            return self.adopt(source, pipe)
+
+    def adopt(self, source: str, pipe: Any) -> Any:
+        """Serve an already-built pipeline under `source` (benchmarks build theirs in memory)."""
+        with self._lock:
+            self.applied[source] = apply_options(pipe, self.options, self.device)
+            if self.applied[source]:
+                log.info("%s: %s", source, ", ".join(self.applied[source]))
             self._pipelines[source] = pipe
             return pipe
 
     def unload(self, source: str) -> None:
         with self._lock:
+            self.text_cache.clear()
             if self._pipelines.pop(source, None) is not None:
                 log.info("unloaded %s", source)
                 self._free_memory()
@@ -94,11 +125,13 @@ class Engine:
 
     def _evict_oldest(self) -> None:
         oldest, _ = self._pipelines.popitem(last=False)
+        self.text_cache.clear()
         log.info("unloading least recently used pipeline %s", oldest)
         self._free_memory()
 
     def _evict_all(self) -> None:
         self._pipelines.clear()
+        self.text_cache.clear()
         self._free_memory()
 
     def _free_memory(self) -> None:
@@ -122,9 +155,11 @@ class Engine:
                 torch.Generator(device="cpu").manual_seed(spec.seed) for spec in batch.images
             ]
             kwargs = call_kwargs(batch, generators)
+            prepare_vae(pipe, batch.width, batch.height, self.options)
             kwargs.update(self._step_callback(pipe, batch.steps, progress, cancel))
             try:
                 with torch.inference_mode():
+                    kwargs = self.text_cache.kwargs(pipe, batch.family, batch.source, kwargs)
                     result = pipe(**kwargs)
             except _Cancelled:
                 raise CancelledError() from None

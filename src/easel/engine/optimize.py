@@ -1,0 +1,187 @@
+"""Speed options applied to a loaded pipeline. Each is a setting; lossy ones are off by default.
+
+Lossless (must stay >= 40 dB PSNR against the exact path): torch.compile (regional, with the
+inductor cache on disk), fused QKV projections, attention backends, VAE slicing, the
+text-embedding cache. Lossy (PSNR reported by bench/gpu.py): fp8 dynamic quantisation of
+linear layers (torchao, Hopper), First-Block-Cache step caching, VAE tiling.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    compile: bool = False
+    # "default" keeps CUDA graphs off; "reduce-overhead" or "max-autotune" use them, which pays
+    # when the step count and shapes repeat (a warm server) and costs memory per shape.
+    compile_mode: str = "default"
+    compile_fullgraph: bool = True
+    compile_cache_dir: Path | None = None
+    attention_backend: str | None = None  # diffusers backend name, e.g. "_native_cudnn", "flash"
+    fuse_qkv: bool = False
+    quantize: str | None = None  # "fp8": dynamic float8 activations and weights (torchao)
+    step_cache_threshold: float | None = None  # First-Block-Cache residual threshold, e.g. 0.12
+    # Tiled decoding blends overlapping tiles, so it is not exact: off unless asked for
+    # (e.g. 2048*2048 to tile 2K images). Slicing (one image at a time) is exact and always on.
+    vae_tiling_pixels: int | None = None
+    text_cache_size: int = 256  # prompt embeddings kept per process (0: off)
+
+
+def denoiser(pipe: Any) -> Any:
+    """The model that runs every step: a transformer, or an SDXL UNet."""
+    return getattr(pipe, "transformer", None) or getattr(pipe, "unet", None)
+
+
+def use_compile_cache(directory: Path) -> None:
+    """Keep inductor's compiled graphs on disk so a restart does not recompile."""
+    directory.mkdir(parents=True, exist_ok=True)
+    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(directory))
+    os.environ.setdefault("TORCHINDUCTOR_FX_GRAPH_CACHE", "1")
+    os.environ.setdefault("TORCHINDUCTOR_AUTOGRAD_CACHE", "1")
+
+
+def apply_options(pipe: Any, options: EngineOptions, device: str) -> list[str]:
+    """Apply the options that fit this pipeline and device; return what was applied."""
+    applied: list[str] = []
+    model = denoiser(pipe)
+    if model is None:
+        return applied
+    if options.fuse_qkv and hasattr(model, "fuse_qkv_projections"):
+        model.fuse_qkv_projections()
+        applied.append("fused-qkv")
+    if options.attention_backend and hasattr(model, "set_attention_backend"):
+        model.set_attention_backend(options.attention_backend)
+        applied.append(f"attention={options.attention_backend}")
+    if options.quantize == "fp8":
+        applied.append(_quantize_fp8(model, device))
+    if options.step_cache_threshold and hasattr(model, "enable_cache"):
+        from diffusers.hooks import FirstBlockCacheConfig
+
+        model.enable_cache(FirstBlockCacheConfig(threshold=options.step_cache_threshold))
+        applied.append(f"first-block-cache={options.step_cache_threshold}")
+    if options.compile:
+        applied.append(_compile(model, options))
+    return applied
+
+
+def _quantize_fp8(model: Any, device: str) -> str:
+    if not device.startswith("cuda") or torch.cuda.get_device_capability() < (8, 9):
+        raise ValueError("fp8 quantisation needs a CUDA GPU with compute capability 8.9+")
+    from torchao.quantization import Float8DynamicActivationFloat8WeightConfig, PerRow, quantize_
+
+    quantize_(model, Float8DynamicActivationFloat8WeightConfig(granularity=PerRow()))
+    return "fp8-dynamic"
+
+
+def _compile(model: Any, options: EngineOptions) -> str:
+    if options.compile_cache_dir is not None:
+        use_compile_cache(options.compile_cache_dir)
+    mode = None if options.compile_mode == "default" else options.compile_mode
+    # Regional compilation: the repeated blocks compile once and are reused by every layer,
+    # which cuts compile time several-fold against compiling the whole model.
+    if getattr(model, "_repeated_blocks", None):
+        model.compile_repeated_blocks(fullgraph=options.compile_fullgraph, mode=mode)
+        return f"compile-regional({options.compile_mode})"
+    model.compile(fullgraph=options.compile_fullgraph, mode=mode)
+    return f"compile({options.compile_mode})"
+
+
+def prepare_vae(pipe: Any, width: int, height: int, options: EngineOptions) -> None:
+    """Decode one image at a time (exact, lower peak memory for batches); tile very large images
+    when asked to, since their decoder activations dominate memory."""
+    vae = getattr(pipe, "vae", None)
+    if vae is None or not hasattr(vae, "enable_tiling"):
+        return
+    if hasattr(vae, "enable_slicing"):
+        vae.enable_slicing()
+    if options.vae_tiling_pixels is not None and width * height >= options.vae_tiling_pixels:
+        vae.enable_tiling()
+    else:
+        vae.disable_tiling()
+
+
+class TextEmbeddingCache:
+    """Prompt embeddings by (pipeline, prompt, negative prompt): repeated prompts skip the text
+    encoders (T5-XXL alone is ~4.7B parameters). Rows are encoded one prompt at a time, which
+    gives the same values as a batched encode because these encoders see no padding mask across
+    rows."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._entries: OrderedDict[tuple[Any, ...], tuple[torch.Tensor, ...]] = OrderedDict()
+        self.hits = 0
+        self.misses = 0
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+    def kwargs(self, pipe: Any, family: str, source: str, kwargs: dict[str, Any]) -> dict[str, Any]:
+        """Replace prompt strings in `kwargs` by cached embeddings where the family allows it."""
+        if self.size <= 0 or family not in _ENCODERS:
+            return kwargs
+        prompts = kwargs["prompt"]
+        negatives = kwargs.get("negative_prompt") or [""] * len(prompts)
+        seq = kwargs.get("max_sequence_length")
+        guided = family == "sd3" and kwargs["guidance_scale"] > 1.0
+        rows = [self._row(pipe, family, source, p, n, seq, guided) for p, n in
+                zip(prompts, negatives, strict=True)]
+        out = {k: v for k, v in kwargs.items() if k not in ("prompt", "negative_prompt")}
+        names = _ENCODERS[family]
+        for i, name in enumerate(names):
+            if not guided and name.startswith("negative"):
+                continue
+            out[name] = torch.cat([row[i] for row in rows])
+        return out
+
+    def _row(self, pipe: Any, family: str, source: str, prompt: str, negative: str,
+             seq: int | None, guided: bool) -> tuple[torch.Tensor, ...]:
+        key = (source, family, prompt, negative if guided else "", seq, guided)
+        if key in self._entries:
+            self._entries.move_to_end(key)
+            self.hits += 1
+            return self._entries[key]
+        self.misses += 1
+        row = _encode(pipe, family, prompt, negative, seq, guided)
+        self._entries[key] = row
+        while len(self._entries) > self.size:
+            self._entries.popitem(last=False)
+        return row
+
+
+_ENCODERS = {
+    "flux": ("prompt_embeds", "pooled_prompt_embeds"),
+    "sd3": ("prompt_embeds", "negative_prompt_embeds", "pooled_prompt_embeds",
+            "negative_pooled_prompt_embeds"),
+}
+
+
+def _encode(pipe: Any, family: str, prompt: str, negative: str, seq: int | None,
+            guided: bool) -> tuple[torch.Tensor, ...]:
+    extra = {"max_sequence_length": seq} if seq else {}
+    if family == "flux":
+        embeds, pooled, _text_ids = pipe.encode_prompt(prompt=[prompt], prompt_2=None, **extra)
+        return (embeds, pooled)
+    embeds, neg, pooled, neg_pooled = pipe.encode_prompt(
+        prompt=[prompt], prompt_2=None, prompt_3=None, do_classifier_free_guidance=guided,
+        negative_prompt=[negative] if guided else None, **extra,
+    )
+    return (embeds, neg, pooled, neg_pooled)
+
+
+def psnr(a: Any, b: Any) -> float:
+    """Peak signal-to-noise ratio of two uint8 images in dB (inf when identical)."""
+    import numpy as np
+
+    mse = float(np.mean((np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)) ** 2))
+    return float("inf") if mse == 0.0 else 10.0 * float(np.log10(255.0**2 / mse))
