@@ -1,0 +1,63 @@
+"""bench/gpu.py runs on CPU with the tiny families: the harness itself is tested in CI."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[2] / "bench"
+
+
+def load(name: str) -> ModuleType:
+    sys.path.insert(0, str(BENCH))
+    spec = importlib.util.spec_from_file_location(name, BENCH / f"{name}.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_harness_times_stock_and_easel_side_by_side(tmp_path: Path) -> None:
+    gpu = load("gpu")
+    out = tmp_path / "rows.json"
+    gpu.main(["--archs", "tiny-flux,tiny-sana", "--sizes", "64", "--batches", "1,2",
+              "--repeats", "1", "--warmups", "0", "--fuse-qkv", "--out", str(out)])
+    rows = json.loads(out.read_text())
+    assert {(r["arch"], r["runner"], r["batch"]) for r in rows} == {
+        (a, runner, b) for a in ("tiny-flux", "tiny-sana") for runner in ("diffusers", "easel")
+        for b in (1, 2)
+    }
+    for r in rows:
+        assert r["seconds_per_image"] > 0 and r["images_per_second"] > 0
+        stages = r["text_encode_s"] + r["denoise_s"] + r["vae_decode_s"]
+        assert stages == pytest.approx(r["seconds_per_image"], rel=1e-6)
+        assert r["text_encode_s"] > 0 and r["vae_decode_s"] > 0
+        if r["runner"] == "easel":
+            assert r["psnr_vs_diffusers_db"] >= 40  # every option used here is lossless
+    assert any("fused-qkv" in r["options"] for r in rows if r["arch"] == "tiny-flux")
+
+
+def test_full_size_configs_have_the_published_parameter_counts() -> None:
+    import torch
+
+    full = load("full_size")
+    pipe_parts = {
+        "flux-dev": (full._flux, 11_901_408_320),
+        "flux-schnell": (full._flux, 11_891_178_560),
+    }
+    for arch, (builder, expected) in pipe_parts.items():
+        # Count on the meta device: no memory is allocated for 12B parameters.
+        original = full._materialise
+        full._materialise = lambda module, device, dtype: module
+        try:
+            pipe = builder(arch == "flux-dev", "meta", torch.bfloat16)
+        finally:
+            full._materialise = original
+        assert sum(p.numel() for p in pipe.transformer.parameters()) == expected
+        assert sum(p.numel() for p in pipe.text_encoder_2.parameters()) == 4_762_310_656
