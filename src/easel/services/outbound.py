@@ -1,0 +1,144 @@
+"""Outbound HTTP to user-supplied URLs (webhooks, uploadEndpoint), guarded against SSRF.
+
+Every URL is resolved once; every address it resolves to must be public (or loopback, only when
+the operator allows it, as the tests do). The request then connects to the address that was
+checked, with the original Host header and TLS server name, so a DNS answer that changes between
+the check and the connection (rebinding) cannot redirect it. Redirects are never followed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import socket
+from dataclasses import dataclass
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+
+from easel.domain.errors import invalid
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+# Cloud metadata endpoints, named explicitly although the ranges below already cover them.
+METADATA = {ipaddress.ip_address("169.254.169.254"), ipaddress.ip_address("fd00:ec2::254")}
+NAT64 = ipaddress.ip_network("64:ff9b::/96")
+NAT64_LOCAL = ipaddress.ip_network("64:ff9b:1::/48")
+SIX_TO_FOUR = ipaddress.ip_network("2002::/16")
+
+
+@dataclass(frozen=True)
+class CheckedURL:
+    url: str
+    host: str
+    port: int
+    address: IPAddress  # what the request will connect to
+
+    def pinned_url(self) -> str:
+        """The URL with its host replaced by the checked address."""
+        parts = urlsplit(self.url)
+        host = f"[{self.address}]" if self.address.version == 6 else str(self.address)
+        return urlunsplit((parts.scheme, f"{host}:{self.port}", parts.path or "/", parts.query, ""))
+
+
+def embedded_ipv4(address: IPAddress) -> IPAddress:
+    """The IPv4 address hidden in IPv4-mapped, NAT64 and 6to4 forms; else the address itself."""
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return address.ipv4_mapped
+        if address in NAT64 or address in NAT64_LOCAL:
+            return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+        if address.sixtofour is not None:
+            return address.sixtofour
+    return address
+
+
+def refusal(address: IPAddress, allow_loopback: bool) -> str | None:
+    """Why this address may not be reached, or None when it may."""
+    inner = embedded_ipv4(address)
+    for candidate in {address, inner}:
+        if candidate in METADATA:
+            return "a cloud metadata address"
+        if candidate.is_loopback:
+            if allow_loopback:
+                continue
+            return "a loopback address"
+        if candidate.is_unspecified:
+            return "an unspecified address"
+        if candidate.is_link_local:
+            return "a link-local address"
+        if candidate.is_multicast:
+            return "a multicast address"
+        if candidate.is_private or not candidate.is_global:
+            # is_global is False for 100.64.0.0/10 (CGNAT), documentation and reserved ranges.
+            return "a private or non-public address"
+    return None
+
+
+def parse(url: object, parameter: str) -> tuple[str, str, int]:
+    if not isinstance(url, str) or not url:
+        raise invalid(parameter, f"{parameter} must be an http(s) URL")
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https"):
+        raise invalid(parameter, f"{parameter} must use http or https, not {parts.scheme or 'none'!r}")
+    if not parts.hostname:
+        raise invalid(parameter, f"{parameter} has no host")
+    if parts.username or parts.password:
+        raise invalid(parameter, f"{parameter} must not carry credentials in the URL")
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        raise invalid(parameter, f"{parameter} has an invalid port") from None
+    return parts.scheme, parts.hostname, port
+
+
+async def check_url(url: object, parameter: str, allow_loopback: bool = False) -> CheckedURL:
+    """Resolve and vet a URL; raise an EaselError naming `parameter` when it is refused."""
+    _scheme, host, port = parse(url, parameter)
+    try:
+        literal: IPAddress | None = ipaddress.ip_address(host)
+    except ValueError:
+        literal = None
+    if literal is not None:
+        addresses = [literal]
+    else:
+        addresses = await _resolve(host, port, parameter)
+    for address in addresses:
+        why = refusal(address, allow_loopback)
+        if why:
+            raise invalid(parameter, f"{parameter} resolves to {why} ({address}); refused")
+    assert isinstance(url, str)
+    return CheckedURL(url, host, port, addresses[0])
+
+
+async def _resolve(host: str, port: int, parameter: str) -> list[IPAddress]:
+    loop = asyncio.get_running_loop()
+    try:
+        infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror:
+        raise invalid(parameter, f"{parameter} host {host!r} does not resolve") from None
+    seen: list[IPAddress] = []
+    for info in infos:
+        address = ipaddress.ip_address(info[4][0].split("%")[0])
+        if address not in seen:
+            seen.append(address)
+    return seen
+
+
+async def send(
+    client: httpx.AsyncClient,
+    method: str,
+    checked: CheckedURL,
+    content: bytes,
+    headers: dict[str, str],
+    timeout: float,
+) -> httpx.Response:
+    """One request to the checked address, never following redirects."""
+    extensions = {"sni_hostname": checked.host} if checked.url.startswith("https") else {}
+    default_port = 443 if checked.url.startswith("https") else 80
+    host_header = checked.host if checked.port == default_port else f"{checked.host}:{checked.port}"
+    request = client.build_request(
+        method, checked.pinned_url(), content=content,
+        headers={**headers, "Host": host_header}, timeout=timeout, extensions=extensions,
+    )
+    return await client.send(request, follow_redirects=False)
