@@ -47,8 +47,15 @@ def main() -> None:
     print("|---|---|---:|---:|---:|")
     for family in FAMILIES:
         for size in sizes:
-            batch = EngineBatch(f"easel/tiny-{family}", family, size, size, args.steps, 3.0,
-                                (ImageSpec("a red fox in fresh snow", 7),))
+            batch = EngineBatch(
+                f"easel/tiny-{family}",
+                family,
+                size,
+                size,
+                args.steps,
+                3.0,
+                (ImageSpec("a red fox in fresh snow", 7),),
+            )
             pipe = engine.pipeline(batch.source)
 
             def direct(batch: EngineBatch = batch, pipe: object = pipe) -> None:
@@ -62,8 +69,11 @@ def main() -> None:
             t_direct = median_seconds(direct, args.repeats)
             t_engine = median_seconds(via_engine, args.repeats)
             overhead = (t_engine - t_direct) / t_direct * 100
-            print(f"| {family} | {size}x{size} | {t_engine:.3f} | {t_direct:.3f} | "
-                  f"{overhead:+.1f}% |", flush=True)
+            print(
+                f"| {family} | {size}x{size} | {t_engine:.3f} | {t_direct:.3f} | "
+                f"{overhead:+.1f}% |",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -55,35 +55,96 @@ def build_full_size(arch: str, device: str) -> Any:
 
 
 def _flux(dev: bool, device: str, dtype: torch.dtype) -> Any:
-    from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, FluxPipeline
-    from diffusers import FluxTransformer2DModel
+    from diffusers import (
+        AutoencoderKL,
+        FlowMatchEulerDiscreteScheduler,
+        FluxPipeline,
+        FluxTransformer2DModel,
+    )
     from transformers import CLIPTextConfig, CLIPTextModel, T5Config, T5EncoderModel
 
-    transformer = _on_meta(lambda: FluxTransformer2DModel(
-        patch_size=1, in_channels=64, num_layers=19, num_single_layers=38,
-        attention_head_dim=128, num_attention_heads=24, joint_attention_dim=4096,
-        pooled_projection_dim=768, guidance_embeds=dev, axes_dims_rope=(16, 56, 56)))
-    t5 = _on_meta(lambda: T5EncoderModel(T5Config(
-        vocab_size=32128, d_model=4096, d_ff=10240, d_kv=64, num_heads=64, num_layers=24,
-        feed_forward_proj="gated-gelu", relative_attention_num_buckets=32,
-        is_gated_act=True, dense_act_fn="gelu_new")))
-    clip = _on_meta(lambda: CLIPTextModel(CLIPTextConfig(
-        vocab_size=49408, hidden_size=768, intermediate_size=3072, num_attention_heads=12,
-        num_hidden_layers=12, projection_dim=768, max_position_embeddings=77,
-        hidden_act="quick_gelu", bos_token_id=0, eos_token_id=1, pad_token_id=1)))
-    vae = _on_meta(lambda: AutoencoderKL(
-        in_channels=3, out_channels=3, latent_channels=16, layers_per_block=2,
-        block_out_channels=(128, 256, 512, 512), down_block_types=("DownEncoderBlock2D",) * 4,
-        up_block_types=("UpDecoderBlock2D",) * 4, use_quant_conv=False,
-        use_post_quant_conv=False, scaling_factor=0.3611, shift_factor=0.1159, sample_size=1024))
-    scheduler = (FlowMatchEulerDiscreteScheduler(
-        shift=3.0, use_dynamic_shifting=True, base_shift=0.5, max_shift=1.15,
-        base_image_seq_len=256, max_image_seq_len=4096) if dev
-        else FlowMatchEulerDiscreteScheduler(shift=1.0))
+    transformer = _on_meta(
+        lambda: FluxTransformer2DModel(
+            patch_size=1,
+            in_channels=64,
+            num_layers=19,
+            num_single_layers=38,
+            attention_head_dim=128,
+            num_attention_heads=24,
+            joint_attention_dim=4096,
+            pooled_projection_dim=768,
+            guidance_embeds=dev,
+            axes_dims_rope=(16, 56, 56),
+        )
+    )
+    t5 = _on_meta(
+        lambda: T5EncoderModel(
+            T5Config(
+                vocab_size=32128,
+                d_model=4096,
+                d_ff=10240,
+                d_kv=64,
+                num_heads=64,
+                num_layers=24,
+                feed_forward_proj="gated-gelu",
+                relative_attention_num_buckets=32,
+                is_gated_act=True,
+                dense_act_fn="gelu_new",
+            )
+        )
+    )
+    clip = _on_meta(
+        lambda: CLIPTextModel(
+            CLIPTextConfig(
+                vocab_size=49408,
+                hidden_size=768,
+                intermediate_size=3072,
+                num_attention_heads=12,
+                num_hidden_layers=12,
+                projection_dim=768,
+                max_position_embeddings=77,
+                hidden_act="quick_gelu",
+                bos_token_id=0,
+                eos_token_id=1,
+                pad_token_id=1,
+            )
+        )
+    )
+    vae = _on_meta(
+        lambda: AutoencoderKL(
+            in_channels=3,
+            out_channels=3,
+            latent_channels=16,
+            layers_per_block=2,
+            block_out_channels=(128, 256, 512, 512),
+            down_block_types=("DownEncoderBlock2D",) * 4,
+            up_block_types=("UpDecoderBlock2D",) * 4,
+            use_quant_conv=False,
+            use_post_quant_conv=False,
+            scaling_factor=0.3611,
+            shift_factor=0.1159,
+            sample_size=1024,
+        )
+    )
+    scheduler = (
+        FlowMatchEulerDiscreteScheduler(
+            shift=3.0,
+            use_dynamic_shifting=True,
+            base_shift=0.5,
+            max_shift=1.15,
+            base_image_seq_len=256,
+            max_image_seq_len=4096,
+        )
+        if dev
+        else FlowMatchEulerDiscreteScheduler(shift=1.0)
+    )
     return FluxPipeline(
-        scheduler=scheduler, vae=_materialise(vae, device, dtype),
-        text_encoder=_materialise(clip, device, dtype), tokenizer=_clip_tokenizer(),
-        text_encoder_2=_materialise(t5, device, dtype), tokenizer_2=_t5_tokenizer(),
+        scheduler=scheduler,
+        vae=_materialise(vae, device, dtype),
+        text_encoder=_materialise(clip, device, dtype),
+        tokenizer=_clip_tokenizer(),
+        text_encoder_2=_materialise(t5, device, dtype),
+        tokenizer_2=_t5_tokenizer(),
         transformer=_materialise(transformer, device, dtype),
     )
 
@@ -97,20 +158,48 @@ def _sana(device: str, dtype: torch.dtype) -> Any:
     )
     from transformers import Gemma2Config, Gemma2Model
 
-    transformer = _on_meta(lambda: SanaTransformer2DModel(
-        in_channels=32, out_channels=32, num_attention_heads=70, attention_head_dim=32,
-        num_layers=20, num_cross_attention_heads=20, cross_attention_head_dim=112,
-        cross_attention_dim=2240, caption_channels=2304, mlp_ratio=2.5, sample_size=32,
-        patch_size=1, norm_elementwise_affine=False, norm_eps=1e-6))
-    gemma = _on_meta(lambda: Gemma2Model(Gemma2Config(
-        vocab_size=256000, hidden_size=2304, intermediate_size=9216, num_hidden_layers=26,
-        num_attention_heads=8, num_key_value_heads=4, head_dim=256, pad_token_id=0,
-        eos_token_id=1, bos_token_id=2)))
+    transformer = _on_meta(
+        lambda: SanaTransformer2DModel(
+            in_channels=32,
+            out_channels=32,
+            num_attention_heads=70,
+            attention_head_dim=32,
+            num_layers=20,
+            num_cross_attention_heads=20,
+            cross_attention_head_dim=112,
+            cross_attention_dim=2240,
+            caption_channels=2304,
+            mlp_ratio=2.5,
+            sample_size=32,
+            patch_size=1,
+            norm_elementwise_affine=False,
+            norm_eps=1e-6,
+        )
+    )
+    gemma = _on_meta(
+        lambda: Gemma2Model(
+            Gemma2Config(
+                vocab_size=256000,
+                hidden_size=2304,
+                intermediate_size=9216,
+                num_hidden_layers=26,
+                num_attention_heads=8,
+                num_key_value_heads=4,
+                head_dim=256,
+                pad_token_id=0,
+                eos_token_id=1,
+                bos_token_id=2,
+            )
+        )
+    )
     vae = _on_meta(lambda: AutoencoderDC(scaling_factor=0.41407))  # defaults: DC-AE f32c32
     scheduler = DPMSolverMultistepScheduler(
-        prediction_type="flow_prediction", use_flow_sigmas=True, flow_shift=3.0)
+        prediction_type="flow_prediction", use_flow_sigmas=True, flow_shift=3.0
+    )
     return SanaPipeline(
-        tokenizer=_gemma_tokenizer(), text_encoder=_materialise(gemma, device, dtype),
-        vae=_materialise(vae, device, dtype), transformer=_materialise(transformer, device, dtype),
+        tokenizer=_gemma_tokenizer(),
+        text_encoder=_materialise(gemma, device, dtype),
+        vae=_materialise(vae, device, dtype),
+        transformer=_materialise(transformer, device, dtype),
         scheduler=scheduler,
     )

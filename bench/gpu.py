@@ -41,7 +41,7 @@ from easel.engine.pipelines import call_kwargs, default_placement
 from easel.engine.tiny import TINY_MODELS, ensure_tiny
 
 sys.path.insert(0, str(Path(__file__).parent))
-from full_size import ARCHS, build_full_size  # noqa: E402
+from full_size import ARCHS, build_full_size
 
 PROMPT = "a red fox standing in fresh snow at dawn, photograph"
 
@@ -109,8 +109,9 @@ def specs(size: int, batch: int, repeat: int) -> tuple[ImageSpec, ...]:
     return tuple(ImageSpec(f"{PROMPT} #{size}-{batch}-{repeat}", 1000 + i) for i in range(batch))
 
 
-def measure(run: Callable[[int], Any], timer: StageTimer, device: str, repeats: int,
-            warmups: int) -> tuple[list[float], list[tuple[float, float]], float | None, Any]:
+def measure(
+    run: Callable[[int], Any], timer: StageTimer, device: str, repeats: int, warmups: int
+) -> tuple[list[float], list[tuple[float, float]], float | None, Any]:
     for w in range(warmups):
         run(-1 - w)
     totals, stages, output = [], [], None
@@ -128,13 +129,35 @@ def measure(run: Callable[[int], Any], timer: StageTimer, device: str, repeats: 
     return totals, stages, peak[0], output
 
 
-def row(arch: str, runner: str, size: int, batch: int, steps: int, totals: list[float],
-        stages: list[tuple[float, float]], peak: float | None, options: list[str]) -> Row:
+def row(
+    arch: str,
+    runner: str,
+    size: int,
+    batch: int,
+    steps: int,
+    totals: list[float],
+    stages: list[tuple[float, float]],
+    peak: float | None,
+    options: list[str],
+) -> Row:
     total = statistics.median(totals)
     encode = statistics.median(s[0] for s in stages)
     decode = statistics.median(s[1] for s in stages)
-    return Row(arch, runner, size, batch, steps, total / batch, batch / total, encode / batch,
-               (total - encode - decode) / batch, decode / batch, peak, None, options)
+    return Row(
+        arch,
+        runner,
+        size,
+        batch,
+        steps,
+        total / batch,
+        batch / total,
+        encode / batch,
+        (total - encode - decode) / batch,
+        decode / batch,
+        peak,
+        None,
+        options,
+    )
 
 
 def bench_arch(arch: str, args: argparse.Namespace, options: EngineOptions) -> list[Row]:
@@ -147,6 +170,7 @@ def bench_arch(arch: str, args: argparse.Namespace, options: EngineOptions) -> l
     stock_images: dict[tuple[int, int], Any] = {}
     for size in args.sizes:
         for batch in args.batches:
+
             def stock(r: int, size: int = size, batch: int = batch) -> Any:
                 eb = EngineBatch(arch, family, size, size, steps, guidance, specs(size, batch, r))
                 gens = [torch.Generator("cpu").manual_seed(s.seed) for s in eb.images]
@@ -160,6 +184,7 @@ def bench_arch(arch: str, args: argparse.Namespace, options: EngineOptions) -> l
     engine.adopt(arch, pipe)  # applies easel's options to the same weights, in place
     for size in args.sizes:
         for batch in args.batches:
+
             def ours(r: int, size: int = size, batch: int = batch) -> Any:
                 eb = EngineBatch(arch, family, size, size, steps, guidance, specs(size, batch, r))
                 return engine.generate(eb)
@@ -195,18 +220,23 @@ def load_arch(arch: str, device: str) -> tuple[Any, str, int, float]:
 def print_row(r: Row) -> None:
     peak = f"{r.peak_gpu_gib:.1f}" if r.peak_gpu_gib is not None else "-"
     quality = "-" if r.psnr_vs_diffusers_db is None else f"{r.psnr_vs_diffusers_db:.1f}"
-    print(f"| {r.arch} | {r.runner} | {r.size}x{r.size} | {r.batch} | {r.steps} | "
-          f"{r.seconds_per_image:.3f} | {r.images_per_second:.2f} | {r.text_encode_s:.3f} | "
-          f"{r.denoise_s:.3f} | {r.vae_decode_s:.3f} | {peak} | {quality} | "
-          f"{', '.join(r.options)} |", flush=True)
+    print(
+        f"| {r.arch} | {r.runner} | {r.size}x{r.size} | {r.batch} | {r.steps} | "
+        f"{r.seconds_per_image:.3f} | {r.images_per_second:.2f} | {r.text_encode_s:.3f} | "
+        f"{r.denoise_s:.3f} | {r.vae_decode_s:.3f} | {peak} | {quality} | "
+        f"{', '.join(r.options)} |",
+        flush=True,
+    )
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     on_gpu = torch.cuda.is_available()
-    parser.add_argument("--archs", default="flux-schnell,flux-dev,sana" if on_gpu
-                        else "tiny-flux,tiny-sana")
+    parser.add_argument(
+        "--archs", default="flux-schnell,flux-dev,sana" if on_gpu else "tiny-flux,tiny-sana"
+    )
     parser.add_argument("--sizes", default="1024,2048" if on_gpu else "256")
     parser.add_argument("--batches", default="1,4" if on_gpu else "1,2")
     parser.add_argument("--steps", type=int, default=None, help="default: the tier's steps")
@@ -231,16 +261,22 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> list[Row]:
     args = parse(argv)
     options = EngineOptions(
-        compile=args.compile, compile_mode=args.compile_mode, compile_cache_dir=args.compile_cache,
-        attention_backend=args.attention, fuse_qkv=args.fuse_qkv,
-        quantize="fp8" if args.fp8 else None, step_cache_threshold=args.step_cache,
+        compile=args.compile,
+        compile_mode=args.compile_mode,
+        compile_cache_dir=args.compile_cache,
+        attention_backend=args.attention,
+        fuse_qkv=args.fuse_qkv,
+        quantize="fp8" if args.fp8 else None,
+        step_cache_threshold=args.step_cache,
         vae_tiling_pixels=args.vae_tiling_pixels,
     )
     device = default_placement(args.device).device
     name = torch.cuda.get_device_name() if device.startswith("cuda") else "cpu"
     print(f"device {name}, torch {torch.__version__}, threads {torch.get_num_threads()}")
-    print("| arch | runner | size | batch | steps | s/image | images/s | text enc s | denoise s "
-          "| VAE s | peak GiB | PSNR dB | options |")
+    print(
+        "| arch | runner | size | batch | steps | s/image | images/s | text enc s | denoise s "
+        "| VAE s | peak GiB | PSNR dB | options |"
+    )
     print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
     rows: list[Row] = []
     for arch in args.archs.split(","):

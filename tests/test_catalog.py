@@ -13,11 +13,20 @@ from easel.services.generation import BackendResolver, assign_seeds, plan
 
 IMAGEN_1K = {(1024, 1024), (896, 1280), (1280, 896), (768, 1408), (1408, 768)}
 ALL_IDS = {
-    "google:2@1", "google:2@2", "google:2@3", "google/imagen4", "google/imagen4-fast",
-    "google/imagen4-ultra", "wavespeed-ai/imagen4", "google/imagen4/preview",
-    "google/imagen-4.0-generate-001", "google/imagen-4.0-fast-generate-001",
-    "google/imagen-4.0-ultra-generate-001", "imagen-4.0-generate-001",
-    "imagen-4.0-fast-generate-001", "imagen-4.0-ultra-generate-001",
+    "google:2@1",
+    "google:2@2",
+    "google:2@3",
+    "google/imagen4",
+    "google/imagen4-fast",
+    "google/imagen4-ultra",
+    "wavespeed-ai/imagen4",
+    "google/imagen4/preview",
+    "google/imagen-4.0-generate-001",
+    "google/imagen-4.0-fast-generate-001",
+    "google/imagen-4.0-ultra-generate-001",
+    "imagen-4.0-generate-001",
+    "imagen-4.0-fast-generate-001",
+    "imagen-4.0-ultra-generate-001",
 }
 
 
@@ -73,13 +82,25 @@ def test_size_not_in_the_catalog_is_refused_with_the_allowed_list(catalog: Catal
 
 @pytest.mark.parametrize(
     ("change", "parameter"),
-    [({"prompt": ""}, "prompt"), ({"prompt": "x" * 3001}, "prompt"), ({"num_images": 0}, "num_images"),
-     ({"num_images": 21}, "num_images"), ({"seed": -1}, "seed"), ({"width": 512}, "size")],
+    [
+        ({"prompt": ""}, "prompt"),
+        ({"prompt": "x" * 3001}, "prompt"),
+        ({"num_images": 0}, "num_images"),
+        ({"num_images": 21}, "num_images"),
+        ({"seed": -1}, "seed"),
+        ({"width": 512}, "size"),
+    ],
 )
-def test_bad_requests_name_the_parameter(catalog: Catalog, change: dict[str, object],
-                                         parameter: str) -> None:
-    fields: dict[str, object] = {"model": "google:2@3", "prompt": "a fox", "width": 1024,
-                                 "height": 1024, **change}
+def test_bad_requests_name_the_parameter(
+    catalog: Catalog, change: dict[str, object], parameter: str
+) -> None:
+    fields: dict[str, object] = {
+        "model": "google:2@3",
+        "prompt": "a fox",
+        "width": 1024,
+        "height": 1024,
+        **change,
+    }
     with pytest.raises(EaselError) as info:
         plan(GenerationRequest(**fields), catalog, BackendResolver())  # type: ignore[arg-type]
     assert info.value.parameter == parameter
@@ -122,8 +143,9 @@ def test_strict_refuses_a_stand_in(catalog: Catalog) -> None:
 def test_users_add_models_and_override_prices_without_code(tmp_path: Path) -> None:
     overlay = tmp_path / "mine.toml"
     overlay.write_text(
-        '[tiers.fast]\nprice_usd = 0.01\n'
-        '[backends.my-sdxl]\nsource = "/models/my-sdxl"\nfamily = "sdxl"\nsteps = 25\nguidance = 6.0\n'
+        "[tiers.fast]\nprice_usd = 0.01\n"
+        '[backends.my-sdxl]\nsource = "/models/my-sdxl"\nfamily = "sdxl"\n'
+        "steps = 25\nguidance = 6.0\n"
         '[tiers.house]\nbackend = "my-sdxl"\nprice_usd = 0.005\n'
         '[models."acme/house-style"]\ntier = "house"\nmax_images = 2\n'
     )

@@ -108,8 +108,10 @@ class Model:
         target = math.log(width / height)
         ratio = min(
             self.sizes,
-            key=lambda s: (round(abs(math.log(s.width / s.height) - target), 9),
-                           abs(math.log(s.width / s.height))),
+            key=lambda s: (
+                round(abs(math.log(s.width / s.height) - target), 9),
+                abs(math.log(s.width / s.height)),
+            ),
         ).aspect_ratio
         area = math.log(width * height)
         return min(
@@ -130,7 +132,9 @@ class Model:
 
     def check_prompt(self, prompt: str, parameter: str = "prompt") -> None:
         if not isinstance(prompt, str) or not prompt.strip():
-            raise EaselError(ErrorKind.MISSING, f"{parameter} must be a non-empty string", parameter)
+            raise EaselError(
+                ErrorKind.MISSING, f"{parameter} must be a non-empty string", parameter
+            )
         if not self.prompt_min <= len(prompt) <= self.prompt_max:
             raise invalid(
                 parameter,
@@ -138,7 +142,9 @@ class Model:
                 f"{self.id}, got {len(prompt)}",
             )
 
-    def check_negative_prompt(self, negative: str | None, parameter: str = "negative_prompt") -> None:
+    def check_negative_prompt(
+        self, negative: str | None, parameter: str = "negative_prompt"
+    ) -> None:
         if negative is None or negative == "":
             return
         if not self.negative_prompt:
@@ -149,7 +155,11 @@ class Model:
             raise invalid(parameter, f"{parameter} must be at most {self.prompt_max} characters")
 
     def check_count(self, count: int, parameter: str = "num_images") -> None:
-        if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= self.max_images:
+        if (
+            isinstance(count, bool)
+            or not isinstance(count, int)
+            or not 1 <= count <= self.max_images
+        ):
             raise invalid(
                 parameter,
                 f"{parameter} must be an integer 1..{self.max_images} for {self.id}, got {count!r}",

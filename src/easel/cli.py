@@ -21,8 +21,12 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 out = Console()
 err = Console(stderr=True)
 
-FORMATS = {"jpg": ImageFormat.JPEG, "jpeg": ImageFormat.JPEG, "png": ImageFormat.PNG,
-           "webp": ImageFormat.WEBP}
+FORMATS = {
+    "jpg": ImageFormat.JPEG,
+    "jpeg": ImageFormat.JPEG,
+    "png": ImageFormat.PNG,
+    "webp": ImageFormat.WEBP,
+}
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
@@ -38,7 +42,9 @@ def load_catalog(settings: Settings) -> Catalog:
 @app.command()
 def generate(
     prompt: Annotated[str, typer.Argument(help="What to draw")],
-    model: Annotated[str, typer.Option(help="A public model id (see `easel models`)")] = "google:2@3",
+    model: Annotated[
+        str, typer.Option(help="A public model id (see `easel models`)")
+    ] = "google:2@3",
     aspect_ratio: Annotated[str, typer.Option(help="1:1, 3:4, 4:3, 9:16 or 16:9")] = "1:1",
     resolution: Annotated[str, typer.Option(help="1k, or 2k where the model allows it")] = "1k",
     n: Annotated[int, typer.Option("-n", "--num-images", help="How many images")] = 1,
@@ -60,8 +66,14 @@ def generate(
         entry = catalog.model(model, parameter="--model")
         size = entry.size_for(aspect_ratio, resolution)
         request = GenerationRequest(
-            model=model, prompt=prompt, width=size.width, height=size.height, num_images=n,
-            negative_prompt=negative_prompt, seed=seed, output_format=FORMATS[format.lower()],
+            model=model,
+            prompt=prompt,
+            width=size.width,
+            height=size.height,
+            num_images=n,
+            negative_prompt=negative_prompt,
+            seed=seed,
+            output_format=FORMATS[format.lower()],
             output_quality=quality,
         )
         resolver = BackendResolver(strict or settings.strict, settings.fallback_max_steps)
@@ -74,11 +86,21 @@ def generate(
 
 
 def _cli_message(exc: EaselError) -> str:
-    names = {"num_images": "-n", "seed": "--seed", "prompt": "PROMPT", "size": "--aspect-ratio",
-             "aspect_ratio": "--aspect-ratio", "resolution": "--resolution", "model": "--model",
-             "negative_prompt": "--negative-prompt", "output_quality": "--quality"}
+    names = {
+        "num_images": "-n",
+        "seed": "--seed",
+        "prompt": "PROMPT",
+        "size": "--aspect-ratio",
+        "aspect_ratio": "--aspect-ratio",
+        "resolution": "--resolution",
+        "model": "--model",
+        "negative_prompt": "--negative-prompt",
+        "output_quality": "--quality",
+    }
     flag = names.get(exc.parameter or "", exc.parameter)
-    message = exc.message.replace("num_images", "-n") if exc.parameter == "num_images" else exc.message
+    message = (
+        exc.message.replace("num_images", "-n") if exc.parameter == "num_images" else exc.message
+    )
     return f"{flag}: {message}" if flag else message
 
 
@@ -93,8 +115,13 @@ def _run_generation(the_plan: object, settings: Settings, output: Path) -> None:
     engine = Engine.from_settings(settings)
     output.mkdir(parents=True, exist_ok=True)
     request = the_plan.request
-    with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), console=err) as bar:
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+    ) as bar:
         task = bar.add_task("loading model", total=the_plan.backend.steps)
         engine.pipeline(the_plan.backend.source)
         bar.update(task, description="denoising")
@@ -109,9 +136,14 @@ def _run_generation(the_plan: object, settings: Settings, output: Path) -> None:
     stamp = time.strftime("%Y%m%d-%H%M%S")
     for index, image in enumerate(images):
         metadata = {
-            "model": request.model, "backend": the_plan.backend.source,
-            "stand_in": the_plan.backend.is_fallback, "seed": image.seed, "prompt": request.prompt,
-            "steps": the_plan.backend.steps, "width": image.width, "height": image.height,
+            "model": request.model,
+            "backend": the_plan.backend.source,
+            "stand_in": the_plan.backend.is_fallback,
+            "seed": image.seed,
+            "prompt": request.prompt,
+            "steps": the_plan.backend.steps,
+            "width": image.width,
+            "height": image.height,
         }
         if the_plan.backend.fallback_reason:
             metadata["stand_in_reason"] = the_plan.backend.fallback_reason
@@ -131,23 +163,45 @@ def models() -> None:
     catalog = load_catalog(settings)
     resolver = BackendResolver(settings.strict, settings.fallback_max_steps)
     table = Table(title="easel model catalog")
-    for column in ("model id", "provider", "tier", "backend", "weights", "sizes", "images",
-                   "prompt", "price/image"):
+    for column in (
+        "model id",
+        "provider",
+        "tier",
+        "backend",
+        "weights",
+        "sizes",
+        "images",
+        "prompt",
+        "price/image",
+    ):
         table.add_column(column)
     for model_id in catalog.model_ids:
         m = catalog.model(model_id)
         present = resolver.present(m.backend.source)
         weights = "present" if present else f"absent -> {resolver.stand_in(m.backend)}"
         sizes = ", ".join(str(s) for s in m.sizes)
-        table.add_row(m.id, m.provider, m.tier.name, m.backend.source, weights, sizes,
-                      f"1..{m.max_images}", f"{m.prompt_min}..{m.prompt_max}",
-                      f"${m.price_usd:.3f}")
+        table.add_row(
+            m.id,
+            m.provider,
+            m.tier.name,
+            m.backend.source,
+            weights,
+            sizes,
+            f"1..{m.max_images}",
+            f"{m.prompt_min}..{m.prompt_max}",
+            f"${m.price_usd:.3f}",
+        )
     wide = Console(width=max(out.width, 200))
     wide.print(table)
-    absent = {m.backend.source for m in catalog.models.values() if not resolver.present(m.backend.source)}
+    absent = {
+        m.backend.source for m in catalog.models.values() if not resolver.present(m.backend.source)
+    }
     for source in sorted(absent):
-        err.print(f"warning: weights of {source} are absent; offline stand-in in use "
-                  f"(`easel pull` fetches them)", markup=False)
+        err.print(
+            f"warning: weights of {source} are absent; offline stand-in in use "
+            f"(`easel pull` fetches them)",
+            markup=False,
+        )
 
 
 @app.command()
@@ -191,9 +245,14 @@ def serve(
     app_ = create_app(settings)
     # Frames above max_body_bytes get a clear error from the dialect; only far larger ones are
     # cut off by the WebSocket layer itself.
-    uvicorn.run(app_, host=host, port=port, log_level=log_level,
-                ws_max_size=max(16 * 1024 * 1024, settings.max_body_bytes * 4),
-                ws_ping_interval=None)
+    uvicorn.run(
+        app_,
+        host=host,
+        port=port,
+        log_level=log_level,
+        ws_max_size=max(16 * 1024 * 1024, settings.max_body_bytes * 4),
+        ws_ping_interval=None,
+    )
 
 
 def main() -> None:

@@ -26,11 +26,28 @@ def load(name: str) -> ModuleType:
 def test_harness_times_stock_and_easel_side_by_side(tmp_path: Path) -> None:
     gpu = load("gpu")
     out = tmp_path / "rows.json"
-    gpu.main(["--archs", "tiny-flux,tiny-sana", "--sizes", "64", "--batches", "1,2",
-              "--repeats", "1", "--warmups", "0", "--fuse-qkv", "--out", str(out)])
+    gpu.main(
+        [
+            "--archs",
+            "tiny-flux,tiny-sana",
+            "--sizes",
+            "64",
+            "--batches",
+            "1,2",
+            "--repeats",
+            "1",
+            "--warmups",
+            "0",
+            "--fuse-qkv",
+            "--out",
+            str(out),
+        ]
+    )
     rows = json.loads(out.read_text())
     assert {(r["arch"], r["runner"], r["batch"]) for r in rows} == {
-        (a, runner, b) for a in ("tiny-flux", "tiny-sana") for runner in ("diffusers", "easel")
+        (a, runner, b)
+        for a in ("tiny-flux", "tiny-sana")
+        for runner in ("diffusers", "easel")
         for b in (1, 2)
     }
     for r in rows:

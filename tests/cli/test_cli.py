@@ -18,14 +18,32 @@ EASEL = [sys.executable, "-m", "easel.cli"]
 
 def run(args: list[str], data_dir: Path, **env: str) -> subprocess.CompletedProcess[str]:
     environment = {**os.environ, "EASEL_DATA_DIR": str(data_dir), "HF_HUB_OFFLINE": "1", **env}
-    return subprocess.run(EASEL + args, capture_output=True, text=True, env=environment,
-                          timeout=300, check=False)
+    return subprocess.run(
+        EASEL + args, capture_output=True, text=True, env=environment, timeout=300, check=False
+    )
 
 
-def test_generate_writes_jpegs_at_the_imagen_size_with_seeds(data_dir: Path, tmp_path: Path) -> None:
+def test_generate_writes_jpegs_at_the_imagen_size_with_seeds(
+    data_dir: Path, tmp_path: Path
+) -> None:
     out = tmp_path / "out"
-    result = run(["generate", "a red fox in fresh snow", "--model", "google:2@3",
-                  "--aspect-ratio", "16:9", "--seed", "7", "-n", "2", "-o", str(out)], data_dir)
+    result = run(
+        [
+            "generate",
+            "a red fox in fresh snow",
+            "--model",
+            "google:2@3",
+            "--aspect-ratio",
+            "16:9",
+            "--seed",
+            "7",
+            "-n",
+            "2",
+            "-o",
+            str(out),
+        ],
+        data_dir,
+    )
     assert result.returncode == 0, result.stderr
     lines = result.stdout.strip().splitlines()
     assert len(lines) == 2
@@ -45,8 +63,20 @@ def test_generate_writes_jpegs_at_the_imagen_size_with_seeds(data_dir: Path, tmp
 def test_generate_same_seed_same_bytes(data_dir: Path, tmp_path: Path) -> None:
     outputs = []
     for name in ("a", "b"):
-        result = run(["generate", "a lighthouse at dusk", "--seed", "11", "--format", "png",
-                      "-o", str(tmp_path / name)], data_dir, EASEL_NUM_THREADS="2")
+        result = run(
+            [
+                "generate",
+                "a lighthouse at dusk",
+                "--seed",
+                "11",
+                "--format",
+                "png",
+                "-o",
+                str(tmp_path / name),
+            ],
+            data_dir,
+            EASEL_NUM_THREADS="2",
+        )
         assert result.returncode == 0, result.stderr
         outputs.append(next((tmp_path / name).glob("*.png")).read_bytes())
     assert outputs[0] == outputs[1]
@@ -54,12 +84,17 @@ def test_generate_same_seed_same_bytes(data_dir: Path, tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("args", "names"),
-    [(["generate", "a fox", "--model", "nope"], ["--model", "google:2@3"]),
-     (["generate", "a fox", "--aspect-ratio", "2:1"], ["--aspect-ratio", "16:9"]),
-     (["generate", "a fox", "-n", "21"], ["-n", "1..20"]),
-     (["generate", "x"], ["PROMPT", "2..3000"]),
-     (["generate", "a fox", "--model", "google:2@3", "--resolution", "2k"], ["--resolution", "1k"]),
-     (["generate", "a fox", "--format", "gif"], ["--format", "webp"])],
+    [
+        (["generate", "a fox", "--model", "nope"], ["--model", "google:2@3"]),
+        (["generate", "a fox", "--aspect-ratio", "2:1"], ["--aspect-ratio", "16:9"]),
+        (["generate", "a fox", "-n", "21"], ["-n", "1..20"]),
+        (["generate", "x"], ["PROMPT", "2..3000"]),
+        (
+            ["generate", "a fox", "--model", "google:2@3", "--resolution", "2k"],
+            ["--resolution", "1k"],
+        ),
+        (["generate", "a fox", "--format", "gif"], ["--format", "webp"]),
+    ],
 )
 def test_bad_input_is_one_line_naming_the_parameter_exit_2(
     data_dir: Path, tmp_path: Path, args: list[str], names: list[str]
@@ -82,9 +117,17 @@ def test_strict_refuses_when_weights_are_absent(data_dir: Path, tmp_path: Path) 
 def test_models_lists_every_id_tier_backend_weights_sizes_and_price(data_dir: Path) -> None:
     result = run(["models"], data_dir, COLUMNS="250")
     assert result.returncode == 0, result.stderr
-    for text in ("google:2@3", "imagen-4.0-ultra-generate-001", "wavespeed-ai/imagen4",
-                 "black-forest-labs/FLUX.1-schnell", "absent", "1408x768", "$0.020", "$0.060",
-                 "1..20"):
+    for text in (
+        "google:2@3",
+        "imagen-4.0-ultra-generate-001",
+        "wavespeed-ai/imagen4",
+        "black-forest-labs/FLUX.1-schnell",
+        "absent",
+        "1408x768",
+        "$0.020",
+        "$0.060",
+        "1..20",
+    ):
         assert text in result.stdout, text
     assert "stand-in" in result.stderr
 
@@ -94,8 +137,14 @@ def test_pull_offline_fails_at_once_with_one_line_saying_what_it_tried(data_dir:
         closed.bind(("127.0.0.1", 0))
         port = closed.getsockname()[1]
     endpoint = f"http://127.0.0.1:{port}"
-    result = run(["pull", "fast"], data_dir, HF_HUB_OFFLINE="0", HF_ENDPOINT=endpoint,
-                 HF_HUB_DOWNLOAD_TIMEOUT="5", HF_HUB_ETAG_TIMEOUT="5")
+    result = run(
+        ["pull", "fast"],
+        data_dir,
+        HF_HUB_OFFLINE="0",
+        HF_ENDPOINT=endpoint,
+        HF_HUB_DOWNLOAD_TIMEOUT="5",
+        HF_HUB_ETAG_TIMEOUT="5",
+    )
     assert result.returncode == 1
     message = result.stderr.strip()
     assert len(message.splitlines()) == 1, message

@@ -9,6 +9,7 @@ import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, HTTPServer
+from typing import ClassVar
 
 import httpx
 import pytest
@@ -18,9 +19,25 @@ from easel.services.outbound import check_url, embedded_ipv4, refusal, send
 from easel.services.signing import new_secret, signed_headers, verify
 
 REFUSED = [
-    "127.0.0.1", "::1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.1.1", "169.254.169.254",
-    "fd00:ec2::254", "100.64.0.1", "0.0.0.0", "::", "fe80::1", "fc00::1", "::ffff:127.0.0.1",
-    "::ffff:10.0.0.1", "64:ff9b::a9fe:a9fe", "64:ff9b::7f00:1", "2002:7f00:1::", "224.0.0.1",
+    "127.0.0.1",
+    "::1",
+    "10.1.2.3",
+    "172.16.0.1",
+    "192.168.1.1",
+    "169.254.1.1",
+    "169.254.169.254",
+    "fd00:ec2::254",
+    "100.64.0.1",
+    "0.0.0.0",
+    "::",
+    "fe80::1",
+    "fc00::1",
+    "::ffff:127.0.0.1",
+    "::ffff:10.0.0.1",
+    "64:ff9b::a9fe:a9fe",
+    "64:ff9b::7f00:1",
+    "2002:7f00:1::",
+    "224.0.0.1",
     "192.0.2.1",
 ]
 
@@ -50,10 +67,16 @@ def test_loopback_only_with_the_explicit_setting() -> None:
 
 @pytest.mark.parametrize(
     ("url", "words"),
-    [("ftp://example.com/x", "http or https"), ("file:///etc/passwd", "http or https"),
-     ("http://user:pw@127.0.0.1/", "credentials"), ("http:///nohost", "no host"),
-     ("http://localhost:8080/hook", "loopback"), ("http://[::ffff:127.0.0.1]/", "loopback"),
-     ("http://169.254.169.254/latest/meta-data", "metadata"), (42, "http(s) URL")],
+    [
+        ("ftp://example.com/x", "http or https"),
+        ("file:///etc/passwd", "http or https"),
+        ("http://user:pw@127.0.0.1/", "credentials"),
+        ("http:///nohost", "no host"),
+        ("http://localhost:8080/hook", "loopback"),
+        ("http://[::ffff:127.0.0.1]/", "loopback"),
+        ("http://169.254.169.254/latest/meta-data", "metadata"),
+        (42, "http(s) URL"),
+    ],
 )
 def test_check_url_names_the_parameter(url: object, words: str) -> None:
     with pytest.raises(EaselError) as info:
@@ -63,9 +86,9 @@ def test_check_url_names_the_parameter(url: object, words: str) -> None:
 
 
 class _Recorder(BaseHTTPRequestHandler):
-    seen: list[tuple[str, dict[str, str], bytes]] = []
+    seen: ClassVar[list[tuple[str, dict[str, str], bytes]]] = []
 
-    def do_POST(self) -> None:  # noqa: N802 - the http.server naming
+    def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers["Content-Length"]))
         _Recorder.seen.append((self.path, dict(self.headers), body))
         if self.path == "/redirect":

@@ -29,7 +29,9 @@ def engine(model_cache: Path) -> Engine:
     return Engine(model_cache, device="cpu", max_loaded=4)
 
 
-def batch(family: str, *specs: ImageSpec, size: tuple[int, int] = (64, 64), steps: int = 2) -> EngineBatch:
+def batch(
+    family: str, *specs: ImageSpec, size: tuple[int, int] = (64, 64), steps: int = 2
+) -> EngineBatch:
     return EngineBatch(f"easel/tiny-{family}", family, size[0], size[1], steps, 3.0, specs)
 
 
@@ -41,8 +43,12 @@ def test_each_family_loads_from_its_saved_directory_and_generates(
     assert (directory / "model_index.json").exists()
     assert any(directory.rglob("*.safetensors"))
     images = engine.generate(
-        batch(family, ImageSpec("a red fox in snow", 1), ImageSpec("a blue house", 2, "green"),
-              size=(128, 64))
+        batch(
+            family,
+            ImageSpec("a red fox in snow", 1),
+            ImageSpec("a blue house", 2, "green"),
+            size=(128, 64),
+        )
     )
     assert type(engine.pipeline(f"easel/tiny-{family}")).__name__ == PIPELINE_CLASSES[family]
     assert [im.pixels.shape for im in images] == [(64, 128, 3)] * 2
@@ -83,8 +89,9 @@ def test_mixed_seed_batch_reproduces_and_matches_single_runs(engine: Engine) -> 
 
 def test_progress_reports_every_step(engine: Engine) -> None:
     seen: list[tuple[int, int]] = []
-    engine.generate(batch("flux", ImageSpec("a fox", 1), steps=3),
-                    progress=lambda s, t: seen.append((s, t)))
+    engine.generate(
+        batch("flux", ImageSpec("a fox", 1), steps=3), progress=lambda s, t: seen.append((s, t))
+    )
     assert seen == [(1, 3), (2, 3), (3, 3)]
 
 
@@ -116,8 +123,12 @@ def _poison(engine: Engine, family: str, component: str, value: float) -> Any:
 
 @pytest.mark.parametrize(
     ("component", "value", "words"),
-    [("vae", float("nan"), "NaN"), ("transformer", float("inf"), "infinite"),
-     ("transformer", float("nan"), "NaN"), ("vae", -1.0, "black")],
+    [
+        ("vae", float("nan"), "NaN"),
+        ("transformer", float("inf"), "infinite"),
+        ("transformer", float("nan"), "NaN"),
+        ("vae", -1.0, "black"),
+    ],
 )
 def test_nan_inf_and_black_outputs_are_errors(
     engine: Engine, component: str, value: float, words: str

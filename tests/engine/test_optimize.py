@@ -18,9 +18,14 @@ from easel.engine.optimize import EngineOptions, psnr
 SPECS = (ImageSpec("a red fox in snow", 1), ImageSpec("a blue house", 2))
 
 
-def generate(model_cache: Path, options: EngineOptions, family: str = "flux", size: int = 128,
-             steps: int = 4, specs: tuple[ImageSpec, ...] = SPECS) -> tuple[Engine,
-                                                                            list[GeneratedImage]]:
+def generate(
+    model_cache: Path,
+    options: EngineOptions,
+    family: str = "flux",
+    size: int = 128,
+    steps: int = 4,
+    specs: tuple[ImageSpec, ...] = SPECS,
+) -> tuple[Engine, list[GeneratedImage]]:
     engine = Engine(model_cache, device="cpu", options=options)
     batch = EngineBatch(f"easel/tiny-{family}", family, size, size, steps, 3.0, specs)
     return engine, engine.generate(batch)
@@ -28,7 +33,9 @@ def generate(model_cache: Path, options: EngineOptions, family: str = "flux", si
 
 @pytest.fixture(scope="module")
 def exact(model_cache: Path) -> dict[str, list[GeneratedImage]]:
-    return {f: generate(model_cache, EngineOptions(text_cache_size=0), f)[1] for f in ("flux", "sd3")}
+    return {
+        f: generate(model_cache, EngineOptions(text_cache_size=0), f)[1] for f in ("flux", "sd3")
+    }
 
 
 def min_psnr(a: list[GeneratedImage], b: list[GeneratedImage]) -> float:
@@ -58,15 +65,18 @@ def test_fused_qkv_is_lossless(model_cache: Path, exact: dict[str, list[Generate
 def test_first_block_cache_runs_and_its_psnr_is_measured(
     model_cache: Path, exact: dict[str, list[GeneratedImage]]
 ) -> None:
-    engine, images = generate(model_cache, EngineOptions(step_cache_threshold=0.5, text_cache_size=0))
+    engine, images = generate(
+        model_cache, EngineOptions(step_cache_threshold=0.5, text_cache_size=0)
+    )
     assert engine.applied["easel/tiny-flux"] == ["first-block-cache=0.5"]
     # Lossy by design: the number is reported by bench/gpu.py; here it must stay an image of
     # the same scene, not noise.
     assert min_psnr(images, exact["flux"]) >= 20
 
 
-def test_vae_tiling_applies_above_its_threshold(model_cache: Path,
-                                                exact: dict[str, list[GeneratedImage]]) -> None:
+def test_vae_tiling_applies_above_its_threshold(
+    model_cache: Path, exact: dict[str, list[GeneratedImage]]
+) -> None:
     engine, images = generate(model_cache, EngineOptions(vae_tiling_pixels=128 * 128))
     assert engine.pipeline("easel/tiny-flux").vae.use_tiling
     assert [im.pixels.shape for im in images] == [(128, 128, 3)] * 2
@@ -90,7 +100,8 @@ COMPILE_SCRIPT = textwrap.dedent("""
     cache, models = Path(sys.argv[1]), Path(sys.argv[2])
     batch = EngineBatch("easel/tiny-flux", "flux", 64, 64, 2, 3.0, (ImageSpec("a red fox", 1),))
     eager = Engine(models, device="cpu").generate(batch)[0]
-    engine = Engine(models, device="cpu", options=EngineOptions(compile=True, compile_cache_dir=cache))
+    options = EngineOptions(compile=True, compile_cache_dir=cache)
+    engine = Engine(models, device="cpu", options=options)
     compiled = engine.generate(batch)[0]
     print(json.dumps({"psnr": min(psnr(compiled.pixels, eager.pixels), 999.0),
                       "applied": engine.applied["easel/tiny-flux"],
@@ -107,7 +118,11 @@ def test_compile_is_lossless_and_a_restart_reuses_the_on_disk_cache(
     for _ in range(2):  # the second process is a restart with a warm cache
         result = subprocess.run(
             [sys.executable, "-c", COMPILE_SCRIPT, str(tmp_path / "cc"), str(model_cache)],
-            capture_output=True, text=True, timeout=600, env=env, check=False,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            env=env,
+            check=False,
         )
         assert result.returncode == 0, result.stderr[-3000:]
         reports.append(json.loads(result.stdout.strip().splitlines()[-1]))

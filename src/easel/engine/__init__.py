@@ -19,7 +19,6 @@ import torch
 from easel.domain.errors import CancelledError, InferenceError
 from easel.domain.generation import EngineBatch, GeneratedImage
 from easel.engine.optimize import EngineOptions, TextEmbeddingCache, apply_options, prepare_vae
-from easel.settings import Settings
 from easel.engine.pipelines import (
     Placement,
     call_kwargs,
@@ -28,6 +27,7 @@ from easel.engine.pipelines import (
     resolve_local_path,
     weights_bytes,
 )
+from easel.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -73,8 +73,13 @@ class Engine:
             vae_tiling_pixels=settings.vae_tiling_pixels,
             text_cache_size=settings.text_cache_size,
         )
-        return cls(settings.models_dir, settings.device, settings.max_loaded_models,
-                   settings.num_threads, options)
+        return cls(
+            settings.models_dir,
+            settings.device,
+            settings.max_loaded_models,
+            settings.num_threads,
+            options,
+        )
 
     @property
     def device(self) -> str:

@@ -134,8 +134,10 @@ class TextEmbeddingCache:
         negatives = kwargs.get("negative_prompt") or [""] * len(prompts)
         seq = kwargs.get("max_sequence_length")
         guided = family == "sd3" and kwargs["guidance_scale"] > 1.0
-        rows = [self._row(pipe, family, source, p, n, seq, guided) for p, n in
-                zip(prompts, negatives, strict=True)]
+        rows = [
+            self._row(pipe, family, source, p, n, seq, guided)
+            for p, n in zip(prompts, negatives, strict=True)
+        ]
         out = {k: v for k, v in kwargs.items() if k not in ("prompt", "negative_prompt")}
         names = _ENCODERS[family]
         for i, name in enumerate(names):
@@ -144,8 +146,16 @@ class TextEmbeddingCache:
             out[name] = torch.cat([row[i] for row in rows])
         return out
 
-    def _row(self, pipe: Any, family: str, source: str, prompt: str, negative: str,
-             seq: int | None, guided: bool) -> tuple[torch.Tensor, ...]:
+    def _row(
+        self,
+        pipe: Any,
+        family: str,
+        source: str,
+        prompt: str,
+        negative: str,
+        seq: int | None,
+        guided: bool,
+    ) -> tuple[torch.Tensor, ...]:
         key = (source, family, prompt, negative if guided else "", seq, guided)
         if key in self._entries:
             self._entries.move_to_end(key)
@@ -161,20 +171,29 @@ class TextEmbeddingCache:
 
 _ENCODERS = {
     "flux": ("prompt_embeds", "pooled_prompt_embeds"),
-    "sd3": ("prompt_embeds", "negative_prompt_embeds", "pooled_prompt_embeds",
-            "negative_pooled_prompt_embeds"),
+    "sd3": (
+        "prompt_embeds",
+        "negative_prompt_embeds",
+        "pooled_prompt_embeds",
+        "negative_pooled_prompt_embeds",
+    ),
 }
 
 
-def _encode(pipe: Any, family: str, prompt: str, negative: str, seq: int | None,
-            guided: bool) -> tuple[torch.Tensor, ...]:
+def _encode(
+    pipe: Any, family: str, prompt: str, negative: str, seq: int | None, guided: bool
+) -> tuple[torch.Tensor, ...]:
     extra = {"max_sequence_length": seq} if seq else {}
     if family == "flux":
         embeds, pooled, _text_ids = pipe.encode_prompt(prompt=[prompt], prompt_2=None, **extra)
         return (embeds, pooled)
     embeds, neg, pooled, neg_pooled = pipe.encode_prompt(
-        prompt=[prompt], prompt_2=None, prompt_3=None, do_classifier_free_guidance=guided,
-        negative_prompt=[negative] if guided else None, **extra,
+        prompt=[prompt],
+        prompt_2=None,
+        prompt_3=None,
+        do_classifier_free_guidance=guided,
+        negative_prompt=[negative] if guided else None,
+        **extra,
     )
     return (embeds, neg, pooled, neg_pooled)
 

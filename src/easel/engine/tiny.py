@@ -18,7 +18,6 @@ from typing import Any
 
 import torch
 
-
 TINY_VERSION = "1"
 TINY_MODELS = {
     "easel/tiny-flux": "flux",

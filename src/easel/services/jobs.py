@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import json
 import threading
@@ -42,7 +43,9 @@ def batch_key(the_plan: Plan) -> str:
     """Jobs with equal keys can share one engine call (same weights, size, steps, guidance)."""
     b = the_plan.backend
     r = the_plan.request
-    return f"{b.source}|{b.family}|{r.width}x{r.height}|{b.steps}|{b.guidance}|{b.max_sequence_length}"
+    parts = (b.source, b.family, f"{r.width}x{r.height}", b.steps, b.guidance,
+             b.max_sequence_length)
+    return "|".join(str(part) for part in parts)
 
 
 class JobService:
@@ -138,10 +141,8 @@ class JobService:
                 pause = self.settings.poll_interval * 4
                 if remaining is not None:
                     pause = min(pause, remaining)
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(event.wait(), pause)
-                except TimeoutError:
-                    pass
             finally:
                 waiters = self._waiters.get(job_id)
                 if waiters is not None:

@@ -80,7 +80,9 @@ def parse(url: object, parameter: str) -> tuple[str, str, int]:
         raise invalid(parameter, f"{parameter} must be an http(s) URL")
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https"):
-        raise invalid(parameter, f"{parameter} must use http or https, not {parts.scheme or 'none'!r}")
+        raise invalid(
+            parameter, f"{parameter} must use http or https, not {parts.scheme or 'none'!r}"
+        )
     if not parts.hostname:
         raise invalid(parameter, f"{parameter} has no host")
     if parts.username or parts.password:
@@ -119,7 +121,7 @@ async def _resolve(host: str, port: int, parameter: str) -> list[IPAddress]:
         raise invalid(parameter, f"{parameter} host {host!r} does not resolve") from None
     seen: list[IPAddress] = []
     for info in infos:
-        address = ipaddress.ip_address(info[4][0].split("%")[0])
+        address = ipaddress.ip_address(str(info[4][0]).split("%")[0])
         if address not in seen:
             seen.append(address)
     return seen
@@ -138,7 +140,11 @@ async def send(
     default_port = 443 if checked.url.startswith("https") else 80
     host_header = checked.host if checked.port == default_port else f"{checked.host}:{checked.port}"
     request = client.build_request(
-        method, checked.pinned_url(), content=content,
-        headers={**headers, "Host": host_header}, timeout=timeout, extensions=extensions,
+        method,
+        checked.pinned_url(),
+        content=content,
+        headers={**headers, "Host": host_header},
+        timeout=timeout,
+        extensions=extensions,
     )
     return await client.send(request, follow_redirects=False)

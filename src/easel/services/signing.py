@@ -19,8 +19,9 @@ def new_secret() -> str:
     return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
 
 
-def signed_headers(secret: str | None, message_id: str, body: bytes,
-                   now: datetime | None = None) -> dict[str, str]:
+def signed_headers(
+    secret: str | None, message_id: str, body: bytes, now: datetime | None = None
+) -> dict[str, str]:
     """Headers for one delivery; the id stays the same across retries of that delivery."""
     timestamp = now or datetime.now(tz=UTC)
     headers = {"webhook-id": message_id, "webhook-timestamp": str(int(timestamp.timestamp()))}

@@ -21,7 +21,7 @@ def weights_present(source: str) -> bool:
 
     try:
         snapshot_download(source, local_files_only=True)
-    except Exception:  # noqa: BLE001 - any failure means "not in the cache"
+    except Exception:
         return False
     return True
 
@@ -55,14 +55,12 @@ def pull(backend: Backend) -> Path:
     try:
         path = snapshot_download(
             backend.source,
-            ignore_patterns=["*.md", "*.gguf", "*.ckpt", "*.pt", "*.pth"] + _single_file_ckpts(),
+            ignore_patterns=["*.md", "*.gguf", "*.ckpt", "*.pt", "*.pth", *_single_file_ckpts()],
             etag_timeout=10,
         )
-    except Exception as exc:  # noqa: BLE001 - one clear line is the contract here
+    except Exception as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise PullError(
-            f"could not download {backend.source} from {endpoint}: {reason}"
-        ) from exc
+        raise PullError(f"could not download {backend.source} from {endpoint}: {reason}") from exc
     return Path(path)
 
 

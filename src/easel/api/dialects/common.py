@@ -7,13 +7,15 @@ from __future__ import annotations
 
 import base64
 import json
-from urllib.parse import urlsplit
 from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 
+from easel.api.auth import bearer_token as auth_bearer
+from easel.api.limits import BodyTooLarge, read_body
 from easel.domain.errors import EaselError, ErrorKind, invalid
 from easel.domain.job import Job, JobImage
 
@@ -58,8 +60,27 @@ def parse_json_object(raw: bytes) -> dict[str, Any]:
     return data
 
 
-async def read_json_object(request: Request) -> dict[str, Any]:
-    return parse_json_object(await request.body())
+class PayloadTooLarge(EaselError):
+    """A body over the server's limit; dialects answer it with HTTP 413."""
+
+    status = 413
+
+    def __init__(self, limit: int) -> None:
+        message = f"the request body is larger than {limit} bytes"
+        super().__init__(ErrorKind.INVALID, message, "body")
+
+
+def status_of(err: EaselError) -> int:
+    return PayloadTooLarge.status if isinstance(err, PayloadTooLarge) else http_status(err.kind)
+
+
+async def read_json_object(request: Request, limit: int) -> dict[str, Any]:
+    """The body as one JSON object, refused as soon as it passes `limit` bytes."""
+    try:
+        raw = await read_body(request, limit)
+    except BodyTooLarge:
+        raise PayloadTooLarge(limit) from None
+    return parse_json_object(raw)
 
 
 def validate_wire(model: type[M], data: dict[str, Any], prefix: str = "") -> M:
@@ -101,11 +122,7 @@ def _jsonable(value: Any) -> bool:
 
 
 def bearer_token(request: Request) -> str | None:
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() == "bearer" and token.strip():
-        return token.strip()
-    return None
+    return auth_bearer(request.headers.get("authorization"))
 
 
 def iso_ms(moment: datetime) -> str:

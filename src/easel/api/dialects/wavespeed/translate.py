@@ -15,9 +15,9 @@ from easel.api.dialects.common import (
     ImageSource,
     b64,
     check_webhook,
-    http_status,
     iso_ms,
     ordered_images,
+    status_of,
     validate_wire,
 )
 from easel.api.dialects.wavespeed.schemas import ImagenInput
@@ -197,7 +197,7 @@ def is_refused_as_task(err: EaselError) -> bool:
 
 
 def error_status(err: EaselError) -> int:
-    return http_status(err.kind)
+    return status_of(err)
 
 
 # A request refused at the edge is answered as a failed task (HTTP 200, status failed,

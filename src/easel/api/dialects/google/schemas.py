@@ -1,0 +1,63 @@
+"""Google Imagen `:predict` wire models (protocols.md §5), with field names exactly as the REST
+API (and google-genai) spells them. Unknown fields are refused by name."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+
+MAX_SEED = 4294967295  # uint32
+
+
+def _lower(value: Any) -> Any:
+    return value.lower() if isinstance(value, str) else value
+
+
+def _upper(value: Any) -> Any:
+    return value.upper() if isinstance(value, str) else value
+
+
+# google-genai sends its enums upper-case (ALLOW_ADULT); REST docs show them lower-case.
+PersonGeneration = Annotated[
+    Literal["dont_allow", "allow_adult", "allow_all"], BeforeValidator(_lower)
+]
+SafetySetting = Annotated[
+    Literal["block_low_and_above", "block_medium_and_above", "block_only_high", "block_none"],
+    BeforeValidator(_lower),
+]
+ImageSize = Annotated[Literal["1K", "2K"], BeforeValidator(_upper)]
+
+
+class _Wire(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class Instance(_Wire):
+    prompt: str
+
+
+class OutputOptions(_Wire):
+    mimeType: Literal["image/png", "image/jpeg"] = "image/png"
+    compressionQuality: int | None = Field(None, ge=0, le=100)
+
+
+class Parameters(_Wire):
+    sampleCount: int | None = None
+    aspectRatio: str = "1:1"
+    sampleImageSize: ImageSize = "1K"
+    personGeneration: PersonGeneration | None = None
+    safetySetting: SafetySetting | None = None
+    addWatermark: bool | None = None
+    enhancePrompt: bool | None = None
+    seed: int | None = Field(None, ge=0, le=MAX_SEED)
+    negativePrompt: str | None = None
+    outputOptions: OutputOptions | None = None
+    language: str | None = None
+    includeRaiReason: bool | None = None
+    includeSafetyAttributes: bool | None = None
+
+
+class PredictRequest(_Wire):
+    instances: list[Instance] = Field(min_length=1, max_length=1)
+    parameters: Parameters = Field(default_factory=lambda: Parameters.model_validate({}))

@@ -1,0 +1,261 @@
+"""OpenAI images + AIML <-> core (protocols.md §3, §4, §6, §7). Pure functions.
+
+Mapping rules (also in docs/openai.md):
+- `model`: any catalog id (AIML's `google/imagen-4.0-...`, Google's `imagen-4.0-...`, ...), or a
+  generic id (`imagen-4`, `imagen4`, or none at all) whose tier `quality` picks:
+  low -> fast, medium | standard | auto -> standard, high | hd -> ultra. The generic id then runs
+  as the Google model id of that tier. A specific id fixes its tier; a `quality` naming another
+  tier is refused, never silently overridden.
+- `size` WxH: the model's size with the nearest aspect ratio (log scale), then the nearest
+  resolution it offers (pixel count); see Model.nearest_size. The size produced is echoed in the
+  reply's `size`. `auto`/absent: AIML's `aspect_ratio` if given, else 1:1, at 1K.
+- `n` and AIML's `num_images` are the same thing; if both come, they must agree.
+- `response_format` and AIML's `convert_base64_to_url` are the same thing; default: URLs.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from easel.api.dialects.common import (
+    ImageSource,
+    b64,
+    iso_ms,
+    ordered_images,
+    status_of,
+    validate_wire,
+)
+from easel.api.dialects.openai.schemas import ImagesGenerateRequest
+from easel.catalog import Catalog, Model, Size
+from easel.domain.errors import EaselError, ErrorKind, invalid
+from easel.domain.job import Job
+from easel.domain.request import GenerationRequest, ImageFormat
+
+DIALECT = "openai"
+GENERIC_MODELS = ("imagen-4", "imagen4")
+GENERIC_PROVIDER = "google"  # a generic id runs as this provider's model id of the tier
+QUALITY_TIER = {
+    "low": "fast",
+    "medium": "standard",
+    "standard": "standard",
+    "auto": "standard",
+    "high": "ultra",
+    "hd": "ultra",
+}
+TIER_QUALITY = {"fast": "low", "standard": "medium", "ultra": "high"}
+AIML_CREDITS_PER_USD = 2_000_000  # docs.aimlapi.com: $1 = 2,000,000 credits
+DEFAULT_COMPRESSION = 100  # OpenAI's default output_compression
+SIZE_RE = re.compile(r"^(\d{1,5})x(\d{1,5})$")
+IDEMPOTENCY_NAMESPACE = uuid.UUID("6f1d7c1e-3f0e-4d55-9a43-2f6f3c0d5e11")
+
+
+@dataclass(frozen=True)
+class Submission:
+    request: GenerationRequest
+    model: Model
+    size: Size
+    b64_json: bool
+    ignored: list[str] = field(default_factory=list)
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+def resolve_model(catalog: Catalog, model_id: str | None, quality: str | None) -> Model:
+    if model_id is None or model_id in GENERIC_MODELS:
+        tier = QUALITY_TIER[quality or "auto"]
+        for model in sorted(catalog.models_for(GENERIC_PROVIDER), key=lambda m: m.id):
+            if model.tier.name == tier:
+                return model
+        raise EaselError(
+            ErrorKind.UNAVAILABLE, f"no {GENERIC_PROVIDER} model of tier {tier!r} in the catalog",
+            "model",
+        )
+    model = catalog.model(model_id)
+    if quality is not None and quality != "auto" and QUALITY_TIER[quality] != model.tier.name:
+        raise invalid(
+            "quality",
+            f"quality {quality!r} selects the {QUALITY_TIER[quality]} tier but {model.id} is the "
+            f"{model.tier.name} tier; omit quality, use 'auto', or pick a model of that tier "
+            f"(or the generic model 'imagen-4')",
+        )
+    return model
+
+
+def resolve_size(model: Model, size: str | None, aspect_ratio: str | None) -> Size:
+    explicit = size is not None and size != "auto"
+    if explicit and aspect_ratio is not None:
+        raise invalid("aspect_ratio", "give size or aspect_ratio, not both")
+    if explicit:
+        assert size is not None
+        match = SIZE_RE.match(size)
+        if match is None:
+            raise invalid("size", f"size must be 'auto' or WIDTHxHEIGHT (e.g. 1024x1024), "
+                                  f"got {size!r}")
+        return model.nearest_size(int(match[1]), int(match[2]))
+    return model.size_for(aspect_ratio or "1:1", model.resolutions[0])
+
+
+def to_submission(catalog: Catalog, body: dict[str, Any]) -> Submission:
+    wire = validate_wire(ImagesGenerateRequest, body)
+    model = resolve_model(catalog, wire.model, wire.quality)
+    model.check_prompt(wire.prompt)
+    model.check_negative_prompt(wire.negative_prompt)
+
+    if wire.n is not None and wire.num_images is not None and wire.n != wire.num_images:
+        raise invalid("num_images", f"n ({wire.n}) and num_images ({wire.num_images}) disagree; "
+                                    "give one of them")
+    count = wire.n if wire.n is not None else wire.num_images
+    model.check_count(1 if count is None else count, "n" if wire.n is not None else "num_images")
+
+    if wire.response_format is not None and wire.convert_base64_to_url is not None and (
+        (wire.response_format == "url") != wire.convert_base64_to_url
+    ):
+        raise invalid("convert_base64_to_url", "response_format and convert_base64_to_url "
+                                               "disagree; give one of them")
+    if wire.response_format is not None:
+        b64_json = wire.response_format == "b64_json"
+    else:
+        b64_json = wire.convert_base64_to_url is False
+
+    if wire.background == "transparent":
+        raise EaselError(ErrorKind.UNSUPPORTED, "background 'transparent' is not supported; "
+                         "Imagen images are opaque", "background")
+    if wire.stream:
+        raise EaselError(ErrorKind.UNSUPPORTED, "stream is not supported", "stream")
+    if wire.partial_images:
+        raise EaselError(ErrorKind.UNSUPPORTED, "partial_images needs stream, which is not "
+                         "supported", "partial_images")
+
+    size = resolve_size(model, wire.size, wire.aspect_ratio)
+    fmt = ImageFormat(wire.output_format or "png")
+    compression = wire.output_compression
+    if compression is None:
+        compression = DEFAULT_COMPRESSION
+    return Submission(
+        request=GenerationRequest(
+            model=model.id,
+            prompt=wire.prompt,
+            width=size.width,
+            height=size.height,
+            num_images=1 if count is None else count,
+            negative_prompt=wire.negative_prompt or None,
+            seed=wire.seed,
+            output_format=fmt,
+            output_quality=max(1, compression),  # 0 and 1 encode alike; the core wants 1..100
+        ),
+        model=model,
+        size=size,
+        b64_json=b64_json,
+        ignored=ignored_fields(wire, fmt),
+        options={k: v for k, v in (("user", wire.user),
+                                   ("safety_identifier", wire.safety_identifier)) if v},
+    )
+
+
+def ignored_fields(wire: ImagesGenerateRequest, fmt: ImageFormat) -> list[str]:
+    """Fields accepted with values easel cannot act on; the reply names them in a header."""
+    ignored = []
+    if wire.style is not None:
+        ignored.append("style")
+    if wire.moderation is not None:
+        ignored.append("moderation")
+    if wire.output_compression is not None and fmt is ImageFormat.PNG:
+        ignored.append("output_compression")
+    if wire.enhance_prompt:
+        ignored.append("enhance_prompt")
+    if wire.person_generation is not None:
+        ignored.append("person_generation")
+    if wire.safety_setting is not None:
+        ignored.append("safety_setting")
+    if wire.add_watermark:
+        ignored.append("add_watermark")
+    return ignored
+
+
+def job_id_for(idempotency_key: str | None) -> str | None:
+    """An `Idempotency-Key` header makes the request idempotent: same key, same job."""
+    if idempotency_key is None:
+        return None
+    return str(uuid.uuid5(IDEMPOTENCY_NAMESPACE, idempotency_key))
+
+
+async def render(
+    job: Job, images: ImageSource, b64_json: bool, tier: str | None = None
+) -> dict[str, Any]:
+    data: list[dict[str, Any]] = []
+    for image in ordered_images(job):
+        if b64_json:
+            data.append({"b64_json": b64(await images.image_bytes(image))})
+        else:
+            data.append({"url": images.image_url(job, image)})
+    request = job.request
+    return {
+        "created": int(job.created_at.timestamp()),
+        "data": data,
+        "model": request.model,
+        "size": f"{request.width}x{request.height}",
+        "output_format": request.output_format.value,
+        "quality": TIER_QUALITY.get(tier or ""),
+        "background": "opaque",
+        "meta": {"usage": {"credits_used": round(job.cost_usd * AIML_CREDITS_PER_USD)}},
+    }
+
+
+ERROR_CODES: dict[ErrorKind, str] = {
+    ErrorKind.INVALID: "invalid_value",
+    ErrorKind.MISSING: "missing_required_parameter",
+    ErrorKind.UNSUPPORTED: "unsupported_parameter",
+    ErrorKind.UNKNOWN_MODEL: "model_not_found",
+    ErrorKind.CONFLICT: "idempotency_key_conflict",
+    ErrorKind.AUTH: "invalid_api_key",
+    ErrorKind.NOT_FOUND: "not_found",
+    ErrorKind.RATE_LIMITED: "rate_limit_exceeded",
+    ErrorKind.UNAVAILABLE: "service_unavailable",
+    ErrorKind.CANCELLED: "cancelled",
+    ErrorKind.INFERENCE: "generation_failed",
+}
+
+
+def error_type(status: int) -> str:
+    if status == 429:
+        return "rate_limit_error"
+    if status >= 500:
+        return "server_error"
+    return "invalid_request_error"
+
+
+def error_status(err: EaselError) -> int:
+    return status_of(err)
+
+
+def error_body(
+    message: str,
+    status: int,
+    *,
+    param: str | None,
+    code: str | None,
+    path: str,
+    request_id: str,
+    now: datetime,
+) -> dict[str, Any]:
+    """OpenAI's `error` object, with AIML's flat fields alongside so either client parses it."""
+    return {
+        "error": {"message": message, "type": error_type(status), "param": param, "code": code},
+        "message": message,
+        "statusCode": status,
+        "path": path,
+        "requestId": request_id,
+        "timestamp": iso_ms(now),
+    }
+
+
+def easel_error_body(
+    err: EaselError, *, path: str, request_id: str, now: datetime
+) -> tuple[int, dict[str, Any]]:
+    status = error_status(err)
+    body = error_body(err.message, status, param=err.parameter, code=ERROR_CODES.get(err.kind),
+                      path=path, request_id=request_id, now=now)
+    return status, body

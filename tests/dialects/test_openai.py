@@ -1,0 +1,64 @@
+"""OpenAI images + AIML specifics beyond the shared contract (protocols.md §3, §4)."""
+
+from __future__ import annotations
+
+import base64
+import io
+from pathlib import Path
+from typing import Any
+
+import httpx
+from PIL import Image
+
+from tests.dialects.conftest import KEY, run_client
+from tests.server_harness import Server
+
+URL = "/v1/images/generations"
+AUTH = {"Authorization": f"Bearer {KEY}"}
+
+
+def sdk(srv: Server, sdks: dict[str, Path], **spec: Any) -> Any:
+    return run_client(sdks["openai"], "openai_client.py", {"url": srv.url, "key": KEY, **spec})
+
+
+def test_aiml_fields_through_extra_body(live: Server, sdks: dict[str, Path]) -> None:
+    out = sdk(live, sdks, kwargs={"model": "google/imagen-4.0-fast-generate-001",
+                                  "prompt": "a heron"},
+              extra_body={"num_images": 2, "aspect_ratio": "16:9",
+                          "convert_base64_to_url": False, "seed": 11, "enhance_prompt": True})
+    assert out["ok"], out
+    reply = out["response"]
+    assert len(reply["data"]) == 2
+    for item in reply["data"]:
+        assert Image.open(io.BytesIO(base64.b64decode(item["b64_json"]))).size == (64, 32)
+    # price per image from the catalog (fast: $0.02) at AIML's 2,000,000 credits per dollar
+    assert reply["meta"]["usage"]["credits_used"] == 80000
+    assert reply["size"] == "64x32"
+
+
+def test_size_maps_to_the_nearest_imagen_size_and_urls_resolve(live: Server) -> None:
+    reply = httpx.post(f"{live.url}{URL}", headers=AUTH, timeout=120, json={
+        "model": "imagen-4", "quality": "low", "prompt": "a heron", "size": "1536x1024",
+        "style": "vivid"})
+    assert reply.status_code == 200, reply.text
+    body = reply.json()
+    assert body["model"] == "imagen-4.0-fast-generate-001" and body["quality"] == "low"
+    assert body["size"] == "64x48"  # 1536x1024 -> 4:3 (test catalog sizes)
+    assert reply.headers["x-easel-ignored-fields"] == "style"
+    image = httpx.get(body["data"][0]["url"], timeout=30)
+    assert image.status_code == 200 and Image.open(io.BytesIO(image.content)).format == "PNG"
+
+
+def test_aiml_prompt_limit_comes_from_the_catalog(live: Server, sdks: dict[str, Path]) -> None:
+    out = sdk(live, sdks, kwargs={"model": "google/imagen4/preview", "prompt": "x" * 401})
+    assert (out["status"], out["param"], out["code"]) == (400, "prompt", "invalid_value")
+
+
+def test_unknown_model_and_unknown_field(live: Server, sdks: dict[str, Path]) -> None:
+    out = sdk(live, sdks, kwargs={"model": "dall-e-3", "prompt": "x"})
+    assert (out["status"], out["type"], out["code"]) == (404, "NotFoundError", "model_not_found")
+    raw = httpx.post(f"{live.url}{URL}", headers=AUTH, json={"prompt": "x", "colour": "red"})
+    assert raw.status_code == 400 and raw.json()["error"]["param"] == "colour"
+    assert raw.json()["statusCode"] == 400
+    bad_json = httpx.post(f"{live.url}{URL}", headers=AUTH, content=b"{nope")
+    assert bad_json.status_code == 400 and bad_json.json()["error"]["param"] == "body"

@@ -1,0 +1,296 @@
+"""Pure translation tests: wire -> GenerationRequest, errors -> wire shapes (no server)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from easel.api.dialects import common
+from easel.api.dialects.google import translate as gg
+from easel.api.dialects.openai import translate as oa
+from easel.api.dialects.wavespeed import translate as ws
+from easel.catalog import Catalog
+from easel.domain.errors import EaselError, ErrorKind
+from easel.domain.job import Job, JobImage, JobStatus
+from easel.domain.request import GenerationRequest, ImageFormat
+
+NOW = datetime(2026, 8, 25, 0, 49, 21, 479000, tzinfo=UTC)
+
+
+@pytest.fixture(scope="module")
+def catalog() -> Catalog:
+    return Catalog.load()
+
+
+def raises(fn: Any, *args: Any) -> EaselError:
+    with pytest.raises(EaselError) as info:
+        fn(*args)
+    return info.value
+
+
+# -- common -------------------------------------------------------------------------------------
+
+
+def test_json_body_errors_name_the_body() -> None:
+    assert raises(common.parse_json_object, b"").kind is ErrorKind.MISSING
+    assert raises(common.parse_json_object, b"{oops").parameter == "body"
+    assert raises(common.parse_json_object, b"[1]").parameter == "body"
+
+
+def test_iso_ms() -> None:
+    assert common.iso_ms(NOW) == "2026-08-25T00:49:21.479Z"
+
+
+# -- OpenAI size rule ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("size", "standard", "fast"),
+    [
+        ("1024x1024", "1024x1024", "1024x1024"),
+        ("1536x1024", "1280x896", "1280x896"),
+        ("1024x1536", "896x1280", "896x1280"),
+        ("1792x1024", "1408x768", "1408x768"),
+        ("1024x1792", "768x1408", "768x1408"),
+        ("256x256", "1024x1024", "1024x1024"),
+        ("2048x2048", "2048x2048", "1024x1024"),
+        ("2816x1536", "2816x1536", "1408x768"),
+    ],
+)
+def test_openai_size_maps_to_nearest_imagen_size(
+    catalog: Catalog, size: str, standard: str, fast: str
+) -> None:
+    w, h = map(int, size.split("x"))
+    assert str(catalog.model("imagen-4.0-generate-001").nearest_size(w, h)) == standard
+    assert str(catalog.model("imagen-4.0-fast-generate-001").nearest_size(w, h)) == fast
+
+
+def test_openai_generic_model_tier_from_quality(catalog: Catalog) -> None:
+    tiers = {q: oa.to_submission(catalog, {"model": "imagen-4", "prompt": "x", "quality": q})
+             .model.tier.name for q in ("low", "medium", "high", "auto", "hd", "standard")}
+    assert tiers == {"low": "fast", "medium": "standard", "high": "ultra", "auto": "standard",
+                     "hd": "ultra", "standard": "standard"}
+    assert oa.to_submission(catalog, {"prompt": "x"}).model.tier.name == "standard"
+
+
+def test_openai_quality_conflicting_with_model_tier_is_refused(catalog: Catalog) -> None:
+    err = raises(oa.to_submission, catalog,
+                 {"model": "imagen-4.0-fast-generate-001", "prompt": "x", "quality": "high"})
+    assert err.parameter == "quality"
+
+
+def test_openai_aiml_fields(catalog: Catalog) -> None:
+    sub = oa.to_submission(catalog, {
+        "model": "google/imagen-4.0-fast-generate-001", "prompt": "a fox", "num_images": 2,
+        "aspect_ratio": "16:9", "convert_base64_to_url": False, "seed": 4294967295,
+        "negative_prompt": "blur", "enhance_prompt": True, "add_watermark": True,
+        "person_generation": "allow_adult", "safety_setting": "block_only_high",
+    })
+    r = sub.request
+    assert (r.width, r.height, r.num_images, r.seed) == (1408, 768, 2, 4294967295)
+    assert sub.b64_json and r.negative_prompt == "blur"
+    assert set(sub.ignored) == {"enhance_prompt", "add_watermark", "person_generation",
+                                "safety_setting"}
+
+
+@pytest.mark.parametrize(
+    ("body", "parameter"),
+    [
+        ({"model": "google/imagen4/preview", "prompt": "x" * 401}, "prompt"),
+        ({"model": "imagen-4", "prompt": "x", "n": 5}, "n"),
+        ({"model": "imagen-4", "prompt": "x", "n": 2, "num_images": 3}, "num_images"),
+        ({"model": "imagen-4", "prompt": "x", "size": "big"}, "size"),
+        ({"model": "imagen-4", "prompt": "x", "size": "1024x1024", "aspect_ratio": "1:1"},
+         "aspect_ratio"),
+        ({"model": "imagen-4", "prompt": "x", "response_format": "url",
+          "convert_base64_to_url": False}, "convert_base64_to_url"),
+        ({"model": "imagen-4", "prompt": "x", "output_format": "gif"}, "output_format"),
+        ({"model": "imagen-4", "prompt": "x", "output_compression": 101}, "output_compression"),
+        ({"model": "imagen-4", "prompt": "x", "background": "transparent"}, "background"),
+        ({"model": "imagen-4", "prompt": "x", "seed": -1}, "seed"),
+        ({"model": "imagen-4", "prompt": "x", "frobnicate": 1}, "frobnicate"),
+        ({"model": "imagen-4", "prompt": "x", "n": "2"}, "n"),
+        ({"model": "imagen-4"}, "prompt"),
+        ({"model": "nope", "prompt": "x"}, "model"),
+    ],
+)
+def test_openai_refusals_name_the_parameter(
+    catalog: Catalog, body: dict[str, Any], parameter: str
+) -> None:
+    assert raises(oa.to_submission, catalog, body).parameter == parameter
+
+
+def test_openai_error_body_has_both_shapes() -> None:
+    err = EaselError(ErrorKind.INVALID, "n must be 1..4", "n")
+    status, body = oa.easel_error_body(err, path=oa_path(), request_id="r1", now=NOW)
+    assert status == 400
+    assert body["error"] == {"message": "n must be 1..4", "type": "invalid_request_error",
+                             "param": "n", "code": "invalid_value"}
+    assert body["statusCode"] == 400 and body["path"] == oa_path() and body["requestId"] == "r1"
+    assert body["message"] == "n must be 1..4" and body["timestamp"].endswith("Z")
+    assert oa.easel_error_body(EaselError(ErrorKind.UNKNOWN_MODEL, "x"), path="", request_id="",
+                               now=NOW)[0] == 404
+
+
+def oa_path() -> str:
+    return "/v1/images/generations"
+
+
+def test_openai_idempotency_key_gives_a_stable_job_id() -> None:
+    assert oa.job_id_for("abc") == oa.job_id_for("abc") != oa.job_id_for("abd")
+    assert oa.job_id_for(None) is None
+
+
+# -- WaveSpeed ----------------------------------------------------------------------------------
+
+
+def test_wavespeed_defaults_are_echoed(catalog: Catalog) -> None:
+    sub = ws.to_submission(catalog, "google/imagen4", {"prompt": "a cat"}, None)
+    assert sub.input == {"prompt": "a cat", "negative_prompt": "", "aspect_ratio": "1:1",
+                         "resolution": "1k", "num_images": 1, "seed": -1, "output_format": "jpeg",
+                         "enable_base64_output": False, "enable_sync_mode": False}
+    assert sub.request.seed is None and (sub.request.width, sub.request.height) == (1024, 1024)
+
+
+def test_wavespeed_2k_and_webhook(catalog: Catalog) -> None:
+    sub = ws.to_submission(catalog, "google/imagen4", {
+        "prompt": "a cat", "aspect_ratio": "9:16", "resolution": "2k", "seed": 7,
+        "webhook_url": "https://example.com/hook"}, None)
+    assert (sub.request.width, sub.request.height, sub.request.seed) == (1536, 2816, 7)
+    assert sub.options["webhook"] == "https://example.com/hook"
+
+
+@pytest.mark.parametrize(
+    ("model", "body", "parameter", "kind"),
+    [
+        ("google/imagen4-fast", {"prompt": "x", "resolution": "2k"}, "resolution",
+         ErrorKind.INVALID),
+        ("google/imagen4", {"prompt": "x", "aspect_ratio": "2:1"}, "aspect_ratio",
+         ErrorKind.INVALID),
+        ("google/imagen4", {"prompt": "x", "num_images": 5}, "num_images", ErrorKind.INVALID),
+        ("google/imagen4", {"prompt": "x", "seed": 2147483648}, "seed", ErrorKind.INVALID),
+        ("google/imagen4", {"prompt": "x", "seed": -2}, "seed", ErrorKind.INVALID),
+        ("google/imagen4", {}, "prompt", ErrorKind.MISSING),
+        ("google/imagen4", {"prompt": "x", "webhook_url": "ftp://x"}, "webhook_url",
+         ErrorKind.INVALID),
+        ("google/imagen4", {"prompt": "x", "size": "1024*1024"}, "size", ErrorKind.UNSUPPORTED),
+    ],
+)
+def test_wavespeed_refusals(
+    catalog: Catalog, model: str, body: dict[str, Any], parameter: str, kind: ErrorKind
+) -> None:
+    err = raises(ws.to_submission, catalog, model, body, None)
+    assert (err.parameter, err.kind) == (parameter, kind)
+    assert ws.is_refused_as_task(err)
+
+
+def test_wavespeed_refusal_round_trips_through_its_id() -> None:
+    err = EaselError(ErrorKind.MISSING, "prompt is required", "prompt")
+    data = ws.refusal_data("google/imagen4", err, NOW, "http://h:1")
+    assert data["status"] == "failed" and data["code"] == 1400
+    again = ws.decode_refusal(data["id"], "http://h:1")
+    assert again == data
+    assert data["urls"]["get"] == f"http://h:1/api/v3/predictions/{data['id']}/result"
+    assert ws.decode_refusal("rf-garbage!", "http://h:1") is None
+    assert ws.decode_refusal("plain-id", "http://h:1") is None
+
+
+def _job(status: JobStatus, **kw: Any) -> Job:
+    request = GenerationRequest("google/imagen4", "a cat", 1024, 1024, num_images=2,
+                                output_format=ImageFormat.PNG)
+    images = tuple(JobImage(f"img{i}", i, 10 + i, ready=True, mime="image/png") for i in (1, 0))
+    return Job("j1", "wavespeed", request, status, images, NOW, **kw)
+
+
+class FakeImages:
+    def image_url(self, job: Job, image: JobImage) -> str:
+        return f"http://h/images/{image.image_id}.png"
+
+    async def image_bytes(self, image: JobImage) -> bytes:
+        return image.image_id.encode()
+
+
+async def test_wavespeed_job_rendering() -> None:
+    job = _job(JobStatus.COMPLETED, started_at=NOW, finished_at=NOW.replace(second=23))
+    outs = await ws.outputs(job, FakeImages())
+    data = ws.job_data(job, "http://h", outs)
+    assert data["outputs"] == ["http://h/images/img0.png", "http://h/images/img1.png"]
+    assert data["status"] == "completed" and data["has_nsfw_contents"] == [False, False]
+    assert data["timings"]["inference"] == 2000 and "code" not in data
+    assert data["created_at"] == "2026-08-25T00:49:21.479Z"
+    queued = ws.job_data(_job(JobStatus.QUEUED), "http://h", [])
+    assert queued["status"] == "created" and queued["outputs"] == []
+    failed = ws.job_data(_job(JobStatus.FAILED, error_code="inference", error_message="NaN"),
+                         "http://h", [])
+    assert (failed["status"], failed["code"], failed["error"]) == ("failed", 1403, "NaN")
+    timeout = ws.sync_timeout_data(queued, 2.0)
+    assert timeout["code"] == 5004 and "Sync mode timed out" in timeout["error"]
+
+
+async def test_wavespeed_base64_outputs_are_data_uris() -> None:
+    job = _job(JobStatus.COMPLETED, options={"wavespeed_input": {"enable_base64_output": True}})
+    outs = await ws.outputs(job, FakeImages())
+    assert outs[0] == "data:image/png;base64,aW1nMA=="
+
+
+# -- Google -------------------------------------------------------------------------------------
+
+
+def test_google_request(catalog: Catalog) -> None:
+    body = {"instances": [{"prompt": "a cat"}], "parameters": {
+        "sampleCount": 2, "aspectRatio": "3:4", "sampleImageSize": "2K", "seed": 9,
+        "personGeneration": "ALLOW_ADULT", "safetySetting": "BLOCK_ONLY_HIGH",
+        "outputOptions": {"mimeType": "image/jpeg", "compressionQuality": 60},
+        "addWatermark": True, "language": "ja"}}
+    sub = gg.to_submission(catalog, "imagen-4.0-generate-001", body, 4)
+    r = sub.request
+    assert (r.width, r.height, r.num_images, r.seed) == (1792, 2560, 2, 9)
+    assert (r.output_format, r.output_quality) == (ImageFormat.JPEG, 60)
+    assert set(sub.ignored) == {"addWatermark", "personGeneration", "safetySetting", "language"}
+    plain = gg.to_submission(catalog, "imagen-4.0-generate-001",
+                             {"instances": [{"prompt": "x"}]}, 4).request
+    assert (plain.num_images, plain.output_format) == (4, ImageFormat.PNG)
+
+
+@pytest.mark.parametrize(
+    ("model", "body", "parameter", "kind"),
+    [
+        ("imagen-4.0-fast-generate-001", {"instances": [{"prompt": "x"}],
+                                          "parameters": {"sampleImageSize": "2K"}},
+         "parameters.sampleImageSize", ErrorKind.INVALID),
+        ("imagen-4.0-generate-001", {"instances": [{"prompt": "x"}],
+                                     "parameters": {"aspectRatio": "2:1"}},
+         "parameters.aspectRatio", ErrorKind.INVALID),
+        ("imagen-4.0-generate-001", {"instances": [{"prompt": "x"}],
+                                     "parameters": {"sampleCount": 5}},
+         "parameters.sampleCount", ErrorKind.INVALID),
+        ("imagen-4.0-generate-001", {"instances": [{"prompt": ""}]}, "instances[0].prompt",
+         ErrorKind.MISSING),
+        ("imagen-4.0-generate-001", {"instances": []}, "instances", ErrorKind.INVALID),
+        ("imagen-4.0-generate-001", {"instances": [{"prompt": "x"}],
+                                     "parameters": {"guidanceScale": 3}},
+         "parameters.guidanceScale", ErrorKind.UNSUPPORTED),
+        ("imagen-4.0-generate-001", {"instances": [{"prompt": "x"}],
+                                     "parameters": {"outputOptions": {"mimeType": "image/gif"}}},
+         "parameters.outputOptions.mimeType", ErrorKind.INVALID),
+        ("imagen-9", {"instances": [{"prompt": "x"}]}, "model", ErrorKind.UNKNOWN_MODEL),
+    ],
+)
+def test_google_refusals(
+    catalog: Catalog, model: str, body: dict[str, Any], parameter: str, kind: ErrorKind
+) -> None:
+    err = raises(gg.to_submission, catalog, model, body, 1)
+    assert (err.parameter, err.kind) == (parameter, kind)
+
+
+def test_google_error_shape() -> None:
+    status, body = gg.easel_error_body(EaselError(ErrorKind.INVALID, "bad", "parameters.seed"))
+    assert status == 400
+    assert body["error"]["status"] == "INVALID_ARGUMENT" and body["error"]["code"] == 400
+    assert body["error"]["details"][0]["fieldViolations"][0]["field"] == "parameters.seed"
+    assert gg.easel_error_body(EaselError(ErrorKind.UNKNOWN_MODEL, "x"))[1]["error"]["status"] \
+        == "NOT_FOUND"
+    assert gg.split_model_action("models/imagen-4.0-generate-001:predict") == (
+        "imagen-4.0-generate-001", "predict")
