@@ -27,6 +27,7 @@ ALL_IDS = {
     "imagen-4.0-generate-001",
     "imagen-4.0-fast-generate-001",
     "imagen-4.0-ultra-generate-001",
+    "easel/mini",
 }
 
 
@@ -56,7 +57,7 @@ def test_sizes_follow_the_imagen_table(catalog: Catalog) -> None:
 
 def test_prices_and_limits(catalog: Catalog) -> None:
     prices = {t.name: t.price_usd for t in catalog.tiers.values()}
-    assert prices == {"fast": 0.02, "standard": 0.04, "ultra": 0.06}
+    assert prices == {"fast": 0.02, "standard": 0.04, "ultra": 0.06, "mini": 0.0}
     assert catalog.model("google/imagen4/preview").prompt_max == 400
     assert catalog.model("google:2@1").max_images == 20
     assert catalog.model("google/imagen4").max_images == 4
@@ -154,3 +155,16 @@ def test_users_add_models_and_override_prices_without_code(tmp_path: Path) -> No
     house = catalog.model("acme/house-style")
     assert house.backend.source == "/models/my-sdxl" and house.backend.steps == 25
     assert house.max_images == 2
+
+
+def test_easel_mini_is_registered_and_stands_in_for_itself_until_trained(catalog: Catalog) -> None:
+    mini = catalog.model("easel/mini")
+    assert mini.backend.source == "easel/mini" and mini.backend.family == "mini"
+    resolver = BackendResolver(mini=catalog.mini)
+    resolved = resolver.resolve(mini.backend)
+    if resolver.present("easel/mini"):  # trained weights ship in the package
+        assert not resolved.is_fallback
+        assert resolver.stand_in(catalog.model("google:2@3").backend) == "easel/mini"
+    else:
+        assert resolved.source == "easel/tiny-mini" and resolved.is_fallback
+        assert resolver.stand_in(catalog.model("google:2@3").backend) == "easel/tiny-flux"

@@ -243,6 +243,11 @@ class Catalog:
                 self.model_ids,
             ) from None
 
+    @property
+    def mini(self) -> Backend | None:
+        """easel-mini, the project's own offline model, when the catalog lists it."""
+        return self.backends.get("mini")
+
     def models_for(self, provider: str) -> list[Model]:
         return [m for m in self.models.values() if m.provider == provider]
 

@@ -76,7 +76,8 @@ def generate(
             output_format=FORMATS[format.lower()],
             output_quality=quality,
         )
-        resolver = BackendResolver(strict or settings.strict, settings.fallback_max_steps)
+        resolver = BackendResolver(strict or settings.strict, settings.fallback_max_steps,
+                                   catalog.mini)
         the_plan = plan(request, catalog, resolver)
     except EaselError as exc:
         fail(_cli_message(exc))
@@ -161,7 +162,7 @@ def models() -> None:
 
     settings = Settings()
     catalog = load_catalog(settings)
-    resolver = BackendResolver(settings.strict, settings.fallback_max_steps)
+    resolver = BackendResolver(settings.strict, settings.fallback_max_steps, catalog.mini)
     table = Table(title="easel model catalog")
     for column in (
         "model id",

@@ -15,12 +15,13 @@ from easel.domain.generation import EngineBatch, ImageSpec
 from easel.engine import Engine
 from easel.engine.tiny import TINY_MODELS, ensure_tiny
 
-FAMILIES = ["flux", "sd3", "sdxl", "sana"]
+FAMILIES = ["flux", "sd3", "sdxl", "sana", "mini"]
 PIPELINE_CLASSES = {
     "flux": "FluxPipeline",
     "sd3": "StableDiffusion3Pipeline",
     "sdxl": "StableDiffusionXLPipeline",
     "sana": "SanaPipeline",
+    "mini": "EaselMiniPipeline",
 }
 
 

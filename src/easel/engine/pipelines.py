@@ -64,7 +64,7 @@ def load_pipeline(source: str, cache_dir: Path, placement: Placement) -> Any:
 
     quiet_libraries()
     local = resolve_local_path(source, cache_dir)
-    if source == MINI_MODEL:
+    if source in (MINI_MODEL, "easel/tiny-mini"):
         from easel.mini.pipeline import EaselMiniPipeline
 
         pipe = EaselMiniPipeline.from_pretrained(str(local), dtype=placement.dtype)

@@ -24,6 +24,7 @@ TINY_MODELS = {
     "easel/tiny-sd3": "sd3",
     "easel/tiny-sdxl": "sdxl",
     "easel/tiny-sana": "sana",
+    "easel/tiny-mini": "mini",
 }
 _SEED = 20261121  # fixed so every machine builds bit-identical tiny weights
 
@@ -335,7 +336,14 @@ def _sana() -> Any:
     )
 
 
+def _mini() -> Any:
+    from easel.mini.pipeline import build_random_pipeline
+
+    return build_random_pipeline(seed=_SEED, preset="tiny")
+
+
 _BUILDERS: dict[str, Callable[[], Any]] = {
+    "mini": _mini,
     "flux": _flux,
     "sd3": _sd3,
     "sdxl": _sdxl,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import zlib
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import Literal
 
@@ -145,7 +145,7 @@ def heldout_word(word: str, background: str) -> bool:
     return zlib.crc32(f"{word}|{background}".encode()) % 5 == 0
 
 
-@lru_cache(maxsize=None)
+@cache
 def allowed_colours(background: str) -> tuple[str, ...]:
     rows = BACKGROUNDS[background].row_colours(64)
     keep = []
@@ -364,7 +364,9 @@ _KINDS = (_single, _count, _relation, _word)
 _TRAIN_MIX = np.array([0.35, 0.25, 0.2, 0.2])
 
 
-def sample_scene(rng: np.random.Generator, split: Split = "train", kind: str | None = None) -> Scene:
+def sample_scene(
+    rng: np.random.Generator, split: Split = "train", kind: str | None = None
+) -> Scene:
     """Draw one scene's ground truth and caption (no pixels)."""
     if kind is None:
         maker = _KINDS[int(rng.choice(len(_KINDS), p=_TRAIN_MIX))]
@@ -482,15 +484,15 @@ def _shape_layers(shape: str, box: tuple[float, float, float, float], s: int) ->
         d.ellipse((x0 + off, y0 - 0.08 * h, x1 + off, y1 - 0.08 * h), fill=0)
     elif shape == "tree":
         d.ellipse((x0 + 0.12 * w, y0, x1 - 0.12 * w, y0 + 0.72 * h), fill=255)
-        t, td = new()
+        trunk, td = new()
         td.rectangle((cx - 0.08 * w, y0 + 0.6 * h, cx + 0.08 * w, y1), fill=255)
-        layers.append((t, 0.6))
+        layers.append((trunk, 0.6))
     elif shape == "house":
         d.rectangle((x0 + 0.1 * w, y0 + 0.45 * h, x1 - 0.1 * w, y1), fill=255)
         d.rectangle((cx - 0.1 * w, y0 + 0.7 * h, cx + 0.1 * w, y1), fill=0)  # the door
-        r, rd = new()
+        roof, rd = new()
         rd.polygon([(cx, y0), (x1, y0 + 0.47 * h), (x0, y0 + 0.47 * h)], fill=255)
-        layers.append((r, 0.7))
+        layers.append((roof, 0.7))
     else:
         raise ValueError(f"unknown shape {shape!r}")
     return layers

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 import string
 from collections.abc import Iterable, Sequence
+from functools import lru_cache
 from typing import Any
 
 import torch
@@ -84,11 +85,16 @@ def build_tokenizer(captions: Iterable[str], extra_words: Sequence[str] = ()) ->
     )
 
 
-def default_tokenizer() -> Any:
-    """The tokenizer built from the standard caption corpus (deterministic)."""
+@lru_cache(maxsize=1)
+def _default_corpus() -> tuple[str, ...]:
     from easel.mini import data
 
-    return build_tokenizer(data.caption_corpus(4000, seed=0), data.vocabulary_words())
+    return tuple(data.caption_corpus(4000, seed=0)) + tuple(data.vocabulary_words())
+
+
+def default_tokenizer() -> Any:
+    """The tokenizer built from the standard caption corpus (deterministic)."""
+    return build_tokenizer(_default_corpus())
 
 
 def encode(tokenizer: Any, prompts: Sequence[str], device: torch.device | str = "cpu") -> tuple[

@@ -65,7 +65,7 @@ class Services:
 def build_services(settings: Settings) -> Services:
     overlays = [settings.catalog_file] if settings.catalog_file else []
     catalog = Catalog.load(*overlays)
-    resolver = BackendResolver(settings.strict, settings.fallback_max_steps)
+    resolver = BackendResolver(settings.strict, settings.fallback_max_steps, catalog.mini)
     store = JobStore(settings.database_url)
     blobs = LocalBlobStore(settings.images_dir)
     metrics = Metrics(store)

@@ -36,9 +36,12 @@ class ResolvedBackend:
 class BackendResolver:
     """Decides which weights serve a backend: the real ones, or a labelled offline stand-in."""
 
-    def __init__(self, strict: bool = False, fallback_max_steps: int = 4) -> None:
+    def __init__(
+        self, strict: bool = False, fallback_max_steps: int = 4, mini: Backend | None = None
+    ) -> None:
         self.strict = strict
         self.fallback_max_steps = fallback_max_steps
+        self.mini = mini  # the trained easel-mini, preferred stand-in once its weights exist
         self._present: dict[str, bool] = {}
 
     def present(self, source: str) -> bool:
@@ -67,13 +70,20 @@ class BackendResolver:
                 "model",
             )
         stand_in = self.stand_in(backend)
+        if self.mini is not None and stand_in == self.mini.source:
+            reason = (
+                f"weights of {backend.source} are not present; served by easel-mini, the small "
+                "offline model trained by the project (simple scenes only, not the real model)"
+            )
+            return ResolvedBackend(stand_in, "mini", self.mini.steps, self.mini.guidance, None,
+                                   reason)
         reason = (
             f"weights of {backend.source} are not present; served by the offline stand-in "
             f"{stand_in} (untrained, not the real model)"
         )
         return ResolvedBackend(
             stand_in,
-            "mini" if stand_in == "easel/mini" else backend.family,
+            backend.family,
             min(backend.steps, self.fallback_max_steps),
             backend.guidance,
             None,
@@ -81,8 +91,8 @@ class BackendResolver:
         )
 
     def stand_in(self, backend: Backend) -> str:
-        if self.present("easel/mini"):
-            return "easel/mini"
+        if self.mini is not None and backend.family != "mini" and self.present(self.mini.source):
+            return self.mini.source
         return f"easel/tiny-{backend.family}"
 
 

@@ -121,7 +121,7 @@ class Worker:
             from easel.engine import Engine
 
             s = self.settings
-            self.engine = Engine(s.models_dir, s.device, s.max_loaded_models, s.num_threads)
+            self.engine = Engine.from_settings(s)
             for model_id in s.preload_models:
                 backend = self.resolver.resolve(self.catalog.model(model_id).backend)
                 self.engine.pipeline(backend.source)

@@ -1,0 +1,1 @@
+"""Runware task API dialect (REST + WebSocket on /v1)."""

@@ -1,0 +1,345 @@
+"""Runware's task API on `/v1`: REST (a JSON array of tasks) and WebSocket (sessions).
+
+Every task is handled on its own: one bad task in a batch gets its error while the others run,
+and nothing a client sends can end a WebSocket session that has other tasks in flight.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from fastapi import APIRouter, Request, WebSocket, WebSocketDisconnect
+from fastapi.responses import JSONResponse
+
+from easel.api.auth import bearer_token, key_is_valid, keys_required
+from easel.api.deps import services_of
+from easel.api.limits import BodyTooLarge, read_body
+from easel.domain.errors import EaselError
+from easel.services.container import Services
+
+from .schemas import RunwareError, parse_image_inference, task_uuid
+from .translate import TASK_TYPE, ack, from_easel, job_error, poll_items, result_items, to_request
+
+log = logging.getLogger(__name__)
+router = APIRouter(tags=["runware"])
+
+SESSION_KEEP_SECONDS = 120.0  # undelivered results wait this long for a reconnecting client
+
+
+@dataclass
+class Outcome:
+    data: list[dict[str, Any]] = field(default_factory=list)
+    errors: list[RunwareError] = field(default_factory=list)
+
+    def envelope(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if self.data:
+            out["data"] = self.data
+        if self.errors:
+            out["errors"] = [e.to_dict() for e in self.errors]
+        return out or {"data": []}
+
+
+def _fail(error: RunwareError) -> Outcome:
+    return Outcome(errors=[error])
+
+
+# -- tasks (shared by both transports) ---------------------------------------------------------
+
+
+async def run_task(services: Services, task: Any) -> Outcome:
+    """Any task except authentication; never raises."""
+    task_type = task.get("taskType") if isinstance(task, dict) else None
+    uuid_ = task.get("taskUUID") if isinstance(task, dict) else None
+    uuid_ = uuid_ if isinstance(uuid_, str) else None
+    try:
+        if not isinstance(task, dict):
+            raise RunwareError("invalidTask", "each task must be a JSON object", "task")
+        if task_type == "ping":
+            return Outcome(data=[{"taskType": "ping", "pong": True}])
+        if task_type == TASK_TYPE:
+            return await _image_inference(services, task)
+        if task_type == "getResponse":
+            return await _get_response(services, task)
+        if task_type is None:
+            raise RunwareError("missingTaskType", "taskType is required", "taskType")
+        raise RunwareError(
+            "invalidTaskType",
+            f"taskType {str(task_type)[:64]!r} is not supported; use imageInference, "
+            "getResponse, authentication or ping", "taskType",
+        )
+    except RunwareError as exc:
+        return _fail(exc.for_task(_type_name(task_type), uuid_))
+    except EaselError as exc:
+        return _fail(from_easel(exc).for_task(_type_name(task_type), uuid_))
+    except Exception:
+        log.exception("runware task failed unexpectedly")
+        return _fail(RunwareError("internalServerError", "internal error", status=500,
+                                  task_type=_type_name(task_type), task_uuid=uuid_))
+
+
+def _type_name(task_type: Any) -> str | None:
+    return task_type if isinstance(task_type, str) else None
+
+
+async def _image_inference(services: Services, task: dict[str, Any]) -> Outcome:
+    parsed = parse_image_inference(task)
+    request, options = to_request(parsed, services.catalog)
+    job, _created = await services.jobs.submit(
+        request, dialect="runware", job_id=parsed.task_uuid, options=options
+    )
+    if parsed.delivery_method == "async":
+        return Outcome(data=[ack(job)])
+    job = await services.jobs.wait(job.id, timeout=services.settings.sync_timeout)
+    if job.error_code is not None:
+        return _fail(job_error(job))
+    if not job.status.terminal:
+        raise RunwareError(
+            "timeoutProvider", "the task did not finish in time; use deliveryMethod async",
+            status=504,
+        )
+    return Outcome(data=await result_items(job, services.jobs, with_status=False))
+
+
+async def _get_response(services: Services, task: dict[str, Any]) -> Outcome:
+    uuid_ = task_uuid(task)
+    job = await services.jobs.get(uuid_)
+    if job is None:
+        raise RunwareError("taskNotFound", f"no task {uuid_}", "taskUUID", status=404)
+    if job.error_code is not None:
+        return _fail(job_error(job))
+    return Outcome(data=await poll_items(job, services.jobs))
+
+
+def _parse_frame(raw: str | bytes) -> list[Any]:
+    try:
+        tasks = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise RunwareError("invalidJSON", f"the body is not valid JSON: {exc}", "body") from None
+    if not isinstance(tasks, list):
+        raise RunwareError("invalidPayload", "the body must be a JSON array of tasks", "body")
+    if not tasks:
+        raise RunwareError("invalidPayload", "the array of tasks is empty", "body")
+    return tasks
+
+
+def _is_auth(task: Any) -> bool:
+    return isinstance(task, dict) and task.get("taskType") == "authentication"
+
+
+def _is_poll(task: Any) -> bool:
+    return isinstance(task, dict) and task.get("taskType") == "getResponse"
+
+
+def _auth_error(key: Any) -> RunwareError:
+    if not key:
+        return RunwareError("missingApiKey", "an API key is required", "apiKey", status=401,
+                            task_type="authentication")
+    return RunwareError("invalidApiKey", "invalid API key", "apiKey", status=401,
+                        task_type="authentication")
+
+
+# -- REST -----------------------------------------------------------------------------------
+
+
+@router.post("/v1")
+@router.post("/v1/", include_in_schema=False)
+async def rest(request: Request) -> JSONResponse:
+    services = services_of(request)
+    try:
+        body = await read_body(request, services.settings.max_body_bytes)
+        tasks = _parse_frame(body)
+    except BodyTooLarge as exc:
+        return _reply(_fail(RunwareError("payloadTooLarge", str(exc), "body", status=413)))
+    except RunwareError as exc:
+        return _reply(_fail(exc))
+    key = bearer_token(request.headers.get("authorization"))
+    for task in tasks:
+        if _is_auth(task) and key is None:
+            key = task.get("apiKey") if isinstance(task.get("apiKey"), str) else ""
+    if not key_is_valid(services, key):
+        return _reply(_fail(_auth_error(key)))
+    # Polls run after the batch's submissions, so a getResponse may follow its own task.
+    first = [t for t in tasks if not _is_auth(t) and not _is_poll(t)]
+    outcomes = list(await asyncio.gather(*(run_task(services, t) for t in first)))
+    polls = [t for t in tasks if _is_poll(t)]
+    outcomes += await asyncio.gather(*(run_task(services, t) for t in polls))
+    merged = Outcome()
+    for outcome in outcomes:
+        merged.data.extend(outcome.data)
+        merged.errors.extend(outcome.errors)
+    return _reply(merged)
+
+
+def _reply(outcome: Outcome) -> JSONResponse:
+    """200 when anything succeeded; otherwise the status of the first error."""
+    status = 200 if outcome.data or not outcome.errors else outcome.errors[0].status
+    return JSONResponse(outcome.envelope(), status_code=status)
+
+
+# -- WebSocket ------------------------------------------------------------------------------
+
+
+class Session:
+    """A connectionSessionUUID and what it could not deliver while disconnected."""
+
+    def __init__(self) -> None:
+        self.id = str(uuid.uuid4())
+        self.socket: WebSocket | None = None
+        self.pending: list[tuple[float, str]] = []
+        self.detached_at: float | None = None
+        self.in_flight = 0
+        self.lock = asyncio.Lock()
+
+    async def send(self, frame: dict[str, Any]) -> None:
+        text = json.dumps(frame)
+        async with self.lock:
+            if self.socket is not None:
+                try:
+                    await self.socket.send_text(text)
+                    return
+                except Exception:  # the client went away mid-send: keep it for a reconnect
+                    self.socket = None
+                    self.detached_at = time.monotonic()
+            self.pending.append((time.monotonic(), text))
+
+    async def attach(self, socket: WebSocket, greeting: dict[str, Any]) -> None:
+        """Send the authentication reply, then whatever waited for this session."""
+        async with self.lock:
+            await socket.send_text(json.dumps(greeting))
+            self.socket = socket
+            self.detached_at = None
+            keep_from = time.monotonic() - SESSION_KEEP_SECONDS
+            backlog = [text for at, text in self.pending if at >= keep_from]
+            self.pending = []
+            for text in backlog:
+                await socket.send_text(text)
+
+    async def detach(self, socket: WebSocket) -> None:
+        async with self.lock:
+            if self.socket is socket:
+                self.socket = None
+                self.detached_at = time.monotonic()
+
+
+class Sessions:
+    def __init__(self) -> None:
+        self.by_id: dict[str, Session] = {}
+
+    def open(self, resume: Any) -> Session:
+        self._forget_stale()
+        if isinstance(resume, str) and resume in self.by_id:
+            return self.by_id[resume]
+        session = Session()
+        self.by_id[session.id] = session
+        return session
+
+    def _forget_stale(self) -> None:
+        cutoff = time.monotonic() - SESSION_KEEP_SECONDS
+        for sid, s in list(self.by_id.items()):
+            if s.detached_at is not None and s.detached_at < cutoff and s.in_flight == 0:
+                del self.by_id[sid]
+
+
+def _sessions(services: Services) -> Sessions:
+    sessions = services.extras.get("runware.sessions")
+    if not isinstance(sessions, Sessions):
+        sessions = services.extras["runware.sessions"] = Sessions()
+    return sessions
+
+
+@router.websocket("/v1")
+@router.websocket("/v1/")
+async def websocket(socket: WebSocket) -> None:
+    services = services_of(socket)
+    await socket.accept()
+    connection = _Connection(services, socket)
+    try:
+        while True:
+            message = await socket.receive()
+            if message["type"] == "websocket.disconnect":
+                break
+            raw = message.get("text") or message.get("bytes") or ""
+            await connection.frame(raw)
+    except WebSocketDisconnect:
+        pass
+    finally:
+        await connection.close()
+
+
+class _Connection:
+    """One WebSocket connection; the Session outlives it when the client reconnects."""
+
+    def __init__(self, services: Services, socket: WebSocket) -> None:
+        self.services = services
+        self.socket = socket
+        self.session: Session | None = None
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    async def frame(self, raw: str | bytes) -> None:
+        try:
+            if len(raw) > self.services.settings.max_body_bytes:
+                limit = self.services.settings.max_body_bytes
+                raise RunwareError("payloadTooLarge", f"frame is larger than {limit} bytes",
+                                   "body", status=413)
+            tasks = _parse_frame(raw)
+        except RunwareError as exc:
+            await self.send(_fail(exc).envelope())
+            return
+        for task in tasks:
+            if _is_auth(task):
+                await self.authenticate(task)
+            elif self.session is None and keys_required(self.services):
+                await self.send(_fail(_auth_error(None).for_task(
+                    _type_name(task.get("taskType") if isinstance(task, dict) else None), None
+                )).envelope())
+            else:
+                self.start(task)
+
+    async def authenticate(self, task: dict[str, Any]) -> None:
+        key = task.get("apiKey")
+        if not key_is_valid(self.services, key if isinstance(key, str) else None):
+            await self.send(_fail(_auth_error(key)).envelope())
+            return
+        if self.session is not None:
+            await self.session.detach(self.socket)
+        self.session = _sessions(self.services).open(task.get("connectionSessionUUID"))
+        reply = {"data": [{"taskType": "authentication",
+                           "connectionSessionUUID": self.session.id}]}
+        await self.session.attach(self.socket, reply)
+
+    def start(self, task: Any) -> None:
+        if self.session is None:  # no keys configured: an implicit session
+            self.session = _sessions(self.services).open(None)
+            self.session.socket = self.socket
+        session = self.session
+        session.in_flight += 1
+        job = asyncio.create_task(self._run(session, task))
+        self.tasks.add(job)
+        job.add_done_callback(self.tasks.discard)
+
+    async def _run(self, session: Session, task: Any) -> None:
+        try:
+            outcome = await run_task(self.services, task)
+            await session.send(outcome.envelope())
+        finally:
+            session.in_flight -= 1
+
+    async def send(self, frame: dict[str, Any]) -> None:
+        if self.session is not None:
+            await self.session.send(frame)
+            return
+        with contextlib.suppress(Exception):
+            await self.socket.send_text(json.dumps(frame))
+
+    async def close(self) -> None:
+        # In-flight tasks keep running: their results go to the session's buffer.
+        if self.session is not None:
+            await self.session.detach(self.socket)

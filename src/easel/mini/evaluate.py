@@ -1,0 +1,69 @@
+"""Judge an easel-mini model on the 200 held-out prompts, GenEval-style.
+
+    python -m easel.mini.evaluate --model DIR [--ground-truth] [--json OUT]
+
+`--ground-truth` judges the generator's own renders instead of a model: the checker's ceiling.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from easel.mini import checker, data
+
+
+def generate(model: str, prompts: list[str], args: argparse.Namespace) -> list[np.ndarray]:
+    import torch
+
+    from easel.mini.pipeline import EaselMiniPipeline
+
+    pipe = EaselMiniPipeline.from_pretrained(model).to(args.device)
+    pipe.set_progress_bar_config(disable=True)
+    images: list[np.ndarray] = []
+    for start in range(0, len(prompts), args.batch):
+        chunk = prompts[start:start + args.batch]
+        gens = [torch.Generator().manual_seed(args.seed + start + i) for i in range(len(chunk))]
+        out = pipe(chunk, num_inference_steps=args.steps, guidance_scale=args.guidance,
+                   width=256, height=256, generator=gens, output_type="np")
+        images.extend(list(out.images))
+    return images
+
+
+def evaluate(args: argparse.Namespace) -> dict[str, Any]:
+    scenes = data.heldout_scenes(args.n)
+    if args.ground_truth:
+        images = [data.render(s, 256) for s in scenes]
+    else:
+        images = generate(args.model, [s.caption for s in scenes], args)
+    verdicts = [checker.check(img, s) for img, s in zip(images, scenes, strict=True)]
+    return checker.summarize(verdicts)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    p = argparse.ArgumentParser(prog="python -m easel.mini.evaluate", description=__doc__)
+    p.add_argument("--model", help="a saved EaselMiniPipeline directory")
+    p.add_argument("--ground-truth", action="store_true", help="judge the generator's renders")
+    p.add_argument("--n", type=int, default=200)
+    p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--guidance", type=float, default=4.0)
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--json", help="also write the table here")
+    args = p.parse_args(argv)
+    if not args.ground_truth and not args.model:
+        p.error("--model is required (or --ground-truth)")
+    table = evaluate(args)
+    print(checker.format_table(table))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(table, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()

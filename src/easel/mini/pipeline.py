@@ -1,0 +1,274 @@
+"""EaselMiniPipeline: text -> 64x64 base image -> 256x256 super-resolution -> requested size.
+
+Saving records the text encoder as `["easel.mini.text_encoder", "MiniTextEncoder"]` in
+model_index.json. diffusers resolves such a non-diffusers library from `sys.modules` only (it
+never imports a module a repository names), and looks up the base classes it knows
+(`ModelMixin`) on that same module to pick the loading method. Importing this module imports
+`easel.mini.text_encoder`, which re-exports `ModelMixin`, so `EaselMiniPipeline.from_pretrained`
+works wherever this class is reachable.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import PIL.Image
+import torch
+import torch.nn.functional as F
+from diffusers import DiffusionPipeline
+from diffusers.utils import BaseOutput
+from diffusers.utils.torch_utils import randn_tensor
+
+from easel.mini import models
+from easel.mini import text_encoder as _text_encoder_module
+from easel.mini.tokenizer import encode
+
+MiniTextEncoder = _text_encoder_module.MiniTextEncoder
+Generators = torch.Generator | list[torch.Generator] | None
+
+
+@dataclass
+class EaselMiniPipelineOutput(BaseOutput):
+    images: np.ndarray | list[PIL.Image.Image] | torch.Tensor
+
+
+def q_sample(
+    alphas_cumprod: torch.Tensor, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor
+) -> torch.Tensor:
+    """x_t of the forward process at integer timesteps t (one per sample)."""
+    a = alphas_cumprod.to(x0.device)[t.to(x0.device).long()].to(x0.dtype).view(-1, 1, 1, 1)
+    return a.sqrt() * x0 + (1 - a).sqrt() * noise
+
+
+class EaselMiniPipeline(DiffusionPipeline):
+    """The easel-mini cascade as a diffusers pipeline.
+
+    `callback_on_step_end(pipe, step_index, timestep, callback_kwargs)` runs after every base
+    step (step_index < num_inference_steps); the super-resolution steps that follow are not
+    reported, they take a fixed, small number of steps.
+    """
+
+    model_cpu_offload_seq = "text_encoder->unet->sr_unet"
+    _callback_tensor_inputs: ClassVar[list[str]] = [
+        "latents", "prompt_embeds", "negative_prompt_embeds",
+    ]
+
+    def __init__(
+        self,
+        tokenizer: Any,
+        text_encoder: Any,
+        unet: Any,
+        scheduler: Any,
+        sr_unet: Any,
+        sr_scheduler: Any,
+        sr_num_inference_steps: int = 8,
+        sr_noise_level: int = 100,
+    ) -> None:
+        super().__init__()
+        self.register_modules(
+            tokenizer=tokenizer,
+            text_encoder=text_encoder,
+            unet=unet,
+            scheduler=scheduler,
+            sr_unet=sr_unet,
+            sr_scheduler=sr_scheduler,
+        )
+        self.register_to_config(
+            sr_num_inference_steps=sr_num_inference_steps, sr_noise_level=sr_noise_level
+        )
+        self._interrupt = False
+
+    def save_pretrained(self, save_directory: str | os.PathLike[str], **kwargs: Any) -> None:
+        super().save_pretrained(save_directory, **kwargs)
+        # transformers 5 names its fast tokenizer class TokenizersBackend, which 4.x lacks;
+        # PreTrainedTokenizerFast names the same class in both, so the folder loads with either.
+        index_path = Path(save_directory) / "model_index.json"
+        index = json.loads(index_path.read_text())
+        if index.get("tokenizer") == ["transformers", "TokenizersBackend"]:
+            index["tokenizer"] = ["transformers", "PreTrainedTokenizerFast"]
+            index_path.write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
+
+    @property
+    def interrupt(self) -> bool:
+        return self._interrupt
+
+    def encode_prompt(self, prompts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-token text embeddings (B, L, D) and their attention mask (B, L)."""
+        device = self._execution_device
+        ids, mask = encode(self.tokenizer, prompts, device)
+        emb = self.text_encoder(ids, mask)
+        return emb.to(self.unet.dtype), mask
+
+    @staticmethod
+    def _as_list(value: str | Sequence[str] | None, n: int, name: str) -> list[str]:
+        if value is None:
+            return [""] * n
+        if isinstance(value, str):
+            return [value] * n
+        values = list(value)
+        if len(values) != n:
+            raise ValueError(f"{name} has {len(values)} entries for {n} prompts")
+        return values
+
+    @torch.no_grad()
+    def __call__(
+        self,
+        prompt: str | list[str],
+        negative_prompt: str | list[str] | None = None,
+        num_inference_steps: int = 20,
+        guidance_scale: float = 4.0,
+        width: int = 1024,
+        height: int = 1024,
+        generator: Generators = None,
+        output_type: str = "np",
+        callback_on_step_end: Callable[..., dict[str, Any]] | None = None,
+        callback_on_step_end_tensor_inputs: Sequence[str] = ("latents",),
+        num_images_per_prompt: int = 1,
+        sr_num_inference_steps: int | None = None,
+        sr_noise_level: int | None = None,
+        return_dict: bool = True,
+    ) -> EaselMiniPipelineOutput | tuple[Any]:
+        prompts = [prompt] if isinstance(prompt, str) else list(prompt)
+        negatives = self._as_list(negative_prompt, len(prompts), "negative_prompt")
+        if num_images_per_prompt > 1:
+            prompts = [p for p in prompts for _ in range(num_images_per_prompt)]
+            negatives = [p for p in negatives for _ in range(num_images_per_prompt)]
+        n = len(prompts)
+        if isinstance(generator, list) and len(generator) != n:
+            raise ValueError(f"got {len(generator)} generators for {n} images")
+        allowed = self._callback_tensor_inputs
+        bad = [k for k in callback_on_step_end_tensor_inputs if k not in allowed]
+        if bad:
+            raise ValueError(f"unknown callback tensor inputs {bad}")
+        self._interrupt = False
+        device = self._execution_device
+        dtype = self.unet.dtype
+
+        prompt_embeds, prompt_mask = self.encode_prompt(prompts)
+        do_cfg = guidance_scale > 1.0
+        if do_cfg:
+            negative_prompt_embeds, negative_mask = self.encode_prompt(negatives)
+        else:
+            negative_prompt_embeds, negative_mask = prompt_embeds, prompt_mask
+
+        # --- base stage, 64x64, classifier-free guidance ---
+        size = int(self.unet.config.sample_size)
+        self.scheduler.set_timesteps(num_inference_steps, device=device)
+        latents = randn_tensor((n, 3, size, size), generator=generator, device=device, dtype=dtype)
+        latents = latents * self.scheduler.init_noise_sigma
+        if do_cfg:
+            embeds = torch.cat([negative_prompt_embeds, prompt_embeds])
+            masks = torch.cat([negative_mask, prompt_mask])
+        else:
+            embeds, masks = prompt_embeds, prompt_mask
+        for i, t in enumerate(self.progress_bar(self.scheduler.timesteps)):
+            if self.interrupt:
+                continue
+            x_in = torch.cat([latents, latents]) if do_cfg else latents
+            x_in = self.scheduler.scale_model_input(x_in, t)
+            out = self.unet(
+                x_in, t, encoder_hidden_states=embeds, encoder_attention_mask=masks
+            ).sample
+            if do_cfg:
+                uncond, cond = out.chunk(2)
+                out = uncond + guidance_scale * (cond - uncond)
+            latents = self.scheduler.step(out, t, latents).prev_sample
+            if callback_on_step_end is not None:
+                scope = {
+                    "latents": latents,
+                    "prompt_embeds": prompt_embeds,
+                    "negative_prompt_embeds": negative_prompt_embeds,
+                }
+                kwargs = {k: scope[k] for k in callback_on_step_end_tensor_inputs}
+                outputs = callback_on_step_end(self, i, t, kwargs) or {}
+                latents = outputs.pop("latents", latents)
+                prompt_embeds = outputs.pop("prompt_embeds", prompt_embeds)
+                negative_prompt_embeds = outputs.pop(
+                    "negative_prompt_embeds", negative_prompt_embeds
+                )
+        low = latents.clamp(-1, 1)
+
+        image = self.super_resolve(
+            low,
+            generator,
+            sr_num_inference_steps or int(self.config.sr_num_inference_steps),
+            int(self.config.sr_noise_level if sr_noise_level is None else sr_noise_level),
+        )
+        image = (image.float() + 1) / 2
+        if (height, width) != tuple(image.shape[-2:]):
+            shrink = height < image.shape[-2] or width < image.shape[-1]
+            image = F.interpolate(
+                image, size=(height, width), mode="bicubic", align_corners=False, antialias=shrink
+            )
+        image = image.clamp(0, 1)
+        self.maybe_free_model_hooks()
+
+        result: np.ndarray | list[PIL.Image.Image] | torch.Tensor
+        if output_type == "pt":
+            result = image
+        else:
+            arr = image.permute(0, 2, 3, 1).cpu().numpy().astype(np.float32)
+            if output_type == "pil":
+                result = [PIL.Image.fromarray((a * 255).round().astype(np.uint8)) for a in arr]
+            else:
+                result = arr
+        if not return_dict:
+            return (result,)
+        return EaselMiniPipelineOutput(images=result)
+
+    def super_resolve(
+        self, low: torch.Tensor, generator: Generators, steps: int, noise_level: int
+    ) -> torch.Tensor:
+        """64 -> 256: sample the SR UNet conditioned on the noise-augmented upsampled image."""
+        device, dtype = low.device, self.sr_unet.dtype
+        n = low.shape[0]
+        size = int(self.sr_unet.config.sample_size)
+        up = F.interpolate(low.to(dtype), size=(size, size), mode="bilinear", align_corners=False)
+        aug = torch.full((n,), noise_level, device=device, dtype=torch.long)
+        if noise_level > 0:
+            aug_noise = randn_tensor(up.shape, generator=generator, device=device, dtype=dtype)
+            up = q_sample(self.sr_scheduler.alphas_cumprod, up, aug_noise, aug)
+        self.sr_scheduler.set_timesteps(steps, device=device)
+        x = randn_tensor(up.shape, generator=generator, device=device, dtype=dtype)
+        x = x * self.sr_scheduler.init_noise_sigma
+        # Text is not used at this stage: one dummy token satisfies the UNet's signature.
+        dim = self.sr_unet.config.cross_attention_dim
+        dummy = torch.zeros(n, 1, dim, device=device, dtype=dtype)
+        for t in self.sr_scheduler.timesteps:
+            x_in = torch.cat([self.sr_scheduler.scale_model_input(x, t), up], dim=1)
+            out = self.sr_unet(x_in, t, encoder_hidden_states=dummy, class_labels=aug).sample
+            x = self.sr_scheduler.step(out, t, x).prev_sample
+        return x.clamp(-1, 1)
+
+
+def build_pipeline(
+    tokenizer: Any, preset: str = "full", seed: int = 0
+) -> EaselMiniPipeline:
+    """A pipeline with freshly initialised weights (deterministic for a seed)."""
+    p = models.PRESETS[preset]
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        text = models.text_encoder(p, len(tokenizer))
+        base = models.base_unet(p)
+        sr = models.sr_unet(p)
+    return EaselMiniPipeline(
+        tokenizer=tokenizer,
+        text_encoder=text.eval(),
+        unet=base.eval(),
+        scheduler=models.sampling_scheduler(),
+        sr_unet=sr.eval(),
+        sr_scheduler=models.sampling_scheduler(),
+    )
+
+
+def build_random_pipeline(seed: int = 0, preset: str = "full") -> EaselMiniPipeline:
+    """The easel-mini pipeline with random weights, built from configs (no files needed)."""
+    from easel.mini.tokenizer import default_tokenizer
+
+    return build_pipeline(default_tokenizer(), preset=preset, seed=seed)

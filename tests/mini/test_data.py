@@ -1,0 +1,70 @@
+from __future__ import annotations
+
+import numpy as np
+
+from easel.mini import data
+
+
+def test_generation_is_deterministic() -> None:
+    a, b = data.generate(7, 3), data.generate(7, 3)
+    assert a.scene == b.scene
+    assert np.array_equal(a.image, b.image)
+    assert a.image.shape == (256, 256, 3) and a.image.dtype == np.uint8
+    assert not np.array_equal(a.image, data.generate(7, 4).image)
+    assert data.render(a.scene, 64).shape == (64, 64, 3)
+
+
+def test_ground_truth_matches_pixels() -> None:
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        scene = data.sample_scene(rng, kind="single")
+        obj = scene.objects[0]
+        img = data.render(scene, 128).astype(np.float32)
+        mask = data.object_mask(obj, 128)
+        ys, xs = np.nonzero(mask)
+        assert abs((xs.mean() + 0.5) / 128 - obj.cx) < 0.08
+        assert abs((ys.mean() + 0.5) / 128 - obj.cy) < 0.08
+        x0, y0, x1, y1 = obj.bbox
+        assert 0 <= x0 < x1 <= 1 and 0 <= y0 < y1 <= 1
+        inner = mask & np.roll(mask, 2, 0) & np.roll(mask, -2, 0)
+        median = np.median(img[inner], axis=0)
+        # The object's pixels carry its colour (trees and houses add a darker shade).
+        assert np.abs(median - np.array(data.COLOURS[obj.colour])).max() < 2
+        assert obj.colour in scene.caption and obj.shape in scene.caption
+
+
+def test_captions_name_counts_and_words() -> None:
+    rng = np.random.default_rng(1)
+    for _ in range(30):
+        s = data.sample_scene(rng, kind="count")
+        assert data.NUMBERS[s.count] in s.caption
+        w = data.sample_scene(rng, kind="word")
+        assert w.word is not None and f'"{w.word}"' in w.caption and len(w.word) <= 6
+
+
+def test_heldout_combinations_never_in_training() -> None:
+    rng = np.random.default_rng(2)
+    for _ in range(1500):
+        s = data.sample_scene(rng, "train")
+        assert not any((o.colour, o.shape) in data.HELDOUT_PAIRS for o in s.objects)
+        if s.word is not None:
+            assert not data.heldout_word(s.word, s.background)
+    prompts = data.heldout_prompts(200)
+    assert len(prompts) == 200
+    kinds = {s.kind for _, s in prompts}
+    assert kinds == {"single", "count", "relation", "word"}
+    for caption, s in prompts:
+        assert caption == s.caption
+        if s.kind == "word":
+            assert s.word is not None and len(s.word) == 4
+            assert data.heldout_word(s.word, s.background)
+        else:
+            assert any((o.colour, o.shape) in data.HELDOUT_PAIRS for o in s.objects)
+    assert data.heldout_prompts(200) == prompts
+
+
+def test_colours_stand_out_from_backgrounds() -> None:
+    for bg in data.BACKGROUNDS:
+        assert len(data.allowed_colours(bg)) >= 5
+    assert "blue" not in data.allowed_colours("sea")
+    assert "green" not in data.allowed_colours("grass")

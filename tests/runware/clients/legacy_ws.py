@@ -1,0 +1,43 @@
+"""Runs under PyPI `runware==0.5.24` (WebSocket). Prints one JSON object with the results.
+
+Usage: python legacy_ws.py '<json args>'  (url, mode sync|async, numberResults, width, height,
+seed, outputType, apiKey)
+"""
+
+import asyncio
+import json
+import sys
+from dataclasses import asdict
+
+from runware import IImageInference, Runware
+
+
+async def main(args: dict) -> dict:
+    client = Runware(api_key=args.get("apiKey", "test-key"), url=args["url"])
+    await asyncio.wait_for(client.connect(), 30)
+    request = IImageInference(
+        model=args.get("model", "google:2@3"),
+        positivePrompt=args.get("prompt", "a red fox in snow"),
+        width=args.get("width", 64),
+        height=args.get("height", 64),
+        numberResults=args.get("numberResults", 1),
+        outputType=args.get("outputType", "URL"),
+        outputFormat=args.get("outputFormat", "JPG"),
+        includeCost=True,
+        seed=args.get("seed"),
+        deliveryMethod=args.get("mode", "sync"),
+    )
+    result = await asyncio.wait_for(client.imageInference(requestImage=request), 120)
+    out: dict = {}
+    if args.get("mode") == "async":
+        out["ack"] = asdict(result)
+        result = await asyncio.wait_for(
+            client.getResponse(result.taskUUID, numberResults=request.numberResults), 120
+        )
+    out["images"] = [asdict(image) for image in result]
+    return out
+
+
+if __name__ == "__main__":
+    print(json.dumps(asyncio.run(main(json.loads(sys.argv[1]))), default=str))
+    sys.stdout.flush()

@@ -1,0 +1,40 @@
+"""Runs under PyPI `runware-sdk==1.8.0` (REST or WebSocket). Prints one JSON object.
+
+Usage: python sdk.py '<json args>'  (transport rest|websocket, url, task fields...)
+"""
+
+import asyncio
+import json
+import sys
+
+from runware import Runware
+
+
+async def main(args: dict) -> dict:
+    transport = args["transport"]
+    kwargs = {"api_key": args.get("apiKey", "test-key"), "transport": transport,
+              "max_retries": 0, "validate": False}
+    if transport == "rest":
+        kwargs["http_base_url"] = args["url"]
+    else:
+        kwargs["ws_base_url"] = args["url"]
+    client = Runware(**kwargs)
+    try:
+        task = {"taskType": "imageInference", "model": "google:2@3",
+                "positivePrompt": "a red fox in snow", "width": 64, "height": 64,
+                **args.get("task", {})}
+        try:
+            result = await asyncio.wait_for(client.run(task), 120)
+        except Exception as exc:  # the test asserts on what the SDK tells its user
+            return {"error": {"type": type(exc).__name__, "code": getattr(exc, "code", None),
+                              "parameter": getattr(exc, "parameter", None), "message": str(exc)}}
+        return {"images": result if isinstance(result, list) else [result]}
+    finally:
+        close = getattr(client, "close", None) or getattr(client, "disconnect", None)
+        if close is not None:
+            await close()
+
+
+if __name__ == "__main__":
+    print(json.dumps(asyncio.run(main(json.loads(sys.argv[1]))), default=str))
+    sys.stdout.flush()

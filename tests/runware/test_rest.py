@@ -1,0 +1,176 @@
+"""Runware REST on /v1: results, async polling rules, idempotency, errors naming parameters."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.server_harness import Server, inference, new_uuid, poll_until_done
+
+IMAGE_KEYS = ("URL", "Base64Data", "DataURI")
+
+
+def test_sync_result_items(server: Server) -> None:
+    task = inference(numberResults=2, includeCost=True, seed=42)
+    response = server.post([task])
+    assert response.status_code == 200
+    body = response.json()
+    assert "errors" not in body
+    items = body["data"]
+    assert len(items) == 2 and len({i["imageUUID"] for i in items}) == 2
+    for item, seed in zip(items, (42, 43), strict=True):
+        assert item["taskType"] == "imageInference" and item["taskUUID"] == task["taskUUID"]
+        assert item["seed"] == seed and item["NSFWContent"] is False and item["cost"] == 0.02
+        assert "code" not in item
+        assert httpx.get(item["imageURL"]).content[:3] == b"\xff\xd8\xff"
+
+
+def test_output_types(server: Server) -> None:
+    item = server.post([inference(outputType="base64Data", outputFormat="png")]).json()["data"][0]
+    assert base64.b64decode(item["imageBase64Data"])[:4] == b"\x89PNG"
+    assert "imageURL" not in item
+    item = server.post([inference(outputType="dataURI", outputFormat="WEBP")]).json()["data"][0]
+    assert item["imageDataURI"].startswith("data:image/webp;base64,")
+
+
+def test_async_ack_and_get_response_rules(server: Server) -> None:
+    task = inference(numberResults=3, deliveryMethod="async", webhookURL="https://example.com/h")
+    ack = server.post([task]).json()
+    assert ack == {"data": [{"taskType": "imageInference", "taskUUID": task["taskUUID"]}]}
+    seen: list[list[dict[str, Any]]] = []
+    items = poll_until_done(server, task["taskUUID"])
+    poll = server.post([{"taskType": "getResponse", "taskUUID": task["taskUUID"]}]).json()
+    seen.append(poll["data"])
+    assert len(items) == 3
+    assert [i["imageUUID"] for i in items] == [i["imageUUID"] for i in seen[0]]  # stable ids
+    assert all(i["status"] == "success" and i["imageURL"] for i in items)
+
+
+def test_pending_items_carry_image_uuid_and_no_outputs(server: Server) -> None:
+    # A job big enough to still be queued or running when polled right after submission.
+    tasks = [inference(deliveryMethod="async", numberResults=8, webhookURL="https://x.io/h")
+             for _ in range(2)]
+    server.post(tasks)
+    body = server.post([{"taskType": "getResponse", "taskUUID": tasks[-1]["taskUUID"]}]).json()
+    statuses = {item["status"] for item in body["data"]}
+    assert len(body["data"]) == 8 and len(statuses) == 1  # all images turn success together
+    for item in body["data"]:
+        assert item["taskType"] == "imageInference" and item["imageUUID"]
+        if item["status"] == "processing":
+            assert not any(k.endswith(IMAGE_KEYS) for k in item)
+    for task in tasks:
+        poll_until_done(server, task["taskUUID"])
+
+
+def test_same_task_uuid_same_parameters_returns_the_same_task(server: Server) -> None:
+    task = inference(numberResults=2)
+    first = server.post([task]).json()["data"]
+    again = server.post([task]).json()["data"]
+    assert [i["imageUUID"] for i in first] == [i["imageUUID"] for i in again]
+    assert server.db("SELECT count(*) FROM jobs WHERE id = ?", task["taskUUID"]) == [(1,)]
+
+
+def test_same_task_uuid_other_parameters_is_a_conflict(server: Server) -> None:
+    task = inference()
+    server.post([task])
+    response = server.post([{**task, "positivePrompt": "a blue whale"}])
+    assert response.status_code == 409
+    error = response.json()["errors"][0]
+    assert error["code"] == "conflictTaskUUID" and error["parameter"] == "taskUUID"
+    assert error["taskUUID"] == task["taskUUID"] and error["taskType"] == "imageInference"
+
+
+BAD_TASKS = [
+    ({"positivePrompt": "a"}, "invalidPositivePrompt", "positivePrompt"),
+    ({"positivePrompt": "x" * 3001}, "invalidPositivePrompt", "positivePrompt"),
+    ({"positivePrompt": None}, "missingPositivePrompt", "positivePrompt"),
+    ({"positivePrompt": 5}, "invalidPositivePrompt", "positivePrompt"),
+    ({"model": "google:9@9"}, "unknownModel", "model"),
+    ({"width": 63}, "invalidWidth", "width"),
+    ({"width": 48, "height": 48}, "invalidHeight", "height"),
+    ({"height": None}, "missingHeight", "height"),
+    ({"numberResults": 0}, "invalidNumberResults", "numberResults"),
+    ({"numberResults": 21}, "invalidNumberResults", "numberResults"),
+    ({"numberResults": "2"}, "invalidNumberResults", "numberResults"),
+    ({"numberResults": 1.5}, "invalidNumberResults", "numberResults"),
+    ({"outputType": "PNG"}, "unsupportedOutputType", "outputType"),
+    ({"outputFormat": "GIF"}, "unsupportedOutputFormat", "outputFormat"),
+    ({"outputQuality": 19}, "invalidOutputQuality", "outputQuality"),
+    ({"outputQuality": 100}, "invalidOutputQuality", "outputQuality"),
+    ({"deliveryMethod": "stream"}, "unsupportedDeliveryMethod", "deliveryMethod"),
+    ({"ttl": 59}, "invalidTtl", "ttl"),
+    ({"ttl": 120, "outputType": "base64Data"}, "invalidTtl", "ttl"),
+    ({"includeCost": "yes"}, "invalidIncludeCost", "includeCost"),
+    ({"seed": -1}, "invalidSeed", "seed"),
+    ({"seed": 2**40}, "invalidSeed", "seed"),
+    ({"safety": {"mode": "paranoid"}}, "invalidSafety", "safety"),
+    ({"safety": "on"}, "invalidSafety", "safety"),
+    ({"webhookURL": "ftp://x"}, "invalidWebhookURL", "webhookURL"),
+    ({"uploadEndpoint": "not a url"}, "invalidUploadEndpoint", "uploadEndpoint"),
+    ({"taskUUID": "not-a-uuid"}, "invalidTaskUUID", "taskUUID"),
+    ({"taskUUID": None}, "missingTaskUUID", "taskUUID"),
+    ({"steps": 30}, "unsupportedParameter", "steps"),
+]
+
+
+@pytest.mark.parametrize(("fields", "code", "parameter"), BAD_TASKS)
+def test_invalid_fields_name_the_parameter(
+    server: Server, fields: dict[str, Any], code: str, parameter: str
+) -> None:
+    task = {k: v for k, v in inference(**fields).items() if v is not None}
+    response = server.post([task])
+    assert response.status_code == 400, response.text
+    error = response.json()["errors"][0]
+    assert (error["code"], error["parameter"]) == (code, parameter), error
+    assert error["taskType"] == "imageInference" and error["message"]
+
+
+def test_negative_prompt_only_where_the_model_allows_it(server: Server) -> None:
+    error = server.post([inference(model="google:2@1", negativePrompt="blurry")]).json()
+    assert error["errors"][0]["code"] == "unsupportedNegativePrompt"
+    assert server.post([inference(negativePrompt="blurry")]).status_code == 200
+
+
+@pytest.mark.parametrize(("body", "code", "status"), [
+    (b"{not json", "invalidJSON", 400),
+    (b'{"taskType": "ping"}', "invalidPayload", 400),
+    (b"[]", "invalidPayload", 400),
+    (b'[{"taskType": "textInference"}]', "invalidTaskType", 400),
+    (b'[{"positivePrompt": "x"}]', "missingTaskType", 400),
+    (b"[5]", "invalidTask", 400),
+    (b"[" + b'"x",' * 400_000 + b'"x"]', "payloadTooLarge", 413),
+])
+def test_malformed_bodies(server: Server, body: bytes, code: str, status: int) -> None:
+    response = httpx.post(server.url + "/v1/", content=body,
+                          headers={"content-type": "application/json"})
+    assert response.status_code == status
+    assert response.json()["errors"][0]["code"] == code
+
+
+def test_one_bad_task_does_not_stop_the_good_ones(server: Server) -> None:
+    good, bad = inference(), inference(width=1)
+    response = server.post([good, bad, {"taskType": "ping", "ping": True}])
+    assert response.status_code == 200
+    body = response.json()
+    assert {i["taskType"] for i in body["data"]} == {"imageInference", "ping"}
+    assert body["errors"][0]["taskUUID"] == bad["taskUUID"]
+
+
+def test_unknown_task_in_get_response(server: Server) -> None:
+    response = server.post([{"taskType": "getResponse", "taskUUID": new_uuid()}])
+    assert response.status_code == 404
+    assert response.json()["errors"][0]["code"] == "taskNotFound"
+
+
+def test_api_keys(make_server: Callable[..., Server]) -> None:
+    srv = make_server(EASEL_API_KEYS="k1,k2").start()
+    assert srv.post([inference()]).json()["errors"][0]["code"] == "missingApiKey"
+    bad = srv.post([inference()], headers={"Authorization": "Bearer nope"})
+    assert bad.status_code == 401 and bad.json()["errors"][0]["code"] == "invalidApiKey"
+    assert srv.post([inference()], headers={"Authorization": "Bearer k2"}).status_code == 200
+    in_body = srv.post([{"taskType": "authentication", "apiKey": "k1"}, inference()])
+    assert in_body.status_code == 200 and len(in_body.json()["data"]) == 1
