@@ -105,7 +105,8 @@ COMPILE_SCRIPT = textwrap.dedent("""
     compiled = engine.generate(batch)[0]
     print(json.dumps({"psnr": min(psnr(compiled.pixels, eager.pixels), 999.0),
                       "applied": engine.applied["easel/tiny-flux"],
-                      "cache_hits": dynamo_utils.counters["inductor"]["fxgraph_cache_hit"]}))
+                      "cache_hits": dynamo_utils.counters["inductor"]["fxgraph_cache_hit"],
+                      "cache_misses": dynamo_utils.counters["inductor"]["fxgraph_cache_miss"]}))
 """)
 
 
@@ -128,5 +129,7 @@ def test_compile_is_lossless_and_a_restart_reuses_the_on_disk_cache(
         reports.append(json.loads(result.stdout.strip().splitlines()[-1]))
     assert reports[0]["applied"] == ["compile-regional(default)"]
     assert reports[0]["psnr"] >= 40 and reports[1]["psnr"] >= 40
-    assert reports[0]["cache_hits"] == 0
-    assert reports[1]["cache_hits"] > 0
+    # The first process compiles (cache misses); the restart finds every graph on disk.
+    assert reports[0]["cache_misses"] > 0
+    assert reports[1]["cache_misses"] == 0
+    assert reports[1]["cache_hits"] >= reports[0]["cache_misses"]

@@ -46,7 +46,9 @@ def denoiser(pipe: Any) -> Any:
 def use_compile_cache(directory: Path) -> None:
     """Keep inductor's compiled graphs on disk so a restart does not recompile."""
     directory.mkdir(parents=True, exist_ok=True)
-    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(directory))
+    # Assigned, not defaulted: torch fills the variable in with /tmp/torchinductor_<user> the
+    # first time anything asks for the cache, which would lose the cache on reboot.
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(directory)
     os.environ.setdefault("TORCHINDUCTOR_FX_GRAPH_CACHE", "1")
     os.environ.setdefault("TORCHINDUCTOR_AUTOGRAD_CACHE", "1")
 

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
-from easel.domain.errors import invalid
+from easel.domain.errors import EaselError, ErrorKind, invalid
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -25,6 +25,20 @@ METADATA = {ipaddress.ip_address("169.254.169.254"), ipaddress.ip_address("fd00:
 NAT64 = ipaddress.ip_network("64:ff9b::/96")
 NAT64_LOCAL = ipaddress.ip_network("64:ff9b:1::/48")
 SIX_TO_FOUR = ipaddress.ip_network("2002::/16")
+# Names refused before any lookup: they mean "this machine" or "the cloud's metadata service"
+# wherever easel runs, whatever the local resolver answers today.
+METADATA_HOSTS = ("metadata.google.internal", "metadata")
+METADATA_SUFFIXES = (".internal",)
+LOCAL_HOSTS = ("localhost",)
+LOCAL_SUFFIXES = (".localhost",)
+
+
+class Unresolvable(EaselError):
+    """The host does not resolve now; at submission that is not yet a refusal (DNS may heal)."""
+
+    def __init__(self, parameter: str, host: str) -> None:
+        super().__init__(ErrorKind.INVALID, f"{parameter} host {host!r} does not resolve",
+                         parameter)
 
 
 @dataclass(frozen=True)
@@ -56,7 +70,7 @@ def embedded_ipv4(address: IPAddress) -> IPAddress:
 def refusal(address: IPAddress, allow_loopback: bool) -> str | None:
     """Why this address may not be reached, or None when it may."""
     inner = embedded_ipv4(address)
-    for candidate in {address, inner}:
+    for candidate in dict.fromkeys((inner, address)):  # the unwrapped IPv4 first: the real target
         if candidate in METADATA:
             return "a cloud metadata address"
         if candidate.is_loopback:
@@ -97,6 +111,7 @@ def parse(url: object, parameter: str) -> tuple[str, str, int]:
 async def check_url(url: object, parameter: str, allow_loopback: bool = False) -> CheckedURL:
     """Resolve and vet a URL; raise an EaselError naming `parameter` when it is refused."""
     _scheme, host, port = parse(url, parameter)
+    _refuse_name(host, parameter, allow_loopback)
     try:
         literal: IPAddress | None = ipaddress.ip_address(host)
     except ValueError:
@@ -113,18 +128,37 @@ async def check_url(url: object, parameter: str, allow_loopback: bool = False) -
     return CheckedURL(url, host, port, addresses[0])
 
 
+def _refuse_name(host: str, parameter: str, allow_loopback: bool) -> None:
+    name = host.rstrip(".").lower()
+    if name in METADATA_HOSTS or name.endswith(METADATA_SUFFIXES):
+        raise invalid(parameter, f"{parameter} names a cloud metadata host ({name}); refused")
+    if not allow_loopback and (name in LOCAL_HOSTS or name.endswith(LOCAL_SUFFIXES)):
+        raise invalid(parameter, f"{parameter} names a loopback host ({name}); refused")
+
+
 async def _resolve(host: str, port: int, parameter: str) -> list[IPAddress]:
     loop = asyncio.get_running_loop()
     try:
         infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except socket.gaierror:
-        raise invalid(parameter, f"{parameter} host {host!r} does not resolve") from None
+    except (socket.gaierror, UnicodeError):
+        raise Unresolvable(parameter, host) from None
     seen: list[IPAddress] = []
     for info in infos:
         address = ipaddress.ip_address(str(info[4][0]).split("%")[0])
         if address not in seen:
             seen.append(address)
     return seen
+
+
+async def check_at_submission(
+    url: object, parameter: str, allow_loopback: bool = False
+) -> None:
+    """Refuse what is known to be refused now; a name that does not resolve yet is checked again
+    (and refused then) when the delivery is sent."""
+    try:
+        await check_url(url, parameter, allow_loopback)
+    except Unresolvable:
+        return
 
 
 async def send(
