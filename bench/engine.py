@@ -12,6 +12,7 @@ import argparse
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -23,15 +24,17 @@ from easel.engine.pipelines import call_kwargs
 FAMILIES = ("flux", "sd3", "sdxl", "sana")
 
 
-def median_seconds(fn: object, repeats: int) -> float:
-    assert callable(fn)
-    fn()  # warm-up: first call pays allocator and kernel selection costs
-    times = []
+def interleaved_medians(a: Callable[[], None], b: Callable[[], None],
+                        repeats: int) -> tuple[float, float]:
+    """Median seconds of a and b, run alternately so both see the same machine load."""
+    a(), b()  # warm-up: first calls pay allocator and kernel selection costs
+    times_a, times_b = [], []
     for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        for fn, times in ((a, times_a), (b, times_b)):
+            start = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - start)
+    return statistics.median(times_a), statistics.median(times_b)
 
 
 def main() -> None:
@@ -66,8 +69,7 @@ def main() -> None:
             def via_engine(batch: EngineBatch = batch) -> None:
                 engine.generate(batch, progress=lambda s, t: None)
 
-            t_direct = median_seconds(direct, args.repeats)
-            t_engine = median_seconds(via_engine, args.repeats)
+            t_direct, t_engine = interleaved_medians(direct, via_engine, args.repeats)
             overhead = (t_engine - t_direct) / t_direct * 100
             print(
                 f"| {family} | {size}x{size} | {t_engine:.3f} | {t_direct:.3f} | "
