@@ -8,6 +8,7 @@ serve: setup
 	.venv/bin/easel serve
 
 test: setup
+	./scripts/system-deps
 	.venv/bin/python -m pytest
 
 lint: setup
