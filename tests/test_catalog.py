@@ -168,3 +168,16 @@ def test_easel_mini_is_registered_and_stands_in_for_itself_until_trained(catalog
     else:
         assert resolved.source == "easel/tiny-mini" and resolved.is_fallback
         assert resolver.stand_in(catalog.model("google:2@3").backend) == "easel/tiny-flux"
+
+
+def test_trained_easel_mini_becomes_the_stand_in_for_every_tier(catalog: Catalog) -> None:
+    class MiniPresent(BackendResolver):
+        def present(self, source: str) -> bool:
+            return source == "easel/mini"
+
+    resolver = MiniPresent(mini=catalog.mini)
+    for model_id in ("google:2@3", "google:2@1", "imagen-4.0-ultra-generate-001"):
+        resolved = resolver.resolve(catalog.model(model_id).backend)
+        assert resolved.source == "easel/mini" and resolved.family == "mini"
+        assert resolved.steps == catalog.backends["mini"].steps  # mini's own schedule
+        assert "easel-mini" in (resolved.fallback_reason or "")

@@ -154,3 +154,26 @@ def test_least_recently_used_pipeline_is_unloaded(model_cache: Path) -> None:
 
 def test_all_builtin_names_are_known() -> None:
     assert set(TINY_MODELS) == {f"easel/tiny-{f}" for f in FAMILIES}
+
+
+def test_a_local_directory_loads_through_from_pretrained_flux_dev_style(
+    engine: Engine, model_cache: Path, tmp_path: Path
+) -> None:
+    """A user's own directory (here a FLUX.1-dev-style model: guidance embedding on)."""
+    from diffusers import DiffusionPipeline, FluxTransformer2DModel
+
+    base = DiffusionPipeline.from_pretrained(ensure_tiny("easel/tiny-flux", model_cache / "tiny"))
+    torch.manual_seed(0)
+    base.transformer = FluxTransformer2DModel(
+        patch_size=1, in_channels=64, num_layers=1, num_single_layers=1, attention_head_dim=16,
+        num_attention_heads=2, joint_attention_dim=32, pooled_projection_dim=32,
+        axes_dims_rope=(4, 6, 6), guidance_embeds=True,
+    )
+    base.save_pretrained(tmp_path / "my-flux-dev")
+    source = str(tmp_path / "my-flux-dev")
+    spec = ImageSpec("a red fox", 3)
+    low = engine.generate(EngineBatch(source, "flux", 64, 64, 2, 1.0, (spec,)))
+    high = engine.generate(EngineBatch(source, "flux", 64, 64, 2, 7.0, (spec,)))
+    assert engine.pipeline(source).transformer.config.guidance_embeds
+    assert low[0].pixels.shape == (64, 64, 3)
+    assert not np.array_equal(low[0].pixels, high[0].pixels)  # guidance reaches the model
