@@ -1,12 +1,16 @@
-"""The `easel` command: serve, generate, models, pull."""
+"""The `easel` command: serve, generate, models, pull, keys, webhooks."""
 
 from __future__ import annotations
 
+import ipaddress
 import logging
+import os
+import signal
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, NoReturn
+from types import FrameType
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 from rich.console import Console
@@ -15,9 +19,19 @@ from rich.table import Table
 from easel.catalog import Catalog
 from easel.domain.errors import EaselError
 from easel.domain.request import GenerationRequest, ImageFormat
+from easel.services.generation import BackendResolver
 from easel.settings import Settings
 
+if TYPE_CHECKING:
+    import uvicorn
+
+    from easel.store import KeyStore
+
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+keys_app = typer.Typer(no_args_is_help=True, help="API keys, stored as SHA-256 hashes.")
+webhooks_app = typer.Typer(no_args_is_help=True, help="Webhook signatures.")
+app.add_typer(keys_app, name="keys")
+app.add_typer(webhooks_app, name="webhooks")
 out = Console()
 err = Console(stderr=True)
 
@@ -56,7 +70,7 @@ def generate(
     strict: Annotated[bool, typer.Option(help="Refuse offline stand-ins")] = False,
 ) -> None:
     """Generate images from a prompt and write them to a directory."""
-    from easel.services.generation import BackendResolver, plan
+    from easel.services.generation import plan
 
     settings = Settings()
     catalog = load_catalog(settings)
@@ -158,8 +172,6 @@ def _run_generation(the_plan: object, settings: Settings, output: Path) -> None:
 @app.command()
 def models() -> None:
     """List the catalog: public ids, tiers, backends, weights, sizes, limits and prices."""
-    from easel.services.generation import BackendResolver
-
     settings = Settings()
     catalog = load_catalog(settings)
     resolver = BackendResolver(settings.strict, settings.fallback_max_steps, catalog.mini)
@@ -194,14 +206,23 @@ def models() -> None:
         )
     wide = Console(width=max(out.width, 200))
     wide.print(table)
-    absent = {
-        m.backend.source for m in catalog.models.values() if not resolver.present(m.backend.source)
-    }
-    for source in sorted(absent):
+    _warn_stand_ins(catalog, resolver)
+
+
+def _warn_stand_ins(catalog: Catalog, resolver: BackendResolver) -> None:
+    """Say plainly which tiers run on offline stand-ins instead of their real weights."""
+    absent = {m.backend for m in catalog.models.values() if not resolver.present(m.backend.source)}
+    for backend in sorted(absent, key=lambda b: b.source):
+        hint = (
+            "`python -m easel.mini.train` trains them, docs/mini.md"
+            if backend.is_builtin
+            else f"`easel pull {backend.name}` fetches them"
+        )
         err.print(
-            f"warning: weights of {source} are absent; offline stand-in in use "
-            f"(`easel pull` fetches them)",
+            f"warning: weights of {backend.source} are absent; serving the offline stand-in "
+            f"{resolver.stand_in(backend)} ({hint})",
             markup=False,
+            soft_wrap=True,
         )
 
 
@@ -233,8 +254,15 @@ def serve(
         Path | None, typer.Option(help="Jobs database and images (default: EASEL_DATA_DIR)")
     ] = None,
     log_level: Annotated[str, typer.Option(help="uvicorn log level")] = "warning",
+    insecure_no_auth: Annotated[
+        bool, typer.Option("--insecure-no-auth",
+                           help="Listen beyond loopback with no API keys (anyone may call)")
+    ] = False,
 ) -> None:
-    """Run the API server with its in-process worker (the model loads in the background)."""
+    """Run the API server with its in-process worker (the model loads in the background).
+
+    SIGTERM: no new jobs are taken, the batch in flight finishes (or is handed back to the queue
+    after EASEL_SHUTDOWN_GRACE_SECONDS), and the process exits 0."""
     import uvicorn
 
     from easel.api.app import create_app
@@ -243,17 +271,139 @@ def serve(
     if data_dir is not None:
         overrides["data_dir"] = data_dir
     settings = Settings(**overrides)  # type: ignore[arg-type]
+    catalog = load_catalog(settings)
+    _warn_stand_ins(
+        catalog, BackendResolver(settings.strict, settings.fallback_max_steps, catalog.mini)
+    )
+    if not _is_loopback(host) and not insecure_no_auth and not _has_keys(settings):
+        fail(f"--host {host} would expose easel beyond this machine with no API keys; create "
+             "one (`easel keys create`), set EASEL_API_KEYS, or pass --insecure-no-auth")
     app_ = create_app(settings)
     # Frames above max_body_bytes get a clear error from the dialect; only far larger ones are
     # cut off by the WebSocket layer itself.
-    uvicorn.run(
+    config = uvicorn.Config(
         app_,
         host=host,
         port=port,
         log_level=log_level,
         ws_max_size=max(16 * 1024 * 1024, settings.max_body_bytes * 4),
         ws_ping_interval=None,
+        timeout_graceful_shutdown=max(1, round(settings.shutdown_grace_seconds)),
     )
+    server = _graceful_server(config)
+    # uvicorn re-raises the signal it caught once it has shut down; with the default handler
+    # that would end a clean SIGTERM shutdown with status -15 instead of 0.
+    signal.signal(signal.SIGTERM, lambda *_: None)
+    server.run()
+    worker = app_.state.services.worker
+    if worker is not None and worker.alive():
+        # An engine call outlived the grace period; its jobs are already handed back. Leaving
+        # through interpreter shutdown would abort inside torch's threads, so leave at once.
+        logging.shutdown()
+        os._exit(0)
+
+
+def _graceful_server(config: uvicorn.Config) -> uvicorn.Server:
+    """uvicorn's Server, told to stop the worker's claims the moment a signal arrives (not only
+    once open connections have drained)."""
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            services = getattr(getattr(self.config.app, "state", None), "services", None)
+            if services is not None:
+                services.begin_shutdown()
+            super().handle_exit(sig, frame)
+
+    return Server(config)
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _key_store(data_dir: Path | None = None) -> KeyStore:
+    from easel.store import JobStore, KeyStore
+
+    settings = Settings(data_dir=data_dir) if data_dir else Settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    store = JobStore(settings.database_url)
+    store.create()
+    return KeyStore(store.engine)
+
+
+def _has_keys(settings: Settings) -> bool:
+    return bool(settings.api_keys) or _key_store(settings.data_dir).active_count() > 0
+
+
+DataDir = Annotated[
+    Path | None, typer.Option(help="Where the job store lives (default: EASEL_DATA_DIR)")
+]
+
+
+@keys_app.command("create")
+def keys_create(
+    name: Annotated[str, typer.Option(help="A label to recognise the key by")] = "",
+    data_dir: DataDir = None,
+) -> None:
+    """Create a key; it is printed once and only its hash is stored."""
+    info, key = _key_store(data_dir).create(name)
+    err.print(f"key {info.id} created; store it now, it cannot be shown again", markup=False)
+    typer.echo(key)
+
+
+@keys_app.command("list")
+def keys_list(data_dir: DataDir = None) -> None:
+    """List keys by id (never the keys themselves)."""
+    for info in _key_store(data_dir).list():
+        created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(info.created_at))
+        state = "active" if info.revoked_at is None else "revoked"
+        typer.echo(f"{info.id}\t{state}\t{created}\t{info.name}")
+
+
+@keys_app.command("revoke")
+def keys_revoke(
+    key_id: Annotated[str, typer.Argument(help="The id `easel keys list` shows")],
+    data_dir: DataDir = None,
+) -> None:
+    """Revoke a key; requests with it are refused within a second."""
+    if not _key_store(data_dir).revoke(key_id):
+        fail(f"no active key {key_id!r}", code=1)
+    typer.echo(f"key {key_id} revoked")
+
+
+@webhooks_app.command("verify")
+def webhooks_verify(
+    body_file: Annotated[Path, typer.Option(help="The exact bytes received")],
+    header: Annotated[
+        list[str], typer.Option(help="'name: value', repeated (webhook-id, -timestamp, -signature)")
+    ],
+    secret: Annotated[
+        str | None, typer.Option(help="whsec_... (default: EASEL_WEBHOOK_SECRET)")
+    ] = None,
+) -> None:
+    """Check a delivery's Standard Webhooks signature; exit 0 when valid, 1 when not."""
+    from easel.services.signing import verify
+
+    secret = secret or Settings().webhook_secret
+    if not secret:
+        fail("--secret is required (or set EASEL_WEBHOOK_SECRET)")
+    headers = {}
+    for line in header:
+        name, sep, value = line.partition(":")
+        if not sep:
+            fail(f"--header must be 'name: value', got {line!r}")
+        headers[name.strip().lower()] = value.strip()
+    try:
+        verify(secret, body_file.read_bytes(), headers)
+    except (ValueError, OSError) as exc:
+        fail(str(exc), code=1)
+    typer.echo("valid")
 
 
 def main() -> None:
