@@ -54,6 +54,35 @@ class Settings(BaseSettings):
         default_factory=lambda: ["google:2@3"]
     )  # public model ids whose weights load at start; /readyz waits for them
     run_worker: bool = True  # an API-only process leaves the jobs to other workers
+    shutdown_grace_seconds: float = 30.0  # SIGTERM: finish in-flight work this long, then hand back
+
+    # Abuse limits (docs/operations.md). Prompt length and images per request are per model, in
+    # the catalog. 0 turns a limit off.
+    rate_limit_per_second: float = 10.0  # per API key (or per client address when keys are off)
+    rate_limit_burst: int = 100
+    max_queue_depth: int = 1000  # queued jobs; above it submissions get 503 + Retry-After
+
+    # Outbound delivery (webhooks, uploadEndpoint). Delays between attempts follow Standard
+    # Webhooks; the tests compress them. Give up when the schedule or the period runs out.
+    webhook_secret: str | None = None  # whsec_<base64>: sign deliveries (Standard Webhooks)
+    webhook_retry_delays: Annotated[list[float], NoDecode] = Field(
+        default_factory=lambda: [5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 50400.0, 72000.0,
+                                 86400.0]
+    )
+    webhook_retry_period: float = 3 * 86400.0  # no attempt starts later than this after the first
+    webhook_timeout: float = 15.0  # one webhook POST, connect to last byte
+    upload_timeout: float = 60.0  # one uploadEndpoint PUT
+    delivery_concurrency: int = 16
+    # Loopback targets are refused unless this is set (the test suite's receivers need it).
+    allow_loopback_urls: bool = False
+
+    @field_validator("webhook_retry_delays", mode="before")
+    @classmethod
+    def _float_list(cls, value: Any) -> Any:
+        """EASEL_WEBHOOK_RETRY_DELAYS=5,300,1800 (seconds, comma separated)."""
+        if isinstance(value, str):
+            return [float(part) for part in value.split(",") if part.strip()]
+        return value
 
     @field_validator("api_keys", "preload_models", mode="before")
     @classmethod

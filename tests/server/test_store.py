@@ -80,7 +80,7 @@ def test_attempts_are_bounded(tmp_path: Path) -> None:
     assert store.claim("w", 4, 30, 3) == []
     job = store.get("a")
     assert job is not None and job.status is JobStatus.FAILED
-    assert job.error_code == "inference" and "3 times" in (job.error_message or "")
+    assert job.error_code == "worker_lost" and "3 times" in (job.error_message or "")
 
 
 def test_release_returns_jobs_to_the_queue_without_spending_an_attempt(tmp_path: Path) -> None:

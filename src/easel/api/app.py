@@ -12,6 +12,8 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 
+from easel.api.auth import bearer_token, key_is_valid
+from easel.api.limits import RequestContext
 from easel.services.container import Services, build_services
 from easel.settings import Settings
 
@@ -35,6 +37,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="easel", version="0.1.0", lifespan=lifespan)
     app.state.services = services
     _add_request_metrics(app, services)
+    app.add_middleware(RequestContext)  # outermost: every handler sees the request's context
     _add_core_routes(app, services)
     _include_dialects(app)
 
@@ -91,6 +94,16 @@ def _add_core_routes(app: FastAPI, services: Services) -> None:
     async def metrics() -> Response:
         body = await asyncio.to_thread(services.metrics.render)
         return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    @app.get("/easel/jobs/{job_id}/deliveries", include_in_schema=False)
+    async def deliveries(job_id: str, request: Request) -> JSONResponse:
+        """Webhook and upload deliveries of a job: pending, delivered or failed (and why)."""
+        key = request.headers.get("x-goog-api-key") or bearer_token(
+            request.headers.get("authorization"))
+        if not key_is_valid(services, key):
+            return JSONResponse({"error": "invalid or missing API key"}, status_code=401)
+        rows = await services.delivery.for_job(job_id)
+        return JSONResponse({"job": job_id, "deliveries": [d.public() for d in rows]})
 
     @app.get("/images/{name}", include_in_schema=False)
     async def image(name: str) -> Response:

@@ -1,27 +1,27 @@
-"""API keys, checked in one place for every dialect."""
+"""API keys, checked in one place for every dialect (Bearer, Runware `authentication`,
+x-goog-api-key all end up in `key_is_valid`)."""
 
 from __future__ import annotations
 
-import hmac
-
+from easel.api.limits import set_principal
 from easel.services.container import Services
 
 
 def key_is_valid(services: Services, key: str | None) -> bool:
-    """No keys configured: anything goes. Otherwise a constant-time match against each key."""
-    keys = services.settings.api_keys
-    if not keys:
+    """No keys configured: anything goes. Otherwise a constant-time match against the
+    EASEL_API_KEYS list and the hashed keys in the store. A match also names the caller for the
+    per-key rate limit."""
+    if not services.keys.required():
         return True
-    if not key:
+    principal = services.keys.principal(key)
+    if principal is None:
         return False
-    candidate = key.encode()
-    # Compare with every key (no early exit) so timing says nothing about which one matched.
-    matches = [hmac.compare_digest(candidate, k.encode()) for k in keys]
-    return any(matches)
+    set_principal(principal)
+    return True
 
 
 def keys_required(services: Services) -> bool:
-    return bool(services.settings.api_keys)
+    return services.keys.required()
 
 
 def bearer_token(authorization: str | None) -> str | None:

@@ -56,3 +56,11 @@ class InferenceError(EaselError):
 class CancelledError(EaselError):
     def __init__(self, message: str = "generation was cancelled") -> None:
         super().__init__(ErrorKind.CANCELLED, message)
+
+
+class Throttled(EaselError):
+    """Refused for now (rate limit, full queue); `retry_after` whole seconds say when to retry."""
+
+    def __init__(self, kind: ErrorKind, message: str, retry_after: int) -> None:
+        super().__init__(kind, message)
+        self.retry_after = retry_after

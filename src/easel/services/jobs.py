@@ -15,7 +15,7 @@ import threading
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from easel.catalog import Catalog
 from easel.domain.errors import EaselError, ErrorKind
@@ -23,9 +23,14 @@ from easel.domain.job import Job, JobImage, JobStatus
 from easel.domain.request import GenerationRequest
 from easel.services.artifacts import MIME_BY_EXT, BlobStore, blob_key
 from easel.services.generation import BackendResolver, Plan, plan
+from easel.services.outbound import check_at_submission
 from easel.settings import Settings
 from easel.store import JobStore, NewJob
 from easel.store.jobs import request_to_json
+from easel.store.outbox import Delivery
+
+if TYPE_CHECKING:
+    from easel.services.delivery import DeliveryService
 
 EXT_BY_MIME = {mime: ext for ext, mime in MIME_BY_EXT.items()}
 
@@ -65,6 +70,10 @@ class JobService:
         self.blobs = blobs
         self.wake_worker = wake_worker or (lambda: None)
         self.on_submit: Callable[[str], None] = lambda _dialect: None  # metrics hook
+        # Limits (api/limits.py Admission): per-caller rate, then queue depth. No-ops by default.
+        self.check_rate: Callable[[], None] = lambda: None
+        self.check_queue: Callable[[int], None] | None = None
+        self.deliveries: DeliveryService | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._waiters: dict[str, set[asyncio.Event]] = {}
         self._lock = threading.Lock()
@@ -84,12 +93,15 @@ class JobService:
     ) -> tuple[Job, bool]:
         """Validate and store a queued job. Same id + same parameters: (existing, False)."""
         options = dict(options or {})
+        self.check_rate()
         the_plan = plan(request, self.catalog, self.resolver)
         job_id = job_id or str(uuid.uuid4())
         digest = params_hash(dialect, request, options)
         existing = await self._existing(job_id, digest)
         if existing is not None:
             return existing, False
+        if self.check_queue is not None:  # a resubmission of a queued job is never refused
+            self.check_queue(await asyncio.to_thread(self.store.queued_count))
         new = NewJob(
             id=job_id, dialect=dialect, request=request, params_hash=digest, options=options,
             batch_key=batch_key(the_plan), backend=the_plan.backend.source,
@@ -117,6 +129,17 @@ class JobService:
                 "taskUUID",
             )
         return job
+
+    async def check_outbound(self, url: str | None, parameter: str) -> None:
+        """A webhook/upload URL, refused now when it is known to be refused (SSRF policy)."""
+        if url is not None:
+            await check_at_submission(url, parameter, self.settings.allow_loopback_urls)
+
+    async def delivery_failures(self, job_id: str) -> list[Delivery]:
+        """Webhooks and uploads of this job that finally failed (polling stays the truth)."""
+        if self.deliveries is None:
+            return []
+        return [d for d in await self.deliveries.for_job(job_id) if d.status == "failed"]
 
     async def get(self, job_id: str) -> Job | None:
         return await asyncio.to_thread(self.store.get, job_id)

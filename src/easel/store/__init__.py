@@ -1,5 +1,7 @@
 """Durable state: the job store (SQLAlchemy Core; SQLite by default, PostgreSQL-ready)."""
 
 from easel.store.jobs import JobStore, NewJob, ReadyImage, StoredImage
+from easel.store.keys import KeyStore
+from easel.store.outbox import DeliveryStore
 
-__all__ = ["JobStore", "NewJob", "ReadyImage", "StoredImage"]
+__all__ = ["DeliveryStore", "JobStore", "KeyStore", "NewJob", "ReadyImage", "StoredImage"]

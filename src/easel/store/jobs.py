@@ -185,6 +185,14 @@ class JobStore:
             return None
         return StoredImage(_image(found), found["job_id"], found["ext"], bool(found["deleted"]))
 
+    def queued_count(self) -> int:
+        with self.engine.connect() as conn:
+            count = conn.execute(
+                sa.select(sa.func.count()).select_from(jobs)
+                .where(jobs.c.status == JobStatus.QUEUED.value)
+            ).scalar()
+        return int(count or 0)
+
     def counts(self) -> dict[str, int]:
         with self.engine.connect() as conn:
             rows = conn.execute(
@@ -235,9 +243,13 @@ class JobStore:
             if row["attempts"] >= max_attempts:
                 self._give_up(row["id"], row["attempts"])
                 continue
+            if row["attempts"] > 0 and key is not None:
+                continue  # an interrupted job may be poison: it never shares an engine call
             if key is None:
                 key, total = row["batch_key"], row["num_images"]
                 chosen.append(row["id"])
+                if row["attempts"] > 0:
+                    break
             elif row["batch_key"] == key and total + row["num_images"] <= max_images:
                 total += row["num_images"]
                 chosen.append(row["id"])
@@ -246,14 +258,16 @@ class JobStore:
     def _give_up(self, job_id: str, attempts: int) -> None:
         now = time.time()
         with self.engine.begin() as conn:
-            conn.execute(
+            result = conn.execute(
                 jobs.update().where(jobs.c.id == job_id, _claimable(now)).values(
-                    status=JobStatus.FAILED.value, error_code="inference",
+                    status=JobStatus.FAILED.value, error_code="worker_lost",
                     error_message=f"the job was interrupted {attempts} times (its worker crashed "
                     "or lost its lease); giving up",
                     finished_at=now, updated_at=now, lease_owner=None,
                 )
             )
+            if result.rowcount == 1:
+                self._terminal(conn, job_id, now)
 
     def heartbeat(self, owner: str, job_ids: Iterable[str], lease_seconds: float) -> int:
         ids = list(job_ids)
@@ -307,6 +321,7 @@ class JobStore:
                         expires_at=image.expires_at,
                     )
                 )
+            self._terminal(conn, job_id, now)
         return True
 
     def fail(self, job_id: str, owner: str | None, code: str, message: str) -> bool:
@@ -321,7 +336,16 @@ class JobStore:
                     finished_at=now, updated_at=now, lease_owner=None,
                 )
             )
+            if result.rowcount == 1:
+                self._terminal(conn, job_id, now)
         return result.rowcount == 1
+
+    @staticmethod
+    def _terminal(conn: Connection, job_id: str, now: float) -> None:
+        """In the terminal transaction: owed webhooks and uploads join the outbox atomically."""
+        from easel.store.outbox import enqueue_for  # outbox builds on this module's tables
+
+        enqueue_for(conn, job_id, now)
 
     def release(self, job_ids: Iterable[str], owner: str) -> None:
         """Hand unfinished jobs back to the queue (graceful shutdown): no attempt is lost."""

@@ -81,6 +81,15 @@ class Worker:
     def wake(self) -> None:
         self._wake.set()
 
+    def alive(self) -> bool:
+        """A thread of this worker is still running (e.g. an engine call past the grace)."""
+        return any(thread.is_alive() for thread in self._threads)
+
+    def drain(self) -> None:
+        """Claim nothing more; the batch in flight finishes (`stop` then hands back the rest)."""
+        self._stop.set()
+        self._wake.set()
+
     def stop(self, timeout: float = 30.0) -> None:
         """Finish the running batch, store its images, hand anything unfinished back."""
         self._stop.set()
@@ -132,6 +141,7 @@ class Worker:
             log.exception("loading models failed")
 
     def _run(self, jobs: list[Job]) -> None:
+        _test_crash_hook(jobs, self._encoder)
         planned = [p for p in (self._plan(job) for job in jobs) if p is not None]
         if not planned:
             return
@@ -264,3 +274,15 @@ class _Progress:
         if now - self.last_write >= 0.5 or step == total:
             self.last_write = now
             self.worker.report_progress(self.job_ids, step, total)
+
+
+def _test_crash_hook(jobs: list[Job], encoder: ThreadPoolExecutor) -> None:
+    """TEST ONLY (off unless EASEL_TEST_CRASH_ON_PROMPT is set): die like a segfaulting engine
+    when a claimed job's prompt contains the marker, so the poison-job path can be tested. The
+    previous batch's encoding is let finish first, so only the poison's own batch is hit and
+    the test is deterministic."""
+    marker = os.environ.get("EASEL_TEST_CRASH_ON_PROMPT")
+    if marker and any(marker in job.request.prompt for job in jobs):
+        encoder.submit(lambda: None).result()
+        log.error("EASEL_TEST_CRASH_ON_PROMPT matched: exiting (test hook)")
+        os._exit(86)

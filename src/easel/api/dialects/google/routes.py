@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
@@ -9,6 +11,8 @@ from easel.api.auth import bearer_token, key_is_valid
 from easel.api.deps import Services, get_services
 from easel.api.dialects.common import ignored_header, read_json_object
 from easel.api.dialects.google import translate as gg
+from easel.api.dialects.google.schemas import PredictRequest
+from easel.api.openapi import ERRORS, Open, model_schema, request_body, responses
 from easel.domain.errors import EaselError
 from easel.domain.job import JobStatus
 
@@ -28,14 +32,31 @@ def _api_key(request: Request) -> str | None:
     )
 
 
-@router.post("/v1beta/models/{model_action}")
+class PredictResponse(Open):
+    predictions: list[dict[str, Any]]
+
+
+class ErrorBody(Open):
+    error: dict[str, Any]
+
+
+DOCS: dict[str, Any] = {
+    "openapi_extra": request_body(model_schema(PredictRequest)),
+    "responses": responses(PredictResponse, ErrorBody, ERRORS),
+    "response_model": PredictResponse,
+}
+
+
+@router.post("/v1beta/models/{model_action}", **DOCS)
 async def predict_gemini(
     model_action: str, request: Request, services: Services = Depends(get_services)
 ) -> JSONResponse:
     return await _predict(model_action, request, services, gg.DEFAULT_COUNT_GEMINI)
 
 
-@router.post("/v1/projects/{project}/locations/{location}/publishers/google/models/{model_action}")
+@router.post(
+    "/v1/projects/{project}/locations/{location}/publishers/google/models/{model_action}", **DOCS
+)
 async def predict_vertex(
     project: str,
     location: str,

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
+from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
@@ -14,6 +15,8 @@ from easel.api.auth import key_is_valid
 from easel.api.deps import Services, get_services
 from easel.api.dialects.common import bearer_token, ignored_header, read_json_object
 from easel.api.dialects.openai import translate as oa
+from easel.api.dialects.openai.schemas import ImagesGenerateRequest
+from easel.api.openapi import ERRORS, Open, model_schema, request_body, responses
 from easel.domain.errors import EaselError, ErrorKind
 from easel.domain.job import JobStatus
 
@@ -22,7 +25,18 @@ router = APIRouter(tags=["openai"])
 PATH = "/v1/images/generations"
 
 
-@router.post(PATH)
+class ImagesResponse(Open):
+    created: int
+    data: list[dict[str, Any]]
+
+
+class ErrorBody(Open):
+    error: dict[str, Any]
+
+
+@router.post(PATH, openapi_extra=request_body(model_schema(ImagesGenerateRequest)),
+             responses=responses(ImagesResponse, ErrorBody, ERRORS),
+             response_model=ImagesResponse)
 async def generate(request: Request, services: Services = Depends(get_services)) -> JSONResponse:
     request_id = str(uuid.uuid4())
     headers = {"x-request-id": request_id}

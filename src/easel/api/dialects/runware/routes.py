@@ -21,14 +21,28 @@ from fastapi.responses import JSONResponse
 from easel.api.auth import bearer_token, key_is_valid, keys_required
 from easel.api.deps import services_of
 from easel.api.limits import BodyTooLarge, read_body
+from easel.api.openapi import ERRORS, request_body, responses
 from easel.domain.errors import EaselError
 from easel.services.container import Services
+from easel.services.delivery import register_renderer
 
+from .openapi import Envelope, tasks_schema
 from .schemas import RunwareError, parse_image_inference, task_uuid
-from .translate import TASK_TYPE, ack, from_easel, job_error, poll_items, result_items, to_request
+from .translate import (
+    TASK_TYPE,
+    ack,
+    from_easel,
+    job_error,
+    poll_items,
+    report_delivery_failures,
+    result_items,
+    to_request,
+    webhook_body,
+)
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["runware"])
+register_renderer("runware", webhook_body)
 
 SESSION_KEEP_SECONDS = 120.0  # undelivered results wait this long for a reconnecting client
 
@@ -92,6 +106,8 @@ def _type_name(task_type: Any) -> str | None:
 async def _image_inference(services: Services, task: dict[str, Any]) -> Outcome:
     parsed = parse_image_inference(task)
     request, options = to_request(parsed, services.catalog)
+    await services.jobs.check_outbound(parsed.webhook_url, "webhookURL")
+    await services.jobs.check_outbound(parsed.upload_endpoint, "uploadEndpoint")
     job, _created = await services.jobs.submit(
         request, dialect="runware", job_id=parsed.task_uuid, options=options
     )
@@ -115,7 +131,10 @@ async def _get_response(services: Services, task: dict[str, Any]) -> Outcome:
         raise RunwareError("taskNotFound", f"no task {uuid_}", "taskUUID", status=404)
     if job.error_code is not None:
         return _fail(job_error(job))
-    return Outcome(data=await poll_items(job, services.jobs))
+    items = await poll_items(job, services.jobs)
+    if job.status.terminal:
+        report_delivery_failures(items, await services.jobs.delivery_failures(job.id))
+    return Outcome(data=items)
 
 
 def _parse_frame(raw: str | bytes) -> list[Any]:
@@ -149,7 +168,8 @@ def _auth_error(key: Any) -> RunwareError:
 # -- REST -----------------------------------------------------------------------------------
 
 
-@router.post("/v1")
+@router.post("/v1", openapi_extra=request_body(tasks_schema()),
+             responses=responses(Envelope, Envelope, ERRORS), response_model=Envelope)
 @router.post("/v1/", include_in_schema=False)
 async def rest(request: Request) -> JSONResponse:
     services = services_of(request)

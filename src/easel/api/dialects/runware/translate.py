@@ -10,6 +10,7 @@ from easel.domain.errors import EaselError, ErrorKind
 from easel.domain.job import Job, JobStatus
 from easel.domain.request import GenerationRequest
 from easel.services.jobs import JobService
+from easel.store.outbox import UPLOAD, Delivery
 
 from .schemas import IMAGE_FIELDS, ImageInference, RunwareError
 
@@ -52,9 +53,13 @@ def to_request(task: ImageInference, catalog: Catalog) -> tuple[GenerationReques
     options: dict[str, Any] = {
         "outputType": list(task.output_types), "includeCost": task.include_cost,
         "deliveryMethod": task.delivery_method, "ttl": task.ttl, "safety": task.safety,
-        "webhookURL": task.webhook_url, "uploadEndpoint": task.upload_endpoint,
         "providerSettings": task.provider_settings,
     }
+    # Neutral delivery options (store/outbox.py): Runware posts each finished image on its own.
+    if task.webhook_url is not None:
+        options.update(webhook=task.webhook_url, webhook_per_image=True)
+    if task.upload_endpoint is not None:
+        options["upload"] = task.upload_endpoint
     return request, options
 
 
@@ -130,6 +135,24 @@ async def _image_field(output_type: str, job: Job, image: Any, jobs: JobService)
     if output_type == "base64Data":
         return await jobs.image_base64(image)
     return await jobs.image_data_uri(image)
+
+
+async def webhook_body(job: Job, image_id: str | None, jobs: JobService) -> dict[str, Any]:
+    """One webhook POST: a finished image in the sync reply's envelope, or the task's error."""
+    if job.status is not JobStatus.COMPLETED:
+        return {"errors": [job_error(job).to_dict()]}
+    items = await result_items(job, jobs, with_status=False)
+    return {"data": [item for item in items if item["imageUUID"] == image_id] or items}
+
+
+def report_delivery_failures(items: list[dict[str, Any]], failures: list[Delivery]) -> None:
+    """A finally failed uploadEndpoint PUT (or webhook) shows in the task's result items; the
+    images themselves stay retrievable."""
+    for failure in failures:
+        field = "uploadEndpointError" if failure.kind == UPLOAD else "webhookError"
+        for item in items:
+            if not failure.image_id or item.get("imageUUID") == failure.image_id:
+                item[field] = failure.last_error or "delivery failed"
 
 
 def pending_items(job: Job) -> list[dict[str, Any]]:

@@ -13,6 +13,7 @@ from typing import Any
 
 from easel.api.dialects.common import (
     ImageSource,
+    PayloadTooLarge,
     b64,
     check_webhook,
     iso_ms,
@@ -183,6 +184,11 @@ def _input_of(job: Job) -> dict[str, Any]:
     }
 
 
+async def webhook_body(job: Job, _image_id: str | None, images: Any) -> dict[str, Any]:
+    """The webhook POST: the bare `data` object, on completed and on failed."""
+    return job_data(job, images.settings.base_url, await outputs(job, images))
+
+
 def envelope(data: dict[str, Any]) -> dict[str, Any]:
     return {"code": 200, "message": "success", "data": data}
 
@@ -193,7 +199,8 @@ def error_body(status: int, message: str) -> dict[str, Any]:
 
 
 def is_refused_as_task(err: EaselError) -> bool:
-    return err.kind in REFUSED_AS_TASK
+    # An oversized body is refused at the HTTP level (413): it was never read as a task.
+    return err.kind in REFUSED_AS_TASK and not isinstance(err, PayloadTooLarge)
 
 
 def error_status(err: EaselError) -> int:

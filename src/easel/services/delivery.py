@@ -1,0 +1,216 @@
+"""The delivery worker: sends the outbox's webhooks and uploads, retrying with growing delays.
+
+An asyncio task in the server process. Each attempt re-checks the URL with the SSRF guard and
+connects to the address it checked (`outbound.send`), never following redirects. Only 2xx counts
+as delivered; 410 stops at once; anything else (3xx, 4xx, 5xx, timeout, reset) is retried on the
+configured schedule until the schedule or the retry period runs out, then recorded as failed.
+Polling stays the source of truth: a failed delivery never changes the job.
+
+Payloads are rendered by the job's dialect (`register_renderer`) on the first attempt and stored,
+so every retry sends the same bytes under the same `webhook-id`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import random
+import socket
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import httpx
+
+from easel.domain.errors import EaselError
+from easel.domain.job import Job
+from easel.services.outbound import Unresolvable, check_url, send
+from easel.services.signing import signed_headers
+from easel.settings import Settings
+from easel.store.outbox import DELIVERED, FAILED, PENDING, UPLOAD, Delivery, DeliveryStore
+
+if TYPE_CHECKING:
+    from easel.services.jobs import JobService
+
+log = logging.getLogger(__name__)
+
+# (job, image id or None for the whole job, jobs service) -> the JSON body of a webhook
+Renderer = Callable[[Job, "str | None", "JobService"], Awaitable[dict[str, Any]]]
+RENDERERS: dict[str, Renderer] = {}
+PARAMETERS = {"webhook": "webhook", UPLOAD: "uploadEndpoint"}
+USER_AGENT = "easel-delivery/0.1"
+POLL_SECONDS = 0.25
+Request = tuple[str, bytes, dict[str, str], float]  # method, body, headers, timeout
+
+
+def register_renderer(dialect: str, renderer: Renderer) -> None:
+    """A dialect says how its webhook bodies look (its routes module registers at import)."""
+    RENDERERS[dialect] = renderer
+
+
+class Permanent(Exception):
+    """This delivery can never succeed (its job or image is gone, its URL is refused)."""
+
+
+@dataclass(frozen=True)
+class Attempt:
+    outcome: str  # DELIVERED, FAILED or PENDING (retry)
+    http_status: int | None
+    error: str | None
+    retry_after: float | None = None
+
+
+class DeliveryService:
+    def __init__(self, settings: Settings, store: DeliveryStore, jobs: JobService) -> None:
+        self.settings = settings
+        self.store = store
+        self.jobs = jobs
+        self.owner = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}-d"
+        self._inflight: set[asyncio.Task[None]] = set()
+        self._stopping = False
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        limits = httpx.Limits(max_connections=self.settings.delivery_concurrency)
+        async with httpx.AsyncClient(
+            headers={"User-Agent": USER_AGENT}, trust_env=False, follow_redirects=False,
+            limits=limits,
+        ) as client:
+            while not self._stopping:
+                try:
+                    await self._tick(client)
+                except Exception:  # a store hiccup is retried on the next tick, never fatal
+                    log.exception("delivery tick failed")
+                await asyncio.sleep(POLL_SECONDS)
+
+    async def stop(self, grace: float = 5.0) -> None:
+        """Let attempts in flight finish briefly; anything left is sent again after a restart."""
+        self._stopping = True
+        if self._inflight:
+            await asyncio.wait(list(self._inflight), timeout=grace)
+        for task in list(self._inflight):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        with contextlib.suppress(Exception):
+            await asyncio.to_thread(self.store.release, self.owner)
+
+    async def _tick(self, client: httpx.AsyncClient) -> None:
+        room = self.settings.delivery_concurrency - len(self._inflight)
+        if room <= 0:
+            return
+        lease = max(self.settings.webhook_timeout, self.settings.upload_timeout) + 30.0
+        for delivery in await asyncio.to_thread(self.store.claim, self.owner, room, lease):
+            task = asyncio.create_task(self._deliver(client, delivery))
+            self._inflight.add(task)
+            task.add_done_callback(self._inflight.discard)
+
+    # -- one attempt ----------------------------------------------------------------------------
+
+    async def _deliver(self, client: httpx.AsyncClient, delivery: Delivery) -> None:
+        try:
+            attempt = await self._attempt(client, delivery)
+        except Permanent as exc:
+            attempt = Attempt(FAILED, None, str(exc))
+        except Exception as exc:  # a bug must not lose the row: retry it on the schedule
+            log.exception("delivery %s crashed", delivery.id)
+            attempt = Attempt(PENDING, None, f"internal error: {type(exc).__name__}")
+        outcome, next_at = self._schedule(delivery, attempt)
+        await asyncio.to_thread(
+            self.store.finish_attempt, delivery.id, self.owner, outcome, next_at,
+            attempt.http_status, attempt.error,
+        )
+        if outcome == FAILED:
+            log.warning("delivery %s (%s of job %s) failed for good: %s", delivery.id,
+                        delivery.kind, delivery.job_id, attempt.error)
+
+    async def _attempt(self, client: httpx.AsyncClient, delivery: Delivery) -> Attempt:
+        method, body, headers, timeout = await self._request(delivery)
+        parameter = PARAMETERS.get(delivery.kind, delivery.kind)
+        try:
+            checked = await check_url(delivery.url, parameter, self.settings.allow_loopback_urls)
+        except Unresolvable as exc:
+            return Attempt(PENDING, None, exc.message)  # DNS may come back
+        except EaselError as exc:
+            raise Permanent(exc.message) from None
+        try:
+            response = await send(client, method, checked, body, headers, timeout)
+        except httpx.TimeoutException:
+            return Attempt(PENDING, None, f"timed out after {timeout:g}s")
+        except httpx.HTTPError as exc:
+            return Attempt(PENDING, None, f"connection failed ({type(exc).__name__})")
+        await response.aclose()  # the receiver's body is never read or echoed
+        status = response.status_code
+        if 200 <= status < 300:
+            return Attempt(DELIVERED, status, None)
+        if status == 410:
+            return Attempt(FAILED, status, "the receiver answered 410 Gone; delivery stopped")
+        return Attempt(PENDING, status, f"the receiver answered {status}",
+                       _retry_after(response.headers.get("retry-after")))
+
+    async def _request(self, delivery: Delivery) -> Request:
+        job = await self.jobs.get(delivery.job_id)
+        if job is None:
+            raise Permanent(f"job {delivery.job_id} no longer exists")
+        if delivery.kind == UPLOAD:
+            return await self._upload(job, delivery)
+        body = delivery.body
+        if body is None:
+            renderer = RENDERERS.get(job.dialect)
+            if renderer is None:
+                raise Permanent(f"the {job.dialect} dialect sends no webhooks")
+            payload = await renderer(job, delivery.image_id or None, self.jobs)
+            body = json.dumps(payload, separators=(",", ":")).encode()
+            await asyncio.to_thread(self.store.set_body, delivery.id, body)
+        headers = {"Content-Type": "application/json",
+                   **signed_headers(self.settings.webhook_secret, delivery.id, body)}
+        return "POST", body, headers, self.settings.webhook_timeout
+
+    async def _upload(self, job: Job, delivery: Delivery) -> Request:
+        image = next((i for i in job.images if i.image_id == delivery.image_id), None)
+        if image is None:
+            raise Permanent(f"image {delivery.image_id} no longer exists")
+        try:
+            data = await self.jobs.image_bytes(image)
+        except EaselError as exc:
+            raise Permanent(exc.message) from None
+        # Only headers easel chooses: the caller never sets any (a presigned URL may have signed
+        # Content-Type, so it is the image's real type).
+        content_type = image.mime or job.request.output_format.mime
+        return "PUT", data, {"Content-Type": content_type}, self.settings.upload_timeout
+
+    # -- retries ------------------------------------------------------------------------------
+
+    def _schedule(self, delivery: Delivery, attempt: Attempt) -> tuple[str, float | None]:
+        if attempt.outcome != PENDING:
+            return attempt.outcome, None
+        delays = self.settings.webhook_retry_delays
+        done = delivery.attempts + 1
+        if done > len(delays):
+            return FAILED, None
+        delay = delays[done - 1] * (1 + random.uniform(0, 0.1))  # jitter: no herd of retries
+        if attempt.retry_after is not None:
+            delay = max(delay, attempt.retry_after)
+        now = time.time()
+        started = delivery.first_attempt_at or now
+        if now + delay - started > self.settings.webhook_retry_period:
+            return FAILED, None
+        return PENDING, now + delay
+
+    # -- reads ------------------------------------------------------------------------------------
+
+    async def for_job(self, job_id: str) -> list[Delivery]:
+        return await asyncio.to_thread(self.store.for_job, job_id)
+
+
+def _retry_after(value: str | None) -> float | None:
+    """A receiver's Retry-After in seconds (capped at an hour), when it is a number."""
+    if value is None or not value.strip().isdigit():
+        return None
+    return min(float(value.strip()), 3600.0)

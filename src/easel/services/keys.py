@@ -1,0 +1,56 @@
+"""Who may call: the EASEL_API_KEYS list plus the keys in the job store (`easel keys`)."""
+
+from __future__ import annotations
+
+import hmac
+import time
+
+from easel.store import KeyStore
+
+CACHE_SECONDS = 1.0  # a revoked key stops working within this long
+
+
+class KeyRing:
+    def __init__(self, env_keys: list[str], store: KeyStore) -> None:
+        self.env_keys = [k.encode() for k in env_keys]
+        self.store = store
+        self._required: tuple[float, bool] = (0.0, False)
+        self._verified: dict[str, tuple[float, str | None]] = {}
+
+    def required(self) -> bool:
+        """Keys are needed once any was created; with none (the loopback default) anyone may
+        call."""
+        if self.env_keys:
+            return True
+        at, value = self._required
+        now = time.monotonic()
+        if now - at > CACHE_SECONDS:
+            try:
+                value = self.store.any_created()
+            except Exception:  # tables not created yet (first start): no keys in the store
+                value = False
+            self._required = (now, value)
+        return value
+
+    def principal(self, key: str | None) -> str | None:
+        """Who this key is ("env:<n>" or "key:<id>"), or None when it is not a live key."""
+        if not key:
+            return None
+        candidate = key.encode()
+        # Compare with every configured key (no early exit): timing says nothing about which.
+        matches = [hmac.compare_digest(candidate, k) for k in self.env_keys]
+        if any(matches):
+            return f"env:{matches.index(True)}"
+        return self._from_store(key)
+
+    def _from_store(self, key: str) -> str | None:
+        now = time.monotonic()
+        cached = self._verified.get(key)
+        if cached is not None and now - cached[0] <= CACHE_SECONDS:
+            return cached[1]
+        key_id = self.store.verify(key)
+        if len(self._verified) > 10_000:  # bounded: random wrong keys cannot grow it for ever
+            self._verified.clear()
+        principal = None if key_id is None else f"key:{key_id}"
+        self._verified[key] = (now, principal)
+        return principal

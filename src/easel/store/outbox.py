@@ -1,0 +1,231 @@
+"""The delivery outbox: webhooks and uploads owed for finished jobs, durable in the job store.
+
+Rows are written in the same transaction as the job's terminal transition (see
+`JobStore._terminal`), so a finished job always has its deliveries and a crash can never leave
+one half-recorded. Each row's id is derived from (job, image, kind): a re-run cannot duplicate it
+and it doubles as the Standard Webhooks `webhook-id`, stable across retries.
+
+Sending rows is leased like jobs (compare-and-set on `lease_owner`), so several server processes
+can share one outbox and a crashed sender's rows are picked up once their lease expires.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine, RowMapping
+
+from easel.store.jobs import images, jobs, metadata
+
+PENDING, DELIVERED, FAILED = "pending", "delivered", "failed"
+WEBHOOK, UPLOAD = "webhook", "upload"
+
+deliveries = sa.Table(
+    "deliveries",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),  # also the webhook-id
+    sa.Column("job_id", sa.String(128), sa.ForeignKey("jobs.id"), nullable=False, index=True),
+    sa.Column("image_id", sa.String(64), nullable=False, default=""),  # "" = the whole job
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("event", sa.String(16), nullable=False),  # the job's terminal status
+    sa.Column("url", sa.Text, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False, index=True),
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    sa.Column("next_attempt_at", sa.Float, nullable=False, index=True),
+    sa.Column("first_attempt_at", sa.Float),
+    sa.Column("lease_owner", sa.String(64)),
+    sa.Column("lease_expires_at", sa.Float),
+    sa.Column("body", sa.LargeBinary),  # rendered once, so every retry sends the same bytes
+    sa.Column("last_status", sa.Integer),
+    sa.Column("last_error", sa.Text),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
+    sa.Column("finished_at", sa.Float),
+)
+
+
+@dataclass(frozen=True)
+class Delivery:
+    id: str
+    job_id: str
+    image_id: str
+    kind: str
+    event: str
+    url: str
+    status: str
+    attempts: int
+    first_attempt_at: float | None
+    body: bytes | None
+    last_status: int | None
+    last_error: str | None
+    created_at: float
+    finished_at: float | None
+
+    def public(self) -> dict[str, Any]:
+        """What a client may see about it (never the body, never more than a status class)."""
+        return {
+            "id": self.id, "kind": self.kind, "imageUUID": self.image_id or None,
+            "event": self.event, "status": self.status, "attempts": self.attempts,
+            "lastStatus": self.last_status, "lastError": self.last_error,
+        }
+
+
+def delivery_id(job_id: str, image_id: str, kind: str) -> str:
+    digest = hashlib.sha256(f"{job_id}|{image_id}|{kind}".encode()).hexdigest()
+    return f"msg_{digest[:32]}"
+
+
+def enqueue_for(conn: Connection, job_id: str, now: float) -> None:
+    """Inside the terminal transaction: the deliveries this job's options ask for."""
+    row = conn.execute(
+        sa.select(jobs.c.options, jobs.c.status).where(jobs.c.id == job_id)
+    ).first()
+    if row is None:
+        return
+    options, status = dict(row[0] or {}), str(row[1])
+    image_ids = [r[0] for r in conn.execute(
+        sa.select(images.c.image_id).where(images.c.job_id == job_id).order_by(images.c.idx)
+    )]
+    wanted = _wanted(options, status, image_ids)
+    if not wanted:
+        return
+    ids = {delivery_id(job_id, image_id, kind): (image_id, kind, url)
+           for image_id, kind, url in wanted}
+    existing = set(conn.execute(
+        sa.select(deliveries.c.id).where(deliveries.c.id.in_(list(ids)))
+    ).scalars())
+    rows = [
+        {"id": did, "job_id": job_id, "image_id": image_id, "kind": kind, "event": status,
+         "url": url, "status": PENDING, "attempts": 0, "next_attempt_at": now,
+         "created_at": now, "updated_at": now}
+        for did, (image_id, kind, url) in ids.items() if did not in existing
+    ]
+    if rows:
+        conn.execute(deliveries.insert(), rows)
+
+
+def _wanted(
+    options: dict[str, Any], status: str, image_ids: list[str]
+) -> list[tuple[str, str, str]]:
+    """(image_id, kind, url) per delivery. Dialects set the neutral options `webhook`, `upload`
+    and `webhook_per_image` (Runware posts each finished image on its own)."""
+    out: list[tuple[str, str, str]] = []
+    completed = status == "completed"
+    webhook, upload = options.get("webhook"), options.get("upload")
+    if isinstance(webhook, str) and webhook:
+        if completed and options.get("webhook_per_image"):
+            out += [(image_id, WEBHOOK, webhook) for image_id in image_ids]
+        else:
+            out.append(("", WEBHOOK, webhook))
+    if isinstance(upload, str) and upload and completed:
+        out += [(image_id, UPLOAD, upload) for image_id in image_ids]
+    return out
+
+
+class DeliveryStore:
+    """The sender's side of the outbox. Synchronous: async callers use asyncio.to_thread."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def claim(self, owner: str, limit: int, lease_seconds: float) -> list[Delivery]:
+        now = time.time()
+        with self.engine.connect() as conn:
+            candidates = conn.execute(
+                sa.select(deliveries.c.id).where(_due(now))
+                .order_by(deliveries.c.next_attempt_at).limit(limit)
+            ).scalars().all()
+        claimed: list[str] = []
+        with self.engine.begin() as conn:
+            for did in candidates:
+                result = conn.execute(
+                    deliveries.update().where(deliveries.c.id == did, _due(now)).values(
+                        lease_owner=owner, lease_expires_at=now + lease_seconds,
+                        first_attempt_at=sa.func.coalesce(deliveries.c.first_attempt_at, now),
+                        updated_at=now,
+                    )
+                )
+                if result.rowcount == 1:
+                    claimed.append(did)
+        return self._load(claimed)
+
+    def set_body(self, did: str, body: bytes) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(deliveries.update().where(deliveries.c.id == did).values(body=body))
+
+    def finish_attempt(
+        self, did: str, owner: str, outcome: str, next_at: float | None,
+        http_status: int | None, error: str | None,
+    ) -> bool:
+        """Record one attempt: delivered, failed for good, or pending again at `next_at`."""
+        now = time.time()
+        values: dict[str, Any] = {
+            "status": outcome, "attempts": deliveries.c.attempts + 1, "last_status": http_status,
+            "last_error": error, "lease_owner": None, "lease_expires_at": None, "updated_at": now,
+        }
+        if outcome == PENDING:
+            values["next_attempt_at"] = next_at if next_at is not None else now
+        else:
+            values["finished_at"] = now
+        with self.engine.begin() as conn:
+            result = conn.execute(
+                deliveries.update().where(deliveries.c.id == did,
+                                          deliveries.c.lease_owner == owner,
+                                          deliveries.c.status == PENDING).values(**values)
+            )
+        return result.rowcount == 1
+
+    def release(self, owner: str) -> None:
+        """Graceful stop: rows this sender holds become due again at once."""
+        with self.engine.begin() as conn:
+            conn.execute(
+                deliveries.update().where(deliveries.c.lease_owner == owner,
+                                          deliveries.c.status == PENDING)
+                .values(lease_owner=None, lease_expires_at=None)
+            )
+
+    def for_job(self, job_id: str) -> list[Delivery]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                deliveries.select().where(deliveries.c.job_id == job_id)
+                .order_by(deliveries.c.kind, deliveries.c.image_id)
+            ).mappings().all()
+        return [_delivery(row) for row in rows]
+
+    def counts(self) -> dict[str, int]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(deliveries.c.status, sa.func.count()).group_by(deliveries.c.status)
+            ).all()
+        return {status: int(count) for status, count in rows}
+
+    def _load(self, ids: list[str]) -> list[Delivery]:
+        if not ids:
+            return []
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                deliveries.select().where(deliveries.c.id.in_(ids))
+            ).mappings().all()
+        return [_delivery(row) for row in rows]
+
+
+def _due(now: float) -> sa.ColumnElement[bool]:
+    return sa.and_(
+        deliveries.c.status == PENDING,
+        deliveries.c.next_attempt_at <= now,
+        sa.or_(deliveries.c.lease_expires_at.is_(None), deliveries.c.lease_expires_at < now),
+    )
+
+
+def _delivery(row: RowMapping) -> Delivery:
+    return Delivery(
+        id=row["id"], job_id=row["job_id"], image_id=row["image_id"], kind=row["kind"],
+        event=row["event"], url=row["url"], status=row["status"], attempts=int(row["attempts"]),
+        first_attempt_at=row["first_attempt_at"], body=row["body"],
+        last_status=row["last_status"], last_error=row["last_error"],
+        created_at=float(row["created_at"]), finished_at=row["finished_at"],
+    )
