@@ -19,6 +19,7 @@ import torch
 
 from easel.domain.generation import EngineBatch, ImageSpec
 from easel.engine import Engine
+from easel.engine.optimize import EngineOptions
 from easel.engine.pipelines import call_kwargs
 
 FAMILIES = ("flux", "sd3", "sdxl", "sana")
@@ -42,9 +43,12 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--sizes", default="256,1024")
+    parser.add_argument("--text-cache", type=int, default=0,
+                        help="prompt-embedding cache entries (0: off, to measure pure overhead)")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
-    engine = Engine(Path(tempfile.mkdtemp(prefix="easel-bench-")), device="cpu", max_loaded=1)
+    engine = Engine(Path(tempfile.mkdtemp(prefix="easel-bench-")), device="cpu", max_loaded=1,
+                    options=EngineOptions(text_cache_size=args.text_cache))
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, steps {args.steps}")
     print("| family | size | engine s/image | direct diffusers s/image | overhead |")
     print("|---|---|---:|---:|---:|")
