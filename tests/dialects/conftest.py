@@ -26,6 +26,7 @@ SDKS = {
     "wavespeed": "wavespeed==2.0.5",
     "openai": "openai>=1.99",
     "google-genai": "google-genai==1.30.0",
+    "runware-sdk": "runware-sdk==1.8.0",
 }
 
 

@@ -8,7 +8,7 @@ import base64
 import io
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 import pytest
@@ -181,7 +181,69 @@ class Google(Dialect):
         assert "sampleImageSize" in out["message"]
 
 
-DIALECTS = [WaveSpeed, OpenAIImages, Google]
+class Runware(Dialect):
+    """Through runware-sdk over REST (its WebSocket path and the legacy SDK: tests/runware)."""
+
+    name, sdk = "runware", "runware-sdk"
+    formats = ("jpeg", "png", "webp")
+    modes = ("async", "sync")
+    has_ids = True
+    script = Path(__file__).parents[1] / "runware" / "clients" / "sdk.py"
+    wire_format: ClassVar[dict[str, str]] = {"jpeg": "JPG", "png": "PNG", "webp": "WEBP"}
+
+    def _run(self, task: dict[str, Any], key: str = KEY) -> Any:
+        args = {"transport": "rest", "url": f"{self.srv.url}/v1", "apiKey": key, "task": task}
+        return run_client(self.python, str(self.script), args)
+
+    def generate(self, *, n: int = 1, seed: int | None = None, fmt: str | None = None,
+                 mode: str = "sync", key: str = KEY) -> list[bytes]:
+        task: dict[str, Any] = {"numberResults": n, "deliveryMethod": mode, "outputType": "URL"}
+        if seed is not None:
+            task["seed"] = seed
+        if fmt is not None:
+            task["outputFormat"] = self.wire_format[fmt]
+        out = self._run(task, key)
+        assert "images" in out, out
+        images = sorted(out["images"], key=lambda image: image["seed"])
+        return [fetch(image["imageURL"]) for image in images]
+
+    def refused_auth(self) -> None:
+        out = self._run({}, key="wrong")
+        # runware-sdk files "invalidApiKey" under its "auth" category.
+        assert (out["error"]["code"], out["error"]["message"]) == ("auth", "invalid API key")
+        raw = httpx.post(f"{self.srv.url}/v1", headers={"Authorization": "Bearer wrong"},
+                         json=[{"taskType": "imageInference", "taskUUID": str(uuid.uuid4()),
+                                "model": "google:2@3", "positivePrompt": "a fox",
+                                "width": 64, "height": 64}])
+        assert raw.status_code == 401
+        assert raw.json()["errors"][0]["code"] == "invalidApiKey"
+
+    def refused_param(self) -> None:
+        out = self._run({"numberResults": 21})
+        assert out["error"]["parameter"] == "numberResults", out
+        raw = httpx.post(f"{self.srv.url}/v1", headers={"Authorization": f"Bearer {KEY}"},
+                         json=[{"taskType": "imageInference", "taskUUID": str(uuid.uuid4()),
+                                "model": "google:2@3", "positivePrompt": "a fox",
+                                "width": 64, "height": 64, "numberResults": 21}])
+        assert raw.status_code == 400
+        error = raw.json()["errors"][0]
+        assert error["parameter"] == "numberResults" and error["taskType"] == "imageInference"
+
+    def idempotent(self) -> None:
+        task_uuid = str(uuid.uuid4())
+        first = self._run({"taskUUID": task_uuid, "deliveryMethod": "sync"})
+        again = self._run({"taskUUID": task_uuid, "deliveryMethod": "sync"})
+        assert [i["imageUUID"] for i in first["images"]] == [
+            i["imageUUID"] for i in again["images"]]
+        clash = httpx.post(f"{self.srv.url}/v1", headers={"Authorization": f"Bearer {KEY}"},
+                           json=[{"taskType": "imageInference", "taskUUID": task_uuid,
+                                  "model": "google:2@3", "positivePrompt": "another prompt",
+                                  "width": 64, "height": 64, "deliveryMethod": "sync"}])
+        assert clash.status_code == 409
+        assert clash.json()["errors"][0]["code"] == "conflictTaskUUID"
+
+
+DIALECTS = [Runware, WaveSpeed, OpenAIImages, Google]
 
 
 @pytest.fixture(params=DIALECTS, ids=lambda d: d.name)
@@ -221,5 +283,5 @@ def test_async_and_sync(dialect: Dialect) -> None:
 def test_idempotency_where_the_dialect_has_ids(dialect: Dialect) -> None:
     if not dialect.has_ids:
         pytest.skip(f"{dialect.name} has no client-chosen ids")
-    assert isinstance(dialect, OpenAIImages)
+    assert isinstance(dialect, OpenAIImages | Runware)
     dialect.idempotent()
