@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import socket
 from collections.abc import Iterator
@@ -10,6 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from easel.services.outbound import is_loopback_host
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -21,13 +22,7 @@ _real_connect_ex = socket.socket.connect_ex
 def _is_loopback(address: Any) -> bool:
     if not isinstance(address, tuple):  # AF_UNIX paths and the like stay on this machine
         return True
-    host = address[0]
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    return is_loopback_host(address[0])
 
 
 def _guarded_connect(self: socket.socket, address: Any) -> Any:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import os
 import signal
@@ -20,6 +19,7 @@ from easel.catalog import Catalog
 from easel.domain.errors import EaselError
 from easel.domain.request import GenerationRequest, ImageFormat
 from easel.services.generation import BackendResolver
+from easel.services.outbound import is_loopback_host
 from easel.settings import Settings
 
 if TYPE_CHECKING:
@@ -275,7 +275,7 @@ def serve(
     _warn_stand_ins(
         catalog, BackendResolver(settings.strict, settings.fallback_max_steps, catalog.mini)
     )
-    if not _is_loopback(host) and not insecure_no_auth and not _has_keys(settings):
+    if not is_loopback_host(host) and not insecure_no_auth and not _has_keys(settings):
         fail(f"--host {host} would expose easel beyond this machine with no API keys; create "
              "one (`easel keys create`), set EASEL_API_KEYS, or pass --insecure-no-auth")
     app_ = create_app(settings)
@@ -316,15 +316,6 @@ def _graceful_server(config: uvicorn.Config) -> uvicorn.Server:
             super().handle_exit(sig, frame)
 
     return Server(config)
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _key_store(data_dir: Path | None = None) -> KeyStore:

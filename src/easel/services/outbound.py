@@ -55,6 +55,16 @@ class CheckedURL:
         return urlunsplit((parts.scheme, f"{host}:{self.port}", parts.path or "/", parts.query, ""))
 
 
+def is_loopback_host(host: str) -> bool:
+    """Whether a host name or literal address names this machine (no DNS lookup)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def embedded_ipv4(address: IPAddress) -> IPAddress:
     """The IPv4 address hidden in IPv4-mapped, NAT64 and 6to4 forms; else the address itself."""
     if isinstance(address, ipaddress.IPv6Address):
