@@ -204,3 +204,23 @@ def test_verify_command_checks_a_signature(tmp_path: Path) -> None:
     assert CliRunner().invoke(app, args).exit_code == 0
     (tmp_path / "body").write_bytes(body + b" ")
     assert CliRunner().invoke(app, args).exit_code == 1
+
+
+def test_metrics_count_deliveries_by_state(srv: Server, receiver: Receiver) -> None:
+    receiver.scripts["/gone-again"] = [410]
+    ok = inference(deliveryMethod="async", webhookURL=receiver.url("/metrics-ok"))
+    gone = inference(deliveryMethod="async", webhookURL=receiver.url("/gone-again"))
+    srv.post([ok, gone])
+    settled(srv, ok["taskUUID"], 1)
+    settled(srv, gone["taskUUID"], 1)
+    text = httpx.get(srv.url + "/metrics").text
+    counts = {
+        line.split('"')[1]: float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines() if line.startswith("easel_deliveries{")
+    }
+    delivered, failed = srv.db("SELECT "
+                               "SUM(CASE WHEN status = 'delivered' THEN 1 ELSE 0 END), "
+                               "SUM(CASE WHEN status = 'failed' THEN 1 ELSE 0 END) "
+                               "FROM deliveries")[0]
+    assert counts["delivered"] == delivered >= 1
+    assert counts["failed"] == failed >= 1

@@ -86,7 +86,9 @@ def build_services(settings: Settings) -> Services:
     admission = Admission(settings)
     jobs.check_rate = admission.check_rate
     jobs.check_queue = admission.check_queue if admission.queue_capped else None
-    delivery = DeliveryService(settings, DeliveryStore(store.engine), jobs)
+    outbox = DeliveryStore(store.engine)
+    metrics.watch_deliveries(outbox.counts)
+    delivery = DeliveryService(settings, outbox, jobs)
     jobs.deliveries = delivery
     worker = None
     if settings.run_worker:

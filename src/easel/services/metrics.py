@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -31,6 +31,20 @@ class _JobStates(Collector):
         yield depth
 
 
+class _DeliveryStates(Collector):
+    """Webhook and upload deliveries by state, read from the durable outbox at scrape time."""
+
+    def __init__(self, counts: Callable[[], dict[str, int]]) -> None:
+        self.counts = counts
+
+    def collect(self) -> Iterable[Metric]:
+        family = GaugeMetricFamily("easel_deliveries", "Outbound deliveries by state",
+                                   labels=["state"])
+        for state, count in sorted(self.counts().items()):
+            family.add_metric([state], count)
+        yield family
+
+
 class Metrics:
     def __init__(self, store: JobStore) -> None:
         self.registry = CollectorRegistry()
@@ -55,6 +69,9 @@ class Metrics:
             "easel_request_seconds", "HTTP request latency", ["method", "route", "status"],
             buckets=LATENCY_BUCKETS, registry=r,
         )
+
+    def watch_deliveries(self, counts: Callable[[], dict[str, int]]) -> None:
+        self.registry.register(_DeliveryStates(counts))
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
