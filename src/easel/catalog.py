@@ -78,20 +78,23 @@ class Model:
     def backend(self) -> Backend:
         return self.tier.backend
 
-    def size_for(self, aspect_ratio: str, resolution: str = "1k") -> Size:
+    def size_for(
+        self, aspect_ratio: str, resolution: str = "1k", ratio_name: str = "aspect_ratio",
+        resolution_name: str = "resolution",
+    ) -> Size:
         """The pixel size for an aspect ratio and resolution, or a clear error."""
         ratios = sorted({s.aspect_ratio for s in self.sizes}, key=_ratio_order)
         if aspect_ratio not in ratios:
             raise invalid(
-                "aspect_ratio",
-                f"aspect_ratio {aspect_ratio!r} is not supported by {self.id}; "
+                ratio_name,
+                f"{ratio_name} {aspect_ratio!r} is not supported by {self.id}; "
                 f"allowed: {', '.join(ratios)}",
                 ratios,
             )
         if resolution not in self.resolutions:
             raise invalid(
-                "resolution",
-                f"resolution {resolution!r} is not supported by {self.id}; "
+                resolution_name,
+                f"{resolution_name} {resolution!r} is not supported by {self.id}; "
                 f"allowed: {', '.join(self.resolutions)}",
                 list(self.resolutions),
             )
@@ -99,12 +102,12 @@ class Model:
             s for s in self.sizes if s.aspect_ratio == aspect_ratio and s.resolution == resolution
         )
 
-    def nearest_size(self, width: int, height: int) -> Size:
+    def nearest_size(self, width: int, height: int, parameter: str = "size") -> Size:
         """The size this model produces closest to width x height (for size strings such as
         OpenAI's that name no Imagen size): first the aspect ratio nearest in log scale, then the
         resolution nearest in pixel count; ties go to the squarer ratio and the smaller size."""
         if width <= 0 or height <= 0:
-            raise invalid("size", f"size must be positive, got {width}x{height}")
+            raise invalid(parameter, f"{parameter} must be positive, got {width}x{height}")
         target = math.log(width / height)
         ratio = min(
             self.sizes,
@@ -119,13 +122,18 @@ class Model:
             key=lambda s: (round(abs(math.log(s.width * s.height) - area), 9), s.width * s.height),
         )
 
-    def check_size(self, width: int, height: int) -> Size:
+    def check_size(
+        self, width: int, height: int, width_name: str = "width", height_name: str = "height"
+    ) -> Size:
+        """One of this model's sizes, or an error naming the dimension that is off (the width
+        when no size has it, else the height)."""
         for size in self.sizes:
             if (size.width, size.height) == (width, height):
                 return size
         allowed = [str(s) for s in self.sizes]
+        name = width_name if width not in {s.width for s in self.sizes} else height_name
         raise invalid(
-            "size",
+            name,
             f"{width}x{height} is not a size {self.id} produces; allowed: {', '.join(allowed)}",
             allowed,
         )

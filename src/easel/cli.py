@@ -17,7 +17,8 @@ from rich.table import Table
 
 from easel.catalog import Catalog
 from easel.domain.errors import EaselError
-from easel.domain.request import GenerationRequest, ImageFormat
+from easel.domain.request import ImageFormat
+from easel.domain.submission import AspectRatioSize, GenerationInput, ModelChoice, WireNames
 from easel.services.generation import BackendResolver
 from easel.services.outbound import is_loopback_host
 from easel.settings import Settings
@@ -32,6 +33,8 @@ keys_app = typer.Typer(no_args_is_help=True, help="API keys, stored as SHA-256 h
 webhooks_app = typer.Typer(no_args_is_help=True, help="Webhook signatures.")
 app.add_typer(keys_app, name="keys")
 app.add_typer(webhooks_app, name="webhooks")
+jobs_app = typer.Typer(no_args_is_help=True, help="Jobs on a running server.")
+app.add_typer(jobs_app, name="jobs")
 out = Console()
 err = Console(stderr=True)
 
@@ -70,53 +73,35 @@ def generate(
     strict: Annotated[bool, typer.Option(help="Refuse offline stand-ins")] = False,
 ) -> None:
     """Generate images from a prompt and write them to a directory."""
-    from easel.services.generation import plan
+    from easel.services.generation import plan, resolve
 
     settings = Settings()
     catalog = load_catalog(settings)
     if format.lower() not in FORMATS:
         fail(f"--format must be one of jpg, png, webp; got {format!r}")
+    generation = GenerationInput(
+        model=ModelChoice(model), prompt=prompt, size=AspectRatioSize(aspect_ratio, resolution),
+        num_images=n, negative_prompt=negative_prompt, seed=seed,
+        output_format=FORMATS[format.lower()], output_quality=quality,
+    )
     try:
-        entry = catalog.model(model, parameter="--model")
-        size = entry.size_for(aspect_ratio, resolution)
-        request = GenerationRequest(
-            model=model,
-            prompt=prompt,
-            width=size.width,
-            height=size.height,
-            num_images=n,
-            negative_prompt=negative_prompt,
-            seed=seed,
-            output_format=FORMATS[format.lower()],
-            output_quality=quality,
-        )
+        _model, request = resolve(generation, catalog, CLI_NAMES)
         resolver = BackendResolver(strict or settings.strict, settings.fallback_max_steps,
                                    catalog.mini)
-        the_plan = plan(request, catalog, resolver)
+        the_plan = plan(request, catalog, resolver, names=CLI_NAMES)
     except EaselError as exc:
-        fail(_cli_message(exc))
+        fail(f"{exc.parameter}: {exc.message}" if exc.parameter else exc.message)
     if the_plan.backend.fallback_reason:
         err.print(f"warning: {the_plan.backend.fallback_reason}", markup=False, soft_wrap=True)
     _run_generation(the_plan, settings, output)
 
 
-def _cli_message(exc: EaselError) -> str:
-    names = {
-        "num_images": "-n",
-        "seed": "--seed",
-        "prompt": "PROMPT",
-        "size": "--aspect-ratio",
-        "aspect_ratio": "--aspect-ratio",
-        "resolution": "--resolution",
-        "model": "--model",
-        "negative_prompt": "--negative-prompt",
-        "output_quality": "--quality",
-    }
-    flag = names.get(exc.parameter or "", exc.parameter)
-    message = (
-        exc.message.replace("num_images", "-n") if exc.parameter == "num_images" else exc.message
-    )
-    return f"{flag}: {message}" if flag else message
+# The core's parameters as `easel generate` spells them, so its errors name the flag.
+CLI_NAMES = WireNames({
+    "num_images": "-n", "seed": "--seed", "prompt": "PROMPT", "aspect_ratio": "--aspect-ratio",
+    "resolution": "--resolution", "model": "--model", "negative_prompt": "--negative-prompt",
+    "output_quality": "--quality",
+})
 
 
 def _run_generation(the_plan: object, settings: Settings, output: Path) -> None:
@@ -138,7 +123,7 @@ def _run_generation(the_plan: object, settings: Settings, output: Path) -> None:
         console=err,
     ) as bar:
         task = bar.add_task("loading model", total=the_plan.backend.steps)
-        engine.pipeline(the_plan.backend.source)
+        engine.warm(the_plan.backend.source)
         bar.update(task, description="denoising")
         started = time.perf_counter()
         try:
@@ -258,6 +243,11 @@ def serve(
         bool, typer.Option("--insecure-no-auth",
                            help="Listen beyond loopback with no API keys (anyone may call)")
     ] = False,
+    worker: Annotated[
+        bool, typer.Option("--worker/--no-worker",
+                           help="Run the in-process worker (--no-worker: API only; jobs go to "
+                                "`easel worker` processes on the same store)")
+    ] = True,
 ) -> None:
     """Run the API server with its in-process worker (the model loads in the background).
 
@@ -265,11 +255,13 @@ def serve(
     after EASEL_SHUTDOWN_GRACE_SECONDS), and the process exits 0."""
     import uvicorn
 
-    from easel.api.app import create_app
+    from easel.server import build_app
 
     overrides: dict[str, object] = {"host": host, "port": port}
     if data_dir is not None:
         overrides["data_dir"] = data_dir
+    if not worker:
+        overrides["run_worker"] = False
     settings = Settings(**overrides)  # type: ignore[arg-type]
     catalog = load_catalog(settings)
     _warn_stand_ins(
@@ -278,7 +270,7 @@ def serve(
     if not is_loopback_host(host) and not insecure_no_auth and not _has_keys(settings):
         fail(f"--host {host} would expose easel beyond this machine with no API keys; create "
              "one (`easel keys create`), set EASEL_API_KEYS, or pass --insecure-no-auth")
-    app_ = create_app(settings)
+    app_ = build_app(settings)
     # Frames above max_body_bytes get a clear error from the dialect; only far larger ones are
     # cut off by the WebSocket layer itself.
     config = uvicorn.Config(
@@ -295,12 +287,100 @@ def serve(
     # that would end a clean SIGTERM shutdown with status -15 instead of 0.
     signal.signal(signal.SIGTERM, lambda *_: None)
     server.run()
-    worker = app_.state.services.worker
-    if worker is not None and worker.alive():
+    in_process = app_.state.services.worker
+    if in_process is not None and in_process.alive():
         # An engine call outlived the grace period; its jobs are already handed back. Leaving
         # through interpreter shutdown would abort inside torch's threads, so leave at once.
         logging.shutdown()
         os._exit(0)
+
+
+@app.command()
+def worker(
+    device: Annotated[
+        str | None, typer.Option(help="Where the engine runs: cuda, cuda:N or cpu "
+                                      "(default: EASEL_DEVICE, else cuda when present)")
+    ] = None,
+    data_dir: Annotated[
+        Path | None, typer.Option(help="Jobs database and images (default: EASEL_DATA_DIR)")
+    ] = None,
+) -> None:
+    """Run a worker on its own: it claims jobs from the same store as `easel serve --no-worker`
+    (one worker per GPU). SIGTERM or Ctrl-C: the batch in flight finishes, the rest is handed
+    back, exit 0."""
+    import threading
+
+    from easel.server import build_worker
+
+    overrides: dict[str, object] = {}
+    if data_dir is not None:
+        overrides["data_dir"] = data_dir
+    if device is not None:
+        overrides["device"] = device
+    settings = Settings(**overrides)  # type: ignore[arg-type]
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    the_worker = build_worker(settings)
+    the_worker.store.create()
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    the_worker.start()
+    err.print(f"easel worker {the_worker.owner} on {settings.database_url}", markup=False)
+    stop.wait()
+    the_worker.stop(settings.shutdown_grace_seconds)
+    if the_worker.alive():
+        logging.shutdown()
+        os._exit(0)  # an engine call outlived the grace; its jobs are already handed back
+
+
+ServerURL = Annotated[str, typer.Option(envvar="EASEL_URL", help="The server's base URL")]
+ServerKey = Annotated[
+    str | None, typer.Option(envvar="EASEL_API_KEY", help="An API key, when the server needs one")
+]
+
+
+def _server_call(method: str, url: str, key: str | None) -> dict[str, object]:
+    import httpx
+
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    try:
+        response = httpx.request(method, url, headers=headers, timeout=30)
+    except httpx.HTTPError as exc:
+        fail(f"cannot reach {url}: {exc}", code=1)
+    body = response.json() if response.headers.get("content-type", "").startswith(
+        "application/json") else {"error": response.text}
+    if response.status_code >= 400:
+        fail(str(body.get("error") or body), code=1)
+    return dict(body)
+
+
+def _print_job(job: dict[str, object]) -> None:
+    table = Table(show_header=False)
+    for name in ("id", "status", "dialect", "model", "size", "images", "seeds", "progress",
+                 "error", "created_at", "finished_at"):
+        table.add_row(name, str(job.get(name)))
+    out.print(table)
+
+
+@jobs_app.command("show")
+def jobs_show(
+    job_id: Annotated[str, typer.Argument(help="The job's id (a task or prediction id)")],
+    url: ServerURL = "http://127.0.0.1:8000",
+    key: ServerKey = None,
+) -> None:
+    """Show one job: its state, progress and error."""
+    _print_job(_server_call("GET", f"{url.rstrip('/')}/easel/jobs/{job_id}", key))
+
+
+@jobs_app.command("cancel")
+def jobs_cancel(
+    job_id: Annotated[str, typer.Argument(help="The job's id (a task or prediction id)")],
+    url: ServerURL = "http://127.0.0.1:8000",
+    key: ServerKey = None,
+) -> None:
+    """Cancel a queued or running job; a running one stops within one denoising step."""
+    job = _server_call("POST", f"{url.rstrip('/')}/easel/jobs/{job_id}/cancel", key)
+    _print_job(job)
 
 
 def _graceful_server(config: uvicorn.Config) -> uvicorn.Server:

@@ -11,12 +11,16 @@ from easel.api.dialects import common
 from easel.api.dialects.google import translate as gg
 from easel.api.dialects.openai import translate as oa
 from easel.api.dialects.wavespeed import translate as ws
-from easel.catalog import Catalog
+from easel.catalog import Catalog, Model
 from easel.domain.errors import EaselError, ErrorKind
 from easel.domain.job import Job, JobImage, JobStatus
 from easel.domain.request import GenerationRequest, ImageFormat
+from easel.domain.submission import Caller, Submission
+from easel.services.generation import resolve
+from easel.services.outbound import parse
 
 NOW = datetime(2026, 8, 25, 0, 49, 21, 479000, tzinfo=UTC)
+CALLER = Caller("test")
 
 
 @pytest.fixture(scope="module")
@@ -28,6 +32,33 @@ def raises(fn: Any, *args: Any) -> EaselError:
     with pytest.raises(EaselError) as info:
         fn(*args)
     return info.value
+
+
+def decided(catalog: Catalog, submission: Submission) -> tuple[Model, GenerationRequest]:
+    """What the core decides about a dialect's Submission (JobService.submit's checks, without
+    the store): the catalog's rules, then the syntax of every outbound URL."""
+    model, request = resolve(submission.generation, catalog, submission.names)
+    if submission.delivery.webhook is not None:
+        parse(submission.delivery.webhook, submission.names("webhook"))
+    return model, request
+
+
+def openai(catalog: Catalog, body: dict[str, Any]) -> tuple[oa.ImagesRequest, Model,
+                                                            GenerationRequest]:
+    wire = oa.to_submission(body, CALLER)
+    return (wire, *decided(catalog, wire.submission))
+
+
+def wavespeed(catalog: Catalog, model: str, body: dict[str, Any]) -> tuple[
+        ws.WaveSpeedCall, GenerationRequest]:
+    call = ws.to_submission(model, body, None, CALLER)
+    return call, decided(catalog, call.submission)[1]
+
+
+def google(catalog: Catalog, model: str, body: dict[str, Any], count: int) -> tuple[
+        gg.PredictCall, GenerationRequest]:
+    call = gg.to_submission(model, body, count, CALLER)
+    return call, decided(catalog, call.submission)[1]
 
 
 # -- common -------------------------------------------------------------------------------------
@@ -68,27 +99,26 @@ def test_openai_size_maps_to_nearest_imagen_size(
 
 
 def test_openai_generic_model_tier_from_quality(catalog: Catalog) -> None:
-    tiers = {q: oa.to_submission(catalog, {"model": "imagen-4", "prompt": "x", "quality": q})
-             .model.tier.name for q in ("low", "medium", "high", "auto", "hd", "standard")}
+    tiers = {q: openai(catalog, {"model": "imagen-4", "prompt": "x", "quality": q})[1]
+             .tier.name for q in ("low", "medium", "high", "auto", "hd", "standard")}
     assert tiers == {"low": "fast", "medium": "standard", "high": "ultra", "auto": "standard",
                      "hd": "ultra", "standard": "standard"}
-    assert oa.to_submission(catalog, {"prompt": "x"}).model.tier.name == "standard"
+    assert openai(catalog, {"prompt": "x"})[1].tier.name == "standard"
 
 
 def test_openai_quality_conflicting_with_model_tier_is_refused(catalog: Catalog) -> None:
-    err = raises(oa.to_submission, catalog,
+    err = raises(openai, catalog,
                  {"model": "imagen-4.0-fast-generate-001", "prompt": "x", "quality": "high"})
     assert err.parameter == "quality"
 
 
 def test_openai_aiml_fields(catalog: Catalog) -> None:
-    sub = oa.to_submission(catalog, {
+    sub, _model, r = openai(catalog, {
         "model": "google/imagen-4.0-fast-generate-001", "prompt": "a fox", "num_images": 2,
         "aspect_ratio": "16:9", "convert_base64_to_url": False, "seed": 4294967295,
         "negative_prompt": "blur", "enhance_prompt": True, "add_watermark": True,
         "person_generation": "allow_adult", "safety_setting": "block_only_high",
     })
-    r = sub.request
     assert (r.width, r.height, r.num_images, r.seed) == (1408, 768, 2, 4294967295)
     assert sub.b64_json and r.negative_prompt == "blur"
     assert set(sub.ignored) == {"enhance_prompt", "add_watermark", "person_generation",
@@ -119,7 +149,7 @@ def test_openai_aiml_fields(catalog: Catalog) -> None:
 def test_openai_refusals_name_the_parameter(
     catalog: Catalog, body: dict[str, Any], parameter: str
 ) -> None:
-    assert raises(oa.to_submission, catalog, body).parameter == parameter
+    assert raises(openai, catalog, body).parameter == parameter
 
 
 def test_openai_error_body_has_both_shapes() -> None:
@@ -147,19 +177,19 @@ def test_openai_idempotency_key_gives_a_stable_job_id() -> None:
 
 
 def test_wavespeed_defaults_are_echoed(catalog: Catalog) -> None:
-    sub = ws.to_submission(catalog, "google/imagen4", {"prompt": "a cat"}, None)
+    sub, request = wavespeed(catalog, "google/imagen4", {"prompt": "a cat"})
     assert sub.input == {"prompt": "a cat", "negative_prompt": "", "aspect_ratio": "1:1",
                          "resolution": "1k", "num_images": 1, "seed": -1, "output_format": "jpeg",
                          "enable_base64_output": False, "enable_sync_mode": False}
-    assert sub.request.seed is None and (sub.request.width, sub.request.height) == (1024, 1024)
+    assert request.seed is None and (request.width, request.height) == (1024, 1024)
 
 
 def test_wavespeed_2k_and_webhook(catalog: Catalog) -> None:
-    sub = ws.to_submission(catalog, "google/imagen4", {
+    sub, request = wavespeed(catalog, "google/imagen4", {
         "prompt": "a cat", "aspect_ratio": "9:16", "resolution": "2k", "seed": 7,
-        "webhook_url": "https://example.com/hook"}, None)
-    assert (sub.request.width, sub.request.height, sub.request.seed) == (1536, 2816, 7)
-    assert sub.options["webhook"] == "https://example.com/hook"
+        "webhook_url": "https://example.com/hook"})
+    assert (request.width, request.height, request.seed) == (1536, 2816, 7)
+    assert sub.submission.delivery.webhook == "https://example.com/hook"
 
 
 @pytest.mark.parametrize(
@@ -181,7 +211,7 @@ def test_wavespeed_2k_and_webhook(catalog: Catalog) -> None:
 def test_wavespeed_refusals(
     catalog: Catalog, model: str, body: dict[str, Any], parameter: str, kind: ErrorKind
 ) -> None:
-    err = raises(ws.to_submission, catalog, model, body, None)
+    err = raises(wavespeed, catalog, model, body)
     assert (err.parameter, err.kind) == (parameter, kind)
     assert ws.is_refused_as_task(err)
 
@@ -222,7 +252,7 @@ async def test_wavespeed_job_rendering() -> None:
     assert data["created_at"] == "2026-08-25T00:49:21.479Z"
     queued = ws.job_data(_job(JobStatus.QUEUED), "http://h", [])
     assert queued["status"] == "created" and queued["outputs"] == []
-    failed = ws.job_data(_job(JobStatus.FAILED, error_code="inference", error_message="NaN"),
+    failed = ws.job_data(_job(JobStatus.FAILED, error=ErrorKind.INFERENCE, error_message="NaN"),
                          "http://h", [])
     assert (failed["status"], failed["code"], failed["error"]) == ("failed", 1403, "NaN")
     timeout = ws.sync_timeout_data(queued, 2.0)
@@ -230,7 +260,7 @@ async def test_wavespeed_job_rendering() -> None:
 
 
 async def test_wavespeed_base64_outputs_are_data_uris() -> None:
-    job = _job(JobStatus.COMPLETED, options={"wavespeed_input": {"enable_base64_output": True}})
+    job = _job(JobStatus.COMPLETED, echo={"wavespeed_input": {"enable_base64_output": True}})
     outs = await ws.outputs(job, FakeImages())
     assert outs[0] == "data:image/png;base64,aW1nMA=="
 
@@ -244,13 +274,11 @@ def test_google_request(catalog: Catalog) -> None:
         "personGeneration": "ALLOW_ADULT", "safetySetting": "BLOCK_ONLY_HIGH",
         "outputOptions": {"mimeType": "image/jpeg", "compressionQuality": 60},
         "addWatermark": True, "language": "ja"}}
-    sub = gg.to_submission(catalog, "imagen-4.0-generate-001", body, 4)
-    r = sub.request
+    sub, r = google(catalog, "imagen-4.0-generate-001", body, 4)
     assert (r.width, r.height, r.num_images, r.seed) == (1792, 2560, 2, 9)
     assert (r.output_format, r.output_quality) == (ImageFormat.JPEG, 60)
     assert set(sub.ignored) == {"addWatermark", "personGeneration", "safetySetting", "language"}
-    plain = gg.to_submission(catalog, "imagen-4.0-generate-001",
-                             {"instances": [{"prompt": "x"}]}, 4).request
+    plain = google(catalog, "imagen-4.0-generate-001", {"instances": [{"prompt": "x"}]}, 4)[1]
     assert (plain.num_images, plain.output_format) == (4, ImageFormat.PNG)
 
 
@@ -281,7 +309,7 @@ def test_google_request(catalog: Catalog) -> None:
 def test_google_refusals(
     catalog: Catalog, model: str, body: dict[str, Any], parameter: str, kind: ErrorKind
 ) -> None:
-    err = raises(gg.to_submission, catalog, model, body, 1)
+    err = raises(google, catalog, model, body, 1)
     assert (err.parameter, err.kind) == (parameter, kind)
 
 

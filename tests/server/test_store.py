@@ -1,25 +1,42 @@
-"""The job store on real SQLite: leases, bounded attempts, one terminal transition."""
+"""The job store on real SQLite: leases, bounded attempts, one terminal transition, cancel.
+
+Time is a fake clock the test moves: a lease expires when the test says so, never because the
+machine was busy (nothing here sleeps)."""
 
 from __future__ import annotations
 
-import time
+import sqlite3
 from pathlib import Path
 
+from easel.domain.errors import ErrorKind
 from easel.domain.job import JobStatus
 from easel.domain.request import GenerationRequest
-from easel.store import JobStore, NewJob, ReadyImage
+from easel.domain.submission import DeliverySettings
+from easel.store import DeliveryStore, JobStore, NewJob, ReadyImage
 
 
-def _store(tmp_path: Path) -> JobStore:
-    store = JobStore(f"sqlite:///{tmp_path / 'jobs.db'}")
+class FakeClock:
+    def __init__(self, now: float = 1_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def _store(tmp_path: Path, clock: FakeClock | None = None) -> JobStore:
+    store = JobStore(f"sqlite:///{tmp_path / 'jobs.db'}", clock or FakeClock())
     store.create()
     return store
 
 
-def _job(job_id: str, key: str = "k", n: int = 1) -> NewJob:
+def _job(job_id: str, key: str = "k", n: int = 1, webhook: str | None = None) -> NewJob:
     request = GenerationRequest(model="google:2@3", prompt="a fox", width=64, height=64,
                                 num_images=n)
-    return NewJob(id=job_id, dialect="test", request=request, params_hash="h", options={},
+    return NewJob(id=job_id, dialect="test", request=request, params_hash="h", caller="t",
+                  delivery=DeliverySettings(webhook=webhook), echo={"mine": 1},
                   batch_key=key, backend="easel/tiny-flux", stand_in_reason=None, cost=0.02,
                   image_ids=[f"{job_id}-img{i}" for i in range(n)], seeds=list(range(n)))
 
@@ -31,13 +48,15 @@ def test_insert_is_idempotent_by_id(tmp_path: Path) -> None:
     job = store.get("a")
     assert job is not None and job.status is JobStatus.QUEUED
     assert [i.image_id for i in job.images] == ["a-img0"]
+    assert job.echo == {"mine": 1} and job.delivery == DeliverySettings()
 
 
 def test_claim_groups_compatible_jobs_up_to_batch_size(tmp_path: Path) -> None:
-    store = _store(tmp_path)
+    clock = FakeClock()
+    store = _store(tmp_path, clock)
     for job_id, key, n in [("a", "x", 2), ("b", "y", 1), ("c", "x", 2), ("d", "x", 1)]:
         store.insert(_job(job_id, key, n))
-        time.sleep(0.01)
+        clock.advance(0.01)
     claimed = store.claim("w1", max_images=4, lease_seconds=30, max_attempts=3)
     assert [j.id for j in claimed] == ["a", "c"]  # b is incompatible, d would exceed 4 images
     assert all(j.status is JobStatus.PROCESSING and j.attempts == 1 for j in claimed)
@@ -45,14 +64,16 @@ def test_claim_groups_compatible_jobs_up_to_batch_size(tmp_path: Path) -> None:
 
 
 def test_expired_lease_is_reclaimed_and_only_the_new_owner_completes(tmp_path: Path) -> None:
-    store = _store(tmp_path)
+    clock = FakeClock()
+    store = _store(tmp_path, clock)
     store.insert(_job("a"))
-    assert [j.id for j in store.claim("dead", 4, lease_seconds=0.05, max_attempts=3)] == ["a"]
+    assert [j.id for j in store.claim("dead", 4, lease_seconds=30, max_attempts=3)] == ["a"]
+    clock.advance(29)
     assert store.claim("live", 4, 30, 3) == []  # lease still valid
-    time.sleep(0.1)
+    clock.advance(2)
     again = store.claim("live", 4, 30, 3)
     assert [j.id for j in again] == ["a"] and again[0].attempts == 2
-    ready = [ReadyImage("a-img0", "image/jpeg", 10, time.time() + 60)]
+    ready = [ReadyImage("a-img0", "image/jpeg", 10, clock() + 60)]
     assert not store.complete("a", "dead", ready, "b1", 0.1)  # the old worker lost the job
     assert store.complete("a", "live", ready, "b2", 0.1)
     assert not store.complete("a", "live", ready, "b3", 0.1)  # one terminal transition only
@@ -62,25 +83,29 @@ def test_expired_lease_is_reclaimed_and_only_the_new_owner_completes(tmp_path: P
 
 
 def test_heartbeat_keeps_the_lease(tmp_path: Path) -> None:
-    store = _store(tmp_path)
+    clock = FakeClock()
+    store = _store(tmp_path, clock)
     store.insert(_job("a"))
-    store.claim("w", 4, lease_seconds=0.2, max_attempts=3)
+    store.claim("w", 4, lease_seconds=20, max_attempts=3)
     for _ in range(4):
-        time.sleep(0.1)
-        assert store.heartbeat("w", ["a"], 0.2) == 1
+        clock.advance(10)
+        assert store.heartbeat("w", ["a"], 20) == 1
     assert store.claim("other", 4, 30, 3) == []
+    clock.advance(21)  # no heartbeat for longer than the lease: the job is claimable again
+    assert [j.id for j in store.claim("other", 4, 30, 3)] == ["a"]
 
 
 def test_attempts_are_bounded(tmp_path: Path) -> None:
-    store = _store(tmp_path)
+    clock = FakeClock()
+    store = _store(tmp_path, clock)
     store.insert(_job("a"))
     for _ in range(3):
-        assert store.claim("w", 4, lease_seconds=0.01, max_attempts=3)
-        time.sleep(0.03)
+        assert store.claim("w", 4, lease_seconds=10, max_attempts=3)
+        clock.advance(11)
     assert store.claim("w", 4, 30, 3) == []
     job = store.get("a")
     assert job is not None and job.status is JobStatus.FAILED
-    assert job.error_code == "worker_lost" and "3 times" in (job.error_message or "")
+    assert job.error is ErrorKind.WORKER_LOST and "3 times" in (job.error_message or "")
 
 
 def test_release_returns_jobs_to_the_queue_without_spending_an_attempt(tmp_path: Path) -> None:
@@ -90,3 +115,53 @@ def test_release_returns_jobs_to_the_queue_without_spending_an_attempt(tmp_path:
     store.release(["a"], "w")
     job = store.get("a")
     assert job is not None and job.status is JobStatus.QUEUED and job.attempts == 0
+
+
+def test_cancel_a_queued_job_ends_it_with_one_terminal_webhook(tmp_path: Path) -> None:
+    store = _store(tmp_path)
+    store.insert(_job("a", webhook="https://example.com/hook"))
+    assert store.cancel("a", "cancelled by the caller") is JobStatus.CANCELLED
+    job = store.get("a")
+    assert job is not None and job.status is JobStatus.CANCELLED
+    assert job.error is ErrorKind.CANCELLED
+    assert store.claim("w", 4, 30, 3) == []  # never runs
+    rows = DeliveryStore(store.engine).for_job("a")
+    assert [(d.kind, d.event, d.image_id) for d in rows] == [("webhook", "cancelled", "")]
+    assert store.cancel("a", "again") is JobStatus.CANCELLED  # idempotent
+    assert store.cancel("nope", "x") is None
+
+
+def test_cancel_a_running_job_asks_its_worker(tmp_path: Path) -> None:
+    store = _store(tmp_path)
+    store.insert(_job("a"))
+    store.insert(_job("b"))
+    store.claim("w", 4, 30, 3)
+    assert store.cancel("a", "x") is JobStatus.PROCESSING
+    assert store.cancel_requested(["a", "b"]) == {"a"}
+    assert not store.finish_cancelled("a", "someone-else", "x")
+    assert store.finish_cancelled("a", "w", "cancelled by the caller")
+    job = store.get("a")
+    assert job is not None and job.status is JobStatus.CANCELLED
+    ready = [ReadyImage("a-img0", "image/jpeg", 10, None)]
+    assert not store.complete("a", "w", ready, "b1", 0.1)  # a cancelled job stays cancelled
+
+
+def test_a_database_of_the_previous_schema_is_upgraded(tmp_path: Path) -> None:
+    """A data dir created before `caller` and `cancel_requested` existed keeps working."""
+    path = tmp_path / "jobs.db"
+    store = JobStore(f"sqlite:///{path}")
+    store.create()
+    store.insert(_job("old"))
+    store.close()
+    with sqlite3.connect(path) as conn:  # the old schema: drop the two new columns
+        conn.execute("ALTER TABLE jobs DROP COLUMN caller")
+        conn.execute("ALTER TABLE jobs DROP COLUMN cancel_requested")
+        conn.execute("UPDATE jobs SET options = ? WHERE id = 'old'",
+                     ('{"webhook": "https://example.com/h", "ttl": 90, "outputType": ["URL"]}',))
+    again = JobStore(f"sqlite:///{path}")
+    again.create()
+    job = again.get("old")
+    assert job is not None and not job.cancel_requested
+    assert job.delivery.webhook == "https://example.com/h" and job.delivery.ttl_seconds == 90
+    assert job.echo == {"outputType": ["URL"], "ttl": 90}
+    assert again.insert(_job("new"))

@@ -1,31 +1,28 @@
-"""The FastAPI application: lifespan, health, metrics, image URLs, and the dialect routers."""
+"""The FastAPI application: lifespan, health, metrics, image URLs, the core's job routes, and
+the dialects it is given. Built by easel.server, which lists the dialects explicitly."""
 
 from __future__ import annotations
 
 import asyncio
-import importlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 
-from easel.api.auth import bearer_token, key_is_valid
-from easel.api.limits import RequestContext
-from easel.services.container import Services, build_services
-from easel.settings import Settings
+from easel.api.auth import authenticate, bearer_token
+from easel.api.dialects.common import Dialect
+from easel.domain.errors import EaselError
+from easel.domain.job import Job
+from easel.services.container import Services
 
 log = logging.getLogger(__name__)
 
-DIALECTS = ("runware", "wavespeed", "openai", "google")
 
-
-def create_app(settings: Settings | None = None) -> FastAPI:
-    settings = settings or Settings()
-    services = build_services(settings)
-
+def create_app(services: Services, dialects: Sequence[Dialect]) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         await services.start()
@@ -37,9 +34,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="easel", version="0.1.0", lifespan=lifespan)
     app.state.services = services
     _add_request_metrics(app, services)
-    app.add_middleware(RequestContext)  # outermost: every handler sees the request's context
     _add_core_routes(app, services)
-    _include_dialects(app)
+    for dialect in dialects:
+        app.include_router(dialect.router)
 
     @app.exception_handler(Exception)
     async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
@@ -47,19 +44,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return JSONResponse({"error": "internal server error"}, status_code=500)
 
     return app
-
-
-def _include_dialects(app: FastAPI) -> None:
-    """Each dialect is optional: a package with a routes.router is mounted, others are skipped."""
-    for name in DIALECTS:
-        module_name = f"easel.api.dialects.{name}.routes"
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name and module_name.startswith(exc.name):
-                continue  # the dialect does not exist (yet)
-            raise
-        app.include_router(module.router)
 
 
 def _add_request_metrics(app: FastAPI, services: Services) -> None:
@@ -75,6 +59,23 @@ def _add_request_metrics(app: FastAPI, services: Services) -> None:
             request.method, path, str(response.status_code)
         ).observe(time.perf_counter() - started)
         return response
+
+
+def job_view(job: Job) -> dict[str, Any]:
+    """A job as easel's own routes (and `easel jobs`) show it, whatever dialect sent it."""
+    return {
+        "id": job.id, "dialect": job.dialect, "status": job.status.value,
+        "model": job.request.model, "prompt": job.request.prompt,
+        "size": f"{job.request.width}x{job.request.height}", "images": len(job.images),
+        "seeds": [image.seed for image in job.images],
+        "progress": {"step": job.progress_step, "total": job.progress_total},
+        "error": None if job.error is None else {"kind": job.error.value,
+                                                 "message": job.error_message},
+        "created_at": job.created_at.isoformat(),
+        "finished_at": None if job.finished_at is None else job.finished_at.isoformat(),
+        "cancel_requested": job.cancel_requested, "backend": job.backend,
+        "stand_in_reason": job.stand_in_reason,
+    }
 
 
 def _add_core_routes(app: FastAPI, services: Services) -> None:
@@ -95,14 +96,39 @@ def _add_core_routes(app: FastAPI, services: Services) -> None:
         body = await asyncio.to_thread(services.metrics.render)
         return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")
 
+    def refused(request: Request) -> JSONResponse | None:
+        key = request.headers.get("x-goog-api-key") or bearer_token(
+            request.headers.get("authorization"))
+        if authenticate(services, request, key) is None:
+            return JSONResponse({"error": "invalid or missing API key"}, status_code=401)
+        return None
+
+    @app.get("/easel/jobs/{job_id}", include_in_schema=False)
+    async def show_job(job_id: str, request: Request) -> JSONResponse:
+        if (denied := refused(request)) is not None:
+            return denied
+        job = await services.jobs.get(job_id)
+        if job is None:
+            return JSONResponse({"error": f"no job {job_id}"}, status_code=404)
+        return JSONResponse(job_view(job))
+
+    @app.post("/easel/jobs/{job_id}/cancel", include_in_schema=False)
+    async def cancel_job(job_id: str, request: Request) -> JSONResponse:
+        """Cancel a queued or running job (whatever dialect sent it); `easel jobs cancel`."""
+        if (denied := refused(request)) is not None:
+            return denied
+        try:
+            job = await services.jobs.cancel(job_id)
+        except EaselError as err:
+            return JSONResponse({"error": err.message}, status_code=404)
+        return JSONResponse(job_view(job))
+
     @app.get("/easel/jobs/{job_id}/deliveries", include_in_schema=False)
     async def deliveries(job_id: str, request: Request) -> JSONResponse:
         """Webhook and upload deliveries of a job: pending, delivered or failed (and why)."""
-        key = request.headers.get("x-goog-api-key") or bearer_token(
-            request.headers.get("authorization"))
-        if not key_is_valid(services, key):
-            return JSONResponse({"error": "invalid or missing API key"}, status_code=401)
-        rows = await services.delivery.for_job(job_id)
+        if (denied := refused(request)) is not None:
+            return denied
+        rows = await services.jobs.deliveries(job_id)
         return JSONResponse({"job": job_id, "deliveries": [d.public() for d in rows]})
 
     @app.get("/images/{name}", include_in_schema=False)

@@ -1,27 +1,20 @@
 """API keys, checked in one place for every dialect (Bearer, Runware `authentication`,
-x-goog-api-key all end up in `key_is_valid`)."""
+x-goog-api-key all end up in `authenticate`). The Caller it returns is passed on explicitly, in
+the Submission: nothing about the caller hides in request-global state."""
 
 from __future__ import annotations
 
-from easel.api.limits import set_principal
+from starlette.requests import HTTPConnection
+
+from easel.domain.submission import Caller
 from easel.services.container import Services
 
 
-def key_is_valid(services: Services, key: str | None) -> bool:
-    """No keys configured: anything goes. Otherwise a constant-time match against the
-    EASEL_API_KEYS list and the hashed keys in the store. A match also names the caller for the
-    per-key rate limit."""
-    if not services.keys.required():
-        return True
-    principal = services.keys.principal(key)
-    if principal is None:
-        return False
-    set_principal(principal)
-    return True
-
-
-def keys_required(services: Services) -> bool:
-    return services.keys.required()
+def authenticate(services: Services, conn: HTTPConnection, key: str | None) -> Caller | None:
+    """The caller, or None when keys are required and `key` is not a live one. No keys
+    configured: anyone on the (loopback) socket may call, as its address."""
+    client = conn.client.host if conn.client else "unknown"
+    return services.keys.caller(key, client)
 
 
 def bearer_token(authorization: str | None) -> str | None:

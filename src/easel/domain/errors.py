@@ -1,4 +1,10 @@
-"""Errors with stable codes. Dialects translate these into their own wire shapes."""
+"""The closed error model: every failure easel reports is one ErrorKind.
+
+The core raises EaselError with a kind and the parameter it concerns (already in the client's
+spelling: see domain/submission.py WireNames); each dialect maps kinds to its own status codes
+and error codes through one table (api/dialects/common.py ErrorTable). Failed jobs store their
+kind, so a failure reads the same at submission and when polled later.
+"""
 
 from __future__ import annotations
 
@@ -10,16 +16,27 @@ class ErrorKind(StrEnum):
     """What went wrong, in terms every dialect can map to its own status codes."""
 
     INVALID = "invalid"  # a parameter is malformed or out of range -> 400
-    UNKNOWN_MODEL = "unknown_model"  # no such model id -> 400/404 depending on dialect
     MISSING = "missing"  # a required parameter is absent -> 400
     UNSUPPORTED = "unsupported"  # valid elsewhere, not for this model -> 400
-    CONFLICT = "conflict"  # idempotency key reused with other parameters -> 409
-    AUTH = "auth"  # no or wrong credentials -> 401
+    UNKNOWN_MODEL = "unknown_model"  # no such model id -> 404 (dialects may differ)
     NOT_FOUND = "not_found"  # no such task/image -> 404
+    CONFLICT = "conflict"  # idempotency key reused with other parameters -> 409
     RATE_LIMITED = "rate_limited"  # too many requests -> 429
-    UNAVAILABLE = "unavailable"  # model or server not ready -> 503
-    CANCELLED = "cancelled"
+    UNAVAILABLE = "unavailable"  # model or server not ready, queue full -> 503
+    TIMEOUT = "timeout"  # a held (sync) request outlived its wait; the job goes on -> 504
+    CANCELLED = "cancelled"  # the caller cancelled the job
+    WORKER_LOST = "worker_lost"  # the job's worker died too often (poison job) -> 500
+    CONTENT_BLOCKED = "content_blocked"  # a safety check refused the prompt or an image
     INFERENCE = "inference"  # the engine failed (NaN, black image, crash) -> 500
+    INTERNAL = "internal"  # a bug or an unexpected failure of easel itself -> 500
+
+    @classmethod
+    def of(cls, code: str | None) -> ErrorKind:
+        """A stored code as a kind; codes written by older versions read as INTERNAL."""
+        try:
+            return cls(code or "internal")
+        except ValueError:
+            return cls.INTERNAL
 
 
 class EaselError(Exception):
@@ -59,7 +76,8 @@ class CancelledError(EaselError):
 
 
 class Throttled(EaselError):
-    """Refused for now (rate limit, full queue); `retry_after` whole seconds say when to retry."""
+    """Refused for now (rate limit, full queue); `retry_after` whole seconds say when to retry.
+    Every dialect sends it as a Retry-After header."""
 
     def __init__(self, kind: ErrorKind, message: str, retry_after: int) -> None:
         super().__init__(kind, message)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -28,10 +30,6 @@ class EngineBatch:
     images: tuple[ImageSpec, ...]
     max_sequence_length: int | None = None
 
-    @property
-    def compat_key(self) -> tuple[Any, ...]:
-        return (self.source, self.width, self.height, self.steps, self.guidance)
-
 
 @dataclass(frozen=True)
 class GeneratedImage:
@@ -43,5 +41,19 @@ class GeneratedImage:
     height: int
 
 
-class ProgressCallback(Protocol):
-    def __call__(self, step: int, total: int) -> None: ...
+class Engine(Protocol):
+    """What the worker needs of an engine. The diffusers engine (easel.engine.Engine) is the real
+    one; tests use a fake that draws pixels from the seed without torch."""
+
+    def warm(self, source: str) -> None:
+        """Load the weights of `source` now (the models preloaded at start)."""
+
+    def generate(
+        self,
+        batch: EngineBatch,
+        progress: Callable[[int, int], None] | None = None,
+        cancel: threading.Event | None = None,
+    ) -> list[GeneratedImage]:
+        """One image per ImageSpec, in order; stops between steps once `cancel` is set
+        (CancelledError). Raises InferenceError when no usable image came out."""
+        ...

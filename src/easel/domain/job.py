@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from easel.domain.errors import ErrorKind
 from easel.domain.request import GenerationRequest
+from easel.domain.submission import DeliverySettings
 
 
 class JobStatus(StrEnum):
@@ -15,10 +18,14 @@ class JobStatus(StrEnum):
     PROCESSING = "processing"
     COMPLETED = "completed"
     FAILED = "failed"
+    CANCELLED = "cancelled"
 
     @property
     def terminal(self) -> bool:
-        return self in (JobStatus.COMPLETED, JobStatus.FAILED)
+        return self in TERMINAL_STATUSES
+
+
+TERMINAL_STATUSES = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED})
 
 
 @dataclass(frozen=True)
@@ -47,13 +54,15 @@ class Job:
     backend: str = ""  # the weights that ran (or will run)
     stand_in_reason: str | None = None
     cost_usd: float = 0.0
-    options: dict[str, Any] = field(default_factory=dict)  # dialect extras: ttl, webhook, ...
+    delivery: DeliverySettings = field(default_factory=DeliverySettings)
+    echo: Mapping[str, Any] = field(default_factory=dict)  # the dialect's own data, opaque
     started_at: datetime | None = None
     finished_at: datetime | None = None
-    error_code: str | None = None
+    error: ErrorKind | None = None  # set when FAILED or CANCELLED
     error_message: str | None = None
     attempts: int = 0
     progress_step: int = 0
     progress_total: int = 0
     batch_id: str | None = None  # the engine call that drew it (jobs batched together share it)
     engine_seconds: float = 0.0  # time inside the engine, to tell it from time the server adds
+    cancel_requested: bool = False  # a running job stops at its next denoising step

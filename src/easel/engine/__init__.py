@@ -111,12 +111,9 @@ class Engine:
             self._pipelines[source] = pipe
             return pipe
 
-    def unload(self, source: str) -> None:
-        with self._lock:
-            self.text_cache.clear()
-            if self._pipelines.pop(source, None) is not None:
-                log.info("unloaded %s", source)
-                self._free_memory()
+    def warm(self, source: str) -> None:
+        """Load `source` now (the models preloaded at start), so the first job does not wait."""
+        self.pipeline(source)
 
     def _make_room(self, source: str) -> None:
         while len(self._pipelines) >= self.max_loaded:

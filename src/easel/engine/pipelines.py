@@ -10,20 +10,10 @@ from typing import Any
 import torch
 
 from easel.domain.generation import EngineBatch
+from easel.engine.libraries import quiet_libraries
 from easel.engine.tiny import TINY_MODELS, ensure_tiny
 
 log = logging.getLogger(__name__)
-
-
-def quiet_libraries() -> None:
-    """diffusers/transformers progress bars and notices would drown easel's own output."""
-    import diffusers
-    import transformers
-
-    diffusers.utils.logging.set_verbosity_error()
-    diffusers.utils.logging.disable_progress_bar()
-    transformers.utils.logging.set_verbosity_error()
-    transformers.utils.logging.disable_progress_bar()
 
 
 MINI_MODEL = "easel/mini"

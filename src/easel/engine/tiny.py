@@ -18,6 +18,8 @@ from typing import Any
 
 import torch
 
+from easel.engine.libraries import quiet_libraries
+
 TINY_VERSION = "1"
 TINY_MODELS = {
     "easel/tiny-flux": "flux",
@@ -29,14 +31,8 @@ TINY_MODELS = {
 _SEED = 20261121  # fixed so every machine builds bit-identical tiny weights
 
 
-def tiny_name(family: str) -> str:
-    return f"easel/tiny-{family}"
-
-
 def ensure_tiny(name: str, cache_dir: Path) -> Path:
     """Build `name` into cache_dir once (atomically) and return its directory."""
-    from easel.engine.pipelines import quiet_libraries
-
     family = TINY_MODELS[name]
     target = cache_dir / f"{name.split('/')[1]}-v{TINY_VERSION}"
     if (target / "model_index.json").exists():

@@ -7,18 +7,37 @@ same files instead of leaving orphans behind.
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 import os
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
+from easel.domain.errors import EaselError, ErrorKind
+from easel.domain.job import Job, JobImage
+from easel.domain.submission import DeliverySettings
 from easel.store import JobStore
 
 log = logging.getLogger(__name__)
 
 MIME_BY_EXT = {"jpg": "image/jpeg", "png": "image/png", "webp": "image/webp"}
+EXT_BY_MIME = {mime: ext for ext, mime in MIME_BY_EXT.items()}
+
+
+class ImageSource(Protocol):
+    """How dialects hand images out: what their renderers (replies, webhooks) need."""
+
+    base_url: str
+
+    def image_url(self, job: Job, image: JobImage) -> str: ...
+
+    async def image_bytes(self, image: JobImage) -> bytes: ...
+
+    async def image_base64(self, image: JobImage) -> str: ...
+
+    async def image_data_uri(self, image: JobImage) -> str: ...
 
 
 class BlobStore(Protocol):
@@ -66,18 +85,45 @@ def blob_key(image_id: str, ext: str) -> str:
     return f"{image_id}.{ext}"
 
 
-def expiry(options: dict[str, Any], default_ttl: int, now: float | None = None) -> float:
-    """When a stored image stops resolving: the job's own `ttl` option, else the default."""
-    ttl = options.get("ttl") or default_ttl
+def expiry(delivery: DeliverySettings, default_ttl: int, now: float | None = None) -> float:
+    """When a stored image stops resolving: the job's own ttl, else the default."""
+    ttl = delivery.ttl_seconds or default_ttl
     return (time.time() if now is None else now) + float(ttl)
 
 
 class Artifacts:
-    """Reads images for the API and sweeps expired ones off the disk."""
+    """Stored images as the API hands them out (URL, bytes, base64, data URI), and the sweeper
+    that deletes expired ones."""
 
-    def __init__(self, blobs: BlobStore, store: JobStore) -> None:
+    def __init__(self, blobs: BlobStore, store: JobStore, base_url: str) -> None:
         self.blobs = blobs
         self.store = store
+        self.base_url = base_url.rstrip("/")
+
+    def image_url(self, job: Job, image: JobImage) -> str:
+        ext = job.request.output_format.extension
+        return f"{self.base_url}/images/{image.image_id}.{ext}"
+
+    async def image_bytes(self, image: JobImage) -> bytes:
+        ext = EXT_BY_MIME.get(image.mime or "")
+        if ext is None:
+            stored = await asyncio.to_thread(self.store.image, image.image_id)
+            if stored is None:
+                raise EaselError(ErrorKind.NOT_FOUND, f"no image {image.image_id}", "image")
+            ext = stored.ext
+        data = await asyncio.to_thread(self.blobs.get, blob_key(image.image_id, ext))
+        if data is None:
+            raise EaselError(
+                ErrorKind.NOT_FOUND, f"image {image.image_id} is not stored (expired?)", "image"
+            )
+        return data
+
+    async def image_base64(self, image: JobImage) -> str:
+        return base64.b64encode(await self.image_bytes(image)).decode("ascii")
+
+    async def image_data_uri(self, image: JobImage) -> str:
+        mime = image.mime or "image/jpeg"
+        return f"data:{mime};base64,{await self.image_base64(image)}"
 
     def read(self, image_id: str, ext: str) -> tuple[bytes, str] | None:
         """The bytes and Content-Type of a live image; None when unknown, unfinished or expired."""

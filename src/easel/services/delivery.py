@@ -6,8 +6,9 @@ as delivered; 410 stops at once; anything else (3xx, 4xx, 5xx, timeout, reset) i
 configured schedule until the schedule or the retry period runs out, then recorded as failed.
 Polling stays the source of truth: a failed delivery never changes the job.
 
-Payloads are rendered by the job's dialect (`register_renderer`) on the first attempt and stored,
-so every retry sends the same bytes under the same `webhook-id`.
+Payloads are rendered by the job's dialect (the renderers the app was built with, one per
+dialect) on the first attempt and stored, so every retry sends the same bytes under the same
+`webhook-id`.
 """
 
 from __future__ import annotations
@@ -21,36 +22,29 @@ import random
 import socket
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import httpx
 
+from easel.domain.delivery import DELIVERED, FAILED, PENDING, UPLOAD, Delivery
 from easel.domain.errors import EaselError
 from easel.domain.job import Job
+from easel.services.artifacts import Artifacts, ImageSource
 from easel.services.outbound import Unresolvable, check_url, send
 from easel.services.signing import signed_headers
 from easel.settings import Settings
-from easel.store.outbox import DELIVERED, FAILED, PENDING, UPLOAD, Delivery, DeliveryStore
-
-if TYPE_CHECKING:
-    from easel.services.jobs import JobService
+from easel.store import DeliveryStore, JobStore
 
 log = logging.getLogger(__name__)
 
-# (job, image id or None for the whole job, jobs service) -> the JSON body of a webhook
-Renderer = Callable[[Job, "str | None", "JobService"], Awaitable[dict[str, Any]]]
-RENDERERS: dict[str, Renderer] = {}
+# (job, image id or None for the whole job, images) -> the JSON body of a webhook
+Renderer = Callable[[Job, "str | None", ImageSource], Awaitable[dict[str, Any]]]
 PARAMETERS = {"webhook": "webhook", UPLOAD: "uploadEndpoint"}
 USER_AGENT = "easel-delivery/0.1"
 POLL_SECONDS = 0.25
 Request = tuple[str, bytes, dict[str, str], float]  # method, body, headers, timeout
-
-
-def register_renderer(dialect: str, renderer: Renderer) -> None:
-    """A dialect says how its webhook bodies look (its routes module registers at import)."""
-    RENDERERS[dialect] = renderer
 
 
 class Permanent(Exception):
@@ -66,10 +60,19 @@ class Attempt:
 
 
 class DeliveryService:
-    def __init__(self, settings: Settings, store: DeliveryStore, jobs: JobService) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        store: DeliveryStore,
+        jobs: JobStore,
+        images: Artifacts,
+        renderers: Mapping[str, Renderer],
+    ) -> None:
         self.settings = settings
         self.store = store
         self.jobs = jobs
+        self.images = images
+        self.renderers = dict(renderers)  # dialect name -> its webhook body
         self.owner = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}-d"
         self._inflight: set[asyncio.Task[None]] = set()
         self._stopping = False
@@ -155,17 +158,17 @@ class DeliveryService:
                        _retry_after(response.headers.get("retry-after")))
 
     async def _request(self, delivery: Delivery) -> Request:
-        job = await self.jobs.get(delivery.job_id)
+        job = await asyncio.to_thread(self.jobs.get, delivery.job_id)
         if job is None:
             raise Permanent(f"job {delivery.job_id} no longer exists")
         if delivery.kind == UPLOAD:
             return await self._upload(job, delivery)
         body = delivery.body
         if body is None:
-            renderer = RENDERERS.get(job.dialect)
+            renderer = self.renderers.get(job.dialect)
             if renderer is None:
                 raise Permanent(f"the {job.dialect} dialect sends no webhooks")
-            payload = await renderer(job, delivery.image_id or None, self.jobs)
+            payload = await renderer(job, delivery.image_id or None, self.images)
             body = json.dumps(payload, separators=(",", ":")).encode()
             await asyncio.to_thread(self.store.set_body, delivery.id, body)
         headers = {"Content-Type": "application/json",
@@ -177,7 +180,7 @@ class DeliveryService:
         if image is None:
             raise Permanent(f"image {delivery.image_id} no longer exists")
         try:
-            data = await self.jobs.image_bytes(image)
+            data = await self.images.image_bytes(image)
         except EaselError as exc:
             raise Permanent(exc.message) from None
         # Only headers easel chooses: the caller never sets any (a presigned URL may have signed
@@ -202,11 +205,6 @@ class DeliveryService:
         if now + delay - started > self.settings.webhook_retry_period:
             return FAILED, None
         return PENDING, now + delay
-
-    # -- reads ------------------------------------------------------------------------------------
-
-    async def for_job(self, job_id: str) -> list[Delivery]:
-        return await asyncio.to_thread(self.store.for_job, job_id)
 
 
 def _retry_after(value: str | None) -> float | None:

@@ -6,14 +6,24 @@ import logging
 import secrets
 from dataclasses import dataclass
 
-from easel.catalog import Backend, Catalog, Model
+from easel.catalog import Backend, Catalog, Model, Size
 from easel.domain.errors import EaselError, ErrorKind, invalid
 from easel.domain.generation import EngineBatch, ImageSpec
 from easel.domain.request import GenerationRequest
+from easel.domain.submission import (
+    AspectRatioSize,
+    ExactSize,
+    GenerationInput,
+    ModelChoice,
+    NearestSize,
+    SizeChoice,
+    WireNames,
+)
 from easel.services.weights import weights_present
 
 log = logging.getLogger(__name__)
 
+NO_RENAMES = WireNames()
 MAX_SEED = 2**32 - 1  # the widest range any dialect accepts (AIML); seeds s+i stay below 2**63
 
 
@@ -49,11 +59,7 @@ class BackendResolver:
             self._present[source] = weights_present(source)
         return self._present[source]
 
-    def forget(self) -> None:
-        """Look at the disk again (after `easel pull`)."""
-        self._present.clear()
-
-    def resolve(self, backend: Backend) -> ResolvedBackend:
+    def resolve(self, backend: Backend, parameter: str = "model") -> ResolvedBackend:
         if self.present(backend.source):
             return ResolvedBackend(
                 backend.source,
@@ -67,7 +73,7 @@ class BackendResolver:
                 ErrorKind.UNAVAILABLE,
                 f"the weights of {backend.source} are not present (run `easel pull "
                 f"{backend.name}`) and strict mode forbids a stand-in",
-                "model",
+                parameter,
             )
         stand_in = self.stand_in(backend)
         if self.mini is not None and stand_in == self.mini.source:
@@ -124,21 +130,78 @@ class Plan:
         )
 
 
-def validate(request: GenerationRequest, catalog: Catalog) -> Model:
+def choose_model(choice: ModelChoice, catalog: Catalog, names: WireNames) -> Model:
+    """The catalog model a client's choice names; a tier given with an id must match it."""
+    if choice.id is None:
+        provider, tier = choice.provider or "google", choice.tier or "standard"
+        for model in sorted(catalog.models_for(provider), key=lambda m: m.id):
+            if model.tier.name == tier:
+                return model
+        raise EaselError(ErrorKind.UNAVAILABLE,
+                         f"no {provider} model of tier {tier!r} in the catalog", names("model"))
+    if choice.provider is not None and choice.id not in {
+        m.id for m in catalog.models_for(choice.provider)
+    }:
+        known = sorted(m.id for m in catalog.models_for(choice.provider))
+        raise EaselError(ErrorKind.UNKNOWN_MODEL, f"model {choice.id!r} not found; models "
+                         f"served here: {', '.join(known)}", names("model"), known)
+    model = catalog.model(choice.id, names("model"))
+    if choice.tier is not None and choice.tier != model.tier.name:
+        raise invalid(
+            names("tier"),
+            f"{names('tier')} selects the {choice.tier} tier but {model.id} is the "
+            f"{model.tier.name} tier; pick a model of that tier, or leave {names('tier')} out",
+        )
+    return model
+
+
+def choose_size(size: SizeChoice | None, model: Model, names: WireNames) -> Size:
+    if isinstance(size, ExactSize):
+        return model.check_size(size.width, size.height, names("width"), names("height"))
+    if isinstance(size, NearestSize):
+        return model.nearest_size(size.width, size.height, names("size"))
+    if isinstance(size, AspectRatioSize):
+        return model.size_for(size.aspect_ratio, size.resolution, names("aspect_ratio"),
+                              names("resolution"))
+    return model.size_for("1:1", model.resolutions[0])
+
+
+def resolve(
+    generation: GenerationInput, catalog: Catalog, names: WireNames = NO_RENAMES
+) -> tuple[Model, GenerationRequest]:
+    """What the client asked for, as the catalog resolves it: the model and a request in
+    diffusers' terms, every rule checked, each error naming the client's parameter."""
+    model = choose_model(generation.model, catalog, names)
+    size = choose_size(generation.size, model, names)
+    request = GenerationRequest(
+        model=model.id, prompt=generation.prompt, width=size.width, height=size.height,
+        num_images=generation.num_images, negative_prompt=generation.negative_prompt or None,
+        seed=generation.seed, output_format=generation.output_format,
+        output_quality=generation.output_quality,
+    )
+    validate(request, catalog, names)
+    return model, request
+
+
+def validate(
+    request: GenerationRequest, catalog: Catalog, names: WireNames = NO_RENAMES
+) -> Model:
     """Every rule the catalog owns, checked up front, one clear error per problem."""
-    model = catalog.model(request.model)
-    model.check_prompt(request.prompt)
-    model.check_negative_prompt(request.negative_prompt)
-    model.check_size(request.width, request.height)
-    model.check_count(request.num_images)
+    model = catalog.model(request.model, names("model"))
+    model.check_prompt(request.prompt, names("prompt"))
+    model.check_negative_prompt(request.negative_prompt, names("negative_prompt"))
+    model.check_size(request.width, request.height, names("width"), names("height"))
+    model.check_count(request.num_images, names("num_images"))
     if request.seed is not None and (
         isinstance(request.seed, bool)
         or not isinstance(request.seed, int)
         or not 0 <= request.seed <= MAX_SEED
     ):
-        raise invalid("seed", f"seed must be an integer 0..{MAX_SEED}, got {request.seed!r}")
+        seed = names("seed")
+        raise invalid(seed, f"{seed} must be an integer 0..{MAX_SEED}, got {request.seed!r}")
     if not 1 <= request.output_quality <= 100:
-        raise invalid("output_quality", "output_quality must be 1..100")
+        quality = names("output_quality")
+        raise invalid(quality, f"{quality} must be 1..100")
     return model
 
 
@@ -154,10 +217,11 @@ def plan(
     catalog: Catalog,
     resolver: BackendResolver,
     seeds: list[int] | None = None,
+    names: WireNames = NO_RENAMES,
 ) -> Plan:
     """Validate and decide. `seeds` pins the per-image seeds (a job re-run after a crash)."""
-    model = validate(request, catalog)
-    backend = resolver.resolve(model.backend)
+    model = validate(request, catalog, names)
+    backend = resolver.resolve(model.backend, names("model"))
     if seeds is None:
         seeds = assign_seeds(request.seed, request.num_images)
     images = tuple(ImageSpec(request.prompt, s, request.negative_prompt) for s in seeds)

@@ -1,44 +1,59 @@
-"""The job service: what every dialect calls to submit, read and wait for generation jobs.
+"""The job service: the one place that decides about submissions, and what every dialect calls
+to submit, run, read, wait for and cancel generation jobs.
 
-Dialects never touch the store or the engine; they translate their wire format into a
-GenerationRequest, call `submit`, and render the Job they get back.
+Dialects translate their wire format into a Submission and render the Job they get back; they
+never touch the store or the engine. `submit` runs, in this order and nowhere else: the caller's
+rate limit and the queue cap, the catalog's rules, the SSRF check of every outbound URL,
+idempotency, insert.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import hashlib
 import json
-import threading
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
 
 from easel.catalog import Catalog
+from easel.domain.delivery import FAILED, Delivery
 from easel.domain.errors import EaselError, ErrorKind
 from easel.domain.job import Job, JobImage, JobStatus
-from easel.domain.request import GenerationRequest
-from easel.services.artifacts import MIME_BY_EXT, BlobStore, blob_key
-from easel.services.generation import BackendResolver, Plan, plan
+from easel.domain.submission import Submission, WireNames
+from easel.services.admission import Admission
+from easel.services.events import JobEvents
+from easel.services.generation import BackendResolver, Plan, plan, resolve
 from easel.services.outbound import check_at_submission
-from easel.settings import Settings
-from easel.store import JobStore, NewJob
+from easel.store import DeliveryStore, JobStore, NewJob
 from easel.store.jobs import request_to_json
-from easel.store.outbox import Delivery
-
-if TYPE_CHECKING:
-    from easel.services.delivery import DeliveryService
-
-EXT_BY_MIME = {mime: ext for ext, mime in MIME_BY_EXT.items()}
 
 
-def params_hash(dialect: str, request: GenerationRequest, options: dict[str, Any]) -> str:
-    """What "the same parameters" means for an idempotency key: the request and its options."""
+class JobFailed(EaselError):
+    """A job the caller waited for ended failed or cancelled; its kind says why."""
+
+    def __init__(self, job: Job) -> None:
+        kind = job.error or ErrorKind.INTERNAL
+        super().__init__(kind, job.error_message or f"the job {kind.value}")
+        self.job = job
+
+
+class StillRunning(EaselError):
+    """A held request's wait ran out; the job goes on and can be polled."""
+
+    def __init__(self, job: Job, waited: float) -> None:
+        super().__init__(ErrorKind.TIMEOUT,
+                         f"the images were not ready within {waited:g}s (job {job.id})")
+        self.job = job
+        self.waited = waited
+
+
+def params_hash(submission: Submission, request_json: dict[str, object]) -> str:
+    """What "the same parameters" means for a task id: the request, its delivery and echo."""
     body = json.dumps(
-        {"dialect": dialect, "request": request_to_json(request), "options": options},
+        {"dialect": submission.dialect, "request": request_json,
+         "delivery": submission.delivery.to_json(), "echo": dict(submission.echo)},
         sort_keys=True, default=str,
     )
     return hashlib.sha256(body.encode()).hexdigest()
@@ -56,158 +71,143 @@ def batch_key(the_plan: Plan) -> str:
 class JobService:
     def __init__(
         self,
-        settings: Settings,
         catalog: Catalog,
         resolver: BackendResolver,
         store: JobStore,
-        blobs: BlobStore,
-        wake_worker: Callable[[], None] | None = None,
+        outbox: DeliveryStore,
+        admission: Admission,
+        events: JobEvents,
+        *,
+        poll_interval: float,
+        allow_loopback_urls: bool,
+        on_submit: Callable[[str], None],
     ) -> None:
-        self.settings = settings
         self.catalog = catalog
         self.resolver = resolver
         self.store = store
-        self.blobs = blobs
-        self.wake_worker = wake_worker or (lambda: None)
-        self.on_submit: Callable[[str], None] = lambda _dialect: None  # metrics hook
-        # Limits (api/limits.py Admission): per-caller rate, then queue depth. No-ops by default.
-        self.check_rate: Callable[[], None] = lambda: None
-        self.check_queue: Callable[[int], None] | None = None
-        self.deliveries: DeliveryService | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._waiters: dict[str, set[asyncio.Event]] = {}
-        self._lock = threading.Lock()
+        self.outbox = outbox
+        self.admission = admission
+        self.events = events
+        self.poll_interval = poll_interval
+        self.allow_loopback_urls = allow_loopback_urls
+        self.on_submit = on_submit  # metrics: jobs accepted per dialect
 
-    def bind_loop(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
+    # -- submit -------------------------------------------------------------------------------
 
-    # -- the dialects' API --------------------------------------------------------------------
-
-    async def submit(
-        self,
-        request: GenerationRequest,
-        *,
-        dialect: str,
-        job_id: str | None = None,
-        options: dict[str, Any] | None = None,
-    ) -> tuple[Job, bool]:
-        """Validate and store a queued job. Same id + same parameters: (existing, False)."""
-        options = dict(options or {})
-        self.check_rate()
-        the_plan = plan(request, self.catalog, self.resolver)
-        job_id = job_id or str(uuid.uuid4())
-        digest = params_hash(dialect, request, options)
-        existing = await self._existing(job_id, digest)
+    async def submit(self, submission: Submission) -> tuple[Job, bool]:
+        """Decide and store a queued job. Same task id + same parameters: (existing, False)."""
+        names = submission.names
+        self.admission.check_rate(submission.caller)
+        if self.admission.queue_capped:
+            self.admission.check_queue(await asyncio.to_thread(self.store.queued_count))
+        _model, request = resolve(submission.generation, self.catalog, names)
+        the_plan = plan(request, self.catalog, self.resolver, names=names)
+        await self._check_urls(submission)
+        job_id = submission.task_id or str(uuid.uuid4())
+        request_json = request_to_json(request)
+        digest = params_hash(submission, request_json)
+        existing = await self._existing(job_id, digest, names)
         if existing is not None:
             return existing, False
-        if self.check_queue is not None:  # a resubmission of a queued job is never refused
-            self.check_queue(await asyncio.to_thread(self.store.queued_count))
         new = NewJob(
-            id=job_id, dialect=dialect, request=request, params_hash=digest, options=options,
-            batch_key=batch_key(the_plan), backend=the_plan.backend.source,
-            stand_in_reason=the_plan.backend.fallback_reason, cost=the_plan.cost_usd,
-            image_ids=[str(uuid.uuid4()) for _ in the_plan.images], seeds=the_plan.seeds,
+            id=job_id, dialect=submission.dialect, request=request, params_hash=digest,
+            caller=submission.caller.principal, delivery=submission.delivery,
+            echo=dict(submission.echo), batch_key=batch_key(the_plan),
+            backend=the_plan.backend.source, stand_in_reason=the_plan.backend.fallback_reason,
+            cost=the_plan.cost_usd, image_ids=[str(uuid.uuid4()) for _ in the_plan.images],
+            seeds=the_plan.seeds,
         )
         if not await asyncio.to_thread(self.store.insert, new):
             # Another request with the same id won the race between our read and our insert.
-            raced = await self._existing(job_id, digest)
+            raced = await self._existing(job_id, digest, names)
             if raced is not None:
                 return raced, False
-        self.on_submit(dialect)
-        self.wake_worker()
+        self.on_submit(submission.dialect)
+        self.events.work_submitted()
         return _new_job(new, the_plan), True
 
-    async def _existing(self, job_id: str, digest: str) -> Job | None:
+    async def _check_urls(self, submission: Submission) -> None:
+        """Every URL easel will call for this job, refused now when it is known to be refused."""
+        delivery, names = submission.delivery, submission.names
+        for url, parameter in ((delivery.webhook, "webhook"), (delivery.upload, "upload")):
+            if url is not None:
+                await check_at_submission(url, names(parameter), self.allow_loopback_urls)
+
+    async def _existing(self, job_id: str, digest: str, names: WireNames) -> Job | None:
         found = await asyncio.to_thread(self.store.get_with_hash, job_id)
         if found is None:
             return None
         job, stored_digest = found
         if stored_digest != digest:
+            name = names("task_id")
             raise EaselError(
                 ErrorKind.CONFLICT,
-                f"task {job_id} already exists with different parameters; use a new taskUUID",
-                "taskUUID",
+                f"{name} {job_id} was already used with different parameters; use a new {name}",
+                name,
             )
         return job
 
-    async def check_outbound(self, url: str | None, parameter: str) -> None:
-        """A webhook/upload URL, refused now when it is known to be refused (SSRF policy)."""
-        if url is not None:
-            await check_at_submission(url, parameter, self.settings.allow_loopback_urls)
+    async def run(self, submission: Submission, timeout: float) -> Job:
+        """Submit and hold until the job completes. Raises JobFailed (failed or cancelled) or
+        StillRunning (the wait ran out; the job goes on)."""
+        job, _ = await self.submit(submission)
+        job = await self.wait(job.id, timeout, submission.names)
+        if job.status is JobStatus.COMPLETED:
+            return job
+        if job.status.terminal:
+            raise JobFailed(job)
+        raise StillRunning(job, timeout)
 
-    async def delivery_failures(self, job_id: str) -> list[Delivery]:
-        """Webhooks and uploads of this job that finally failed (polling stays the truth)."""
-        if self.deliveries is None:
-            return []
-        return [d for d in await self.deliveries.for_job(job_id) if d.status == "failed"]
+    # -- reads ----------------------------------------------------------------------------------
 
     async def get(self, job_id: str) -> Job | None:
         return await asyncio.to_thread(self.store.get, job_id)
 
-    async def wait(self, job_id: str, timeout: float | None = None) -> Job:
+    async def wait(
+        self, job_id: str, timeout: float | None = None, names: WireNames | None = None
+    ) -> Job:
         """The job once terminal, or its current state when `timeout` seconds have passed."""
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
         while True:
-            event = asyncio.Event()
-            self._waiters.setdefault(job_id, set()).add(event)  # before reading: no lost wake-up
-            try:
+            with self.events.watching(job_id) as changed:
                 job = await self.get(job_id)
                 if job is None:
-                    raise EaselError(ErrorKind.NOT_FOUND, f"no task {job_id}", "taskUUID")
+                    name = (names or WireNames())("task_id")
+                    raise EaselError(ErrorKind.NOT_FOUND, f"no job {job_id}", name)
                 if job.status.terminal:
                     return job
                 remaining = None if deadline is None else deadline - loop.time()
                 if remaining is not None and remaining <= 0:
                     return job
                 # Polling covers workers in other processes, whose changes we are not told about.
-                pause = self.settings.poll_interval * 4
+                pause = self.poll_interval * 4
                 if remaining is not None:
                     pause = min(pause, remaining)
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(event.wait(), pause)
-            finally:
-                waiters = self._waiters.get(job_id)
-                if waiters is not None:
-                    waiters.discard(event)
-                    if not waiters:
-                        self._waiters.pop(job_id, None)
+                    await asyncio.wait_for(changed.wait(), pause)
 
-    def notify(self, job_id: str) -> None:
-        """Thread-safe: the worker calls this when a job changed state."""
-        if self._loop is not None and not self._loop.is_closed():
-            self._loop.call_soon_threadsafe(self._wake, job_id)
+    async def delivery_failures(self, job_id: str) -> list[Delivery]:
+        """Webhooks and uploads of this job that finally failed (polling stays the truth)."""
+        rows = await asyncio.to_thread(self.outbox.for_job, job_id)
+        return [d for d in rows if d.status == FAILED]
 
-    def _wake(self, job_id: str) -> None:
-        for event in self._waiters.get(job_id, ()):
-            event.set()
+    async def deliveries(self, job_id: str) -> list[Delivery]:
+        return await asyncio.to_thread(self.outbox.for_job, job_id)
 
-    # -- images ---------------------------------------------------------------------------------
+    # -- cancel ---------------------------------------------------------------------------------
 
-    def image_url(self, job: Job, image: JobImage) -> str:
-        ext = job.request.output_format.extension
-        return f"{self.settings.base_url}/images/{image.image_id}.{ext}"
-
-    async def image_bytes(self, image: JobImage) -> bytes:
-        ext = EXT_BY_MIME.get(image.mime or "")
-        if ext is None:
-            stored = await asyncio.to_thread(self.store.image, image.image_id)
-            if stored is None:
-                raise EaselError(ErrorKind.NOT_FOUND, f"no image {image.image_id}", "imageUUID")
-            ext = stored.ext
-        data = await asyncio.to_thread(self.blobs.get, blob_key(image.image_id, ext))
-        if data is None:
-            raise EaselError(
-                ErrorKind.NOT_FOUND, f"image {image.image_id} is not stored (expired?)", "imageUUID"
-            )
-        return data
-
-    async def image_base64(self, image: JobImage) -> str:
-        return base64.b64encode(await self.image_bytes(image)).decode("ascii")
-
-    async def image_data_uri(self, image: JobImage) -> str:
-        mime = image.mime or "image/jpeg"
-        return f"data:{mime};base64,{await self.image_base64(image)}"
+    async def cancel(self, job_id: str, names: WireNames | None = None) -> Job:
+        """Cancel a queued job at once, or ask a running one to stop at its next denoising step
+        (its worker ends it `cancelled`). A finished job is returned as it is."""
+        status = await asyncio.to_thread(self.store.cancel, job_id, "cancelled by the caller")
+        if status is None:
+            name = (names or WireNames())("task_id")
+            raise EaselError(ErrorKind.NOT_FOUND, f"no job {job_id}", name)
+        self.events.job_changed(job_id)
+        job = await self.get(job_id)
+        assert job is not None
+        return job
 
 
 def _new_job(new: NewJob, the_plan: Plan) -> Job:
@@ -218,5 +218,6 @@ def _new_job(new: NewJob, the_plan: Plan) -> Job:
             for i, (image_id, seed) in enumerate(zip(new.image_ids, new.seeds, strict=True))
         ),
         created_at=datetime.now(UTC), backend=new.backend, stand_in_reason=new.stand_in_reason,
-        cost_usd=new.cost, options=new.options, progress_total=the_plan.backend.steps,
+        cost_usd=new.cost, delivery=new.delivery, echo=new.echo,
+        progress_total=the_plan.backend.steps,
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hmac
 import time
 
+from easel.domain.submission import Caller
 from easel.store import KeyStore
 
 CACHE_SECONDS = 1.0  # a revoked key stops working within this long
@@ -31,6 +32,14 @@ class KeyRing:
                 value = False
             self._required = (now, value)
         return value
+
+    def caller(self, key: str | None, client_address: str) -> Caller | None:
+        """Who is calling, or None when a key is required and this one is not live. With no
+        keys configured (the loopback default) the caller is its address."""
+        if not self.required():
+            return Caller(f"ip:{client_address}")
+        principal = self.principal(key)
+        return None if principal is None else Caller(principal)
 
     def principal(self, key: str | None) -> str | None:
         """Who this key is ("env:<n>" or "key:<id>"), or None when it is not a live key."""

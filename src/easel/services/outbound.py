@@ -41,6 +41,13 @@ class Unresolvable(EaselError):
                          parameter)
 
 
+class Refused(EaselError):
+    """A well-formed URL the SSRF policy refuses (a private, loopback or metadata address)."""
+
+    def __init__(self, parameter: str, message: str) -> None:
+        super().__init__(ErrorKind.INVALID, message, parameter)
+
+
 @dataclass(frozen=True)
 class CheckedURL:
     url: str
@@ -99,9 +106,16 @@ def refusal(address: IPAddress, allow_loopback: bool) -> str | None:
     return None
 
 
+MAX_URL = 2048
+
+
 def parse(url: object, parameter: str) -> tuple[str, str, int]:
+    """The one syntax check of outbound URLs: absolute http(s), a host, no credentials."""
     if not isinstance(url, str) or not url:
         raise invalid(parameter, f"{parameter} must be an http(s) URL")
+    if len(url) > MAX_URL:
+        raise invalid(parameter, f"{parameter} must be an http(s) URL of at most {MAX_URL} "
+                                 "characters")
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https"):
         raise invalid(
@@ -133,7 +147,7 @@ async def check_url(url: object, parameter: str, allow_loopback: bool = False) -
     for address in addresses:
         why = refusal(address, allow_loopback)
         if why:
-            raise invalid(parameter, f"{parameter} resolves to {why} ({address}); refused")
+            raise Refused(parameter, f"{parameter} resolves to {why} ({address}); refused")
     assert isinstance(url, str)
     return CheckedURL(url, host, port, addresses[0])
 
@@ -141,9 +155,9 @@ async def check_url(url: object, parameter: str, allow_loopback: bool = False) -
 def _refuse_name(host: str, parameter: str, allow_loopback: bool) -> None:
     name = host.rstrip(".").lower()
     if name in METADATA_HOSTS or name.endswith(METADATA_SUFFIXES):
-        raise invalid(parameter, f"{parameter} names a cloud metadata host ({name}); refused")
+        raise Refused(parameter, f"{parameter} names a cloud metadata host ({name}); refused")
     if not allow_loopback and (name in LOCAL_HOSTS or name.endswith(LOCAL_SUFFIXES)):
-        raise invalid(parameter, f"{parameter} names a loopback host ({name}); refused")
+        raise Refused(parameter, f"{parameter} names a loopback host ({name}); refused")
 
 
 async def _resolve(host: str, port: int, parameter: str) -> list[IPAddress]:

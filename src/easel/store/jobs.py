@@ -9,7 +9,7 @@ transition, whoever finishes first.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -18,57 +18,15 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine, RowMapping
 from sqlalchemy.exc import IntegrityError
 
-from easel.domain.job import Job, JobImage, JobStatus
+from easel.domain.errors import ErrorKind
+from easel.domain.job import TERMINAL_STATUSES, Job, JobImage, JobStatus
 from easel.domain.request import GenerationRequest, ImageFormat
+from easel.domain.submission import DeliverySettings
+from easel.store import schema
+from easel.store.outbox import delivery_settings, enqueue_for
+from easel.store.schema import images, jobs
 
-metadata = sa.MetaData()
-
-jobs = sa.Table(
-    "jobs",
-    metadata,
-    sa.Column("id", sa.String(128), primary_key=True),
-    sa.Column("dialect", sa.String(32), nullable=False),
-    sa.Column("request", sa.JSON, nullable=False),
-    sa.Column("params_hash", sa.String(64), nullable=False),
-    sa.Column("options", sa.JSON, nullable=False),
-    sa.Column("status", sa.String(16), nullable=False, index=True),
-    sa.Column("batch_key", sa.String(512), nullable=False),  # jobs that may share an engine call
-    sa.Column("num_images", sa.Integer, nullable=False),
-    sa.Column("backend", sa.String(512), nullable=False, default=""),
-    sa.Column("stand_in_reason", sa.Text),
-    sa.Column("cost", sa.Float, nullable=False, default=0.0),
-    sa.Column("error_code", sa.String(64)),
-    sa.Column("error_message", sa.Text),
-    sa.Column("attempts", sa.Integer, nullable=False, default=0),
-    sa.Column("lease_owner", sa.String(64)),
-    sa.Column("lease_expires_at", sa.Float),
-    sa.Column("created_at", sa.Float, nullable=False, index=True),
-    sa.Column("started_at", sa.Float),
-    sa.Column("finished_at", sa.Float),
-    sa.Column("updated_at", sa.Float, nullable=False),
-    sa.Column("progress_step", sa.Integer, nullable=False, default=0),
-    sa.Column("progress_total", sa.Integer, nullable=False, default=0),
-    sa.Column("batch_id", sa.String(64)),
-    sa.Column("engine_seconds", sa.Float, nullable=False, default=0.0),
-)
-
-images = sa.Table(
-    "images",
-    metadata,
-    sa.Column("image_id", sa.String(64), primary_key=True),
-    sa.Column("job_id", sa.String(128), sa.ForeignKey("jobs.id"), nullable=False, index=True),
-    sa.Column("idx", sa.Integer, nullable=False),
-    sa.Column("seed", sa.BigInteger, nullable=False),
-    sa.Column("ext", sa.String(8), nullable=False),
-    sa.Column("ready", sa.Boolean, nullable=False, default=False),
-    sa.Column("mime", sa.String(32)),
-    sa.Column("size_bytes", sa.Integer),
-    sa.Column("nsfw", sa.Boolean, nullable=False, default=False),
-    sa.Column("expires_at", sa.Float, index=True),
-    sa.Column("deleted", sa.Boolean, nullable=False, default=False),
-)
-
-TERMINAL = (JobStatus.COMPLETED.value, JobStatus.FAILED.value)
+TERMINAL = tuple(status.value for status in TERMINAL_STATUSES)
 
 
 @dataclass(frozen=True)
@@ -79,7 +37,9 @@ class NewJob:
     dialect: str
     request: GenerationRequest
     params_hash: str
-    options: dict[str, Any]
+    caller: str
+    delivery: DeliverySettings
+    echo: dict[str, Any]
     batch_key: str
     backend: str
     stand_in_reason: str | None
@@ -126,11 +86,12 @@ def make_engine(url: str) -> Engine:
 class JobStore:
     """Synchronous by design: callers on the event loop wrap calls in asyncio.to_thread."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, clock: Callable[[], float] = time.time) -> None:
         self.engine = make_engine(url)
+        self.clock = clock  # tests pass a fake clock: leases expire when the test says so
 
     def create(self) -> None:
-        metadata.create_all(self.engine)
+        schema.create(self.engine)
 
     def close(self) -> None:
         self.engine.dispose()
@@ -139,13 +100,14 @@ class JobStore:
 
     def insert(self, new: NewJob, now: float | None = None) -> bool:
         """False when a job with this id already exists (the caller compares parameters)."""
-        now = time.time() if now is None else now
+        now = self.clock() if now is None else now
         ext = new.request.output_format.extension
         try:
             with self.engine.begin() as conn:
                 conn.execute(jobs.insert().values(
                     id=new.id, dialect=new.dialect, request=request_to_json(new.request),
-                    params_hash=new.params_hash, options=new.options,
+                    params_hash=new.params_hash, caller=new.caller,
+                    options={"delivery": new.delivery.to_json(), "echo": new.echo},
                     status=JobStatus.QUEUED.value, batch_key=new.batch_key,
                     num_images=len(new.image_ids), backend=new.backend,
                     stand_in_reason=new.stand_in_reason, cost=new.cost, attempts=0,
@@ -210,7 +172,7 @@ class JobStore:
         Claimable: queued, or processing with an expired lease (its worker died). A job that has
         used up its attempts is failed here instead of being run again.
         """
-        now = time.time()
+        now = self.clock()
         with self.engine.connect() as conn:
             candidates = conn.execute(
                 sa.select(jobs.c.id, jobs.c.batch_key, jobs.c.num_images, jobs.c.attempts)
@@ -256,11 +218,11 @@ class JobStore:
         return chosen
 
     def _give_up(self, job_id: str, attempts: int) -> None:
-        now = time.time()
+        now = self.clock()
         with self.engine.begin() as conn:
             result = conn.execute(
                 jobs.update().where(jobs.c.id == job_id, _claimable(now)).values(
-                    status=JobStatus.FAILED.value, error_code="worker_lost",
+                    status=JobStatus.FAILED.value, error_code=ErrorKind.WORKER_LOST.value,
                     error_message=f"the job was interrupted {attempts} times (its worker crashed "
                     "or lost its lease); giving up",
                     finished_at=now, updated_at=now, lease_owner=None,
@@ -273,7 +235,7 @@ class JobStore:
         ids = list(job_ids)
         if not ids:
             return 0
-        now = time.time()
+        now = self.clock()
         with self.engine.begin() as conn:
             result = conn.execute(
                 jobs.update()
@@ -289,7 +251,7 @@ class JobStore:
                 jobs.update()
                 .where(jobs.c.id.in_(list(job_ids)), jobs.c.lease_owner == owner,
                        jobs.c.status == JobStatus.PROCESSING.value)
-                .values(progress_step=step, progress_total=total, updated_at=time.time())
+                .values(progress_step=step, progress_total=total, updated_at=self.clock())
             )
 
     def complete(
@@ -301,7 +263,7 @@ class JobStore:
         engine_seconds: float,
     ) -> bool:
         """The one terminal transition of a successful job; False if this worker lost it."""
-        now = time.time()
+        now = self.clock()
         with self.engine.begin() as conn:
             result = conn.execute(
                 jobs.update()
@@ -324,15 +286,15 @@ class JobStore:
             self._terminal(conn, job_id, now)
         return True
 
-    def fail(self, job_id: str, owner: str | None, code: str, message: str) -> bool:
-        now = time.time()
+    def fail(self, job_id: str, owner: str | None, kind: ErrorKind, message: str) -> bool:
+        now = self.clock()
         where = [jobs.c.id == job_id, jobs.c.status.not_in(TERMINAL)]
         if owner is not None:
             where.append(jobs.c.lease_owner == owner)
         with self.engine.begin() as conn:
             result = conn.execute(
                 jobs.update().where(*where).values(
-                    status=JobStatus.FAILED.value, error_code=code, error_message=message,
+                    status=JobStatus.FAILED.value, error_code=kind.value, error_message=message,
                     finished_at=now, updated_at=now, lease_owner=None,
                 )
             )
@@ -343,9 +305,56 @@ class JobStore:
     @staticmethod
     def _terminal(conn: Connection, job_id: str, now: float) -> None:
         """In the terminal transaction: owed webhooks and uploads join the outbox atomically."""
-        from easel.store.outbox import enqueue_for  # outbox builds on this module's tables
-
         enqueue_for(conn, job_id, now)
+
+    # -- cancel -------------------------------------------------------------------------------
+
+    def cancel(self, job_id: str, message: str) -> JobStatus | None:
+        """A queued job ends cancelled at once; a running one is asked to stop (its worker
+        ends it at the next denoising step). Returns the status after the call, None if no
+        such job. A terminal job is left as it is."""
+        now = self.clock()
+        with self.engine.begin() as conn:
+            queued = conn.execute(
+                jobs.update().where(jobs.c.id == job_id, jobs.c.status == JobStatus.QUEUED.value)
+                .values(status=JobStatus.CANCELLED.value, error_code=ErrorKind.CANCELLED.value,
+                        error_message=message, finished_at=now, updated_at=now,
+                        cancel_requested=True)
+            )
+            if queued.rowcount == 1:
+                self._terminal(conn, job_id, now)
+                return JobStatus.CANCELLED
+            conn.execute(
+                jobs.update().where(jobs.c.id == job_id,
+                                    jobs.c.status == JobStatus.PROCESSING.value)
+                .values(cancel_requested=True, updated_at=now)
+            )
+            status = conn.execute(sa.select(jobs.c.status).where(jobs.c.id == job_id)).scalar()
+        return None if status is None else JobStatus(status)
+
+    def cancel_requested(self, job_ids: Sequence[str]) -> set[str]:
+        """Which of these running jobs were asked to stop (the worker asks at every step)."""
+        if not job_ids:
+            return set()
+        with self.engine.connect() as conn:
+            return set(conn.execute(
+                sa.select(jobs.c.id).where(jobs.c.id.in_(list(job_ids)),
+                                           jobs.c.cancel_requested.is_(True))
+            ).scalars())
+
+    def finish_cancelled(self, job_id: str, owner: str, message: str) -> bool:
+        """The one terminal transition of a running job that was cancelled."""
+        now = self.clock()
+        with self.engine.begin() as conn:
+            result = conn.execute(
+                jobs.update().where(jobs.c.id == job_id, jobs.c.lease_owner == owner,
+                                    jobs.c.status == JobStatus.PROCESSING.value)
+                .values(status=JobStatus.CANCELLED.value, error_code=ErrorKind.CANCELLED.value,
+                        error_message=message, finished_at=now, updated_at=now, lease_owner=None)
+            )
+            if result.rowcount == 1:
+                self._terminal(conn, job_id, now)
+        return result.rowcount == 1
 
     def release(self, job_ids: Iterable[str], owner: str) -> None:
         """Hand unfinished jobs back to the queue (graceful shutdown): no attempt is lost."""
@@ -355,7 +364,7 @@ class JobStore:
                 .where(jobs.c.id.in_(list(job_ids)), jobs.c.lease_owner == owner,
                        jobs.c.status == JobStatus.PROCESSING.value)
                 .values(status=JobStatus.QUEUED.value, lease_owner=None, lease_expires_at=None,
-                        attempts=jobs.c.attempts - 1, updated_at=time.time())
+                        attempts=jobs.c.attempts - 1, updated_at=self.clock())
             )
 
     # -- the sweeper's side -------------------------------------------------------------------
@@ -432,9 +441,18 @@ def _job(row: RowMapping, job_images: tuple[JobImage, ...]) -> Job:
         status=JobStatus(row["status"]), images=job_images,
         created_at=_dt(row["created_at"]) or datetime.now(UTC), backend=row["backend"],
         stand_in_reason=row["stand_in_reason"], cost_usd=float(row["cost"]),
-        options=dict(row["options"] or {}), started_at=_dt(row["started_at"]),
-        finished_at=_dt(row["finished_at"]), error_code=row["error_code"],
+        delivery=delivery_settings(row["options"]), echo=_echo(row["options"]),
+        started_at=_dt(row["started_at"]), finished_at=_dt(row["finished_at"]),
+        error=None if row["error_code"] is None else ErrorKind.of(row["error_code"]),
         error_message=row["error_message"], attempts=int(row["attempts"]),
         progress_step=int(row["progress_step"]), progress_total=int(row["progress_total"]),
         batch_id=row["batch_id"], engine_seconds=float(row["engine_seconds"]),
+        cancel_requested=bool(row["cancel_requested"]),
     )
+
+
+def _echo(options: Any) -> dict[str, Any]:
+    raw = dict(options or {})
+    if "delivery" in raw:
+        return dict(raw.get("echo") or {})
+    return {k: v for k, v in raw.items() if k not in ("webhook", "webhook_per_image", "upload")}

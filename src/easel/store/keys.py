@@ -16,19 +16,9 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from easel.store.jobs import metadata
+from easel.store.schema import api_keys
 
 PREFIX = "easel"
-
-api_keys = sa.Table(
-    "api_keys",
-    metadata,
-    sa.Column("id", sa.String(16), primary_key=True),
-    sa.Column("key_hash", sa.String(64), nullable=False),
-    sa.Column("name", sa.String(200), nullable=False, default=""),
-    sa.Column("created_at", sa.Float, nullable=False),
-    sa.Column("revoked_at", sa.Float),
-)
 
 
 @dataclass(frozen=True)

@@ -13,65 +13,17 @@ from __future__ import annotations
 
 import hashlib
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine, RowMapping
 
-from easel.store.jobs import images, jobs, metadata
+from easel.domain.delivery import DELIVERED, FAILED, PENDING, UPLOAD, WEBHOOK, Delivery
+from easel.domain.submission import DeliverySettings
+from easel.store.schema import deliveries, images, jobs
 
-PENDING, DELIVERED, FAILED = "pending", "delivered", "failed"
-WEBHOOK, UPLOAD = "webhook", "upload"
-
-deliveries = sa.Table(
-    "deliveries",
-    metadata,
-    sa.Column("id", sa.String(64), primary_key=True),  # also the webhook-id
-    sa.Column("job_id", sa.String(128), sa.ForeignKey("jobs.id"), nullable=False, index=True),
-    sa.Column("image_id", sa.String(64), nullable=False, default=""),  # "" = the whole job
-    sa.Column("kind", sa.String(16), nullable=False),
-    sa.Column("event", sa.String(16), nullable=False),  # the job's terminal status
-    sa.Column("url", sa.Text, nullable=False),
-    sa.Column("status", sa.String(16), nullable=False, index=True),
-    sa.Column("attempts", sa.Integer, nullable=False, default=0),
-    sa.Column("next_attempt_at", sa.Float, nullable=False, index=True),
-    sa.Column("first_attempt_at", sa.Float),
-    sa.Column("lease_owner", sa.String(64)),
-    sa.Column("lease_expires_at", sa.Float),
-    sa.Column("body", sa.LargeBinary),  # rendered once, so every retry sends the same bytes
-    sa.Column("last_status", sa.Integer),
-    sa.Column("last_error", sa.Text),
-    sa.Column("created_at", sa.Float, nullable=False),
-    sa.Column("updated_at", sa.Float, nullable=False),
-    sa.Column("finished_at", sa.Float),
-)
-
-
-@dataclass(frozen=True)
-class Delivery:
-    id: str
-    job_id: str
-    image_id: str
-    kind: str
-    event: str
-    url: str
-    status: str
-    attempts: int
-    first_attempt_at: float | None
-    body: bytes | None
-    last_status: int | None
-    last_error: str | None
-    created_at: float
-    finished_at: float | None
-
-    def public(self) -> dict[str, Any]:
-        """What a client may see about it (never the body, never more than a status class)."""
-        return {
-            "id": self.id, "kind": self.kind, "imageUUID": self.image_id or None,
-            "event": self.event, "status": self.status, "attempts": self.attempts,
-            "lastStatus": self.last_status, "lastError": self.last_error,
-        }
+__all__ = ["DELIVERED", "FAILED", "PENDING", "UPLOAD", "WEBHOOK", "Delivery", "DeliveryStore"]
 
 
 def delivery_id(job_id: str, image_id: str, kind: str) -> str:
@@ -80,17 +32,17 @@ def delivery_id(job_id: str, image_id: str, kind: str) -> str:
 
 
 def enqueue_for(conn: Connection, job_id: str, now: float) -> None:
-    """Inside the terminal transaction: the deliveries this job's options ask for."""
+    """Inside the terminal transaction: the deliveries this job's settings ask for."""
     row = conn.execute(
         sa.select(jobs.c.options, jobs.c.status).where(jobs.c.id == job_id)
     ).first()
     if row is None:
         return
-    options, status = dict(row[0] or {}), str(row[1])
+    settings, status = delivery_settings(row[0]), str(row[1])
     image_ids = [r[0] for r in conn.execute(
         sa.select(images.c.image_id).where(images.c.job_id == job_id).order_by(images.c.idx)
     )]
-    wanted = _wanted(options, status, image_ids)
+    wanted = _wanted(settings, status, image_ids)
     if not wanted:
         return
     ids = {delivery_id(job_id, image_id, kind): (image_id, kind, url)
@@ -108,32 +60,43 @@ def enqueue_for(conn: Connection, job_id: str, now: float) -> None:
         conn.execute(deliveries.insert(), rows)
 
 
+def delivery_settings(options: Any) -> DeliverySettings:
+    """The typed settings of a stored job (rows written before they were typed included)."""
+    raw = dict(options or {})
+    if "delivery" in raw:
+        return DeliverySettings.from_json(raw["delivery"] or {})
+    return DeliverySettings(webhook=raw.get("webhook"),
+                            webhook_per_image=bool(raw.get("webhook_per_image")),
+                            upload=raw.get("upload"), ttl_seconds=raw.get("ttl"))
+
+
 def _wanted(
-    options: dict[str, Any], status: str, image_ids: list[str]
+    settings: DeliverySettings, status: str, image_ids: list[str]
 ) -> list[tuple[str, str, str]]:
-    """(image_id, kind, url) per delivery. Dialects set the neutral options `webhook`, `upload`
-    and `webhook_per_image` (Runware posts each finished image on its own)."""
+    """(image_id, kind, url) per delivery: one webhook per image when the dialect posts images
+    one by one, else one per job (also for failed and cancelled jobs); uploads only of images
+    that were made."""
     out: list[tuple[str, str, str]] = []
     completed = status == "completed"
-    webhook, upload = options.get("webhook"), options.get("upload")
-    if isinstance(webhook, str) and webhook:
-        if completed and options.get("webhook_per_image"):
-            out += [(image_id, WEBHOOK, webhook) for image_id in image_ids]
+    if settings.webhook:
+        if completed and settings.webhook_per_image:
+            out += [(image_id, WEBHOOK, settings.webhook) for image_id in image_ids]
         else:
-            out.append(("", WEBHOOK, webhook))
-    if isinstance(upload, str) and upload and completed:
-        out += [(image_id, UPLOAD, upload) for image_id in image_ids]
+            out.append(("", WEBHOOK, settings.webhook))
+    if settings.upload and completed:
+        out += [(image_id, UPLOAD, settings.upload) for image_id in image_ids]
     return out
 
 
 class DeliveryStore:
     """The sender's side of the outbox. Synchronous: async callers use asyncio.to_thread."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, clock: Callable[[], float] = time.time) -> None:
         self.engine = engine
+        self.clock = clock
 
     def claim(self, owner: str, limit: int, lease_seconds: float) -> list[Delivery]:
-        now = time.time()
+        now = self.clock()
         with self.engine.connect() as conn:
             candidates = conn.execute(
                 sa.select(deliveries.c.id).where(_due(now))
@@ -162,7 +125,7 @@ class DeliveryStore:
         http_status: int | None, error: str | None,
     ) -> bool:
         """Record one attempt: delivered, failed for good, or pending again at `next_at`."""
-        now = time.time()
+        now = self.clock()
         values: dict[str, Any] = {
             "status": outcome, "attempts": deliveries.c.attempts + 1, "last_status": http_status,
             "last_error": error, "lease_owner": None, "lease_expires_at": None, "updated_at": now,

@@ -1,8 +1,11 @@
-"""The in-process worker: claim compatible jobs -> one engine call -> encode and store -> done.
+"""The worker: claim compatible jobs -> one engine call -> encode and store -> done.
 
-Three threads: the main loop (claims and runs the engine), an encoder (encodes and stores the
-images of a finished batch while the next batch denoises) and a heartbeat (renews the leases of
-every job this worker holds, so a live worker never loses a job and a dead one always does).
+It runs in the API process (the embedded default) or on its own (`easel worker`, one per GPU);
+either way it shares nothing with the API but the store. Three threads: the main loop (claims
+and runs the engine), an encoder (encodes and stores the images of a finished batch while the
+next batch denoises) and a heartbeat (renews the leases of every job this worker holds, so a
+live worker never loses a job and a dead one always does). Tests drive it without threads
+through `run_until_empty`.
 """
 
 from __future__ import annotations
@@ -16,23 +19,24 @@ import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
 
 from easel.catalog import Catalog
-from easel.domain.errors import EaselError, ErrorKind
-from easel.domain.generation import GeneratedImage, ImageSpec
+from easel.domain.errors import CancelledError, EaselError, ErrorKind
+from easel.domain.generation import Engine, GeneratedImage, ImageSpec
 from easel.domain.job import Job
 from easel.services.artifacts import BlobStore, blob_key, expiry
+from easel.services.events import JobEvents
 from easel.services.generation import BackendResolver, Plan, plan
 from easel.services.images import encode
 from easel.services.metrics import Metrics
 from easel.settings import Settings
 from easel.store import JobStore, ReadyImage
 
-if TYPE_CHECKING:
-    from easel.engine import Engine
-
 log = logging.getLogger(__name__)
+
+CANCELLED_MESSAGE = "cancelled by the caller"
+# Finish(planned jobs, their images in order, batch id, engine seconds)
+Finish = Callable[[list["_Planned"], list[GeneratedImage], str, float], None]
 
 
 @dataclass(frozen=True)
@@ -50,7 +54,8 @@ class Worker:
         store: JobStore,
         blobs: BlobStore,
         metrics: Metrics,
-        on_change: Callable[[str], None],
+        events: JobEvents,
+        engine_factory: Callable[[], Engine],
     ) -> None:
         self.settings = settings
         self.catalog = catalog
@@ -58,12 +63,12 @@ class Worker:
         self.store = store
         self.blobs = blobs
         self.metrics = metrics
-        self.on_change = on_change
+        self.events = events
+        self.engine_factory = engine_factory  # called in the worker's thread: torch loads there
         self.owner = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self.engine: Engine | None = None
-        self.ready = threading.Event()
-        self.load_error: str | None = None
-        self._wake = threading.Event()
+        self._ready = threading.Event()
+        self._load_error: str | None = None
         self._stop = threading.Event()
         self._held: set[str] = set()
         self._held_lock = threading.Lock()
@@ -72,14 +77,22 @@ class Worker:
 
     # -- lifecycle ------------------------------------------------------------------------------
 
+    @property
+    def is_ready(self) -> bool:
+        return self._ready.is_set()
+
+    @property
+    def load_error(self) -> str | None:
+        return self._load_error
+
+    def wait_ready(self, timeout: float | None = None) -> bool:
+        return self._ready.wait(timeout)
+
     def start(self) -> None:
         for target, name in ((self._main, "easel-worker"), (self._heartbeat, "easel-heartbeat")):
             thread = threading.Thread(target=target, name=name, daemon=True)
             thread.start()
             self._threads.append(thread)
-
-    def wake(self) -> None:
-        self._wake.set()
 
     def alive(self) -> bool:
         """A thread of this worker is still running (e.g. an engine call past the grace)."""
@@ -88,12 +101,11 @@ class Worker:
     def drain(self) -> None:
         """Claim nothing more; the batch in flight finishes (`stop` then hands back the rest)."""
         self._stop.set()
-        self._wake.set()
+        self.events.work_submitted()
 
     def stop(self, timeout: float = 30.0) -> None:
         """Finish the running batch, store its images, hand anything unfinished back."""
-        self._stop.set()
-        self._wake.set()
+        self.drain()
         for thread in self._threads:
             thread.join(timeout)
         self._encoder.shutdown(wait=True)
@@ -102,46 +114,57 @@ class Worker:
         if held:
             self.store.release(held, self.owner)
 
-    # -- the main loop --------------------------------------------------------------------------
+    # -- the loops ------------------------------------------------------------------------------
 
     def _main(self) -> None:
-        self._load()
+        self.load()
         while not self._stop.is_set():
-            self._wake.clear()
-            try:
-                jobs = self.store.claim(
-                    self.owner, self.settings.batch_size, self.settings.lease_seconds,
-                    self.settings.max_attempts,
-                )
-            except Exception:  # a store hiccup (locked database) is retried, never fatal
-                log.exception("claiming jobs failed")
-                jobs = []
+            jobs = self._claim()
             if not jobs:
-                self._wake.wait(self.settings.poll_interval)
+                self.events.wait_for_work(self.settings.poll_interval)
                 continue
-            self._hold([job.id for job in jobs])
-            for job in jobs:
-                self.on_change(job.id)
-            self._run(jobs)
+            self._run(jobs, self._finish_later)
 
-    def _load(self) -> None:
-        """Import torch and warm the preloaded models; /readyz turns 200 when this is done."""
+    def run_until_empty(self) -> int:
+        """Claim and run until nothing is claimable, encoding inline; the number of jobs run.
+        For tests and tools: deterministic, no threads, no timing."""
+        if self.engine is None:
+            self.load()
+        done = 0
+        while jobs := self._claim():
+            self._run(jobs, self._finish)
+            done += len(jobs)
+        return done
+
+    def _claim(self) -> list[Job]:
         try:
-            from easel.engine import Engine
+            jobs = self.store.claim(
+                self.owner, self.settings.batch_size, self.settings.lease_seconds,
+                self.settings.max_attempts,
+            )
+        except Exception:  # a store hiccup (locked database) is retried, never fatal
+            log.exception("claiming jobs failed")
+            return []
+        self._hold([job.id for job in jobs])
+        for job in jobs:
+            self.events.job_changed(job.id)
+        return jobs
 
-            s = self.settings
-            self.engine = Engine.from_settings(s)
-            for model_id in s.preload_models:
+    def load(self) -> None:
+        """Build the engine and warm the preloaded models; /readyz turns 200 when this is done."""
+        try:
+            engine = self.engine_factory()
+            for model_id in self.settings.preload_models:
                 backend = self.resolver.resolve(self.catalog.model(model_id).backend)
-                self.engine.pipeline(backend.source)
-            self.ready.set()
+                engine.warm(backend.source)
+            self.engine = engine
+            self._ready.set()
             log.info("worker %s ready", self.owner)
         except Exception as exc:  # the API stays up and says why it is not ready
-            self.load_error = f"{type(exc).__name__}: {exc}"
+            self._load_error = f"{type(exc).__name__}: {exc}"
             log.exception("loading models failed")
 
-    def _run(self, jobs: list[Job]) -> None:
-        _test_crash_hook(jobs, self._encoder)
+    def _run(self, jobs: list[Job], finish: Finish) -> None:
         planned = [p for p in (self._plan(job) for job in jobs) if p is not None]
         if not planned:
             return
@@ -150,28 +173,32 @@ class Worker:
         started = time.perf_counter()
         try:
             generated = self._generate(planned[0].plan, specs, ids)
+        except CancelledError:
+            self._end_cancelled(ids)
+            return
         except EaselError as exc:
-            self._fail_all(planned, exc.kind.value, exc.message)
+            self._fail_all(ids, exc.kind, exc.message)
             return
         except Exception as exc:  # a crash inside diffusers: fail clearly, never loop on it
             log.exception("engine crashed")
-            self._fail_all(planned, ErrorKind.INFERENCE.value, f"the engine failed: {exc}")
+            self._fail_all(ids, ErrorKind.INFERENCE, f"the engine failed: {exc}")
             return
         seconds = time.perf_counter() - started
         self.metrics.batch_seconds.observe(seconds)
         self.metrics.batch_images.observe(len(specs))
-        batch_id = uuid.uuid4().hex
-        self._encoder.submit(self._finish, planned, generated, batch_id, seconds)
+        finish(planned, generated, uuid.uuid4().hex, seconds)
 
     def _plan(self, job: Job) -> _Planned | None:
         try:
             seeds = [image.seed for image in job.images]  # fixed at submission
             return _Planned(job, plan(job.request, self.catalog, self.resolver, seeds))
         except EaselError as exc:
-            self._fail_all([], exc.kind.value, exc.message, job_ids=[job.id])
+            self._fail_all([job.id], exc.kind, exc.message)
             return None
 
-    def _generate(self, first: Plan, specs: list[ImageSpec], ids: list[str]) -> list[Any]:
+    def _generate(
+        self, first: Plan, specs: list[ImageSpec], ids: list[str]
+    ) -> list[GeneratedImage]:
         if self.engine is None:
             raise EaselError(ErrorKind.UNAVAILABLE, f"the engine is not loaded: {self.load_error}")
         size = self.settings.batch_size
@@ -179,18 +206,36 @@ class Worker:
         progress = _Progress(self, ids)
         for start in range(0, len(specs), size):  # one job larger than a batch runs in chunks
             chunk = tuple(specs[start:start + size])
-            out.extend(self.engine.generate(first.batch(chunk), progress=progress))
+            out.extend(self.engine.generate(first.batch(chunk), progress=progress,
+                                            cancel=progress.cancel))
         return out
 
-    def _fail_all(
-        self, planned: list[_Planned], code: str, message: str, job_ids: list[str] | None = None
-    ) -> None:
-        for job_id in job_ids or [p.job.id for p in planned]:
-            if self.store.fail(job_id, self.owner, code, message):
-                self.metrics.failed.labels(code).inc()
+    def _end_cancelled(self, ids: list[str]) -> None:
+        """The batch stopped because one of its jobs was cancelled: that job ends cancelled, its
+        batch-mates go back to the queue without spending an attempt."""
+        cancelled = self.store.cancel_requested(ids)
+        for job_id in cancelled:
+            if self.store.finish_cancelled(job_id, self.owner, CANCELLED_MESSAGE):
+                self.metrics.failed.labels(ErrorKind.CANCELLED.value).inc()
+        others = [job_id for job_id in ids if job_id not in cancelled]
+        if others:
+            self.store.release(others, self.owner)
+        for job_id in ids:
             self._release(job_id)
 
-    # -- the encoder thread ---------------------------------------------------------------------
+    def _fail_all(self, job_ids: list[str], kind: ErrorKind, message: str) -> None:
+        for job_id in job_ids:
+            if self.store.fail(job_id, self.owner, kind, message):
+                self.metrics.failed.labels(kind.value).inc()
+            self._release(job_id)
+
+    # -- encoding and storing -----------------------------------------------------------------
+
+    def _finish_later(
+        self, planned: list[_Planned], generated: list[GeneratedImage], batch_id: str,
+        engine_seconds: float,
+    ) -> None:
+        self._encoder.submit(self._finish, planned, generated, batch_id, engine_seconds)
 
     def _finish(
         self, planned: list[_Planned], generated: list[GeneratedImage], batch_id: str,
@@ -207,7 +252,7 @@ class Worker:
                     self.metrics.images.inc(len(ready))
             except Exception as exc:
                 log.exception("storing images of %s failed", p.job.id)
-                self._fail_all([p], ErrorKind.INFERENCE.value, f"could not store images: {exc}")
+                self._fail_all([p.job.id], ErrorKind.INTERNAL, f"could not store images: {exc}")
             finally:
                 self._release(p.job.id)
 
@@ -225,7 +270,7 @@ class Worker:
         data = encode(image.pixels, request.output_format, request.output_quality, metadata)
         # Deterministic key: a re-run after a crash overwrites the same file.
         self.blobs.put(blob_key(record.image_id, request.output_format.extension), data)
-        expires = expiry(job.options, self.settings.image_ttl_seconds)
+        expires = expiry(job.delivery, self.settings.image_ttl_seconds)
         return ReadyImage(record.image_id, request.output_format.mime, len(data), expires)
 
     # -- leases -------------------------------------------------------------------------------
@@ -237,17 +282,20 @@ class Worker:
     def _release(self, job_id: str) -> None:
         with self._held_lock:
             self._held.discard(job_id)
-        self.on_change(job_id)
+        self.events.job_changed(job_id)
 
     def _heartbeat(self) -> None:
         interval = max(self.settings.lease_seconds / 3, 0.2)
         while not self._stop.wait(interval):
-            with self._held_lock:
-                held = list(self._held)
-            try:
-                self.store.heartbeat(self.owner, held, self.settings.lease_seconds)
-            except Exception:
-                log.exception("lease heartbeat failed")
+            self.heartbeat()
+
+    def heartbeat(self) -> None:
+        with self._held_lock:
+            held = list(self._held)
+        try:
+            self.store.heartbeat(self.owner, held, self.settings.lease_seconds)
+        except Exception:
+            log.exception("lease heartbeat failed")
 
     def report_progress(self, job_ids: list[str], step: int, total: int) -> None:
         try:
@@ -255,15 +303,17 @@ class Worker:
         except Exception:  # progress is advisory; the job goes on without it
             log.debug("progress update failed", exc_info=True)
         for job_id in job_ids:
-            self.on_change(job_id)
+            self.events.job_changed(job_id)
 
 
 class _Progress:
-    """Engine progress callback: step latency metric, and throttled progress writes."""
+    """Engine progress callback: step latency metric, throttled progress writes, and the
+    cancel check (every step, so a cancelled job stops within one step)."""
 
     def __init__(self, worker: Worker, job_ids: list[str]) -> None:
         self.worker = worker
         self.job_ids = job_ids
+        self.cancel = threading.Event()
         self.last_step = time.perf_counter()
         self.last_write = 0.0
 
@@ -274,15 +324,8 @@ class _Progress:
         if now - self.last_write >= 0.5 or step == total:
             self.last_write = now
             self.worker.report_progress(self.job_ids, step, total)
-
-
-def _test_crash_hook(jobs: list[Job], encoder: ThreadPoolExecutor) -> None:
-    """TEST ONLY (off unless EASEL_TEST_CRASH_ON_PROMPT is set): die like a segfaulting engine
-    when a claimed job's prompt contains the marker, so the poison-job path can be tested. The
-    previous batch's encoding is let finish first, so only the poison's own batch is hit and
-    the test is deterministic."""
-    marker = os.environ.get("EASEL_TEST_CRASH_ON_PROMPT")
-    if marker and any(marker in job.request.prompt for job in jobs):
-        encoder.submit(lambda: None).result()
-        log.error("EASEL_TEST_CRASH_ON_PROMPT matched: exiting (test hook)")
-        os._exit(86)
+        try:
+            if self.worker.store.cancel_requested(self.job_ids):
+                self.cancel.set()
+        except Exception:  # the store is busy: look again at the next step
+            log.debug("cancel check failed", exc_info=True)

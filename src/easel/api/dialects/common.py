@@ -1,5 +1,6 @@
-"""Helpers every dialect shares: reading a JSON body, validating wire models with one clear
-message that names the parameter, credentials, and the header that lists ignored fields.
+"""What every dialect shares: the Dialect it exports, the error table over one default table,
+reading a JSON body, validating wire models with one clear message that names the parameter,
+credentials, and the header that lists ignored fields.
 
 Nothing here holds state or knows a size, a limit or a price (those live in the catalog)."""
 
@@ -7,17 +8,20 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Protocol, TypeVar
-from urllib.parse import urlsplit
+from typing import Any, TypeVar
 
+from fastapi import APIRouter
 from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 
 from easel.api.auth import bearer_token as auth_bearer
 from easel.api.limits import BodyTooLarge, read_body
-from easel.domain.errors import EaselError, ErrorKind, invalid
+from easel.domain.errors import EaselError, ErrorKind, Throttled, invalid
 from easel.domain.job import Job, JobImage
+from easel.services.artifacts import ImageSource
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -25,26 +29,72 @@ M = TypeVar("M", bound=BaseModel)
 # client is told instead of the field being dropped quietly. Also written into docs per dialect.
 IGNORED_HEADER = "x-easel-ignored-fields"
 
-STATUS_BY_KIND: dict[ErrorKind, int] = {
+# The one default table: the HTTP status of each kind of failure. A dialect overrides only
+# where its provider documents another status.
+DEFAULT_STATUS: Mapping[ErrorKind, int] = {
     ErrorKind.INVALID: 400,
     ErrorKind.MISSING: 400,
     ErrorKind.UNSUPPORTED: 400,
     ErrorKind.UNKNOWN_MODEL: 404,
-    ErrorKind.CONFLICT: 409,
-    ErrorKind.AUTH: 401,
     ErrorKind.NOT_FOUND: 404,
+    ErrorKind.CONFLICT: 409,
     ErrorKind.RATE_LIMITED: 429,
     ErrorKind.UNAVAILABLE: 503,
-    ErrorKind.CANCELLED: 500,
+    ErrorKind.TIMEOUT: 504,
+    ErrorKind.CANCELLED: 409,
+    ErrorKind.WORKER_LOST: 500,
+    ErrorKind.CONTENT_BLOCKED: 400,
     ErrorKind.INFERENCE: 500,
+    ErrorKind.INTERNAL: 500,
 }
+PAYLOAD_TOO_LARGE = 413
 
 
-def http_status(kind: ErrorKind | str) -> int:
-    try:
-        return STATUS_BY_KIND[ErrorKind(kind)]
-    except ValueError:
-        return 500
+@dataclass(frozen=True)
+class ErrorTable:
+    """A dialect's error codes, one per ErrorKind (the model is closed: every kind has one),
+    and the statuses where it differs from DEFAULT_STATUS."""
+
+    codes: Mapping[ErrorKind, str]
+    statuses: Mapping[ErrorKind, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        missing = [kind.value for kind in ErrorKind if kind not in self.codes]
+        if missing:
+            raise ValueError(f"error table has no code for {', '.join(missing)}")
+
+    def status(self, err: EaselError) -> int:
+        if isinstance(err, PayloadTooLarge):
+            return PAYLOAD_TOO_LARGE
+        return self.status_of(err.kind)
+
+    def status_of(self, kind: ErrorKind) -> int:
+        return self.statuses.get(kind, DEFAULT_STATUS[kind])
+
+    def code(self, kind: ErrorKind) -> str:
+        return self.codes[kind]
+
+
+def retry_headers(err: EaselError) -> dict[str, str]:
+    """Retry-After on every refusal that says when to come back (rate limit, full queue)."""
+    if isinstance(err, Throttled):
+        return {"Retry-After": str(err.retry_after)}
+    return {}
+
+
+# (job, image id or None for the whole job, images) -> the JSON body of one webhook POST
+WebhookRenderer = Callable[[Job, "str | None", ImageSource], Awaitable[dict[str, Any]]]
+
+
+@dataclass(frozen=True)
+class Dialect:
+    """What a dialect exports: its routes, its webhook bodies (None: it sends none), its errors.
+    The app lists the dialects it serves explicitly (api/app.py)."""
+
+    name: str
+    router: APIRouter
+    errors: ErrorTable
+    render_webhook: WebhookRenderer | None = None
 
 
 def parse_json_object(raw: bytes) -> dict[str, Any]:
@@ -63,15 +113,9 @@ def parse_json_object(raw: bytes) -> dict[str, Any]:
 class PayloadTooLarge(EaselError):
     """A body over the server's limit; dialects answer it with HTTP 413."""
 
-    status = 413
-
     def __init__(self, limit: int) -> None:
         message = f"the request body is larger than {limit} bytes"
         super().__init__(ErrorKind.INVALID, message, "body")
-
-
-def status_of(err: EaselError) -> int:
-    return PayloadTooLarge.status if isinstance(err, PayloadTooLarge) else http_status(err.kind)
 
 
 async def read_json_object(request: Request, limit: int) -> dict[str, Any]:
@@ -142,21 +186,5 @@ def ignored_header(ignored: list[str]) -> dict[str, str]:
     return {IGNORED_HEADER: ", ".join(ignored)} if ignored else {}
 
 
-class ImageSource(Protocol):
-    """The part of the jobs service a dialect needs to hand images out."""
-
-    def image_url(self, job: Job, image: JobImage) -> str: ...
-
-    async def image_bytes(self, image: JobImage) -> bytes: ...
-
-
 def ordered_images(job: Job) -> list[JobImage]:
     return sorted(job.images, key=lambda image: image.index)
-
-
-def check_webhook(url: str, parameter: str) -> str:
-    """Webhook targets are accepted and validated here; delivery is the delivery service's."""
-    parsed = urlsplit(url)
-    if parsed.scheme not in ("http", "https") or not parsed.hostname:
-        raise invalid(parameter, f"{parameter} must be an absolute http(s) URL, got {url[:200]!r}")
-    return url

@@ -7,14 +7,14 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
-from easel.api.auth import bearer_token, key_is_valid
+from easel.api.auth import authenticate, bearer_token
 from easel.api.deps import Services, get_services
-from easel.api.dialects.common import ignored_header, read_json_object
+from easel.api.dialects.common import Dialect, ignored_header, read_json_object, retry_headers
 from easel.api.dialects.google import translate as gg
 from easel.api.dialects.google.schemas import PredictRequest
 from easel.api.openapi import ERRORS, Open, model_schema, request_body, responses
-from easel.domain.errors import EaselError
-from easel.domain.job import JobStatus
+from easel.domain.errors import EaselError, ErrorKind
+from easel.services.jobs import JobFailed, StillRunning
 
 router = APIRouter(tags=["google"])
 
@@ -70,27 +70,35 @@ async def predict_vertex(
 async def _predict(
     model_action: str, request: Request, services: Services, default_count: int
 ) -> JSONResponse:
-    if not key_is_valid(services, _api_key(request)):
+    caller = authenticate(services, request, _api_key(request))
+    if caller is None:
         return _error(401, "API key not valid. Please pass a valid API key.")
+    headers: dict[str, str] = {}
+    model_id = ""
     try:
         model_id, action = gg.split_model_action(model_action)
         if action != "predict":
             return _error(404, f"method {action!r} is not served here; use :predict")
         body = await read_json_object(request, services.settings.max_body_bytes)
-        sub = gg.to_submission(services.catalog, model_id, body, default_count)
-        job, _ = await services.jobs.submit(sub.request, dialect=gg.DIALECT)
+        call = gg.to_submission(model_id, body, default_count, caller)
+        job = await services.jobs.run(call.submission, services.settings.sync_timeout)
+        headers["x-easel-job-id"] = job.id
+        reply = await gg.render(job, services.artifacts)
+    except (JobFailed, StillRunning) as err:
+        headers["x-easel-job-id"] = err.job.id
+        return _easel_error(err, headers)
     except EaselError as err:
-        status, payload = gg.easel_error_body(err)
-        return JSONResponse(payload, status_code=status)
-    hold = services.settings.sync_timeout
-    job = await services.jobs.wait(job.id, timeout=hold)
-    if job.status is JobStatus.FAILED:
-        return _error(500, job.error_message or "image generation failed")
-    if job.status is not JobStatus.COMPLETED:
-        return _error(504, f"the images were not ready within {hold:g}s (job {job.id})")
-    try:
-        reply = await gg.render(job, services.jobs)
-    except EaselError as err:
-        status, payload = gg.easel_error_body(err)
-        return JSONResponse(payload, status_code=status)
-    return JSONResponse(reply, headers={"x-easel-job-id": job.id, **ignored_header(sub.ignored)})
+        if err.kind is ErrorKind.UNKNOWN_MODEL:
+            err = gg.unknown_model(model_id, services.catalog.model_ids)
+        return _easel_error(err, headers)
+    return JSONResponse(reply, headers={**headers, **ignored_header(call.ignored)})
+
+
+def _easel_error(err: EaselError, headers: dict[str, str]) -> JSONResponse:
+    status, payload = gg.easel_error_body(err)
+    return JSONResponse(payload, status_code=status, headers={**headers, **retry_headers(err)})
+
+
+def dialect() -> Dialect:
+    """This dialect as the app mounts it (api/app.py lists every dialect)."""
+    return Dialect(gg.DIALECT, router, gg.ERRORS)

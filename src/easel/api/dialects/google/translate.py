@@ -5,12 +5,19 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from easel.api.dialects.common import ImageSource, b64, ordered_images, status_of, validate_wire
+from easel.api.dialects.common import ErrorTable, ImageSource, b64, ordered_images, validate_wire
 from easel.api.dialects.google.schemas import PredictRequest
-from easel.catalog import Catalog
-from easel.domain.errors import EaselError, ErrorKind, invalid
+from easel.domain.errors import EaselError, ErrorKind
 from easel.domain.job import Job
-from easel.domain.request import GenerationRequest, ImageFormat
+from easel.domain.request import ImageFormat
+from easel.domain.submission import (
+    AspectRatioSize,
+    Caller,
+    GenerationInput,
+    ModelChoice,
+    Submission,
+    WireNames,
+)
 
 DIALECT = "google"
 # Images per request when sampleCount is absent: the Gemini API documents 4, Vertex 1.
@@ -19,6 +26,12 @@ DEFAULT_COUNT_VERTEX = 1
 DEFAULT_JPEG_QUALITY = 75
 FORMATS = {"image/png": ImageFormat.PNG, "image/jpeg": ImageFormat.JPEG}
 LANGUAGES_HONOURED = ("auto", "en")
+NAMES = WireNames({
+    "prompt": "instances[0].prompt", "negative_prompt": "parameters.negativePrompt",
+    "num_images": "parameters.sampleCount", "aspect_ratio": "parameters.aspectRatio",
+    "resolution": "parameters.sampleImageSize", "seed": "parameters.seed",
+    "output_quality": "parameters.outputOptions.compressionQuality",
+})
 
 RPC_STATUS = {
     400: "INVALID_ARGUMENT",
@@ -33,10 +46,17 @@ RPC_STATUS = {
     504: "DEADLINE_EXCEEDED",
 }
 
+ERRORS = ErrorTable(
+    {kind: kind.value for kind in ErrorKind},  # the RPC status string carries the meaning
+    {ErrorKind.CANCELLED: 499, ErrorKind.CONTENT_BLOCKED: 400},
+)
+
 
 @dataclass(frozen=True)
-class Submission:
-    request: GenerationRequest
+class PredictCall:
+    """A translated :predict call: the Submission and the fields easel accepted but ignores."""
+
+    submission: Submission
     ignored: list[str] = field(default_factory=list)
 
 
@@ -50,61 +70,36 @@ def split_model_action(model_action: str) -> tuple[str, str]:
 
 
 def to_submission(
-    catalog: Catalog, model_id: str, body: dict[str, Any], default_count: int
-) -> Submission:
-    try:
-        model = catalog.model(model_id)
-    except EaselError as err:
-        raise EaselError(
-            ErrorKind.UNKNOWN_MODEL,
-            f"models/{model_id} is not found or is not supported for predict; known models: "
-            f"{', '.join(catalog.model_ids)}",
-            "model",
-        ) from err
+    model_id: str, body: dict[str, Any], default_count: int, caller: Caller
+) -> PredictCall:
     wire = validate_wire(PredictRequest, body)
     p = wire.parameters
-    prompt = wire.instances[0].prompt
-    model.check_prompt(prompt, "instances[0].prompt")
-    model.check_negative_prompt(p.negativePrompt, "parameters.negativePrompt")
-    count = default_count if p.sampleCount is None else p.sampleCount
-    model.check_count(count, "parameters.sampleCount")
-
-    resolution = p.sampleImageSize.lower()
-    if resolution not in model.resolutions:
-        allowed = ", ".join(r.upper() for r in model.resolutions)
-        raise invalid(
-            "parameters.sampleImageSize",
-            f"sampleImageSize {p.sampleImageSize!r} is not supported by {model.id}; "
-            f"allowed: {allowed}",
-            [r.upper() for r in model.resolutions],
-        )
-    try:
-        size = model.size_for(p.aspectRatio, resolution)
-    except EaselError as err:
-        raise invalid(
-            "parameters.aspectRatio", err.message.replace("aspect_ratio", "aspectRatio", 1),
-            err.allowed,
-        ) from None
-
     options = p.outputOptions
     fmt = FORMATS[options.mimeType] if options else ImageFormat.PNG
     quality = DEFAULT_JPEG_QUALITY
     if options is not None and options.compressionQuality is not None:
         quality = max(1, options.compressionQuality)  # 0 and 1 encode alike
+    generation = GenerationInput(
+        model=ModelChoice(model_id),
+        prompt=wire.instances[0].prompt,
+        # Google spells resolutions "1K"/"2K"; the catalog's are lower case.
+        size=AspectRatioSize(p.aspectRatio, p.sampleImageSize.lower()),
+        num_images=default_count if p.sampleCount is None else p.sampleCount,
+        negative_prompt=p.negativePrompt or None,
+        seed=p.seed,
+        output_format=fmt,
+        output_quality=quality,
+    )
+    return PredictCall(Submission(DIALECT, caller, generation, names=NAMES),
+                       ignored_fields(wire, fmt))
 
-    return Submission(
-        GenerationRequest(
-            model=model.id,
-            prompt=prompt,
-            width=size.width,
-            height=size.height,
-            num_images=count,
-            negative_prompt=p.negativePrompt or None,
-            seed=p.seed,
-            output_format=fmt,
-            output_quality=quality,
-        ),
-        ignored_fields(wire, fmt),
+
+def unknown_model(model_id: str, known: list[str]) -> EaselError:
+    return EaselError(
+        ErrorKind.UNKNOWN_MODEL,
+        f"models/{model_id} is not found or is not supported for predict; known models: "
+        f"{', '.join(known)}",
+        "model",
     )
 
 
@@ -160,5 +155,5 @@ def error_body(status: int, message: str, parameter: str | None = None) -> dict[
 
 
 def easel_error_body(err: EaselError) -> tuple[int, dict[str, Any]]:
-    status = status_of(err)
+    status = ERRORS.status(err)
     return status, error_body(status, err.message, err.parameter)

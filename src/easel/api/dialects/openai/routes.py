@@ -11,14 +11,20 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
-from easel.api.auth import key_is_valid
+from easel.api.auth import authenticate
 from easel.api.deps import Services, get_services
-from easel.api.dialects.common import bearer_token, ignored_header, read_json_object
+from easel.api.dialects.common import (
+    Dialect,
+    bearer_token,
+    ignored_header,
+    read_json_object,
+    retry_headers,
+)
 from easel.api.dialects.openai import translate as oa
 from easel.api.dialects.openai.schemas import ImagesGenerateRequest
 from easel.api.openapi import ERRORS, Open, model_schema, request_body, responses
-from easel.domain.errors import EaselError, ErrorKind
-from easel.domain.job import JobStatus
+from easel.domain.errors import EaselError
+from easel.services.jobs import JobFailed, StillRunning
 
 router = APIRouter(tags=["openai"])
 
@@ -41,40 +47,37 @@ async def generate(request: Request, services: Services = Depends(get_services))
     request_id = str(uuid.uuid4())
     headers = {"x-request-id": request_id}
 
-    def fail(
-        status: int, message: str, param: str | None = None, code: str | None = None
-    ) -> JSONResponse:
-        body = oa.error_body(message, status, param=param, code=code, path=PATH,
+    def fail(err: EaselError) -> JSONResponse:
+        status, body = oa.easel_error_body(err, path=PATH, request_id=request_id,
+                                           now=datetime.now(UTC))
+        return JSONResponse(body, status_code=status, headers={**headers, **retry_headers(err)})
+
+    caller = authenticate(services, request, bearer_token(request))
+    if caller is None:
+        status = 401
+        body = oa.error_body("Incorrect or missing API key (send Authorization: Bearer <key>)",
+                             status, param=None, code="invalid_api_key", path=PATH,
                              request_id=request_id, now=datetime.now(UTC))
         return JSONResponse(body, status_code=status, headers=headers)
-
-    if not key_is_valid(services, bearer_token(request)):
-        return fail(401, "Incorrect or missing API key (send Authorization: Bearer <key>)",
-                    code="invalid_api_key")
-    key = request.headers.get("idempotency-key")
     try:
-        body = await read_json_object(request, services.settings.max_body_bytes)
-        sub = oa.to_submission(services.catalog, body)
-        job, _ = await services.jobs.submit(
-            sub.request, dialect=oa.DIALECT, job_id=oa.job_id_for(key), options=sub.options
-        )
+        body_json = await read_json_object(request, services.settings.max_body_bytes)
+        wire = oa.to_submission(body_json, caller, request.headers.get("idempotency-key"))
+        job = await services.jobs.run(wire.submission, services.settings.sync_timeout)
+        headers["x-easel-job-id"] = job.id
+        tier = services.catalog.model(job.request.model).tier.name
+        reply = await oa.render(job, services.artifacts, wire.b64_json, tier)
+    except StillRunning as err:
+        headers["x-easel-job-id"] = err.job.id
+        err.message += "; retry with the same Idempotency-Key to pick them up"
+        return fail(err)
+    except JobFailed as err:
+        headers["x-easel-job-id"] = err.job.id
+        return fail(err)
     except EaselError as err:
-        if err.kind is ErrorKind.CONFLICT:
-            err = EaselError(ErrorKind.CONFLICT, f"Idempotency-Key {key!r} was already used with "
-                             "different parameters", "Idempotency-Key")
-        return fail(oa.error_status(err), err.message, err.parameter, oa.ERROR_CODES[err.kind])
+        return fail(err)
+    return JSONResponse(reply, headers={**headers, **ignored_header(wire.ignored)})
 
-    hold = services.settings.sync_timeout
-    job = await services.jobs.wait(job.id, timeout=hold)
-    headers["x-easel-job-id"] = job.id
-    if job.status is JobStatus.FAILED:
-        return fail(500, job.error_message or "image generation failed",
-                    code=job.error_code or "generation_failed")
-    if job.status is not JobStatus.COMPLETED:
-        return fail(504, f"the images were not ready within {hold:g}s (job {job.id}); retry "
-                         "with the same Idempotency-Key to pick them up", code="timeout")
-    try:
-        reply = await oa.render(job, services.jobs, sub.b64_json, sub.model.tier.name)
-    except EaselError as err:
-        return fail(oa.error_status(err), err.message, err.parameter, oa.ERROR_CODES[err.kind])
-    return JSONResponse(reply, headers={**headers, **ignored_header(sub.ignored)})
+
+def dialect() -> Dialect:
+    """This dialect as the app mounts it (api/app.py lists every dialect)."""
+    return Dialect(oa.DIALECT, router, oa.ERRORS)

@@ -22,18 +22,27 @@ from datetime import datetime
 from typing import Any
 
 from easel.api.dialects.common import (
+    ErrorTable,
     ImageSource,
     b64,
     iso_ms,
     ordered_images,
-    status_of,
     validate_wire,
 )
 from easel.api.dialects.openai.schemas import ImagesGenerateRequest
-from easel.catalog import Catalog, Model, Size
 from easel.domain.errors import EaselError, ErrorKind, invalid
 from easel.domain.job import Job
-from easel.domain.request import GenerationRequest, ImageFormat
+from easel.domain.request import ImageFormat
+from easel.domain.submission import (
+    AspectRatioSize,
+    Caller,
+    GenerationInput,
+    ModelChoice,
+    NearestSize,
+    SizeChoice,
+    Submission,
+    WireNames,
+)
 
 DIALECT = "openai"
 GENERIC_MODELS = ("imagen-4", "imagen4")
@@ -51,40 +60,29 @@ AIML_CREDITS_PER_USD = 2_000_000  # docs.aimlapi.com: $1 = 2,000,000 credits
 DEFAULT_COMPRESSION = 100  # OpenAI's default output_compression
 SIZE_RE = re.compile(r"^(\d{1,5})x(\d{1,5})$")
 IDEMPOTENCY_NAMESPACE = uuid.UUID("6f1d7c1e-3f0e-4d55-9a43-2f6f3c0d5e11")
+NAMES = WireNames({"tier": "quality", "output_quality": "output_compression",
+                   "task_id": "Idempotency-Key", "width": "size", "height": "size"})
 
 
 @dataclass(frozen=True)
-class Submission:
-    request: GenerationRequest
-    model: Model
-    size: Size
+class ImagesRequest:
+    """A translated request: the Submission, and how this dialect will render the reply."""
+
+    submission: Submission
     b64_json: bool
     ignored: list[str] = field(default_factory=list)
-    options: dict[str, Any] = field(default_factory=dict)
 
 
-def resolve_model(catalog: Catalog, model_id: str | None, quality: str | None) -> Model:
+def model_choice(model_id: str | None, quality: str | None) -> ModelChoice:
+    """A generic id (or none) runs the Google model of the tier `quality` picks; a specific id
+    fixes its tier, and a `quality` naming another tier is refused, never silently overridden."""
     if model_id is None or model_id in GENERIC_MODELS:
-        tier = QUALITY_TIER[quality or "auto"]
-        for model in sorted(catalog.models_for(GENERIC_PROVIDER), key=lambda m: m.id):
-            if model.tier.name == tier:
-                return model
-        raise EaselError(
-            ErrorKind.UNAVAILABLE, f"no {GENERIC_PROVIDER} model of tier {tier!r} in the catalog",
-            "model",
-        )
-    model = catalog.model(model_id)
-    if quality is not None and quality != "auto" and QUALITY_TIER[quality] != model.tier.name:
-        raise invalid(
-            "quality",
-            f"quality {quality!r} selects the {QUALITY_TIER[quality]} tier but {model.id} is the "
-            f"{model.tier.name} tier; omit quality, use 'auto', or pick a model of that tier "
-            f"(or the generic model 'imagen-4')",
-        )
-    return model
+        return ModelChoice(None, QUALITY_TIER[quality or "auto"], GENERIC_PROVIDER)
+    tier = QUALITY_TIER[quality] if quality is not None and quality != "auto" else None
+    return ModelChoice(model_id, tier)
 
 
-def resolve_size(model: Model, size: str | None, aspect_ratio: str | None) -> Size:
+def size_choice(size: str | None, aspect_ratio: str | None) -> SizeChoice | None:
     explicit = size is not None and size != "auto"
     if explicit and aspect_ratio is not None:
         raise invalid("aspect_ratio", "give size or aspect_ratio, not both")
@@ -94,21 +92,18 @@ def resolve_size(model: Model, size: str | None, aspect_ratio: str | None) -> Si
         if match is None:
             raise invalid("size", f"size must be 'auto' or WIDTHxHEIGHT (e.g. 1024x1024), "
                                   f"got {size!r}")
-        return model.nearest_size(int(match[1]), int(match[2]))
-    return model.size_for(aspect_ratio or "1:1", model.resolutions[0])
+        return NearestSize(int(match[1]), int(match[2]))
+    return AspectRatioSize(aspect_ratio) if aspect_ratio is not None else None
 
 
-def to_submission(catalog: Catalog, body: dict[str, Any]) -> Submission:
+def to_submission(
+    body: dict[str, Any], caller: Caller, idempotency_key: str | None = None
+) -> ImagesRequest:
     wire = validate_wire(ImagesGenerateRequest, body)
-    model = resolve_model(catalog, wire.model, wire.quality)
-    model.check_prompt(wire.prompt)
-    model.check_negative_prompt(wire.negative_prompt)
-
     if wire.n is not None and wire.num_images is not None and wire.n != wire.num_images:
         raise invalid("num_images", f"n ({wire.n}) and num_images ({wire.num_images}) disagree; "
                                     "give one of them")
     count = wire.n if wire.n is not None else wire.num_images
-    model.check_count(1 if count is None else count, "n" if wire.n is not None else "num_images")
 
     if wire.response_format is not None and wire.convert_base64_to_url is not None and (
         (wire.response_format == "url") != wire.convert_base64_to_url
@@ -129,30 +124,26 @@ def to_submission(catalog: Catalog, body: dict[str, Any]) -> Submission:
         raise EaselError(ErrorKind.UNSUPPORTED, "partial_images needs stream, which is not "
                          "supported", "partial_images")
 
-    size = resolve_size(model, wire.size, wire.aspect_ratio)
     fmt = ImageFormat(wire.output_format or "png")
     compression = wire.output_compression
     if compression is None:
         compression = DEFAULT_COMPRESSION
-    return Submission(
-        request=GenerationRequest(
-            model=model.id,
-            prompt=wire.prompt,
-            width=size.width,
-            height=size.height,
-            num_images=1 if count is None else count,
-            negative_prompt=wire.negative_prompt or None,
-            seed=wire.seed,
-            output_format=fmt,
-            output_quality=max(1, compression),  # 0 and 1 encode alike; the core wants 1..100
-        ),
-        model=model,
-        size=size,
-        b64_json=b64_json,
-        ignored=ignored_fields(wire, fmt),
-        options={k: v for k, v in (("user", wire.user),
-                                   ("safety_identifier", wire.safety_identifier)) if v},
+    generation = GenerationInput(
+        model=model_choice(wire.model, wire.quality),
+        prompt=wire.prompt,
+        size=size_choice(wire.size, wire.aspect_ratio),
+        num_images=1 if count is None else count,
+        negative_prompt=wire.negative_prompt or None,
+        seed=wire.seed,
+        output_format=fmt,
+        output_quality=max(1, compression),  # 0 and 1 encode alike; the core wants 1..100
     )
+    names = NAMES.with_(num_images="n" if wire.n is not None else "num_images")
+    echo = {k: v for k, v in (("user", wire.user), ("safety_identifier", wire.safety_identifier))
+            if v}
+    submission = Submission(DIALECT, caller, generation, task_id=job_id_for(idempotency_key),
+                            names=names, echo=echo)
+    return ImagesRequest(submission, b64_json, ignored_fields(wire, fmt))
 
 
 def ignored_fields(wire: ImagesGenerateRequest, fmt: ImageFormat) -> list[str]:
@@ -204,19 +195,22 @@ async def render(
     }
 
 
-ERROR_CODES: dict[ErrorKind, str] = {
+ERRORS = ErrorTable({
     ErrorKind.INVALID: "invalid_value",
     ErrorKind.MISSING: "missing_required_parameter",
     ErrorKind.UNSUPPORTED: "unsupported_parameter",
     ErrorKind.UNKNOWN_MODEL: "model_not_found",
-    ErrorKind.CONFLICT: "idempotency_key_conflict",
-    ErrorKind.AUTH: "invalid_api_key",
     ErrorKind.NOT_FOUND: "not_found",
+    ErrorKind.CONFLICT: "idempotency_key_conflict",
     ErrorKind.RATE_LIMITED: "rate_limit_exceeded",
     ErrorKind.UNAVAILABLE: "service_unavailable",
+    ErrorKind.TIMEOUT: "timeout",
     ErrorKind.CANCELLED: "cancelled",
+    ErrorKind.WORKER_LOST: "generation_failed",
+    ErrorKind.CONTENT_BLOCKED: "content_policy_violation",
     ErrorKind.INFERENCE: "generation_failed",
-}
+    ErrorKind.INTERNAL: "server_error",
+})
 
 
 def error_type(status: int) -> str:
@@ -225,10 +219,6 @@ def error_type(status: int) -> str:
     if status >= 500:
         return "server_error"
     return "invalid_request_error"
-
-
-def error_status(err: EaselError) -> int:
-    return status_of(err)
 
 
 def error_body(
@@ -255,7 +245,7 @@ def error_body(
 def easel_error_body(
     err: EaselError, *, path: str, request_id: str, now: datetime
 ) -> tuple[int, dict[str, Any]]:
-    status = error_status(err)
-    body = error_body(err.message, status, param=err.parameter, code=ERROR_CODES.get(err.kind),
+    status = ERRORS.status(err)
+    body = error_body(err.message, status, param=err.parameter, code=ERRORS.code(err.kind),
                       path=path, request_id=request_id, now=now)
     return status, body

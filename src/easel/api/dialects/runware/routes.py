@@ -18,17 +18,23 @@ from typing import Any
 from fastapi import APIRouter, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import JSONResponse
 
-from easel.api.auth import bearer_token, key_is_valid, keys_required
+from easel.api.auth import authenticate, bearer_token
 from easel.api.deps import services_of
+from easel.api.dialects.common import Dialect
 from easel.api.limits import BodyTooLarge, read_body
-from easel.api.openapi import ERRORS, request_body, responses
-from easel.domain.errors import EaselError
+from easel.api.openapi import ERRORS as OPENAPI_ERRORS
+from easel.api.openapi import request_body, responses
+from easel.domain.errors import EaselError, ErrorKind
+from easel.domain.submission import Caller
 from easel.services.container import Services
-from easel.services.delivery import register_renderer
+from easel.services.jobs import JobFailed, StillRunning
 
 from .openapi import Envelope, tasks_schema
 from .schemas import RunwareError, parse_image_inference, task_uuid
 from .translate import (
+    DIALECT,
+    ERRORS,
+    NAMES,
     TASK_TYPE,
     ack,
     from_easel,
@@ -36,13 +42,11 @@ from .translate import (
     poll_items,
     report_delivery_failures,
     result_items,
-    to_request,
+    to_submission,
     webhook_body,
 )
 
 log = logging.getLogger(__name__)
-router = APIRouter(tags=["runware"])
-register_renderer("runware", webhook_body)
 
 SESSION_KEEP_SECONDS = 120.0  # undelivered results wait this long for a reconnecting client
 
@@ -68,7 +72,7 @@ def _fail(error: RunwareError) -> Outcome:
 # -- tasks (shared by both transports) ---------------------------------------------------------
 
 
-async def run_task(services: Services, task: Any) -> Outcome:
+async def run_task(services: Services, caller: Caller, task: Any) -> Outcome:
     """Any task except authentication; never raises."""
     task_type = task.get("taskType") if isinstance(task, dict) else None
     uuid_ = task.get("taskUUID") if isinstance(task, dict) else None
@@ -79,7 +83,7 @@ async def run_task(services: Services, task: Any) -> Outcome:
         if task_type == "ping":
             return Outcome(data=[{"taskType": "ping", "pong": True}])
         if task_type == TASK_TYPE:
-            return await _image_inference(services, task)
+            return await _image_inference(services, caller, task)
         if task_type == "getResponse":
             return await _get_response(services, task)
         if task_type is None:
@@ -103,35 +107,33 @@ def _type_name(task_type: Any) -> str | None:
     return task_type if isinstance(task_type, str) else None
 
 
-async def _image_inference(services: Services, task: dict[str, Any]) -> Outcome:
+async def _image_inference(services: Services, caller: Caller, task: dict[str, Any]) -> Outcome:
     parsed = parse_image_inference(task)
-    request, options = to_request(parsed, services.catalog)
-    await services.jobs.check_outbound(parsed.webhook_url, "webhookURL")
-    await services.jobs.check_outbound(parsed.upload_endpoint, "uploadEndpoint")
-    job, _created = await services.jobs.submit(
-        request, dialect="runware", job_id=parsed.task_uuid, options=options
-    )
+    submission = to_submission(parsed, caller)
     if parsed.delivery_method == "async":
+        job, _created = await services.jobs.submit(submission)
         return Outcome(data=[ack(job)])
-    job = await services.jobs.wait(job.id, timeout=services.settings.sync_timeout)
-    if job.error_code is not None:
-        return _fail(job_error(job))
-    if not job.status.terminal:
+    try:
+        job = await services.jobs.run(submission, services.settings.sync_timeout)
+    except JobFailed as exc:
+        return _fail(job_error(exc.job))
+    except StillRunning:
         raise RunwareError(
-            "timeoutProvider", "the task did not finish in time; use deliveryMethod async",
-            status=504,
-        )
-    return Outcome(data=await result_items(job, services.jobs, with_status=False))
+            ERRORS.code(ErrorKind.TIMEOUT),
+            "the task did not finish in time; use deliveryMethod async", status=504,
+        ) from None
+    return Outcome(data=await result_items(job, services.artifacts, with_status=False))
 
 
 async def _get_response(services: Services, task: dict[str, Any]) -> Outcome:
     uuid_ = task_uuid(task)
     job = await services.jobs.get(uuid_)
     if job is None:
-        raise RunwareError("taskNotFound", f"no task {uuid_}", "taskUUID", status=404)
-    if job.error_code is not None:
+        raise RunwareError(ERRORS.code(ErrorKind.NOT_FOUND), f"no task {uuid_}",
+                           NAMES("task_id"), status=404)
+    if job.error is not None:
         return _fail(job_error(job))
-    items = await poll_items(job, services.jobs)
+    items = await poll_items(job, services.artifacts)
     if job.status.terminal:
         report_delivery_failures(items, await services.jobs.delivery_failures(job.id))
     return Outcome(data=items)
@@ -168,9 +170,6 @@ def _auth_error(key: Any) -> RunwareError:
 # -- REST -----------------------------------------------------------------------------------
 
 
-@router.post("/v1", openapi_extra=request_body(tasks_schema()),
-             responses=responses(Envelope, Envelope, ERRORS), response_model=Envelope)
-@router.post("/v1/", include_in_schema=False)
 async def rest(request: Request) -> JSONResponse:
     services = services_of(request)
     try:
@@ -184,13 +183,14 @@ async def rest(request: Request) -> JSONResponse:
     for task in tasks:
         if _is_auth(task) and key is None:
             key = task.get("apiKey") if isinstance(task.get("apiKey"), str) else ""
-    if not key_is_valid(services, key):
+    caller = authenticate(services, request, key)
+    if caller is None:
         return _reply(_fail(_auth_error(key)))
     # Polls run after the batch's submissions, so a getResponse may follow its own task.
     first = [t for t in tasks if not _is_auth(t) and not _is_poll(t)]
-    outcomes = list(await asyncio.gather(*(run_task(services, t) for t in first)))
+    outcomes = list(await asyncio.gather(*(run_task(services, caller, t) for t in first)))
     polls = [t for t in tasks if _is_poll(t)]
-    outcomes += await asyncio.gather(*(run_task(services, t) for t in polls))
+    outcomes += await asyncio.gather(*(run_task(services, caller, t) for t in polls))
     merged = Outcome()
     for outcome in outcomes:
         merged.data.extend(outcome.data)
@@ -199,9 +199,12 @@ async def rest(request: Request) -> JSONResponse:
 
 
 def _reply(outcome: Outcome) -> JSONResponse:
-    """200 when anything succeeded; otherwise the status of the first error."""
+    """200 when anything succeeded; otherwise the status of the first error. A refusal that
+    says when to come back sets Retry-After."""
     status = 200 if outcome.data or not outcome.errors else outcome.errors[0].status
-    return JSONResponse(outcome.envelope(), status_code=status)
+    waits = [e.retry_after for e in outcome.errors if e.retry_after is not None]
+    headers = {"Retry-After": str(max(waits))} if waits else None
+    return JSONResponse(outcome.envelope(), status_code=status, headers=headers)
 
 
 # -- WebSocket ------------------------------------------------------------------------------
@@ -268,40 +271,52 @@ class Sessions:
                 del self.by_id[sid]
 
 
-def _sessions(services: Services) -> Sessions:
-    sessions = services.extras.get("runware.sessions")
-    if not isinstance(sessions, Sessions):
-        sessions = services.extras["runware.sessions"] = Sessions()
-    return sessions
+def make_websocket(sessions: Sessions) -> Any:
+    async def websocket(socket: WebSocket) -> None:
+        services = services_of(socket)
+        await socket.accept()
+        connection = _Connection(services, sessions, socket)
+        await connection.serve()
+
+    return websocket
 
 
-@router.websocket("/v1")
-@router.websocket("/v1/")
-async def websocket(socket: WebSocket) -> None:
-    services = services_of(socket)
-    await socket.accept()
-    connection = _Connection(services, socket)
-    try:
-        while True:
-            message = await socket.receive()
-            if message["type"] == "websocket.disconnect":
-                break
-            raw = message.get("text") or message.get("bytes") or ""
-            await connection.frame(raw)
-    except WebSocketDisconnect:
-        pass
-    finally:
-        await connection.close()
+def dialect() -> Dialect:
+    """Runware's dialect, with its own WebSocket sessions (one registry per app)."""
+    router = APIRouter(tags=["runware"])
+    router.add_api_route("/v1", rest, methods=["POST"], response_model=Envelope,
+                         openapi_extra=request_body(tasks_schema()),
+                         responses=responses(Envelope, Envelope, OPENAPI_ERRORS))
+    router.add_api_route("/v1/", rest, methods=["POST"], include_in_schema=False)
+    websocket = make_websocket(Sessions())
+    router.add_api_websocket_route("/v1", websocket)
+    router.add_api_websocket_route("/v1/", websocket)
+    return Dialect(DIALECT, router, ERRORS, webhook_body)
 
 
 class _Connection:
     """One WebSocket connection; the Session outlives it when the client reconnects."""
 
-    def __init__(self, services: Services, socket: WebSocket) -> None:
+    def __init__(self, services: Services, sessions: Sessions, socket: WebSocket) -> None:
         self.services = services
+        self.sessions = sessions
         self.socket = socket
         self.session: Session | None = None
+        self.caller: Caller | None = None
         self.tasks: set[asyncio.Task[None]] = set()
+
+    async def serve(self) -> None:
+        try:
+            while True:
+                message = await self.socket.receive()
+                if message["type"] == "websocket.disconnect":
+                    break
+                raw = message.get("text") or message.get("bytes") or ""
+                await self.frame(raw)
+        except WebSocketDisconnect:
+            pass
+        finally:
+            await self.close()
 
     async def frame(self, raw: str | bytes) -> None:
         try:
@@ -316,28 +331,35 @@ class _Connection:
         for task in tasks:
             if _is_auth(task):
                 await self.authenticate(task)
-            elif self.session is None and keys_required(self.services):
+            elif self.caller is None and self._anonymous() is None:
                 await self.send(_fail(_auth_error(None).for_task(
                     _type_name(task.get("taskType") if isinstance(task, dict) else None), None
                 )).envelope())
             else:
                 self.start(task)
 
+    def _anonymous(self) -> Caller | None:
+        """With no keys configured, a socket may send tasks without authenticating first."""
+        self.caller = authenticate(self.services, self.socket, None)
+        return self.caller
+
     async def authenticate(self, task: dict[str, Any]) -> None:
         key = task.get("apiKey")
-        if not key_is_valid(self.services, key if isinstance(key, str) else None):
+        caller = authenticate(self.services, self.socket, key if isinstance(key, str) else None)
+        if caller is None:
             await self.send(_fail(_auth_error(key)).envelope())
             return
+        self.caller = caller
         if self.session is not None:
             await self.session.detach(self.socket)
-        self.session = _sessions(self.services).open(task.get("connectionSessionUUID"))
+        self.session = self.sessions.open(task.get("connectionSessionUUID"))
         reply = {"data": [{"taskType": "authentication",
                            "connectionSessionUUID": self.session.id}]}
         await self.session.attach(self.socket, reply)
 
     def start(self, task: Any) -> None:
         if self.session is None:  # no keys configured: an implicit session
-            self.session = _sessions(self.services).open(None)
+            self.session = self.sessions.open(None)
             self.session.socket = self.socket
         session = self.session
         session.in_flight += 1
@@ -347,7 +369,8 @@ class _Connection:
 
     async def _run(self, session: Session, task: Any) -> None:
         try:
-            outcome = await run_task(self.services, task)
+            assert self.caller is not None  # frame() authenticated or named the socket first
+            outcome = await run_task(self.services, self.caller, task)
             await session.send(outcome.envelope())
         finally:
             session.in_flight -= 1

@@ -9,7 +9,6 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
 
 from easel.domain.request import ImageFormat
 
@@ -22,7 +21,6 @@ DELIVERY_METHODS = ("sync", "async")
 SAFETY_MODES = ("none", "fast", "full")
 MIN_TTL = 60
 QUALITY_RANGE = (20, 99)
-MAX_URL = 2048
 
 # Fields of imageInference easel reads. Anything else is refused by name rather than dropped.
 KNOWN_FIELDS = frozenset({
@@ -45,8 +43,10 @@ class RunwareError(Exception):
         status: int = 400,
         task_type: str | None = None,
         task_uuid: str | None = None,
+        retry_after: int | None = None,
     ) -> None:
         super().__init__(message)
+        self.retry_after = retry_after  # seconds, when the refusal says when to come back
         self.code = code
         self.message = message
         self.parameter = parameter
@@ -256,11 +256,5 @@ def _safety(task: dict[str, Any]) -> dict[str, Any]:
 
 
 def _url(task: dict[str, Any], name: str) -> str | None:
-    """Accepted and validated; delivery to these URLs comes with its own issue."""
-    value = _opt_str(task, name)
-    if value is None:
-        return None
-    parts = urlsplit(value)
-    if len(value) > MAX_URL or parts.scheme not in ("http", "https") or not parts.hostname:
-        raise wrong(name, f"{name} must be an http(s) URL of at most {MAX_URL} characters")
-    return value
+    """A string; whether it is an acceptable URL is the core's check (services/outbound.py)."""
+    return _opt_str(task, name)

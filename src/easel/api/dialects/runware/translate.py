@@ -1,106 +1,94 @@
-"""Runware <-> core: tasks to GenerationRequests, jobs to result items, errors to Runware codes."""
+"""Runware <-> core: tasks to Submissions, jobs to result items, errors to Runware codes."""
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
-from easel.catalog import Catalog
+from easel.api.dialects.common import ErrorTable, ImageSource
+from easel.domain.delivery import UPLOAD, Delivery
 from easel.domain.errors import EaselError, ErrorKind
-from easel.domain.job import Job, JobStatus
-from easel.domain.request import GenerationRequest
-from easel.services.jobs import JobService
-from easel.store.outbox import UPLOAD, Delivery
+from easel.domain.job import Job, JobImage, JobStatus
+from easel.domain.submission import (
+    Caller,
+    DeliverySettings,
+    ExactSize,
+    GenerationInput,
+    ModelChoice,
+    Submission,
+    WireNames,
+)
 
 from .schemas import IMAGE_FIELDS, ImageInference, RunwareError
 
+DIALECT = "runware"
 TASK_TYPE = "imageInference"
 
 # Core parameter names (diffusers style) -> Runware's names.
-WIRE_NAMES = {
+NAMES = WireNames({
     "prompt": "positivePrompt", "negative_prompt": "negativePrompt",
-    "num_images": "numberResults", "output_quality": "outputQuality", "model": "model",
-    "seed": "seed", "taskUUID": "taskUUID", "width": "width", "height": "height",
-}
+    "num_images": "numberResults", "output_quality": "outputQuality", "task_id": "taskUUID",
+    "webhook": "webhookURL", "upload": "uploadEndpoint",
+})
 
-# ErrorKind -> (code, HTTP status); invalid/missing/unsupported codes are built per parameter.
-FIXED_CODES = {
-    ErrorKind.UNKNOWN_MODEL: ("unknownModel", 400),
-    ErrorKind.CONFLICT: ("conflictTaskUUID", 409),
-    ErrorKind.AUTH: ("invalidApiKey", 401),
-    ErrorKind.NOT_FOUND: ("taskNotFound", 404),
-    ErrorKind.RATE_LIMITED: ("rateLimitExceeded", 429),
-    ErrorKind.UNAVAILABLE: ("modelUnavailable", 503),
-    ErrorKind.CANCELLED: ("taskCancelled", 400),
-    ErrorKind.INFERENCE: ("inferenceError", 500),
-}
-PREFIXES = {ErrorKind.INVALID: "invalid", ErrorKind.MISSING: "missing",
-            ErrorKind.UNSUPPORTED: "unsupported"}
+# Runware's code per kind; invalid/missing/unsupported codes are prefixes completed with the
+# parameter's name (invalidWidth, missingPositivePrompt, ...).
+PREFIXED = (ErrorKind.INVALID, ErrorKind.MISSING, ErrorKind.UNSUPPORTED)
+ERRORS = ErrorTable(
+    {
+        ErrorKind.INVALID: "invalid",
+        ErrorKind.MISSING: "missing",
+        ErrorKind.UNSUPPORTED: "unsupported",
+        ErrorKind.UNKNOWN_MODEL: "unknownModel",
+        ErrorKind.NOT_FOUND: "taskNotFound",
+        ErrorKind.CONFLICT: "conflictTaskUUID",
+        ErrorKind.RATE_LIMITED: "rateLimitExceeded",
+        ErrorKind.UNAVAILABLE: "modelUnavailable",
+        ErrorKind.TIMEOUT: "timeoutProvider",
+        ErrorKind.CANCELLED: "taskCancelled",
+        ErrorKind.WORKER_LOST: "inferenceError",
+        ErrorKind.CONTENT_BLOCKED: "contentModerated",
+        ErrorKind.INFERENCE: "inferenceError",
+        ErrorKind.INTERNAL: "internalServerError",
+    },
+    {ErrorKind.UNKNOWN_MODEL: 400, ErrorKind.CANCELLED: 400},
+)
 
 
-def to_request(task: ImageInference, catalog: Catalog) -> tuple[GenerationRequest, dict[str, Any]]:
-    """The core request and the options only Runware needs back (output fields, ttl, cost)."""
-    width, height = task.width, task.height
-    if width is None or height is None:
-        width, height = _default_size(task.model, catalog)
-    else:
-        _check_size(task.model, width, height, catalog)
-    request = GenerationRequest(
-        model=task.model, prompt=task.positive_prompt, width=width, height=height,
+def to_submission(task: ImageInference, caller: Caller) -> Submission:
+    """The core's Submission; Runware's own output settings ride along in the echo."""
+    size = None if task.width is None or task.height is None else ExactSize(task.width,
+                                                                           task.height)
+    generation = GenerationInput(
+        model=ModelChoice(task.model), prompt=task.positive_prompt, size=size,
         num_images=task.number_results, negative_prompt=task.negative_prompt, seed=task.seed,
         output_format=task.output_format, output_quality=task.output_quality,
     )
-    options: dict[str, Any] = {
+    # Runware posts each finished image to the webhook on its own.
+    delivery = DeliverySettings(webhook=task.webhook_url, webhook_per_image=True,
+                                upload=task.upload_endpoint, ttl_seconds=task.ttl)
+    echo = {
         "outputType": list(task.output_types), "includeCost": task.include_cost,
-        "deliveryMethod": task.delivery_method, "ttl": task.ttl, "safety": task.safety,
+        "deliveryMethod": task.delivery_method, "safety": task.safety,
         "providerSettings": task.provider_settings,
     }
-    # Neutral delivery options (store/outbox.py): Runware posts each finished image on its own.
-    if task.webhook_url is not None:
-        options.update(webhook=task.webhook_url, webhook_per_image=True)
-    if task.upload_endpoint is not None:
-        options["upload"] = task.upload_endpoint
-    return request, options
-
-
-def _default_size(model_id: str, catalog: Catalog) -> tuple[int, int]:
-    try:
-        size = catalog.model(model_id).size_for("1:1", "1k")
-    except EaselError as exc:
-        raise from_easel(exc) from None
-    return size.width, size.height
-
-
-def _check_size(model_id: str, width: int, height: int, catalog: Catalog) -> None:
-    """Runware names width or height, not a "size": say which one is off."""
-    try:
-        model = catalog.model(model_id)
-        model.check_size(width, height)
-    except EaselError as exc:
-        if exc.parameter != "size":
-            raise from_easel(exc) from None
-        widths = {s.width for s in model.sizes}
-        name = "width" if width not in widths else "height"
-        raise RunwareError(f"invalid{name.title()}", exc.message, name) from None
+    return Submission(DIALECT, caller, generation, delivery, task.task_uuid, NAMES, echo)
 
 
 def from_easel(exc: EaselError) -> RunwareError:
-    parameter = WIRE_NAMES.get(exc.parameter or "", exc.parameter)
-    message = exc.message
-    if exc.parameter and parameter and parameter != exc.parameter:
-        message = re.sub(rf"\b{re.escape(exc.parameter)}\b", parameter, message)
-    if exc.kind in PREFIXES:
+    """A core error (its parameter already in Runware's spelling) as Runware's error entry."""
+    parameter = exc.parameter
+    code = ERRORS.code(exc.kind)
+    if exc.kind in PREFIXED:
         name = parameter or "parameter"
-        return RunwareError(f"{PREFIXES[exc.kind]}{name[:1].upper()}{name[1:]}", message, parameter)
-    code, status = FIXED_CODES.get(exc.kind, ("internalServerError", 500))
-    return RunwareError(code, message, parameter, status=status)
+        code = f"{code}{name[:1].upper()}{name[1:]}"
+    return RunwareError(code, exc.message, parameter, status=ERRORS.status(exc),
+                        retry_after=getattr(exc, "retry_after", None))
 
 
 def job_error(job: Job) -> RunwareError:
-    kind = ErrorKind(job.error_code) if job.error_code in set(ErrorKind) else ErrorKind.INFERENCE
-    code, status = FIXED_CODES.get(kind, ("inferenceError", 500))
-    return RunwareError(code, job.error_message or "the task failed", status=status,
-                        task_type=TASK_TYPE, task_uuid=job.id)
+    kind = job.error or ErrorKind.INTERNAL
+    return RunwareError(ERRORS.code(kind), job.error_message or "the task failed",
+                        status=ERRORS.status_of(kind), task_type=TASK_TYPE, task_uuid=job.id)
 
 
 def ack(job: Job) -> dict[str, Any]:
@@ -109,9 +97,11 @@ def ack(job: Job) -> dict[str, Any]:
     return {"taskType": TASK_TYPE, "taskUUID": job.id}
 
 
-async def result_items(job: Job, jobs: JobService, with_status: bool) -> list[dict[str, Any]]:
+async def result_items(
+    job: Job, images: ImageSource, with_status: bool
+) -> list[dict[str, Any]]:
     """One item per image of a completed job."""
-    output_types = job.options.get("outputType") or ["URL"]
+    output_types = job.echo.get("outputType") or ["URL"]
     per_image_cost = round(job.cost_usd / max(len(job.images), 1), 6)
     items = []
     for image in job.images:
@@ -120,28 +110,30 @@ async def result_items(job: Job, jobs: JobService, with_status: bool) -> list[di
         if with_status:
             item["status"] = "success"
         for output_type in output_types:
-            item[IMAGE_FIELDS[output_type]] = await _image_field(output_type, job, image, jobs)
+            item[IMAGE_FIELDS[output_type]] = await _image_field(output_type, job, image, images)
         item["seed"] = image.seed
         item["NSFWContent"] = image.nsfw
-        if job.options.get("includeCost"):
+        if job.echo.get("includeCost"):
             item["cost"] = per_image_cost
         items.append(item)
     return items
 
 
-async def _image_field(output_type: str, job: Job, image: Any, jobs: JobService) -> str:
+async def _image_field(
+    output_type: str, job: Job, image: JobImage, images: ImageSource
+) -> str:
     if output_type == "URL":
-        return jobs.image_url(job, image)
+        return images.image_url(job, image)
     if output_type == "base64Data":
-        return await jobs.image_base64(image)
-    return await jobs.image_data_uri(image)
+        return await images.image_base64(image)
+    return await images.image_data_uri(image)
 
 
-async def webhook_body(job: Job, image_id: str | None, jobs: JobService) -> dict[str, Any]:
+async def webhook_body(job: Job, image_id: str | None, images: ImageSource) -> dict[str, Any]:
     """One webhook POST: a finished image in the sync reply's envelope, or the task's error."""
     if job.status is not JobStatus.COMPLETED:
         return {"errors": [job_error(job).to_dict()]}
-    items = await result_items(job, jobs, with_status=False)
+    items = await result_items(job, images, with_status=False)
     return {"data": [item for item in items if item["imageUUID"] == image_id] or items}
 
 
@@ -164,8 +156,8 @@ def pending_items(job: Job) -> list[dict[str, Any]]:
     ]
 
 
-async def poll_items(job: Job, jobs: JobService) -> list[dict[str, Any]]:
+async def poll_items(job: Job, images: ImageSource) -> list[dict[str, Any]]:
     """getResponse: every image of the task; all turn success together, when the job completes."""
     if job.status is JobStatus.COMPLETED:
-        return await result_items(job, jobs, with_status=True)
+        return await result_items(job, images, with_status=True)
     return pending_items(job)

@@ -8,15 +8,16 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
-from easel.api.auth import key_is_valid
+from easel.api.auth import authenticate, bearer_token
 from easel.api.deps import Services, get_services
-from easel.api.dialects.common import bearer_token, read_json_object
+from easel.api.dialects.common import Dialect, read_json_object, retry_headers
 from easel.api.dialects.wavespeed import translate as ws
 from easel.api.dialects.wavespeed.schemas import ImagenInput
 from easel.api.openapi import ERRORS, Open, model_schema, request_body, responses
 from easel.domain.errors import EaselError
 from easel.domain.job import Job
-from easel.services.delivery import register_renderer
+from easel.domain.submission import Caller
+from easel.services.jobs import JobFailed, StillRunning
 
 router = APIRouter(tags=["wavespeed"])
 
@@ -31,16 +32,15 @@ class ErrorBody(Open):
     code: int
     message: str
 
-register_renderer(ws.DIALECT, ws.webhook_body)
+
+def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(ws.error_body(status, message), status_code=status, headers=headers)
 
 
-def _error(status: int, message: str) -> JSONResponse:
-    return JSONResponse(ws.error_body(status, message), status_code=status)
-
-
-def _unauthorized(services: Services, request: Request) -> JSONResponse | None:
-    if key_is_valid(services, bearer_token(request)):
-        return None
+def _caller(services: Services, request: Request) -> Caller | JSONResponse:
+    caller = authenticate(services, request, bearer_token(request.headers.get("authorization")))
+    if caller is not None:
+        return caller
     return _error(401, "Invalid or missing API key (send Authorization: Bearer <key>)")
 
 
@@ -50,12 +50,30 @@ def _refused(
     if ws.is_refused_as_task(err):
         data = ws.refusal_data(model_id, err, created, services.settings.base_url)
         return JSONResponse(ws.envelope(data))
-    return _error(ws.error_status(err), err.message)
+    return _error(ws.ERRORS.status(err), err.message, retry_headers(err))
 
 
 async def _reply(services: Services, job: Job) -> dict[str, Any]:
-    outputs = await ws.outputs(job, services.jobs)
+    outputs = await ws.outputs(job, services.artifacts)
     return ws.job_data(job, services.settings.base_url, outputs)
+
+
+# Before the catch-all submit route, which would take this path for a model id.
+@router.post("/api/v3/predictions/{prediction_id}/cancel", response_model=Envelope,
+             responses=responses(Envelope, ErrorBody, ERRORS))
+async def cancel(
+    prediction_id: str, request: Request, services: Services = Depends(get_services)
+) -> JSONResponse:
+    """Cancel a queued or running prediction; it ends `cancelled` (a running one within one
+    denoising step). Polling it, or its webhook, then says so."""
+    caller = _caller(services, request)
+    if isinstance(caller, JSONResponse):
+        return caller
+    try:
+        job = await services.jobs.cancel(prediction_id)
+    except EaselError:
+        return _error(404, f"prediction {prediction_id} not found")
+    return JSONResponse(ws.envelope(await _reply(services, job)))
 
 
 @router.post("/api/v3/{model_id:path}", openapi_extra=request_body(model_schema(ImagenInput)),
@@ -66,35 +84,25 @@ async def submit(
     webhook: str | None = None,
     services: Services = Depends(get_services),
 ) -> JSONResponse:
-    if (refused := _unauthorized(services, request)) is not None:
-        return refused
-    known = {m.id for m in services.catalog.models_for(ws.PROVIDER)}
-    if model_id not in known:
-        return _error(404, f"model {model_id!r} not found; models served here: "
-                           f"{', '.join(sorted(known))}")
+    caller = _caller(services, request)
+    if isinstance(caller, JSONResponse):
+        return caller
     created = datetime.now(UTC)
     try:
         body = await read_json_object(request, services.settings.max_body_bytes)
-        sub = ws.to_submission(services.catalog, model_id, body, webhook)
+        call = ws.to_submission(model_id, body, webhook, caller)
+        if not call.sync:
+            job, _ = await services.jobs.submit(call.submission)
+            return JSONResponse(ws.envelope(await _reply(services, job)))
+        job = await services.jobs.run(call.submission, services.settings.sync_timeout)
+    except (JobFailed, StillRunning) as err:  # sync mode: the task itself says what happened
+        data = await _reply(services, err.job)
+        if isinstance(err, StillRunning):
+            data = ws.sync_timeout_data(data, err.waited)
+        return JSONResponse(ws.envelope(data))
     except EaselError as err:
         return _refused(services, model_id, err, created)
-    try:  # a refused webhook target is an HTTP 400 (SSRF policy), never a queued task
-        await services.jobs.check_outbound(
-            sub.options.get("webhook"), "webhook" if webhook is not None else "webhook_url")
-    except EaselError as err:
-        return _error(400, err.message)
-    try:
-        job, _ = await services.jobs.submit(sub.request, dialect=ws.DIALECT, options=sub.options)
-    except EaselError as err:
-        return _refused(services, model_id, err, created)
-    if not sub.sync:
-        return JSONResponse(ws.envelope(await _reply(services, job)))
-    hold = services.settings.sync_timeout
-    job = await services.jobs.wait(job.id, timeout=hold)
-    data = await _reply(services, job)
-    if not job.status.terminal:
-        data = ws.sync_timeout_data(data, hold)
-    return JSONResponse(ws.envelope(data))
+    return JSONResponse(ws.envelope(await _reply(services, job)))
 
 
 @router.get("/api/v3/predictions/{prediction_id}/result", response_model=Envelope,
@@ -103,8 +111,9 @@ async def submit(
 async def result(
     prediction_id: str, request: Request, services: Services = Depends(get_services)
 ) -> JSONResponse:
-    if (refused := _unauthorized(services, request)) is not None:
-        return refused
+    caller = _caller(services, request)
+    if isinstance(caller, JSONResponse):
+        return caller
     base_url = services.settings.base_url
     if (data := ws.decode_refusal(prediction_id, base_url)) is not None:
         return JSONResponse(ws.envelope(data))
@@ -114,4 +123,9 @@ async def result(
     try:
         return JSONResponse(ws.envelope(await _reply(services, job)))
     except EaselError as err:  # an image expired between the read and the encode
-        return _error(ws.error_status(err), err.message)
+        return _error(ws.ERRORS.status(err), err.message)
+
+
+def dialect() -> Dialect:
+    """This dialect as the app mounts it (api/app.py lists every dialect)."""
+    return Dialect(ws.DIALECT, router, ws.ERRORS, ws.webhook_body)

@@ -12,20 +12,28 @@ from datetime import datetime
 from typing import Any
 
 from easel.api.dialects.common import (
+    ErrorTable,
     ImageSource,
     PayloadTooLarge,
     b64,
-    check_webhook,
     iso_ms,
     ordered_images,
-    status_of,
     validate_wire,
 )
 from easel.api.dialects.wavespeed.schemas import ImagenInput
-from easel.catalog import Catalog
 from easel.domain.errors import EaselError, ErrorKind
 from easel.domain.job import Job, JobStatus
-from easel.domain.request import GenerationRequest, ImageFormat
+from easel.domain.request import ImageFormat
+from easel.domain.submission import (
+    AspectRatioSize,
+    Caller,
+    DeliverySettings,
+    GenerationInput,
+    ModelChoice,
+    Submission,
+    WireNames,
+)
+from easel.services.outbound import Refused
 
 DIALECT = "wavespeed"
 PROVIDER = "wavespeed"
@@ -35,6 +43,7 @@ STATUS = {
     JobStatus.PROCESSING: "processing",
     JobStatus.COMPLETED: "completed",
     JobStatus.FAILED: "failed",
+    JobStatus.CANCELLED: "cancelled",
 }
 
 # Task-level codes in `data.code` (protocols.md §2.3); 0 = ok.
@@ -47,17 +56,23 @@ CODE_INTERNAL = 5000
 CODE_UNAVAILABLE = 5003
 CODE_TIMEOUT = 5004
 
-TASK_CODES: dict[str, int] = {
-    ErrorKind.MISSING: CODE_MISSING,
-    ErrorKind.INVALID: CODE_INVALID,
-    ErrorKind.UNSUPPORTED: CODE_INVALID,
-    ErrorKind.UNKNOWN_MODEL: CODE_INVALID,
-    ErrorKind.INFERENCE: CODE_EXECUTION,
-    ErrorKind.CANCELLED: CODE_CANCELLED,
-    ErrorKind.UNAVAILABLE: CODE_UNAVAILABLE,
-    "moderation": CODE_MODERATION,
-    "nsfw": CODE_MODERATION,
-}
+# The task code of each kind of failure (`data.code`); the HTTP-level errors use the statuses.
+ERRORS = ErrorTable({
+    ErrorKind.INVALID: str(CODE_INVALID),
+    ErrorKind.MISSING: str(CODE_MISSING),
+    ErrorKind.UNSUPPORTED: str(CODE_INVALID),
+    ErrorKind.UNKNOWN_MODEL: str(CODE_INVALID),
+    ErrorKind.NOT_FOUND: str(CODE_INVALID),
+    ErrorKind.CONFLICT: str(CODE_INVALID),
+    ErrorKind.RATE_LIMITED: str(CODE_UNAVAILABLE),
+    ErrorKind.UNAVAILABLE: str(CODE_UNAVAILABLE),
+    ErrorKind.TIMEOUT: str(CODE_TIMEOUT),
+    ErrorKind.CANCELLED: str(CODE_CANCELLED),
+    ErrorKind.WORKER_LOST: str(CODE_EXECUTION),
+    ErrorKind.CONTENT_BLOCKED: str(CODE_MODERATION),
+    ErrorKind.INFERENCE: str(CODE_EXECUTION),
+    ErrorKind.INTERNAL: str(CODE_INTERNAL),
+})
 
 # Refusals that become failed tasks (HTTP 200, status failed): the caller's own mistakes.
 REFUSED_AS_TASK = {ErrorKind.MISSING, ErrorKind.INVALID, ErrorKind.UNSUPPORTED}
@@ -66,23 +81,16 @@ REFUSAL_PREFIX = "rf-"
 
 
 @dataclass(frozen=True)
-class Submission:
-    request: GenerationRequest
+class WaveSpeedCall:
+    submission: Submission
     input: dict[str, Any]  # the fully resolved input, echoed in data.input
     sync: bool
-    base64_output: bool
-    options: dict[str, Any]
 
 
 def to_submission(
-    catalog: Catalog, model_id: str, body: dict[str, Any], webhook: str | None = None
-) -> Submission:
-    model = catalog.model(model_id)
+    model_id: str, body: dict[str, Any], webhook: str | None, caller: Caller
+) -> WaveSpeedCall:
     wire = validate_wire(ImagenInput, body)
-    model.check_prompt(wire.prompt)
-    model.check_negative_prompt(wire.negative_prompt)
-    model.check_count(wire.num_images)
-    size = model.size_for(wire.aspect_ratio, wire.resolution)
     if webhook is not None and wire.webhook_url is not None and webhook != wire.webhook_url:
         raise EaselError(
             ErrorKind.INVALID,
@@ -90,24 +98,20 @@ def to_submission(
             "webhook_url",
         )
     target = webhook if webhook is not None else wire.webhook_url
-    options: dict[str, Any] = {}
-    if target is not None:
-        options["webhook"] = check_webhook(target, "webhook" if webhook else "webhook_url")
     resolved = wire.model_dump(exclude={"webhook_url"})
-    options["wavespeed_input"] = resolved
-    request = GenerationRequest(
-        model=model.id,
+    generation = GenerationInput(
+        model=ModelChoice(model_id, provider=PROVIDER),
         prompt=wire.prompt,
-        width=size.width,
-        height=size.height,
+        size=AspectRatioSize(wire.aspect_ratio, wire.resolution),
         num_images=wire.num_images,
         negative_prompt=wire.negative_prompt or None,
         seed=None if wire.seed == -1 else wire.seed,
         output_format=ImageFormat(wire.output_format),
     )
-    return Submission(
-        request, resolved, wire.enable_sync_mode, wire.enable_base64_output, options
-    )
+    names = WireNames({"webhook": "webhook" if webhook is not None else "webhook_url"})
+    submission = Submission(DIALECT, caller, generation, DeliverySettings(webhook=target),
+                            names=names, echo={"wavespeed_input": resolved})
+    return WaveSpeedCall(submission, resolved, wire.enable_sync_mode)
 
 
 def result_url(base_url: str, job_id: str) -> str:
@@ -115,7 +119,7 @@ def result_url(base_url: str, job_id: str) -> str:
 
 
 def task_code(job: Job) -> int:
-    return TASK_CODES.get(job.error_code or "", CODE_INTERNAL)
+    return int(ERRORS.code(job.error or ErrorKind.INTERNAL))
 
 
 def inference_ms(job: Job) -> int:
@@ -125,7 +129,7 @@ def inference_ms(job: Job) -> int:
 
 
 def wants_base64(job: Job) -> bool:
-    return bool(job.options.get("wavespeed_input", {}).get("enable_base64_output", False))
+    return bool(job.echo.get("wavespeed_input", {}).get("enable_base64_output", False))
 
 
 async def outputs(job: Job, images: ImageSource) -> list[str]:
@@ -146,16 +150,16 @@ def job_data(job: Job, base_url: str, outputs: list[str]) -> dict[str, Any]:
     data: dict[str, Any] = {
         "id": job.id,
         "model": job.request.model,
-        "input": job.options.get("wavespeed_input") or _input_of(job),
+        "input": job.echo.get("wavespeed_input") or _input_of(job),
         "outputs": outputs,
         "urls": {"get": result_url(base_url, job.id)},
         "has_nsfw_contents": [i.nsfw for i in ordered_images(job)] if completed else [],
         "status": STATUS[job.status],
         "created_at": iso_ms(job.created_at),
-        "error": (job.error_message or "") if job.status is JobStatus.FAILED else "",
+        "error": (job.error_message or "") if job.error is not None else "",
         "timings": {"inference": inference_ms(job)},
     }
-    if job.status is JobStatus.FAILED:
+    if job.status in (JobStatus.FAILED, JobStatus.CANCELLED):
         data["code"] = task_code(job)
     return data
 
@@ -184,9 +188,9 @@ def _input_of(job: Job) -> dict[str, Any]:
     }
 
 
-async def webhook_body(job: Job, _image_id: str | None, images: Any) -> dict[str, Any]:
-    """The webhook POST: the bare `data` object, on completed and on failed."""
-    return job_data(job, images.settings.base_url, await outputs(job, images))
+async def webhook_body(job: Job, _image_id: str | None, images: ImageSource) -> dict[str, Any]:
+    """The webhook POST: the bare `data` object, on completed, failed and cancelled."""
+    return job_data(job, images.base_url, await outputs(job, images))
 
 
 def envelope(data: dict[str, Any]) -> dict[str, Any]:
@@ -199,12 +203,9 @@ def error_body(status: int, message: str) -> dict[str, Any]:
 
 
 def is_refused_as_task(err: EaselError) -> bool:
-    # An oversized body is refused at the HTTP level (413): it was never read as a task.
-    return err.kind in REFUSED_AS_TASK and not isinstance(err, PayloadTooLarge)
-
-
-def error_status(err: EaselError) -> int:
-    return status_of(err)
+    # An oversized body is refused at the HTTP level (413): it was never read as a task; a
+    # webhook target the SSRF policy refuses is an HTTP 400, never a queued task.
+    return err.kind in REFUSED_AS_TASK and not isinstance(err, PayloadTooLarge | Refused)
 
 
 # A request refused at the edge is answered as a failed task (HTTP 200, status failed,

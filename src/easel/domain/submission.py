@@ -1,0 +1,137 @@
+"""The one value a dialect hands the core: a Submission.
+
+A dialect turns its wire body into a Submission (the generation in diffusers' names, typed
+delivery settings, the client's spelling of each parameter, and an opaque echo of its own data)
+and the core decides everything else: limits, the catalog's rules, the SSRF check of every
+outbound URL, idempotency, insert. The core never reads `echo`; dialects never see the store.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+from easel.domain.request import ImageFormat
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who is calling: an API key's principal ("env:0", "key:<id>"), or the client address when
+    no keys are configured. It names the caller's rate-limit bucket."""
+
+    principal: str
+
+
+INTERNAL_CALLER = Caller("internal")
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    """Which model the client asked for. `id` None means "the `tier` model of `provider`" (a
+    generic id such as OpenAI's `imagen-4`); a `tier` given with an id must match that id's tier.
+    `provider` set with an id restricts it to that provider's ids (a WaveSpeed model path)."""
+
+    id: str | None
+    tier: str | None = None
+    provider: str | None = None
+
+
+@dataclass(frozen=True)
+class ExactSize:
+    """Width and height that must be one of the model's sizes (Runware, the CLI)."""
+
+    width: int
+    height: int
+
+
+@dataclass(frozen=True)
+class AspectRatioSize:
+    """An Imagen aspect ratio and resolution (WaveSpeed, Google, AIML)."""
+
+    aspect_ratio: str
+    resolution: str = "1k"
+
+
+@dataclass(frozen=True)
+class NearestSize:
+    """Any WxH the client wrote (OpenAI `size`): the model's nearest size is produced."""
+
+    width: int
+    height: int
+
+
+SizeChoice = ExactSize | AspectRatioSize | NearestSize
+
+
+@dataclass(frozen=True)
+class GenerationInput:
+    """The generation as the client asked for it, before the catalog resolves model and size."""
+
+    model: ModelChoice
+    prompt: str
+    size: SizeChoice | None = None  # None: the model's 1:1 at its first resolution
+    num_images: int = 1
+    negative_prompt: str | None = None
+    seed: int | None = None  # None: a random seed per image, reported back
+    output_format: ImageFormat = ImageFormat.JPEG
+    output_quality: int = 95
+
+
+@dataclass(frozen=True)
+class DeliverySettings:
+    """Where finished work goes besides polling. The core checks every URL (SSRF policy)."""
+
+    webhook: str | None = None
+    webhook_per_image: bool = False  # Runware posts each finished image on its own
+    upload: str | None = None  # PUT each image here (Runware uploadEndpoint)
+    ttl_seconds: int | None = None  # image URL lifetime; None: the server's default
+
+    def to_json(self) -> dict[str, Any]:
+        return {"webhook": self.webhook, "webhook_per_image": self.webhook_per_image,
+                "upload": self.upload, "ttl_seconds": self.ttl_seconds}
+
+    @classmethod
+    def from_json(cls, raw: Mapping[str, Any]) -> DeliverySettings:
+        return cls(webhook=raw.get("webhook"), webhook_per_image=bool(raw.get("webhook_per_image")),
+                   upload=raw.get("upload"), ttl_seconds=raw.get("ttl_seconds"))
+
+
+# The core's parameter names. A dialect maps the ones it spells differently.
+CORE_PARAMETERS = (
+    "model", "tier", "prompt", "negative_prompt", "size", "width", "height", "aspect_ratio",
+    "resolution", "num_images", "seed", "output_format", "output_quality", "webhook", "upload",
+    "ttl", "task_id",
+)
+
+
+@dataclass(frozen=True)
+class WireNames:
+    """The client's spelling of core parameters, so that the core's errors name the parameter
+    the client sent (`negative_prompt` -> `negativePrompt`, `num_images` -> `n`, ...)."""
+
+    names: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        unknown = set(self.names) - set(CORE_PARAMETERS)
+        if unknown:
+            raise ValueError(f"not core parameters: {sorted(unknown)}")
+        object.__setattr__(self, "names", MappingProxyType(dict(self.names)))
+
+    def __call__(self, core_name: str) -> str:
+        return self.names.get(core_name, core_name)
+
+    def with_(self, **names: str) -> WireNames:
+        return WireNames({**self.names, **names})
+
+
+@dataclass(frozen=True)
+class Submission:
+    dialect: str  # "runware", "wavespeed", "openai", "google", "cli"
+    caller: Caller
+    generation: GenerationInput
+    delivery: DeliverySettings = field(default_factory=DeliverySettings)
+    task_id: str | None = None  # the client's id for this job (idempotency); None: a fresh one
+    names: WireNames = field(default_factory=WireNames)
+    echo: Mapping[str, Any] = field(default_factory=dict)  # dialect-private; the core never reads

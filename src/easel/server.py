@@ -1,0 +1,107 @@
+"""The composition root: the one module that knows every layer and builds a process from
+Settings. `easel serve` runs `build_app` (API, delivery, and by default an in-process worker);
+`easel worker` runs `build_worker` (the engine alone, claiming from the same store)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from fastapi import FastAPI
+
+from easel.api.app import create_app
+from easel.api.dialects.common import Dialect
+from easel.api.dialects.google import routes as google
+from easel.api.dialects.openai import routes as openai
+from easel.api.dialects.runware import routes as runware
+from easel.api.dialects.wavespeed import routes as wavespeed
+from easel.catalog import Catalog
+from easel.domain.generation import Engine
+from easel.services.admission import Admission
+from easel.services.artifacts import Artifacts, LocalBlobStore
+from easel.services.container import Services
+from easel.services.delivery import DeliveryService
+from easel.services.events import JobEvents
+from easel.services.generation import BackendResolver
+from easel.services.jobs import JobService
+from easel.services.keys import KeyRing
+from easel.services.metrics import Metrics
+from easel.settings import Settings
+from easel.store import DeliveryStore, JobStore, KeyStore
+from easel.worker import Worker
+
+EngineFactory = Callable[[], Engine]
+
+
+def dialects() -> list[Dialect]:
+    """Every dialect easel serves. A broken one fails here, loudly, at start."""
+    return [runware.dialect(), wavespeed.dialect(), openai.dialect(), google.dialect()]
+
+
+def diffusers_engine(settings: Settings) -> EngineFactory:
+    """The real engine, imported only when a worker starts (the API alone never loads torch)."""
+
+    def build() -> Engine:
+        from easel.engine import Engine as DiffusersEngine
+
+        return DiffusersEngine.from_settings(settings)
+
+    return build
+
+
+def load_catalog(settings: Settings) -> Catalog:
+    return Catalog.load(*([settings.catalog_file] if settings.catalog_file else []))
+
+
+def make_resolver(settings: Settings, catalog: Catalog) -> BackendResolver:
+    return BackendResolver(settings.strict, settings.fallback_max_steps, catalog.mini)
+
+
+def build_worker(
+    settings: Settings,
+    engine_factory: EngineFactory | None = None,
+    *,
+    catalog: Catalog | None = None,
+    store: JobStore | None = None,
+    metrics: Metrics | None = None,
+    events: JobEvents | None = None,
+) -> Worker:
+    catalog = catalog or load_catalog(settings)
+    store = store or JobStore(settings.database_url)
+    return Worker(
+        settings, catalog, make_resolver(settings, catalog), store,
+        LocalBlobStore(settings.images_dir), metrics or Metrics(store), events or JobEvents(),
+        engine_factory or diffusers_engine(settings),
+    )
+
+
+def build_services(
+    settings: Settings,
+    served: list[Dialect],
+    engine_factory: EngineFactory | None = None,
+) -> Services:
+    catalog = load_catalog(settings)
+    resolver = make_resolver(settings, catalog)
+    store = JobStore(settings.database_url)
+    outbox = DeliveryStore(store.engine)
+    metrics = Metrics(store)
+    metrics.watch_deliveries(outbox.counts)
+    events = JobEvents()
+    artifacts = Artifacts(LocalBlobStore(settings.images_dir), store, settings.base_url)
+    jobs = JobService(
+        catalog, resolver, store, outbox, Admission(settings), events,
+        poll_interval=settings.poll_interval, allow_loopback_urls=settings.allow_loopback_urls,
+        on_submit=lambda dialect: metrics.submitted.labels(dialect).inc(),
+    )
+    renderers = {d.name: d.render_webhook for d in served if d.render_webhook is not None}
+    delivery = DeliveryService(settings, outbox, store, artifacts, renderers)
+    worker = None
+    if settings.run_worker:
+        worker = build_worker(settings, engine_factory, catalog=catalog, store=store,
+                              metrics=metrics, events=events)
+    keys = KeyRing(settings.api_keys, KeyStore(store.engine))
+    return Services(settings, catalog, store, artifacts, jobs, metrics, keys, delivery, worker)
+
+
+def build_app(settings: Settings, engine_factory: EngineFactory | None = None) -> FastAPI:
+    served = dialects()
+    return create_app(build_services(settings, served, engine_factory), served)

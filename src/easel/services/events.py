@@ -1,0 +1,52 @@
+"""Job events inside one process: "work was submitted" (wakes the worker) and "job X changed"
+(wakes the requests waiting on X). Thread-safe: the worker's threads signal, the event loop
+waits. Processes that share only the store learn of changes by polling it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+from collections.abc import Iterator
+
+
+class JobEvents:
+    def __init__(self) -> None:
+        self._work = threading.Event()
+        self._waiters: dict[str, set[tuple[asyncio.AbstractEventLoop, asyncio.Event]]] = {}
+        self._lock = threading.Lock()
+
+    # -- the worker's side --------------------------------------------------------------------
+
+    def work_submitted(self) -> None:
+        self._work.set()
+
+    def wait_for_work(self, timeout: float) -> None:
+        """Block until work is submitted or `timeout` seconds pass, then re-arm."""
+        self._work.wait(timeout)
+        self._work.clear()
+
+    # -- job changes ----------------------------------------------------------------------------
+
+    def job_changed(self, job_id: str) -> None:
+        with self._lock:
+            waiters = list(self._waiters.get(job_id, ()))
+        for loop, event in waiters:
+            with contextlib.suppress(RuntimeError):  # that loop has closed
+                loop.call_soon_threadsafe(event.set)
+
+    @contextlib.contextmanager
+    def watching(self, job_id: str) -> Iterator[asyncio.Event]:
+        """An event set when `job_id` changes; register before reading so no wake-up is lost."""
+        entry = (asyncio.get_running_loop(), asyncio.Event())
+        with self._lock:
+            self._waiters.setdefault(job_id, set()).add(entry)
+        try:
+            yield entry[1]
+        finally:
+            with self._lock:
+                waiters = self._waiters.get(job_id)
+                if waiters is not None:
+                    waiters.discard(entry)
+                    if not waiters:
+                        del self._waiters[job_id]
