@@ -40,7 +40,10 @@ def free_port() -> int:
 
 
 class Server:
-    def __init__(self, data_dir: Path, small: bool = True, **env: Any) -> None:
+    def __init__(
+        self, data_dir: Path, small: bool = True, command: list[str] | None = None, **env: Any
+    ) -> None:
+        self.command = command or ["-m", "easel.cli", "serve"]  # what runs after `python`
         self.data_dir = data_dir
         self.port = free_port()
         self.env = {k: str(v) for k, v in env.items()}
@@ -66,7 +69,7 @@ class Server:
         _share_models(self.data_dir)
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "easel.cli", "serve", "--port", str(self.port),
+                [sys.executable, *self.command, "--port", str(self.port),
                  "--data-dir", str(self.data_dir)],
                 env=env, stdout=log, stderr=subprocess.STDOUT,
             )
@@ -132,8 +135,10 @@ def make_server(tmp_path: Path) -> Iterator[Callable[..., Server]]:
     """Servers a test starts itself (own data dir, own settings); stopped at the end."""
     started: list[Server] = []
 
-    def make(name: str = "srv", small: bool = True, **env: Any) -> Server:
-        srv = Server(tmp_path / name, small=small, **env)
+    def make(
+        name: str = "srv", small: bool = True, command: list[str] | None = None, **env: Any
+    ) -> Server:
+        srv = Server(tmp_path / name, small=small, command=command, **env)
         started.append(srv)
         return srv
 

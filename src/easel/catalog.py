@@ -123,7 +123,7 @@ class Model:
         )
 
     def check_size(
-        self, width: int, height: int, width_name: str = "width", height_name: str = "height"
+        self, width: int, height: int, width_name: str = "size", height_name: str = "size"
     ) -> Size:
         """One of this model's sizes, or an error naming the dimension that is off (the width
         when no size has it, else the height)."""

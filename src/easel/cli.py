@@ -25,6 +25,7 @@ from easel.settings import Settings
 
 if TYPE_CHECKING:
     import uvicorn
+    from fastapi import FastAPI
 
     from easel.store import KeyStore
 
@@ -253,8 +254,6 @@ def serve(
 
     SIGTERM: no new jobs are taken, the batch in flight finishes (or is handed back to the queue
     after EASEL_SHUTDOWN_GRACE_SECONDS), and the process exits 0."""
-    import uvicorn
-
     from easel.server import build_app
 
     overrides: dict[str, object] = {"host": host, "port": port}
@@ -270,13 +269,19 @@ def serve(
     if not is_loopback_host(host) and not insecure_no_auth and not _has_keys(settings):
         fail(f"--host {host} would expose easel beyond this machine with no API keys; create "
              "one (`easel keys create`), set EASEL_API_KEYS, or pass --insecure-no-auth")
-    app_ = build_app(settings)
+    run_server(build_app(settings), settings, log_level)
+
+
+def run_server(app_: FastAPI, settings: Settings, log_level: str = "warning") -> None:
+    """Serve `app_` with uvicorn until SIGTERM or Ctrl-C, then drain and exit."""
+    import uvicorn
+
     # Frames above max_body_bytes get a clear error from the dialect; only far larger ones are
     # cut off by the WebSocket layer itself.
     config = uvicorn.Config(
         app_,
-        host=host,
-        port=port,
+        host=settings.host,
+        port=settings.port,
         log_level=log_level,
         ws_max_size=max(16 * 1024 * 1024, settings.max_body_bytes * 4),
         ws_ping_interval=None,

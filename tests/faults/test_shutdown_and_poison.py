@@ -46,8 +46,8 @@ def test_sigterm_mid_job_exits_0_and_the_job_completes_once(
 
 def test_a_poison_job_is_failed_after_bounded_attempts(make_server: Callable[..., Server]) -> None:
     receiver = Receiver().start()
-    srv = make_server(EASEL_TEST_CRASH_ON_PROMPT="POISON-MARKER", EASEL_MAX_ATTEMPTS=2,
-                      EASEL_LEASE_SECONDS=1.5, EASEL_ALLOW_LOOPBACK_URLS=1)
+    srv = make_server(command=["-m", "tests.faults.crashing_serve", "POISON-MARKER"],
+                      EASEL_MAX_ATTEMPTS=2, EASEL_LEASE_SECONDS=1.5, EASEL_ALLOW_LOOPBACK_URLS=1)
     try:
         poison = inference(positivePrompt="POISON-MARKER fox", deliveryMethod="async",
                            webhookURL=receiver.url("/poison"))

@@ -122,6 +122,12 @@ class WireNames:
     def __call__(self, core_name: str) -> str:
         return self.names.get(core_name, core_name)
 
+    def size_names(self) -> tuple[str, str]:
+        """How to name a width and a height that make no allowed size: the dialect's names for
+        them when it has separate ones (Runware), else its name for the size."""
+        size = self("size")
+        return self.names.get("width", size), self.names.get("height", size)
+
     def with_(self, **names: str) -> WireNames:
         return WireNames({**self.names, **names})
 

@@ -1,6 +1,6 @@
 """Stored images: a BlobStore seam (local disk by default), URL lifetimes and the sweeper.
 
-Blob keys are deterministic (`<imageUUID>.<ext>`), so a job re-run after a crash overwrites the
+Blob keys are deterministic (`<image id>.<ext>`), so a job re-run after a crash overwrites the
 same files instead of leaving orphans behind.
 """
 

@@ -157,7 +157,7 @@ def choose_model(choice: ModelChoice, catalog: Catalog, names: WireNames) -> Mod
 
 def choose_size(size: SizeChoice | None, model: Model, names: WireNames) -> Size:
     if isinstance(size, ExactSize):
-        return model.check_size(size.width, size.height, names("width"), names("height"))
+        return model.check_size(size.width, size.height, *names.size_names())
     if isinstance(size, NearestSize):
         return model.nearest_size(size.width, size.height, names("size"))
     if isinstance(size, AspectRatioSize):
@@ -190,7 +190,7 @@ def validate(
     model = catalog.model(request.model, names("model"))
     model.check_prompt(request.prompt, names("prompt"))
     model.check_negative_prompt(request.negative_prompt, names("negative_prompt"))
-    model.check_size(request.width, request.height, names("width"), names("height"))
+    model.check_size(request.width, request.height, *names.size_names())
     model.check_count(request.num_images, names("num_images"))
     if request.seed is not None and (
         isinstance(request.seed, bool)

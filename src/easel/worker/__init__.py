@@ -165,9 +165,16 @@ class Worker:
             log.exception("loading models failed")
 
     def _run(self, jobs: list[Job], finish: Finish) -> None:
+        if any(job.attempts > 1 for job in jobs):
+            # An interrupted job may be poison (it may kill the process): it runs alone
+            # (store.claim) and only once the images of earlier batches are stored, so its
+            # crash cannot take finished work down with it.
+            self._encoder.submit(lambda: None).result()
         planned = [p for p in (self._plan(job) for job in jobs) if p is not None]
-        if not planned:
-            return
+        if planned:
+            self._run_planned(planned, finish)
+
+    def _run_planned(self, planned: list[_Planned], finish: Finish) -> None:
         specs = [spec for p in planned for spec in p.plan.images]
         ids = [p.job.id for p in planned]
         started = time.perf_counter()
@@ -176,12 +183,20 @@ class Worker:
         except CancelledError:
             self._end_cancelled(ids)
             return
-        except EaselError as exc:
-            self._fail_all(ids, exc.kind, exc.message)
-            return
-        except Exception as exc:  # a crash inside diffusers: fail clearly, never loop on it
-            log.exception("engine crashed")
-            self._fail_all(ids, ErrorKind.INFERENCE, f"the engine failed: {exc}")
+        except Exception as exc:
+            if len(planned) > 1:
+                # One job's input may have broken the whole call: each job runs again on its
+                # own, so a bad job fails alone and its batch-mates complete.
+                log.warning("a batch of %d jobs failed (%s); running them one by one",
+                            len(planned), exc)
+                for one in planned:
+                    self._run_planned([one], finish)
+                return
+            if isinstance(exc, EaselError):
+                self._fail_all(ids, exc.kind, exc.message)
+            else:  # a crash inside diffusers: fail clearly, never loop on it
+                log.exception("engine crashed")
+                self._fail_all(ids, ErrorKind.INFERENCE, f"the engine failed: {exc}")
             return
         seconds = time.perf_counter() - started
         self.metrics.batch_seconds.observe(seconds)
@@ -327,5 +342,6 @@ class _Progress:
         try:
             if self.worker.store.cancel_requested(self.job_ids):
                 self.cancel.set()
+                self.worker.report_progress(self.job_ids, step, total)  # where it stopped
         except Exception:  # the store is busy: look again at the next step
             log.debug("cancel check failed", exc_info=True)

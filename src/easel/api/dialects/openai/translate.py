@@ -61,7 +61,7 @@ DEFAULT_COMPRESSION = 100  # OpenAI's default output_compression
 SIZE_RE = re.compile(r"^(\d{1,5})x(\d{1,5})$")
 IDEMPOTENCY_NAMESPACE = uuid.UUID("6f1d7c1e-3f0e-4d55-9a43-2f6f3c0d5e11")
 NAMES = WireNames({"tier": "quality", "output_quality": "output_compression",
-                   "task_id": "Idempotency-Key", "width": "size", "height": "size"})
+                   "task_id": "Idempotency-Key"})
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ TASK_TYPE = "imageInference"
 NAMES = WireNames({
     "prompt": "positivePrompt", "negative_prompt": "negativePrompt",
     "num_images": "numberResults", "output_quality": "outputQuality", "task_id": "taskUUID",
-    "webhook": "webhookURL", "upload": "uploadEndpoint",
+    "webhook": "webhookURL", "upload": "uploadEndpoint", "width": "width", "height": "height",
 })
 
 # Runware's code per kind; invalid/missing/unsupported codes are prefixes completed with the

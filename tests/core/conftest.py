@@ -1,0 +1,80 @@
+"""In-process services on a real SQLite store with the fake engine: the job service, the
+worker (driven by run_until_empty, no threads) and delivery, deterministic."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from easel.domain.request import ImageFormat
+from easel.domain.submission import (
+    Caller,
+    DeliverySettings,
+    ExactSize,
+    GenerationInput,
+    ModelChoice,
+    Submission,
+    WireNames,
+)
+from easel.server import build_services, dialects
+from easel.services.container import Services
+from easel.settings import Settings
+from easel.worker import Worker
+from tests.fakes import FakeEngine
+from tests.server_harness import SMALL_SIZES
+
+CALLER = Caller("test")
+
+
+def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    catalog = tmp_path / "catalog.toml"
+    catalog.write_text(SMALL_SIZES)
+    values: dict[str, Any] = {"data_dir": tmp_path / "data", "catalog_file": catalog,
+                              "preload_models": [], "allow_loopback_urls": False}
+    values.update(overrides)
+    return Settings(**values)
+
+
+class Core:
+    """Services built as `easel serve` builds them, with the fake engine, not started."""
+
+    def __init__(self, tmp_path: Path, engine: FakeEngine, **settings: Any) -> None:
+        self.engine = engine
+        self.settings = make_settings(tmp_path, **settings)
+        self.services: Services = build_services(self.settings, dialects(), lambda: engine)
+        self.settings.data_dir.mkdir(parents=True, exist_ok=True)
+        self.services.store.create()
+        worker = self.services.worker
+        assert isinstance(worker, Worker)
+        self.worker = worker
+
+
+@pytest.fixture
+def core(tmp_path: Path) -> Callable[..., Core]:
+    made: list[Core] = []
+
+    def make(engine: FakeEngine | None = None, **settings: Any) -> Core:
+        built = Core(tmp_path / f"core{len(made)}", engine or FakeEngine(), **settings)
+        made.append(built)
+        return built
+
+    yield make  # type: ignore[misc]
+    for built in made:
+        built.services.store.close()
+
+
+def submission(
+    prompt: str = "a red fox", *, n: int = 1, seed: int | None = None, task_id: str | None = None,
+    negative: str | None = None, names: WireNames | None = None,
+    delivery: DeliverySettings | None = None, caller: Caller = CALLER, model: str = "google:2@3",
+) -> Submission:
+    generation = GenerationInput(
+        ModelChoice(model), prompt, ExactSize(64, 64), num_images=n, negative_prompt=negative,
+        seed=seed, output_format=ImageFormat.PNG,
+    )
+    return Submission("test", caller, generation, delivery or DeliverySettings(), task_id,
+                      names or WireNames())

@@ -1,0 +1,202 @@
+"""The job service and the worker in-process, on real SQLite, with the fake engine."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+import pytest
+
+from easel.domain.errors import EaselError, ErrorKind, Throttled
+from easel.domain.job import JobStatus
+from easel.domain.submission import Caller, DeliverySettings, WireNames
+from easel.services.jobs import JobFailed, StillRunning
+from tests.core.conftest import Core, submission
+from tests.fakes import FakeEngine
+
+
+async def test_submit_then_run_until_empty_completes_with_reproducible_seeds(
+    core: Callable[..., Core],
+) -> None:
+    c = core()
+    job, created = await c.services.jobs.submit(submission(n=2, seed=7))
+    assert created and job.status is JobStatus.QUEUED
+    assert c.worker.run_until_empty() == 1
+    done = await c.services.jobs.get(job.id)
+    assert done is not None and done.status is JobStatus.COMPLETED
+    assert [image.seed for image in done.images] == [7, 8]
+    assert all(image.ready for image in done.images)
+    data = await c.services.artifacts.image_bytes(done.images[0])
+    assert data.startswith(b"\x89PNG")
+    assert len(c.engine.calls) == 1 and len(c.engine.calls[0].images) == 2
+
+
+async def test_a_task_id_is_idempotent_and_a_conflict_names_the_clients_parameter(
+    core: Callable[..., Core],
+) -> None:
+    c = core()
+    names = WireNames({"task_id": "taskUUID"})
+    first, created = await c.services.jobs.submit(submission(task_id="t-1", names=names))
+    again, created_again = await c.services.jobs.submit(submission(task_id="t-1", names=names))
+    assert created and not created_again and again.id == first.id
+    with pytest.raises(EaselError) as info:
+        await c.services.jobs.submit(submission("another prompt", task_id="t-1", names=names))
+    assert info.value.kind is ErrorKind.CONFLICT and info.value.parameter == "taskUUID"
+    assert "taskUUID" in info.value.message
+
+
+async def test_the_cores_errors_use_the_clients_spelling(core: Callable[..., Core]) -> None:
+    c = core()
+    names = WireNames({"negative_prompt": "negativePrompt", "num_images": "numberResults",
+                       "prompt": "positivePrompt"})
+    cases = [
+        (submission(negative="blur", model="google:2@1", names=names), "negativePrompt",
+         ErrorKind.UNSUPPORTED),
+        (submission(n=99, names=names), "numberResults", ErrorKind.INVALID),
+        (submission("", names=names), "positivePrompt", ErrorKind.MISSING),
+        (submission(model="nope", names=names), "model", ErrorKind.UNKNOWN_MODEL),
+    ]
+    for sub, parameter, kind in cases:
+        with pytest.raises(EaselError) as info:
+            await c.services.jobs.submit(sub)
+        assert (info.value.parameter, info.value.kind) == (parameter, kind)
+        assert parameter in info.value.message or kind is ErrorKind.UNKNOWN_MODEL
+    assert await asyncio.to_thread(c.services.store.queued_count) == 0
+
+
+async def test_rate_limit_per_caller_with_retry_after(core: Callable[..., Core]) -> None:
+    c = core(rate_limit_per_second=0.001, rate_limit_burst=1)
+    await c.services.jobs.submit(submission(caller=Caller("a")))
+    with pytest.raises(Throttled) as info:
+        await c.services.jobs.submit(submission(caller=Caller("a")))
+    assert info.value.kind is ErrorKind.RATE_LIMITED and info.value.retry_after >= 1
+    await c.services.jobs.submit(submission(caller=Caller("b")))  # another caller is unaffected
+
+
+async def test_queue_cap(core: Callable[..., Core]) -> None:
+    c = core(max_queue_depth=2)
+    for _ in range(2):
+        await c.services.jobs.submit(submission())
+    with pytest.raises(Throttled) as info:
+        await c.services.jobs.submit(submission())
+    assert info.value.kind is ErrorKind.UNAVAILABLE and info.value.retry_after > 0
+
+
+async def test_every_outbound_url_is_checked_by_the_core(core: Callable[..., Core]) -> None:
+    c = core()
+    names = WireNames({"webhook": "webhookURL", "upload": "uploadEndpoint"})
+    for delivery, parameter in (
+        (DeliverySettings(webhook="http://10.0.0.7/hook"), "webhookURL"),
+        (DeliverySettings(upload="http://169.254.169.254/latest"), "uploadEndpoint"),
+        (DeliverySettings(webhook="ftp://example.com/x"), "webhookURL"),
+    ):
+        with pytest.raises(EaselError) as info:
+            await c.services.jobs.submit(submission(delivery=delivery, names=names))
+        assert info.value.parameter == parameter and info.value.kind is ErrorKind.INVALID
+    assert await asyncio.to_thread(c.services.store.queued_count) == 0
+
+
+async def test_an_engine_failure_fails_its_job_with_a_closed_kind(
+    core: Callable[..., Core],
+) -> None:
+    c = core(FakeEngine(fail_on_prompt="POISON"))
+    bad, _ = await c.services.jobs.submit(submission("POISON pill"))
+    c.worker.run_until_empty()
+    job = await c.services.jobs.get(bad.id)
+    assert job is not None and job.status is JobStatus.FAILED
+    assert job.error is ErrorKind.INFERENCE and "told to fail" in (job.error_message or "")
+
+
+async def test_run_returns_raises_failed_or_still_running(core: Callable[..., Core]) -> None:
+    c = core(FakeEngine(fail_on_prompt="POISON"))
+    with pytest.raises(StillRunning) as waiting:  # no worker runs: the wait runs out
+        await c.services.jobs.run(submission(), timeout=0)
+    assert waiting.value.kind is ErrorKind.TIMEOUT
+    runner = asyncio.create_task(c.services.jobs.run(submission(seed=3), timeout=60))
+    failing = asyncio.create_task(c.services.jobs.run(submission("POISON"), timeout=60))
+    await asyncio.sleep(0)
+    while await asyncio.to_thread(c.services.store.queued_count) < 3:
+        await asyncio.sleep(0.01)
+    await asyncio.to_thread(c.worker.run_until_empty)
+    job = await runner
+    assert job.status is JobStatus.COMPLETED and job.images[0].seed == 3
+    with pytest.raises(JobFailed) as failed:
+        await failing
+    assert failed.value.kind is ErrorKind.INFERENCE
+    # The shared batch of three failed; then each of the three jobs ran on its own.
+    assert [len(call.images) for call in c.engine.calls] == [3, 1, 1, 1]
+
+
+async def test_cancel_a_queued_job(core: Callable[..., Core]) -> None:
+    c = core()
+    job, _ = await c.services.jobs.submit(submission())
+    cancelled = await c.services.jobs.cancel(job.id)
+    assert cancelled.status is JobStatus.CANCELLED and cancelled.error is ErrorKind.CANCELLED
+    assert c.worker.run_until_empty() == 0 and c.engine.calls == []
+    with pytest.raises(EaselError) as info:
+        await c.services.jobs.cancel("no-such-job")
+    assert info.value.kind is ErrorKind.NOT_FOUND
+
+
+async def test_a_running_job_stops_within_one_step_and_its_batch_mate_still_completes(
+    core: Callable[..., Core],
+) -> None:
+    loop = asyncio.get_running_loop()
+    target: dict[str, str] = {}
+    cancelled_at: list[int] = []
+
+    def on_step(_batch: object, step: int) -> None:
+        if step == 2 and not cancelled_at:  # mid-denoise: the caller cancels now
+            cancelled_at.append(step)
+            asyncio.run_coroutine_threadsafe(c.services.jobs.cancel(target["id"]), loop).result()
+
+    c = core(FakeEngine(on_step=on_step), fallback_max_steps=50)
+    victim, _ = await c.services.jobs.submit(submission("victim"))
+    mate, _ = await c.services.jobs.submit(submission("batch mate"))
+    target["id"] = victim.id
+    await asyncio.to_thread(c.worker.run_until_empty)
+    first_call = c.engine.calls[0]
+    assert {s.prompt for s in first_call.images} == {"victim", "batch mate"}  # one batch
+    assert first_call.steps > cancelled_at[0] + 1  # it had steps left to run
+    assert c.engine.steps_run[0] == cancelled_at[0] + 1  # stopped within one step
+    ended = await c.services.jobs.get(victim.id)
+    assert ended is not None and ended.status is JobStatus.CANCELLED
+    assert not any(image.ready for image in ended.images)
+    other = await c.services.jobs.get(mate.id)
+    assert other is not None and other.status is JobStatus.COMPLETED
+    assert other.attempts == 1  # handed back without spending an attempt, then run again
+
+
+async def test_cancel_after_completion_leaves_the_job_completed(
+    core: Callable[..., Core],
+) -> None:
+    c = core()
+    job, _ = await c.services.jobs.submit(submission())
+    c.worker.run_until_empty()
+    after = await c.services.jobs.cancel(job.id)
+    assert after.status is JobStatus.COMPLETED
+
+
+async def test_a_job_whose_worker_died_is_run_again_by_another_once(
+    core: Callable[..., Core],
+) -> None:
+    """The first worker claims and dies (it never finishes); once its lease has expired on the
+    store's clock, a second worker runs the job to completion exactly once."""
+    from easel.server import build_worker
+    from easel.store import JobStore
+    from tests.server.test_store import FakeClock
+
+    c = core()
+    job, _ = await c.services.jobs.submit(submission(n=2, seed=11))
+    clock = FakeClock(now=c.services.store.clock())
+    store = JobStore(c.settings.database_url, clock)
+    assert [j.id for j in store.claim("dead-worker", 4, 30, 3)] == [job.id]
+    second = build_worker(c.settings, lambda: c.engine, store=store)
+    assert second.run_until_empty() == 0  # the lease is still held
+    clock.advance(31)
+    assert second.run_until_empty() == 1
+    done = store.get(job.id)
+    assert done is not None and done.status is JobStatus.COMPLETED and done.attempts == 2
+    assert [image.seed for image in done.images] == [11, 12]
+    assert not store.complete(job.id, "dead-worker", [], "late", 0.0)  # one terminal transition
+    store.close()

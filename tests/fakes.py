@@ -1,0 +1,58 @@
+"""A fake engine for in-process tests of the job service, the worker and delivery: it draws
+pixels from each image's seed and prompt with numpy (no torch), reports every step, honours
+cancel between steps, and fails on request."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections.abc import Callable
+
+import numpy as np
+
+from easel.domain.errors import CancelledError, InferenceError
+from easel.domain.generation import EngineBatch, GeneratedImage
+
+
+class FakeEngine:
+    def __init__(
+        self,
+        fail_on_prompt: str | None = None,
+        on_step: Callable[[EngineBatch, int], None] | None = None,
+    ) -> None:
+        self.fail_on_prompt = fail_on_prompt
+        self.on_step = on_step  # called before each step: tests act mid-denoise here
+        self.warmed: list[str] = []
+        self.calls: list[EngineBatch] = []
+        self.steps_run: list[int] = []  # per call, how many steps ran before it returned
+
+    def warm(self, source: str) -> None:
+        self.warmed.append(source)
+
+    def generate(
+        self,
+        batch: EngineBatch,
+        progress: Callable[[int, int], None] | None = None,
+        cancel: threading.Event | None = None,
+    ) -> list[GeneratedImage]:
+        self.calls.append(batch)
+        self.steps_run.append(0)
+        if self.fail_on_prompt and any(self.fail_on_prompt in s.prompt for s in batch.images):
+            raise InferenceError("the fake engine was told to fail")
+        for step in range(batch.steps):
+            if self.on_step is not None:
+                self.on_step(batch, step)
+            self.steps_run[-1] = step + 1
+            if progress is not None:
+                progress(step + 1, batch.steps)
+            if cancel is not None and cancel.is_set():
+                raise CancelledError()
+        return [GeneratedImage(pixels(spec.prompt, spec.seed, batch.width, batch.height),
+                               spec.seed, batch.width, batch.height) for spec in batch.images]
+
+
+def pixels(prompt: str, seed: int, width: int, height: int) -> np.ndarray:
+    """An image that depends on the prompt and the seed alone (never all black)."""
+    digest = hashlib.sha256(f"{prompt}|{seed}".encode()).digest()
+    rng = np.random.default_rng(int.from_bytes(digest[:8], "big"))
+    return rng.integers(1, 256, size=(height, width, 3), dtype=np.uint8)

@@ -1,0 +1,100 @@
+"""The architecture, checked on the import graph (grimp reads every import statement, those
+inside functions and under TYPE_CHECKING included):
+
+- torch and the libraries built on it are imported only under easel.engine and easel.mini;
+- the API never imports the store, the worker, the engine or easel-mini;
+- domain types import nothing of easel but the domain;
+- no import cycles between easel's modules.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import grimp
+import pytest
+
+TORCH_LIBRARIES = ("torch", "diffusers", "transformers", "accelerate", "torchao", "safetensors")
+TORCH_HOMES = ("easel.engine", "easel.mini")
+
+
+@pytest.fixture(scope="module")
+def graph() -> grimp.ImportGraph:
+    return grimp.build_graph("easel", include_external_packages=True, cache_dir=None)
+
+
+def _internal(graph: grimp.ImportGraph) -> list[str]:
+    return sorted(m for m in graph.modules if m == "easel" or m.startswith("easel."))
+
+
+def _under(module: str, packages: tuple[str, ...]) -> bool:
+    return any(module == p or module.startswith(p + ".") for p in packages)
+
+
+def test_torch_is_imported_only_by_the_engine_and_mini(graph: grimp.ImportGraph) -> None:
+    offenders = [
+        f"{importer} imports {library}"
+        for library in TORCH_LIBRARIES if library in graph.modules
+        for importer in sorted(graph.find_modules_that_directly_import(library))
+        if not _under(importer, TORCH_HOMES)
+    ]
+    assert offenders == []
+
+
+@pytest.mark.parametrize("forbidden", ["easel.store", "easel.worker", "easel.engine",
+                                       "easel.mini", "easel.server"])
+def test_the_api_never_imports(graph: grimp.ImportGraph, forbidden: str) -> None:
+    offenders = [
+        f"{importer} imports {imported}"
+        for importer in _internal(graph) if _under(importer, ("easel.api",))
+        for imported in sorted(graph.find_modules_directly_imported_by(importer))
+        if _under(imported, (forbidden,))
+    ]
+    assert offenders == []
+
+
+def test_the_domain_imports_only_the_domain(graph: grimp.ImportGraph) -> None:
+    offenders = [
+        f"{importer} imports {imported}"
+        for importer in _internal(graph) if _under(importer, ("easel.domain",))
+        for imported in sorted(graph.find_modules_directly_imported_by(importer))
+        if imported.startswith("easel") and not _under(imported, ("easel.domain",))
+    ]
+    assert offenders == []
+
+
+def test_no_import_cycles(graph: grimp.ImportGraph) -> None:
+    cycles = set()
+    for importer in _internal(graph):
+        for imported in graph.find_modules_directly_imported_by(importer):
+            if not imported.startswith("easel") or imported == importer:
+                continue
+            back = graph.find_shortest_chain(importer=imported, imported=importer)
+            if back is not None:
+                cycles.add(" -> ".join((importer, *back)))
+    assert sorted(cycles) == []
+
+
+def test_the_api_process_never_loads_torch() -> None:
+    """Build and start the app API-only (no in-process worker), serve a request, and look at
+    what the interpreter loaded."""
+    script = """
+import sys, tempfile
+from fastapi.testclient import TestClient
+from easel.server import build_app
+from easel.settings import Settings
+settings = Settings(data_dir=tempfile.mkdtemp(), run_worker=False, preload_models=[])
+with TestClient(build_app(settings)) as client:
+    assert client.get("/readyz").status_code == 200
+    reply = client.post("/v1", json=[{"taskType": "imageInference", "model": "google:2@3",
+        "taskUUID": "0b1e4c3e-4ad2-4d0c-9d2b-6c9d3c9a0f11", "positivePrompt": "a fox",
+        "width": 1024, "height": 1024, "deliveryMethod": "async"}])
+    assert reply.status_code == 200, reply.text
+loaded = sorted(m for m in sys.modules if m.split(".")[0] in sys.argv[1].split(","))
+print("LOADED", loaded)
+"""
+    result = subprocess.run([sys.executable, "-c", script, ",".join(TORCH_LIBRARIES)],
+                            capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "LOADED []" in result.stdout, result.stdout
