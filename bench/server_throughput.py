@@ -3,10 +3,14 @@
 The engine-alone figure runs batches of `--batch` images directly on easel's engine in this
 process. The server figure starts `easel serve` (same tiny stand-in model, same size, same steps,
 same batch size) and has `--clients` concurrent Runware REST clients send sync tasks of one image
-each until `--images` images are done. The ratio is what the HTTP layer, the job store, encoding
-and storage cost on top of generation.
+each until `--images` images are done. Every image has a prompt of its own on both sides, so
+neither is helped by the text-embedding cache. The ratio is what the HTTP layer, the job store,
+encoding and storage cost on top of generation.
 
-    .venv/bin/python -m bench.server_throughput --clients 16 --images 96 --size 512
+`--worker-process` runs the API as `easel serve --no-worker` and the engine in an
+`easel worker` process beside it (one store), instead of a worker thread in the API process.
+
+    .venv/bin/python -m bench.server_throughput --clients 16 --images 64 --size 512
 """
 
 from __future__ import annotations
@@ -14,6 +18,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import itertools
+import os
+import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -30,9 +38,11 @@ PROMPT = "a red fox in fresh snow, photograph"
 
 def engine_alone(images: int, batch: int, size: int, steps: int) -> float:
     engine = Engine(MODELS_CACHE, device="cpu")
+    numbers = itertools.count()
 
     def run(n: int) -> None:
-        specs = tuple(ImageSpec(f"{PROMPT} {i}", i) for i in range(n))
+        # A prompt of its own per image, as the server's clients send: no text-cache hits.
+        specs = tuple(ImageSpec(f"{PROMPT} {next(numbers)}", i) for i in range(n))
         engine.generate(EngineBatch("easel/tiny-flux", "flux", size, size, steps, 0.0, specs))
 
     run(batch)  # warm-up
@@ -71,7 +81,8 @@ async def through_server(url: str, images: int, clients: int, size: int) -> floa
 
 async def client_once(http: httpx.AsyncClient, size: int) -> None:
     task = {"taskType": "imageInference", "taskUUID": str(uuid.uuid4()), "model": "google:2@3",
-            "positivePrompt": PROMPT, "width": size, "height": size, "deliveryMethod": "sync"}
+            "positivePrompt": f"{PROMPT} warm-up {uuid.uuid4()}", "width": size,
+            "height": size, "deliveryMethod": "sync"}
     (await http.post("/v1", json=[task])).raise_for_status()
 
 
@@ -82,6 +93,8 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--steps", type=int, default=4)
+    parser.add_argument("--worker-process", action="store_true",
+                        help="API-only server plus an `easel worker` process")
     args = parser.parse_args()
 
     alone = engine_alone(args.images, args.batch, args.size, args.steps)
@@ -95,12 +108,23 @@ def main() -> None:
     catalog.write_text(f'[sizes]\n"1:1" = [{args.size}, {args.size}]\n')
     server = Server(data / "srv", small=False, EASEL_CATALOG_FILE=catalog,
                     EASEL_BATCH_SIZE=args.batch, EASEL_FALLBACK_MAX_STEPS=args.steps)
+    worker = None
+    if args.worker_process:
+        server.command = ["-m", "easel.cli", "serve", "--no-worker"]
     server.start()
+    if args.worker_process:
+        env = {**os.environ, **server.env, "EASEL_DATA_DIR": str(server.data_dir)}
+        worker = subprocess.Popen([sys.executable, "-m", "easel.cli", "worker", "--data-dir",
+                                   str(server.data_dir)], env=env)
     try:
         served = asyncio.run(through_server(server.url, args.images, args.clients, args.size))
     finally:
+        if worker is not None:
+            worker.terminate()
+            worker.wait(60)
         server.stop()
-    print(f"through HTTP, {args.clients} clients: {served:.3f} images/s", flush=True)
+    setup = "API + worker process" if args.worker_process else "one process"
+    print(f"through HTTP, {args.clients} clients ({setup}): {served:.3f} images/s", flush=True)
     print(f"ratio: {served / alone * 100:.1f}% of engine-alone throughput")
 
 

@@ -9,11 +9,13 @@ import contextlib
 import threading
 from collections.abc import Iterator
 
+Waiter = tuple[asyncio.AbstractEventLoop, asyncio.Event, bool]  # loop, event, any change?
+
 
 class JobEvents:
     def __init__(self) -> None:
         self._work = threading.Event()
-        self._waiters: dict[str, set[tuple[asyncio.AbstractEventLoop, asyncio.Event]]] = {}
+        self._waiters: dict[str, set[Waiter]] = {}
         self._lock = threading.Lock()
 
     # -- the worker's side --------------------------------------------------------------------
@@ -28,17 +30,22 @@ class JobEvents:
 
     # -- job changes ----------------------------------------------------------------------------
 
-    def job_changed(self, job_id: str) -> None:
+    def job_changed(self, job_id: str, settled: bool = False) -> None:
+        """`settled`: the worker let go of the job (it ended, or went back to the queue); else a
+        step of progress. Requests waiting for the end are woken only when it settles: each
+        wake-up costs a read of the store."""
         with self._lock:
             waiters = list(self._waiters.get(job_id, ()))
-        for loop, event in waiters:
-            with contextlib.suppress(RuntimeError):  # that loop has closed
-                loop.call_soon_threadsafe(event.set)
+        for loop, event, any_change in waiters:
+            if settled or any_change:
+                with contextlib.suppress(RuntimeError):  # that loop has closed
+                    loop.call_soon_threadsafe(event.set)
 
     @contextlib.contextmanager
-    def watching(self, job_id: str) -> Iterator[asyncio.Event]:
-        """An event set when `job_id` changes; register before reading so no wake-up is lost."""
-        entry = (asyncio.get_running_loop(), asyncio.Event())
+    def watching(self, job_id: str, any_change: bool = False) -> Iterator[asyncio.Event]:
+        """An event set when `job_id` settles (or, with `any_change`, at every change);
+        register before reading the store so no wake-up is lost."""
+        entry = (asyncio.get_running_loop(), asyncio.Event(), any_change)
         with self._lock:
             self._waiters.setdefault(job_id, set()).add(entry)
         try:

@@ -106,9 +106,10 @@ class JobService:
         job_id = submission.task_id or str(uuid.uuid4())
         request_json = request_to_json(request)
         digest = params_hash(submission, request_json)
-        existing = await self._existing(job_id, digest, names)
-        if existing is not None:
-            return existing, False
+        if submission.task_id is not None:  # a fresh random id cannot exist yet
+            existing = await self._existing(job_id, digest, names)
+            if existing is not None:
+                return existing, False
         new = NewJob(
             id=job_id, dialect=submission.dialect, request=request, params_hash=digest,
             caller=submission.caller.principal, delivery=submission.delivery,
@@ -204,7 +205,7 @@ class JobService:
         if status is None:
             name = (names or WireNames())("task_id")
             raise EaselError(ErrorKind.NOT_FOUND, f"no job {job_id}", name)
-        self.events.job_changed(job_id)
+        self.events.job_changed(job_id, settled=True)
         job = await self.get(job_id)
         assert job is not None
         return job

@@ -297,7 +297,7 @@ class Worker:
     def _release(self, job_id: str) -> None:
         with self._held_lock:
             self._held.discard(job_id)
-        self.events.job_changed(job_id)
+        self.events.job_changed(job_id, settled=True)
 
     def _heartbeat(self) -> None:
         interval = max(self.settings.lease_seconds / 3, 0.2)
