@@ -84,7 +84,8 @@ import sys, tempfile
 from fastapi.testclient import TestClient
 from easel.server import build_app
 from easel.settings import Settings
-settings = Settings(data_dir=tempfile.mkdtemp(), run_worker=False, preload_models=[])
+settings = Settings(data_dir=tempfile.mkdtemp(), run_worker=False, preload_models=[],
+                    allowed_hosts=["testserver"])
 with TestClient(build_app(settings)) as client:
     assert client.get("/readyz").status_code == 200
     reply = client.post("/v1", json=[{"taskType": "imageInference", "model": "google:2@3",

@@ -143,6 +143,7 @@ class Model:
             raise EaselError(
                 ErrorKind.MISSING, f"{parameter} must be a non-empty string", parameter
             )
+        check_text(prompt, parameter)
         if not self.prompt_min <= len(prompt) <= self.prompt_max:
             raise invalid(
                 parameter,
@@ -159,6 +160,7 @@ class Model:
             raise EaselError(
                 ErrorKind.UNSUPPORTED, f"{self.id} does not accept a {parameter}", parameter
             )
+        check_text(negative, parameter)
         if len(negative) > self.prompt_max:
             raise invalid(parameter, f"{parameter} must be at most {self.prompt_max} characters")
 
@@ -172,6 +174,18 @@ class Model:
                 parameter,
                 f"{parameter} must be an integer 1..{self.max_images} for {self.id}, got {count!r}",
             )
+
+
+def check_text(text: str, parameter: str) -> None:
+    """Text a tokenizer can read: valid Unicode (JSON lets a lone surrogate such as \\ud800
+    through, and it crashes tokenizers), no NUL characters."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise invalid(parameter, f"{parameter} is not valid Unicode text (a lone surrogate at "
+                                 f"character {exc.start})") from None
+    if "\x00" in text:
+        raise invalid(parameter, f"{parameter} contains a NUL character")
 
 
 def _ratio_order(ratio: str) -> float:

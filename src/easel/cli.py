@@ -234,8 +234,10 @@ def pull(
 
 @app.command()
 def serve(
-    host: Annotated[str, typer.Option(help="Interface to listen on")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="TCP port")] = 8000,
+    host: Annotated[
+        str | None, typer.Option(help="Interface to listen on (default: EASEL_HOST, 127.0.0.1)")
+    ] = None,
+    port: Annotated[int | None, typer.Option(help="TCP port (default: EASEL_PORT, 8000)")] = None,
     data_dir: Annotated[
         Path | None, typer.Option(help="Jobs database and images (default: EASEL_DATA_DIR)")
     ] = None,
@@ -256,7 +258,11 @@ def serve(
     after EASEL_SHUTDOWN_GRACE_SECONDS), and the process exits 0."""
     from easel.server import build_app
 
-    overrides: dict[str, object] = {"host": host, "port": port}
+    overrides: dict[str, object] = {}  # flags given win over the environment
+    if host is not None:
+        overrides["host"] = host
+    if port is not None:
+        overrides["port"] = port
     if data_dir is not None:
         overrides["data_dir"] = data_dir
     if not worker:
@@ -266,6 +272,7 @@ def serve(
     _warn_stand_ins(
         catalog, BackendResolver(settings.strict, settings.fallback_max_steps, catalog.mini)
     )
+    host = settings.host
     if not is_loopback_host(host) and not insecure_no_auth and not _has_keys(settings):
         fail(f"--host {host} would expose easel beyond this machine with no API keys; create "
              "one (`easel keys create`), set EASEL_API_KEYS, or pass --insecure-no-auth")
@@ -284,7 +291,7 @@ def run_server(app_: FastAPI, settings: Settings, log_level: str = "warning") ->
         port=settings.port,
         log_level=log_level,
         ws_max_size=max(16 * 1024 * 1024, settings.max_body_bytes * 4),
-        ws_ping_interval=None,
+        ws_ping_interval=settings.ws_ping_interval or None,  # finds half-open connections
         timeout_graceful_shutdown=max(1, round(settings.shutdown_grace_seconds)),
     )
     server = _graceful_server(config)

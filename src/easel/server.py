@@ -25,6 +25,7 @@ from easel.services.generation import BackendResolver
 from easel.services.jobs import JobService
 from easel.services.keys import KeyRing
 from easel.services.metrics import Metrics
+from easel.services.secrets import server_secret
 from easel.settings import Settings
 from easel.store import DeliveryStore, JobStore, KeyStore
 from easel.worker import Worker
@@ -90,6 +91,7 @@ def build_services(
     jobs = JobService(
         catalog, resolver, store, outbox, Admission(settings), events,
         poll_interval=settings.poll_interval, allow_loopback_urls=settings.allow_loopback_urls,
+        max_ttl_seconds=settings.max_ttl_seconds,
         on_submit=lambda dialect: metrics.submitted.labels(dialect).inc(),
     )
     renderers = {d.name: d.render_webhook for d in served if d.render_webhook is not None}
@@ -99,7 +101,8 @@ def build_services(
         worker = build_worker(settings, engine_factory, catalog=catalog, store=store,
                               metrics=metrics, events=events)
     keys = KeyRing(settings.api_keys, KeyStore(store.engine))
-    return Services(settings, catalog, store, artifacts, jobs, metrics, keys, delivery, worker)
+    return Services(settings, catalog, store, artifacts, jobs, metrics, keys, delivery, worker,
+                    server_secret(settings))
 
 
 def build_app(settings: Settings, engine_factory: EngineFactory | None = None) -> FastAPI:

@@ -48,7 +48,19 @@ class Settings(BaseSettings):
     lease_seconds: float = 30.0
     poll_interval: float = 0.5  # store polling when no in-process notification arrives
     sweep_interval: float = 30.0  # how often expired images are deleted from disk
-    max_body_bytes: int = 1_000_000  # largest REST body / WebSocket frame accepted
+    max_body_bytes: int = 1_000_000  # largest REST body / WebSocket frame accepted (bytes)
+    body_timeout: float = 30.0  # a request body must arrive within this long (else 408)
+    max_tasks_per_request: int = 100  # Runware: tasks in one REST body or WebSocket frame
+    max_reply_bytes: int = 64 * 1024 * 1024  # base64 images in one reply; beyond: use URLs
+    max_ttl_seconds: int = 30 * 86400  # the longest image URL lifetime a client may ask for
+    # Host headers served (DNS rebinding); empty: loopback names when bound to loopback (plus
+    # the public URL's host), any host otherwise. Browsers from other origins are refused.
+    allowed_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    protect_meta_routes: bool = False  # with keys: /metrics, /docs, /redoc, /openapi.json too
+    ws_auth_timeout: float = 10.0  # a WebSocket must authenticate within this (keys required)
+    max_websockets: int = 1000  # open WebSocket connections per process
+    ws_ping_interval: float = 20.0  # WebSocket pings find half-open connections
+    secret_key: str | None = None  # signs WaveSpeed refusal ids; default: <data_dir>/secret.key
     sync_timeout: float = 600.0  # longest a sync request waits for its images
     preload_models: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: ["google:2@3"]
@@ -73,6 +85,7 @@ class Settings(BaseSettings):
     webhook_timeout: float = 15.0  # one webhook POST, connect to last byte
     upload_timeout: float = 60.0  # one uploadEndpoint PUT
     delivery_concurrency: int = 16
+    delivery_per_host: int = 4  # attempts in flight to one host: a slow one cannot hold all
     # Loopback targets are refused unless this is set (the test suite's receivers need it).
     allow_loopback_urls: bool = False
 
@@ -84,7 +97,7 @@ class Settings(BaseSettings):
             return [float(part) for part in value.split(",") if part.strip()]
         return value
 
-    @field_validator("api_keys", "preload_models", mode="before")
+    @field_validator("api_keys", "preload_models", "allowed_hosts", mode="before")
     @classmethod
     def _comma_list(cls, value: Any) -> Any:
         """EASEL_API_KEYS=a,b (comma separated), as people write it in a shell."""

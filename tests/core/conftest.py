@@ -71,10 +71,11 @@ def submission(
     prompt: str = "a red fox", *, n: int = 1, seed: int | None = None, task_id: str | None = None,
     negative: str | None = None, names: WireNames | None = None,
     delivery: DeliverySettings | None = None, caller: Caller = CALLER, model: str = "google:2@3",
+    dialect: str = "test",
 ) -> Submission:
     generation = GenerationInput(
         ModelChoice(model), prompt, ExactSize(64, 64), num_images=n, negative_prompt=negative,
         seed=seed, output_format=ImageFormat.PNG,
     )
-    return Submission("test", caller, generation, delivery or DeliverySettings(), task_id,
+    return Submission(dialect, caller, generation, delivery or DeliverySettings(), task_id,
                       names or WireNames())

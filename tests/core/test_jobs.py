@@ -200,3 +200,27 @@ async def test_a_job_whose_worker_died_is_run_again_by_another_once(
     assert [image.seed for image in done.images] == [11, 12]
     assert not store.complete(job.id, "dead-worker", [], "late", 0.0)  # one terminal transition
     store.close()
+
+
+async def test_a_caller_sees_and_cancels_only_its_own_jobs(core: Callable[..., Core]) -> None:
+    c = core()
+    mine, _ = await c.services.jobs.submit(submission(task_id="T-1", caller=Caller("a"),
+                                                      dialect="runware"))
+    theirs, _ = await c.services.jobs.submit(submission("other", task_id="t-1",
+                                                        caller=Caller("b"), dialect="runware"))
+    assert mine.id != theirs.id  # the same client id under two keys: two jobs
+    assert await c.services.jobs.get(mine.id, Caller("b")) is None
+    assert (await c.services.jobs.find(Caller("a"), "t-1")) is not None  # case does not matter
+    assert (await c.services.jobs.find(Caller("b"), mine.id)) is None
+    with pytest.raises(EaselError):
+        await c.services.jobs.cancel(mine.id, Caller("b"))
+    assert (await c.services.jobs.get(mine.id)).status is JobStatus.QUEUED  # type: ignore[union-attr]
+
+
+async def test_a_huge_ttl_is_refused_by_the_core(core: Callable[..., Core]) -> None:
+    c = core()
+    names = WireNames({"ttl": "ttl"})
+    with pytest.raises(EaselError) as info:
+        await c.services.jobs.submit(submission(delivery=DeliverySettings(ttl_seconds=10**12),
+                                                names=names))
+    assert info.value.parameter == "ttl" and info.value.kind is ErrorKind.INVALID

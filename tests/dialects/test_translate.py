@@ -218,13 +218,14 @@ def test_wavespeed_refusals(
 
 def test_wavespeed_refusal_round_trips_through_its_id() -> None:
     err = EaselError(ErrorKind.MISSING, "prompt is required", "prompt")
-    data = ws.refusal_data("google/imagen4", err, NOW, "http://h:1")
+    data = ws.refusal_data("google/imagen4", err, NOW, "http://h:1", b"secret")
     assert data["status"] == "failed" and data["code"] == 1400
-    again = ws.decode_refusal(data["id"], "http://h:1")
+    again = ws.decode_refusal(data["id"], "http://h:1", b"secret")
     assert again == data
     assert data["urls"]["get"] == f"http://h:1/api/v3/predictions/{data['id']}/result"
-    assert ws.decode_refusal("rf-garbage!", "http://h:1") is None
-    assert ws.decode_refusal("plain-id", "http://h:1") is None
+    assert ws.decode_refusal("rf-garbage!", "http://h:1", b"secret") is None
+    assert ws.decode_refusal("plain-id", "http://h:1", b"secret") is None
+    assert ws.decode_refusal(data["id"], "http://h:1", b"another secret") is None  # forged
 
 
 def _job(status: JobStatus, **kw: Any) -> Job:

@@ -16,7 +16,7 @@ from tests.server_harness import Server, inference, poll_until_done
 
 def wait_processing(srv: Server, task_uuid: str) -> None:
     deadline = time.monotonic() + 60
-    while srv.db("SELECT status FROM jobs WHERE id = ?", task_uuid) != [("processing",)]:
+    while srv.db("SELECT status FROM jobs WHERE task_id = ?", task_uuid) != [("processing",)]:
         assert time.monotonic() < deadline
         time.sleep(0.05)
 
@@ -56,7 +56,8 @@ def test_a_poison_job_is_failed_after_bounded_attempts(make_server: Callable[...
         srv.post([poison, *others])
         restarts = 0
         deadline = time.monotonic() + 180
-        while srv.db("SELECT status FROM jobs WHERE id = ?", poison["taskUUID"]) != [("failed",)]:
+        poison_sql = "SELECT status FROM jobs WHERE task_id = ?"
+        while srv.db(poison_sql, poison["taskUUID"]) != [("failed",)]:
             assert time.monotonic() < deadline
             assert srv.proc is not None
             if srv.proc.poll() is not None:  # the supervisor's job: start it again
@@ -65,7 +66,7 @@ def test_a_poison_job_is_failed_after_bounded_attempts(make_server: Callable[...
                 srv.start(wait_ready=False)
             time.sleep(0.1)
         assert restarts == 2  # attempted exactly max_attempts times
-        code, message = srv.db("SELECT error_code, error_message FROM jobs WHERE id = ?",
+        code, message = srv.db("SELECT error_code, error_message FROM jobs WHERE task_id = ?",
                                poison["taskUUID"])[0]
         assert code == "worker_lost" and "2 times" in message
         for task in others:

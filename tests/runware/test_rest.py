@@ -71,7 +71,7 @@ def test_same_task_uuid_same_parameters_returns_the_same_task(server: Server) ->
     first = server.post([task]).json()["data"]
     again = server.post([task]).json()["data"]
     assert [i["imageUUID"] for i in first] == [i["imageUUID"] for i in again]
-    assert server.db("SELECT count(*) FROM jobs WHERE id = ?", task["taskUUID"]) == [(1,)]
+    assert server.db("SELECT count(*) FROM jobs WHERE task_id = ?", task["taskUUID"]) == [(1,)]
 
 
 def test_same_task_uuid_other_parameters_is_a_conflict(server: Server) -> None:

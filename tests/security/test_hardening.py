@@ -25,7 +25,7 @@ import pytest
 import websockets
 
 from easel.services.outbound import refusal
-from tests.server_harness import Server, free_port, inference
+from tests.server_harness import Server, free_port, inference, poll_until_done
 
 MIB = 1024 * 1024
 
@@ -69,11 +69,12 @@ def test_polls_count_against_the_callers_budget(make_server: Callable[..., Serve
 def test_a_reply_over_the_byte_budget_is_refused_not_built(
     make_server: Callable[..., Server],
 ) -> None:
-    srv = make_server(EASEL_MAX_REPLY_BYTES=20_000).start()
-    tasks = [inference(numberResults=4, outputType="base64Data", outputFormat="PNG")
+    srv = make_server(EASEL_MAX_REPLY_BYTES=40_000).start()  # one task of 4 fits
+    tasks = [inference(numberResults=4, outputType="base64Data", deliveryMethod="async")
              for _ in range(3)]
     for task in tasks:
         assert srv.post([task]).status_code == 200
+        poll_until_done(srv, task["taskUUID"])  # one task's images fit in one reply
     reply = srv.post([{"taskType": "getResponse", "taskUUID": t["taskUUID"]} for t in tasks])
     body = reply.json()
     assert len(reply.content) < 60_000
@@ -287,10 +288,8 @@ def test_malformed_json_is_a_400_in_each_dialect_and_keep_alive_survives(
                 if path == "/api/v3/google/imagen4-fast" and reply.status_code == 200:
                     assert reply.json()["data"]["status"] == "failed"
                 assert client.get("/livez").status_code == 200  # the connection still works
-        nested = {"m": [[[[]]]]}
-        for _ in range(3000):
-            nested = {"m": nested}  # type: ignore[dict-item]
-        packed = zlib.compress(json.dumps(nested).encode()[:200_000])
+        nested = b'{"m":' * 50_000 + b"1" + b"}" * 50_000
+        packed = zlib.compress(nested)
         forged = "rf-" + base64.urlsafe_b64encode(packed).decode().rstrip("=")
         reply = client.get(f"/api/v3/predictions/{forged[:6000]}/result")
         assert reply.status_code in (400, 404) and len(reply.content) < 10_000

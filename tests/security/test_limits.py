@@ -57,7 +57,7 @@ def test_rate_limit_is_per_key(make_server: Callable[..., Server]) -> None:
     assert limited.status_code == 429
     assert limited.json()["errors"][0]["code"] == "rateLimitExceeded"
     assert int(limited.headers["retry-after"]) >= 1
-    assert srv.db("SELECT count(*) FROM jobs WHERE id = ?", task["taskUUID"]) == [(0,)]
+    assert srv.db("SELECT count(*) FROM jobs WHERE task_id = ?", task["taskUUID"]) == [(0,)]
     assert srv.post([inference(deliveryMethod="async")], headers=b).status_code == 200
     # every dialect answers in its own shape, with Retry-After
     ws = httpx.post(srv.url + "/api/v3/google/imagen4-fast", json={"prompt": "x"}, headers=a)

@@ -62,7 +62,7 @@ def test_runware_refuses(server: Server, listener: tuple[int, list[object]], tem
     assert response.status_code == 400
     (error,) = response.json()["errors"]
     assert error["parameter"] == field and error["code"] == f"invalid{field[0].upper()}{field[1:]}"
-    assert server.db("SELECT count(*) FROM jobs WHERE id = ?", task["taskUUID"]) == [(0,)]
+    assert server.db("SELECT count(*) FROM jobs WHERE task_id = ?", task["taskUUID"]) == [(0,)]
     assert seen == []
 
 

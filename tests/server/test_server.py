@@ -68,10 +68,10 @@ def test_compatible_jobs_share_one_engine_call_at_real_sizes(
         items = poll_until_done(srv, task["taskUUID"])
         image = httpx.get(items[0]["imageURL"])
         assert image.status_code == 200
-    batch_ids = {srv.db("SELECT batch_id FROM jobs WHERE id = ?", t["taskUUID"])[0][0]
+    batch_ids = {srv.db("SELECT batch_id FROM jobs WHERE task_id = ?", t["taskUUID"])[0][0]
                  for t in wide}
     assert len(batch_ids) == 1
-    blocker_batch = srv.db("SELECT batch_id FROM jobs WHERE id = ?", blocker["taskUUID"])[0][0]
+    blocker_batch = srv.db("SELECT batch_id FROM jobs WHERE task_id = ?", blocker["taskUUID"])[0][0]
     assert blocker_batch not in batch_ids
 
 
@@ -86,7 +86,8 @@ def test_sigkill_mid_job_then_restart_completes_once_with_same_ids(
     before = [i["imageUUID"] for i in srv.post(
         [{"taskType": "getResponse", "taskUUID": task["taskUUID"]}]).json()["data"]]
     deadline = time.monotonic() + 60
-    while srv.db("SELECT status FROM jobs WHERE id = ?", task["taskUUID"]) != [("processing",)]:
+    status_sql = "SELECT status FROM jobs WHERE task_id = ?"
+    while srv.db(status_sql, task["taskUUID"]) != [("processing",)]:
         assert time.monotonic() < deadline
         time.sleep(0.05)
     srv.kill()

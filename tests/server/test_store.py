@@ -12,7 +12,7 @@ from easel.domain.errors import ErrorKind
 from easel.domain.job import JobStatus
 from easel.domain.request import GenerationRequest
 from easel.domain.submission import DeliverySettings
-from easel.store import DeliveryStore, JobStore, NewJob, ReadyImage
+from easel.store import DeliveryStore, InsertResult, JobStore, NewJob, ReadyImage
 
 
 class FakeClock:
@@ -36,15 +36,15 @@ def _job(job_id: str, key: str = "k", n: int = 1, webhook: str | None = None) ->
     request = GenerationRequest(model="google:2@3", prompt="a fox", width=64, height=64,
                                 num_images=n)
     return NewJob(id=job_id, dialect="test", request=request, params_hash="h", caller="t",
-                  delivery=DeliverySettings(webhook=webhook), echo={"mine": 1},
+                  delivery=DeliverySettings(webhook=webhook), echo={"mine": 1}, task_id=None,
                   batch_key=key, backend="easel/tiny-flux", stand_in_reason=None, cost=0.02,
                   image_ids=[f"{job_id}-img{i}" for i in range(n)], seeds=list(range(n)))
 
 
 def test_insert_is_idempotent_by_id(tmp_path: Path) -> None:
     store = _store(tmp_path)
-    assert store.insert(_job("a"))
-    assert not store.insert(_job("a"))
+    assert store.insert(_job("a")) is InsertResult.INSERTED
+    assert store.insert(_job("a")) is InsertResult.EXISTS
     job = store.get("a")
     assert job is not None and job.status is JobStatus.QUEUED
     assert [i.image_id for i in job.images] == ["a-img0"]
@@ -156,6 +156,7 @@ def test_a_database_of_the_previous_schema_is_upgraded(tmp_path: Path) -> None:
     with sqlite3.connect(path) as conn:  # the old schema: drop the two new columns
         conn.execute("ALTER TABLE jobs DROP COLUMN caller")
         conn.execute("ALTER TABLE jobs DROP COLUMN cancel_requested")
+        conn.execute("ALTER TABLE jobs DROP COLUMN task_id")
         conn.execute("UPDATE jobs SET options = ? WHERE id = 'old'",
                      ('{"webhook": "https://example.com/h", "ttl": 90, "outputType": ["URL"]}',))
     again = JobStore(f"sqlite:///{path}")
@@ -164,4 +165,11 @@ def test_a_database_of_the_previous_schema_is_upgraded(tmp_path: Path) -> None:
     assert job is not None and not job.cancel_requested
     assert job.delivery.webhook == "https://example.com/h" and job.delivery.ttl_seconds == 90
     assert job.echo == {"outputType": ["URL"], "ttl": 90}
-    assert again.insert(_job("new"))
+    assert again.insert(_job("new")) is InsertResult.INSERTED
+
+
+def test_the_queue_cap_is_checked_in_the_insert_itself(tmp_path: Path) -> None:
+    store = _store(tmp_path)
+    results = [store.insert(_job(f"j{i}"), max_queued=3) for i in range(5)]
+    assert results == [InsertResult.INSERTED] * 3 + [InsertResult.QUEUE_FULL] * 2
+    assert store.queued_count() == 3

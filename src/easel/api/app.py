@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse
 
 from easel.api.auth import authenticate, bearer_token
 from easel.api.dialects.common import Dialect
-from easel.domain.errors import EaselError
+from easel.api.guard import CrossSiteGuard
 from easel.domain.job import Job
 from easel.services.container import Services
 
@@ -34,6 +34,7 @@ def create_app(services: Services, dialects: Sequence[Dialect]) -> FastAPI:
     app = FastAPI(title="easel", version="0.1.0", lifespan=lifespan)
     app.state.services = services
     _add_request_metrics(app, services)
+    app.add_middleware(CrossSiteGuard, services=services, dialects=dialects)  # outermost
     _add_core_routes(app, services)
     for dialect in dialects:
         app.include_router(dialect.router)
@@ -64,7 +65,7 @@ def _add_request_metrics(app: FastAPI, services: Services) -> None:
 def job_view(job: Job) -> dict[str, Any]:
     """A job as easel's own routes (and `easel jobs`) show it, whatever dialect sent it."""
     return {
-        "id": job.id, "dialect": job.dialect, "status": job.status.value,
+        "id": job.client_id, "job": job.id, "dialect": job.dialect, "status": job.status.value,
         "model": job.request.model, "prompt": job.request.prompt,
         "size": f"{job.request.width}x{job.request.height}", "images": len(job.images),
         "seeds": [image.seed for image in job.images],
@@ -96,39 +97,38 @@ def _add_core_routes(app: FastAPI, services: Services) -> None:
         body = await asyncio.to_thread(services.metrics.render)
         return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")
 
-    def refused(request: Request) -> JSONResponse | None:
+    async def owned(request: Request, job_id: str) -> Job | JSONResponse:
+        """The caller's job by any id it knows it by, or the reply that refuses it."""
         key = request.headers.get("x-goog-api-key") or bearer_token(
             request.headers.get("authorization"))
-        if authenticate(services, request, key) is None:
+        caller = authenticate(services, request, key)
+        if caller is None:
             return JSONResponse({"error": "invalid or missing API key"}, status_code=401)
-        return None
+        job = await services.jobs.find(caller, job_id)
+        if job is None:
+            return JSONResponse({"error": f"no job {job_id}"}, status_code=404)
+        return job
 
     @app.get("/easel/jobs/{job_id}", include_in_schema=False)
     async def show_job(job_id: str, request: Request) -> JSONResponse:
-        if (denied := refused(request)) is not None:
-            return denied
-        job = await services.jobs.get(job_id)
-        if job is None:
-            return JSONResponse({"error": f"no job {job_id}"}, status_code=404)
-        return JSONResponse(job_view(job))
+        job = await owned(request, job_id)
+        return job if isinstance(job, JSONResponse) else JSONResponse(job_view(job))
 
     @app.post("/easel/jobs/{job_id}/cancel", include_in_schema=False)
     async def cancel_job(job_id: str, request: Request) -> JSONResponse:
         """Cancel a queued or running job (whatever dialect sent it); `easel jobs cancel`."""
-        if (denied := refused(request)) is not None:
-            return denied
-        try:
-            job = await services.jobs.cancel(job_id)
-        except EaselError as err:
-            return JSONResponse({"error": err.message}, status_code=404)
-        return JSONResponse(job_view(job))
+        job = await owned(request, job_id)
+        if isinstance(job, JSONResponse):
+            return job
+        return JSONResponse(job_view(await services.jobs.cancel(job.id)))
 
     @app.get("/easel/jobs/{job_id}/deliveries", include_in_schema=False)
     async def deliveries(job_id: str, request: Request) -> JSONResponse:
         """Webhook and upload deliveries of a job: pending, delivered or failed (and why)."""
-        if (denied := refused(request)) is not None:
-            return denied
-        rows = await services.jobs.deliveries(job_id)
+        job = await owned(request, job_id)
+        if isinstance(job, JSONResponse):
+            return job
+        rows = await services.jobs.deliveries(job.id)
         return JSONResponse({"job": job_id, "deliveries": [d.public() for d in rows]})
 
     @app.get("/images/{name}", include_in_schema=False)

@@ -66,3 +66,10 @@ class Job:
     batch_id: str | None = None  # the engine call that drew it (jobs batched together share it)
     engine_seconds: float = 0.0  # time inside the engine, to tell it from time the server adds
     cancel_requested: bool = False  # a running job stops at its next denoising step
+    caller: str = ""  # the principal that submitted it: only it may read or cancel the job
+    task_id: str | None = None  # the client's id for it (Runware taskUUID), when it chose one
+
+    @property
+    def client_id(self) -> str:
+        """The id the client knows the job by."""
+        return self.task_id or self.id

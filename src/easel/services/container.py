@@ -50,6 +50,7 @@ class Services:
     keys: KeyRing
     delivery: DeliveryService
     worker: WorkerHandle | None  # None: API only, the jobs go to `easel worker` processes
+    secret: bytes  # signs ids the server hands out and reads back (services/secrets.py)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     @property

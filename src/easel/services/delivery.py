@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -25,6 +26,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -44,6 +46,7 @@ Renderer = Callable[[Job, "str | None", ImageSource], Awaitable[dict[str, Any]]]
 PARAMETERS = {"webhook": "webhook", UPLOAD: "uploadEndpoint"}
 USER_AGENT = "easel-delivery/0.1"
 POLL_SECONDS = 0.25
+HOST_BUSY_SECONDS = 0.5  # a row whose host is at its bound is looked at again this much later
 Request = tuple[str, bytes, dict[str, str], float]  # method, body, headers, timeout
 
 
@@ -75,6 +78,7 @@ class DeliveryService:
         self.renderers = dict(renderers)  # dialect name -> its webhook body
         self.owner = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}-d"
         self._inflight: set[asyncio.Task[None]] = set()
+        self._per_host: dict[str, int] = {}  # attempts in flight per receiving host
         self._stopping = False
 
     # -- lifecycle ------------------------------------------------------------------------------
@@ -108,11 +112,28 @@ class DeliveryService:
         room = self.settings.delivery_concurrency - len(self._inflight)
         if room <= 0:
             return
+        # Longer than any attempt's deadline: a live sender never loses a row mid-attempt.
         lease = max(self.settings.webhook_timeout, self.settings.upload_timeout) + 30.0
         for delivery in await asyncio.to_thread(self.store.claim, self.owner, room, lease):
+            host = _host(delivery.url)
+            if self._per_host.get(host, 0) >= self.settings.delivery_per_host:
+                # That host's slots are taken (a slow receiver): the row waits its turn
+                # without spending an attempt, and other hosts' rows go on.
+                await asyncio.to_thread(self.store.postpone, delivery.id, self.owner,
+                                        HOST_BUSY_SECONDS)
+                continue
+            self._per_host[host] = self._per_host.get(host, 0) + 1
             task = asyncio.create_task(self._deliver(client, delivery))
             self._inflight.add(task)
             task.add_done_callback(self._inflight.discard)
+            task.add_done_callback(functools.partial(self._host_done, host))
+
+    def _host_done(self, host: str, _task: asyncio.Task[None]) -> None:
+        left = self._per_host.get(host, 1) - 1
+        if left > 0:
+            self._per_host[host] = left
+        else:
+            self._per_host.pop(host, None)
 
     # -- one attempt ----------------------------------------------------------------------------
 
@@ -143,8 +164,11 @@ class DeliveryService:
         except EaselError as exc:
             raise Permanent(exc.message) from None
         try:
-            response = await send(client, method, checked, body, headers, timeout)
-        except httpx.TimeoutException:
+            # One deadline for the whole attempt, connect to status line: a receiver that
+            # trickles bytes cannot hold it open past `timeout` (httpx's own are per read).
+            async with asyncio.timeout(timeout):
+                response = await send(client, method, checked, body, headers, timeout)
+        except (TimeoutError, httpx.TimeoutException):
             return Attempt(PENDING, None, f"timed out after {timeout:g}s")
         except httpx.HTTPError as exc:
             return Attempt(PENDING, None, f"connection failed ({type(exc).__name__})")
@@ -205,6 +229,10 @@ class DeliveryService:
         if now + delay - started > self.settings.webhook_retry_period:
             return FAILED, None
         return PENDING, now + delay
+
+
+def _host(url: str) -> str:
+    return (urlsplit(url).hostname or "").lower()
 
 
 def _retry_after(value: str | None) -> float | None:

@@ -19,14 +19,14 @@ from datetime import UTC, datetime
 
 from easel.catalog import Catalog
 from easel.domain.delivery import FAILED, Delivery
-from easel.domain.errors import EaselError, ErrorKind
+from easel.domain.errors import EaselError, ErrorKind, invalid
 from easel.domain.job import Job, JobImage, JobStatus
-from easel.domain.submission import Submission, WireNames
+from easel.domain.submission import Caller, Submission, WireNames
 from easel.services.admission import Admission
 from easel.services.events import JobEvents
 from easel.services.generation import BackendResolver, Plan, plan, resolve
 from easel.services.outbound import check_at_submission
-from easel.store import DeliveryStore, JobStore, NewJob
+from easel.store import DeliveryStore, InsertResult, JobStore, NewJob
 from easel.store.jobs import request_to_json
 
 
@@ -59,6 +59,17 @@ def params_hash(submission: Submission, request_json: dict[str, object]) -> str:
     return hashlib.sha256(body.encode()).hexdigest()
 
 
+# Dialects whose clients choose job ids (Runware taskUUID, OpenAI Idempotency-Key).
+CLIENT_ID_DIALECTS = ("runware", "openai")
+SCOPE_NAMESPACE = uuid.UUID("0c0e6a52-5d8b-4d42-8f0e-5a1c3f7b9e21")
+
+
+def scoped_id(caller: Caller, dialect: str, task_id: str) -> str:
+    """easel's id for a client-chosen id: one per caller and dialect, so two API keys (or two
+    dialects) using the same id never meet, and the case of a UUID does not matter."""
+    return str(uuid.uuid5(SCOPE_NAMESPACE, f"{caller.principal}\n{dialect}\n{task_id.lower()}"))
+
+
 def batch_key(the_plan: Plan) -> str:
     """Jobs with equal keys can share one engine call (same weights, size, steps, guidance)."""
     b = the_plan.backend
@@ -80,8 +91,10 @@ class JobService:
         *,
         poll_interval: float,
         allow_loopback_urls: bool,
+        max_ttl_seconds: int,
         on_submit: Callable[[str], None],
     ) -> None:
+        self.max_ttl_seconds = max_ttl_seconds
         self.catalog = catalog
         self.resolver = resolver
         self.store = store
@@ -98,27 +111,34 @@ class JobService:
         """Decide and store a queued job. Same task id + same parameters: (existing, False)."""
         names = submission.names
         self.admission.check_rate(submission.caller)
-        if self.admission.queue_capped:
+        if self.admission.queue_capped:  # early, cheap; the insert checks again, atomically
             self.admission.check_queue(await asyncio.to_thread(self.store.queued_count))
         _model, request = resolve(submission.generation, self.catalog, names)
         the_plan = plan(request, self.catalog, self.resolver, names=names)
+        self._check_ttl(submission)
         await self._check_urls(submission)
-        job_id = submission.task_id or str(uuid.uuid4())
+        task_id = submission.task_id
+        job_id = str(uuid.uuid4()) if task_id is None else scoped_id(
+            submission.caller, submission.dialect, task_id)
         request_json = request_to_json(request)
         digest = params_hash(submission, request_json)
-        if submission.task_id is not None:  # a fresh random id cannot exist yet
+        if task_id is not None:  # a fresh random id cannot exist yet
             existing = await self._existing(job_id, digest, names)
             if existing is not None:
                 return existing, False
         new = NewJob(
             id=job_id, dialect=submission.dialect, request=request, params_hash=digest,
             caller=submission.caller.principal, delivery=submission.delivery,
-            echo=dict(submission.echo), batch_key=batch_key(the_plan),
+            echo=dict(submission.echo), task_id=task_id, batch_key=batch_key(the_plan),
             backend=the_plan.backend.source, stand_in_reason=the_plan.backend.fallback_reason,
             cost=the_plan.cost_usd, image_ids=[str(uuid.uuid4()) for _ in the_plan.images],
             seeds=the_plan.seeds,
         )
-        if not await asyncio.to_thread(self.store.insert, new):
+        cap = self.admission.max_queue_depth if self.admission.queue_capped else 0
+        result = await asyncio.to_thread(self.store.insert, new, cap)
+        if result is InsertResult.QUEUE_FULL:
+            self.admission.check_queue(cap)  # raises Throttled, as the early check does
+        if result is InsertResult.EXISTS:
             # Another request with the same id won the race between our read and our insert.
             raced = await self._existing(job_id, digest, names)
             if raced is not None:
@@ -126,6 +146,12 @@ class JobService:
         self.on_submit(submission.dialect)
         self.events.work_submitted()
         return _new_job(new, the_plan), True
+
+    def _check_ttl(self, submission: Submission) -> None:
+        ttl = submission.delivery.ttl_seconds
+        if ttl is not None and not 1 <= ttl <= self.max_ttl_seconds:
+            name = submission.names("ttl")
+            raise invalid(name, f"{name} must be 1..{self.max_ttl_seconds} seconds, got {ttl}")
 
     async def _check_urls(self, submission: Submission) -> None:
         """Every URL easel will call for this job, refused now when it is known to be refused."""
@@ -161,8 +187,25 @@ class JobService:
 
     # -- reads ----------------------------------------------------------------------------------
 
-    async def get(self, job_id: str) -> Job | None:
-        return await asyncio.to_thread(self.store.get, job_id)
+    async def get(self, job_id: str, caller: Caller | None = None) -> Job | None:
+        """The job, or None when there is none or it is another caller's (`caller` None: the
+        core itself, which may read any)."""
+        job = await asyncio.to_thread(self.store.get, job_id)
+        if job is None or (caller is not None and job.caller != caller.principal):
+            return None
+        return job
+
+    async def find(self, caller: Caller, some_id: str) -> Job | None:
+        """A caller's job by easel's id or by the id the client chose in any dialect."""
+        job = await self.get(some_id, caller)
+        for dialect in CLIENT_ID_DIALECTS:
+            if job is None:
+                job = await self.get(scoped_id(caller, dialect, some_id), caller)
+        return job
+
+    def check_poll(self, caller: Caller) -> None:
+        """Polls spend the caller's rate budget too: a flood of them is throttled."""
+        self.admission.check_rate(caller)
 
     async def wait(
         self, job_id: str, timeout: float | None = None, names: WireNames | None = None
@@ -198,10 +241,16 @@ class JobService:
 
     # -- cancel ---------------------------------------------------------------------------------
 
-    async def cancel(self, job_id: str, names: WireNames | None = None) -> Job:
+    async def cancel(
+        self, job_id: str, caller: Caller | None = None, names: WireNames | None = None
+    ) -> Job:
         """Cancel a queued job at once, or ask a running one to stop at its next denoising step
-        (its worker ends it `cancelled`). A finished job is returned as it is."""
-        status = await asyncio.to_thread(self.store.cancel, job_id, "cancelled by the caller")
+        (its worker ends it `cancelled`). A finished job is returned as it is. Another caller's
+        job is not found."""
+        owned = await self.get(job_id, caller)
+        status = None
+        if owned is not None:
+            status = await asyncio.to_thread(self.store.cancel, job_id, "cancelled by the caller")
         if status is None:
             name = (names or WireNames())("task_id")
             raise EaselError(ErrorKind.NOT_FOUND, f"no job {job_id}", name)
@@ -220,5 +269,5 @@ def _new_job(new: NewJob, the_plan: Plan) -> Job:
         ),
         created_at=datetime.now(UTC), backend=new.backend, stand_in_reason=new.stand_in_reason,
         cost_usd=new.cost, delivery=new.delivery, echo=new.echo,
-        progress_total=the_plan.backend.steps,
+        progress_total=the_plan.backend.steps, caller=new.caller, task_id=new.task_id,
     )

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import hmac
+import logging
 import time
 
 from easel.domain.submission import Caller
 from easel.store import KeyStore
+
+log = logging.getLogger(__name__)
 
 CACHE_SECONDS = 1.0  # a revoked key stops working within this long
 
@@ -28,8 +31,10 @@ class KeyRing:
         if now - at > CACHE_SECONDS:
             try:
                 value = self.store.any_created()
-            except Exception:  # tables not created yet (first start): no keys in the store
-                value = False
+            except Exception:  # the key store cannot be read: fail closed, never open
+                log.warning("the key store cannot be read; refusing every key until it can",
+                            exc_info=True)
+                value = True
             self._required = (now, value)
         return value
 
@@ -57,7 +62,11 @@ class KeyRing:
         cached = self._verified.get(key)
         if cached is not None and now - cached[0] <= CACHE_SECONDS:
             return cached[1]
-        key_id = self.store.verify(key)
+        try:
+            key_id = self.store.verify(key)
+        except Exception:  # an outage refuses the key (and is not cached)
+            log.warning("the key store cannot be read", exc_info=True)
+            return None
         if len(self._verified) > 10_000:  # bounded: random wrong keys cannot grow it for ever
             self._verified.clear()
         principal = None if key_id is None else f"key:{key_id}"

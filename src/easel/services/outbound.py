@@ -22,6 +22,33 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 # Cloud metadata endpoints, named explicitly although the ranges below already cover them.
 METADATA = {ipaddress.ip_address("169.254.169.254"), ipaddress.ip_address("fd00:ec2::254")}
+# Refused whatever this interpreter's `ipaddress` tables say (CPython 3.11.7 calls 192.0.0.0/24
+# global, CVE-2024-4032, and has no notion of cloud host endpoints). Checked first, on the
+# address and on the IPv4 address embedded in it.
+DENY: tuple[tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, str], ...] = (
+    (ipaddress.ip_network("0.0.0.0/8"), "a 'this network' address"),
+    (ipaddress.ip_network("10.0.0.0/8"), "a private address"),
+    (ipaddress.ip_network("100.64.0.0/10"), "a shared (CGNAT) address"),
+    (ipaddress.ip_network("127.0.0.0/8"), "a loopback address"),
+    (ipaddress.ip_network("169.254.0.0/16"), "a link-local address"),
+    (ipaddress.ip_network("168.63.129.16/32"), "a cloud host endpoint (Azure WireServer)"),
+    (ipaddress.ip_network("172.16.0.0/12"), "a private address"),
+    (ipaddress.ip_network("192.0.0.0/24"), "an IETF protocol assignment"),
+    (ipaddress.ip_network("192.0.2.0/24"), "a documentation address"),
+    (ipaddress.ip_network("192.168.0.0/16"), "a private address"),
+    (ipaddress.ip_network("198.18.0.0/15"), "a benchmarking address"),
+    (ipaddress.ip_network("224.0.0.0/4"), "a multicast address"),
+    (ipaddress.ip_network("240.0.0.0/4"), "a reserved address"),
+    (ipaddress.ip_network("::/128"), "an unspecified address"),
+    (ipaddress.ip_network("::1/128"), "a loopback address"),
+    (ipaddress.ip_network("fc00::/7"), "a unique-local address"),
+    (ipaddress.ip_network("fe80::/10"), "a link-local address"),
+    (ipaddress.ip_network("fec0::/10"), "a site-local address"),
+    (ipaddress.ip_network("ff00::/8"), "a multicast address"),
+)
+LOOPBACK_NETWORKS = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"))
+IPV4_COMPATIBLE = ipaddress.ip_network("::/96")  # ::a.b.c.d (deprecated)
+IPV4_TRANSLATED = ipaddress.ip_network("::ffff:0:0:0/96")  # ::ffff:0:a.b.c.d (SIIT)
 NAT64 = ipaddress.ip_network("64:ff9b::/96")
 NAT64_LOCAL = ipaddress.ip_network("64:ff9b:1::/48")
 SIX_TO_FOUR = ipaddress.ip_network("2002::/16")
@@ -77,7 +104,8 @@ def embedded_ipv4(address: IPAddress) -> IPAddress:
     if isinstance(address, ipaddress.IPv6Address):
         if address.ipv4_mapped is not None:
             return address.ipv4_mapped
-        if address in NAT64 or address in NAT64_LOCAL:
+        if any(address in net for net in (NAT64, NAT64_LOCAL, IPV4_COMPATIBLE,
+                                          IPV4_TRANSLATED)) and int(address) > 1:
             return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
         if address.sixtofour is not None:
             return address.sixtofour
@@ -88,8 +116,14 @@ def refusal(address: IPAddress, allow_loopback: bool) -> str | None:
     """Why this address may not be reached, or None when it may."""
     inner = embedded_ipv4(address)
     for candidate in dict.fromkeys((inner, address)):  # the unwrapped IPv4 first: the real target
+        if allow_loopback and any(candidate in net for net in LOOPBACK_NETWORKS
+                                  if net.version == candidate.version):
+            continue
         if candidate in METADATA:
             return "a cloud metadata address"
+        for network, why in DENY:
+            if network.version == candidate.version and candidate in network:
+                return why
         if candidate.is_loopback:
             if allow_loopback:
                 continue
@@ -205,4 +239,5 @@ async def send(
         timeout=timeout,
         extensions=extensions,
     )
-    return await client.send(request, follow_redirects=False)
+    # Streamed: the receiver's body is never read (a reply of gigabytes costs nothing).
+    return await client.send(request, follow_redirects=False, stream=True)

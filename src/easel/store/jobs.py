@@ -8,10 +8,12 @@ transition, whoever finishes first.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from enum import Enum
 from typing import Any
 
 import sqlalchemy as sa
@@ -29,6 +31,12 @@ from easel.store.schema import images, jobs
 TERMINAL = tuple(status.value for status in TERMINAL_STATUSES)
 
 
+class InsertResult(Enum):
+    INSERTED = "inserted"
+    EXISTS = "exists"
+    QUEUE_FULL = "queue_full"
+
+
 @dataclass(frozen=True)
 class NewJob:
     """A validated submission with its image ids and seeds already fixed."""
@@ -40,6 +48,7 @@ class NewJob:
     caller: str
     delivery: DeliverySettings
     echo: dict[str, Any]
+    task_id: str | None
     batch_key: str
     backend: str
     stand_in_reason: str | None
@@ -89,6 +98,7 @@ class JobStore:
     def __init__(self, url: str, clock: Callable[[], float] = time.time) -> None:
         self.engine = make_engine(url)
         self.clock = clock  # tests pass a fake clock: leases expire when the test says so
+        self._insert_lock = threading.Lock()
 
     def create(self) -> None:
         schema.create(self.engine)
@@ -98,32 +108,42 @@ class JobStore:
 
     # -- submission and reads ---------------------------------------------------------------
 
-    def insert(self, new: NewJob, now: float | None = None) -> bool:
-        """False when a job with this id already exists (the caller compares parameters)."""
+    def insert(
+        self, new: NewJob, max_queued: int = 0, now: float | None = None
+    ) -> InsertResult:
+        """Insert a queued job, unless one with its id exists (EXISTS: the caller compares
+        parameters) or `max_queued` > 0 jobs are already queued (QUEUE_FULL). Counting and
+        inserting are one step: no batch of concurrent submissions can pass the cap."""
         now = self.clock() if now is None else now
         ext = new.request.output_format.extension
-        try:
-            with self.engine.begin() as conn:
-                conn.execute(jobs.insert().values(
-                    id=new.id, dialect=new.dialect, request=request_to_json(new.request),
-                    params_hash=new.params_hash, caller=new.caller,
-                    options={"delivery": new.delivery.to_json(), "echo": new.echo},
-                    status=JobStatus.QUEUED.value, batch_key=new.batch_key,
-                    num_images=len(new.image_ids), backend=new.backend,
-                    stand_in_reason=new.stand_in_reason, cost=new.cost, attempts=0,
-                    created_at=now, updated_at=now, progress_step=0, progress_total=0,
-                    engine_seconds=0.0,
-                ))
-                conn.execute(images.insert(), [
-                    {"image_id": image_id, "job_id": new.id, "idx": index, "seed": seed,
-                     "ext": ext, "ready": False, "nsfw": False, "deleted": False}
-                    for index, (image_id, seed) in enumerate(
-                        zip(new.image_ids, new.seeds, strict=True)
-                    )
-                ])
-        except IntegrityError:
-            return False
-        return True
+        with self._insert_lock:  # one process's submissions, one at a time
+            try:
+                with self.engine.begin() as conn:
+                    if max_queued > 0:
+                        if conn.dialect.name == "postgresql":  # every API process, one at a time
+                            conn.execute(sa.text("SELECT pg_advisory_xact_lock(7218532)"))
+                        if _queued(conn) >= max_queued:
+                            return InsertResult.QUEUE_FULL
+                    conn.execute(jobs.insert().values(
+                        id=new.id, dialect=new.dialect, request=request_to_json(new.request),
+                        params_hash=new.params_hash, caller=new.caller, task_id=new.task_id,
+                        options={"delivery": new.delivery.to_json(), "echo": new.echo},
+                        status=JobStatus.QUEUED.value, batch_key=new.batch_key,
+                        num_images=len(new.image_ids), backend=new.backend,
+                        stand_in_reason=new.stand_in_reason, cost=new.cost, attempts=0,
+                        created_at=now, updated_at=now, progress_step=0, progress_total=0,
+                        engine_seconds=0.0,
+                    ))
+                    conn.execute(images.insert(), [
+                        {"image_id": image_id, "job_id": new.id, "idx": index, "seed": seed,
+                         "ext": ext, "ready": False, "nsfw": False, "deleted": False}
+                        for index, (image_id, seed) in enumerate(
+                            zip(new.image_ids, new.seeds, strict=True)
+                        )
+                    ])
+            except IntegrityError:
+                return InsertResult.EXISTS
+        return InsertResult.INSERTED
 
     def get(self, job_id: str) -> Job | None:
         with self.engine.connect() as conn:
@@ -149,11 +169,7 @@ class JobStore:
 
     def queued_count(self) -> int:
         with self.engine.connect() as conn:
-            count = conn.execute(
-                sa.select(sa.func.count()).select_from(jobs)
-                .where(jobs.c.status == JobStatus.QUEUED.value)
-            ).scalar()
-        return int(count or 0)
+            return _queued(conn)
 
     def counts(self) -> dict[str, int]:
         with self.engine.connect() as conn:
@@ -388,6 +404,13 @@ class JobStore:
                 )
 
 
+def _queued(conn: Connection) -> int:
+    count = conn.execute(
+        sa.select(sa.func.count()).select_from(jobs).where(jobs.c.status == JobStatus.QUEUED.value)
+    ).scalar()
+    return int(count or 0)
+
+
 def _claimable(now: float) -> sa.ColumnElement[bool]:
     return sa.or_(
         jobs.c.status == JobStatus.QUEUED.value,
@@ -447,7 +470,8 @@ def _job(row: RowMapping, job_images: tuple[JobImage, ...]) -> Job:
         error_message=row["error_message"], attempts=int(row["attempts"]),
         progress_step=int(row["progress_step"]), progress_total=int(row["progress_total"]),
         batch_id=row["batch_id"], engine_seconds=float(row["engine_seconds"]),
-        cancel_requested=bool(row["cancel_requested"]),
+        cancel_requested=bool(row["cancel_requested"]), caller=row["caller"] or "",
+        task_id=row["task_id"],
     )
 
 

@@ -142,6 +142,17 @@ class DeliveryStore:
             )
         return result.rowcount == 1
 
+    def postpone(self, did: str, owner: str, seconds: float) -> None:
+        """Hand a claimed row back, due again in `seconds`, without counting an attempt."""
+        now = self.clock()
+        with self.engine.begin() as conn:
+            conn.execute(
+                deliveries.update().where(deliveries.c.id == did,
+                                          deliveries.c.lease_owner == owner)
+                .values(lease_owner=None, lease_expires_at=None,
+                        next_attempt_at=now + seconds, updated_at=now)
+            )
+
     def release(self, owner: str) -> None:
         """Graceful stop: rows this sender holds become due again at once."""
         with self.engine.begin() as conn:

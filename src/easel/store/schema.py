@@ -39,7 +39,8 @@ jobs = sa.Table(
     sa.Column("progress_total", sa.Integer, nullable=False, default=0),
     sa.Column("batch_id", sa.String(64)),
     sa.Column("engine_seconds", sa.Float, nullable=False, default=0.0),
-    sa.Column("caller", sa.String(128), nullable=False, server_default=""),
+    sa.Column("caller", sa.String(128), nullable=False, server_default=""),  # the principal
+    sa.Column("task_id", sa.String(128)),  # the client's own id for the job, as it sent it
     sa.Column("cancel_requested", sa.Boolean, nullable=False, server_default=sa.false()),
 )
 

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 
 from easel.api.auth import bearer_token as auth_bearer
-from easel.api.limits import BodyTooLarge, read_body
+from easel.api.limits import BodyTooLarge, HTTPRefusal, read_body
 from easel.domain.errors import EaselError, ErrorKind, Throttled, invalid
 from easel.domain.job import Job, JobImage
 from easel.services.artifacts import ImageSource
@@ -47,7 +47,7 @@ DEFAULT_STATUS: Mapping[ErrorKind, int] = {
     ErrorKind.INFERENCE: 500,
     ErrorKind.INTERNAL: 500,
 }
-PAYLOAD_TOO_LARGE = 413
+MAX_DEPTH = 32  # JSON nesting a request may have: deeper breaks recursion downstream
 
 
 @dataclass(frozen=True)
@@ -64,8 +64,8 @@ class ErrorTable:
             raise ValueError(f"error table has no code for {', '.join(missing)}")
 
     def status(self, err: EaselError) -> int:
-        if isinstance(err, PayloadTooLarge):
-            return PAYLOAD_TOO_LARGE
+        if isinstance(err, HTTPRefusal):
+            return err.status
         return self.status_of(err.kind)
 
     def status_of(self, kind: ErrorKind) -> int:
@@ -86,15 +86,39 @@ def retry_headers(err: EaselError) -> dict[str, str]:
 WebhookRenderer = Callable[[Job, "str | None", ImageSource], Awaitable[dict[str, Any]]]
 
 
+# (status, code, message, parameter) -> the dialect's error body, for refusals made before any
+# route runs (a foreign Origin, an unknown route under the dialect's prefix).
+RefusalRenderer = Callable[[int, str, str, "str | None"], dict[str, Any]]
+
+
 @dataclass(frozen=True)
 class Dialect:
-    """What a dialect exports: its routes, its webhook bodies (None: it sends none), its errors.
-    The app lists the dialects it serves explicitly (api/app.py)."""
+    """What a dialect exports: its routes and the path prefixes they live under, its error
+    table and error body, its webhook bodies (None: it sends none). easel/server.py lists the
+    dialects the app serves, explicitly."""
 
     name: str
     router: APIRouter
     errors: ErrorTable
+    prefixes: tuple[str, ...]
+    refusal: RefusalRenderer
     render_webhook: WebhookRenderer | None = None
+
+
+def nested_at_most(data: Any, depth: int) -> bool:
+    """Whether `data` nests arrays and objects at most `depth` levels (no recursion)."""
+    level: list[Any] = [data]
+    for _ in range(depth + 1):
+        children: list[Any] = []
+        for node in level:
+            if isinstance(node, dict):
+                children.extend(node.values())
+            elif isinstance(node, list):
+                children.extend(node)
+        if not children:
+            return True
+        level = children
+    return False
 
 
 def parse_json_object(raw: bytes) -> dict[str, Any]:
@@ -103,25 +127,29 @@ def parse_json_object(raw: bytes) -> dict[str, Any]:
         raise EaselError(ErrorKind.MISSING, "the request body must be a JSON object", "body")
     try:
         data = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise invalid("body", f"the request body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise invalid("body", "the request body is nested too deeply") from None
+    except (ValueError, UnicodeDecodeError) as exc:  # integers over 4300 digits included
+        raise invalid("body", f"the request body is not valid JSON: {str(exc)[:200]}") from None
     if not isinstance(data, dict):
         raise invalid("body", "the request body must be a JSON object")
+    if not nested_at_most(data, MAX_DEPTH):
+        raise invalid("body", f"the request body is nested deeper than {MAX_DEPTH} levels")
     return data
 
 
-class PayloadTooLarge(EaselError):
+class PayloadTooLarge(HTTPRefusal):
     """A body over the server's limit; dialects answer it with HTTP 413."""
 
     def __init__(self, limit: int) -> None:
-        message = f"the request body is larger than {limit} bytes"
-        super().__init__(ErrorKind.INVALID, message, "body")
+        super().__init__(413, "payloadTooLarge", f"the request body is larger than {limit} "
+                         "bytes", "body")
 
 
-async def read_json_object(request: Request, limit: int) -> dict[str, Any]:
+async def read_json_object(request: Request, limit: int, timeout: float = 30.0) -> dict[str, Any]:
     """The body as one JSON object, refused as soon as it passes `limit` bytes."""
     try:
-        raw = await read_body(request, limit)
+        raw = await read_body(request, limit, timeout)
     except BodyTooLarge:
         raise PayloadTooLarge(limit) from None
     return parse_json_object(raw)

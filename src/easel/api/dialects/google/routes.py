@@ -17,6 +17,7 @@ from easel.domain.errors import EaselError, ErrorKind
 from easel.services.jobs import JobFailed, StillRunning
 
 router = APIRouter(tags=["google"])
+PREFIXES = ("/v1beta", "/v1beta1", "/v1/projects")
 
 
 def _error(status: int, message: str, parameter: str | None = None) -> JSONResponse:
@@ -79,7 +80,8 @@ async def _predict(
         model_id, action = gg.split_model_action(model_action)
         if action != "predict":
             return _error(404, f"method {action!r} is not served here; use :predict")
-        body = await read_json_object(request, services.settings.max_body_bytes)
+        body = await read_json_object(request, services.settings.max_body_bytes,
+                                           services.settings.body_timeout)
         call = gg.to_submission(model_id, body, default_count, caller)
         job = await services.jobs.run(call.submission, services.settings.sync_timeout)
         headers["x-easel-job-id"] = job.id
@@ -101,4 +103,4 @@ def _easel_error(err: EaselError, headers: dict[str, str]) -> JSONResponse:
 
 def dialect() -> Dialect:
     """This dialect as the app mounts it (api/app.py lists every dialect)."""
-    return Dialect(gg.DIALECT, router, gg.ERRORS)
+    return Dialect(gg.DIALECT, router, gg.ERRORS, PREFIXES, gg.refusal)

@@ -157,3 +157,8 @@ def error_body(status: int, message: str, parameter: str | None = None) -> dict[
 def easel_error_body(err: EaselError) -> tuple[int, dict[str, Any]]:
     status = ERRORS.status(err)
     return status, error_body(status, err.message, err.parameter)
+
+
+def refusal(status: int, _code: str, message: str, parameter: str | None) -> dict[str, Any]:
+    """An error made before any route runs, in this dialect's shape."""
+    return error_body(status, message, parameter)

@@ -60,7 +60,8 @@ async def generate(request: Request, services: Services = Depends(get_services))
                              request_id=request_id, now=datetime.now(UTC))
         return JSONResponse(body, status_code=status, headers=headers)
     try:
-        body_json = await read_json_object(request, services.settings.max_body_bytes)
+        body_json = await read_json_object(request, services.settings.max_body_bytes,
+                                           services.settings.body_timeout)
         wire = oa.to_submission(body_json, caller, request.headers.get("idempotency-key"))
         job = await services.jobs.run(wire.submission, services.settings.sync_timeout)
         headers["x-easel-job-id"] = job.id
@@ -80,4 +81,4 @@ async def generate(request: Request, services: Services = Depends(get_services))
 
 def dialect() -> Dialect:
     """This dialect as the app mounts it (api/app.py lists every dialect)."""
-    return Dialect(oa.DIALECT, router, oa.ERRORS)
+    return Dialect(oa.DIALECT, router, oa.ERRORS, ("/v1/images", "/v1/models"), oa.refusal)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from easel.api.dialects.common import (
@@ -249,3 +249,9 @@ def easel_error_body(
     body = error_body(err.message, status, param=err.parameter, code=ERRORS.code(err.kind),
                       path=path, request_id=request_id, now=now)
     return status, body
+
+
+def refusal(status: int, code: str, message: str, parameter: str | None) -> dict[str, Any]:
+    """An error made before any route runs, in this dialect's shape."""
+    return error_body(message, status, param=parameter, code=code, path="",
+                      request_id=str(uuid.uuid4()), now=datetime.now(UTC))

@@ -20,14 +20,14 @@ from fastapi.responses import JSONResponse
 
 from easel.api.auth import authenticate, bearer_token
 from easel.api.deps import services_of
-from easel.api.dialects.common import Dialect
-from easel.api.limits import BodyTooLarge, read_body
+from easel.api.dialects.common import MAX_DEPTH, Dialect, nested_at_most
+from easel.api.limits import BodyRefused, BodyTooLarge, read_body
 from easel.api.openapi import ERRORS as OPENAPI_ERRORS
 from easel.api.openapi import request_body, responses
 from easel.domain.errors import EaselError, ErrorKind
 from easel.domain.submission import Caller
 from easel.services.container import Services
-from easel.services.jobs import JobFailed, StillRunning
+from easel.services.jobs import JobFailed, StillRunning, scoped_id
 
 from .openapi import Envelope, tasks_schema
 from .schemas import RunwareError, parse_image_inference, task_uuid
@@ -36,10 +36,12 @@ from .translate import (
     ERRORS,
     NAMES,
     TASK_TYPE,
+    ReplyBudget,
     ack,
     from_easel,
     job_error,
     poll_items,
+    refusal,
     report_delivery_failures,
     result_items,
     to_submission,
@@ -72,8 +74,10 @@ def _fail(error: RunwareError) -> Outcome:
 # -- tasks (shared by both transports) ---------------------------------------------------------
 
 
-async def run_task(services: Services, caller: Caller, task: Any) -> Outcome:
-    """Any task except authentication; never raises."""
+async def run_task(
+    services: Services, caller: Caller, task: Any, budget: ReplyBudget
+) -> Outcome:
+    """Any task except authentication; never raises. `budget` bounds the reply's image data."""
     task_type = task.get("taskType") if isinstance(task, dict) else None
     uuid_ = task.get("taskUUID") if isinstance(task, dict) else None
     uuid_ = uuid_ if isinstance(uuid_, str) else None
@@ -83,9 +87,9 @@ async def run_task(services: Services, caller: Caller, task: Any) -> Outcome:
         if task_type == "ping":
             return Outcome(data=[{"taskType": "ping", "pong": True}])
         if task_type == TASK_TYPE:
-            return await _image_inference(services, caller, task)
+            return await _image_inference(services, caller, task, budget)
         if task_type == "getResponse":
-            return await _get_response(services, task)
+            return await _get_response(services, caller, task, budget)
         if task_type is None:
             raise RunwareError("missingTaskType", "taskType is required", "taskType")
         raise RunwareError(
@@ -107,7 +111,9 @@ def _type_name(task_type: Any) -> str | None:
     return task_type if isinstance(task_type, str) else None
 
 
-async def _image_inference(services: Services, caller: Caller, task: dict[str, Any]) -> Outcome:
+async def _image_inference(
+    services: Services, caller: Caller, task: dict[str, Any], budget: ReplyBudget
+) -> Outcome:
     parsed = parse_image_inference(task)
     submission = to_submission(parsed, caller)
     if parsed.delivery_method == "async":
@@ -122,33 +128,61 @@ async def _image_inference(services: Services, caller: Caller, task: dict[str, A
             ERRORS.code(ErrorKind.TIMEOUT),
             "the task did not finish in time; use deliveryMethod async", status=504,
         ) from None
-    return Outcome(data=await result_items(job, services.artifacts, with_status=False))
+    return Outcome(data=await result_items(job, services.artifacts, with_status=False,
+                                           budget=budget))
 
 
-async def _get_response(services: Services, task: dict[str, Any]) -> Outcome:
+async def _get_response(
+    services: Services, caller: Caller, task: dict[str, Any], budget: ReplyBudget
+) -> Outcome:
     uuid_ = task_uuid(task)
-    job = await services.jobs.get(uuid_)
+    services.jobs.check_poll(caller)
+    job = await services.jobs.get(scoped_id(caller, DIALECT, uuid_), caller)
     if job is None:
         raise RunwareError(ERRORS.code(ErrorKind.NOT_FOUND), f"no task {uuid_}",
                            NAMES("task_id"), status=404)
     if job.error is not None:
         return _fail(job_error(job))
-    items = await poll_items(job, services.artifacts)
+    items = await poll_items(job, services.artifacts, budget)
     if job.status.terminal:
         report_delivery_failures(items, await services.jobs.delivery_failures(job.id))
     return Outcome(data=items)
 
 
-def _parse_frame(raw: str | bytes) -> list[Any]:
+def _parse_frame(raw: str | bytes, max_tasks: int) -> list[Any]:
     try:
         tasks = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise RunwareError("invalidJSON", f"the body is not valid JSON: {exc}", "body") from None
+    except RecursionError:
+        raise RunwareError("invalidJSON", "the body is nested too deeply", "body") from None
+    except (ValueError, UnicodeDecodeError) as exc:  # integers over 4300 digits included
+        raise RunwareError("invalidJSON", f"the body is not valid JSON: {str(exc)[:200]}",
+                           "body") from None
     if not isinstance(tasks, list):
         raise RunwareError("invalidPayload", "the body must be a JSON array of tasks", "body")
     if not tasks:
         raise RunwareError("invalidPayload", "the array of tasks is empty", "body")
+    if not nested_at_most(tasks, MAX_DEPTH):
+        raise RunwareError("invalidPayload", f"the body is nested deeper than {MAX_DEPTH} "
+                           "levels", "body")
+    tasks = _distinct_polls(tasks)
+    if len(tasks) > max_tasks:
+        raise RunwareError("tooManyTasks", f"at most {max_tasks} tasks per request, got "
+                           f"{len(tasks)}", "body")
     return tasks
+
+
+def _distinct_polls(tasks: list[Any]) -> list[Any]:
+    """A getResponse for a task already polled in the same request is answered once."""
+    seen: set[str] = set()
+    out = []
+    for task in tasks:
+        if _is_poll(task) and isinstance(task.get("taskUUID"), str):
+            key = task["taskUUID"].lower()
+            if key in seen:
+                continue
+            seen.add(key)
+        out.append(task)
+    return out
 
 
 def _is_auth(task: Any) -> bool:
@@ -172,11 +206,15 @@ def _auth_error(key: Any) -> RunwareError:
 
 async def rest(request: Request) -> JSONResponse:
     services = services_of(request)
+    settings = services.settings
     try:
-        body = await read_body(request, services.settings.max_body_bytes)
-        tasks = _parse_frame(body)
+        body = await read_body(request, settings.max_body_bytes, settings.body_timeout)
+        tasks = _parse_frame(body, settings.max_tasks_per_request)
     except BodyTooLarge as exc:
         return _reply(_fail(RunwareError("payloadTooLarge", str(exc), "body", status=413)))
+    except BodyRefused as exc:
+        return _reply(_fail(RunwareError(exc.code, exc.message, exc.parameter,
+                                         status=exc.status)))
     except RunwareError as exc:
         return _reply(_fail(exc))
     key = bearer_token(request.headers.get("authorization"))
@@ -187,10 +225,12 @@ async def rest(request: Request) -> JSONResponse:
     if caller is None:
         return _reply(_fail(_auth_error(key)))
     # Polls run after the batch's submissions, so a getResponse may follow its own task.
+    budget = ReplyBudget(settings.max_reply_bytes)
     first = [t for t in tasks if not _is_auth(t) and not _is_poll(t)]
-    outcomes = list(await asyncio.gather(*(run_task(services, caller, t) for t in first)))
+    outcomes = list(await asyncio.gather(*(run_task(services, caller, t, budget)
+                                           for t in first)))
     polls = [t for t in tasks if _is_poll(t)]
-    outcomes += await asyncio.gather(*(run_task(services, caller, t) for t in polls))
+    outcomes += await asyncio.gather(*(run_task(services, caller, t, budget) for t in polls))
     merged = Outcome()
     for outcome in outcomes:
         merged.data.extend(outcome.data)
@@ -213,8 +253,9 @@ def _reply(outcome: Outcome) -> JSONResponse:
 class Session:
     """A connectionSessionUUID and what it could not deliver while disconnected."""
 
-    def __init__(self) -> None:
+    def __init__(self, owner: str) -> None:
         self.id = str(uuid.uuid4())
+        self.owner = owner  # the principal that opened it
         self.socket: WebSocket | None = None
         self.pending: list[tuple[float, str]] = []
         self.detached_at: float | None = None
@@ -256,11 +297,13 @@ class Sessions:
     def __init__(self) -> None:
         self.by_id: dict[str, Session] = {}
 
-    def open(self, resume: Any) -> Session:
+    def open(self, resume: Any, owner: Caller) -> Session:
         self._forget_stale()
         if isinstance(resume, str) and resume in self.by_id:
-            return self.by_id[resume]
-        session = Session()
+            found = self.by_id[resume]
+            if found.owner == owner.principal:  # another key never takes a session over
+                return found
+        session = Session(owner.principal)
         self.by_id[session.id] = session
         return session
 
@@ -272,11 +315,20 @@ class Sessions:
 
 
 def make_websocket(sessions: Sessions) -> Any:
+    open_sockets: set[WebSocket] = set()
+
     async def websocket(socket: WebSocket) -> None:
         services = services_of(socket)
-        await socket.accept()
-        connection = _Connection(services, sessions, socket)
-        await connection.serve()
+        if len(open_sockets) >= services.settings.max_websockets:
+            await socket.close(code=1013)  # try again later: this process has enough sockets
+            return
+        open_sockets.add(socket)
+        try:
+            await socket.accept()
+            connection = _Connection(services, sessions, socket)
+            await connection.serve()
+        finally:
+            open_sockets.discard(socket)
 
     return websocket
 
@@ -291,7 +343,7 @@ def dialect() -> Dialect:
     websocket = make_websocket(Sessions())
     router.add_api_websocket_route("/v1", websocket)
     router.add_api_websocket_route("/v1/", websocket)
-    return Dialect(DIALECT, router, ERRORS, webhook_body)
+    return Dialect(DIALECT, router, ERRORS, ("/v1",), refusal, webhook_body)
 
 
 class _Connection:
@@ -303,12 +355,22 @@ class _Connection:
         self.socket = socket
         self.session: Session | None = None
         self.caller: Caller | None = None
+        self.key: str | None = None  # the key it authenticated with: checked again per frame
         self.tasks: set[asyncio.Task[None]] = set()
+        self.closed = False
 
     async def serve(self) -> None:
+        settings = self.services.settings
         try:
-            while True:
-                message = await self.socket.receive()
+            while not self.closed:
+                # With keys required, a socket that never authenticates is closed.
+                waiting = self.caller is None and self.services.keys.required()
+                try:
+                    async with asyncio.timeout(settings.ws_auth_timeout if waiting else None):
+                        message = await self.socket.receive()
+                except TimeoutError:
+                    await self.socket.close(code=4401, reason="authenticate first")
+                    break
                 if message["type"] == "websocket.disconnect":
                     break
                 raw = message.get("text") or message.get("bytes") or ""
@@ -319,14 +381,17 @@ class _Connection:
             await self.close()
 
     async def frame(self, raw: str | bytes) -> None:
+        settings = self.services.settings
         try:
-            if len(raw) > self.services.settings.max_body_bytes:
-                limit = self.services.settings.max_body_bytes
-                raise RunwareError("payloadTooLarge", f"frame is larger than {limit} bytes",
-                                   "body", status=413)
-            tasks = _parse_frame(raw)
+            size = len(raw.encode("utf-8", "surrogatepass")) if isinstance(raw, str) else len(raw)
+            if size > settings.max_body_bytes:
+                raise RunwareError("payloadTooLarge", f"frame is larger than "
+                                   f"{settings.max_body_bytes} bytes", "body", status=413)
+            tasks = _parse_frame(raw, settings.max_tasks_per_request)
         except RunwareError as exc:
             await self.send(_fail(exc).envelope())
+            return
+        if self.key is not None and not await self._key_still_valid():
             return
         for task in tasks:
             if _is_auth(task):
@@ -337,6 +402,17 @@ class _Connection:
                 )).envelope())
             else:
                 self.start(task)
+
+    async def _key_still_valid(self) -> bool:
+        """A key revoked while the socket is open stops working within the key cache."""
+        if authenticate(self.services, self.socket, self.key) is not None:
+            return True
+        await self.send(_fail(_auth_error(self.key)).envelope())
+        self.caller = None
+        self.closed = True
+        with contextlib.suppress(Exception):
+            await self.socket.close(code=4401, reason="the API key is no longer valid")
+        return False
 
     def _anonymous(self) -> Caller | None:
         """With no keys configured, a socket may send tasks without authenticating first."""
@@ -350,16 +426,18 @@ class _Connection:
             await self.send(_fail(_auth_error(key)).envelope())
             return
         self.caller = caller
+        self.key = key if isinstance(key, str) and key else None
         if self.session is not None:
             await self.session.detach(self.socket)
-        self.session = self.sessions.open(task.get("connectionSessionUUID"))
+        self.session = self.sessions.open(task.get("connectionSessionUUID"), caller)
         reply = {"data": [{"taskType": "authentication",
                            "connectionSessionUUID": self.session.id}]}
         await self.session.attach(self.socket, reply)
 
     def start(self, task: Any) -> None:
         if self.session is None:  # no keys configured: an implicit session
-            self.session = self.sessions.open(None)
+            assert self.caller is not None
+            self.session = self.sessions.open(None, self.caller)
             self.session.socket = self.socket
         session = self.session
         session.in_flight += 1
@@ -370,7 +448,8 @@ class _Connection:
     async def _run(self, session: Session, task: Any) -> None:
         try:
             assert self.caller is not None  # frame() authenticated or named the socket first
-            outcome = await run_task(self.services, self.caller, task)
+            budget = ReplyBudget(self.services.settings.max_reply_bytes)
+            outcome = await run_task(self.services, self.caller, task, budget)
             await session.send(outcome.envelope())
         finally:
             session.in_flight -= 1

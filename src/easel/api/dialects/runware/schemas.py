@@ -211,10 +211,11 @@ def _choice(task: dict[str, Any], name: str, allowed: tuple[str, ...], default: 
 
 def _output_types(value: Any) -> tuple[str, ...]:
     values = value if isinstance(value, list) else [value]
-    if not values or any(v not in IMAGE_FIELDS for v in values):
+    if not values or any(not isinstance(v, str) or v not in IMAGE_FIELDS for v in values):
         raise RunwareError(
             "unsupportedOutputType",
-            f"outputType must be one of {', '.join(IMAGE_FIELDS)}, got {value!r}", "outputType",
+            f"outputType must be one of {', '.join(IMAGE_FIELDS)}, got {str(value)[:100]}",
+            "outputType",
         )
     return tuple(dict.fromkeys(values))
 

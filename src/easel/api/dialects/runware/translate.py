@@ -88,28 +88,49 @@ def from_easel(exc: EaselError) -> RunwareError:
 def job_error(job: Job) -> RunwareError:
     kind = job.error or ErrorKind.INTERNAL
     return RunwareError(ERRORS.code(kind), job.error_message or "the task failed",
-                        status=ERRORS.status_of(kind), task_type=TASK_TYPE, task_uuid=job.id)
+                        status=ERRORS.status_of(kind), task_type=TASK_TYPE,
+                        task_uuid=job.client_id)
 
 
 def ack(job: Job) -> dict[str, Any]:
     """The async acknowledgement: no imageUUID, no status (runware 0.5.24 would take it for
     the results)."""
-    return {"taskType": TASK_TYPE, "taskUUID": job.id}
+    return {"taskType": TASK_TYPE, "taskUUID": job.client_id}
+
+
+class ReplyBudget:
+    """Bytes of base64 image data one reply may carry: a reply is never built past it."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.remaining = limit
+
+    def spend(self, image: JobImage) -> None:
+        cost = ((image.size_bytes or 0) + 2) // 3 * 4 + 64  # base64 of the file, and its name
+        if cost > self.remaining:
+            raise RunwareError(
+                "responseTooLarge",
+                f"the images would take this reply past {self.limit} bytes; ask for "
+                "outputType URL, or for fewer tasks per request", "outputType", status=413,
+            )
+        self.remaining -= cost
 
 
 async def result_items(
-    job: Job, images: ImageSource, with_status: bool
+    job: Job, images: ImageSource, with_status: bool, budget: ReplyBudget | None = None
 ) -> list[dict[str, Any]]:
     """One item per image of a completed job."""
     output_types = job.echo.get("outputType") or ["URL"]
     per_image_cost = round(job.cost_usd / max(len(job.images), 1), 6)
     items = []
     for image in job.images:
-        item: dict[str, Any] = {"taskType": TASK_TYPE, "taskUUID": job.id,
+        item: dict[str, Any] = {"taskType": TASK_TYPE, "taskUUID": job.client_id,
                                 "imageUUID": image.image_id}
         if with_status:
             item["status"] = "success"
         for output_type in output_types:
+            if output_type != "URL" and budget is not None:
+                budget.spend(image)
             item[IMAGE_FIELDS[output_type]] = await _image_field(output_type, job, image, images)
         item["seed"] = image.seed
         item["NSFWContent"] = image.nsfw
@@ -150,14 +171,21 @@ def report_delivery_failures(items: list[dict[str, Any]], failures: list[Deliver
 def pending_items(job: Job) -> list[dict[str, Any]]:
     """Processing items carry their (stable) imageUUID and nothing ending in URL/Base64Data."""
     return [
-        {"taskType": TASK_TYPE, "taskUUID": job.id, "imageUUID": image.image_id,
+        {"taskType": TASK_TYPE, "taskUUID": job.client_id, "imageUUID": image.image_id,
          "status": "processing"}
         for image in job.images
     ]
 
 
-async def poll_items(job: Job, images: ImageSource) -> list[dict[str, Any]]:
+async def poll_items(
+    job: Job, images: ImageSource, budget: ReplyBudget | None = None
+) -> list[dict[str, Any]]:
     """getResponse: every image of the task; all turn success together, when the job completes."""
     if job.status is JobStatus.COMPLETED:
-        return await result_items(job, images, with_status=True)
+        return await result_items(job, images, with_status=True, budget=budget)
     return pending_items(job)
+
+
+def refusal(status: int, code: str, message: str, parameter: str | None) -> dict[str, Any]:
+    """An error made before any route runs, in this dialect's shape."""
+    return {"errors": [RunwareError(code, message, parameter, status=status).to_dict()]}

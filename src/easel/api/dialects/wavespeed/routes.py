@@ -48,7 +48,8 @@ def _refused(
     services: Services, model_id: str, err: EaselError, created: datetime
 ) -> JSONResponse:
     if ws.is_refused_as_task(err):
-        data = ws.refusal_data(model_id, err, created, services.settings.base_url)
+        data = ws.refusal_data(model_id, err, created, services.settings.base_url,
+                               services.secret)
         return JSONResponse(ws.envelope(data))
     return _error(ws.ERRORS.status(err), err.message, retry_headers(err))
 
@@ -70,9 +71,9 @@ async def cancel(
     if isinstance(caller, JSONResponse):
         return caller
     try:
-        job = await services.jobs.cancel(prediction_id)
+        job = await services.jobs.cancel(prediction_id, caller)
     except EaselError:
-        return _error(404, f"prediction {prediction_id} not found")
+        return _error(404, f"prediction {prediction_id[:100]} not found")
     return JSONResponse(ws.envelope(await _reply(services, job)))
 
 
@@ -89,7 +90,8 @@ async def submit(
         return caller
     created = datetime.now(UTC)
     try:
-        body = await read_json_object(request, services.settings.max_body_bytes)
+        body = await read_json_object(request, services.settings.max_body_bytes,
+                                           services.settings.body_timeout)
         call = ws.to_submission(model_id, body, webhook, caller)
         if not call.sync:
             job, _ = await services.jobs.submit(call.submission)
@@ -115,11 +117,11 @@ async def result(
     if isinstance(caller, JSONResponse):
         return caller
     base_url = services.settings.base_url
-    if (data := ws.decode_refusal(prediction_id, base_url)) is not None:
+    if (data := ws.decode_refusal(prediction_id, base_url, services.secret)) is not None:
         return JSONResponse(ws.envelope(data))
-    job = await services.jobs.get(prediction_id)
+    job = await services.jobs.get(prediction_id, caller)
     if job is None:
-        return _error(404, f"prediction {prediction_id} not found")
+        return _error(404, f"prediction {prediction_id[:100]} not found")
     try:
         return JSONResponse(ws.envelope(await _reply(services, job)))
     except EaselError as err:  # an image expired between the read and the encode
@@ -128,4 +130,4 @@ async def result(
 
 def dialect() -> Dialect:
     """This dialect as the app mounts it (api/app.py lists every dialect)."""
-    return Dialect(ws.DIALECT, router, ws.ERRORS, ws.webhook_body)
+    return Dialect(ws.DIALECT, router, ws.ERRORS, ("/api/v3",), ws.refusal, ws.webhook_body)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
+import hmac
 import json
 import zlib
 from dataclasses import dataclass
@@ -14,13 +16,13 @@ from typing import Any
 from easel.api.dialects.common import (
     ErrorTable,
     ImageSource,
-    PayloadTooLarge,
     b64,
     iso_ms,
     ordered_images,
     validate_wire,
 )
 from easel.api.dialects.wavespeed.schemas import ImagenInput
+from easel.api.limits import HTTPRefusal
 from easel.domain.errors import EaselError, ErrorKind
 from easel.domain.job import Job, JobStatus
 from easel.domain.request import ImageFormat
@@ -203,9 +205,9 @@ def error_body(status: int, message: str) -> dict[str, Any]:
 
 
 def is_refused_as_task(err: EaselError) -> bool:
-    # An oversized body is refused at the HTTP level (413): it was never read as a task; a
+    # A body refused at the HTTP level (413, 415, 408) was never read as a task; a
     # webhook target the SSRF policy refuses is an HTTP 400, never a queued task.
-    return err.kind in REFUSED_AS_TASK and not isinstance(err, PayloadTooLarge | Refused)
+    return err.kind in REFUSED_AS_TASK and not isinstance(err, HTTPRefusal | Refused)
 
 
 # A request refused at the edge is answered as a failed task (HTTP 200, status failed,
@@ -214,29 +216,48 @@ def is_refused_as_task(err: EaselError) -> bool:
 # (compressed, URL-safe): the poll decodes it and the dialect stays stateless.
 
 
+MAX_REFUSAL_ID = 2048  # longer ids are not read at all
+
+
 def refusal_data(
-    model_id: str, err: EaselError, created_at: datetime, base_url: str
+    model_id: str, err: EaselError, created_at: datetime, base_url: str, secret: bytes
 ) -> dict[str, Any]:
     code = CODE_MISSING if err.kind is ErrorKind.MISSING else CODE_INVALID
-    refusal = {"m": model_id, "c": code, "e": err.message, "p": err.parameter,
+    refusal = {"m": model_id[:200], "c": code, "e": err.message[:500], "p": err.parameter,
                "t": iso_ms(created_at)}
     packed = zlib.compress(json.dumps(refusal, separators=(",", ":")).encode(), 9)
-    job_id = REFUSAL_PREFIX + base64.urlsafe_b64encode(packed).decode().rstrip("=")
+    job_id = REFUSAL_PREFIX + _b64(packed) + "." + _b64(_mac(secret, packed))
     return _refusal(job_id, refusal, base_url)
 
 
-def decode_refusal(job_id: str, base_url: str) -> dict[str, Any] | None:
-    if not job_id.startswith(REFUSAL_PREFIX):
+def decode_refusal(job_id: str, base_url: str, secret: bytes) -> dict[str, Any] | None:
+    """The refusal an id carries, when this server signed it; None for anything else (a forged
+    or oversized id is simply not found)."""
+    if not job_id.startswith(REFUSAL_PREFIX) or len(job_id) > MAX_REFUSAL_ID:
         return None
-    token = job_id[len(REFUSAL_PREFIX):]
+    token, _, signature = job_id[len(REFUSAL_PREFIX):].partition(".")
     try:
-        packed = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
-        refusal = json.loads(zlib.decompress(packed))
-    except (binascii.Error, zlib.error, ValueError):
+        packed = _unb64(token)
+        if not hmac.compare_digest(_unb64(signature), _mac(secret, packed)):
+            return None
+        refusal = json.loads(zlib.decompress(packed, bufsize=4096))
+    except (binascii.Error, zlib.error, ValueError, RecursionError):
         return None
     if not isinstance(refusal, dict) or not {"m", "c", "e", "t"} <= refusal.keys():
         return None
     return _refusal(job_id, refusal, base_url)
+
+
+def _mac(secret: bytes, packed: bytes) -> bytes:
+    return hmac.new(secret, b"wavespeed-refusal\n" + packed, hashlib.sha256).digest()[:16]
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).decode().rstrip("=")
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
 def _refusal(job_id: str, refusal: dict[str, Any], base_url: str) -> dict[str, Any]:
@@ -253,3 +274,8 @@ def _refusal(job_id: str, refusal: dict[str, Any], base_url: str) -> dict[str, A
         "code": refusal["c"],
         "timings": {"inference": 0},
     }
+
+
+def refusal(status: int, _code: str, message: str, _parameter: str | None) -> dict[str, Any]:
+    """An error made before any route runs, in this dialect's shape."""
+    return error_body(status, message)
