@@ -87,7 +87,7 @@ def main() -> None:
 
 
 def report(srv: Server, out: dict[str, Any], args: argparse.Namespace, wall: float) -> None:
-    rows = srv.db("SELECT id, status, attempts, engine_seconds, created_at, started_at, "
+    rows = srv.db("SELECT task_id, status, attempts, engine_seconds, created_at, started_at, "
                   "finished_at, batch_id FROM jobs")
     by_id = {r[0]: r for r in rows}
     lost = [t for t in out["submitted"] if t not in by_id or by_id[t][1] != "completed"]

@@ -86,7 +86,7 @@ def _drain(srv: Server, acked: list[str], timeout: float) -> dict[str, Any]:
         time.sleep(0.5)
     jobs = dict(srv.db("SELECT status, count(*) FROM jobs GROUP BY status"))
     deliveries = dict(srv.db("SELECT status, count(*) FROM deliveries GROUP BY status"))
-    stored = {row[0] for row in srv.db("SELECT id FROM jobs")}
+    stored = {row[0] for row in srv.db("SELECT task_id FROM jobs")}
     return {"jobs": jobs, "deliveries": deliveries,
             "lost": sum(1 for job_id in acked if job_id not in stored),
             "deliveries_per_job": srv.db(

@@ -283,6 +283,8 @@ def run_server(app_: FastAPI, settings: Settings, log_level: str = "warning") ->
     """Serve `app_` with uvicorn until SIGTERM or Ctrl-C, then drain and exit."""
     import uvicorn
 
+    from easel.api.http import with_header_deadline
+
     # Frames above max_body_bytes get a clear error from the dialect; only far larger ones are
     # cut off by the WebSocket layer itself.
     config = uvicorn.Config(
@@ -292,6 +294,7 @@ def run_server(app_: FastAPI, settings: Settings, log_level: str = "warning") ->
         log_level=log_level,
         ws_max_size=max(16 * 1024 * 1024, settings.max_body_bytes * 4),
         ws_ping_interval=settings.ws_ping_interval or None,  # finds half-open connections
+        http=with_header_deadline(settings.header_timeout),
         timeout_graceful_shutdown=max(1, round(settings.shutdown_grace_seconds)),
     )
     server = _graceful_server(config)

@@ -22,6 +22,7 @@ from easel.services.container import Services
 from easel.services.delivery import DeliveryService
 from easel.services.events import JobEvents
 from easel.services.generation import BackendResolver
+from easel.services.health import StorageHealth
 from easel.services.jobs import JobService
 from easel.services.keys import KeyRing
 from easel.services.metrics import Metrics
@@ -88,8 +89,9 @@ def build_services(
     metrics.watch_deliveries(outbox.counts)
     events = JobEvents()
     artifacts = Artifacts(LocalBlobStore(settings.images_dir), store, settings.base_url)
+    health = StorageHealth(store, settings.images_dir)
     jobs = JobService(
-        catalog, resolver, store, outbox, Admission(settings), events,
+        catalog, resolver, store, outbox, Admission(settings), events, health,
         poll_interval=settings.poll_interval, allow_loopback_urls=settings.allow_loopback_urls,
         max_ttl_seconds=settings.max_ttl_seconds,
         on_submit=lambda dialect: metrics.submitted.labels(dialect).inc(),
@@ -102,7 +104,7 @@ def build_services(
                               metrics=metrics, events=events)
     keys = KeyRing(settings.api_keys, KeyStore(store.engine))
     return Services(settings, catalog, store, artifacts, jobs, metrics, keys, delivery, worker,
-                    server_secret(settings))
+                    server_secret(settings), health)
 
 
 def build_app(settings: Settings, engine_factory: EngineFactory | None = None) -> FastAPI:

@@ -50,6 +50,8 @@ class Settings(BaseSettings):
     sweep_interval: float = 30.0  # how often expired images are deleted from disk
     max_body_bytes: int = 1_000_000  # largest REST body / WebSocket frame accepted (bytes)
     body_timeout: float = 30.0  # a request body must arrive within this long (else 408)
+    header_timeout: float = 10.0  # a new connection's request headers must arrive within this
+    storage_retry_seconds: float = 5.0  # after a storage failure, how often the worker retries
     max_tasks_per_request: int = 100  # Runware: tasks in one REST body or WebSocket frame
     max_reply_bytes: int = 64 * 1024 * 1024  # base64 images in one reply; beyond: use URLs
     max_ttl_seconds: int = 30 * 86400  # the longest image URL lifetime a client may ask for

@@ -21,7 +21,8 @@ ENDPOINTS = ["/v1", "/api/v3/google/imagen4-fast", "/v1/images/generations",
 def test_a_declared_oversized_body_is_refused_unread(server: Server, path: str) -> None:
     """Only the headers are sent; the 413 comes back without the server waiting for the body."""
     with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
-        sock.sendall(f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        sock.sendall(f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                     "Content-Type: application/json\r\n"
                      f"Content-Length: 50000000\r\n\r\n".encode())
         reply = sock.recv(4096).decode()
     assert reply.startswith("HTTP/1.1 413"), reply[:200]

@@ -86,11 +86,11 @@ def _add_core_routes(app: FastAPI, services: Services) -> None:
 
     @app.get("/readyz", include_in_schema=False)
     async def readyz() -> JSONResponse:
-        if services.ready:
+        reason = await asyncio.to_thread(services.not_ready_reason)
+        if not reason:
             return JSONResponse({"status": "ready"})
-        return JSONResponse(
-            {"status": "not ready", "reason": services.not_ready_reason}, status_code=503
-        )
+        return JSONResponse({"status": "not ready", "reason": reason}, status_code=503,
+                            headers={"Retry-After": "5"})
 
     @app.get("/metrics", include_in_schema=False)
     async def metrics() -> Response:

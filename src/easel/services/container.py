@@ -12,6 +12,7 @@ from typing import Protocol
 from easel.catalog import Catalog
 from easel.services.artifacts import Artifacts
 from easel.services.delivery import DeliveryService
+from easel.services.health import StorageHealth
 from easel.services.jobs import JobService
 from easel.services.keys import KeyRing
 from easel.services.metrics import Metrics
@@ -51,17 +52,15 @@ class Services:
     delivery: DeliveryService
     worker: WorkerHandle | None  # None: API only, the jobs go to `easel worker` processes
     secret: bytes  # signs ids the server hands out and reads back (services/secrets.py)
+    health: StorageHealth
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
-    @property
-    def ready(self) -> bool:
-        return self.worker is None or self.worker.is_ready
-
-    @property
     def not_ready_reason(self) -> str:
-        if self.worker is None or self.worker.is_ready:
-            return ""
-        return self.worker.load_error or "loading models"
+        """Why this process cannot take jobs now ("" when it can). Probes storage: call it off
+        the event loop."""
+        if self.worker is not None and not self.worker.is_ready:
+            return self.worker.load_error or "loading models"
+        return self.health.problem() or ""
 
     async def start(self) -> None:
         self.settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -73,7 +72,9 @@ class Services:
         self._tasks.append(asyncio.create_task(self.delivery.run()))
 
     def begin_shutdown(self) -> None:
-        """SIGTERM: take no new jobs now; the batch in flight finishes during the grace period."""
+        """SIGTERM: take no new jobs now; the batch in flight finishes during the grace period,
+        and requests held for unfinished jobs are answered 503 before it ends."""
+        self.jobs.drain(self.settings.shutdown_grace_seconds)
         if self.worker is not None:
             self.worker.drain()
 

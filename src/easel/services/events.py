@@ -41,6 +41,14 @@ class JobEvents:
                 with contextlib.suppress(RuntimeError):  # that loop has closed
                     loop.call_soon_threadsafe(event.set)
 
+    def wake_all(self) -> None:
+        """Every waiting request looks at its job again (the server is shutting down)."""
+        with self._lock:
+            waiters = [w for ws in self._waiters.values() for w in ws]
+        for loop, event, _any in waiters:
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(event.set)
+
     @contextlib.contextmanager
     def watching(self, job_id: str, any_change: bool = False) -> Iterator[asyncio.Event]:
         """An event set when `job_id` settles (or, with `any_change`, at every change);

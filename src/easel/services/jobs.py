@@ -13,18 +13,22 @@ import asyncio
 import contextlib
 import hashlib
 import json
+import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from easel.catalog import Catalog
 from easel.domain.delivery import FAILED, Delivery
-from easel.domain.errors import EaselError, ErrorKind, invalid
+from easel.domain.errors import EaselError, ErrorKind, Throttled, invalid
 from easel.domain.job import Job, JobImage, JobStatus
 from easel.domain.submission import Caller, Submission, WireNames
 from easel.services.admission import Admission
 from easel.services.events import JobEvents
 from easel.services.generation import BackendResolver, Plan, plan, resolve
+from easel.services.health import RETRY_SECONDS, StorageHealth
 from easel.services.outbound import check_at_submission
 from easel.store import DeliveryStore, InsertResult, JobStore, NewJob
 from easel.store.jobs import request_to_json
@@ -47,6 +51,22 @@ class StillRunning(EaselError):
                          f"the images were not ready within {waited:g}s (job {job.id})")
         self.job = job
         self.waited = waited
+
+
+class Draining(Throttled):
+    """The server is shutting down before a held request's job finished: the job is kept (it
+    runs after the restart, or on another worker); the client polls it or retries with the same
+    id."""
+
+    def __init__(self, job: Job) -> None:
+        super().__init__(ErrorKind.UNAVAILABLE, f"the server is restarting; job "
+                         f"{job.client_id} is kept and will finish: poll it, or retry with the "
+                         "same id", DRAIN_RETRY_SECONDS)
+        self.job = job
+
+
+DRAIN_RETRY_SECONDS = 5
+DRAIN_MARGIN_SECONDS = 2.0  # held requests are answered this long before the grace ends
 
 
 def params_hash(submission: Submission, request_json: dict[str, object]) -> str:
@@ -88,6 +108,7 @@ class JobService:
         outbox: DeliveryStore,
         admission: Admission,
         events: JobEvents,
+        health: StorageHealth,
         *,
         poll_interval: float,
         allow_loopback_urls: bool,
@@ -101,9 +122,11 @@ class JobService:
         self.outbox = outbox
         self.admission = admission
         self.events = events
+        self.health = health
         self.poll_interval = poll_interval
         self.allow_loopback_urls = allow_loopback_urls
         self.on_submit = on_submit  # metrics: jobs accepted per dialect
+        self._drain_at: float | None = None  # monotonic time by which held requests answer
 
     # -- submit -------------------------------------------------------------------------------
 
@@ -113,6 +136,7 @@ class JobService:
         self.admission.check_rate(submission.caller)
         if self.admission.queue_capped:  # early, cheap; the insert checks again, atomically
             self.admission.check_queue(await asyncio.to_thread(self.store.queued_count))
+        await asyncio.to_thread(self.health.check)  # a full disk refuses now, losing nothing
         _model, request = resolve(submission.generation, self.catalog, names)
         the_plan = plan(request, self.catalog, self.resolver, names=names)
         self._check_ttl(submission)
@@ -135,7 +159,12 @@ class JobService:
             seeds=the_plan.seeds,
         )
         cap = self.admission.max_queue_depth if self.admission.queue_capped else 0
-        result = await asyncio.to_thread(self.store.insert, new, cap)
+        try:
+            result = await asyncio.to_thread(self.store.insert, new, cap)
+        except SQLAlchemyError as exc:  # the store cannot be written: nothing was acknowledged
+            raise Throttled(ErrorKind.UNAVAILABLE, "the job store cannot be written now "
+                            f"({type(exc).__name__}); retry in {RETRY_SECONDS}s",
+                            RETRY_SECONDS) from None
         if result is InsertResult.QUEUE_FULL:
             self.admission.check_queue(cap)  # raises Throttled, as the early check does
         if result is InsertResult.EXISTS:
@@ -183,7 +212,15 @@ class JobService:
             return job
         if job.status.terminal:
             raise JobFailed(job)
+        if self._drain_at is not None:
+            raise Draining(job)
         raise StillRunning(job, timeout)
+
+    def drain(self, grace: float) -> None:
+        """SIGTERM: requests held for a job answer before the grace period ends (503 naming
+        the job) instead of being cut off."""
+        self._drain_at = time.monotonic() + max(0.0, grace - DRAIN_MARGIN_SECONDS)
+        self.events.wake_all()
 
     # -- reads ----------------------------------------------------------------------------------
 
@@ -214,6 +251,9 @@ class JobService:
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
         while True:
+            if self._drain_at is not None:  # shutting down: answer by the drain deadline
+                drain = loop.time() + (self._drain_at - time.monotonic())
+                deadline = drain if deadline is None else min(deadline, drain)
             with self.events.watching(job_id) as changed:
                 job = await self.get(job_id)
                 if job is None:

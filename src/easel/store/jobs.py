@@ -106,6 +106,12 @@ class JobStore:
     def close(self) -> None:
         self.engine.dispose()
 
+    def touch(self) -> None:
+        """Write one row: raises when the store cannot be written (disk full, read-only)."""
+        with self.engine.begin() as conn:
+            conn.execute(schema.health.delete())
+            conn.execute(schema.health.insert().values(id=1, at=self.clock()))
+
     # -- submission and reads ---------------------------------------------------------------
 
     def insert(

@@ -94,6 +94,14 @@ api_keys = sa.Table(
 )
 
 
+health = sa.Table(  # one row, rewritten by the readiness probe: can the store be written?
+    "health",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("at", sa.Float, nullable=False),
+)
+
+
 def create(engine: Engine) -> None:
     """Create missing tables, then add the columns newer versions introduced."""
     metadata.create_all(engine)

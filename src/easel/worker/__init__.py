@@ -10,6 +10,7 @@ through `run_until_empty`.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
@@ -19,6 +20,8 @@ import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+
+from sqlalchemy.exc import SQLAlchemyError
 
 from easel.catalog import Catalog
 from easel.domain.errors import CancelledError, EaselError, ErrorKind
@@ -71,6 +74,7 @@ class Worker:
         self._load_error: str | None = None
         self._stop = threading.Event()
         self._held: set[str] = set()
+        self._storage_trouble: str | None = None  # set by a storage failure: no claims then
         self._held_lock = threading.Lock()
         self._encoder = ThreadPoolExecutor(1, thread_name_prefix="easel-encode")
         self._threads: list[threading.Thread] = []
@@ -119,6 +123,9 @@ class Worker:
     def _main(self) -> None:
         self.load()
         while not self._stop.is_set():
+            if self._storage_trouble is not None and not self._storage_back():
+                self._stop.wait(self.settings.storage_retry_seconds)
+                continue
             jobs = self._claim()
             if not jobs:
                 self.events.wait_for_work(self.settings.poll_interval)
@@ -131,10 +138,22 @@ class Worker:
         if self.engine is None:
             self.load()
         done = 0
-        while jobs := self._claim():
+        while self._storage_trouble is None and (jobs := self._claim()):
             self._run(jobs, self._finish)
             done += len(jobs)
         return done
+
+    def _storage_back(self) -> bool:
+        """Whether images can be stored again (after a full or read-only disk)."""
+        probe = blob_key(f"probe-{self.owner}", "bin")
+        try:
+            self.blobs.put(probe, b"\0" * 4096)
+            self.blobs.delete(probe)
+        except Exception:
+            return False
+        log.info("storage is writable again; taking jobs")
+        self._storage_trouble = None
+        return True
 
     def _claim(self) -> list[Job]:
         try:
@@ -265,6 +284,14 @@ class Worker:
                 ready = [self._store_image(p, i, g) for i, g in enumerate(mine)]
                 if self.store.complete(p.job.id, self.owner, ready, batch_id, engine_seconds):
                     self.metrics.images.inc(len(ready))
+            except (OSError, SQLAlchemyError) as exc:
+                # A full or read-only disk is not the job's fault: it goes back to the queue
+                # (no attempt spent) and the worker waits for space before claiming again.
+                log.warning("storing the images of %s failed (%s); the job goes back to the "
+                            "queue", p.job.id, exc)
+                self._storage_trouble = str(exc)
+                with contextlib.suppress(Exception):  # if the store cannot even do that, the
+                    self.store.release([p.job.id], self.owner)  # lease expires instead
             except Exception as exc:
                 log.exception("storing images of %s failed", p.job.id)
                 self._fail_all([p.job.id], ErrorKind.INTERNAL, f"could not store images: {exc}")

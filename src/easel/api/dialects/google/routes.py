@@ -14,7 +14,7 @@ from easel.api.dialects.google import translate as gg
 from easel.api.dialects.google.schemas import PredictRequest
 from easel.api.openapi import ERRORS, Open, model_schema, request_body, responses
 from easel.domain.errors import EaselError, ErrorKind
-from easel.services.jobs import JobFailed, StillRunning
+from easel.services.jobs import Draining, JobFailed, StillRunning
 
 router = APIRouter(tags=["google"])
 PREFIXES = ("/v1beta", "/v1beta1", "/v1/projects")
@@ -86,7 +86,7 @@ async def _predict(
         job = await services.jobs.run(call.submission, services.settings.sync_timeout)
         headers["x-easel-job-id"] = job.id
         reply = await gg.render(job, services.artifacts)
-    except (JobFailed, StillRunning) as err:
+    except (JobFailed, StillRunning, Draining) as err:
         headers["x-easel-job-id"] = err.job.id
         return _easel_error(err, headers)
     except EaselError as err:

@@ -24,7 +24,7 @@ from easel.api.dialects.openai import translate as oa
 from easel.api.dialects.openai.schemas import ImagesGenerateRequest
 from easel.api.openapi import ERRORS, Open, model_schema, request_body, responses
 from easel.domain.errors import EaselError
-from easel.services.jobs import JobFailed, StillRunning
+from easel.services.jobs import Draining, JobFailed, StillRunning
 
 router = APIRouter(tags=["openai"])
 
@@ -71,7 +71,7 @@ async def generate(request: Request, services: Services = Depends(get_services))
         headers["x-easel-job-id"] = err.job.id
         err.message += "; retry with the same Idempotency-Key to pick them up"
         return fail(err)
-    except JobFailed as err:
+    except (JobFailed, Draining) as err:
         headers["x-easel-job-id"] = err.job.id
         return fail(err)
     except EaselError as err:

@@ -51,6 +51,9 @@ from .translate import (
 log = logging.getLogger(__name__)
 
 SESSION_KEEP_SECONDS = 120.0  # undelivered results wait this long for a reconnecting client
+# A half-open connection is found by WebSocket pings within about two ping intervals (uvicorn's
+# ping interval plus its timeout); frames sent in that window may not have arrived.
+UNCONFIRMED_SECONDS = 45.0
 
 
 @dataclass
@@ -257,24 +260,33 @@ class Session:
         self.id = str(uuid.uuid4())
         self.owner = owner  # the principal that opened it
         self.socket: WebSocket | None = None
-        self.pending: list[tuple[float, str]] = []
+        self.pending: list[tuple[float, str]] = []  # frames for a socket that is gone
+        self.sent: list[tuple[float, str]] = []  # recently sent, not known to have arrived
         self.detached_at: float | None = None
+        self.detached_from: float | None = None  # when the last connection was found gone
         self.in_flight = 0
         self.lock = asyncio.Lock()
 
     async def send(self, frame: dict[str, Any]) -> None:
         text = json.dumps(frame)
         async with self.lock:
+            now = time.monotonic()
             if self.socket is not None:
                 try:
                     await self.socket.send_text(text)
+                    # Sent is not received: on a half-open connection the frame sits in a
+                    # buffer nobody reads. Kept until pings would have found such a connection.
+                    self.sent = [(at, t) for at, t in self.sent if at >= now - UNCONFIRMED_SECONDS]
+                    self.sent.append((now, text))
                     return
                 except Exception:  # the client went away mid-send: keep it for a reconnect
                     self.socket = None
-                    self.detached_at = time.monotonic()
-            self.pending.append((time.monotonic(), text))
+                    self.detached_at = now
+            self.pending.append((now, text))
 
-    async def attach(self, socket: WebSocket, greeting: dict[str, Any]) -> None:
+    async def attach(
+        self, socket: WebSocket, greeting: dict[str, Any], resumed: bool = False
+    ) -> None:
         """Send the authentication reply, then whatever waited for this session."""
         async with self.lock:
             await socket.send_text(json.dumps(greeting))
@@ -282,6 +294,12 @@ class Session:
             self.detached_at = None
             keep_from = time.monotonic() - SESSION_KEEP_SECONDS
             backlog = [text for at, text in self.pending if at >= keep_from]
+            if resumed and self.detached_from is not None:
+                # Frames sent shortly before the old connection was found dead may never have
+                # arrived: send them again (a client that did get them sees a repeat).
+                since = self.detached_from - UNCONFIRMED_SECONDS
+                backlog = [text for at, text in self.sent if at >= since] + backlog
+            self.sent = []
             self.pending = []
             for text in backlog:
                 await socket.send_text(text)
@@ -290,7 +308,7 @@ class Session:
         async with self.lock:
             if self.socket is socket:
                 self.socket = None
-                self.detached_at = time.monotonic()
+                self.detached_at = self.detached_from = time.monotonic()
 
 
 class Sessions:
@@ -429,10 +447,11 @@ class _Connection:
         self.key = key if isinstance(key, str) and key else None
         if self.session is not None:
             await self.session.detach(self.socket)
-        self.session = self.sessions.open(task.get("connectionSessionUUID"), caller)
+        resume = task.get("connectionSessionUUID")
+        self.session = self.sessions.open(resume, caller)
         reply = {"data": [{"taskType": "authentication",
                            "connectionSessionUUID": self.session.id}]}
-        await self.session.attach(self.socket, reply)
+        await self.session.attach(self.socket, reply, resumed=self.session.id == resume)
 
     def start(self, task: Any) -> None:
         if self.session is None:  # no keys configured: an implicit session
