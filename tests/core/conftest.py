@@ -47,7 +47,8 @@ class Core:
         self.settings = make_settings(tmp_path, **settings)
         self.services: Services = build_services(self.settings, dialects(), lambda: engine)
         self.settings.data_dir.mkdir(parents=True, exist_ok=True)
-        self.services.store.create()
+        if "mode=ro" not in self.settings.database_url:  # a read-only store cannot be created
+            self.services.store.create()
         worker = self.services.worker
         assert isinstance(worker, Worker)
         self.worker = worker

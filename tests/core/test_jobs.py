@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -224,3 +225,21 @@ async def test_a_huge_ttl_is_refused_by_the_core(core: Callable[..., Core]) -> N
         await c.services.jobs.submit(submission(delivery=DeliverySettings(ttl_seconds=10**12),
                                                 names=names))
     assert info.value.parameter == "ttl" and info.value.kind is ErrorKind.INVALID
+
+
+async def test_a_job_store_that_cannot_be_written_refuses_with_retry_after(
+    core: Callable[..., Core], tmp_path: Path
+) -> None:
+    """A real SQLite database opened read-only (what a full or read-only disk gives): nothing is
+    acknowledged, the refusal says when to retry, readiness says why."""
+    c = core()
+    path = Path(c.settings.database_url.removeprefix("sqlite:///"))
+    read_only = core(database=f"sqlite:///file:{path}?mode=ro&uri=true")
+    with pytest.raises(Throttled) as info:
+        await read_only.services.jobs.submit(submission())
+    assert info.value.kind is ErrorKind.UNAVAILABLE and info.value.retry_after > 0
+    assert "job store cannot be written" in info.value.message
+    read_only.worker.load()
+    assert "job store cannot be written" in read_only.services.not_ready_reason()
+    c.worker.load()
+    assert c.services.not_ready_reason() == ""

@@ -509,7 +509,9 @@ def mount_small_disk(path: Path) -> None:
     import os
 
     if os.geteuid() != 0:
-        pytest.fail("the full-disk test mounts a tmpfs and needs root")
+        if os.environ.get("CI"):  # CI runs as root: there, a missing mount is a failure
+            pytest.fail("the full-disk test mounts a tmpfs and needs root")
+        pytest.skip("the full-disk test mounts a tmpfs and needs root")
     path.mkdir(parents=True, exist_ok=True)
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(path)], check=True)
 
