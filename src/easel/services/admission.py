@@ -76,8 +76,10 @@ class Admission:
 
     def check_queue(self, depth: int) -> None:
         if self.queue_capped and depth >= self.max_queue_depth:
-            seconds = QUEUE_FULL_RETRY_SECONDS
-            raise Throttled(
-                ErrorKind.UNAVAILABLE,
-                f"the queue is full ({depth} jobs waiting); retry in {seconds}s", seconds,
-            )
+            raise self.queue_full(depth)
+
+    @staticmethod
+    def queue_full(depth: int) -> Throttled:
+        seconds = QUEUE_FULL_RETRY_SECONDS
+        return Throttled(ErrorKind.UNAVAILABLE,
+                         f"the queue is full ({depth} jobs waiting); retry in {seconds}s", seconds)

@@ -115,7 +115,6 @@ class JobService:
         max_ttl_seconds: int,
         on_submit: Callable[[str], None],
     ) -> None:
-        self.max_ttl_seconds = max_ttl_seconds
         self.catalog = catalog
         self.resolver = resolver
         self.store = store
@@ -125,6 +124,7 @@ class JobService:
         self.health = health
         self.poll_interval = poll_interval
         self.allow_loopback_urls = allow_loopback_urls
+        self.max_ttl_seconds = max_ttl_seconds
         self.on_submit = on_submit  # metrics: jobs accepted per dialect
         self._drain_at: float | None = None  # monotonic time by which held requests answer
 
@@ -132,6 +132,22 @@ class JobService:
 
     async def submit(self, submission: Submission) -> tuple[Job, bool]:
         """Decide and store a queued job. Same task id + same parameters: (existing, False)."""
+        new, the_plan = await self._decide(submission)
+        if submission.task_id is not None:  # a fresh random id cannot exist yet
+            existing = await self._existing(new.id, new.params_hash, submission.names)
+            if existing is not None:
+                return existing, False
+        if not await self._insert(new):
+            # Another request with the same id won the race between our read and our insert.
+            raced = await self._existing(new.id, new.params_hash, submission.names)
+            if raced is not None:
+                return raced, False
+        self.on_submit(submission.dialect)
+        self.events.work_submitted()
+        return _new_job(new, the_plan), True
+
+    async def _decide(self, submission: Submission) -> tuple[NewJob, Plan]:
+        """Everything the core checks before a job may exist, in its one order."""
         names = submission.names
         self.admission.check_rate(submission.caller)
         if self.admission.queue_capped:  # early, cheap; the insert checks again, atomically
@@ -144,37 +160,30 @@ class JobService:
         task_id = submission.task_id
         job_id = str(uuid.uuid4()) if task_id is None else scoped_id(
             submission.caller, submission.dialect, task_id)
-        request_json = request_to_json(request)
-        digest = params_hash(submission, request_json)
-        if task_id is not None:  # a fresh random id cannot exist yet
-            existing = await self._existing(job_id, digest, names)
-            if existing is not None:
-                return existing, False
         new = NewJob(
-            id=job_id, dialect=submission.dialect, request=request, params_hash=digest,
+            id=job_id, dialect=submission.dialect, request=request,
+            params_hash=params_hash(submission, request_to_json(request)),
             caller=submission.caller.principal, delivery=submission.delivery,
             echo=dict(submission.echo), task_id=task_id, batch_key=batch_key(the_plan),
             backend=the_plan.backend.source, stand_in_reason=the_plan.backend.fallback_reason,
             cost=the_plan.cost_usd, image_ids=[str(uuid.uuid4()) for _ in the_plan.images],
             seeds=the_plan.seeds,
         )
+        return new, the_plan
+
+    async def _insert(self, new: NewJob) -> bool:
+        """True when inserted, False when a job with its id exists; Throttled when the queue is
+        full or the store cannot be written (nothing acknowledged either way)."""
         cap = self.admission.max_queue_depth if self.admission.queue_capped else 0
         try:
             result = await asyncio.to_thread(self.store.insert, new, cap)
-        except SQLAlchemyError as exc:  # the store cannot be written: nothing was acknowledged
+        except SQLAlchemyError as exc:
             raise Throttled(ErrorKind.UNAVAILABLE, "the job store cannot be written now "
                             f"({type(exc).__name__}); retry in {RETRY_SECONDS}s",
                             RETRY_SECONDS) from None
         if result is InsertResult.QUEUE_FULL:
-            self.admission.check_queue(cap)  # raises Throttled, as the early check does
-        if result is InsertResult.EXISTS:
-            # Another request with the same id won the race between our read and our insert.
-            raced = await self._existing(job_id, digest, names)
-            if raced is not None:
-                return raced, False
-        self.on_submit(submission.dialect)
-        self.events.work_submitted()
-        return _new_job(new, the_plan), True
+            raise self.admission.queue_full(cap)
+        return result is InsertResult.INSERTED
 
     def _check_ttl(self, submission: Submission) -> None:
         ttl = submission.delivery.ttl_seconds
