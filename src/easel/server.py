@@ -88,8 +88,9 @@ def build_services(
     metrics = Metrics(store)
     metrics.watch_deliveries(outbox.counts)
     events = JobEvents()
-    artifacts = Artifacts(LocalBlobStore(settings.images_dir), store, settings.base_url)
-    health = StorageHealth(store, settings.images_dir)
+    blobs = LocalBlobStore(settings.images_dir)
+    artifacts = Artifacts(blobs, store, settings.base_url)
+    health = StorageHealth(store, blobs)
     jobs = JobService(
         catalog, resolver, store, outbox, Admission(settings), events, health,
         poll_interval=settings.poll_interval, allow_loopback_urls=settings.allow_loopback_urls,

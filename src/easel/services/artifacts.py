@@ -85,6 +85,18 @@ def blob_key(image_id: str, ext: str) -> str:
     return f"{image_id}.{ext}"
 
 
+def write_problem(blobs: BlobStore, name: str) -> str | None:
+    """Why the blob store cannot take a write now (disk full, read-only), or None: one block
+    written and removed under `name`."""
+    probe = blob_key(f"probe-{name}", "bin")
+    try:
+        blobs.put(probe, b"\0" * 4096)  # a block: a full disk refuses it
+        blobs.delete(probe)
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    return None
+
+
 def expiry(delivery: DeliverySettings, default_ttl: int, now: float | None = None) -> float:
     """When a stored image stops resolving: the job's own ttl, else the default."""
     ttl = delivery.ttl_seconds or default_ttl

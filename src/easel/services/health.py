@@ -8,9 +8,9 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 from easel.domain.errors import ErrorKind, Throttled
+from easel.services.artifacts import BlobStore, write_problem
 from easel.store import JobStore
 
 RETRY_SECONDS = 10
@@ -19,10 +19,10 @@ CACHE_SECONDS = 1.0
 
 class StorageHealth:
     def __init__(
-        self, store: JobStore, images_dir: Path, clock: Callable[[], float] = time.monotonic
+        self, store: JobStore, blobs: BlobStore, clock: Callable[[], float] = time.monotonic
     ) -> None:
         self.store = store
-        self.images_dir = Path(images_dir)
+        self.blobs = blobs
         self.clock = clock
         self._checked: tuple[float, str | None] = (-CACHE_SECONDS * 2, None)
         self._lock = threading.Lock()
@@ -38,16 +38,9 @@ class StorageHealth:
             return problem
 
     def _probe(self) -> str | None:
-        probe = self.images_dir / f".probe-{os.getpid()}"
-        try:
-            with open(probe, "wb") as out:
-                out.write(b"\0" * 4096)  # a block: a full disk refuses it
-                out.flush()
-                os.fsync(out.fileno())
-            probe.unlink()
-        except OSError as exc:
-            probe.unlink(missing_ok=True)
-            return f"the image store cannot be written: {exc.strerror or exc}"
+        problem = write_problem(self.blobs, f"api-{os.getpid()}")
+        if problem is not None:
+            return f"the image store cannot be written: {problem}"
         try:
             self.store.touch()
         except Exception as exc:

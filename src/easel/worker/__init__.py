@@ -27,7 +27,7 @@ from easel.catalog import Catalog
 from easel.domain.errors import CancelledError, EaselError, ErrorKind
 from easel.domain.generation import Engine, GeneratedImage, ImageSpec
 from easel.domain.job import Job
-from easel.services.artifacts import BlobStore, blob_key, expiry
+from easel.services.artifacts import BlobStore, blob_key, expiry, write_problem
 from easel.services.events import JobEvents
 from easel.services.generation import BackendResolver, Plan, plan
 from easel.services.images import encode
@@ -145,11 +145,7 @@ class Worker:
 
     def _storage_back(self) -> bool:
         """Whether images can be stored again (after a full or read-only disk)."""
-        probe = blob_key(f"probe-{self.owner}", "bin")
-        try:
-            self.blobs.put(probe, b"\0" * 4096)
-            self.blobs.delete(probe)
-        except Exception:
+        if write_problem(self.blobs, self.owner) is not None:
             return False
         log.info("storage is writable again; taking jobs")
         self._storage_trouble = None
