@@ -117,8 +117,8 @@ def test_negative_prompt_only_where_the_model_allows_it(catalog: Catalog) -> Non
 
 
 def test_seeds_explicit_run_consecutively_and_random_ones_are_reported() -> None:
-    assert assign_seeds(7, 3) == [7, 8, 9]
-    random_seeds = assign_seeds(None, 4)
+    assert assign_seeds(7, 3, 2**32 - 1) == [7, 8, 9]
+    random_seeds = assign_seeds(None, 4, 2**32 - 1)
     assert len(random_seeds) == 4 and all(0 <= s < 2**32 for s in random_seeds)
     assert len(set(random_seeds)) > 1
 

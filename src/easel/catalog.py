@@ -16,8 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from easel.domain.errors import EaselError, ErrorKind, invalid
+from easel.domain.generation import SchedulerSpec
 
 FAMILIES = ("flux", "sd3", "sdxl", "sana", "mini")
+DEFAULT_SCHEDULER = "Default"
 RESOLUTION_SCALE = {"1k": 1, "2k": 2}
 
 
@@ -32,11 +34,50 @@ class Backend:
     guidance: float
     negative_prompt: bool = True
     max_sequence_length: int | None = None
-    scheduler: str | None = None
+    # What a client may change per request (Runware steps/CFGScale/scheduler, WaveSpeed
+    # num_inference_steps/guidance_scale, Google guidanceScale), within these bounds.
+    max_steps: int = 100
+    guidance_range: tuple[float, float] | None = None  # None: the model ignores guidance
+    schedulers: tuple[SchedulerSpec, ...] = ()  # besides its own ("Default")
 
     @property
     def is_builtin(self) -> bool:
         return self.source.startswith("easel/")
+
+    def check_steps(self, steps: int | None, parameter: str = "steps") -> None:
+        if steps is None:
+            return
+        if isinstance(steps, bool) or not isinstance(steps, int) or not (
+            1 <= steps <= self.max_steps
+        ):
+            raise invalid(parameter, f"{parameter} must be an integer 1..{self.max_steps} for "
+                                     f"the {self.name} backend, got {steps!r}")
+
+    def check_guidance(self, guidance: float | None, parameter: str = "guidance_scale") -> None:
+        if guidance is None:
+            return
+        if self.guidance_range is None:
+            raise EaselError(
+                ErrorKind.UNSUPPORTED,
+                f"the {self.name} backend is guidance-distilled and ignores {parameter}; "
+                "leave it out", parameter)
+        low, high = self.guidance_range
+        if isinstance(guidance, bool) or not isinstance(guidance, int | float) or not (
+            low <= guidance <= high
+        ):
+            raise invalid(parameter, f"{parameter} must be {low:g}..{high:g} for the "
+                                     f"{self.name} backend, got {guidance!r}")
+
+    def scheduler(self, name: str | None, parameter: str = "scheduler") -> SchedulerSpec | None:
+        """The scheduler a client named; None for the pipeline's own ("Default" or absent)."""
+        if name is None or name == DEFAULT_SCHEDULER:
+            return None
+        for spec in self.schedulers:
+            if spec.name == name:
+                return spec
+        allowed = [DEFAULT_SCHEDULER, *(s.name for s in self.schedulers)]
+        raise invalid(parameter, f"{parameter} {str(name)[:80]!r} is not available for the "
+                                 f"{self.name} backend; allowed: {', '.join(allowed)}", allowed)
 
 
 @dataclass(frozen=True)
@@ -201,7 +242,13 @@ class Catalog:
         self.base_sizes: dict[str, tuple[int, int]] = {
             ratio: (int(wh[0]), int(wh[1])) for ratio, wh in data["sizes"].items()
         }
-        self.backends = {name: _backend(name, raw) for name, raw in data["backends"].items()}
+        self.schedulers = {
+            name: SchedulerSpec(name, str(raw["class"]),
+                                tuple(sorted((k, v) for k, v in raw.items() if k != "class")))
+            for name, raw in data.get("schedulers", {}).items()
+        }
+        self.backends = {name: _backend(name, raw, self.schedulers)
+                         for name, raw in data["backends"].items()}
         self.tiers = {name: self._tier(name, raw) for name, raw in data["tiers"].items()}
         self.models = {mid: self._model(mid, raw) for mid, raw in data["models"].items()}
 
@@ -289,10 +336,14 @@ class Catalog:
         )
 
 
-def _backend(name: str, raw: dict[str, Any]) -> Backend:
+def _backend(name: str, raw: dict[str, Any], schedulers: dict[str, SchedulerSpec]) -> Backend:
     family = raw["family"]
     if family not in FAMILIES:
         raise ValueError(f"backend {name!r}: family must be one of {FAMILIES}, got {family!r}")
+    unknown = [s for s in raw.get("schedulers", []) if s not in schedulers]
+    if unknown:
+        raise ValueError(f"backend {name!r} names unknown schedulers {unknown}")
+    guidance_range = raw.get("guidance_range")
     return Backend(
         name=name,
         source=str(raw["source"]),
@@ -301,7 +352,10 @@ def _backend(name: str, raw: dict[str, Any]) -> Backend:
         guidance=float(raw["guidance"]),
         negative_prompt=bool(raw.get("negative_prompt", True)),
         max_sequence_length=raw.get("max_sequence_length"),
-        scheduler=raw.get("scheduler"),
+        max_steps=int(raw.get("max_steps", 100)),
+        guidance_range=None if guidance_range is None else (
+            float(guidance_range[0]), float(guidance_range[1])),
+        schedulers=tuple(schedulers[s] for s in raw.get("schedulers", [])),
     )
 
 

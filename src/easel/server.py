@@ -36,7 +36,8 @@ EngineFactory = Callable[[], Engine]
 
 def dialects() -> list[Dialect]:
     """Every dialect easel serves. A broken one fails here, loudly, at start."""
-    return [runware.dialect(), wavespeed.dialect(), openai.dialect(), google.dialect()]
+    # Google before OpenAI: its Google-only routes on /v1/models are tried first.
+    return [runware.dialect(), wavespeed.dialect(), google.dialect(), openai.dialect()]
 
 
 def diffusers_engine(settings: Settings) -> EngineFactory:

@@ -21,11 +21,14 @@ ROOT = Path(__file__).resolve().parents[2]
 CLIENTS = Path(__file__).parent / "clients"
 KEY = "test-key"
 
-# name -> pip requirement; versions are the ones protocols.md §8 was written against.
+# name -> pip requirement: the versions protocols.md §8 was written against, and the newest
+# release of each (checked 2026-12-01: wavespeed 2.0.5, runware-sdk 1.8.0 and openai are
+# already the newest; google-genai 3.6.1 is the newest, and generates only in Vertex mode).
 SDKS = {
     "wavespeed": "wavespeed==2.0.5",
     "openai": "openai>=1.99",
     "google-genai": "google-genai==1.30.0",
+    "google-genai-3": "google-genai==3.6.1",
     "runware-sdk": "runware-sdk==1.8.0",
 }
 

@@ -173,7 +173,46 @@ class Google(Dialect):
 
     def refused_auth(self) -> None:
         out = self._run({"number_of_images": 1}, key="wrong")
-        assert (out["code"], out["status"], out["type"]) == (401, "UNAUTHENTICATED", "ClientError")
+        # Google answers a bad API key with 400 INVALID_ARGUMENT, ErrorInfo API_KEY_INVALID.
+        assert (out["code"], out["status"], out["type"]) == (400, "INVALID_ARGUMENT",
+                                                             "ClientError")
+        assert out["details"][0]["reason"] == "API_KEY_INVALID"
+
+    def refused_param(self) -> None:
+        out = self._run({"image_size": "2K"})
+        assert (out["code"], out["status"]) == (400, "INVALID_ARGUMENT")
+        assert "sampleImageSize" in out["message"]
+
+
+class GoogleVertex(Dialect):
+    """The newest google-genai (3.x), which generates images only in Vertex mode: it posts to
+    /v1beta1/projects/{p}/locations/{l}/publishers/google/models/{m}:predict with a bearer
+    token. Seeds go through the SDK here (Vertex accepts them)."""
+
+    name, sdk = "google-vertex", "google-genai-3"
+    formats = ("png", "jpeg")
+    model = "imagen-4.0-fast-generate-001"
+
+    def _run(self, config: dict[str, Any], key: str = KEY) -> Any:
+        spec = {"url": self.srv.url, "key": key, "model": self.model, "mode": "vertex",
+                "prompt": "a lighthouse at dusk", "config": config}
+        return run_client(self.python, "google_client.py", spec)
+
+    def generate(self, *, n: int = 1, seed: int | None = None, fmt: str | None = None,
+                 mode: str = "sync", key: str = KEY) -> list[bytes]:
+        config: dict[str, Any] = {"number_of_images": n}
+        if seed is not None:
+            config.update(seed=seed, add_watermark=False)
+        if fmt is not None:
+            config["output_mime_type"] = f"image/{fmt}"
+        out = self._run(config, key)
+        assert out["ok"], out
+        return [base64.b64decode(image["b64"]) for image in out["images"]]
+
+    def refused_auth(self) -> None:
+        out = self._run({"number_of_images": 1}, key="wrong")
+        assert (out["code"], out["status"], out["type"]) == (401, "UNAUTHENTICATED",
+                                                             "ClientError")
 
     def refused_param(self) -> None:
         out = self._run({"image_size": "2K"})
@@ -243,7 +282,7 @@ class Runware(Dialect):
         assert clash.json()["errors"][0]["code"] == "conflictTaskUUID"
 
 
-DIALECTS = [Runware, WaveSpeed, OpenAIImages, Google]
+DIALECTS = [Runware, WaveSpeed, OpenAIImages, Google, GoogleVertex]
 
 
 @pytest.fixture(params=DIALECTS, ids=lambda d: d.name)

@@ -177,3 +177,42 @@ def test_a_local_directory_loads_through_from_pretrained_flux_dev_style(
     assert engine.pipeline(source).transformer.config.guidance_embeds
     assert low[0].pixels.shape == (64, 64, 3)
     assert not np.array_equal(low[0].pixels, high[0].pixels)  # guidance reaches the model
+
+
+def _catalog_schedulers() -> list[tuple[str, str]]:
+    from easel.catalog import Catalog
+
+    backends = Catalog.load().backends.values()
+    return sorted({(b.family, s.name) for b in backends for s in b.schedulers})
+
+
+@pytest.mark.parametrize(("family", "name"), _catalog_schedulers())
+def test_every_scheduler_the_catalog_offers_runs_on_its_family(
+    engine: Engine, family: str, name: str
+) -> None:
+    """Each (family, scheduler) the catalog lets a client name really samples with that class,
+    changes the pixels, and leaves the pipeline's own scheduler in place afterwards."""
+    from easel.catalog import Catalog
+
+    spec = Catalog.load().schedulers[name]
+    pipe = engine.pipeline(f"easel/tiny-{family}")
+    own = type(pipe.scheduler).__name__
+    used: list[str] = []
+    original_call = type(pipe).__call__
+
+    def spy(self: Any, *args: Any, **kwargs: Any) -> Any:
+        used.append(type(self.scheduler).__name__)
+        return original_call(self, *args, **kwargs)
+
+    default = engine.generate(batch(family, ImageSpec("a red kite", 5), steps=3))
+    try:
+        type(pipe).__call__ = spy  # type: ignore[method-assign]
+        chosen = engine.generate(EngineBatch(f"easel/tiny-{family}", family, 64, 64, 3, 3.0,
+                                             (ImageSpec("a red kite", 5),), scheduler=spec))
+    finally:
+        type(pipe).__call__ = original_call  # type: ignore[method-assign]
+    assert used == [spec.class_name]
+    assert type(pipe.scheduler).__name__ == own
+    assert np.isfinite(chosen[0].pixels).all()
+    if spec.class_name != own or spec.options:
+        assert not np.array_equal(default[0].pixels, chosen[0].pixels)

@@ -11,11 +11,13 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request, Response
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from easel.api.auth import authenticate, bearer_token
 from easel.api.dialects.common import Dialect
-from easel.api.guard import CrossSiteGuard
+from easel.api.guard import CrossSiteGuard, refusal_body
 from easel.domain.job import Job
 from easel.services.container import Services
 
@@ -39,12 +41,33 @@ def create_app(services: Services, dialects: Sequence[Dialect]) -> FastAPI:
     for dialect in dialects:
         app.include_router(dialect.router)
 
+    _answer_unknown_routes(app, dialects)
+
     @app.exception_handler(Exception)
     async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error", exc_info=exc)
         return JSONResponse({"error": "internal server error"}, status_code=500)
 
     return app
+
+
+def _answer_unknown_routes(app: FastAPI, dialects: Sequence[Dialect]) -> None:
+    """A route or method easel does not serve is answered in the error shape of the dialect
+    whose paths it is under, saying plainly that easel does not offer it (a client library
+    then raises its own NotFound error with that message, not a parse failure)."""
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if exc.status_code not in (404, 405):
+            return await http_exception_handler(request, exc)
+        method, path = request.method, request.url.path
+        if exc.status_code == 404:
+            code, message = "notFound", f"easel does not offer {method} {path[:200]}"
+        else:
+            code, message = "methodNotAllowed", (
+                f"easel does not offer {method} on {path[:200]}; see /docs for what it serves")
+        body = refusal_body(dialects, request.scope, exc.status_code, code, message, None)
+        return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
 
 
 def _add_request_metrics(app: FastAPI, services: Services) -> None:

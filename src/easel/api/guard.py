@@ -18,7 +18,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from easel.api.auth import bearer_token
-from easel.api.dialects.common import Dialect
+from easel.api.dialects.common import Dialect, owner_of
 from easel.services.container import Services
 from easel.services.outbound import is_loopback_host
 
@@ -59,7 +59,7 @@ class CrossSiteGuard:
         self.services = services
         settings = services.settings
         self.hosts = allowed_hosts(settings.allowed_hosts, settings.host, settings.public_url)
-        self.dialects = sorted(dialects, key=lambda d: -max(len(p) for p in d.prefixes))
+        self.dialects = list(dialects)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
@@ -104,14 +104,24 @@ class CrossSiteGuard:
         if scope["type"] == "websocket":
             await send({"type": "websocket.close", "code": 1008})  # before accept: HTTP 403
             return
-        body = {"error": message}
-        for dialect in self.dialects:
-            if any(scope["path"] == p or scope["path"].startswith(p.rstrip("/") + "/")
-                   for p in dialect.prefixes):
-                body = dialect.refusal(status, code, message, parameter)
-                break
+        body = refusal_body(self.dialects, scope, status, code, message, parameter)
         payload = json.dumps(body).encode()
         await send({"type": "http.response.start", "status": status,
                     "headers": [(b"content-type", b"application/json"),
                                 (b"content-length", str(len(payload)).encode())]})
         await send({"type": "http.response.body", "body": payload})
+
+
+def refusal_body(
+    dialects: Sequence[Dialect], scope: Scope, status: int, code: str, message: str,
+    parameter: str | None,
+) -> dict[str, Any]:
+    """An error made before (or instead of) any route, in the shape of the dialect that owns
+    the request; easel's own shape outside every dialect."""
+    headers = {k.decode("latin-1").lower(): v.decode("latin-1")
+               for k, v in scope.get("headers", [])}
+    query = scope.get("query_string", b"").decode("latin-1")
+    dialect = owner_of(dialects, scope["path"], headers, query)
+    if dialect is None:
+        return {"error": message}
+    return dialect.refusal(status, code, message, parameter)

@@ -18,8 +18,19 @@ class ImageSpec:
 
 
 @dataclass(frozen=True)
+class SchedulerSpec:
+    """A sampler a client named (Runware `scheduler`), as the catalog resolves it: a diffusers
+    scheduler class, built from the pipeline's own scheduler config plus `options`."""
+
+    name: str
+    class_name: str
+    options: tuple[tuple[str, Any], ...] = ()
+
+
+@dataclass(frozen=True)
 class EngineBatch:
-    """Compatible images that run in one pipeline call (same weights, size, steps, guidance)."""
+    """Compatible images that run in one pipeline call (same weights, size, steps, guidance,
+    scheduler)."""
 
     source: str  # hub id, local directory, or a built-in easel/* model
     family: str
@@ -29,6 +40,7 @@ class EngineBatch:
     guidance: float
     images: tuple[ImageSpec, ...]
     max_sequence_length: int | None = None
+    scheduler: SchedulerSpec | None = None  # None: the pipeline's own
 
 
 @dataclass(frozen=True)

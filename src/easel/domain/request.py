@@ -20,6 +20,10 @@ class ImageFormat(StrEnum):
         return "jpg" if self is ImageFormat.JPEG else self.value
 
 
+DEFAULT_MAX_SEED = 2**32 - 1  # uint32, as Google, AIML and Runware document seeds
+SEED_CEILING = 2**63 - 1  # torch generators take any seed below this
+
+
 @dataclass(frozen=True)
 class GenerationRequest:
     model: str  # a public model id from the catalog
@@ -31,3 +35,7 @@ class GenerationRequest:
     seed: int | None = None  # None: a random seed per image, reported back
     output_format: ImageFormat = ImageFormat.JPEG
     output_quality: int = 95
+    steps: int | None = None  # None: the backend's default
+    guidance_scale: float | None = None
+    scheduler: str | None = None  # a catalog scheduler name; None: the pipeline's own
+    max_seed: int = DEFAULT_MAX_SEED  # seeds of this job stay in 0..max_seed

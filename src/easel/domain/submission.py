@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from easel.domain.request import ImageFormat
+from easel.domain.request import DEFAULT_MAX_SEED, ImageFormat
 
 
 @dataclass(frozen=True)
@@ -77,6 +77,13 @@ class GenerationInput:
     seed: int | None = None  # None: a random seed per image, reported back
     output_format: ImageFormat = ImageFormat.JPEG
     output_quality: int = 95
+    # Sampling controls; None: the backend's defaults. The catalog bounds each per backend.
+    steps: int | None = None
+    guidance_scale: float | None = None
+    scheduler: str | None = None
+    # The largest seed the dialect accepts: every seed reported back (random ones, and s+i
+    # for image i) stays within 0..max_seed, so it can be sent again as an input.
+    max_seed: int = DEFAULT_MAX_SEED
 
 
 @dataclass(frozen=True)
@@ -102,7 +109,7 @@ class DeliverySettings:
 CORE_PARAMETERS = (
     "model", "tier", "prompt", "negative_prompt", "size", "width", "height", "aspect_ratio",
     "resolution", "num_images", "seed", "output_format", "output_quality", "webhook", "upload",
-    "ttl", "task_id",
+    "ttl", "task_id", "steps", "guidance_scale", "scheduler",
 )
 
 

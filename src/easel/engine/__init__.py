@@ -25,6 +25,7 @@ from easel.engine.pipelines import (
     default_placement,
     load_pipeline,
     resolve_local_path,
+    scheduled,
     weights_bytes,
 )
 from easel.settings import Settings
@@ -160,7 +161,7 @@ class Engine:
             prepare_vae(pipe, batch.width, batch.height, self.options)
             kwargs.update(self._step_callback(pipe, batch.steps, progress, cancel))
             try:
-                with torch.inference_mode():
+                with torch.inference_mode(), scheduled(pipe, batch.scheduler):
                     kwargs = self.text_cache.kwargs(pipe, batch.family, batch.source, kwargs)
                     result = pipe(**kwargs)
             except _Cancelled:

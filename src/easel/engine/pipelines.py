@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from easel.domain.generation import EngineBatch
+from easel.domain.generation import EngineBatch, SchedulerSpec
 from easel.engine.libraries import quiet_libraries
 from easel.engine.tiny import TINY_MODELS, ensure_tiny
 
@@ -93,6 +95,25 @@ def call_kwargs(batch: EngineBatch, generators: list[torch.Generator]) -> dict[s
             # The default instruction preamble is ~1k tokens, far past a tiny encoder's window.
             kwargs["complex_human_instruction"] = None
     return kwargs
+
+
+@contextmanager
+def scheduled(pipe: Any, spec: SchedulerSpec | None) -> Iterator[None]:
+    """Run one call with the scheduler a client named, built from the pipeline's own scheduler
+    config (so its shift and sigma settings carry over); the pipeline's own comes back after.
+    The engine's lock makes the swap safe: one pipeline call at a time."""
+    if spec is None:
+        yield
+        return
+    import diffusers
+
+    original = pipe.scheduler
+    scheduler_class = getattr(diffusers, spec.class_name)
+    pipe.scheduler = scheduler_class.from_config(original.config, **dict(spec.options))
+    try:
+        yield
+    finally:
+        pipe.scheduler = original
 
 
 def weights_bytes(path: Path) -> int:

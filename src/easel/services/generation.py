@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import logging
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from easel.catalog import Backend, Catalog, Model, Size
 from easel.domain.errors import EaselError, ErrorKind, invalid
-from easel.domain.generation import EngineBatch, ImageSpec
-from easel.domain.request import GenerationRequest
+from easel.domain.generation import EngineBatch, ImageSpec, SchedulerSpec
+from easel.domain.request import SEED_CEILING, GenerationRequest
 from easel.domain.submission import (
     AspectRatioSize,
     ExactSize,
@@ -24,7 +24,6 @@ from easel.services.weights import weights_present
 log = logging.getLogger(__name__)
 
 NO_RENAMES = WireNames()
-MAX_SEED = 2**32 - 1  # the widest range any dialect accepts (AIML); seeds s+i stay below 2**63
 
 
 @dataclass(frozen=True)
@@ -37,10 +36,20 @@ class ResolvedBackend:
     guidance: float
     max_sequence_length: int | None
     fallback_reason: str | None = None
+    scheduler: SchedulerSpec | None = None
 
     @property
     def is_fallback(self) -> bool:
         return self.fallback_reason is not None
+
+    def with_controls(
+        self, request: GenerationRequest, scheduler: SchedulerSpec | None, max_steps: int
+    ) -> ResolvedBackend:
+        """The backend with the client's steps, guidance and scheduler applied (a stand-in
+        keeps its step cap: it draws noise either way)."""
+        steps = self.steps if request.steps is None else min(request.steps, max_steps)
+        guidance = self.guidance if request.guidance_scale is None else request.guidance_scale
+        return replace(self, steps=steps, guidance=float(guidance), scheduler=scheduler)
 
 
 class BackendResolver:
@@ -127,6 +136,7 @@ class Plan:
             guidance=self.backend.guidance,
             images=self.images if images is None else images,
             max_sequence_length=self.backend.max_sequence_length,
+            scheduler=self.backend.scheduler,
         )
 
 
@@ -177,7 +187,9 @@ def resolve(
         model=model.id, prompt=generation.prompt, width=size.width, height=size.height,
         num_images=generation.num_images, negative_prompt=generation.negative_prompt or None,
         seed=generation.seed, output_format=generation.output_format,
-        output_quality=generation.output_quality,
+        output_quality=generation.output_quality, steps=generation.steps,
+        guidance_scale=generation.guidance_scale, scheduler=generation.scheduler,
+        max_seed=generation.max_seed,
     )
     validate(request, catalog, names)
     return model, request
@@ -192,24 +204,32 @@ def validate(
     model.check_negative_prompt(request.negative_prompt, names("negative_prompt"))
     model.check_size(request.width, request.height, *names.size_names())
     model.check_count(request.num_images, names("num_images"))
-    if request.seed is not None and (
-        isinstance(request.seed, bool)
-        or not isinstance(request.seed, int)
-        or not 0 <= request.seed <= MAX_SEED
-    ):
-        seed = names("seed")
-        raise invalid(seed, f"{seed} must be an integer 0..{MAX_SEED}, got {request.seed!r}")
+    check_seed(request.seed, request.max_seed, names("seed"))
     if not 1 <= request.output_quality <= 100:
         quality = names("output_quality")
         raise invalid(quality, f"{quality} must be 1..100")
+    backend = model.backend
+    backend.check_steps(request.steps, names("steps"))
+    backend.check_guidance(request.guidance_scale, names("guidance_scale"))
+    backend.scheduler(request.scheduler, names("scheduler"))
     return model
 
 
-def assign_seeds(seed: int | None, count: int) -> list[int]:
-    """An explicit seed s gives s, s+1, ...; none gives independent random seeds."""
+def check_seed(seed: int | None, max_seed: int, parameter: str) -> None:
+    if not 0 < max_seed <= SEED_CEILING:
+        raise ValueError(f"max_seed must be 1..{SEED_CEILING}, got {max_seed}")
+    if seed is not None and (
+        isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= max_seed
+    ):
+        raise invalid(parameter, f"{parameter} must be an integer 0..{max_seed}, got {seed!r}")
+
+
+def assign_seeds(seed: int | None, count: int, max_seed: int) -> list[int]:
+    """An explicit seed s gives s, s+1, ... wrapping past max_seed to 0 (so every reported seed
+    is itself a valid input); none gives independent random seeds in 0..max_seed."""
     if seed is None:
-        return [secrets.randbelow(MAX_SEED + 1) for _ in range(count)]
-    return [seed + i for i in range(count)]
+        return [secrets.randbelow(max_seed + 1) for _ in range(count)]
+    return [(seed + i) % (max_seed + 1) for i in range(count)]
 
 
 def plan(
@@ -222,7 +242,10 @@ def plan(
     """Validate and decide. `seeds` pins the per-image seeds (a job re-run after a crash)."""
     model = validate(request, catalog, names)
     backend = resolver.resolve(model.backend, names("model"))
+    max_steps = resolver.fallback_max_steps if backend.is_fallback else model.backend.max_steps
+    scheduler = None if backend.is_fallback else model.backend.scheduler(request.scheduler)
+    backend = backend.with_controls(request, scheduler, max_steps)
     if seeds is None:
-        seeds = assign_seeds(request.seed, request.num_images)
+        seeds = assign_seeds(request.seed, request.num_images, request.max_seed)
     images = tuple(ImageSpec(request.prompt, s, request.negative_prompt) for s in seeds)
     return Plan(request, model, backend, images)

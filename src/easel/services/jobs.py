@@ -95,7 +95,7 @@ def batch_key(the_plan: Plan) -> str:
     b = the_plan.backend
     r = the_plan.request
     parts = (b.source, b.family, f"{r.width}x{r.height}", b.steps, b.guidance,
-             b.max_sequence_length)
+             b.max_sequence_length, b.scheduler.name if b.scheduler else "")
     return "|".join(str(part) for part in parts)
 
 

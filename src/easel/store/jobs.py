@@ -430,6 +430,8 @@ def request_to_json(request: GenerationRequest) -> dict[str, Any]:
         "height": request.height, "num_images": request.num_images,
         "negative_prompt": request.negative_prompt, "seed": request.seed,
         "output_format": request.output_format.value, "output_quality": request.output_quality,
+        "steps": request.steps, "guidance_scale": request.guidance_scale,
+        "scheduler": request.scheduler, "max_seed": request.max_seed,
     }
 
 

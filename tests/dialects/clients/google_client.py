@@ -1,4 +1,8 @@
-"""Drive the PyPI `google-genai` SDK (Gemini API mode) against easel; argv[1] is a JSON spec."""
+"""Drive the PyPI `google-genai` SDK against easel; argv[1] is a JSON spec.
+
+`mode` "gemini" (an API key; google-genai 1.x) or "vertex" (project, location and an OAuth
+token; the only mode in which google-genai 2.x and 3.x generate images). `call` "generate"
+(default), "list" or "get"."""
 
 import base64
 import json
@@ -8,17 +12,34 @@ from google import genai
 from google.genai import errors, types
 
 spec = json.loads(sys.argv[1])
-client = genai.Client(api_key=spec["key"], http_options=types.HttpOptions(base_url=spec["url"]))
+options = types.HttpOptions(base_url=spec["url"], **spec.get("http_options", {}))
+if spec.get("mode") == "vertex":
+    from google.oauth2.credentials import Credentials
+
+    client = genai.Client(vertexai=True, project="easel-test", location="us-central1",
+                          credentials=Credentials(token=spec["key"]), http_options=options)
+else:
+    client = genai.Client(api_key=spec["key"], http_options=options)
 try:
-    response = client.models.generate_images(
-        model=spec["model"], prompt=spec["prompt"],
-        config=types.GenerateImagesConfig(**spec.get("config", {})),
-    )
-    images = [
-        {"b64": base64.b64encode(g.image.image_bytes).decode(), "mime": g.image.mime_type}
-        for g in response.generated_images or []
-    ]
-    print(json.dumps({"ok": True, "images": images}))
+    call = spec.get("call", "generate")
+    if call == "list":
+        names = [m.name for m in client.models.list()]
+        print(json.dumps({"ok": True, "models": names}))
+    elif call == "get":
+        model = client.models.get(model=spec["model"])
+        print(json.dumps({"ok": True, "name": model.name, "display_name": model.display_name}))
+    else:
+        response = client.models.generate_images(
+            model=spec["model"], prompt=spec["prompt"],
+            config=types.GenerateImagesConfig(**spec.get("config", {})),
+        )
+        images = [
+            {"b64": base64.b64encode(g.image.image_bytes).decode(), "mime": g.image.mime_type}
+            for g in response.generated_images or []
+        ]
+        print(json.dumps({"ok": True, "images": images}))
 except errors.APIError as exc:
     print(json.dumps({"ok": False, "type": type(exc).__name__, "code": exc.code,
-                      "status": exc.status, "message": exc.message}))
+                      "status": exc.status, "message": exc.message,
+                      "details": (exc.details or {}).get("error", {}).get("details")
+                      if isinstance(exc.details, dict) else None}))

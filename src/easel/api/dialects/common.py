@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -90,12 +90,21 @@ WebhookRenderer = Callable[[Job, "str | None", ImageSource], Awaitable[dict[str,
 # route runs (a foreign Origin, an unknown route under the dialect's prefix).
 RefusalRenderer = Callable[[int, str, str, "str | None"], dict[str, Any]]
 
+# (secret, message id, unix timestamp, body) -> the headers that sign one webhook POST.
+WebhookSigner = Callable[[str, str, int, bytes], dict[str, str]]
+
+
+# (path, headers lower-cased, query string) -> whether a request is this dialect's although its
+# path alone does not say so (Google's `/v1/models/...` with an x-goog-api-key).
+Claim = Callable[[str, Mapping[str, str], str], bool]
+
 
 @dataclass(frozen=True)
 class Dialect:
-    """What a dialect exports: its routes and the path prefixes they live under, its error
-    table and error body, its webhook bodies (None: it sends none). easel/server.py lists the
-    dialects the app serves, explicitly."""
+    """What a dialect exports: its routes, the paths they live under (`prefixes`: the path and
+    everything below it; `exact`: that path only), its error table and error body, its webhook
+    bodies (None: it sends none), and how it signs them. easel/server.py lists the dialects the
+    app serves, explicitly."""
 
     name: str
     router: APIRouter
@@ -103,6 +112,29 @@ class Dialect:
     prefixes: tuple[str, ...]
     refusal: RefusalRenderer
     render_webhook: WebhookRenderer | None = None
+    exact: tuple[str, ...] = ()
+    claims: Claim | None = None
+    sign_webhook: WebhookSigner | None = None  # None: Standard Webhooks
+
+
+def owner_of(
+    dialects: Sequence[Dialect], path: str, headers: Mapping[str, str], query: str
+) -> Dialect | None:
+    """The dialect a request belongs to, for answering it in that dialect's error shape: a
+    dialect that claims it, else the one with the exact path, else the longest prefix."""
+    for dialect in dialects:
+        if dialect.claims is not None and dialect.claims(path, headers, query):
+            return dialect
+    for dialect in dialects:
+        if path in dialect.exact:
+            return dialect
+    best: tuple[int, Dialect | None] = (0, None)
+    for dialect in dialects:
+        for prefix in dialect.prefixes:
+            root = prefix.rstrip("/")
+            if (path == root or path.startswith(root + "/")) and len(root) > best[0]:
+                best = (len(root), dialect)
+    return best[1]
 
 
 def nested_at_most(data: Any, depth: int) -> bool:

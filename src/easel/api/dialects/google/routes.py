@@ -1,11 +1,22 @@
-"""Google Imagen `:predict`, Gemini API and Vertex paths (protocols.md §5). Synchronous."""
+"""Google Imagen `:predict` on every path the google-genai releases use (protocols.md §5, §11):
+
+- Gemini API: `/{v1,v1beta,v1alpha}/models/{model}:predict`, key in x-goog-api-key or ?key=;
+- Vertex AI: `/{v1,v1beta1}/projects/{p}/locations/{l}/publishers/google/models/{model}:predict`
+  with an OAuth bearer token (google-genai 2.x/3.x default to v1beta1), and the express-mode
+  `/{v}/publishers/google/models/{model}:predict` with an API key.
+
+Synchronous. The model listings (`models.list`, `models.get`) are served on the same paths."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
+from starlette.routing import Match
+from starlette.types import Scope
 
 from easel.api.auth import authenticate, bearer_token
 from easel.api.deps import Services, get_services
@@ -14,23 +25,41 @@ from easel.api.dialects.google import translate as gg
 from easel.api.dialects.google.schemas import PredictRequest
 from easel.api.openapi import ERRORS, Open, model_schema, request_body, responses
 from easel.domain.errors import EaselError, ErrorKind
+from easel.domain.submission import Caller
 from easel.services.jobs import Draining, JobFailed, StillRunning
 
-router = APIRouter(tags=["google"])
-PREFIXES = ("/v1beta", "/v1beta1", "/v1/projects")
+GEMINI_VERSIONS = ("v1beta", "v1alpha", "v1")
+VERTEX_VERSIONS = ("v1beta1", "v1")
+VERTEX_PROJECT = "projects/{project}/locations/{location}/"
+PREFIXES = ("/v1beta", "/v1beta1", "/v1alpha", "/v1/projects", "/v1/publishers")
 
 
-def _error(status: int, message: str, parameter: str | None = None) -> JSONResponse:
-    return JSONResponse(gg.error_body(status, message, parameter), status_code=status)
-
-
-def _api_key(request: Request) -> str | None:
-    """Gemini API: x-goog-api-key or ?key=; Vertex: an OAuth bearer token."""
+def google_request(path: str, headers: Mapping[str, str], query: str) -> bool:
+    """Whether a request comes from a Google client although its path is shared (`/v1/models`
+    is also OpenAI's): google-genai always sends x-goog-api-client; a key may ride in ?key=."""
     return (
-        request.headers.get("x-goog-api-key")
-        or request.query_params.get("key")
-        or bearer_token(request.headers.get("authorization"))
+        "x-goog-api-key" in headers
+        or "x-goog-api-client" in headers
+        or any(part.startswith("key=") for part in query.split("&"))
+        or ":predict" in path
+        or "/publishers/google/" in path
     )
+
+
+class GoogleOnlyRoute(APIRoute):
+    """A route on a path another dialect serves too (`GET /v1/models`): it matches only
+    requests that carry Google's credentials or client header."""
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        match, child = super().matches(scope)
+        if match is Match.NONE:
+            return match, child
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1")
+                   for k, v in scope.get("headers", [])}
+        query = scope.get("query_string", b"").decode("latin-1")
+        if not google_request(scope["path"], headers, query):
+            return Match.NONE, {}
+        return match, child
 
 
 class PredictResponse(Open):
@@ -48,40 +77,38 @@ DOCS: dict[str, Any] = {
 }
 
 
-@router.post("/v1beta/models/{model_action}", **DOCS)
-async def predict_gemini(
-    model_action: str, request: Request, services: Services = Depends(get_services)
-) -> JSONResponse:
-    return await _predict(model_action, request, services, gg.DEFAULT_COUNT_GEMINI)
+def _error(status: int, message: str, parameter: str | None = None) -> JSONResponse:
+    return JSONResponse(gg.error_body(status, message, parameter), status_code=status)
 
 
-@router.post(
-    "/v1/projects/{project}/locations/{location}/publishers/google/models/{model_action}", **DOCS
-)
-async def predict_vertex(
-    project: str,
-    location: str,
-    model_action: str,
-    request: Request,
-    services: Services = Depends(get_services),
-) -> JSONResponse:
-    return await _predict(model_action, request, services, gg.DEFAULT_COUNT_VERTEX)
+def _caller(services: Services, request: Request, vertex: bool) -> Caller | JSONResponse:
+    """An API key (x-goog-api-key or ?key=) or, on Vertex paths, an OAuth bearer token. A bad
+    key is Google's 400 API_KEY_INVALID; a bad bearer token its 401 UNAUTHENTICATED."""
+    key = request.headers.get("x-goog-api-key") or request.query_params.get("key")
+    token = bearer_token(request.headers.get("authorization"))
+    caller = authenticate(services, request, key or token)
+    if caller is not None:
+        return caller
+    if token and not key:
+        return JSONResponse(gg.unauthenticated_body(), status_code=401)
+    service = gg.VERTEX_SERVICE if vertex else gg.GEMINI_SERVICE
+    return JSONResponse(gg.api_key_invalid_body(service), status_code=400)
 
 
 async def _predict(
-    model_action: str, request: Request, services: Services, default_count: int
+    model_action: str, request: Request, services: Services, default_count: int, vertex: bool
 ) -> JSONResponse:
-    caller = authenticate(services, request, _api_key(request))
-    if caller is None:
-        return _error(401, "API key not valid. Please pass a valid API key.")
+    caller = _caller(services, request, vertex)
+    if isinstance(caller, JSONResponse):
+        return caller
     headers: dict[str, str] = {}
     model_id = ""
     try:
         model_id, action = gg.split_model_action(model_action)
         if action != "predict":
-            return _error(404, f"method {action!r} is not served here; use :predict")
+            return _error(404, f"easel does not offer the method {action!r}; use :predict")
         body = await read_json_object(request, services.settings.max_body_bytes,
-                                           services.settings.body_timeout)
+                                      services.settings.body_timeout)
         call = gg.to_submission(model_id, body, default_count, caller)
         job = await services.jobs.run(call.submission, services.settings.sync_timeout)
         headers["x-easel-job-id"] = job.id
@@ -91,7 +118,7 @@ async def _predict(
         return _easel_error(err, headers)
     except EaselError as err:
         if err.kind is ErrorKind.UNKNOWN_MODEL:
-            err = gg.unknown_model(model_id, services.catalog.model_ids)
+            err = gg.unknown_model(model_id, gg.served_models(services.catalog))
         return _easel_error(err, headers)
     return JSONResponse(reply, headers={**headers, **ignored_header(call.ignored)})
 
@@ -101,6 +128,76 @@ def _easel_error(err: EaselError, headers: dict[str, str]) -> JSONResponse:
     return JSONResponse(payload, status_code=status, headers={**headers, **retry_headers(err)})
 
 
+# The handlers read their path parameters from the request: the same handler serves paths
+# with and without a project and location.
+
+
+def _listing(vertex: bool) -> Any:
+    async def list_models(
+        request: Request, services: Services = Depends(get_services)
+    ) -> JSONResponse:
+        caller = _caller(services, request, vertex)
+        if isinstance(caller, JSONResponse):
+            return caller
+        models = [gg.model_resource(m, vertex) for m in gg.served_models(services.catalog)]
+        return JSONResponse({"publisherModels" if vertex else "models": models})
+
+    return list_models
+
+
+def _model_get(vertex: bool) -> Any:
+    async def get_model(
+        request: Request, services: Services = Depends(get_services)
+    ) -> JSONResponse:
+        caller = _caller(services, request, vertex)
+        if isinstance(caller, JSONResponse):
+            return caller
+        model_id = request.path_params["model"].removeprefix("models/")
+        served = gg.served_models(services.catalog)
+        found = [m for m in served if m.id == model_id]
+        if not found:
+            return _easel_error(gg.unknown_model(model_id, served), {})
+        return JSONResponse(gg.model_resource(found[0], vertex))
+
+    return get_model
+
+
+def _predictor(default_count: int, vertex: bool) -> Any:
+    async def predict(
+        request: Request, services: Services = Depends(get_services)
+    ) -> JSONResponse:
+        model_action = request.path_params["model_action"]
+        return await _predict(model_action, request, services, default_count, vertex)
+
+    return predict
+
+
+def _add_routes(router: APIRouter, base: str, vertex: bool, shared: bool) -> None:
+    """:predict, the listing and one model, under `base` (`/v1beta/models`, ...)."""
+    count = gg.DEFAULT_COUNT_VERTEX if vertex else gg.DEFAULT_COUNT_GEMINI
+    route_class = GoogleOnlyRoute if shared else APIRoute
+    router.add_api_route(f"{base}/{{model_action}}", _predictor(count, vertex), methods=["POST"],
+                         route_class_override=route_class, **DOCS)
+    router.add_api_route(base, _listing(vertex), methods=["GET"],
+                         route_class_override=route_class, include_in_schema=False)
+    router.add_api_route(f"{base}/{{model}}", _model_get(vertex), methods=["GET"],
+                         route_class_override=route_class, include_in_schema=False)
+
+
+def build_router() -> APIRouter:
+    router = APIRouter(tags=["google"])
+    for version in GEMINI_VERSIONS:
+        # /v1/models is OpenAI's too: there only requests from Google clients match.
+        _add_routes(router, f"/{version}/models", vertex=False, shared=version == "v1")
+    for version in VERTEX_VERSIONS:
+        _add_routes(router, f"/{version}/{VERTEX_PROJECT}publishers/google/models", vertex=True,
+                    shared=False)
+        _add_routes(router, f"/{version}/publishers/google/models", vertex=True, shared=False)
+    return router
+
+
 def dialect() -> Dialect:
-    """This dialect as the app mounts it (api/app.py lists every dialect)."""
-    return Dialect(gg.DIALECT, router, gg.ERRORS, PREFIXES, gg.refusal)
+    """This dialect as the app mounts it (api/app.py lists every dialect). It comes before
+    OpenAI's in the app, so that its Google-only routes on /v1/models are tried first."""
+    return Dialect(gg.DIALECT, build_router(), gg.ERRORS, PREFIXES, gg.refusal,
+                   claims=google_request)

@@ -52,6 +52,7 @@ class Parameters(_Wire):
     enhancePrompt: bool | None = None
     seed: int | None = Field(None, ge=0, le=MAX_SEED)
     negativePrompt: str | None = None
+    guidanceScale: float | None = None
     outputOptions: OutputOptions | None = None
     language: str | None = None
     includeRaiReason: bool | None = None

@@ -7,6 +7,7 @@ from typing import Any
 
 from easel.api.dialects.common import ErrorTable, ImageSource, b64, ordered_images, validate_wire
 from easel.api.dialects.google.schemas import PredictRequest
+from easel.catalog import Catalog, Model
 from easel.domain.errors import EaselError, ErrorKind
 from easel.domain.job import Job
 from easel.domain.request import ImageFormat
@@ -20,6 +21,10 @@ from easel.domain.submission import (
 )
 
 DIALECT = "google"
+PROVIDER = "google"
+GEMINI_SERVICE = "generativelanguage.googleapis.com"
+VERTEX_SERVICE = "aiplatform.googleapis.com"
+API_KEY_INVALID = "API key not valid. Please pass a valid API key."
 # Images per request when sampleCount is absent: the Gemini API documents 4, Vertex 1.
 DEFAULT_COUNT_GEMINI = 4
 DEFAULT_COUNT_VERTEX = 1
@@ -31,6 +36,7 @@ NAMES = WireNames({
     "num_images": "parameters.sampleCount", "aspect_ratio": "parameters.aspectRatio",
     "resolution": "parameters.sampleImageSize", "seed": "parameters.seed",
     "output_quality": "parameters.outputOptions.compressionQuality",
+    "guidance_scale": "parameters.guidanceScale",
 })
 
 RPC_STATUS = {
@@ -89,18 +95,64 @@ def to_submission(
         seed=p.seed,
         output_format=fmt,
         output_quality=quality,
+        guidance_scale=p.guidanceScale,
     )
     return PredictCall(Submission(DIALECT, caller, generation, names=NAMES),
                        ignored_fields(wire, fmt))
 
 
-def unknown_model(model_id: str, known: list[str]) -> EaselError:
+def served_models(catalog: Catalog) -> list[Model]:
+    """The catalog's Google model ids, as models.list shows them."""
+    return sorted(catalog.models_for(PROVIDER), key=lambda m: m.id)
+
+
+def unknown_model(model_id: str, served: list[Model]) -> EaselError:
     return EaselError(
         ErrorKind.UNKNOWN_MODEL,
-        f"models/{model_id} is not found or is not supported for predict; known models: "
-        f"{', '.join(known)}",
+        f"models/{model_id[:200]} is not found or is not supported for predict; models served "
+        f"here: {', '.join(m.id for m in served)}",
         "model",
     )
+
+
+def model_resource(model: Model, vertex: bool) -> dict[str, Any]:
+    """One model as models.get returns it: the Gemini API's Model, or Vertex's PublisherModel."""
+    backend = model.backend
+    description = (f"{model.tier.label}, served by easel on {backend.source} "
+                   f"({backend.family} family)")
+    if vertex:
+        return {"name": f"publishers/google/models/{model.id}", "versionId": "001",
+                "displayName": model.tier.label, "description": description,
+                "launchStage": "GA", "openSourceCategory": "PROPRIETARY"}
+    return {"name": f"models/{model.id}", "version": "001", "displayName": model.tier.label,
+            "description": description, "inputTokenLimit": 480,
+            "supportedGenerationMethods": ["predict"]}
+
+
+def api_key_invalid_body(service: str) -> dict[str, Any]:
+    """What Google answers for a bad or missing API key: 400 INVALID_ARGUMENT, ErrorInfo
+    reason API_KEY_INVALID (google-genai raises ClientError 400 with that message)."""
+    return {"error": {
+        "code": 400, "message": API_KEY_INVALID, "status": "INVALID_ARGUMENT",
+        "details": [
+            {"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "API_KEY_INVALID",
+             "domain": "googleapis.com", "metadata": {"service": service}},
+            {"@type": "type.googleapis.com/google.rpc.LocalizedMessage", "locale": "en-US",
+             "message": API_KEY_INVALID},
+        ],
+    }}
+
+
+def unauthenticated_body() -> dict[str, Any]:
+    """A bad OAuth bearer token on a Vertex path: 401 UNAUTHENTICATED, as Vertex answers it."""
+    message = ("Request had invalid authentication credentials. Expected OAuth 2 access token, "
+               "login cookie or other valid authentication credential.")
+    return {"error": {
+        "code": 401, "message": message, "status": "UNAUTHENTICATED",
+        "details": [{"@type": "type.googleapis.com/google.rpc.ErrorInfo",
+                     "reason": "ACCESS_TOKEN_TYPE_UNSUPPORTED", "domain": "googleapis.com",
+                     "metadata": {"service": VERTEX_SERVICE}}],
+    }}
 
 
 def ignored_fields(wire: PredictRequest, fmt: ImageFormat) -> list[str]:
