@@ -26,7 +26,7 @@ from easel.services.health import StorageHealth
 from easel.services.jobs import JobService
 from easel.services.keys import KeyRing
 from easel.services.metrics import Metrics
-from easel.services.secrets import server_secret
+from easel.services.secrets import server_secret, signing_root
 from easel.settings import Settings
 from easel.store import DeliveryStore, JobStore, KeyStore
 from easel.worker import Worker
@@ -99,14 +99,17 @@ def build_services(
         on_submit=lambda dialect: metrics.submitted.labels(dialect).inc(),
     )
     renderers = {d.name: d.render_webhook for d in served if d.render_webhook is not None}
-    delivery = DeliveryService(settings, outbox, store, artifacts, renderers)
+    signers = {d.name: d.sign_webhook for d in served if d.sign_webhook is not None}
+    secret = server_secret(settings)
+    delivery = DeliveryService(settings, outbox, store, artifacts, renderers, signers,
+                               signing_root(settings, secret))
     worker = None
     if settings.run_worker:
         worker = build_worker(settings, engine_factory, catalog=catalog, store=store,
                               metrics=metrics, events=events)
     keys = KeyRing(settings.api_keys, KeyStore(store.engine))
     return Services(settings, catalog, store, artifacts, jobs, metrics, keys, delivery, worker,
-                    server_secret(settings), health)
+                    secret, health)
 
 
 def build_app(settings: Settings, engine_factory: EngineFactory | None = None) -> FastAPI:

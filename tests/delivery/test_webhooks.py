@@ -5,6 +5,8 @@ The retry clock is compressed (EASEL_WEBHOOK_RETRY_DELAYS) and loopback is allow
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import itertools
 import json
 import time
@@ -161,7 +163,16 @@ def test_wavespeed_posts_the_data_object(srv: Server, receiver: Receiver) -> Non
     (hit,) = receiver.wait_for("/ws", 1)
     data = json.loads(hit.body)
     assert data["id"] == reply["data"]["id"] and data["status"] == "completed"
-    assert len(data["outputs"]) == 1 and "code" not in data
+    assert len(data["outputs"]) == 1 and data["code"] == 0
+    # Signed as WaveSpeed signs, verified as WaveSpeed's docs tell a receiver to verify.
+    secret = httpx.get(f"{srv.url}/api/v3/webhook/secret").json()["data"]["secret"]
+    headers = {k.lower(): v for k, v in hit.headers.items()}
+    version, _, signature = headers["webhook-signature"].partition(",")
+    signed = f"{headers['webhook-id']}.{headers['webhook-timestamp']}.".encode() + hit.body
+    expected = hmac.new(secret.removeprefix("whsec_").encode(), signed, hashlib.sha256)
+    assert version == "v3" and hmac.compare_digest(signature, expected.hexdigest())
+    with pytest.raises(ValueError):  # not Standard Webhooks: a v1 verifier rejects it
+        verify(SECRET, hit.body, headers)
 
 
 def test_pending_deliveries_survive_a_restart(make_server: Callable[..., Server]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import io
 from pathlib import Path
 from typing import Any
@@ -10,7 +11,7 @@ import httpx
 from PIL import Image
 
 from tests.dialects.conftest import KEY, run_client
-from tests.dialects.test_contract import fetch
+from tests.dialects.test_contract import fetch, pixels
 from tests.server_harness import Server
 
 AUTH = {"Authorization": f"Bearer {KEY}"}
@@ -67,14 +68,83 @@ def test_refused_request_is_a_failed_task_that_polls(live: Server, sdks: dict[st
     assert not out["ok"] and "foo is not a parameter" in out["error"]
 
 
-def test_base64_output_through_the_sdk(live: Server, sdks: dict[str, Path]) -> None:
+def test_base64_output_is_bare_in_polls_and_sync_mode(live: Server, sdks: dict[str, Path]) -> None:
+    """WaveSpeed's docs: decode the entire string as is (no data: prefix)."""
+    for sync in (False, True):
+        out = run_client(sdks["wavespeed"], "wavespeed_client.py", {
+            "url": live.url, "key": KEY, "model": "google/imagen4-fast", "sync": sync,
+            "input": {"prompt": "a pear", "enable_base64_output": True, "output_format": "png"}})
+        assert out["ok"], out
+        (ref,) = out["outputs"]
+        assert not ref.startswith("data:")
+        assert Image.open(io.BytesIO(base64.b64decode(ref, validate=True))).format == "PNG"
+
+
+def test_a_webhook_with_base64_output_is_refused(live: Server, sdks: dict[str, Path]) -> None:
+    body = {"prompt": "a pear", "enable_base64_output": True}
+    reply = httpx.post(f"{live.url}/api/v3/google/imagen4-fast", json=body, headers=AUTH,
+                       params={"webhook": "https://example.com/hook"})
+    assert reply.status_code == 400
+    assert "webhook callback does not support base64 output" in reply.json()["error"]
     out = run_client(sdks["wavespeed"], "wavespeed_client.py", {
         "url": live.url, "key": KEY, "model": "google/imagen4-fast",
-        "input": {"prompt": "a pear", "enable_base64_output": True, "output_format": "png"}})
-    assert out["ok"], out
-    (ref,) = out["outputs"]
-    assert ref.startswith("data:image/png;base64,")
-    assert Image.open(io.BytesIO(fetch(ref))).format == "PNG"
+        "input": {**body, "webhook_url": "https://example.com/hook"}})
+    assert not out["ok"] and "does not support base64 output" in out["error"]
+
+
+def test_ids_codes_and_timestamps_as_documented(live: Server) -> None:
+    """32-hex ids, data.code 0 on success, one created_at from submit to poll, "2K" as "2k"."""
+    data = submit(live, "google/imagen4", {"prompt": "a red kite", "resolution": "2K"})
+    assert len(data["id"]) == 32 and int(data["id"], 16) >= 0
+    assert data["code"] == 0 and data["input"]["resolution"] == "2k"
+    polled = poll(live, data["urls"]["get"])
+    assert polled["id"] == data["id"] and polled["created_at"] == data["created_at"]
+    while polled["status"] != "completed":
+        polled = poll(live, data["urls"]["get"])
+    assert polled["code"] == 0 and polled["created_at"] == data["created_at"]
+
+
+def test_seeds_up_to_the_documented_maximum_stay_valid(live: Server, sdks: dict[str, Path]) -> None:
+    """-1 ~ 9999999999; image i of seed s gets s+i, wrapping to 0 past the maximum, so each
+    reported seed reproduces its image when sent again."""
+    first = submit(live, "google/imagen4", {"prompt": "a red kite", "seed": 9999999999,
+                                            "num_images": 2, "enable_sync_mode": True})
+    again = submit(live, "google/imagen4", {"prompt": "a red kite", "seed": 0,
+                                            "enable_sync_mode": True})
+    assert first["status"] == again["status"] == "completed"
+    assert pixels(fetch(first["outputs"][1])) == pixels(fetch(again["outputs"][0]))
+    over = submit(live, "google/imagen4", {"prompt": "a red kite", "seed": 10000000000})
+    assert over["status"] == "failed" and "seed" in over["error"]
+
+
+def test_sampling_controls_within_the_catalogs_bounds(live: Server) -> None:
+    body = {"prompt": "a red kite", "seed": 4, "enable_sync_mode": True}
+    plain = submit(live, "google/imagen4-ultra", body)
+    tuned = submit(live, "google/imagen4-ultra", {**body, "num_inference_steps": 3,
+                                                  "guidance_scale": 7.0})
+    assert plain["status"] == tuned["status"] == "completed"
+    assert tuned["input"]["num_inference_steps"] == 3
+    assert "num_inference_steps" not in plain["input"]
+    assert pixels(fetch(plain["outputs"][0])) != pixels(fetch(tuned["outputs"][0]))
+    too_many = submit(live, "google/imagen4-ultra", {**body, "num_inference_steps": 500})
+    assert too_many["status"] == "failed"
+    assert "num_inference_steps must be an integer 1..100" in too_many["error"]
+    distilled = submit(live, "google/imagen4-fast", {**body, "guidance_scale": 2.0})
+    assert distilled["status"] == "failed" and "guidance_scale" in distilled["error"]
+
+
+def test_endpoints_easel_does_not_offer_answer_in_wavespeeds_shape(live: Server) -> None:
+    upload = httpx.post(f"{live.url}/api/v3/media/upload/binary", headers=AUTH,
+                        files={"file": ("a.png", b"x")})
+    assert upload.status_code == 404
+    assert "easel does not offer media uploads" in upload.json()["message"]
+    balance = httpx.get(f"{live.url}/api/v3/balance", headers=AUTH)
+    assert balance.status_code == 404 and "easel does not offer" in balance.json()["message"]
+    unknown = httpx.get(f"{live.url}/api/v3/some/other/thing", headers=AUTH)
+    assert unknown.status_code == 405 and unknown.json()["code"] == 405
+    assert "easel does not offer GET" in unknown.json()["message"]
+    listed = httpx.get(f"{live.url}/api/v3/models", headers=AUTH).json()["data"]
+    assert "google/imagen4-ultra" in {m["model_id"] for m in listed}
 
 
 def test_webhook_is_validated(live: Server) -> None:

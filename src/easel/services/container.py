@@ -16,6 +16,7 @@ from easel.services.health import StorageHealth
 from easel.services.jobs import JobService
 from easel.services.keys import KeyRing
 from easel.services.metrics import Metrics
+from easel.services.secrets import signing_root
 from easel.settings import Settings
 from easel.store import JobStore
 
@@ -54,6 +55,11 @@ class Services:
     secret: bytes  # signs ids the server hands out and reads back (services/secrets.py)
     health: StorageHealth
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    @property
+    def webhook_signing_root(self) -> str:
+        """What dialect-specific webhook secrets derive from (services/secrets.py)."""
+        return signing_root(self.settings, self.secret)
 
     def not_ready_reason(self) -> str:
         """Why this process cannot take jobs now ("" when it can). Probes storage: call it off

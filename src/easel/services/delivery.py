@@ -25,6 +25,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -43,6 +44,8 @@ log = logging.getLogger(__name__)
 
 # (job, image id or None for the whole job, images) -> the JSON body of a webhook
 Renderer = Callable[[Job, "str | None", ImageSource], Awaitable[dict[str, Any]]]
+# (signing root, caller principal, message id, unix timestamp, body) -> signature headers
+Signer = Callable[[str, str, str, int, bytes], dict[str, str]]
 PARAMETERS = {"webhook": "webhook", UPLOAD: "uploadEndpoint"}
 USER_AGENT = "easel-delivery/0.1"
 POLL_SECONDS = 0.25
@@ -70,12 +73,17 @@ class DeliveryService:
         jobs: JobStore,
         images: Artifacts,
         renderers: Mapping[str, Renderer],
+        signers: Mapping[str, Signer] | None = None,
+        signing_root: str = "",
     ) -> None:
         self.settings = settings
         self.store = store
         self.jobs = jobs
         self.images = images
         self.renderers = dict(renderers)  # dialect name -> its webhook body
+        # dialect name -> how its provider signs webhooks; the others: Standard Webhooks
+        self.signers = dict(signers or {})
+        self.signing_root = signing_root
         self.owner = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}-d"
         self._inflight: set[asyncio.Task[None]] = set()
         self._per_host: dict[str, int] = {}  # attempts in flight per receiving host
@@ -195,9 +203,17 @@ class DeliveryService:
             payload = await renderer(job, delivery.image_id or None, self.images)
             body = json.dumps(payload, separators=(",", ":")).encode()
             await asyncio.to_thread(self.store.set_body, delivery.id, body)
-        headers = {"Content-Type": "application/json",
-                   **signed_headers(self.settings.webhook_secret, delivery.id, body)}
-        return "POST", body, headers, self.settings.webhook_timeout
+        return "POST", body, self._webhook_headers(job, delivery.id, body), \
+            self.settings.webhook_timeout
+
+    def _webhook_headers(self, job: Job, message_id: str, body: bytes) -> dict[str, str]:
+        signer = self.signers.get(job.dialect)
+        if signer is not None:
+            timestamp = int(datetime.now(UTC).timestamp())
+            return {"Content-Type": "application/json",
+                    **signer(self.signing_root, job.caller, message_id, timestamp, body)}
+        return {"Content-Type": "application/json",
+                **signed_headers(self.settings.webhook_secret, message_id, body)}
 
     async def _upload(self, job: Job, delivery: Delivery) -> Request:
         image = next((i for i in job.images if i.image_id == delivery.image_id), None)

@@ -167,7 +167,7 @@ class JobService:
             echo=dict(submission.echo), task_id=task_id, batch_key=batch_key(the_plan),
             backend=the_plan.backend.source, stand_in_reason=the_plan.backend.fallback_reason,
             cost=the_plan.cost_usd, image_ids=[str(uuid.uuid4()) for _ in the_plan.images],
-            seeds=the_plan.seeds,
+            seeds=the_plan.seeds, created_at=self.store.clock(),
         )
         return new, the_plan
 
@@ -316,7 +316,9 @@ def _new_job(new: NewJob, the_plan: Plan) -> Job:
             JobImage(image_id=image_id, index=i, seed=seed)
             for i, (image_id, seed) in enumerate(zip(new.image_ids, new.seeds, strict=True))
         ),
-        created_at=datetime.now(UTC), backend=new.backend, stand_in_reason=new.stand_in_reason,
+        created_at=datetime.fromtimestamp(new.created_at, UTC) if new.created_at is not None
+        else datetime.now(UTC),
+        backend=new.backend, stand_in_reason=new.stand_in_reason,
         cost_usd=new.cost, delivery=new.delivery, echo=new.echo,
         progress_total=the_plan.backend.steps, caller=new.caller, task_id=new.task_id,
     )

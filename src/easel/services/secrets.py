@@ -20,3 +20,9 @@ def server_secret(settings: Settings) -> bytes:
         with os.fdopen(fd, "w") as out:
             out.write(secrets.token_hex(32))
     return path.read_text().strip().encode()
+
+
+def signing_root(settings: Settings, secret: bytes) -> str:
+    """The root of per-caller webhook secrets (WaveSpeed's): the configured webhook secret, so
+    an operator who rotates it rotates them all, else the server's own secret."""
+    return settings.webhook_secret or secret.hex()

@@ -55,6 +55,7 @@ class NewJob:
     cost: float
     image_ids: Sequence[str]
     seeds: Sequence[int]
+    created_at: float | None = None  # unix seconds; None: the store's clock at insert
 
 
 @dataclass(frozen=True)
@@ -137,7 +138,8 @@ class JobStore:
                         status=JobStatus.QUEUED.value, batch_key=new.batch_key,
                         num_images=len(new.image_ids), backend=new.backend,
                         stand_in_reason=new.stand_in_reason, cost=new.cost, attempts=0,
-                        created_at=now, updated_at=now, progress_step=0, progress_total=0,
+                        created_at=now if new.created_at is None else new.created_at,
+                        updated_at=now, progress_step=0, progress_total=0,
                         engine_seconds=0.0,
                     ))
                     conn.execute(images.insert(), [

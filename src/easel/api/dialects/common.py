@@ -90,8 +90,9 @@ WebhookRenderer = Callable[[Job, "str | None", ImageSource], Awaitable[dict[str,
 # route runs (a foreign Origin, an unknown route under the dialect's prefix).
 RefusalRenderer = Callable[[int, str, str, "str | None"], dict[str, Any]]
 
-# (secret, message id, unix timestamp, body) -> the headers that sign one webhook POST.
-WebhookSigner = Callable[[str, str, int, bytes], dict[str, str]]
+# (signing root, the job's caller principal, message id, unix timestamp, body) -> the headers
+# that sign one webhook POST the way the dialect's provider signs it.
+WebhookSigner = Callable[[str, str, str, int, bytes], dict[str, str]]
 
 
 # (path, headers lower-cased, query string) -> whether a request is this dialect's although its

@@ -59,6 +59,52 @@ async def _reply(services: Services, job: Job) -> dict[str, Any]:
     return ws.job_data(job, services.settings.base_url, outputs)
 
 
+# WaveSpeed endpoints easel does not offer: answered plainly, before the catch-all submit
+# route would take them for model ids.
+NOT_OFFERED = {
+    "/api/v3/media/upload/binary": "media uploads (easel generates images from text only)",
+    "/api/v3/media/uploads": "media uploads (easel generates images from text only)",
+    "/api/v3/model/pricing": "the pricing endpoint (prices are in `easel models`)",
+    "/api/v3/predictions": "the prediction history (use `easel jobs`)",
+    "/api/v3/balance": "an account balance (a self-hosted server bills nothing)",
+}
+
+
+def _not_offered(what: str) -> Any:
+    async def refuse(request: Request) -> JSONResponse:
+        return _error(404, f"easel does not offer {what}: {request.method} {request.url.path}")
+
+    return refuse
+
+
+for _path, _what in NOT_OFFERED.items():
+    router.add_api_route(_path, _not_offered(_what), methods=["POST", "GET"],
+                         include_in_schema=False)
+
+
+@router.get("/api/v3/webhook/secret", response_model=Envelope,
+            responses=responses(Envelope, ErrorBody, ERRORS))
+async def webhook_secret(
+    request: Request, services: Services = Depends(get_services)
+) -> JSONResponse:
+    """The secret this caller's webhooks are signed with (`webhook-signature: v3,<hex>`)."""
+    caller = _caller(services, request)
+    if isinstance(caller, JSONResponse):
+        return caller
+    secret = ws.caller_secret(services.webhook_signing_root, caller.principal)
+    return JSONResponse(ws.envelope({"secret": secret}))
+
+
+@router.get("/api/v3/models", response_model=Envelope,
+            responses=responses(Envelope, ErrorBody, ERRORS))
+async def models(request: Request, services: Services = Depends(get_services)) -> JSONResponse:
+    """The WaveSpeed model ids easel serves, with their tier, backend and price."""
+    caller = _caller(services, request)
+    if isinstance(caller, JSONResponse):
+        return caller
+    return JSONResponse(ws.envelope(ws.model_list(services.catalog)))
+
+
 # Before the catch-all submit route, which would take this path for a model id.
 @router.post("/api/v3/predictions/{prediction_id}/cancel", response_model=Envelope,
              responses=responses(Envelope, ErrorBody, ERRORS))
@@ -71,7 +117,7 @@ async def cancel(
     if isinstance(caller, JSONResponse):
         return caller
     try:
-        job = await services.jobs.cancel(prediction_id, caller)
+        job = await services.jobs.cancel(ws.job_id_of(prediction_id), caller)
     except EaselError:
         return _error(404, f"prediction {prediction_id[:100]} not found")
     return JSONResponse(ws.envelope(await _reply(services, job)))
@@ -119,7 +165,7 @@ async def result(
     base_url = services.settings.base_url
     if (data := ws.decode_refusal(prediction_id, base_url, services.secret)) is not None:
         return JSONResponse(ws.envelope(data))
-    job = await services.jobs.get(prediction_id, caller)
+    job = await services.jobs.get(ws.job_id_of(prediction_id), caller)
     if job is None:
         return _error(404, f"prediction {prediction_id[:100]} not found")
     try:
@@ -130,4 +176,5 @@ async def result(
 
 def dialect() -> Dialect:
     """This dialect as the app mounts it (api/app.py lists every dialect)."""
-    return Dialect(ws.DIALECT, router, ws.ERRORS, ("/api/v3",), ws.refusal, ws.webhook_body)
+    return Dialect(ws.DIALECT, router, ws.ERRORS, ("/api/v3",), ws.refusal, ws.webhook_body,
+                   sign_webhook=ws.sign_webhook)

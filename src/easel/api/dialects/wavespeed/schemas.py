@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
-MAX_SEED = 2147483647
+MAX_SEED = 9999999999  # wavespeed-ai/imagen4's seed document: -1 ~ 9999999999
+
+
+def _lower(value: Any) -> Any:
+    return value.lower() if isinstance(value, str) else value
+
+
+Resolution = Annotated[str, BeforeValidator(_lower)]  # "2K" and "2k" alike
 
 
 class ImagenInput(BaseModel):
@@ -17,12 +24,15 @@ class ImagenInput(BaseModel):
     prompt: str
     negative_prompt: str = ""
     aspect_ratio: str = "1:1"
-    resolution: str = "1k"
+    resolution: Resolution = "1k"
     num_images: int = 1
     seed: int = Field(-1, ge=-1, le=MAX_SEED)
     # WaveSpeed's other image models take output_format; Imagen pages do not list it (easel
     # accepts it so each format is reachable from this dialect).
     output_format: Literal["jpeg", "png", "webp"] = "jpeg"
     enable_base64_output: bool = False
+    # Sampling controls self-hosting users expect; bounded per backend by the catalog.
+    num_inference_steps: int | None = None
+    guidance_scale: float | None = None
     enable_sync_mode: bool = False
     webhook_url: str | None = None

@@ -8,6 +8,7 @@ import binascii
 import hashlib
 import hmac
 import json
+import uuid
 import zlib
 from dataclasses import dataclass
 from datetime import datetime
@@ -21,8 +22,9 @@ from easel.api.dialects.common import (
     ordered_images,
     validate_wire,
 )
-from easel.api.dialects.wavespeed.schemas import ImagenInput
+from easel.api.dialects.wavespeed.schemas import MAX_SEED, ImagenInput
 from easel.api.limits import HTTPRefusal
+from easel.catalog import Catalog
 from easel.domain.errors import EaselError, ErrorKind
 from easel.domain.job import Job, JobStatus
 from easel.domain.request import ImageFormat
@@ -80,6 +82,9 @@ ERRORS = ErrorTable({
 REFUSED_AS_TASK = {ErrorKind.MISSING, ErrorKind.INVALID, ErrorKind.UNSUPPORTED}
 
 REFUSAL_PREFIX = "rf-"
+NAMES = WireNames({"steps": "num_inference_steps"})
+WEBHOOK_WITH_BASE64 = ("webhook callback does not support base64 output; set "
+                       "enable_base64_output to false, or leave out the webhook")
 
 
 @dataclass(frozen=True)
@@ -100,7 +105,11 @@ def to_submission(
             "webhook_url",
         )
     target = webhook if webhook is not None else wire.webhook_url
-    resolved = wire.model_dump(exclude={"webhook_url"})
+    if target is not None and wire.enable_base64_output:
+        raise HTTPRefusal(400, "invalidParameter", WEBHOOK_WITH_BASE64, "enable_base64_output")
+    unset = {name for name in ("num_inference_steps", "guidance_scale")
+             if getattr(wire, name) is None}
+    resolved = wire.model_dump(exclude={"webhook_url", *unset})
     generation = GenerationInput(
         model=ModelChoice(model_id, provider=PROVIDER),
         prompt=wire.prompt,
@@ -109,15 +118,36 @@ def to_submission(
         negative_prompt=wire.negative_prompt or None,
         seed=None if wire.seed == -1 else wire.seed,
         output_format=ImageFormat(wire.output_format),
+        steps=wire.num_inference_steps,
+        guidance_scale=wire.guidance_scale,
+        max_seed=MAX_SEED,
     )
-    names = WireNames({"webhook": "webhook" if webhook is not None else "webhook_url"})
+    names = NAMES.with_(webhook="webhook" if webhook is not None else "webhook_url")
     submission = Submission(DIALECT, caller, generation, DeliverySettings(webhook=target),
                             names=names, echo={"wavespeed_input": resolved})
     return WaveSpeedCall(submission, resolved, wire.enable_sync_mode)
 
 
-def result_url(base_url: str, job_id: str) -> str:
-    return f"{base_url.rstrip('/')}/api/v3/predictions/{job_id}/result"
+def result_url(base_url: str, prediction_id: str) -> str:
+    return f"{base_url.rstrip('/')}/api/v3/predictions/{prediction_id}/result"
+
+
+def prediction_id(job: Job) -> str:
+    """WaveSpeed ids are 32 hexadecimal digits: a job's UUID without its dashes."""
+    try:
+        return uuid.UUID(job.id).hex
+    except ValueError:
+        return job.id
+
+
+def job_id_of(prediction: str) -> str:
+    """The job a prediction id names (32 hex digits, or the dashed form easel also accepts)."""
+    if len(prediction) == 32:
+        try:
+            return str(uuid.UUID(hex=prediction))
+        except ValueError:
+            pass
+    return prediction
 
 
 def task_code(job: Job) -> int:
@@ -135,34 +165,30 @@ def wants_base64(job: Job) -> bool:
 
 
 async def outputs(job: Job, images: ImageSource) -> list[str]:
-    """URLs, or data URIs when the job asked for enable_base64_output (completed jobs only)."""
+    """URLs, or with enable_base64_output the bare base64 of each file (no `data:` prefix:
+    WaveSpeed's docs say to decode the whole string as is). Completed jobs only."""
     if job.status is not JobStatus.COMPLETED:
         return []
     if not wants_base64(job):
         return [images.image_url(job, image) for image in ordered_images(job)]
-    return [
-        f"data:{image.mime or job.request.output_format.mime};base64,"
-        f"{b64(await images.image_bytes(image))}"
-        for image in ordered_images(job)
-    ]
+    return [b64(await images.image_bytes(image)) for image in ordered_images(job)]
 
 
 def job_data(job: Job, base_url: str, outputs: list[str]) -> dict[str, Any]:
     completed = job.status is JobStatus.COMPLETED
     data: dict[str, Any] = {
-        "id": job.id,
+        "id": prediction_id(job),
         "model": job.request.model,
         "input": job.echo.get("wavespeed_input") or _input_of(job),
         "outputs": outputs,
-        "urls": {"get": result_url(base_url, job.id)},
+        "urls": {"get": result_url(base_url, prediction_id(job))},
         "has_nsfw_contents": [i.nsfw for i in ordered_images(job)] if completed else [],
         "status": STATUS[job.status],
         "created_at": iso_ms(job.created_at),
         "error": (job.error_message or "") if job.error is not None else "",
         "timings": {"inference": inference_ms(job)},
     }
-    if job.status in (JobStatus.FAILED, JobStatus.CANCELLED):
-        data["code"] = task_code(job)
+    data["code"] = task_code(job) if job.status in (JobStatus.FAILED, JobStatus.CANCELLED) else 0
     return data
 
 
@@ -195,13 +221,42 @@ async def webhook_body(job: Job, _image_id: str | None, images: ImageSource) -> 
     return job_data(job, images.base_url, await outputs(job, images))
 
 
-def envelope(data: dict[str, Any]) -> dict[str, Any]:
+def caller_secret(root: str, principal: str) -> str:
+    """The webhook secret of one caller (WaveSpeed keeps one per account), derived from the
+    server's signing root so nothing per caller is stored: `GET /api/v3/webhook/secret`."""
+    digest = hmac.new(root.encode(), b"wavespeed-webhook\n" + principal.encode(),
+                      hashlib.sha256).hexdigest()
+    return "whsec_" + digest[:48]
+
+
+def sign_webhook(root: str, principal: str, message_id: str, timestamp: int,
+                 body: bytes) -> dict[str, str]:
+    """WaveSpeed's signature: `webhook-signature: v3,<hex>`, HMAC-SHA256 over
+    `{webhook-id}.{webhook-timestamp}.{body}` keyed with the secret minus its `whsec_` prefix
+    (the text itself, not base64-decoded)."""
+    key = caller_secret(root, principal).removeprefix("whsec_").encode()
+    signed = f"{message_id}.{timestamp}.".encode() + body
+    signature = hmac.new(key, signed, hashlib.sha256).hexdigest()
+    return {"webhook-id": message_id, "webhook-timestamp": str(timestamp),
+            "webhook-signature": f"v3,{signature}"}
+
+
+def model_list(catalog: Catalog) -> list[dict[str, Any]]:
+    return [
+        {"model_id": m.id, "name": m.tier.label, "type": "text-to-image",
+         "base_price": m.price_usd, "description": f"served by easel on {m.backend.source}"}
+        for m in sorted(catalog.models_for(PROVIDER), key=lambda m: m.id)
+    ]
+
+
+def envelope(data: dict[str, Any] | list[dict[str, Any]]) -> dict[str, Any]:
     return {"code": 200, "message": "success", "data": data}
 
 
 def error_body(status: int, message: str) -> dict[str, Any]:
-    """HTTP-level errors (auth, unknown id, overload): `{code, message}` with that status."""
-    return {"code": status, "message": message, "data": None}
+    """HTTP-level errors (auth, unknown id, overload): `{code, message}` with that status, and
+    `error` as WaveSpeed's own refusals spell it (clients read either)."""
+    return {"code": status, "message": message, "error": message, "data": None}
 
 
 def is_refused_as_task(err: EaselError) -> bool:
