@@ -38,6 +38,9 @@ class Settings(BaseSettings):
     port: int = 8000
     public_url: str | None = None  # base of image URLs; default http://host:port
     image_ttl_seconds: int = 3600
+    # Per dialect, where the provider documents how long its image URLs live (OpenAI: 60
+    # minutes); the others use image_ttl_seconds. A client's own ttl (Runware) wins over both.
+    dialect_image_ttl: dict[str, int] = Field(default_factory=lambda: {"openai": 3600})
     batch_size: int = 4  # most images the worker puts in one engine call
 
     # Server: jobs, leases, limits. A lease shorter than the slowest batch would let a second
@@ -106,6 +109,10 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
+
+    def image_ttl_for(self, dialect: str) -> int:
+        """How long images of a job from `dialect` resolve, when the job asked for no ttl."""
+        return self.dialect_image_ttl.get(dialect, self.image_ttl_seconds)
 
     @property
     def models_dir(self) -> Path:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -62,3 +63,54 @@ def test_unknown_model_and_unknown_field(live: Server, sdks: dict[str, Path]) ->
     assert raw.json()["statusCode"] == 400
     bad_json = httpx.post(f"{live.url}{URL}", headers=AUTH, content=b"{nope")
     assert bad_json.status_code == 400 and bad_json.json()["error"]["param"] == "body"
+
+
+def test_aimls_own_reply_fields_beside_openais(live: Server, sdks: dict[str, Path]) -> None:
+    """AIML's quick example reads images[].url, content_type, file_name, file_size and a
+    top-level seed; the openai SDK keeps them beside data[] and meta."""
+    out = sdk(live, sdks, kwargs={"model": "google/imagen-4.0-generate-001", "prompt": "a heron"},
+              extra_body={"num_images": 2, "seed": 21})
+    assert out["ok"], out
+    reply = out["response"]
+    assert reply["seed"] == 21 and len(reply["images"]) == 2
+    for item, image in zip(reply["data"], reply["images"], strict=True):
+        assert image["url"] == item["url"] and image["content_type"] == "image/png"
+        fetched = httpx.get(image["url"], timeout=30).content
+        assert image["file_size"] == len(fetched) and image["file_name"].endswith(".png")
+    assert "credits_used" in reply["meta"]["usage"]
+
+
+def test_models_endpoints_and_what_easel_does_not_offer(
+    live: Server, sdks: dict[str, Path]
+) -> None:
+    listed = sdk(live, sdks, call="models")
+    assert listed["ok"] and "google/imagen-4.0-fast-generate-001" in listed["ids"]
+    assert "imagen-4" in listed["ids"] and "google:2@3" in listed["ids"]
+    got = sdk(live, sdks, call="retrieve", model="google/imagen-4.0-ultra-generate-001")
+    assert got["ok"] and got["model"]["owned_by"] == "aiml"
+    missing = sdk(live, sdks, call="retrieve", model="dall-e-3")
+    assert (missing["status"], missing["type"], missing["code"]) == (
+        404, "NotFoundError", "model_not_found")
+    for call in ("edit", "variation"):
+        out = sdk(live, sdks, call=call)
+        assert (out["status"], out["type"]) == (404, "NotFoundError"), out
+        assert "easel does not offer POST /v1/images/" in out["message"]
+    chat = httpx.post(f"{live.url}/v1/chat/completions", headers=AUTH, json={})
+    assert chat.status_code == 404 and chat.json()["error"]["type"] == "invalid_request_error"
+
+
+def test_url_lifetime_follows_openais_documented_hour(make_server: Any) -> None:
+    """OpenAI documents 60 minutes for image URLs: an operator's longer default for the other
+    dialects leaves it so."""
+    srv = make_server("ttl", EASEL_IMAGE_TTL_SECONDS=7200).start()
+    reply = httpx.post(f"{srv.url}{URL}", timeout=120, json={"prompt": "a heron"})
+    assert reply.status_code == 200, reply.text
+    job = httpx.get(f"{srv.url}/easel/jobs/{reply.headers['x-easel-job-id']}").json()
+    created = datetime.fromisoformat(job["created_at"])
+    (expires,) = [datetime.fromisoformat(e) for e in job["expires_at"]]
+    assert 3500 < (expires - created).total_seconds() < 3700
+    other = httpx.post(f"{srv.url}/api/v3/google/imagen4-fast", timeout=120,
+                       json={"prompt": "a heron", "enable_sync_mode": True}).json()["data"]
+    job = httpx.get(f"{srv.url}/easel/jobs/{other['id']}").json()
+    (expires,) = [datetime.fromisoformat(e) for e in job["expires_at"]]
+    assert 7100 < (expires - datetime.fromisoformat(job["created_at"])).total_seconds() < 7300

@@ -92,6 +92,8 @@ def job_view(job: Job) -> dict[str, Any]:
         "model": job.request.model, "prompt": job.request.prompt,
         "size": f"{job.request.width}x{job.request.height}", "images": len(job.images),
         "seeds": [image.seed for image in job.images],
+        "expires_at": [None if image.expires_at is None else image.expires_at.isoformat()
+                       for image in job.images],
         "progress": {"step": job.progress_step, "total": job.progress_total},
         "error": None if job.error is None else {"kind": job.error.value,
                                                  "message": job.error_message},

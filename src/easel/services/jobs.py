@@ -242,8 +242,12 @@ class JobService:
         return job
 
     async def find(self, caller: Caller, some_id: str) -> Job | None:
-        """A caller's job by easel's id or by the id the client chose in any dialect."""
+        """A caller's job by easel's id (dashed, or as 32 hex digits as WaveSpeed shows it) or
+        by the id the client chose in any dialect."""
         job = await self.get(some_id, caller)
+        if job is None and len(some_id) == 32:
+            with contextlib.suppress(ValueError):
+                job = await self.get(str(uuid.UUID(hex=some_id)), caller)
         for dialect in CLIENT_ID_DIALECTS:
             if job is None:
                 job = await self.get(scoped_id(caller, dialect, some_id), caller)

@@ -308,7 +308,7 @@ class Worker:
         data = encode(image.pixels, request.output_format, request.output_quality, metadata)
         # Deterministic key: a re-run after a crash overwrites the same file.
         self.blobs.put(blob_key(record.image_id, request.output_format.extension), data)
-        expires = expiry(job.delivery, self.settings.image_ttl_seconds)
+        expires = expiry(job.delivery, self.settings.image_ttl_for(job.dialect))
         return ReadyImage(record.image_id, request.output_format.mime, len(data), expires)
 
     # -- leases -------------------------------------------------------------------------------

@@ -1,19 +1,43 @@
-"""Drive the PyPI `openai` SDK against easel; argv[1] is a JSON spec, prints one JSON line."""
+"""Drive the PyPI `openai` SDK against easel; argv[1] is a JSON spec, prints one JSON line.
 
+`call`: "generate" (default, images.generate with `kwargs`), "models" (models.list),
+"retrieve" (models.retrieve(`model`)), "edit" (images.edit) or "variation"
+(images.create_variation), the last two with a small PNG."""
+
+import io
 import json
 import sys
 
 from openai import APIStatusError, OpenAI
 
+PNG = bytes.fromhex(
+    "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
+    "1f15c4890000000d49444154789c6360000002000154a24f5d0000000049454e44ae426082"
+)
+
 spec = json.loads(sys.argv[1])
 client = OpenAI(api_key=spec["key"], base_url=spec["url"] + "/v1", max_retries=0, timeout=120)
 try:
-    response = client.images.generate(
-        **spec["kwargs"],
-        extra_body=spec.get("extra_body"),
-        extra_headers=spec.get("extra_headers"),
-    )
-    print(json.dumps({"ok": True, "response": response.to_dict()}))
+    call = spec.get("call", "generate")
+    if call == "models":
+        print(json.dumps({"ok": True, "ids": [m.id for m in client.models.list()]}))
+    elif call == "retrieve":
+        model = client.models.retrieve(spec["model"])
+        print(json.dumps({"ok": True, "model": model.to_dict()}))
+    elif call in ("edit", "variation"):
+        image = ("a.png", io.BytesIO(PNG), "image/png")
+        if call == "edit":
+            client.images.edit(image=image, prompt="x", model=spec.get("model"))
+        else:
+            client.images.create_variation(image=image)
+        print(json.dumps({"ok": True}))
+    else:
+        response = client.images.generate(
+            **spec["kwargs"],
+            extra_body=spec.get("extra_body"),
+            extra_headers=spec.get("extra_headers"),
+        )
+        print(json.dumps({"ok": True, "response": response.to_dict()}))
 except APIStatusError as exc:
     print(json.dumps({"ok": False, "status": exc.status_code, "type": type(exc).__name__,
                       "code": exc.code, "param": exc.param, "message": exc.message}))

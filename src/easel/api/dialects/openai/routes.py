@@ -79,6 +79,39 @@ async def generate(request: Request, services: Services = Depends(get_services))
     return JSONResponse(reply, headers={**headers, **ignored_header(wire.ignored)})
 
 
+def _auth_error(path: str) -> JSONResponse:
+    body = oa.error_body("Incorrect or missing API key (send Authorization: Bearer <key>)",
+                         401, param=None, code="invalid_api_key", path=path,
+                         request_id=str(uuid.uuid4()), now=datetime.now(UTC))
+    return JSONResponse(body, status_code=401)
+
+
+@router.get("/v1/models")
+async def list_models(request: Request, services: Services = Depends(get_services)) -> JSONResponse:
+    """`client.models.list()`: every catalog id this endpoint takes, and the generic ones."""
+    if authenticate(services, request, bearer_token(request)) is None:
+        return _auth_error("/v1/models")
+    return JSONResponse({"object": "list", "data": oa.model_objects(services.catalog)})
+
+
+@router.get("/v1/models/{model_id:path}")
+async def retrieve_model(
+    model_id: str, request: Request, services: Services = Depends(get_services)
+) -> JSONResponse:
+    """`client.models.retrieve(id)`; ids with slashes (AIML's `google/...`) included."""
+    path = f"/v1/models/{model_id}"
+    if authenticate(services, request, bearer_token(request)) is None:
+        return _auth_error(path)
+    found = [m for m in oa.model_objects(services.catalog) if m["id"] == model_id]
+    if found:
+        return JSONResponse(found[0])
+    body = oa.error_body(f"The model '{model_id[:200]}' does not exist", 404,
+                         param="model", code="model_not_found", path=path,
+                         request_id=str(uuid.uuid4()), now=datetime.now(UTC))
+    return JSONResponse(body, status_code=404)
+
+
 def dialect() -> Dialect:
-    """This dialect as the app mounts it (api/app.py lists every dialect)."""
-    return Dialect(oa.DIALECT, router, oa.ERRORS, ("/v1/images", "/v1/models"), oa.refusal)
+    """This dialect as the app mounts it (api/app.py lists every dialect). Every path under
+    /v1 but Runware's own /v1 is OpenAI's: an unknown one (images.edit, chat) gets its shape."""
+    return Dialect(oa.DIALECT, router, oa.ERRORS, ("/v1",), oa.refusal)

@@ -30,6 +30,7 @@ from easel.api.dialects.common import (
     validate_wire,
 )
 from easel.api.dialects.openai.schemas import ImagesGenerateRequest
+from easel.catalog import Catalog
 from easel.domain.errors import EaselError, ErrorKind, invalid
 from easel.domain.job import Job
 from easel.domain.request import ImageFormat
@@ -173,19 +174,39 @@ def job_id_for(idempotency_key: str | None) -> str | None:
     return str(uuid.uuid5(IDEMPOTENCY_NAMESPACE, idempotency_key))
 
 
+def model_objects(catalog: Catalog) -> list[dict[str, Any]]:
+    """The models endpoint's objects: the generic ids, then every catalog id."""
+    created = 1_749_168_000  # 2025-06-06, Imagen 4's release on the hosted APIs
+    generic = [{"id": g, "object": "model", "created": created, "owned_by": "easel"}
+               for g in GENERIC_MODELS]
+    return generic + [
+        {"id": m.id, "object": "model", "created": created, "owned_by": m.provider}
+        for m in sorted(catalog.models.values(), key=lambda m: m.id)
+    ]
+
+
 async def render(
     job: Job, images: ImageSource, b64_json: bool, tier: str | None = None
 ) -> dict[str, Any]:
+    """OpenAI's reply, with AIML's fal-style `images[]` and `seed` beside it (the openai SDK
+    keeps unknown fields; AIML's own examples read them)."""
     data: list[dict[str, Any]] = []
+    files: list[dict[str, Any]] = []
     for image in ordered_images(job):
+        url = None if b64_json else images.image_url(job, image)
         if b64_json:
             data.append({"b64_json": b64(await images.image_bytes(image))})
         else:
-            data.append({"url": images.image_url(job, image)})
+            data.append({"url": url})
+        mime = image.mime or job.request.output_format.mime
+        files.append({"url": url, "content_type": mime, "file_size": image.size_bytes,
+                      "file_name": f"{image.image_id}.{job.request.output_format.extension}"})
     request = job.request
     return {
         "created": int(job.created_at.timestamp()),
         "data": data,
+        "images": files,
+        "seed": ordered_images(job)[0].seed if job.images else None,  # image i has seed+i
         "model": request.model,
         "size": f"{request.width}x{request.height}",
         "output_format": request.output_format.value,

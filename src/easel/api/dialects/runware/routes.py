@@ -361,7 +361,7 @@ def dialect() -> Dialect:
     websocket = make_websocket(Sessions())
     router.add_api_websocket_route("/v1", websocket)
     router.add_api_websocket_route("/v1/", websocket)
-    return Dialect(DIALECT, router, ERRORS, ("/v1",), refusal, webhook_body)
+    return Dialect(DIALECT, router, ERRORS, (), refusal, webhook_body, exact=("/v1", "/v1/"))
 
 
 class _Connection:
