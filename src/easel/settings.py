@@ -57,6 +57,8 @@ class Settings(BaseSettings):
     storage_retry_seconds: float = 5.0  # after a storage failure, how often the worker retries
     max_tasks_per_request: int = 100  # Runware: tasks in one REST body or WebSocket frame
     max_reply_bytes: int = 64 * 1024 * 1024  # base64 images in one reply; beyond: use URLs
+    # Largest WebSocket frame sent (Runware): the SDKs keep websockets' 1 MiB receive limit.
+    ws_max_frame_bytes: int = 1_000_000
     max_ttl_seconds: int = 30 * 86400  # the longest image URL lifetime a client may ask for
     # Host headers served (DNS rebinding); empty: loopback names when bound to loopback (plus
     # the public URL's host), any host otherwise. Browsers from other origins are refused.

@@ -113,7 +113,11 @@ BAD_TASKS = [
     ({"uploadEndpoint": "not a url"}, "invalidUploadEndpoint", "uploadEndpoint"),
     ({"taskUUID": "not-a-uuid"}, "invalidTaskUUID", "taskUUID"),
     ({"taskUUID": None}, "missingTaskUUID", "taskUUID"),
-    ({"steps": 30}, "unsupportedParameter", "steps"),
+    ({"steps": 17}, "invalidSteps", "steps"),  # google:2@3 runs FLUX.1-schnell: 1..16
+    ({"steps": "4"}, "invalidSteps", "steps"),
+    ({"CFGScale": 3.0}, "unsupportedCFGScale", "CFGScale"),  # schnell is guidance-distilled
+    ({"scheduler": "DDIM"}, "invalidScheduler", "scheduler"),
+    ({"lora": []}, "unsupportedParameter", "lora"),
 ]
 
 

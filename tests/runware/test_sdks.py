@@ -6,6 +6,7 @@ Both packages import as `runware`, so each lives in its own virtual environment 
 
 from __future__ import annotations
 
+import io
 import json
 import subprocess
 import sys
@@ -14,6 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
+from PIL import Image
 
 from tests.server_harness import Server
 
@@ -93,3 +95,95 @@ def test_new_sdk_sees_validation_errors(server: Server, sdk: Path, transport: st
     out = _run(sdk, "sdk.py", {"transport": transport, "url": url, "task": {"width": 65}})
     assert out["error"]["parameter"] == "width"
     assert "not a size" in out["error"]["message"]
+
+
+# Sizes whose noisy stand-in PNGs make base64 items of about 0.6 MB (1:1: two of them pass
+# the SDKs' 1 MiB frame limit together, not alone) and of over 1 MB (16:9: too large alone).
+FRAME_SIZES = """
+[sizes]
+"1:1"  = [384, 384]
+"3:4"  = [48, 64]
+"4:3"  = [64, 48]
+"9:16" = [32, 64]
+"16:9" = [1024, 576]
+"""
+
+
+def test_new_sdk_gets_several_base64_images_one_frame_each(
+    make_server: Any, sdk: Path, tmp_path: Path
+) -> None:
+    """runware-sdk keeps websockets' 1 MiB frame limit: three base64 images of ~0.6 MB must
+    come one per frame (as Runware sends them), sync and async; an image too large for any
+    frame is a clear error naming outputType, not a dead connection."""
+    catalog = tmp_path / "frames.toml"
+    catalog.write_text(FRAME_SIZES)
+    srv = make_server("frames", small=False, EASEL_CATALOG_FILE=str(catalog)).start()
+    task = {"numberResults": 3, "width": 384, "height": 384, "outputType": "base64Data",
+            "outputFormat": "PNG", "seed": 1}
+    for delivery in ("sync", "async"):
+        out = _run(sdk, "sdk.py", {"transport": "websocket", "url": srv.ws_url,
+                                   "task": {**task, "deliveryMethod": delivery}})
+        assert "images" in out, out
+        sizes = sorted(len(i["imageBase64Data"]) for i in out["images"])
+        assert len(sizes) == 3 and sum(sizes) > 2**20 > sizes[-1], sizes
+    big = _run(sdk, "sdk.py", {"transport": "websocket", "url": srv.ws_url, "task": {
+        **task, "numberResults": 1, "width": 1024, "height": 576, "deliveryMethod": "sync"}})
+    assert big["error"]["parameter"] == "outputType", big
+    assert "ask for outputType URL" in big["error"]["message"]
+
+
+def test_new_sdk_get_task_details(server: Server, sdk: Path) -> None:
+    """getTaskDetails returns the task as it was sent and the response a poll gives."""
+    import uuid
+
+    task_uuid = str(uuid.uuid4())
+    done = _run(sdk, "sdk.py", {"transport": "rest", "url": server.url + "/v1", "task": {
+        "taskUUID": task_uuid, "deliveryMethod": "sync", "numberResults": 2, "seed": 3}})
+    assert len(done["images"]) == 2
+    for transport, url in (("rest", server.url + "/v1"), ("websocket", server.ws_url)):
+        out = _run(sdk, "sdk.py", {"transport": transport, "url": url,
+                                   "call": "get_task_details", "taskUUID": task_uuid})
+        (details,) = out["images"]
+        assert details["taskType"] == "getTaskDetails" and details["taskUUID"] == task_uuid
+        (sent,) = details["request"]
+        assert sent["numberResults"] == 2 and sent["positivePrompt"] == "a red fox in snow"
+        items = details["response"]["data"]
+        assert {i["imageUUID"] for i in items} == {i["imageUUID"] for i in done["images"]}
+        assert {i["status"] for i in items} == {"success"}
+
+
+def test_steps_cfg_scale_and_scheduler(server: Server, sdk: Path) -> None:
+    """Runware's generation controls, bounded per backend by the catalog and named in errors."""
+    url = server.url + "/v1"
+
+    def run(**task: Any) -> dict[str, Any]:
+        return _run(sdk, "sdk.py", {"transport": "rest", "url": url, "task": {
+            "model": "google:2@2", "deliveryMethod": "sync", "seed": 8, **task}})
+
+    plain, tuned = run(), run(steps=3, CFGScale=6.5, scheduler="FlowMatchEulerDiscreteScheduler")
+    assert "images" in plain and "images" in tuned, (plain, tuned)
+    images = [httpx.get(o["images"][0]["imageURL"]).content for o in (plain, tuned)]
+    assert images[0] != images[1]
+    for task, parameter, words in (
+        ({"steps": 101}, "steps", "1..100"),
+        ({"CFGScale": 30}, "CFGScale", "0..20"),
+        ({"scheduler": "Euler a"}, "scheduler", "not available"),
+    ):
+        out = run(**task)
+        assert out["error"]["parameter"] == parameter and words in out["error"]["message"], out
+
+
+def test_a_reported_seed_is_always_a_valid_input(server: Server, sdk: Path) -> None:
+    """Seeds span 0..2^32-1: seed 4294967295 with two results reports 0 for the second, and
+    that seed reproduces it."""
+    url = server.url + "/v1"
+    first = _run(sdk, "sdk.py", {"transport": "rest", "url": url, "task": {
+        "deliveryMethod": "sync", "numberResults": 2, "seed": 4294967295}})
+    seeds = sorted(i["seed"] for i in first["images"])
+    assert seeds == [0, 4294967295]
+    again = _run(sdk, "sdk.py", {"transport": "rest", "url": url, "task": {
+        "deliveryMethod": "sync", "seed": 0}})
+    by_seed = {i["seed"]: i["imageURL"] for i in first["images"]}
+    pixels = [Image.open(io.BytesIO(httpx.get(u).content)).convert("RGB").tobytes()
+              for u in (by_seed[0], again["images"][0]["imageURL"])]
+    assert pixels[0] == pixels[1]

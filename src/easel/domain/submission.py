@@ -147,4 +147,6 @@ class Submission:
     delivery: DeliverySettings = field(default_factory=DeliverySettings)
     task_id: str | None = None  # the client's id for this job (idempotency); None: a fresh one
     names: WireNames = field(default_factory=WireNames)
-    echo: Mapping[str, Any] = field(default_factory=dict)  # dialect-private; the core never reads
+    # Dialect-private. The core only compares it for idempotency, leaving out keys that start
+    # with "_" (a record of the call as sent, not a parameter).
+    echo: Mapping[str, Any] = field(default_factory=dict)

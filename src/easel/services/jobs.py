@@ -70,10 +70,12 @@ DRAIN_MARGIN_SECONDS = 2.0  # held requests are answered this long before the gr
 
 
 def params_hash(submission: Submission, request_json: dict[str, object]) -> str:
-    """What "the same parameters" means for a task id: the request, its delivery and echo."""
+    """What "the same parameters" means for a task id: the request, its delivery and echo (but
+    echo keys starting with "_": a dialect's record of the call as sent, not a parameter)."""
+    echo = {k: v for k, v in submission.echo.items() if not k.startswith("_")}
     body = json.dumps(
         {"dialect": submission.dialect, "request": request_json,
-         "delivery": submission.delivery.to_json(), "echo": dict(submission.echo)},
+         "delivery": submission.delivery.to_json(), "echo": echo},
         sort_keys=True, default=str,
     )
     return hashlib.sha256(body.encode()).hexdigest()

@@ -24,7 +24,11 @@ async def main(args: dict) -> dict:
                 "positivePrompt": "a red fox in snow", "width": 64, "height": 64,
                 **args.get("task", {})}
         try:
-            result = await asyncio.wait_for(client.run(task), 120)
+            if args.get("call") == "get_task_details":
+                call = client.get_task_details({"taskUUID": args["taskUUID"]})
+            else:
+                call = client.run(task)
+            result = await asyncio.wait_for(call, 120)
         except Exception as exc:  # the test asserts on what the SDK tells its user
             return {"error": {"type": type(exc).__name__, "code": getattr(exc, "code", None),
                               "parameter": getattr(exc, "parameter", None), "message": str(exc)}}

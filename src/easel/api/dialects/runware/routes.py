@@ -44,6 +44,7 @@ from .translate import (
     refusal,
     report_delivery_failures,
     result_items,
+    task_details,
     to_submission,
     webhook_body,
 )
@@ -93,12 +94,14 @@ async def run_task(
             return await _image_inference(services, caller, task, budget)
         if task_type == "getResponse":
             return await _get_response(services, caller, task, budget)
+        if task_type == "getTaskDetails":
+            return await _get_task_details(services, caller, task, budget)
         if task_type is None:
             raise RunwareError("missingTaskType", "taskType is required", "taskType")
         raise RunwareError(
             "invalidTaskType",
             f"taskType {str(task_type)[:64]!r} is not supported; use imageInference, "
-            "getResponse, authentication or ping", "taskType",
+            "getResponse, getTaskDetails, authentication or ping", "taskType",
         )
     except RunwareError as exc:
         return _fail(exc.for_task(_type_name(task_type), uuid_))
@@ -118,7 +121,7 @@ async def _image_inference(
     services: Services, caller: Caller, task: dict[str, Any], budget: ReplyBudget
 ) -> Outcome:
     parsed = parse_image_inference(task)
-    submission = to_submission(parsed, caller)
+    submission = to_submission(parsed, caller, task)
     if parsed.delivery_method == "async":
         job, _created = await services.jobs.submit(submission)
         return Outcome(data=[ack(job)])
@@ -150,6 +153,19 @@ async def _get_response(
     if job.status.terminal:
         report_delivery_failures(items, await services.jobs.delivery_failures(job.id))
     return Outcome(data=items)
+
+
+async def _get_task_details(
+    services: Services, caller: Caller, task: dict[str, Any], budget: ReplyBudget
+) -> Outcome:
+    uuid_ = task_uuid(task)
+    services.jobs.check_poll(caller)
+    job = await services.jobs.get(scoped_id(caller, DIALECT, uuid_), caller)
+    if job is None:
+        raise RunwareError(ERRORS.code(ErrorKind.NOT_FOUND), f"no task {uuid_}",
+                           NAMES("task_id"), status=404)
+    failures = await services.jobs.delivery_failures(job.id) if job.status.terminal else []
+    return Outcome(data=[await task_details(job, services.artifacts, failures, budget)])
 
 
 def _parse_frame(raw: str | bytes, max_tasks: int) -> list[Any]:
@@ -251,6 +267,39 @@ def _reply(outcome: Outcome) -> JSONResponse:
 
 
 # -- WebSocket ------------------------------------------------------------------------------
+
+
+def ws_frames(outcome: Outcome, limit: int, progressive: bool) -> list[dict[str, Any]]:
+    """The frames that carry one task's outcome over a WebSocket. Results of an imageInference
+    go one image per frame, as Runware sends them; any reply goes item by item when it would
+    pass `limit` (the SDKs keep the websockets library's 1 MiB frame limit, and a larger frame
+    kills their connection). An item too large for any frame becomes an error that says to ask
+    for URL output."""
+    whole = outcome.envelope()
+    if not progressive and _frame_size(whole) <= limit:
+        return [whole]
+    frames: list[dict[str, Any]] = []
+    if outcome.errors:
+        frames.append({"errors": [e.to_dict() for e in outcome.errors]})
+    for item in outcome.data:
+        frame = {"data": [item]}
+        if _frame_size(frame) > limit:
+            frame = {"errors": [_too_large(item, _frame_size(frame), limit).to_dict()]}
+        frames.append(frame)
+    return frames or [whole]
+
+
+def _frame_size(frame: dict[str, Any]) -> int:
+    return len(json.dumps(frame))  # ASCII: json.dumps escapes everything else
+
+
+def _too_large(item: dict[str, Any], size: int, limit: int) -> RunwareError:
+    image = item.get("imageUUID", "")
+    return RunwareError(
+        "responseTooLarge",
+        f"image {image} needs a {size}-byte WebSocket frame, more than {limit} bytes (the "
+        "SDKs' frame limit); ask for outputType URL, or a smaller outputFormat",
+        "outputType", status=413, task_type=item.get("taskType"), task_uuid=item.get("taskUUID"))
 
 
 class Session:
@@ -469,7 +518,10 @@ class _Connection:
             assert self.caller is not None  # frame() authenticated or named the socket first
             budget = ReplyBudget(self.services.settings.max_reply_bytes)
             outcome = await run_task(self.services, self.caller, task, budget)
-            await session.send(outcome.envelope())
+            progressive = isinstance(task, dict) and task.get("taskType") == TASK_TYPE
+            for frame in ws_frames(outcome, self.services.settings.ws_max_frame_bytes,
+                                   progressive):
+                await session.send(frame)
         finally:
             session.in_flight -= 1
 

@@ -27,7 +27,7 @@ KNOWN_FIELDS = frozenset({
     "taskType", "taskUUID", "model", "positivePrompt", "negativePrompt", "width", "height",
     "numberResults", "outputType", "outputFormat", "outputQuality", "deliveryMethod", "ttl",
     "includeCost", "seed", "safety", "checkNSFW", "checkNsfw", "webhookURL", "uploadEndpoint",
-    "providerSettings",
+    "providerSettings", "steps", "CFGScale", "scheduler",
 })
 
 
@@ -103,6 +103,9 @@ class ImageInference:
     webhook_url: str | None = None
     upload_endpoint: str | None = None
     provider_settings: dict[str, Any] = field(default_factory=dict)
+    steps: int | None = None
+    cfg_scale: float | None = None
+    scheduler: str | None = None
 
 
 def task_uuid(task: dict[str, Any]) -> str:
@@ -161,6 +164,9 @@ def parse_image_inference(task: dict[str, Any]) -> ImageInference:
         webhook_url=_url(task, "webhookURL"),
         upload_endpoint=_url(task, "uploadEndpoint"),
         provider_settings=_object(task, "providerSettings"),
+        steps=_opt_int(task, "steps"),
+        cfg_scale=_opt_float(task, "CFGScale"),
+        scheduler=_opt_str(task, "scheduler"),
     )
 
 
@@ -190,6 +196,15 @@ def _opt_int(task: dict[str, Any], name: str) -> int | None:
     if isinstance(value, bool) or not isinstance(value, int):
         raise wrong(name, f"{name} must be an integer, got {value!r}")
     return value
+
+
+def _opt_float(task: dict[str, Any], name: str) -> float | None:
+    value = task.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise wrong(name, f"{name} must be a number, got {value!r}")
+    return float(value)
 
 
 def _opt_bool(task: dict[str, Any], name: str) -> bool | None:

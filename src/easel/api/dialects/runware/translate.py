@@ -28,6 +28,7 @@ NAMES = WireNames({
     "prompt": "positivePrompt", "negative_prompt": "negativePrompt",
     "num_images": "numberResults", "output_quality": "outputQuality", "task_id": "taskUUID",
     "webhook": "webhookURL", "upload": "uploadEndpoint", "width": "width", "height": "height",
+    "steps": "steps", "guidance_scale": "CFGScale", "scheduler": "scheduler",
 })
 
 # Runware's code per kind; invalid/missing/unsupported codes are prefixes completed with the
@@ -54,14 +55,18 @@ ERRORS = ErrorTable(
 )
 
 
-def to_submission(task: ImageInference, caller: Caller) -> Submission:
-    """The core's Submission; Runware's own output settings ride along in the echo."""
+def to_submission(
+    task: ImageInference, caller: Caller, raw: dict[str, Any] | None = None
+) -> Submission:
+    """The core's Submission; Runware's own output settings ride along in the echo, and the
+    task as sent (getTaskDetails returns it)."""
     size = None if task.width is None or task.height is None else ExactSize(task.width,
                                                                            task.height)
     generation = GenerationInput(
         model=ModelChoice(task.model), prompt=task.positive_prompt, size=size,
         num_images=task.number_results, negative_prompt=task.negative_prompt, seed=task.seed,
         output_format=task.output_format, output_quality=task.output_quality,
+        steps=task.steps, guidance_scale=task.cfg_scale, scheduler=task.scheduler,
     )
     # Runware posts each finished image to the webhook on its own.
     delivery = DeliverySettings(webhook=task.webhook_url, webhook_per_image=True,
@@ -70,6 +75,7 @@ def to_submission(task: ImageInference, caller: Caller) -> Submission:
         "outputType": list(task.output_types), "includeCost": task.include_cost,
         "deliveryMethod": task.delivery_method, "safety": task.safety,
         "providerSettings": task.provider_settings,
+        "_request": raw,  # as sent, for getTaskDetails (not compared for idempotency)
     }
     return Submission(DIALECT, caller, generation, delivery, task.task_uuid, NAMES, echo)
 
@@ -184,6 +190,22 @@ async def poll_items(
     if job.status is JobStatus.COMPLETED:
         return await result_items(job, images, with_status=True, budget=budget)
     return pending_items(job)
+
+
+async def task_details(
+    job: Job, images: ImageSource, failures: list[Delivery], budget: ReplyBudget | None = None
+) -> dict[str, Any]:
+    """getTaskDetails: the task as it was sent, and the response a getResponse gives now."""
+    if job.error is not None:
+        response: dict[str, Any] = {"errors": [job_error(job).to_dict()]}
+    else:
+        items = await poll_items(job, images, budget)
+        if job.status.terminal:
+            report_delivery_failures(items, failures)
+        response = {"data": items}
+    request = job.echo.get("_request")
+    return {"taskType": "getTaskDetails", "taskUUID": job.client_id,
+            "request": [request] if isinstance(request, dict) else [], "response": response}
 
 
 def refusal(status: int, code: str, message: str, parameter: str | None) -> dict[str, Any]:
