@@ -27,6 +27,10 @@ ALL_IDS = {
     "imagen-4.0-generate-001",
     "imagen-4.0-fast-generate-001",
     "imagen-4.0-ultra-generate-001",
+    "imagen-4.0-generate-preview-06-06",
+    "imagen-4.0-ultra-generate-preview-06-06",
+    "google/imagen-4.0-generate-preview-06-06",
+    "google/imagen-4.0-ultra-generate-preview-06-06",
     "easel/mini",
 }
 
@@ -181,3 +185,37 @@ def test_trained_easel_mini_becomes_the_stand_in_for_every_tier(catalog: Catalog
         assert resolved.source == "easel/mini" and resolved.family == "mini"
         assert resolved.steps == catalog.backends["mini"].steps  # mini's own schedule
         assert "easel-mini" in (resolved.fallback_reason or "")
+
+
+def test_seeds_wrap_within_the_dialects_range_so_each_is_a_valid_input() -> None:
+    assert assign_seeds(2**32 - 1, 3, 2**32 - 1) == [2**32 - 1, 0, 1]
+    assert assign_seeds(9999999999, 2, 9999999999) == [9999999999, 0]
+    assert all(0 <= s <= 9 for s in assign_seeds(None, 50, 9))
+
+
+def test_sampling_controls_are_bounded_per_backend_and_split_batches(catalog: Catalog) -> None:
+    from easel.services.jobs import batch_key
+
+    resolver = BackendResolver(fallback_max_steps=4)
+    ultra = GenerationRequest(model="google:2@2", prompt="a fox", width=1024, height=1024)
+    tuned = GenerationRequest(model="google:2@2", prompt="a fox", width=1024, height=1024,
+                              steps=2, guidance_scale=7.5,
+                              scheduler="FlowMatchEulerDiscreteScheduler")
+    base, chosen = plan(ultra, catalog, resolver), plan(tuned, catalog, resolver)
+    assert (chosen.backend.steps, chosen.backend.guidance) == (2, 7.5)
+    assert chosen.backend.scheduler is not None
+    assert chosen.backend.scheduler.class_name == "FlowMatchEulerDiscreteScheduler"
+    assert chosen.batch().scheduler == chosen.backend.scheduler
+    assert batch_key(base) != batch_key(chosen)
+    for change, words in (({"steps": 0}, "1..100"), ({"guidance_scale": 21.0}, "0..20"),
+                          ({"scheduler": "DDIM"}, "allowed: Default, FlowMatch")):
+        bad = GenerationRequest(model="google:2@2", prompt="a fox", width=1024, height=1024,
+                                **change)  # type: ignore[arg-type]
+        with pytest.raises(EaselError, match=words):
+            plan(bad, catalog, resolver)
+    schnell = GenerationRequest(model="google:2@3", prompt="a fox", width=1024, height=1024,
+                                guidance_scale=1.0)
+    with pytest.raises(EaselError) as refused:
+        plan(schnell, catalog, resolver)
+    assert refused.value.kind is ErrorKind.UNSUPPORTED
+    assert "guidance-distilled" in str(refused.value)

@@ -4,19 +4,20 @@ from __future__ import annotations
 
 import pytest
 
-from easel.api.dialects.common import DEFAULT_STATUS, ErrorTable
+from easel.api.dialects.common import DEFAULT_STATUS, ErrorTable, owner_of
 from easel.domain.errors import ErrorKind
 from easel.server import dialects
 
 
 def test_the_app_serves_the_four_dialects_each_with_a_complete_error_table() -> None:
     served = dialects()
-    assert [d.name for d in served] == ["runware", "wavespeed", "openai", "google"]
+    assert [d.name for d in served] == ["runware", "wavespeed", "google", "openai"]
     for dialect in served:
         for kind in ErrorKind:
             assert dialect.errors.code(kind)
             assert 400 <= dialect.errors.status_of(kind) < 600
     assert {d.name for d in served if d.render_webhook is not None} == {"runware", "wavespeed"}
+    assert {d.name for d in served if d.sign_webhook is not None} == {"wavespeed"}
 
 
 def test_an_incomplete_table_is_refused_at_import() -> None:
@@ -28,3 +29,28 @@ def test_an_incomplete_table_is_refused_at_import() -> None:
 def test_two_apps_do_not_share_runware_sessions() -> None:
     first, second = dialects()[0], dialects()[0]
     assert first.router is not second.router
+
+
+GOOGLE_CLIENT = {"x-goog-api-client": "google-genai-sdk/3.6.1 gl-python/3.11"}
+
+
+@pytest.mark.parametrize(("path", "headers", "query", "owner"), [
+    ("/v1", {}, "", "runware"),
+    ("/v1/", {}, "", "runware"),
+    ("/v1/images/edits", {}, "", "openai"),
+    ("/v1/chat/completions", {}, "", "openai"),
+    ("/v1/models", {}, "", "openai"),
+    ("/v1/models", GOOGLE_CLIENT, "", "google"),
+    ("/v1/models/imagen-4.0-generate-001", {}, "key=k", "google"),
+    ("/v1/models/imagen-4.0-generate-001:predict", {}, "", "google"),
+    ("/v1beta/cachedContents", {}, "", "google"),
+    ("/v1/projects/p/locations/l/endpoints", {}, "", "google"),
+    ("/api/v3/media/upload/binary", {}, "", "wavespeed"),
+    ("/readyz", {}, "", None),
+    ("/v10/x", {}, "", None),
+])
+def test_each_path_is_answered_in_its_owners_shape(
+    path: str, headers: dict[str, str], query: str, owner: str | None
+) -> None:
+    found = owner_of(dialects(), path, headers, query)
+    assert (found.name if found else None) == owner

@@ -21,9 +21,23 @@ def python_blocks(page: Path) -> list[str]:
     return re.findall(r"```python\n(.*?)```", page.read_text(), flags=re.S)
 
 
-@pytest.mark.parametrize(("page", "sdk"), PAGES.items())
-def test_docs_example_runs(page: str, sdk: str, live: Server, sdks: dict[str, Path]) -> None:
-    (code,) = python_blocks(ROOT / "docs" / f"{page}.md")
+def examples() -> list[tuple[str, str, str]]:
+    """(page, sdk venv, code) for every python block; a block whose first line is
+    `# sdk: NAME` runs in that SDK's venv instead of the page's."""
+    out = []
+    for page, sdk in PAGES.items():
+        for code in python_blocks(ROOT / "docs" / f"{page}.md"):
+            first = code.splitlines()[0]
+            chosen = first.removeprefix("# sdk: ").strip() if first.startswith("# sdk:") else sdk
+            out.append((page, chosen, code))
+    return out
+
+
+@pytest.mark.parametrize(("page", "sdk", "code"), examples(),
+                         ids=[f"{p}-{s}" for p, s, _ in examples()])
+def test_docs_example_runs(
+    page: str, sdk: str, code: str, live: Server, sdks: dict[str, Path]
+) -> None:
     proc = subprocess.run(
         [str(sdks[sdk]), "-c", code], capture_output=True, text=True, timeout=180,
         env={**os.environ, "EASEL_URL": live.url, "EASEL_KEY": KEY},

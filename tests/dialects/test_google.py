@@ -126,3 +126,14 @@ def test_the_first_published_preview_ids_are_served(live: Server) -> None:
         reply = httpx.post(f"{live.url}/v1beta/models/{model}:predict", params={"key": KEY},
                            json={**BODY, "parameters": {"sampleCount": 1}}, timeout=120)
         assert reply.status_code == 200, reply.text
+
+
+def test_paths_easel_does_not_serve_answer_as_google_rpc_errors(live: Server) -> None:
+    for method, path in (("GET", "/v1beta/cachedContents"), ("POST", "/v1beta1/projects/p/"
+                                                              "locations/l/endpoints/e:predict")):
+        reply = httpx.request(method, f"{live.url}{path}", headers={"x-goog-api-key": KEY})
+        error = reply.json()["error"]
+        assert reply.status_code == 404 and error["status"] == "NOT_FOUND"
+        assert error["message"] == f"easel does not offer {method} {path}"
+    runware = httpx.get(f"{live.url}/v1")  # Runware's path: its own error shape
+    assert runware.status_code == 405 and runware.json()["errors"][0]["code"] == "methodNotAllowed"

@@ -243,7 +243,10 @@ def plan(
     model = validate(request, catalog, names)
     backend = resolver.resolve(model.backend, names("model"))
     max_steps = resolver.fallback_max_steps if backend.is_fallback else model.backend.max_steps
-    scheduler = None if backend.is_fallback else model.backend.scheduler(request.scheduler)
+    # A stand-in of the same family takes the same schedulers; easel-mini standing in for
+    # another family keeps its own.
+    same_family = backend.family == model.backend.family
+    scheduler = model.backend.scheduler(request.scheduler) if same_family else None
     backend = backend.with_controls(request, scheduler, max_steps)
     if seeds is None:
         seeds = assign_seeds(request.seed, request.num_images, request.max_seed)
