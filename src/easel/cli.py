@@ -472,10 +472,16 @@ def webhooks_verify(
     secret: Annotated[
         str | None, typer.Option(help="whsec_... (default: EASEL_WEBHOOK_SECRET)")
     ] = None,
+    scheme: Annotated[
+        str, typer.Option(help="standard (v1, Runware's webhooks) or wavespeed (v3; the secret "
+                               "from GET /api/v3/webhook/secret)")
+    ] = "standard",
 ) -> None:
-    """Check a delivery's Standard Webhooks signature; exit 0 when valid, 1 when not."""
-    from easel.services.signing import verify
+    """Check a delivery's signature; exit 0 when valid, 1 when not."""
+    from easel.services.signing import verify, verify_v3
 
+    if scheme not in ("standard", "wavespeed"):
+        fail(f"--scheme must be standard or wavespeed, got {scheme!r}")
     secret = secret or Settings().webhook_secret
     if not secret:
         fail("--secret is required (or set EASEL_WEBHOOK_SECRET)")
@@ -486,7 +492,10 @@ def webhooks_verify(
             fail(f"--header must be 'name: value', got {line!r}")
         headers[name.strip().lower()] = value.strip()
     try:
-        verify(secret, body_file.read_bytes(), headers)
+        if scheme == "wavespeed":
+            verify_v3(secret, body_file.read_bytes(), headers)
+        else:
+            verify(secret, body_file.read_bytes(), headers)
     except (ValueError, OSError) as exc:
         fail(str(exc), code=1)
     typer.echo("valid")

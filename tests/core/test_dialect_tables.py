@@ -46,6 +46,8 @@ GOOGLE_CLIENT = {"x-goog-api-client": "google-genai-sdk/3.6.1 gl-python/3.11"}
     ("/v1beta/cachedContents", {}, "", "google"),
     ("/v1/projects/p/locations/l/endpoints", {}, "", "google"),
     ("/api/v3/media/upload/binary", {}, "", "wavespeed"),
+    ("/api/v3/google/imagen4:predict", {}, "key=k", "wavespeed"),
+    ("/v1", {}, "key=k", "runware"),
     ("/readyz", {}, "", None),
     ("/v10/x", {}, "", None),
 ])

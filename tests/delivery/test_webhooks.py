@@ -157,7 +157,9 @@ def test_a_final_upload_failure_is_in_the_task_result(srv: Server, receiver: Rec
     assert item["status"] == "success" and "403" in item["uploadEndpointError"]
 
 
-def test_wavespeed_posts_the_data_object(srv: Server, receiver: Receiver) -> None:
+def test_wavespeed_posts_the_data_object(
+    srv: Server, receiver: Receiver, tmp_path: Path
+) -> None:
     reply = httpx.post(f"{srv.url}/api/v3/google/imagen4-fast",
                        params={"webhook": receiver.url("/ws")}, json={"prompt": "a pear"}).json()
     (hit,) = receiver.wait_for("/ws", 1)
@@ -173,6 +175,22 @@ def test_wavespeed_posts_the_data_object(srv: Server, receiver: Receiver) -> Non
     assert version == "v3" and hmac.compare_digest(signature, expected.hexdigest())
     with pytest.raises(ValueError):  # not Standard Webhooks: a v1 verifier rejects it
         verify(SECRET, hit.body, headers)
+    from typer.testing import CliRunner
+
+    from easel.cli import app
+
+    body_file = tmp_path / "body"
+    body_file.write_bytes(hit.body)
+    args = ["webhooks", "verify", "--scheme", "wavespeed", "--secret", secret,
+            "--body-file", str(body_file)]
+    for name in ("webhook-id", "webhook-timestamp", "webhook-signature"):
+        args += ["--header", f"{name}: {headers[name]}"]
+    assert CliRunner().invoke(app, args).exit_code == 0
+    from easel.api.dialects.wavespeed.translate import caller_secret
+
+    assert caller_secret("root", "key:a") != caller_secret("root", "key:b")  # one per caller
+    body_file.write_bytes(hit.body + b" ")
+    assert CliRunner().invoke(app, args).exit_code == 1
 
 
 def test_pending_deliveries_survive_a_restart(make_server: Callable[..., Server]) -> None:

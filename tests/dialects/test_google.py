@@ -121,11 +121,16 @@ def test_guidance_scale_within_the_backends_bounds(live: Server, sdks: dict[str,
     assert distilled["code"] == 400 and "guidance-distilled" in str(distilled["message"])
 
 
-def test_the_first_published_preview_ids_are_served(live: Server) -> None:
+def test_the_first_published_preview_ids_are_served(live: Server, sdks: dict[str, Path]) -> None:
     for model in ("imagen-4.0-generate-preview-06-06", "imagen-4.0-ultra-generate-preview-06-06"):
-        reply = httpx.post(f"{live.url}/v1beta/models/{model}:predict", params={"key": KEY},
-                           json={**BODY, "parameters": {"sampleCount": 1}}, timeout=120)
-        assert reply.status_code == 200, reply.text
+        out = run_client(sdks["google-genai"], "google_client.py", {
+            "url": live.url, "key": KEY, "model": model, "prompt": "a quiet harbour",
+            "config": {"number_of_images": 1}})
+        assert out["ok"] and len(out["images"]) == 1, out
+    preview = "google/imagen-4.0-ultra-generate-preview-06-06"  # AIML's id for it
+    aiml = run_client(sdks["openai"], "openai_client.py", {
+        "url": live.url, "key": KEY, "kwargs": {"model": preview, "prompt": "a heron"}})
+    assert aiml["ok"] and aiml["response"]["model"] == preview
 
 
 def test_paths_easel_does_not_serve_answer_as_google_rpc_errors(live: Server) -> None:

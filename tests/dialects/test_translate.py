@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime
 from typing import Any
 
@@ -200,7 +201,7 @@ def test_wavespeed_2k_and_webhook(catalog: Catalog) -> None:
         ("google/imagen4", {"prompt": "x", "aspect_ratio": "2:1"}, "aspect_ratio",
          ErrorKind.INVALID),
         ("google/imagen4", {"prompt": "x", "num_images": 5}, "num_images", ErrorKind.INVALID),
-        ("google/imagen4", {"prompt": "x", "seed": 2147483648}, "seed", ErrorKind.INVALID),
+        ("google/imagen4", {"prompt": "x", "seed": 10000000000}, "seed", ErrorKind.INVALID),
         ("google/imagen4", {"prompt": "x", "seed": -2}, "seed", ErrorKind.INVALID),
         ("google/imagen4", {}, "prompt", ErrorKind.MISSING),
         ("google/imagen4", {"prompt": "x", "webhook_url": "ftp://x"}, "webhook_url",
@@ -249,7 +250,10 @@ async def test_wavespeed_job_rendering() -> None:
     data = ws.job_data(job, "http://h", outs)
     assert data["outputs"] == ["http://h/images/img0.png", "http://h/images/img1.png"]
     assert data["status"] == "completed" and data["has_nsfw_contents"] == [False, False]
-    assert data["timings"]["inference"] == 2000 and "code" not in data
+    assert data["timings"]["inference"] == 2000 and data["code"] == 0
+    dashed = "0c0e6a52-5d8b-4d42-8f0e-5a1c3f7b9e21"
+    shown = ws.job_data(dataclasses.replace(job, id=dashed), "http://h", outs)["id"]
+    assert shown == dashed.replace("-", "") and ws.job_id_of(shown) == dashed
     assert data["created_at"] == "2026-08-25T00:49:21.479Z"
     queued = ws.job_data(_job(JobStatus.QUEUED), "http://h", [])
     assert queued["status"] == "created" and queued["outputs"] == []
@@ -260,10 +264,10 @@ async def test_wavespeed_job_rendering() -> None:
     assert timeout["code"] == 5004 and "Sync mode timed out" in timeout["error"]
 
 
-async def test_wavespeed_base64_outputs_are_data_uris() -> None:
+async def test_wavespeed_base64_outputs_are_bare_base64() -> None:
     job = _job(JobStatus.COMPLETED, echo={"wavespeed_input": {"enable_base64_output": True}})
     outs = await ws.outputs(job, FakeImages())
-    assert outs[0] == "data:image/png;base64,aW1nMA=="
+    assert outs[0] == "aW1nMA=="  # WaveSpeed: decode the entire string as is
 
 
 # -- Google -------------------------------------------------------------------------------------
@@ -298,9 +302,15 @@ def test_google_request(catalog: Catalog) -> None:
         ("imagen-4.0-generate-001", {"instances": [{"prompt": ""}]}, "instances[0].prompt",
          ErrorKind.MISSING),
         ("imagen-4.0-generate-001", {"instances": []}, "instances", ErrorKind.INVALID),
+        ("imagen-4.0-fast-generate-001", {"instances": [{"prompt": "x"}],
+                                          "parameters": {"guidanceScale": 3}},
+         "parameters.guidanceScale", ErrorKind.UNSUPPORTED),  # FLUX.1-schnell: distilled
         ("imagen-4.0-generate-001", {"instances": [{"prompt": "x"}],
-                                     "parameters": {"guidanceScale": 3}},
-         "parameters.guidanceScale", ErrorKind.UNSUPPORTED),
+                                     "parameters": {"guidanceScale": 25}},
+         "parameters.guidanceScale", ErrorKind.INVALID),
+        ("imagen-4.0-generate-001", {"instances": [{"prompt": "x"}],
+                                     "parameters": {"storageUri": "gs://b"}},
+         "parameters.storageUri", ErrorKind.UNSUPPORTED),
         ("imagen-4.0-generate-001", {"instances": [{"prompt": "x"}],
                                      "parameters": {"outputOptions": {"mimeType": "image/gif"}}},
          "parameters.outputOptions.mimeType", ErrorKind.INVALID),

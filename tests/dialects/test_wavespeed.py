@@ -113,6 +113,11 @@ def test_seeds_up_to_the_documented_maximum_stay_valid(live: Server, sdks: dict[
                                             "enable_sync_mode": True})
     assert first["status"] == again["status"] == "completed"
     assert pixels(fetch(first["outputs"][1])) == pixels(fetch(again["outputs"][0]))
+    sdk = run_client(sdks["wavespeed"], "wavespeed_client.py", {
+        "url": live.url, "key": KEY, "model": "google/imagen4",
+        "input": {"prompt": "a red kite", "seed": 9999999999, "num_images": 2}})
+    assert sdk["ok"], sdk
+    assert pixels(fetch(sdk["outputs"][1])) == pixels(fetch(again["outputs"][0]))
     over = submit(live, "google/imagen4", {"prompt": "a red kite", "seed": 10000000000})
     assert over["status"] == "failed" and "seed" in over["error"]
 
@@ -133,7 +138,9 @@ def test_sampling_controls_within_the_catalogs_bounds(live: Server) -> None:
     assert distilled["status"] == "failed" and "guidance_scale" in distilled["error"]
 
 
-def test_endpoints_easel_does_not_offer_answer_in_wavespeeds_shape(live: Server) -> None:
+def test_endpoints_easel_does_not_offer_answer_in_wavespeeds_shape(
+    live: Server, sdks: dict[str, Path]
+) -> None:
     upload = httpx.post(f"{live.url}/api/v3/media/upload/binary", headers=AUTH,
                         files={"file": ("a.png", b"x")})
     assert upload.status_code == 404
@@ -143,6 +150,9 @@ def test_endpoints_easel_does_not_offer_answer_in_wavespeeds_shape(live: Server)
     unknown = httpx.get(f"{live.url}/api/v3/some/other/thing", headers=AUTH)
     assert unknown.status_code == 405 and unknown.json()["code"] == 405
     assert "easel does not offer GET" in unknown.json()["message"]
+    sdk = run_client(sdks["wavespeed"], "wavespeed_client.py", {
+        "url": live.url, "key": KEY, "call": "upload"})
+    assert not sdk["ok"] and "easel does not offer media uploads" in sdk["error"], sdk
     listed = httpx.get(f"{live.url}/api/v3/models", headers=AUTH).json()["data"]
     assert "google/imagen4-ultra" in {m["model_id"] for m in listed}
 

@@ -9,6 +9,7 @@ Synchronous. The model listings (`models.list`, `models.get`) are served on the 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -176,8 +177,15 @@ def _add_routes(router: APIRouter, base: str, vertex: bool, shared: bool) -> Non
     """:predict, the listing and one model, under `base` (`/v1beta/models`, ...)."""
     count = gg.DEFAULT_COUNT_VERTEX if vertex else gg.DEFAULT_COUNT_GEMINI
     route_class = GoogleOnlyRoute if shared else APIRoute
-    router.add_api_route(f"{base}/{{model_action}}", _predictor(count, vertex), methods=["POST"],
-                         route_class_override=route_class, **DOCS)
+    path = f"{base}/{{model_action}}"
+    docs = {**DOCS, "openapi_extra": {**DOCS["openapi_extra"], "parameters": [
+        {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+        for name in re.findall(r"{(\w+)}", path)  # read from the request, so declared here
+    ]}}
+    # The shared /v1/models paths are documented once, as OpenAI's; Google's v1beta stands
+    # for them in the schema.
+    router.add_api_route(path, _predictor(count, vertex), methods=["POST"],
+                         route_class_override=route_class, include_in_schema=not shared, **docs)
     router.add_api_route(base, _listing(vertex), methods=["GET"],
                          route_class_override=route_class, include_in_schema=False)
     router.add_api_route(f"{base}/{{model}}", _model_get(vertex), methods=["GET"],
@@ -196,8 +204,13 @@ def build_router() -> APIRouter:
     return router
 
 
+def claims(path: str, headers: Mapping[str, str], query: str) -> bool:
+    """A request under /v1 (but Runware's /v1 itself) that a Google client sent."""
+    return (path.startswith("/v1") and path not in ("/v1", "/v1/")
+            and google_request(path, headers, query))
+
+
 def dialect() -> Dialect:
     """This dialect as the app mounts it (api/app.py lists every dialect). It comes before
     OpenAI's in the app, so that its Google-only routes on /v1/models are tried first."""
-    return Dialect(gg.DIALECT, build_router(), gg.ERRORS, PREFIXES, gg.refusal,
-                   claims=google_request)
+    return Dialect(gg.DIALECT, build_router(), gg.ERRORS, PREFIXES, gg.refusal, claims=claims)

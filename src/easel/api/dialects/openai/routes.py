@@ -86,7 +86,18 @@ def _auth_error(path: str) -> JSONResponse:
     return JSONResponse(body, status_code=401)
 
 
-@router.get("/v1/models")
+class ModelList(Open):
+    object: str
+    data: list[dict[str, Any]]
+
+
+class ModelObject(Open):
+    id: str
+    object: str
+
+
+@router.get("/v1/models", response_model=ModelList,
+            responses=responses(ModelList, ErrorBody, (401, 404)))
 async def list_models(request: Request, services: Services = Depends(get_services)) -> JSONResponse:
     """`client.models.list()`: every catalog id this endpoint takes, and the generic ones."""
     if authenticate(services, request, bearer_token(request)) is None:
@@ -94,7 +105,8 @@ async def list_models(request: Request, services: Services = Depends(get_service
     return JSONResponse({"object": "list", "data": oa.model_objects(services.catalog)})
 
 
-@router.get("/v1/models/{model_id:path}")
+@router.get("/v1/models/{model_id:path}", response_model=ModelObject,
+            responses=responses(ModelObject, ErrorBody, (401, 404)))
 async def retrieve_model(
     model_id: str, request: Request, services: Services = Depends(get_services)
 ) -> JSONResponse:

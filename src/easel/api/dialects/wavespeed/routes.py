@@ -33,6 +33,12 @@ class ErrorBody(Open):
     message: str
 
 
+class ListEnvelope(Open):
+    code: int
+    message: str
+    data: list[dict[str, Any]]
+
+
 def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
     return JSONResponse(ws.error_body(status, message), status_code=status, headers=headers)
 
@@ -95,8 +101,8 @@ async def webhook_secret(
     return JSONResponse(ws.envelope({"secret": secret}))
 
 
-@router.get("/api/v3/models", response_model=Envelope,
-            responses=responses(Envelope, ErrorBody, ERRORS))
+@router.get("/api/v3/models", response_model=ListEnvelope,
+            responses=responses(ListEnvelope, ErrorBody, ERRORS))
 async def models(request: Request, services: Services = Depends(get_services)) -> JSONResponse:
     """The WaveSpeed model ids easel serves, with their tier, backend and price."""
     caller = _caller(services, request)

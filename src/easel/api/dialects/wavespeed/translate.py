@@ -38,6 +38,7 @@ from easel.domain.submission import (
     WireNames,
 )
 from easel.services.outbound import Refused
+from easel.services.signing import v3_signature
 
 DIALECT = "wavespeed"
 PROVIDER = "wavespeed"
@@ -234,11 +235,9 @@ def sign_webhook(root: str, principal: str, message_id: str, timestamp: int,
     """WaveSpeed's signature: `webhook-signature: v3,<hex>`, HMAC-SHA256 over
     `{webhook-id}.{webhook-timestamp}.{body}` keyed with the secret minus its `whsec_` prefix
     (the text itself, not base64-decoded)."""
-    key = caller_secret(root, principal).removeprefix("whsec_").encode()
-    signed = f"{message_id}.{timestamp}.".encode() + body
-    signature = hmac.new(key, signed, hashlib.sha256).hexdigest()
+    signature = v3_signature(caller_secret(root, principal), message_id, timestamp, body)
     return {"webhook-id": message_id, "webhook-timestamp": str(timestamp),
-            "webhook-signature": f"v3,{signature}"}
+            "webhook-signature": signature}
 
 
 def model_list(catalog: Catalog) -> list[dict[str, Any]]:
