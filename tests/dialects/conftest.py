@@ -3,11 +3,13 @@ in its own virtualenv under .venvs/<name> (created once, reused across runs)."""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -34,16 +36,29 @@ SDKS = {
 
 
 def sdk_python(name: str) -> Path:
-    """The interpreter of the SDK's own venv, created (and the SDK installed) when absent."""
+    """The interpreter of the SDK's own venv, created (and the SDK installed) when absent.
+    A file lock makes parallel test workers create each venv once."""
     venv = ROOT / ".venvs" / name
     python = venv / "bin" / "python"
     marker = venv / ".easel-ready"
-    if not marker.exists():
-        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-        subprocess.run([str(python), "-m", "pip", "install", "-q", SDKS[name]], check=True,
-                       timeout=600)
-        marker.write_text(SDKS[name])
+    with venv_lock(name):
+        if not marker.exists():
+            subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+            subprocess.run([str(python), "-m", "pip", "install", "-q", SDKS[name]], check=True,
+                           timeout=600)
+            marker.write_text(SDKS[name])
     return python
+
+
+@contextmanager
+def venv_lock(name: str) -> Iterator[None]:
+    (ROOT / ".venvs").mkdir(exist_ok=True)
+    with open(ROOT / ".venvs" / f".{name}.lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 @pytest.fixture(scope="session")

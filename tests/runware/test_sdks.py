@@ -17,6 +17,7 @@ import httpx
 import pytest
 from PIL import Image
 
+from tests.dialects.conftest import venv_lock
 from tests.server_harness import Server
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -26,13 +27,14 @@ VENVS = {"runware-legacy": "runware==0.5.24", "runware-sdk": "runware-sdk==1.8.0
 
 def _venv(name: str) -> Path:
     python = ROOT / ".venvs" / name / "bin" / "python"
-    if not python.exists():
-        subprocess.run([sys.executable, "-m", "venv", str(python.parents[1])], check=True)
-    if subprocess.run([str(python), "-c", "import runware"], capture_output=True).returncode:
-        pip = subprocess.run([str(python), "-m", "pip", "install", "-q", VENVS[name]],
-                             capture_output=True, text=True)
-        if pip.returncode:
-            pytest.skip(f"cannot install {VENVS[name]}: {pip.stderr[-500:]}")
+    with venv_lock(name):  # parallel test workers create it once
+        if not python.exists():
+            subprocess.run([sys.executable, "-m", "venv", str(python.parents[1])], check=True)
+        if subprocess.run([str(python), "-c", "import runware"], capture_output=True).returncode:
+            pip = subprocess.run([str(python), "-m", "pip", "install", "-q", VENVS[name]],
+                                 capture_output=True, text=True)
+            if pip.returncode:
+                pytest.fail(f"cannot install {VENVS[name]}: {pip.stderr[-500:]}")
     return python
 
 
