@@ -9,7 +9,7 @@ serve: setup
 
 test: setup
 	./scripts/system-deps
-	.venv/bin/python -m pytest
+	.venv/bin/python -m pytest -n 2 --dist loadfile
 
 lint: setup
 	.venv/bin/ruff check src tests bench
