@@ -57,3 +57,21 @@ def model_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("EASEL_DATA_DIR", str(tmp_path / "data"))
     return tmp_path / "data"
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Start creating missing SDK venvs now, in parallel (in the controller of a parallel
+    run, or in a plain one), so the dialect tests seldom wait for pip."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        return
+    from tests.sdk_venvs import prebuild
+
+    session.config.stash[_BUILDERS] = prebuild()
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    for thread in session.config.stash.get(_BUILDERS, []):
+        thread.join(timeout=900)
+
+
+_BUILDERS = pytest.StashKey[list[Any]]()

@@ -59,8 +59,8 @@ class Backend:
         if self.guidance_range is None:
             raise EaselError(
                 ErrorKind.UNSUPPORTED,
-                f"the {self.name} backend is guidance-distilled and ignores {parameter}; "
-                "leave it out", parameter)
+                f"the {self.name} backend takes no {parameter} (it is guidance-distilled, or "
+                "its catalog entry sets no guidance_range); leave it out", parameter)
         low, high = self.guidance_range
         if isinstance(guidance, bool) or not isinstance(guidance, int | float) or not (
             low <= guidance <= high

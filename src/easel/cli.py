@@ -482,6 +482,9 @@ def webhooks_verify(
 
     if scheme not in ("standard", "wavespeed"):
         fail(f"--scheme must be standard or wavespeed, got {scheme!r}")
+    if scheme == "wavespeed" and not secret:
+        fail("--secret is required with --scheme wavespeed (the key's secret from "
+             "GET /api/v3/webhook/secret)")
     secret = secret or Settings().webhook_secret
     if not secret:
         fail("--secret is required (or set EASEL_WEBHOOK_SECRET)")

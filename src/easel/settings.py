@@ -104,6 +104,14 @@ class Settings(BaseSettings):
             return [float(part) for part in value.split(",") if part.strip()]
         return value
 
+    @field_validator("dialect_image_ttl")
+    @classmethod
+    def _positive_ttls(cls, value: dict[str, int]) -> dict[str, int]:
+        bad = {k: v for k, v in value.items() if v < 1}
+        if bad:
+            raise ValueError(f"image lifetimes must be at least 1 second, got {bad}")
+        return value
+
     @field_validator("api_keys", "preload_models", "allowed_hosts", mode="before")
     @classmethod
     def _comma_list(cls, value: Any) -> Any:

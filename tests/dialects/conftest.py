@@ -3,18 +3,16 @@ in its own virtualenv under .venvs/<name> (created once, reused across runs)."""
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import subprocess
-import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.sdk_venvs import sdk_python
 from tests.server_harness import Server, make_server
 
 __all__ = ["make_server"]
@@ -23,47 +21,13 @@ ROOT = Path(__file__).resolve().parents[2]
 CLIENTS = Path(__file__).parent / "clients"
 KEY = "test-key"
 
-# name -> pip requirement: the versions protocols.md §8 was written against, and the newest
-# release of each (checked 2026-12-01: wavespeed 2.0.5, runware-sdk 1.8.0 and openai are
-# already the newest; google-genai 3.6.1 is the newest, and generates only in Vertex mode).
-SDKS = {
-    "wavespeed": "wavespeed==2.0.5",
-    "openai": "openai>=1.99",
-    "google-genai": "google-genai==1.30.0",
-    "google-genai-3": "google-genai==3.6.1",
-    "runware-sdk": "runware-sdk==1.8.0",
-}
-
-
-def sdk_python(name: str) -> Path:
-    """The interpreter of the SDK's own venv, created (and the SDK installed) when absent.
-    A file lock makes parallel test workers create each venv once."""
-    venv = ROOT / ".venvs" / name
-    python = venv / "bin" / "python"
-    marker = venv / ".easel-ready"
-    with venv_lock(name):
-        if not marker.exists():
-            subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-            subprocess.run([str(python), "-m", "pip", "install", "-q", SDKS[name]], check=True,
-                           timeout=600)
-            marker.write_text(SDKS[name])
-    return python
-
-
-@contextmanager
-def venv_lock(name: str) -> Iterator[None]:
-    (ROOT / ".venvs").mkdir(exist_ok=True)
-    with open(ROOT / ".venvs" / f".{name}.lock", "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+# The SDKs the dialect suites drive (tests/sdk_venvs.py has every SDK venv).
+DIALECT_SDKS = ("wavespeed", "openai", "google-genai", "google-genai-3", "runware-sdk")
 
 
 @pytest.fixture(scope="session")
 def sdks() -> dict[str, Path]:
-    return {name: sdk_python(name) for name in SDKS}
+    return {name: sdk_python(name) for name in DIALECT_SDKS}
 
 
 @pytest.fixture(scope="session")

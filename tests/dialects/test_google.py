@@ -102,6 +102,11 @@ def test_a_bad_key_is_api_key_invalid_and_a_bad_token_unauthenticated(
         assert error["details"][0]["reason"] == "API_KEY_INVALID"
     token = _vertex(live, sdks, key="wrong", model="imagen-4.0-fast-generate-001")
     assert (token["code"], token["status"]) == (401, "UNAUTHENTICATED")
+    bare = httpx.post(f"{live.url}/v1beta1/projects/p/locations/l/publishers/google/models/"
+                      "imagen-4.0-fast-generate-001:predict", json=BODY)
+    assert (bare.status_code, bare.json()["error"]["status"]) == (401, "UNAUTHENTICATED")
+    got = httpx.get(url, params={"key": KEY})  # :predict with the wrong method
+    assert got.status_code == 405 and "takes POST" in got.json()["error"]["message"]
 
 
 def test_guidance_scale_within_the_backends_bounds(live: Server, sdks: dict[str, Path]) -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import io
 import json
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -17,35 +16,19 @@ import httpx
 import pytest
 from PIL import Image
 
-from tests.dialects.conftest import venv_lock
+from tests.sdk_venvs import sdk_python
 from tests.server_harness import Server
 
 ROOT = Path(__file__).resolve().parents[2]
 CLIENTS = Path(__file__).parent / "clients"
-VENVS = {"runware-legacy": "runware==0.5.24", "runware-sdk": "runware-sdk==1.8.0"}
-
-
-def _venv(name: str) -> Path:
-    python = ROOT / ".venvs" / name / "bin" / "python"
-    with venv_lock(name):  # parallel test workers create it once
-        if not python.exists():
-            subprocess.run([sys.executable, "-m", "venv", str(python.parents[1])], check=True)
-        if subprocess.run([str(python), "-c", "import runware"], capture_output=True).returncode:
-            pip = subprocess.run([str(python), "-m", "pip", "install", "-q", VENVS[name]],
-                                 capture_output=True, text=True)
-            if pip.returncode:
-                pytest.fail(f"cannot install {VENVS[name]}: {pip.stderr[-500:]}")
-    return python
-
-
 @pytest.fixture(scope="session")
 def legacy() -> Path:
-    return _venv("runware-legacy")
+    return sdk_python("runware-legacy")
 
 
 @pytest.fixture(scope="session")
 def sdk() -> Path:
-    return _venv("runware-sdk")
+    return sdk_python("runware-sdk")
 
 
 def _run(python: Path, script: str, args: dict[str, Any]) -> dict[str, Any]:
@@ -152,6 +135,15 @@ def test_new_sdk_get_task_details(server: Server, sdk: Path) -> None:
         items = details["response"]["data"]
         assert {i["imageUUID"] for i in items} == {i["imageUUID"] for i in done["images"]}
         assert {i["status"] for i in items} == {"success"}
+    # Base64 results: the details carry URLs (one item; it must fit a WebSocket frame).
+    b64_uuid = str(uuid.uuid4())
+    made = _run(sdk, "sdk.py", {"transport": "websocket", "url": server.ws_url, "task": {
+        "taskUUID": b64_uuid, "deliveryMethod": "sync", "outputType": "base64Data"}})
+    assert made["images"][0]["imageBase64Data"]
+    out = _run(sdk, "sdk.py", {"transport": "websocket", "url": server.ws_url,
+                               "call": "get_task_details", "taskUUID": b64_uuid})
+    (item,) = out["images"][0]["response"]["data"]
+    assert item["imageURL"].startswith("http") and "imageBase64Data" not in item
 
 
 def test_steps_cfg_scale_and_scheduler(server: Server, sdk: Path) -> None:

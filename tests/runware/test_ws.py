@@ -69,3 +69,14 @@ async def test_bad_key_gets_an_authentication_error(make_server: Any) -> None:
         assert (await _recv(ws))["errors"][0]["code"] == "missingApiKey"
         await ws.send(json.dumps([{"taskType": "authentication", "apiKey": "secret"}]))
         assert (await _recv(ws))["data"][0]["connectionSessionUUID"]
+
+
+async def test_a_websocket_outlives_the_header_deadline(make_server: Any) -> None:
+    """The deadline for request headers stops at the upgrade: an open WebSocket is the
+    WebSocket's, however long it lives (a long sync task must not lose its connection)."""
+    srv = make_server("ws-long", EASEL_HEADER_TIMEOUT=1).start()
+    async with websockets.connect(srv.ws_url) as ws:
+        await _auth(ws)
+        await asyncio.sleep(3)  # three header deadlines
+        await ws.send(json.dumps([{"taskType": "ping", "ping": True}]))
+        assert await _recv(ws, 10) == {"data": [{"taskType": "ping", "pong": True}]}

@@ -82,3 +82,17 @@ def test_serving_beyond_loopback_needs_keys_or_an_explicit_flag(tmp_path: Path) 
     finally:
         proc.terminate()
         proc.wait(30)
+
+
+def test_an_environment_keys_identity_does_not_depend_on_its_place(tmp_path: Path) -> None:
+    """Removing or reordering EASEL_API_KEYS must not hand one key's jobs (or its WaveSpeed
+    webhook secret) to the key that takes its place in the list."""
+    from easel.services.keys import KeyRing
+    from easel.store import JobStore, KeyStore
+
+    store = KeyStore(JobStore(f"sqlite:///{tmp_path / 'k.db'}").engine)
+    before = KeyRing(["key-a", "key-b"], store)
+    after = KeyRing(["key-b"], store)  # key-a removed: key-b is first now
+    assert before.principal("key-b") == after.principal("key-b")
+    assert before.principal("key-a") != after.principal("key-b")
+    assert after.principal("key-a") is None

@@ -24,6 +24,8 @@ def with_header_deadline(seconds: float) -> type[Any]:
             self._header_deadline = self.loop.call_later(seconds, self._headers_too_slow)
 
         def _headers_too_slow(self) -> None:
+            if self.transport.get_protocol() is not self:
+                return  # upgraded to a WebSocket: the socket is that protocol's now
             waiting = self.cycle is None or self.cycle.response_complete
             if waiting and not self.transport.is_closing():
                 self.transport.close()

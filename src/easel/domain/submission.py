@@ -18,8 +18,8 @@ from easel.domain.request import DEFAULT_MAX_SEED, ImageFormat
 
 @dataclass(frozen=True)
 class Caller:
-    """Who is calling: an API key's principal ("env:0", "key:<id>"), or the client address when
-    no keys are configured. It names the caller's rate-limit bucket."""
+    """Who is calling: an API key's principal ("env:<digest>", "key:<id>"), or the client
+    address when no keys are configured. It names the caller's rate-limit bucket."""
 
     principal: str
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import logging
 import time
@@ -47,14 +48,17 @@ class KeyRing:
         return None if principal is None else Caller(principal)
 
     def principal(self, key: str | None) -> str | None:
-        """Who this key is ("env:<n>" or "key:<id>"), or None when it is not a live key."""
+        """Who this key is ("env:<digest>" or "key:<id>"), or None when it is not a live key.
+        An environment key is named by a digest of the key itself, never by its place in
+        EASEL_API_KEYS: removing or reordering keys must not hand one key's jobs (or its
+        webhook secret) to another."""
         if not key:
             return None
         candidate = key.encode()
         # Compare with every configured key (no early exit): timing says nothing about which.
         matches = [hmac.compare_digest(candidate, k) for k in self.env_keys]
         if any(matches):
-            return f"env:{matches.index(True)}"
+            return "env:" + hashlib.sha256(b"easel-principal\n" + candidate).hexdigest()[:24]
         return self._from_store(key)
 
     def _from_store(self, key: str) -> str | None:

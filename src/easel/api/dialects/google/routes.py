@@ -90,7 +90,7 @@ def _caller(services: Services, request: Request, vertex: bool) -> Caller | JSON
     caller = authenticate(services, request, key or token)
     if caller is not None:
         return caller
-    if token and not key:
+    if not key and (vertex or token):  # Vertex without an API key wants an OAuth token
         return JSONResponse(gg.unauthenticated_body(), status_code=401)
     service = gg.VERTEX_SERVICE if vertex else gg.GEMINI_SERVICE
     return JSONResponse(gg.api_key_invalid_body(service), status_code=400)
@@ -154,6 +154,8 @@ def _model_get(vertex: bool) -> Any:
         if isinstance(caller, JSONResponse):
             return caller
         model_id = request.path_params["model"].removeprefix("models/")
+        if ":" in model_id:  # a method such as :predict, asked for with GET
+            return _error(405, f"{model_id.partition(':')[2][:40]} takes POST, not GET")
         served = gg.served_models(services.catalog)
         found = [m for m in served if m.id == model_id]
         if not found:

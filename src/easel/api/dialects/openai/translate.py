@@ -273,6 +273,8 @@ def easel_error_body(
 
 
 def refusal(status: int, code: str, message: str, parameter: str | None) -> dict[str, Any]:
-    """An error made before any route runs, in this dialect's shape."""
-    return error_body(message, status, param=parameter, code=code, path="",
+    """An error made before any route runs, in this dialect's shape (OpenAI's codes are
+    snake_case: notFound -> not_found)."""
+    snake = re.sub(r"(?<!^)(?=[A-Z])", "_", code).lower()
+    return error_body(message, status, param=parameter, code=snake, path="",
                       request_id=str(uuid.uuid4()), now=datetime.now(UTC))

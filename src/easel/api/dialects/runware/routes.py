@@ -95,7 +95,7 @@ async def run_task(
         if task_type == "getResponse":
             return await _get_response(services, caller, task, budget)
         if task_type == "getTaskDetails":
-            return await _get_task_details(services, caller, task, budget)
+            return await _get_task_details(services, caller, task)
         if task_type is None:
             raise RunwareError("missingTaskType", "taskType is required", "taskType")
         raise RunwareError(
@@ -156,7 +156,7 @@ async def _get_response(
 
 
 async def _get_task_details(
-    services: Services, caller: Caller, task: dict[str, Any], budget: ReplyBudget
+    services: Services, caller: Caller, task: dict[str, Any]
 ) -> Outcome:
     uuid_ = task_uuid(task)
     services.jobs.check_poll(caller)
@@ -165,7 +165,7 @@ async def _get_task_details(
         raise RunwareError(ERRORS.code(ErrorKind.NOT_FOUND), f"no task {uuid_}",
                            NAMES("task_id"), status=404)
     failures = await services.jobs.delivery_failures(job.id) if job.status.terminal else []
-    return Outcome(data=[await task_details(job, services.artifacts, failures, budget)])
+    return Outcome(data=[await task_details(job, services.artifacts, failures)])
 
 
 def _parse_frame(raw: str | bytes, max_tasks: int) -> list[Any]:

@@ -123,10 +123,11 @@ class ReplyBudget:
 
 
 async def result_items(
-    job: Job, images: ImageSource, with_status: bool, budget: ReplyBudget | None = None
+    job: Job, images: ImageSource, with_status: bool, budget: ReplyBudget | None = None,
+    output_types: list[str] | None = None,
 ) -> list[dict[str, Any]]:
-    """One item per image of a completed job."""
-    output_types = job.echo.get("outputType") or ["URL"]
+    """One item per image of a completed job, in the task's output types unless told."""
+    output_types = output_types or job.echo.get("outputType") or ["URL"]
     per_image_cost = round(job.cost_usd / max(len(job.images), 1), 6)
     items = []
     for image in job.images:
@@ -184,22 +185,24 @@ def pending_items(job: Job) -> list[dict[str, Any]]:
 
 
 async def poll_items(
-    job: Job, images: ImageSource, budget: ReplyBudget | None = None
+    job: Job, images: ImageSource, budget: ReplyBudget | None = None,
+    output_types: list[str] | None = None,
 ) -> list[dict[str, Any]]:
     """getResponse: every image of the task; all turn success together, when the job completes."""
     if job.status is JobStatus.COMPLETED:
-        return await result_items(job, images, with_status=True, budget=budget)
+        return await result_items(job, images, with_status=True, budget=budget,
+                                  output_types=output_types)
     return pending_items(job)
 
 
-async def task_details(
-    job: Job, images: ImageSource, failures: list[Delivery], budget: ReplyBudget | None = None
-) -> dict[str, Any]:
-    """getTaskDetails: the task as it was sent, and the response a getResponse gives now."""
+async def task_details(job: Job, images: ImageSource, failures: list[Delivery]) -> dict[str, Any]:
+    """getTaskDetails: the task as it was sent, and the response a getResponse gives now, with
+    image URLs rather than base64 data (details are one item: base64 images would make it too
+    large for a WebSocket frame; getResponse returns the data, one image per frame)."""
     if job.error is not None:
         response: dict[str, Any] = {"errors": [job_error(job).to_dict()]}
     else:
-        items = await poll_items(job, images, budget)
+        items = await poll_items(job, images, output_types=["URL"])
         if job.status.terminal:
             report_delivery_failures(items, failures)
         response = {"data": items}

@@ -1,0 +1,72 @@
+"""The official client SDKs the tests drive, each in its own virtualenv under .venvs/<name>
+(they cannot share one: both Runware packages import as `runware`). Created on first use, under
+a file lock so parallel test workers create each once; `prebuild` starts the missing ones at
+the beginning of a run, side by side, so tests seldom wait for pip."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# name -> pip requirement: the versions protocols.md §8 was written against, and the newest
+# release of each (checked 2026-12-01: wavespeed 2.0.5, runware-sdk 1.8.0, runware 0.5.24 and
+# openai are the newest; google-genai 3.6.1 is the newest, and generates only in Vertex mode).
+SDKS = {
+    "wavespeed": "wavespeed==2.0.5",
+    "openai": "openai>=1.99",
+    "google-genai": "google-genai==1.30.0",
+    "google-genai-3": "google-genai==3.6.1",
+    "runware-sdk": "runware-sdk==1.8.0",
+    "runware-legacy": "runware==0.5.24",
+}
+
+
+@contextmanager
+def venv_lock(name: str) -> Iterator[None]:
+    (ROOT / ".venvs").mkdir(exist_ok=True)
+    with open(ROOT / ".venvs" / f".{name}.lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def sdk_python(name: str) -> Path:
+    """The interpreter of the SDK's own venv, created (and the SDK installed) when absent; a
+    failed install raises with pip's output."""
+    venv = ROOT / ".venvs" / name
+    python = venv / "bin" / "python"
+    marker = venv / ".easel-ready"
+    with venv_lock(name):
+        if not marker.exists():
+            subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+            pip = subprocess.run([str(python), "-m", "pip", "install", "-q", SDKS[name]],
+                                 capture_output=True, text=True, timeout=900)
+            if pip.returncode:
+                raise RuntimeError(f"cannot install {SDKS[name]}: {pip.stderr[-2000:]}")
+            marker.write_text(SDKS[name])
+    return python
+
+
+def prebuild() -> list[threading.Thread]:
+    """Start creating every missing SDK venv, in parallel threads (pip waits on the network
+    and the disk more than on the CPU)."""
+    missing = [n for n in SDKS if not (ROOT / ".venvs" / n / ".easel-ready").exists()]
+    threads = [threading.Thread(target=_quietly, args=(n,), daemon=True) for n in missing]
+    for thread in threads:
+        thread.start()
+    return threads
+
+
+def _quietly(name: str) -> None:
+    with contextlib.suppress(Exception):  # the test that needs it tries again and reports
+        sdk_python(name)
