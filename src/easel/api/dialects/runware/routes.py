@@ -25,6 +25,7 @@ from easel.api.limits import BodyRefused, BodyTooLarge, read_body
 from easel.api.openapi import ERRORS as OPENAPI_ERRORS
 from easel.api.openapi import request_body, responses
 from easel.domain.errors import EaselError, ErrorKind
+from easel.domain.job import Job
 from easel.domain.submission import Caller
 from easel.services.container import Services
 from easel.services.jobs import JobFailed, StillRunning, scoped_id
@@ -138,15 +139,21 @@ async def _image_inference(
                                            budget=budget))
 
 
-async def _get_response(
-    services: Services, caller: Caller, task: dict[str, Any], budget: ReplyBudget
-) -> Outcome:
+async def _polled_job(services: Services, caller: Caller, task: dict[str, Any]) -> Job:
+    """The caller's task a getResponse or getTaskDetails names (polls spend the rate budget)."""
     uuid_ = task_uuid(task)
     services.jobs.check_poll(caller)
     job = await services.jobs.get(scoped_id(caller, DIALECT, uuid_), caller)
     if job is None:
         raise RunwareError(ERRORS.code(ErrorKind.NOT_FOUND), f"no task {uuid_}",
                            NAMES("task_id"), status=404)
+    return job
+
+
+async def _get_response(
+    services: Services, caller: Caller, task: dict[str, Any], budget: ReplyBudget
+) -> Outcome:
+    job = await _polled_job(services, caller, task)
     if job.error is not None:
         return _fail(job_error(job))
     items = await poll_items(job, services.artifacts, budget)
@@ -158,12 +165,7 @@ async def _get_response(
 async def _get_task_details(
     services: Services, caller: Caller, task: dict[str, Any]
 ) -> Outcome:
-    uuid_ = task_uuid(task)
-    services.jobs.check_poll(caller)
-    job = await services.jobs.get(scoped_id(caller, DIALECT, uuid_), caller)
-    if job is None:
-        raise RunwareError(ERRORS.code(ErrorKind.NOT_FOUND), f"no task {uuid_}",
-                           NAMES("task_id"), status=404)
+    job = await _polled_job(services, caller, task)
     failures = await services.jobs.delivery_failures(job.id) if job.status.terminal else []
     return Outcome(data=[await task_details(job, services.artifacts, failures)])
 
