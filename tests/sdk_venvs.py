@@ -21,7 +21,8 @@ ROOT = Path(__file__).resolve().parents[1]
 # openai are the newest; google-genai 3.6.1 is the newest, and generates only in Vertex mode).
 SDKS = {
     "wavespeed": "wavespeed==2.0.5",
-    "openai": "openai>=1.99",
+    "openai": "openai>=1.99",  # resolves to the newest (3.x, on httpx2)
+    "openai-1": "openai==1.99.9",  # the last 1.x (on httpx), still common with AIML
     "google-genai": "google-genai==1.30.0",
     "google-genai-3": "google-genai==3.6.1",
     "runware-sdk": "runware-sdk==1.8.0",

@@ -140,6 +140,12 @@ class OpenAIImages(Dialect):
             409, "ConflictError", "Idempotency-Key")
 
 
+class OpenAIImagesV1(OpenAIImages):
+    """openai 1.x (on httpx, before 3.x moved to httpx2), still what many AIML users run."""
+
+    name, sdk = "openai-1", "openai-1"
+
+
 class Google(Dialect):
     """google-genai 1.x in Gemini API mode (an API key)."""
 
@@ -265,7 +271,7 @@ class Runware(Dialect):
         assert clash.json()["errors"][0]["code"] == "conflictTaskUUID"
 
 
-DIALECTS = [Runware, WaveSpeed, OpenAIImages, Google, GoogleVertex]
+DIALECTS = [Runware, WaveSpeed, OpenAIImages, OpenAIImagesV1, Google, GoogleVertex]
 
 
 @pytest.fixture(params=DIALECTS, ids=lambda d: d.name)
@@ -305,5 +311,5 @@ def test_async_and_sync(dialect: Dialect) -> None:
 def test_idempotency_where_the_dialect_has_ids(dialect: Dialect) -> None:
     if not dialect.has_ids:
         pytest.skip(f"{dialect.name} has no client-chosen ids")
-    assert isinstance(dialect, OpenAIImages | Runware)
+    assert isinstance(dialect, OpenAIImages | Runware)  # OpenAIImagesV1 is an OpenAIImages
     dialect.idempotent()
