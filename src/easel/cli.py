@@ -47,6 +47,23 @@ FORMATS = {
 }
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from easel import __version__
+
+        typer.echo(f"easel {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[bool, typer.Option("--version", callback=_print_version,
+                                          is_eager=True, help="Print the version and exit.")
+                       ] = False,
+) -> None:
+    """Self-hosted text-to-image, wire-compatible with the hosted Imagen 4 APIs."""
+
+
 def fail(message: str, code: int = 2) -> NoReturn:
     err.print(f"error: {message}", markup=False, highlight=False, soft_wrap=True)
     raise typer.Exit(code)

@@ -154,3 +154,10 @@ def test_pull_offline_fails_at_once_with_one_line_saying_what_it_tried(data_dir:
 def test_pull_of_an_unknown_name_exit_2(data_dir: Path) -> None:
     result = run(["pull", "nothing-like-this"], data_dir)
     assert result.returncode == 2 and "fast" in result.stderr
+
+
+def test_version(data_dir: Path) -> None:
+    from easel import __version__
+
+    done = run(["--version"], data_dir)
+    assert done.returncode == 0 and done.stdout.strip() == f"easel {__version__}"

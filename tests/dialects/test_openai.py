@@ -114,3 +114,14 @@ def test_url_lifetime_follows_openais_documented_hour(make_server: Any) -> None:
     job = httpx.get(f"{srv.url}/easel/jobs/{other['id']}").json()
     (expires,) = [datetime.fromisoformat(e) for e in job["expires_at"]]
     assert 7100 < (expires - datetime.fromisoformat(job["created_at"])).total_seconds() < 7300
+
+
+def test_head_on_an_image_url_answers_like_get_without_the_body(live: Server) -> None:
+    reply = httpx.post(f"{live.url}{URL}", headers=AUTH, timeout=120,
+                       json={"prompt": "a heron", "output_format": "webp"})
+    url = reply.json()["data"][0]["url"]
+    got, head = httpx.get(url), httpx.head(url)
+    assert (head.status_code, head.content) == (200, b"")
+    assert head.headers["content-type"] == got.headers["content-type"] == "image/webp"
+    assert int(head.headers["content-length"]) == len(got.content) > 0
+    assert httpx.head(url.replace(".webp", "x.webp")).status_code == 404

@@ -156,7 +156,9 @@ def _add_core_routes(app: FastAPI, services: Services) -> None:
         rows = await services.jobs.deliveries(job.id)
         return JSONResponse({"job": job_id, "deliveries": [d.public() for d in rows]})
 
-    @app.get("/images/{name}", include_in_schema=False)
+    # HEAD answers as GET does, without the body (uvicorn leaves it out): clients check an
+    # image's size and type, or that it has not expired, without downloading it.
+    @app.api_route("/images/{name}", methods=["GET", "HEAD"], include_in_schema=False)
     async def image(name: str) -> Response:
         image_id, _, ext = name.rpartition(".")
         found = await asyncio.to_thread(services.artifacts.read, image_id, ext.lower())
