@@ -18,7 +18,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from easel.api.auth import bearer_token
-from easel.api.dialects.common import Dialect, owner_of
+from easel.api.dialects.common import Dialect, scope_headers, scope_owner
 from easel.services.container import Services
 from easel.services.outbound import is_loopback_host
 
@@ -65,8 +65,7 @@ class CrossSiteGuard:
         if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1")
-                   for k, v in scope.get("headers", [])}
+        headers = scope_headers(scope)
         host = host_of(headers.get("host", ""))
         if self.hosts and host not in self.hosts:
             await self._refuse(scope, send, 400, "invalidHost",
@@ -118,10 +117,7 @@ def refusal_body(
 ) -> dict[str, Any]:
     """An error made before (or instead of) any route, in the shape of the dialect that owns
     the request; easel's own shape outside every dialect."""
-    headers = {k.decode("latin-1").lower(): v.decode("latin-1")
-               for k, v in scope.get("headers", [])}
-    query = scope.get("query_string", b"").decode("latin-1")
-    dialect = owner_of(dialects, scope["path"], headers, query)
+    dialect = scope_owner(dialects, scope)
     if dialect is None:
         return {"error": message}
     return dialect.refusal(status, code, message, parameter)

@@ -118,6 +118,17 @@ class Dialect:
     sign_webhook: WebhookSigner | None = None  # None: Standard Webhooks
 
 
+def scope_headers(scope: Mapping[str, Any]) -> dict[str, str]:
+    """An ASGI scope's headers, names lower-cased (the last of a repeated one wins)."""
+    return {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+
+
+def scope_owner(dialects: Sequence[Dialect], scope: Mapping[str, Any]) -> Dialect | None:
+    """owner_of for an ASGI scope (a request no route has taken, or one a route tests)."""
+    query = scope.get("query_string", b"").decode("latin-1")
+    return owner_of(dialects, scope["path"], scope_headers(scope), query)
+
+
 def owner_of(
     dialects: Sequence[Dialect], path: str, headers: Mapping[str, str], query: str
 ) -> Dialect | None:

@@ -10,7 +10,7 @@ Synchronous. The model listings (`models.list`, `models.get`) are served on the 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
@@ -21,7 +21,13 @@ from starlette.types import Scope
 
 from easel.api.auth import authenticate, bearer_token
 from easel.api.deps import Services, get_services
-from easel.api.dialects.common import Dialect, ignored_header, read_json_object, retry_headers
+from easel.api.dialects.common import (
+    Dialect,
+    ignored_header,
+    read_json_object,
+    retry_headers,
+    scope_headers,
+)
 from easel.api.dialects.google import translate as gg
 from easel.api.dialects.google.schemas import PredictRequest
 from easel.api.openapi import ERRORS, Open, model_schema, request_body, responses
@@ -55,10 +61,8 @@ class GoogleOnlyRoute(APIRoute):
         match, child = super().matches(scope)
         if match is Match.NONE:
             return match, child
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1")
-                   for k, v in scope.get("headers", [])}
         query = scope.get("query_string", b"").decode("latin-1")
-        if not google_request(scope["path"], headers, query):
+        if not google_request(scope["path"], scope_headers(scope), query):
             return Match.NONE, {}
         return match, child
 
@@ -97,11 +101,10 @@ def _caller(services: Services, request: Request, vertex: bool) -> Caller | JSON
 
 
 async def _predict(
-    model_action: str, request: Request, services: Services, default_count: int, vertex: bool
+    request: Request, services: Services, caller: Caller, vertex: bool
 ) -> JSONResponse:
-    caller = _caller(services, request, vertex)
-    if isinstance(caller, JSONResponse):
-        return caller
+    model_action = request.path_params["model_action"]
+    default_count = gg.DEFAULT_COUNT_VERTEX if vertex else gg.DEFAULT_COUNT_GEMINI
     headers: dict[str, str] = {}
     model_id = ""
     try:
@@ -130,54 +133,43 @@ def _easel_error(err: EaselError, headers: dict[str, str]) -> JSONResponse:
 
 
 # The handlers read their path parameters from the request: the same handler serves paths
-# with and without a project and location.
+# with and without a project and location. Each is built by _endpoint, which authenticates.
+
+Serve = Callable[[Request, Services, Caller, bool], Awaitable[JSONResponse]]
 
 
-def _listing(vertex: bool) -> Any:
-    async def list_models(
-        request: Request, services: Services = Depends(get_services)
-    ) -> JSONResponse:
+def _endpoint(serve: Serve, vertex: bool) -> Any:
+    async def endpoint(request: Request, services: Services = Depends(get_services)) -> Any:
         caller = _caller(services, request, vertex)
         if isinstance(caller, JSONResponse):
             return caller
-        models = [gg.model_resource(m, vertex) for m in gg.served_models(services.catalog)]
-        return JSONResponse({"publisherModels" if vertex else "models": models})
+        return await serve(request, services, caller, vertex)
 
-    return list_models
-
-
-def _model_get(vertex: bool) -> Any:
-    async def get_model(
-        request: Request, services: Services = Depends(get_services)
-    ) -> JSONResponse:
-        caller = _caller(services, request, vertex)
-        if isinstance(caller, JSONResponse):
-            return caller
-        model_id = request.path_params["model"].removeprefix("models/")
-        if ":" in model_id:  # a method such as :predict, asked for with GET
-            return _error(405, f"{model_id.partition(':')[2][:40]} takes POST, not GET")
-        served = gg.served_models(services.catalog)
-        found = [m for m in served if m.id == model_id]
-        if not found:
-            return _easel_error(gg.unknown_model(model_id, served), {})
-        return JSONResponse(gg.model_resource(found[0], vertex))
-
-    return get_model
+    return endpoint
 
 
-def _predictor(default_count: int, vertex: bool) -> Any:
-    async def predict(
-        request: Request, services: Services = Depends(get_services)
-    ) -> JSONResponse:
-        model_action = request.path_params["model_action"]
-        return await _predict(model_action, request, services, default_count, vertex)
+async def _list_models(
+    _request: Request, services: Services, _caller: Caller, vertex: bool
+) -> JSONResponse:
+    models = [gg.model_resource(m, vertex) for m in gg.served_models(services.catalog)]
+    return JSONResponse({"publisherModels" if vertex else "models": models})
 
-    return predict
+
+async def _get_model(
+    request: Request, services: Services, _caller: Caller, vertex: bool
+) -> JSONResponse:
+    model_id = request.path_params["model"].removeprefix("models/")
+    if ":" in model_id:  # a method such as :predict, asked for with GET
+        return _error(405, f"{model_id.partition(':')[2][:40]} takes POST, not GET")
+    served = gg.served_models(services.catalog)
+    found = [m for m in served if m.id == model_id]
+    if not found:
+        return _easel_error(gg.unknown_model(model_id, served), {})
+    return JSONResponse(gg.model_resource(found[0], vertex))
 
 
 def _add_routes(router: APIRouter, base: str, vertex: bool, shared: bool) -> None:
     """:predict, the listing and one model, under `base` (`/v1beta/models`, ...)."""
-    count = gg.DEFAULT_COUNT_VERTEX if vertex else gg.DEFAULT_COUNT_GEMINI
     route_class = GoogleOnlyRoute if shared else APIRoute
     path = f"{base}/{{model_action}}"
     docs = {**DOCS, "openapi_extra": {**DOCS["openapi_extra"], "parameters": [
@@ -186,11 +178,11 @@ def _add_routes(router: APIRouter, base: str, vertex: bool, shared: bool) -> Non
     ]}}
     # The shared /v1/models paths are documented once, as OpenAI's; Google's v1beta stands
     # for them in the schema.
-    router.add_api_route(path, _predictor(count, vertex), methods=["POST"],
+    router.add_api_route(path, _endpoint(_predict, vertex), methods=["POST"],
                          route_class_override=route_class, include_in_schema=not shared, **docs)
-    router.add_api_route(base, _listing(vertex), methods=["GET"],
+    router.add_api_route(base, _endpoint(_list_models, vertex), methods=["GET"],
                          route_class_override=route_class, include_in_schema=False)
-    router.add_api_route(f"{base}/{{model}}", _model_get(vertex), methods=["GET"],
+    router.add_api_route(f"{base}/{{model}}", _endpoint(_get_model, vertex), methods=["GET"],
                          route_class_override=route_class, include_in_schema=False)
 
 
