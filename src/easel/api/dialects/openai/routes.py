@@ -40,6 +40,22 @@ class ErrorBody(Open):
     error: dict[str, Any]
 
 
+def _error(
+    message: str, status: int, code: str, path: str, param: str | None = None,
+    request_id: str | None = None,
+) -> JSONResponse:
+    """An error reply in OpenAI's shape (AIML's flat fields beside), with its x-request-id."""
+    request_id = request_id or str(uuid.uuid4())
+    body = oa.error_body(message, status, param=param, code=code, path=path,
+                         request_id=request_id, now=datetime.now(UTC))
+    return JSONResponse(body, status_code=status, headers={"x-request-id": request_id})
+
+
+def _auth_error(path: str, request_id: str | None = None) -> JSONResponse:
+    return _error("Incorrect or missing API key (send Authorization: Bearer <key>)", 401,
+                  "invalid_api_key", path, request_id=request_id)
+
+
 @router.post(PATH, openapi_extra=request_body(model_schema(ImagesGenerateRequest)),
              responses=responses(ImagesResponse, ErrorBody, ERRORS),
              response_model=ImagesResponse)
@@ -54,11 +70,7 @@ async def generate(request: Request, services: Services = Depends(get_services))
 
     caller = authenticate(services, request, bearer_token(request))
     if caller is None:
-        status = 401
-        body = oa.error_body("Incorrect or missing API key (send Authorization: Bearer <key>)",
-                             status, param=None, code="invalid_api_key", path=PATH,
-                             request_id=request_id, now=datetime.now(UTC))
-        return JSONResponse(body, status_code=status, headers=headers)
+        return _auth_error(PATH, request_id)
     try:
         body_json = await read_json_object(request, services.settings.max_body_bytes,
                                            services.settings.body_timeout)
@@ -77,13 +89,6 @@ async def generate(request: Request, services: Services = Depends(get_services))
     except EaselError as err:
         return fail(err)
     return JSONResponse(reply, headers={**headers, **ignored_header(wire.ignored)})
-
-
-def _auth_error(path: str) -> JSONResponse:
-    body = oa.error_body("Incorrect or missing API key (send Authorization: Bearer <key>)",
-                         401, param=None, code="invalid_api_key", path=path,
-                         request_id=str(uuid.uuid4()), now=datetime.now(UTC))
-    return JSONResponse(body, status_code=401)
 
 
 class ModelList(Open):
@@ -117,10 +122,8 @@ async def retrieve_model(
     found = [m for m in oa.model_objects(services.catalog) if m["id"] == model_id]
     if found:
         return JSONResponse(found[0])
-    body = oa.error_body(f"The model '{model_id[:200]}' does not exist", 404,
-                         param="model", code="model_not_found", path=path,
-                         request_id=str(uuid.uuid4()), now=datetime.now(UTC))
-    return JSONResponse(body, status_code=404)
+    return _error(f"The model '{model_id[:200]}' does not exist", 404, "model_not_found", path,
+                  param="model")
 
 
 def dialect() -> Dialect:

@@ -192,7 +192,8 @@ async def render(
     keeps unknown fields; AIML's own examples read them)."""
     data: list[dict[str, Any]] = []
     files: list[dict[str, Any]] = []
-    for image in ordered_images(job):
+    ordered = ordered_images(job)
+    for image in ordered:
         url = None if b64_json else images.image_url(job, image)
         if b64_json:
             data.append({"b64_json": b64(await images.image_bytes(image))})
@@ -206,7 +207,7 @@ async def render(
         "created": int(job.created_at.timestamp()),
         "data": data,
         "images": files,
-        "seed": ordered_images(job)[0].seed if job.images else None,  # image i has seed+i
+        "seed": ordered[0].seed if ordered else None,  # image i has seed+i
         "model": request.model,
         "size": f"{request.width}x{request.height}",
         "output_format": request.output_format.value,

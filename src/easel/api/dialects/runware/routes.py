@@ -150,24 +150,35 @@ async def _polled_job(services: Services, caller: Caller, task: dict[str, Any]) 
     return job
 
 
-async def _get_response(
-    services: Services, caller: Caller, task: dict[str, Any], budget: ReplyBudget
+async def _poll_outcome(
+    services: Services, job: Job, budget: ReplyBudget | None,
+    output_types: list[str] | None = None,
 ) -> Outcome:
-    job = await _polled_job(services, caller, task)
+    """What a poll of `job` answers: its error, or every image with finally failed
+    deliveries marked."""
     if job.error is not None:
         return _fail(job_error(job))
-    items = await poll_items(job, services.artifacts, budget)
+    items = await poll_items(job, services.artifacts, budget, output_types)
     if job.status.terminal:
         report_delivery_failures(items, await services.jobs.delivery_failures(job.id))
     return Outcome(data=items)
 
 
+async def _get_response(
+    services: Services, caller: Caller, task: dict[str, Any], budget: ReplyBudget
+) -> Outcome:
+    return await _poll_outcome(services, await _polled_job(services, caller, task), budget)
+
+
 async def _get_task_details(
     services: Services, caller: Caller, task: dict[str, Any]
 ) -> Outcome:
+    """The task as sent and what a poll answers now, with image URLs rather than base64 data:
+    the details are one item, which base64 images would make too large for a WebSocket frame
+    (getResponse returns the data, one image per frame)."""
     job = await _polled_job(services, caller, task)
-    failures = await services.jobs.delivery_failures(job.id) if job.status.terminal else []
-    return Outcome(data=[await task_details(job, services.artifacts, failures)])
+    response = await _poll_outcome(services, job, None, output_types=["URL"])
+    return Outcome(data=[task_details(job, response.envelope())])
 
 
 def _parse_frame(raw: str | bytes, max_tasks: int) -> list[Any]:

@@ -195,17 +195,8 @@ async def poll_items(
     return pending_items(job)
 
 
-async def task_details(job: Job, images: ImageSource, failures: list[Delivery]) -> dict[str, Any]:
-    """getTaskDetails: the task as it was sent, and the response a getResponse gives now, with
-    image URLs rather than base64 data (details are one item: base64 images would make it too
-    large for a WebSocket frame; getResponse returns the data, one image per frame)."""
-    if job.error is not None:
-        response: dict[str, Any] = {"errors": [job_error(job).to_dict()]}
-    else:
-        items = await poll_items(job, images, output_types=["URL"])
-        if job.status.terminal:
-            report_delivery_failures(items, failures)
-        response = {"data": items}
+def task_details(job: Job, response: dict[str, Any]) -> dict[str, Any]:
+    """getTaskDetails' item: the task as it was sent, and `response`, what a poll answers."""
     request = job.echo.get("_request")
     return {"taskType": "getTaskDetails", "taskUUID": job.client_id,
             "request": [request] if isinstance(request, dict) else [], "response": response}
