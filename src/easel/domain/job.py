@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -26,6 +28,15 @@ class JobStatus(StrEnum):
 
 
 TERMINAL_STATUSES = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED})
+
+
+def job_id_from(text: str) -> str:
+    """easel's id of a job from the form a client shows it in: a UUID's 32 hex digits (as
+    WaveSpeed writes ids) become the dashed form easel stores; anything else is kept."""
+    if len(text) == 32:
+        with contextlib.suppress(ValueError):
+            return str(uuid.UUID(hex=text))
+    return text
 
 
 @dataclass(frozen=True)

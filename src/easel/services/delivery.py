@@ -25,7 +25,6 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -44,8 +43,9 @@ log = logging.getLogger(__name__)
 
 # (job, image id or None for the whole job, images) -> the JSON body of a webhook
 Renderer = Callable[[Job, "str | None", ImageSource], Awaitable[dict[str, Any]]]
-# (signing root, caller principal, message id, unix timestamp, body) -> signature headers
-Signer = Callable[[str, str, str, int, bytes], dict[str, str]]
+# (signing root, the job's caller principal, message id, body) -> the headers that sign one
+# webhook POST the way the dialect's provider signs it
+Signer = Callable[[str, str, str, bytes], dict[str, str]]
 PARAMETERS = {"webhook": "webhook", UPLOAD: "uploadEndpoint"}
 USER_AGENT = "easel-delivery/0.1"
 POLL_SECONDS = 0.25
@@ -208,12 +208,9 @@ class DeliveryService:
 
     def _webhook_headers(self, job: Job, message_id: str, body: bytes) -> dict[str, str]:
         signer = self.signers.get(job.dialect)
-        if signer is not None:
-            timestamp = int(datetime.now(UTC).timestamp())
-            return {"Content-Type": "application/json",
-                    **signer(self.signing_root, job.caller, message_id, timestamp, body)}
-        return {"Content-Type": "application/json",
-                **signed_headers(self.settings.webhook_secret, message_id, body)}
+        signed = (signer(self.signing_root, job.caller, message_id, body) if signer is not None
+                  else signed_headers(self.settings.webhook_secret, message_id, body))
+        return {"Content-Type": "application/json", **signed}
 
     async def _upload(self, job: Job, delivery: Delivery) -> Request:
         image = next((i for i in job.images if i.image_id == delivery.image_id), None)

@@ -23,7 +23,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from easel.catalog import Catalog
 from easel.domain.delivery import FAILED, Delivery
 from easel.domain.errors import EaselError, ErrorKind, Throttled, invalid
-from easel.domain.job import Job, JobImage, JobStatus
+from easel.domain.job import Job, JobImage, JobStatus, job_id_from
 from easel.domain.submission import Caller, Submission, WireNames
 from easel.services.admission import Admission
 from easel.services.events import JobEvents
@@ -246,10 +246,7 @@ class JobService:
     async def find(self, caller: Caller, some_id: str) -> Job | None:
         """A caller's job by easel's id (dashed, or as 32 hex digits as WaveSpeed shows it) or
         by the id the client chose in any dialect."""
-        job = await self.get(some_id, caller)
-        if job is None and len(some_id) == 32:
-            with contextlib.suppress(ValueError):
-                job = await self.get(str(uuid.UUID(hex=some_id)), caller)
+        job = await self.get(job_id_from(some_id), caller)
         for dialect in CLIENT_ID_DIALECTS:
             if job is None:
                 job = await self.get(scoped_id(caller, dialect, some_id), caller)

@@ -45,6 +45,15 @@ def verify(secret: str, body: bytes, headers: dict[str, str]) -> Any:
         raise ValueError(f"invalid webhook signature: {exc}") from exc
 
 
+def v3_headers(
+    secret: str, message_id: str, body: bytes, now: datetime | None = None
+) -> dict[str, str]:
+    """The headers of one delivery signed WaveSpeed's way, laid out as signed_headers'."""
+    timestamp = int((now or datetime.now(tz=UTC)).timestamp())
+    return {"webhook-id": message_id, "webhook-timestamp": str(timestamp),
+            "webhook-signature": v3_signature(secret, message_id, timestamp, body)}
+
+
 def v3_signature(secret: str, message_id: str, timestamp: int, body: bytes) -> str:
     """WaveSpeed's `v3,<hex>` signature of one delivery."""
     key = secret.removeprefix("whsec_").encode()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -21,7 +21,9 @@ from easel.api.auth import bearer_token as auth_bearer
 from easel.api.limits import BodyTooLarge, HTTPRefusal, read_body
 from easel.domain.errors import EaselError, ErrorKind, Throttled, invalid
 from easel.domain.job import Job, JobImage
-from easel.services.artifacts import ImageSource
+from easel.services.artifacts import ImageSource as ImageSource  # re-exported for the dialects
+from easel.services.delivery import Renderer as WebhookRenderer
+from easel.services.delivery import Signer as WebhookSigner
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -82,17 +84,13 @@ def retry_headers(err: EaselError) -> dict[str, str]:
     return {}
 
 
-# (job, image id or None for the whole job, images) -> the JSON body of one webhook POST
-WebhookRenderer = Callable[[Job, "str | None", ImageSource], Awaitable[dict[str, Any]]]
-
+# WebhookRenderer and WebhookSigner are the delivery service's: a dialect's webhook body, and how
+# its provider signs one (None in a Dialect: Standard Webhooks).
 
 # (status, code, message, parameter) -> the dialect's error body, for refusals made before any
 # route runs (a foreign Origin, an unknown route under the dialect's prefix).
 RefusalRenderer = Callable[[int, str, str, "str | None"], dict[str, Any]]
 
-# (signing root, the job's caller principal, message id, unix timestamp, body) -> the headers
-# that sign one webhook POST the way the dialect's provider signs it.
-WebhookSigner = Callable[[str, str, str, int, bytes], dict[str, str]]
 
 
 # (path, headers lower-cased, query string) -> whether a request is this dialect's although its

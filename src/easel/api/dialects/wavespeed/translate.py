@@ -26,7 +26,7 @@ from easel.api.dialects.wavespeed.schemas import MAX_SEED, ImagenInput
 from easel.api.limits import HTTPRefusal
 from easel.catalog import Catalog
 from easel.domain.errors import EaselError, ErrorKind
-from easel.domain.job import Job, JobStatus
+from easel.domain.job import Job, JobStatus, job_id_from
 from easel.domain.request import ImageFormat
 from easel.domain.submission import (
     AspectRatioSize,
@@ -38,7 +38,7 @@ from easel.domain.submission import (
     WireNames,
 )
 from easel.services.outbound import Refused
-from easel.services.signing import v3_signature
+from easel.services.signing import v3_headers
 
 DIALECT = "wavespeed"
 PROVIDER = "wavespeed"
@@ -143,12 +143,7 @@ def prediction_id(job: Job) -> str:
 
 def job_id_of(prediction: str) -> str:
     """The job a prediction id names (32 hex digits, or the dashed form easel also accepts)."""
-    if len(prediction) == 32:
-        try:
-            return str(uuid.UUID(hex=prediction))
-        except ValueError:
-            pass
-    return prediction
+    return job_id_from(prediction)
 
 
 def task_code(job: Job) -> int:
@@ -177,12 +172,13 @@ async def outputs(job: Job, images: ImageSource) -> list[str]:
 
 def job_data(job: Job, base_url: str, outputs: list[str]) -> dict[str, Any]:
     completed = job.status is JobStatus.COMPLETED
+    shown_id = prediction_id(job)
     data: dict[str, Any] = {
-        "id": prediction_id(job),
+        "id": shown_id,
         "model": job.request.model,
         "input": job.echo.get("wavespeed_input") or _input_of(job),
         "outputs": outputs,
-        "urls": {"get": result_url(base_url, prediction_id(job))},
+        "urls": {"get": result_url(base_url, shown_id)},
         "has_nsfw_contents": [i.nsfw for i in ordered_images(job)] if completed else [],
         "status": STATUS[job.status],
         "created_at": iso_ms(job.created_at),
@@ -230,14 +226,11 @@ def caller_secret(root: str, principal: str) -> str:
     return "whsec_" + digest[:48]
 
 
-def sign_webhook(root: str, principal: str, message_id: str, timestamp: int,
-                 body: bytes) -> dict[str, str]:
+def sign_webhook(root: str, principal: str, message_id: str, body: bytes) -> dict[str, str]:
     """WaveSpeed's signature: `webhook-signature: v3,<hex>`, HMAC-SHA256 over
-    `{webhook-id}.{webhook-timestamp}.{body}` keyed with the secret minus its `whsec_` prefix
-    (the text itself, not base64-decoded)."""
-    signature = v3_signature(caller_secret(root, principal), message_id, timestamp, body)
-    return {"webhook-id": message_id, "webhook-timestamp": str(timestamp),
-            "webhook-signature": signature}
+    `{webhook-id}.{webhook-timestamp}.{body}` keyed with the caller's secret minus its
+    `whsec_` prefix (the text itself, not base64-decoded)."""
+    return v3_headers(caller_secret(root, principal), message_id, body)
 
 
 def model_list(catalog: Catalog) -> list[dict[str, Any]]:
