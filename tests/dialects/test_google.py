@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import base64
-import io
 from pathlib import Path
 
 import httpx
-from PIL import Image
 
 from tests.dialects.conftest import KEY, run_client
+from tests.dialects.test_contract import pixels
 from tests.server_harness import Server
 
 BODY = {"instances": [{"prompt": "a quiet harbour"}]}
@@ -50,8 +49,7 @@ def test_errors_are_google_rpc_errors(live: Server, sdks: dict[str, Path]) -> No
 def _pixels(out: dict[str, object]) -> list[bytes]:
     images = out["images"]
     assert isinstance(images, list)
-    return [Image.open(io.BytesIO(base64.b64decode(i["b64"]))).convert("RGB").tobytes()
-            for i in images]
+    return [pixels(base64.b64decode(i["b64"])) for i in images]
 
 
 def _vertex(live: Server, sdks: dict[str, Path], **spec: object) -> dict[str, object]:
