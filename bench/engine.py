@@ -20,7 +20,7 @@ import torch
 from easel.domain.generation import EngineBatch, ImageSpec
 from easel.engine import Engine
 from easel.engine.optimize import EngineOptions
-from easel.engine.pipelines import call_kwargs
+from easel.engine.families import call_kwargs
 
 FAMILIES = ("flux", "sd3", "sdxl", "sana")
 

@@ -37,8 +37,8 @@ import torch
 from easel.domain.generation import EngineBatch, ImageSpec
 from easel.engine import Engine
 from easel.engine.optimize import EngineOptions, psnr
-from easel.engine.pipelines import call_kwargs, default_placement
-from easel.engine.tiny import TINY_MODELS, ensure_tiny
+from easel.engine.families import TINY_MODELS, call_kwargs, stand_in_dir
+from easel.engine.pipelines import default_placement
 
 sys.path.insert(0, str(Path(__file__).parent))
 from full_size import ARCHS, build_full_size
@@ -207,7 +207,7 @@ def load_arch(arch: str, device: str) -> tuple[Any, str, int, float]:
         family = arch.removeprefix("tiny-")
         from diffusers import DiffusionPipeline
 
-        path = ensure_tiny(f"easel/{arch}", Path(tempfile.mkdtemp(prefix="easel-tiny-")))
+        path = stand_in_dir(f"easel/{arch}", Path(tempfile.mkdtemp(prefix="easel-tiny-")))
         assert f"easel/{arch}" in TINY_MODELS
         pipe = DiffusionPipeline.from_pretrained(str(path)).to(device)
         pipe.set_progress_bar_config(disable=True)

@@ -16,11 +16,38 @@ from pathlib import Path
 from typing import Any
 
 from easel.domain.errors import EaselError, ErrorKind, invalid
-from easel.domain.generation import SchedulerSpec
+from easel.domain.generation import SchedulerSpec, TwoPass
 
-FAMILIES = ("flux", "sd3", "sdxl", "sana", "mini")
+# Pipeline families: each has its call conventions and offline stand-in in easel.engine.families.
+FAMILIES = ("flux", "flux2", "zimage", "qwenimage", "sd3", "sdxl", "sana", "mini")
 DEFAULT_SCHEDULER = "Default"
 RESOLUTION_SCALE = {"1k": 1, "2k": 2}
+DEFAULT_REFINE_STRENGTH = 0.35
+
+
+@dataclass(frozen=True)
+class License:
+    """The terms a backend's weights come under, as the catalog's [licenses] table states them.
+    `commercial` is False for non-commercial terms and for conditional ones (revenue caps): an
+    operator who meets the condition says so in their catalog overlay."""
+
+    id: str
+    name: str
+    url: str
+    commercial: bool
+    terms: str = ""
+
+    def describe(self) -> str:
+        use = "commercial use allowed" if self.commercial else "not for commercial use"
+        return f"{self.name} ({use}{'; ' + self.terms if self.terms else ''})"
+
+
+# easel's built-in stand-ins and easel-mini are the project's own weights.
+STAND_IN_LICENSE = License("apache-2.0", "Apache License 2.0",
+                           "https://www.apache.org/licenses/LICENSE-2.0", True,
+                           "easel's own offline weights")
+UNKNOWN_LICENSE = License("unknown", "unknown licence", "", False,
+                          "the catalog names no licence for these weights")
 
 
 @dataclass(frozen=True)
@@ -37,21 +64,39 @@ class Backend:
     # What a client may change per request (Runware steps/CFGScale/scheduler, WaveSpeed
     # num_inference_steps/guidance_scale, Google guidanceScale), within these bounds.
     max_steps: int = 100
+    min_steps: int = 1
     guidance_range: tuple[float, float] | None = None  # None: the model ignores guidance
     schedulers: tuple[SchedulerSpec, ...] = ()  # besides its own ("Default")
+    license: License = UNKNOWN_LICENSE
+    # Largest image (in pixels) the model card says the model draws natively; larger sizes go
+    # through the two-pass path (None: every catalog size is native).
+    native_max_pixels: int | None = None
+    refine_strength: float = DEFAULT_REFINE_STRENGTH
 
     @property
     def is_builtin(self) -> bool:
         return self.source.startswith("easel/")
 
+    def two_pass(self, width: int, height: int) -> TwoPass | None:
+        """None when width x height is native; else the two-pass plan, based at half size (the
+        catalog's 2K sizes are exact doubles of its 1K sizes)."""
+        if self.native_max_pixels is None or width * height <= self.native_max_pixels:
+            return None
+        return TwoPass(_multiple_of_16(width / 2), _multiple_of_16(height / 2),
+                       self.refine_strength)
+
+    def size_path(self, width: int, height: int) -> str:
+        """How this backend serves a size, in words (catalog listings and docs)."""
+        return "native" if self.two_pass(width, height) is None else "two-pass"
+
     def check_steps(self, steps: int | None, parameter: str = "steps") -> None:
         if steps is None:
             return
         if isinstance(steps, bool) or not isinstance(steps, int) or not (
-            1 <= steps <= self.max_steps
+            self.min_steps <= steps <= self.max_steps
         ):
-            raise invalid(parameter, f"{parameter} must be an integer 1..{self.max_steps} for "
-                                     f"the {self.name} backend, got {steps!r}")
+            raise invalid(parameter, f"{parameter} must be an integer {self.min_steps}.."
+                                     f"{self.max_steps} for the {self.name} backend, got {steps!r}")
 
     def check_guidance(self, guidance: float | None, parameter: str = "guidance_scale") -> None:
         if guidance is None:
@@ -229,6 +274,10 @@ def check_text(text: str, parameter: str) -> None:
         raise invalid(parameter, f"{parameter} contains a NUL character")
 
 
+def _multiple_of_16(value: float) -> int:
+    return max(16, round(value / 16) * 16)
+
+
 def _ratio_order(ratio: str) -> float:
     w, h = ratio.split(":")
     return -int(w) / int(h) if ratio != "1:1" else -99.0
@@ -247,7 +296,8 @@ class Catalog:
                                 tuple(sorted((k, v) for k, v in raw.items() if k != "class")))
             for name, raw in data.get("schedulers", {}).items()
         }
-        self.backends = {name: _backend(name, raw, self.schedulers)
+        self.licenses = {lid: _license(lid, raw) for lid, raw in data.get("licenses", {}).items()}
+        self.backends = {name: _backend(name, raw, self.schedulers, self.licenses)
                          for name, raw in data["backends"].items()}
         self.tiers = {name: self._tier(name, raw) for name, raw in data["tiers"].items()}
         self.models = {mid: self._model(mid, raw) for mid, raw in data["models"].items()}
@@ -286,7 +336,8 @@ class Catalog:
             max_images=int(raw.get("max_images", 4)),
             prompt_min=int(raw.get("prompt_min", 1)),
             prompt_max=int(raw.get("prompt_max", 3000)),
-            negative_prompt=bool(raw.get("negative_prompt", True)),
+            # A model id takes a negative prompt only where its provider and its backend do.
+            negative_prompt=bool(raw.get("negative_prompt", True)) and tier.backend.negative_prompt,
             price_usd=float(raw.get("price_usd", tier.price_usd)),
             sizes=tuple(self._sizes(resolutions)),
         )
@@ -336,8 +387,20 @@ class Catalog:
         )
 
 
-def _backend(name: str, raw: dict[str, Any], schedulers: dict[str, SchedulerSpec]) -> Backend:
+def _license(license_id: str, raw: dict[str, Any]) -> License:
+    return License(license_id, str(raw.get("name", license_id)), str(raw.get("url", "")),
+                   bool(raw.get("commercial", False)), str(raw.get("terms", "")))
+
+
+def _backend(
+    name: str, raw: dict[str, Any], schedulers: dict[str, SchedulerSpec],
+    licenses: dict[str, License],
+) -> Backend:
     family = raw["family"]
+    license_id = raw.get("license")
+    if license_id is not None and license_id not in licenses:
+        raise ValueError(f"backend {name!r} names unknown license {license_id!r}; "
+                         f"known: {', '.join(sorted(licenses))}")
     if family not in FAMILIES:
         raise ValueError(f"backend {name!r}: family must be one of {FAMILIES}, got {family!r}")
     unknown = [s for s in raw.get("schedulers", []) if s not in schedulers]
@@ -353,10 +416,21 @@ def _backend(name: str, raw: dict[str, Any], schedulers: dict[str, SchedulerSpec
         negative_prompt=bool(raw.get("negative_prompt", True)),
         max_sequence_length=raw.get("max_sequence_length"),
         max_steps=int(raw.get("max_steps", 100)),
+        min_steps=int(raw.get("min_steps", 1)),
         guidance_range=None if guidance_range is None else (
             float(guidance_range[0]), float(guidance_range[1])),
         schedulers=tuple(schedulers[s] for s in raw.get("schedulers", [])),
+        license=UNKNOWN_LICENSE if license_id is None else licenses[license_id],
+        native_max_pixels=raw.get("native_max_pixels"),
+        refine_strength=_strength(name, raw.get("refine_strength", DEFAULT_REFINE_STRENGTH)),
     )
+
+
+def _strength(name: str, value: Any) -> float:
+    if not isinstance(value, int | float) or not 0.0 < value < 1.0:
+        raise ValueError(f"backend {name!r}: refine_strength must be between 0 and 1, "
+                         f"got {value!r}")
+    return float(value)
 
 
 def _merge(base: dict[str, Any], overlay: dict[str, Any]) -> dict[str, Any]:

@@ -15,7 +15,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from easel.catalog import Catalog
+from easel.catalog import Backend, Catalog
 from easel.domain.errors import EaselError
 from easel.domain.request import ImageFormat
 from easel.domain.submission import AspectRatioSize, GenerationInput, ModelChoice, WireNames
@@ -104,8 +104,7 @@ def generate(
     )
     try:
         _model, request = resolve(generation, catalog, CLI_NAMES)
-        resolver = BackendResolver(strict or settings.strict, settings.fallback_max_steps,
-                                   catalog.mini)
+        resolver = BackendResolver.from_settings(settings, catalog, strict)
         the_plan = plan(request, catalog, resolver, names=CLI_NAMES)
     except EaselError as exc:
         fail(f"{exc.parameter}: {exc.message}" if exc.parameter else exc.message)
@@ -153,18 +152,7 @@ def _run_generation(the_plan: object, settings: Settings, output: Path) -> None:
     elapsed = time.perf_counter() - started
     stamp = time.strftime("%Y%m%d-%H%M%S")
     for index, image in enumerate(images):
-        metadata = {
-            "model": request.model,
-            "backend": the_plan.backend.source,
-            "stand_in": the_plan.backend.is_fallback,
-            "seed": image.seed,
-            "prompt": request.prompt,
-            "steps": the_plan.backend.steps,
-            "width": image.width,
-            "height": image.height,
-        }
-        if the_plan.backend.fallback_reason:
-            metadata["stand_in_reason"] = the_plan.backend.fallback_reason
+        metadata = the_plan.image_metadata(image.seed)
         data = encode(image.pixels, request.output_format, request.output_quality, metadata)
         path = output / f"easel-{stamp}-{index}-{image.seed}.{request.output_format.extension}"
         path.write_bytes(data)
@@ -177,44 +165,53 @@ def models() -> None:
     """List the catalog: public ids, tiers, backends, weights, sizes, limits and prices."""
     settings = Settings()
     catalog = load_catalog(settings)
-    resolver = BackendResolver(settings.strict, settings.fallback_max_steps, catalog.mini)
+    resolver = BackendResolver.from_settings(settings, catalog)
     table = Table(title="easel model catalog")
-    for column in (
-        "model id",
-        "provider",
-        "tier",
-        "backend",
-        "weights",
-        "sizes",
-        "images",
-        "prompt",
-        "price/image",
-    ):
+    for column in ("model id", "provider", "tier", "backend", "licence", "weights", "sizes",
+                   "images", "prompt", "price/image"):
         table.add_column(column)
     for model_id in catalog.model_ids:
         m = catalog.model(model_id)
-        present = resolver.present(m.backend.source)
-        weights = "present" if present else f"absent -> {resolver.stand_in(m.backend)}"
-        sizes = ", ".join(str(s) for s in m.sizes)
         table.add_row(
             m.id,
             m.provider,
             m.tier.name,
             m.backend.source,
-            weights,
-            sizes,
+            _licence_cell(m.backend, resolver),
+            _weights_cell(m.backend, resolver),
+            ", ".join(f"{s}{'*' if m.backend.size_path(s.width, s.height) != 'native' else ''}"
+                      for s in m.sizes),
             f"1..{m.max_images}",
             f"{m.prompt_min}..{m.prompt_max}",
             f"${m.price_usd:.3f}",
         )
     wide = Console(width=max(out.width, 200))
     wide.print(table)
+    wide.print("* drawn in two passes (generate at half size, upscale, refine): beyond what the "
+               "model card supports natively (docs/catalog.md)", markup=False)
     _warn_stand_ins(catalog, resolver)
+
+
+def _licence_cell(backend: Backend, resolver: BackendResolver) -> str:
+    use = "commercial" if backend.license.commercial else "non-commercial"
+    refused = " (refused: commercial-only)" if resolver.refusal(backend) else ""
+    return f"{backend.license.id} [{use}]{refused}"
+
+
+def _weights_cell(backend: Backend, resolver: BackendResolver) -> str:
+    if resolver.present(backend.source):
+        return "present"
+    return f"absent -> {resolver.stand_in(backend)}"
 
 
 def _warn_stand_ins(catalog: Catalog, resolver: BackendResolver) -> None:
     """Say plainly which tiers run on offline stand-ins instead of their real weights."""
-    absent = {m.backend for m in catalog.models.values() if not resolver.present(m.backend.source)}
+    for backend in sorted({m.backend for m in catalog.models.values()}, key=lambda b: b.source):
+        refusal = resolver.refusal(backend)
+        if refusal is not None:
+            err.print(f"note: {refusal}", markup=False, soft_wrap=True)
+    absent = {m.backend for m in catalog.models.values()
+              if not resolver.present(m.backend.source) and resolver.refusal(m.backend) is None}
     for backend in sorted(absent, key=lambda b: b.source):
         hint = (
             "`python -m easel.mini.train` trains them, docs/mini.md"
@@ -268,6 +265,11 @@ def serve(
                            help="Run the in-process worker (--no-worker: API only; jobs go to "
                                 "`easel worker` processes on the same store)")
     ] = True,
+    commercial_only: Annotated[
+        bool, typer.Option("--commercial-only",
+                           help="Refuse every model whose weights' licence does not allow "
+                                "commercial use (default: EASEL_COMMERCIAL_ONLY)")
+    ] = False,
 ) -> None:
     """Run the API server with its in-process worker (the model loads in the background).
 
@@ -284,11 +286,11 @@ def serve(
         overrides["data_dir"] = data_dir
     if not worker:
         overrides["run_worker"] = False
+    if commercial_only:
+        overrides["commercial_only"] = True
     settings = Settings(**overrides)  # type: ignore[arg-type]
     catalog = load_catalog(settings)
-    _warn_stand_ins(
-        catalog, BackendResolver(settings.strict, settings.fallback_max_steps, catalog.mini)
-    )
+    _warn_stand_ins(catalog, BackendResolver.from_settings(settings, catalog))
     host = settings.host
     if not is_loopback_host(host) and not insecure_no_auth and not _has_keys(settings):
         fail(f"--host {host} would expose easel beyond this machine with no API keys; create "

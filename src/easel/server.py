@@ -56,7 +56,7 @@ def load_catalog(settings: Settings) -> Catalog:
 
 
 def make_resolver(settings: Settings, catalog: Catalog) -> BackendResolver:
-    return BackendResolver(settings.strict, settings.fallback_max_steps, catalog.mini)
+    return BackendResolver.from_settings(settings, catalog)
 
 
 def build_worker(

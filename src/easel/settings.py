@@ -20,6 +20,8 @@ class Settings(BaseSettings):
     catalog_file: Path | None = None  # a user TOML overlaid on the packaged catalog
     device: str | None = None  # "cuda", "cuda:1", "cpu"; default: cuda when present
     strict: bool = False  # refuse a tier whose real weights are absent instead of falling back
+    # Refuse every backend whose licence (catalog [licenses]) does not allow commercial use.
+    commercial_only: bool = False
     fallback_max_steps: int = 4  # stand-in models are untrained: more steps buy nothing
     max_loaded_models: int = 2
     num_threads: int | None = None

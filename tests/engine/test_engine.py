@@ -11,13 +11,17 @@ import pytest
 import torch
 
 from easel.domain.errors import CancelledError, InferenceError
-from easel.domain.generation import EngineBatch, ImageSpec
+from easel.domain.generation import EngineBatch, ImageSpec, TwoPass
 from easel.engine import Engine
-from easel.engine.tiny import TINY_MODELS, ensure_tiny
+from easel.engine.families import TINY_MODELS
+from easel.engine.families import stand_in_dir as ensure_tiny
 
-FAMILIES = ["flux", "sd3", "sdxl", "sana", "mini"]
+FAMILIES = ["flux", "flux2", "zimage", "qwenimage", "sd3", "sdxl", "sana", "mini"]
 PIPELINE_CLASSES = {
     "flux": "FluxPipeline",
+    "flux2": "Flux2KleinPipeline",
+    "zimage": "ZImagePipeline",
+    "qwenimage": "QwenImagePipeline",
     "sd3": "StableDiffusion3Pipeline",
     "sdxl": "StableDiffusionXLPipeline",
     "sana": "SanaPipeline",
@@ -153,7 +157,55 @@ def test_least_recently_used_pipeline_is_unloaded(model_cache: Path) -> None:
 
 
 def test_all_builtin_names_are_known() -> None:
+    from easel.catalog import FAMILIES as CATALOG_FAMILIES
+
     assert set(TINY_MODELS) == {f"easel/tiny-{f}" for f in FAMILIES}
+    assert set(CATALOG_FAMILIES) == set(FAMILIES)  # the catalog accepts what the engine runs
+
+
+@pytest.mark.parametrize("family", ["zimage", "qwenimage"])
+def test_two_pass_draws_at_the_base_size_then_refines_the_upscaled_draft(
+    engine: Engine, family: str
+) -> None:
+    """The 2K path at a small scale: a 64x64 draft, upscaled to 128x128 and refined at low
+    strength, keeps the draft's composition (closer to its own draft than to another seed's),
+    and progress counts the steps of both passes up to the end."""
+    from PIL import Image
+
+    steps: list[tuple[int, int]] = []
+    two_pass = EngineBatch(f"easel/tiny-{family}", family, 128, 128, 4, 3.0,
+                           (ImageSpec("a red kite", 5),), two_pass=TwoPass(64, 64, 0.35))
+    refined = engine.generate(two_pass, progress=lambda i, n: steps.append((i, n)))[0].pixels
+    assert refined.shape == (128, 128, 3)
+    assert steps[-1][0] == steps[-1][1] > 4  # the base pass's 4 steps and the refiner's
+    assert [i for i, _ in steps] == list(range(1, len(steps) + 1))
+
+    def draft(seed: int) -> np.ndarray:
+        pixels = engine.generate(batch(family, ImageSpec("a red kite", seed), steps=4))[0].pixels
+        return np.asarray(Image.fromarray(pixels).resize((128, 128), Image.Resampling.LANCZOS))
+
+    own, other = draft(5), draft(6)
+    distance = lambda a, b: float(np.abs(a.astype(float) - b.astype(float)).mean())  # noqa: E731
+    assert distance(refined, own) < distance(refined, other)
+
+
+def test_a_family_without_an_img2img_pipeline_says_so_for_two_pass(engine: Engine) -> None:
+    with pytest.raises(InferenceError, match="no img2img pipeline"):
+        engine.generate(EngineBatch("easel/tiny-flux2", "flux2", 128, 128, 2, 1.0,
+                                    (ImageSpec("a fox", 1),), two_pass=TwoPass(64, 64, 0.35)))
+
+
+def test_cancel_during_the_refine_pass_stops_the_job(engine: Engine) -> None:
+    cancel = threading.Event()
+
+    def progress(done: int, total: int) -> None:
+        if done > 2:  # the base pass (2 steps) is over: the refiner is running
+            cancel.set()
+
+    with pytest.raises(CancelledError):
+        engine.generate(EngineBatch("easel/tiny-zimage", "zimage", 128, 128, 2, 0.0,
+                                    (ImageSpec("a fox", 1),), two_pass=TwoPass(64, 64, 0.9)),
+                        progress=progress, cancel=cancel)
 
 
 def test_a_local_directory_loads_through_from_pretrained_flux_dev_style(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,6 +29,17 @@ class SchedulerSpec:
 
 
 @dataclass(frozen=True)
+class TwoPass:
+    """A size above what the model card supports, reached in two passes: draw at the base size,
+    upscale to the batch's size, and refine with the family's img2img pipeline at `strength`
+    (the share of the schedule re-run: low keeps the composition, adds detail)."""
+
+    base_width: int
+    base_height: int
+    strength: float
+
+
+@dataclass(frozen=True)
 class EngineBatch:
     """Compatible images that run in one pipeline call (same weights, size, steps, guidance,
     scheduler)."""
@@ -41,6 +53,23 @@ class EngineBatch:
     images: tuple[ImageSpec, ...]
     max_sequence_length: int | None = None
     scheduler: SchedulerSpec | None = None  # None: the pipeline's own
+    two_pass: TwoPass | None = None  # None: drawn at its size in one pass
+
+    @property
+    def refine_schedule(self) -> int:
+        """num_inference_steps to ask of the refiner: an img2img pipeline runs about
+        n * strength of them (each family rounds its own way), so n is raised until at least
+        one step runs."""
+        strength = self.two_pass.strength if self.two_pass else 1.0
+        return max(self.steps, math.ceil(1.0 / strength))
+
+    @property
+    def total_steps(self) -> int:
+        """Denoising steps across both passes, as first estimated (progress learns the
+        refiner's exact count when it starts)."""
+        if self.two_pass is None:
+            return self.steps
+        return self.steps + max(1, int(self.refine_schedule * self.two_pass.strength))
 
 
 @dataclass(frozen=True)

@@ -18,10 +18,10 @@ import torch
 
 from easel.domain.errors import CancelledError, InferenceError
 from easel.domain.generation import EngineBatch, GeneratedImage
+from easel.engine.families import call_kwargs, family_of
 from easel.engine.optimize import EngineOptions, TextEmbeddingCache, apply_options, prepare_vae
 from easel.engine.pipelines import (
     Placement,
-    call_kwargs,
     default_placement,
     load_pipeline,
     resolve_local_path,
@@ -55,6 +55,7 @@ class Engine:
         self.placement: Placement = default_placement(device)
         self.max_loaded = max_loaded
         self._pipelines: OrderedDict[str, Any] = OrderedDict()
+        self._refiners: dict[str, Any] = {}  # img2img views of loaded pipelines (two-pass)
         # One pipeline call at a time: a GPU runs one batch best, and diffusers pipelines keep
         # per-call state (scheduler timesteps) that concurrent calls would corrupt.
         self._lock = threading.RLock()
@@ -128,12 +129,14 @@ class Engine:
 
     def _evict_oldest(self) -> None:
         oldest, _ = self._pipelines.popitem(last=False)
+        self._refiners.pop(oldest, None)
         self.text_cache.clear()
         log.info("unloading least recently used pipeline %s", oldest)
         self._free_memory()
 
     def _evict_all(self) -> None:
         self._pipelines.clear()
+        self._refiners.clear()
         self.text_cache.clear()
         self._free_memory()
 
@@ -151,48 +154,119 @@ class Engine:
         cancel: threading.Event | None = None,
     ) -> list[GeneratedImage]:
         """One image per ImageSpec, in order. Raises InferenceError or CancelledError."""
+        steps = _Progress(progress, batch.total_steps)
         with self._lock:
             pipe = self.pipeline(batch.source)
-            # Each image has its own generator, so image i depends on its seed alone.
-            generators = [
-                torch.Generator(device="cpu").manual_seed(spec.seed) for spec in batch.images
-            ]
-            kwargs = call_kwargs(batch, generators)
-            prepare_vae(pipe, batch.width, batch.height, self.options)
-            kwargs.update(self._step_callback(pipe, batch.steps, progress, cancel))
-            try:
-                with torch.inference_mode(), scheduled(pipe, batch.scheduler):
-                    kwargs = self.text_cache.kwargs(pipe, batch.family, batch.source, kwargs)
-                    result = pipe(**kwargs)
-            except _Cancelled:
-                raise CancelledError() from None
-            except torch.OutOfMemoryError as exc:
-                self._free_memory()
-                raise InferenceError(f"out of memory on {self.device}: {exc}") from exc
-        return _to_images(np.asarray(result.images), batch)
+            kwargs = call_kwargs(batch, _generators(batch))
+            if batch.two_pass is None:
+                images = self._run(pipe, batch, kwargs, steps, cancel)
+            else:
+                images = self._two_pass(pipe, batch, kwargs, steps, cancel)
+        return _to_images(images, batch)
 
-    def _step_callback(
+    def _two_pass(
         self,
         pipe: Any,
-        total: int,
-        progress: ProgressFn | None,
+        batch: EngineBatch,
+        kwargs: dict[str, Any],
+        steps: _Progress,
         cancel: threading.Event | None,
-    ) -> dict[str, Any]:
-        def on_step_end(_pipe: Any, step: int, _t: Any, tensors: dict[str, Any]) -> dict[str, Any]:
-            if progress is not None:
-                progress(step + 1, total)
+    ) -> np.ndarray:
+        """Draw at the base size, upscale (Lanczos) to the batch's size, and refine with the
+        family's img2img pipeline, which shares the loaded components (no second copy)."""
+        plan = batch.two_pass
+        assert plan is not None
+        drafts = self._run(pipe, batch, {**kwargs, "width": plan.base_width,
+                                         "height": plan.base_height}, steps, cancel)
+        refine = {
+            **call_kwargs(batch, _generators(batch)),
+            "image": [_upscale(draft, batch.width, batch.height) for draft in drafts],
+            "strength": plan.strength,
+            "num_inference_steps": batch.refine_schedule,
+        }
+        steps.next_pass(batch.steps)
+        return self._run(self._refiner(batch, pipe), batch, refine, steps, cancel)
+
+    def _refiner(self, batch: EngineBatch, pipe: Any) -> Any:
+        if batch.source not in self._refiners:
+            class_name = family_of(batch.family).refiner
+            if class_name is None:
+                raise InferenceError(f"the {batch.family} family has no img2img pipeline for "
+                                     f"the two-pass path; {batch.width}x{batch.height} is "
+                                     "beyond what its catalog entry draws natively")
+            import diffusers
+
+            refiner = getattr(diffusers, class_name).from_pipe(pipe)
+            refiner.set_progress_bar_config(disable=True)
+            self._refiners[batch.source] = refiner
+        return self._refiners[batch.source]
+
+    def _run(
+        self,
+        pipe: Any,
+        batch: EngineBatch,
+        kwargs: dict[str, Any],
+        steps: _Progress,
+        cancel: threading.Event | None,
+    ) -> np.ndarray:
+        """One pipeline call, with progress, cancel between steps, and the embedding cache."""
+        prepare_vae(pipe, kwargs["width"], kwargs["height"], self.options)
+        if _accepts(pipe, "callback_on_step_end"):
+            kwargs["callback_on_step_end"] = steps.callback(cancel)
+        try:
+            with torch.inference_mode(), scheduled(pipe, batch.scheduler):
+                kwargs = self.text_cache.kwargs(pipe, batch.family, batch.source, kwargs)
+                result = pipe(**kwargs)
+        except _Cancelled:
+            raise CancelledError() from None
+        except torch.OutOfMemoryError as exc:
+            self._free_memory()
+            raise InferenceError(f"out of memory on {self.device}: {exc}") from exc
+        return np.asarray(result.images)
+
+
+class _Progress:
+    """Steps done across a batch's passes, reported as (done, total)."""
+
+    def __init__(self, report: ProgressFn | None, total: int) -> None:
+        self.report = report
+        self.total = total
+        self.offset = 0
+
+    def next_pass(self, steps_before: int) -> None:
+        self.offset = steps_before
+
+    def callback(self, cancel: threading.Event | None) -> Callable[..., dict[str, Any]]:
+        def on_step_end(pipe: Any, step: int, _t: Any, tensors: dict[str, Any]) -> dict[str, Any]:
+            # The pipeline knows how many steps this pass runs (an img2img pass runs a share).
+            steps_this_pass = int(getattr(pipe, "_num_timesteps", 0) or 0)
+            if self.offset and steps_this_pass:
+                self.total = self.offset + steps_this_pass
+            if self.report is not None:
+                self.report(min(self.offset + step + 1, self.total), self.total)
             if cancel is not None and cancel.is_set():
                 raise _Cancelled()
             # The VAE clamps its output, which turns infinities into plausible white pixels:
             # check the final latents (once, to avoid a GPU sync on every step).
             latents = tensors.get("latents")
-            if step + 1 == total and latents is not None and not torch.isfinite(latents).all():
+            last = step + 1 == (steps_this_pass or self.total - self.offset)
+            if last and latents is not None and not torch.isfinite(latents).all():
                 raise InferenceError("the denoised latents contain NaN or infinite values")
             return tensors
 
-        if _accepts(pipe, "callback_on_step_end"):
-            return {"callback_on_step_end": on_step_end}
-        return {}
+        return on_step_end
+
+
+def _generators(batch: EngineBatch) -> list[torch.Generator]:
+    # Each image has its own generator, so image i depends on its seed alone.
+    return [torch.Generator(device="cpu").manual_seed(spec.seed) for spec in batch.images]
+
+
+def _upscale(draft: np.ndarray, width: int, height: int) -> Any:
+    from PIL import Image
+
+    pixels = (np.clip(draft, 0.0, 1.0) * 255.0).round().astype(np.uint8)
+    return Image.fromarray(pixels).resize((width, height), Image.Resampling.LANCZOS)
 
 
 def _accepts(pipe: Any, name: str) -> bool:

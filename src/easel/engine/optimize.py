@@ -17,6 +17,8 @@ from typing import Any
 
 import torch
 
+from easel.engine.families import TextEncoding, family_of
+
 log = logging.getLogger(__name__)
 
 
@@ -130,19 +132,19 @@ class TextEmbeddingCache:
 
     def kwargs(self, pipe: Any, family: str, source: str, kwargs: dict[str, Any]) -> dict[str, Any]:
         """Replace prompt strings in `kwargs` by cached embeddings where the family allows it."""
-        if self.size <= 0 or family not in _ENCODERS:
+        encoding = family_of(family).text_encoding
+        if self.size <= 0 or encoding is None:
             return kwargs
         prompts = kwargs["prompt"]
         negatives = kwargs.get("negative_prompt") or [""] * len(prompts)
         seq = kwargs.get("max_sequence_length")
-        guided = family == "sd3" and kwargs["guidance_scale"] > 1.0
+        guided = encoding.guided(kwargs)
         rows = [
-            self._row(pipe, family, source, p, n, seq, guided)
+            self._row(pipe, encoding, family, source, p, n, seq, guided)
             for p, n in zip(prompts, negatives, strict=True)
         ]
         out = {k: v for k, v in kwargs.items() if k not in ("prompt", "negative_prompt")}
-        names = _ENCODERS[family]
-        for i, name in enumerate(names):
+        for i, name in enumerate(encoding.names):
             if not guided and name.startswith("negative"):
                 continue
             out[name] = torch.cat([row[i] for row in rows])
@@ -151,6 +153,7 @@ class TextEmbeddingCache:
     def _row(
         self,
         pipe: Any,
+        encoding: TextEncoding,
         family: str,
         source: str,
         prompt: str,
@@ -164,40 +167,11 @@ class TextEmbeddingCache:
             self.hits += 1
             return self._entries[key]
         self.misses += 1
-        row = _encode(pipe, family, prompt, negative, seq, guided)
+        row = encoding.encode(pipe, prompt, negative, seq, guided)
         self._entries[key] = row
         while len(self._entries) > self.size:
             self._entries.popitem(last=False)
         return row
-
-
-_ENCODERS = {
-    "flux": ("prompt_embeds", "pooled_prompt_embeds"),
-    "sd3": (
-        "prompt_embeds",
-        "negative_prompt_embeds",
-        "pooled_prompt_embeds",
-        "negative_pooled_prompt_embeds",
-    ),
-}
-
-
-def _encode(
-    pipe: Any, family: str, prompt: str, negative: str, seq: int | None, guided: bool
-) -> tuple[torch.Tensor, ...]:
-    extra = {"max_sequence_length": seq} if seq else {}
-    if family == "flux":
-        embeds, pooled, _text_ids = pipe.encode_prompt(prompt=[prompt], prompt_2=None, **extra)
-        return (embeds, pooled)
-    embeds, neg, pooled, neg_pooled = pipe.encode_prompt(
-        prompt=[prompt],
-        prompt_2=None,
-        prompt_3=None,
-        do_classifier_free_guidance=guided,
-        negative_prompt=[negative] if guided else None,
-        **extra,
-    )
-    return (embeds, neg, pooled, neg_pooled)
 
 
 def psnr(a: Any, b: Any) -> float:

@@ -1,4 +1,4 @@
-"""Loading diffusers pipelines and calling each family with its own conventions."""
+"""Loading diffusers pipelines: built-in stand-ins, local directories, the Hugging Face cache."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ from typing import Any
 
 import torch
 
-from easel.domain.generation import EngineBatch, SchedulerSpec
+from easel.domain.generation import SchedulerSpec
+from easel.engine.families import TINY_MODELS, stand_in_dir
 from easel.engine.libraries import quiet_libraries
-from easel.engine.tiny import TINY_MODELS, ensure_tiny
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +37,7 @@ def default_placement(device: str | None = None) -> Placement:
 def resolve_local_path(source: str, cache_dir: Path) -> Path | None:
     """A directory to load from, building the built-in models on first use."""
     if source in TINY_MODELS:
-        return ensure_tiny(source, cache_dir / "tiny")
+        return stand_in_dir(source, cache_dir / "tiny")
     if source == MINI_MODEL:
         from easel.mini.weights import mini_weights_dir  # the trained weights ship in the package
 
@@ -70,31 +70,6 @@ def load_pipeline(source: str, cache_dir: Path, placement: Placement) -> Any:
     pipe.set_progress_bar_config(disable=True)
     log.info("loaded %s (%s) on %s", source, type(pipe).__name__, placement.device)
     return pipe
-
-
-def call_kwargs(batch: EngineBatch, generators: list[torch.Generator]) -> dict[str, Any]:
-    """Arguments for one batched pipeline call, in the conventions of the batch's family."""
-    kwargs: dict[str, Any] = {
-        "prompt": [image.prompt for image in batch.images],
-        "num_inference_steps": batch.steps,
-        "guidance_scale": batch.guidance,
-        "width": batch.width,
-        "height": batch.height,
-        "generator": generators,
-        "output_type": "np",
-    }
-    negatives = [image.negative_prompt or "" for image in batch.images]
-    if batch.family in ("sd3", "sdxl", "sana", "mini"):
-        kwargs["negative_prompt"] = negatives
-    if batch.max_sequence_length and batch.family in ("flux", "sd3"):
-        kwargs["max_sequence_length"] = batch.max_sequence_length
-    if batch.family == "sana":
-        # Resolution binning snaps to the 1024-class bins and resizes back; our sizes are exact.
-        kwargs["use_resolution_binning"] = False
-        if batch.source in TINY_MODELS:
-            # The default instruction preamble is ~1k tokens, far past a tiny encoder's window.
-            kwargs["complex_human_instruction"] = None
-    return kwargs
 
 
 @contextmanager

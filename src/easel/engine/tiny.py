@@ -21,19 +21,11 @@ import torch
 from easel.engine.libraries import quiet_libraries
 
 TINY_VERSION = "1"
-TINY_MODELS = {
-    "easel/tiny-flux": "flux",
-    "easel/tiny-sd3": "sd3",
-    "easel/tiny-sdxl": "sdxl",
-    "easel/tiny-sana": "sana",
-    "easel/tiny-mini": "mini",
-}
 _SEED = 20261121  # fixed so every machine builds bit-identical tiny weights
 
 
-def ensure_tiny(name: str, cache_dir: Path) -> Path:
-    """Build `name` into cache_dir once (atomically) and return its directory."""
-    family = TINY_MODELS[name]
+def ensure_tiny(name: str, build: Callable[[], Any], cache_dir: Path) -> Path:
+    """Build `name` with `build` into cache_dir once (atomically) and return its directory."""
     target = cache_dir / f"{name.split('/')[1]}-v{TINY_VERSION}"
     if (target / "model_index.json").exists():
         return target
@@ -43,7 +35,7 @@ def ensure_tiny(name: str, cache_dir: Path) -> Path:
         quiet_libraries()
         with torch.random.fork_rng():
             torch.manual_seed(_SEED)
-            pipe = _BUILDERS[family]()
+            pipe = build()
         pipe.save_pretrained(staging)
         try:
             os.rename(staging, target)
@@ -105,7 +97,52 @@ def _gemma_tokenizer() -> Any:
     return GemmaTokenizer(vocab=vocab, merges=[], model_max_length=300)
 
 
+# ChatML, as the Qwen tokenizers ship it (FLUX.2 klein and Z-Image format prompts through it),
+# with Qwen3's switch for the empty thinking block.
+_QWEN_CHAT_TEMPLATE = (
+    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}"
+    "<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n"
+    "{% if enable_thinking is defined and enable_thinking is false %}<think>\n\n</think>\n\n"
+    "{% endif %}{% endif %}"
+)
+
+
+def _qwen_tokenizer() -> Any:
+    """Byte-level BPE without merges (one token per byte) plus Qwen's special tokens."""
+    from transformers import Qwen2Tokenizer
+
+    vocab = {"<|endoftext|>": 0, "<|im_start|>": 1, "<|im_end|>": 2}
+    for ch in _byte_unicode_chars():
+        vocab.setdefault(ch, len(vocab))
+    tokenizer = Qwen2Tokenizer(vocab=vocab, merges=[], model_max_length=4096)
+    tokenizer.add_special_tokens({"additional_special_tokens": ["<|im_start|>", "<|im_end|>"]})
+    tokenizer.chat_template = _QWEN_CHAT_TEMPLATE
+    return tokenizer
+
+
 # --- text encoders ------------------------------------------------------------------------------
+
+
+def _qwen3(class_name: str, layers: int) -> Any:
+    import transformers
+    from transformers import Qwen3Config
+
+    config = Qwen3Config(
+        vocab_size=320,
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=layers,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        head_dim=8,
+        max_position_embeddings=4096,
+        rope_theta=1000000.0,
+        tie_word_embeddings=True,
+        bos_token_id=0,
+        eos_token_id=2,
+        pad_token_id=0,
+    )
+    return getattr(transformers, class_name)(config).eval()
 
 
 def _clip_text(with_projection: bool, hidden: int = 32) -> Any:
@@ -170,7 +207,7 @@ def _vae_kl(latent_channels: int) -> Any:
 # --- pipelines ----------------------------------------------------------------------------------
 
 
-def _flux() -> Any:
+def flux() -> Any:
     from diffusers import FlowMatchEulerDiscreteScheduler, FluxPipeline, FluxTransformer2DModel
 
     transformer = FluxTransformer2DModel(
@@ -195,7 +232,158 @@ def _flux() -> Any:
     )
 
 
-def _sd3() -> Any:
+def flux2() -> Any:
+    """FLUX.2 [klein]: Qwen3 text encoder read at hidden layers 9, 18 and 27 (so 28 layers here,
+    as the real call reads them), a 32-channel-style VAE with 2x2 latent patches."""
+    from diffusers import (
+        AutoencoderKLFlux2,
+        FlowMatchEulerDiscreteScheduler,
+        Flux2KleinPipeline,
+        Flux2Transformer2DModel,
+    )
+
+    transformer = Flux2Transformer2DModel(
+        patch_size=1,
+        in_channels=16,  # 4 latent channels x the VAE's 2x2 patch
+        num_layers=1,
+        num_single_layers=1,
+        attention_head_dim=16,
+        num_attention_heads=2,
+        joint_attention_dim=48,  # three stacked hidden layers of 16
+        timestep_guidance_channels=32,
+        axes_dims_rope=(4, 4, 4, 4),
+        guidance_embeds=False,
+    )
+    # No attention in the VAE's mid block: at 2K its 65k-token attention would dominate a
+    # stand-in's time; the scale factors (what sizes depend on) are the real ones.
+    vae = AutoencoderKLFlux2(
+        block_out_channels=(8, 16, 16, 16),
+        layers_per_block=1,
+        latent_channels=4,
+        norm_num_groups=8,
+        sample_size=32,
+        mid_block_add_attention=False,
+    )
+    scheduler = FlowMatchEulerDiscreteScheduler(
+        shift=3.0, use_dynamic_shifting=True, base_shift=0.5, max_shift=1.15,
+        base_image_seq_len=256, max_image_seq_len=4096, time_shift_type="exponential",
+    )
+    return Flux2KleinPipeline(
+        scheduler=scheduler,
+        vae=vae.eval(),
+        text_encoder=_qwen3("Qwen3ForCausalLM", layers=28),
+        tokenizer=_qwen_tokenizer(),
+        transformer=transformer.eval(),
+        is_distilled=True,
+    )
+
+
+def zimage() -> Any:
+    """Z-Image: Qwen3 text encoder (second-to-last hidden state), FLUX.1-type 16-channel VAE."""
+    from diffusers import (
+        AutoencoderKL,
+        FlowMatchEulerDiscreteScheduler,
+        ZImagePipeline,
+        ZImageTransformer2DModel,
+    )
+
+    transformer = ZImageTransformer2DModel(
+        all_patch_size=(2,),
+        all_f_patch_size=(1,),
+        in_channels=16,
+        dim=32,
+        n_layers=1,
+        n_refiner_layers=1,
+        n_heads=2,
+        n_kv_heads=2,
+        cap_feat_dim=16,
+        axes_dims=[8, 4, 4],
+        axes_lens=[1536, 512, 512],  # the published positions: 2K fits as it does for the real one
+    )
+    with torch.no_grad():  # created with torch.empty: give them values, as training would
+        transformer.x_pad_token.copy_(torch.ones_like(transformer.x_pad_token))
+        transformer.cap_pad_token.copy_(torch.ones_like(transformer.cap_pad_token))
+    vae = AutoencoderKL(
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4,
+        block_out_channels=(8, 16, 16, 16),
+        layers_per_block=1,
+        latent_channels=16,
+        norm_num_groups=8,
+        sample_size=32,
+        use_quant_conv=False,
+        use_post_quant_conv=False,
+        mid_block_add_attention=False,  # as for FLUX.2 above
+        scaling_factor=0.3611,
+        shift_factor=0.1159,
+    )
+    return ZImagePipeline(
+        scheduler=FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=3.0),
+        vae=vae.eval(),
+        text_encoder=_qwen3("Qwen3Model", layers=2),
+        tokenizer=_qwen_tokenizer(),
+        transformer=transformer.eval(),
+    )
+
+
+def qwenimage() -> Any:
+    """Qwen-Image: Qwen2.5-VL text encoder, a causal 3D VAE (one frame), 2x2 latent patches."""
+    from diffusers import (
+        AutoencoderKLQwenImage,
+        FlowMatchEulerDiscreteScheduler,
+        QwenImagePipeline,
+        QwenImageTransformer2DModel,
+    )
+    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
+
+    config = Qwen2_5_VLConfig(
+        text_config={
+            "vocab_size": 320, "hidden_size": 16, "intermediate_size": 32,
+            "num_hidden_layers": 2, "num_attention_heads": 2, "num_key_value_heads": 1,
+            "max_position_embeddings": 4096, "rope_theta": 1000000.0,
+            "rope_scaling": {"type": "mrope", "mrope_section": [1, 1, 2]},
+            "bos_token_id": 0, "eos_token_id": 2, "pad_token_id": 0,
+        },
+        vision_config={"depth": 1, "hidden_size": 16, "intermediate_size": 16, "num_heads": 2,
+                       "out_hidden_size": 16},
+        vocab_size=320,
+    )
+    transformer = QwenImageTransformer2DModel(
+        patch_size=2,
+        in_channels=16,  # 4 latent channels x 2x2 patch
+        out_channels=4,
+        num_layers=1,
+        attention_head_dim=16,
+        num_attention_heads=2,
+        joint_attention_dim=16,
+        axes_dims_rope=(4, 6, 6),
+    )
+    vae = AutoencoderKLQwenImage(
+        base_dim=8,
+        z_dim=4,
+        dim_mult=[1, 2, 2, 2],
+        num_res_blocks=1,
+        temperal_downsample=[False, True, True],  # three stages: the real 8x spatial factor
+        latents_mean=[0.0] * 4,
+        latents_std=[1.0] * 4,
+    )
+    scheduler = FlowMatchEulerDiscreteScheduler(
+        shift=1.0, use_dynamic_shifting=True, base_shift=0.5, max_shift=0.9,
+        base_image_seq_len=256, max_image_seq_len=8192, shift_terminal=0.02,
+        time_shift_type="exponential",
+    )
+    return QwenImagePipeline(
+        scheduler=scheduler,
+        vae=vae.eval(),
+        text_encoder=Qwen2_5_VLForConditionalGeneration(config).eval(),
+        tokenizer=_qwen_tokenizer(),
+        transformer=transformer.eval(),
+    )
+
+
+def sd3() -> Any:
     from diffusers import (
         FlowMatchEulerDiscreteScheduler,
         SD3Transformer2DModel,
@@ -227,7 +415,7 @@ def _sd3() -> Any:
     )
 
 
-def _sdxl() -> Any:
+def sdxl() -> Any:
     from diffusers import EulerDiscreteScheduler, StableDiffusionXLPipeline, UNet2DConditionModel
 
     unet = UNet2DConditionModel(
@@ -266,7 +454,7 @@ def _sdxl() -> Any:
     )
 
 
-def _sana() -> Any:
+def sana() -> Any:
     from diffusers import (
         AutoencoderDC,
         DPMSolverMultistepScheduler,
@@ -332,16 +520,7 @@ def _sana() -> Any:
     )
 
 
-def _mini() -> Any:
+def mini() -> Any:
     from easel.mini.pipeline import build_random_pipeline
 
     return build_random_pipeline(seed=_SEED, preset="tiny")
-
-
-_BUILDERS: dict[str, Callable[[], Any]] = {
-    "mini": _mini,
-    "flux": _flux,
-    "sd3": _sd3,
-    "sdxl": _sdxl,
-    "sana": _sana,
-}

@@ -6,9 +6,9 @@ import logging
 import secrets
 from dataclasses import dataclass, replace
 
-from easel.catalog import Backend, Catalog, Model, Size
+from easel.catalog import STAND_IN_LICENSE, Backend, Catalog, License, Model, Size
 from easel.domain.errors import EaselError, ErrorKind, invalid
-from easel.domain.generation import EngineBatch, ImageSpec, SchedulerSpec
+from easel.domain.generation import EngineBatch, ImageSpec, SchedulerSpec, TwoPass
 from easel.domain.request import SEED_CEILING, GenerationRequest
 from easel.domain.submission import (
     AspectRatioSize,
@@ -20,6 +20,7 @@ from easel.domain.submission import (
     WireNames,
 )
 from easel.services.weights import weights_present
+from easel.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +38,7 @@ class ResolvedBackend:
     max_sequence_length: int | None
     fallback_reason: str | None = None
     scheduler: SchedulerSpec | None = None
+    license: License = STAND_IN_LICENSE  # of the weights that actually run
 
     @property
     def is_fallback(self) -> bool:
@@ -56,9 +58,11 @@ class BackendResolver:
     """Decides which weights serve a backend: the real ones, or a labelled offline stand-in."""
 
     def __init__(
-        self, strict: bool = False, fallback_max_steps: int = 4, mini: Backend | None = None
+        self, strict: bool = False, fallback_max_steps: int = 4, mini: Backend | None = None,
+        commercial_only: bool = False,
     ) -> None:
         self.strict = strict
+        self.commercial_only = commercial_only
         self.fallback_max_steps = fallback_max_steps
         self.mini = mini  # the trained easel-mini, preferred stand-in once its weights exist
         self._present: dict[str, bool] = {}
@@ -68,7 +72,24 @@ class BackendResolver:
             self._present[source] = weights_present(source)
         return self._present[source]
 
+    @classmethod
+    def from_settings(cls, settings: Settings, catalog: Catalog, strict: bool = False
+                      ) -> BackendResolver:
+        return cls(strict or settings.strict, settings.fallback_max_steps, catalog.mini,
+                   settings.commercial_only)
+
+    def refusal(self, backend: Backend) -> str | None:
+        """Why this server will not serve `backend` at all (commercial-only mode), if it won't."""
+        if self.commercial_only and not backend.license.commercial:
+            return (f"{backend.source} is not served here: its licence, "
+                    f"{backend.license.describe()}, does not allow commercial use, and this "
+                    "server runs with commercial_only (EASEL_COMMERCIAL_ONLY)")
+        return None
+
     def resolve(self, backend: Backend, parameter: str = "model") -> ResolvedBackend:
+        refusal = self.refusal(backend)
+        if refusal is not None:
+            raise EaselError(ErrorKind.UNSUPPORTED, refusal, parameter)
         if self.present(backend.source):
             return ResolvedBackend(
                 backend.source,
@@ -76,6 +97,7 @@ class BackendResolver:
                 backend.steps,
                 backend.guidance,
                 backend.max_sequence_length,
+                license=backend.license,
             )
         if self.strict:
             raise EaselError(
@@ -91,7 +113,7 @@ class BackendResolver:
                 "offline model trained by the project (simple scenes only, not the real model)"
             )
             return ResolvedBackend(stand_in, "mini", self.mini.steps, self.mini.guidance, None,
-                                   reason)
+                                   reason, license=self.mini.license)
         reason = (
             f"weights of {backend.source} are not present; served by the offline stand-in "
             f"{stand_in} (untrained, not the real model)"
@@ -99,7 +121,7 @@ class BackendResolver:
         return ResolvedBackend(
             stand_in,
             backend.family,
-            min(backend.steps, self.fallback_max_steps),
+            max(backend.min_steps, min(backend.steps, self.fallback_max_steps)),
             backend.guidance,
             None,
             reason,
@@ -126,6 +148,28 @@ class Plan:
     def cost_usd(self) -> float:
         return round(self.model.price_usd * len(self.images), 6)
 
+    @property
+    def two_pass(self) -> TwoPass | None:
+        """The two-pass path, when the size is above what the model card supports (a stand-in
+        of the same family takes the same path; easel-mini draws every size itself)."""
+        if self.backend.family != self.model.backend.family:
+            return None
+        return self.model.backend.two_pass(self.request.width, self.request.height)
+
+    def image_metadata(self, seed: int, **extra: object) -> dict[str, object]:
+        """What each image file records of how it was made (PNG text, EXIF, WEBP XMP)."""
+        metadata: dict[str, object] = {
+            "model": self.request.model, "backend": self.backend.source,
+            "stand_in": self.backend.is_fallback, "seed": seed, "prompt": self.request.prompt,
+            "steps": self.backend.steps, "width": self.request.width,
+            "height": self.request.height, "size_path": "two-pass" if self.two_pass else "native",
+            "license": self.backend.license.id, "license_name": self.backend.license.name,
+            **extra,
+        }
+        if self.backend.fallback_reason:
+            metadata["stand_in_reason"] = self.backend.fallback_reason
+        return metadata
+
     def batch(self, images: tuple[ImageSpec, ...] | None = None) -> EngineBatch:
         return EngineBatch(
             source=self.backend.source,
@@ -137,6 +181,7 @@ class Plan:
             images=self.images if images is None else images,
             max_sequence_length=self.backend.max_sequence_length,
             scheduler=self.backend.scheduler,
+            two_pass=self.two_pass,
         )
 
 

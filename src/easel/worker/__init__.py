@@ -297,14 +297,7 @@ class Worker:
     def _store_image(self, p: _Planned, index: int, image: GeneratedImage) -> ReadyImage:
         job, request = p.job, p.job.request
         record = job.images[index]
-        metadata = {
-            "model": request.model, "backend": p.plan.backend.source,
-            "stand_in": p.plan.backend.is_fallback, "seed": image.seed, "prompt": request.prompt,
-            "steps": p.plan.backend.steps, "width": image.width, "height": image.height,
-            "task": job.id, "image": record.image_id,
-        }
-        if p.plan.backend.fallback_reason:
-            metadata["stand_in_reason"] = p.plan.backend.fallback_reason
+        metadata = p.plan.image_metadata(image.seed, task=job.id, image=record.image_id)
         data = encode(image.pixels, request.output_format, request.output_quality, metadata)
         # Deterministic key: a re-run after a crash overwrites the same file.
         self.blobs.put(blob_key(record.image_id, request.output_format.extension), data)

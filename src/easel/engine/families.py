@@ -1,0 +1,149 @@
+"""Each pipeline family's rules in one row: how to call it, how to encode its prompts for the
+embedding cache, how to load it, its offline stand-in, and its img2img refiner (the two-pass path
+to sizes above what the model card supports).
+
+The catalog names a backend's family; nothing outside this table branches on a family's name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from easel.domain.generation import EngineBatch
+from easel.engine import tiny
+
+CallArguments = Callable[[EngineBatch, list[str]], dict[str, Any]]
+Encoder = Callable[[Any, str, str, int | None, bool], tuple[torch.Tensor, ...]]
+
+
+@dataclass(frozen=True)
+class TextEncoding:
+    """Prompt embeddings the pipeline accepts in place of prompt strings (for the cache).
+    `names` are the pipeline's keyword names, in the order `encode` returns them; names that
+    start with "negative" are only passed when `guided` says classifier-free guidance is on."""
+
+    names: tuple[str, ...]
+    encode: Encoder
+    guided: Callable[[dict[str, Any]], bool] = lambda kwargs: False
+
+
+@dataclass(frozen=True)
+class Family:
+    name: str
+    build_stand_in: Callable[[], Any]
+    arguments: CallArguments  # the family's own keyword arguments for one batched call
+    refiner: str | None = None  # diffusers img2img class built from the same components
+    text_encoding: TextEncoding | None = None
+
+
+def _guidance(batch: EngineBatch, negatives: list[str]) -> dict[str, Any]:
+    return {"guidance_scale": batch.guidance}
+
+
+def _guidance_negative(batch: EngineBatch, negatives: list[str]) -> dict[str, Any]:
+    return {"guidance_scale": batch.guidance, "negative_prompt": negatives}
+
+
+def _with_sequence(arguments: CallArguments) -> CallArguments:
+    def call(batch: EngineBatch, negatives: list[str]) -> dict[str, Any]:
+        kwargs = arguments(batch, negatives)
+        if batch.max_sequence_length:
+            kwargs["max_sequence_length"] = batch.max_sequence_length
+        return kwargs
+
+    return call
+
+
+def _sana(batch: EngineBatch, negatives: list[str]) -> dict[str, Any]:
+    # Resolution binning snaps to the 1024-class bins and resizes back; our sizes are exact.
+    kwargs = {**_guidance_negative(batch, negatives), "use_resolution_binning": False}
+    if batch.source in TINY_MODELS:
+        # The default instruction preamble is ~1k tokens, far past a tiny encoder's window.
+        kwargs["complex_human_instruction"] = None
+    return kwargs
+
+
+def _qwen_image(batch: EngineBatch, negatives: list[str]) -> dict[str, Any]:
+    # Qwen-Image runs true CFG (`true_cfg_scale`) only when a negative prompt is given; its card
+    # recommends " " when the caller has none. `guidance_scale` is for guidance-distilled
+    # variants, which this family's catalog entries are not.
+    return {"true_cfg_scale": batch.guidance, "negative_prompt": [n or " " for n in negatives]}
+
+
+def _encode_flux(pipe: Any, prompt: str, negative: str, seq: int | None,
+                 guided: bool) -> tuple[torch.Tensor, ...]:
+    extra = {"max_sequence_length": seq} if seq else {}
+    embeds, pooled, _text_ids = pipe.encode_prompt(prompt=[prompt], prompt_2=None, **extra)
+    return (embeds, pooled)
+
+
+def _encode_sd3(pipe: Any, prompt: str, negative: str, seq: int | None,
+                guided: bool) -> tuple[torch.Tensor, ...]:
+    extra = {"max_sequence_length": seq} if seq else {}
+    embeds, neg, pooled, neg_pooled = pipe.encode_prompt(
+        prompt=[prompt], prompt_2=None, prompt_3=None, do_classifier_free_guidance=guided,
+        negative_prompt=[negative] if guided else None, **extra,
+    )
+    return (embeds, neg, pooled, neg_pooled)
+
+
+def _encode_flux2(pipe: Any, prompt: str, negative: str, seq: int | None,
+                  guided: bool) -> tuple[torch.Tensor, ...]:
+    extra = {"max_sequence_length": seq} if seq else {}
+    embeds, _text_ids = pipe.encode_prompt(prompt=[prompt], **extra)
+    return (embeds,)
+
+
+_FAMILIES = (
+    Family("flux", tiny.flux, _with_sequence(_guidance), refiner="FluxImg2ImgPipeline",
+           text_encoding=TextEncoding(("prompt_embeds", "pooled_prompt_embeds"), _encode_flux)),
+    Family("flux2", tiny.flux2, _with_sequence(_guidance),
+           text_encoding=TextEncoding(("prompt_embeds",), _encode_flux2)),
+    Family("zimage", tiny.zimage, _with_sequence(_guidance_negative),
+           refiner="ZImageImg2ImgPipeline"),
+    Family("qwenimage", tiny.qwenimage, _with_sequence(_qwen_image),
+           refiner="QwenImageImg2ImgPipeline"),
+    Family("sd3", tiny.sd3, _with_sequence(_guidance_negative),
+           refiner="StableDiffusion3Img2ImgPipeline",
+           text_encoding=TextEncoding(
+               ("prompt_embeds", "negative_prompt_embeds", "pooled_prompt_embeds",
+                "negative_pooled_prompt_embeds"),
+               _encode_sd3, guided=lambda kwargs: kwargs["guidance_scale"] > 1.0)),
+    Family("sdxl", tiny.sdxl, _guidance_negative, refiner="StableDiffusionXLImg2ImgPipeline"),
+    Family("sana", tiny.sana, _sana),
+    Family("mini", tiny.mini, _guidance_negative),
+)
+FAMILIES: dict[str, Family] = {family.name: family for family in _FAMILIES}
+TINY_MODELS: dict[str, str] = {f"easel/tiny-{name}": name for name in FAMILIES}
+
+
+def family_of(name: str) -> Family:
+    try:
+        return FAMILIES[name]
+    except KeyError:
+        known = ", ".join(FAMILIES)
+        raise ValueError(f"unknown pipeline family {name!r}; known: {known}") from None
+
+
+def stand_in_dir(name: str, cache_dir: Path) -> Path:
+    """The built-in stand-in `name` (easel/tiny-<family>), built into cache_dir on first use."""
+    return tiny.ensure_tiny(name, FAMILIES[TINY_MODELS[name]].build_stand_in, cache_dir)
+
+
+def call_kwargs(batch: EngineBatch, generators: list[torch.Generator]) -> dict[str, Any]:
+    """Arguments for one batched pipeline call, in the conventions of the batch's family."""
+    negatives = [image.negative_prompt or "" for image in batch.images]
+    return {
+        "prompt": [image.prompt for image in batch.images],
+        "num_inference_steps": batch.steps,
+        "width": batch.width,
+        "height": batch.height,
+        "generator": generators,
+        "output_type": "np",
+        **family_of(batch.family).arguments(batch, negatives),
+    }
