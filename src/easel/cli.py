@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
@@ -15,12 +16,13 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from easel.catalog import Backend, Catalog
+from easel.catalog import Backend, Catalog, Model
 from easel.domain.errors import EaselError
 from easel.domain.request import ImageFormat
 from easel.domain.submission import AspectRatioSize, GenerationInput, ModelChoice, WireNames
 from easel.services.generation import BackendResolver
 from easel.services.outbound import is_loopback_host
+from easel.services.weights import PullTarget
 from easel.settings import Settings
 
 if TYPE_CHECKING:
@@ -161,11 +163,17 @@ def _run_generation(the_plan: object, settings: Settings, output: Path) -> None:
 
 
 @app.command()
-def models() -> None:
-    """List the catalog: public ids, tiers, backends, weights, sizes, limits and prices."""
+def models(
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per model id")] = False,
+) -> None:
+    """List the catalog: public ids, tiers, backends, licences, weights, sizes, limits, prices."""
     settings = Settings()
     catalog = load_catalog(settings)
     resolver = BackendResolver.from_settings(settings, catalog)
+    if as_json:
+        typer.echo(json.dumps([_model_entry(catalog.model(m), resolver)
+                               for m in catalog.model_ids], indent=2))
+        return
     table = Table(title="easel model catalog")
     for column in ("model id", "provider", "tier", "backend", "licence", "weights", "sizes",
                    "images", "prompt", "price/image"):
@@ -190,6 +198,24 @@ def models() -> None:
     wide.print("* drawn in two passes (generate at half size, upscale, refine): beyond what the "
                "model card supports natively (docs/catalog.md)", markup=False)
     _warn_stand_ins(catalog, resolver)
+
+
+def _model_entry(m: Model, resolver: BackendResolver) -> dict[str, object]:
+    backend = m.backend
+    return {
+        "id": m.id, "provider": m.provider, "tier": m.tier.name, "backend": backend.name,
+        "source": backend.source, "family": backend.family,
+        "license": {"id": backend.license.id, "name": backend.license.name,
+                    "url": backend.license.url, "commercial": backend.license.commercial,
+                    "terms": backend.license.terms},
+        "refused": resolver.refusal(backend),
+        "weights": "present" if resolver.present(backend.source) else "absent",
+        "stand_in": None if resolver.present(backend.source) else resolver.stand_in(backend),
+        "sizes": [{"size": str(s), "aspect_ratio": s.aspect_ratio, "resolution": s.resolution,
+                   "path": backend.size_path(s.width, s.height)} for s in m.sizes],
+        "max_images": m.max_images, "prompt_chars": [m.prompt_min, m.prompt_max],
+        "negative_prompt": m.negative_prompt, "price_usd": m.price_usd,
+    }
 
 
 def _licence_cell(backend: Backend, resolver: BackendResolver) -> str:
@@ -228,22 +254,48 @@ def _warn_stand_ins(catalog: Catalog, resolver: BackendResolver) -> None:
 
 @app.command()
 def pull(
-    name: Annotated[str, typer.Argument(help="A public model id, a tier or a backend name")],
+    name: Annotated[str, typer.Argument(
+        help="A tier, a public model id, a backend name, or a Hugging Face repo id")],
 ) -> None:
-    """Download a backend's weights with huggingface_hub (resumable, with progress)."""
-    from easel.services.weights import PullError
-    from easel.services.weights import pull as pull_weights
+    """Download weights into the Hugging Face cache: the licence first, then progress bars;
+    an interrupted pull resumes when run again."""
+    from easel.services import weights
 
     settings = Settings()
     catalog = load_catalog(settings)
     try:
-        backend = catalog.backend_for(name)
-        path = pull_weights(backend)
+        target = _pull_target(name, catalog)
+        out.print(f"{target.repo_id}: licence {_licence_line(target)}", markup=False,
+                  soft_wrap=True)
+        path = weights.pull(target)
     except EaselError as exc:
         fail(exc.message)
-    except PullError as exc:
+    except weights.PullError as exc:
         fail(str(exc), code=1)
-    typer.echo(f"{backend.source} -> {path}")
+    typer.echo(f"{target.repo_id} -> {path}")
+
+
+def _pull_target(name: str, catalog: Catalog) -> PullTarget:
+    from easel.services import weights
+
+    try:
+        return weights.target_for(catalog.backend_for(name))
+    except EaselError:
+        if "/" not in name or name.startswith("easel/"):
+            raise
+    known = next((b for b in catalog.backends.values() if b.source == name), None)
+    return weights.pull_target(name, known.license if known else None)
+
+
+def _licence_line(target: PullTarget) -> str:
+    from easel.services.weights import card_license
+
+    if target.license is not None:
+        return f"{target.license.describe()}, {target.license.url}"
+    declared = card_license(target.repo_id)
+    if declared is None:
+        return "unknown (not in the catalog; the model card states none): read its terms first"
+    return f"{declared} (as its model card declares; not in the catalog)"
 
 
 @app.command()

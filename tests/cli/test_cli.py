@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from PIL import Image
@@ -121,7 +123,7 @@ def test_models_lists_every_id_tier_backend_weights_sizes_and_price(data_dir: Pa
         "google:2@3",
         "imagen-4.0-ultra-generate-001",
         "wavespeed-ai/imagen4",
-        "black-forest-labs/FLUX.1-schnell",
+        "black-forest-labs/FLUX.2-klein-4B",
         "absent",
         "1408x768",
         "$0.020",
@@ -130,6 +132,25 @@ def test_models_lists_every_id_tier_backend_weights_sizes_and_price(data_dir: Pa
     ):
         assert text in result.stdout, text
     assert "stand-in" in result.stderr
+
+
+def models_json(data_dir: Path, **env: str) -> dict[str, dict[str, Any]]:
+    result = run(["models", "--json"], data_dir, **env)
+    assert result.returncode == 0, result.stderr
+    return {entry["id"]: entry for entry in json.loads(result.stdout)}
+
+
+def test_models_json_gives_the_2026_line_up_with_licences_and_size_paths(data_dir: Path) -> None:
+    entries = models_json(data_dir)
+    sources = {tier: next(e["source"] for e in entries.values() if e["tier"] == tier)
+               for tier in ("fast", "standard", "ultra")}
+    assert sources == {"fast": "black-forest-labs/FLUX.2-klein-4B",
+                       "standard": "Tongyi-MAI/Z-Image-Turbo", "ultra": "Qwen/Qwen-Image"}
+    for entry in entries.values():
+        assert entry["license"]["id"] == "apache-2.0" and entry["license"]["commercial"]
+        assert entry["refused"] is None
+    paths = {s["size"]: s["path"] for s in entries["imagen-4.0-ultra-generate-001"]["sizes"]}
+    assert paths["1024x1024"] == "native" and paths["2048x2048"] == "two-pass"
 
 
 def test_pull_offline_fails_at_once_with_one_line_saying_what_it_tried(data_dir: Path) -> None:
@@ -148,7 +169,30 @@ def test_pull_offline_fails_at_once_with_one_line_saying_what_it_tried(data_dir:
     assert result.returncode == 1
     message = result.stderr.strip()
     assert len(message.splitlines()) == 1, message
-    assert "black-forest-labs/FLUX.1-schnell" in message and endpoint in message
+    assert "black-forest-labs/FLUX.2-klein-4B" in message and endpoint in message
+
+
+def test_commercial_only_refuses_non_commercial_backends_everywhere(
+    data_dir: Path, tmp_path: Path
+) -> None:
+    """A tier switched to FLUX.1-dev (non-commercial) is refused by generate and flagged by
+    models once commercial-only is on; the Apache-2.0 tiers still run."""
+    overlay = tmp_path / "dev.toml"
+    overlay.write_text('[tiers.standard]\nbackend = "flux-dev"\n')
+    env = {"EASEL_CATALOG_FILE": str(overlay), "EASEL_COMMERCIAL_ONLY": "1"}
+    entry = models_json(data_dir, **env)["imagen-4.0-generate-001"]
+    assert entry["license"]["id"] == "flux-1-dev-non-commercial"
+    assert not entry["license"]["commercial"] and "commercial_only" in entry["refused"]
+    listing = run(["models"], data_dir, COLUMNS="250", **env)
+    assert "does not allow commercial use" in listing.stderr
+    refused = run(["generate", "a fox", "--model", "imagen-4.0-generate-001", "-o",
+                   str(tmp_path)], data_dir, **env)
+    assert refused.returncode == 2
+    assert "FLUX.1 [dev] Non-Commercial License" in refused.stderr
+    assert "commercial_only" in refused.stderr
+    allowed = run(["generate", "a fox", "--model", "imagen-4.0-fast-generate-001", "-o",
+                   str(tmp_path)], data_dir, **env)
+    assert allowed.returncode == 0, allowed.stderr
 
 
 def test_pull_of_an_unknown_name_exit_2(data_dir: Path) -> None:

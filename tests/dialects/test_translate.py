@@ -115,7 +115,7 @@ def test_openai_quality_conflicting_with_model_tier_is_refused(catalog: Catalog)
 
 def test_openai_aiml_fields(catalog: Catalog) -> None:
     sub, _model, r = openai(catalog, {
-        "model": "google/imagen-4.0-fast-generate-001", "prompt": "a fox", "num_images": 2,
+        "model": "google/imagen-4.0-ultra-generate-001", "prompt": "a fox", "num_images": 2,
         "aspect_ratio": "16:9", "convert_base64_to_url": False, "seed": 4294967295,
         "negative_prompt": "blur", "enhance_prompt": True, "add_watermark": True,
         "person_generation": "allow_adult", "safety_setting": "block_only_high",
@@ -304,9 +304,9 @@ def test_google_request(catalog: Catalog) -> None:
         ("imagen-4.0-generate-001", {"instances": []}, "instances", ErrorKind.INVALID),
         ("imagen-4.0-fast-generate-001", {"instances": [{"prompt": "x"}],
                                           "parameters": {"guidanceScale": 3}},
-         "parameters.guidanceScale", ErrorKind.UNSUPPORTED),  # FLUX.1-schnell: distilled
-        ("imagen-4.0-generate-001", {"instances": [{"prompt": "x"}],
-                                     "parameters": {"guidanceScale": 25}},
+         "parameters.guidanceScale", ErrorKind.UNSUPPORTED),  # FLUX.2 klein: distilled
+        ("imagen-4.0-ultra-generate-001", {"instances": [{"prompt": "x"}],
+                                           "parameters": {"guidanceScale": 25}},
          "parameters.guidanceScale", ErrorKind.INVALID),
         ("imagen-4.0-generate-001", {"instances": [{"prompt": "x"}],
                                      "parameters": {"storageUri": "gs://b"}},

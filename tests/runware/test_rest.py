@@ -134,9 +134,11 @@ def test_invalid_fields_name_the_parameter(
 
 
 def test_negative_prompt_only_where_the_model_allows_it(server: Server) -> None:
-    error = server.post([inference(model="google:2@1", negativePrompt="blurry")]).json()
-    assert error["errors"][0]["code"] == "unsupportedNegativePrompt"
-    assert server.post([inference(negativePrompt="blurry")]).status_code == 200
+    for model in ("google:2@1", "google:2@3"):  # Imagen 4 ids; FLUX.2 [klein] has no CFG
+        error = server.post([inference(model=model, negativePrompt="blurry")]).json()
+        assert error["errors"][0]["code"] == "unsupportedNegativePrompt"
+        assert error["errors"][0]["parameter"] == "negativePrompt"
+    assert server.post([inference(model="easel/mini", negativePrompt="blurry")]).status_code == 200
 
 
 @pytest.mark.parametrize(("body", "code", "status"), [

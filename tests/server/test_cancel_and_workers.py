@@ -22,7 +22,7 @@ SLOW_STEPS = 4000
 
 def slow_catalog(path: Path, steps: int) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(SMALL_SIZES + f"\n[backends.flux-schnell]\nsteps = {steps}\n")
+    path.write_text(SMALL_SIZES + f"\n[backends.flux2-klein-4b]\nsteps = {steps}\n")
     return path
 
 

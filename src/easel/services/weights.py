@@ -1,29 +1,82 @@
-"""Where a backend's weights are, whether they are present, and how to fetch them."""
+"""Where a backend's weights are, whether they are complete, and how to fetch them."""
 
 from __future__ import annotations
 
+import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
-from easel.catalog import Backend
+from easel.catalog import Backend, License
+
+WEIGHT_SUFFIXES = (".safetensors", ".bin")
+# The README/license files and the original single-file checkpoints are not needed by diffusers'
+# from_pretrained; skipping them saves tens of GB for FLUX and SD3.5.
+SKIPPED_FILES = ["*.md", "*.gguf", "*.ckpt", "*.pt", "*.pth", "flux1-*.safetensors",
+                 "flux-2-*.safetensors", "ae.safetensors", "sd3.5_*.safetensors",
+                 "sd_xl_*.safetensors"]
 
 
 def weights_present(source: str) -> bool:
-    """Built-in models are always available; others need a local dir or the hub cache."""
+    """Built-in models are always available; others need a complete local dir or hub cache."""
     if source.startswith("easel/"):
         if source == "easel/mini":
             return _mini_present()
         return True
     path = Path(source).expanduser()
     if path.is_dir():
-        return (path / "model_index.json").exists()
+        return snapshot_gap(path) is None
+    cached = _cached_snapshot(source)
+    return cached is not None and snapshot_gap(cached) is None
+
+
+def _cached_snapshot(repo_id: str) -> Path | None:
     from huggingface_hub import snapshot_download
 
     try:
-        snapshot_download(source, local_files_only=True)
+        return Path(snapshot_download(repo_id, local_files_only=True))
     except Exception:
-        return False
-    return True
+        return None
+
+
+def snapshot_gap(path: Path) -> str | None:
+    """What a diffusers folder lacks (an interrupted pull leaves some files out), or None when
+    every component model_index.json names has its config and every weight shard its index
+    lists."""
+    index = path / "model_index.json"
+    if not index.is_file():
+        return "model_index.json is missing"
+    try:
+        components = json.loads(index.read_text("utf-8"))
+    except (OSError, ValueError) as exc:
+        return f"model_index.json is unreadable: {exc}"
+    for name, spec in components.items():
+        if name.startswith("_") or not isinstance(spec, list) or None in spec:
+            continue
+        gap = _component_gap(path / name)
+        if gap is not None:
+            return f"{name}: {gap}"
+    return None
+
+
+def _component_gap(folder: Path) -> str | None:
+    if not folder.is_dir():
+        return "the folder is missing"
+    files = {f.name for f in folder.iterdir() if f.is_file()}
+    if not files:
+        return "the folder is empty"
+    for shard_index in (f for f in files if f.endswith(".index.json")):
+        try:
+            shards = set(json.loads((folder / shard_index).read_text("utf-8"))["weight_map"]
+                         .values())
+        except (OSError, ValueError, KeyError) as exc:
+            return f"{shard_index} is unreadable: {exc}"
+        missing = sorted(shards - files)
+        if missing:
+            return f"weight shards missing: {', '.join(missing)}"
+    if "config.json" in files and not any(f.endswith(WEIGHT_SUFFIXES) for f in files):
+        return "a model config without weights"
+    return None
 
 
 def _mini_present() -> bool:
@@ -41,28 +94,65 @@ class PullError(Exception):
     pass
 
 
-def pull(backend: Backend) -> Path:
-    """Download a backend's weights into the Hugging Face cache (resumable, with progress)."""
-    if backend.is_builtin:
-        raise PullError(f"{backend.source} is built in; there is nothing to download")
-    if Path(backend.source).expanduser().is_dir():
-        raise PullError(f"{backend.source} is a local directory; there is nothing to download")
+@dataclass(frozen=True)
+class PullTarget:
+    """What `easel pull` fetches: a hub repository, and the licence to show before it does."""
+
+    repo_id: str
+    license: License | None  # None: not in the catalog; the model card says
+
+
+def pull_target(source: str, license: License | None = None) -> PullTarget:
+    if source.startswith("easel/"):
+        raise PullError(f"{source} is built in; there is nothing to download")
+    if Path(source).expanduser().is_dir():
+        raise PullError(f"{source} is a local directory; there is nothing to download")
+    return PullTarget(source, license)
+
+
+def target_for(backend: Backend) -> PullTarget:
+    return pull_target(backend.source, backend.license)
+
+
+def card_license(repo_id: str) -> str | None:
+    """The licence a hub model card declares (None when the card says none or is unreachable;
+    the download that follows reports why)."""
+    from huggingface_hub import model_info
+
+    try:
+        card = model_info(repo_id).card_data
+    except Exception:
+        return None
+    value = card.get("license") if card is not None else None
+    return str(value) if value else None
+
+
+def pull(target: PullTarget) -> Path:
+    """Download into the Hugging Face cache (HF_HOME / HF_HUB_CACHE), resuming partial files,
+    with huggingface_hub's progress bars; then check the snapshot is complete."""
     from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
 
     endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
-    # The README/license files and the original single-file checkpoints are not needed by
-    # diffusers' from_pretrained; skipping them saves tens of GB for FLUX and SD3.5.
     try:
-        path = snapshot_download(
-            backend.source,
-            ignore_patterns=["*.md", "*.gguf", "*.ckpt", "*.pt", "*.pth", *_single_file_ckpts()],
-            etag_timeout=10,
-        )
+        path = Path(snapshot_download(target.repo_id, ignore_patterns=SKIPPED_FILES,
+                                      etag_timeout=10))
+    except GatedRepoError:
+        raise PullError(_login_hint(target.repo_id, endpoint, "is gated")) from None
+    except RepositoryNotFoundError:
+        raise PullError(_login_hint(target.repo_id, endpoint,
+                                    "was not found (or is private or gated)")) from None
     except Exception as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise PullError(f"could not download {backend.source} from {endpoint}: {reason}") from exc
-    return Path(path)
+        raise PullError(f"could not download {target.repo_id} from {endpoint}: {reason} "
+                        "(run the same command again to resume)") from exc
+    gap = snapshot_gap(path)
+    if gap is not None:
+        raise PullError(f"{target.repo_id} downloaded to {path} but is not a complete diffusers "
+                        f"folder ({gap})")
+    return path
 
 
-def _single_file_ckpts() -> list[str]:
-    return ["flux1-*.safetensors", "ae.safetensors", "sd3.5_*.safetensors", "sd_xl_*.safetensors"]
+def _login_hint(repo_id: str, endpoint: str, what: str) -> str:
+    return (f"{repo_id} {what} at {endpoint}: accept its licence at {endpoint}/{repo_id} with "
+            "your account, then log in with `hf auth login` or set HF_TOKEN to an access token")
