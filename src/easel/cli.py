@@ -201,16 +201,12 @@ def models(
 
 
 def _model_entry(m: Model, resolver: BackendResolver) -> dict[str, object]:
+    from easel.services.info import backend_info
+
     backend = m.backend
     return {
-        "id": m.id, "provider": m.provider, "tier": m.tier.name, "backend": backend.name,
-        "source": backend.source, "family": backend.family,
-        "license": {"id": backend.license.id, "name": backend.license.name,
-                    "url": backend.license.url, "commercial": backend.license.commercial,
-                    "terms": backend.license.terms},
-        "refused": resolver.refusal(backend),
-        "weights": "present" if resolver.present(backend.source) else "absent",
-        "stand_in": None if resolver.present(backend.source) else resolver.stand_in(backend),
+        "id": m.id, "provider": m.provider, "tier": m.tier.name,
+        **backend_info(backend, resolver),
         "sizes": [{"size": str(s), "aspect_ratio": s.aspect_ratio, "resolution": s.resolution,
                    "path": backend.size_path(s.width, s.height)} for s in m.sizes],
         "max_images": m.max_images, "prompt_chars": [m.prompt_min, m.prompt_max],

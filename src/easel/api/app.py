@@ -20,6 +20,7 @@ from easel.api.dialects.common import Dialect
 from easel.api.guard import CrossSiteGuard, refusal_body
 from easel.domain.job import Job
 from easel.services.container import Services
+from easel.services.info import server_info
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +117,12 @@ def _add_core_routes(app: FastAPI, services: Services) -> None:
             return JSONResponse({"status": "ready"})
         return JSONResponse({"status": "not ready", "reason": reason}, status_code=503,
                             headers={"Retry-After": "5"})
+
+    @app.get("/easel/info", include_in_schema=False)
+    async def info() -> JSONResponse:
+        """Version, and per tier: backend, licence, real weights or stand-in (no secrets)."""
+        return JSONResponse(await asyncio.to_thread(server_info, services.catalog,
+                                                    services.jobs.resolver))
 
     @app.get("/metrics", include_in_schema=False)
     async def metrics() -> Response:

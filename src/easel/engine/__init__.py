@@ -10,6 +10,7 @@ import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -153,16 +154,21 @@ class Engine:
         progress: ProgressFn | None = None,
         cancel: threading.Event | None = None,
     ) -> list[GeneratedImage]:
-        """One image per ImageSpec, in order. Raises InferenceError or CancelledError."""
-        steps = _Progress(progress, batch.total_steps)
+        """One image per ImageSpec, in order. Raises InferenceError or CancelledError.
+        Identical specs (same prompt, negative prompt and seed) are drawn once: each image
+        depends on its own spec alone, so their pixels would be identical anyway."""
+        unique = tuple(dict.fromkeys(batch.images))
+        drawn = replace(batch, images=unique)
+        steps = _Progress(progress, drawn.total_steps)
         with self._lock:
-            pipe = self.pipeline(batch.source)
-            kwargs = call_kwargs(batch, _generators(batch))
-            if batch.two_pass is None:
-                images = self._run(pipe, batch, kwargs, steps, cancel)
+            pipe = self.pipeline(drawn.source)
+            kwargs = call_kwargs(drawn, _generators(drawn))
+            if drawn.two_pass is None:
+                images = self._run(pipe, drawn, kwargs, steps, cancel)
             else:
-                images = self._two_pass(pipe, batch, kwargs, steps, cancel)
-        return _to_images(images, batch)
+                images = self._two_pass(pipe, drawn, kwargs, steps, cancel)
+        by_spec = dict(zip(unique, _to_images(images, drawn), strict=True))
+        return [by_spec[spec] for spec in batch.images]
 
     def _two_pass(
         self,
