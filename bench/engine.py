@@ -19,8 +19,8 @@ import torch
 
 from easel.domain.generation import EngineBatch, ImageSpec
 from easel.engine import Engine
-from easel.engine.optimize import EngineOptions
 from easel.engine.families import call_kwargs
+from easel.engine.optimize import EngineOptions
 
 FAMILIES = ("flux", "sd3", "sdxl", "sana")
 

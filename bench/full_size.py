@@ -12,12 +12,16 @@ from typing import Any
 
 import torch
 
-from easel.engine.tiny import _clip_tokenizer, _gemma_tokenizer, _t5_tokenizer
+from easel.engine.tiny import _clip_tokenizer, _gemma_tokenizer, _qwen_tokenizer, _t5_tokenizer
 
 ARCHS: dict[str, dict[str, Any]] = {
     "flux-schnell": {"family": "flux", "steps": 4, "guidance": 0.0},
     "flux-dev": {"family": "flux", "steps": 28, "guidance": 3.5},
     "sana": {"family": "sana", "steps": 20, "guidance": 4.5},
+    # The 2026 defaults (catalog tiers fast, standard, ultra), from their published configs.
+    "flux2-klein-4b": {"family": "flux2", "steps": 4, "guidance": 1.0},
+    "z-image-turbo": {"family": "zimage", "steps": 8, "guidance": 0.0},
+    "qwen-image": {"family": "qwenimage", "steps": 50, "guidance": 4.0},
 }
 
 
@@ -44,7 +48,9 @@ def _on_meta(factory: Any) -> Any:
 
 def build_full_size(arch: str, device: str) -> Any:
     dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
-    if arch.startswith("flux"):
+    if arch in NEW_DEFAULTS:
+        pipe = NEW_DEFAULTS[arch](device, dtype)
+    elif arch.startswith("flux"):
         pipe = _flux(arch == "flux-dev", device, dtype)
     elif arch == "sana":
         pipe = _sana(device, dtype)
@@ -203,3 +209,130 @@ def _sana(device: str, dtype: torch.dtype) -> Any:
         transformer=_materialise(transformer, device, dtype),
         scheduler=scheduler,
     )
+
+
+# Qwen3-4B, the text encoder of FLUX.2 [klein] 4B and Z-Image (their text_encoder/config.json).
+QWEN3_4B: dict[str, Any] = {
+    "vocab_size": 151936, "hidden_size": 2560, "intermediate_size": 9728,
+    "num_hidden_layers": 36, "num_attention_heads": 32, "num_key_value_heads": 8,
+    "head_dim": 128, "max_position_embeddings": 40960, "rms_norm_eps": 1e-6,
+    "rope_theta": 1000000.0, "tie_word_embeddings": True, "attention_bias": False,
+}
+
+
+def _qwen3(class_name: str) -> Any:
+    import transformers
+    from transformers import Qwen3Config
+
+    return _on_meta(lambda: getattr(transformers, class_name)(Qwen3Config(**QWEN3_4B)))
+
+
+def _flux2_klein_4b(device: str, dtype: torch.dtype) -> Any:
+    from diffusers import (
+        AutoencoderKLFlux2,
+        FlowMatchEulerDiscreteScheduler,
+        Flux2KleinPipeline,
+        Flux2Transformer2DModel,
+    )
+
+    transformer = _on_meta(lambda: Flux2Transformer2DModel(
+        patch_size=1, in_channels=128, num_layers=5, num_single_layers=20,
+        attention_head_dim=128, num_attention_heads=24, joint_attention_dim=7680,
+        timestep_guidance_channels=256, mlp_ratio=3.0, axes_dims_rope=(32, 32, 32, 32),
+        rope_theta=2000, eps=1e-6, guidance_embeds=False,
+    ))
+    vae = _on_meta(lambda: AutoencoderKLFlux2())  # the published config is the class default
+    scheduler = FlowMatchEulerDiscreteScheduler(
+        shift=3.0, use_dynamic_shifting=True, base_shift=0.5, max_shift=1.15,
+        base_image_seq_len=256, max_image_seq_len=4096, time_shift_type="exponential",
+    )
+    return Flux2KleinPipeline(
+        scheduler=scheduler, vae=_materialise(vae, device, dtype),
+        text_encoder=_materialise(_qwen3("Qwen3ForCausalLM"), device, dtype),
+        tokenizer=_qwen_tokenizer(), transformer=_materialise(transformer, device, dtype),
+        is_distilled=True,
+    )
+
+
+def _z_image_turbo(device: str, dtype: torch.dtype) -> Any:
+    from diffusers import (
+        AutoencoderKL,
+        FlowMatchEulerDiscreteScheduler,
+        ZImagePipeline,
+        ZImageTransformer2DModel,
+    )
+
+    transformer = _on_meta(lambda: ZImageTransformer2DModel(
+        all_patch_size=(2,), all_f_patch_size=(1,), in_channels=16, dim=3840, n_layers=30,
+        n_refiner_layers=2, n_heads=30, n_kv_heads=30, norm_eps=1e-5, qk_norm=True,
+        cap_feat_dim=2560, rope_theta=256.0, t_scale=1000.0, axes_dims=[32, 48, 48],
+        axes_lens=[1536, 512, 512],
+    ))
+    vae = _on_meta(lambda: AutoencoderKL(
+        in_channels=3, out_channels=3, latent_channels=16, layers_per_block=2,
+        block_out_channels=(128, 256, 512, 512), down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4, use_quant_conv=False,
+        use_post_quant_conv=False, scaling_factor=0.3611, shift_factor=0.1159, sample_size=1024,
+    ))
+    transformer = _materialise(transformer, device, dtype)
+    with torch.no_grad():  # created with torch.empty; ones keep the padded tokens finite
+        transformer.x_pad_token.fill_(1.0)
+        transformer.cap_pad_token.fill_(1.0)
+    return ZImagePipeline(
+        scheduler=FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=3.0),
+        vae=_materialise(vae, device, dtype),
+        text_encoder=_materialise(_qwen3("Qwen3Model"), device, dtype),
+        tokenizer=_qwen_tokenizer(), transformer=transformer,
+    )
+
+
+def _qwen_image(device: str, dtype: torch.dtype) -> Any:
+    from diffusers import (
+        AutoencoderKLQwenImage,
+        FlowMatchEulerDiscreteScheduler,
+        QwenImagePipeline,
+        QwenImageTransformer2DModel,
+    )
+    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
+
+    # Qwen2.5-VL-7B-Instruct, as Qwen-Image's text_encoder/config.json has it.
+    config = Qwen2_5_VLConfig(
+        text_config={
+            "vocab_size": 152064, "hidden_size": 3584, "intermediate_size": 18944,
+            "num_hidden_layers": 28, "num_attention_heads": 28, "num_key_value_heads": 4,
+            "max_position_embeddings": 128000, "rms_norm_eps": 1e-6, "rope_theta": 1000000.0,
+            "rope_scaling": {"type": "mrope", "mrope_section": [16, 24, 24]},
+            "tie_word_embeddings": False,
+        },
+        vision_config={
+            "depth": 32, "hidden_size": 1280, "intermediate_size": 3420, "num_heads": 16,
+            "in_chans": 3, "out_hidden_size": 3584, "patch_size": 14, "spatial_merge_size": 2,
+            "temporal_patch_size": 2, "window_size": 112, "fullatt_block_indexes": [7, 15, 23, 31],
+            "tokens_per_second": 2, "hidden_act": "silu",
+        },
+        vocab_size=152064, tie_word_embeddings=False,
+    )
+    text_encoder = _on_meta(lambda: Qwen2_5_VLForConditionalGeneration(config))
+    transformer = _on_meta(lambda: QwenImageTransformer2DModel(
+        patch_size=2, in_channels=64, out_channels=16, num_layers=60, attention_head_dim=128,
+        num_attention_heads=24, joint_attention_dim=3584, guidance_embeds=False,
+        axes_dims_rope=(16, 56, 56),
+    ))
+    vae = _on_meta(lambda: AutoencoderKLQwenImage())  # the published config is the default
+    scheduler = FlowMatchEulerDiscreteScheduler(
+        shift=1.0, use_dynamic_shifting=True, base_shift=0.5, max_shift=0.9,
+        base_image_seq_len=256, max_image_seq_len=8192, shift_terminal=0.02,
+        time_shift_type="exponential",
+    )
+    return QwenImagePipeline(
+        scheduler=scheduler, vae=_materialise(vae, device, dtype),
+        text_encoder=_materialise(text_encoder, device, dtype), tokenizer=_qwen_tokenizer(),
+        transformer=_materialise(transformer, device, dtype),
+    )
+
+
+NEW_DEFAULTS = {
+    "flux2-klein-4b": _flux2_klein_4b,
+    "z-image-turbo": _z_image_turbo,
+    "qwen-image": _qwen_image,
+}

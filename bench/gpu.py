@@ -36,8 +36,8 @@ import torch
 
 from easel.domain.generation import EngineBatch, ImageSpec
 from easel.engine import Engine
-from easel.engine.optimize import EngineOptions, psnr
 from easel.engine.families import TINY_MODELS, call_kwargs, stand_in_dir
+from easel.engine.optimize import EngineOptions, psnr
 from easel.engine.pipelines import default_placement
 
 sys.path.insert(0, str(Path(__file__).parent))

@@ -78,3 +78,26 @@ def test_full_size_configs_have_the_published_parameter_counts() -> None:
             full._materialise = original
         assert sum(p.numel() for p in pipe.transformer.parameters()) == expected
         assert sum(p.numel() for p in pipe.text_encoder_2.parameters()) == 4_762_310_656
+
+
+# Published parameter counts of the 2026 defaults (transformer, text encoder, VAE), as counted
+# from their config.json files: docs/catalog.md.
+NEW_DEFAULT_COUNTS = {
+    "flux2-klein-4b": (3_875_544_576, 4_022_468_096, 84_046_115),
+    "z-image-turbo": (6_154_908_736, 4_022_468_096, 83_819_683),
+    "qwen-image": (20_430_401_088, 8_292_166_656, 126_892_531),
+}
+
+
+@pytest.mark.parametrize("arch", sorted(NEW_DEFAULT_COUNTS))
+def test_the_new_defaults_build_at_full_size_with_their_published_parameter_counts(
+    arch: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    full = load("full_size")
+    # On the meta device no memory is allocated for 20B parameters.
+    monkeypatch.setattr(full, "_materialise", lambda module, device, dtype: module)
+    pipe = full.NEW_DEFAULTS[arch]("meta", None)
+    counts = tuple(sum(p.numel() for p in part.parameters())
+                   for part in (pipe.transformer, pipe.text_encoder, pipe.vae))
+    assert counts == NEW_DEFAULT_COUNTS[arch]
+    assert arch in full.ARCHS

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.server_harness import Server, inference, new_uuid, poll_until_done
+from tests.server_harness import SMALL_SIZES, Server, inference, new_uuid, poll_until_done
 
 IMAGE_KEYS = ("URL", "Base64Data", "DataURI")
 
@@ -180,3 +181,30 @@ def test_api_keys(make_server: Callable[..., Server]) -> None:
     assert srv.post([inference()], headers={"Authorization": "Bearer k2"}).status_code == 200
     in_body = srv.post([{"taskType": "authentication", "apiKey": "k1"}, inference()])
     assert in_body.status_code == 200 and len(in_body.json()["data"]) == 1
+
+
+def test_info_lists_each_tier_with_its_licence_and_stand_in(server: Server) -> None:
+    info = httpx.get(server.url + "/easel/info", timeout=30).json()
+    tiers = {t["tier"]: t for t in info["tiers"]}
+    assert tiers["fast"]["source"] == "black-forest-labs/FLUX.2-klein-4B"
+    assert tiers["ultra"]["source"] == "Qwen/Qwen-Image"
+    for tier in ("fast", "standard", "ultra"):
+        licence = tiers[tier]["license"]
+        assert (licence["id"], licence["commercial"]) == ("apache-2.0", True)
+        assert tiers[tier]["weights"] == "absent" and tiers[tier]["stand_in"]
+    assert info["commercial_only"] is False and info["version"]
+
+
+def test_commercial_only_refuses_a_non_commercial_tier_in_runwares_shape(
+    make_server: Callable[..., Server], tmp_path: Path
+) -> None:
+    catalog = tmp_path / "dev.toml"
+    catalog.write_text(SMALL_SIZES + '[tiers.standard]\nbackend = "flux-dev"\n')
+    srv = make_server(small=False, EASEL_CATALOG_FILE=catalog, EASEL_COMMERCIAL_ONLY="1").start()
+    refused = srv.post([inference(model="google:2@1")])
+    assert refused.status_code == 400, refused.text
+    error = refused.json()["errors"][0]
+    assert error["parameter"] == "model"
+    assert "FLUX.1 [dev] Non-Commercial License" in error["message"]
+    assert "commercial_only" in error["message"]
+    assert srv.post([inference(model="google:2@3")]).status_code == 200  # Apache-2.0 tiers run
