@@ -224,3 +224,51 @@ def test_sampling_controls_are_bounded_per_backend_and_split_batches(catalog: Ca
         plan(schnell, catalog, resolver)
     assert refused.value.kind is ErrorKind.UNSUPPORTED
     assert "guidance-distilled" in str(refused.value)
+
+
+def test_pointing_a_backend_at_other_weights_forgets_the_old_licence(tmp_path: Path) -> None:
+    overlay = tmp_path / "mine.toml"
+    overlay.write_text('[backends.z-image-turbo]\nsource = "black-forest-labs/FLUX.2-klein-9B"\n'
+                       'family = "flux2"\n')
+    backend = Catalog.load(overlay).backends["z-image-turbo"]
+    assert backend.license.id == "unknown" and not backend.license.commercial
+    resolver = BackendResolver(commercial_only=True)
+    assert "does not allow commercial use" in (resolver.refusal(backend) or "")
+    kept = tmp_path / "kept.toml"
+    kept.write_text('[backends.z-image-turbo]\nsteps = 6\n')
+    assert Catalog.load(kept).backends["z-image-turbo"].license.id == "apache-2.0"
+
+
+def test_a_tier_beyond_native_on_a_family_without_img2img_is_refused_at_load(
+    tmp_path: Path
+) -> None:
+    overlay = tmp_path / "klein-2k.toml"
+    overlay.write_text('[tiers.fast]\nresolutions = ["1k", "2k"]\n')
+    with pytest.raises(ValueError, match="no img2img pipeline"):
+        Catalog.load(overlay)
+
+
+def test_refinable_families_are_those_with_an_img2img_class() -> None:
+    from easel.catalog import REFINABLE_FAMILIES
+    from easel.engine.families import FAMILIES
+
+    assert set(REFINABLE_FAMILIES) == {n for n, f in FAMILIES.items() if f.refiner}
+
+
+def test_commercial_only_refuses_conditional_licences_until_the_operator_says_so(
+    tmp_path: Path,
+) -> None:
+    sd35 = Catalog.load().backends["sd35-large"]
+    assert BackendResolver(commercial_only=True).refusal(sd35) is not None
+    overlay = tmp_path / "qualify.toml"
+    overlay.write_text('[licenses."stabilityai-community"]\ncommercial = true\n')
+    cleared = Catalog.load(overlay).backends["sd35-large"]
+    assert BackendResolver(commercial_only=True).refusal(cleared) is None
+
+
+def test_a_stand_in_never_runs_below_the_models_minimum_steps(catalog: Catalog) -> None:
+    resolver = BackendResolver(fallback_max_steps=1)
+    ultra = GenerationRequest("google/imagen4-ultra", "a fox", 1024, 1024)
+    assert plan(ultra, catalog, resolver).backend.steps == 2  # Qwen-Image: min_steps 2
+    asked = GenerationRequest("google/imagen4-ultra", "a fox", 1024, 1024, steps=3)
+    assert plan(asked, catalog, resolver).backend.steps == 2  # capped at 1, raised to 2

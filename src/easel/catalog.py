@@ -20,6 +20,9 @@ from easel.domain.generation import SchedulerSpec, TwoPass
 
 # Pipeline families: each has its call conventions and offline stand-in in easel.engine.families.
 FAMILIES = ("flux", "flux2", "zimage", "qwenimage", "sd3", "sdxl", "sana", "mini")
+# Families with an img2img pipeline in diffusers, so sizes past native_max_pixels can be drawn in
+# two passes (the engine's family table names the class; a test keeps the two in step).
+REFINABLE_FAMILIES = ("flux", "zimage", "qwenimage", "sd3", "sdxl")
 DEFAULT_SCHEDULER = "Default"
 RESOLUTION_SCALE = {"1k": 1, "2k": 2}
 DEFAULT_REFINE_STRENGTH = 0.35
@@ -307,13 +310,22 @@ class Catalog:
         text = resources.files("easel").joinpath("catalog.toml").read_text("utf-8")
         data = tomllib.loads(text)
         for path in overlays:
-            data = _merge(data, tomllib.loads(Path(path).read_text("utf-8")))
+            overlay = tomllib.loads(Path(path).read_text("utf-8"))
+            data = _merge(data, _forget_licences_of_new_sources(data, overlay))
         return cls(data)
 
     def _tier(self, name: str, raw: dict[str, Any]) -> Tier:
         backend_name = raw["backend"]
         if backend_name not in self.backends:
             raise ValueError(f"tier {name!r} names unknown backend {backend_name!r}")
+        backend = self.backends[backend_name]
+        resolutions = tuple(raw.get("resolutions", ["1k"]))
+        beyond = [f"{s}" for s in self._sizes(resolutions) if backend.two_pass(s.width, s.height)]
+        if beyond and backend.family not in REFINABLE_FAMILIES:
+            raise ValueError(
+                f"tier {name!r}: {', '.join(beyond)} exceed what backend {backend_name!r} draws "
+                f"natively (native_max_pixels) and the {backend.family} family has no img2img "
+                "pipeline for the two-pass path; drop those resolutions or pick another backend")
         return Tier(
             name=name,
             label=raw.get("label", name),
@@ -431,6 +443,21 @@ def _strength(name: str, value: Any) -> float:
         raise ValueError(f"backend {name!r}: refine_strength must be between 0 and 1, "
                          f"got {value!r}")
     return float(value)
+
+
+def _forget_licences_of_new_sources(base: dict[str, Any], overlay: dict[str, Any]
+                                    ) -> dict[str, Any]:
+    """A licence belongs to weights, not to a backend's name: an overlay that points a packaged
+    backend at other weights without naming their licence gets the unknown licence (refused in
+    commercial-only mode), never the old weights' licence."""
+    backends = dict(overlay.get("backends", {}))
+    for name, raw in backends.items():
+        old = base.get("backends", {}).get(name)
+        if old is not None and "source" in raw and raw["source"] != old.get("source") and (
+            "license" not in raw
+        ):
+            backends[name] = {**raw, "license": None}
+    return {**overlay, "backends": backends} if backends else overlay
 
 
 def _merge(base: dict[str, Any], overlay: dict[str, Any]) -> dict[str, Any]:

@@ -120,3 +120,22 @@ def test_snapshot_gap_names_what_a_folder_lacks(zimage_folder: Path, tmp_path: P
     assert snapshot_gap(copy) is None  # vae: weights without config is for diffusers to judge
     (copy / "model_index.json").unlink()
     assert snapshot_gap(copy) == "model_index.json is missing"
+
+
+def test_snapshot_gap_wants_weights_a_plain_from_pretrained_loads(
+    zimage_folder: Path, tmp_path: Path
+) -> None:
+    copy = Path(shutil.copytree(zimage_folder, tmp_path / "copy"))
+    vae = copy / "vae"
+    (vae / "diffusion_pytorch_model.safetensors").rename(
+        vae / "diffusion_pytorch_model.fp16.safetensors")
+    assert "a plain from_pretrained loads" in (snapshot_gap(copy) or "")
+    (vae / "diffusion_pytorch_model.fp16.safetensors").unlink()
+    (vae / "diffusion_pytorch_model-00001-of-00002.safetensors").write_bytes(b"")
+    assert "has no diffusion_pytorch_model.safetensors.index.json" in (snapshot_gap(copy) or "")
+    (vae / "diffusion_pytorch_model.safetensors.index.json").write_text(json.dumps(
+        {"weight_map": {"a": "diffusion_pytorch_model-00001-of-00002.safetensors",
+                        "b": "diffusion_pytorch_model-00002-of-00002.safetensors"}}))
+    assert "00002-of-00002" in (snapshot_gap(copy) or "")
+    (vae / "diffusion_pytorch_model-00002-of-00002.safetensors").write_bytes(b"")
+    assert snapshot_gap(copy) is None

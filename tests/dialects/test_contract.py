@@ -22,6 +22,15 @@ def pixels(data: bytes) -> bytes:
     return Image.open(io.BytesIO(data)).convert("RGB").tobytes()
 
 
+def same_image(a: bytes, b: bytes) -> bool:
+    """The same picture: a batched run may round a few pixels one uint8 level away from a
+    single-image run of the same seed (docs/architecture.md, Determinism)."""
+    import numpy as np
+
+    left, right = (np.asarray(Image.open(io.BytesIO(d)).convert("RGB"), dtype=int) for d in (a, b))
+    return left.shape == right.shape and int(np.abs(left - right).max()) <= 1
+
+
 def image_format(data: bytes) -> str:
     return str(Image.open(io.BytesIO(data)).format).lower()
 

@@ -114,12 +114,12 @@ def test_guidance_scale_within_the_backends_bounds(live: Server, sdks: dict[str,
         return _vertex(live, sdks, model=model,
                        config={"seed": 3, "add_watermark": False, **config})
 
-    # Ultra runs the SD3 family, whose classifier-free guidance the stand-in really applies.
+    # Ultra runs Qwen-Image, whose true CFG the stand-in really applies.
     plain = run("imagen-4.0-ultra-generate-001")
     guided = run("imagen-4.0-ultra-generate-001", guidance_scale=9.5)
     assert plain["ok"] and guided["ok"] and _pixels(plain) != _pixels(guided)
-    over = run("imagen-4.0-generate-001", guidance_scale=50.0)
-    assert over["code"] == 400 and "parameters.guidanceScale must be 0..20" in str(over["message"])
+    over = run("imagen-4.0-ultra-generate-001", guidance_scale=50.0)
+    assert over["code"] == 400 and "parameters.guidanceScale must be 1..20" in str(over["message"])
     distilled = run("imagen-4.0-fast-generate-001", guidance_scale=2.0)
     assert distilled["code"] == 400 and "guidance-distilled" in str(distilled["message"])
 

@@ -159,8 +159,8 @@ def test_steps_cfg_scale_and_scheduler(server: Server, sdk: Path) -> None:
     images = [httpx.get(o["images"][0]["imageURL"]).content for o in (plain, tuned)]
     assert images[0] != images[1]
     for task, parameter, words in (
-        ({"steps": 101}, "steps", "1..100"),
-        ({"CFGScale": 30}, "CFGScale", "0..20"),
+        ({"steps": 101}, "steps", "2..100"),
+        ({"CFGScale": 30}, "CFGScale", "1..20"),
         ({"scheduler": "Euler a"}, "scheduler", "not available"),
     ):
         out = run(**task)

@@ -29,7 +29,8 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
-META_ROUTES = ("/metrics", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json")
+META_ROUTES = ("/metrics", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json",
+               "/easel/info")
 
 
 def allowed_hosts(configured: Sequence[str], bind_host: str, public_url: str | None) -> set[str]:

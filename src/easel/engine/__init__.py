@@ -108,6 +108,7 @@ class Engine:
     def adopt(self, source: str, pipe: Any) -> Any:
         """Serve an already-built pipeline under `source` (benchmarks build theirs in memory)."""
         with self._lock:
+            self._refiners.pop(source, None)  # a view of the pipeline this one replaces
             self.applied[source] = apply_options(pipe, self.options, self.device)
             if self.applied[source]:
                 log.info("%s: %s", source, ", ".join(self.applied[source]))
@@ -182,8 +183,11 @@ class Engine:
         family's img2img pipeline, which shares the loaded components (no second copy)."""
         plan = batch.two_pass
         assert plan is not None
+        refiner = self._refiner(batch, pipe)  # before any work: a family without one fails now
         drafts = self._run(pipe, batch, {**kwargs, "width": plan.base_width,
                                          "height": plan.base_height}, steps, cancel)
+        if cancel is not None and cancel.is_set():  # before the upscale and the 2K encode
+            raise CancelledError()
         refine = {
             **call_kwargs(batch, _generators(batch)),
             "image": [_upscale(draft, batch.width, batch.height) for draft in drafts],
@@ -191,7 +195,7 @@ class Engine:
             "num_inference_steps": batch.refine_schedule,
         }
         steps.next_pass(batch.steps)
-        return self._run(self._refiner(batch, pipe), batch, refine, steps, cancel)
+        return self._run(refiner, batch, refine, steps, cancel)
 
     def _refiner(self, batch: EngineBatch, pipe: Any) -> Any:
         if batch.source not in self._refiners:

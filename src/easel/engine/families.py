@@ -30,6 +30,8 @@ class TextEncoding:
     names: tuple[str, ...]
     encode: Encoder
     guided: Callable[[dict[str, Any]], bool] = lambda kwargs: False
+    # Whether the cache may stand in for the prompt strings on this pipeline and call.
+    applies: Callable[[Any, dict[str, Any]], bool] = lambda pipe, kwargs: True
 
 
 @dataclass(frozen=True)
@@ -103,7 +105,12 @@ _FAMILIES = (
     Family("flux", tiny.flux, _with_sequence(_guidance), refiner="FluxImg2ImgPipeline",
            text_encoding=TextEncoding(("prompt_embeds", "pooled_prompt_embeds"), _encode_flux)),
     Family("flux2", tiny.flux2, _with_sequence(_guidance),
-           text_encoding=TextEncoding(("prompt_embeds",), _encode_flux2)),
+           # A non-distilled klein runs CFG and would encode its own "" negative for one row:
+           # leave its prompts to the pipeline.
+           text_encoding=TextEncoding(
+               ("prompt_embeds",), _encode_flux2,
+               applies=lambda pipe, kwargs: bool(pipe.config.is_distilled)
+               or kwargs["guidance_scale"] <= 1.0)),
     Family("zimage", tiny.zimage, _with_sequence(_guidance_negative),
            refiner="ZImageImg2ImgPipeline"),
     Family("qwenimage", tiny.qwenimage, _with_sequence(_qwen_image),

@@ -133,7 +133,7 @@ class TextEmbeddingCache:
     def kwargs(self, pipe: Any, family: str, source: str, kwargs: dict[str, Any]) -> dict[str, Any]:
         """Replace prompt strings in `kwargs` by cached embeddings where the family allows it."""
         encoding = family_of(family).text_encoding
-        if self.size <= 0 or encoding is None:
+        if self.size <= 0 or encoding is None or not encoding.applies(pipe, kwargs):
             return kwargs
         prompts = kwargs["prompt"]
         negatives = kwargs.get("negative_prompt") or [""] * len(prompts)

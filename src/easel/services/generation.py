@@ -45,11 +45,13 @@ class ResolvedBackend:
         return self.fallback_reason is not None
 
     def with_controls(
-        self, request: GenerationRequest, scheduler: SchedulerSpec | None, max_steps: int
+        self, request: GenerationRequest, scheduler: SchedulerSpec | None, max_steps: int,
+        min_steps: int = 1,
     ) -> ResolvedBackend:
         """The backend with the client's steps, guidance and scheduler applied (a stand-in
-        keeps its step cap: it draws noise either way)."""
+        keeps its step cap: it draws noise either way; never below the model's minimum)."""
         steps = self.steps if request.steps is None else min(request.steps, max_steps)
+        steps = max(steps, min_steps)
         guidance = self.guidance if request.guidance_scale is None else request.guidance_scale
         return replace(self, steps=steps, guidance=float(guidance), scheduler=scheduler)
 
@@ -292,7 +294,8 @@ def plan(
     # another family keeps its own.
     same_family = backend.family == model.backend.family
     scheduler = model.backend.scheduler(request.scheduler) if same_family else None
-    backend = backend.with_controls(request, scheduler, max_steps)
+    backend = backend.with_controls(request, scheduler, max_steps,
+                                    model.backend.min_steps if same_family else 1)
     if seeds is None:
         seeds = assign_seeds(request.seed, request.num_images, request.max_seed)
     images = tuple(ImageSpec(request.prompt, s, request.negative_prompt) for s in seeds)

@@ -12,6 +12,7 @@ from easel.services.generation import BackendResolver
 
 def backend_info(backend: Backend, resolver: BackendResolver) -> dict[str, Any]:
     present = resolver.present(backend.source)
+    serves_stand_in = not present and not resolver.strict and resolver.refusal(backend) is None
     return {
         "backend": backend.name, "source": backend.source, "family": backend.family,
         "license": {"id": backend.license.id, "name": backend.license.name,
@@ -19,7 +20,7 @@ def backend_info(backend: Backend, resolver: BackendResolver) -> dict[str, Any]:
                     "terms": backend.license.terms},
         "refused": resolver.refusal(backend),
         "weights": "present" if present else "absent",
-        "stand_in": None if present else resolver.stand_in(backend),
+        "stand_in": resolver.stand_in(backend) if serves_stand_in else None,
     }
 
 

@@ -96,8 +96,11 @@ def batch_key(the_plan: Plan) -> str:
     """Jobs with equal keys can share one engine call (same weights, size, steps, guidance)."""
     b = the_plan.backend
     r = the_plan.request
+    two_pass = the_plan.two_pass
     parts = (b.source, b.family, f"{r.width}x{r.height}", b.steps, b.guidance,
-             b.max_sequence_length, b.scheduler.name if b.scheduler else "")
+             b.max_sequence_length, b.scheduler.name if b.scheduler else "",
+             f"{two_pass.base_width}x{two_pass.base_height}@{two_pass.strength}"
+             if two_pass else "")
     return "|".join(str(part) for part in parts)
 
 

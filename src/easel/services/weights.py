@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,9 +13,11 @@ from easel.catalog import Backend, License
 WEIGHT_SUFFIXES = (".safetensors", ".bin")
 # The README/license files and the original single-file checkpoints are not needed by diffusers'
 # from_pretrained; skipping them saves tens of GB for FLUX and SD3.5.
+# Other runtimes' exports (ONNX, OpenVINO, Flax) and variants easel does not load are skipped too.
 SKIPPED_FILES = ["*.md", "*.gguf", "*.ckpt", "*.pt", "*.pth", "flux1-*.safetensors",
                  "flux-2-*.safetensors", "ae.safetensors", "sd3.5_*.safetensors",
-                 "sd_xl_*.safetensors"]
+                 "sd_xl_*.safetensors", "text_encoders/*", "*.onnx", "*.onnx_data", "*.msgpack",
+                 "openvino*", "*.fp16.safetensors", "*.fp16.bin"]
 
 
 def weights_present(source: str) -> bool:
@@ -50,6 +53,8 @@ def snapshot_gap(path: Path) -> str | None:
         components = json.loads(index.read_text("utf-8"))
     except (OSError, ValueError) as exc:
         return f"model_index.json is unreadable: {exc}"
+    if not isinstance(components, dict):
+        return "model_index.json is not a JSON object"
     for name, spec in components.items():
         if name.startswith("_") or not isinstance(spec, list) or None in spec:
             continue
@@ -59,24 +64,54 @@ def snapshot_gap(path: Path) -> str | None:
     return None
 
 
+# The weight files diffusers and transformers load without a variant, whole or as an index.
+LOADABLE_WEIGHTS = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin",
+                    "model.safetensors", "pytorch_model.bin")
+SHARD = re.compile(r"-(\d{5})-of-(\d{5})\.(safetensors|bin)$")
+
+
 def _component_gap(folder: Path) -> str | None:
-    if not folder.is_dir():
-        return "the folder is missing"
-    files = {f.name for f in folder.iterdir() if f.is_file()}
-    if not files:
-        return "the folder is empty"
-    for shard_index in (f for f in files if f.endswith(".index.json")):
-        try:
-            shards = set(json.loads((folder / shard_index).read_text("utf-8"))["weight_map"]
-                         .values())
-        except (OSError, ValueError, KeyError) as exc:
-            return f"{shard_index} is unreadable: {exc}"
-        missing = sorted(shards - files)
+    try:
+        if not folder.is_dir():
+            return "the folder is missing"
+        files = {f.name for f in folder.iterdir() if f.is_file()}
+        if not files:
+            return "the folder is empty"
+        return _shard_gap(folder, files) or _weights_gap(files)
+    except (OSError, ValueError, KeyError, AttributeError, TypeError) as exc:
+        return f"unreadable: {exc}"
+
+
+def _shard_gap(folder: Path, files: set[str]) -> str | None:
+    """Every shard an index lists, and an index with all N shards for any "-i-of-N" file."""
+    for index in (f for f in files if f.endswith((".safetensors.index.json", ".bin.index.json"))):
+        weight_map = json.loads((folder / index).read_text("utf-8"))["weight_map"]
+        missing = sorted(set(weight_map.values()) - files)
         if missing:
             return f"weight shards missing: {', '.join(missing)}"
-    if "config.json" in files and not any(f.endswith(WEIGHT_SUFFIXES) for f in files):
-        return "a model config without weights"
+    for name in files:
+        match = SHARD.search(name)
+        if match is None:
+            continue
+        stem = name[: match.start()]
+        count, suffix = int(match.group(2)), match.group(3)
+        if f"{stem}.{suffix}.index.json" not in files:
+            return f"{name} has no {stem}.{suffix}.index.json"
+        expected = {f"{stem}-{i:05d}-of-{count:05d}.{suffix}" for i in range(1, count + 1)}
+        if not expected <= files:
+            return f"weight shards missing: {', '.join(sorted(expected - files))}"
     return None
+
+
+def _weights_gap(files: set[str]) -> str | None:
+    """A model's config.json needs weights a plain from_pretrained loads (not only a variant
+    such as *.fp16.safetensors, nor another runtime's files)."""
+    if "config.json" not in files:
+        return None  # a scheduler, tokenizer or processor: configs only
+    indexes = {f"{w}.index.json" for w in LOADABLE_WEIGHTS}
+    if files & set(LOADABLE_WEIGHTS) or files & indexes:
+        return None
+    return "a model config without weights a plain from_pretrained loads"
 
 
 def _mini_present() -> bool:

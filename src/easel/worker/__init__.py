@@ -170,8 +170,12 @@ class Worker:
         try:
             engine = self.engine_factory()
             for model_id in self.settings.preload_models:
-                backend = self.resolver.resolve(self.catalog.model(model_id).backend)
-                engine.warm(backend.source)
+                wanted = self.catalog.model(model_id).backend
+                refusal = self.resolver.refusal(wanted)
+                if refusal is not None:  # commercial-only: its requests are refused anyway
+                    log.info("not preloading %s: %s", model_id, refusal)
+                    continue
+                engine.warm(self.resolver.resolve(wanted).source)
             self.engine = engine
             self._ready.set()
             log.info("worker %s ready", self.owner)
