@@ -176,7 +176,7 @@ def test_commercial_only_refuses_non_commercial_backends_everywhere(
     data_dir: Path, tmp_path: Path
 ) -> None:
     """A tier switched to FLUX.1-dev (non-commercial) is refused by generate and flagged by
-    models once commercial-only is on; the Apache-2.0 tiers still run."""
+    models once commercial-only is on."""
     overlay = tmp_path / "dev.toml"
     overlay.write_text('[tiers.standard]\nbackend = "flux-dev"\n')
     env = {"EASEL_CATALOG_FILE": str(overlay), "EASEL_COMMERCIAL_ONLY": "1"}
@@ -189,10 +189,7 @@ def test_commercial_only_refuses_non_commercial_backends_everywhere(
                    str(tmp_path)], data_dir, **env)
     assert refused.returncode == 2
     assert "FLUX.1 [dev] Non-Commercial License" in refused.stderr
-    assert "commercial_only" in refused.stderr
-    allowed = run(["generate", "a fox", "--model", "imagen-4.0-fast-generate-001", "-o",
-                   str(tmp_path)], data_dir, **env)
-    assert allowed.returncode == 0, allowed.stderr
+    assert "commercial_only" in refused.stderr  # (Apache tiers still run: test_rest.py)
 
 
 def test_pull_of_an_unknown_name_exit_2(data_dir: Path) -> None:
