@@ -228,8 +228,7 @@ def test_sampling_controls_are_bounded_per_backend_and_split_batches(catalog: Ca
 
 def test_pointing_a_backend_at_other_weights_forgets_the_old_licence(tmp_path: Path) -> None:
     overlay = tmp_path / "mine.toml"
-    overlay.write_text('[backends.z-image-turbo]\nsource = "black-forest-labs/FLUX.2-klein-9B"\n'
-                       'family = "flux2"\n')
+    overlay.write_text('[backends.z-image-turbo]\nsource = "someone/z-image-finetune"\n')
     backend = Catalog.load(overlay).backends["z-image-turbo"]
     assert backend.license.id == "unknown" and not backend.license.commercial
     resolver = BackendResolver(commercial_only=True)

@@ -257,10 +257,10 @@ def flux2() -> Any:
     # No attention in the VAE's mid block: at 2K its 65k-token attention would dominate a
     # stand-in's time; the scale factors (what sizes depend on) are the real ones.
     vae = AutoencoderKLFlux2(
-        block_out_channels=(8, 16, 16, 16),
+        block_out_channels=(4, 8, 8, 8),  # narrow: its full-resolution blocks dominate at 1K
         layers_per_block=1,
         latent_channels=4,
-        norm_num_groups=8,
+        norm_num_groups=4,
         sample_size=32,
         mid_block_add_attention=False,
     )
@@ -308,10 +308,10 @@ def zimage() -> Any:
         out_channels=3,
         down_block_types=("DownEncoderBlock2D",) * 4,
         up_block_types=("UpDecoderBlock2D",) * 4,
-        block_out_channels=(8, 16, 16, 16),
+        block_out_channels=(4, 8, 8, 8),  # narrow, as for FLUX.2 above
         layers_per_block=1,
         latent_channels=16,
-        norm_num_groups=8,
+        norm_num_groups=4,
         sample_size=32,
         use_quant_conv=False,
         use_post_quant_conv=False,
