@@ -48,9 +48,14 @@ def loopback_only() -> Iterator[None]:
 
 
 @pytest.fixture(scope="session")
-def model_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One cache of built-in tiny models for the whole session (they are deterministic)."""
-    return tmp_path_factory.mktemp("models")
+def model_cache() -> Path:
+    """The cache of built-in tiny models that the test servers share too (server_harness), so
+    each stand-in is built once per run, not once per worker and per server. They are
+    deterministic, and a build lands by an atomic rename, so parallel workers may race."""
+    from tests.server_harness import MODELS_CACHE
+
+    MODELS_CACHE.mkdir(parents=True, exist_ok=True)
+    return MODELS_CACHE
 
 
 @pytest.fixture()

@@ -58,7 +58,7 @@ def pair_submission(model_id: str, width: int, height: int) -> Submission:
 async def test_every_model_id_generates_every_size_it_allows(
     tmp_path: Path, model_cache: Path
 ) -> None:
-    settings = Settings(data_dir=tmp_path / "data", preload_models=[], fallback_max_steps=2,
+    settings = Settings(data_dir=tmp_path / "data", preload_models=[], fallback_max_steps=1,
                         batch_size=64, rate_limit_burst=len(PAIRS) + 1)
     engine = Engine(model_cache, device="cpu", max_loaded=1)
     services = build_services(settings, dialects(), lambda: engine)
