@@ -12,7 +12,15 @@ from typing import Any
 
 import torch
 
-from easel.engine.tiny import _clip_tokenizer, _gemma_tokenizer, _qwen_tokenizer, _t5_tokenizer
+from easel.engine.tiny import (
+    _clip_tokenizer,
+    _gemma_tokenizer,
+    _qwen_tokenizer,
+    _t5_tokenizer,
+    flux2_scheduler,
+    qwenimage_scheduler,
+    zimage_scheduler,
+)
 
 ARCHS: dict[str, dict[str, Any]] = {
     "flux-schnell": {"family": "flux", "steps": 4, "guidance": 0.0},
@@ -230,7 +238,6 @@ def _qwen3(class_name: str) -> Any:
 def _flux2_klein_4b(device: str, dtype: torch.dtype) -> Any:
     from diffusers import (
         AutoencoderKLFlux2,
-        FlowMatchEulerDiscreteScheduler,
         Flux2KleinPipeline,
         Flux2Transformer2DModel,
     )
@@ -242,12 +249,8 @@ def _flux2_klein_4b(device: str, dtype: torch.dtype) -> Any:
         rope_theta=2000, eps=1e-6, guidance_embeds=False,
     ))
     vae = _on_meta(lambda: AutoencoderKLFlux2())  # the published config is the class default
-    scheduler = FlowMatchEulerDiscreteScheduler(
-        shift=3.0, use_dynamic_shifting=True, base_shift=0.5, max_shift=1.15,
-        base_image_seq_len=256, max_image_seq_len=4096, time_shift_type="exponential",
-    )
     return Flux2KleinPipeline(
-        scheduler=scheduler, vae=_materialise(vae, device, dtype),
+        scheduler=flux2_scheduler(), vae=_materialise(vae, device, dtype),
         text_encoder=_materialise(_qwen3("Qwen3ForCausalLM"), device, dtype),
         tokenizer=_qwen_tokenizer(), transformer=_materialise(transformer, device, dtype),
         is_distilled=True,
@@ -257,7 +260,6 @@ def _flux2_klein_4b(device: str, dtype: torch.dtype) -> Any:
 def _z_image_turbo(device: str, dtype: torch.dtype) -> Any:
     from diffusers import (
         AutoencoderKL,
-        FlowMatchEulerDiscreteScheduler,
         ZImagePipeline,
         ZImageTransformer2DModel,
     )
@@ -279,7 +281,7 @@ def _z_image_turbo(device: str, dtype: torch.dtype) -> Any:
         transformer.x_pad_token.fill_(1.0)
         transformer.cap_pad_token.fill_(1.0)
     return ZImagePipeline(
-        scheduler=FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=3.0),
+        scheduler=zimage_scheduler(),
         vae=_materialise(vae, device, dtype),
         text_encoder=_materialise(_qwen3("Qwen3Model"), device, dtype),
         tokenizer=_qwen_tokenizer(), transformer=transformer,
@@ -289,7 +291,6 @@ def _z_image_turbo(device: str, dtype: torch.dtype) -> Any:
 def _qwen_image(device: str, dtype: torch.dtype) -> Any:
     from diffusers import (
         AutoencoderKLQwenImage,
-        FlowMatchEulerDiscreteScheduler,
         QwenImagePipeline,
         QwenImageTransformer2DModel,
     )
@@ -319,13 +320,8 @@ def _qwen_image(device: str, dtype: torch.dtype) -> Any:
         axes_dims_rope=(16, 56, 56),
     ))
     vae = _on_meta(lambda: AutoencoderKLQwenImage())  # the published config is the default
-    scheduler = FlowMatchEulerDiscreteScheduler(
-        shift=1.0, use_dynamic_shifting=True, base_shift=0.5, max_shift=0.9,
-        base_image_seq_len=256, max_image_seq_len=8192, shift_terminal=0.02,
-        time_shift_type="exponential",
-    )
     return QwenImagePipeline(
-        scheduler=scheduler, vae=_materialise(vae, device, dtype),
+        scheduler=qwenimage_scheduler(), vae=_materialise(vae, device, dtype),
         text_encoder=_materialise(text_encoder, device, dtype), tokenizer=_qwen_tokenizer(),
         transformer=_materialise(transformer, device, dtype),
     )

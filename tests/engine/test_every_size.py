@@ -30,7 +30,8 @@ from easel.services.images import read_metadata
 from easel.settings import Settings
 from easel.worker import Worker
 
-PAIRS = [(model.id, size) for model in Catalog.load().models.values() for size in model.sizes]
+CATALOG = Catalog.load()
+PAIRS = [(model.id, size) for model in CATALOG.models.values() for size in model.sizes]
 
 
 def drawn_here(model_id: str, size: Size) -> bool:
@@ -40,7 +41,7 @@ def drawn_here(model_id: str, size: Size) -> bool:
     EASEL_TEST_ALL_SIZES=1 (every pair, about 7 minutes; docs/catalog.md)."""
     if os.environ.get("EASEL_TEST_ALL_SIZES") == "1":
         return True
-    backend = Catalog.load().model(model_id).backend
+    backend = CATALOG.model(model_id).backend
     if backend.size_path(size.width, size.height) == "native":
         return True
     return backend.family == "zimage" and size.aspect_ratio == "1:1"
@@ -51,7 +52,7 @@ def pair_submission(model_id: str, width: int, height: int) -> Submission:
     # engine draws identical images once (so the test costs one image per backend and size).
     # Guidance 1 where a backend takes one (Qwen-Image: true CFG off), to halve the denoiser's
     # work: what this test checks is the size, not the guidance.
-    takes_guidance = Catalog.load().model(model_id).backend.guidance_range is not None
+    takes_guidance = CATALOG.model(model_id).backend.guidance_range is not None
     generation = GenerationInput(ModelChoice(model_id), "a lighthouse on a cliff at dusk",
                                  ExactSize(width, height), seed=11,
                                  output_format=ImageFormat.PNG,

@@ -189,7 +189,8 @@ class Engine:
         if cancel is not None and cancel.is_set():  # before the upscale and the 2K encode
             raise CancelledError()
         refine = {
-            **call_kwargs(batch, _generators(batch)),
+            **kwargs,
+            "generator": _generators(batch),  # the base pass consumed the first ones
             "image": [_upscale(draft, batch.width, batch.height) for draft in drafts],
             "strength": plan.strength,
             "num_inference_steps": batch.refine_schedule,

@@ -51,12 +51,14 @@ def _guidance_negative(batch: EngineBatch, negatives: list[str]) -> dict[str, An
     return {"guidance_scale": batch.guidance, "negative_prompt": negatives}
 
 
+def _sequence(length: int | None) -> dict[str, Any]:
+    """The text window, for the families that take one; absent: the pipeline's default."""
+    return {"max_sequence_length": length} if length else {}
+
+
 def _with_sequence(arguments: CallArguments) -> CallArguments:
     def call(batch: EngineBatch, negatives: list[str]) -> dict[str, Any]:
-        kwargs = arguments(batch, negatives)
-        if batch.max_sequence_length:
-            kwargs["max_sequence_length"] = batch.max_sequence_length
-        return kwargs
+        return {**arguments(batch, negatives), **_sequence(batch.max_sequence_length)}
 
     return call
 
@@ -79,25 +81,23 @@ def _qwen_image(batch: EngineBatch, negatives: list[str]) -> dict[str, Any]:
 
 def _encode_flux(pipe: Any, prompt: str, negative: str, seq: int | None,
                  guided: bool) -> tuple[torch.Tensor, ...]:
-    extra = {"max_sequence_length": seq} if seq else {}
-    embeds, pooled, _text_ids = pipe.encode_prompt(prompt=[prompt], prompt_2=None, **extra)
+    embeds, pooled, _text_ids = pipe.encode_prompt(prompt=[prompt], prompt_2=None,
+                                                   **_sequence(seq))
     return (embeds, pooled)
 
 
 def _encode_sd3(pipe: Any, prompt: str, negative: str, seq: int | None,
                 guided: bool) -> tuple[torch.Tensor, ...]:
-    extra = {"max_sequence_length": seq} if seq else {}
     embeds, neg, pooled, neg_pooled = pipe.encode_prompt(
         prompt=[prompt], prompt_2=None, prompt_3=None, do_classifier_free_guidance=guided,
-        negative_prompt=[negative] if guided else None, **extra,
+        negative_prompt=[negative] if guided else None, **_sequence(seq),
     )
     return (embeds, neg, pooled, neg_pooled)
 
 
 def _encode_flux2(pipe: Any, prompt: str, negative: str, seq: int | None,
                   guided: bool) -> tuple[torch.Tensor, ...]:
-    extra = {"max_sequence_length": seq} if seq else {}
-    embeds, _text_ids = pipe.encode_prompt(prompt=[prompt], **extra)
+    embeds, _text_ids = pipe.encode_prompt(prompt=[prompt], **_sequence(seq))
     return (embeds,)
 
 

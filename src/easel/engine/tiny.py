@@ -232,12 +232,41 @@ def flux() -> Any:
     )
 
 
+# The published scheduler configs of the 2026 families, shared by the stand-ins and the
+# full-size builds (bench/full_size.py): a stand-in samples on the real model's schedule.
+
+
+def flux2_scheduler() -> Any:
+    """FLUX.2's (klein 4B publishes none of its own; FLUX.2 [dev]'s, which it inherits)."""
+    from diffusers import FlowMatchEulerDiscreteScheduler
+
+    return FlowMatchEulerDiscreteScheduler(
+        shift=3.0, use_dynamic_shifting=True, base_shift=0.5, max_shift=1.15,
+        base_image_seq_len=256, max_image_seq_len=4096, time_shift_type="exponential",
+    )
+
+
+def zimage_scheduler() -> Any:
+    from diffusers import FlowMatchEulerDiscreteScheduler
+
+    return FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=3.0)
+
+
+def qwenimage_scheduler() -> Any:
+    from diffusers import FlowMatchEulerDiscreteScheduler
+
+    return FlowMatchEulerDiscreteScheduler(
+        shift=1.0, use_dynamic_shifting=True, base_shift=0.5, max_shift=0.9,
+        base_image_seq_len=256, max_image_seq_len=8192, shift_terminal=0.02,
+        time_shift_type="exponential",
+    )
+
+
 def flux2() -> Any:
     """FLUX.2 [klein]: Qwen3 text encoder read at hidden layers 9, 18 and 27 (so 28 layers here,
     as the real call reads them), a 32-channel-style VAE with 2x2 latent patches."""
     from diffusers import (
         AutoencoderKLFlux2,
-        FlowMatchEulerDiscreteScheduler,
         Flux2KleinPipeline,
         Flux2Transformer2DModel,
     )
@@ -264,12 +293,8 @@ def flux2() -> Any:
         sample_size=32,
         mid_block_add_attention=False,
     )
-    scheduler = FlowMatchEulerDiscreteScheduler(
-        shift=3.0, use_dynamic_shifting=True, base_shift=0.5, max_shift=1.15,
-        base_image_seq_len=256, max_image_seq_len=4096, time_shift_type="exponential",
-    )
     return Flux2KleinPipeline(
-        scheduler=scheduler,
+        scheduler=flux2_scheduler(),
         vae=vae.eval(),
         text_encoder=_qwen3("Qwen3ForCausalLM", layers=28),
         tokenizer=_qwen_tokenizer(),
@@ -282,7 +307,6 @@ def zimage() -> Any:
     """Z-Image: Qwen3 text encoder (second-to-last hidden state), FLUX.1-type 16-channel VAE."""
     from diffusers import (
         AutoencoderKL,
-        FlowMatchEulerDiscreteScheduler,
         ZImagePipeline,
         ZImageTransformer2DModel,
     )
@@ -320,7 +344,7 @@ def zimage() -> Any:
         shift_factor=0.1159,
     )
     return ZImagePipeline(
-        scheduler=FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=3.0),
+        scheduler=zimage_scheduler(),
         vae=vae.eval(),
         text_encoder=_qwen3("Qwen3Model", layers=2),
         tokenizer=_qwen_tokenizer(),
@@ -332,7 +356,6 @@ def qwenimage() -> Any:
     """Qwen-Image: Qwen2.5-VL text encoder, a causal 3D VAE (one frame), 2x2 latent patches."""
     from diffusers import (
         AutoencoderKLQwenImage,
-        FlowMatchEulerDiscreteScheduler,
         QwenImagePipeline,
         QwenImageTransformer2DModel,
     )
@@ -369,13 +392,8 @@ def qwenimage() -> Any:
         latents_mean=[0.0] * 4,
         latents_std=[1.0] * 4,
     )
-    scheduler = FlowMatchEulerDiscreteScheduler(
-        shift=1.0, use_dynamic_shifting=True, base_shift=0.5, max_shift=0.9,
-        base_image_seq_len=256, max_image_seq_len=8192, shift_terminal=0.02,
-        time_shift_type="exponential",
-    )
     return QwenImagePipeline(
-        scheduler=scheduler,
+        scheduler=qwenimage_scheduler(),
         vae=vae.eval(),
         text_encoder=Qwen2_5_VLForConditionalGeneration(config).eval(),
         tokenizer=_qwen_tokenizer(),

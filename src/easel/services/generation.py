@@ -123,7 +123,7 @@ class BackendResolver:
         return ResolvedBackend(
             stand_in,
             backend.family,
-            max(backend.min_steps, min(backend.steps, self.fallback_max_steps)),
+            min(backend.steps, self.fallback_max_steps),
             backend.guidance,
             None,
             reason,
@@ -159,7 +159,7 @@ class Plan:
         return self.model.backend.two_pass(self.request.width, self.request.height)
 
     def image_metadata(self, seed: int, **extra: object) -> dict[str, object]:
-        """What each image file records of how it was made (PNG text, EXIF, WEBP XMP)."""
+        """What each image file records of how it was made (services/images.encode)."""
         metadata: dict[str, object] = {
             "model": self.request.model, "backend": self.backend.source,
             "stand_in": self.backend.is_fallback, "seed": seed, "prompt": self.request.prompt,
