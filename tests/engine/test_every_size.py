@@ -36,7 +36,7 @@ PAIRS = [(model.id, size) for model in CATALOG.models.values() for size in model
 
 def drawn_here(model_id: str, size: Size) -> bool:
     """In the suite: every 1K pair, and 2K (two passes at 4 MP) once, square, on Z-Image. On two
-    CPU cores a 2K stand-in image costs 13 s (Z-Image) to 45 s (Qwen-Image, whose causal 3D VAE
+    CPU cores a 2K stand-in image costs 9 s (Z-Image) to 45 s (Qwen-Image, whose causal 3D VAE
     encodes and decodes 4 MP), so the other 2K pairs are planned here (below) and drawn with
     EASEL_TEST_ALL_SIZES=1 (every pair, about 7 minutes; docs/catalog.md)."""
     if os.environ.get("EASEL_TEST_ALL_SIZES") == "1":
