@@ -1,4 +1,4 @@
-"""The `easel` command: serve, generate, models, pull, keys, webhooks."""
+"""The `easel` command: serve, generate, models, pull, jobs, keys, webhooks."""
 
 from __future__ import annotations
 
@@ -343,7 +343,23 @@ def serve(
     if not is_loopback_host(host) and not insecure_no_auth and not _has_keys(settings):
         fail(f"--host {host} would expose easel beyond this machine with no API keys; create "
              "one (`easel keys create`), set EASEL_API_KEYS, or pass --insecure-no-auth")
+    _announce(settings, catalog)
     run_server(build_app(settings), settings, log_level)
+
+
+def _announce(settings: Settings, catalog: Catalog) -> None:
+    """Where the playground is, and which tiers run on their real weights."""
+    resolver = BackendResolver.from_settings(settings, catalog)
+    err.print(f"easel: playground at {settings.base_url}/ (API docs at /docs)", markup=False)
+    for tier in catalog.tiers.values():
+        backend = tier.backend
+        if resolver.refusal(backend) is not None:
+            state = "refused (licence)"
+        elif resolver.present(backend.source):
+            state = "real weights"
+        else:
+            state = f"stand-in {resolver.stand_in(backend)} (weights absent)"
+        err.print(f"  {tier.name:<9} {backend.name:<16} {state}", markup=False)
 
 
 def run_server(app_: FastAPI, settings: Settings, log_level: str = "warning") -> None:
@@ -421,26 +437,77 @@ ServerKey = Annotated[
 ]
 
 
-def _server_call(method: str, url: str, key: str | None) -> dict[str, object]:
+def _server_call(
+    method: str, url: str, key: str | None, params: dict[str, str] | None = None
+) -> dict[str, object]:
     import httpx
 
     headers = {"Authorization": f"Bearer {key}"} if key else {}
     try:
-        response = httpx.request(method, url, headers=headers, timeout=30)
+        response = httpx.request(method, url, headers=headers, params=params, timeout=30)
     except httpx.HTTPError as exc:
         fail(f"cannot reach {url}: {exc}", code=1)
-    body = response.json() if response.headers.get("content-type", "").startswith(
-        "application/json") else {"error": response.text}
+    try:
+        body = response.json()
+    except ValueError:
+        body = {"error": {"message": response.text[:500]}}
     if response.status_code >= 400:
-        fail(str(body.get("error") or body), code=1)
+        error = body.get("error") if isinstance(body, dict) else None
+        message = error.get("message") if isinstance(error, dict) else error
+        fail(str(message or body), code=1)
     return dict(body)
 
 
 def _print_job(job: dict[str, object]) -> None:
     table = Table(show_header=False)
-    for name in ("id", "status", "dialect", "model", "size", "images", "seeds", "progress",
-                 "error", "created_at", "finished_at"):
-        table.add_row(name, str(job.get(name)))
+    progress = job.get("progress")
+    for name in ("id", "status", "dialect", "model", "prompt", "size", "images", "seeds",
+                 "progress", "error", "backend", "created_at", "finished_at"):
+        value = job.get(name)
+        if name == "progress" and isinstance(progress, dict):
+            value = f"step {progress.get('step')} of {progress.get('total')}"
+        if name == "error" and isinstance(value, dict):
+            value = f"{value.get('kind')}: {value.get('message')}"
+        table.add_row(name, "" if value is None else str(value))
+    for output in job.get("outputs") or []:  # type: ignore[attr-defined]
+        if isinstance(output, dict) and output.get("url"):
+            table.add_row(f"image {output.get('index')}", str(output["url"]))
+    out.print(table)
+
+
+STATUS_STYLE = {"completed": "green", "failed": "red", "cancelled": "yellow",
+                "processing": "cyan", "queued": "white"}
+
+
+@jobs_app.command("list")
+def jobs_list(
+    url: ServerURL = "http://127.0.0.1:8000",
+    key: ServerKey = None,
+    limit: Annotated[int, typer.Option(min=1, max=200, help="How many, newest first")] = 20,
+    status: Annotated[
+        str | None, typer.Option(help="Only these states, comma-separated "
+                                      "(queued,processing,completed,failed,cancelled)")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="The jobs as JSON")] = False,
+) -> None:
+    """Your jobs on the server, newest first: state, progress, model and prompt."""
+    params = {"limit": str(limit), **({"status": status} if status else {})}
+    jobs = _server_call("GET", f"{url.rstrip('/')}/easel/jobs", key, params)["jobs"]
+    if as_json:
+        typer.echo(json.dumps(jobs, indent=2))
+        return
+    table = Table(title=f"jobs on {url}")
+    for column in ("id", "status", "progress", "model", "size", "images", "created", "prompt"):
+        table.add_column(column, overflow="fold" if column in ("id", "prompt") else "ellipsis")
+    for job in jobs:  # type: ignore[attr-defined]
+        progress = job["progress"]
+        state = job["status"]
+        table.add_row(
+            job["id"], f"[{STATUS_STYLE.get(state, 'white')}]{state}[/]",
+            f"{progress['step']}/{progress['total']}", job["model"], job["size"],
+            str(job["images"]), job["created_at"][:19].replace("T", " "),
+            job["prompt"][:60] + ("…" if len(job["prompt"]) > 60 else ""),
+        )
     out.print(table)
 
 

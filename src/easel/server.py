@@ -10,6 +10,7 @@ from fastapi import FastAPI
 
 from easel.api.app import create_app
 from easel.api.dialects.common import Dialect
+from easel.api.dialects.easel import routes as native
 from easel.api.dialects.google import routes as google
 from easel.api.dialects.openai import routes as openai
 from easel.api.dialects.runware import routes as runware
@@ -37,7 +38,8 @@ EngineFactory = Callable[[], Engine]
 def dialects() -> list[Dialect]:
     """Every dialect easel serves. A broken one fails here, loudly, at start."""
     # Google before OpenAI: its Google-only routes on /v1/models are tried first.
-    return [runware.dialect(), wavespeed.dialect(), google.dialect(), openai.dialect()]
+    return [runware.dialect(), wavespeed.dialect(), google.dialect(), openai.dialect(),
+            native.dialect()]
 
 
 def diffusers_engine(settings: Settings) -> EngineFactory:

@@ -1,5 +1,6 @@
-"""The FastAPI application: lifespan, health, metrics, image URLs, the core's job routes, and
-the dialects it is given. Built by easel.server, which lists the dialects explicitly."""
+"""The FastAPI application: lifespan, health, metrics, image URLs, and the dialects it is given
+(easel's own job routes are the `easel` dialect's). Built by easel.server, which lists the
+dialects explicitly."""
 
 from __future__ import annotations
 
@@ -8,19 +9,16 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
-from typing import Any
 
 from fastapi import FastAPI, Request, Response
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from easel.api.auth import authenticate, bearer_token
+from easel.api import playground
 from easel.api.dialects.common import Dialect
 from easel.api.guard import CrossSiteGuard, refusal_body
-from easel.domain.job import Job
 from easel.services.container import Services
-from easel.services.info import server_info
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +37,7 @@ def create_app(services: Services, dialects: Sequence[Dialect]) -> FastAPI:
     _add_request_metrics(app, services)
     app.add_middleware(CrossSiteGuard, services=services, dialects=dialects)  # outermost
     _add_core_routes(app, services)
+    app.include_router(playground.router())
     for dialect in dialects:
         app.include_router(dialect.router)
 
@@ -86,25 +85,6 @@ def _add_request_metrics(app: FastAPI, services: Services) -> None:
         return response
 
 
-def job_view(job: Job) -> dict[str, Any]:
-    """A job as easel's own routes (and `easel jobs`) show it, whatever dialect sent it."""
-    return {
-        "id": job.client_id, "job": job.id, "dialect": job.dialect, "status": job.status.value,
-        "model": job.request.model, "prompt": job.request.prompt,
-        "size": f"{job.request.width}x{job.request.height}", "images": len(job.images),
-        "seeds": [image.seed for image in job.images],
-        "expires_at": [None if image.expires_at is None else image.expires_at.isoformat()
-                       for image in job.images],
-        "progress": {"step": job.progress_step, "total": job.progress_total},
-        "error": None if job.error is None else {"kind": job.error.value,
-                                                 "message": job.error_message},
-        "created_at": job.created_at.isoformat(),
-        "finished_at": None if job.finished_at is None else job.finished_at.isoformat(),
-        "cancel_requested": job.cancel_requested, "backend": job.backend,
-        "stand_in_reason": job.stand_in_reason,
-    }
-
-
 def _add_core_routes(app: FastAPI, services: Services) -> None:
     @app.get("/livez", include_in_schema=False)
     async def livez() -> dict[str, str]:
@@ -118,50 +98,10 @@ def _add_core_routes(app: FastAPI, services: Services) -> None:
         return JSONResponse({"status": "not ready", "reason": reason}, status_code=503,
                             headers={"Retry-After": "5"})
 
-    @app.get("/easel/info", include_in_schema=False)
-    async def info() -> JSONResponse:
-        """Version, and per tier: backend, licence, real weights or stand-in (no secrets)."""
-        return JSONResponse(await asyncio.to_thread(server_info, services.catalog,
-                                                    services.jobs.resolver))
-
     @app.get("/metrics", include_in_schema=False)
     async def metrics() -> Response:
         body = await asyncio.to_thread(services.metrics.render)
         return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")
-
-    async def owned(request: Request, job_id: str) -> Job | JSONResponse:
-        """The caller's job by any id it knows it by, or the reply that refuses it."""
-        key = request.headers.get("x-goog-api-key") or bearer_token(
-            request.headers.get("authorization"))
-        caller = authenticate(services, request, key)
-        if caller is None:
-            return JSONResponse({"error": "invalid or missing API key"}, status_code=401)
-        job = await services.jobs.find(caller, job_id)
-        if job is None:
-            return JSONResponse({"error": f"no job {job_id}"}, status_code=404)
-        return job
-
-    @app.get("/easel/jobs/{job_id}", include_in_schema=False)
-    async def show_job(job_id: str, request: Request) -> JSONResponse:
-        job = await owned(request, job_id)
-        return job if isinstance(job, JSONResponse) else JSONResponse(job_view(job))
-
-    @app.post("/easel/jobs/{job_id}/cancel", include_in_schema=False)
-    async def cancel_job(job_id: str, request: Request) -> JSONResponse:
-        """Cancel a queued or running job (whatever dialect sent it); `easel jobs cancel`."""
-        job = await owned(request, job_id)
-        if isinstance(job, JSONResponse):
-            return job
-        return JSONResponse(job_view(await services.jobs.cancel(job.id)))
-
-    @app.get("/easel/jobs/{job_id}/deliveries", include_in_schema=False)
-    async def deliveries(job_id: str, request: Request) -> JSONResponse:
-        """Webhook and upload deliveries of a job: pending, delivered or failed (and why)."""
-        job = await owned(request, job_id)
-        if isinstance(job, JSONResponse):
-            return job
-        rows = await services.jobs.deliveries(job.id)
-        return JSONResponse({"job": job_id, "deliveries": [d.public() for d in rows]})
 
     # HEAD answers as GET does, without the body (uvicorn leaves it out): clients check an
     # image's size and type, or that it has not expired, without downloading it.

@@ -15,7 +15,7 @@ import hashlib
 import json
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import UTC, datetime
 
 from sqlalchemy.exc import SQLAlchemyError
@@ -254,6 +254,32 @@ class JobService:
             if job is None:
                 job = await self.get(scoped_id(caller, dialect, some_id), caller)
         return job
+
+    async def list_for(
+        self, caller: Caller, limit: int, statuses: Sequence[JobStatus] = (),
+        before: float | None = None,
+    ) -> list[Job]:
+        """The caller's own jobs, newest first (no other caller's job is ever listed)."""
+        return await asyncio.to_thread(self.store.list_for, caller.principal, limit, statuses,
+                                       before)
+
+    async def watch(self, job_id: str) -> AsyncIterator[Job]:
+        """The job now, then again at every change (a step of progress, an image stored, the
+        end), until it is terminal: the last one yielded is terminal. Changes made by workers
+        in other processes are found by polling the store."""
+        last: Job | None = None
+        while True:
+            with self.events.watching(job_id, any_change=True) as changed:
+                job = await self.get(job_id)
+                if job is None:
+                    return
+                if job != last:
+                    last = job
+                    yield job
+                if job.status.terminal or self._drain_at is not None:
+                    return  # shutting down: the stream ends, the client reconnects later
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(changed.wait(), self.poll_interval * 4)
 
     def check_poll(self, caller: Caller) -> None:
         """Polls spend the caller's rate budget too: a flood of them is throttled."""

@@ -167,6 +167,22 @@ class JobStore:
         with self.engine.connect() as conn:
             return [job for job, _ in _load(conn, job_ids)]
 
+    def list_for(
+        self, caller: str, limit: int, statuses: Sequence[JobStatus] = (),
+        before: float | None = None,
+    ) -> list[Job]:
+        """A caller's jobs, newest first: at most `limit`, only `statuses` when given, and only
+        those created before `before` (unix seconds; the next page)."""
+        query = sa.select(jobs.c.id).where(jobs.c.caller == caller)
+        if statuses:
+            query = query.where(jobs.c.status.in_([s.value for s in statuses]))
+        if before is not None:
+            query = query.where(jobs.c.created_at < before)
+        query = query.order_by(jobs.c.created_at.desc(), jobs.c.id).limit(limit)
+        with self.engine.connect() as conn:
+            ids = [row[0] for row in conn.execute(query)]
+            return [job for job, _ in _load(conn, ids)]
+
     def image(self, image_id: str) -> StoredImage | None:
         with self.engine.connect() as conn:
             row = conn.execute(images.select().where(images.c.image_id == image_id)).mappings()

@@ -42,6 +42,8 @@ jobs = sa.Table(
     sa.Column("caller", sa.String(128), nullable=False, server_default=""),  # the principal
     sa.Column("task_id", sa.String(128)),  # the client's own id for the job, as it sent it
     sa.Column("cancel_requested", sa.Boolean, nullable=False, server_default=sa.false()),
+    # A caller's jobs, newest first (`GET /easel/jobs`, `easel jobs list`, the playground).
+    sa.Index("ix_jobs_caller_created", "caller", "created_at"),
 )
 
 images = sa.Table(
@@ -122,6 +124,10 @@ def upgrade(engine: Engine) -> None:
                 conn.execute(sa.text(
                     f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {ddl}{default}{null}'
                 ))
+        indexes = {index["name"] for index in sa.inspect(engine).get_indexes(table.name)}
+        for index in table.indexes:
+            if index.name not in indexes:
+                index.create(engine)
 
 
 def _default_sql(column: sa.Column[object], engine: Engine) -> str:

@@ -237,9 +237,10 @@ class Worker:
             raise EaselError(ErrorKind.UNAVAILABLE, f"the engine is not loaded: {self.load_error}")
         size = self.settings.batch_size
         out: list[GeneratedImage] = []
-        progress = _Progress(self, ids)
+        progress = _Progress(self, ids, chunks=-(-len(specs) // size))
         for start in range(0, len(specs), size):  # one job larger than a batch runs in chunks
             chunk = tuple(specs[start:start + size])
+            progress.chunk = start // size
             out.extend(self.engine.generate(first.batch(chunk), progress=progress,
                                             cancel=progress.cancel))
         return out
@@ -345,9 +346,13 @@ class _Progress:
     """Engine progress callback: step latency metric, throttled progress writes, and the
     cancel check (every step, so a cancelled job stops within one step)."""
 
-    def __init__(self, worker: Worker, job_ids: list[str]) -> None:
+    def __init__(self, worker: Worker, job_ids: list[str], chunks: int = 1) -> None:
         self.worker = worker
         self.job_ids = job_ids
+        # A job larger than a batch runs in chunks, one engine call each: its progress counts
+        # the steps of all of them, so it only ever moves forward.
+        self.chunks = chunks
+        self.chunk = 0
         self.cancel = threading.Event()
         self.last_step = time.perf_counter()
         self.last_write = 0.0
@@ -356,12 +361,13 @@ class _Progress:
         now = time.perf_counter()
         self.worker.metrics.step_seconds.observe(now - self.last_step)
         self.last_step = now
+        done, of = self.chunk * total + step, self.chunks * total
         if now - self.last_write >= 0.5 or step == total:
             self.last_write = now
-            self.worker.report_progress(self.job_ids, step, total)
+            self.worker.report_progress(self.job_ids, done, of)
         try:
             if self.worker.store.cancel_requested(self.job_ids):
                 self.cancel.set()
-                self.worker.report_progress(self.job_ids, step, total)  # where it stopped
+                self.worker.report_progress(self.job_ids, done, of)  # where it stopped
         except Exception:  # the store is busy: look again at the next step
             log.debug("cancel check failed", exc_info=True)

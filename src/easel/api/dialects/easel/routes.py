@@ -1,0 +1,207 @@
+"""easel's own routes under /easel: submit a job of any model id, list, show and cancel the
+caller's jobs, stream a job's progress (server-sent events), and the catalog as forms need it
+(docs/easel-api.md). The playground page and `easel jobs` are their clients."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from datetime import datetime
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse, StreamingResponse
+
+from easel.api.auth import authenticate, bearer_token
+from easel.api.deps import Services, get_services
+from easel.api.dialects.common import Dialect, read_json_object, retry_headers
+from easel.api.dialects.easel import translate as native
+from easel.domain.errors import EaselError, ErrorKind, invalid
+from easel.domain.job import Job, JobStatus
+from easel.domain.submission import Caller
+from easel.services.info import server_info
+
+router = APIRouter(tags=["easel"], include_in_schema=False)
+
+MAX_LIST = 200
+HEARTBEAT_SECONDS = 15.0  # a comment line keeps proxies from closing an idle stream
+
+
+def _error(err: EaselError) -> JSONResponse:
+    return JSONResponse(native.error_body(err), status_code=native.ERRORS.status(err),
+                        headers=retry_headers(err))
+
+
+def _caller(services: Services, request: Request) -> Caller | JSONResponse:
+    key = request.headers.get("x-goog-api-key") or bearer_token(
+        request.headers.get("authorization"))
+    caller = authenticate(services, request, key)
+    if caller is not None:
+        return caller
+    return JSONResponse(native.refusal(401, "invalidApiKey", "invalid or missing API key (send "
+                                       "Authorization: Bearer <key>)", "Authorization"),
+                        status_code=401)
+
+
+async def _owned(services: Services, request: Request, job_id: str) -> Job | JSONResponse:
+    """The caller's job by any id it knows it by, or the reply that refuses it."""
+    caller = _caller(services, request)
+    if isinstance(caller, JSONResponse):
+        return caller
+    job = await services.jobs.find(caller, job_id)
+    if job is None:
+        return _error(EaselError(ErrorKind.NOT_FOUND, f"no job {job_id[:100]}", "job_id"))
+    return job
+
+
+def _view(services: Services, job: Job) -> dict[str, Any]:
+    return native.job_view(job, services.artifacts)
+
+
+@router.get("/easel/info")
+async def info(services: Services = Depends(get_services)) -> JSONResponse:
+    """Version, and per tier: backend, licence, real weights or stand-in (no secrets)."""
+    return JSONResponse(await asyncio.to_thread(server_info, services.catalog,
+                                                services.jobs.resolver))
+
+
+@router.get("/easel/models")
+async def models(request: Request, services: Services = Depends(get_services)) -> JSONResponse:
+    """Every model id by tier, with its sizes, limits, price, licence and weights."""
+    caller = _caller(services, request)
+    if isinstance(caller, JSONResponse):
+        return caller
+    return JSONResponse(await asyncio.to_thread(native.catalog_view, services.catalog,
+                                                services.jobs.resolver))
+
+
+@router.post("/easel/jobs")
+async def submit(request: Request, services: Services = Depends(get_services)) -> JSONResponse:
+    """Queue a job (202); follow it at /easel/jobs/{id}/events or poll /easel/jobs/{id}."""
+    caller = _caller(services, request)
+    if isinstance(caller, JSONResponse):
+        return caller
+    try:
+        body = await read_json_object(request, services.settings.max_body_bytes,
+                                      services.settings.body_timeout)
+        job, created = await services.jobs.submit(native.to_submission(body, caller))
+    except EaselError as err:
+        return _error(err)
+    return JSONResponse(_view(services, job), status_code=202 if created else 200)
+
+
+@router.get("/easel/jobs")
+async def list_jobs(
+    request: Request, limit: str = "50", status: str | None = None,
+    before: str | None = None, services: Services = Depends(get_services),
+) -> JSONResponse:
+    """The caller's jobs, newest first: `limit` (1..200), `status` (comma-separated), and
+    `before` (the `created_at` of the last job of the previous page)."""
+    caller = _caller(services, request)
+    if isinstance(caller, JSONResponse):
+        return caller
+    try:
+        count, statuses, until = _list_query(limit, status, before)
+    except EaselError as err:
+        return _error(err)
+    jobs = await services.jobs.list_for(caller, count, statuses, until)
+    return JSONResponse({"jobs": [_view(services, job) for job in jobs]})
+
+
+def _list_query(
+    limit: str, status: str | None, before: str | None
+) -> tuple[int, list[JobStatus], float | None]:
+    if not limit.isdigit() or not 1 <= int(limit) <= MAX_LIST:
+        raise invalid("limit", f"limit must be an integer 1..{MAX_LIST}, got {limit[:20]!r}")
+    statuses = []
+    for name in (status or "").split(","):
+        if not name.strip():
+            continue
+        try:
+            statuses.append(JobStatus(name.strip()))
+        except ValueError:
+            allowed = [s.value for s in JobStatus]
+            raise invalid("status", f"status {name[:40]!r} is not one of {', '.join(allowed)}",
+                          allowed) from None
+    until = None
+    if before is not None:
+        try:
+            until = datetime.fromisoformat(before).timestamp()
+        except ValueError:
+            raise invalid("before", "before must be an ISO 8601 time (a job's created_at), "
+                                    f"got {before[:40]!r}") from None
+    return int(limit), statuses, until
+
+
+@router.get("/easel/jobs/{job_id}")
+async def show_job(
+    job_id: str, request: Request, services: Services = Depends(get_services)
+) -> JSONResponse:
+    job = await _owned(services, request, job_id)
+    return job if isinstance(job, JSONResponse) else JSONResponse(_view(services, job))
+
+
+@router.post("/easel/jobs/{job_id}/cancel")
+async def cancel_job(
+    job_id: str, request: Request, services: Services = Depends(get_services)
+) -> JSONResponse:
+    """Cancel a queued or running job (whatever dialect sent it); `easel jobs cancel`."""
+    job = await _owned(services, request, job_id)
+    if isinstance(job, JSONResponse):
+        return job
+    return JSONResponse(_view(services, await services.jobs.cancel(job.id)))
+
+
+@router.get("/easel/jobs/{job_id}/deliveries")
+async def deliveries(
+    job_id: str, request: Request, services: Services = Depends(get_services)
+) -> JSONResponse:
+    """Webhook and upload deliveries of a job: pending, delivered or failed (and why)."""
+    job = await _owned(services, request, job_id)
+    if isinstance(job, JSONResponse):
+        return job
+    rows = await services.jobs.deliveries(job.id)
+    return JSONResponse({"job": job_id, "deliveries": [d.public() for d in rows]})
+
+
+@router.get("/easel/jobs/{job_id}/events", response_model=None)
+async def events(
+    job_id: str, request: Request, services: Services = Depends(get_services)
+) -> StreamingResponse | JSONResponse:
+    """Server-sent events: `progress` at every change (steps, stored images), then one `end`
+    with the terminal job; the stream closes after it. Each event's data is the job view."""
+    job = await _owned(services, request, job_id)
+    if isinstance(job, JSONResponse):
+        return job
+    return StreamingResponse(
+        _event_stream(services, job.id), media_type="text/event-stream",
+        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+
+
+async def _event_stream(services: Services, job_id: str) -> AsyncIterator[str]:
+    updates = services.jobs.watch(job_id).__aiter__()
+    pending: asyncio.Task[Job] | None = None
+    try:
+        while True:
+            pending = pending or asyncio.ensure_future(updates.__anext__())
+            done, _ = await asyncio.wait({pending}, timeout=HEARTBEAT_SECONDS)
+            if not done:
+                yield ": keep-alive\n\n"
+                continue
+            pending = None
+            try:
+                job = done.pop().result()
+            except StopAsyncIteration:
+                return
+            name = "end" if job.status.terminal else "progress"
+            yield f"event: {name}\nid: {job.progress_step}\ndata: " \
+                  f"{json.dumps(_view(services, job))}\n\n"
+    finally:
+        if pending is not None:
+            pending.cancel()
+
+
+def dialect() -> Dialect:
+    """This dialect as the app mounts it (api/app.py lists every dialect)."""
+    return Dialect(native.DIALECT, router, native.ERRORS, ("/easel",), native.refusal)

@@ -1,0 +1,29 @@
+"""Wire models of easel's own API. Fields not listed here are refused by name."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from easel.domain.request import DEFAULT_MAX_SEED
+
+
+class JobInput(BaseModel):
+    """The body of `POST /easel/jobs`: any catalog model id, with its own limits."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    model: str
+    prompt: str
+    negative_prompt: str | None = None
+    aspect_ratio: str = "1:1"
+    resolution: str = "1k"
+    num_images: int = 1
+    seed: int | None = Field(None, ge=0, le=DEFAULT_MAX_SEED)
+    output_format: Literal["jpeg", "png", "webp"] = "jpeg"
+    output_quality: int = Field(95, ge=1, le=100)
+    steps: int | None = None
+    guidance_scale: float | None = None
+    # The client's own id: sending the same one again returns that job (idempotency).
+    task_id: str | None = Field(None, min_length=1, max_length=100)

@@ -1,0 +1,142 @@
+"""easel's own API <-> core: a JobInput to a Submission, a Job to its view, errors to
+`{"error": {"code", "message", "parameter"}}`, and the catalog as the playground reads it.
+
+Any catalog model id is accepted here, whichever provider spells it: this is the API of the
+playground and of `easel jobs`, where a user picks a model, not a dialect."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from easel.api.dialects.common import ErrorTable, ImageSource, ordered_images, validate_wire
+from easel.api.dialects.easel.schemas import JobInput
+from easel.catalog import Catalog, Model, Tier
+from easel.domain.errors import EaselError, ErrorKind
+from easel.domain.job import Job, JobStatus
+from easel.domain.request import ImageFormat
+from easel.domain.submission import (
+    AspectRatioSize,
+    Caller,
+    GenerationInput,
+    ModelChoice,
+    Submission,
+)
+from easel.services.generation import BackendResolver
+from easel.services.info import backend_info
+
+DIALECT = "easel"
+
+# The codes are the kinds themselves: easel's own API needs no other vocabulary.
+ERRORS = ErrorTable({kind: kind.value for kind in ErrorKind})
+
+
+def to_submission(body: dict[str, Any], caller: Caller) -> Submission:
+    wire = validate_wire(JobInput, body)
+    generation = GenerationInput(
+        model=ModelChoice(wire.model),
+        prompt=wire.prompt,
+        size=AspectRatioSize(wire.aspect_ratio, wire.resolution.lower()),
+        num_images=wire.num_images,
+        negative_prompt=wire.negative_prompt or None,
+        seed=wire.seed,
+        output_format=ImageFormat(wire.output_format),
+        output_quality=wire.output_quality,
+        steps=wire.steps,
+        guidance_scale=wire.guidance_scale,
+    )
+    return Submission(DIALECT, caller, generation, task_id=wire.task_id)
+
+
+def job_view(job: Job, images: ImageSource | None = None) -> dict[str, Any]:
+    """A job as easel's own routes, its event stream and `easel jobs` show it, whatever dialect
+    sent it. With `images`, each stored image's URL (it resolves until `expires_at`)."""
+    r = job.request
+    return {
+        "id": job.client_id, "job": job.id, "dialect": job.dialect, "status": job.status.value,
+        "model": r.model, "prompt": r.prompt, "negative_prompt": r.negative_prompt,
+        "size": f"{r.width}x{r.height}", "width": r.width, "height": r.height,
+        "num_images": r.num_images, "output_format": r.output_format.value,
+        "output_quality": r.output_quality, "steps": r.steps, "guidance_scale": r.guidance_scale,
+        "images": len(job.images),
+        "seeds": [image.seed for image in ordered_images(job)],
+        "outputs": [
+            {"index": image.index, "seed": image.seed, "ready": image.ready,
+             "url": image_url(job, image.index, images), "nsfw": image.nsfw}
+            for image in ordered_images(job)
+        ],
+        "expires_at": [None if image.expires_at is None else image.expires_at.isoformat()
+                       for image in ordered_images(job)],
+        "progress": progress(job),
+        "error": None if job.error is None else {"kind": job.error.value,
+                                                 "message": job.error_message},
+        "created_at": job.created_at.isoformat(),
+        "started_at": None if job.started_at is None else job.started_at.isoformat(),
+        "finished_at": None if job.finished_at is None else job.finished_at.isoformat(),
+        "cancel_requested": job.cancel_requested, "backend": job.backend,
+        "stand_in_reason": job.stand_in_reason, "cost_usd": job.cost_usd,
+    }
+
+
+def image_url(job: Job, index: int, images: ImageSource | None) -> str | None:
+    image = next(i for i in job.images if i.index == index)
+    if images is None or not image.ready or job.status is not JobStatus.COMPLETED:
+        return None
+    return images.image_url(job, image)
+
+
+def progress(job: Job) -> dict[str, Any]:
+    """Denoising steps done of all the job's steps. The images of one job are denoised together
+    (one batch), so every image is at the same step; a completed job is at its last."""
+    total = max(job.progress_total, 0)
+    step = total if job.status is JobStatus.COMPLETED else min(job.progress_step, total)
+    return {"step": step, "total": total,
+            "fraction": round(step / total, 4) if total else 0.0}
+
+
+def error_body(err: EaselError) -> dict[str, Any]:
+    body: dict[str, Any] = {"code": ERRORS.code(err.kind), "message": err.message,
+                            "parameter": err.parameter}
+    if err.allowed is not None:
+        body["allowed"] = err.allowed
+    return {"error": body}
+
+
+def refusal(_status: int, code: str, message: str, parameter: str | None) -> dict[str, Any]:
+    """An error made before any route runs, in this dialect's shape."""
+    return {"error": {"code": code, "message": message, "parameter": parameter}}
+
+
+def catalog_view(catalog: Catalog, resolver: BackendResolver) -> dict[str, Any]:
+    """Every model id, grouped by tier, with what a form needs to offer only valid choices:
+    sizes per resolution, image count, prompt limits, negative prompt, steps and guidance."""
+    tiers = []
+    for tier in catalog.tiers.values():
+        models = [m for m in catalog.models.values() if m.tier.name == tier.name]
+        if models:
+            tiers.append(_tier_view(tier, sorted(models, key=lambda m: (m.provider, m.id)),
+                                    resolver))
+    return {"tiers": tiers, "formats": [f.value for f in ImageFormat]}
+
+
+def _tier_view(tier: Tier, models: list[Model], resolver: BackendResolver) -> dict[str, Any]:
+    backend = tier.backend
+    return {
+        "tier": tier.name, "label": tier.label, "price_usd": tier.price_usd,
+        **backend_info(backend, resolver),
+        "steps": backend.steps, "min_steps": backend.min_steps, "max_steps": backend.max_steps,
+        "guidance": backend.guidance,
+        "guidance_range": None if backend.guidance_range is None else list(
+            backend.guidance_range),
+        "models": [_model_view(m) for m in models],
+    }
+
+
+def _model_view(model: Model) -> dict[str, Any]:
+    return {
+        "id": model.id, "provider": model.provider, "resolutions": list(model.resolutions),
+        "max_images": model.max_images, "prompt_min": model.prompt_min,
+        "prompt_max": model.prompt_max, "negative_prompt": model.negative_prompt,
+        "price_usd": model.price_usd,
+        "sizes": [{"aspect_ratio": s.aspect_ratio, "resolution": s.resolution,
+                   "width": s.width, "height": s.height} for s in model.sizes],
+    }

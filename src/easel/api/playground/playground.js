@@ -1,0 +1,593 @@
+// The easel playground: a client of easel's own API (/easel/...), nothing more. Plain JS, no
+// build step, no third-party code. State kept in this browser: the API key, the form's last
+// settings and the history of jobs (localStorage).
+"use strict";
+
+const KEY_STORE = "easel.apiKey";
+const HISTORY_STORE = "easel.history";
+const FORM_STORE = "easel.form";
+const HISTORY_LIMIT = 50;
+const FIELDS = ["prompt", "negative_prompt", "model", "aspect_ratio", "resolution", "num_images",
+  "seed", "output_format", "output_quality"];
+const DIALECTS = [["curl", "curl"], ["runware", "Runware (runware-sdk)"],
+  ["wavespeed", "WaveSpeed (wavespeed)"], ["aiml", "OpenAI / AIML (openai)"],
+  ["google", "Google (google-genai)"]];
+
+const $ = (selector, root = document) => root.querySelector(selector);
+let catalog = null;           // GET /easel/models
+const modelsById = new Map(); // id -> {model, tier}
+const following = new Map();  // job id -> AbortController of its event stream
+
+class KeyNeeded extends Error {}
+
+// -- storage --------------------------------------------------------------------------------
+
+function apiKey() { return localStorage.getItem(KEY_STORE) || ""; }
+function history() {
+  try { return JSON.parse(localStorage.getItem(HISTORY_STORE) || "[]"); } catch { return []; }
+}
+function saveHistory(entries) {
+  localStorage.setItem(HISTORY_STORE, JSON.stringify(entries.slice(0, HISTORY_LIMIT)));
+}
+function updateEntry(id, change) {
+  const entries = history();
+  const entry = entries.find((e) => e.id === id);
+  if (entry) { Object.assign(entry, change); saveHistory(entries); }
+  return entry;
+}
+
+// -- the API ----------------------------------------------------------------------------------
+
+async function api(path, options = {}) {
+  const headers = { ...(options.headers || {}) };
+  if (apiKey()) headers.Authorization = `Bearer ${apiKey()}`;
+  if (options.body !== undefined) headers["Content-Type"] = "application/json";
+  const response = await fetch(path, { ...options, headers });
+  if (response.status === 401) {
+    askForKey(apiKey() ? "The saved API key was refused. Enter a valid key."
+      : "This server needs an API key. It is kept in this browser only.");
+    throw new KeyNeeded();
+  }
+  return response;
+}
+
+async function errorOf(response) {
+  try {
+    const body = await response.json();
+    if (body && body.error && typeof body.error === "object") return body.error;
+    return { message: String(body.error || response.statusText) };
+  } catch { return { message: `${response.status} ${response.statusText}` }; }
+}
+
+// -- the key ----------------------------------------------------------------------------------
+
+function askForKey(reason) {
+  $("#key-reason").textContent = reason;
+  $("#api-key").value = apiKey();
+  const dialog = $("#key-dialog");
+  if (!dialog.open) dialog.showModal();
+}
+
+function bindKey() {
+  $("#key-button").addEventListener("click", () => askForKey("The key is kept in this browser only."));
+  $("#key-form").addEventListener("submit", () => {
+    localStorage.setItem(KEY_STORE, $("#api-key").value.trim());
+    start();
+  });
+  $("#key-forget").addEventListener("click", () => {
+    localStorage.removeItem(KEY_STORE);
+    $("#api-key").value = "";
+  });
+}
+
+// -- the catalog and the form -----------------------------------------------------------------
+
+async function loadCatalog() {
+  const response = await api("/easel/models");
+  if (!response.ok) throw new Error((await errorOf(response)).message);
+  catalog = await response.json();
+  modelsById.clear();
+  const select = $("#model");
+  select.replaceChildren();
+  for (const tier of catalog.tiers) {
+    const group = document.createElement("optgroup");
+    const standIn = tier.stand_in ? " · stand-in" : "";
+    group.label = `${tier.label} · $${tier.price_usd}/image · ${tier.license.name}${standIn}`;
+    for (const model of tier.models) {
+      modelsById.set(model.id, { model, tier });
+      const option = new Option(`${model.id} (${model.provider})`, model.id);
+      group.append(option);
+    }
+    select.append(group);
+  }
+  const formats = $("#output_format");
+  formats.replaceChildren(...catalog.formats.map((f) => new Option(f.toUpperCase(), f)));
+  restoreForm(JSON.parse(localStorage.getItem(FORM_STORE) || "{}"));
+}
+
+function chosen() { return modelsById.get($("#model").value); }
+
+function onModelChange() {
+  const found = chosen();
+  if (!found) return;
+  const { model, tier } = found;
+  const ratios = [...new Set(model.sizes.map((s) => s.aspect_ratio))];
+  fillSelect($("#aspect_ratio"), ratios.map((r) => [r, r]));
+  fillSelect($("#resolution"), model.resolutions.map((r) => [r, r.toUpperCase()]));
+  const count = $("#num_images");
+  count.max = model.max_images;
+  $("#max-images").textContent = `(1–${model.max_images})`;
+  const negative = $("#negative_prompt");
+  negative.disabled = !model.negative_prompt;
+  $("#negative-note").textContent = model.negative_prompt ? ""
+    : `(${model.id} takes none: ${tier.backend} runs without classifier-free guidance)`;
+  const weights = tier.stand_in ? "a built-in stand-in (weights absent)" : `weights ${tier.weights}`;
+  $("#model-facts").textContent = `${tier.backend} · ${tier.license.name}` +
+    `${tier.license.commercial ? "" : " (not for commercial use)"} · ${tier.steps} steps · ${weights}`;
+  const notice = $("#notice");
+  notice.hidden = !tier.stand_in && !tier.refused;
+  notice.textContent = tier.refused ? `This server refuses ${tier.label}: ${tier.refused}`
+    : tier.stand_in ? `${tier.label} runs on a built-in stand-in here: the weights of ` +
+      `${tier.source} are absent, so ${tier.stand_in} (small and untrained) draws instead of ` +
+      `the real model. Run \`easel pull ${tier.tier}\` on the server for real images.` : "";
+  updateSizeLine();
+}
+
+function fillSelect(select, pairs) {
+  const previous = select.value;
+  select.replaceChildren(...pairs.map(([value, label]) => new Option(label, value)));
+  if (pairs.some(([value]) => value === previous)) select.value = previous;
+}
+
+function updateSizeLine() {
+  const found = chosen();
+  if (!found) return;
+  const size = found.model.sizes.find((s) => s.aspect_ratio === $("#aspect_ratio").value
+    && s.resolution === $("#resolution").value);
+  const count = Number($("#num_images").value) || 1;
+  $("#size-line").textContent = size ? `${size.width}×${size.height} · ` +
+    `$${(found.model.price_usd * count).toFixed(3)} for ${count}` : "";
+  $("#quality-value").textContent = $("#output_quality").value;
+}
+
+function formRequest() {
+  const body = {
+    model: $("#model").value, prompt: $("#prompt").value,
+    aspect_ratio: $("#aspect_ratio").value, resolution: $("#resolution").value,
+    num_images: Number($("#num_images").value), output_format: $("#output_format").value,
+    output_quality: Number($("#output_quality").value),
+  };
+  const negative = $("#negative_prompt");
+  if (!negative.disabled && negative.value.trim()) body.negative_prompt = negative.value;
+  const seed = $("#seed").value.trim();
+  if (seed !== "") body.seed = Number(seed);
+  return body;
+}
+
+function restoreForm(saved) {
+  const model = $("#model");
+  if (saved.model && modelsById.has(saved.model)) model.value = saved.model;
+  onModelChange();
+  for (const name of ["prompt", "negative_prompt", "aspect_ratio", "resolution", "num_images",
+    "output_format", "output_quality"]) {
+    if (saved[name] !== undefined && saved[name] !== null) $(`#${name}`).value = saved[name];
+  }
+  $("#seed").value = saved.seed ?? "";
+  $("#seed_lock").checked = Boolean(saved.seed_lock);
+  updateSizeLine();
+}
+
+function rememberForm() {
+  localStorage.setItem(FORM_STORE, JSON.stringify({
+    ...formRequest(), negative_prompt: $("#negative_prompt").value,
+    seed: $("#seed").value, seed_lock: $("#seed_lock").checked,
+  }));
+}
+
+// -- errors beside fields ---------------------------------------------------------------------
+
+function clearErrors() {
+  for (const box of document.querySelectorAll(".field-error")) box.textContent = "";
+  for (const name of FIELDS) $(`#${name}`).classList.remove("invalid");
+}
+
+function showError(error) {
+  const parameter = FIELDS.includes(error.parameter) ? error.parameter : "form";
+  const box = $(`.field-error[data-for="${parameter}"]`);
+  box.textContent = error.message;
+  if (parameter !== "form") {
+    const field = $(`#${parameter}`);
+    field.classList.add("invalid");
+    field.focus();
+  }
+}
+
+// -- generate ---------------------------------------------------------------------------------
+
+async function generate(event) {
+  event.preventDefault();
+  clearErrors();
+  const body = formRequest();
+  rememberForm();
+  const button = $("#generate");
+  button.disabled = true;
+  try {
+    const response = await api("/easel/jobs", { method: "POST", body: JSON.stringify(body) });
+    if (!response.ok) { showError(await errorOf(response)); return; }
+    const job = await response.json();
+    const entry = { id: job.id, request: body, view: job, created: job.created_at };
+    saveHistory([entry, ...history().filter((e) => e.id !== job.id)]);
+    if (!$("#seed_lock").checked) $("#seed").value = "";
+    renderEntry(entry, true);
+    follow(entry.id);
+  } catch (error) {
+    if (!(error instanceof KeyNeeded)) showError({ message: `Could not reach easel: ${error.message}` });
+  } finally {
+    button.disabled = false;
+  }
+}
+
+// -- the progress stream ----------------------------------------------------------------------
+
+async function follow(id) {
+  if (following.has(id)) return;
+  const controller = new AbortController();
+  following.set(id, controller);
+  try {
+    const response = await api(`/easel/jobs/${encodeURIComponent(id)}/events`,
+      { signal: controller.signal });
+    if (response.status === 404) { markGone(id); return; }
+    if (!response.ok) throw new Error((await errorOf(response)).message);
+    const reader = response.body.getReader();
+    const decoder = new TextDecoder();
+    let buffer = "";
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      buffer += decoder.decode(value, { stream: true });
+      let end;
+      while ((end = buffer.indexOf("\n\n")) >= 0) {
+        const block = buffer.slice(0, end);
+        buffer = buffer.slice(end + 2);
+        const data = block.split("\n").filter((l) => l.startsWith("data: "))
+          .map((l) => l.slice(6)).join("\n");
+        if (data) showJob(JSON.parse(data));
+      }
+    }
+  } catch (error) {
+    if (error.name === "AbortError" || error instanceof KeyNeeded) return;
+  } finally {
+    following.delete(id);
+  }
+  const entry = history().find((e) => e.id === id);
+  if (entry && !isTerminal(entry.view)) setTimeout(() => refresh(id), 1000); // stream cut: resume
+}
+
+async function refresh(id) {
+  try {
+    const response = await api(`/easel/jobs/${encodeURIComponent(id)}`);
+    if (response.status === 404) { markGone(id); return; }
+    if (!response.ok) return;
+    const job = await response.json();
+    showJob(job);
+    if (!isTerminal(job)) follow(id);
+  } catch { /* offline or no key: the history shows what it last knew */ }
+}
+
+function isTerminal(job) { return ["completed", "failed", "cancelled"].includes(job && job.status); }
+
+function markGone(id) {
+  const entry = updateEntry(id, { gone: true });
+  if (entry) renderEntry(entry);
+}
+
+// -- rendering --------------------------------------------------------------------------------
+
+function cardOf(id) { return document.querySelector(`.job[data-job-id="${CSS.escape(id)}"]`); }
+
+function renderHistory() {
+  $("#jobs").replaceChildren();
+  const entries = history();
+  for (const entry of [...entries].reverse()) renderEntry(entry, true);
+  for (const entry of entries) {
+    if (!entry.gone) refresh(entry.id);
+  }
+}
+
+function renderEntry(entry, prepend = false) {
+  let card = cardOf(entry.id);
+  if (!card) {
+    card = $("#job-template").content.firstElementChild.cloneNode(true);
+    card.dataset.jobId = entry.id;
+    card.querySelector(".cancel").addEventListener("click", () => cancel(entry.id));
+    card.querySelector(".reuse").addEventListener("click", () => reuse(entry.id));
+    card.querySelector(".copy-code").addEventListener("click", (e) =>
+      copy(card.querySelector(".snippet").textContent, e.target));
+    if (prepend) $("#jobs").prepend(card); else $("#jobs").append(card);
+    renderCode(card, entry);
+  }
+  $("#empty").hidden = true;
+  paint(card, entry);
+}
+
+function showJob(job) {
+  const entry = updateEntry(job.id, { view: job });
+  if (entry) renderEntry(entry);
+}
+
+function paint(card, entry) {
+  const job = entry.view || {};
+  const status = entry.gone ? "gone" : job.status || "queued";
+  const label = card.querySelector(".job-status");
+  label.textContent = status === "gone" ? "no longer on the server" : status;
+  label.className = `job-status ${status}`;
+  card.dataset.status = status;
+  card.querySelector(".job-model").textContent = `${job.model} · ${job.size}`;
+  card.querySelector(".job-prompt").textContent = job.prompt || entry.request.prompt;
+  card.querySelector(".job-progress").textContent = progressLine(job);
+  card.querySelector(".cancel").hidden = isTerminal(job) || entry.gone;
+  const error = card.querySelector(".job-error");
+  error.hidden = !job.error;
+  error.textContent = job.error ? job.error.message : "";
+  const tiles = card.querySelector(".tiles");
+  const outputs = job.outputs || [];
+  while (tiles.children.length < outputs.length) {
+    tiles.append($("#tile-template").content.firstElementChild.cloneNode(true));
+  }
+  outputs.forEach((output, i) => paintTile(tiles.children[i], job, output));
+}
+
+function progressLine(job) {
+  const { step, total, fraction } = job.progress || { step: 0, total: 0, fraction: 0 };
+  const percent = Math.round(fraction * 100);
+  if (job.status === "completed") return `${total} of ${total} steps · 100%`;
+  if (job.status === "processing" && total) return `step ${step} of ${total} · ${percent}%`;
+  if (isTerminal(job) && total) return `stopped at step ${step} of ${total}`;
+  return isTerminal(job) ? "" : "queued";
+}
+
+function paintTile(tile, job, output) {
+  tile.style.setProperty("--ratio", `${job.width} / ${job.height}`);
+  tile.querySelector(".seed").textContent = `seed ${output.seed}`;
+  const copySeed = tile.querySelector(".copy-seed");
+  copySeed.onclick = () => copy(String(output.seed), copySeed);
+  const frame = tile.querySelector(".frame");
+  const download = tile.querySelector(".download");
+  if (output.url) {
+    let image = frame.querySelector("img");
+    if (!image) {
+      image = document.createElement("img");
+      image.alt = `result ${output.index + 1}, seed ${output.seed}`;
+      image.addEventListener("click", () => enlarge(image.src));
+      image.addEventListener("error", () => { frame.replaceChildren(placeholder("expired")); },
+        { once: true });
+      frame.replaceChildren(image);
+      image.src = output.url;
+    }
+    download.href = output.url;
+    download.download = `easel-${output.seed}.${job.output_format === "jpeg" ? "jpg" : job.output_format}`;
+    download.hidden = false;
+    return;
+  }
+  download.hidden = true;
+  const box = frame.querySelector(".placeholder") || frame.appendChild(placeholder(""));
+  const bar = box.querySelector("progress");
+  const text = box.querySelector(".percent");
+  const { step, total, fraction } = job.progress || { step: 0, total: 0, fraction: 0 };
+  bar.value = Math.round(fraction * 100);
+  if (job.status === "queued" || (!total && !isTerminal(job))) text.textContent = "queued";
+  else if (job.status === "processing") {
+    text.textContent = `step ${step} of ${total} · ${Math.round(fraction * 100)}%`;
+  } else text.textContent = job.status === "completed" ? "expired" : job.status;
+}
+
+function placeholder(text) {
+  const box = $("#tile-template").content.querySelector(".placeholder").cloneNode(true);
+  box.querySelector(".percent").textContent = text;
+  return box;
+}
+
+function enlarge(src) {
+  $("#lightbox-image").src = src;
+  $("#lightbox").showModal();
+}
+
+async function copy(text, button) {
+  try { await navigator.clipboard.writeText(text); } catch {
+    const area = document.createElement("textarea");
+    area.value = text;
+    document.body.append(area);
+    area.select();
+    document.execCommand("copy");
+    area.remove();
+  }
+  const before = button.textContent;
+  button.textContent = "Copied";
+  setTimeout(() => { button.textContent = before; }, 1200);
+}
+
+async function cancel(id) {
+  try {
+    const response = await api(`/easel/jobs/${encodeURIComponent(id)}/cancel`, { method: "POST" });
+    if (response.ok) showJob(await response.json());
+  } catch { /* the stream shows the outcome */ }
+}
+
+function reuse(id) {
+  const entry = history().find((e) => e.id === id);
+  if (!entry) return;
+  const seed = entry.view && entry.view.seeds ? entry.view.seeds[0] : entry.request.seed;
+  restoreForm({ ...entry.request, seed: seed ?? "", seed_lock: seed !== undefined });
+  rememberForm();
+  $("#prompt").focus();
+}
+
+// -- the same request as code -----------------------------------------------------------------
+
+function renderCode(card, entry) {
+  const tabs = card.querySelector(".tabs");
+  const snippet = card.querySelector(".snippet");
+  const codes = snippets(entry.request);
+  tabs.replaceChildren();
+  for (const [name, label] of DIALECTS) {
+    if (!codes[name]) continue;
+    const button = document.createElement("button");
+    button.type = "button";
+    button.textContent = label;
+    button.dataset.dialect = name;
+    button.addEventListener("click", () => {
+      for (const other of tabs.children) other.classList.toggle("active", other === button);
+      snippet.textContent = codes[name];
+      snippet.dataset.dialect = name;
+    });
+    tabs.append(button);
+  }
+  tabs.firstElementChild.click();
+}
+
+// The model id each provider spells the chosen tier with (the chosen id for its own provider).
+function idFor(provider, request) {
+  const found = modelsById.get(request.model);
+  if (!found) return null;
+  if (found.model.provider === provider) return found.model;
+  const candidates = found.tier.models.filter((m) => m.provider === provider);
+  candidates.sort((a, b) => (a.id.includes("preview") - b.id.includes("preview"))
+    || a.id.length - b.id.length);
+  return candidates[0] || null;
+}
+
+function sizeOf(model, request) {
+  const resolution = model.resolutions.includes(request.resolution) ? request.resolution
+    : model.resolutions[0];
+  return model.sizes.find((s) => s.aspect_ratio === request.aspect_ratio
+    && s.resolution === resolution) || model.sizes[0];
+}
+
+function py(value, indent = "") {
+  if (value === null || value === undefined) return "None";
+  if (value === true) return "True";
+  if (value === false) return "False";
+  if (typeof value === "number") return String(value);
+  if (typeof value === "string") return JSON.stringify(value);
+  const inner = indent + "    ";
+  const items = Object.entries(value).map(([k, v]) => `${inner}${JSON.stringify(k)}: ${py(v, inner)},`);
+  return `{\n${items.join("\n")}\n${indent}}`;
+}
+
+function shellQuote(text) { return `'${text.replaceAll("'", "'\\''")}'`; }
+
+function snippets(request) {
+  const base = window.location.origin;
+  const key = 'os.environ.get("EASEL_API_KEY", "none")';
+  const out = {};
+  const auth = apiKey() ? `  -H "Authorization: Bearer $EASEL_API_KEY" \\\n` : "";
+  out.curl = `curl -s ${base}/easel/jobs \\\n  -H 'Content-Type: application/json' \\\n${auth}` +
+    `  -d ${shellQuote(JSON.stringify(request, null, 2))}\n\n# then follow its progress (server-sent events):\n` +
+    `curl -N ${auth ? '-H "Authorization: Bearer $EASEL_API_KEY" ' : ""}${base}/easel/jobs/<id>/events`;
+  const count = (model) => Math.min(request.num_images, model.max_images);
+  const negative = (model) => (model.negative_prompt && request.negative_prompt) || undefined;
+  const note = (model) => {
+    const size = sizeOf(model, request);
+    return size.resolution !== request.resolution
+      ? `# ${model.id} serves ${size.resolution.toUpperCase()} only: this asks for ${size.width}x${size.height}\n` : "";
+  };
+
+  const runware = idFor("runware", request);
+  if (runware) {
+    const size = sizeOf(runware, request);
+    const task = { taskType: "imageInference", model: runware.id, positivePrompt: request.prompt,
+      negativePrompt: negative(runware), width: size.width, height: size.height,
+      numberResults: count(runware), outputFormat: request.output_format.toUpperCase(),
+      outputQuality: request.output_quality, seed: request.seed };
+    out.runware = `${note(runware)}import asyncio\nimport os\n\nfrom runware import Runware\n\n\n` +
+      `async def main() -> None:\n    client = Runware(api_key=${key}, transport="rest",\n` +
+      `                     http_base_url="${base}/v1")\n` +
+      `    images = await client.run(${py(prune(task), "    ")})\n    print(images)\n\n\nasyncio.run(main())\n`;
+  }
+  const wavespeed = idFor("wavespeed", request);
+  if (wavespeed) {
+    const size = sizeOf(wavespeed, request);
+    const input = { prompt: request.prompt, negative_prompt: negative(wavespeed),
+      aspect_ratio: size.aspect_ratio, resolution: size.resolution, num_images: count(wavespeed),
+      seed: request.seed, output_format: request.output_format };
+    out.wavespeed = `${note(wavespeed)}import os\n\nimport wavespeed\n\n` +
+      `client = wavespeed.Client(api_key=${key}, base_url="${base}")\n` +
+      `result = client.run(${JSON.stringify(wavespeed.id)}, ${py(prune(input))})\nprint(result["outputs"])\n`;
+  }
+  const aiml = idFor("aiml", request);
+  if (aiml) {
+    const size = sizeOf(aiml, request);
+    const extra = { num_images: count(aiml), seed: request.seed, negative_prompt: negative(aiml) };
+    out.aiml = `${note(aiml)}import os\n\nfrom openai import OpenAI\n\n` +
+      `client = OpenAI(api_key=${key}, base_url="${base}/v1")\n` +
+      `result = client.images.generate(\n    model=${JSON.stringify(aiml.id)},\n` +
+      `    prompt=${JSON.stringify(request.prompt)},\n    size="${size.width}x${size.height}",\n` +
+      `    output_format="${request.output_format}",\n    response_format="url",\n` +
+      `    extra_body=${py(prune(extra), "    ")},  # AIML's fields\n)\n` +
+      `print([image.url for image in result.data])\n`;
+  }
+  const google = idFor("google", request);
+  if (google) {
+    const size = sizeOf(google, request);
+    const config = [`number_of_images=${count(google)}`, `aspect_ratio="${size.aspect_ratio}"`];
+    if (!google.id.includes("fast")) config.push(`image_size="${size.resolution.toUpperCase()}"`);
+    // Google honours a seed only without its watermark.
+    if (request.seed !== undefined) config.push(`seed=${request.seed}`, "add_watermark=False");
+    if (negative(google)) config.push(`negative_prompt=${JSON.stringify(negative(google))}`);
+    const mime = request.output_format === "png" ? "image/png" : "image/jpeg";
+    config.push(`output_mime_type="${mime}"`);
+    const webp = request.output_format === "webp" ? "# Google's API has no WEBP output: JPEG instead\n" : "";
+    // Vertex mode: google-genai 2.x and 3.x generate images only there, and only there does
+    // the SDK pass a seed on. The project and location are any names: easel ignores them.
+    out.google = `${note(google)}${webp}import os\n\nfrom google import genai\nfrom google.genai import types\n` +
+      `from google.oauth2.credentials import Credentials\n\n` +
+      `client = genai.Client(\n    vertexai=True, project="my-project", location="us-central1",\n` +
+      `    credentials=Credentials(token=${key}),\n` +
+      `    http_options=types.HttpOptions(base_url="${base}"),\n)\n` +
+      `response = client.models.generate_images(\n    model=${JSON.stringify(google.id)},\n` +
+      `    prompt=${JSON.stringify(request.prompt)},\n` +
+      `    config=types.GenerateImagesConfig(\n        ${config.join(",\n        ")},\n    ),\n)\n` +
+      `for generated in response.generated_images:\n` +
+      `    print(generated.image.mime_type, len(generated.image.image_bytes))\n`;
+  }
+  return out;
+}
+
+function prune(object) {
+  return Object.fromEntries(Object.entries(object).filter(([, v]) => v !== undefined && v !== null));
+}
+
+// -- start ------------------------------------------------------------------------------------
+
+async function start() {
+  try {
+    const response = await api("/easel/info");
+    if (response.ok) {
+      const info = await response.json();
+      const real = info.tiers.filter((t) => t.weights === "present").map((t) => t.label);
+      $("#server").textContent = `easel ${info.version} · real weights: ${real.length ? real.join(", ") : "none (stand-ins)"}`;
+    }
+    await loadCatalog();
+    renderHistory();
+  } catch (error) {
+    if (!(error instanceof KeyNeeded)) showError({ message: `Could not load the catalog: ${error.message}` });
+  }
+}
+
+function bind() {
+  bindKey();
+  $("#form").addEventListener("submit", generate);
+  $("#model").addEventListener("change", () => { onModelChange(); rememberForm(); });
+  for (const name of ["aspect_ratio", "resolution", "num_images", "output_quality"]) {
+    $(`#${name}`).addEventListener("input", updateSizeLine);
+  }
+  $("#clear-history").addEventListener("click", () => {
+    for (const controller of following.values()) controller.abort();
+    saveHistory([]);
+    $("#jobs").replaceChildren();
+    $("#empty").hidden = false;
+  });
+}
+
+bind();
+start();

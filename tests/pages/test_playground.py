@@ -1,0 +1,265 @@
+"""The playground page in a real browser: Debian's chromium, headless, driven by Playwright.
+
+Each test does what a user does (type, click, wait for what the page shows) against a real
+server with tiny stand-ins, and saves screenshots of the states it reaches (EASEL_TEST_ARTIFACTS,
+default /tmp/easel-test-artifacts) so a person can look at them."""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from PIL import Image
+from playwright import sync_api as playwright
+
+from tests.sdk_venvs import sdk_python
+from tests.server_harness import SMALL_SIZES, Server
+
+ARTIFACTS = Path(os.environ.get("EASEL_TEST_ARTIFACTS", "/tmp/easel-test-artifacts"))
+FAST_STEPS = 300  # Fast runs long enough for several progress events
+SLOW_STEPS = 4000  # Standard runs for a minute: there is time to cancel it
+FAST = "google/imagen4-fast"
+STANDARD = "imagen-4.0-generate-001"
+SDK_OF_TAB = {"runware": "runware-sdk", "wavespeed": "wavespeed", "aiml": "openai",
+              "google": "google-genai-3"}
+
+
+def chromium() -> str:
+    """Debian's chromium; without it these tests fail (CI installs it: scripts/system-deps),
+    unless EASEL_BROWSER_TESTS=skip says to leave them out on this machine."""
+    path = shutil.which("chromium") or shutil.which("chromium-browser")
+    if path:
+        return path
+    if os.environ.get("EASEL_BROWSER_TESTS") == "skip":
+        pytest.skip("no chromium, and EASEL_BROWSER_TESTS=skip")
+    pytest.fail("chromium is not installed (apt-get install chromium); the page tests need it. "
+                "Set EASEL_BROWSER_TESTS=skip to leave them out on this machine.")
+
+
+def catalog(path: Path) -> Path:
+    path.write_text(SMALL_SIZES + f"\n[backends.flux2-klein-4b]\nsteps = {FAST_STEPS}\n"
+                    f"\n[backends.z-image-turbo]\nsteps = {SLOW_STEPS}\n")
+    return path
+
+
+def start_server(root: Path, **env: Any) -> Server:
+    root.mkdir(parents=True, exist_ok=True)
+    return Server(root / "srv", small=False, EASEL_CATALOG_FILE=catalog(root / "catalog.toml"),
+                  EASEL_FALLBACK_MAX_STEPS=SLOW_STEPS, **env).start()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    srv = start_server(tmp_path_factory.mktemp("page"))
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    executable = chromium()
+    with playwright.sync_playwright() as p:
+        launched = p.chromium.launch(executable_path=executable, args=["--no-sandbox"])
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def page(browser: Any, server: Server) -> Iterator[Any]:
+    context = browser.new_context(viewport={"width": 1280, "height": 900},
+                                  accept_downloads=True)
+    context.grant_permissions(["clipboard-read", "clipboard-write"], origin=server.url)
+    opened = context.new_page()
+    errors: list[str] = []
+    opened.on("pageerror", lambda exc: errors.append(str(exc)))
+    yield opened
+    context.close()
+    assert not errors, errors  # no uncaught exception in the page's script
+
+
+def shot(page: Any, name: str) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"playground-{name}.png"), full_page=True)
+
+
+def open_playground(page: Any, srv: Server) -> None:
+    page.goto(srv.url + "/")
+    page.wait_for_selector("#model option", state="attached")
+
+
+def record_progress(page: Any) -> None:
+    """Keep every text the job's progress line shows, as the page changes it."""
+    page.evaluate("""() => {
+        window.seenProgress = [];
+        new MutationObserver(() => {
+            for (const line of document.querySelectorAll('.job-progress')) {
+                const text = line.textContent;
+                if (window.seenProgress.at(-1) !== text) window.seenProgress.push(text);
+            }
+        }).observe(document.body, {subtree: true, childList: true, characterData: true});
+    }""")
+
+
+def generate(page: Any, model: str, prompt: str, **fields: str) -> str:
+    page.select_option("#model", model)
+    page.fill("#prompt", prompt)
+    for name, value in fields.items():
+        page.fill(f"#{name}", value)
+    page.click("#generate")
+    card = page.wait_for_selector(".job[data-job-id]")
+    return str(card.get_attribute("data-job-id"))
+
+
+def test_generate_shows_live_progress_then_images_to_enlarge_download_and_reuse(
+    page: Any, server: Server, tmp_path: Path
+) -> None:
+    open_playground(page, server)
+    notice = page.locator("#notice")
+    assert notice.is_visible() and "stand-in" in notice.inner_text()
+    assert "Apache License 2.0" in page.locator("#model optgroup").first.get_attribute("label")
+    record_progress(page)
+    page.check("#seed_lock")
+    job_id = generate(page, FAST, "a red fox in snow", seed="7", num_images="2")
+    page.wait_for_selector(".job .percent >> text=/step \\d+ of/")
+    shot(page, "progress")
+    page.wait_for_selector(".job[data-status=completed]", timeout=120_000)
+    shot(page, "completed")
+    seen = page.evaluate("window.seenProgress")
+    steps = [int(text.split()[1]) for text in seen if text.startswith("step ")]
+    assert len(steps) >= 2 and steps == sorted(steps) and 0 < steps[0] < FAST_STEPS, seen
+    assert seen[-1] == f"{FAST_STEPS} of {FAST_STEPS} steps · 100%"
+    images = page.locator(".job .frame img")
+    assert images.count() == 2
+    assert page.evaluate("[...document.querySelectorAll('.frame img')]"
+                         ".every((i) => i.complete && i.naturalWidth === 64)")
+    assert page.locator(".job .seed").all_inner_texts() == ["seed 7", "seed 8"]
+
+    with page.expect_download() as download:
+        page.locator(".job .download").first.click()
+    saved = tmp_path / download.value.suggested_filename
+    download.value.save_as(saved)
+    assert saved.name == "easel-7.jpg"
+    with Image.open(io.BytesIO(saved.read_bytes())) as image:
+        assert (image.format, image.size) == ("JPEG", (64, 64))
+
+    page.locator(".job .copy-seed").nth(1).click()
+    assert page.evaluate("navigator.clipboard.readText()") == "8"
+
+    images.first.click()
+    assert page.locator("#lightbox").is_visible()
+    shot(page, "enlarged")
+    page.click("#lightbox-close")
+
+    page.fill("#prompt", "something else")
+    page.select_option("#model", STANDARD)
+    page.click(".job .reuse")
+    assert page.input_value("#prompt") == "a red fox in snow"
+    assert page.input_value("#model") == FAST and page.input_value("#seed") == "7"
+    job = httpx.get(f"{server.url}/easel/jobs/{job_id}", timeout=30).json()
+    assert job["seeds"] == [7, 8] and job["status"] == "completed"
+
+
+def test_the_history_survives_a_reload(page: Any, server: Server) -> None:
+    open_playground(page, server)
+    job_id = generate(page, FAST, "a lighthouse at dusk")
+    page.wait_for_selector(f".job[data-job-id='{job_id}'][data-status=completed] img",
+                           timeout=120_000)
+    page.reload()
+    card = page.wait_for_selector(f".job[data-job-id='{job_id}'][data-status=completed]")
+    assert "a lighthouse at dusk" in card.inner_text()
+    page.wait_for_function("document.querySelector('.frame img')?.naturalWidth === 64")
+    assert page.input_value("#prompt") == "a lighthouse at dusk"  # the form came back too
+    shot(page, "after-reload")
+
+
+def test_cancel_stops_a_running_job(page: Any, server: Server) -> None:
+    open_playground(page, server)
+    job_id = generate(page, STANDARD, "a very long job")
+    card = page.locator(f".job[data-job-id='{job_id}']")
+    card.locator(".percent >> text=/step \\d+ of/").wait_for(timeout=120_000)
+    card.locator(".cancel").click()
+    page.wait_for_selector(f".job[data-job-id='{job_id}'][data-status=cancelled]",
+                           timeout=60_000)
+    shot(page, "cancelled")
+    assert "stopped at step" in card.locator(".job-progress").inner_text()
+    assert not card.locator(".cancel").is_visible()
+    job = httpx.get(f"{server.url}/easel/jobs/{job_id}", timeout=30).json()
+    assert job["status"] == "cancelled" and 0 < job["progress"]["step"] < SLOW_STEPS
+
+
+def test_server_errors_appear_beside_the_field_they_concern(page: Any, server: Server) -> None:
+    open_playground(page, server)
+    page.select_option("#model", FAST)
+    page.fill("#prompt", "a fox")
+    page.fill("#num_images", "9")
+    page.click("#generate")
+    error = page.locator(".field-error[data-for=num_images]")
+    error.wait_for()
+    assert "num_images must be an integer 1..4 for google/imagen4-fast" in error.inner_text()
+    assert "invalid" in (page.get_attribute("#num_images", "class") or "")
+    shot(page, "validation-error")
+    page.fill("#num_images", "1")
+    page.fill("#prompt", "")
+    page.click("#generate")
+    page.locator(".field-error[data-for=prompt]").wait_for()
+    assert page.locator(".field-error[data-for=num_images]").inner_text() == ""
+    assert page.locator(".job").count() == 0  # nothing was queued
+
+
+def test_each_dialects_code_runs_as_printed(page: Any, server: Server) -> None:
+    """The request shown as code for each dialect, copied from the page and run: the same
+    generation through each official SDK, and through curl."""
+    open_playground(page, server)
+    generate(page, FAST, "a red fox in snow", seed="5")
+    page.click(".job details summary")
+    codes = {}
+    for tab in page.locator(".job .tabs button").all():
+        tab.click()
+        codes[tab.get_attribute("data-dialect")] = page.locator(".job .snippet").inner_text()
+    assert set(codes) == {"curl", *SDK_OF_TAB}
+    for dialect, sdk in SDK_OF_TAB.items():
+        run = subprocess.run([str(sdk_python(sdk)), "-c", codes[dialect]], capture_output=True,
+                             text=True, timeout=300)
+        assert run.returncode == 0, (dialect, codes[dialect], run.stdout + run.stderr)
+        assert run.stdout.strip(), dialect
+    submit, _, follow = codes["curl"].partition("\n\n")
+    created = subprocess.run(["bash", "-c", submit], capture_output=True, text=True, timeout=60)
+    job_id = httpx.Response(200, content=created.stdout).json()["id"]
+    follow_line = follow.splitlines()[-1].replace("<id>", job_id)
+    streamed = subprocess.run(["bash", "-c", follow_line], capture_output=True, text=True,
+                              timeout=120)
+    assert "event: end" in streamed.stdout and '"status": "completed"' in streamed.stdout
+
+
+def test_with_api_keys_the_page_asks_for_one_and_keeps_it(browser: Any, tmp_path: Path) -> None:
+    srv = start_server(tmp_path, EASEL_API_KEYS="page-key")
+    try:
+        context = browser.new_context(viewport={"width": 1280, "height": 900})
+        page = context.new_page()
+        page.goto(srv.url + "/")
+        dialog = page.locator("#key-dialog")
+        dialog.wait_for()
+        shot(page, "key-dialog")
+        page.fill("#api-key", "wrong-key")
+        page.click("#key-save")
+        page.wait_for_selector("#key-reason >> text=was refused")
+        page.fill("#api-key", "page-key")
+        page.click("#key-save")
+        page.wait_for_selector("#model option", state="attached")
+        job_id = generate(page, FAST, "a fox with a key")
+        page.wait_for_selector(f".job[data-job-id='{job_id}'][data-status=completed] img",
+                               timeout=120_000)
+        assert page.evaluate("localStorage.getItem('easel.apiKey')") == "page-key"
+        page.reload()  # the key is remembered: no dialog this time
+        page.wait_for_selector(f".job[data-job-id='{job_id}'][data-status=completed] img")
+        assert not dialog.is_visible()
+        context.close()
+    finally:
+        srv.stop()
