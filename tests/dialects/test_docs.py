@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 import httpx
@@ -43,6 +44,20 @@ def test_docs_example_runs(
         env={**os.environ, "EASEL_URL": live.url, "EASEL_KEY": KEY},
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("language", ["python", "bash"])
+def test_easel_api_examples_run(language: str, live: Server) -> None:
+    """docs/easel-api.md: its Python example (the main interpreter: httpx) and its curl one."""
+    text = (ROOT / "docs" / "easel-api.md").read_text()
+    blocks = re.findall(rf"```{language}\n(.*?)```", text, flags=re.S)
+    assert blocks, language
+    command = [sys.executable, "-c"] if language == "python" else ["bash", "-euo", "pipefail", "-c"]
+    for code in blocks:
+        proc = subprocess.run([*command, code], capture_output=True, text=True, timeout=180,
+                              env={**os.environ, "EASEL_URL": live.url, "EASEL_KEY": KEY})
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert proc.stdout.strip(), code
 
 
 def test_every_dialect_is_in_the_store_and_metrics(live: Server) -> None:

@@ -48,11 +48,12 @@ def submit(srv: Server, headers: dict[str, str], **fields: Any) -> httpx.Respons
 
 @pytest.fixture(scope="module")
 def keyed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """Two callers, a job of 120 steps (the stream has steps to show)."""
+    """Two callers, jobs of 120 steps (the stream has steps to show), one image per engine call
+    (a job of two images runs in two chunks)."""
     root = tmp_path_factory.mktemp("easel-api")
     catalog = root / "catalog.toml"
     catalog.write_text(SMALL_SIZES + "\n[backends.flux2-klein-4b]\nsteps = 120\n")
-    srv = Server(root / "srv", small=False, EASEL_API_KEYS="key-a,key-b",
+    srv = Server(root / "srv", small=False, EASEL_API_KEYS="key-a,key-b", EASEL_BATCH_SIZE=1,
                  EASEL_CATALOG_FILE=catalog, EASEL_FALLBACK_MAX_STEPS=4000).start()
     yield srv
     srv.stop()
@@ -67,11 +68,12 @@ def test_a_job_streams_its_steps_then_ends_with_its_images(keyed: Server) -> Non
     names = [name for name, _ in seen]
     assert names[-1] == "end" and set(names[:-1]) <= {"progress"}
     steps = [data["progress"]["step"] for _, data in seen]
-    assert steps == sorted(steps), steps  # progress only moves forward
-    assert any(0 < step < 120 for step in steps), steps  # steps in between were streamed
+    # Progress counts the steps of both chunks, so it only moves forward.
+    assert steps == sorted(steps), steps
+    assert any(0 < step < 240 for step in steps), steps  # steps in between were streamed
     final = seen[-1][1]
     assert final["status"] == "completed" and final["progress"] == {
-        "step": 120, "total": 120, "fraction": 1.0}
+        "step": 240, "total": 240, "fraction": 1.0}
     for output, seed in zip(final["outputs"], (11, 12), strict=True):
         assert output["ready"] and output["seed"] == seed
         image = httpx.get(output["url"], timeout=30)
