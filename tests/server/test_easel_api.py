@@ -91,8 +91,8 @@ def test_jobs_are_listed_newest_first_and_only_to_their_caller(keyed: Server) ->
     listed = httpx.get(f"{keyed.url}/easel/jobs", headers=B, timeout=30).json()["jobs"]
     assert [job["id"] for job in listed] == ids[::-1]
     first_page = httpx.get(f"{keyed.url}/easel/jobs?limit=2", headers=B, timeout=30).json()
-    before = first_page["jobs"][-1]["created_at"]
-    rest = httpx.get(f"{keyed.url}/easel/jobs", params={"before": before}, headers=B,
+    after = first_page["jobs"][-1]["id"]
+    rest = httpx.get(f"{keyed.url}/easel/jobs", params={"after": after}, headers=B,
                      timeout=30).json()["jobs"]
     assert [j["id"] for j in first_page["jobs"] + rest] == ids[::-1]
     done = httpx.get(f"{keyed.url}/easel/jobs?status=completed,failed", headers=B,
@@ -159,28 +159,15 @@ def test_the_catalog_lists_every_model_id_by_tier_with_sizes_and_licence(keyed: 
     assert fast_tier["stand_in"] == "easel/tiny-flux2" and fast_tier["price_usd"] == 0.02
 
 
-def test_cancel_ends_the_stream_cancelled(
-    make_server: Callable[..., Server], tmp_path: Path
-) -> None:
-    srv = slow_server(make_server, tmp_path).start()
-    job = submit(srv, {}).json()
-    for name, data in events(srv, job["id"], {}):
-        if name == "progress" and data["progress"]["step"] > 0:
-            reply = httpx.post(f"{srv.url}/easel/jobs/{job['id']}/cancel", timeout=30)
-            assert reply.status_code == 200 and reply.json()["cancel_requested"]
-        last = (name, data)
-    assert last[0] == "end" and last[1]["status"] == "cancelled"
-    assert last[1]["error"]["kind"] == "cancelled" and last[1]["outputs"][0]["url"] is None
-
-
-def test_easel_jobs_list_show_and_cancel_from_the_command_line(
+def test_cancel_from_the_stream_and_from_easel_jobs(
     make_server: Callable[..., Server], tmp_path: Path
 ) -> None:
     srv = slow_server(make_server, tmp_path).start()
     log = srv.log.read_text()
     assert f"playground at {srv.url}/" in log
     assert "fast      flux2-klein-4b   stand-in easel/tiny-flux2 (weights absent)" in log
-    job = submit(srv, {}, prompt="a lighthouse at dusk").json()
+    running = submit(srv, {}, prompt="a lighthouse at dusk").json()
+    queued = submit(srv, {}, prompt="a second job").json()  # waits behind the first
     env = {**os.environ, "EASEL_URL": srv.url, "COLUMNS": "200"}
 
     def easel(*args: str) -> subprocess.CompletedProcess[str]:
@@ -189,17 +176,26 @@ def test_easel_jobs_list_show_and_cancel_from_the_command_line(
 
     listed = easel("list", "--json")
     assert listed.returncode == 0, listed.stderr
-    assert [j["id"] for j in json.loads(listed.stdout)] == [job["id"]]
-    table = easel("list")
-    assert job["id"] in table.stdout and "a lighthouse at dusk" in table.stdout
-    cancelled = easel("cancel", job["id"])
-    assert cancelled.returncode == 0, cancelled.stderr
-    *_, (name, data) = events(srv, job["id"], {})
-    assert (name, data["status"]) == ("end", "cancelled")
-    shown = easel("show", job["id"])
+    assert [j["id"] for j in json.loads(listed.stdout)] == [queued["id"], running["id"]]
+    table = easel("list").stdout
+    assert running["id"] in table and "a lighthouse at dusk" in table and "a second job" in table
+    cancelled = easel("cancel", queued["id"])
+    assert cancelled.returncode == 0 and "cancelled" in cancelled.stdout, cancelled.stderr
+
+    # The running one: cancelled once its stream shows it denoising; the stream then ends.
+    for name, data in events(srv, running["id"], {}):
+        if name == "progress" and data["progress"]["step"] > 0 and not data["cancel_requested"]:
+            reply = httpx.post(f"{srv.url}/easel/jobs/{running['id']}/cancel", timeout=30)
+            assert reply.status_code == 200 and reply.json()["cancel_requested"]
+        last = (name, data)
+    assert last[0] == "end" and last[1]["status"] == "cancelled"
+    assert last[1]["error"]["kind"] == "cancelled" and last[1]["outputs"][0]["url"] is None
+    assert 0 < last[1]["progress"]["step"] < last[1]["progress"]["total"]
+
+    shown = easel("show", running["id"])
     assert "cancelled" in shown.stdout and "a lighthouse at dusk" in shown.stdout
     cancelled_only = json.loads(easel("list", "--status", "cancelled", "--json").stdout)
-    assert [j["id"] for j in cancelled_only] == [job["id"]]
+    assert {j["id"] for j in cancelled_only} == {running["id"], queued["id"]}
     assert json.loads(easel("list", "--status", "completed", "--json").stdout) == []
     missing = easel("show", "no-such-job")
     assert missing.returncode == 1 and "no job no-such-job" in missing.stderr

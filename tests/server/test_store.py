@@ -153,7 +153,8 @@ def test_a_database_of_the_previous_schema_is_upgraded(tmp_path: Path) -> None:
     store.create()
     store.insert(_job("old"))
     store.close()
-    with sqlite3.connect(path) as conn:  # the old schema: drop the two new columns
+    with sqlite3.connect(path) as conn:  # the old schema: drop the new columns and index
+        conn.execute("DROP INDEX ix_jobs_caller_created")
         conn.execute("ALTER TABLE jobs DROP COLUMN caller")
         conn.execute("ALTER TABLE jobs DROP COLUMN cancel_requested")
         conn.execute("ALTER TABLE jobs DROP COLUMN task_id")
@@ -166,6 +167,30 @@ def test_a_database_of_the_previous_schema_is_upgraded(tmp_path: Path) -> None:
     assert job.delivery.webhook == "https://example.com/h" and job.delivery.ttl_seconds == 90
     assert job.echo == {"outputType": ["URL"], "ttl": 90}
     assert again.insert(_job("new")) is InsertResult.INSERTED
+    with sqlite3.connect(path) as conn:
+        indexes = {row[1] for row in conn.execute("PRAGMA index_list(jobs)")}
+    assert "ix_jobs_caller_created" in indexes
+
+
+def test_a_callers_jobs_page_newest_first_even_when_created_in_the_same_instant(
+    tmp_path: Path,
+) -> None:
+    clock = FakeClock()
+    store = _store(tmp_path, clock)
+    for i in range(5):
+        store.insert(_job(f"j{i}"))
+        if i != 2:  # j2 and j3 share one created_at: the id orders them
+            clock.advance(1)
+    store.insert(NewJob(**{**_job("other").__dict__, "caller": "someone else"}))
+    pages, after = [], None
+    while page := store.list_for("t", 2, after=after):
+        pages.append([job.id for job in page])
+        after = page[-1].id
+    assert pages == [["j4", "j2"], ["j3", "j1"], ["j0"]]
+    assert [j.id for j in store.list_for("t", 10, (JobStatus.QUEUED,))] == [
+        "j4", "j2", "j3", "j1", "j0"]
+    assert store.list_for("t", 10, (JobStatus.COMPLETED,)) == []
+    assert store.list_for("t", 10, after="other") == []  # another caller's id is no cursor
 
 
 def test_the_queue_cap_is_checked_in_the_insert_itself(tmp_path: Path) -> None:

@@ -257,11 +257,12 @@ class JobService:
 
     async def list_for(
         self, caller: Caller, limit: int, statuses: Sequence[JobStatus] = (),
-        before: float | None = None,
+        after: str | None = None,
     ) -> list[Job]:
-        """The caller's own jobs, newest first (no other caller's job is ever listed)."""
+        """The caller's own jobs, newest first (no other caller's job is ever listed); `after`:
+        a job id, the last of the previous page."""
         return await asyncio.to_thread(self.store.list_for, caller.principal, limit, statuses,
-                                       before)
+                                       after)
 
     async def watch(self, job_id: str) -> AsyncIterator[Job]:
         """The job now, then again at every change (a step of progress, an image stored, the

@@ -169,18 +169,24 @@ class JobStore:
 
     def list_for(
         self, caller: str, limit: int, statuses: Sequence[JobStatus] = (),
-        before: float | None = None,
+        after: str | None = None,
     ) -> list[Job]:
         """A caller's jobs, newest first: at most `limit`, only `statuses` when given, and only
-        those created before `before` (unix seconds; the next page)."""
+        those listed after the job `after` (the last of the previous page)."""
         query = sa.select(jobs.c.id).where(jobs.c.caller == caller)
         if statuses:
             query = query.where(jobs.c.status.in_([s.value for s in statuses]))
-        if before is not None:
-            query = query.where(jobs.c.created_at < before)
-        query = query.order_by(jobs.c.created_at.desc(), jobs.c.id).limit(limit)
+        order = (jobs.c.created_at.desc(), jobs.c.id)
         with self.engine.connect() as conn:
-            ids = [row[0] for row in conn.execute(query)]
+            if after is not None:
+                cursor = conn.execute(sa.select(jobs.c.created_at).where(
+                    jobs.c.id == after, jobs.c.caller == caller)).scalar()
+                if cursor is None:
+                    return []
+                query = query.where(sa.or_(
+                    jobs.c.created_at < cursor,
+                    sa.and_(jobs.c.created_at == cursor, jobs.c.id > after)))
+            ids = [row[0] for row in conn.execute(query.order_by(*order).limit(limit))]
             return [job for job, _ in _load(conn, ids)]
 
     def image(self, image_id: str) -> StoredImage | None:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
-from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
@@ -18,7 +17,7 @@ from easel.api.deps import Services, get_services
 from easel.api.dialects.common import Dialect, read_json_object, retry_headers
 from easel.api.dialects.easel import translate as native
 from easel.domain.errors import EaselError, ErrorKind, invalid
-from easel.domain.job import Job, JobStatus
+from easel.domain.job import Job, JobStatus, job_id_from
 from easel.domain.submission import Caller
 from easel.services.info import server_info
 
@@ -94,24 +93,23 @@ async def submit(request: Request, services: Services = Depends(get_services)) -
 @router.get("/easel/jobs")
 async def list_jobs(
     request: Request, limit: str = "50", status: str | None = None,
-    before: str | None = None, services: Services = Depends(get_services),
+    after: str | None = None, services: Services = Depends(get_services),
 ) -> JSONResponse:
     """The caller's jobs, newest first: `limit` (1..200), `status` (comma-separated), and
-    `before` (the `created_at` of the last job of the previous page)."""
+    `after` (the id of the last job of the previous page)."""
     caller = _caller(services, request)
     if isinstance(caller, JSONResponse):
         return caller
     try:
-        count, statuses, until = _list_query(limit, status, before)
+        count, statuses = _list_query(limit, status)
     except EaselError as err:
         return _error(err)
-    jobs = await services.jobs.list_for(caller, count, statuses, until)
+    after_id = None if after is None else job_id_from(after)
+    jobs = await services.jobs.list_for(caller, count, statuses, after_id)
     return JSONResponse({"jobs": [_view(services, job) for job in jobs]})
 
 
-def _list_query(
-    limit: str, status: str | None, before: str | None
-) -> tuple[int, list[JobStatus], float | None]:
+def _list_query(limit: str, status: str | None) -> tuple[int, list[JobStatus]]:
     if not limit.isdigit() or not 1 <= int(limit) <= MAX_LIST:
         raise invalid("limit", f"limit must be an integer 1..{MAX_LIST}, got {limit[:20]!r}")
     statuses = []
@@ -124,14 +122,7 @@ def _list_query(
             allowed = [s.value for s in JobStatus]
             raise invalid("status", f"status {name[:40]!r} is not one of {', '.join(allowed)}",
                           allowed) from None
-    until = None
-    if before is not None:
-        try:
-            until = datetime.fromisoformat(before).timestamp()
-        except ValueError:
-            raise invalid("before", "before must be an ISO 8601 time (a job's created_at), "
-                                    f"got {before[:40]!r}") from None
-    return int(limit), statuses, until
+    return int(limit), statuses
 
 
 @router.get("/easel/jobs/{job_id}")
