@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import os
 import subprocess
 import sys
 import threading
@@ -49,17 +50,32 @@ def sdk_python(name: str) -> Path:
     marker = venv / ".easel-ready"
     with venv_lock(name):
         if not marker.exists():
-            subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-            pip = subprocess.run([str(python), "-m", "pip", "install", "-q", SDKS[name]],
-                                 capture_output=True, text=True, timeout=900)
+            pip = _install(venv, SDKS[name])
             if pip.returncode:
                 raise RuntimeError(f"cannot install {SDKS[name]}: {pip.stderr[-2000:]}")
             marker.write_text(SDKS[name])
     return python
 
 
+def _install(venv: Path, requirement: str) -> subprocess.CompletedProcess[str]:
+    """A fresh venv with `requirement` in it: through uv (a dev dependency) when present, which
+    spends a tenth of pip's CPU time (the suite runs on two cores), else through pip."""
+    uv = Path(sys.executable).with_name("uv")
+    if not uv.exists():
+        subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True)
+        return subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q",
+                               requirement], capture_output=True, text=True, timeout=900)
+    subprocess.run([str(uv), "venv", "-q", "--clear", "--python", sys.executable, str(venv)],
+                   check=True, capture_output=True)
+    links = [arg for path in os.environ.get("PIP_FIND_LINKS", "").split()
+             for arg in ("--find-links", path)]  # wheels this machine keeps on disk, as pip
+    return subprocess.run([str(uv), "pip", "install", "-q", "--python",
+                           str(venv / "bin" / "python"), *links, requirement],
+                          capture_output=True, text=True, timeout=900)
+
+
 def prebuild() -> list[threading.Thread]:
-    """Start creating every missing SDK venv, in parallel threads (pip waits on the network
+    """Start creating every missing SDK venv, in parallel threads (installs wait on the network
     and the disk more than on the CPU)."""
     missing = [n for n in SDKS if not (ROOT / ".venvs" / n / ".easel-ready").exists()]
     threads = [threading.Thread(target=_quietly, args=(n,), daemon=True) for n in missing]

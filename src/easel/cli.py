@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Annotated, NoReturn
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from easel.catalog import Backend, Catalog, Model
 from easel.domain.errors import EaselError
@@ -357,6 +358,8 @@ def _announce(settings: Settings, catalog: Catalog) -> None:
             state = "refused (licence)"
         elif resolver.present(backend.source):
             state = "real weights"
+        elif resolver.strict:
+            state = "weights absent (strict: its jobs are refused)"
         else:
             state = f"stand-in {resolver.stand_in(backend)} (weights absent)"
         err.print(f"  {tier.name:<9} {backend.name:<16} {state}", markup=False)
@@ -468,10 +471,10 @@ def _print_job(job: dict[str, object]) -> None:
             value = f"step {progress.get('step')} of {progress.get('total')}"
         if name == "error" and isinstance(value, dict):
             value = f"{value.get('kind')}: {value.get('message')}"
-        table.add_row(name, "" if value is None else str(value))
+        table.add_row(name, Text("" if value is None else str(value)))  # as written: no markup
     for output in job.get("outputs") or []:  # type: ignore[attr-defined]
         if isinstance(output, dict) and output.get("url"):
-            table.add_row(f"image {output.get('index')}", str(output["url"]))
+            table.add_row(f"image {output.get('index')}", Text(str(output["url"])))
     out.print(table)
 
 
@@ -502,11 +505,11 @@ def jobs_list(
     for job in jobs:  # type: ignore[attr-defined]
         progress = job["progress"]
         state = job["status"]
-        table.add_row(
-            job["id"], f"[{STATUS_STYLE.get(state, 'white')}]{state}[/]",
-            f"{progress['step']}/{progress['total']}", job["model"], job["size"],
-            str(job["images"]), job["created_at"][:19].replace("T", " "),
-            job["prompt"][:60] + ("…" if len(job["prompt"]) > 60 else ""),
+        prompt = job["prompt"][:60] + ("…" if len(job["prompt"]) > 60 else "")
+        table.add_row(  # Text: a prompt is shown as written, never read as rich markup
+            Text(job["id"]), Text(state, style=STATUS_STYLE.get(state, "white")),
+            f"{progress['step']}/{progress['total']}", Text(job["model"]), job["size"],
+            str(job["images"]), job["created_at"][:19].replace("T", " "), Text(prompt),
         )
     out.print(table)
 

@@ -11,7 +11,7 @@ from easel.server import dialects
 
 def test_the_app_serves_the_four_dialects_each_with_a_complete_error_table() -> None:
     served = dialects()
-    assert [d.name for d in served] == ["runware", "wavespeed", "google", "openai"]
+    assert [d.name for d in served] == ["runware", "wavespeed", "google", "openai", "easel"]
     for dialect in served:
         for kind in ErrorKind:
             assert dialect.errors.code(kind)

@@ -55,7 +55,7 @@ def test_easel_api_examples_run(language: str, live: Server) -> None:
     command = [sys.executable, "-c"] if language == "python" else ["bash", "-euo", "pipefail", "-c"]
     for code in blocks:
         proc = subprocess.run([*command, code], capture_output=True, text=True, timeout=180,
-                              env={**os.environ, "EASEL_URL": live.url, "EASEL_KEY": KEY})
+                              env={**os.environ, "EASEL_URL": live.url, "EASEL_API_KEY": KEY})
         assert proc.returncode == 0, proc.stdout + proc.stderr
         assert proc.stdout.strip(), code
 

@@ -23,10 +23,11 @@ from tests.sdk_venvs import sdk_python
 from tests.server_harness import SMALL_SIZES, Server
 
 ARTIFACTS = Path(os.environ.get("EASEL_TEST_ARTIFACTS", "/tmp/easel-test-artifacts"))
-FAST_STEPS = 300  # Fast runs long enough for several progress events
+FAST_STEPS = 120  # Fast runs long enough for several progress events
 SLOW_STEPS = 4000  # Standard runs for a minute: there is time to cancel it
 FAST = "google/imagen4-fast"
 STANDARD = "imagen-4.0-generate-001"
+ULTRA = "imagen-4.0-ultra-generate-001"  # four steps here: quick jobs (it takes negatives)
 SDK_OF_TAB = {"runware": "runware-sdk", "wavespeed": "wavespeed", "aiml": "openai",
               "google": "google-genai-3"}
 
@@ -45,7 +46,8 @@ def chromium() -> str:
 
 def catalog(path: Path) -> Path:
     path.write_text(SMALL_SIZES + f"\n[backends.flux2-klein-4b]\nsteps = {FAST_STEPS}\n"
-                    f"\n[backends.z-image-turbo]\nsteps = {SLOW_STEPS}\n")
+                    f"\n[backends.z-image-turbo]\nsteps = {SLOW_STEPS}\n"
+                    "\n[backends.qwen-image]\nsteps = 4\n")
     return path
 
 
@@ -55,9 +57,14 @@ def start_server(root: Path, **env: Any) -> Server:
                   EASEL_FALLBACK_MAX_STEPS=SLOW_STEPS, **env).start()
 
 
+KEY = "page-key"
+AUTH = {"Authorization": f"Bearer {KEY}"}
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    srv = start_server(tmp_path_factory.mktemp("page"))
+    """One server for the page tests, with API keys on (as a shared server would run)."""
+    srv = start_server(tmp_path_factory.mktemp("page"), EASEL_API_KEYS=KEY)
     yield srv
     srv.stop()
 
@@ -76,6 +83,9 @@ def page(browser: Any, server: Server) -> Iterator[Any]:
     context = browser.new_context(viewport={"width": 1280, "height": 900},
                                   accept_downloads=True)
     context.grant_permissions(["clipboard-read", "clipboard-write"], origin=server.url)
+    # A user who typed the key before: it is in the browser's storage (the key dialog is
+    # the last test's subject).
+    context.add_init_script(f"localStorage.setItem('easel.apiKey', {KEY!r})")
     opened = context.new_page()
     errors: list[str] = []
     opened.on("pageerror", lambda exc: errors.append(str(exc)))
@@ -162,13 +172,16 @@ def test_generate_shows_live_progress_then_images_to_enlarge_download_and_reuse(
     page.click(".job .reuse")
     assert page.input_value("#prompt") == "a red fox in snow"
     assert page.input_value("#model") == FAST and page.input_value("#seed") == "7"
-    job = httpx.get(f"{server.url}/easel/jobs/{job_id}", timeout=30).json()
+    job = httpx.get(f"{server.url}/easel/jobs/{job_id}", headers=AUTH, timeout=30).json()
     assert job["seeds"] == [7, 8] and job["status"] == "completed"
 
 
 def test_the_history_survives_a_reload(page: Any, server: Server) -> None:
-    open_playground(page, server)
-    job_id = generate(page, FAST, "a lighthouse at dusk")
+    # Opened as localhost, while image URLs name 127.0.0.1: the page loads them from its own
+    # origin, as its Content-Security-Policy requires.
+    page.goto(server.url.replace("127.0.0.1", "localhost") + "/")
+    page.wait_for_selector("#model option", state="attached")
+    job_id = generate(page, ULTRA, "a lighthouse at dusk")
     page.wait_for_selector(f".job[data-job-id='{job_id}'][data-status=completed] img",
                            timeout=120_000)
     page.reload()
@@ -190,7 +203,7 @@ def test_cancel_stops_a_running_job(page: Any, server: Server) -> None:
     shot(page, "cancelled")
     assert "stopped at step" in card.locator(".job-progress").inner_text()
     assert not card.locator(".cancel").is_visible()
-    job = httpx.get(f"{server.url}/easel/jobs/{job_id}", timeout=30).json()
+    job = httpx.get(f"{server.url}/easel/jobs/{job_id}", headers=AUTH, timeout=30).json()
     assert job["status"] == "cancelled" and 0 < job["progress"]["step"] < SLOW_STEPS
 
 
@@ -217,49 +230,51 @@ def test_each_dialects_code_runs_as_printed(page: Any, server: Server) -> None:
     """The request shown as code for each dialect, copied from the page and run: the same
     generation through each official SDK, and through curl."""
     open_playground(page, server)
-    generate(page, FAST, "a red fox in snow", seed="5")
+    page.select_option("#model", ULTRA)
+    page.fill("#negative_prompt", "blurry, low quality")
+    generate(page, ULTRA, 'a "red" fox\nin snow, 雪', seed="5")
     page.click(".job details summary")
     codes = {}
     for tab in page.locator(".job .tabs button").all():
         tab.click()
         codes[tab.get_attribute("data-dialect")] = page.locator(".job .snippet").inner_text()
     assert set(codes) == {"curl", *SDK_OF_TAB}
+    env = {**os.environ, "EASEL_API_KEY": KEY}
     for dialect, sdk in SDK_OF_TAB.items():
         run = subprocess.run([str(sdk_python(sdk)), "-c", codes[dialect]], capture_output=True,
-                             text=True, timeout=300)
+                             text=True, timeout=300, env=env)
         assert run.returncode == 0, (dialect, codes[dialect], run.stdout + run.stderr)
         assert run.stdout.strip(), dialect
     submit, _, follow = codes["curl"].partition("\n\n")
-    created = subprocess.run(["bash", "-c", submit], capture_output=True, text=True, timeout=60)
+    created = subprocess.run(["bash", "-c", submit], capture_output=True, text=True, timeout=60,
+                             env=env)
     job_id = httpx.Response(200, content=created.stdout).json()["id"]
     follow_line = follow.splitlines()[-1].replace("<id>", job_id)
     streamed = subprocess.run(["bash", "-c", follow_line], capture_output=True, text=True,
-                              timeout=120)
+                              timeout=120, env=env)
     assert "event: end" in streamed.stdout and '"status": "completed"' in streamed.stdout
 
 
-def test_with_api_keys_the_page_asks_for_one_and_keeps_it(browser: Any, tmp_path: Path) -> None:
-    srv = start_server(tmp_path, EASEL_API_KEYS="page-key")
+def test_with_api_keys_the_page_asks_for_one_and_keeps_it(browser: Any, server: Server) -> None:
+    context = browser.new_context(viewport={"width": 1280, "height": 900})  # no key stored
     try:
-        context = browser.new_context(viewport={"width": 1280, "height": 900})
         page = context.new_page()
-        page.goto(srv.url + "/")
+        page.goto(server.url + "/")
         dialog = page.locator("#key-dialog")
         dialog.wait_for()
         shot(page, "key-dialog")
         page.fill("#api-key", "wrong-key")
         page.click("#key-save")
         page.wait_for_selector("#key-reason >> text=was refused")
-        page.fill("#api-key", "page-key")
+        page.fill("#api-key", KEY)
         page.click("#key-save")
         page.wait_for_selector("#model option", state="attached")
-        job_id = generate(page, FAST, "a fox with a key")
+        job_id = generate(page, ULTRA, "a fox with a key")
         page.wait_for_selector(f".job[data-job-id='{job_id}'][data-status=completed] img",
                                timeout=120_000)
-        assert page.evaluate("localStorage.getItem('easel.apiKey')") == "page-key"
+        assert page.evaluate("localStorage.getItem('easel.apiKey')") == KEY
         page.reload()  # the key is remembered: no dialog this time
         page.wait_for_selector(f".job[data-job-id='{job_id}'][data-status=completed] img")
         assert not dialog.is_visible()
-        context.close()
     finally:
-        srv.stop()
+        context.close()

@@ -41,6 +41,9 @@ def events(srv: Server, job_id: str, headers: dict[str, str]) -> Iterator[tuple[
                 name, data = "message", []
 
 
+QUICK = "imagen-4.0-generate-001"  # Standard: two steps on the keyed server
+
+
 def submit(srv: Server, headers: dict[str, str], **fields: Any) -> httpx.Response:
     body = {"model": "google/imagen4-fast", "prompt": "a red fox in snow", **fields}
     return httpx.post(f"{srv.url}/easel/jobs", json=body, headers=headers, timeout=60)
@@ -48,11 +51,12 @@ def submit(srv: Server, headers: dict[str, str], **fields: Any) -> httpx.Respons
 
 @pytest.fixture(scope="module")
 def keyed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """Two callers, jobs of 120 steps (the stream has steps to show), one image per engine call
-    (a job of two images runs in two chunks)."""
+    """Two callers; Fast jobs of 60 steps (the stream has steps to show) and quick Standard
+    ones; one image per engine call (a job of two images runs in two chunks)."""
     root = tmp_path_factory.mktemp("easel-api")
     catalog = root / "catalog.toml"
-    catalog.write_text(SMALL_SIZES + "\n[backends.flux2-klein-4b]\nsteps = 120\n")
+    catalog.write_text(SMALL_SIZES + "\n[backends.flux2-klein-4b]\nsteps = 60\n"
+                       "\n[backends.z-image-turbo]\nsteps = 2\n")  # quick jobs: Standard
     srv = Server(root / "srv", small=False, EASEL_API_KEYS="key-a,key-b", EASEL_BATCH_SIZE=1,
                  EASEL_CATALOG_FILE=catalog, EASEL_FALLBACK_MAX_STEPS=4000).start()
     yield srv
@@ -70,10 +74,10 @@ def test_a_job_streams_its_steps_then_ends_with_its_images(keyed: Server) -> Non
     steps = [data["progress"]["step"] for _, data in seen]
     # Progress counts the steps of both chunks, so it only moves forward.
     assert steps == sorted(steps), steps
-    assert any(0 < step < 240 for step in steps), steps  # steps in between were streamed
+    assert any(0 < step < 120 for step in steps), steps  # steps in between were streamed
     final = seen[-1][1]
     assert final["status"] == "completed" and final["progress"] == {
-        "step": 240, "total": 240, "fraction": 1.0}
+        "step": 120, "total": 120, "fraction": 1.0}
     for output, seed in zip(final["outputs"], (11, 12), strict=True):
         assert output["ready"] and output["seed"] == seed
         image = httpx.get(output["url"], timeout=30)
@@ -85,7 +89,7 @@ def test_a_job_streams_its_steps_then_ends_with_its_images(keyed: Server) -> Non
 
 
 def test_jobs_are_listed_newest_first_and_only_to_their_caller(keyed: Server) -> None:
-    ids = [submit(keyed, B, prompt=f"prompt {i}").json()["id"] for i in range(3)]
+    ids = [submit(keyed, B, model=QUICK, prompt=f"prompt {i}").json()["id"] for i in range(3)]
     for job_id in ids:
         list(events(keyed, job_id, B))  # until each ends
     listed = httpx.get(f"{keyed.url}/easel/jobs", headers=B, timeout=30).json()["jobs"]
@@ -141,6 +145,30 @@ def test_without_a_key_every_route_says_so(keyed: Server) -> None:
     assert bad.status_code == 400 and bad.json()["error"]["parameter"] == "limit"
     bad = httpx.get(f"{keyed.url}/easel/jobs?status=done", headers=A, timeout=30)
     assert bad.status_code == 400 and "queued" in bad.json()["error"]["message"]
+    for query, parameter in (("limit=²", "limit"), ("after=no-such-job", "after")):
+        bad = httpx.get(f"{keyed.url}/easel/jobs?{query}", headers=A, timeout=30)
+        assert bad.status_code == 400 and bad.json()["error"]["parameter"] == parameter
+    unknown = httpx.get(f"{keyed.url}/easel/nothing-here", headers=A, timeout=30)
+    assert unknown.status_code == 404 and unknown.json()["error"]["code"] == "notFound"
+
+
+def test_a_task_id_names_the_job_on_every_route_and_repeats_idempotently(keyed: Server) -> None:
+    first = submit(keyed, A, model=QUICK, task_id="my-job-1", prompt="a heron")
+    assert first.status_code == 202 and first.json()["id"] == "my-job-1"
+    again = submit(keyed, A, model=QUICK, task_id="my-job-1", prompt="a heron")
+    assert again.status_code == 200 and again.json()["job"] == first.json()["job"]
+    clash = submit(keyed, A, model=QUICK, task_id="my-job-1", prompt="another prompt")
+    assert clash.status_code == 409 and clash.json()["error"]["parameter"] == "task_id"
+    assert [name for name, _ in events(keyed, "my-job-1", A)][-1] == "end"
+    shown = httpx.get(f"{keyed.url}/easel/jobs/my-job-1", headers=A, timeout=30).json()
+    assert shown["status"] == "completed" and shown["prompt"] == "a heron"
+    newer = submit(keyed, A, model=QUICK, prompt="after the heron").json()
+    page = httpx.get(f"{keyed.url}/easel/jobs", params={"after": newer["id"], "limit": 1},
+                     headers=A, timeout=30).json()["jobs"]
+    assert [job["id"] for job in page] == ["my-job-1"]  # the cursor is any id of the job
+    # Another caller's same task id is another job.
+    theirs = submit(keyed, B, model=QUICK, task_id="my-job-1", prompt="a heron")
+    assert theirs.status_code == 202 and theirs.json()["job"] != first.json()["job"]
 
 
 def test_the_catalog_lists_every_model_id_by_tier_with_sizes_and_licence(keyed: Server) -> None:

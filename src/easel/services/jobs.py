@@ -15,7 +15,7 @@ import hashlib
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
 from datetime import UTC, datetime
 
 from sqlalchemy.exc import SQLAlchemyError
@@ -82,7 +82,7 @@ def params_hash(submission: Submission, request_json: dict[str, object]) -> str:
 
 
 # Dialects whose clients choose job ids (Runware taskUUID, OpenAI Idempotency-Key).
-CLIENT_ID_DIALECTS = ("runware", "openai")
+CLIENT_ID_DIALECTS = ("runware", "openai", "easel")
 SCOPE_NAMESPACE = uuid.UUID("0c0e6a52-5d8b-4d42-8f0e-5a1c3f7b9e21")
 
 
@@ -264,7 +264,7 @@ class JobService:
         return await asyncio.to_thread(self.store.list_for, caller.principal, limit, statuses,
                                        after)
 
-    async def watch(self, job_id: str) -> AsyncIterator[Job]:
+    async def watch(self, job_id: str) -> AsyncGenerator[Job, None]:
         """The job now, then again at every change (a step of progress, an image stored, the
         end), until it is terminal: the last one yielded is terminal. Changes made by workers
         in other processes are found by polling the store."""

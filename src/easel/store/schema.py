@@ -127,7 +127,18 @@ def upgrade(engine: Engine) -> None:
         indexes = {index["name"] for index in sa.inspect(engine).get_indexes(table.name)}
         for index in table.indexes:
             if index.name not in indexes:
-                index.create(engine)
+                _create_index(engine, table, index)
+
+
+def _create_index(engine: Engine, table: sa.Table, index: sa.Index) -> None:
+    """Add an index an older database lacks; another process starting at the same moment may
+    add it first, which is just as good."""
+    try:
+        index.create(engine)
+    except sa.exc.DatabaseError:
+        names = {found["name"] for found in sa.inspect(engine).get_indexes(table.name)}
+        if index.name not in names:
+            raise
 
 
 def _default_sql(column: sa.Column[object], engine: Engine) -> str:

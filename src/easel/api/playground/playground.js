@@ -7,6 +7,10 @@ const KEY_STORE = "easel.apiKey";
 const HISTORY_STORE = "easel.history";
 const FORM_STORE = "easel.form";
 const HISTORY_LIMIT = 50;
+// Browsers open about six connections per server: at most this many event streams at once,
+// the other unfinished jobs are polled.
+const MAX_STREAMS = 3;
+const POLL_MS = 2000;
 const FIELDS = ["prompt", "negative_prompt", "model", "aspect_ratio", "resolution", "num_images",
   "seed", "output_format", "output_quality"];
 const DIALECTS = [["curl", "curl"], ["runware", "Runware (runware-sdk)"],
@@ -17,6 +21,7 @@ const $ = (selector, root = document) => root.querySelector(selector);
 let catalog = null;           // GET /easel/models
 const modelsById = new Map(); // id -> {model, tier}
 const following = new Map();  // job id -> AbortController of its event stream
+const retries = new Map();    // job id -> how often its stream was cut before it ended
 
 class KeyNeeded extends Error {}
 
@@ -217,9 +222,13 @@ async function generate(event) {
     const job = await response.json();
     const entry = { id: job.id, request: body, view: job, created: job.created_at };
     saveHistory([entry, ...history().filter((e) => e.id !== job.id)]);
+    // Locked: the next job draws with this seed (the one the server chose, when none was
+    // typed). Unlocked: each job gets a fresh random seed.
     if (!$("#seed_lock").checked) $("#seed").value = "";
+    else if (!$("#seed").value) $("#seed").value = job.seeds[0];
+    rememberForm();
     renderEntry(entry, true);
-    follow(entry.id);
+    track(entry.id);
   } catch (error) {
     if (!(error instanceof KeyNeeded)) showError({ message: `Could not reach easel: ${error.message}` });
   } finally {
@@ -229,8 +238,14 @@ async function generate(event) {
 
 // -- the progress stream ----------------------------------------------------------------------
 
-async function follow(id) {
+// Follow a job until it ends: over its event stream while few are open, else by polling.
+function track(id) {
   if (following.has(id)) return;
+  if (following.size < MAX_STREAMS) follow(id);
+  else setTimeout(() => refresh(id), POLL_MS);
+}
+
+async function follow(id) {
   const controller = new AbortController();
   following.set(id, controller);
   try {
@@ -260,18 +275,26 @@ async function follow(id) {
     following.delete(id);
   }
   const entry = history().find((e) => e.id === id);
-  if (entry && !isTerminal(entry.view)) setTimeout(() => refresh(id), 1000); // stream cut: resume
+  if (entry && !entry.gone && !isTerminal(entry.view)) {
+    // The stream was cut (a restart, a proxy): look again, waiting longer each time.
+    const tries = (retries.get(id) || 0) + 1;
+    retries.set(id, tries);
+    setTimeout(() => refresh(id), Math.min(1000 * 2 ** (tries - 1), 15000));
+  }
 }
 
 async function refresh(id) {
   try {
     const response = await api(`/easel/jobs/${encodeURIComponent(id)}`);
     if (response.status === 404) { markGone(id); return; }
-    if (!response.ok) return;
+    if (!response.ok) { setTimeout(() => refresh(id), POLL_MS); return; }
     const job = await response.json();
     showJob(job);
-    if (!isTerminal(job)) follow(id);
-  } catch { /* offline or no key: the history shows what it last knew */ }
+    if (!isTerminal(job)) track(id);
+  } catch (error) {
+    // Unreachable for now: try again later (no key: the dialog asks for one).
+    if (!(error instanceof KeyNeeded)) setTimeout(() => refresh(id), 5000);
+  }
 }
 
 function isTerminal(job) { return ["completed", "failed", "cancelled"].includes(job && job.status); }
@@ -354,6 +377,7 @@ function paintTile(tile, job, output) {
   const frame = tile.querySelector(".frame");
   const download = tile.querySelector(".download");
   if (output.url) {
+    const url = sameOrigin(output.url);
     let image = frame.querySelector("img");
     if (!image) {
       image = document.createElement("img");
@@ -362,9 +386,9 @@ function paintTile(tile, job, output) {
       image.addEventListener("error", () => { frame.replaceChildren(placeholder("expired")); },
         { once: true });
       frame.replaceChildren(image);
-      image.src = output.url;
+      image.src = url;
     }
-    download.href = output.url;
+    download.href = url;
     download.download = `easel-${output.seed}.${job.output_format === "jpeg" ? "jpg" : job.output_format}`;
     download.hidden = false;
     return;
@@ -379,6 +403,13 @@ function paintTile(tile, job, output) {
   else if (job.status === "processing") {
     text.textContent = `step ${step} of ${total} · ${Math.round(fraction * 100)}%`;
   } else text.textContent = job.status === "completed" ? "expired" : job.status;
+}
+
+// Image URLs name the server's public address, which may not be the one this page was opened
+// at (localhost, a LAN name): load them from this page's own origin, as its policy requires.
+function sameOrigin(url) {
+  const parsed = new URL(url, window.location.href);
+  return parsed.pathname + parsed.search;
 }
 
 function placeholder(text) {
@@ -416,8 +447,10 @@ async function cancel(id) {
 function reuse(id) {
   const entry = history().find((e) => e.id === id);
   if (!entry) return;
+  // The same settings and the seed the job drew with, locked: Generate makes the same image.
   const seed = entry.view && entry.view.seeds ? entry.view.seeds[0] : entry.request.seed;
-  restoreForm({ ...entry.request, seed: seed ?? "", seed_lock: seed !== undefined });
+  restoreForm({ negative_prompt: "", ...entry.request, seed: seed ?? "",
+    seed_lock: seed !== undefined });
   rememberForm();
   $("#prompt").focus();
 }
@@ -427,7 +460,9 @@ function reuse(id) {
 function renderCode(card, entry) {
   const tabs = card.querySelector(".tabs");
   const snippet = card.querySelector(".snippet");
-  const codes = snippets(entry.request);
+  // The seed the job drew with, so that each snippet makes the same image again.
+  const seeds = entry.view && entry.view.seeds;
+  const codes = snippets({ ...entry.request, seed: seeds ? seeds[0] : entry.request.seed });
   tabs.replaceChildren();
   for (const [name, label] of DIALECTS) {
     if (!codes[name]) continue;

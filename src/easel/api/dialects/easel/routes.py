@@ -5,6 +5,7 @@ caller's jobs, stream a job's progress (server-sent events), and the catalog as 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -17,7 +18,7 @@ from easel.api.deps import Services, get_services
 from easel.api.dialects.common import Dialect, read_json_object, retry_headers
 from easel.api.dialects.easel import translate as native
 from easel.domain.errors import EaselError, ErrorKind, invalid
-from easel.domain.job import Job, JobStatus, job_id_from
+from easel.domain.job import Job, JobStatus
 from easel.domain.submission import Caller
 from easel.services.info import server_info
 
@@ -48,6 +49,10 @@ async def _owned(services: Services, request: Request, job_id: str) -> Job | JSO
     caller = _caller(services, request)
     if isinstance(caller, JSONResponse):
         return caller
+    try:
+        services.jobs.check_poll(caller)  # reads spend the caller's rate budget too
+    except EaselError as err:
+        return _error(err)
     job = await services.jobs.find(caller, job_id)
     if job is None:
         return _error(EaselError(ErrorKind.NOT_FOUND, f"no job {job_id[:100]}", "job_id"))
@@ -101,16 +106,25 @@ async def list_jobs(
     if isinstance(caller, JSONResponse):
         return caller
     try:
+        services.jobs.check_poll(caller)
         count, statuses = _list_query(limit, status)
+        after_id = None if after is None else await _cursor(services, caller, after)
     except EaselError as err:
         return _error(err)
-    after_id = None if after is None else job_id_from(after)
     jobs = await services.jobs.list_for(caller, count, statuses, after_id)
     return JSONResponse({"jobs": [_view(services, job) for job in jobs]})
 
 
+async def _cursor(services: Services, caller: Caller, after: str) -> str:
+    """The stored id of the job `after` names, by any id the caller knows it by."""
+    job = await services.jobs.find(caller, after)
+    if job is None:
+        raise invalid("after", f"after names no job of yours: {after[:100]!r}")
+    return job.id
+
+
 def _list_query(limit: str, status: str | None) -> tuple[int, list[JobStatus]]:
-    if not limit.isdigit() or not 1 <= int(limit) <= MAX_LIST:
+    if not (limit.isascii() and limit.isdigit()) or not 1 <= int(limit) <= MAX_LIST:
         raise invalid("limit", f"limit must be an integer 1..{MAX_LIST}, got {limit[:20]!r}")
     statuses = []
     for name in (status or "").split(","):
@@ -171,7 +185,7 @@ async def events(
 
 
 async def _event_stream(services: Services, job_id: str) -> AsyncIterator[str]:
-    updates = services.jobs.watch(job_id).__aiter__()
+    updates = services.jobs.watch(job_id)
     pending: asyncio.Task[Job] | None = None
     try:
         while True:
@@ -188,9 +202,12 @@ async def _event_stream(services: Services, job_id: str) -> AsyncIterator[str]:
             name = "end" if job.status.terminal else "progress"
             yield f"event: {name}\nid: {job.progress_step}\ndata: " \
                   f"{json.dumps(_view(services, job))}\n\n"
-    finally:
+    finally:  # the client went away, or the job ended: let go of the job's watcher now
         if pending is not None:
             pending.cancel()
+            with contextlib.suppress(BaseException):
+                await pending
+        await updates.aclose()
 
 
 def dialect() -> Dialect:

@@ -10,6 +10,7 @@ from typing import Any
 
 from easel.api.dialects.common import ErrorTable, ImageSource, ordered_images, validate_wire
 from easel.api.dialects.easel.schemas import JobInput
+from easel.api.limits import HTTPRefusal
 from easel.catalog import Catalog, Model, Tier
 from easel.domain.errors import EaselError, ErrorKind
 from easel.domain.job import Job, JobStatus
@@ -94,8 +95,9 @@ def progress(job: Job) -> dict[str, Any]:
 
 
 def error_body(err: EaselError) -> dict[str, Any]:
-    body: dict[str, Any] = {"code": ERRORS.code(err.kind), "message": err.message,
-                            "parameter": err.parameter}
+    # A refusal of the HTTP layer (413 body too large, 415, 408) keeps its own code.
+    code = err.code if isinstance(err, HTTPRefusal) else ERRORS.code(err.kind)
+    body: dict[str, Any] = {"code": code, "message": err.message, "parameter": err.parameter}
     if err.allowed is not None:
         body["allowed"] = err.allowed
     return {"error": body}
