@@ -69,7 +69,8 @@ def _install(venv: Path, requirement: str) -> subprocess.CompletedProcess[str]:
                    check=True, capture_output=True)
     links = [arg for path in os.environ.get("PIP_FIND_LINKS", "").split()
              for arg in ("--find-links", path)]  # wheels this machine keeps on disk, as pip
-    return subprocess.run([str(uv), "pip", "install", "-q", "--python",
+    # Bytecode at install, as pip does (with PYTHONDONTWRITEBYTECODE nothing else writes it).
+    return subprocess.run([str(uv), "pip", "install", "-q", "--compile-bytecode", "--python",
                            str(venv / "bin" / "python"), *links, requirement],
                           capture_output=True, text=True, timeout=900)
 
