@@ -22,6 +22,7 @@ from easel.domain.errors import EaselError
 from easel.domain.request import ImageFormat
 from easel.domain.submission import AspectRatioSize, GenerationInput, ModelChoice, WireNames
 from easel.services.generation import BackendResolver
+from easel.services.info import backend_info
 from easel.services.outbound import is_loopback_host
 from easel.services.weights import PullTarget
 from easel.settings import Settings
@@ -353,16 +354,16 @@ def _announce(settings: Settings, catalog: Catalog) -> None:
     resolver = BackendResolver.from_settings(settings, catalog)
     err.print(f"easel: playground at {settings.base_url}/ (API docs at /docs)", markup=False)
     for tier in catalog.tiers.values():
-        backend = tier.backend
-        if resolver.refusal(backend) is not None:
+        facts = backend_info(tier.backend, resolver)  # what /easel/info says of it
+        if facts["refused"] is not None:
             state = "refused (licence)"
-        elif resolver.present(backend.source):
+        elif facts["weights"] == "present":
             state = "real weights"
-        elif resolver.strict:
+        elif facts["stand_in"] is None:
             state = "weights absent (strict: its jobs are refused)"
         else:
-            state = f"stand-in {resolver.stand_in(backend)} (weights absent)"
-        err.print(f"  {tier.name:<9} {backend.name:<16} {state}", markup=False)
+            state = f"stand-in {facts['stand_in']} (weights absent)"
+        err.print(f"  {tier.name:<9} {tier.backend.name:<16} {state}", markup=False)
 
 
 def run_server(app_: FastAPI, settings: Settings, log_level: str = "warning") -> None:

@@ -397,12 +397,11 @@ function paintTile(tile, job, output) {
   const box = frame.querySelector(".placeholder") || frame.appendChild(placeholder(""));
   const bar = box.querySelector("progress");
   const text = box.querySelector(".percent");
-  const { step, total, fraction } = job.progress || { step: 0, total: 0, fraction: 0 };
-  bar.value = Math.round(fraction * 100);
-  if (job.status === "queued" || (!total && !isTerminal(job))) text.textContent = "queued";
-  else if (job.status === "processing") {
-    text.textContent = `step ${step} of ${total} · ${Math.round(fraction * 100)}%`;
-  } else text.textContent = job.status === "completed" ? "expired" : job.status;
+  bar.value = Math.round((job.progress ? job.progress.fraction : 0) * 100);
+  // Running: the job's own progress line. Ended without an image: why (a completed job's
+  // image is gone once its URL expired).
+  if (!isTerminal(job)) text.textContent = progressLine(job);
+  else text.textContent = job.status === "completed" ? "expired" : job.status;
 }
 
 // Image URLs name the server's public address, which may not be the one this page was opened

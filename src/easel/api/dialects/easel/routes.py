@@ -13,9 +13,9 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from easel.api.auth import authenticate, bearer_token
+from easel.api.auth import authenticate
 from easel.api.deps import Services, get_services
-from easel.api.dialects.common import Dialect, read_json_object, retry_headers
+from easel.api.dialects.common import Dialect, bearer_token, read_json_object, retry_headers
 from easel.api.dialects.easel import translate as native
 from easel.domain.errors import EaselError, ErrorKind, invalid
 from easel.domain.job import Job, JobStatus
@@ -34,8 +34,7 @@ def _error(err: EaselError) -> JSONResponse:
 
 
 def _caller(services: Services, request: Request) -> Caller | JSONResponse:
-    key = request.headers.get("x-goog-api-key") or bearer_token(
-        request.headers.get("authorization"))
+    key = request.headers.get("x-goog-api-key") or bearer_token(request)
     caller = authenticate(services, request, key)
     if caller is not None:
         return caller

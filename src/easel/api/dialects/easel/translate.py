@@ -13,7 +13,7 @@ from easel.api.dialects.easel.schemas import JobInput
 from easel.api.limits import HTTPRefusal
 from easel.catalog import Catalog, Model, Tier
 from easel.domain.errors import EaselError, ErrorKind
-from easel.domain.job import Job, JobStatus
+from easel.domain.job import Job, JobImage, JobStatus
 from easel.domain.request import ImageFormat
 from easel.domain.submission import (
     AspectRatioSize,
@@ -52,6 +52,7 @@ def job_view(job: Job, images: ImageSource | None = None) -> dict[str, Any]:
     """A job as easel's own routes, its event stream and `easel jobs` show it, whatever dialect
     sent it. With `images`, each stored image's URL (it resolves until `expires_at`)."""
     r = job.request
+    ordered = ordered_images(job)
     return {
         "id": job.client_id, "job": job.id, "dialect": job.dialect, "status": job.status.value,
         "model": r.model, "prompt": r.prompt, "negative_prompt": r.negative_prompt,
@@ -59,14 +60,14 @@ def job_view(job: Job, images: ImageSource | None = None) -> dict[str, Any]:
         "num_images": r.num_images, "output_format": r.output_format.value,
         "output_quality": r.output_quality, "steps": r.steps, "guidance_scale": r.guidance_scale,
         "images": len(job.images),
-        "seeds": [image.seed for image in ordered_images(job)],
+        "seeds": [image.seed for image in ordered],
         "outputs": [
             {"index": image.index, "seed": image.seed, "ready": image.ready,
-             "url": image_url(job, image.index, images), "nsfw": image.nsfw}
-            for image in ordered_images(job)
+             "url": image_url(job, image, images), "nsfw": image.nsfw}
+            for image in ordered
         ],
         "expires_at": [None if image.expires_at is None else image.expires_at.isoformat()
-                       for image in ordered_images(job)],
+                       for image in ordered],
         "progress": progress(job),
         "error": None if job.error is None else {"kind": job.error.value,
                                                  "message": job.error_message},
@@ -78,8 +79,8 @@ def job_view(job: Job, images: ImageSource | None = None) -> dict[str, Any]:
     }
 
 
-def image_url(job: Job, index: int, images: ImageSource | None) -> str | None:
-    image = next(i for i in job.images if i.index == index)
+def image_url(job: Job, image: JobImage, images: ImageSource | None) -> str | None:
+    """The URL of a stored image of a completed job; None before (or without `images`)."""
     if images is None or not image.ready or job.status is not JobStatus.COMPLETED:
         return None
     return images.image_url(job, image)
