@@ -17,6 +17,7 @@ from typing import Any
 
 from easel.domain.errors import EaselError, ErrorKind, invalid
 from easel.domain.generation import SchedulerSpec, TwoPass
+from easel.domain.safety import SafetyLevel
 
 # Pipeline families: each has its call conventions and offline stand-in in easel.engine.families.
 FAMILIES = ("flux", "flux2", "zimage", "qwenimage", "sd3", "sdxl", "sana", "mini")
@@ -54,6 +55,29 @@ UNKNOWN_LICENSE = License("unknown", "unknown licence", "", False,
 
 
 @dataclass(frozen=True)
+class SafetyThresholds:
+    """The detector scores (0..1) at which each safety level flags an image, and at which an
+    image counts as showing a person ([safety.thresholds])."""
+
+    levels: dict[str, float]
+    person: float
+
+    def nsfw_threshold(self, level: SafetyLevel) -> float | None:
+        """None: the level checks nothing (block_none)."""
+        return None if level is SafetyLevel.BLOCK_NONE else self.levels[level.value]
+
+
+def _safety_thresholds(raw: dict[str, Any]) -> SafetyThresholds:
+    levels = {level.value: float(raw[level.value]) for level in SafetyLevel
+              if level is not SafetyLevel.BLOCK_NONE}
+    person = float(raw["person"])
+    for name, value in (*levels.items(), ("person", person)):
+        if not 0.0 < value <= 1.0:
+            raise ValueError(f"[safety.thresholds] {name} must be in (0, 1], got {value}")
+    return SafetyThresholds(levels, person)
+
+
+@dataclass(frozen=True)
 class Backend:
     """A diffusers pipeline and the way to run it."""
 
@@ -63,6 +87,10 @@ class Backend:
     steps: int
     guidance: float
     negative_prompt: bool = True
+    # A guidance-distilled model has no negative branch of its own; with this set, a negative
+    # prompt runs true classifier-free guidance at this scale instead: two transformer passes a
+    # step, so such an image costs twice the price and takes twice the time.
+    true_cfg_scale: float | None = None
     max_sequence_length: int | None = None
     # What a client may change per request (Runware steps/CFGScale/scheduler, WaveSpeed
     # num_inference_steps/guidance_scale, Google guidanceScale), within these bounds.
@@ -304,6 +332,7 @@ class Catalog:
                          for name, raw in data["backends"].items()}
         self.tiers = {name: self._tier(name, raw) for name, raw in data["tiers"].items()}
         self.models = {mid: self._model(mid, raw) for mid, raw in data["models"].items()}
+        self.safety = _safety_thresholds(data.get("safety", {}).get("thresholds", {}))
 
     @classmethod
     def load(cls, *overlays: Path) -> Catalog:
@@ -425,7 +454,8 @@ def _backend(
         family=family,
         steps=int(raw["steps"]),
         guidance=float(raw["guidance"]),
-        negative_prompt=bool(raw.get("negative_prompt", True)),
+        negative_prompt=bool(raw.get("negative_prompt", True)) or "true_cfg_scale" in raw,
+        true_cfg_scale=float(raw["true_cfg_scale"]) if "true_cfg_scale" in raw else None,
         max_sequence_length=raw.get("max_sequence_length"),
         max_steps=int(raw.get("max_steps", 100)),
         min_steps=int(raw.get("min_steps", 1)),

@@ -22,11 +22,15 @@ from easel.services.artifacts import Artifacts, LocalBlobStore
 from easel.services.container import Services
 from easel.services.delivery import DeliveryService
 from easel.services.events import JobEvents
+from easel.services.finishing import ImageFinisher
 from easel.services.generation import BackendResolver
 from easel.services.health import StorageHealth
-from easel.services.jobs import JobService
+from easel.services.jobs import JobService, PromptRules
 from easel.services.keys import KeyRing
 from easel.services.metrics import Metrics
+from easel.services.prompts import PromptBlockList, PromptEnhancer
+from easel.services.provenance import ContentCredentials
+from easel.services.safety import ContentChecker, NudeNetDetector
 from easel.services.secrets import server_secret, signing_root
 from easel.settings import Settings
 from easel.store import DeliveryStore, JobStore, KeyStore
@@ -61,6 +65,36 @@ def make_resolver(settings: Settings, catalog: Catalog) -> BackendResolver:
     return BackendResolver.from_settings(settings, catalog)
 
 
+def content_checker(settings: Settings, catalog: Catalog) -> ContentChecker:
+    return ContentChecker(NudeNetDetector() if settings.content_checks else None, catalog.safety)
+
+
+def content_credentials(settings: Settings) -> ContentCredentials | None:
+    """The C2PA signer, when a certificate is configured; a bad one stops the start."""
+    cert, key = settings.c2pa_certificate, settings.c2pa_private_key
+    if cert is None and key is None:
+        return None
+    if cert is None or key is None:
+        raise ValueError("C2PA signing needs both EASEL_C2PA_CERTIFICATE and "
+                         "EASEL_C2PA_PRIVATE_KEY")
+    return ContentCredentials.from_files(cert, key, settings.c2pa_algorithm,
+                                         settings.c2pa_timestamp_url)
+
+
+def prompt_rules(settings: Settings, metrics: Metrics) -> PromptRules:
+    block_list = PromptBlockList.from_sources(
+        settings.blocked_prompt_terms, settings.blocked_prompt_patterns,
+        settings.blocked_prompts_file)
+    enhancer = None
+    if settings.prompt_enhancer_url:
+        enhancer = PromptEnhancer(settings.prompt_enhancer_url, settings.prompt_enhancer_model,
+                                  api_key=settings.prompt_enhancer_api_key,
+                                  timeout=settings.prompt_enhancer_timeout)
+    return PromptRules(block_list, enhancer,
+                       on_blocked=lambda dialect: metrics.prompts_blocked.labels(dialect).inc(),
+                       on_enhanced=lambda result: metrics.prompt_enhancements.labels(result).inc())
+
+
 def build_worker(
     settings: Settings,
     engine_factory: EngineFactory | None = None,
@@ -72,10 +106,13 @@ def build_worker(
 ) -> Worker:
     catalog = catalog or load_catalog(settings)
     store = store or JobStore(settings.database_url)
+    metrics = metrics or Metrics(store)
+    finisher = ImageFinisher(content_checker(settings, catalog), metrics,
+                             credentials=content_credentials(settings))
     return Worker(
         settings, catalog, make_resolver(settings, catalog), store,
-        LocalBlobStore(settings.images_dir), metrics or Metrics(store), events or JobEvents(),
-        engine_factory or diffusers_engine(settings),
+        LocalBlobStore(settings.images_dir), metrics, events or JobEvents(),
+        engine_factory or diffusers_engine(settings), finisher,
     )
 
 
@@ -99,6 +136,7 @@ def build_services(
         poll_interval=settings.poll_interval, allow_loopback_urls=settings.allow_loopback_urls,
         max_ttl_seconds=settings.max_ttl_seconds,
         on_submit=lambda dialect: metrics.submitted.labels(dialect).inc(),
+        prompts=prompt_rules(settings, metrics),
     )
     renderers = {d.name: d.render_webhook for d in served if d.render_webhook is not None}
     signers = {d.name: d.sign_webhook for d in served if d.sign_webhook is not None}

@@ -98,6 +98,28 @@ class Settings(BaseSettings):
     # Loopback targets are refused unless this is set (the test suite's receivers need it).
     allow_loopback_urls: bool = False
 
+    # Safety and provenance (docs/safety.md). The thresholds of the content check are in the
+    # catalog ([safety.thresholds]); these say what runs at all.
+    content_checks: bool = True  # False: no detector runs; every image is delivered unchecked
+    # Prompts refused before any GPU time is spent: words or phrases (whole words, any case),
+    # regular expressions (a JSON list in the environment), and a file of both (one a line,
+    # `re:` before a regular expression, `#` comments).
+    blocked_prompt_terms: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    blocked_prompt_patterns: list[str] = Field(default_factory=list)
+    blocked_prompts_file: Path | None = None
+    # C2PA content credentials on every image when a certificate chain (PEM, leaf first) and
+    # its private key are configured; `easel c2pa test-certificate` makes a test pair.
+    c2pa_certificate: Path | None = None
+    c2pa_private_key: Path | None = None
+    c2pa_algorithm: str = "es256"
+    c2pa_timestamp_url: str | None = None  # an RFC 3161 time-stamp authority, if any
+    # Prompt enhancement (`enhance_prompt`): an OpenAI-compatible chat endpoint (vLLM, Ollama,
+    # llama.cpp), e.g. http://127.0.0.1:11434/v1. None: prompts are used as written.
+    prompt_enhancer_url: str | None = None
+    prompt_enhancer_model: str = "default"
+    prompt_enhancer_api_key: str | None = None
+    prompt_enhancer_timeout: float = 10.0  # then the original prompt is used
+
     @field_validator("webhook_retry_delays", mode="before")
     @classmethod
     def _float_list(cls, value: Any) -> Any:
@@ -114,7 +136,8 @@ class Settings(BaseSettings):
             raise ValueError(f"image lifetimes must be at least 1 second, got {bad}")
         return value
 
-    @field_validator("api_keys", "preload_models", "allowed_hosts", mode="before")
+    @field_validator("api_keys", "preload_models", "allowed_hosts", "blocked_prompt_terms",
+                     mode="before")
     @classmethod
     def _comma_list(cls, value: Any) -> Any:
         """EASEL_API_KEYS=a,b (comma separated), as people write it in a shell."""

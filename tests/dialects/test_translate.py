@@ -16,6 +16,7 @@ from easel.catalog import Catalog, Model
 from easel.domain.errors import EaselError, ErrorKind
 from easel.domain.job import Job, JobImage, JobStatus
 from easel.domain.request import GenerationRequest, ImageFormat
+from easel.domain.safety import OnFlagged, PersonGeneration, SafetyInput, SafetyLevel
 from easel.domain.submission import Caller, Submission
 from easel.services.generation import resolve
 from easel.services.outbound import parse
@@ -122,8 +123,17 @@ def test_openai_aiml_fields(catalog: Catalog) -> None:
     })
     assert (r.width, r.height, r.num_images, r.seed) == (1408, 768, 2, 4294967295)
     assert sub.b64_json and r.negative_prompt == "blur"
-    assert set(sub.ignored) == {"enhance_prompt", "add_watermark", "person_generation",
-                                "safety_setting"}
+    assert sub.ignored == []  # every AIML field now does what AIML says
+    assert (r.enhance_prompt, r.watermark) == (True, True)
+    assert r.safety == SafetyInput(SafetyLevel.BLOCK_ONLY_HIGH, OnFlagged.WITHHOLD,
+                                   PersonGeneration.ALLOW_ADULT)
+    plain = openai(catalog, {"prompt": "a fox"})[2]
+    assert (plain.enhance_prompt, plain.watermark) == (True, False)  # AIML's defaults
+    assert plain.safety.level is SafetyLevel.BLOCK_MEDIUM_AND_ABOVE
+    low = openai(catalog, {"prompt": "a fox", "moderation": "low"})[2]
+    assert low.safety.level is SafetyLevel.BLOCK_ONLY_HIGH
+    assert raises(openai, catalog, {"prompt": "x", "moderation": "low",
+                                    "safety_setting": "block_none"}).parameter == "moderation"
 
 
 @pytest.mark.parametrize(
@@ -181,7 +191,8 @@ def test_wavespeed_defaults_are_echoed(catalog: Catalog) -> None:
     sub, request = wavespeed(catalog, "google/imagen4", {"prompt": "a cat"})
     assert sub.input == {"prompt": "a cat", "negative_prompt": "", "aspect_ratio": "1:1",
                          "resolution": "1k", "num_images": 1, "seed": -1, "output_format": "jpeg",
-                         "enable_base64_output": False, "enable_sync_mode": False}
+                         "enable_base64_output": False, "enable_sync_mode": False,
+                         "enable_safety_checker": True}
     assert request.seed is None and (request.width, request.height) == (1024, 1024)
 
 
@@ -276,15 +287,29 @@ async def test_wavespeed_base64_outputs_are_bare_base64() -> None:
 def test_google_request(catalog: Catalog) -> None:
     body = {"instances": [{"prompt": "a cat"}], "parameters": {
         "sampleCount": 2, "aspectRatio": "3:4", "sampleImageSize": "2K", "seed": 9,
-        "personGeneration": "ALLOW_ADULT", "safetySetting": "BLOCK_ONLY_HIGH",
+        "personGeneration": "DONT_ALLOW", "safetySetting": "BLOCK_ONLY_HIGH",
         "outputOptions": {"mimeType": "image/jpeg", "compressionQuality": 60},
-        "addWatermark": True, "language": "ja"}}
+        "addWatermark": False, "enhancePrompt": False, "language": "ja"}}
     sub, r = google(catalog, "imagen-4.0-generate-001", body, 4)
     assert (r.width, r.height, r.num_images, r.seed) == (1792, 2560, 2, 9)
     assert (r.output_format, r.output_quality) == (ImageFormat.JPEG, 60)
-    assert set(sub.ignored) == {"addWatermark", "personGeneration", "safetySetting", "language"}
+    assert r.safety == SafetyInput(SafetyLevel.BLOCK_ONLY_HIGH, OnFlagged.WITHHOLD,
+                                   PersonGeneration.DONT_ALLOW)
+    assert (r.watermark, r.enhance_prompt) == (False, False)
+    assert set(sub.ignored) == {"language"}
     plain = google(catalog, "imagen-4.0-generate-001", {"instances": [{"prompt": "x"}]}, 4)[1]
     assert (plain.num_images, plain.output_format) == (4, ImageFormat.PNG)
+    # Google's defaults: watermark on, prompt rewritten, medium filter, adults allowed.
+    assert (plain.watermark, plain.enhance_prompt) == (True, True)
+    assert plain.safety == SafetyInput(SafetyLevel.BLOCK_MEDIUM_AND_ABOVE, OnFlagged.WITHHOLD,
+                                       PersonGeneration.ALLOW_ADULT)
+
+
+def test_google_seed_needs_the_watermark_off(catalog: Catalog) -> None:
+    """Vertex: "Seed is not supported when watermark is enabled" (addWatermark defaults on)."""
+    body = {"instances": [{"prompt": "a cat"}], "parameters": {"seed": 9}}
+    err = raises(google, catalog, "imagen-4.0-generate-001", body, 1)
+    assert err.parameter == "seed" and "watermark" in err.message
 
 
 @pytest.mark.parametrize(

@@ -54,6 +54,8 @@ class EngineBatch:
     max_sequence_length: int | None = None
     scheduler: SchedulerSpec | None = None  # None: the pipeline's own
     two_pass: TwoPass | None = None  # None: drawn at its size in one pass
+    # A distilled model given negative prompts: true CFG at this scale (two passes a step).
+    true_cfg: float | None = None
 
     @property
     def refine_schedule(self) -> int:

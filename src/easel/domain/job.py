@@ -12,6 +12,7 @@ from typing import Any
 
 from easel.domain.errors import ErrorKind
 from easel.domain.request import GenerationRequest
+from easel.domain.safety import Withheld
 from easel.domain.submission import DeliverySettings
 
 
@@ -51,7 +52,14 @@ class JobImage:
     mime: str | None = None
     size_bytes: int | None = None
     expires_at: datetime | None = None  # when its URL stops resolving
-    nsfw: bool = False
+    nsfw: bool = False  # the content check flagged it
+    withheld: Withheld | None = None  # flagged and withheld: it has no file and no URL
+    scores: dict[str, float] | None = None  # the detector's scores; None: not checked
+
+    @property
+    def deliverable(self) -> bool:
+        """Stored and not withheld: it has a file, a URL, an upload, a webhook item."""
+        return self.ready and self.withheld is None
 
 
 @dataclass(frozen=True)

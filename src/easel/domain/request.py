@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
+
+from easel.domain.safety import EnhancementState, SafetyInput
 
 
 class ImageFormat(StrEnum):
@@ -39,3 +41,14 @@ class GenerationRequest:
     guidance_scale: float | None = None
     scheduler: str | None = None  # a catalog scheduler name; None: the pipeline's own
     max_seed: int = DEFAULT_MAX_SEED  # seeds of this job stay in 0..max_seed
+    safety: SafetyInput = field(default_factory=SafetyInput)
+    watermark: bool = False  # embed easel's invisible watermark in every image
+    enhance_prompt: bool = False
+    # When the prompt was rewritten, `prompt` is the rewrite and this the client's own.
+    original_prompt: str | None = None
+    enhancement: EnhancementState = EnhancementState.OFF
+    enhancement_detail: str | None = None  # why a rewrite fell back, briefly
+
+    @property
+    def client_prompt(self) -> str:
+        return self.original_prompt if self.original_prompt is not None else self.prompt

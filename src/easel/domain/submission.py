@@ -14,6 +14,7 @@ from types import MappingProxyType
 from typing import Any
 
 from easel.domain.request import DEFAULT_MAX_SEED, ImageFormat
+from easel.domain.safety import SafetyInput
 
 
 @dataclass(frozen=True)
@@ -84,6 +85,11 @@ class GenerationInput:
     # The largest seed the dialect accepts: every seed reported back (random ones, and s+i
     # for image i) stays within 0..max_seed, so it can be sent again as an input.
     max_seed: int = DEFAULT_MAX_SEED
+    # The checks of the outputs, the invisible watermark and the prompt rewrite the client asked
+    # for (docs/safety.md); each dialect sets its provider's defaults.
+    safety: SafetyInput = field(default_factory=SafetyInput)
+    watermark: bool = False
+    enhance_prompt: bool = False
 
 
 @dataclass(frozen=True)
@@ -109,7 +115,8 @@ class DeliverySettings:
 CORE_PARAMETERS = (
     "model", "tier", "prompt", "negative_prompt", "size", "width", "height", "aspect_ratio",
     "resolution", "num_images", "seed", "output_format", "output_quality", "webhook", "upload",
-    "ttl", "task_id", "steps", "guidance_scale", "scheduler",
+    "ttl", "task_id", "steps", "guidance_scale", "scheduler", "safety", "person_generation",
+    "watermark", "enhance_prompt",
 )
 
 

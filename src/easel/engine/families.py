@@ -63,6 +63,20 @@ def _with_sequence(arguments: CallArguments) -> CallArguments:
     return call
 
 
+def _flux(batch: EngineBatch, negatives: list[str]) -> dict[str, Any]:
+    # FLUX.1 is guidance-distilled: a negative prompt runs its true CFG (two passes a step).
+    if batch.true_cfg is None:
+        return _guidance(batch, negatives)
+    return {**_guidance(batch, negatives), "true_cfg_scale": batch.true_cfg,
+            "negative_prompt": negatives}
+
+
+def _zimage(batch: EngineBatch, negatives: list[str]) -> dict[str, Any]:
+    # Z-Image-Turbo runs without CFG (guidance 0); a negative prompt turns it on at true_cfg.
+    guidance = batch.guidance if batch.true_cfg is None else batch.true_cfg
+    return {"guidance_scale": guidance, "negative_prompt": negatives}
+
+
 def _sana(batch: EngineBatch, negatives: list[str]) -> dict[str, Any]:
     # Resolution binning snaps to the 1024-class bins and resizes back; our sizes are exact.
     kwargs = {**_guidance_negative(batch, negatives), "use_resolution_binning": False}
@@ -102,8 +116,10 @@ def _encode_flux2(pipe: Any, prompt: str, negative: str, seq: int | None,
 
 
 _FAMILIES = (
-    Family("flux", tiny.flux, _with_sequence(_guidance), refiner="FluxImg2ImgPipeline",
-           text_encoding=TextEncoding(("prompt_embeds", "pooled_prompt_embeds"), _encode_flux)),
+    Family("flux", tiny.flux, _with_sequence(_flux), refiner="FluxImg2ImgPipeline",
+           # With true CFG the pipeline encodes prompt and negative itself.
+           text_encoding=TextEncoding(("prompt_embeds", "pooled_prompt_embeds"), _encode_flux,
+                                      applies=lambda pipe, kwargs: "true_cfg_scale" not in kwargs)),
     Family("flux2", tiny.flux2, _with_sequence(_guidance),
            # A non-distilled klein runs CFG and would encode its own "" negative for one row:
            # leave its prompts to the pipeline.
@@ -111,7 +127,7 @@ _FAMILIES = (
                ("prompt_embeds",), _encode_flux2,
                applies=lambda pipe, kwargs: bool(pipe.config.is_distilled)
                or kwargs["guidance_scale"] <= 1.0)),
-    Family("zimage", tiny.zimage, _with_sequence(_guidance_negative),
+    Family("zimage", tiny.zimage, _with_sequence(_zimage),
            refiner="ZImageImg2ImgPipeline"),
     Family("qwenimage", tiny.qwenimage, _with_sequence(_qwen_image),
            refiner="QwenImageImg2ImgPipeline"),

@@ -140,7 +140,7 @@ class Artifacts:
     def read(self, image_id: str, ext: str) -> tuple[bytes, str] | None:
         """The bytes and Content-Type of a live image; None when unknown, unfinished or expired."""
         stored = self.store.image(image_id)
-        if stored is None or stored.ext != ext or stored.deleted or not stored.image.ready:
+        if stored is None or stored.ext != ext or stored.deleted or not stored.image.deliverable:
             return None
         expires = stored.image.expires_at
         if expires is not None and expires.timestamp() <= time.time():

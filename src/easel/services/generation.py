@@ -147,8 +147,18 @@ class Plan:
         return [image.seed for image in self.images]
 
     @property
+    def true_cfg(self) -> float | None:
+        """The true-CFG scale when a negative prompt needs it (a distilled model, or its
+        stand-in of the same family); None otherwise."""
+        if not self.request.negative_prompt or self.backend.family != self.model.backend.family:
+            return None
+        return self.model.backend.true_cfg_scale
+
+    @property
     def cost_usd(self) -> float:
-        return round(self.model.price_usd * len(self.images), 6)
+        # True CFG runs the transformer twice a step: the image costs twice as much.
+        factor = 2 if self.true_cfg is not None else 1
+        return round(self.model.price_usd * len(self.images) * factor, 6)
 
     @property
     def two_pass(self) -> TwoPass | None:
@@ -184,6 +194,7 @@ class Plan:
             max_sequence_length=self.backend.max_sequence_length,
             scheduler=self.backend.scheduler,
             two_pass=self.two_pass,
+            true_cfg=self.true_cfg,
         )
 
 
@@ -236,7 +247,8 @@ def resolve(
         seed=generation.seed, output_format=generation.output_format,
         output_quality=generation.output_quality, steps=generation.steps,
         guidance_scale=generation.guidance_scale, scheduler=generation.scheduler,
-        max_seed=generation.max_seed,
+        max_seed=generation.max_seed, safety=generation.safety, watermark=generation.watermark,
+        enhance_prompt=generation.enhance_prompt,
     )
     validate(request, catalog, names)
     return model, request

@@ -16,6 +16,7 @@ import json
 import time
 import uuid
 from collections.abc import AsyncGenerator, Callable, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 from sqlalchemy.exc import SQLAlchemyError
@@ -24,12 +25,15 @@ from easel.catalog import Catalog
 from easel.domain.delivery import FAILED, Delivery
 from easel.domain.errors import EaselError, ErrorKind, Throttled, invalid
 from easel.domain.job import Job, JobImage, JobStatus, job_id_from
+from easel.domain.request import GenerationRequest
+from easel.domain.safety import EnhancementState
 from easel.domain.submission import Caller, Submission, WireNames
 from easel.services.admission import Admission
 from easel.services.events import JobEvents
 from easel.services.generation import BackendResolver, Plan, plan, resolve
 from easel.services.health import RETRY_SECONDS, StorageHealth
 from easel.services.outbound import check_at_submission
+from easel.services.prompts import PromptBlockList, PromptEnhancer
 from easel.store import DeliveryStore, InsertResult, JobStore, NewJob
 from easel.store.jobs import request_to_json
 
@@ -100,8 +104,26 @@ def batch_key(the_plan: Plan) -> str:
     parts = (b.source, b.family, f"{r.width}x{r.height}", b.steps, b.guidance,
              b.max_sequence_length, b.scheduler.name if b.scheduler else "",
              f"{two_pass.base_width}x{two_pass.base_height}@{two_pass.strength}"
-             if two_pass else "")
+             if two_pass else "", f"cfg{the_plan.true_cfg}" if the_plan.true_cfg else "")
     return "|".join(str(part) for part in parts)
+
+
+@dataclass(frozen=True)
+class PromptRules:
+    """What happens to a prompt before a job exists: the operator's block list, and the rewrite
+    through a chat endpoint when the client asks for one (None: no endpoint configured)."""
+
+    block_list: PromptBlockList = field(default_factory=PromptBlockList.empty)
+    enhancer: PromptEnhancer | None = None
+    on_blocked: Callable[[str], None] = lambda dialect: None  # metrics
+    on_enhanced: Callable[[str], None] = lambda result: None
+
+    def check(self, prompt: str, parameter: str) -> None:
+        entry = self.block_list.match(prompt)
+        if entry is not None:
+            raise EaselError(ErrorKind.CONTENT_BLOCKED,
+                             "the prompt was blocked by this server's content policy",
+                             parameter)
 
 
 class JobService:
@@ -119,6 +141,7 @@ class JobService:
         allow_loopback_urls: bool,
         max_ttl_seconds: int,
         on_submit: Callable[[str], None],
+        prompts: PromptRules | None = None,
     ) -> None:
         self.catalog = catalog
         self.resolver = resolver
@@ -131,6 +154,7 @@ class JobService:
         self.allow_loopback_urls = allow_loopback_urls
         self.max_ttl_seconds = max_ttl_seconds
         self.on_submit = on_submit  # metrics: jobs accepted per dialect
+        self.prompts = prompts or PromptRules()
         self._drain_at: float | None = None  # monotonic time by which held requests answer
 
     # -- submit -------------------------------------------------------------------------------
@@ -142,6 +166,7 @@ class JobService:
             existing = await self._existing(new.id, new.params_hash, submission.names)
             if existing is not None:
                 return existing, False
+        new = await self._enhanced(new, submission.names)
         if not await self._insert(new):
             # Another request with the same id won the race between our read and our insert.
             raced = await self._existing(new.id, new.params_hash, submission.names)
@@ -159,6 +184,11 @@ class JobService:
             self.admission.check_queue(await asyncio.to_thread(self.store.queued_count))
         await asyncio.to_thread(self.health.check)  # a full disk refuses now, losing nothing
         _model, request = resolve(submission.generation, self.catalog, names)
+        try:
+            self.prompts.check(request.prompt, names("prompt"))
+        except EaselError:
+            self.prompts.on_blocked(submission.dialect)
+            raise
         the_plan = plan(request, self.catalog, self.resolver, names=names)
         self._check_ttl(submission)
         await self._check_urls(submission)
@@ -175,6 +205,40 @@ class JobService:
             seeds=the_plan.seeds, created_at=self.store.clock(),
         )
         return new, the_plan
+
+    async def _enhanced(self, new: NewJob, names: WireNames) -> NewJob:
+        """The job with its prompt rewritten, when the client asked and an endpoint is set.
+        The idempotency hash stays that of the client's own parameters: a retry with the same
+        task id matches however the model rewrote it."""
+        request = new.request
+        if not request.enhance_prompt:
+            return new
+        if self.prompts.enhancer is None:
+            state, prompt, detail = EnhancementState.NOT_CONFIGURED, request.prompt, None
+        else:
+            result = await self.prompts.enhancer.enhance(request.prompt)
+            state, prompt, detail = EnhancementState(result.status.value), result.prompt, \
+                result.detail
+            if state is EnhancementState.REWRITTEN:
+                problem = self._rewrite_problem(request, prompt, names)
+                if problem is not None:
+                    state, prompt, detail = EnhancementState.FALLBACK, request.prompt, problem
+        self.prompts.on_enhanced(state.value)
+        rewritten = state is EnhancementState.REWRITTEN
+        return replace(new, request=replace(
+            request, prompt=prompt, original_prompt=request.prompt if rewritten else None,
+            enhancement=state, enhancement_detail=detail))
+
+    def _rewrite_problem(self, request: GenerationRequest, prompt: str,
+                         names: WireNames) -> str | None:
+        """Why a rewrite cannot be used (the original prompt is, then)."""
+        if self.prompts.block_list.match(prompt) is not None:
+            return "the rewrite was blocked by this server's content policy"
+        try:
+            self.catalog.model(request.model).check_prompt(prompt, names("prompt"))
+        except EaselError as exc:
+            return f"the rewrite broke the model's prompt rules: {exc.message}"
+        return None
 
     async def _insert(self, new: NewJob) -> bool:
         """True when inserted, False when a job with its id exists; Throttled when the queue is

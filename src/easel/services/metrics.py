@@ -65,6 +65,17 @@ class Metrics:
             "easel_engine_batch_images", "Images per engine call",
             buckets=(1, 2, 4, 8, 16, 32, 64), registry=r,
         )
+        self.prompts_blocked = Counter(
+            "easel_prompts_blocked", "Prompts refused by the block list", ["dialect"], registry=r)
+        self.images_flagged = Counter(
+            "easel_images_flagged", "Images the content check flagged or withheld",
+            ["reason", "action"], registry=r)
+        self.prompt_enhancements = Counter(
+            "easel_prompt_enhancements", "Prompt rewrites asked for, by result", ["result"],
+            registry=r)
+        self.safety_seconds = Histogram(
+            "easel_content_check_seconds", "Time of the content check of one image",
+            buckets=LATENCY_BUCKETS, registry=r)
         self.request_seconds = Histogram(
             "easel_request_seconds", "HTTP request latency", ["method", "route", "status"],
             buckets=LATENCY_BUCKETS, registry=r,

@@ -23,6 +23,7 @@ from sqlalchemy.exc import IntegrityError
 from easel.domain.errors import ErrorKind
 from easel.domain.job import TERMINAL_STATUSES, Job, JobImage, JobStatus
 from easel.domain.request import GenerationRequest, ImageFormat
+from easel.domain.safety import EnhancementState, SafetyInput, Withheld
 from easel.domain.submission import DeliverySettings
 from easel.store import schema
 from easel.store.outbox import delivery_settings, enqueue_for
@@ -70,10 +71,15 @@ class StoredImage:
 
 @dataclass(frozen=True)
 class ReadyImage:
+    """A finished image: stored, or withheld by the safety check (then nothing was stored)."""
+
     image_id: str
     mime: str
     size_bytes: int
     expires_at: float | None
+    nsfw: bool = False
+    withheld: Withheld | None = None
+    scores: dict[str, float] | None = None  # the detector's scores; None: not checked
 
 
 def make_engine(url: str) -> Engine:
@@ -326,7 +332,9 @@ class JobStore:
                 conn.execute(
                     images.update().where(images.c.image_id == image.image_id).values(
                         ready=True, mime=image.mime, size_bytes=image.size_bytes,
-                        expires_at=image.expires_at,
+                        expires_at=image.expires_at, nsfw=image.nsfw,
+                        withheld=image.withheld.value if image.withheld else None,
+                        safety_scores=image.scores,
                     )
                 )
             self._terminal(conn, job_id, now)
@@ -456,11 +464,20 @@ def request_to_json(request: GenerationRequest) -> dict[str, Any]:
         "output_format": request.output_format.value, "output_quality": request.output_quality,
         "steps": request.steps, "guidance_scale": request.guidance_scale,
         "scheduler": request.scheduler, "max_seed": request.max_seed,
+        "safety": request.safety.to_json(), "watermark": request.watermark,
+        "enhance_prompt": request.enhance_prompt, "original_prompt": request.original_prompt,
+        "enhancement": request.enhancement.value,
+        "enhancement_detail": request.enhancement_detail,
     }
 
 
 def request_from_json(raw: dict[str, Any]) -> GenerationRequest:
-    return GenerationRequest(**{**raw, "output_format": ImageFormat(raw["output_format"])})
+    """A stored request; rows written before a field existed read as its default."""
+    return GenerationRequest(**{
+        **raw, "output_format": ImageFormat(raw["output_format"]),
+        "safety": SafetyInput.from_json(raw.get("safety")),
+        "enhancement": EnhancementState(raw.get("enhancement", EnhancementState.OFF.value)),
+    })
 
 
 def _dt(value: float | None) -> datetime | None:
@@ -472,6 +489,8 @@ def _image(row: RowMapping) -> JobImage:
         image_id=row["image_id"], index=row["idx"], seed=int(row["seed"]), ready=bool(row["ready"]),
         mime=row["mime"], size_bytes=row["size_bytes"], expires_at=_dt(row["expires_at"]),
         nsfw=bool(row["nsfw"]),
+        withheld=Withheld(row["withheld"]) if row["withheld"] else None,
+        scores=dict(row["safety_scores"]) if row["safety_scores"] else None,
     )
 
 

@@ -39,8 +39,10 @@ def enqueue_for(conn: Connection, job_id: str, now: float) -> None:
     if row is None:
         return
     settings, status = delivery_settings(row[0]), str(row[1])
+    # A withheld image is never delivered: no per-image webhook, no upload.
     image_ids = [r[0] for r in conn.execute(
-        sa.select(images.c.image_id).where(images.c.job_id == job_id).order_by(images.c.idx)
+        sa.select(images.c.image_id).where(images.c.job_id == job_id,
+                                           images.c.withheld.is_(None)).order_by(images.c.idx)
     )]
     wanted = _wanted(settings, status, image_ids)
     if not wanted:

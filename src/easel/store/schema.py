@@ -57,7 +57,9 @@ images = sa.Table(
     sa.Column("ready", sa.Boolean, nullable=False, default=False),
     sa.Column("mime", sa.String(32)),
     sa.Column("size_bytes", sa.Integer),
-    sa.Column("nsfw", sa.Boolean, nullable=False, default=False),
+    sa.Column("nsfw", sa.Boolean, nullable=False, default=False),  # flagged by the check
+    sa.Column("withheld", sa.String(16)),  # a domain.safety.Withheld: nothing was stored
+    sa.Column("safety_scores", sa.JSON),  # the detector's scores; NULL: not checked
     sa.Column("expires_at", sa.Float, index=True),
     sa.Column("deleted", sa.Boolean, nullable=False, default=False),
 )

@@ -29,8 +29,8 @@ from easel.domain.generation import Engine, GeneratedImage, ImageSpec
 from easel.domain.job import Job
 from easel.services.artifacts import BlobStore, blob_key, expiry, write_problem
 from easel.services.events import JobEvents
+from easel.services.finishing import ImageFinisher, Provenance
 from easel.services.generation import BackendResolver, Plan, plan
-from easel.services.images import encode
 from easel.services.metrics import Metrics
 from easel.settings import Settings
 from easel.store import JobStore, ReadyImage
@@ -59,6 +59,7 @@ class Worker:
         metrics: Metrics,
         events: JobEvents,
         engine_factory: Callable[[], Engine],
+        finisher: ImageFinisher,
     ) -> None:
         self.settings = settings
         self.catalog = catalog
@@ -68,6 +69,7 @@ class Worker:
         self.metrics = metrics
         self.events = events
         self.engine_factory = engine_factory  # called in the worker's thread: torch loads there
+        self.finisher = finisher  # check, watermark, encode, sign (in the encoder thread)
         self.owner = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self.engine: Engine | None = None
         self._ready = threading.Event()
@@ -303,11 +305,19 @@ class Worker:
         job, request = p.job, p.job.request
         record = job.images[index]
         metadata = p.plan.image_metadata(image.seed, task=job.id, image=record.image_id)
-        data = encode(image.pixels, request.output_format, request.output_quality, metadata)
+        provenance = Provenance(p.plan.model.tier.name, p.plan.backend.source)
+        done = self.finisher.finish(image.pixels, image.seed, request, metadata, provenance)
+        verdict = done.verdict
+        scores = verdict.scores.to_json() if verdict.scores else None
+        mime = request.output_format.mime
+        if done.data is None:  # withheld: nothing is stored
+            return ReadyImage(record.image_id, mime, 0, None, verdict.nsfw, verdict.withheld,
+                              scores)
         # Deterministic key: a re-run after a crash overwrites the same file.
-        self.blobs.put(blob_key(record.image_id, request.output_format.extension), data)
+        self.blobs.put(blob_key(record.image_id, request.output_format.extension), done.data)
         expires = expiry(job.delivery, self.settings.image_ttl_for(job.dialect))
-        return ReadyImage(record.image_id, request.output_format.mime, len(data), expires)
+        return ReadyImage(record.image_id, mime, len(done.data), expires, verdict.nsfw, None,
+                          scores)
 
     # -- leases -------------------------------------------------------------------------------
 

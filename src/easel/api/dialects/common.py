@@ -21,6 +21,7 @@ from easel.api.auth import bearer_token as auth_bearer
 from easel.api.limits import BodyTooLarge, HTTPRefusal, read_body
 from easel.domain.errors import EaselError, ErrorKind, Throttled, invalid
 from easel.domain.job import Job, JobImage
+from easel.domain.safety import EnhancementState, Withheld
 from easel.services.artifacts import ImageSource as ImageSource  # re-exported for the dialects
 from easel.services.delivery import Renderer as WebhookRenderer
 from easel.services.delivery import Signer as WebhookSigner
@@ -258,3 +259,39 @@ def ignored_header(ignored: list[str]) -> dict[str, str]:
 
 def ordered_images(job: Job) -> list[JobImage]:
     return sorted(job.images, key=lambda image: image.index)
+
+
+def delivered_images(job: Job) -> list[JobImage]:
+    """The images a reply shows, in order: those the content check did not withhold."""
+    return [image for image in ordered_images(job) if image.withheld is None]
+
+
+def withheld_message(job: Job) -> str:
+    """Why images are missing from a reply, in words a caller can act on."""
+    withheld = [image for image in job.images if image.withheld is not None]
+    people = sum(1 for image in withheld if image.withheld is Withheld.PERSON)
+    reasons = []
+    if len(withheld) - people:
+        reasons.append(f"{len(withheld) - people} by the content check (safety setting)")
+    if people:
+        reasons.append(f"{people} because they show people (person generation dont_allow)")
+    return (f"{len(withheld)} of {len(job.images)} generated images were withheld: "
+            f"{'; '.join(reasons)}; try rephrasing the prompt")
+
+
+def all_withheld(job: Job) -> EaselError | None:
+    """The content error of a completed job whose every image was withheld (a provider that
+    withholds answers that way); None when any image can be shown."""
+    if not job.images or any(image.withheld is None for image in job.images):
+        return None
+    return EaselError(ErrorKind.CONTENT_BLOCKED, withheld_message(job), "prompt")
+
+
+PROMPT_HEADER = "x-easel-prompt-enhancement"
+
+
+def prompt_header(job: Job) -> dict[str, str]:
+    """What became of `enhance_prompt` (rewritten, fallback, not_configured), where the reply
+    has no field for it."""
+    state = job.request.enhancement
+    return {} if state is EnhancementState.OFF else {PROMPT_HEADER: state.value}

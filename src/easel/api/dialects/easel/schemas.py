@@ -25,5 +25,13 @@ class JobInput(BaseModel):
     output_quality: int = Field(95, ge=1, le=100)
     steps: int | None = None
     guidance_scale: float | None = None
+    # docs/safety.md: the content check of the outputs (off unless asked), what becomes of a
+    # flagged image, people, the invisible watermark, the prompt rewrite.
+    safety_setting: Literal["block_none", "block_low_and_above", "block_medium_and_above",
+                            "block_only_high"] = "block_none"
+    on_flagged: Literal["flag", "withhold"] = "flag"
+    person_generation: Literal["dont_allow", "allow_adult", "allow_all"] = "allow_all"
+    watermark: bool = False
+    enhance_prompt: bool = False
     # The client's own id: sending the same one again returns that job (idempotency).
     task_id: str | None = Field(None, min_length=1, max_length=100)

@@ -15,6 +15,7 @@ from easel.catalog import Catalog, Model, Tier
 from easel.domain.errors import EaselError, ErrorKind
 from easel.domain.job import Job, JobImage, JobStatus
 from easel.domain.request import ImageFormat
+from easel.domain.safety import OnFlagged, PersonGeneration, SafetyInput, SafetyLevel
 from easel.domain.submission import (
     AspectRatioSize,
     Caller,
@@ -44,6 +45,10 @@ def to_submission(body: dict[str, Any], caller: Caller) -> Submission:
         output_quality=wire.output_quality,
         steps=wire.steps,
         guidance_scale=wire.guidance_scale,
+        safety=SafetyInput(SafetyLevel(wire.safety_setting), OnFlagged(wire.on_flagged),
+                           PersonGeneration(wire.person_generation)),
+        watermark=wire.watermark,
+        enhance_prompt=wire.enhance_prompt,
     )
     return Submission(DIALECT, caller, generation, task_id=wire.task_id)
 
@@ -55,7 +60,10 @@ def job_view(job: Job, images: ImageSource | None = None) -> dict[str, Any]:
     ordered = ordered_images(job)
     return {
         "id": job.client_id, "job": job.id, "dialect": job.dialect, "status": job.status.value,
-        "model": r.model, "prompt": r.prompt, "negative_prompt": r.negative_prompt,
+        "model": r.model, "prompt": r.client_prompt, "negative_prompt": r.negative_prompt,
+        "prompt_enhancement": {"state": r.enhancement.value, "prompt": r.prompt,
+                               "detail": r.enhancement_detail},
+        "safety": {**r.safety.to_json(), "watermark": r.watermark},
         "size": f"{r.width}x{r.height}", "width": r.width, "height": r.height,
         "num_images": r.num_images, "output_format": r.output_format.value,
         "output_quality": r.output_quality, "steps": r.steps, "guidance_scale": r.guidance_scale,
@@ -63,7 +71,9 @@ def job_view(job: Job, images: ImageSource | None = None) -> dict[str, Any]:
         "seeds": [image.seed for image in ordered],
         "outputs": [
             {"index": image.index, "seed": image.seed, "ready": image.ready,
-             "url": image_url(job, image, images), "nsfw": image.nsfw}
+             "url": image_url(job, image, images), "nsfw": image.nsfw,
+             "withheld": image.withheld.value if image.withheld else None,
+             "scores": image.scores}
             for image in ordered
         ],
         "expires_at": [None if image.expires_at is None else image.expires_at.isoformat()
@@ -81,7 +91,7 @@ def job_view(job: Job, images: ImageSource | None = None) -> dict[str, Any]:
 
 def image_url(job: Job, image: JobImage, images: ImageSource | None) -> str | None:
     """The URL of a stored image of a completed job; None before (or without `images`)."""
-    if images is None or not image.ready or job.status is not JobStatus.COMPLETED:
+    if images is None or not image.deliverable or job.status is not JobStatus.COMPLETED:
         return None
     return images.image_url(job, image)
 
@@ -139,6 +149,9 @@ def _model_view(model: Model) -> dict[str, Any]:
         "id": model.id, "provider": model.provider, "resolutions": list(model.resolutions),
         "max_images": model.max_images, "prompt_min": model.prompt_min,
         "prompt_max": model.prompt_max, "negative_prompt": model.negative_prompt,
+        # A distilled model runs a negative prompt through true CFG: twice the time and price.
+        "negative_prompt_cost_factor": 2 if model.negative_prompt
+        and model.backend.true_cfg_scale is not None else 1,
         "price_usd": model.price_usd,
         "sizes": [{"aspect_ratio": s.aspect_ratio, "resolution": s.resolution,
                    "width": s.width, "height": s.height} for s in model.sizes],

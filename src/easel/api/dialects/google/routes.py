@@ -24,6 +24,7 @@ from easel.api.deps import Services, get_services
 from easel.api.dialects.common import (
     Dialect,
     ignored_header,
+    prompt_header,
     read_json_object,
     retry_headers,
     scope_headers,
@@ -124,7 +125,8 @@ async def _predict(
         if err.kind is ErrorKind.UNKNOWN_MODEL:
             err = gg.unknown_model(model_id, gg.served_models(services.catalog))
         return _easel_error(err, headers)
-    return JSONResponse(reply, headers={**headers, **ignored_header(call.ignored)})
+    return JSONResponse(reply, headers={**headers, **ignored_header(call.ignored),
+                                        **prompt_header(job)})
 
 
 def _easel_error(err: EaselError, headers: dict[str, str]) -> JSONResponse:

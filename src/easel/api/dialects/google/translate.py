@@ -6,11 +6,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from easel.api.dialects.common import ErrorTable, ImageSource, b64, ordered_images, validate_wire
-from easel.api.dialects.google.schemas import PredictRequest
+from easel.api.dialects.google.schemas import Parameters, PredictRequest
 from easel.catalog import Catalog, Model
-from easel.domain.errors import EaselError, ErrorKind
-from easel.domain.job import Job
+from easel.domain.errors import EaselError, ErrorKind, invalid
+from easel.domain.job import Job, JobImage
 from easel.domain.request import ImageFormat
+from easel.domain.safety import (
+    EnhancementState,
+    OnFlagged,
+    PersonGeneration,
+    SafetyInput,
+    SafetyLevel,
+    Withheld,
+)
 from easel.domain.submission import (
     AspectRatioSize,
     Caller,
@@ -86,6 +94,7 @@ def to_submission(
     quality = DEFAULT_JPEG_QUALITY
     if options is not None and options.compressionQuality is not None:
         quality = max(1, options.compressionQuality)  # 0 and 1 encode alike
+    watermark = watermark_of(p)
     generation = GenerationInput(
         model=ModelChoice(model_id),
         prompt=wire.instances[0].prompt,
@@ -97,9 +106,25 @@ def to_submission(
         output_format=fmt,
         output_quality=quality,
         guidance_scale=p.guidanceScale,
+        safety=SafetyInput(SafetyLevel(p.safetySetting or "block_medium_and_above"),
+                           OnFlagged.WITHHOLD,
+                           PersonGeneration(p.personGeneration or "allow_adult")),
+        watermark=watermark,
+        enhance_prompt=p.enhancePrompt is not False,  # Imagen rewrites prompts by default
     )
-    return PredictCall(Submission(DIALECT, caller, generation, names=NAMES),
+    echo = {"includeRaiReason": bool(p.includeRaiReason),
+            "includeSafetyAttributes": bool(p.includeSafetyAttributes)}
+    return PredictCall(Submission(DIALECT, caller, generation, names=NAMES, echo=echo),
                        ignored_fields(wire, fmt))
+
+
+def watermark_of(p: Parameters) -> bool:
+    """addWatermark defaults to on; a seed is honoured only with it off, as Vertex rules."""
+    watermark = p.addWatermark is not False
+    if watermark and p.seed is not None:
+        raise invalid("seed", "Seed is not supported when watermark is enabled; set "
+                              "addWatermark to false to use a seed")
+    return watermark
 
 
 def served_models(catalog: Catalog) -> list[Model]:
@@ -160,20 +185,8 @@ def ignored_fields(wire: PredictRequest, fmt: ImageFormat) -> list[str]:
     """Accepted fields easel cannot act on; the reply names them in a header."""
     p = wire.parameters
     ignored = []
-    if p.addWatermark:
-        ignored.append("addWatermark")
-    if p.enhancePrompt:
-        ignored.append("enhancePrompt")
-    if p.personGeneration is not None:
-        ignored.append("personGeneration")
-    if p.safetySetting is not None:
-        ignored.append("safetySetting")
     if p.language is not None and p.language.lower() not in LANGUAGES_HONOURED:
         ignored.append("language")
-    if p.includeRaiReason:
-        ignored.append("includeRaiReason")
-    if p.includeSafetyAttributes:
-        ignored.append("includeSafetyAttributes")
     if (
         p.outputOptions is not None
         and p.outputOptions.compressionQuality is not None
@@ -184,14 +197,41 @@ def ignored_fields(wire: PredictRequest, fmt: ImageFormat) -> list[str]:
 
 
 async def render(job: Job, images: ImageSource) -> dict[str, Any]:
+    """predictions[]: one per delivered image. A withheld image is left out, or with
+    includeRaiReason shows as a prediction carrying only its raiFilteredReason, as Google
+    filters. `prompt` is the rewritten prompt when enhancePrompt rewrote it."""
     mime = job.request.output_format.mime
-    return {
-        "predictions": [
-            {"bytesBase64Encoded": b64(await images.image_bytes(image)),
-             "mimeType": image.mime or mime}
-            for image in ordered_images(job)
-        ]
-    }
+    with_reason = bool(job.echo.get("includeRaiReason"))
+    with_attributes = bool(job.echo.get("includeSafetyAttributes"))
+    rewritten = job.request.enhancement is EnhancementState.REWRITTEN
+    predictions: list[dict[str, Any]] = []
+    for image in ordered_images(job):
+        if image.withheld is not None:
+            if with_reason:
+                predictions.append({"raiFilteredReason": rai_reason(image)})
+            continue
+        prediction: dict[str, Any] = {"bytesBase64Encoded": b64(await images.image_bytes(image)),
+                                      "mimeType": image.mime or mime}
+        if rewritten:
+            prediction["prompt"] = job.request.prompt
+        if with_attributes and image.scores is not None:
+            prediction["safetyAttributes"] = safety_attributes(image.scores)
+        predictions.append(prediction)
+    return {"predictions": predictions}
+
+
+def rai_reason(image: JobImage) -> str:
+    if image.withheld is Withheld.PERSON:
+        return ("This image was filtered because it shows a person and personGeneration is "
+                "dont_allow. Try rephrasing the prompt, or allow people.")
+    return ("This image was filtered by the safety setting (sexual content). You will not be "
+            "charged for filtered images. Try rephrasing the prompt.")
+
+
+def safety_attributes(scores: dict[str, float]) -> dict[str, Any]:
+    """The detector's scores in Google's safetyAttributes shape."""
+    return {"categories": ["Sexual", "Person"],
+            "scores": [scores.get("nsfw", 0.0), scores.get("person", 0.0)]}
 
 
 def error_body(status: int, message: str, parameter: str | None = None) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from easel.api.dialects.common import (
     Dialect,
     bearer_token,
     ignored_header,
+    prompt_header,
     read_json_object,
     retry_headers,
 )
@@ -88,7 +89,8 @@ async def generate(request: Request, services: Services = Depends(get_services))
         return fail(err)
     except EaselError as err:
         return fail(err)
-    return JSONResponse(reply, headers={**headers, **ignored_header(wire.ignored)})
+    return JSONResponse(reply, headers={**headers, **ignored_header(wire.ignored),
+                                        **prompt_header(job)})
 
 
 class ModelList(Open):

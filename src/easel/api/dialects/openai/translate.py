@@ -24,9 +24,10 @@ from typing import Any
 from easel.api.dialects.common import (
     ErrorTable,
     ImageSource,
+    all_withheld,
     b64,
+    delivered_images,
     iso_ms,
-    ordered_images,
     validate_wire,
 )
 from easel.api.dialects.openai.schemas import ImagesGenerateRequest
@@ -34,6 +35,13 @@ from easel.catalog import Catalog
 from easel.domain.errors import EaselError, ErrorKind, invalid
 from easel.domain.job import Job
 from easel.domain.request import ImageFormat
+from easel.domain.safety import (
+    EnhancementState,
+    OnFlagged,
+    PersonGeneration,
+    SafetyInput,
+    SafetyLevel,
+)
 from easel.domain.submission import (
     AspectRatioSize,
     Caller,
@@ -138,6 +146,10 @@ def to_submission(
         seed=wire.seed,
         output_format=fmt,
         output_quality=max(1, compression),  # 0 and 1 encode alike; the core wants 1..100
+        safety=safety_input(wire),
+        # AIML's defaults: the prompt rewritten, no watermark.
+        watermark=bool(wire.add_watermark),
+        enhance_prompt=wire.enhance_prompt is not False,
     )
     names = NAMES.with_(num_images="n" if wire.n is not None else "num_images")
     echo = {k: v for k, v in (("user", wire.user), ("safety_identifier", wire.safety_identifier))
@@ -147,23 +159,31 @@ def to_submission(
     return ImagesRequest(submission, b64_json, ignored_fields(wire, fmt))
 
 
+# OpenAI's `moderation` as a safety level, where AIML's safety_setting is not given.
+MODERATION_LEVELS = {"auto": SafetyLevel.BLOCK_MEDIUM_AND_ABOVE,
+                     "low": SafetyLevel.BLOCK_ONLY_HIGH}
+
+
+def safety_input(wire: ImagesGenerateRequest) -> SafetyInput:
+    """AIML's safety_setting (default block_medium_and_above) and person_generation (default
+    allow_adult); a flagged image is withheld, as OpenAI and AIML do."""
+    if wire.safety_setting is not None and wire.moderation is not None:
+        raise invalid("moderation", "give safety_setting or moderation, not both")
+    if wire.safety_setting is not None:
+        level = SafetyLevel(wire.safety_setting)
+    else:
+        level = MODERATION_LEVELS[wire.moderation or "auto"]
+    people = PersonGeneration(wire.person_generation or "allow_adult")
+    return SafetyInput(level, OnFlagged.WITHHOLD, people)
+
+
 def ignored_fields(wire: ImagesGenerateRequest, fmt: ImageFormat) -> list[str]:
     """Fields accepted with values easel cannot act on; the reply names them in a header."""
     ignored = []
     if wire.style is not None:
         ignored.append("style")
-    if wire.moderation is not None:
-        ignored.append("moderation")
     if wire.output_compression is not None and fmt is ImageFormat.PNG:
         ignored.append("output_compression")
-    if wire.enhance_prompt:
-        ignored.append("enhance_prompt")
-    if wire.person_generation is not None:
-        ignored.append("person_generation")
-    if wire.safety_setting is not None:
-        ignored.append("safety_setting")
-    if wire.add_watermark:
-        ignored.append("add_watermark")
     return ignored
 
 
@@ -190,15 +210,21 @@ async def render(
 ) -> dict[str, Any]:
     """OpenAI's reply, with AIML's fal-style `images[]` and `seed` beside it (the openai SDK
     keeps unknown fields; AIML's own examples read them)."""
+    blocked = all_withheld(job)
+    if blocked is not None:
+        raise blocked
     data: list[dict[str, Any]] = []
     files: list[dict[str, Any]] = []
-    ordered = ordered_images(job)
+    ordered = delivered_images(job)  # withheld images are left out, as OpenAI and AIML do
+    revised = job.request.prompt if job.request.enhancement is EnhancementState.REWRITTEN \
+        else None
     for image in ordered:
         url = None if b64_json else images.image_url(job, image)
-        if b64_json:
-            data.append({"b64_json": b64(await images.image_bytes(image))})
-        else:
-            data.append({"url": url})
+        item: dict[str, Any] = {"b64_json": b64(await images.image_bytes(image))} if b64_json \
+            else {"url": url}
+        if revised is not None:
+            item["revised_prompt"] = revised
+        data.append(item)
         mime = image.mime or job.request.output_format.mime
         files.append({"url": url, "content_type": mime, "file_size": image.size_bytes,
                       "file_name": f"{image.image_id}.{job.request.output_format.extension}"})

@@ -254,7 +254,7 @@ def _object(task: dict[str, Any], name: str) -> dict[str, Any]:
 
 
 def _safety(task: dict[str, Any]) -> dict[str, Any]:
-    """Accepted and validated; content checking itself comes with its own issue."""
+    """Runware's content check settings (docs/safety.md): checkContent and mode."""
     safety = dict(_object(task, "safety"))
     for legacy in ("checkNSFW", "checkNsfw"):
         if _opt_bool(task, legacy):

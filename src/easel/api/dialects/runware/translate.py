@@ -8,6 +8,7 @@ from easel.api.dialects.common import ErrorTable, ImageSource
 from easel.domain.delivery import UPLOAD, Delivery
 from easel.domain.errors import EaselError, ErrorKind
 from easel.domain.job import Job, JobImage, JobStatus
+from easel.domain.safety import OnFlagged, SafetyInput, SafetyLevel
 from easel.domain.submission import (
     Caller,
     DeliverySettings,
@@ -47,7 +48,7 @@ ERRORS = ErrorTable(
         ErrorKind.TIMEOUT: "timeoutProvider",
         ErrorKind.CANCELLED: "taskCancelled",
         ErrorKind.WORKER_LOST: "inferenceError",
-        ErrorKind.CONTENT_BLOCKED: "contentModerated",
+        ErrorKind.CONTENT_BLOCKED: "contentPolicyViolation",
         ErrorKind.INFERENCE: "inferenceError",
         ErrorKind.INTERNAL: "internalServerError",
     },
@@ -67,6 +68,7 @@ def to_submission(
         num_images=task.number_results, negative_prompt=task.negative_prompt, seed=task.seed,
         output_format=task.output_format, output_quality=task.output_quality,
         steps=task.steps, guidance_scale=task.cfg_scale, scheduler=task.scheduler,
+        safety=safety_input(task.safety), enhance_prompt=enhance_prompt(task.provider_settings),
     )
     # Runware posts each finished image to the webhook on its own.
     delivery = DeliverySettings(webhook=task.webhook_url, webhook_per_image=True,
@@ -78,6 +80,28 @@ def to_submission(
         "_request": raw,  # as sent, for getTaskDetails (not compared for idempotency)
     }
     return Submission(DIALECT, caller, generation, delivery, task.task_uuid, NAMES, echo)
+
+
+# Runware's safety modes as the core's levels: "fast" (the default once checkContent is on)
+# flags at the medium threshold, "full" at the low one. Runware flags (NSFWContent) and
+# delivers; it never withholds.
+SAFETY_MODE_LEVELS = {"none": SafetyLevel.BLOCK_NONE, "fast": SafetyLevel.BLOCK_MEDIUM_AND_ABOVE,
+                      "full": SafetyLevel.BLOCK_LOW_AND_ABOVE}
+
+
+def safety_input(safety: dict[str, Any]) -> SafetyInput:
+    mode = safety.get("mode")
+    if mode is None and not safety.get("checkContent"):
+        return SafetyInput()
+    if safety.get("checkContent") is False:
+        return SafetyInput()
+    return SafetyInput(SAFETY_MODE_LEVELS[mode or "fast"], OnFlagged.FLAG)
+
+
+def enhance_prompt(provider_settings: dict[str, Any] | None) -> bool:
+    """providerSettings.google.enhancePrompt, as Runware passes Google's own options."""
+    google = (provider_settings or {}).get("google")
+    return isinstance(google, dict) and google.get("enhancePrompt") is True
 
 
 def from_easel(exc: EaselError) -> RunwareError:
@@ -131,6 +155,8 @@ async def result_items(
     per_image_cost = round(job.cost_usd / max(len(job.images), 1), 6)
     items = []
     for image in job.images:
+        if image.withheld is not None:  # never for Runware, which flags; kept safe
+            continue
         item: dict[str, Any] = {"taskType": TASK_TYPE, "taskUUID": job.client_id,
                                 "imageUUID": image.image_id}
         if with_status:

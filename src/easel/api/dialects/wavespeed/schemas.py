@@ -35,4 +35,6 @@ class ImagenInput(BaseModel):
     num_inference_steps: int | None = None
     guidance_scale: float | None = None
     enable_sync_mode: bool = False
+    # WaveSpeed's content check of the outputs (has_nsfw_contents); docs/safety.md.
+    enable_safety_checker: bool = True
     webhook_url: str | None = None

@@ -18,8 +18,8 @@ from easel.api.dialects.common import (
     ErrorTable,
     ImageSource,
     b64,
+    delivered_images,
     iso_ms,
-    ordered_images,
     validate_wire,
 )
 from easel.api.dialects.wavespeed.schemas import MAX_SEED, ImagenInput
@@ -28,6 +28,7 @@ from easel.catalog import Catalog
 from easel.domain.errors import EaselError, ErrorKind
 from easel.domain.job import Job, JobStatus, job_id_from
 from easel.domain.request import ImageFormat
+from easel.domain.safety import OnFlagged, SafetyInput, SafetyLevel
 from easel.domain.submission import (
     AspectRatioSize,
     Caller,
@@ -80,7 +81,8 @@ ERRORS = ErrorTable({
 })
 
 # Refusals that become failed tasks (HTTP 200, status failed): the caller's own mistakes.
-REFUSED_AS_TASK = {ErrorKind.MISSING, ErrorKind.INVALID, ErrorKind.UNSUPPORTED}
+REFUSED_AS_TASK = {ErrorKind.MISSING, ErrorKind.INVALID, ErrorKind.UNSUPPORTED,
+                   ErrorKind.CONTENT_BLOCKED}  # a blocked prompt: failed, data.code 1200
 
 REFUSAL_PREFIX = "rf-"
 NAMES = WireNames({"steps": "num_inference_steps"})
@@ -122,6 +124,9 @@ def to_submission(
         steps=wire.num_inference_steps,
         guidance_scale=wire.guidance_scale,
         max_seed=MAX_SEED,
+        # WaveSpeed checks every output and flags it in has_nsfw_contents; it does not withhold.
+        safety=SafetyInput(SafetyLevel.BLOCK_MEDIUM_AND_ABOVE, OnFlagged.FLAG)
+        if wire.enable_safety_checker else SafetyInput(),
     )
     names = NAMES.with_(webhook="webhook" if webhook is not None else "webhook_url")
     submission = Submission(DIALECT, caller, generation, DeliverySettings(webhook=target),
@@ -166,8 +171,8 @@ async def outputs(job: Job, images: ImageSource) -> list[str]:
     if job.status is not JobStatus.COMPLETED:
         return []
     if not wants_base64(job):
-        return [images.image_url(job, image) for image in ordered_images(job)]
-    return [b64(await images.image_bytes(image)) for image in ordered_images(job)]
+        return [images.image_url(job, image) for image in delivered_images(job)]
+    return [b64(await images.image_bytes(image)) for image in delivered_images(job)]
 
 
 def job_data(job: Job, base_url: str, outputs: list[str]) -> dict[str, Any]:
@@ -179,7 +184,7 @@ def job_data(job: Job, base_url: str, outputs: list[str]) -> dict[str, Any]:
         "input": job.echo.get("wavespeed_input") or _input_of(job),
         "outputs": outputs,
         "urls": {"get": result_url(base_url, shown_id)},
-        "has_nsfw_contents": [i.nsfw for i in ordered_images(job)] if completed else [],
+        "has_nsfw_contents": [i.nsfw for i in delivered_images(job)] if completed else [],
         "status": STATUS[job.status],
         "created_at": iso_ms(job.created_at),
         "error": (job.error_message or "") if job.error is not None else "",

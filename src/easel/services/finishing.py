@@ -1,0 +1,75 @@
+"""What happens to an image between the engine and the store, in the worker's encoder thread:
+the content check, the invisible watermark, encoding, and the content credentials.
+
+A withheld image stops at the check: it is never encoded, stored, uploaded nor delivered.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from easel import __version__
+from easel.domain.request import GenerationRequest
+from easel.services.images import encode
+from easel.services.metrics import Metrics
+from easel.services.provenance import ContentCredentials, CredentialFacts, Watermarker
+from easel.services.safety import ContentChecker, Verdict
+
+
+@dataclass(frozen=True)
+class Finished:
+    verdict: Verdict
+    data: bytes | None  # the file to store; None: withheld
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """What a finished image says about where it came from (its content credentials)."""
+
+    tier: str
+    backend: str
+
+
+class ImageFinisher:
+    def __init__(
+        self,
+        checker: ContentChecker,
+        metrics: Metrics,
+        watermarker: Watermarker | None = None,
+        credentials: ContentCredentials | None = None,
+    ) -> None:
+        self.checker = checker
+        self.metrics = metrics
+        self.watermarker = watermarker or Watermarker()
+        self.credentials = credentials  # None: the operator configured no signing certificate
+
+    def finish(
+        self, pixels: Any, seed: int, request: GenerationRequest, metadata: dict[str, object],
+        provenance: Provenance,
+    ) -> Finished:
+        verdict = self._check(pixels, request)
+        if verdict.withheld is not None:
+            return Finished(verdict, None)
+        if request.watermark:
+            pixels = self.watermarker.embed(pixels)
+        data = encode(pixels, request.output_format, request.output_quality, metadata)
+        if self.credentials is not None:
+            facts = CredentialFacts(model=request.model, tier=provenance.tier,
+                                    backend=provenance.backend, easel_version=__version__,
+                                    seed=seed)
+            data = self.credentials.sign(data, request.output_format.mime, facts)
+        return Finished(verdict, data)
+
+    def _check(self, pixels: Any, request: GenerationRequest) -> Verdict:
+        if not self.checker.needed(request.safety):
+            return self.checker.check(pixels, request.safety)
+        started = time.perf_counter()
+        verdict = self.checker.check(pixels, request.safety)
+        self.metrics.safety_seconds.observe(time.perf_counter() - started)
+        if verdict.withheld is not None:
+            self.metrics.images_flagged.labels(verdict.withheld.value, "withheld").inc()
+        elif verdict.nsfw:
+            self.metrics.images_flagged.labels("nsfw", "flagged").inc()
+        return verdict

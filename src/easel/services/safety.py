@@ -1,0 +1,112 @@
+"""The content check of the outputs: one offline detector behind a small interface, and the
+decision what becomes of each image (delivered, flagged, or withheld), from the job's
+SafetyInput and the catalog's thresholds.
+
+It runs on the CPU in the worker's encoder thread, after decoding and before encoding, so it
+overlaps the next batch's denoising and never holds the GPU (docs/safety.md has its cost).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+
+from easel.catalog import SafetyThresholds
+from easel.domain.safety import OnFlagged, SafetyInput, Withheld
+
+log = logging.getLogger(__name__)
+
+# NudeNet's classes that mean exposed nudity. The covered classes, faces, feet, armpits and a
+# bare belly or male chest do not count as nudity; every class means a person is in view.
+NSFW_CLASSES = frozenset({
+    "FEMALE_BREAST_EXPOSED", "FEMALE_GENITALIA_EXPOSED", "MALE_GENITALIA_EXPOSED",
+    "BUTTOCKS_EXPOSED", "ANUS_EXPOSED",
+})
+
+
+@dataclass(frozen=True)
+class ContentScores:
+    """What the detector saw in one image: the highest nsfw and person scores (0..1) and every
+    class it found with its best score."""
+
+    nsfw: float
+    person: float
+    labels: dict[str, float]
+
+    def to_json(self) -> dict[str, float]:
+        return {"nsfw": round(self.nsfw, 4), "person": round(self.person, 4)}
+
+
+class ContentDetector(Protocol):
+    def scores(self, pixels: Any) -> ContentScores:
+        """Scores of one HxWx3 uint8 RGB image."""
+        ...
+
+
+class NudeNetDetector:
+    """NudeNet 3.4's detector (the 320n ONNX model inside its wheel: nothing is downloaded),
+    on onnxruntime's CPU provider. Loaded on first use, in the thread that checks images."""
+
+    def __init__(self) -> None:
+        self._detector: Any = None
+        self._lock = threading.Lock()
+
+    def _loaded(self) -> Any:
+        with self._lock:
+            if self._detector is None:
+                from nudenet import NudeDetector  # onnxruntime and OpenCV: only when used
+
+                self._detector = NudeDetector(providers=["CPUExecutionProvider"])
+            return self._detector
+
+    def scores(self, pixels: Any) -> ContentScores:
+        image = np.asarray(pixels, dtype=np.uint8)
+        # NudeNet converts RGBA to its BGR itself; a 3-channel array would be read as BGR.
+        rgba = np.dstack([image, np.full(image.shape[:2], 255, np.uint8)])
+        labels: dict[str, float] = {}
+        for found in self._loaded().detect(rgba):
+            name, score = str(found["class"]), float(found["score"])
+            labels[name] = max(score, labels.get(name, 0.0))
+        nsfw = max((s for name, s in labels.items() if name in NSFW_CLASSES), default=0.0)
+        return ContentScores(nsfw, max(labels.values(), default=0.0), labels)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What becomes of one image. `scores` None: nothing was checked."""
+
+    nsfw: bool = False
+    withheld: Withheld | None = None
+    scores: ContentScores | None = None
+
+
+UNCHECKED = Verdict()
+
+
+class ContentChecker:
+    """Applies a job's safety settings to its images. With no detector (the operator turned
+    the checks off) every image is delivered unchecked."""
+
+    def __init__(self, detector: ContentDetector | None, thresholds: SafetyThresholds) -> None:
+        self.detector = detector
+        self.thresholds = thresholds
+
+    def needed(self, safety: SafetyInput) -> bool:
+        return self.detector is not None and (safety.checks_content or safety.checks_people)
+
+    def check(self, pixels: Any, safety: SafetyInput) -> Verdict:
+        if self.detector is None or not self.needed(safety):
+            return UNCHECKED
+        scores = self.detector.scores(pixels)
+        limit = self.thresholds.nsfw_threshold(safety.level)
+        nsfw = limit is not None and scores.nsfw >= limit
+        withheld = None
+        if nsfw and safety.on_flagged is OnFlagged.WITHHOLD:
+            withheld = Withheld.NSFW
+        elif safety.checks_people and scores.person >= self.thresholds.person:
+            withheld = Withheld.PERSON
+        return Verdict(nsfw, withheld, scores)
