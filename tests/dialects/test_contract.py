@@ -172,7 +172,7 @@ class Google(Dialect):
                  mode: str = "sync", key: str = KEY) -> list[bytes]:
         if seed is not None and self.mode == "gemini":
             # google-genai refuses `seed` in Gemini API mode (Vertex only): plain REST.
-            params: dict[str, Any] = {"sampleCount": n, "seed": seed}
+            params: dict[str, Any] = {"sampleCount": n, "seed": seed, "addWatermark": False}
             if fmt is not None:
                 params["outputOptions"] = {"mimeType": f"image/{fmt}"}
             reply = httpx.post(

@@ -227,6 +227,7 @@ def make_test_certificate(directory: Path) -> tuple[Path, Path]:
         .sign(root_key, hashes.SHA256())
     )
     pem = serialization.Encoding.PEM
+    directory.mkdir(parents=True, exist_ok=True)
     chain = directory / "easel-test-chain.pem"
     key = directory / "easel-test-key.pem"
     chain.write_bytes(leaf.public_bytes(pem) + root.public_bytes(pem))

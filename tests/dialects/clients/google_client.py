@@ -34,7 +34,12 @@ try:
             config=types.GenerateImagesConfig(**spec.get("config", {})),
         )
         images = [
-            {"b64": base64.b64encode(g.image.image_bytes).decode(), "mime": g.image.mime_type}
+            {"b64": base64.b64encode(g.image.image_bytes).decode()
+             if g.image and g.image.image_bytes else None,
+             "mime": g.image.mime_type if g.image else None,
+             "rai_filtered_reason": g.rai_filtered_reason, "enhanced_prompt": g.enhanced_prompt,
+             "safety": g.safety_attributes.model_dump(mode="json", exclude_none=True)
+             if g.safety_attributes else None}
             for g in response.generated_images or []
         ]
         print(json.dumps({"ok": True, "images": images}))

@@ -274,7 +274,7 @@ MAX_REFUSAL_ID = 2048  # longer ids are not read at all
 def refusal_data(
     model_id: str, err: EaselError, created_at: datetime, base_url: str, secret: bytes
 ) -> dict[str, Any]:
-    code = CODE_MISSING if err.kind is ErrorKind.MISSING else CODE_INVALID
+    code = int(ERRORS.code(err.kind))  # 1400 missing, 1401 invalid, 1200 moderation
     refusal = {"m": model_id[:200], "c": code, "e": err.message[:500], "p": err.parameter,
                "t": iso_ms(created_at)}
     packed = zlib.compress(json.dumps(refusal, separators=(",", ":")).encode(), 9)

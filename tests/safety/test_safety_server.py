@@ -1,0 +1,201 @@
+"""Every safety, provenance and prompt field through each dialect's official SDK, against one
+real server (tests/safety/picture_serve.py: the real server, whose engine paints the picture a
+prompt names, so the real detector sees real pictures). The server has a block list, a chat
+endpoint for prompt rewrites (on loopback, started here) and a C2PA test certificate.
+
+The WaveSpeed SDK returns only `outputs`, so its `has_nsfw_contents` is read over REST.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import subprocess
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from PIL import Image
+
+from easel.services.provenance import make_test_certificate, read_credentials, read_watermark
+from tests.dialects.conftest import run_client
+from tests.safety.chat import ChatServer, start_chat_server
+from tests.sdk_venvs import sdk_python
+from tests.server_harness import Server
+
+KEY = "safety-key"
+SIZES = """
+[sizes]
+"1:1"  = [256, 256]
+"3:4"  = [192, 256]
+"4:3"  = [256, 192]
+"9:16" = [144, 256]
+"16:9" = [256, 144]
+"""
+TORSO, CAT, ASTRONAUT = "[picture:torso] a figure", "[picture:chelsea] a cat", \
+    "[picture:astronaut] a portrait"
+RUNWARE_CLIENT = Path(__file__).parents[1] / "runware" / "clients" / "sdk.py"
+
+
+@pytest.fixture(scope="module")
+def chat() -> Iterator[ChatServer]:
+    server, thread = start_chat_server()
+    yield server
+    server.server.should_exit = True
+    thread.join(10)
+
+
+@pytest.fixture(scope="module")
+def srv(tmp_path_factory: pytest.TempPathFactory, chat: ChatServer) -> Iterator[Server]:
+    root = tmp_path_factory.mktemp("safety")
+    chain, key = make_test_certificate(root / "cert")
+    catalog = root / "catalog.toml"
+    catalog.write_text(SIZES)
+    server = Server(root / "data", small=False, command=["-m", "tests.safety.picture_serve"],
+                    EASEL_API_KEYS=KEY, EASEL_CATALOG_FILE=catalog,
+                    EASEL_BLOCKED_PROMPT_TERMS="forbidden fruit",
+                    EASEL_BLOCKED_PROMPT_PATTERNS=json.dumps([r"\bsecret\s+plans?\b"]),
+                    EASEL_PROMPT_ENHANCER_URL=chat.url, EASEL_PROMPT_ENHANCER_MODEL="tiny-llm",
+                    EASEL_C2PA_CERTIFICATE=chain, EASEL_C2PA_PRIVATE_KEY=key)
+    server.start()
+    yield server
+    server.stop()
+
+
+def sizes() -> list[tuple[int, int]]:
+    return [(256, 256), (192, 256), (256, 192), (144, 256), (256, 144)]
+
+
+def runware(srv: Server, **task: Any) -> dict[str, Any]:
+    args = {"transport": "rest", "url": srv.url + "/v1", "apiKey": KEY,
+            "task": {"width": 256, "height": 256, "deliveryMethod": "sync", **task}}
+    done = subprocess.run([str(sdk_python("runware-sdk")), str(RUNWARE_CLIENT), json.dumps(args)],
+                          capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+def openai(srv: Server, prompt: str, **extra: Any) -> dict[str, Any]:
+    spec = {"url": srv.url, "key": KEY, "kwargs": {
+        "model": "imagen-4.0-generate-001", "prompt": prompt, "response_format": "b64_json"},
+        "extra_body": extra}
+    return dict(run_client(sdk_python("openai"), "openai_client.py", spec))
+
+
+def google(srv: Server, prompt: str, **config: Any) -> dict[str, Any]:
+    spec = {"url": srv.url, "key": KEY, "mode": "vertex", "model": "imagen-4.0-generate-001",
+            "prompt": prompt, "config": {"number_of_images": 1, **config}}
+    return dict(run_client(sdk_python("google-genai-3"), "google_client.py", spec))
+
+
+def test_runware_flags_and_delivers(srv: Server) -> None:
+    checked = runware(srv, positivePrompt=TORSO, safety={"checkContent": True, "mode": "full"})
+    assert [i["NSFWContent"] for i in checked["images"]] == [True]
+    assert httpx.get(checked["images"][0]["imageURL"]).status_code == 200  # flagged, delivered
+    assert runware(srv, positivePrompt=CAT, checkNSFW=True)["images"][0]["NSFWContent"] is False
+    unchecked = runware(srv, positivePrompt=TORSO)  # no safety asked: nothing checked
+    assert unchecked["images"][0]["NSFWContent"] is False
+
+
+def test_runware_blocked_prompt(srv: Server) -> None:
+    error = runware(srv, positivePrompt="a Forbidden  Fruit on a table")["error"]
+    # runware-sdk files contentPolicyViolation under its "safety" errors.
+    assert (error["code"], error["parameter"]) == ("safety", "positivePrompt")
+    assert "content policy" in error["message"]
+
+
+def test_wavespeed_flags_has_nsfw_and_refuses_blocked_prompts(srv: Server) -> None:
+    headers = {"authorization": f"Bearer {KEY}"}
+    model = f"{srv.url}/api/v3/google/imagen4"
+    reply = httpx.post(model, headers=headers, timeout=60,
+                       json={"prompt": TORSO, "enable_sync_mode": True}).json()["data"]
+    assert reply["status"] == "completed" and reply["has_nsfw_contents"] == [True]
+    off = httpx.post(model, headers=headers, timeout=60, json={
+        "prompt": TORSO, "enable_sync_mode": True, "enable_safety_checker": False}).json()
+    assert off["data"]["has_nsfw_contents"] == [False]
+    sdk = run_client(sdk_python("wavespeed"), "wavespeed_client.py",
+                     {"url": srv.url, "key": KEY, "model": "google/imagen4",
+                      "input": {"prompt": TORSO}})
+    assert sdk["ok"] and len(sdk["outputs"]) == 1  # WaveSpeed flags; it does not withhold
+    blocked = run_client(sdk_python("wavespeed"), "wavespeed_client.py",
+                         {"url": srv.url, "key": KEY, "model": "google/imagen4",
+                          "input": {"prompt": "the secret plans"}})
+    assert not blocked["ok"] and "content policy" in blocked["error"]
+    refused = httpx.post(model, headers=headers, json={"prompt": "the secret plans"}).json()
+    assert (refused["data"]["status"], refused["data"]["code"]) == ("failed", 1200)
+
+
+def test_openai_withholds_flagged_images_and_people(srv: Server) -> None:
+    nsfw = openai(srv, TORSO)
+    assert (nsfw["ok"], nsfw["status"], nsfw["code"]) == (False, 400, "content_policy_violation")
+    people = openai(srv, ASTRONAUT, person_generation="dont_allow")
+    assert (people["status"], people["code"]) == (400, "content_policy_violation")
+    assert "people" in people["message"]
+    allowed = openai(srv, ASTRONAUT, person_generation="allow_adult", enhance_prompt=False)
+    assert allowed["ok"] and len(allowed["response"]["data"]) == 1
+    loose = openai(srv, TORSO, safety_setting="block_none", enhance_prompt=False)
+    assert loose["ok"]  # the client turned the filter off
+    blocked = openai(srv, "forbidden fruit")
+    assert (blocked["status"], blocked["code"], blocked["param"]) == (
+        400, "content_policy_violation", "prompt")
+
+
+def test_openai_rewrites_watermarks_and_signs(srv: Server, chat: ChatServer) -> None:
+    chat.behaviour = "rewrite"
+    out = openai(srv, CAT, add_watermark=True, output_format="png")
+    assert out["ok"], out
+    item = out["response"]["data"][0]
+    assert item["revised_prompt"] == f"A detailed photograph of {CAT}, golden hour light"
+    data = base64.b64decode(item["b64_json"])
+    assert read_watermark(Image.open(io.BytesIO(data)).convert("RGB"), sizes()).found
+    store = read_credentials(data, "image/png")
+    assert store is not None and store["validation_state"] == "Valid"
+    generation = next(a["data"] for a in store["manifests"][store["active_manifest"]]
+                      ["assertions"] if a["label"] == "org.easel.generation")
+    assert (generation["model"], generation["tier"]) == ("imagen-4.0-generate-001", "standard")
+    plain = openai(srv, CAT, enhance_prompt=False)["response"]["data"][0]
+    assert "revised_prompt" not in plain or plain["revised_prompt"] is None
+    assert not read_watermark(Image.open(io.BytesIO(base64.b64decode(plain["b64_json"])))
+                              .convert("RGB"), sizes()).found  # AIML: no watermark by default
+
+
+def test_google_filters_with_reasons_rewrites_and_watermarks(srv: Server) -> None:
+    filtered = google(srv, TORSO, include_rai_reason=True, safety_filter_level="BLOCK_ONLY_HIGH")
+    assert filtered["ok"] and filtered["images"][0]["b64"] is None
+    assert "safety setting" in filtered["images"][0]["rai_filtered_reason"]
+    assert google(srv, TORSO, enhance_prompt=False)["images"] == []  # filtered out quietly
+    people = google(srv, ASTRONAUT, include_rai_reason=True, person_generation="DONT_ALLOW",
+                    enhance_prompt=False)
+    assert "person" in people["images"][0]["rai_filtered_reason"]
+    shown = google(srv, CAT, include_safety_attributes=True)
+    image = shown["images"][0]
+    assert image["enhanced_prompt"].startswith("A detailed photograph of")
+    assert image["safety"]["categories"] == ["Sexual", "Person"]
+    picture = Image.open(io.BytesIO(base64.b64decode(image["b64"]))).convert("RGB")
+    assert read_watermark(picture, sizes()).found  # addWatermark defaults to on
+    seeded = google(srv, CAT, seed=5)
+    assert (seeded["ok"], seeded["code"]) == (False, 400) and "watermark" in seeded["message"]
+    assert google(srv, CAT, seed=5, add_watermark=False, enhance_prompt=False)["ok"]
+
+
+def test_easel_api_shows_scores_and_metrics_count(srv: Server) -> None:
+    headers = {"authorization": f"Bearer {KEY}"}
+    body = {"model": "imagen-4.0-generate-001", "prompt": TORSO, "num_images": 2,
+            "safety_setting": "block_low_and_above", "on_flagged": "withhold"}
+    job = httpx.post(f"{srv.url}/easel/jobs", headers=headers, json=body, timeout=60).json()
+    done = job
+    for _ in range(600):
+        done = httpx.get(f"{srv.url}/easel/jobs/{job['id']}", headers=headers).json()
+        if done["status"] == "completed":
+            break
+        threading.Event().wait(0.1)
+    assert [o["withheld"] for o in done["outputs"]] == ["nsfw", "nsfw"]
+    assert all(o["url"] is None and o["scores"]["nsfw"] >= 0.7 for o in done["outputs"])
+    metrics = httpx.get(f"{srv.url}/metrics", headers=headers).text
+    assert 'easel_images_flagged_total{action="withheld",reason="nsfw"}' in metrics
+    assert 'easel_prompts_blocked_total{dialect="openai"}' in metrics
+    assert 'easel_prompt_enhancements_total{result="rewritten"}' in metrics
