@@ -268,3 +268,35 @@ def test_every_scheduler_the_catalog_offers_runs_on_its_family(
     assert np.isfinite(chosen[0].pixels).all()
     if spec.class_name != own or spec.options:
         assert not np.array_equal(default[0].pixels, chosen[0].pixels)
+
+
+@pytest.mark.parametrize("family", ["flux", "zimage"])
+def test_true_cfg_runs_the_negative_branch_of_a_distilled_family(
+    engine: Engine, family: str
+) -> None:
+    """A negative prompt on a guidance-distilled family runs true CFG: two transformer passes a
+    step (twice the cost the catalog states), and the negative prompt changes the image."""
+    spec = ImageSpec("a fox", 3, negative_prompt="blurry, low quality")
+    calls: list[int] = []  # rows of latents the transformer saw, per call
+    transformer = engine.pipeline(f"easel/tiny-{family}").transformer
+
+    def rows(module: Any, args: Any, kwargs: Any, output: Any) -> None:
+        latents = args[0] if args else next(iter(kwargs.values()))
+        calls.append(len(latents) if isinstance(latents, list) else latents.shape[0])
+
+    hook = transformer.register_forward_hook(rows, with_kwargs=True)
+    try:
+        plain = engine.generate(EngineBatch(f"easel/tiny-{family}", family, 64, 64, 2, 0.0,
+                                            (spec,)))
+        plain_calls = sum(calls)
+        calls.clear()
+        guided = engine.generate(EngineBatch(f"easel/tiny-{family}", family, 64, 64, 2, 0.0,
+                                             (spec,), true_cfg=2.0))
+    finally:
+        hook.remove()
+    assert sum(calls) == 2 * plain_calls  # both branches, every step
+    assert not np.array_equal(plain[0].pixels, guided[0].pixels)
+    other = engine.generate(EngineBatch(f"easel/tiny-{family}", family, 64, 64, 2, 0.0,
+                                        (ImageSpec("a fox", 3, negative_prompt="vivid"),),
+                                        true_cfg=2.0))
+    assert not np.array_equal(guided[0].pixels, other[0].pixels)  # the negative matters

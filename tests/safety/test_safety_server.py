@@ -11,7 +11,10 @@ from __future__ import annotations
 import base64
 import io
 import json
+import os
+import re
 import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -97,8 +100,13 @@ def test_runware_flags_and_delivers(srv: Server) -> None:
     assert [i["NSFWContent"] for i in checked["images"]] == [True]
     assert httpx.get(checked["images"][0]["imageURL"]).status_code == 200  # flagged, delivered
     assert runware(srv, positivePrompt=CAT, checkNSFW=True)["images"][0]["NSFWContent"] is False
-    unchecked = runware(srv, positivePrompt=TORSO)  # no safety asked: nothing checked
-    assert unchecked["images"][0]["NSFWContent"] is False
+    unchecked = runware(srv, positivePrompt=TORSO,  # no safety asked: nothing checked
+                        providerSettings={"google": {"enhancePrompt": True}})
+    image = unchecked["images"][0]
+    assert image["NSFWContent"] is False
+    job = httpx.get(f"{srv.url}/easel/jobs/{image['taskUUID']}",
+                    headers={"authorization": f"Bearer {KEY}"}).json()
+    assert job["prompt_enhancement"]["state"] == "rewritten"  # Runware has no field to show it
 
 
 def test_runware_blocked_prompt(srv: Server) -> None:
@@ -157,7 +165,17 @@ def test_openai_rewrites_watermarks_and_signs(srv: Server, chat: ChatServer) -> 
     generation = next(a["data"] for a in store["manifests"][store["active_manifest"]]
                       ["assertions"] if a["label"] == "org.easel.generation")
     assert (generation["model"], generation["tier"]) == ("imagen-4.0-generate-001", "standard")
-    plain = openai(srv, CAT, enhance_prompt=False)["response"]["data"][0]
+    plain_reply = openai(srv, CAT, enhance_prompt=False)["response"]
+    plain = plain_reply["data"][0]
+    # A negative prompt on Standard (Z-Image-Turbo, distilled) runs true CFG: twice the price.
+    negative = openai(srv, CAT, enhance_prompt=False, negative_prompt="blurry")["response"]
+    assert negative["meta"]["usage"]["credits_used"] == 2 * plain_reply["meta"]["usage"][
+        "credits_used"]
+    fast = run_client(sdk_python("openai"), "openai_client.py", {
+        "url": srv.url, "key": KEY, "kwargs": {"model": "imagen-4.0-fast-generate-001",
+                                               "prompt": CAT},
+        "extra_body": {"negative_prompt": "blurry"}})
+    assert (fast["status"], fast["param"]) == (400, "negative_prompt")
     assert "revised_prompt" not in plain or plain["revised_prompt"] is None
     assert not read_watermark(Image.open(io.BytesIO(base64.b64decode(plain["b64_json"])))
                               .convert("RGB"), sizes()).found  # AIML: no watermark by default
@@ -180,6 +198,9 @@ def test_google_filters_with_reasons_rewrites_and_watermarks(srv: Server) -> Non
     seeded = google(srv, CAT, seed=5)
     assert (seeded["ok"], seeded["code"]) == (False, 400) and "watermark" in seeded["message"]
     assert google(srv, CAT, seed=5, add_watermark=False, enhance_prompt=False)["ok"]
+    blocked = google(srv, "forbidden fruit")
+    assert (blocked["code"], blocked["status"]) == (400, "INVALID_ARGUMENT")
+    assert blocked["details"][0]["fieldViolations"][0]["field"] == "instances[0].prompt"
 
 
 def test_easel_api_shows_scores_and_metrics_count(srv: Server) -> None:
@@ -199,3 +220,18 @@ def test_easel_api_shows_scores_and_metrics_count(srv: Server) -> None:
     assert 'easel_images_flagged_total{action="withheld",reason="nsfw"}' in metrics
     assert 'easel_prompts_blocked_total{dialect="openai"}' in metrics
     assert 'easel_prompt_enhancements_total{result="rewritten"}' in metrics
+
+
+def test_safety_page_examples_run(srv: Server) -> None:
+    """docs/safety.md's shell example, as printed, against this server."""
+    text = (Path(__file__).parents[2] / "docs" / "safety.md").read_text()
+    blocks = re.findall(r"```bash\n(.*?)```", text, flags=re.S)
+    assert blocks
+    env = {**os.environ, "EASEL_URL": srv.url, "EASEL_API_KEY": KEY,
+           "EASEL_CATALOG_FILE": str(srv.env["EASEL_CATALOG_FILE"]),
+           "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    for code in blocks:
+        proc = subprocess.run(["bash", "-euo", "pipefail", "-c", code], capture_output=True,
+                              text=True, timeout=180, env=env)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert "easel watermark found" in proc.stdout and "signed" in proc.stdout

@@ -86,6 +86,8 @@ class Services:
 
     async def stop(self) -> None:
         await self.delivery.stop()
+        if self.jobs.prompts.enhancer is not None:  # its connections to the chat endpoint
+            await self.jobs.prompts.enhancer.aclose()
         for task in self._tasks:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

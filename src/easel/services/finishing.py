@@ -6,6 +6,7 @@ A withheld image stops at the check: it is never encoded, stored, uploaded nor d
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -16,6 +17,8 @@ from easel.services.images import encode
 from easel.services.metrics import Metrics
 from easel.services.provenance import ContentCredentials, CredentialFacts, Watermarker
 from easel.services.safety import ContentChecker, Verdict
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -52,8 +55,11 @@ class ImageFinisher:
         verdict = self._check(pixels, request)
         if verdict.withheld is not None:
             return Finished(verdict, None)
-        if request.watermark:
+        if request.watermark and self.watermarker.fits(pixels):
             pixels = self.watermarker.embed(pixels)
+        elif request.watermark:
+            log.info("an image of %s pixels is too small to carry the watermark",
+                     "x".join(map(str, reversed(pixels.shape[:2]))))
         data = encode(pixels, request.output_format, request.output_quality, metadata)
         if self.credentials is not None:
             facts = CredentialFacts(model=request.model, tier=provenance.tier,

@@ -1,11 +1,14 @@
-"""Where an image came from, carried in the image: easel's invisible watermark
-(invisible-watermark's DWT-DCT-SVD method) and C2PA content credentials (c2pa-python), signed
-with the operator's certificate.
+"""Where an image came from, carried inside the image itself, two ways:
 
-The watermark is read at the size it was embedded at: a resized copy is read again after
-scaling it back to each of the catalog's sizes (`read_watermark`), so it survives JPEG
-re-encoding and a 50% resize. The payload is a fixed mark, so a chance decode of an unmarked
-image matching all of its bits is 1 in 2**48.
+- an invisible watermark (invisible-watermark's DWT-DCT-SVD method) holding a fixed easel
+  mark. It survives JPEG re-encoding; a resized copy is read again after scaling it back to
+  the size the mark was embedded at, so the reader tries the catalog's sizes;
+- C2PA content credentials (c2pa-python): a manifest signed with the operator's certificate
+  saying the picture was made by a trained model, which model, tier and backend.
+
+imwatermark imports torch, and the API process must never load torch, so it is imported only
+inside the functions that embed or read the mark. c2pa and cryptography are imported where
+they are used too: a server without signing configured never loads their native code.
 """
 
 from __future__ import annotations
@@ -14,23 +17,53 @@ import datetime as dt
 import io
 import json
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PIL import Image
 
-WATERMARK_PAYLOAD = b"easel1"  # 48 bits
-WATERMARK_METHOD = "dwtDctSvd"  # survives JPEG q80, unlike plain dwtDct (measured)
+if TYPE_CHECKING:
+    from cryptography import x509
+    from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePrivateKey
+
+# 48 bits. Every 4x4 block of the transform votes for one bit, so a short mark gets more votes
+# per bit; 6 bytes decode after JPEG q80 and a 50% resize (measured at 512..1024), and a chance
+# match on an unmarked image needs all 48 bits right.
+WATERMARK_PAYLOAD: bytes = b"easel1"
+WATERMARK_METHOD = "dwtDctSvd"  # survives JPEG q80, unlike the faster plain dwtDct
+MIN_WATERMARK_PIXELS = 256 * 256  # imwatermark refuses smaller images
 AI_SOURCE_TYPE = "http://cv.iptc.org/newscodes/digitalsourcetype/trainedAlgorithmicMedia"
 GENERATION_LABEL = "org.easel.generation"
+SIGNABLE_MIMES = frozenset({"image/jpeg", "image/png", "image/webp"})
+TRUSTED_STATES = frozenset({"Valid", "Trusted"})  # c2pa's states: Invalid, Valid, Trusted
+
+_RESAMPLERS = (Image.Resampling.LANCZOS, Image.Resampling.BICUBIC)
+_ASPECT_TOLERANCE = 0.01  # a rounded resize (1001x751 -> 500x375) keeps "the same" ratio
+
+
+# -- the invisible watermark ----------------------------------------------------------------
+
+
+def _as_bgr(pixels: np.ndarray) -> np.ndarray:
+    """imwatermark works in OpenCV's BGR order; easel's pixels are RGB."""
+    if pixels.ndim != 3 or pixels.shape[2] != 3 or pixels.dtype != np.uint8:
+        raise ValueError(f"expected HxWx3 uint8 RGB pixels, got {pixels.shape} {pixels.dtype}")
+    if pixels.shape[0] * pixels.shape[1] < MIN_WATERMARK_PIXELS:
+        raise ValueError(f"a {pixels.shape[1]}x{pixels.shape[0]} image is too small for the "
+                         f"watermark (at least {MIN_WATERMARK_PIXELS} pixels)")
+    return np.ascontiguousarray(pixels[:, :, ::-1])
 
 
 class Watermarker:
-    """Embeds the mark in RGB pixels. imwatermark (and the torch it imports) loads on first
-    use, in the worker's encoder thread."""
+    """Embeds easel's mark in RGB pixels.
+
+    The encoder (and torch, which imwatermark imports) is loaded on first use, so building a
+    Watermarker costs nothing in a process that never marks an image. It keeps only the mark's
+    bits, which encoding reads and never changes, so one instance serves any thread.
+    """
 
     def __init__(self) -> None:
         self._encoder: Any = None
@@ -46,192 +79,274 @@ class Watermarker:
                 self._encoder = encoder
             return self._encoder
 
-    def embed(self, pixels: Any) -> np.ndarray:
-        rgb = np.ascontiguousarray(np.asarray(pixels, dtype=np.uint8))
-        bgr = rgb[:, :, ::-1].copy()  # imwatermark works in OpenCV's BGR order
-        marked = self._loaded().encode(bgr, WATERMARK_METHOD)
-        return np.ascontiguousarray(np.clip(marked, 0, 255).astype(np.uint8)[:, :, ::-1])
+    def embed(self, pixels: np.ndarray) -> np.ndarray:
+        """The same picture, HxWx3 uint8 RGB, carrying the mark (PSNR about 30-45 dB)."""
+        marked = self._loaded().encode(_as_bgr(pixels), WATERMARK_METHOD)
+        return np.ascontiguousarray(np.asarray(marked, dtype=np.uint8)[:, :, ::-1])
 
 
 @dataclass(frozen=True)
 class WatermarkReading:
     found: bool
-    at_size: tuple[int, int] | None = None  # the size the mark was read at
+    at_size: tuple[int, int] | None = None  # (width, height) the mark was read at
 
 
-def _decoded(image: Image.Image) -> bool:
+def _has_mark(image: Image.Image) -> bool:
     from imwatermark import WatermarkDecoder
 
-    bgr = np.asarray(image.convert("RGB"))[:, :, ::-1].copy()
+    bgr = _as_bgr(np.asarray(image))
     decoder = WatermarkDecoder("bytes", len(WATERMARK_PAYLOAD) * 8)
-    try:
-        return bool(decoder.decode(bgr, WATERMARK_METHOD) == WATERMARK_PAYLOAD)
-    except Exception:  # an image too small for the transform holds no mark
-        return False
+    return bool(decoder.decode(bgr, WATERMARK_METHOD) == WATERMARK_PAYLOAD)
 
 
-def _candidates(image: Image.Image, sizes: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
-    """The image's own size, then the sizes of its aspect ratio, then the others."""
-    own = image.size
-    ratio = own[0] / own[1]
-    rest = sorted({size for size in sizes if size != own},
-                  key=lambda size: abs(size[0] / size[1] - ratio) > 0.02)
-    return [own, *rest]
+def _same_aspect(a: tuple[int, int], b: tuple[int, int]) -> bool:
+    return abs(a[0] * b[1] - a[1] * b[0]) <= _ASPECT_TOLERANCE * a[1] * b[0]
+
+
+def _candidate_sizes(own: tuple[int, int], sizes: Sequence[tuple[int, int]]
+                     ) -> list[tuple[int, int]]:
+    """The sizes to scale to, most likely first: those of the image's aspect ratio, then the
+    others (a crop or a pad); each once, none the image already has, none too small."""
+    unique = list(dict.fromkeys((int(w), int(h)) for w, h in sizes))
+    usable = [s for s in unique if s != own and s[0] * s[1] >= MIN_WATERMARK_PIXELS]
+    return sorted(usable, key=lambda size: not _same_aspect(own, size))  # stable
 
 
 def read_watermark(image: Image.Image, sizes: Sequence[tuple[int, int]]) -> WatermarkReading:
-    for size in _candidates(image, sizes):
-        scaled = image if size == image.size else image.resize(size, Image.Resampling.BICUBIC)
-        if _decoded(scaled):
+    """Looks for easel's mark at the image's own size, then scaled to each candidate size.
+
+    The transform reads 4x4 blocks at fixed positions, so a resized copy only decodes once it
+    is scaled back to the size it was marked at: `sizes` are the sizes easel generates (the
+    catalog's). Both LANCZOS and BICUBIC are tried, since the copy's resampling is unknown.
+    """
+    rgb = image.convert("RGB")
+    if rgb.width * rgb.height >= MIN_WATERMARK_PIXELS and _has_mark(rgb):
+        return WatermarkReading(True, rgb.size)
+    for size in _candidate_sizes(rgb.size, sizes):
+        if any(_has_mark(rgb.resize(size, resampler)) for resampler in _RESAMPLERS):
             return WatermarkReading(True, size)
     return WatermarkReading(False)
+
+
+# -- C2PA content credentials ---------------------------------------------------------------
 
 
 @dataclass(frozen=True)
 class CredentialFacts:
     """What the content credentials of one image say about how it was made."""
 
-    model: str
+    model: str  # the public model id the client asked for
     tier: str
-    backend: str
+    backend: str  # where the weights came from
     easel_version: str
     seed: int | None = None
 
 
+def _manifest(facts: CredentialFacts) -> dict[str, Any]:
+    easel = {"name": "easel", "version": facts.easel_version}
+    created = {"action": "c2pa.created", "digitalSourceType": AI_SOURCE_TYPE,
+               "softwareAgent": easel}
+    generation = {"model": facts.model, "tier": facts.tier, "backend": facts.backend,
+                  "easel_version": facts.easel_version, "seed": facts.seed}
+    return {
+        "claim_generator_info": [easel],
+        "title": f"Generated by easel with {facts.model}",
+        "assertions": [
+            {"label": "c2pa.actions", "data": {"actions": [created]}},
+            {"label": GENERATION_LABEL, "data": generation},
+        ],
+    }
+
+
+def _checked_pair(cert_chain_pem: bytes, private_key_pem: bytes) -> bytes:
+    """The key as PKCS#8 PEM (the only form c2pa reads), after checking that it belongs to the
+    chain's first (signing) certificate and that the certificate is in date: c2pa only finds a
+    mismatched key when it signs an image."""
+    from cryptography import x509
+    from cryptography.exceptions import UnsupportedAlgorithm
+    from cryptography.hazmat.primitives import serialization
+
+    try:
+        leaf = x509.load_pem_x509_certificates(cert_chain_pem)[0]
+    except ValueError as exc:
+        raise ValueError(f"the C2PA certificate chain cannot sign: not PEM ({exc})") from None
+    try:
+        key = serialization.load_pem_private_key(private_key_pem, password=None)
+    except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
+        raise ValueError(f"the C2PA private key cannot sign: unreadable or encrypted ({exc})"
+                         ) from None
+    spki = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    if key.public_key().public_bytes(*spki) != leaf.public_key().public_bytes(*spki):
+        raise ValueError("the C2PA private key cannot sign: it does not belong to the first "
+                         "certificate of the chain")
+    if leaf.not_valid_after_utc < dt.datetime.now(dt.UTC):
+        raise ValueError(f"the C2PA certificate cannot sign: it expired on "
+                         f"{leaf.not_valid_after_utc:%Y-%m-%d}")
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                             serialization.NoEncryption())
+
+
+def _native_signer(chain: bytes, key: bytes, alg: str, tsa_url: str | None) -> Any:
+    import c2pa
+
+    info = c2pa.C2paSignerInfo(alg=alg.encode(), sign_cert=chain, private_key=key,
+                               ta_url=tsa_url.encode() if tsa_url else None)
+    try:
+        return c2pa.Signer.from_info(info)
+    except c2pa.C2paError as exc:
+        raise ValueError(f"the C2PA certificate and key cannot sign with {alg}: {exc}") from None
+
+
+def _probe_image() -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", (16, 16), (120, 130, 140)).save(out, "JPEG")
+    return out.getvalue()
+
+
 class ContentCredentials:
-    """Signs images with C2PA manifests. Built once at start: a certificate and key that cannot
-    sign stop the start instead of failing every image."""
+    """Signs images with a C2PA manifest, with the operator's certificate chain and key.
+
+    Built once at start, and it signs (and reads back) a small image then: a certificate, key
+    or algorithm that cannot sign stops the start with a ValueError instead of failing every
+    image. That probe runs without the timestamp authority so the start needs no network.
+    """
 
     def __init__(self, cert_chain_pem: bytes, private_key_pem: bytes, alg: str = "es256",
                  tsa_url: str | None = None) -> None:
         import c2pa
 
-        self._c2pa = c2pa
-        info = c2pa.C2paSignerInfo(alg=alg.encode(), sign_cert=cert_chain_pem,
-                                   private_key=private_key_pem,
-                                   ta_url=tsa_url.encode() if tsa_url else None)
-        self._info = info
-        # No thumbnail in the manifest: it would add a second copy of the picture (hundreds of
-        # KB on a WEBP) to every image.
-        settings = c2pa.Settings.from_dict({"builder": {"thumbnail": {"enabled": False}}})
-        self._context = c2pa.Context(settings)
-        self._lock = threading.Lock()
-        try:
-            self.sign(_probe_jpeg(), "image/jpeg",
-                      CredentialFacts("probe", "probe", "probe", "probe"))
-        except Exception as exc:
-            raise ValueError(f"the C2PA certificate and key cannot sign: {exc}") from None
+        key = _checked_pair(cert_chain_pem, private_key_pem)
+        # No thumbnail: c2pa would add a second copy of the picture, as large as the image
+        # itself at 1024 px, to every file; the image is its own preview.
+        self._context = c2pa.Context.from_dict({"builder": {"thumbnail": {"enabled": False}}})
+        self._lock = threading.Lock()  # c2pa raises on a busy handle instead of waiting
+        self._signer = _native_signer(cert_chain_pem, key, alg, None)
+        self._probe()
+        if tsa_url:
+            self._signer.close()
+            self._signer = _native_signer(cert_chain_pem, key, alg, tsa_url)
 
     @classmethod
     def from_files(cls, cert_path: Path, key_path: Path, alg: str = "es256",
                    tsa_url: str | None = None) -> ContentCredentials:
         return cls(Path(cert_path).read_bytes(), Path(key_path).read_bytes(), alg, tsa_url)
 
+    def _probe(self) -> None:
+        facts = CredentialFacts("probe", "probe", "probe", "probe")
+        try:
+            store = read_credentials(self.sign(_probe_image(), "image/jpeg", facts),
+                                     "image/jpeg")
+        except (RuntimeError, ValueError) as exc:
+            raise ValueError(f"the C2PA certificate and key cannot sign: {exc}") from None
+        state = store.get("validation_state") if store else None
+        if state not in TRUSTED_STATES:
+            codes = [s.get("code") for s in (store or {}).get("validation_status", [])]
+            raise ValueError(f"the C2PA certificate and key cannot sign: a test image read "
+                             f"back {state} ({', '.join(map(str, codes))})")
+
     def sign(self, data: bytes, mime: str, facts: CredentialFacts) -> bytes:
-        c2pa = self._c2pa
-        with self._lock:  # one signer, used from the encoder thread (and the probe)
-            signer = c2pa.Signer.from_info(self._info)
-            builder = c2pa.Builder(_manifest(facts), self._context)
-            out = io.BytesIO()
+        """The same image file with the manifest embedded (about 3 KB more)."""
+        import c2pa
+
+        if mime not in SIGNABLE_MIMES:
+            raise ValueError(f"cannot sign {mime}: only {', '.join(sorted(SIGNABLE_MIMES))}")
+        out = io.BytesIO()
+        with self._lock, c2pa.Builder(_manifest(facts), self._context) as builder:
             try:
-                builder.sign(signer, mime, io.BytesIO(data), out)
-            finally:
-                builder.close()
-                signer.close()
+                builder.sign(self._signer, mime, io.BytesIO(data), out)
+            except c2pa.C2paError as exc:
+                raise RuntimeError(f"C2PA signing of a {mime} image failed: {exc}") from exc
         return out.getvalue()
 
 
-def _manifest(facts: CredentialFacts) -> dict[str, Any]:
-    agent = f"easel {facts.easel_version}"
-    return {
-        "claim_generator_info": [{"name": "easel", "version": facts.easel_version}],
-        "title": f"{facts.model} ({facts.tier})",
-        "assertions": [
-            {"label": "c2pa.actions", "data": {"actions": [
-                {"action": "c2pa.created", "digitalSourceType": AI_SOURCE_TYPE,
-                 "softwareAgent": {"name": "easel", "version": facts.easel_version},
-                 "description": f"generated by {agent} with {facts.backend}"},
-            ]}},
-            {"label": GENERATION_LABEL, "data": {
-                "model": facts.model, "tier": facts.tier, "backend": facts.backend,
-                "easel_version": facts.easel_version, "seed": facts.seed}},
-        ],
-    }
-
-
-def _probe_jpeg() -> bytes:
-    out = io.BytesIO()
-    Image.new("RGB", (16, 16), (128, 128, 128)).save(out, "JPEG")
-    return out.getvalue()
-
-
 def read_credentials(data: bytes, mime: str) -> dict[str, Any] | None:
-    """The image's manifest store (with its validation results), or None when it has none."""
+    """The image's manifest store as c2pa's JSON (manifests, active_manifest, validation_state
+    and validation_status), or None when it carries none. ValueError: unreadable bytes."""
     import c2pa
 
     try:
-        with c2pa.Reader(mime, io.BytesIO(data)) as reader:
-            return dict(json.loads(reader.json()))
-    except c2pa.C2paError as exc:
-        if "ManifestNotFound" in type(exc).__name__ or "not found" in str(exc).lower():
+        reader = c2pa.Reader.try_create(mime, io.BytesIO(data))
+        if reader is None:
             return None
-        raise
+        with reader:
+            store: dict[str, Any] = json.loads(reader.json())
+    except c2pa.C2paError as exc:
+        raise ValueError(f"cannot read the content credentials of this {mime} file: {exc}"
+                         ) from None
+    return store
+
+
+# -- a test certificate ---------------------------------------------------------------------
+
+
+def _name(common_name: str) -> x509.Name:
+    from cryptography import x509
+    from cryptography.x509.oid import NameOID
+
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name),
+                      x509.NameAttribute(NameOID.ORGANIZATION_NAME, "easel (test only)")])
+
+
+def _key_usage(*, signs_certificates: bool) -> x509.KeyUsage:
+    from cryptography import x509
+
+    return x509.KeyUsage(
+        digital_signature=not signs_certificates, content_commitment=False,
+        key_encipherment=False, data_encipherment=False, key_agreement=False,
+        key_cert_sign=signs_certificates, crl_sign=signs_certificates,
+        encipher_only=False, decipher_only=False)
+
+
+def _certificate(subject: str, key: EllipticCurvePrivateKey, issuer: str,
+                 issuer_key: EllipticCurvePrivateKey, is_ca: bool) -> x509.Certificate:
+    """One certificate of the test chain, valid for a year (from 5 minutes ago: clock skew)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.x509.oid import ExtendedKeyUsageOID
+
+    now = dt.datetime.now(dt.UTC)
+    builder = (
+        x509.CertificateBuilder().subject_name(_name(subject)).issuer_name(_name(issuer))
+        .public_key(key.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=365))
+        .add_extension(x509.BasicConstraints(ca=is_ca, path_length=0 if is_ca else None),
+                       critical=True)
+        .add_extension(_key_usage(signs_certificates=is_ca), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()),
+                       critical=False)
+    )
+    if not is_ca:  # C2PA wants a signing leaf with an allowed extended key usage
+        builder = builder.add_extension(
+            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.EMAIL_PROTECTION]), critical=False
+        ).add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()),
+            critical=False)
+    return builder.sign(issuer_key, hashes.SHA256())
 
 
 def make_test_certificate(directory: Path) -> tuple[Path, Path]:
-    """A self-made chain (an EC P-256 root and a signing leaf, one year) and its key, to try
-    C2PA signing with. Readers report such credentials as signed by an untrusted signer;
-    production needs a certificate from a CA on the C2PA trust list."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+    """Writes a made-up chain (an EC P-256 root CA and its "easel test signer" leaf, valid for
+    a year) as `easel-test-chain.pem`, and the leaf's key as `easel-test-key.pem` (PKCS#8).
 
-    now = dt.datetime.now(dt.UTC)
+    They are for trying C2PA out: readers report the manifests as validly signed, by an
+    untrusted signer. Production needs a certificate from a CA on the C2PA trust list.
+    """
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
     root_key, leaf_key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(
         ec.SECP256R1())
-    root_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "easel test root CA"),
-                           x509.NameAttribute(NameOID.ORGANIZATION_NAME, "easel (test only)")])
-    leaf_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "easel test signer"),
-                           x509.NameAttribute(NameOID.ORGANIZATION_NAME, "easel (test only)")])
-    root = (
-        x509.CertificateBuilder().subject_name(root_name).issuer_name(root_name)
-        .public_key(root_key.public_key()).serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=365))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(x509.KeyUsage(digital_signature=False, content_commitment=False,
-                                     key_encipherment=False, data_encipherment=False,
-                                     key_agreement=False, key_cert_sign=True, crl_sign=True,
-                                     encipher_only=False, decipher_only=False), critical=True)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(root_key.public_key()),
-                       critical=False)
-        .sign(root_key, hashes.SHA256())
-    )
-    leaf = (
-        x509.CertificateBuilder().subject_name(leaf_name).issuer_name(root_name)
-        .public_key(leaf_key.public_key()).serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=365))
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.KeyUsage(digital_signature=True, content_commitment=False,
-                                     key_encipherment=False, data_encipherment=False,
-                                     key_agreement=False, key_cert_sign=False, crl_sign=False,
-                                     encipher_only=False, decipher_only=False), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.EMAIL_PROTECTION]),
-                       critical=False)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(leaf_key.public_key()),
-                       critical=False)
-        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(
-            root_key.public_key()), critical=False)
-        .sign(root_key, hashes.SHA256())
-    )
+    root_cn = "easel test root CA"
+    root = _certificate(root_cn, root_key, root_cn, root_key, is_ca=True)
+    leaf = _certificate("easel test signer", leaf_key, root_cn, root_key, is_ca=False)
     pem = serialization.Encoding.PEM
     directory.mkdir(parents=True, exist_ok=True)
-    chain = directory / "easel-test-chain.pem"
-    key = directory / "easel-test-key.pem"
-    chain.write_bytes(leaf.public_bytes(pem) + root.public_bytes(pem))
-    key.write_bytes(leaf_key.private_bytes(pem, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
-    key.chmod(0o600)
-    return chain, key
+    chain_path = directory / "easel-test-chain.pem"
+    key_path = directory / "easel-test-key.pem"
+    chain_path.write_bytes(leaf.public_bytes(pem) + root.public_bytes(pem))
+    key_path.touch(mode=0o600)
+    key_path.write_bytes(leaf_key.private_bytes(pem, serialization.PrivateFormat.PKCS8,
+                                                serialization.NoEncryption()))
+    key_path.chmod(0o600)
+    return chain_path, key_path

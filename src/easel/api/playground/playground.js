@@ -401,8 +401,15 @@ function paintTile(tile, job, output) {
   // Running: the job's own progress line. Ended without an image: why (a completed job's
   // image is gone once its URL expired).
   if (!isTerminal(job)) text.textContent = progressLine(job);
+  else if (output.withheld) text.textContent = WITHHELD[output.withheld] || "withheld";
   else text.textContent = job.status === "completed" ? "expired" : job.status;
 }
+
+// Why the safety check kept an image back (docs/safety.md).
+const WITHHELD = {
+  nsfw: "withheld by the safety check",
+  person: "withheld: it shows a person (person generation dont_allow)",
+};
 
 // Image URLs name the server's public address, which may not be the one this page was opened
 // at (localhost, a LAN name): load them from this page's own origin, as its policy requires.
