@@ -181,14 +181,22 @@ def test_the_history_survives_a_reload(page: Any, server: Server) -> None:
     # origin, as its Content-Security-Policy requires.
     page.goto(server.url.replace("127.0.0.1", "localhost") + "/")
     page.wait_for_selector("#model option", state="attached")
+    page.select_option("#safety_setting", "block_medium_and_above")
+    page.check("#watermark")
     job_id = generate(page, ULTRA, "a lighthouse at dusk")
     page.wait_for_selector(f".job[data-job-id='{job_id}'][data-status=completed] img",
                            timeout=120_000)
+    job = httpx.get(f"{server.url}/easel/jobs/{job_id}", headers=AUTH).json()
+    assert job["safety"] == {"level": "block_medium_and_above", "on_flagged": "withhold",
+                             "person_generation": "allow_all", "watermark": True}
+    assert job["outputs"][0]["scores"] is not None  # checked, and not flagged: shown
     page.reload()
     card = page.wait_for_selector(f".job[data-job-id='{job_id}'][data-status=completed]")
     assert "a lighthouse at dusk" in card.inner_text()
     page.wait_for_function("document.querySelector('.frame img')?.naturalWidth === 64")
     assert page.input_value("#prompt") == "a lighthouse at dusk"  # the form came back too
+    assert page.input_value("#safety_setting") == "block_medium_and_above"
+    assert page.is_checked("#watermark")
     shot(page, "after-reload")
 
 

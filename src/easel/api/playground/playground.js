@@ -12,7 +12,7 @@ const HISTORY_LIMIT = 50;
 const MAX_STREAMS = 3;
 const POLL_MS = 2000;
 const FIELDS = ["prompt", "negative_prompt", "model", "aspect_ratio", "resolution", "num_images",
-  "seed", "output_format", "output_quality"];
+  "seed", "output_format", "output_quality", "safety_setting", "watermark"];
 const DIALECTS = [["curl", "curl"], ["runware", "Runware (runware-sdk)"],
   ["wavespeed", "WaveSpeed (wavespeed)"], ["aiml", "OpenAI / AIML (openai)"],
   ["google", "Google (google-genai)"]];
@@ -166,6 +166,10 @@ function formRequest() {
   if (!negative.disabled && negative.value.trim()) body.negative_prompt = negative.value;
   const seed = $("#seed").value.trim();
   if (seed !== "") body.seed = Number(seed);
+  // A flagged image is withheld: the page never shows it (docs/safety.md).
+  const safety = $("#safety_setting").value;
+  if (safety !== "block_none") Object.assign(body, { safety_setting: safety, on_flagged: "withhold" });
+  if ($("#watermark").checked) body.watermark = true;
   return body;
 }
 
@@ -179,6 +183,8 @@ function restoreForm(saved) {
   }
   $("#seed").value = saved.seed ?? "";
   $("#seed_lock").checked = Boolean(saved.seed_lock);
+  if (saved.safety_setting) $("#safety_setting").value = saved.safety_setting;
+  $("#watermark").checked = Boolean(saved.watermark);
   updateSizeLine();
 }
 
