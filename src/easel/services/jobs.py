@@ -217,8 +217,7 @@ class JobService:
             state, prompt, detail = EnhancementState.NOT_CONFIGURED, request.prompt, None
         else:
             result = await self.prompts.enhancer.enhance(request.prompt)
-            state, prompt, detail = EnhancementState(result.status.value), result.prompt, \
-                result.detail
+            state, prompt, detail = result.status, result.prompt, result.detail
             if state is EnhancementState.REWRITTEN:
                 problem = self._rewrite_problem(request, prompt, names)
                 if problem is not None:

@@ -81,7 +81,8 @@ def _wanted(
     out: list[tuple[str, str, str]] = []
     completed = status == "completed"
     if settings.webhook:
-        if completed and settings.webhook_per_image:
+        # Every image withheld: one webhook for the job still says it ended.
+        if completed and settings.webhook_per_image and image_ids:
             out += [(image_id, WEBHOOK, settings.webhook) for image_id in image_ids]
         else:
             out.append(("", WEBHOOK, settings.webhook))
