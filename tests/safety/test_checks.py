@@ -9,7 +9,6 @@ import asyncio
 import io
 import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +37,7 @@ from easel.services.provenance import (
     read_watermark,
 )
 from easel.services.safety import ContentChecker, NudeNetDetector
-from tests.safety.chat import ChatServer, start_chat_server
+from tests.safety.chat import ChatServer
 from tests.safety.pictures import pixels
 
 SIZE = 256
@@ -181,14 +180,6 @@ def test_block_list_terms_phrases_and_patterns(tmp_path: Path) -> None:
 
 
 # -- prompt enhancement against a chat server on loopback ---------------------------------------
-
-
-@pytest.fixture(scope="module")
-def chat() -> Iterator[ChatServer]:
-    server, thread = start_chat_server()
-    yield server
-    server.server.should_exit = True
-    thread.join(10)
 
 
 def enhance(chat: ChatServer, behaviour: str, url: str | None = None,

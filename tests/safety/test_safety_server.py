@@ -26,7 +26,7 @@ from PIL import Image
 
 from easel.services.provenance import make_test_certificate, read_credentials, read_watermark
 from tests.dialects.conftest import run_client
-from tests.safety.chat import ChatServer, start_chat_server
+from tests.safety.chat import ChatServer
 from tests.sdk_venvs import sdk_python
 from tests.server_harness import Server
 
@@ -42,14 +42,6 @@ SIZES = """
 TORSO, CAT, ASTRONAUT = "[picture:torso] a figure", "[picture:chelsea] a cat", \
     "[picture:astronaut] a portrait"
 RUNWARE_CLIENT = Path(__file__).parents[1] / "runware" / "clients" / "sdk.py"
-
-
-@pytest.fixture(scope="module")
-def chat() -> Iterator[ChatServer]:
-    server, thread = start_chat_server()
-    yield server
-    server.server.should_exit = True
-    thread.join(10)
 
 
 @pytest.fixture(scope="module")
