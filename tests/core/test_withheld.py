@@ -51,5 +51,7 @@ async def test_withheld_images_are_not_stored_uploaded_or_posted(
         kinds[job.id] = (image.withheld, image.nsfw, stored,
                          sorted(d.kind for d in c.services.delivery.store.for_job(job.id)))
     assert kinds[held.id] == (Withheld.NSFW, True, False, ["webhook"])  # the job's own webhook
+    billed = {job.id: (await jobs.get(job.id)).cost_usd for job in (held, flagged)}  # type: ignore[union-attr]
+    assert billed == {held.id: 0.0, flagged.id: flagged.cost_usd}  # withheld: not billed
     assert kinds[flagged.id] == (None, True, True, ["upload", "webhook"])
     assert kinds[clean.id] == (None, False, True, ["upload", "webhook"])

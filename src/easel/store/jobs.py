@@ -314,8 +314,11 @@ class JobStore:
         batch_id: str,
         engine_seconds: float,
     ) -> bool:
-        """The one terminal transition of a successful job; False if this worker lost it."""
+        """The one terminal transition of a successful job; False if this worker lost it.
+        Images the safety check withheld are not billed: the cost keeps the delivered share."""
         now = self.clock()
+        withheld = sum(1 for image in ready if image.withheld is not None)
+        billed = {"cost": jobs.c.cost * ((len(ready) - withheld) / len(ready))} if withheld else {}
         with self.engine.begin() as conn:
             result = conn.execute(
                 jobs.update()
@@ -323,7 +326,7 @@ class JobStore:
                        jobs.c.lease_owner == owner)
                 .values(status=JobStatus.COMPLETED.value, finished_at=now, updated_at=now,
                         batch_id=batch_id, engine_seconds=engine_seconds,
-                        progress_step=jobs.c.progress_total, lease_owner=None)
+                        progress_step=jobs.c.progress_total, lease_owner=None, **billed)
             )
             if result.rowcount != 1:
                 conn.rollback()

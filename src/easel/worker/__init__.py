@@ -286,7 +286,7 @@ class Worker:
             try:
                 ready = [self._store_image(p, i, g) for i, g in enumerate(mine)]
                 if self.store.complete(p.job.id, self.owner, ready, batch_id, engine_seconds):
-                    self.metrics.images.inc(len(ready))
+                    self.metrics.images.inc(sum(1 for r in ready if r.withheld is None))
             except (OSError, SQLAlchemyError) as exc:
                 # A full or read-only disk is not the job's fault: it goes back to the queue
                 # (no attempt spent) and the worker waits for space before claiming again.

@@ -224,8 +224,8 @@ def rai_reason(image: JobImage) -> str:
     if image.withheld is Withheld.PERSON:
         return ("This image was filtered because it shows a person and personGeneration is "
                 "dont_allow. Try rephrasing the prompt, or allow people.")
-    return ("This image was filtered by the safety setting (sexual content). Try rephrasing "
-            "the prompt.")
+    return ("This image was filtered by the safety setting (sexual content). You will not be "
+            "charged for filtered images. Try rephrasing the prompt.")
 
 
 def safety_attributes(scores: dict[str, float]) -> dict[str, Any]:
