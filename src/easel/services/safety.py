@@ -8,7 +8,6 @@ overlaps the next batch's denoising and never holds the GPU (docs/safety.md has 
 
 from __future__ import annotations
 
-import logging
 import threading
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -17,8 +16,6 @@ import numpy as np
 
 from easel.catalog import SafetyThresholds
 from easel.domain.safety import OnFlagged, SafetyInput, Withheld
-
-log = logging.getLogger(__name__)
 
 # NudeNet's classes that mean exposed nudity. The covered classes, faces, feet, armpits and a
 # bare belly or male chest do not count as nudity; every class means a person is in view.

@@ -270,9 +270,10 @@ def withheld_message(job: Job) -> str:
     """Why images are missing from a reply, in words a caller can act on."""
     withheld = [image for image in job.images if image.withheld is not None]
     people = sum(1 for image in withheld if image.withheld is Withheld.PERSON)
+    nsfw = len(withheld) - people
     reasons = []
-    if len(withheld) - people:
-        reasons.append(f"{len(withheld) - people} by the content check (safety setting)")
+    if nsfw:
+        reasons.append(f"{nsfw} by the content check (safety setting)")
     if people:
         reasons.append(f"{people} because they show people (person generation dont_allow)")
     return (f"{len(withheld)} of {len(job.images)} generated images were withheld: "
