@@ -32,6 +32,8 @@ def test_vertex_path_with_bearer_defaults_to_one(live: Server) -> None:
     # Both are honoured now (docs/safety.md); a language other than auto/en is the one
     # field left that easel accepts and cannot act on.
     assert "x-easel-ignored-fields" not in reply.headers
+    # enhancePrompt defaults to on; this server has no chat endpoint, and the reply says so.
+    assert reply.headers["x-easel-prompt-enhancement"] == "not_configured"
 
 
 def test_errors_are_google_rpc_errors(live: Server, sdks: dict[str, Path]) -> None:

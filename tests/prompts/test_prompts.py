@@ -24,9 +24,9 @@ import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
+from easel.domain.safety import EnhancementState
 from easel.services.prompts import (
     DEFAULT_SYSTEM_PROMPT,
-    EnhancementStatus,
     PromptBlockList,
     PromptEnhancer,
     not_configured,
@@ -239,7 +239,7 @@ def closed_port_url() -> str:
 async def test_the_rewrite_comes_from_the_chat_endpoint(
         chat: ChatEndpoint, enhancer: PromptEnhancer) -> None:
     result = await enhancer.enhance("a red fox")
-    assert result.status is EnhancementStatus.REWRITTEN
+    assert result.status is EnhancementState.REWRITTEN
     assert (result.prompt, result.detail) == (rewrite("a red fox"), None)
     [sent] = chat.requests
     assert sent["auth"] == f"Bearer {SECRET}"
@@ -252,7 +252,7 @@ async def test_the_rewrite_comes_from_the_chat_endpoint(
 async def test_no_key_no_authorization_and_a_custom_system_prompt(chat: ChatEndpoint) -> None:
     enhancer = PromptEnhancer(chat.url + "/", "m", system_prompt="Be brief.")  # trailing /
     try:
-        assert (await enhancer.enhance("a cat")).status is EnhancementStatus.REWRITTEN
+        assert (await enhancer.enhance("a cat")).status is EnhancementState.REWRITTEN
     finally:
         await enhancer.aclose()
     [sent] = chat.requests
@@ -283,7 +283,7 @@ async def test_the_answer_is_cleaned(chat: ChatEndpoint, enhancer: PromptEnhance
                                      answer: str, prompt: str) -> None:
     chat.behaviour = Behaviour(content=answer)
     result = await enhancer.enhance("a fox")
-    assert (result.status, result.prompt) == (EnhancementStatus.REWRITTEN, prompt)
+    assert (result.status, result.prompt) == (EnhancementState.REWRITTEN, prompt)
 
 
 @pytest.mark.parametrize("behaviour", [
@@ -302,7 +302,7 @@ async def test_an_unusable_answer_falls_back_to_the_original(
     chat.behaviour = behaviour
     with caplog.at_level(logging.WARNING, logger="easel.services.prompts"):
         result = await enhancer.enhance("a red fox")
-    assert (result.status, result.prompt) == (EnhancementStatus.FALLBACK, "a red fox")
+    assert (result.status, result.prompt) == (EnhancementState.FALLBACK, "a red fox")
     assert result.detail and SECRET not in result.detail
     assert any("fell back" in r.getMessage() for r in caplog.records)
     assert SECRET not in caplog.text
@@ -317,7 +317,7 @@ async def test_a_slow_endpoint_falls_back_within_the_timeout(chat: ChatEndpoint)
     finally:
         await enhancer.aclose()
     assert time.monotonic() - started < 2.0  # it did not wait for the 3 s answer
-    assert (result.status, result.prompt) == (EnhancementStatus.FALLBACK, "a red fox")
+    assert (result.status, result.prompt) == (EnhancementState.FALLBACK, "a red fox")
     assert "0.5s" in (result.detail or "")
 
 
@@ -327,7 +327,7 @@ async def test_a_closed_port_falls_back() -> None:
         result = await enhancer.enhance("a red fox")
     finally:
         await enhancer.aclose()
-    assert (result.status, result.prompt) == (EnhancementStatus.FALLBACK, "a red fox")
+    assert (result.status, result.prompt) == (EnhancementState.FALLBACK, "a red fox")
     assert "ConnectError" in (result.detail or "")
 
 
@@ -342,7 +342,7 @@ async def test_a_long_answer_is_cut_at_a_word_boundary_or_refused(chat: ChatEndp
         refused = await enhancer.enhance("a red fox")
     finally:
         await enhancer.aclose()
-    assert (refused.status, refused.prompt) == (EnhancementStatus.FALLBACK, "a red fox")
+    assert (refused.status, refused.prompt) == (EnhancementState.FALLBACK, "a red fox")
     assert "20 characters" in (refused.detail or "")
 
 
@@ -354,7 +354,7 @@ async def test_an_injected_client_is_used_and_left_open(chat: ChatEndpoint) -> N
         assert not client.is_closed
     owned = PromptEnhancer(chat.url, "tiny-llm")
     await owned.aclose()  # closing an enhancer that never connected is fine
-    assert (await owned.enhance("a cat")).status is EnhancementStatus.REWRITTEN
+    assert (await owned.enhance("a cat")).status is EnhancementState.REWRITTEN
     await owned.aclose()
     assert (await owned.enhance("a dog")).prompt == rewrite("a dog")  # a fresh client
     await owned.aclose()
@@ -378,8 +378,8 @@ def test_settings_that_could_only_fail_are_refused(url: str, settings: dict[str,
 def test_not_configured_keeps_the_prompt() -> None:
     result = not_configured("a red fox")
     assert (result.prompt, result.status, result.detail) == (
-        "a red fox", EnhancementStatus.NOT_CONFIGURED, None)
-    assert EnhancementStatus.FALLBACK == "fallback" and EnhancementStatus.OFF == "off"
+        "a red fox", EnhancementState.NOT_CONFIGURED, None)
+    assert EnhancementState.FALLBACK == "fallback" and EnhancementState.OFF == "off"
 
 
 # -- the endpoint speaks the protocol the official client speaks --------------------------------

@@ -33,7 +33,7 @@ from easel.services.events import JobEvents
 from easel.services.generation import BackendResolver, Plan, plan, resolve
 from easel.services.health import RETRY_SECONDS, StorageHealth
 from easel.services.outbound import check_at_submission
-from easel.services.prompts import PromptBlockList, PromptEnhancer
+from easel.services.prompts import PromptBlockList, PromptEnhancer, not_configured
 from easel.store import DeliveryStore, InsertResult, JobStore, NewJob
 from easel.store.jobs import request_to_json
 
@@ -213,15 +213,14 @@ class JobService:
         request = new.request
         if not request.enhance_prompt:
             return new
-        if self.prompts.enhancer is None:
-            state, prompt, detail = EnhancementState.NOT_CONFIGURED, request.prompt, None
-        else:
-            result = await self.prompts.enhancer.enhance(request.prompt)
-            state, prompt, detail = result.status, result.prompt, result.detail
-            if state is EnhancementState.REWRITTEN:
-                problem = self._rewrite_problem(request, prompt, names)
-                if problem is not None:
-                    state, prompt, detail = EnhancementState.FALLBACK, request.prompt, problem
+        enhancer = self.prompts.enhancer
+        result = not_configured(request.prompt) if enhancer is None \
+            else await enhancer.enhance(request.prompt)
+        state, prompt, detail = result.status, result.prompt, result.detail
+        if state is EnhancementState.REWRITTEN:
+            problem = self._rewrite_problem(request, prompt, names)
+            if problem is not None:
+                state, prompt, detail = EnhancementState.FALLBACK, request.prompt, problem
         self.prompts.on_enhanced(state.value)
         rewritten = state is EnhancementState.REWRITTEN
         return replace(new, request=replace(

@@ -41,9 +41,6 @@ from easel.domain.safety import EnhancementState
 
 log = logging.getLogger(__name__)
 
-# The domain's enum (jobs and the dialects record it), under the name this module's API uses.
-EnhancementStatus = EnhancementState
-
 REGEX_PREFIX = "re:"
 
 
@@ -228,10 +225,6 @@ class Enhancement:
 def not_configured(prompt: str) -> Enhancement:
     """The client asked for a rewrite, and the operator configured no endpoint."""
     return Enhancement(prompt, EnhancementState.NOT_CONFIGURED)
-
-
-def not_asked(prompt: str) -> Enhancement:
-    return Enhancement(prompt, EnhancementState.OFF)
 
 
 class EndpointProblem(Exception):
