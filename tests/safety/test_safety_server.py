@@ -15,7 +15,7 @@ import os
 import re
 import subprocess
 import sys
-import threading
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -28,6 +28,7 @@ from easel.services.provenance import make_test_certificate, read_credentials, r
 from tests.dialects.conftest import run_client
 from tests.safety.chat import ChatServer
 from tests.sdk_venvs import sdk_python
+from tests.server.test_easel_api import events
 from tests.server_harness import Server
 
 KEY = "safety-key"
@@ -62,7 +63,8 @@ def srv(tmp_path_factory: pytest.TempPathFactory, chat: ChatServer) -> Iterator[
 
 
 def sizes() -> list[tuple[int, int]]:
-    return [(256, 256), (192, 256), (256, 192), (144, 256), (256, 144)]
+    """The server's sizes (SIZES), where the watermark reader looks for the mark."""
+    return [(w, h) for w, h in tomllib.loads(SIZES)["sizes"].values()]
 
 
 def runware(srv: Server, **task: Any) -> dict[str, Any]:
@@ -200,12 +202,8 @@ def test_easel_api_shows_scores_and_metrics_count(srv: Server) -> None:
     body = {"model": "imagen-4.0-generate-001", "prompt": TORSO, "num_images": 2,
             "safety_setting": "block_low_and_above", "on_flagged": "withhold"}
     job = httpx.post(f"{srv.url}/easel/jobs", headers=headers, json=body, timeout=60).json()
-    done = job
-    for _ in range(600):
-        done = httpx.get(f"{srv.url}/easel/jobs/{job['id']}", headers=headers).json()
-        if done["status"] == "completed":
-            break
-        threading.Event().wait(0.1)
+    done = next(data for name, data in events(srv, job["id"], headers) if name == "end")
+    assert done["status"] == "completed"
     assert [o["withheld"] for o in done["outputs"]] == ["nsfw", "nsfw"]
     assert all(o["url"] is None and o["scores"]["nsfw"] >= 0.7 for o in done["outputs"])
     metrics = httpx.get(f"{srv.url}/metrics", headers=headers).text
