@@ -1,16 +1,19 @@
 # The two commands a newcomer needs: `make serve` and `make test`.
-.PHONY: serve test lint setup
+.PHONY: serve test lint setup dev-setup
 
 setup:
 	./scripts/bootstrap
 
+dev-setup:
+	./scripts/bootstrap dev
+
 serve: setup
 	.venv/bin/easel serve
 
-test: setup
+test: dev-setup
 	./scripts/system-deps
 	.venv/bin/python -m pytest -n 2 --dist loadfile
 
-lint: setup
+lint: dev-setup
 	.venv/bin/ruff check src tests bench
 	.venv/bin/mypy
