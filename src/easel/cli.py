@@ -25,7 +25,14 @@ from easel.services.generation import BackendResolver
 from easel.services.info import backend_info
 from easel.services.outbound import is_loopback_host
 from easel.services.weights import PullTarget
-from easel.settings import Settings
+from easel.settings import (
+    CONFIG_ENV,
+    Settings,
+    SettingsError,
+    env_name,
+    load_settings,
+    setting_source,
+)
 
 if TYPE_CHECKING:
     import uvicorn
@@ -44,6 +51,9 @@ watermark_app = typer.Typer(no_args_is_help=True, help="easel's invisible waterm
 app.add_typer(watermark_app, name="watermark")
 c2pa_app = typer.Typer(no_args_is_help=True, help="C2PA content credentials.")
 app.add_typer(c2pa_app, name="c2pa")
+config_app = typer.Typer(no_args_is_help=True,
+                         help="Settings: flag > environment > settings file > default.")
+app.add_typer(config_app, name="config")
 out = Console()
 err = Console(stderr=True)
 
@@ -68,13 +78,30 @@ def _options(
     version: Annotated[bool, typer.Option("--version", callback=_print_version,
                                           is_eager=True, help="Print the version and exit.")
                        ] = False,
+    config: Annotated[Path | None, typer.Option(
+        "--config", help="Settings file (TOML; default: EASEL_CONFIG, else "
+                         "~/.config/easel/easel.toml when it exists)")
+    ] = None,
 ) -> None:
     """Self-hosted text-to-image, wire-compatible with the hosted Imagen 4 APIs."""
+    if config is not None:
+        # The flag is a spelling of EASEL_CONFIG: every command, and every process it starts,
+        # reads the same file.
+        os.environ[CONFIG_ENV] = str(config)
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
     err.print(f"error: {message}", markup=False, highlight=False, soft_wrap=True)
     raise typer.Exit(code)
+
+
+def settings_from(**flags: object) -> Settings:
+    """The settings of this command: its flags (None: not given) over the environment, over
+    the settings file, over the defaults; a bad value is one line, not a traceback."""
+    try:
+        return load_settings(**flags)  # type: ignore[arg-type]  # flags are Settings fields
+    except SettingsError as exc:
+        fail(str(exc))
 
 
 def load_catalog(settings: Settings) -> Catalog:
@@ -101,7 +128,7 @@ def generate(
     """Generate images from a prompt and write them to a directory."""
     from easel.services.generation import plan, resolve
 
-    settings = Settings()
+    settings = settings_from()
     catalog = load_catalog(settings)
     if format.lower() not in FORMATS:
         fail(f"--format must be one of jpg, png, webp; got {format!r}")
@@ -173,7 +200,7 @@ def models(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per model id")] = False,
 ) -> None:
     """List the catalog: public ids, tiers, backends, licences, weights, sizes, limits, prices."""
-    settings = Settings()
+    settings = settings_from()
     catalog = load_catalog(settings)
     resolver = BackendResolver.from_settings(settings, catalog)
     if as_json:
@@ -263,7 +290,7 @@ def pull(
     an interrupted pull resumes when run again."""
     from easel.services import weights
 
-    settings = Settings()
+    settings = settings_from()
     catalog = load_catalog(settings)
     try:
         target = _pull_target(name, catalog)
@@ -315,15 +342,21 @@ def serve(
                            help="Listen beyond loopback with no API keys (anyone may call)")
     ] = False,
     worker: Annotated[
-        bool, typer.Option("--worker/--no-worker",
-                           help="Run the in-process worker (--no-worker: API only; jobs go to "
-                                "`easel worker` processes on the same store)")
-    ] = True,
+        bool | None, typer.Option("--worker/--no-worker",
+                                  help="Run the in-process worker (--no-worker: API only; jobs "
+                                       "go to `easel worker` processes on the same store; "
+                                       "default: EASEL_RUN_WORKER, true)")
+    ] = None,
     commercial_only: Annotated[
-        bool, typer.Option("--commercial-only",
-                           help="Refuse every model whose weights' licence does not allow "
-                                "commercial use (default: EASEL_COMMERCIAL_ONLY)")
-    ] = False,
+        bool | None, typer.Option("--commercial-only/--any-licence",
+                                  help="Refuse every model whose weights' licence does not "
+                                       "allow commercial use (default: EASEL_COMMERCIAL_ONLY)")
+    ] = None,
+    strict: Annotated[
+        bool | None, typer.Option("--strict/--allow-stand-ins",
+                                  help="Refuse the jobs of a tier whose real weights are absent "
+                                       "instead of serving a stand-in (default: EASEL_STRICT)")
+    ] = None,
 ) -> None:
     """Run the API server with its in-process worker (the model loads in the background).
 
@@ -331,18 +364,9 @@ def serve(
     after EASEL_SHUTDOWN_GRACE_SECONDS), and the process exits 0."""
     from easel.server import build_app
 
-    overrides: dict[str, object] = {}  # flags given win over the environment
-    if host is not None:
-        overrides["host"] = host
-    if port is not None:
-        overrides["port"] = port
-    if data_dir is not None:
-        overrides["data_dir"] = data_dir
-    if not worker:
-        overrides["run_worker"] = False
-    if commercial_only:
-        overrides["commercial_only"] = True
-    settings = Settings(**overrides)  # type: ignore[arg-type]
+    settings = settings_from(host=host, port=port, data_dir=data_dir,
+                             run_worker=worker, commercial_only=commercial_only,
+                             strict=strict)
     catalog = load_catalog(settings)
     _warn_stand_ins(catalog, BackendResolver.from_settings(settings, catalog))
     host = settings.host
@@ -418,12 +442,7 @@ def worker(
 
     from easel.server import build_worker
 
-    overrides: dict[str, object] = {}
-    if data_dir is not None:
-        overrides["data_dir"] = data_dir
-    if device is not None:
-        overrides["device"] = device
-    settings = Settings(**overrides)  # type: ignore[arg-type]
+    settings = settings_from(data_dir=data_dir, device=device)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     the_worker = build_worker(settings)
     the_worker.store.create()
@@ -558,7 +577,7 @@ def _graceful_server(config: uvicorn.Config) -> uvicorn.Server:
 def _key_store(data_dir: Path | None = None) -> KeyStore:
     from easel.store import JobStore, KeyStore
 
-    settings = Settings(data_dir=data_dir) if data_dir else Settings()
+    settings = settings_from(data_dir=data_dir)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     store = JobStore(settings.database_url)
     store.create()
@@ -605,6 +624,25 @@ def keys_revoke(
     typer.echo(f"key {key_id} revoked")
 
 
+def _webhook_secret_problem(secret: str, scheme: str) -> str | None:
+    """What is wrong with `secret` as a signing secret of `scheme`, or None. Checked before
+    verifying so that a placeholder or truncated secret is a usage error (exit 2) and not a
+    signature that merely fails to match (exit 1) or a library's traceback."""
+    import base64
+    import binascii
+
+    text = secret.removeprefix("whsec_")
+    if scheme == "wavespeed":  # WaveSpeed keys with the secret's text itself
+        return None if text.strip() else "is empty"
+    if not text.strip():
+        return "is empty: expected whsec_<base64>"
+    try:  # Standard Webhooks keys with the base64-decoded bytes; unpadded base64 is accepted
+        base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
+    except binascii.Error:
+        return "is not whsec_ followed by base64"  # the secret itself is never printed
+    return None
+
+
 @webhooks_app.command("verify")
 def webhooks_verify(
     body_file: Annotated[Path, typer.Option(help="The exact bytes received")],
@@ -619,17 +657,23 @@ def webhooks_verify(
                                "from GET /api/v3/webhook/secret)")
     ] = "standard",
 ) -> None:
-    """Check a delivery's signature; exit 0 when valid, 1 when not."""
+    """Check a delivery's signature; exit 0 when valid, 1 when not, 2 when the secret or a
+    header is malformed."""
     from easel.services.signing import verify, verify_v3
 
     if scheme not in ("standard", "wavespeed"):
         fail(f"--scheme must be standard or wavespeed, got {scheme!r}")
-    if scheme == "wavespeed" and not secret:
+    if scheme == "wavespeed" and secret is None:
         fail("--secret is required with --scheme wavespeed (the key's secret from "
              "GET /api/v3/webhook/secret)")
-    secret = secret or Settings().webhook_secret
-    if not secret:
-        fail("--secret is required (or set EASEL_WEBHOOK_SECRET)")
+    source = "--secret" if secret is not None else "EASEL_WEBHOOK_SECRET"
+    if secret is None:
+        secret = Settings().webhook_secret
+        if not secret:
+            fail("--secret is required (or set EASEL_WEBHOOK_SECRET)")
+    problem = _webhook_secret_problem(secret, scheme)
+    if problem:
+        fail(f"{source} {problem}")
     headers = {}
     for line in header:
         name, sep, value = line.partition(":")
@@ -663,7 +707,7 @@ def watermark_verify(
             picture = opened.convert("RGB")
     except (OSError, UnidentifiedImageError) as exc:
         fail(f"cannot read {image}: {exc}")
-    catalog = load_catalog(Settings())
+    catalog = load_catalog(settings_from())
     sizes = sorted({(s.width, s.height) for m in catalog.models.values() for s in m.sizes})
     reading = read_watermark(picture, sizes)
     if not reading.found:
@@ -707,6 +751,42 @@ def c2pa_read(
         typer.echo("no content credentials")
         raise typer.Exit(1)
     typer.echo(json.dumps(manifest, indent=2))
+
+
+@config_app.command("show")
+def config_show(
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object")] = False,
+) -> None:
+    """Print every setting's value and where it came from: `flag`, `EASEL_...`, the settings
+    file, or `default`. Secrets are masked."""
+    from easel.settings import SECRET_SETTINGS, config_file_path, read_settings_file
+
+    settings = settings_from()
+    path = config_file_path()  # settings_from has checked it already
+    file_values = read_settings_file(path) if path else {}
+    values = settings.model_dump(mode="json")
+    for name in SECRET_SETTINGS:
+        values[name] = "***" if values[name] else values[name]
+    sources = {name: setting_source(name, {}, file_values, path) for name in values}
+    if as_json:
+        typer.echo(json.dumps({"settings_file": str(path) if path else None,
+                               "settings": values, "sources": sources}, indent=2))
+        return
+    table = Table(title=f"easel settings (file: {path or 'none'})")
+    for column in ("setting", "value", "from"):
+        table.add_column(column)
+    for name, value in values.items():
+        table.add_row(env_name(name), json.dumps(value) if not isinstance(value, str) else value,
+                      sources[name])
+    out.print(table)
+
+
+@config_app.command("reference")
+def config_reference() -> None:
+    """Print the Markdown table of every setting (docs/operations.md's, generated)."""
+    from easel.settings import reference_markdown
+
+    typer.echo(reference_markdown(), nl=False)
 
 
 def main() -> None:

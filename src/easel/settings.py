@@ -1,12 +1,32 @@
-"""One typed settings object; the only reader of the environment (EASEL_* variables)."""
+"""One typed settings object; the only reader of the environment (EASEL_* variables) and of
+the settings file (TOML).
+
+Precedence, highest first: a command-line flag, the environment (`EASEL_PORT=8001`), the
+settings file (`port = 8001`), the default. The file is `--config PATH`, else `EASEL_CONFIG`,
+else `$XDG_CONFIG_HOME/easel/easel.toml` (`~/.config/easel/easel.toml`) when it exists;
+`EASEL_CONFIG=` (empty) reads none.
+"""
 
 from __future__ import annotations
 
+import difflib
+import json
+import os
+import tomllib
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic import Field, ValidationError, field_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+CONFIG_ENV = "EASEL_CONFIG"
+ENV_PREFIX = "EASEL_"
 
 
 def _default_data_dir() -> Path:
@@ -14,111 +34,180 @@ def _default_data_dir() -> Path:
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="EASEL_", extra="ignore")
+    """Every setting of easel. A field's docstring is its documentation: docs/operations.md's
+    table is generated from them (`easel config reference`)."""
 
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore",
+                                      use_attribute_docstrings=True)
+
+    # -- paths and models
     data_dir: Path = Field(default_factory=_default_data_dir)
-    catalog_file: Path | None = None  # a user TOML overlaid on the packaged catalog
-    device: str | None = None  # "cuda", "cuda:1", "cpu"; default: cuda when present
-    strict: bool = False  # refuse a tier whose real weights are absent instead of falling back
-    # Refuse every backend whose licence (catalog [licenses]) does not allow commercial use.
+    """The job database (SQLite), images, keys and the server's secret."""
+    catalog_file: Path | None = None
+    """A TOML file overlaid on the packaged model catalog (docs/catalog.md)."""
+    device: str | None = None
+    """Where models run: `cuda`, `cuda:1`, `cpu`; default: CUDA when present."""
+    strict: bool = False
+    """Refuse a tier whose real weights are absent instead of serving it on a stand-in."""
     commercial_only: bool = False
-    fallback_max_steps: int = 4  # stand-in models are untrained: more steps buy nothing
+    """Refuse every backend whose licence (the catalog's `[licenses]`) forbids commercial use."""
+    fallback_max_steps: int = 4
+    """Most denoising steps a stand-in model runs (it is untrained: more steps buy nothing)."""
     max_loaded_models: int = 2
+    """Pipelines kept loaded at once; the least recently used one is unloaded past it."""
     num_threads: int | None = None
-
-    # Engine speed options (docs/performance.md). Lossy ones are off unless asked for.
-    compile: bool = False  # torch.compile the denoiser (regional); graphs cached on disk
-    compile_mode: str = "default"  # "reduce-overhead" adds CUDA graphs
-    attention_backend: str | None = None  # e.g. "_native_cudnn", "flash"
-    fuse_qkv: bool = False
-    quantize: str | None = None  # "fp8" (Hopper, torchao): lossy
-    step_cache_threshold: float | None = None  # First-Block-Cache, e.g. 0.12: lossy
-    vae_tiling_pixels: int | None = None  # tile the VAE at/above this many pixels: lossy
-    text_cache_size: int = 256  # prompt embeddings kept in memory (0: off)
-
-    host: str = "127.0.0.1"
-    port: int = 8000
-    public_url: str | None = None  # base of image URLs; default http://host:port
-    image_ttl_seconds: int = 3600
-    # Per dialect, where the provider documents how long its image URLs live (OpenAI: 60
-    # minutes); the others use image_ttl_seconds. A client's own ttl (Runware) wins over both.
-    dialect_image_ttl: dict[str, int] = Field(default_factory=lambda: {"openai": 3600})
-    batch_size: int = 4  # most images the worker puts in one engine call
-
-    # Server: jobs, leases, limits. A lease shorter than the slowest batch would let a second
-    # worker steal a healthy job, so the heartbeat renews it every lease_seconds / 3.
-    database: str | None = None  # SQLAlchemy URL; default: SQLite (WAL) in data_dir
-    api_keys: Annotated[list[str], NoDecode] = Field(default_factory=list)  # empty: no key needed
-    max_attempts: int = 3  # runs of one job (crash re-runs included) before it is failed
-    lease_seconds: float = 30.0
-    poll_interval: float = 0.5  # store polling when no in-process notification arrives
-    sweep_interval: float = 30.0  # how often expired images are deleted from disk
-    max_body_bytes: int = 1_000_000  # largest REST body / WebSocket frame accepted (bytes)
-    body_timeout: float = 30.0  # a request body must arrive within this long (else 408)
-    header_timeout: float = 10.0  # a new connection's request headers must arrive within this
-    storage_retry_seconds: float = 5.0  # after a storage failure, how often the worker retries
-    max_tasks_per_request: int = 100  # Runware: tasks in one REST body or WebSocket frame
-    max_reply_bytes: int = 64 * 1024 * 1024  # base64 images in one reply; beyond: use URLs
-    # Largest WebSocket frame sent (Runware): the SDKs keep websockets' 1 MiB receive limit.
-    ws_max_frame_bytes: int = 1_000_000
-    max_ttl_seconds: int = 30 * 86400  # the longest image URL lifetime a client may ask for
-    # Host headers served (DNS rebinding); empty: loopback names when bound to loopback (plus
-    # the public URL's host), any host otherwise. Browsers from other origins are refused.
-    allowed_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
-    protect_meta_routes: bool = False  # with keys: /metrics, /docs, /redoc, /openapi.json too
-    ws_auth_timeout: float = 10.0  # a WebSocket must authenticate within this (keys required)
-    max_websockets: int = 1000  # open WebSocket connections per process
-    ws_ping_interval: float = 20.0  # WebSocket pings find half-open connections
-    secret_key: str | None = None  # signs WaveSpeed refusal ids; default: <data_dir>/secret.key
-    sync_timeout: float = 600.0  # longest a sync request waits for its images
+    """torch's CPU threads (default: torch's own choice, one per core)."""
     preload_models: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: ["google:2@3"]
-    )  # public model ids whose weights load at start; /readyz waits for them
-    run_worker: bool = True  # an API-only process leaves the jobs to other workers
-    shutdown_grace_seconds: float = 30.0  # SIGTERM: finish in-flight work this long, then hand back
+    )
+    """Public model ids whose weights load at start (comma separated); /readyz waits for them."""
 
-    # Abuse limits (docs/operations.md). Prompt length and images per request are per model, in
-    # the catalog. 0 turns a limit off.
-    rate_limit_per_second: float = 10.0  # per API key (or per client address when keys are off)
+    # -- engine speed (docs/performance.md): the lossy options are off unless asked for
+    compile: bool = False
+    """torch.compile the denoiser (regional); compiled graphs are cached in the data dir."""
+    compile_mode: str = "default"
+    """torch.compile's mode: `default`, or `reduce-overhead` to add CUDA graphs."""
+    attention_backend: str | None = None
+    """diffusers' attention backend, e.g. `_native_cudnn` or `flash`; default: PyTorch SDPA."""
+    fuse_qkv: bool = False
+    """Fuse the attention's query, key and value projections into one matmul."""
+    quantize: str | None = None
+    """`fp8`: torchao float8 weights and activations on the denoiser (Hopper, Ada). Lossy."""
+    step_cache_threshold: float | None = None
+    """First-Block-Cache threshold, e.g. 0.12: skip a step's blocks when little changed. Lossy."""
+    vae_tiling_pixels: int | None = None
+    """Decode in tiles images of at least this many pixels (saves memory at 2K). Lossy."""
+    text_cache_size: int = 256
+    """Prompt embeddings kept in memory, so a repeated prompt skips the text encoder (0: off)."""
+    batch_size: int = 4
+    """Most images the worker puts in one engine call."""
+
+    # -- the server
+    host: str = "127.0.0.1"
+    """The interface `easel serve` listens on; beyond loopback it needs API keys."""
+    port: int = 8000
+    """The TCP port `easel serve` listens on."""
+    public_url: str | None = None
+    """The base of image URLs, as clients reach this server; default `http://host:port`."""
+    run_worker: bool = True
+    """Run the in-process worker; false: an API-only process (`easel worker` runs the jobs)."""
+    image_ttl_seconds: int = 3600
+    """How long an image URL resolves, when neither the job nor its dialect says."""
+    dialect_image_ttl: dict[str, int] = Field(default_factory=lambda: {"openai": 3600})
+    """Image URL lifetime per dialect where the provider documents one (OpenAI: 60 minutes), a
+    JSON object of dialect to seconds; a client's own `ttl` (Runware) wins over it."""
+    max_ttl_seconds: int = 30 * 86400
+    """The longest image URL lifetime a client may ask for (seconds)."""
+    sync_timeout: float = 600.0
+    """The longest a synchronous request waits for its images (seconds)."""
+    shutdown_grace_seconds: float = 30.0
+    """On SIGTERM, how long in-flight work may finish before it is handed back to the queue."""
+
+    # -- jobs and storage. A lease shorter than the slowest batch would let a second worker
+    # steal a healthy job, so the heartbeat renews it every lease_seconds / 3.
+    database: str | None = None
+    """The job store, any SQLAlchemy URL; default: SQLite (WAL) in the data dir."""
+    max_attempts: int = 3
+    """Runs of one job, crash re-runs included, before it is failed."""
+    lease_seconds: float = 30.0
+    """A worker's claim on a job; renewed every third of it, taken over when it lapses."""
+    poll_interval: float = 0.5
+    """How often a process polls the job store for work it was not told of (seconds)."""
+    sweep_interval: float = 30.0
+    """How often expired images are deleted (seconds)."""
+    storage_retry_seconds: float = 5.0
+    """After a storage failure (a full disk), how often the worker retries (seconds)."""
+
+    # -- who gets in (docs/operations.md)
+    api_keys: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    """Plain API keys, comma separated, besides those of `easel keys`; none: no key needed."""
+    allowed_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    """Host headers served (DNS rebinding), comma separated; default: the loopback names when
+    bound to loopback (plus the public URL's host), any host otherwise."""
+    protect_meta_routes: bool = False
+    """With keys: /metrics, /docs, /redoc and /openapi.json need a key too."""
+    secret_key: str | None = None
+    """Signs the ids the server hands out (WaveSpeed refusal ids); default: the data dir's
+    `secret.key`, made on first start."""
+
+    # -- abuse limits; prompt length and images per request are per model, in the catalog
+    rate_limit_per_second: float = 10.0
+    """Submissions per second per API key (per client address when keys are off); 0: off."""
     rate_limit_burst: int = 100
-    max_queue_depth: int = 1000  # queued jobs; above it submissions get 503 + Retry-After
+    """The rate limit's bucket: submissions allowed at once."""
+    max_queue_depth: int = 1000
+    """Queued jobs; past it submissions get 503 with Retry-After (0: off)."""
+    max_body_bytes: int = 1_000_000
+    """The largest REST body or WebSocket frame accepted (bytes)."""
+    body_timeout: float = 30.0
+    """A request body must arrive within this long, else 408 (seconds)."""
+    header_timeout: float = 10.0
+    """A new connection's request headers must arrive within this long (seconds)."""
+    max_tasks_per_request: int = 100
+    """Runware: tasks in one REST body or WebSocket frame."""
+    max_reply_bytes: int = 64 * 1024 * 1024
+    """Base64 images in one reply (bytes); past it, tasks are told to ask for URLs."""
+    ws_max_frame_bytes: int = 1_000_000
+    """The largest WebSocket frame sent (the SDKs keep websockets' 1 MiB receive limit)."""
+    ws_auth_timeout: float = 10.0
+    """A WebSocket must authenticate within this long when keys are required (seconds)."""
+    max_websockets: int = 1000
+    """Open WebSocket connections per process."""
+    ws_ping_interval: float = 20.0
+    """WebSocket pings, which find half-open connections (seconds)."""
 
-    # Outbound delivery (webhooks, uploadEndpoint). Delays between attempts follow Standard
-    # Webhooks; the tests compress them. Give up when the schedule or the period runs out.
-    webhook_secret: str | None = None  # whsec_<base64>: sign deliveries (Standard Webhooks)
+    # -- outbound delivery: webhooks and uploadEndpoint. The delays between attempts follow
+    # Standard Webhooks; the tests compress them.
+    webhook_secret: str | None = None
+    """`whsec_<base64>`: signs deliveries (Standard Webhooks); also the root of WaveSpeed's
+    per-key secrets (else the server's secret is)."""
     webhook_retry_delays: Annotated[list[float], NoDecode] = Field(
         default_factory=lambda: [5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 50400.0, 72000.0,
                                  86400.0]
     )
-    webhook_retry_period: float = 3 * 86400.0  # no attempt starts later than this after the first
-    webhook_timeout: float = 15.0  # one webhook POST, connect to last byte
-    upload_timeout: float = 60.0  # one uploadEndpoint PUT
+    """Seconds between a delivery's attempts, comma separated."""
+    webhook_retry_period: float = 3 * 86400.0
+    """No attempt starts later than this after the first (seconds)."""
+    webhook_timeout: float = 15.0
+    """One webhook POST, connect to last byte (seconds)."""
+    upload_timeout: float = 60.0
+    """One uploadEndpoint PUT (seconds)."""
     delivery_concurrency: int = 16
-    delivery_per_host: int = 4  # attempts in flight to one host: a slow one cannot hold all
-    # Loopback targets are refused unless this is set (the test suite's receivers need it).
+    """Deliveries in flight per process."""
+    delivery_per_host: int = 4
+    """Deliveries in flight to one host, so that a slow receiver cannot take every slot."""
     allow_loopback_urls: bool = False
+    """Allow webhook and upload targets on loopback (the test suite's receivers need it)."""
 
-    # Safety and provenance (docs/safety.md). The thresholds of the content check are in the
-    # catalog ([safety.thresholds]); these say what runs at all.
-    content_checks: bool = True  # False: no detector runs; every image is delivered unchecked
-    # Prompts refused before any GPU time is spent: words or phrases (whole words, any case),
-    # regular expressions (a JSON list in the environment), and a file of both (one a line,
-    # `re:` before a regular expression, `#` comments).
+    # -- safety and provenance (docs/safety.md); the content check's thresholds are in the
+    # catalog ([safety.thresholds]); these say what runs at all
+    content_checks: bool = True
+    """Run the content check (NudeNet) where a request asks for one; false: every image is
+    delivered unchecked."""
     blocked_prompt_terms: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    """Words and phrases refused in prompts (whole words, any case), comma separated."""
     blocked_prompt_patterns: list[str] = Field(default_factory=list)
+    """Regular expressions refused in prompts, a JSON list."""
     blocked_prompts_file: Path | None = None
-    # C2PA content credentials on every image when a certificate chain (PEM, leaf first) and
-    # its private key are configured; `easel c2pa test-certificate` makes a test pair.
+    """A file of both, one a line: `re:` before a regular expression, `#` comments."""
     c2pa_certificate: Path | None = None
+    """A PEM certificate chain, leaf first: with its key, every image carries C2PA content
+    credentials (`easel c2pa test-certificate DIR` makes a test pair)."""
     c2pa_private_key: Path | None = None
+    """The C2PA certificate's private key (PEM)."""
     c2pa_algorithm: str = "es256"
-    c2pa_timestamp_url: str | None = None  # an RFC 3161 time-stamp authority, if any
-    # Prompt enhancement (`enhance_prompt`): an OpenAI-compatible chat endpoint (vLLM, Ollama,
-    # llama.cpp), e.g. http://127.0.0.1:11434/v1. None: prompts are used as written.
+    """The C2PA signing algorithm."""
+    c2pa_timestamp_url: str | None = None
+    """An RFC 3161 time-stamp authority for the C2PA signatures."""
     prompt_enhancer_url: str | None = None
+    """An OpenAI-compatible chat endpoint (vLLM, Ollama, llama.cpp), e.g.
+    `http://127.0.0.1:11434/v1`, for `enhance_prompt`; unset: prompts are used as written."""
     prompt_enhancer_model: str = "default"
+    """The prompt enhancer's model name."""
     prompt_enhancer_api_key: str | None = None
-    prompt_enhancer_timeout: float = 10.0  # then the original prompt is used
+    """The prompt enhancer's API key, if it needs one."""
+    prompt_enhancer_timeout: float = 10.0
+    """How long a rewrite may take before the original prompt is used (seconds)."""
 
     @field_validator("webhook_retry_delays", mode="before")
     @classmethod
@@ -172,3 +261,161 @@ class Settings(BaseSettings):
             return self.public_url.rstrip("/")
         host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
         return f"http://{host}:{self.port}"
+
+
+# -- the settings file ----------------------------------------------------------------------
+
+
+class SettingsError(ValueError):
+    """Settings that cannot be used: a missing or malformed file, an unknown key, a bad value.
+    The message names the setting and where it came from, in one line per problem."""
+
+
+def default_config_file() -> Path:
+    base = os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config"
+    return Path(base) / "easel" / "easel.toml"
+
+
+def config_file_path(explicit: Path | None = None) -> Path | None:
+    """The settings file to read: the flag's, the environment's, or the default if present."""
+    named = explicit if explicit is not None else os.environ.get(CONFIG_ENV)
+    if named == "":
+        return None
+    if named is not None:
+        path = Path(named).expanduser()
+        if not path.is_file():
+            raise SettingsError(f"settings file {path} does not exist")
+        return path
+    default = default_config_file()
+    return default if default.is_file() else None
+
+
+def read_settings_file(path: Path) -> dict[str, Any]:
+    """The file's settings by field name. Relative paths in it are relative to the file, as a
+    reader of the file would expect; an unknown key is an error (a typo must not pass)."""
+    try:
+        data = tomllib.loads(path.read_text("utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise SettingsError(f"settings file {path}: {exc}") from exc
+    fields = Settings.model_fields
+    unknown = [key for key in data if key not in fields]
+    if unknown:
+        hints = [f"{key} (did you mean {close[0]}?)" if (close := difflib.get_close_matches(
+            key, fields, n=1)) else key for key in unknown]
+        raise SettingsError(f"settings file {path}: unknown setting(s): {', '.join(hints)}")
+    for key, value in data.items():
+        if isinstance(value, str) and _is_path(fields[key]):
+            data[key] = str((path.parent / Path(value).expanduser()).resolve())
+    return data
+
+
+def _is_path(field: FieldInfo) -> bool:
+    return field.annotation in (Path, Path | None)
+
+
+class _FileSource(PydanticBaseSettingsSource):
+    """The settings file's values, a layer below the environment."""
+
+    def __init__(self, settings_cls: type[BaseSettings], values: dict[str, Any]) -> None:
+        super().__init__(settings_cls)
+        self.values = values
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return self.values.get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return dict(self.values)
+
+
+def load_settings(config_file: Path | None = None, **flags: Any) -> Settings:
+    """Settings from the flags given, the environment, the settings file and the defaults,
+    in that order of precedence. Flags left at None are not given."""
+    given = {name: value for name, value in flags.items() if value is not None}
+    path = config_file_path(config_file)
+    file_values = read_settings_file(path) if path else {}
+
+    class FromFile(Settings):
+        @classmethod
+        def settings_customise_sources(
+            cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+            env_settings: PydanticBaseSettingsSource,
+            dotenv_settings: PydanticBaseSettingsSource,
+            file_secret_settings: PydanticBaseSettingsSource,
+        ) -> tuple[PydanticBaseSettingsSource, ...]:
+            return init_settings, env_settings, _FileSource(settings_cls, file_values)
+
+    try:
+        return FromFile(**given)
+    except ValidationError as exc:
+        raise SettingsError(_explain(exc, given, file_values, path)) from exc
+
+
+def _explain(exc: ValidationError, flags: dict[str, Any], file_values: dict[str, Any],
+             path: Path | None) -> str:
+    problems = []
+    for error in exc.errors():
+        name = str(error["loc"][0]) if error["loc"] else "?"
+        origin = setting_source(name, flags, file_values, path)
+        problems.append(f"{name} ({origin}): {error['msg']}")
+    return "invalid settings: " + "; ".join(problems)
+
+
+def env_name(field_name: str) -> str:
+    return ENV_PREFIX + field_name.upper()
+
+
+def setting_source(name: str, flags: dict[str, Any], file_values: dict[str, Any],
+                   path: Path | None) -> str:
+    """Where a setting's value comes from: `flag`, `EASEL_...`, the file, or `default`."""
+    if name in flags:
+        return "flag"
+    wanted = env_name(name)
+    if any(key.upper() == wanted for key in os.environ):
+        return wanted
+    if name in file_values:
+        return str(path)
+    return "default"
+
+
+# -- the reference in docs/operations.md ------------------------------------------------------
+
+SECRET_SETTINGS = frozenset({"api_keys", "secret_key", "webhook_secret",
+                             "prompt_enhancer_api_key"})
+# The table's sections, by the first setting of each (the class's order).
+SECTIONS = {
+    "data_dir": "Paths and models", "compile": "Engine speed", "host": "The server",
+    "database": "Jobs and storage", "api_keys": "Who gets in", "rate_limit_per_second":
+    "Abuse limits", "webhook_secret": "Webhooks and uploads", "content_checks":
+    "Safety and provenance",
+}
+
+
+def shown_default(name: str, field: FieldInfo) -> str:
+    if name == "data_dir":
+        return "~/.local/share/easel"
+    value = field.get_default(call_default_factory=True)
+    if value is None:
+        return "unset"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, list):
+        return ",".join(f"{item:g}" if isinstance(item, float) else str(item)
+                        for item in value) or "empty"
+    if isinstance(value, dict):
+        return json.dumps(value)
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def reference_markdown() -> str:
+    """docs/operations.md's table of every setting, from the class, so the two cannot drift."""
+    lines: list[str] = []
+    for name, field in Settings.model_fields.items():
+        if name in SECTIONS:
+            lines += ["", f"**{SECTIONS[name]}**", "",
+                      "| environment | file key | default | meaning |", "|---|---|---|---|"]
+        description = " ".join((field.description or "").split()).replace("|", "\\|")
+        lines.append(f"| `{env_name(name)}` | `{name}` | {shown_default(name, field)} | "
+                     f"{description} |")
+    return "\n".join(lines[1:]) + "\n"
