@@ -56,6 +56,7 @@ config_app = typer.Typer(no_args_is_help=True,
 app.add_typer(config_app, name="config")
 out = Console()
 err = Console(stderr=True)
+serve_log = logging.getLogger("easel.serve")  # serve and worker log; other commands print
 
 FORMATS = {
     "jpg": ImageFormat.JPEG,
@@ -93,6 +94,28 @@ def _options(
 def fail(message: str, code: int = 2) -> NoReturn:
     err.print(f"error: {message}", markup=False, highlight=False, soft_wrap=True)
     raise typer.Exit(code)
+
+
+LogLevel = Annotated[str | None, typer.Option(
+    help="debug, info, warning or error (default: EASEL_LOG_LEVEL, info)")]
+LogJson = Annotated[bool | None, typer.Option(
+    "--log-json/--log-text", help="One JSON object a line (default: EASEL_LOG_JSON, text)")]
+
+
+def _configure_logs(settings: Settings) -> None:
+    from easel import logs
+    from easel.settings import secret_values
+
+    try:
+        logs.configure(settings.log_level, settings.log_json, secret_values(settings))
+    except ValueError as exc:
+        fail(f"--log-level: {exc}")
+
+
+def _without_password(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
 
 
 def settings_from(**flags: object) -> Settings:
@@ -264,21 +287,15 @@ def _warn_stand_ins(catalog: Catalog, resolver: BackendResolver) -> None:
     for backend in sorted({m.backend for m in catalog.models.values()}, key=lambda b: b.source):
         refusal = resolver.refusal(backend)
         if refusal is not None:
-            err.print(f"note: {refusal}", markup=False, soft_wrap=True)
+            serve_log.info("note: %s", refusal)
     absent = {m.backend for m in catalog.models.values()
               if not resolver.present(m.backend.source) and resolver.refusal(m.backend) is None}
     for backend in sorted(absent, key=lambda b: b.source):
-        hint = (
-            "`python -m easel.mini.train` trains them, docs/mini.md"
-            if backend.is_builtin
-            else f"`easel pull {backend.name}` fetches them"
-        )
-        err.print(
-            f"warning: weights of {backend.source} are absent; serving the offline stand-in "
-            f"{resolver.stand_in(backend)} ({hint})",
-            markup=False,
-            soft_wrap=True,
-        )
+        hint = resolver.absence(backend) or f"`easel pull {backend.name}` fetches them"
+        serve_log.warning("weights of %s are absent; serving the offline stand-in %s (%s)",
+                          backend.source, resolver.stand_in(backend), hint,
+                          extra={"backend": backend.source,
+                                 "stand_in": resolver.stand_in(backend)})
 
 
 @app.command()
@@ -336,7 +353,8 @@ def serve(
     data_dir: Annotated[
         Path | None, typer.Option(help="Jobs database and images (default: EASEL_DATA_DIR)")
     ] = None,
-    log_level: Annotated[str, typer.Option(help="uvicorn log level")] = "warning",
+    log_level: LogLevel = None,
+    log_json: LogJson = None,
     insecure_no_auth: Annotated[
         bool, typer.Option("--insecure-no-auth",
                            help="Listen beyond loopback with no API keys (anyone may call)")
@@ -366,7 +384,8 @@ def serve(
 
     settings = settings_from(host=host, port=port, data_dir=data_dir,
                              run_worker=worker, commercial_only=commercial_only,
-                             strict=strict)
+                             strict=strict, log_level=log_level, log_json=log_json)
+    _configure_logs(settings)
     catalog = load_catalog(settings)
     _warn_stand_ins(catalog, BackendResolver.from_settings(settings, catalog))
     host = settings.host
@@ -374,13 +393,13 @@ def serve(
         fail(f"--host {host} would expose easel beyond this machine with no API keys; create "
              "one (`easel keys create`), set EASEL_API_KEYS, or pass --insecure-no-auth")
     _announce(settings, catalog)
-    run_server(build_app(settings), settings, log_level)
+    run_server(build_app(settings), settings)
 
 
 def _announce(settings: Settings, catalog: Catalog) -> None:
     """Where the playground is, and which tiers run on their real weights."""
     resolver = BackendResolver.from_settings(settings, catalog)
-    err.print(f"easel: playground at {settings.base_url}/ (API docs at /docs)", markup=False)
+    serve_log.info("playground at %s/ (API reference at /docs)", settings.base_url)
     for tier in catalog.tiers.values():
         facts = backend_info(tier.backend, resolver)  # what /easel/info says of it
         if facts["refused"] is not None:
@@ -391,10 +410,12 @@ def _announce(settings: Settings, catalog: Catalog) -> None:
             state = "weights absent (strict: its jobs are refused)"
         else:
             state = f"stand-in {facts['stand_in']} (weights absent)"
-        err.print(f"  {tier.name:<9} {tier.backend.name:<16} {state}", markup=False)
+        serve_log.info("tier %s: %s, %s", tier.name, tier.backend.name, state,
+                       extra={"tier": tier.name, "backend": tier.backend.source,
+                              "state": state})
 
 
-def run_server(app_: FastAPI, settings: Settings, log_level: str = "warning") -> None:
+def run_server(app_: FastAPI, settings: Settings) -> None:
     """Serve `app_` with uvicorn until SIGTERM or Ctrl-C, then drain and exit."""
     import uvicorn
 
@@ -406,7 +427,8 @@ def run_server(app_: FastAPI, settings: Settings, log_level: str = "warning") ->
         app_,
         host=settings.host,
         port=settings.port,
-        log_level=log_level,
+        log_config=None,  # easel's logging (easel.logs) is configured already
+        access_log=False,  # easel.access writes it, with query strings masked
         ws_max_size=max(16 * 1024 * 1024, settings.max_body_bytes * 4),
         ws_ping_interval=settings.ws_ping_interval or None,  # finds half-open connections
         http=with_header_deadline(settings.header_timeout),
@@ -434,6 +456,8 @@ def worker(
     data_dir: Annotated[
         Path | None, typer.Option(help="Jobs database and images (default: EASEL_DATA_DIR)")
     ] = None,
+    log_level: LogLevel = None,
+    log_json: LogJson = None,
 ) -> None:
     """Run a worker on its own: it claims jobs from the same store as `easel serve --no-worker`
     (one worker per GPU). SIGTERM or Ctrl-C: the batch in flight finishes, the rest is handed
@@ -442,7 +466,9 @@ def worker(
 
     from easel.server import build_worker
 
-    settings = settings_from(data_dir=data_dir, device=device)
+    settings = settings_from(data_dir=data_dir, device=device, log_level=log_level,
+                             log_json=log_json)
+    _configure_logs(settings)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     the_worker = build_worker(settings)
     the_worker.store.create()
@@ -450,7 +476,8 @@ def worker(
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     the_worker.start()
-    err.print(f"easel worker {the_worker.owner} on {settings.database_url}", markup=False)
+    serve_log.info("worker %s started on the job store %s", the_worker.owner,
+                   _without_password(settings.database_url))
     stop.wait()
     the_worker.stop(settings.shutdown_grace_seconds)
     if the_worker.alive():

@@ -14,7 +14,7 @@ import json
 import os
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, ValidationError, field_validator
 from pydantic.fields import FieldInfo
@@ -79,6 +79,15 @@ class Settings(BaseSettings):
     """Decode in tiles images of at least this many pixels (saves memory at 2K). Lossy."""
     text_cache_size: int = 256
     """Prompt embeddings kept in memory, so a repeated prompt skips the text encoder (0: off)."""
+    # Fit the GPU you have (docs/performance.md): less GPU memory for some speed or quality.
+    offload: Literal["model", "sequential"] | None = None
+    """`model`: each component (text encoder, denoiser, VAE) is on the GPU only while it runs;
+    `sequential`: layer by layer, the least memory and many times slower. Needs CUDA."""
+    weight_quant: Literal["int8", "nf4"] | None = None
+    """The denoiser's weights in `int8` (torchao, weight-only) or `nf4` (bitsandbytes 4-bit,
+    CUDA), quantized as they load; the `gpu-fit` extra installs both. Lossy."""
+    weight_quant_text_encoders: bool = False
+    """Quantize the text encoders too, with `weight_quant` (Qwen-Image's is 8B parameters)."""
     batch_size: int = 4
     """Most images the worker puts in one engine call."""
 
@@ -102,6 +111,11 @@ class Settings(BaseSettings):
     """The longest a synchronous request waits for its images (seconds)."""
     shutdown_grace_seconds: float = 30.0
     """On SIGTERM, how long in-flight work may finish before it is handed back to the queue."""
+    log_level: str = "info"
+    """`debug`, `info`, `warning` or `error`: easel's and uvicorn's loggers (libraries log
+    warnings only)."""
+    log_json: bool = False
+    """Log one JSON object a line (time, level, logger, message and the record's fields)."""
 
     # -- jobs and storage. A lease shorter than the slowest batch would let a second worker
     # steal a healthy job, so the heartbeat renews it every lease_seconds / 3.
@@ -381,6 +395,14 @@ def setting_source(name: str, flags: dict[str, Any], file_values: dict[str, Any]
 
 SECRET_SETTINGS = frozenset({"api_keys", "secret_key", "webhook_secret",
                              "prompt_enhancer_api_key"})
+
+
+def secret_values(settings: Settings) -> list[str]:
+    """The configured secrets, which logs must never show."""
+    values = list(settings.api_keys)
+    values += [v for v in (settings.secret_key, settings.webhook_secret,
+                           settings.prompt_enhancer_api_key) if v]
+    return values
 # The table's sections, by the first setting of each (the class's order).
 SECTIONS = {
     "data_dir": "Paths and models", "compile": "Engine speed", "host": "The server",

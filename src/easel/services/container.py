@@ -9,6 +9,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from easel import __version__
 from easel.catalog import Catalog
 from easel.services.artifacts import Artifacts
 from easel.services.delivery import DeliveryService
@@ -76,6 +77,10 @@ class Services:
         sweeper = self.artifacts.run_sweeper(self.settings.sweep_interval)
         self._tasks.append(asyncio.create_task(sweeper))
         self._tasks.append(asyncio.create_task(self.delivery.run()))
+        log.info("easel %s serving at %s (playground /, API reference /docs); %s", __version__,
+                 self.settings.base_url, "models loading in the background"
+                 if self.worker is not None else "API only: `easel worker` processes run jobs",
+                 extra={"url": self.settings.base_url, "version": __version__})
 
     def begin_shutdown(self) -> None:
         """SIGTERM: take no new jobs now; the batch in flight finishes during the grace period,

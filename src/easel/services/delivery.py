@@ -158,9 +158,18 @@ class DeliveryService:
             self.store.finish_attempt, delivery.id, self.owner, outcome, next_at,
             attempt.http_status, attempt.error,
         )
+        facts = {"delivery": delivery.id, "kind": delivery.kind, "job_id": delivery.job_id,
+                 "host": _host(delivery.url), "http_status": attempt.http_status}
         if outcome == FAILED:
-            log.warning("delivery %s (%s of job %s) failed for good: %s", delivery.id,
-                        delivery.kind, delivery.job_id, attempt.error)
+            log.warning("delivery %s (%s of job %s to %s) failed for good: %s", delivery.id,
+                        delivery.kind, delivery.job_id, facts["host"], attempt.error,
+                        extra=facts)
+        elif outcome == DELIVERED:  # the host only: a URL's path or query may hold a token
+            log.info("delivered %s of job %s to %s (HTTP %s)", delivery.kind,
+                     delivery.job_id, facts["host"], attempt.http_status, extra=facts)
+        else:
+            log.info("delivery %s of job %s to %s will be retried: %s", delivery.kind,
+                     delivery.job_id, facts["host"], attempt.error, extra=facts)
 
     async def _attempt(self, client: httpx.AsyncClient, delivery: Delivery) -> Attempt:
         method, body, headers, timeout = await self._request(delivery)

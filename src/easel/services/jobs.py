@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import hashlib
 import json
+import logging
 import time
 import uuid
 from collections.abc import AsyncGenerator, Callable, Sequence
@@ -36,6 +37,8 @@ from easel.services.outbound import check_at_submission
 from easel.services.prompts import PromptBlockList, PromptEnhancer, not_configured
 from easel.store import DeliveryStore, InsertResult, JobStore, NewJob
 from easel.store.jobs import request_to_json
+
+log = logging.getLogger(__name__)
 
 
 class JobFailed(EaselError):
@@ -174,6 +177,11 @@ class JobService:
                 return raced, False
         self.on_submit(submission.dialect)
         self.events.work_submitted()
+        log.info("job %s accepted: %s %s, %d image(s), %dx%d", new.id, new.dialect,
+                 new.request.model, new.request.num_images, new.request.width,
+                 new.request.height, extra={"job_id": new.id, "dialect": new.dialect,
+                                            "model": new.request.model,
+                                            "images": new.request.num_images})
         return _new_job(new, the_plan), True
 
     async def _decide(self, submission: Submission) -> tuple[NewJob, Plan]:

@@ -20,6 +20,7 @@ import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -169,18 +170,26 @@ class Worker:
 
     def load(self) -> None:
         """Build the engine and warm the preloaded models; /readyz turns 200 when this is done."""
+        started = time.perf_counter()
         try:
             engine = self.engine_factory()
+            warmed: list[str] = []
             for model_id in self.settings.preload_models:
                 wanted = self.catalog.model(model_id).backend
                 refusal = self.resolver.refusal(wanted)
                 if refusal is not None:  # commercial-only: its requests are refused anyway
                     log.info("not preloading %s: %s", model_id, refusal)
                     continue
-                engine.warm(self.resolver.resolve(wanted).source)
+                source = self.resolver.resolve(wanted).source
+                engine.warm(source)
+                warmed.append(source)
             self.engine = engine
             self._ready.set()
-            log.info("worker %s ready", self.owner)
+            seconds = time.perf_counter() - started
+            log.info("ready: worker %s, %s loaded in %.1f s", self.owner,
+                     ", ".join(warmed) or "no model", seconds,
+                     extra={"worker": self.owner, "models": warmed,
+                            "seconds": round(seconds, 2)})
         except Exception as exc:  # the API stays up and says why it is not ready
             self._load_error = f"{type(exc).__name__}: {exc}"
             log.exception("loading models failed")
@@ -198,6 +207,10 @@ class Worker:
     def _run_planned(self, planned: list[_Planned], finish: Finish) -> None:
         specs = [spec for p in planned for spec in p.plan.images]
         ids = [p.job.id for p in planned]
+        first = planned[0].plan
+        log.info("running %d job(s), %d image(s) on %s: %s", len(ids), len(specs),
+                 first.backend.source, ", ".join(ids),
+                 extra={"jobs": ids, "images": len(specs), "backend": first.backend.source})
         started = time.perf_counter()
         try:
             generated = self._generate(planned[0].plan, specs, ids)
@@ -254,6 +267,7 @@ class Worker:
         for job_id in cancelled:
             if self.store.finish_cancelled(job_id, self.owner, CANCELLED_MESSAGE):
                 self.metrics.failed.labels(ErrorKind.CANCELLED.value).inc()
+                log.info("job %s cancelled", job_id, extra={"job_id": job_id})
         others = [job_id for job_id in ids if job_id not in cancelled]
         if others:
             self.store.release(others, self.owner)
@@ -264,6 +278,8 @@ class Worker:
         for job_id in job_ids:
             if self.store.fail(job_id, self.owner, kind, message):
                 self.metrics.failed.labels(kind.value).inc()
+                log.info("job %s failed: %s: %s", job_id, kind.value, message,
+                         extra={"job_id": job_id, "error_kind": kind.value})
             self._release(job_id)
 
     # -- encoding and storing -----------------------------------------------------------------
@@ -287,6 +303,7 @@ class Worker:
                 ready = [self._store_image(p, i, g) for i, g in enumerate(mine)]
                 if self.store.complete(p.job.id, self.owner, ready, batch_id, engine_seconds):
                     self.metrics.images.inc(sum(1 for r in ready if r.withheld is None))
+                    _log_completed(p.job, ready, engine_seconds)
             except (OSError, SQLAlchemyError) as exc:
                 # A full or read-only disk is not the job's fault: it goes back to the queue
                 # (no attempt spent) and the worker waits for space before claiming again.
@@ -381,3 +398,15 @@ class _Progress:
                 self.worker.report_progress(self.job_ids, done, of)  # where it stopped
         except Exception:  # the store is busy: look again at the next step
             log.debug("cancel check failed", exc_info=True)
+
+
+def _log_completed(job: Job, ready: list[ReadyImage], engine_seconds: float) -> None:
+    """A job's one completion line: what an operator greps for."""
+    withheld = sum(1 for r in ready if r.withheld is not None)
+    seconds = (datetime.now(UTC) - job.created_at).total_seconds()  # queue wait included
+    log.info("job %s completed: %s %s, %d image(s)%s, %.2f s (engine %.2f s)", job.id,
+             job.dialect, job.request.model, len(ready),
+             f", {withheld} withheld" if withheld else "", seconds, engine_seconds,
+             extra={"job_id": job.id, "dialect": job.dialect, "model": job.request.model,
+                    "images": len(ready), "withheld": withheld, "seconds": round(seconds, 3),
+                    "engine_seconds": round(engine_seconds, 3)})
