@@ -11,7 +11,7 @@ from collections.abc import Callable
 import numpy as np
 
 from easel.domain.errors import CancelledError, InferenceError
-from easel.domain.generation import EngineBatch, GeneratedImage
+from easel.domain.generation import EngineBatch, EngineStatus, GeneratedImage
 
 
 class FakeEngine:
@@ -28,6 +28,9 @@ class FakeEngine:
 
     def warm(self, source: str) -> None:
         self.warmed.append(source)
+
+    def status(self) -> EngineStatus:
+        return EngineStatus("cpu", tuple(dict.fromkeys(self.warmed)))
 
     def generate(
         self,

@@ -478,6 +478,13 @@ def worker(
     the_worker.start()
     serve_log.info("worker %s started on the job store %s", the_worker.owner,
                    _without_password(settings.database_url))
+    if settings.worker_metrics_port:
+        from prometheus_client import start_http_server
+
+        start_http_server(settings.worker_metrics_port, settings.host,
+                          registry=the_worker.metrics.registry)
+        serve_log.info("worker metrics at http://%s:%d/metrics", settings.host,
+                       settings.worker_metrics_port)
     stop.wait()
     the_worker.stop(settings.shutdown_grace_seconds)
     if the_worker.alive():

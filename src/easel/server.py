@@ -25,6 +25,7 @@ from easel.services.events import JobEvents
 from easel.services.finishing import ImageFinisher
 from easel.services.generation import BackendResolver
 from easel.services.health import StorageHealth
+from easel.services.info import tier_states
 from easel.services.jobs import JobService, PromptRules
 from easel.services.keys import KeyRing
 from easel.services.metrics import Metrics
@@ -109,11 +110,13 @@ def build_worker(
     metrics = metrics or Metrics(store)
     finisher = ImageFinisher(content_checker(settings, catalog), metrics,
                              credentials=content_credentials(settings))
-    return Worker(
+    worker = Worker(
         settings, catalog, make_resolver(settings, catalog), store,
         LocalBlobStore(settings.images_dir), metrics, events or JobEvents(),
         engine_factory or diffusers_engine(settings), finisher,
     )
+    metrics.watch_engine(worker.engine_status)
+    return worker
 
 
 def build_services(
@@ -127,6 +130,7 @@ def build_services(
     outbox = DeliveryStore(store.engine)
     metrics = Metrics(store)
     metrics.watch_deliveries(outbox.counts)
+    metrics.watch_tiers(lambda: tier_states(catalog, resolver))
     events = JobEvents()
     blobs = LocalBlobStore(settings.images_dir)
     artifacts = Artifacts(blobs, store, settings.base_url)

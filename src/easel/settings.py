@@ -100,6 +100,9 @@ class Settings(BaseSettings):
     """The base of image URLs, as clients reach this server; default `http://host:port`."""
     run_worker: bool = True
     """Run the in-process worker; false: an API-only process (`easel worker` runs the jobs)."""
+    worker_metrics_port: int | None = None
+    """`easel worker`: serve its own /metrics (engine, GPU memory, batches) on this port, on
+    the `host` interface; unset: none (an API process's /metrics shows only its own worker)."""
     image_ttl_seconds: int = 3600
     """How long an image URL resolves, when neither the job nor its dialect says."""
     dialect_image_ttl: dict[str, int] = Field(default_factory=lambda: {"openai": 3600})

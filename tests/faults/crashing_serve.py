@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from easel.cli import run_server
-from easel.domain.generation import Engine, EngineBatch, GeneratedImage
+from easel.domain.generation import Engine, EngineBatch, EngineStatus, GeneratedImage
 from easel.server import build_app, diffusers_engine
 from easel.settings import Settings
 
@@ -26,6 +26,9 @@ class CrashOnMarker:
 
     def warm(self, source: str) -> None:
         self.inner.warm(source)
+
+    def status(self) -> EngineStatus:
+        return self.inner.status()
 
     def generate(
         self,

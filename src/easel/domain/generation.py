@@ -75,6 +75,16 @@ class EngineBatch:
 
 
 @dataclass(frozen=True)
+class EngineStatus:
+    """What an engine holds now, for /metrics and /easel/info."""
+
+    device: str  # "cuda:0", "cpu"
+    loaded: tuple[str, ...]  # the sources of the pipelines in memory
+    # Accelerator memory in bytes: "allocated", "reserved", "peak", "total"; empty on the CPU.
+    memory: tuple[tuple[str, int], ...] = ()
+
+
+@dataclass(frozen=True)
 class GeneratedImage:
     """Pixels as an HxWx3 uint8 array (numpy), with the seed that produced them."""
 
@@ -90,6 +100,10 @@ class Engine(Protocol):
 
     def warm(self, source: str) -> None:
         """Load the weights of `source` now (the models preloaded at start)."""
+
+    def status(self) -> EngineStatus:
+        """Its device, the pipelines it holds and the accelerator's memory."""
+        ...
 
     def generate(
         self,

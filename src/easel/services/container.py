@@ -11,6 +11,7 @@ from typing import Protocol
 
 from easel import __version__
 from easel.catalog import Catalog
+from easel.domain.generation import EngineStatus
 from easel.services.artifacts import Artifacts
 from easel.services.delivery import DeliveryService
 from easel.services.health import StorageHealth
@@ -41,6 +42,8 @@ class WorkerHandle(Protocol):
 
     def alive(self) -> bool: ...
 
+    def engine_status(self) -> EngineStatus | None: ...
+
 
 @dataclass
 class Services:
@@ -61,6 +64,10 @@ class Services:
     def webhook_signing_root(self) -> str:
         """What dialect-specific webhook secrets derive from (services/secrets.py)."""
         return signing_root(self.settings, self.secret)
+
+    def engine_status(self) -> EngineStatus | None:
+        """The in-process engine's state; None in an API-only process or before it loads."""
+        return None if self.worker is None else self.worker.engine_status()
 
     def not_ready_reason(self) -> str:
         """Why this process cannot take jobs now ("" when it can). Probes storage: call it off

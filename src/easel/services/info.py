@@ -7,7 +7,9 @@ from typing import Any
 
 from easel import __version__
 from easel.catalog import Backend, Catalog
+from easel.domain.generation import EngineStatus
 from easel.services.generation import BackendResolver
+from easel.services.metrics import TierState
 
 
 def backend_info(backend: Backend, resolver: BackendResolver) -> dict[str, Any]:
@@ -24,9 +26,32 @@ def backend_info(backend: Backend, resolver: BackendResolver) -> dict[str, Any]:
     }
 
 
-def server_info(catalog: Catalog, resolver: BackendResolver) -> dict[str, Any]:
+def tier_states(catalog: Catalog, resolver: BackendResolver) -> list[TierState]:
+    """What serves each tier, for /metrics."""
+    states = []
+    for tier in catalog.tiers.values():
+        facts = backend_info(tier.backend, resolver)
+        refused = facts["refused"] is not None or (facts["weights"] == "absent"
+                                                   and facts["stand_in"] is None)
+        states.append(TierState(tier.name, tier.backend.source, facts["stand_in"], refused))
+    return states
+
+
+def engine_info(status: EngineStatus | None) -> dict[str, Any] | None:
+    """The in-process engine: None in an API-only process (its workers run elsewhere) or
+    while it is being built."""
+    if status is None:
+        return None
+    return {"device": status.device, "loaded_models": list(status.loaded),
+            "memory_bytes": dict(status.memory)}
+
+
+def server_info(catalog: Catalog, resolver: BackendResolver,
+                engine: EngineStatus | None = None) -> dict[str, Any]:
     return {
         "version": __version__,
+        "engine": engine_info(engine),
+        "stand_ins_serving": [t.tier for t in tier_states(catalog, resolver) if t.stand_in],
         "commercial_only": resolver.commercial_only,
         "tiers": [
             {"tier": tier.name, "label": tier.label, "price_usd": tier.price_usd,

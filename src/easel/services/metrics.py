@@ -3,13 +3,29 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily, Metric
+import prometheus_client
+from prometheus_client import (
+    GC_COLLECTOR,
+    PLATFORM_COLLECTOR,
+    PROCESS_COLLECTOR,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from easel import __version__
+from easel.domain.generation import EngineStatus
 from easel.domain.job import JobStatus
 from easel.store import JobStore
+
+# Counters and histograms would each add a `_created` series (a timestamp per label set):
+# twice the series for nothing a dashboard reads. prometheus_client's switch is process-wide.
+prometheus_client.disable_created_metrics()
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 
@@ -45,10 +61,74 @@ class _DeliveryStates(Collector):
         yield family
 
 
+@dataclass(frozen=True)
+class TierState:
+    """What serves a tier now: its backend and, when its weights are absent, the stand-in."""
+
+    tier: str
+    backend: str
+    stand_in: str | None  # None: its real weights (or refused, see `refused`)
+    refused: bool = False
+
+
+class _EngineState(Collector):
+    """The engine's device, loaded pipelines and accelerator memory, at scrape time."""
+
+    def __init__(self, status: Callable[[], EngineStatus | None]) -> None:
+        self.status = status
+
+    def collect(self) -> Iterable[Metric]:
+        status = self.status()
+        loaded = GaugeMetricFamily("easel_model_loaded", "Pipelines in the engine's memory",
+                                   labels=["source", "device"])
+        memory = GaugeMetricFamily("easel_accelerator_memory_bytes",
+                                   "Accelerator memory of the engine's device, by kind",
+                                   labels=["device", "kind"])
+        if status is not None:
+            for source in status.loaded:
+                loaded.add_metric([source, status.device], 1)
+            for kind, value in status.memory:
+                memory.add_metric([status.device, kind], value)
+        yield loaded
+        yield memory
+
+
+class _TierStates(Collector):
+    """Each tier's backend and whether a stand-in serves it (weights absent)."""
+
+    def __init__(self, states: Callable[[], list[TierState]]) -> None:
+        self.states = states
+
+    def collect(self) -> Iterable[Metric]:
+        family = GaugeMetricFamily(
+            "easel_tier_stand_in", "1 when a tier is served by an offline stand-in",
+            labels=["tier", "backend", "stand_in"])
+        refused = GaugeMetricFamily(
+            "easel_tier_refused", "1 when a tier is refused (commercial-only, strict)",
+            labels=["tier", "backend"])
+        for state in self.states():
+            family.add_metric([state.tier, state.backend, state.stand_in or ""],
+                              1 if state.stand_in else 0)
+            refused.add_metric([state.tier, state.backend], 1 if state.refused else 0)
+        yield family
+        yield refused
+
+
+class _Build(Collector):
+    def collect(self) -> Iterable[Metric]:
+        info = InfoMetricFamily("easel_build", "The easel version serving")
+        info.add_metric([], {"version": __version__})
+        yield info
+
+
 class Metrics:
     def __init__(self, store: JobStore) -> None:
         self.registry = CollectorRegistry()
         self.registry.register(_JobStates(store))
+        self.registry.register(_Build())
+        # The process's CPU, memory, open files and GC, as Prometheus' own clients export them.
+        for collector in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
+            self.registry.register(collector)
         r = self.registry
         self.submitted = Counter("easel_jobs_submitted", "Jobs accepted", ["dialect"], registry=r)
         self.images = Counter("easel_images_generated", "Images generated and stored", registry=r)
@@ -83,6 +163,12 @@ class Metrics:
 
     def watch_deliveries(self, counts: Callable[[], dict[str, int]]) -> None:
         self.registry.register(_DeliveryStates(counts))
+
+    def watch_engine(self, status: Callable[[], EngineStatus | None]) -> None:
+        self.registry.register(_EngineState(status))
+
+    def watch_tiers(self, states: Callable[[], list[TierState]]) -> None:
+        self.registry.register(_TierStates(states))
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -26,7 +26,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from easel.catalog import Catalog
 from easel.domain.errors import CancelledError, EaselError, ErrorKind
-from easel.domain.generation import Engine, GeneratedImage, ImageSpec
+from easel.domain.generation import Engine, EngineStatus, GeneratedImage, ImageSpec
 from easel.domain.job import Job
 from easel.services.artifacts import BlobStore, blob_key, expiry, write_problem
 from easel.services.events import JobEvents
@@ -100,6 +100,10 @@ class Worker:
             thread = threading.Thread(target=target, name=name, daemon=True)
             thread.start()
             self._threads.append(thread)
+
+    def engine_status(self) -> EngineStatus | None:
+        """The engine's device, pipelines and memory; None until it is built."""
+        return None if self.engine is None else self.engine.status()
 
     def alive(self) -> bool:
         """A thread of this worker is still running (e.g. an engine call past the grace)."""
