@@ -4,6 +4,7 @@ worker's own /metrics, and the Grafana dashboard in deploy/ reading only series 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -83,11 +84,9 @@ def test_a_worker_process_serves_its_own_metrics(make_server: object, tmp_path: 
         while not loaded:
             assert worker.poll() is None, log.read_text()
             assert time.monotonic() < deadline, log.read_text()
-            try:
+            with contextlib.suppress(httpx.HTTPError):
                 loaded = samples(scrape(f"http://127.0.0.1:{port}/metrics")).get(
                     "easel_model_loaded", [])
-            except httpx.HTTPError:
-                pass
             time.sleep(0.2)
         assert [labels["source"] for labels, _ in loaded] == ["easel/tiny-flux2"]
     finally:

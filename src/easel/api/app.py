@@ -15,12 +15,14 @@ from fastapi.exception_handlers import http_exception_handler
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from easel.api import playground
+from easel.api import playground, reference
 from easel.api.dialects.common import Dialect
 from easel.api.guard import CrossSiteGuard, refusal_body
+from easel.logs import masked_query
 from easel.services.container import Services
 
 log = logging.getLogger(__name__)
+access_log = logging.getLogger("easel.access")
 
 
 def create_app(services: Services, dialects: Sequence[Dialect]) -> FastAPI:
@@ -32,7 +34,11 @@ def create_app(services: Services, dialects: Sequence[Dialect]) -> FastAPI:
         finally:
             await services.stop()
 
-    app = FastAPI(title="easel", version="0.1.0", lifespan=lifespan)
+    # FastAPI's own /docs and /redoc load their assets from a CDN: api/reference.py serves them
+    # from the package, with the security schemes and tags in /openapi.json.
+    app = FastAPI(title="easel", version="0.1.0", lifespan=lifespan, docs_url=None,
+                  redoc_url=None)
+    reference.install(app)
     app.state.services = services
     _add_request_metrics(app, services)
     app.add_middleware(CrossSiteGuard, services=services, dialects=dialects)  # outermost
@@ -77,20 +83,33 @@ def _add_request_metrics(app: FastAPI, services: Services) -> None:
     ) -> Response:
         started = time.perf_counter()
         response = await call_next(request)
+        seconds = time.perf_counter() - started
         route = request.scope.get("route")
         path = getattr(route, "path", "unmatched")  # templates, not raw paths: bounded labels
         services.metrics.request_seconds.labels(
             request.method, path, str(response.status_code)
-        ).observe(time.perf_counter() - started)
+        ).observe(seconds)
+        _access_log(request, response.status_code, seconds)
         return response
 
 
+def _access_log(request: Request, status: int, seconds: float) -> None:
+    """One line a request, easel's own (not uvicorn's): its query string is masked."""
+    query = masked_query(request.url.query)
+    target = request.url.path + (f"?{query}" if query else "")
+    client = request.client.host if request.client else "-"
+    access_log.info('%s "%s %s" %d %.1f ms', client, request.method, target, status,
+                    seconds * 1000, extra={"client": client, "method": request.method,
+                                           "path": request.url.path, "status": status,
+                                           "ms": round(seconds * 1000, 1)})
+
+
 def _add_core_routes(app: FastAPI, services: Services) -> None:
-    @app.get("/livez", include_in_schema=False)
+    @app.get("/livez", **reference.CORE_ROUTES["livez"])
     async def livez() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/readyz", include_in_schema=False)
+    @app.get("/readyz", **reference.CORE_ROUTES["readyz"])
     async def readyz() -> JSONResponse:
         reason = await asyncio.to_thread(services.not_ready_reason)
         if not reason:
@@ -98,14 +117,15 @@ def _add_core_routes(app: FastAPI, services: Services) -> None:
         return JSONResponse({"status": "not ready", "reason": reason}, status_code=503,
                             headers={"Retry-After": "5"})
 
-    @app.get("/metrics", include_in_schema=False)
+    @app.get("/metrics", **reference.CORE_ROUTES["metrics"])
     async def metrics() -> Response:
         body = await asyncio.to_thread(services.metrics.render)
         return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")
 
     # HEAD answers as GET does, without the body (uvicorn leaves it out): clients check an
     # image's size and type, or that it has not expired, without downloading it.
-    @app.api_route("/images/{name}", methods=["GET", "HEAD"], include_in_schema=False)
+    @app.get("/images/{name}", **reference.CORE_ROUTES["image"])
+    @app.head("/images/{name}", **reference.CORE_ROUTES["image_head"])
     async def image(name: str) -> Response:
         image_id, _, ext = name.rpartition(".")
         found = await asyncio.to_thread(services.artifacts.read, image_id, ext.lower())

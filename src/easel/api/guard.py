@@ -4,8 +4,8 @@
   name now resolves to 127.0.0.1) -> 400;
 - an Origin of another site, on HTTP requests and on WebSocket handshakes -> 403, in the
   dialect's own error shape;
-- with `protect_meta_routes` and keys configured: /metrics, /docs, /redoc and /openapi.json
-  without a valid key -> 401.
+- with `protect_meta_routes` and keys configured: /metrics, /docs, /redoc (and their assets)
+  and /openapi.json without a valid key -> 401.
 
 A JSON Content-Type is required where bodies are read (api/limits.py), so a cross-site
 `text/plain` form is refused too."""
@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 
 from easel.api.auth import bearer_token
 from easel.api.dialects.common import Dialect, scope_headers, scope_owner
+from easel.api.reference import ASSETS_PATH
 from easel.services.container import Services
 from easel.services.outbound import is_loopback_host
 
@@ -31,6 +32,7 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
 META_ROUTES = ("/metrics", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json",
                "/easel/info")
+META_PREFIXES = (ASSETS_PATH,)  # the reference pages' scripts, styles and icon
 
 
 def allowed_hosts(configured: Sequence[str], bind_host: str, public_url: str | None) -> set[str]:
@@ -91,7 +93,9 @@ class CrossSiteGuard:
         return origin_host == host  # any host served: only the page's own origin
 
     def _meta_refused(self, scope: Scope, headers: dict[str, str]) -> bool:
-        if not self.services.settings.protect_meta_routes or scope["path"] not in META_ROUTES:
+        path = scope["path"]
+        meta = path in META_ROUTES or path.startswith(META_PREFIXES)
+        if not self.services.settings.protect_meta_routes or not meta:
             return False
         if not self.services.keys.required():
             return False

@@ -34,10 +34,43 @@ def model_schema(model: type[BaseModel]) -> dict[str, Any]:
     return inline(model.model_json_schema())
 
 
-def request_body(schema: dict[str, Any]) -> dict[str, Any]:
-    """`openapi_extra` for a route whose JSON body matches `schema`."""
-    return {"requestBody": {"required": True,
-                            "content": {"application/json": {"schema": schema}}}}
+def request_body(
+    schema: dict[str, Any], examples: dict[str, dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    """`openapi_extra` for a route whose JSON body matches `schema`; `examples` (from
+    `example`) are bodies that work as they are against the default catalog."""
+    content: dict[str, Any] = {"schema": schema}
+    if examples:
+        content["examples"] = examples
+    return {"requestBody": {"required": True, "content": {"application/json": content}}}
+
+
+def example(summary: str, value: Any) -> dict[str, Any]:
+    """One named example of an OpenAPI media type or parameter."""
+    return {"summary": summary, "value": value}
+
+
+# The ways a key reaches easel (api/auth.py): Swagger UI's Authorize button offers each.
+BEARER = "bearer"
+GOOGLE_KEY_HEADER = "googleApiKey"
+GOOGLE_KEY_QUERY = "googleApiKeyQuery"
+SECURITY_SCHEMES: dict[str, dict[str, Any]] = {
+    BEARER: {"type": "http", "scheme": "bearer",
+             "description": "`Authorization: Bearer <key>`, one of EASEL_API_KEYS (every "
+                            "dialect; on Google's Vertex paths it stands for the OAuth token)"},
+    GOOGLE_KEY_HEADER: {"type": "apiKey", "in": "header", "name": "x-goog-api-key",
+                        "description": "Google's API key header (Google's routes, /easel)"},
+    GOOGLE_KEY_QUERY: {"type": "apiKey", "in": "query", "name": "key",
+                       "description": "Google's `?key=` query parameter (Google's routes)"},
+}
+
+
+def security(*schemes: str, optional: bool = False) -> dict[str, Any]:
+    """`openapi_extra` naming the schemes a route takes its key by, any one of them.
+    `optional`: the key may also come another way (Runware's body) or not be needed (meta
+    routes, unless protected)."""
+    options: list[dict[str, list[str]]] = [{scheme: []} for scheme in schemes]
+    return {"security": [*options, {}] if optional else options}
 
 
 def responses(

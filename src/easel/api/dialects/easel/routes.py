@@ -17,12 +17,67 @@ from easel.api.auth import authenticate
 from easel.api.deps import Services, get_services
 from easel.api.dialects.common import Dialect, bearer_token, read_json_object, retry_headers
 from easel.api.dialects.easel import translate as native
+from easel.api.dialects.easel.schemas import JobInput
+from easel.api.openapi import (
+    BEARER,
+    ERRORS,
+    GOOGLE_KEY_HEADER,
+    Open,
+    example,
+    model_schema,
+    request_body,
+    responses,
+    security,
+)
 from easel.domain.errors import EaselError, ErrorKind, invalid
 from easel.domain.job import Job, JobStatus
 from easel.domain.submission import Caller
 from easel.services.info import server_info
 
-router = APIRouter(tags=["easel"], include_in_schema=False)
+router = APIRouter(tags=["easel"])
+
+
+class JobView(Open):
+    id: str
+    job: str
+    status: str
+
+
+class JobList(Open):
+    jobs: list[dict[str, Any]]
+
+
+class Catalog(Open):
+    tiers: list[dict[str, Any]]
+
+
+class Deliveries(Open):
+    job: str
+    deliveries: list[dict[str, Any]]
+
+
+class EaselErrorBody(Open):
+    error: dict[str, Any]
+
+
+KEY = security(BEARER, GOOGLE_KEY_HEADER)  # _caller takes either
+# One server-sent event (before OpenAPI 3.2, an event stream's schema describes each event).
+EVENT = {"type": "object", "required": ["event", "data"], "properties": {
+    "event": {"type": "string", "enum": ["progress", "end"]},
+    "id": {"type": "string", "description": "the job's step count"},
+    "data": {"type": "string", "description": "the job view (as GET /easel/jobs/{job_id}), as "
+                                              "JSON"}}}
+# Bodies that work as they are with the default catalog (tests/server/test_openapi_reference.py
+# posts each one): any catalog id, whatever dialect it belongs to.
+EXAMPLES = {
+    "fast": example("One image of Imagen 4 Fast's Google id", {
+        "model": "imagen-4.0-fast-generate-001", "prompt": "a red fox in fresh snow",
+        "aspect_ratio": "1:1", "num_images": 1}),
+    "options": example("Two PNGs, 16:9, a fixed seed, with a task_id (idempotency)", {
+        "model": "google/imagen4", "prompt": "a lighthouse at dusk, oil painting",
+        "negative_prompt": "text, people", "aspect_ratio": "16:9", "num_images": 2,
+        "seed": 7, "output_format": "png", "task_id": "lighthouse-1"}),
+}
 
 MAX_LIST = 200
 HEARTBEAT_SECONDS = 15.0  # a comment line keeps proxies from closing an idle stream
@@ -62,14 +117,19 @@ def _view(services: Services, job: Job) -> dict[str, Any]:
     return native.job_view(job, services.artifacts)
 
 
-@router.get("/easel/info")
+@router.get("/easel/info", summary="Server information", response_model=Open,
+            openapi_extra=security(BEARER, optional=True),  # a key only if meta routes are
+            responses=responses(Open, EaselErrorBody, (401,)))
 async def info(services: Services = Depends(get_services)) -> JSONResponse:
-    """Version, and per tier: backend, licence, real weights or stand-in (no secrets)."""
+    """Version; the engine's device, loaded models and accelerator memory; per tier: backend,
+    licence, real weights or stand-in (no secrets)."""
     return JSONResponse(await asyncio.to_thread(server_info, services.catalog,
-                                                services.jobs.resolver))
+                                                services.jobs.resolver,
+                                                services.engine_status()))
 
 
-@router.get("/easel/models")
+@router.get("/easel/models", summary="The catalog", response_model=Catalog, openapi_extra=KEY,
+            responses=responses(Catalog, EaselErrorBody, (401,)))
 async def models(request: Request, services: Services = Depends(get_services)) -> JSONResponse:
     """Every model id by tier, with its sizes, limits, price, licence and weights."""
     caller = _caller(services, request)
@@ -79,7 +139,11 @@ async def models(request: Request, services: Services = Depends(get_services)) -
                                                 services.jobs.resolver))
 
 
-@router.post("/easel/jobs")
+@router.post("/easel/jobs", summary="Submit a job", status_code=202, response_model=JobView,
+             openapi_extra={**request_body(model_schema(JobInput), EXAMPLES), **KEY},
+             responses={**responses(JobView, EaselErrorBody, ERRORS),
+                        200: {"model": JobView, "description": "The job this task_id made "
+                              "before (idempotency)"}})
 async def submit(request: Request, services: Services = Depends(get_services)) -> JSONResponse:
     """Queue a job (202); follow it at /easel/jobs/{id}/events or poll /easel/jobs/{id}."""
     caller = _caller(services, request)
@@ -94,7 +158,8 @@ async def submit(request: Request, services: Services = Depends(get_services)) -
     return JSONResponse(_view(services, job), status_code=202 if created else 200)
 
 
-@router.get("/easel/jobs")
+@router.get("/easel/jobs", summary="List your jobs", response_model=JobList, openapi_extra=KEY,
+            responses=responses(JobList, EaselErrorBody, (400, 401, 429)))
 async def list_jobs(
     request: Request, limit: str = "50", status: str | None = None,
     after: str | None = None, services: Services = Depends(get_services),
@@ -138,7 +203,8 @@ def _list_query(limit: str, status: str | None) -> tuple[int, list[JobStatus]]:
     return int(limit), statuses
 
 
-@router.get("/easel/jobs/{job_id}")
+@router.get("/easel/jobs/{job_id}", summary="Show a job", response_model=JobView,
+            openapi_extra=KEY, responses=responses(JobView, EaselErrorBody, (401, 404, 429)))
 async def show_job(
     job_id: str, request: Request, services: Services = Depends(get_services)
 ) -> JSONResponse:
@@ -146,7 +212,8 @@ async def show_job(
     return job if isinstance(job, JSONResponse) else JSONResponse(_view(services, job))
 
 
-@router.post("/easel/jobs/{job_id}/cancel")
+@router.post("/easel/jobs/{job_id}/cancel", summary="Cancel a job", response_model=JobView,
+             openapi_extra=KEY, responses=responses(JobView, EaselErrorBody, ERRORS))
 async def cancel_job(
     job_id: str, request: Request, services: Services = Depends(get_services)
 ) -> JSONResponse:
@@ -157,7 +224,9 @@ async def cancel_job(
     return JSONResponse(_view(services, await services.jobs.cancel(job.id)))
 
 
-@router.get("/easel/jobs/{job_id}/deliveries")
+@router.get("/easel/jobs/{job_id}/deliveries", summary="A job's deliveries",
+            response_model=Deliveries, openapi_extra=KEY,
+            responses=responses(Deliveries, EaselErrorBody, (401, 404, 429)))
 async def deliveries(
     job_id: str, request: Request, services: Services = Depends(get_services)
 ) -> JSONResponse:
@@ -169,7 +238,11 @@ async def deliveries(
     return JSONResponse({"job": job_id, "deliveries": [d.public() for d in rows]})
 
 
-@router.get("/easel/jobs/{job_id}/events", response_model=None)
+@router.get("/easel/jobs/{job_id}/events", response_model=None, summary="Follow a job (events)",
+            response_class=StreamingResponse, openapi_extra=KEY,
+            responses={**responses(Open, EaselErrorBody, (401, 404, 429)),
+                       200: {"description": "Server-sent events: `progress`, then one `end`",
+                             "content": {"text/event-stream": {"schema": EVENT}}}})
 async def events(
     job_id: str, request: Request, services: Services = Depends(get_services)
 ) -> StreamingResponse | JSONResponse:

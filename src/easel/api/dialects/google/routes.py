@@ -31,7 +31,18 @@ from easel.api.dialects.common import (
 )
 from easel.api.dialects.google import translate as gg
 from easel.api.dialects.google.schemas import PredictRequest
-from easel.api.openapi import ERRORS, Open, model_schema, request_body, responses
+from easel.api.openapi import (
+    BEARER,
+    ERRORS,
+    GOOGLE_KEY_HEADER,
+    GOOGLE_KEY_QUERY,
+    Open,
+    example,
+    model_schema,
+    request_body,
+    responses,
+    security,
+)
 from easel.domain.errors import EaselError, ErrorKind
 from easel.domain.submission import Caller
 from easel.services.jobs import Draining, JobFailed, StillRunning
@@ -76,8 +87,36 @@ class ErrorBody(Open):
     error: dict[str, Any]
 
 
+class ModelList(Open):
+    models: list[dict[str, Any]] | None = None
+    publisherModels: list[dict[str, Any]] | None = None
+
+
+ONE_MODEL = ("Every Imagen model id this server serves (`models.list`). "
+             "`GET` on `.../models/{model}` (e.g. `imagen-4.0-fast-generate-001`) returns one "
+             "of them (`models.get`), or 404 in Google's shape.")
+
+# Bodies that work as they are with the default catalog (tests/server/test_openapi_reference.py
+# posts each one), and the path parameters that go with them.
+EXAMPLES = {
+    "one": example("One square image", {
+        "instances": [{"prompt": "a red fox in fresh snow"}],
+        "parameters": {"sampleCount": 1, "aspectRatio": "1:1"}}),
+    "options": example("Two JPEG images, 16:9, a fixed seed (needs addWatermark false)", {
+        "instances": [{"prompt": "a lighthouse at dusk, oil painting"}],
+        "parameters": {"sampleCount": 2, "aspectRatio": "16:9", "seed": 7, "addWatermark": False,
+                       "outputOptions": {"mimeType": "image/jpeg", "compressionQuality": 90}}}),
+}
+PATH_EXAMPLES = {"model_action": "imagen-4.0-fast-generate-001:predict",
+                 "model": "imagen-4.0-fast-generate-001", "project": "my-project",
+                 "location": "us-central1"}
+# Any key form works on every path; Vertex clients send the OAuth token's place, a bearer.
+GEMINI_KEYS = security(GOOGLE_KEY_HEADER, GOOGLE_KEY_QUERY, BEARER)
+VERTEX_KEYS = security(BEARER, GOOGLE_KEY_HEADER, GOOGLE_KEY_QUERY)
+KEY_ERRORS = (400, 401)  # API_KEY_INVALID, UNAUTHENTICATED
+
 DOCS: dict[str, Any] = {
-    "openapi_extra": request_body(model_schema(PredictRequest)),
+    "openapi_extra": request_body(model_schema(PredictRequest), EXAMPLES),
     "responses": responses(PredictResponse, ErrorBody, ERRORS),
     "response_model": PredictResponse,
 }
@@ -170,20 +209,34 @@ async def _get_model(
     return JSONResponse(gg.model_resource(found[0], vertex))
 
 
+def _path_parameters(path: str) -> list[dict[str, Any]]:
+    """The path's parameters, declared here: the handlers read them from the request."""
+    return [{"name": name, "in": "path", "required": True, "schema": {"type": "string"},
+             "example": PATH_EXAMPLES[name]} for name in re.findall(r"{(\w+)}", path)]
+
+
 def _add_routes(router: APIRouter, base: str, vertex: bool, shared: bool) -> None:
     """:predict, the listing and one model, under `base` (`/v1beta/models`, ...)."""
     route_class = GoogleOnlyRoute if shared else APIRoute
     path = f"{base}/{{model_action}}"
-    docs = {**DOCS, "openapi_extra": {**DOCS["openapi_extra"], "parameters": [
-        {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
-        for name in re.findall(r"{(\w+)}", path)  # read from the request, so declared here
-    ]}}
+    api = ("Vertex AI express mode" if base.startswith(("/v1/publishers", "/v1beta1/publishers"))
+           else "Vertex AI" if vertex else "Gemini API")
+    keys = VERTEX_KEYS if vertex else GEMINI_KEYS
+    docs = {**DOCS, "openapi_extra": {**DOCS["openapi_extra"], **keys,
+                                      "parameters": _path_parameters(path)}}
     # The shared /v1/models paths are documented once, as OpenAI's; Google's v1beta stands
     # for them in the schema.
     router.add_api_route(path, _endpoint(_predict, vertex), methods=["POST"],
-                         route_class_override=route_class, include_in_schema=not shared, **docs)
+                         route_class_override=route_class, include_in_schema=not shared,
+                         summary=f"Generate images ({api})", **docs)
     router.add_api_route(base, _endpoint(_list_models, vertex), methods=["GET"],
-                         route_class_override=route_class, include_in_schema=False)
+                         route_class_override=route_class, include_in_schema=not shared,
+                         summary=f"List the Imagen models ({api})", description=ONE_MODEL,
+                         response_model=ModelList,
+                         responses=responses(ModelList, ErrorBody, KEY_ERRORS),
+                         openapi_extra={**keys, "parameters": _path_parameters(base)})
+    # Left out of the schema: its path differs from :predict's only in the parameter's name,
+    # which OpenAPI counts as the same path. ONE_MODEL describes it.
     router.add_api_route(f"{base}/{{model}}", _endpoint(_get_model, vertex), methods=["GET"],
                          route_class_override=route_class, include_in_schema=False)
 

@@ -23,7 +23,16 @@ from easel.api.dialects.common import (
 )
 from easel.api.dialects.openai import translate as oa
 from easel.api.dialects.openai.schemas import ImagesGenerateRequest
-from easel.api.openapi import ERRORS, Open, model_schema, request_body, responses
+from easel.api.openapi import (
+    BEARER,
+    ERRORS,
+    Open,
+    example,
+    model_schema,
+    request_body,
+    responses,
+    security,
+)
 from easel.domain.errors import EaselError
 from easel.services.jobs import Draining, JobFailed, StillRunning
 
@@ -57,7 +66,24 @@ def _auth_error(path: str, request_id: str | None = None) -> JSONResponse:
                   "invalid_api_key", path, request_id=request_id)
 
 
-@router.post(PATH, openapi_extra=request_body(model_schema(ImagesGenerateRequest)),
+# Bodies that work as they are with the default catalog (tests/server/test_openapi_reference.py
+# posts each one).
+EXAMPLES = {
+    "url": example("One image, by URL (AIML's Imagen 4 Fast id)", {
+        "model": "google/imagen-4.0-fast-generate-001", "prompt": "a red fox in fresh snow",
+        "n": 1, "size": "1024x1024", "response_format": "url"}),
+    "b64_json": example("A generic id: `quality` picks the tier; base64 in the reply", {
+        "model": "imagen-4", "quality": "low", "prompt": "a lighthouse at dusk, oil painting",
+        "size": "1280x896", "response_format": "b64_json", "output_format": "jpeg"}),
+    "aiml": example("AIML's fields: aspect ratio, seed, negative prompt", {
+        "model": "google/imagen-4.0-generate-001", "prompt": "a bowl of ramen, studio photo",
+        "negative_prompt": "blurry, text", "aspect_ratio": "3:4", "num_images": 1, "seed": 42}),
+}
+
+
+@router.post(PATH, summary="Generate images",
+             openapi_extra={**request_body(model_schema(ImagesGenerateRequest), EXAMPLES),
+                            **security(BEARER)},
              responses=responses(ImagesResponse, ErrorBody, ERRORS),
              response_model=ImagesResponse)
 async def generate(request: Request, services: Services = Depends(get_services)) -> JSONResponse:
@@ -103,7 +129,8 @@ class ModelObject(Open):
     object: str
 
 
-@router.get("/v1/models", response_model=ModelList,
+@router.get("/v1/models", response_model=ModelList, summary="List models",
+            openapi_extra=security(BEARER),
             responses=responses(ModelList, ErrorBody, (401, 404)))
 async def list_models(request: Request, services: Services = Depends(get_services)) -> JSONResponse:
     """`client.models.list()`: every catalog id this endpoint takes, and the generic ones."""
@@ -113,6 +140,7 @@ async def list_models(request: Request, services: Services = Depends(get_service
 
 
 @router.get("/v1/models/{model_id:path}", response_model=ModelObject,
+            summary="Retrieve a model", openapi_extra=security(BEARER),
             responses=responses(ModelObject, ErrorBody, (401, 404)))
 async def retrieve_model(
     model_id: str, request: Request, services: Services = Depends(get_services)

@@ -22,8 +22,8 @@ from easel.api.auth import authenticate, bearer_token
 from easel.api.deps import services_of
 from easel.api.dialects.common import MAX_DEPTH, Dialect, nested_at_most
 from easel.api.limits import BodyRefused, BodyTooLarge, read_body
+from easel.api.openapi import BEARER, example, request_body, responses, security
 from easel.api.openapi import ERRORS as OPENAPI_ERRORS
-from easel.api.openapi import request_body, responses
 from easel.domain.errors import EaselError, ErrorKind
 from easel.domain.job import Job
 from easel.domain.submission import Caller
@@ -413,11 +413,32 @@ def make_websocket(sessions: Sessions) -> Any:
     return websocket
 
 
+# Bodies that work as they are with the default catalog (tests/server/test_openapi_reference.py
+# posts each one). taskUUID is the idempotency key: the same one again returns the same images.
+EXAMPLES = {
+    "sync": example("One image, waited for (change taskUUID for a new one)", [{
+        "taskType": "imageInference", "taskUUID": "3f2c1a9e-8b7d-4c6e-9f10-2a3b4c5d6e7f",
+        "model": "google:2@3", "positivePrompt": "a red fox in fresh snow",
+        "width": 1024, "height": 1024, "numberResults": 1, "outputType": "URL"}]),
+    "async": example("Submit without waiting, then getResponse", [{
+        "taskType": "imageInference", "taskUUID": "0b9e6f5d-4c3a-4b2e-8d1f-7a6b5c4d3e2f",
+        "model": "google:2@1", "positivePrompt": "a lighthouse at dusk, oil painting",
+        "width": 1280, "height": 896, "outputFormat": "PNG", "deliveryMethod": "async"}, {
+        "taskType": "getResponse", "taskUUID": "0b9e6f5d-4c3a-4b2e-8d1f-7a6b5c4d3e2f"}]),
+    "ping": example("Ping", [{"taskType": "ping", "ping": True}]),
+}
+
+
 def dialect() -> Dialect:
     """Runware's dialect, with its own WebSocket sessions (one registry per app)."""
     router = APIRouter(tags=["runware"])
+    # The key: a bearer token, or an authentication task in the body (optional here).
     router.add_api_route("/v1", rest, methods=["POST"], response_model=Envelope,
-                         openapi_extra=request_body(tasks_schema()),
+                         summary="Run tasks (REST)",
+                         description="A JSON array of tasks, each answered on its own. The "
+                                     "WebSocket on the same path is described in the tag.",
+                         openapi_extra={**request_body(tasks_schema(), EXAMPLES),
+                                        **security(BEARER, optional=True)},
                          responses=responses(Envelope, Envelope, OPENAPI_ERRORS))
     router.add_api_route("/v1/", rest, methods=["POST"], include_in_schema=False)
     websocket = make_websocket(Sessions())

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Path, Request
 from fastapi.responses import JSONResponse
 
 from easel.api.auth import authenticate, bearer_token
@@ -13,13 +13,39 @@ from easel.api.deps import Services, get_services
 from easel.api.dialects.common import Dialect, read_json_object, retry_headers
 from easel.api.dialects.wavespeed import translate as ws
 from easel.api.dialects.wavespeed.schemas import ImagenInput
-from easel.api.openapi import ERRORS, Open, model_schema, request_body, responses
+from easel.api.openapi import (
+    BEARER,
+    ERRORS,
+    Open,
+    example,
+    model_schema,
+    request_body,
+    responses,
+    security,
+)
 from easel.domain.errors import EaselError
 from easel.domain.job import Job
 from easel.domain.submission import Caller
 from easel.services.jobs import JobFailed, StillRunning
 
 router = APIRouter(tags=["wavespeed"])
+KEY = security(BEARER)
+
+# Bodies that work as they are with the default catalog (tests/server/test_openapi_reference.py
+# posts each one) on the model ids below.
+EXAMPLES = {
+    "sync": example("Wait for the image (enable_sync_mode)", {
+        "prompt": "a red fox in fresh snow", "aspect_ratio": "1:1", "num_images": 1,
+        "enable_sync_mode": True}),
+    "async": example("Submit, then poll /api/v3/predictions/{id}/result", {
+        "prompt": "a lighthouse at dusk, oil painting", "aspect_ratio": "16:9",
+        "num_images": 2, "output_format": "png", "seed": 7}),
+}
+MODEL_IDS = {
+    "fast": example("Imagen 4 Fast", "google/imagen4-fast"),
+    "standard": example("Imagen 4", "google/imagen4"),
+    "ultra": example("Imagen 4 Ultra", "google/imagen4-ultra"),
+}
 
 
 class Envelope(Open):
@@ -88,7 +114,8 @@ for _path, _what in NOT_OFFERED.items():
                          include_in_schema=False)
 
 
-@router.get("/api/v3/webhook/secret", response_model=Envelope,
+@router.get("/api/v3/webhook/secret", response_model=Envelope, summary="Webhook secret",
+            openapi_extra=KEY,
             responses=responses(Envelope, ErrorBody, ERRORS))
 async def webhook_secret(
     request: Request, services: Services = Depends(get_services)
@@ -101,7 +128,8 @@ async def webhook_secret(
     return JSONResponse(ws.envelope({"secret": secret}))
 
 
-@router.get("/api/v3/models", response_model=ListEnvelope,
+@router.get("/api/v3/models", response_model=ListEnvelope, summary="List models",
+            openapi_extra=KEY,
             responses=responses(ListEnvelope, ErrorBody, ERRORS))
 async def models(request: Request, services: Services = Depends(get_services)) -> JSONResponse:
     """The WaveSpeed model ids easel serves, with their tier, backend and price."""
@@ -113,6 +141,7 @@ async def models(request: Request, services: Services = Depends(get_services)) -
 
 # Before the catch-all submit route, which would take this path for a model id.
 @router.post("/api/v3/predictions/{prediction_id}/cancel", response_model=Envelope,
+             summary="Cancel a prediction", openapi_extra=KEY,
              responses=responses(Envelope, ErrorBody, ERRORS))
 async def cancel(
     prediction_id: str, request: Request, services: Services = Depends(get_services)
@@ -129,10 +158,11 @@ async def cancel(
     return JSONResponse(ws.envelope(await _reply(services, job)))
 
 
-@router.post("/api/v3/{model_id:path}", openapi_extra=request_body(model_schema(ImagenInput)),
+@router.post("/api/v3/{model_id:path}", summary="Submit a prediction",
+             openapi_extra={**request_body(model_schema(ImagenInput), EXAMPLES), **KEY},
              responses=responses(Envelope, ErrorBody, ERRORS), response_model=Envelope)
 async def submit(
-    model_id: str,
+    model_id: Annotated[str, Path(openapi_examples=MODEL_IDS)],
     request: Request,
     webhook: str | None = None,
     services: Services = Depends(get_services),
@@ -160,8 +190,11 @@ async def submit(
 
 
 @router.get("/api/v3/predictions/{prediction_id}/result", response_model=Envelope,
+            summary="Poll a prediction", openapi_extra=KEY,
             responses=responses(Envelope, ErrorBody, ERRORS))
-@router.get("/api/v3/predictions/{prediction_id}", include_in_schema=False)
+@router.get("/api/v3/predictions/{prediction_id}", response_model=Envelope,
+            summary="Poll a prediction (the same, without /result)", openapi_extra=KEY,
+            responses=responses(Envelope, ErrorBody, ERRORS))
 async def result(
     prediction_id: str, request: Request, services: Services = Depends(get_services)
 ) -> JSONResponse:
