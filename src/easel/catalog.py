@@ -103,6 +103,10 @@ class Backend:
     # through the two-pass path (None: every catalog size is native).
     native_max_pixels: int | None = None
     refine_strength: float = DEFAULT_REFINE_STRENGTH
+    # For a single-file `source` (a .safetensors checkpoint, as ComfyUI and A1111 keep them):
+    # the diffusers configs of its pipeline, a hub id (read from the Hugging Face cache) or a
+    # local diffusers folder, which also holds the weights of the components the file lacks.
+    config: str | None = None
 
     @property
     def is_builtin(self) -> bool:
@@ -340,6 +344,7 @@ class Catalog:
         data = tomllib.loads(text)
         for path in overlays:
             overlay = tomllib.loads(Path(path).read_text("utf-8"))
+            overlay = _configs_of_replaced_sources(data, overlay)
             data = _merge(data, _forget_licences_of_new_sources(data, overlay))
         return cls(data)
 
@@ -428,6 +433,31 @@ class Catalog:
         )
 
 
+def is_single_file(source: str) -> bool:
+    """A backend whose weights are one checkpoint file rather than a diffusers folder."""
+    return source.endswith(SINGLE_FILE_SUFFIX)
+
+
+SINGLE_FILE_SUFFIX = ".safetensors"
+# Pickled checkpoints run code when they are loaded: easel reads safetensors files only.
+PICKLED_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
+
+
+def _single_file_config(name: str, source: str, config: Any) -> str | None:
+    if source.endswith(PICKLED_SUFFIXES):
+        raise ValueError(f"backend {name!r}: {source} is a pickled checkpoint, which can run code "
+                         "when loaded; convert it to .safetensors")
+    if not is_single_file(source):
+        if config is not None:
+            raise ValueError(f"backend {name!r}: `config` is for a single-file source (a "
+                             ".safetensors file); {source} is a hub id or a diffusers folder")
+        return None
+    if not isinstance(config, str) or not config:
+        raise ValueError(f"backend {name!r}: {source} is a single file; set `config` to the hub "
+                         "id or local diffusers folder of its pipeline's configs")
+    return config
+
+
 def _license(license_id: str, raw: dict[str, Any]) -> License:
     return License(license_id, str(raw.get("name", license_id)), str(raw.get("url", "")),
                    bool(raw.get("commercial", False)), str(raw.get("terms", "")))
@@ -465,6 +495,7 @@ def _backend(
         license=UNKNOWN_LICENSE if license_id is None else licenses[license_id],
         native_max_pixels=raw.get("native_max_pixels"),
         refine_strength=_strength(name, raw.get("refine_strength", DEFAULT_REFINE_STRENGTH)),
+        config=_single_file_config(name, str(raw["source"]), raw.get("config")),
     )
 
 
@@ -487,6 +518,20 @@ def _forget_licences_of_new_sources(base: dict[str, Any], overlay: dict[str, Any
             "license" not in raw
         ):
             backends[name] = {**raw, "license": None}
+    return {**overlay, "backends": backends} if backends else overlay
+
+
+def _configs_of_replaced_sources(base: dict[str, Any], overlay: dict[str, Any]
+                                 ) -> dict[str, Any]:
+    """An overlay that points a packaged backend at a single file (`source =
+    "/models/sd_xl_base_1.0.safetensors"`) and names no `config` keeps the hub id it replaces
+    as its config: the file is that model's checkpoint in another layout."""
+    backends = dict(overlay.get("backends", {}))
+    for name, raw in backends.items():
+        old = str(base.get("backends", {}).get(name, {}).get("source", ""))
+        replaced_by_file = is_single_file(str(raw.get("source", ""))) and "config" not in raw
+        if replaced_by_file and old and not is_single_file(old) and not old.startswith("easel/"):
+            backends[name] = {**raw, "config": old}
     return {**overlay, "backends": backends} if backends else overlay
 
 

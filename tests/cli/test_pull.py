@@ -8,6 +8,8 @@ import shutil
 from pathlib import Path
 
 import pytest
+import torch
+from safetensors.torch import save_file
 from tests.cli.fake_hub import FakeHub, Repo, running
 from tests.cli.test_cli import run
 
@@ -131,11 +133,49 @@ def test_snapshot_gap_wants_weights_a_plain_from_pretrained_loads(
         vae / "diffusion_pytorch_model.fp16.safetensors")
     assert "a plain from_pretrained loads" in (snapshot_gap(copy) or "")
     (vae / "diffusion_pytorch_model.fp16.safetensors").unlink()
-    (vae / "diffusion_pytorch_model-00001-of-00002.safetensors").write_bytes(b"")
+    shard = {"a": torch.zeros(4)}
+    save_file(shard, vae / "diffusion_pytorch_model-00001-of-00002.safetensors")
     assert "has no diffusion_pytorch_model.safetensors.index.json" in (snapshot_gap(copy) or "")
     (vae / "diffusion_pytorch_model.safetensors.index.json").write_text(json.dumps(
         {"weight_map": {"a": "diffusion_pytorch_model-00001-of-00002.safetensors",
                         "b": "diffusion_pytorch_model-00002-of-00002.safetensors"}}))
     assert "00002-of-00002" in (snapshot_gap(copy) or "")
-    (vae / "diffusion_pytorch_model-00002-of-00002.safetensors").write_bytes(b"")
+    save_file(shard, vae / "diffusion_pytorch_model-00002-of-00002.safetensors")
     assert snapshot_gap(copy) is None
+
+
+def test_snapshot_gap_finds_a_truncated_weight_file(zimage_folder: Path, tmp_path: Path) -> None:
+    """An interrupted copy (rsync, cp) leaves a file shorter than its safetensors header says;
+    the hub cache never does (it renames a blob only when complete), a local folder can."""
+    copy = Path(shutil.copytree(zimage_folder, tmp_path / "copy"))
+    weights = copy / "transformer" / "diffusion_pytorch_model.safetensors"
+    size = weights.stat().st_size
+    with weights.open("r+b") as f:
+        f.truncate(size - 1)
+    assert snapshot_gap(copy) == (f"transformer: diffusion_pytorch_model.safetensors: truncated: "
+                                  f"{size - 1} of {size} bytes")
+    weights.write_bytes(b"\x00" * 3)
+    assert "shorter than a safetensors header" in (snapshot_gap(copy) or "")
+
+
+def test_files_pull_skips_on_purpose_do_not_make_the_snapshot_incomplete(
+    zimage_folder: Path, data_dir: Path, tmp_path: Path
+) -> None:
+    """huggingface_hub keeps the repository's file list and calls a cached snapshot incomplete
+    when any listed file is missing; a README and an fp16 variant, which `easel pull` skips,
+    must not turn real weights into a stand-in."""
+    repo = Path(shutil.copytree(zimage_folder, tmp_path / "repo"))
+    (repo / "README.md").write_text("# tiny Z-Image\n")
+    shutil.copy(repo / "vae" / "diffusion_pytorch_model.safetensors",
+                repo / "vae" / "diffusion_pytorch_model.fp16.safetensors")
+    hub = FakeHub({REPO: Repo(repo)})
+    home = tmp_path / "hf"
+    with running(hub) as endpoint:
+        pulled = run(["pull", REPO], data_dir, **hub_env(endpoint, home))
+    assert pulled.returncode == 0, pulled.stderr
+    assert "README.md" not in hub.downloads
+    assert "vae/diffusion_pytorch_model.fp16.safetensors" not in hub.downloads
+    offline = {"HF_HOME": str(home), "EASEL_CATALOG_FILE": str(overlay(tmp_path / "acme.toml"))}
+    listing = run(["models"], data_dir, COLUMNS="250", **offline)
+    row = next(line for line in listing.stdout.splitlines() if REPO in line)
+    assert "present" in row, listing.stderr

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -17,17 +17,21 @@ from typing import Any
 import numpy as np
 import torch
 
+from easel.catalog import Catalog, is_single_file
 from easel.domain.errors import CancelledError, InferenceError
-from easel.domain.generation import EngineBatch, GeneratedImage
+from easel.domain.generation import EngineBatch, EngineStatus, GeneratedImage
 from easel.engine.families import call_kwargs, family_of
+from easel.engine.fit import share_components
+from easel.engine.libraries import quiet_libraries
 from easel.engine.optimize import EngineOptions, TextEmbeddingCache, apply_options, prepare_vae
 from easel.engine.pipelines import (
+    MINI_MODEL,
     Placement,
     default_placement,
+    gpu_bytes_needed,
     load_pipeline,
     resolve_local_path,
     scheduled,
-    weights_bytes,
 )
 from easel.settings import Settings
 
@@ -48,9 +52,12 @@ class Engine:
         max_loaded: int = 2,
         num_threads: int | None = None,
         options: EngineOptions | None = None,
+        configs: Mapping[str, str] | None = None,
     ) -> None:
         self.cache_dir = Path(cache_dir)
         self.options = options or EngineOptions()
+        # The diffusers config (hub id or folder) of each single-file source, from the catalog.
+        self.configs = dict(configs or {})
         self.text_cache = TextEmbeddingCache(self.options.text_cache_size)
         self.applied: dict[str, list[str]] = {}  # source -> the speed options in force
         self.placement: Placement = default_placement(device)
@@ -62,9 +69,11 @@ class Engine:
         self._lock = threading.RLock()
         if num_threads:
             torch.set_num_threads(num_threads)
+        quiet_libraries()  # before any load: the libraries' notices go through easel's handlers
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> Engine:
+    def from_settings(cls, settings: Settings, catalog: Catalog | None = None) -> Engine:
+        catalog = catalog or Catalog.load(*filter(None, [settings.catalog_file]))
         options = EngineOptions(
             compile=settings.compile,
             compile_mode=settings.compile_mode,
@@ -75,6 +84,9 @@ class Engine:
             step_cache_threshold=settings.step_cache_threshold,
             vae_tiling_pixels=settings.vae_tiling_pixels,
             text_cache_size=settings.text_cache_size,
+            offload=settings.offload,
+            weight_quant=settings.weight_quant,
+            weight_quant_text_encoders=settings.weight_quant_text_encoders,
         )
         return cls(
             settings.models_dir,
@@ -82,11 +94,22 @@ class Engine:
             settings.max_loaded_models,
             settings.num_threads,
             options,
+            {b.source: b.config for b in catalog.backends.values() if b.config is not None},
         )
 
     @property
     def device(self) -> str:
         return self.placement.device
+
+    def status(self) -> EngineStatus:
+        memory: tuple[tuple[str, int], ...] = ()
+        if self.device.startswith("cuda") and torch.cuda.is_available():
+            device = torch.device(self.device)
+            memory = (("allocated", torch.cuda.memory_allocated(device)),
+                      ("reserved", torch.cuda.memory_reserved(device)),
+                      ("peak", torch.cuda.max_memory_allocated(device)),
+                      ("total", torch.cuda.get_device_properties(device).total_memory))
+        return EngineStatus(self.device, tuple(self._pipelines), memory)
 
     def loaded(self) -> list[str]:
         return list(self._pipelines)
@@ -99,17 +122,24 @@ class Engine:
                 return self._pipelines[source]
             self._make_room(source)
             try:
-                pipe = load_pipeline(source, self.cache_dir, self.placement)
+                pipe = self._load(source)
             except torch.OutOfMemoryError:
                 self._evict_all()
-                pipe = load_pipeline(source, self.cache_dir, self.placement)
-            return self.adopt(source, pipe)
+                pipe = self._load(source)
+            fitted = [] if source in (MINI_MODEL, "easel/tiny-mini") else self.options.fit.labels()
+            return self.adopt(source, pipe, fitted)
 
-    def adopt(self, source: str, pipe: Any) -> Any:
-        """Serve an already-built pipeline under `source` (benchmarks build theirs in memory)."""
+    def _load(self, source: str) -> Any:
+        return load_pipeline(source, self.cache_dir, self.placement, self.options.fit,
+                             self.configs.get(source))
+
+    def adopt(self, source: str, pipe: Any, loaded_with: list[str] | None = None) -> Any:
+        """Serve an already-built pipeline under `source` (benchmarks build theirs in memory).
+        `loaded_with`: what its loading applied (offload, quantized weights), for `applied`."""
         with self._lock:
             self._refiners.pop(source, None)  # a view of the pipeline this one replaces
-            self.applied[source] = apply_options(pipe, self.options, self.device)
+            self.applied[source] = [*(loaded_with or []),
+                                    *apply_options(pipe, self.options, self.device)]
             if self.applied[source]:
                 log.info("%s: %s", source, ", ".join(self.applied[source]))
             self._pipelines[source] = pipe
@@ -125,7 +155,9 @@ class Engine:
         if not self.device.startswith("cuda"):
             return
         local = resolve_local_path(source, self.cache_dir)
-        need = weights_bytes(local) if local else 0
+        if local is None and is_single_file(source):
+            local = Path(source).expanduser()
+        need = gpu_bytes_needed(local, self.options.fit) if local and local.exists() else 0
         while self._pipelines and need > torch.cuda.mem_get_info()[0]:
             self._evict_oldest()
 
@@ -207,7 +239,11 @@ class Engine:
                                      "beyond what its catalog entry draws natively")
             import diffusers
 
-            refiner = getattr(diffusers, class_name).from_pipe(pipe)
+            refiner_class = getattr(diffusers, class_name)
+            if self.options.weight_quant is None:
+                refiner = refiner_class.from_pipe(pipe)
+            else:  # from_pipe casts to a dtype, which diffusers refuses for a quantized model
+                refiner = share_components(refiner_class, pipe)
             refiner.set_progress_bar_config(disable=True)
             self._refiners[batch.source] = refiner
         return self._refiners[batch.source]

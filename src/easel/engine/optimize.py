@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 from easel.engine.families import TextEncoding, family_of
+from easel.engine.fit import GpuFit
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +39,14 @@ class EngineOptions:
     # (e.g. 2048*2048 to tile 2K images). Slicing (one image at a time) is exact and always on.
     vae_tiling_pixels: int | None = None
     text_cache_size: int = 256  # prompt embeddings kept per process (0: off)
+    # Fit the GPU you have (engine/fit.py): applied as the weights load.
+    offload: str | None = None  # "model" or "sequential"
+    weight_quant: str | None = None  # "int8" (torchao) or "nf4" (bitsandbytes)
+    weight_quant_text_encoders: bool = False
+
+    @property
+    def fit(self) -> GpuFit:
+        return GpuFit(self.offload, self.weight_quant, self.weight_quant_text_encoders)
 
 
 def denoiser(pipe: Any) -> Any:

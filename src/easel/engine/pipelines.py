@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -11,9 +12,13 @@ from typing import Any
 
 import torch
 
+from easel.catalog import is_single_file
 from easel.domain.generation import SchedulerSpec
 from easel.engine.families import TINY_MODELS, stand_in_dir
+from easel.engine.fit import GpuFit, check_fit, pipeline_quantization, place
 from easel.engine.libraries import quiet_libraries
+from easel.engine.single_file import load_single_file
+from easel.services.weights import cached_snapshot, is_local
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +40,8 @@ def default_placement(device: str | None = None) -> Placement:
 
 
 def resolve_local_path(source: str, cache_dir: Path) -> Path | None:
-    """A directory to load from, building the built-in models on first use."""
+    """A directory to load from, building the built-in models on first use; for a hub id, its
+    snapshot in the Hugging Face cache (the folder weights_present checked)."""
     if source in TINY_MODELS:
         return stand_in_dir(source, cache_dir / "tiny")
     if source == MINI_MODEL:
@@ -43,32 +49,48 @@ def resolve_local_path(source: str, cache_dir: Path) -> Path | None:
 
         return mini_weights_dir()
     path = Path(source).expanduser()
-    return path if path.is_dir() else None
+    if path.is_dir():
+        return path
+    return None if is_local(source) else cached_snapshot(source)
 
 
-def load_pipeline(source: str, cache_dir: Path, placement: Placement) -> Any:
-    """Load by local directory or hub id through diffusers' real `from_pretrained` path.
+def load_pipeline(
+    source: str, cache_dir: Path, placement: Placement, fit: GpuFit | None = None,
+    config: str | None = None,
+) -> Any:
+    """Load by local directory or hub id through diffusers' real `from_pretrained` path, or a
+    single .safetensors file through `from_single_file` with its diffusers `config`; quantize
+    and place it as `fit` says (docs/performance.md, "Fit the GPU you have").
 
     Hub ids load from the local Hugging Face cache only (`easel pull` downloads): a server must
     never start a multi-GB download in the middle of a request.
     """
     from diffusers import DiffusionPipeline
 
+    started = time.perf_counter()
     quiet_libraries()
-    local = resolve_local_path(source, cache_dir)
     if source in (MINI_MODEL, "easel/tiny-mini"):
         from easel.mini.pipeline import EaselMiniPipeline
 
-        pipe = EaselMiniPipeline.from_pretrained(str(local), dtype=placement.dtype)
-    elif local is not None:
-        pipe = DiffusionPipeline.from_pretrained(str(local), dtype=placement.dtype)
+        pipe = EaselMiniPipeline.from_pretrained(str(resolve_local_path(source, cache_dir)),
+                                                 dtype=placement.dtype)
+        pipe.to(placement.device)  # easel-mini is small: nothing to fit
     else:
-        pipe = DiffusionPipeline.from_pretrained(
-            source, dtype=placement.dtype, local_files_only=True
-        )
-    pipe.to(placement.device)
+        fit = fit or GpuFit()
+        check_fit(fit, placement.device)
+        if is_single_file(source):
+            pipe = load_single_file(source, config, placement.dtype, fit)
+        else:
+            local = resolve_local_path(source, cache_dir)
+            pipe = DiffusionPipeline.from_pretrained(
+                str(local) if local is not None else source, dtype=placement.dtype,
+                local_files_only=True, quantization_config=pipeline_quantization(fit))
+        place(pipe, placement.device, fit)
     pipe.set_progress_bar_config(disable=True)
-    log.info("loaded %s (%s) on %s", source, type(pipe).__name__, placement.device)
+    seconds = time.perf_counter() - started
+    log.info("loaded %s (%s) on %s in %.1f s", source, type(pipe).__name__, placement.device,
+             seconds, extra={"model_source": source, "device": placement.device,
+                             "seconds": round(seconds, 2)})
     return pipe
 
 
@@ -93,4 +115,17 @@ def scheduled(pipe: Any, spec: SchedulerSpec | None) -> Iterator[None]:
 
 def weights_bytes(path: Path) -> int:
     """On-disk size of a pipeline's weights: a fair estimate of the memory it will need."""
+    if path.is_file():
+        return path.stat().st_size
     return sum(f.stat().st_size for f in path.rglob("*") if f.suffix in {".safetensors", ".bin"})
+
+
+def gpu_bytes_needed(path: Path, fit: GpuFit) -> int:
+    """What loading `path` takes of the GPU: all of it, the largest component with model
+    offload, next to nothing with sequential offload (quantization is not counted, so the
+    estimate errs on the side of making room)."""
+    if fit.offload == "sequential":
+        return 0
+    if fit.offload == "model" and path.is_dir():
+        return max((weights_bytes(part) for part in path.iterdir() if part.is_dir()), default=0)
+    return weights_bytes(path)

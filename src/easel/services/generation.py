@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
 from easel.catalog import STAND_IN_LICENSE, Backend, Catalog, License, Model, Size
@@ -19,7 +20,7 @@ from easel.domain.submission import (
     SizeChoice,
     WireNames,
 )
-from easel.services.weights import weights_present
+from easel.services.weights import absence, weights_present
 from easel.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -61,24 +62,36 @@ class BackendResolver:
 
     def __init__(
         self, strict: bool = False, fallback_max_steps: int = 4, mini: Backend | None = None,
-        commercial_only: bool = False,
+        commercial_only: bool = False, configs: Mapping[str, str] | None = None,
     ) -> None:
         self.strict = strict
         self.commercial_only = commercial_only
         self.fallback_max_steps = fallback_max_steps
         self.mini = mini  # the trained easel-mini, preferred stand-in once its weights exist
+        self.configs = dict(configs or {})  # single-file source -> its diffusers config
         self._present: dict[str, bool] = {}
+        self._absence: dict[tuple[str, str], str | None] = {}
 
     def present(self, source: str) -> bool:
         if source not in self._present:
-            self._present[source] = weights_present(source)
+            self._present[source] = weights_present(source, self.configs.get(source))
         return self._present[source]
+
+    def absence(self, backend: Backend) -> str | None:
+        """Why `backend`'s weights are absent and what to do, naming the path (None: present).
+        Checked once, as presence is: planning asks for every stand-in job."""
+        key = (backend.source, backend.name)
+        if key not in self._absence:
+            self._absence[key] = None if self.present(backend.source) else absence(
+                backend.source, backend.config, backend.name)
+        return self._absence[key]
 
     @classmethod
     def from_settings(cls, settings: Settings, catalog: Catalog, strict: bool = False
                       ) -> BackendResolver:
+        configs = {b.source: b.config for b in catalog.backends.values() if b.config is not None}
         return cls(strict or settings.strict, settings.fallback_max_steps, catalog.mini,
-                   settings.commercial_only)
+                   settings.commercial_only, configs)
 
     def refusal(self, backend: Backend) -> str | None:
         """Why this server will not serve `backend` at all (commercial-only mode), if it won't."""
@@ -104,20 +117,22 @@ class BackendResolver:
         if self.strict:
             raise EaselError(
                 ErrorKind.UNAVAILABLE,
-                f"the weights of {backend.source} are not present (run `easel pull "
-                f"{backend.name}`) and strict mode forbids a stand-in",
+                f"the weights of {backend.source} are not present and strict mode forbids a "
+                f"stand-in: {self.absence(backend) or 'they were absent when first checked'}",
                 parameter,
             )
         stand_in = self.stand_in(backend)
+        why = self.absence(backend)
+        missing = f"weights of {backend.source} are not present" + (f" ({why})" if why else "")
         if self.mini is not None and stand_in == self.mini.source:
             reason = (
-                f"weights of {backend.source} are not present; served by easel-mini, the small "
+                f"{missing}; served by easel-mini, the small "
                 "offline model trained by the project (simple scenes only, not the real model)"
             )
             return ResolvedBackend(stand_in, "mini", self.mini.steps, self.mini.guidance, None,
                                    reason, license=self.mini.license)
         reason = (
-            f"weights of {backend.source} are not present; served by the offline stand-in "
+            f"{missing}; served by the offline stand-in "
             f"{stand_in} (untrained, not the real model)"
         )
         return ResolvedBackend(
