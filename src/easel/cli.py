@@ -287,7 +287,7 @@ def _warn_stand_ins(catalog: Catalog, resolver: BackendResolver) -> None:
     for backend in sorted({m.backend for m in catalog.models.values()}, key=lambda b: b.source):
         refusal = resolver.refusal(backend)
         if refusal is not None:
-            serve_log.info("note: %s", refusal)
+            serve_log.warning("%s", refusal)
     absent = {m.backend for m in catalog.models.values()
               if not resolver.present(m.backend.source) and resolver.refusal(m.backend) is None}
     for backend in sorted(absent, key=lambda b: b.source):
