@@ -1,4 +1,5 @@
-"""The `easel` command: serve, generate, models, pull, jobs, keys, webhooks, watermark, c2pa."""
+"""The `easel` command: serve, worker, generate, models, pull, config, jobs, keys, webhooks,
+watermark, c2pa."""
 
 from __future__ import annotations
 
@@ -56,7 +57,7 @@ config_app = typer.Typer(no_args_is_help=True,
 app.add_typer(config_app, name="config")
 out = Console()
 err = Console(stderr=True)
-serve_log = logging.getLogger("easel.serve")  # serve and worker log; other commands print
+serve_log = logging.getLogger("easel.cli")  # serve and worker log; other commands print
 
 FORMATS = {
     "jpg": ImageFormat.JPEG,
@@ -85,6 +86,10 @@ def _options(
     ] = None,
 ) -> None:
     """Self-hosted text-to-image, wire-compatible with the hosted Imagen 4 APIs."""
+    _use_config(config)
+
+
+def _use_config(config: Path | None) -> None:
     if config is not None:
         # The flag is a spelling of EASEL_CONFIG: every command, and every process it starts,
         # reads the same file.
@@ -96,6 +101,8 @@ def fail(message: str, code: int = 2) -> NoReturn:
     raise typer.Exit(code)
 
 
+ConfigFile = Annotated[Path | None, typer.Option(
+    "--config", help="Settings file (TOML), as `easel --config FILE` (default: EASEL_CONFIG)")]
 LogLevel = Annotated[str | None, typer.Option(
     help="debug, info, warning or error (default: EASEL_LOG_LEVEL, info)")]
 LogJson = Annotated[bool | None, typer.Option(
@@ -106,10 +113,7 @@ def _configure_logs(settings: Settings) -> None:
     from easel import logs
     from easel.settings import secret_values
 
-    try:
-        logs.configure(settings.log_level, settings.log_json, secret_values(settings))
-    except ValueError as exc:
-        fail(f"--log-level: {exc}")
+    logs.configure(settings.log_level, settings.log_json, secret_values(settings))
 
 
 def _without_password(url: str) -> str:
@@ -165,7 +169,9 @@ def generate(
         resolver = BackendResolver.from_settings(settings, catalog, strict)
         the_plan = plan(request, catalog, resolver, names=CLI_NAMES)
     except EaselError as exc:
-        fail(f"{exc.parameter}: {exc.message}" if exc.parameter else exc.message)
+        named = exc.parameter and not exc.message.startswith(exc.parameter)
+        fail(f"{exc.parameter}: {exc.message}" if named else exc.message)
+    _writable_dir(output, "-o")  # before the model loads, not after
     if the_plan.backend.fallback_reason:
         err.print(f"warning: {the_plan.backend.fallback_reason}", markup=False, soft_wrap=True)
     _run_generation(the_plan, settings, output)
@@ -179,6 +185,29 @@ CLI_NAMES = WireNames({
 })
 
 
+def _writable_dir(path: Path, option: str) -> None:
+    """Makes the directory, or fails in one line naming the option."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        fail(f"{option} {path}: {exc.strerror or exc}")
+    if not os.access(path, os.W_OK):
+        fail(f"{option} {path}: not writable")
+
+
+def _can_listen(host: str, port: int) -> None:
+    """Fails in one line when the address is taken, before anything says it is serving."""
+    import socket
+
+    try:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+            probe.bind((host, port))
+    except OSError as exc:
+        fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
+
+
 def _run_generation(the_plan: object, settings: Settings, output: Path) -> None:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
@@ -188,7 +217,6 @@ def _run_generation(the_plan: object, settings: Settings, output: Path) -> None:
 
     assert isinstance(the_plan, Plan)
     engine = Engine.from_settings(settings)
-    output.mkdir(parents=True, exist_ok=True)
     request = the_plan.request
     with Progress(
         "[progress.description]{task.description}",
@@ -233,7 +261,8 @@ def models(
     table = Table(title="easel model catalog")
     for column in ("model id", "provider", "tier", "backend", "licence", "weights", "sizes",
                    "images", "prompt", "price/image"):
-        table.add_column(column)
+        # the ids are what a user copies: never cut or wrapped; the rest wraps instead
+        table.add_column(column, no_wrap=column in ("model id", "backend"))
     for model_id in catalog.model_ids:
         m = catalog.model(model_id)
         table.add_row(
@@ -337,10 +366,12 @@ def _licence_line(target: PullTarget) -> str:
     from easel.services.weights import card_license
 
     if target.license is not None:
-        return f"{target.license.describe()}, {target.license.url}"
+        url = target.license.url
+        return f"{target.license.describe()}, {url}" if url else target.license.describe()
     declared = card_license(target.repo_id)
     if declared is None:
-        return "unknown (not in the catalog; the model card states none): read its terms first"
+        return ("unknown (not in the catalog, and no model card could be read or it states "
+                "none): read its terms first")
     return f"{declared} (as its model card declares; not in the catalog)"
 
 
@@ -355,6 +386,7 @@ def serve(
     ] = None,
     log_level: LogLevel = None,
     log_json: LogJson = None,
+    config: ConfigFile = None,
     insecure_no_auth: Annotated[
         bool, typer.Option("--insecure-no-auth",
                            help="Listen beyond loopback with no API keys (anyone may call)")
@@ -382,16 +414,19 @@ def serve(
     after EASEL_SHUTDOWN_GRACE_SECONDS), and the process exits 0."""
     from easel.server import build_app
 
+    _use_config(config)
     settings = settings_from(host=host, port=port, data_dir=data_dir,
                              run_worker=worker, commercial_only=commercial_only,
                              strict=strict, log_level=log_level, log_json=log_json)
     _configure_logs(settings)
-    catalog = load_catalog(settings)
-    _warn_stand_ins(catalog, BackendResolver.from_settings(settings, catalog))
+    _writable_dir(settings.data_dir, "--data-dir")
     host = settings.host
     if not is_loopback_host(host) and not insecure_no_auth and not _has_keys(settings):
         fail(f"--host {host} would expose easel beyond this machine with no API keys; create "
              "one (`easel keys create`), set EASEL_API_KEYS, or pass --insecure-no-auth")
+    _can_listen(host, settings.port)
+    catalog = load_catalog(settings)
+    _warn_stand_ins(catalog, BackendResolver.from_settings(settings, catalog))
     _announce(settings, catalog)
     run_server(build_app(settings), settings)
 
@@ -458,6 +493,7 @@ def worker(
     ] = None,
     log_level: LogLevel = None,
     log_json: LogJson = None,
+    config: ConfigFile = None,
 ) -> None:
     """Run a worker on its own: it claims jobs from the same store as `easel serve --no-worker`
     (one worker per GPU). SIGTERM or Ctrl-C: the batch in flight finishes, the rest is handed
@@ -466,10 +502,11 @@ def worker(
 
     from easel.server import build_worker
 
+    _use_config(config)
     settings = settings_from(data_dir=data_dir, device=device, log_level=log_level,
                              log_json=log_json)
     _configure_logs(settings)
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    _writable_dir(settings.data_dir, "--data-dir")
     the_worker = build_worker(settings)
     the_worker.store.create()
     stop = threading.Event()
@@ -559,7 +596,8 @@ def jobs_list(
         return
     table = Table(title=f"jobs on {url}")
     for column in ("id", "status", "progress", "model", "size", "images", "created", "prompt"):
-        table.add_column(column, overflow="fold" if column in ("id", "prompt") else "ellipsis")
+        table.add_column(column, no_wrap=column == "id",
+                         overflow="fold" if column == "prompt" else "ellipsis")
     for job in jobs:  # type: ignore[attr-defined]
         progress = job["progress"]
         state = job["status"]

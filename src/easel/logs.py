@@ -19,6 +19,8 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
+from pythonjsonlogger.core import RESERVED_ATTRS
+
 MASK = "***"
 LEVELS = ("debug", "info", "warning", "error")
 # Query parameters whose values are credentials: Google's key, presigned URLs' signatures
@@ -71,9 +73,11 @@ def configure(level: str = "info", json_lines: bool = False,
     text = "%(asctime)s %(levelname)s %(name)s: %(message)s"
     formatter: dict[str, Any] = (
         {"()": "pythonjsonlogger.json.JsonFormatter",
-         "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s",
-         "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
-         "timestamp": False}
+         "fmt": "%(levelname)s %(name)s %(message)s",
+         # ISO 8601 in UTC, as log shippers parse it; uvicorn's `color_message` (its message
+         # again, with terminal colours) is left out
+         "timestamp": "time", "rename_fields": {"levelname": "level", "name": "logger"},
+         "reserved_attrs": [*RESERVED_ATTRS, "color_message"], "json_ensure_ascii": False}
         if json_lines else {"format": text})
     ours = {"level": level.upper(), "handlers": ["stderr"], "propagate": False}
     logging.config.dictConfig({

@@ -14,9 +14,9 @@ import json
 import os
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, FilePath, ValidationError, field_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
@@ -24,6 +24,7 @@ from pydantic_settings import (
     PydanticBaseSettingsSource,
     SettingsConfigDict,
 )
+from pydantic_settings import SettingsError as SourceError
 
 CONFIG_ENV = "EASEL_CONFIG"
 ENV_PREFIX = "EASEL_"
@@ -43,7 +44,7 @@ class Settings(BaseSettings):
     # -- paths and models
     data_dir: Path = Field(default_factory=_default_data_dir)
     """The job database (SQLite), images, keys and the server's secret."""
-    catalog_file: Path | None = None
+    catalog_file: FilePath | None = None
     """A TOML file overlaid on the packaged model catalog (docs/catalog.md)."""
     device: str | None = None
     """Where models run: `cuda`, `cuda:1`, `cpu`; default: CUDA when present."""
@@ -53,7 +54,7 @@ class Settings(BaseSettings):
     """Refuse every backend whose licence (the catalog's `[licenses]`) forbids commercial use."""
     fallback_max_steps: int = 4
     """Most denoising steps a stand-in model runs (it is untrained: more steps buy nothing)."""
-    max_loaded_models: int = 2
+    max_loaded_models: int = Field(default=2, ge=1)
     """Pipelines kept loaded at once; the least recently used one is unloaded past it."""
     num_threads: int | None = None
     """torch's CPU threads (default: torch's own choice, one per core)."""
@@ -88,19 +89,19 @@ class Settings(BaseSettings):
     CUDA), quantized as they load; the `gpu-fit` extra installs both. Lossy."""
     weight_quant_text_encoders: bool = False
     """Quantize the text encoders too, with `weight_quant` (Qwen-Image's is 8B parameters)."""
-    batch_size: int = 4
+    batch_size: int = Field(default=4, ge=1)
     """Most images the worker puts in one engine call."""
 
     # -- the server
     host: str = "127.0.0.1"
     """The interface `easel serve` listens on; beyond loopback it needs API keys."""
-    port: int = 8000
+    port: int = Field(default=8000, ge=1, le=65535)
     """The TCP port `easel serve` listens on."""
     public_url: str | None = None
     """The base of image URLs, as clients reach this server; default `http://host:port`."""
     run_worker: bool = True
     """Run the in-process worker; false: an API-only process (`easel worker` runs the jobs)."""
-    worker_metrics_port: int | None = None
+    worker_metrics_port: int | None = Field(default=None, ge=1, le=65535)
     """`easel worker`: serve its own /metrics (engine, GPU memory, batches) on this port, on
     the `host` interface; unset: none (an API process's /metrics shows only its own worker)."""
     image_ttl_seconds: int = 3600
@@ -110,11 +111,11 @@ class Settings(BaseSettings):
     JSON object of dialect to seconds; a client's own `ttl` (Runware) wins over it."""
     max_ttl_seconds: int = 30 * 86400
     """The longest image URL lifetime a client may ask for (seconds)."""
-    sync_timeout: float = 600.0
+    sync_timeout: float = Field(default=600.0, gt=0)
     """The longest a synchronous request waits for its images (seconds)."""
     shutdown_grace_seconds: float = 30.0
     """On SIGTERM, how long in-flight work may finish before it is handed back to the queue."""
-    log_level: str = "info"
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
     """`debug`, `info`, `warning` or `error`: easel's and uvicorn's loggers (libraries log
     warnings only)."""
     log_json: bool = False
@@ -124,13 +125,13 @@ class Settings(BaseSettings):
     # steal a healthy job, so the heartbeat renews it every lease_seconds / 3.
     database: str | None = None
     """The job store, any SQLAlchemy URL; default: SQLite (WAL) in the data dir."""
-    max_attempts: int = 3
+    max_attempts: int = Field(default=3, ge=1)
     """Runs of one job, crash re-runs included, before it is failed."""
-    lease_seconds: float = 30.0
+    lease_seconds: float = Field(default=30.0, gt=0)
     """A worker's claim on a job; renewed every third of it, taken over when it lapses."""
-    poll_interval: float = 0.5
+    poll_interval: float = Field(default=0.5, gt=0)
     """How often a process polls the job store for work it was not told of (seconds)."""
-    sweep_interval: float = 30.0
+    sweep_interval: float = Field(default=30.0, gt=0)
     """How often expired images are deleted (seconds)."""
     storage_retry_seconds: float = 5.0
     """After a storage failure (a full disk), how often the worker retries (seconds)."""
@@ -205,12 +206,12 @@ class Settings(BaseSettings):
     """Words and phrases refused in prompts (whole words, any case), comma separated."""
     blocked_prompt_patterns: list[str] = Field(default_factory=list)
     """Regular expressions refused in prompts, a JSON list."""
-    blocked_prompts_file: Path | None = None
+    blocked_prompts_file: FilePath | None = None
     """A file of both, one a line: `re:` before a regular expression, `#` comments."""
-    c2pa_certificate: Path | None = None
+    c2pa_certificate: FilePath | None = None
     """A PEM certificate chain, leaf first: with its key, every image carries C2PA content
     credentials (`easel c2pa test-certificate DIR` makes a test pair)."""
-    c2pa_private_key: Path | None = None
+    c2pa_private_key: FilePath | None = None
     """The C2PA certificate's private key (PEM)."""
     c2pa_algorithm: str = "es256"
     """The C2PA signing algorithm."""
@@ -232,6 +233,26 @@ class Settings(BaseSettings):
         """EASEL_WEBHOOK_RETRY_DELAYS=5,300,1800 (seconds, comma separated)."""
         if isinstance(value, str):
             return [float(part) for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _lower(cls, value: Any) -> Any:
+        return value.lower() if isinstance(value, str) else value
+
+    @field_validator("database")
+    @classmethod
+    def _known_database(cls, value: str | None) -> str | None:
+        """A URL SQLAlchemy can open: its scheme names an installed dialect and driver."""
+        if value is None:
+            return value
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+        try:
+            make_url(value).get_dialect()
+        except (ArgumentError, NoSuchModuleError, ImportError) as exc:
+            raise ValueError(f"not a database URL easel can open: {exc}") from None
         return value
 
     @field_validator("dialect_image_ttl")
@@ -327,7 +348,10 @@ def read_settings_file(path: Path) -> dict[str, Any]:
 
 
 def _is_path(field: FieldInfo) -> bool:
-    return field.annotation in (Path, Path | None)
+    def names_a_path(annotation: Any) -> bool:  # Path, Path | None, FilePath | None, ...
+        return annotation is Path or any(names_a_path(arg) for arg in get_args(annotation))
+
+    return names_a_path(field.annotation)
 
 
 class _FileSource(PydanticBaseSettingsSource):
@@ -365,6 +389,10 @@ def load_settings(config_file: Path | None = None, **flags: Any) -> Settings:
         return FromFile(**given)
     except ValidationError as exc:
         raise SettingsError(_explain(exc, given, file_values, path)) from exc
+    except SourceError as exc:  # a variable that must be JSON (a table, a list) is not
+        name = next((n for n in Settings.model_fields if f'"{n}"' in str(exc)), "?")
+        raise SettingsError(f"invalid settings: {name} ({env_name(name)}): not valid JSON "
+                            f"({exc.__cause__ or exc})") from exc
 
 
 def _explain(exc: ValidationError, flags: dict[str, Any], file_values: dict[str, Any],

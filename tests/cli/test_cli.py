@@ -170,6 +170,7 @@ def test_pull_offline_fails_at_once_with_one_line_saying_what_it_tried(data_dir:
     message = result.stderr.strip()
     assert len(message.splitlines()) == 1, message
     assert "black-forest-labs/FLUX.2-klein-4B" in message and endpoint in message
+    assert message.startswith("error: cannot reach") and "resume" not in message
 
 
 def test_commercial_only_refuses_non_commercial_backends_everywhere(

@@ -67,6 +67,7 @@ def test_the_file_is_found_by_flag_variable_or_default(tmp_path: Path,
 
 
 def test_lists_paths_and_tables_read_as_toml_types(tmp_path: Path) -> None:
+    write(tmp_path / "conf" / "catalog.toml", "")  # a file setting must name a file
     config = write(tmp_path / "conf" / "easel.toml", """
 api_keys = ["k1", "k2"]
 catalog_file = "catalog.toml"
@@ -85,6 +86,10 @@ webhook_retry_delays = [1, 2.5]
 
 @pytest.mark.parametrize(("text", "message"), [
     ("prot = 1\n", "unknown setting(s): prot (did you mean port?)"),
+    ("port = 70000\n", "port ("),
+    ('blocked_prompts_file = "absent.txt"\n', "blocked_prompts_file ("),
+    ('database = "foo://bar"\n', "not a database URL easel can open"),
+    ('log_level = "loud"\n', "log_level ("),
     ("port = \n", "easel.toml: Invalid value"),
     ('port = "high"\n', "port ("),
 ])
@@ -166,3 +171,11 @@ def test_the_example_file_in_operations_md_loads(tmp_path: Path) -> None:
     settings = load_settings(write(tmp_path / "easel.toml", example))
     assert settings.host == "0.0.0.0" and settings.api_keys == ["sk-replace-me"]
     assert settings.preload_models == ["google:2@3", "google:2@2"]
+
+
+def test_a_variable_that_must_be_json_is_one_clear_error(monkeypatch: pytest.MonkeyPatch
+                                                        ) -> None:
+    monkeypatch.setenv("EASEL_DIALECT_IMAGE_TTL", "openai=5")
+    with pytest.raises(SettingsError, match=r"dialect_image_ttl \(EASEL_DIALECT_IMAGE_TTL\): "
+                                            r"not valid JSON"):
+        load_settings()

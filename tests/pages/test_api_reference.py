@@ -13,9 +13,8 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
-from playwright import sync_api as playwright
 
-from tests.pages.test_playground import ARTIFACTS, chromium
+from tests.pages.browser import ARTIFACTS
 from tests.server_harness import Server
 
 KEY = "reference-key"
@@ -29,15 +28,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     srv = Server(tmp_path_factory.mktemp("reference"), small=False, EASEL_API_KEYS=KEY).start()
     yield srv
     srv.stop()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    executable = chromium()
-    with playwright.sync_playwright() as p:
-        launched = p.chromium.launch(executable_path=executable, args=["--no-sandbox"])
-        yield launched
-        launched.close()
 
 
 def is_loopback(url: str) -> bool:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import io
 import os
-import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,12 +16,11 @@ from typing import Any
 import httpx
 import pytest
 from PIL import Image
-from playwright import sync_api as playwright
 
+from tests.pages.browser import ARTIFACTS
 from tests.sdk_venvs import sdk_python
 from tests.server_harness import SMALL_SIZES, Server
 
-ARTIFACTS = Path(os.environ.get("EASEL_TEST_ARTIFACTS", "/tmp/easel-test-artifacts"))
 FAST_STEPS = 120  # Fast runs long enough for several progress events
 SLOW_STEPS = 4000  # Standard runs for a minute: there is time to cancel it
 FAST = "google/imagen4-fast"
@@ -30,18 +28,6 @@ STANDARD = "imagen-4.0-generate-001"
 ULTRA = "imagen-4.0-ultra-generate-001"  # four steps here: quick jobs (it takes negatives)
 SDK_OF_TAB = {"runware": "runware-sdk", "wavespeed": "wavespeed", "aiml": "openai",
               "google": "google-genai-3"}
-
-
-def chromium() -> str:
-    """Debian's chromium; without it these tests fail (CI installs it: scripts/system-deps),
-    unless EASEL_BROWSER_TESTS=skip says to leave them out on this machine."""
-    path = shutil.which("chromium") or shutil.which("chromium-browser")
-    if path:
-        return path
-    if os.environ.get("EASEL_BROWSER_TESTS") == "skip":
-        pytest.skip("no chromium, and EASEL_BROWSER_TESTS=skip")
-    pytest.fail("chromium is not installed (apt-get install chromium); the page tests need it. "
-                "Set EASEL_BROWSER_TESTS=skip to leave them out on this machine.")
 
 
 def catalog(path: Path) -> Path:
@@ -67,15 +53,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     srv = start_server(tmp_path_factory.mktemp("page"), EASEL_API_KEYS=KEY)
     yield srv
     srv.stop()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    executable = chromium()
-    with playwright.sync_playwright() as p:
-        launched = p.chromium.launch(executable_path=executable, args=["--no-sandbox"])
-        yield launched
-        launched.close()
 
 
 @pytest.fixture

@@ -193,7 +193,7 @@ def test_cancel_from_the_stream_and_from_easel_jobs(
     srv = slow_server(make_server, tmp_path).start()
     log = srv.log.read_text()
     assert f"playground at {srv.url}/" in log
-    assert "fast      flux2-klein-4b   stand-in easel/tiny-flux2 (weights absent)" in log
+    assert "tier fast: flux2-klein-4b, stand-in easel/tiny-flux2 (weights absent)" in log
     running = submit(srv, {}, prompt="a lighthouse at dusk").json()
     queued = submit(srv, {}, prompt="a second job").json()  # waits behind the first
     env = {**os.environ, "EASEL_URL": srv.url, "COLUMNS": "200"}

@@ -13,6 +13,7 @@ from typing import Any
 import torch
 
 from easel.catalog import is_single_file
+from easel.domain.errors import EaselError, ErrorKind
 from easel.domain.generation import SchedulerSpec
 from easel.engine.families import TINY_MODELS, stand_in_dir
 from easel.engine.fit import GpuFit, check_fit, pipeline_quantization, place
@@ -35,8 +36,25 @@ class Placement:
 def default_placement(device: str | None = None) -> Placement:
     """CUDA in bf16 when present, else CPU in float32 (bf16 on CPU is slow and lossy)."""
     chosen = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if chosen.startswith("cuda"):
+        _check_cuda(chosen)
     dtype = torch.bfloat16 if chosen.startswith("cuda") else torch.float32
     return Placement(chosen, dtype)
+
+
+def _check_cuda(device: str) -> None:
+    """A device this torch cannot use is said plainly, at start, not by a CUDA assertion."""
+    if not torch.cuda.is_available():
+        build = "a CPU build" if torch.version.cuda is None else f"CUDA {torch.version.cuda}"
+        raise EaselError(ErrorKind.UNAVAILABLE, (
+            f"EASEL_DEVICE={device}, but torch {torch.__version__} ({build}) sees no CUDA "
+            "device: install the CUDA build of torch (scripts/bootstrap with EASEL_TORCH=cuda) "
+            "or set EASEL_DEVICE=cpu"), "device")
+    index = torch.device(device).index
+    if index is not None and index >= torch.cuda.device_count():
+        raise EaselError(ErrorKind.UNAVAILABLE, (
+            f"EASEL_DEVICE={device}, but this machine has {torch.cuda.device_count()} CUDA "
+            "device(s)"), "device")
 
 
 def resolve_local_path(source: str, cache_dir: Path) -> Path | None:

@@ -85,9 +85,15 @@ class Services:
         self._tasks.append(asyncio.create_task(sweeper))
         self._tasks.append(asyncio.create_task(self.delivery.run()))
         log.info("easel %s serving at %s (playground /, API reference /docs); %s", __version__,
-                 self.settings.base_url, "models loading in the background"
-                 if self.worker is not None else "API only: `easel worker` processes run jobs",
+                 self.settings.base_url, self._worker_state(),
                  extra={"url": self.settings.base_url, "version": __version__})
+
+    def _worker_state(self) -> str:
+        if self.worker is None:
+            return "API only: `easel worker` processes run the jobs"
+        if self.settings.preload_models:
+            return "the worker loads " + ", ".join(self.settings.preload_models)
+        return "the worker loads each model at its first job (none preloaded)"
 
     def begin_shutdown(self) -> None:
         """SIGTERM: take no new jobs now; the batch in flight finishes during the grace period,

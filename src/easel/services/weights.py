@@ -369,8 +369,24 @@ def _status(exc: Exception) -> int | None:
 
 def _download_failed(repo_id: str, endpoint: str, exc: Exception) -> str:
     reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    if _unreachable(exc):  # nothing was fetched: there is nothing to resume
+        return (f"cannot reach {endpoint} to download {repo_id}: {reason} (offline? on a "
+                "machine without internet, copy the weights in and point the catalog at them, "
+                "docs/catalog.md)")
     return (f"could not download {repo_id} from {endpoint}: {reason} "
             "(run the same command again to resume)")
+
+
+def _unreachable(exc: BaseException) -> bool:
+    """A name that does not resolve or a connection refused, anywhere in the chain."""
+    import httpx
+
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, httpx.ConnectError | ConnectionError) or "ConnectError" in str(seen):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def _token_sent() -> bool:

@@ -194,6 +194,9 @@ class Worker:
                      ", ".join(warmed) or "no model", seconds,
                      extra={"worker": self.owner, "models": warmed,
                             "seconds": round(seconds, 2)})
+        except EaselError as exc:  # a known cause (a device torch cannot use): its message
+            self._load_error = exc.message
+            log.error("loading models failed: %s", exc.message)
         except Exception as exc:  # the API stays up and says why it is not ready
             self._load_error = f"{type(exc).__name__}: {exc}"
             log.exception("loading models failed")

@@ -43,8 +43,10 @@ from easel.api.openapi import (
     responses,
     security,
 )
+from easel.catalog import Model
 from easel.domain.errors import EaselError, ErrorKind
 from easel.domain.submission import Caller
+from easel.services.info import backend_info
 from easel.services.jobs import Draining, JobFailed, StillRunning
 
 GEMINI_VERSIONS = ("v1beta", "v1alpha", "v1")
@@ -192,7 +194,8 @@ def _endpoint(serve: Serve, vertex: bool) -> Any:
 async def _list_models(
     _request: Request, services: Services, _caller: Caller, vertex: bool
 ) -> JSONResponse:
-    models = [gg.model_resource(m, vertex) for m in gg.served_models(services.catalog)]
+    models = [gg.model_resource(m, vertex, _stand_in(services, m))
+              for m in gg.served_models(services.catalog)]
     return JSONResponse({"publisherModels" if vertex else "models": models})
 
 
@@ -206,7 +209,13 @@ async def _get_model(
     found = [m for m in served if m.id == model_id]
     if not found:
         return _easel_error(gg.unknown_model(model_id, served), {})
-    return JSONResponse(gg.model_resource(found[0], vertex))
+    return JSONResponse(gg.model_resource(found[0], vertex, _stand_in(services, found[0])))
+
+
+def _stand_in(services: Services, model: Model) -> str | None:
+    """The stand-in serving `model` while its weights are absent, as /easel/info says."""
+    stand_in: str | None = backend_info(model.backend, services.jobs.resolver)["stand_in"]
+    return stand_in
 
 
 def _path_parameters(path: str) -> list[dict[str, Any]]:

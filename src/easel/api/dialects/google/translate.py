@@ -141,11 +141,15 @@ def unknown_model(model_id: str, served: list[Model]) -> EaselError:
     )
 
 
-def model_resource(model: Model, vertex: bool) -> dict[str, Any]:
-    """One model as models.get returns it: the Gemini API's Model, or Vertex's PublisherModel."""
+def model_resource(model: Model, vertex: bool, stand_in: str | None = None) -> dict[str, Any]:
+    """One model as models.get returns it: the Gemini API's Model, or Vertex's PublisherModel.
+    `stand_in`: the offline stand-in serving it while its weights are absent."""
     backend = model.backend
     description = (f"{model.tier.label}, served by easel on {backend.source} "
                    f"({backend.family} family)")
+    if stand_in is not None:
+        description += (f"; its weights are absent here, so the untrained stand-in {stand_in} "
+                        "serves it (its images are noise)")
     if vertex:
         return {"name": f"publishers/google/models/{model.id}", "versionId": "001",
                 "displayName": model.tier.label, "description": description,

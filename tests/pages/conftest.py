@@ -1,0 +1,3 @@
+from tests.pages.browser import browser
+
+__all__ = ["browser"]
