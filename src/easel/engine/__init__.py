@@ -109,7 +109,7 @@ class Engine:
                       ("reserved", torch.cuda.memory_reserved(device)),
                       ("peak", torch.cuda.max_memory_allocated(device)),
                       ("total", torch.cuda.get_device_properties(device).total_memory))
-        return EngineStatus(self.device, tuple(self._pipelines), memory)
+        return EngineStatus(self.device, tuple(self.loaded()), memory)
 
     def loaded(self) -> list[str]:
         return list(self._pipelines)

@@ -48,14 +48,15 @@ def engine_info(status: EngineStatus | None) -> dict[str, Any] | None:
 
 def server_info(catalog: Catalog, resolver: BackendResolver,
                 engine: EngineStatus | None = None) -> dict[str, Any]:
+    tiers = [
+        {"tier": tier.name, "label": tier.label, "price_usd": tier.price_usd,
+         "resolutions": list(tier.resolutions), **backend_info(tier.backend, resolver)}
+        for tier in catalog.tiers.values()
+    ]
     return {
         "version": __version__,
         "engine": engine_info(engine),
-        "stand_ins_serving": [t.tier for t in tier_states(catalog, resolver) if t.stand_in],
+        "stand_ins_serving": [t["tier"] for t in tiers if t["stand_in"] is not None],
         "commercial_only": resolver.commercial_only,
-        "tiers": [
-            {"tier": tier.name, "label": tier.label, "price_usd": tier.price_usd,
-             "resolutions": list(tier.resolutions), **backend_info(tier.backend, resolver)}
-            for tier in catalog.tiers.values()
-        ],
+        "tiers": tiers,
     }
