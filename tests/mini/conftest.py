@@ -6,12 +6,21 @@ import pytest
 
 from easel.mini.pipeline import EaselMiniPipeline, build_random_pipeline
 
+# "tiny" has the GPU recipe's structure (UNet base + SR UNet), "tiny-cpu" the shipped one's
+# (patch transformer, no SR stage).
+TINY_PRESETS = ("tiny", "tiny-cpu")
+
+
+@pytest.fixture(scope="session", params=TINY_PRESETS)
+def tiny_preset(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
 
 @pytest.fixture(scope="session")
-def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny random-weight pipeline saved once for the whole session."""
-    path = tmp_path_factory.mktemp("mini-tiny")
-    build_random_pipeline(seed=0, preset="tiny").save_pretrained(path)
+def tiny_dir(tmp_path_factory: pytest.TempPathFactory, tiny_preset: str) -> Path:
+    """A tiny random-weight pipeline of each structure, saved once for the whole session."""
+    path = tmp_path_factory.mktemp(f"mini-{tiny_preset}")
+    build_random_pipeline(seed=0, preset=tiny_preset).save_pretrained(path)
     return path
 
 

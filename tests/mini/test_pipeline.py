@@ -15,12 +15,19 @@ def _gens(*seeds: int) -> list[torch.Generator]:
     return [torch.Generator().manual_seed(s) for s in seeds]
 
 
-def test_saved_layout_and_round_trip(tiny_dir: Path, tiny_pipe: EaselMiniPipeline) -> None:
+def test_saved_layout_and_round_trip(
+    tiny_dir: Path, tiny_pipe: EaselMiniPipeline, tiny_preset: str
+) -> None:
     index = json.loads((tiny_dir / "model_index.json").read_text())
     assert index["text_encoder"] == ["easel.mini.text_encoder", "MiniTextEncoder"]
     assert index["tokenizer"] == ["transformers", "PreTrainedTokenizerFast"]
-    assert index["unet"] == ["diffusers", "UNet2DConditionModel"]
-    fresh = build_random_pipeline(seed=0, preset="tiny")
+    if tiny_preset == "tiny":
+        assert index["unet"] == index["sr_unet"] == ["diffusers", "UNet2DConditionModel"]
+    else:  # the shipped structure: a patch transformer and no super-resolution stage
+        assert index["unet"] == ["diffusers", "PixArtTransformer2DModel"]
+        assert index["sr_unet"] == index["sr_scheduler"] == [None, None]
+        assert tiny_pipe.sr_unet is None and tiny_pipe.unet.config.sample_size == 32
+    fresh = build_random_pipeline(seed=0, preset=tiny_preset)
     for a, b in zip(fresh.unet.parameters(), tiny_pipe.unet.parameters(), strict=True):
         assert torch.equal(a, b)
 
@@ -69,6 +76,14 @@ def test_callback_on_step_end(tiny_pipe: EaselMiniPipeline) -> None:
     assert [i for i, _ in calls] == [0, 1, 2]
     ref = tiny_pipe("a sun", generator=_gens(0), **kw).images
     assert not np.allclose(out, ref)  # the returned latents were used
+
+
+def test_cpu_preset_fits_the_shipping_budget() -> None:
+    p = models.PRESETS["cpu"]
+    n = sum(sum(x.numel() for x in m.parameters())
+            for m in (models.text_encoder(p, 200), models.base_model(p)))
+    assert models.sr_unet(p) is None
+    assert n * 2 <= 20e6  # shipped in fp16: at most 20 MB in the repository
 
 
 def test_full_preset_fits_the_size_budget() -> None:

@@ -5,10 +5,11 @@ import math
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 from easel.mini.pipeline import EaselMiniPipeline
-from easel.mini.train import SceneBatches, parse_args, train
+from easel.mini.train import RunStopped, SceneBatches, parse_args, train
 
 
 def test_cli_arguments() -> None:
@@ -39,3 +40,37 @@ def test_training_smoke_run_saves_a_loadable_pipeline(tmp_path: Path) -> None:
     out = pipe(["a red circle"], num_inference_steps=2, sr_num_inference_steps=1, width=64,
                height=64, generator=[torch.Generator().manual_seed(0)])
     assert out.images.shape == (1, 64, 64, 3) and np.isfinite(out.images).all()
+
+
+def _weights(path: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    return {f"{f.parent.name}/{k}": v for f in sorted(path.glob("*/*.safetensors"))
+            for k, v in load_file(f).items()}
+
+
+def test_a_stopped_run_resumes_to_the_same_weights(tmp_path: Path) -> None:
+    """A run split by --stop-after and --resume ends with the weights of one straight run."""
+    args = ["--steps", "4", "--batch", "2", "--preset", "tiny-cpu", "--seed", "1",
+            "--device", "cpu", "--warmup", "2", "--log-every", "1"]
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    train(parse_args(["--out", str(straight), *args]))
+    with pytest.raises(RunStopped, match="--resume continues"):
+        train(parse_args(["--out", str(split), "--stop-after", "2", *args]))
+    assert (split / "checkpoint.pt").exists() and (split / "latest/model_index.json").exists()
+    assert not (split / "model_index.json").exists()  # nothing final until the run ends
+    train(parse_args(["--out", str(split), "--resume", *args]))
+    a, b = _weights(straight), _weights(split)
+    assert a.keys() == b.keys() and a
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    log = [json.loads(line) for line in (split / "train_log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log if "loss" in r] == [0, 1, 2, 3]
+    assert {"event": "resumed", "stage": 1, "step": 2} in log
+
+
+def test_fp16_weights_load_back_in_fp32(tmp_path: Path) -> None:
+    train(parse_args(["--out", str(tmp_path), "--steps", "1", "--batch", "2", "--preset",
+                      "tiny-cpu", "--device", "cpu", "--fp16"]))
+    assert all(v.dtype == torch.float16 for v in _weights(tmp_path).values())
+    pipe = EaselMiniPipeline.from_pretrained(tmp_path, dtype=torch.float32)
+    assert pipe.unet.dtype == pipe.text_encoder.dtype == torch.float32

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -22,15 +23,17 @@ def generate(model: str, prompts: list[str], args: argparse.Namespace) -> list[n
 
     from easel.mini.pipeline import EaselMiniPipeline
 
-    pipe = EaselMiniPipeline.from_pretrained(model).to(args.device)
+    pipe = EaselMiniPipeline.from_pretrained(model, dtype=torch.float32).to(args.device)
     pipe.set_progress_bar_config(disable=True)
     images: list[np.ndarray] = []
+    started = time.perf_counter()
     for start in range(0, len(prompts), args.batch):
         chunk = prompts[start:start + args.batch]
         gens = [torch.Generator().manual_seed(args.seed + start + i) for i in range(len(chunk))]
         out = pipe(chunk, num_inference_steps=args.steps, guidance_scale=args.guidance,
                    width=256, height=256, generator=gens, output_type="np")
         images.extend(list(out.images))
+    args.seconds_per_image = (time.perf_counter() - started) / max(1, len(prompts))
     return images
 
 
@@ -60,9 +63,15 @@ def main(argv: Sequence[str] | None = None) -> None:
         p.error("--model is required (or --ground-truth)")
     table = evaluate(args)
     print(checker.format_table(table))
+    record: dict[str, Any] = {"accuracy": table}
+    if not args.ground_truth:
+        print(f"{args.seconds_per_image:.3f} s per 256x256 image on {args.device} "
+              f"(batch {args.batch}, {args.steps} steps, guidance {args.guidance})")
+        record.update(seconds_per_image=args.seconds_per_image, steps=args.steps,
+                      guidance=args.guidance, batch=args.batch, seed=args.seed)
     if args.json:
         with open(args.json, "w") as f:
-            json.dump(table, f, indent=2)
+            json.dump(record, f, indent=2)
 
 
 if __name__ == "__main__":

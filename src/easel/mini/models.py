@@ -1,7 +1,11 @@
-"""Model configurations of the easel-mini cascade, and builders for each component.
+"""Model configurations of easel-mini, and builders for each component.
 
-Two presets: "full" is what the GPU run trains and ships (all weights together ~35 MB in fp32);
-"tiny" has the same structure at toy width, for CPU smoke tests.
+Presets:
+- "cpu" is what ships: a 32x32 pixel-space transformer over 4x4 patches, trained in two hours on
+  two CPU cores (docs/mini.md); its 32x32 image is resized to the requested size.
+- "full" is the GPU recipe: a 64x64 UNet base and a 64->256 super-resolution UNet (~35 MB).
+- "tiny" has the full preset's structure at toy width, and "tiny-cpu" the cpu preset's, for
+  smoke tests.
 """
 
 from __future__ import annotations
@@ -24,9 +28,13 @@ class Preset:
     base_layers: int
     base_heads: int
     base_groups: int
-    sr_channels: tuple[int, ...]
+    sr_channels: tuple[int, ...] | None  # None: no super-resolution stage (resized instead)
     sr_layers: int
     sr_groups: int
+    base_size: int = BASE_SIZE
+    # (patch, width, depth, heads): a transformer over patches instead of a UNet; matmuls use
+    # two CPU cores about four times better than the UNet's small convolutions do.
+    base_transformer: tuple[int, int, int, int] | None = None
 
 
 PRESETS: dict[str, Preset] = {
@@ -41,6 +49,19 @@ PRESETS: dict[str, Preset] = {
         base_channels=(16, 32), base_layers=1, base_heads=2, base_groups=8,
         sr_channels=(8, 16), sr_layers=1, sr_groups=4,
     ),
+    # 0.9M + 5.2M parameters: 12 MB of fp16 safetensors; ~1.9 GFLOP per training sample.
+    "cpu": Preset(
+        text_hidden=192, text_layers=3, text_heads=4, text_ffn_mult=2,
+        base_channels=(), base_layers=0, base_heads=0, base_groups=0,
+        sr_channels=None, sr_layers=0, sr_groups=0,
+        base_size=32, base_transformer=(4, 192, 8, 3),
+    ),
+    "tiny-cpu": Preset(
+        text_hidden=32, text_layers=1, text_heads=2, text_ffn_mult=2,
+        base_channels=(), base_layers=0, base_heads=0, base_groups=0,
+        sr_channels=None, sr_layers=0, sr_groups=0,
+        base_size=32, base_transformer=(4, 32, 1, 2),
+    ),
 }
 
 
@@ -53,6 +74,32 @@ def text_encoder(preset: Preset, vocab_size: int) -> Any:
         num_layers=preset.text_layers,
         num_heads=preset.text_heads,
         ffn_mult=preset.text_ffn_mult,
+    )
+
+
+def base_model(preset: Preset) -> Any:
+    """The base denoiser of a preset: a patch transformer, or the 64x64 UNet."""
+    return base_unet(preset) if preset.base_transformer is None else base_transformer(preset)
+
+
+def base_transformer(preset: Preset) -> Any:
+    """A pixel-space PixArt-style transformer (adaLN-single timestep, cross-attention to the
+    text); `caption_channels` projects the text encoder's width to the transformer's."""
+    from diffusers import PixArtTransformer2DModel
+
+    assert preset.base_transformer is not None
+    patch, width, depth, heads = preset.base_transformer
+    return PixArtTransformer2DModel(
+        num_attention_heads=heads,
+        attention_head_dim=width // heads,
+        in_channels=3,
+        out_channels=3,
+        num_layers=depth,
+        cross_attention_dim=width,
+        sample_size=preset.base_size,
+        patch_size=patch,
+        caption_channels=preset.text_hidden,
+        use_additional_conditions=False,
     )
 
 
@@ -88,6 +135,8 @@ def sr_unet(preset: Preset) -> Any:
     from diffusers import UNet2DConditionModel
 
     ch = preset.sr_channels
+    if ch is None:
+        return None
     return UNet2DConditionModel(
         sample_size=SR_SIZE,
         in_channels=6,

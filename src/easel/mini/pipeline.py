@@ -1,4 +1,7 @@
-"""EaselMiniPipeline: text -> 64x64 base image -> 256x256 super-resolution -> requested size.
+"""EaselMiniPipeline: text -> base image -> (super-resolution) -> requested size.
+
+The shipped CPU model is a 32x32 patch transformer with no super-resolution stage: its image is
+resized to the requested size. The GPU recipe is a 64x64 UNet and a 64->256 SR UNet.
 
 Saving records the text encoder as `["easel.mini.text_encoder", "MiniTextEncoder"]` in
 model_index.json. diffusers resolves such a non-diffusers library from `sys.modules` only (it
@@ -21,7 +24,7 @@ import numpy as np
 import PIL.Image
 import torch
 import torch.nn.functional as F
-from diffusers import DiffusionPipeline
+from diffusers import DiffusionPipeline, PixArtTransformer2DModel
 from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
 
@@ -46,6 +49,18 @@ def q_sample(
     return a.sqrt() * x0 + (1 - a).sqrt() * noise
 
 
+def denoise(
+    model: Any, x: torch.Tensor, t: torch.Tensor, embeds: torch.Tensor, masks: torch.Tensor
+) -> torch.Tensor:
+    """One prediction of the base denoiser, a UNet or a patch transformer (their call
+    signatures differ; the transformer wants one timestep per sample)."""
+    if isinstance(model, PixArtTransformer2DModel):
+        steps = t.expand(x.shape[0]) if t.dim() == 0 else t
+        return model(x, encoder_hidden_states=embeds, timestep=steps,
+                     encoder_attention_mask=masks).sample
+    return model(x, t, encoder_hidden_states=embeds, encoder_attention_mask=masks).sample
+
+
 class EaselMiniPipeline(DiffusionPipeline):
     """The easel-mini cascade as a diffusers pipeline.
 
@@ -55,6 +70,7 @@ class EaselMiniPipeline(DiffusionPipeline):
     """
 
     model_cpu_offload_seq = "text_encoder->unet->sr_unet"
+    _optional_components: ClassVar[list[str]] = ["sr_unet", "sr_scheduler"]
     _callback_tensor_inputs: ClassVar[list[str]] = [
         "latents", "prompt_embeds", "negative_prompt_embeds",
     ]
@@ -65,8 +81,8 @@ class EaselMiniPipeline(DiffusionPipeline):
         text_encoder: Any,
         unet: Any,
         scheduler: Any,
-        sr_unet: Any,
-        sr_scheduler: Any,
+        sr_unet: Any = None,
+        sr_scheduler: Any = None,
         sr_num_inference_steps: int = 8,
         sr_noise_level: int = 100,
     ) -> None:
@@ -172,9 +188,7 @@ class EaselMiniPipeline(DiffusionPipeline):
                 continue
             x_in = torch.cat([latents, latents]) if do_cfg else latents
             x_in = self.scheduler.scale_model_input(x_in, t)
-            out = self.unet(
-                x_in, t, encoder_hidden_states=embeds, encoder_attention_mask=masks
-            ).sample
+            out = denoise(self.unet, x_in, t, embeds, masks)
             if do_cfg:
                 uncond, cond = out.chunk(2)
                 out = uncond + guidance_scale * (cond - uncond)
@@ -194,7 +208,7 @@ class EaselMiniPipeline(DiffusionPipeline):
                 )
         low = latents.clamp(-1, 1)
 
-        image = self.super_resolve(
+        image = low if self.sr_unet is None else self.super_resolve(
             low,
             generator,
             sr_num_inference_steps or int(self.config.sr_num_inference_steps),
@@ -255,15 +269,15 @@ def build_pipeline(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         text = models.text_encoder(p, len(tokenizer))
-        base = models.base_unet(p)
+        base = models.base_model(p)
         sr = models.sr_unet(p)
     return EaselMiniPipeline(
         tokenizer=tokenizer,
         text_encoder=text.eval(),
         unet=base.eval(),
         scheduler=models.sampling_scheduler(),
-        sr_unet=sr.eval(),
-        sr_scheduler=models.sampling_scheduler(),
+        sr_unet=None if sr is None else sr.eval(),
+        sr_scheduler=None if sr is None else models.sampling_scheduler(),
     )
 
 

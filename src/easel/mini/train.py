@@ -13,6 +13,7 @@ import argparse
 import copy
 import json
 import math
+import sys
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, nullcontext
@@ -25,9 +26,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+from tqdm.auto import tqdm
 
 from easel.mini import data, models
-from easel.mini.pipeline import EaselMiniPipeline, build_pipeline, q_sample
+from easel.mini.pipeline import EaselMiniPipeline, build_pipeline, denoise, q_sample
 from easel.mini.tokenizer import default_tokenizer, encode
 
 SR_MAX_AUG = 350  # SR trains on augmentation levels 0..350 and samples at the pipeline's level
@@ -53,6 +55,12 @@ class TrainConfig:
     workers: int = 0
     max_minutes: float | None = None
     log_every: int = 100
+    checkpoint_minutes: float = 5.0  # 0: only at the end of each stage
+    resume: bool = False
+    save_fp16: bool = False
+    progress: bool = False
+    cpu_bf16: bool = False
+    stop_after: int | None = None  # stop after this many steps of this invocation (checkpointed)
 
     @property
     def n_sr_steps(self) -> int:
@@ -66,9 +74,12 @@ class TrainConfig:
 class SceneBatches(IterableDataset[dict[str, Any]]):
     """Endless batches of rendered scenes; batch b is the same for a seed on any worker count."""
 
-    def __init__(self, seed: int, batch: int, stage: int, dropout: float, crop: int) -> None:
+    def __init__(self, seed: int, batch: int, stage: int, dropout: float, crop: int,
+                 base_size: int = models.BASE_SIZE, start: int = 0) -> None:
         self.seed, self.batch, self.stage = seed, batch, stage
         self.dropout, self.crop = dropout, crop
+        self.base_size = base_size
+        self.start = start  # the first batch index (a resumed run starts where it stopped)
 
     def make(self, b: int) -> dict[str, Any]:
         captions, lows, highs = [], [], []
@@ -78,9 +89,9 @@ class SceneBatches(IterableDataset[dict[str, Any]]):
             drop = rng.random() < self.dropout
             captions.append("" if drop else scene.caption)
             if self.stage == 1:
-                lows.append(data.render(scene, models.BASE_SIZE))
+                lows.append(data.render(scene, self.base_size))
             else:
-                hi, lo = data.render_pair(scene, models.SR_SIZE, models.BASE_SIZE)
+                hi, lo = data.render_pair(scene, models.SR_SIZE, self.base_size)
                 # Crops are aligned to the 4x grid so the low-resolution crop matches exactly.
                 c = self.crop // 4
                 y, x = (int(v) * 4 for v in rng.integers(0, (models.SR_SIZE - self.crop) // 4 + 1,
@@ -95,6 +106,7 @@ class SceneBatches(IterableDataset[dict[str, Any]]):
     def __iter__(self) -> Iterator[dict[str, Any]]:
         info = get_worker_info()
         b, stride = (0, 1) if info is None else (info.id, info.num_workers)
+        b += self.start
         while True:
             yield self.make(b)
             b += stride
@@ -149,134 +161,270 @@ def _loader(ds: SceneBatches, workers: int) -> Iterator[dict[str, Any]]:
     return iter(loader)
 
 
-def _autocast(device: torch.device) -> AbstractContextManager[Any]:
+def _autocast(device: torch.device, cpu_bf16: bool = False) -> AbstractContextManager[Any]:
+    """bf16 autocast on CUDA; on a CPU only when asked (`--bf16`): it pays where the cores have
+    bf16 matmul instructions (AVX512-BF16, AMX), and costs elsewhere."""
     if device.type == "cuda":
         return torch.autocast("cuda", dtype=torch.bfloat16)
+    if cpu_bf16:
+        return torch.autocast("cpu", dtype=torch.bfloat16)
     return nullcontext()
 
 
-def _log(path: Path, record: dict[str, Any]) -> None:
+def _log(path: Path, record: dict[str, Any], quiet: bool = False) -> None:
     with path.open("a") as f:
         f.write(json.dumps(record) + "\n")
+    if quiet:  # the progress bar shows the loss; the events still print
+        if "event" in record:
+            tqdm.write(json.dumps(record))
+        return
     print(json.dumps(record), flush=True)
 
 
-def train(cfg: TrainConfig) -> EaselMiniPipeline:
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
-    log_path = out / "train_log.jsonl"
-    log_path.unlink(missing_ok=True)
-    device = torch.device(cfg.device)
-    if device.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
-        torch.backends.cudnn.benchmark = True
-    torch.manual_seed(cfg.seed)
-    np.random.seed(cfg.seed)
-    gen = torch.Generator(device).manual_seed(cfg.seed)
-    started = time.monotonic()
-    budget = cfg.max_minutes * 60 if cfg.max_minutes else None
+@dataclass
+class Stage:
+    """One training stage: what it trains, how it steps, and where its batches come from."""
 
-    tokenizer = default_tokenizer()
-    pipe = build_pipeline(tokenizer, preset=cfg.preset, seed=cfg.seed)
-    text, unet, sr = pipe.text_encoder, pipe.unet, pipe.sr_unet
-    sched = models.training_scheduler(dict(pipe.scheduler.config))
-    acp = sched.alphas_cumprod.to(device)
-    _log(log_path, {"event": "start", "config": asdict(cfg), "params": {
-        "text_encoder": _n_params(text), "unet": _n_params(unet), "sr_unet": _n_params(sr)}})
+    number: int
+    modules: dict[str, nn.Module]
+    steps: int
+    lr: float
+    warmup: int
+    batches: SceneBatches
+    budget_s: float | None  # this stage stops once the run's elapsed time passes it
 
-    # --- stage 1: text encoder + base UNet ---
-    text.to(device).train()
-    unet.to(device).train()
-    params = list(text.parameters()) + list(unet.parameters())
-    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.01, betas=(0.9, 0.99))
-    lr_sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(cfg.steps, cfg.warmup))
-    ema_text, ema_unet = EMA(text, cfg.ema_decay), EMA(unet, cfg.ema_decay)
-    stream = SceneBatches(cfg.seed, cfg.batch, 1, cfg.caption_dropout, cfg.sr_crop)
-    batches = _loader(stream, cfg.workers)
-    stage_budget = budget * 0.7 if budget else None
-    t0 = time.monotonic()
-    for step in range(cfg.steps):
-        batch = next(batches)
+
+class RunStopped(Exception):
+    """The run stopped as asked (`stop_after`), leaving a checkpoint to resume from."""
+
+
+class Checkpoint:
+    """Everything a stopped run needs to resume exactly where it was (written atomically)."""
+
+    def __init__(self, out: Path) -> None:
+        self.path = out / "checkpoint.pt"
+
+    def load(self) -> dict[str, Any] | None:
+        if not self.path.exists():
+            return None
+        state: dict[str, Any] = torch.load(self.path, map_location="cpu", weights_only=False)
+        return state
+
+    def save(self, state: dict[str, Any]) -> None:
+        partial = self.path.with_suffix(".partial")
+        torch.save(state, partial)
+        partial.replace(self.path)
+
+
+class Run:
+    """A training run's shared state: models, noise generator, clock, log and checkpoints."""
+
+    def __init__(self, cfg: TrainConfig) -> None:
+        self.cfg = cfg
+        self.out = Path(cfg.out)
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.log_path = self.out / "train_log.jsonl"
+        self.device = torch.device(cfg.device)
+        self.checkpoint = Checkpoint(self.out)
+        self.resumed = self.checkpoint.load() if cfg.resume else None
+        if self.resumed is None:
+            self.log_path.unlink(missing_ok=True)
+        torch.manual_seed(cfg.seed)
+        np.random.seed(cfg.seed)
+        self.gen = torch.Generator(self.device).manual_seed(cfg.seed)
+        self.tokenizer = default_tokenizer()
+        self.pipe = build_pipeline(self.tokenizer, preset=cfg.preset, seed=cfg.seed)
+        sched = models.training_scheduler(dict(self.pipe.scheduler.config))
+        self.sched = sched
+        self.acp = sched.alphas_cumprod.to(self.device)
+        self.elapsed_before = float(self.resumed["elapsed_s"]) if self.resumed else 0.0
+        self.started = time.monotonic()
+        self.ema: dict[str, EMA] = {}
+
+    def elapsed(self) -> float:
+        return self.elapsed_before + time.monotonic() - self.started
+
+    def log(self, record: dict[str, Any]) -> None:
+        _log(self.log_path, record, quiet=self.cfg.progress)
+
+    def stages(self) -> list[Stage]:
+        cfg, pipe = self.cfg, self.pipe
+        budget = cfg.max_minutes * 60 if cfg.max_minutes else None
+        base_size = int(pipe.unet.config.sample_size)
+        has_sr = pipe.sr_unet is not None
+        first = Stage(1, {"text_encoder": pipe.text_encoder, "unet": pipe.unet}, cfg.steps,
+                      cfg.lr, cfg.warmup,
+                      SceneBatches(cfg.seed, cfg.batch, 1, cfg.caption_dropout, cfg.sr_crop,
+                                   base_size),
+                      (budget * 0.7 if has_sr else budget) if budget else None)
+        if not has_sr:
+            return [first]
+        second = Stage(2, {"sr_unet": pipe.sr_unet}, cfg.n_sr_steps, cfg.sr_lr,
+                       min(cfg.warmup, cfg.n_sr_steps),
+                       SceneBatches(cfg.seed + 1, cfg.n_sr_batch, 2, 0.0, cfg.sr_crop, base_size),
+                       budget)
+        return [first, second]
+
+    def loss(self, stage: Stage, batch: dict[str, Any]) -> torch.Tensor:
+        return self.base_loss(batch) if stage.number == 1 else self.sr_loss(batch)
+
+    def base_loss(self, batch: dict[str, Any]) -> torch.Tensor:
+        device, gen, sched = self.device, self.gen, self.sched
         x0 = batch["low"].to(device, non_blocking=True)
-        ids, mask = encode(tokenizer, batch["captions"], device)
+        ids, mask = encode(self.tokenizer, batch["captions"], device)
         noise = torch.randn(x0.shape, generator=gen, device=device)
         t = torch.randint(0, sched.config.num_train_timesteps, (x0.shape[0],), generator=gen,
                           device=device)
         xt = sched.add_noise(x0, noise, t)
         target = sched.get_velocity(x0, noise, t)
-        with _autocast(device):
-            emb = text(ids, mask)
-            pred = unet(xt, t, encoder_hidden_states=emb, encoder_attention_mask=mask).sample
+        with _autocast(device, self.cfg.cpu_bf16):
+            emb = self.pipe.text_encoder(ids, mask)
+            pred = denoise(self.pipe.unet, xt, t, emb, mask)
         per = F.mse_loss(pred.float(), target, reduction="none").mean(dim=(1, 2, 3))
-        loss = (per * _loss_weights(acp, t, cfg.min_snr_gamma)).mean()
-        _step(opt, lr_sched, params, loss)
-        ema_text.update(text, step)
-        ema_unet.update(unet, step)
-        if not math.isfinite(loss.item()):
-            raise FloatingPointError(f"stage 1 loss is {loss.item()} at step {step}")
-        if step % cfg.log_every == 0 or step == cfg.steps - 1:
-            _log(log_path, {"stage": 1, "step": step, "loss": loss.item(),
-                            "lr": lr_sched.get_last_lr()[0], "s": time.monotonic() - t0})
-        if stage_budget and time.monotonic() - started > stage_budget:
-            _log(log_path, {"event": "stage 1 stopped by the time budget", "step": step})
-            break
-    stage1_s = time.monotonic() - t0
-    del batches
+        return (per * _loss_weights(self.acp, t, self.cfg.min_snr_gamma)).mean()
 
-    # --- stage 2: super-resolution ---
-    sr.to(device).train()
-    sr_params = list(sr.parameters())
-    opt = torch.optim.AdamW(sr_params, lr=cfg.sr_lr, weight_decay=0.01, betas=(0.9, 0.99))
-    lr_sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, _lr_lambda(cfg.n_sr_steps, min(cfg.warmup, cfg.n_sr_steps))
-    )
-    ema_sr = EMA(sr, cfg.ema_decay)
-    batches = _loader(SceneBatches(cfg.seed + 1, cfg.n_sr_batch, 2, 0.0, cfg.sr_crop), cfg.workers)
-    t0 = time.monotonic()
-    for step in range(cfg.n_sr_steps):
-        batch = next(batches)
+    def sr_loss(self, batch: dict[str, Any]) -> torch.Tensor:
+        device, gen, sched, sr = self.device, self.gen, self.sched, self.pipe.sr_unet
         x0 = batch["high"].to(device, non_blocking=True)
         low = batch["low"].to(device, non_blocking=True)
         n = x0.shape[0]
         up = F.interpolate(low, size=x0.shape[-2:], mode="bilinear", align_corners=False)
         aug = torch.randint(0, SR_MAX_AUG + 1, (n,), generator=gen, device=device)
-        up = q_sample(acp, up, torch.randn(up.shape, generator=gen, device=device), aug)
+        up = q_sample(self.acp, up, torch.randn(up.shape, generator=gen, device=device), aug)
         noise = torch.randn(x0.shape, generator=gen, device=device)
         t = torch.randint(0, sched.config.num_train_timesteps, (n,), generator=gen, device=device)
         xt = sched.add_noise(x0, noise, t)
         target = sched.get_velocity(x0, noise, t)
         dummy = torch.zeros(n, 1, sr.config.cross_attention_dim, device=device)
-        with _autocast(device):
+        with _autocast(device, self.cfg.cpu_bf16):
             pred = sr(torch.cat([xt, up], dim=1), t, encoder_hidden_states=dummy,
                       class_labels=aug).sample
         per = F.mse_loss(pred.float(), target, reduction="none").mean(dim=(1, 2, 3))
-        loss = (per * _loss_weights(acp, t, cfg.min_snr_gamma)).mean()
-        _step(opt, lr_sched, sr_params, loss)
-        ema_sr.update(sr, step)
-        if not math.isfinite(loss.item()):
-            raise FloatingPointError(f"stage 2 loss is {loss.item()} at step {step}")
-        if step % cfg.log_every == 0 or step == cfg.n_sr_steps - 1:
-            _log(log_path, {"stage": 2, "step": step, "loss": loss.item(),
-                            "lr": lr_sched.get_last_lr()[0], "s": time.monotonic() - t0})
-        if budget and time.monotonic() - started > budget:
-            _log(log_path, {"event": "stage 2 stopped by the time budget", "step": step})
-            break
-    stage2_s = time.monotonic() - t0
-    del batches
+        return (per * _loss_weights(self.acp, t, self.cfg.min_snr_gamma)).mean()
 
-    final = EaselMiniPipeline(
-        tokenizer=tokenizer,
-        text_encoder=ema_text.module.float().cpu(),
-        unet=ema_unet.module.float().cpu(),
-        scheduler=pipe.scheduler,
-        sr_unet=ema_sr.module.float().cpu(),
-        sr_scheduler=pipe.sr_scheduler,
-    )
-    final.save_pretrained(out)
-    _log(log_path, {"event": "saved", "dir": str(out), "stage1_s": stage1_s,
-                    "stage2_s": stage2_s, "total_s": time.monotonic() - started})
+    def run_stage(self, stage: Stage) -> float:
+        """Train one stage from its first step, or from the checkpoint's; its seconds."""
+        cfg = self.cfg
+        params = [p for m in stage.modules.values() for p in m.to(self.device).train().parameters()]
+        opt = torch.optim.AdamW(params, lr=stage.lr, weight_decay=0.01, betas=(0.9, 0.99))
+        lr_sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(stage.steps, stage.warmup))
+        for name, module in stage.modules.items():
+            self.ema[name] = EMA(module, cfg.ema_decay)
+        first = self.restore(stage, opt, lr_sched)
+        if first >= stage.steps:
+            return 0.0
+        stage.batches.start = first
+        batches = _loader(stage.batches, cfg.workers)
+        t0 = last_save = time.monotonic()
+        every_s = cfg.checkpoint_minutes * 60
+        bar = tqdm(range(first, stage.steps), initial=first, total=stage.steps,
+                   desc=f"stage {stage.number}", disable=not cfg.progress, dynamic_ncols=True)
+        step = first
+        for step in bar:
+            loss = self.loss(stage, next(batches))
+            _step(opt, lr_sched, params, loss)
+            for name, module in stage.modules.items():
+                self.ema[name].update(module, step)
+            value = loss.item()
+            if not math.isfinite(value):
+                raise FloatingPointError(f"stage {stage.number} loss is {value} at step {step}")
+            bar.set_postfix(loss=f"{value:.4f}", refresh=False)
+            if step % cfg.log_every == 0 or step == stage.steps - 1:
+                self.log({"stage": stage.number, "step": step, "loss": value,
+                          "lr": lr_sched.get_last_lr()[0], "s": round(self.elapsed(), 1)})
+            if every_s and time.monotonic() - last_save > every_s:
+                self.save_checkpoint(stage, step + 1, opt, lr_sched)
+                last_save = time.monotonic()
+            if cfg.stop_after is not None and step + 1 - first >= cfg.stop_after:
+                self.save_checkpoint(stage, step + 1, opt, lr_sched)
+                raise RunStopped(f"stopped after {cfg.stop_after} steps at stage "
+                                 f"{stage.number} step {step + 1}; --resume continues")
+            if stage.budget_s and self.elapsed() > stage.budget_s:
+                self.log({"event": f"stage {stage.number} stopped by the time budget",
+                          "step": step})
+                break
+        bar.close()
+        del batches
+        self.save_checkpoint(stage, stage.steps, opt, lr_sched)  # the stage is done
+        return time.monotonic() - t0
+
+    def restore(self, stage: Stage, opt: torch.optim.Optimizer, lr_sched: Any) -> int:
+        """Load the checkpoint's weights; the step this stage resumes at (0: from the start)."""
+        state = self.resumed
+        if state is None:
+            return 0
+        for name, weights in state["modules"].items():
+            getattr(self.pipe, name).load_state_dict(weights)
+        for name, weights in state["ema"].items():
+            if name in self.ema:
+                self.ema[name].module.load_state_dict(weights)
+        if state["stage"] != stage.number:
+            return stage.steps if state["stage"] > stage.number else 0
+        opt.load_state_dict(state["optimizer"])
+        lr_sched.load_state_dict(state["lr_scheduler"])
+        self.gen.set_state(state["generator"])
+        self.log({"event": "resumed", "stage": stage.number, "step": state["step"]})
+        return int(state["step"])
+
+    def save_checkpoint(self, stage: Stage, next_step: int, opt: torch.optim.Optimizer,
+                        lr_sched: Any) -> None:
+        names = ("text_encoder", "unet", "sr_unet")
+        self.resumed = {
+            "stage": stage.number, "step": next_step, "elapsed_s": self.elapsed(),
+            "modules": {n: getattr(self.pipe, n).state_dict() for n in names
+                        if getattr(self.pipe, n) is not None},
+            "ema": {n: e.module.state_dict() for n, e in self.ema.items()},
+            "optimizer": opt.state_dict(), "lr_scheduler": lr_sched.state_dict(),
+            "generator": self.gen.get_state(),
+        }
+        self.checkpoint.save(self.resumed)
+        self.final().save_pretrained(self.out / "latest", safe_serialization=True)
+        self.log({"event": "checkpoint", "stage": stage.number, "step": next_step})
+
+    def final(self) -> EaselMiniPipeline:
+        """The pipeline of the EMA weights (the raw weights where a stage has not run yet)."""
+        def pick(name: str) -> Any:
+            module = self.ema[name].module if name in self.ema else getattr(self.pipe, name)
+            return None if module is None else copy.deepcopy(module).float().cpu().eval()
+
+        return EaselMiniPipeline(
+            tokenizer=self.tokenizer,
+            text_encoder=pick("text_encoder"),
+            unet=pick("unet"),
+            scheduler=self.pipe.scheduler,
+            sr_unet=pick("sr_unet"),
+            sr_scheduler=self.pipe.sr_scheduler,
+        )
+
+
+def train(cfg: TrainConfig) -> EaselMiniPipeline:
+    run = Run(cfg)
+    if run.device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+        torch.backends.cudnn.benchmark = True
+    pipe = run.pipe
+    run.log({"event": "start", "config": asdict(cfg), "params": {
+        name: _n_params(getattr(pipe, name)) for name in ("text_encoder", "unet", "sr_unet")
+        if getattr(pipe, name) is not None}})
+    seconds = {f"stage{stage.number}_s": run.run_stage(stage) for stage in run.stages()}
+    final = run.final()
+    final.save_pretrained(run.out)
+    if cfg.save_fp16:
+        _to_fp16(run.out)
+    run.log({"event": "saved", "dir": str(run.out), **seconds, "total_s": run.elapsed()})
     return final
+
+
+def _to_fp16(out: Path) -> None:
+    """Rewrite each saved safetensors file in fp16: half the bytes, and the shipped weights are
+    loaded back in the placement's dtype (fp32 on a CPU) anyway."""
+    from safetensors.torch import load_file, save_file
+
+    for path in out.glob("*/*.safetensors"):
+        tensors = {k: v.half() if v.is_floating_point() else v for k, v in load_file(path).items()}
+        save_file(tensors, path, metadata={"format": "pt"})
+        path.chmod(0o644)  # safetensors writes through a private temporary file
 
 
 def _step(
@@ -311,17 +459,34 @@ def parse_args(argv: Sequence[str] | None = None) -> TrainConfig:
     p.add_argument("--max-minutes", type=float, default=None,
                    help="wall-clock budget; stage 1 gets 70%% of it, stage 2 the rest")
     p.add_argument("--log-every", type=int, default=100)
+    p.add_argument("--checkpoint-minutes", type=float, default=5.0,
+                   help="write OUT/checkpoint.pt (and the EMA pipeline to OUT/latest) this often")
+    p.add_argument("--resume", action="store_true",
+                   help="continue from OUT/checkpoint.pt where a stopped run left off")
+    p.add_argument("--fp16", action="store_true", help="save the final weights in fp16")
+    p.add_argument("--bf16", action="store_true", help="bf16 autocast on a CPU as well")
+    p.add_argument("--stop-after", type=int, default=None,
+                   help="stop after N steps, leaving a checkpoint (split a run over sessions)")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction,
+                   default=sys.stderr.isatty(),
+                   help="a progress bar instead of a JSON line per logged step (default: on a "
+                        "terminal); the log file has every line either way")
     a = p.parse_args(argv)
     return TrainConfig(
         out=a.out, steps=a.steps, batch=a.batch, sr_steps=a.sr_steps, sr_batch=a.sr_batch,
         sr_crop=a.sr_crop, seed=a.seed, device=a.device, preset=a.preset, lr=a.lr,
         sr_lr=a.sr_lr, warmup=a.warmup, workers=a.workers, max_minutes=a.max_minutes,
-        log_every=a.log_every,
+        log_every=a.log_every, checkpoint_minutes=a.checkpoint_minutes, resume=a.resume,
+        save_fp16=a.fp16, progress=a.progress, cpu_bf16=a.bf16,
+        stop_after=a.stop_after,
     )
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    train(parse_args(argv))
+    try:
+        train(parse_args(argv))
+    except RunStopped as stopped:
+        print(stopped)
 
 
 if __name__ == "__main__":
