@@ -52,8 +52,12 @@ class Settings(BaseSettings):
     """Refuse a tier whose real weights are absent instead of serving it on a stand-in."""
     commercial_only: bool = False
     """Refuse every backend whose licence (the catalog's `[licenses]`) forbids commercial use."""
+    stand_in: Literal["mini", "tiny"] = "mini"
+    """What serves a tier whose weights are absent: `mini`, the trained easel-mini (simple scenes
+    that follow the prompt), or `tiny`, each family's random tiny pipeline (noise; for plumbing,
+    load tests and step-timed tests, where each tier keeps its own schedule)."""
     fallback_max_steps: int = 4
-    """Most denoising steps a stand-in model runs (it is untrained: more steps buy nothing)."""
+    """Most denoising steps a tiny stand-in runs (it is untrained: more steps buy nothing)."""
     max_loaded_models: int = Field(default=2, ge=1)
     """Pipelines kept loaded at once; the least recently used one is unloaded past it."""
     num_threads: int | None = None

@@ -30,7 +30,9 @@ def slow_server(
     make_server: Callable[..., Server], tmp_path: Path, steps: int = SLOW_STEPS, **env: Any
 ) -> Server:
     catalog = slow_catalog(tmp_path / "slow.toml", steps)
-    return make_server(small=False, EASEL_CATALOG_FILE=catalog, EASEL_FALLBACK_MAX_STEPS=steps,
+    # The tiny stand-ins keep each tier's own schedule, so the step count here is what runs.
+    return make_server(small=False, EASEL_CATALOG_FILE=catalog, EASEL_STAND_IN="tiny",
+                       EASEL_FALLBACK_MAX_STEPS=steps,
                        **env)
 
 

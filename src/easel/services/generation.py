@@ -90,7 +90,8 @@ class BackendResolver:
     def from_settings(cls, settings: Settings, catalog: Catalog, strict: bool = False
                       ) -> BackendResolver:
         configs = {b.source: b.config for b in catalog.backends.values() if b.config is not None}
-        return cls(strict or settings.strict, settings.fallback_max_steps, catalog.mini,
+        mini = catalog.mini if settings.stand_in == "mini" else None
+        return cls(strict or settings.strict, settings.fallback_max_steps, mini,
                    settings.commercial_only, configs)
 
     def refusal(self, backend: Backend) -> str | None:

@@ -1,0 +1,168 @@
+"""easel-mini's pictures answer their prompts, through each dialect's official SDK.
+
+The shipped easel-mini weights serve every tier here (no real weights are present), so the
+project's checker (easel.mini.checker) can tell whether an image shows what its prompt asked.
+Jobs are queued first, on a server without a worker, and one worker started after them claims
+them together: image i of a batch must answer prompt i, wherever it sat in the batch.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+from PIL import Image
+
+from easel.mini import checker, data
+from easel.services.weights import weights_present
+from tests.dialects.conftest import CLIENTS, KEY
+from tests.server_harness import Server
+
+# Picked once from the training distribution: plain backgrounds, one big object each, three
+# different colours in three different places, so swapped images cannot pass.
+PROMPTS = (
+    ("a big red circle at the top, on a plain grey background", "red", "top"),
+    ("a big blue square on the left, on a black background", "blue", "left"),
+    ("a big yellow star at the bottom, on a beige background", "yellow", "bottom"),
+)
+
+
+def scene(prompt: str, colour: str, position: str) -> data.Scene:
+    """The ground truth the checker judges against: one object of that colour and place."""
+    shape = next(s for s in data.SHAPES if s in prompt)
+    obj = data.SceneObject(shape, colour, "big", 0.5, 0.5, position)
+    return data.Scene("single", "grey", prompt, (obj,),
+                      attributes=("colour", "position"))
+
+
+def as_checker_image(png: bytes) -> np.ndarray:
+    image = Image.open(io.BytesIO(png)).convert("RGB").resize((256, 256), Image.Resampling.BICUBIC)
+    return np.asarray(image, dtype=np.float32) / 255
+
+
+@dataclass
+class Call:
+    """One SDK call running in its own process; `png()` is the image it got back."""
+
+    name: str
+    proc: subprocess.Popen[str]
+    decode: Callable[[dict[str, Any]], bytes]
+
+    def result(self) -> dict[str, Any]:
+        out, err = self.proc.communicate(timeout=240)
+        lines = [line for line in out.splitlines() if line.startswith("{")]
+        assert self.proc.returncode == 0 and lines, f"{self.name}: {out}\n{err}"
+        reply: dict[str, Any] = json.loads(lines[-1])
+        return reply
+
+    def png(self) -> bytes:
+        return self.decode(self.result())
+
+
+def launch(python: Path, script: Path, spec: dict[str, Any]) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [str(python), str(script), json.dumps(spec)], stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+
+
+RUNWARE_CLIENT = Path(__file__).parents[1] / "runware" / "clients" / "sdk.py"
+
+
+def calls_for(srv: Server, sdks: dict[str, Path], dialect: str, prompt: str, seed: int,
+              **extra: Any) -> Call:
+    """Start one generation of `prompt` through `dialect`'s SDK (it waits for its image)."""
+    if dialect == "openai":
+        spec = {"url": srv.url, "key": KEY, "kwargs": {
+            "model": "google/imagen-4.0-generate-001", "prompt": prompt,
+            "response_format": "b64_json"}, "extra_body": {"seed": seed, **extra}}
+        return Call(dialect, launch(sdks["openai"], CLIENTS / "openai_client.py", spec),
+                    lambda r: base64.b64decode(r["response"]["data"][0]["b64_json"]))
+    if dialect == "google":
+        spec = {"url": srv.url, "key": KEY, "mode": "vertex", "model": "imagen-4.0-generate-001",
+                "prompt": prompt, "config": {"seed": seed, "add_watermark": False,
+                                             "number_of_images": 1, **extra}}
+        return Call(dialect, launch(sdks["google-genai-3"], CLIENTS / "google_client.py", spec),
+                    lambda r: base64.b64decode(r["images"][0]["b64"]))
+    if dialect == "wavespeed":
+        spec = {"url": srv.url, "key": KEY, "model": "google/imagen4",
+                "input": {"prompt": prompt, "seed": seed, **extra}}
+        return Call(dialect, launch(sdks["wavespeed"], CLIENTS / "wavespeed_client.py", spec),
+                    lambda r: httpx.get(r["outputs"][0], timeout=30).content)
+    task = {"model": "google:2@1", "positivePrompt": prompt, "seed": seed, "width": 64,
+            "height": 64, "outputType": "base64Data", **extra}
+    spec = {"transport": "rest", "url": srv.url, "apiKey": KEY, "task": task}
+    return Call(dialect, launch(sdks["runware-sdk"], RUNWARE_CLIENT, spec),
+                lambda r: base64.b64decode(r["images"][0]["imageBase64Data"]))
+
+
+DIALECTS = ("openai", "google", "wavespeed", "runware")
+
+
+@pytest.fixture(scope="module")
+def queued_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A server that queues jobs and runs none: the tests start a worker when all are in."""
+    srv = Server(tmp_path_factory.mktemp("easel-meaning"), EASEL_API_KEYS=KEY,
+                 EASEL_RUN_WORKER="false")
+    srv.start()
+    yield srv
+    srv.stop()
+
+
+def wait_queued(srv: Server, n: int, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if srv.db("SELECT COUNT(*) FROM jobs WHERE status = 'queued'")[0][0] >= n:
+            return
+        time.sleep(0.2)
+    jobs = srv.db("SELECT id, status FROM jobs")
+    raise AssertionError(f"fewer than {n} jobs were queued: {jobs}")
+
+
+def run_worker(srv: Server, log: Path, calls: list[Call]) -> list[bytes]:
+    """Start one worker for the queued jobs; every call's image, in order; stop the worker."""
+    env = {**os.environ, **srv.env, "EASEL_DATA_DIR": str(srv.data_dir)}
+    with open(log, "ab") as out:
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "easel.cli", "worker", "--data-dir", str(srv.data_dir)],
+            env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        return [call.png() for call in calls]
+    finally:
+        worker.terminate()
+        worker.wait(60)
+
+
+def test_the_trained_weights_serve_every_tier() -> None:
+    assert weights_present("easel/mini"), "easel-mini's trained weights ship in the package"
+
+
+def test_each_image_of_a_batch_answers_its_own_prompt(
+    queued_server: Server, sdks: dict[str, Path], tmp_path: Path
+) -> None:
+    srv = queued_server
+    earlier = {row[0] for row in srv.db("SELECT id FROM jobs")}
+    calls, scenes = [], []
+    for dialect in DIALECTS:
+        for i, (prompt, colour, position) in enumerate(PROMPTS):
+            calls.append(calls_for(srv, sdks, dialect, prompt, seed=100 + i))
+            scenes.append(scene(prompt, colour, position))
+    wait_queued(srv, len(calls))
+    images = run_worker(srv, tmp_path / "worker.log", calls)
+    jobs = [row for row in srv.db("SELECT id, batch_id FROM jobs") if row[0] not in earlier]
+    sizes = [sum(1 for _, b in jobs if b == batch) for _, batch in jobs]
+    assert len(jobs) == len(calls) and min(sizes) > 1, jobs  # every job shared its batch
+    for call, png, truth in zip(calls, images, scenes, strict=True):
+        verdict = checker.check(as_checker_image(png), truth)
+        assert verdict["colour"] and verdict["position"], (call.name, truth.caption, verdict)
