@@ -28,7 +28,7 @@ from PIL import Image
 from easel.mini import checker, data
 from easel.services.weights import weights_present
 from tests.dialects.conftest import CLIENTS, KEY
-from tests.server_harness import Server
+from tests.server_harness import SMALL_SIZES, Server
 
 # Picked once from the training distribution: plain backgrounds, one big object each, three
 # different colours in three different places, so swapped images cannot pass.
@@ -37,6 +37,12 @@ PROMPTS = (
     ("a big blue square on the left, on a black background", "blue", "left"),
     ("a big yellow star at the bottom, on a beige background", "yellow", "bottom"),
 )
+
+# Two objects of two colours; the negative prompt names one of them.
+NEGATIVE_CASE: dict[str, Any] = {
+    "prompt": "a red circle above a blue square, on a plain grey background",
+    "negative": "blue", "colour": "blue", "other": "red", "seed": 5,
+}
 
 
 def scene(prompt: str, colour: str, position: str) -> data.Scene:
@@ -115,6 +121,7 @@ def queued_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """A server that queues jobs and runs none: the tests start a worker when all are in."""
     srv = Server(tmp_path_factory.mktemp("easel-meaning"), EASEL_API_KEYS=KEY,
                  EASEL_RUN_WORKER="false")
+    srv.overlay = SMALL_SIZES  # easel-mini at its own, packaged number of steps
     srv.start()
     yield srv
     srv.stop()
@@ -166,3 +173,43 @@ def test_each_image_of_a_batch_answers_its_own_prompt(
     for call, png, truth in zip(calls, images, scenes, strict=True):
         verdict = checker.check(as_checker_image(png), truth)
         assert verdict["colour"] and verdict["position"], (call.name, truth.caption, verdict)
+
+
+def pixels(png: bytes) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(png)).convert("RGB"), dtype=np.int16)
+
+
+def test_a_seed_reproduces_its_picture_and_another_seed_draws_another(
+    queued_server: Server, sdks: dict[str, Path], tmp_path: Path
+) -> None:
+    prompt = PROMPTS[0][0]
+    calls = [calls_for(queued_server, sdks, "wavespeed", prompt, seed=seed) for seed in (7, 7, 8)]
+    wait_queued(queued_server, len(calls))
+    first, again, other = (pixels(png) for png in run_worker(queued_server,
+                                                            tmp_path / "worker.log", calls))
+    # Batch-mates are computed together; a PNG level may flip where a value sits on a rounding
+    # edge, nothing more.
+    assert np.abs(first - again).max() <= 1
+    assert np.abs(first - other).mean() > 5  # a different seed draws a different picture
+
+
+def colours_drawn(png: bytes) -> set[str]:
+    return {blob.colour for blob in checker.segment(as_checker_image(png))}
+
+
+def test_a_negative_prompt_takes_a_colour_away(
+    queued_server: Server, sdks: dict[str, Path], tmp_path: Path
+) -> None:
+    """Through the Runware SDK on `easel/mini`, whose backend honours negative prompts."""
+    prompt = NEGATIVE_CASE["prompt"]
+    plain = calls_for(queued_server, sdks, "runware", prompt, seed=NEGATIVE_CASE["seed"],
+                      model="easel/mini")
+    without = calls_for(queued_server, sdks, "runware", prompt, seed=NEGATIVE_CASE["seed"],
+                        model="easel/mini", negativePrompt=NEGATIVE_CASE["negative"])
+    wait_queued(queued_server, 2)
+    drawn, kept = (colours_drawn(png) for png in run_worker(queued_server,
+                                                            tmp_path / "worker.log",
+                                                            [plain, without]))
+    colour = NEGATIVE_CASE["colour"]
+    assert colour in drawn and NEGATIVE_CASE["other"] in drawn, drawn
+    assert colour not in kept and NEGATIVE_CASE["other"] in kept, kept

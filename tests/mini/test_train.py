@@ -74,3 +74,22 @@ def test_fp16_weights_load_back_in_fp32(tmp_path: Path) -> None:
     assert all(v.dtype == torch.float16 for v in _weights(tmp_path).values())
     pipe = EaselMiniPipeline.from_pretrained(tmp_path, dtype=torch.float32)
     assert pipe.unet.dtype == pipe.text_encoder.dtype == torch.float32
+
+
+def test_end_at_saves_early_on_the_full_schedule_and_resume_finishes_it(tmp_path: Path) -> None:
+    args = ["--steps", "4", "--batch", "2", "--preset", "tiny-cpu", "--seed", "2",
+            "--device", "cpu", "--warmup", "2", "--log-every", "1"]
+    straight, ended = tmp_path / "straight", tmp_path / "ended"
+    train(parse_args(["--out", str(straight), *args]))
+    train(parse_args(["--out", str(ended), "--end-at", "2", *args]))
+    log = [json.loads(line) for line in (ended / "train_log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log if "loss" in r] == [0, 1]
+    assert {"event": "stage 1 ended at --end-at", "step": 2} in log
+    full = [json.loads(line) for line in (straight / "train_log.jsonl").read_text().splitlines()]
+    lrs = {r["step"]: r["lr"] for r in full if "loss" in r}
+    assert [r["lr"] for r in log if "loss" in r] == [lrs[0], lrs[1]]  # the 4-step schedule
+    early = _weights(ended)
+    train(parse_args(["--out", str(ended), "--resume", *args]))  # on to --steps
+    finished, reference = _weights(ended), _weights(straight)
+    assert all(torch.equal(finished[k], reference[k]) for k in reference)
+    assert not all(torch.equal(early[k], reference[k]) for k in reference)

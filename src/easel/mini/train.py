@@ -61,6 +61,7 @@ class TrainConfig:
     progress: bool = False
     cpu_bf16: bool = False
     stop_after: int | None = None  # stop after this many steps of this invocation (checkpointed)
+    end_at: int | None = None  # end stage 1 at this step and save (the LR schedule is --steps')
 
     @property
     def n_sr_steps(self) -> int:
@@ -318,13 +319,16 @@ class Run:
         for name, module in stage.modules.items():
             self.ema[name] = EMA(module, cfg.ema_decay)
         first = self.restore(stage, opt, lr_sched)
-        if first >= stage.steps:
+        last = stage.steps
+        if cfg.end_at is not None and stage.number == 1:
+            last = min(stage.steps, cfg.end_at)
+        if first >= last:
             return 0.0
         stage.batches.start = first
         batches = _loader(stage.batches, cfg.workers)
         t0 = last_save = time.monotonic()
         every_s = cfg.checkpoint_minutes * 60
-        bar = tqdm(range(first, stage.steps), initial=first, total=stage.steps,
+        bar = tqdm(range(first, last), initial=first, total=last,
                    desc=f"stage {stage.number}", disable=not cfg.progress, dynamic_ncols=True)
         step = first
         for step in bar:
@@ -349,10 +353,13 @@ class Run:
             if stage.budget_s and self.elapsed() > stage.budget_s:
                 self.log({"event": f"stage {stage.number} stopped by the time budget",
                           "step": step})
+                last = stage.steps  # the stage counts as done
                 break
         bar.close()
         del batches
-        self.save_checkpoint(stage, stage.steps, opt, lr_sched)  # the stage is done
+        if last < stage.steps:  # --end-at: a later --resume may still go on to --steps
+            self.log({"event": f"stage {stage.number} ended at --end-at", "step": last})
+        self.save_checkpoint(stage, last, opt, lr_sched)
         return time.monotonic() - t0
 
     def restore(self, stage: Stage, opt: torch.optim.Optimizer, lr_sched: Any) -> int:
@@ -474,6 +481,9 @@ def parse_args(argv: Sequence[str] | None = None) -> TrainConfig:
                    help="continue from OUT/checkpoint.pt where a stopped run left off")
     p.add_argument("--fp16", action="store_true", help="save the final weights in fp16")
     p.add_argument("--bf16", action="store_true", help="bf16 autocast on a CPU as well")
+    p.add_argument("--end-at", type=int, default=None,
+                   help="end stage 1 at step N and save the pipeline; the LR schedule stays "
+                        "that of --steps, so a later --resume can go on to --steps")
     p.add_argument("--stop-after", type=int, default=None,
                    help="stop after N steps, leaving a checkpoint (split a run over sessions)")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction,
@@ -487,7 +497,7 @@ def parse_args(argv: Sequence[str] | None = None) -> TrainConfig:
         sr_lr=a.sr_lr, warmup=a.warmup, workers=a.workers, max_minutes=a.max_minutes,
         log_every=a.log_every, checkpoint_minutes=a.checkpoint_minutes, resume=a.resume,
         save_fp16=a.fp16, progress=a.progress, cpu_bf16=a.bf16, min_snr_gamma=a.min_snr_gamma,
-        stop_after=a.stop_after,
+        stop_after=a.stop_after, end_at=a.end_at,
     )
 
 
