@@ -81,7 +81,7 @@ class Server:
                  "--data-dir", str(self.data_dir)],
                 env=env, stdout=log, stderr=subprocess.STDOUT,
             )
-        self.wait("/livez", 30)
+        self.wait("/livez", 90)  # a margin: a busy 2-core machine can take long to import
         if wait_ready:
             self.wait("/readyz", 120)
         return self

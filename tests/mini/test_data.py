@@ -68,3 +68,19 @@ def test_colours_stand_out_from_backgrounds() -> None:
         assert len(data.allowed_colours(bg)) >= 5
     assert "blue" not in data.allowed_colours("sea")
     assert "green" not in data.allowed_colours("grass")
+
+
+def test_foreground_is_where_the_objects_are() -> None:
+    from easel.mini import data
+
+    scene = next(s for s in (data.sample_scene(data.scene_rng(3, i), "train", kind="single")
+                             for i in range(50)) if s.objects[0].size == "big")
+    picture = data.render(scene, 32)
+    mask = data.foreground(scene, picture)
+    assert mask.shape == (32, 32) and mask.dtype == bool
+    ys, xs = np.nonzero(mask)
+    obj = scene.objects[0]
+    assert abs(xs.mean() / 32 - obj.cx) < 0.1 and abs(ys.mean() / 32 - obj.cy) < 0.1
+    assert 0.02 < mask.mean() < obj.extent ** 2 * 1.5  # the object, not the background
+    bare = data.Scene(scene.kind, scene.background, scene.caption)
+    assert not data.foreground(bare, data.render(bare, 32)).any()

@@ -27,6 +27,13 @@ def test_batches_are_reproducible() -> None:
     assert a["low"].shape == (3, 3, 16, 16)
 
 
+def test_foreground_weighting_adds_each_pictures_object_mask() -> None:
+    batch = SceneBatches(1, 3, 1, 0.0, 64, 32, with_foreground=True).make(0)
+    assert batch["foreground"].shape == (3, 1, 32, 32)
+    assert 0 < float(batch["foreground"].mean()) < 0.5
+    assert "foreground" not in SceneBatches(1, 3, 1, 0.0, 64, 32).make(0)
+
+
 def test_training_smoke_run_saves_a_loadable_pipeline(tmp_path: Path) -> None:
     cfg = parse_args(["--out", str(tmp_path), "--steps", "2", "--batch", "2", "--sr-steps", "2",
                       "--sr-crop", "64", "--preset", "tiny", "--seed", "0", "--device", "cpu",
@@ -52,7 +59,7 @@ def _weights(path: Path) -> dict[str, torch.Tensor]:
 def test_a_stopped_run_resumes_to_the_same_weights(tmp_path: Path) -> None:
     """A run split by --stop-after and --resume ends with the weights of one straight run."""
     args = ["--steps", "4", "--batch", "2", "--preset", "tiny-cpu", "--seed", "1",
-            "--device", "cpu", "--warmup", "2", "--log-every", "1"]
+            "--device", "cpu", "--warmup", "2", "--log-every", "1", "--foreground-weight", "5"]
     straight, split = tmp_path / "straight", tmp_path / "split"
     train(parse_args(["--out", str(straight), *args]))
     with pytest.raises(RunStopped, match="--resume continues"):

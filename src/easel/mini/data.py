@@ -552,6 +552,16 @@ def render(scene: Scene, size: int = 256) -> np.ndarray:
     return np.asarray(canvas.resize((size, size), Image.Resampling.BOX))
 
 
+def foreground(scene: Scene, picture: np.ndarray) -> np.ndarray:
+    """Where `picture` (a render of `scene`) differs from its bare background: the objects, the
+    sign or banner, their anti-aliased edges. bool (size, size)."""
+    size = picture.shape[0]
+    bare = np.asarray(_background(scene.background, size * 2).resize((size, size),
+                                                                     Image.Resampling.BOX))
+    difference: np.ndarray = np.abs(picture.astype(np.int16) - bare.astype(np.int16)).max(axis=2)
+    return difference > 6
+
+
 def render_pair(scene: Scene, size: int = 256, low: int = 64) -> tuple[np.ndarray, np.ndarray]:
     """The high-resolution picture and its low-resolution version (the cascade's two stages)."""
     hi = render(scene, size)

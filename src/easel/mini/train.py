@@ -61,6 +61,7 @@ class TrainConfig:
     progress: bool = False
     cpu_bf16: bool = False
     stop_after: int | None = None  # stop after this many steps of this invocation (checkpointed)
+    foreground_weight: float = 1.0  # how much an object pixel counts against a background one
     end_at: int | None = None  # end stage 1 at this step and save (the LR schedule is --steps')
 
     @property
@@ -76,14 +77,16 @@ class SceneBatches(IterableDataset[dict[str, Any]]):
     """Endless batches of rendered scenes; batch b is the same for a seed on any worker count."""
 
     def __init__(self, seed: int, batch: int, stage: int, dropout: float, crop: int,
-                 base_size: int = models.BASE_SIZE, start: int = 0) -> None:
+                 base_size: int = models.BASE_SIZE, start: int = 0,
+                 with_foreground: bool = False) -> None:
         self.seed, self.batch, self.stage = seed, batch, stage
         self.dropout, self.crop = dropout, crop
         self.base_size = base_size
         self.start = start  # the first batch index (a resumed run starts where it stopped)
+        self.with_foreground = with_foreground  # also each picture's object mask, "foreground"
 
     def make(self, b: int) -> dict[str, Any]:
-        captions, lows, highs = [], [], []
+        captions, lows, highs, masks = [], [], [], []
         for j in range(self.batch):
             rng = data.scene_rng(self.seed, b * self.batch + j)
             scene = data.sample_scene(rng, "train")
@@ -91,6 +94,8 @@ class SceneBatches(IterableDataset[dict[str, Any]]):
             captions.append("" if drop else scene.caption)
             if self.stage == 1:
                 lows.append(data.render(scene, self.base_size))
+                if self.with_foreground:
+                    masks.append(data.foreground(scene, lows[-1]))
             else:
                 hi, lo = data.render_pair(scene, models.SR_SIZE, self.base_size)
                 # Crops are aligned to the 4x grid so the low-resolution crop matches exactly.
@@ -102,6 +107,8 @@ class SceneBatches(IterableDataset[dict[str, Any]]):
         out: dict[str, Any] = {"captions": captions, "low": _to_tensor(lows)}
         if highs:
             out["high"] = _to_tensor(highs)
+        if masks:
+            out["foreground"] = torch.from_numpy(np.stack(masks)[:, None].astype(np.float32))
         return out
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
@@ -263,7 +270,7 @@ class Run:
         first = Stage(1, {"text_encoder": pipe.text_encoder, "unet": pipe.unet}, cfg.steps,
                       cfg.lr, cfg.warmup,
                       SceneBatches(cfg.seed, cfg.batch, 1, cfg.caption_dropout, cfg.sr_crop,
-                                   base_size),
+                                   base_size, with_foreground=cfg.foreground_weight != 1),
                       (budget * 0.7 if has_sr else budget) if budget else None)
         if not has_sr:
             return [first]
@@ -288,7 +295,12 @@ class Run:
         with _autocast(device, self.cfg.cpu_bf16):
             emb = self.pipe.text_encoder(ids, mask)
             pred = denoise(self.pipe.unet, xt, t, emb, mask)
-        per = F.mse_loss(pred.float(), target, reduction="none").mean(dim=(1, 2, 3))
+        error = F.mse_loss(pred.float(), target, reduction="none")
+        if "foreground" in batch:  # objects count foreground_weight times a background pixel
+            w = 1 + (self.cfg.foreground_weight - 1) * batch["foreground"].to(device)
+            per = (error * w).mean(dim=(1, 2, 3)) / w.mean(dim=(1, 2, 3))
+        else:
+            per = error.mean(dim=(1, 2, 3))
         return (per * _loss_weights(self.acp, t, self.cfg.min_snr_gamma)).mean()
 
     def sr_loss(self, batch: dict[str, Any]) -> torch.Tensor:
@@ -481,6 +493,9 @@ def parse_args(argv: Sequence[str] | None = None) -> TrainConfig:
                    help="continue from OUT/checkpoint.pt where a stopped run left off")
     p.add_argument("--fp16", action="store_true", help="save the final weights in fp16")
     p.add_argument("--bf16", action="store_true", help="bf16 autocast on a CPU as well")
+    p.add_argument("--foreground-weight", type=float, default=1.0,
+                   help="loss weight of object pixels against background ones (the renderer "
+                        "knows the masks): objects are a small share of a 32x32 picture")
     p.add_argument("--end-at", type=int, default=None,
                    help="end stage 1 at step N and save the pipeline; the LR schedule stays "
                         "that of --steps, so a later --resume can go on to --steps")
@@ -498,6 +513,7 @@ def parse_args(argv: Sequence[str] | None = None) -> TrainConfig:
         log_every=a.log_every, checkpoint_minutes=a.checkpoint_minutes, resume=a.resume,
         save_fp16=a.fp16, progress=a.progress, cpu_bf16=a.bf16, min_snr_gamma=a.min_snr_gamma,
         stop_after=a.stop_after, end_at=a.end_at,
+        foreground_weight=a.foreground_weight,
     )
 
 
