@@ -32,6 +32,7 @@ from easel.mini import data, models
 from easel.mini.pipeline import EaselMiniPipeline, build_pipeline, denoise, q_sample
 from easel.mini.tokenizer import default_tokenizer, encode
 
+TRAINED = ("text_encoder", "unet", "sr_unet")  # the pipeline's trained components
 SR_MAX_AUG = 350  # SR trains on augmentation levels 0..350 and samples at the pipeline's level
 
 
@@ -249,9 +250,8 @@ class Run:
         self.gen = torch.Generator(self.device).manual_seed(cfg.seed)
         self.tokenizer = default_tokenizer()
         self.pipe = build_pipeline(self.tokenizer, preset=cfg.preset, seed=cfg.seed)
-        sched = models.training_scheduler(dict(self.pipe.scheduler.config))
-        self.sched = sched
-        self.acp = sched.alphas_cumprod.to(self.device)
+        self.sched = models.training_scheduler(dict(self.pipe.scheduler.config))
+        self.acp = self.sched.alphas_cumprod.to(self.device)
         self.elapsed_before = float(self.resumed["elapsed_s"]) if self.resumed else 0.0
         self.started = time.monotonic()
         self.ema: dict[str, EMA] = {}
@@ -283,15 +283,19 @@ class Run:
     def loss(self, stage: Stage, batch: dict[str, Any]) -> torch.Tensor:
         return self.base_loss(batch) if stage.number == 1 else self.sr_loss(batch)
 
-    def base_loss(self, batch: dict[str, Any]) -> torch.Tensor:
+    def noised(self, x0: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Random timesteps t, the noisy x_t and the v-prediction target for clean images x0."""
         device, gen, sched = self.device, self.gen, self.sched
-        x0 = batch["low"].to(device, non_blocking=True)
-        ids, mask = encode(self.tokenizer, batch["captions"], device)
         noise = torch.randn(x0.shape, generator=gen, device=device)
         t = torch.randint(0, sched.config.num_train_timesteps, (x0.shape[0],), generator=gen,
                           device=device)
-        xt = sched.add_noise(x0, noise, t)
-        target = sched.get_velocity(x0, noise, t)
+        return t, sched.add_noise(x0, noise, t), sched.get_velocity(x0, noise, t)
+
+    def base_loss(self, batch: dict[str, Any]) -> torch.Tensor:
+        device = self.device
+        x0 = batch["low"].to(device, non_blocking=True)
+        ids, mask = encode(self.tokenizer, batch["captions"], device)
+        t, xt, target = self.noised(x0)
         with _autocast(device, self.cfg.cpu_bf16):
             emb = self.pipe.text_encoder(ids, mask)
             pred = denoise(self.pipe.unet, xt, t, emb, mask)
@@ -304,17 +308,14 @@ class Run:
         return (per * _loss_weights(self.acp, t, self.cfg.min_snr_gamma)).mean()
 
     def sr_loss(self, batch: dict[str, Any]) -> torch.Tensor:
-        device, gen, sched, sr = self.device, self.gen, self.sched, self.pipe.sr_unet
+        device, gen, sr = self.device, self.gen, self.pipe.sr_unet
         x0 = batch["high"].to(device, non_blocking=True)
         low = batch["low"].to(device, non_blocking=True)
         n = x0.shape[0]
         up = F.interpolate(low, size=x0.shape[-2:], mode="bilinear", align_corners=False)
         aug = torch.randint(0, SR_MAX_AUG + 1, (n,), generator=gen, device=device)
         up = q_sample(self.acp, up, torch.randn(up.shape, generator=gen, device=device), aug)
-        noise = torch.randn(x0.shape, generator=gen, device=device)
-        t = torch.randint(0, sched.config.num_train_timesteps, (n,), generator=gen, device=device)
-        xt = sched.add_noise(x0, noise, t)
-        target = sched.get_velocity(x0, noise, t)
+        t, xt, target = self.noised(x0)
         dummy = torch.zeros(n, 1, sr.config.cross_attention_dim, device=device)
         with _autocast(device, self.cfg.cpu_bf16):
             pred = sr(torch.cat([xt, up], dim=1), t, encoder_hidden_states=dummy,
@@ -342,7 +343,6 @@ class Run:
         every_s = cfg.checkpoint_minutes * 60
         bar = tqdm(range(first, last), initial=first, total=last,
                    desc=f"stage {stage.number}", disable=not cfg.progress, dynamic_ncols=True)
-        step = first
         for step in bar:
             loss = self.loss(stage, next(batches))
             _step(opt, lr_sched, params, loss)
@@ -377,15 +377,15 @@ class Run:
     def restore(self, stage: Stage, opt: torch.optim.Optimizer, lr_sched: Any) -> int:
         """Load the checkpoint's weights; the step this stage resumes at (0: from the start)."""
         state = self.resumed
-        if state is None:
-            return 0
+        if state is None or state["stage"] < stage.number:
+            return 0  # the checkpoint holds nothing of this stage yet
         for name, weights in state["modules"].items():
             getattr(self.pipe, name).load_state_dict(weights)
         for name, weights in state["ema"].items():
             if name in self.ema:
                 self.ema[name].module.load_state_dict(weights)
-        if state["stage"] != stage.number:
-            return stage.steps if state["stage"] > stage.number else 0
+        if state["stage"] > stage.number:
+            return stage.steps  # this stage was done before the checkpoint
         opt.load_state_dict(state["optimizer"])
         lr_sched.load_state_dict(state["lr_scheduler"])
         self.gen.set_state(state["generator"])
@@ -394,16 +394,15 @@ class Run:
 
     def save_checkpoint(self, stage: Stage, next_step: int, opt: torch.optim.Optimizer,
                         lr_sched: Any) -> None:
-        names = ("text_encoder", "unet", "sr_unet")
-        self.resumed = {
+        state = {
             "stage": stage.number, "step": next_step, "elapsed_s": self.elapsed(),
-            "modules": {n: getattr(self.pipe, n).state_dict() for n in names
+            "modules": {n: getattr(self.pipe, n).state_dict() for n in TRAINED
                         if getattr(self.pipe, n) is not None},
             "ema": {n: e.module.state_dict() for n, e in self.ema.items()},
             "optimizer": opt.state_dict(), "lr_scheduler": lr_sched.state_dict(),
             "generator": self.gen.get_state(),
         }
-        self.checkpoint.save(self.resumed)
+        self.checkpoint.save(state)
         self.final().save_pretrained(self.out / "latest", safe_serialization=True)
         self.log({"event": "checkpoint", "stage": stage.number, "step": next_step})
 
@@ -431,7 +430,7 @@ def train(cfg: TrainConfig) -> EaselMiniPipeline:
         torch.backends.cudnn.benchmark = True
     pipe = run.pipe
     run.log({"event": "start", "config": asdict(cfg), "params": {
-        name: _n_params(getattr(pipe, name)) for name in ("text_encoder", "unet", "sr_unet")
+        name: _n_params(getattr(pipe, name)) for name in TRAINED
         if getattr(pipe, name) is not None}})
     seconds = {f"stage{stage.number}_s": run.run_stage(stage) for stage in run.stages()}
     final = run.final()
