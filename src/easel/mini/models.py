@@ -1,8 +1,8 @@
 """Model configurations of easel-mini, and builders for each component.
 
 Presets:
-- "cpu" is what ships: a 32x32 pixel-space transformer over 4x4 patches, trained in two hours on
-  two CPU cores (docs/mini.md); its 32x32 image is resized to the requested size.
+- "cpu" is the model to ship: a 32x32 pixel-space transformer over 4x4 patches, sized to train
+  in under two hours on two CPU cores (docs/mini.md); its image is resized to the size asked.
 - "full" is the GPU recipe: a 64x64 UNet base and a 64->256 super-resolution UNet (~35 MB).
 - "tiny" has the full preset's structure at toy width, and "tiny-cpu" the cpu preset's, for
   smoke tests.

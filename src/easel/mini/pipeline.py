@@ -1,7 +1,7 @@
 """EaselMiniPipeline: text -> base image -> (super-resolution) -> requested size.
 
-The shipped CPU model is a 32x32 patch transformer with no super-resolution stage: its image is
-resized to the requested size. The GPU recipe is a 64x64 UNet and a 64->256 SR UNet.
+The CPU model (preset `cpu`) is a 32x32 patch transformer with no super-resolution stage: its
+image is resized to the requested size. The GPU recipe is a 64x64 UNet and a 64->256 SR UNet.
 
 Saving records the text encoder as `["easel.mini.text_encoder", "MiniTextEncoder"]` in
 model_index.json. diffusers resolves such a non-diffusers library from `sys.modules` only (it
