@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from easel.mini.pipeline import EaselMiniPipeline
-from easel.mini.train import RunStopped, SceneBatches, parse_args, train
+from easel.mini.train import RunStopped, SceneBatches, parse_args, train, weighted_region
 
 
 def test_cli_arguments() -> None:
@@ -32,6 +32,14 @@ def test_foreground_weighting_adds_each_pictures_object_mask() -> None:
     assert batch["foreground"].shape == (3, 1, 32, 32)
     assert 0 < float(batch["foreground"].mean()) < 0.5
     assert "foreground" not in SceneBatches(1, 3, 1, 0.0, 64, 32).make(0)
+
+
+def test_the_weighted_region_grows_past_each_object_by_the_dilation() -> None:
+    mask = torch.zeros(1, 1, 9, 9)
+    mask[0, 0, 4, 4] = 1
+    assert torch.equal(weighted_region(mask, 0), mask)
+    grown = weighted_region(mask, 2)
+    assert grown.sum() == 25 and grown[0, 0, 2:7, 2:7].all() and grown.shape == mask.shape
 
 
 def test_training_smoke_run_saves_a_loadable_pipeline(tmp_path: Path) -> None:
@@ -59,7 +67,8 @@ def _weights(path: Path) -> dict[str, torch.Tensor]:
 def test_a_stopped_run_resumes_to_the_same_weights(tmp_path: Path) -> None:
     """A run split by --stop-after and --resume ends with the weights of one straight run."""
     args = ["--steps", "4", "--batch", "2", "--preset", "tiny-cpu", "--seed", "1",
-            "--device", "cpu", "--warmup", "2", "--log-every", "1", "--foreground-weight", "5"]
+            "--device", "cpu", "--warmup", "2", "--log-every", "1", "--foreground-weight", "5",
+            "--foreground-dilate", "1"]
     straight, split = tmp_path / "straight", tmp_path / "split"
     train(parse_args(["--out", str(straight), *args]))
     with pytest.raises(RunStopped, match="--resume continues"):
