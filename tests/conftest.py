@@ -64,6 +64,33 @@ def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path / "data"
 
 
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Any]:
+    """One real PostgreSQL server for this test process (tests/postgres.py). CI installs it
+    (scripts/system-deps); elsewhere a machine without it skips these tests, saying why."""
+    from tests.postgres import PostgresServer, postgres_bin
+
+    bin_dir = postgres_bin()
+    if bin_dir is None:
+        message = "PostgreSQL's server is not installed (Debian: postgresql)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    server = PostgresServer(bin_dir).start()
+    yield server
+    server.close()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The job store's URL, once on each engine easel supports: a test that takes it runs on
+    SQLite in a file and on a fresh database of a real PostgreSQL server."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'jobs.db'}"
+    url: str = request.getfixturevalue("postgres").new_database()
+    return url
+
+
 def pytest_sessionstart(session: pytest.Session) -> None:
     """Start creating missing SDK venvs now, in parallel (in the controller of a parallel
     run, or in a plain one), so the dialect tests seldom wait for pip."""

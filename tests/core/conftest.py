@@ -55,10 +55,16 @@ class Core:
 
 
 @pytest.fixture
-def core(tmp_path: Path) -> Callable[..., Core]:
+def core(tmp_path: Path, database_url: str, request: pytest.FixtureRequest
+         ) -> Callable[..., Core]:
+    """Cores on SQLite (each in its own data dir) and, in a second run, on PostgreSQL (each on
+    its own fresh database)."""
     made: list[Core] = []
 
     def make(engine: FakeEngine | None = None, **settings: Any) -> Core:
+        if "database" not in settings and not database_url.startswith("sqlite"):
+            settings["database"] = (database_url if not made
+                                    else request.getfixturevalue("postgres").new_database())
         built = Core(tmp_path / f"core{len(made)}", engine or FakeEngine(), **settings)
         made.append(built)
         return built

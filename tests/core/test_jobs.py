@@ -227,6 +227,7 @@ async def test_a_huge_ttl_is_refused_by_the_core(core: Callable[..., Core]) -> N
     assert info.value.parameter == "ttl" and info.value.kind is ErrorKind.INVALID
 
 
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # a read-only SQLite file
 async def test_a_job_store_that_cannot_be_written_refuses_with_retry_after(
     core: Callable[..., Core], tmp_path: Path
 ) -> None:

@@ -1,4 +1,5 @@
-"""The job store on real SQLite: leases, bounded attempts, one terminal transition, cancel.
+"""The job store on real SQLite and on a real PostgreSQL server: leases, bounded attempts, one
+terminal transition, cancel.
 
 Time is a fake clock the test moves: a lease expires when the test says so, never because the
 machine was busy (nothing here sleeps)."""
@@ -6,6 +7,8 @@ machine was busy (nothing here sleeps)."""
 from __future__ import annotations
 
 import sqlite3
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from easel.domain.errors import ErrorKind
@@ -26,8 +29,8 @@ class FakeClock:
         self.now += seconds
 
 
-def _store(tmp_path: Path, clock: FakeClock | None = None) -> JobStore:
-    store = JobStore(f"sqlite:///{tmp_path / 'jobs.db'}", clock or FakeClock())
+def _store(url: str, clock: FakeClock | None = None) -> JobStore:
+    store = JobStore(url, clock or FakeClock())
     store.create()
     return store
 
@@ -41,8 +44,8 @@ def _job(job_id: str, key: str = "k", n: int = 1, webhook: str | None = None) ->
                   image_ids=[f"{job_id}-img{i}" for i in range(n)], seeds=list(range(n)))
 
 
-def test_insert_is_idempotent_by_id(tmp_path: Path) -> None:
-    store = _store(tmp_path)
+def test_insert_is_idempotent_by_id(database_url: str) -> None:
+    store = _store(database_url)
     assert store.insert(_job("a")) is InsertResult.INSERTED
     assert store.insert(_job("a")) is InsertResult.EXISTS
     job = store.get("a")
@@ -51,9 +54,9 @@ def test_insert_is_idempotent_by_id(tmp_path: Path) -> None:
     assert job.echo == {"mine": 1} and job.delivery == DeliverySettings()
 
 
-def test_claim_groups_compatible_jobs_up_to_batch_size(tmp_path: Path) -> None:
+def test_claim_groups_compatible_jobs_up_to_batch_size(database_url: str) -> None:
     clock = FakeClock()
-    store = _store(tmp_path, clock)
+    store = _store(database_url, clock)
     for job_id, key, n in [("a", "x", 2), ("b", "y", 1), ("c", "x", 2), ("d", "x", 1)]:
         store.insert(_job(job_id, key, n))
         clock.advance(0.01)
@@ -63,9 +66,9 @@ def test_claim_groups_compatible_jobs_up_to_batch_size(tmp_path: Path) -> None:
     assert [j.id for j in store.claim("w2", 4, 30, 3)] == ["b"]
 
 
-def test_expired_lease_is_reclaimed_and_only_the_new_owner_completes(tmp_path: Path) -> None:
+def test_expired_lease_is_reclaimed_and_only_the_new_owner_completes(database_url: str) -> None:
     clock = FakeClock()
-    store = _store(tmp_path, clock)
+    store = _store(database_url, clock)
     store.insert(_job("a"))
     assert [j.id for j in store.claim("dead", 4, lease_seconds=30, max_attempts=3)] == ["a"]
     clock.advance(29)
@@ -82,9 +85,9 @@ def test_expired_lease_is_reclaimed_and_only_the_new_owner_completes(tmp_path: P
     assert job.images[0].ready
 
 
-def test_heartbeat_keeps_the_lease(tmp_path: Path) -> None:
+def test_heartbeat_keeps_the_lease(database_url: str) -> None:
     clock = FakeClock()
-    store = _store(tmp_path, clock)
+    store = _store(database_url, clock)
     store.insert(_job("a"))
     store.claim("w", 4, lease_seconds=20, max_attempts=3)
     for _ in range(4):
@@ -95,9 +98,9 @@ def test_heartbeat_keeps_the_lease(tmp_path: Path) -> None:
     assert [j.id for j in store.claim("other", 4, 30, 3)] == ["a"]
 
 
-def test_attempts_are_bounded(tmp_path: Path) -> None:
+def test_attempts_are_bounded(database_url: str) -> None:
     clock = FakeClock()
-    store = _store(tmp_path, clock)
+    store = _store(database_url, clock)
     store.insert(_job("a"))
     for _ in range(3):
         assert store.claim("w", 4, lease_seconds=10, max_attempts=3)
@@ -108,8 +111,8 @@ def test_attempts_are_bounded(tmp_path: Path) -> None:
     assert job.error is ErrorKind.WORKER_LOST and "3 times" in (job.error_message or "")
 
 
-def test_release_returns_jobs_to_the_queue_without_spending_an_attempt(tmp_path: Path) -> None:
-    store = _store(tmp_path)
+def test_release_returns_jobs_to_the_queue_without_spending_an_attempt(database_url: str) -> None:
+    store = _store(database_url)
     store.insert(_job("a"))
     store.claim("w", 4, 30, 3)
     store.release(["a"], "w")
@@ -117,8 +120,8 @@ def test_release_returns_jobs_to_the_queue_without_spending_an_attempt(tmp_path:
     assert job is not None and job.status is JobStatus.QUEUED and job.attempts == 0
 
 
-def test_cancel_a_queued_job_ends_it_with_one_terminal_webhook(tmp_path: Path) -> None:
-    store = _store(tmp_path)
+def test_cancel_a_queued_job_ends_it_with_one_terminal_webhook(database_url: str) -> None:
+    store = _store(database_url)
     store.insert(_job("a", webhook="https://example.com/hook"))
     assert store.cancel("a", "cancelled by the caller") is JobStatus.CANCELLED
     job = store.get("a")
@@ -131,8 +134,8 @@ def test_cancel_a_queued_job_ends_it_with_one_terminal_webhook(tmp_path: Path) -
     assert store.cancel("nope", "x") is None
 
 
-def test_cancel_a_running_job_asks_its_worker(tmp_path: Path) -> None:
-    store = _store(tmp_path)
+def test_cancel_a_running_job_asks_its_worker(database_url: str) -> None:
+    store = _store(database_url)
     store.insert(_job("a"))
     store.insert(_job("b"))
     store.claim("w", 4, 30, 3)
@@ -173,10 +176,10 @@ def test_a_database_of_the_previous_schema_is_upgraded(tmp_path: Path) -> None:
 
 
 def test_a_callers_jobs_page_newest_first_even_when_created_in_the_same_instant(
-    tmp_path: Path,
+    database_url: str,
 ) -> None:
     clock = FakeClock()
-    store = _store(tmp_path, clock)
+    store = _store(database_url, clock)
     for i in range(5):
         store.insert(_job(f"j{i}"))
         if i != 2:  # j2 and j3 share one created_at: the id orders them
@@ -193,8 +196,33 @@ def test_a_callers_jobs_page_newest_first_even_when_created_in_the_same_instant(
     assert store.list_for("t", 10, after="other") == []  # another caller's id is no cursor
 
 
-def test_the_queue_cap_is_checked_in_the_insert_itself(tmp_path: Path) -> None:
-    store = _store(tmp_path)
+def test_the_queue_cap_is_checked_in_the_insert_itself(database_url: str) -> None:
+    store = _store(database_url)
     results = [store.insert(_job(f"j{i}"), max_queued=3) for i in range(5)]
     assert results == [InsertResult.INSERTED] * 3 + [InsertResult.QUEUE_FULL] * 2
     assert store.queued_count() == 3
+
+
+def test_workers_claiming_at_once_take_each_job_exactly_once(database_url: str) -> None:
+    """Four workers, each with its own connection pool, drain one queue at the same moment
+    (PostgreSQL: SKIP LOCKED, so none waits on another's rows; SQLite: the re-checked UPDATE)."""
+    store = _store(database_url)
+    for i in range(60):
+        store.insert(_job(f"j{i:02}", key=f"k{i % 3}"))
+    start = threading.Barrier(4)
+
+    def drain(owner: str) -> list[str]:
+        mine = JobStore(database_url, store.clock)
+        start.wait()
+        taken: list[str] = []
+        while batch := mine.claim(owner, max_images=4, lease_seconds=30, max_attempts=3):
+            assert len({int(job.id[1:]) % 3 for job in batch}) == 1  # one batch_key
+            taken += [job.id for job in batch]
+        mine.close()
+        return taken
+
+    with ThreadPoolExecutor(4) as pool:
+        claims = list(pool.map(drain, ["w0", "w1", "w2", "w3"]))
+    every = [job_id for taken in claims for job_id in taken]
+    assert sorted(every) == [f"j{i:02}" for i in range(60)]  # each once, none left behind
+    assert store.queued_count() == 0

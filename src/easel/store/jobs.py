@@ -82,10 +82,20 @@ class ReadyImage:
     scores: dict[str, float] | None = None  # the detector's scores; None: not checked
 
 
+def with_driver(url: str) -> sa.URL:
+    """`url` with the driver easel ships: a plain `postgresql://` (or Heroku's `postgres://`)
+    means psycopg 3, not SQLAlchemy's default psycopg2, which easel does not install."""
+    parsed = sa.make_url(url.replace("postgres://", "postgresql://", 1)
+                         if url.startswith("postgres://") else url)
+    if parsed.drivername == "postgresql":
+        return parsed.set(drivername="postgresql+psycopg")
+    return parsed
+
+
 def make_engine(url: str) -> Engine:
     """A SQLAlchemy engine; SQLite gets WAL and a busy timeout so threads wait, not fail."""
     if not url.startswith("sqlite"):
-        return sa.create_engine(url, pool_pre_ping=True)
+        return sa.create_engine(with_driver(url), pool_pre_ping=True)
     engine = sa.create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
 
     @sa.event.listens_for(engine, "connect")
@@ -225,37 +235,44 @@ class JobStore:
         used up its attempts is failed here instead of being run again.
         """
         now = self.clock()
+        if self.engine.dialect.name == "postgresql":
+            return self._claim_skipping_locked(owner, max_images, lease_seconds, max_attempts, now)
         with self.engine.connect() as conn:
-            candidates = conn.execute(
-                sa.select(jobs.c.id, jobs.c.batch_key, jobs.c.num_images, jobs.c.attempts)
-                .where(_claimable(now))
-                .order_by(jobs.c.created_at, jobs.c.id)
-                .limit(200)
-            ).mappings().all()
-        chosen = self._choose(candidates, max_images, max_attempts)
+            candidates = conn.execute(_candidates(now)).mappings().all()
+        with self.engine.begin() as conn:
+            chosen = self._choose(conn, candidates, max_images, max_attempts, now)
+        # SQLite: a transaction that reads and then writes may fail where another writer came
+        # between, so the claim is a second transaction, an UPDATE that re-checks claimability.
         claimed: list[str] = []
         with self.engine.begin() as conn:
             for job_id in chosen:
-                result = conn.execute(
-                    jobs.update()
-                    .where(jobs.c.id == job_id, _claimable(now))
-                    .values(status=JobStatus.PROCESSING.value, lease_owner=owner,
-                            lease_expires_at=now + lease_seconds, attempts=jobs.c.attempts + 1,
-                            started_at=sa.func.coalesce(jobs.c.started_at, now), updated_at=now)
-                )
-                if result.rowcount == 1:
+                if _take(conn, job_id, owner, lease_seconds, now):
                     claimed.append(job_id)
         return self.get_many(claimed)
 
+    def _claim_skipping_locked(
+        self, owner: str, max_images: int, lease_seconds: float, max_attempts: int, now: float
+    ) -> list[Job]:
+        """PostgreSQL: one transaction locks the candidates it reads, skipping rows another
+        worker has locked, so workers claiming at once take different jobs without waiting."""
+        with self.engine.begin() as conn:
+            candidates = conn.execute(
+                _candidates(now).with_for_update(skip_locked=True)).mappings().all()
+            chosen = self._choose(conn, candidates, max_images, max_attempts, now)
+            claimed = [job_id for job_id in chosen
+                       if _take(conn, job_id, owner, lease_seconds, now)]
+        return self.get_many(claimed)
+
     def _choose(
-        self, candidates: Sequence[RowMapping], max_images: int, max_attempts: int
+        self, conn: Connection, candidates: Sequence[RowMapping], max_images: int,
+        max_attempts: int, now: float,
     ) -> list[str]:
         chosen: list[str] = []
         key: str | None = None
         total = 0
         for row in candidates:
             if row["attempts"] >= max_attempts:
-                self._give_up(row["id"], row["attempts"])
+                self._give_up(conn, row["id"], row["attempts"], now)
                 continue
             if row["attempts"] > 0 and key is not None:
                 continue  # an interrupted job may be poison: it never shares an engine call
@@ -269,19 +286,17 @@ class JobStore:
                 chosen.append(row["id"])
         return chosen
 
-    def _give_up(self, job_id: str, attempts: int) -> None:
-        now = self.clock()
-        with self.engine.begin() as conn:
-            result = conn.execute(
-                jobs.update().where(jobs.c.id == job_id, _claimable(now)).values(
-                    status=JobStatus.FAILED.value, error_code=ErrorKind.WORKER_LOST.value,
-                    error_message=f"the job was interrupted {attempts} times (its worker crashed "
-                    "or lost its lease); giving up",
-                    finished_at=now, updated_at=now, lease_owner=None,
-                )
+    def _give_up(self, conn: Connection, job_id: str, attempts: int, now: float) -> None:
+        result = conn.execute(
+            jobs.update().where(jobs.c.id == job_id, _claimable(now)).values(
+                status=JobStatus.FAILED.value, error_code=ErrorKind.WORKER_LOST.value,
+                error_message=f"the job was interrupted {attempts} times (its worker crashed "
+                "or lost its lease); giving up",
+                finished_at=now, updated_at=now, lease_owner=None,
             )
-            if result.rowcount == 1:
-                self._terminal(conn, job_id, now)
+        )
+        if result.rowcount == 1:
+            self._terminal(conn, job_id, now)
 
     def heartbeat(self, owner: str, job_ids: Iterable[str], lease_seconds: float) -> int:
         ids = list(job_ids)
@@ -450,6 +465,24 @@ def _queued(conn: Connection) -> int:
         sa.select(sa.func.count()).select_from(jobs).where(jobs.c.status == JobStatus.QUEUED.value)
     ).scalar()
     return int(count or 0)
+
+
+def _candidates(now: float) -> sa.Select[Any]:
+    """The oldest claimable jobs, enough to fill a batch from."""
+    return (sa.select(jobs.c.id, jobs.c.batch_key, jobs.c.num_images, jobs.c.attempts)
+            .where(_claimable(now)).order_by(jobs.c.created_at, jobs.c.id).limit(200))
+
+
+def _take(conn: Connection, job_id: str, owner: str, lease_seconds: float, now: float) -> bool:
+    """Lease one job to `owner` if it is still claimable; whether it was."""
+    result = conn.execute(
+        jobs.update()
+        .where(jobs.c.id == job_id, _claimable(now))
+        .values(status=JobStatus.PROCESSING.value, lease_owner=owner,
+                lease_expires_at=now + lease_seconds, attempts=jobs.c.attempts + 1,
+                started_at=sa.func.coalesce(jobs.c.started_at, now), updated_at=now)
+    )
+    return bool(result.rowcount == 1)
 
 
 def _claimable(now: float) -> sa.ColumnElement[bool]:
