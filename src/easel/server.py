@@ -35,6 +35,7 @@ from easel.services.safety import ContentChecker, NudeNetDetector
 from easel.services.secrets import server_secret, signing_root
 from easel.settings import Settings
 from easel.store import DeliveryStore, JobStore, KeyStore
+from easel.store.notify import relay_for
 from easel.worker import Worker
 
 EngineFactory = Callable[[], Engine]
@@ -112,7 +113,8 @@ def build_worker(
                              credentials=content_credentials(settings))
     worker = Worker(
         settings, catalog, make_resolver(settings, catalog), store,
-        LocalBlobStore(settings.images_dir), metrics, events or JobEvents(),
+        LocalBlobStore(settings.images_dir), metrics,
+        events or JobEvents(relay_for(settings.database_url)),
         engine_factory or diffusers_engine(settings), finisher,
     )
     metrics.watch_engine(worker.engine_status)
@@ -131,7 +133,7 @@ def build_services(
     metrics = Metrics(store)
     metrics.watch_deliveries(outbox.counts)
     metrics.watch_tiers(lambda: tier_states(catalog, resolver))
-    events = JobEvents()
+    events = JobEvents(relay_for(settings.database_url))
     blobs = LocalBlobStore(settings.images_dir)
     artifacts = Artifacts(blobs, store, settings.base_url)
     health = StorageHealth(store, blobs)

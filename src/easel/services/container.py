@@ -79,6 +79,7 @@ class Services:
     async def start(self) -> None:
         self.settings.data_dir.mkdir(parents=True, exist_ok=True)
         await asyncio.to_thread(self.store.create)
+        self.jobs.events.start()
         if self.worker is not None:
             self.worker.start()
         sweeper = self.artifacts.run_sweeper(self.settings.sweep_interval)
@@ -112,4 +113,5 @@ class Services:
                 await task
         if self.worker is not None:
             await asyncio.to_thread(self.worker.stop, self.settings.shutdown_grace_seconds)
+        await asyncio.to_thread(self.jobs.events.close)
         self.store.close()

@@ -1,6 +1,10 @@
-"""Job events inside one process: "work was submitted" (wakes the worker) and "job X changed"
-(wakes the requests waiting on X). Thread-safe: the worker's threads signal, the event loop
-waits. Processes that share only the store learn of changes by polling it."""
+"""Job events: "work was submitted" (wakes the worker) and "job X changed" (wakes the requests
+waiting on X). Thread-safe: the worker's threads signal, the event loop waits.
+
+Inside one process they are direct. Across processes a `Relay` carries them when the store has
+one (PostgreSQL's LISTEN/NOTIFY, easel.store.notify); without one (SQLite) other processes learn
+of changes by polling the store. Either way the store stays the truth: an event only says when
+to look again, so a lost one costs a poll interval, never a job."""
 
 from __future__ import annotations
 
@@ -8,19 +12,54 @@ import asyncio
 import contextlib
 import threading
 from collections.abc import Iterator
+from typing import Protocol
 
 Waiter = tuple[asyncio.AbstractEventLoop, asyncio.Event, bool]  # loop, event, any change?
 
 
+class Relay(Protocol):
+    """Carries events to the other processes on the same store and back (`start` hands it
+    the events to deliver what it hears to)."""
+
+    def start(self, events: JobEvents) -> None: ...
+
+    def publish(self, job_id: str | None, settled: bool) -> None: ...  # None: work submitted
+
+    def close(self) -> None: ...
+
+
 class JobEvents:
-    def __init__(self) -> None:
+    def __init__(self, relay: Relay | None = None) -> None:
         self._work = threading.Event()
         self._waiters: dict[str, set[Waiter]] = {}
         self._lock = threading.Lock()
+        self.relay = relay
+        self._started = False
+
+    def start(self) -> None:
+        """Start hearing other processes' events (idempotent: the server and its in-process
+        worker share one JobEvents)."""
+        with self._lock:
+            if self._started or self.relay is None:
+                return
+            self._started = True
+        self.relay.start(self)
+
+    def close(self) -> None:
+        with self._lock:
+            started, self._started = self._started, False
+        if started and self.relay is not None:
+            self.relay.close()
 
     # -- the worker's side --------------------------------------------------------------------
 
     def work_submitted(self) -> None:
+        self._work.set()
+        if self.relay is not None:
+            self.relay.publish(None, False)
+
+    def wake_worker(self) -> None:
+        """Wake this process's worker only (it is stopping)."""
         self._work.set()
 
     def wait_for_work(self, timeout: float) -> None:
@@ -34,6 +73,15 @@ class JobEvents:
         """`settled`: the worker let go of the job (it ended, or went back to the queue); else a
         step of progress. Requests waiting for the end are woken only when it settles: each
         wake-up costs a read of the store."""
+        self.heard(job_id, settled)
+        if self.relay is not None:
+            self.relay.publish(job_id, settled)
+
+    def heard(self, job_id: str | None, settled: bool) -> None:
+        """An event from another process (the relay's): wake what waits here, tell no one."""
+        if job_id is None:
+            self._work.set()
+            return
         with self._lock:
             waiters = list(self._waiters.get(job_id, ()))
         for loop, event, any_change in waiters:

@@ -96,6 +96,7 @@ class Worker:
         return self._ready.wait(timeout)
 
     def start(self) -> None:
+        self.events.start()
         for target, name in ((self._main, "easel-worker"), (self._heartbeat, "easel-heartbeat")):
             thread = threading.Thread(target=target, name=name, daemon=True)
             thread.start()
@@ -112,7 +113,7 @@ class Worker:
     def drain(self) -> None:
         """Claim nothing more; the batch in flight finishes (`stop` then hands back the rest)."""
         self._stop.set()
-        self.events.work_submitted()
+        self.events.wake_worker()
 
     def stop(self, timeout: float = 30.0) -> None:
         """Finish the running batch, store its images, hand anything unfinished back."""
@@ -124,6 +125,7 @@ class Worker:
             held = list(self._held)
         if held:
             self.store.release(held, self.owner)
+        self.events.close()
 
     # -- the loops ------------------------------------------------------------------------------
 
