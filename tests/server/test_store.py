@@ -157,6 +157,7 @@ def test_a_database_of_the_previous_schema_is_upgraded(tmp_path: Path) -> None:
     store.insert(_job("old"))
     store.close()
     with sqlite3.connect(path) as conn:  # the old schema: drop the new columns and index
+        conn.execute("DROP TABLE alembic_version")  # and it predates migrations
         conn.execute("DROP INDEX ix_jobs_caller_created")
         conn.execute("ALTER TABLE jobs DROP COLUMN caller")
         conn.execute("ALTER TABLE jobs DROP COLUMN cancel_requested")
@@ -226,3 +227,46 @@ def test_workers_claiming_at_once_take_each_job_exactly_once(database_url: str) 
     every = [job_id for taken in claims for job_id in taken]
     assert sorted(every) == [f"j{i:02}" for i in range(60)]  # each once, none left behind
     assert store.queued_count() == 0
+
+
+def test_migrations_build_exactly_the_schema_the_code_declares(database_url: str) -> None:
+    """Alembic's comparison of the migrated database with easel.store.schema finds nothing."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from easel.store import schema
+
+    store = _store(database_url)
+    with store.engine.connect() as conn:
+        assert compare_metadata(MigrationContext.configure(conn), schema.metadata) == []
+        assert MigrationContext.configure(conn).get_current_revision() is not None
+    store.create()  # a second start changes nothing
+    assert store.insert(_job("a")) is InsertResult.INSERTED
+
+
+def test_a_data_dir_of_the_current_schema_from_before_migrations_is_stamped(
+    tmp_path: Path,
+) -> None:
+    """A SQLite data dir that easel made before Alembic (the tables, no alembic_version)
+    keeps its jobs and is brought under migrations."""
+    import sqlalchemy as sa
+    from alembic.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    from easel.store import schema
+
+    url = f"sqlite:///{tmp_path / 'easel.db'}"
+    engine = sa.create_engine(url)
+    schema.metadata.create_all(engine)  # what easel's create() did before
+    engine.dispose()
+    store = JobStore(url, FakeClock())
+    assert store.insert(_job("kept")) is InsertResult.INSERTED  # written by the old easel
+    with sqlite3.connect(tmp_path / "easel.db") as conn:
+        assert "alembic_version" not in {r[0] for r in conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table'")}
+    store.create()
+    job = store.get("kept")
+    assert job is not None and job.status is JobStatus.QUEUED
+    head = ScriptDirectory(str(Path(schema.__file__).parent / "migrations")).get_current_head()
+    with store.engine.connect() as conn:
+        assert MigrationContext.configure(conn).get_current_revision() == head

@@ -1,13 +1,18 @@
 """The tables of the job store, in one place: jobs, their images, and the delivery outbox.
 
-`upgrade` adds the columns a newer easel needs to a database an older one created (the schema
-only ever grows), so an existing data directory keeps working after an update.
+`create` migrates a database to the newest schema with Alembic (easel.store.migrations), so an
+existing data directory keeps working after an update.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+from collections.abc import Iterator
+from typing import Any
+
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 metadata = sa.MetaData()
 
@@ -21,9 +26,9 @@ jobs = sa.Table(
     # {"delivery": DeliverySettings.to_json(), "echo": the dialect's opaque data}
     sa.Column("options", sa.JSON, nullable=False),
     sa.Column("status", sa.String(16), nullable=False, index=True),
-    sa.Column("batch_key", sa.String(512), nullable=False),  # jobs that may share an engine call
+    sa.Column("batch_key", sa.Text, nullable=False),  # jobs that may share an engine call
     sa.Column("num_images", sa.Integer, nullable=False),
-    sa.Column("backend", sa.String(512), nullable=False, default=""),
+    sa.Column("backend", sa.Text, nullable=False, default=""),
     sa.Column("stand_in_reason", sa.Text),
     sa.Column("cost", sa.Float, nullable=False, default=0.0),
     sa.Column("error_code", sa.String(64)),  # an ErrorKind value
@@ -107,43 +112,86 @@ health = sa.Table(  # one row, rewritten by the readiness probe: can the store b
 
 
 def create(engine: Engine) -> None:
-    """Create missing tables, then add the columns newer versions introduced."""
-    metadata.create_all(engine)
-    upgrade(engine)
+    """Bring the store to the newest schema: Alembic's migrations (easel.store.migrations),
+    one process at a time. A database easel created before migrations existed first gets the
+    columns and indexes it lacks and is stamped with the baseline revision."""
+    from alembic import command
+
+    with _migration_lock(engine), engine.begin() as conn:
+        config = _alembic_config(conn)
+        tables = set(sa.inspect(conn).get_table_names())
+        if "jobs" in tables and "alembic_version" not in tables:
+            upgrade(conn)
+            command.stamp(config, BASELINE)
+        command.upgrade(config, "head")
 
 
-def upgrade(engine: Engine) -> None:
-    inspector = sa.inspect(engine)
+BASELINE = "0001"
+
+
+def _alembic_config(conn: Connection) -> Any:
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", "easel.store:migrations")
+    config.attributes["connection"] = conn
+    return config
+
+
+@contextlib.contextmanager
+def _migration_lock(engine: Engine) -> Iterator[None]:
+    """Processes starting at once (an API and its workers) migrate one after another."""
+    if engine.dialect.name == "postgresql":
+        with engine.connect() as conn:
+            conn.execute(sa.text("SELECT pg_advisory_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
+            try:
+                yield
+            finally:
+                conn.execute(sa.text("SELECT pg_advisory_unlock(:key)"),
+                             {"key": MIGRATION_LOCK_KEY})
+                conn.commit()
+        return
+    database = engine.url.database
+    if engine.dialect.name != "sqlite" or not database or database == ":memory:" \
+            or database.startswith("file:"):
+        yield
+        return
+    with open(f"{database}.migrate-lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+MIGRATION_LOCK_KEY = 0x6561_7365_6C  # "easel"
+
+
+def upgrade(conn: Connection) -> None:
+    """The pre-migration upgrade, kept for databases from before Alembic: add the columns and
+    indexes a newer easel needed (the schema only ever grew until then)."""
+    inspector = sa.inspect(conn)
     for table in metadata.sorted_tables:
+        if not inspector.has_table(table.name):
+            table.create(conn)
+            continue
         present = {column["name"] for column in inspector.get_columns(table.name)}
         for column in table.columns:
             if column.name in present:
                 continue
-            ddl = column.type.compile(engine.dialect)
+            ddl = column.type.compile(conn.dialect)
             null = "" if column.nullable else " NOT NULL"
-            default = _default_sql(column, engine)
-            with engine.begin() as conn:
-                conn.execute(sa.text(
-                    f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {ddl}{default}{null}'
-                ))
-        indexes = {index["name"] for index in sa.inspect(engine).get_indexes(table.name)}
+            default = _default_sql(column, conn)
+            conn.execute(sa.text(
+                f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {ddl}{default}{null}'
+            ))
+        indexes = {index["name"] for index in inspector.get_indexes(table.name)}
         for index in table.indexes:
             if index.name not in indexes:
-                _create_index(engine, table, index)
+                index.create(conn)
 
 
-def _create_index(engine: Engine, table: sa.Table, index: sa.Index) -> None:
-    """Add an index an older database lacks; another process starting at the same moment may
-    add it first, which is just as good."""
-    try:
-        index.create(engine)
-    except sa.exc.DatabaseError:
-        names = {found["name"] for found in sa.inspect(engine).get_indexes(table.name)}
-        if index.name not in names:
-            raise
-
-
-def _default_sql(column: sa.Column[object], engine: Engine) -> str:
+def _default_sql(column: sa.Column[object], conn: Connection) -> str:
     """` DEFAULT ...` for a server default (a NOT NULL column added to old rows needs one)."""
     default = column.server_default
     if default is None:
@@ -151,4 +199,4 @@ def _default_sql(column: sa.Column[object], engine: Engine) -> str:
     arg = default.arg  # type: ignore[attr-defined]
     if isinstance(arg, str):
         return " DEFAULT '" + arg.replace("'", "''") + "'"
-    return f" DEFAULT {arg.compile(engine)}"
+    return f" DEFAULT {arg.compile(conn)}"
