@@ -53,9 +53,10 @@ class Settings(BaseSettings):
     commercial_only: bool = False
     """Refuse every backend whose licence (the catalog's `[licenses]`) forbids commercial use."""
     stand_in: Literal["mini", "tiny"] = "mini"
-    """What serves a tier whose weights are absent: `mini`, easel-mini, once its trained weights
-    are in the package (until then, as with `tiny`, each family's random tiny pipeline), or
-    `tiny` (noise; for plumbing, load tests and step-timed tests: each tier keeps its schedule)."""
+    """What serves a tier whose weights are absent: `mini`, easel-mini (the project's small
+    model, trained on a CPU and shipped in the package: simple scenes in the prompt's colours), or
+    `tiny` (each family's random tiny pipeline, which draws noise; for plumbing, load tests and
+    step-timed tests: each tier keeps its schedule)."""
     fallback_max_steps: int = 4
     """Most denoising steps a tiny stand-in runs (it is untrained: more steps buy nothing)."""
     max_loaded_models: int = Field(default=2, ge=1)

@@ -72,7 +72,7 @@ def test_a_folder_copied_in_part_counts_as_absent_and_generate_serves_the_stand_
     assert f"the local directory {copy} is not a complete diffusers folder (text_encoder: " \
            "model.safetensors: truncated" in made.stderr
     metadata = read_metadata(next(out.glob("*.jpg")).read_bytes())
-    assert metadata["stand_in"] is True and metadata["backend"] == "easel/tiny-zimage"
+    assert metadata["stand_in"] is True and metadata["backend"] == "easel/mini"
 
 
 def test_a_comfyui_checkpoint_pulls_its_configs_and_generates(

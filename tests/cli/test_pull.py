@@ -74,7 +74,7 @@ def test_pull_prints_the_licence_downloads_and_the_cached_snapshot_serves(
     weights.unlink()
     assert "weights" in (snapshot_gap(snapshot) or "")
     listing = run(["models"], data_dir, COLUMNS="250", **offline)
-    assert "absent -> easel/tiny-zimage" in listing.stdout
+    assert "absent -> easel/mini" in listing.stdout
     with running(hub) as endpoint:
         hub.downloads.clear()
         again = run(["pull", REPO], data_dir, **hub_env(endpoint, home))

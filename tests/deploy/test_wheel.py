@@ -87,7 +87,7 @@ def installed(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Installe
 
 def test_wheel_carries_every_file_of_the_package(wheel: Path, clean_checkout: Path) -> None:
     """Whatever easel reads at run time through importlib.resources or next to its modules
-    (the catalog, the playground, easel-mini's classifier and, once trained, its weights) is a
+    (the catalog, the playground, easel-mini's classifier and its weights) is a
     file under src/easel; all of them must ship, Python or not."""
     shipped = set(zipfile.ZipFile(wheel).namelist())
     package = clean_checkout / "src"
@@ -95,7 +95,8 @@ def test_wheel_carries_every_file_of_the_package(wheel: Path, clean_checkout: Pa
              if p.is_file() and "__pycache__" not in p.parts}
     assert {"easel/catalog.toml", "easel/api/playground/index.html",
             "easel/api/playground/playground.js", "easel/api/playground/playground.css",
-            "easel/mini/shape_classifier.safetensors"} <= files
+            "easel/mini/shape_classifier.safetensors", "easel/mini/weights/model_index.json",
+            "easel/mini/weights/unet/diffusion_pytorch_model.safetensors"} <= files
     assert sorted(files - shipped) == []
 
 

@@ -47,23 +47,25 @@ def test_metrics_have_process_series_models_and_stand_ins_and_no_created(server:
     (build,) = found["easel_build_info"]
     assert build[0]["version"]
     preloaded = {labels["source"]: value for labels, value in found["easel_model_loaded"]}
-    assert preloaded == {"easel/tiny-flux2": 1.0}  # google:2@3 (Fast), preloaded by default
+    # google:2@3 (Fast) is preloaded by default; with no real weights easel-mini serves it
+    assert preloaded == {"easel/mini": 1.0}
     assert all(labels["device"] == "cpu" for labels, _ in found["easel_model_loaded"])
     stand_ins = {labels["tier"]: (labels["stand_in"], value)
                  for labels, value in found["easel_tier_stand_in"]}
-    assert stand_ins["fast"] == ("easel/tiny-flux2", 1.0)
+    assert stand_ins["fast"] == ("easel/mini", 1.0)
     assert set(stand_ins) == {"fast", "standard", "ultra", "mini"}
+    assert stand_ins["mini"][1] == 0.0  # easel-mini's own tier runs on its shipped weights
     assert "# TYPE easel_accelerator_memory_bytes gauge" in text  # no samples on the CPU
     assert "easel_accelerator_memory_bytes" not in found
 
 
 def test_info_names_the_device_and_the_loaded_models(server: Server) -> None:
     info = httpx.get(f"{server.url}/easel/info", timeout=30).json()
-    assert info["engine"] == {"device": "cpu", "loaded_models": ["easel/tiny-flux2"],
+    assert info["engine"] == {"device": "cpu", "loaded_models": ["easel/mini"],
                               "memory_bytes": {}}
-    assert set(info["stand_ins_serving"]) == {"fast", "standard", "ultra", "mini"}
+    assert set(info["stand_ins_serving"]) == {"fast", "standard", "ultra"}
     standard = next(t for t in info["tiers"] if t["tier"] == "standard")
-    assert standard["license"]["id"] and standard["stand_in"] == "easel/tiny-zimage"
+    assert standard["license"]["id"] and standard["stand_in"] == "easel/mini"
 
 
 def test_a_worker_process_serves_its_own_metrics(make_server: object, tmp_path: Path) -> None:
@@ -88,7 +90,7 @@ def test_a_worker_process_serves_its_own_metrics(make_server: object, tmp_path: 
                 loaded = samples(scrape(f"http://127.0.0.1:{port}/metrics")).get(
                     "easel_model_loaded", [])
             time.sleep(0.2)
-        assert [labels["source"] for labels, _ in loaded] == ["easel/tiny-flux2"]
+        assert [labels["source"] for labels, _ in loaded] == ["easel/mini"]
     finally:
         worker.terminate()
         assert worker.wait(60) == 0

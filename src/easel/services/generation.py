@@ -127,8 +127,8 @@ class BackendResolver:
         missing = f"weights of {backend.source} are not present" + (f" ({why})" if why else "")
         if self.mini is not None and stand_in == self.mini.source:
             reason = (
-                f"{missing}; served by easel-mini, the small "
-                "offline model trained by the project (simple scenes only, not the real model)"
+                f"{missing}; served by the offline stand-in {stand_in} (easel-mini, the "
+                "project's small model for simple scenes), not the real model"
             )
             return ResolvedBackend(stand_in, "mini", self.mini.steps, self.mini.guidance, None,
                                    reason, license=self.mini.license)
