@@ -102,7 +102,9 @@ def test_new_sdk_gets_several_base64_images_one_frame_each(
     frame is a clear error naming outputType, not a dead connection."""
     catalog = tmp_path / "frames.toml"
     catalog.write_text(FRAME_SIZES)
-    srv = make_server("frames", small=False, EASEL_CATALOG_FILE=str(catalog)).start()
+    # The tiny stand-ins draw noise, which PNG cannot shrink: frames of the size this needs.
+    srv = make_server("frames", small=False, EASEL_CATALOG_FILE=str(catalog),
+                      EASEL_STAND_IN="tiny").start()
     task = {"numberResults": 3, "width": 384, "height": 384, "outputType": "base64Data",
             "outputFormat": "PNG", "seed": 1}
     for delivery in ("sync", "async"):

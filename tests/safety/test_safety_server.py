@@ -56,7 +56,8 @@ def srv(tmp_path_factory: pytest.TempPathFactory, chat: ChatServer) -> Iterator[
                     EASEL_BLOCKED_PROMPT_TERMS="forbidden fruit",
                     EASEL_BLOCKED_PROMPT_PATTERNS=json.dumps([r"\bsecret\s+plans?\b"]),
                     EASEL_PROMPT_ENHANCER_URL=chat.url, EASEL_PROMPT_ENHANCER_MODEL="tiny-llm",
-                    EASEL_C2PA_CERTIFICATE=chain, EASEL_C2PA_PRIVATE_KEY=key)
+                    EASEL_C2PA_CERTIFICATE=chain, EASEL_C2PA_PRIVATE_KEY=key,
+                    EASEL_STAND_IN="tiny")  # each tier's own family: Standard's true CFG
     server.start()
     yield server
     server.stop()
