@@ -138,25 +138,31 @@ def _alembic_config(conn: Connection) -> Any:
     return config
 
 
-@contextlib.contextmanager
-def _migration_lock(engine: Engine) -> Iterator[None]:
+def _migration_lock(engine: Engine) -> contextlib.AbstractContextManager[None]:
     """Processes starting at once (an API and its workers) migrate one after another."""
     if engine.dialect.name == "postgresql":
-        with engine.connect() as conn:
-            conn.execute(sa.text("SELECT pg_advisory_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
-            try:
-                yield
-            finally:
-                conn.execute(sa.text("SELECT pg_advisory_unlock(:key)"),
-                             {"key": MIGRATION_LOCK_KEY})
-                conn.commit()
-        return
+        return _advisory_lock(engine)
     database = engine.url.database
-    if engine.dialect.name != "sqlite" or not database or database == ":memory:" \
-            or database.startswith("file:"):
-        yield
-        return
-    with open(f"{database}.migrate-lock", "a") as lock:
+    if engine.dialect.name == "sqlite" and database and database != ":memory:" \
+            and not database.startswith("file:"):
+        return _file_lock(f"{database}.migrate-lock")
+    return contextlib.nullcontext()  # an in-memory or URI database: one process only
+
+
+@contextlib.contextmanager
+def _advisory_lock(engine: Engine) -> Iterator[None]:
+    with engine.connect() as conn:
+        conn.execute(sa.text("SELECT pg_advisory_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
+        try:
+            yield
+        finally:
+            conn.execute(sa.text("SELECT pg_advisory_unlock(:key)"), {"key": MIGRATION_LOCK_KEY})
+            conn.commit()
+
+
+@contextlib.contextmanager
+def _file_lock(path: str) -> Iterator[None]:
+    with open(path, "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             yield
