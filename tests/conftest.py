@@ -81,6 +81,17 @@ def postgres() -> Iterator[Any]:
     server.close()
 
 
+@pytest.fixture(scope="session")
+def s3() -> Iterator[Any]:
+    """One S3-compatible server (moto's server mode) on loopback for this test process; a test
+    takes its own bucket of it (`new_bucket`). tests/s3.py."""
+    from tests.s3 import S3Server
+
+    server = S3Server().start()
+    yield server
+    server.stop()
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """The job store's URL, once on each engine easel supports: a test that takes it runs on

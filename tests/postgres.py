@@ -78,6 +78,7 @@ class PostgresServer:
 
     def close(self) -> None:
         try:
-            self.stop()
+            if (self.data / "postmaster.pid").exists():  # a test may have left it stopped
+                self.stop()
         finally:
             shutil.rmtree(self.root, ignore_errors=True)

@@ -119,7 +119,8 @@ class Server:
             return conn.execute(sql, args).fetchall()
 
     def post(self, tasks: Any, **kwargs: Any) -> httpx.Response:
-        return httpx.post(self.url + "/v1", json=tasks, timeout=120, **kwargs)
+        kwargs.setdefault("timeout", 120)
+        return httpx.post(self.url + "/v1", json=tasks, **kwargs)
 
 
 def _share_models(data_dir: Path) -> None:

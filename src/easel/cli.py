@@ -501,6 +501,7 @@ def worker(
     import threading
 
     from easel.server import build_worker
+    from easel.store.jobs import STARTUP_WAIT_SECONDS
 
     _use_config(config)
     settings = settings_from(data_dir=data_dir, device=device, log_level=log_level,
@@ -508,7 +509,7 @@ def worker(
     _configure_logs(settings)
     _writable_dir(settings.data_dir, "--data-dir")
     the_worker = build_worker(settings)
-    the_worker.store.create()
+    the_worker.store.create(wait_seconds=STARTUP_WAIT_SECONDS)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())

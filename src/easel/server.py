@@ -36,6 +36,7 @@ from easel.services.secrets import server_secret, signing_root
 from easel.settings import Settings
 from easel.store import DeliveryStore, JobStore, KeyStore
 from easel.store.notify import relay_for
+from easel.store.objects import BucketLocation, S3BlobStore, s3_client
 from easel.worker import Worker
 
 EngineFactory = Callable[[], Engine]
@@ -97,6 +98,15 @@ def prompt_rules(settings: Settings, metrics: Metrics) -> PromptRules:
                        on_enhanced=lambda result: metrics.prompt_enhancements.labels(result).inc())
 
 
+def build_blobs(settings: Settings) -> LocalBlobStore | S3BlobStore:
+    """The image store: the data dir, or the bucket `image_store` names."""
+    if settings.image_store is None:
+        return LocalBlobStore(settings.images_dir)
+    client = s3_client(settings.s3_endpoint_url, settings.s3_region,
+                       settings.s3_addressing_style, settings.s3_timeout)
+    return S3BlobStore(client, BucketLocation.parse(settings.image_store))
+
+
 def build_worker(
     settings: Settings,
     engine_factory: EngineFactory | None = None,
@@ -113,7 +123,7 @@ def build_worker(
                              credentials=content_credentials(settings))
     worker = Worker(
         settings, catalog, make_resolver(settings, catalog), store,
-        LocalBlobStore(settings.images_dir), metrics,
+        build_blobs(settings), metrics,
         events or JobEvents(relay_for(settings.database_url)),
         engine_factory or diffusers_engine(settings), finisher,
     )
@@ -134,8 +144,10 @@ def build_services(
     metrics.watch_deliveries(outbox.counts)
     metrics.watch_tiers(lambda: tier_states(catalog, resolver))
     events = JobEvents(relay_for(settings.database_url))
-    blobs = LocalBlobStore(settings.images_dir)
-    artifacts = Artifacts(blobs, store, settings.base_url)
+    blobs = build_blobs(settings)
+    presigner = blobs.presigned_url if isinstance(blobs, S3BlobStore) and \
+        settings.presign_image_urls else None
+    artifacts = Artifacts(blobs, store, settings.base_url, presigner)
     health = StorageHealth(store, blobs)
     jobs = JobService(
         catalog, resolver, store, outbox, Admission(settings), events, health,

@@ -138,6 +138,23 @@ class Settings(BaseSettings):
     """How often a process polls the job store for work it was not told of (seconds)."""
     sweep_interval: float = Field(default=30.0, gt=0)
     """How often expired images are deleted (seconds)."""
+    image_store: str | None = None
+    """Where images are stored: `s3://bucket` or `s3://bucket/prefix` (S3 or any S3-compatible
+    server; credentials and region the AWS way: AWS_ACCESS_KEY_ID, AWS_PROFILE, a role, ...);
+    default: the data dir's `images/`. Every API process and worker must name the same place."""
+    s3_endpoint_url: str | None = None
+    """The S3-compatible server (MinIO, Ceph, R2, ...), e.g. `http://minio:9000`; default:
+    AWS (or boto3's AWS_ENDPOINT_URL)."""
+    s3_region: str | None = None
+    """The bucket's region; default: boto3's (AWS_REGION, the profile)."""
+    s3_addressing_style: Literal["auto", "path", "virtual"] = "auto"
+    """`path` (`endpoint/bucket/key`, what most S3-compatible servers want) or `virtual`
+    (`bucket.endpoint/key`); `auto`: boto3's choice."""
+    s3_timeout: float = Field(default=10.0, gt=0)
+    """Connect and read timeout of one object-store request (seconds)."""
+    presign_image_urls: bool = False
+    """With `image_store = s3://...`: hand out the object store's presigned URLs, valid for the
+    image's TTL, so downloads bypass easel; off: easel serves `/images/...` and checks the TTL."""
     storage_retry_seconds: float = 5.0
     """After a storage failure (a full disk), how often the worker retries (seconds)."""
 
@@ -258,6 +275,15 @@ class Settings(BaseSettings):
             make_url(value).get_dialect()
         except (ArgumentError, NoSuchModuleError, ImportError) as exc:
             raise ValueError(f"not a database URL easel can open: {exc}") from None
+        return value
+
+    @field_validator("image_store")
+    @classmethod
+    def _known_images(cls, value: str | None) -> str | None:
+        if value is not None:
+            from easel.store.objects import BucketLocation
+
+            BucketLocation.parse(value)
         return value
 
     @field_validator("dialect_image_ttl")

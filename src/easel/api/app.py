@@ -12,12 +12,14 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request, Response
 from fastapi.exception_handlers import http_exception_handler
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, StreamingResponse
+from starlette.concurrency import iterate_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from easel.api import playground, reference
 from easel.api.dialects.common import Dialect
 from easel.api.guard import CrossSiteGuard, refusal_body
+from easel.domain.errors import ErrorKind, Throttled
 from easel.logs import masked_query
 from easel.services.container import Services
 
@@ -48,6 +50,16 @@ def create_app(services: Services, dialects: Sequence[Dialect]) -> FastAPI:
         app.include_router(dialect.router)
 
     _answer_unknown_routes(app, dialects)
+
+    @app.exception_handler(Throttled)
+    async def _throttled(request: Request, exc: Exception) -> JSONResponse:
+        # A refusal for now that no dialect rendered (the key store down while checking a
+        # key): the dialect's own error shape, 503 and when to come back, never a 500.
+        assert isinstance(exc, Throttled)
+        status = 429 if exc.kind is ErrorKind.RATE_LIMITED else 503
+        body = refusal_body(dialects, request.scope, status, exc.kind.value, exc.message, None)
+        return JSONResponse(body, status_code=status,
+                            headers={"Retry-After": str(exc.retry_after)})
 
     @app.exception_handler(Exception)
     async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
@@ -126,10 +138,21 @@ def _add_core_routes(app: FastAPI, services: Services) -> None:
     # image's size and type, or that it has not expired, without downloading it.
     @app.get("/images/{name}", **reference.CORE_ROUTES["image"])
     @app.head("/images/{name}", **reference.CORE_ROUTES["image_head"])
-    async def image(name: str) -> Response:
+    async def image(name: str, request: Request) -> Response:
         image_id, _, ext = name.rpartition(".")
-        found = await asyncio.to_thread(services.artifacts.read, image_id, ext.lower())
+        try:
+            found = await asyncio.to_thread(services.artifacts.open, image_id, ext.lower())
+        except Throttled as exc:  # the image store is down: retry later, not an error
+            return JSONResponse({"error": exc.message}, status_code=503,
+                                headers={"Retry-After": str(exc.retry_after)})
         if found is None:
             return JSONResponse({"error": "image not found or expired"}, status_code=404)
-        data, mime = found
-        return Response(data, media_type=mime, headers={"Cache-Control": "private, max-age=60"})
+        headers = {"Cache-Control": "private, max-age=60", "Content-Length": str(found.size)}
+        if request.method == "HEAD":
+            close = getattr(found.chunks, "close", None)
+            if close is not None:
+                close()
+            return Response(None, media_type=found.mime, headers=headers)
+        # Streamed from disk or the object store a chunk at a time, at the client's pace.
+        return StreamingResponse(iterate_in_threadpool(found.chunks), media_type=found.mime,
+                                 headers=headers)

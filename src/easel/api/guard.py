@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 from easel.api.auth import bearer_token
 from easel.api.dialects.common import Dialect, scope_headers, scope_owner
 from easel.api.reference import ASSETS_PATH
+from easel.domain.errors import Throttled
 from easel.services.container import Services
 from easel.services.outbound import is_loopback_host
 
@@ -80,7 +81,13 @@ class CrossSiteGuard:
                                f"requests from {origin[:100]!r} are refused (another site)",
                                "Origin")
             return
-        if self._meta_refused(scope, headers):
+        try:
+            refused = self._meta_refused(scope, headers)
+        except Throttled as exc:  # keys cannot be checked now (the database is down)
+            await self._refuse(scope, send, 503, exc.kind.value, exc.message, "Authorization",
+                               retry_after=exc.retry_after)
+            return
+        if refused:
             await self._refuse(scope, send, 401, "invalidApiKey", "an API key is required",
                                "Authorization")
             return
@@ -103,16 +110,19 @@ class CrossSiteGuard:
         return self.services.keys.principal(key) is None
 
     async def _refuse(
-        self, scope: Scope, send: Send, status: int, code: str, message: str, parameter: str
+        self, scope: Scope, send: Send, status: int, code: str, message: str, parameter: str,
+        retry_after: int | None = None,
     ) -> None:
         if scope["type"] == "websocket":
             await send({"type": "websocket.close", "code": 1008})  # before accept: HTTP 403
             return
         body = refusal_body(self.dialects, scope, status, code, message, parameter)
         payload = json.dumps(body).encode()
-        await send({"type": "http.response.start", "status": status,
-                    "headers": [(b"content-type", b"application/json"),
-                                (b"content-length", str(len(payload)).encode())]})
+        sent = [(b"content-type", b"application/json"),
+                (b"content-length", str(len(payload)).encode())]
+        if retry_after is not None:
+            sent.append((b"retry-after", str(retry_after).encode()))
+        await send({"type": "http.response.start", "status": status, "headers": sent})
         await send({"type": "http.response.body", "body": payload})
 
 

@@ -9,13 +9,16 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
+import math
 import os
 import tempfile
 import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import BinaryIO, Protocol
 
-from easel.domain.errors import EaselError, ErrorKind
+from easel.domain.errors import EaselError, ErrorKind, Throttled
 from easel.domain.job import Job, JobImage
 from easel.domain.submission import DeliverySettings
 from easel.store import JobStore
@@ -24,6 +27,8 @@ log = logging.getLogger(__name__)
 
 MIME_BY_EXT = {"jpg": "image/jpeg", "png": "image/png", "webp": "image/webp"}
 EXT_BY_MIME = {mime: ext for ext, mime in MIME_BY_EXT.items()}
+CHUNK_BYTES = 1024 * 1024
+STORE_RETRY_SECONDS = 10
 
 
 class ImageSource(Protocol):
@@ -41,11 +46,21 @@ class ImageSource(Protocol):
 
 
 class BlobStore(Protocol):
-    def put(self, key: str, data: bytes) -> None: ...
+    """Where image bytes live: LocalBlobStore (the data dir) or easel.store.objects.S3BlobStore.
+    A store that cannot be reached raises OSError (a full disk, an object store that is down):
+    the job goes back to the queue and the API answers 503."""
+
+    def put(self, key: str, data: bytes, content_type: str | None = None) -> None: ...
 
     def get(self, key: str) -> bytes | None: ...
 
+    def open(self, key: str) -> tuple[int, Iterator[bytes]] | None: ...
+
     def delete(self, key: str) -> None: ...
+
+
+# An object store's presigned GET URL: (key, seconds it lives, Content-Type) -> URL.
+Presigner = Callable[[str, int, str | None], str]
 
 
 class LocalBlobStore:
@@ -60,7 +75,8 @@ class LocalBlobStore:
             raise ValueError(f"bad blob key {key!r}")
         return self.root / key
 
-    def put(self, key: str, data: bytes) -> None:
+    def put(self, key: str, data: bytes, content_type: str | None = None) -> None:
+        del content_type  # a file has none: /images/ answers with the job's recorded type
         target = self.path(key)
         fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=self.root)
         try:
@@ -77,8 +93,33 @@ class LocalBlobStore:
         except (FileNotFoundError, ValueError):
             return None
 
+    def open(self, key: str) -> tuple[int, Iterator[bytes]] | None:
+        try:
+            f = self.path(key).open("rb")
+        except (FileNotFoundError, ValueError):
+            return None
+        return os.fstat(f.fileno()).st_size, _file_chunks(f)
+
     def delete(self, key: str) -> None:
         self.path(key).unlink(missing_ok=True)
+
+
+def _file_chunks(f: BinaryIO) -> Iterator[bytes]:
+    with f:
+        while chunk := f.read(CHUNK_BYTES):
+            yield chunk
+
+
+@dataclass(frozen=True)
+class StoredBytes:
+    size: int
+    chunks: Iterator[bytes]
+    mime: str
+
+
+def store_unavailable(exc: OSError) -> Throttled:
+    return Throttled(ErrorKind.UNAVAILABLE, f"the image store cannot be read now ({exc}); "
+                     f"retry in {STORE_RETRY_SECONDS}s", STORE_RETRY_SECONDS)
 
 
 def blob_key(image_id: str, ext: str) -> str:
@@ -107,13 +148,22 @@ class Artifacts:
     """Stored images as the API hands them out (URL, bytes, base64, data URI), and the sweeper
     that deletes expired ones."""
 
-    def __init__(self, blobs: BlobStore, store: JobStore, base_url: str) -> None:
+    def __init__(self, blobs: BlobStore, store: JobStore, base_url: str,
+                 presigner: Presigner | None = None) -> None:
         self.blobs = blobs
         self.store = store
         self.base_url = base_url.rstrip("/")
+        self.presigner = presigner
 
     def image_url(self, job: Job, image: JobImage) -> str:
+        """easel's own URL (which checks the TTL at every GET), or, with a presigner, the object
+        store's presigned URL, which stops working when the image expires."""
         ext = job.request.output_format.extension
+        if self.presigner is not None and image.expires_at is not None:
+            seconds = math.ceil(image.expires_at.timestamp() - time.time())
+            if seconds > 0:
+                return self.presigner(blob_key(image.image_id, ext), seconds,
+                                      image.mime or job.request.output_format.mime)
         return f"{self.base_url}/images/{image.image_id}.{ext}"
 
     async def image_bytes(self, image: JobImage) -> bytes:
@@ -123,7 +173,10 @@ class Artifacts:
             if stored is None:
                 raise EaselError(ErrorKind.NOT_FOUND, f"no image {image.image_id}", "image")
             ext = stored.ext
-        data = await asyncio.to_thread(self.blobs.get, blob_key(image.image_id, ext))
+        try:
+            data = await asyncio.to_thread(self.blobs.get, blob_key(image.image_id, ext))
+        except OSError as exc:
+            raise store_unavailable(exc) from None
         if data is None:
             raise EaselError(
                 ErrorKind.NOT_FOUND, f"image {image.image_id} is not stored (expired?)", "image"
@@ -137,18 +190,24 @@ class Artifacts:
         mime = image.mime or "image/jpeg"
         return f"data:{mime};base64,{await self.image_base64(image)}"
 
-    def read(self, image_id: str, ext: str) -> tuple[bytes, str] | None:
-        """The bytes and Content-Type of a live image; None when unknown, unfinished or expired."""
+    def open(self, image_id: str, ext: str) -> StoredBytes | None:
+        """A live image, to be streamed; None when unknown, unfinished or expired. Throttled
+        when the image store cannot be read now."""
         stored = self.store.image(image_id)
         if stored is None or stored.ext != ext or stored.deleted or not stored.image.deliverable:
             return None
         expires = stored.image.expires_at
         if expires is not None and expires.timestamp() <= time.time():
             return None
-        data = self.blobs.get(blob_key(image_id, ext))
-        if data is None:
+        try:
+            opened = self.blobs.open(blob_key(image_id, ext))
+        except OSError as exc:
+            raise store_unavailable(exc) from None
+        if opened is None:
             return None
-        return data, stored.image.mime or MIME_BY_EXT.get(ext, "application/octet-stream")
+        size, chunks = opened
+        mime = stored.image.mime or MIME_BY_EXT.get(ext, "application/octet-stream")
+        return StoredBytes(size, chunks, mime)
 
     def sweep(self, now: float | None = None) -> int:
         """Delete expired images from the blob store; returns how many went."""

@@ -21,6 +21,7 @@ from easel.services.metrics import Metrics
 from easel.services.secrets import signing_root
 from easel.settings import Settings
 from easel.store import JobStore
+from easel.store.jobs import STARTUP_WAIT_SECONDS
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +79,7 @@ class Services:
 
     async def start(self) -> None:
         self.settings.data_dir.mkdir(parents=True, exist_ok=True)
-        await asyncio.to_thread(self.store.create)
+        await asyncio.to_thread(self.store.create, STARTUP_WAIT_SECONDS)
         self.jobs.events.start()
         if self.worker is not None:
             self.worker.start()

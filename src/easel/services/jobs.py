@@ -19,6 +19,7 @@ import uuid
 from collections.abc import AsyncGenerator, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from typing import Any, TypeVar
 
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -39,6 +40,17 @@ from easel.store import DeliveryStore, InsertResult, JobStore, NewJob
 from easel.store.jobs import request_to_json
 
 log = logging.getLogger(__name__)
+
+
+T = TypeVar("T")
+
+
+class StoreUnavailable(Throttled):
+    """The job store could not be reached; nothing was changed, so the caller may retry."""
+
+    def __init__(self, exc: SQLAlchemyError) -> None:
+        super().__init__(ErrorKind.UNAVAILABLE, "the job store cannot be reached now "
+                         f"({type(exc).__name__}); retry in {RETRY_SECONDS}s", RETRY_SECONDS)
 
 
 class JobFailed(EaselError):
@@ -189,7 +201,7 @@ class JobService:
         names = submission.names
         self.admission.check_rate(submission.caller)
         if self.admission.queue_capped:  # early, cheap; the insert checks again, atomically
-            self.admission.check_queue(await asyncio.to_thread(self.store.queued_count))
+            self.admission.check_queue(await self._stored(self.store.queued_count))
         await asyncio.to_thread(self.health.check)  # a full disk refuses now, losing nothing
         _model, request = resolve(submission.generation, self.catalog, names)
         try:
@@ -274,7 +286,7 @@ class JobService:
                 await check_at_submission(url, names(parameter), self.allow_loopback_urls)
 
     async def _existing(self, job_id: str, digest: str, names: WireNames) -> Job | None:
-        found = await asyncio.to_thread(self.store.get_with_hash, job_id)
+        found = await self._stored(self.store.get_with_hash, job_id)
         if found is None:
             return None
         job, stored_digest = found
@@ -308,10 +320,19 @@ class JobService:
 
     # -- reads ----------------------------------------------------------------------------------
 
+    async def _stored(self, call: Callable[..., T], *args: Any) -> T:
+        """A job-store call off the event loop; a database that cannot be reached (down,
+        restarting, failing over) is a 503 with Retry-After, never a 500."""
+        try:
+            return await asyncio.to_thread(call, *args)
+        except SQLAlchemyError as exc:
+            log.warning("the job store cannot be reached: %s", type(exc).__name__)
+            raise StoreUnavailable(exc) from None
+
     async def get(self, job_id: str, caller: Caller | None = None) -> Job | None:
         """The job, or None when there is none or it is another caller's (`caller` None: the
         core itself, which may read any)."""
-        job = await asyncio.to_thread(self.store.get, job_id)
+        job = await self._stored(self.store.get, job_id)
         if job is None or (caller is not None and job.caller != caller.principal):
             return None
         return job
@@ -331,8 +352,7 @@ class JobService:
     ) -> list[Job]:
         """The caller's own jobs, newest first (no other caller's job is ever listed); `after`:
         a job id, the last of the previous page."""
-        return await asyncio.to_thread(self.store.list_for, caller.principal, limit, statuses,
-                                       after)
+        return await self._stored(self.store.list_for, caller.principal, limit, statuses, after)
 
     async def watch(self, job_id: str) -> AsyncGenerator[Job, None]:
         """The job now, then again at every change (a step of progress, an image stored, the
@@ -367,7 +387,15 @@ class JobService:
                 drain = loop.time() + (self._drain_at - time.monotonic())
                 deadline = drain if deadline is None else min(deadline, drain)
             with self.events.watching(job_id) as changed:
-                job = await self.get(job_id)
+                try:
+                    job = await self.get(job_id)
+                except StoreUnavailable:
+                    # The database is down (a restart, a failover): the job is safe in it, so
+                    # keep waiting for it until the deadline instead of failing the caller.
+                    if deadline is not None and deadline - loop.time() <= self.poll_interval:
+                        raise
+                    await asyncio.sleep(self.poll_interval)
+                    continue
                 if job is None:
                     name = (names or WireNames())("task_id")
                     raise EaselError(ErrorKind.NOT_FOUND, f"no job {job_id}", name)
@@ -385,11 +413,11 @@ class JobService:
 
     async def delivery_failures(self, job_id: str) -> list[Delivery]:
         """Webhooks and uploads of this job that finally failed (polling stays the truth)."""
-        rows = await asyncio.to_thread(self.outbox.for_job, job_id)
+        rows = await self._stored(self.outbox.for_job, job_id)
         return [d for d in rows if d.status == FAILED]
 
     async def deliveries(self, job_id: str) -> list[Delivery]:
-        return await asyncio.to_thread(self.outbox.for_job, job_id)
+        return await self._stored(self.outbox.for_job, job_id)
 
     # -- cancel ---------------------------------------------------------------------------------
 
@@ -402,7 +430,7 @@ class JobService:
         owned = await self.get(job_id, caller)
         status = None
         if owned is not None:
-            status = await asyncio.to_thread(self.store.cancel, job_id, "cancelled by the caller")
+            status = await self._stored(self.store.cancel, job_id, "cancelled by the caller")
         if status is None:
             name = (names or WireNames())("task_id")
             raise EaselError(ErrorKind.NOT_FOUND, f"no job {job_id}", name)

@@ -7,12 +7,23 @@ import hmac
 import logging
 import time
 
+from easel.domain.errors import ErrorKind, Throttled
 from easel.domain.submission import Caller
 from easel.store import KeyStore
 
 log = logging.getLogger(__name__)
 
 CACHE_SECONDS = 1.0  # a revoked key stops working within this long
+RETRY_SECONDS = 5
+
+
+class KeysUnavailable(Throttled):
+    """The key store cannot be read (the database is down): no key can be checked, so the
+    request is refused (fail closed) as a 503 to retry, not as a wrong key."""
+
+    def __init__(self) -> None:
+        super().__init__(ErrorKind.UNAVAILABLE, "API keys cannot be checked now: the job "
+                         f"store cannot be reached; retry in {RETRY_SECONDS}s", RETRY_SECONDS)
 
 
 class KeyRing:
@@ -24,7 +35,7 @@ class KeyRing:
 
     def required(self) -> bool:
         """Keys are needed once any was created; with none (the loopback default) anyone may
-        call."""
+        call. KeysUnavailable when the store cannot say (never guessed open)."""
         if self.env_keys:
             return True
         at, value = self._required
@@ -33,9 +44,9 @@ class KeyRing:
             try:
                 value = self.store.any_created()
             except Exception:  # the key store cannot be read: fail closed, never open
-                log.warning("the key store cannot be read; refusing every key until it can",
-                            exc_info=True)
-                value = True
+                log.warning("the key store cannot be read; refusing every request until it "
+                            "can", exc_info=True)
+                raise KeysUnavailable() from None
             self._required = (now, value)
         return value
 
@@ -68,9 +79,9 @@ class KeyRing:
             return cached[1]
         try:
             key_id = self.store.verify(key)
-        except Exception:  # an outage refuses the key (and is not cached)
+        except Exception:  # an outage refuses the key as a 503 (and is not cached)
             log.warning("the key store cannot be read", exc_info=True)
-            return None
+            raise KeysUnavailable() from None
         if len(self._verified) > 10_000:  # bounded: random wrong keys cannot grow it for ever
             self._verified.clear()
         principal = None if key_id is None else f"key:{key_id}"

@@ -8,6 +8,7 @@ transition, whoever finishes first.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -18,7 +19,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine, RowMapping
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from easel.domain.errors import ErrorKind
 from easel.domain.job import TERMINAL_STATUSES, Job, JobImage, JobStatus
@@ -30,6 +31,10 @@ from easel.store.outbox import delivery_settings, enqueue_for
 from easel.store.schema import images, jobs
 
 TERMINAL = tuple(status.value for status in TERMINAL_STATUSES)
+STARTUP_RETRY_SECONDS = 2.0
+STARTUP_WAIT_SECONDS = 120.0  # a process started beside its database waits this long for it
+
+log = logging.getLogger(__name__)
 
 
 class InsertResult(Enum):
@@ -117,8 +122,20 @@ class JobStore:
         self.clock = clock  # tests pass a fake clock: leases expire when the test says so
         self._insert_lock = threading.Lock()
 
-    def create(self) -> None:
-        schema.create(self.engine)
+    def create(self, wait_seconds: float = 0.0) -> None:
+        """Create or migrate the schema. A database that cannot be reached yet (starting, or
+        restarting beside this process) is retried every few seconds for `wait_seconds`."""
+        deadline = time.monotonic() + wait_seconds
+        while True:
+            try:
+                schema.create(self.engine)
+                return
+            except OperationalError as exc:
+                if time.monotonic() >= deadline:
+                    raise
+                log.warning("the job store cannot be reached yet (%s); retrying",
+                            str(exc.orig).strip().splitlines()[0] if exc.orig else exc)
+                time.sleep(STARTUP_RETRY_SECONDS)
 
     def close(self) -> None:
         self.engine.dispose()

@@ -340,7 +340,8 @@ class Worker:
             return ReadyImage(record.image_id, mime, 0, None, verdict.nsfw, verdict.withheld,
                               scores)
         # Deterministic key: a re-run after a crash overwrites the same file.
-        self.blobs.put(blob_key(record.image_id, request.output_format.extension), done.data)
+        self.blobs.put(blob_key(record.image_id, request.output_format.extension), done.data,
+                       mime)
         expires = expiry(job.delivery, self.settings.image_ttl_for(job.dialect))
         return ReadyImage(record.image_id, mime, len(done.data), expires, verdict.nsfw, None,
                           scores)

@@ -24,7 +24,7 @@ from easel.api.dialects.common import MAX_DEPTH, Dialect, nested_at_most
 from easel.api.limits import BodyRefused, BodyTooLarge, read_body
 from easel.api.openapi import BEARER, example, request_body, responses, security
 from easel.api.openapi import ERRORS as OPENAPI_ERRORS
-from easel.domain.errors import EaselError, ErrorKind
+from easel.domain.errors import EaselError, ErrorKind, Throttled
 from easel.domain.job import Job
 from easel.domain.submission import Caller
 from easel.services.container import Services
@@ -465,7 +465,7 @@ class _Connection:
         try:
             while not self.closed:
                 # With keys required, a socket that never authenticates is closed.
-                waiting = self.caller is None and self.services.keys.required()
+                waiting = self.caller is None and self._keys_required()
                 try:
                     async with asyncio.timeout(settings.ws_auth_timeout if waiting else None):
                         message = await self.socket.receive()
@@ -492,6 +492,19 @@ class _Connection:
         except RunwareError as exc:
             await self.send(_fail(exc).envelope())
             return
+        try:
+            await self._run_frame(tasks)
+        except Throttled as exc:  # keys cannot be checked now (the database is down)
+            await self.send(_fail(RunwareError("serviceUnavailable", exc.message, status=503,
+                                               retry_after=exc.retry_after)).envelope())
+
+    def _keys_required(self) -> bool:
+        try:
+            return self.services.keys.required()
+        except Throttled:  # cannot tell now: as if required (fail closed)
+            return True
+
+    async def _run_frame(self, tasks: list[Any]) -> None:
         if self.key is not None and not await self._key_still_valid():
             return
         for task in tasks:

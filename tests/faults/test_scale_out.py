@@ -1,0 +1,303 @@
+"""Faults of a scaled-out deployment, each on real services: PostgreSQL (Debian's server, in a
+temp dir), an S3-compatible server (moto) and easel processes that share nothing but those two,
+each with its own data dir, as on separate machines.
+
+- a worker SIGKILLed mid-job: the other worker completes it, exactly once;
+- PostgreSQL restarted during a burst of submissions: every acknowledged job completes, and
+  while it is down the API answers 503 with Retry-After, never 500;
+- an API process SIGKILLed while its client waits: the job completes and is polled, its image
+  downloaded, through another API process;
+- the object store down while jobs run: they go back to the queue and complete once it is back.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import sqlalchemy as sa
+
+from tests.postgres import PostgresServer, postgres_bin
+from tests.s3 import S3Server
+from tests.server.test_cancel_and_workers import slow_catalog, wait_denoising
+from tests.server_harness import Server, inference, poll_until_done
+
+STEPS = 300  # a job of a few seconds on the tiny stand-in: long enough to kill it mid-way
+
+
+def env_for(database: str, s3: S3Server, bucket: str, catalog: Path) -> dict[str, Any]:
+    return {"EASEL_DATABASE": database, "EASEL_CATALOG_FILE": str(catalog),
+            "EASEL_STAND_IN": "tiny", "EASEL_FALLBACK_MAX_STEPS": STEPS,
+            "EASEL_LEASE_SECONDS": 3, "EASEL_STORAGE_RETRY_SECONDS": 0.5,
+            "EASEL_SECRET_KEY": "one-secret-for-every-process", **s3.env(bucket)}
+
+
+def api_process(root: Path, env: dict[str, Any], worker: bool = False) -> Server:
+    command = ["-m", "easel.cli", "serve"] + ([] if worker else ["--no-worker"])
+    return Server(root, small=False, command=command, **env)
+
+
+class Workers:
+    """`easel worker` processes, each with its own data dir."""
+
+    def __init__(self, root: Path, env: dict[str, Any]) -> None:
+        self.root, self.env = root, env
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    def start(self) -> subprocess.Popen[bytes]:
+        n = len(self.procs)
+        data = self.root / f"worker{n}"
+        data.mkdir(parents=True)
+        env = {**os.environ, **{k: str(v) for k, v in self.env.items()},
+               "EASEL_DATA_DIR": str(data)}
+        with open(self.root / f"worker{n}.log", "ab") as log:
+            proc = subprocess.Popen([sys.executable, "-m", "easel.cli", "worker"], env=env,
+                                    stdout=log, stderr=subprocess.STDOUT)
+        self.procs.append(proc)
+        return proc
+
+    def wait_ready(self, timeout: float = 120) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            logs = [p.read_text() for p in self.root.glob("worker*.log")]
+            if len(logs) == len(self.procs) and all("ready: worker" in t for t in logs):
+                return
+            time.sleep(0.2)
+        raise TimeoutError(self.logs())
+
+    def logs(self) -> str:
+        return "\n".join(p.read_text()[-2000:] for p in sorted(self.root.glob("worker*.log")))
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in self.procs:
+            try:
+                proc.wait(60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def rows(url: str, sql: str) -> list[tuple[Any, ...]]:
+    engine = sa.create_engine(url.replace("postgresql:", "postgresql+psycopg:"))
+    try:
+        with engine.connect() as conn:
+            return [tuple(r) for r in conn.execute(sa.text(sql))]
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture
+def catalog(tmp_path: Path) -> Path:
+    return slow_catalog(tmp_path / "slow.toml", STEPS)
+
+
+@pytest.fixture
+def workers(tmp_path: Path) -> Iterator[list[Workers]]:
+    made: list[Workers] = []
+    yield made
+    for group in made:
+        group.stop()
+
+
+def test_a_worker_killed_mid_job_is_finished_by_another_exactly_once(
+    postgres: PostgresServer, s3: S3Server, catalog: Path, tmp_path: Path,
+    workers: list[Workers],
+) -> None:
+    database, bucket = postgres.new_database(), s3.new_bucket()
+    env = env_for(database, s3, bucket, catalog)
+    api = api_process(tmp_path / "api", env).start(wait_ready=False)
+    pool = Workers(tmp_path, env)
+    workers.append(pool)
+    first, second = pool.start(), pool.start()
+    try:
+        task = inference(deliveryMethod="async", numberResults=2)
+        assert api.post([task]).status_code == 200
+        wait_denoising(api, task["taskUUID"], timeout=180)
+        [(owner,)] = rows(database, "SELECT lease_owner FROM jobs")
+        victim = next(p for p in (first, second) if f"-{p.pid}-" in owner)
+        victim.send_signal(signal.SIGKILL)
+        victim.wait(10)
+        items = poll_until_done(api, task["taskUUID"], timeout=240)
+        assert len(items) == 2
+        assert rows(database, "SELECT status, attempts FROM jobs") == [("completed", 2)]
+        [(new_owner,)] = rows(database, "SELECT lease_owner FROM jobs")
+        assert new_owner != owner
+        assert len(s3.keys(bucket)) == 2  # one object per image: the re-run overwrote its keys
+        for item in items:
+            assert httpx.get(item["imageURL"], timeout=30).status_code == 200
+    finally:
+        api.stop()
+
+
+@pytest.fixture
+def own_postgres() -> Iterator[PostgresServer]:
+    """A server of this test's own: the test stops and restarts it."""
+    bin_dir = postgres_bin()
+    if bin_dir is None:
+        pytest.skip("PostgreSQL's server is not installed (Debian: postgresql)")
+    server = PostgresServer(bin_dir).start()
+    yield server
+    server.close()
+
+
+def test_a_postgres_restart_during_a_burst_loses_no_acknowledged_job(
+    own_postgres: PostgresServer, s3: S3Server, tmp_path: Path, workers: list[Workers],
+) -> None:
+    database, bucket = own_postgres.new_database(), s3.new_bucket()
+    quick = slow_catalog(tmp_path / "quick.toml", 2)
+    env = {**env_for(database, s3, bucket, quick), "EASEL_FALLBACK_MAX_STEPS": 2,
+           "EASEL_RATE_LIMIT_PER_SECOND": 1000, "EASEL_POLL_INTERVAL": 0.2}
+    api = api_process(tmp_path / "api", env).start(wait_ready=False)
+    pool = Workers(tmp_path, env)
+    workers.append(pool)
+    pool.start()
+    pool.wait_ready()
+    acknowledged: list[str] = []
+    refused: list[httpx.Response] = []
+    unexpected: list[str] = []
+    down, restarted = threading.Event(), threading.Event()
+
+    def submit(i: int) -> None:
+        if i == 20:
+            own_postgres.stop()
+            down.set()
+        if i == 60:
+            own_postgres.start()
+            restarted.set()
+        task = inference(deliveryMethod="async")
+        try:
+            reply = api.post([task], timeout=60)
+        except httpx.HTTPError as exc:  # no answer: not acknowledged (and must not be lost
+            unexpected.append(f"{i}: {exc!r}")  # either), but easel should always answer
+            return
+        if reply.status_code == 200:
+            acknowledged.append(task["taskUUID"])
+        elif reply.status_code == 503 and reply.headers.get("Retry-After"):
+            refused.append(reply)
+        else:
+            unexpected.append(f"{i}: {reply.status_code} {reply.text[:300]}")
+        if down.is_set() and not restarted.is_set():
+            time.sleep(0.05)  # spread the outage's submissions over its whole length
+
+    try:
+        with ThreadPoolExecutor(max_workers=1) as ordered:  # in order: 20 before, 40 during
+            list(ordered.map(submit, range(100)))
+        assert unexpected == [], unexpected
+        assert refused, "no submission was refused while the database was down"
+        for reply in refused:
+            error = reply.json()["errors"][0]
+            assert "store" in error["message"], error
+        assert len(acknowledged) >= 60  # the 20 before and the 40 after the restart, at least
+        for task_uuid in acknowledged:
+            poll_until_done(api, task_uuid, timeout=240)
+        statuses = rows(database, "SELECT status, count(*) FROM jobs GROUP BY status")
+        assert statuses == [("completed", len(acknowledged))], (statuses, pool.logs())
+    finally:
+        api.stop()
+
+
+def test_polling_while_postgres_is_down_is_503_with_retry_after(
+    own_postgres: PostgresServer, s3: S3Server, catalog: Path, tmp_path: Path,
+) -> None:
+    database, bucket = own_postgres.new_database(), s3.new_bucket()
+    api = api_process(tmp_path / "api", env_for(database, s3, bucket, catalog))
+    api.start(wait_ready=False)
+    try:
+        task = inference(deliveryMethod="async")
+        assert api.post([task]).status_code == 200
+        own_postgres.stop()
+        polled = api.post([{"taskType": "getResponse", "taskUUID": task["taskUUID"]}])
+        assert polled.status_code == 503 and polled.headers["Retry-After"], polled.text
+        assert "job store" in polled.json()["errors"][0]["message"]
+        job = httpx.get(f"{api.url}/easel/jobs/{task['taskUUID']}", timeout=30)
+        assert job.status_code == 503 and job.headers["Retry-After"], job.text
+        own_postgres.start()
+        polled = api.post([{"taskType": "getResponse", "taskUUID": task["taskUUID"]}])
+        assert polled.status_code == 200, polled.text
+    finally:
+        api.stop()
+
+
+def test_an_api_process_killed_while_its_client_waits(
+    postgres: PostgresServer, s3: S3Server, catalog: Path, tmp_path: Path,
+    workers: list[Workers],
+) -> None:
+    database, bucket = postgres.new_database(), s3.new_bucket()
+    env = env_for(database, s3, bucket, catalog)
+    first = api_process(tmp_path / "api1", env).start(wait_ready=False)
+    other = api_process(tmp_path / "api2", env).start(wait_ready=False)
+    pool = Workers(tmp_path, env)
+    workers.append(pool)
+    pool.start()
+    task = inference()  # synchronous: the client holds its request open on `first`
+    answer: list[Any] = []
+
+    def wait_on_first() -> None:
+        try:
+            answer.append(first.post([task], timeout=240))
+        except httpx.HTTPError as exc:
+            answer.append(exc)
+
+    waiter = threading.Thread(target=wait_on_first)
+    waiter.start()
+    try:
+        wait_denoising(other, task["taskUUID"], timeout=180)
+        first.kill()
+        waiter.join(60)
+        assert answer and isinstance(answer[0], httpx.HTTPError)  # its server died under it
+        [item] = poll_until_done(other, task["taskUUID"], timeout=240)
+        assert item["imageURL"].startswith(other.url)
+        image = httpx.get(item["imageURL"], timeout=30)
+        assert image.status_code == 200 and image.content[:3] == b"\xff\xd8\xff"  # a JPEG
+        assert rows(database, "SELECT status, attempts FROM jobs") == [("completed", 1)]
+    finally:
+        first.kill()
+        other.stop()
+        waiter.join(10)
+
+
+def test_an_object_store_outage_sends_running_jobs_back_and_loses_none(
+    postgres: PostgresServer, catalog: Path, tmp_path: Path,
+) -> None:
+    own = S3Server().start()  # this test stops its object store: not the shared one
+    database, bucket = postgres.new_database(), own.new_bucket()
+    srv = api_process(tmp_path / "api", env_for(database, own, bucket, catalog), worker=True)
+    srv.start()
+    try:
+        tasks = [inference(deliveryMethod="async") for _ in range(3)]
+        for task in tasks:
+            assert srv.post([task]).status_code == 200
+        wait_denoising(srv, tasks[0]["taskUUID"], timeout=180)
+        own.stop()  # the first job's images cannot be stored: it goes back to the queue
+        deadline = time.monotonic() + 120
+        while "object store" not in srv.log.read_text() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert "goes back to the queue" in srv.log.read_text()
+        time.sleep(1.5)  # past the storage check's one-second memory
+        refused = srv.post([inference(deliveryMethod="async")])
+        assert refused.status_code == 503 and refused.headers["Retry-After"], refused.text
+        assert "image store" in refused.json()["errors"][0]["message"]
+        ready = httpx.get(f"{srv.url}/readyz", timeout=30)
+        assert ready.status_code == 503
+        own.start()  # back, empty (moto keeps no state): its bucket re-created
+        for task in tasks:
+            [item] = poll_until_done(srv, task["taskUUID"], timeout=240)
+            assert httpx.get(item["imageURL"], timeout=30).status_code == 200
+        assert rows(database, "SELECT status, count(*) FROM jobs GROUP BY status") == [
+            ("completed", 3)]
+        assert len(own.keys(bucket)) == 3
+    finally:
+        srv.stop()
+        own.stop()
