@@ -29,6 +29,7 @@ import sqlalchemy as sa
 
 from tests.postgres import PostgresServer, postgres_bin
 from tests.s3 import S3Server
+from tests.security.test_keys import calls
 from tests.server.test_cancel_and_workers import slow_catalog, wait_denoising
 from tests.server_harness import Server, inference, poll_until_done
 
@@ -223,6 +224,9 @@ def test_polling_while_postgres_is_down_is_503_with_retry_after(
         assert "job store" in polled.json()["errors"][0]["message"]
         job = httpx.get(f"{api.url}/easel/jobs/{task['taskUUID']}", timeout=30)
         assert job.status_code == 503 and job.headers["Retry-After"], job.text
+        # Whether keys are needed cannot be read either: every dialect refuses, as a 503
+        # (fail closed), not as a wrong key
+        assert set(calls(api, None).values()) == {503}
         own_postgres.start()
         polled = api.post([{"taskType": "getResponse", "taskUUID": task["taskUUID"]}])
         assert polled.status_code == 200, polled.text
