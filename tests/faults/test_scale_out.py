@@ -209,15 +209,31 @@ def test_a_postgres_restart_during_a_burst_loses_no_acknowledged_job(
         api.stop()
 
 
-def test_polling_while_postgres_is_down_is_503_with_retry_after(
+def test_while_postgres_is_down_polls_are_503_and_a_waiting_request_keeps_waiting(
     own_postgres: PostgresServer, s3: S3Server, catalog: Path, tmp_path: Path,
+    workers: list[Workers],
 ) -> None:
     database, bucket = own_postgres.new_database(), s3.new_bucket()
-    api = api_process(tmp_path / "api", env_for(database, s3, bucket, catalog))
+    env = env_for(database, s3, bucket, catalog)
+    api = api_process(tmp_path / "api", env)  # no worker yet: the jobs stay queued
     api.start(wait_ready=False)
+    answer: list[Any] = []
+    held = inference()  # synchronous: held open across the outage
+
+    def wait_through_the_outage() -> None:
+        try:
+            answer.append(api.post([held], timeout=300))
+        except httpx.HTTPError as exc:
+            answer.append(exc)
+
+    waiter = threading.Thread(target=wait_through_the_outage)
     try:
         task = inference(deliveryMethod="async")
         assert api.post([task]).status_code == 200
+        waiter.start()
+        deadline = time.monotonic() + 60
+        while len(rows(database, "SELECT id FROM jobs")) < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
         own_postgres.stop()
         polled = api.post([{"taskType": "getResponse", "taskUUID": task["taskUUID"]}])
         assert polled.status_code == 503 and polled.headers["Retry-After"], polled.text
@@ -227,11 +243,23 @@ def test_polling_while_postgres_is_down_is_503_with_retry_after(
         # Whether keys are needed cannot be read either: every dialect refuses, as a 503
         # (fail closed), not as a wrong key
         assert set(calls(api, None).values()) == {503}
+        # A worker started while the database is down waits for it instead of exiting.
+        pool = Workers(tmp_path, env)
+        workers.append(pool)
+        worker = pool.start()
+        deadline = time.monotonic() + 120
+        while "cannot be reached yet" not in pool.logs() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert worker.poll() is None, pool.logs()
         own_postgres.start()
-        polled = api.post([{"taskType": "getResponse", "taskUUID": task["taskUUID"]}])
-        assert polled.status_code == 200, polled.text
+        poll_until_done(api, task["taskUUID"], timeout=240)
+        waiter.join(240)
+        assert answer and isinstance(answer[0], httpx.Response), answer
+        assert answer[0].status_code == 200, answer[0].text
+        assert answer[0].json()["data"][0]["taskUUID"] == held["taskUUID"]
     finally:
         api.stop()
+        waiter.join(10)
 
 
 def test_an_api_process_killed_while_its_client_waits(
