@@ -12,10 +12,7 @@ each with its own data dir, as on separate machines.
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -27,6 +24,7 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
+from tests.cluster import Workers
 from tests.postgres import PostgresServer, postgres_bin
 from tests.s3 import S3Server
 from tests.security.test_keys import calls
@@ -46,48 +44,6 @@ def env_for(database: str, s3: S3Server, bucket: str, catalog: Path) -> dict[str
 def api_process(root: Path, env: dict[str, Any], worker: bool = False) -> Server:
     command = ["-m", "easel.cli", "serve"] + ([] if worker else ["--no-worker"])
     return Server(root, small=False, command=command, **env)
-
-
-class Workers:
-    """`easel worker` processes, each with its own data dir."""
-
-    def __init__(self, root: Path, env: dict[str, Any]) -> None:
-        self.root, self.env = root, env
-        self.procs: list[subprocess.Popen[bytes]] = []
-
-    def start(self) -> subprocess.Popen[bytes]:
-        n = len(self.procs)
-        data = self.root / f"worker{n}"
-        data.mkdir(parents=True)
-        env = {**os.environ, **{k: str(v) for k, v in self.env.items()},
-               "EASEL_DATA_DIR": str(data)}
-        with open(self.root / f"worker{n}.log", "ab") as log:
-            proc = subprocess.Popen([sys.executable, "-m", "easel.cli", "worker"], env=env,
-                                    stdout=log, stderr=subprocess.STDOUT)
-        self.procs.append(proc)
-        return proc
-
-    def wait_ready(self, timeout: float = 120) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            logs = [p.read_text() for p in self.root.glob("worker*.log")]
-            if len(logs) == len(self.procs) and all("ready: worker" in t for t in logs):
-                return
-            time.sleep(0.2)
-        raise TimeoutError(self.logs())
-
-    def logs(self) -> str:
-        return "\n".join(p.read_text()[-2000:] for p in sorted(self.root.glob("worker*.log")))
-
-    def stop(self) -> None:
-        for proc in self.procs:
-            if proc.poll() is None:
-                proc.terminate()
-        for proc in self.procs:
-            try:
-                proc.wait(60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
 
 
 def rows(url: str, sql: str) -> list[tuple[Any, ...]]:
