@@ -466,7 +466,8 @@ def run_server(app_: FastAPI, settings: Settings) -> None:
         access_log=False,  # easel.access writes it, with query strings masked
         ws_max_size=max(16 * 1024 * 1024, settings.max_body_bytes * 4),
         ws_ping_interval=settings.ws_ping_interval or None,  # finds half-open connections
-        http=with_header_deadline(settings.header_timeout),
+        http=with_header_deadline(settings.header_timeout, settings.keep_alive_timeout),
+        timeout_keep_alive=max(1, round(settings.keep_alive_timeout)),
         timeout_graceful_shutdown=max(1, round(settings.shutdown_grace_seconds)),
     )
     server = _graceful_server(config)

@@ -183,6 +183,9 @@ class Settings(BaseSettings):
     """A request body must arrive within this long, else 408 (seconds)."""
     header_timeout: float = 10.0
     """A new connection's request headers must arrive within this long (seconds)."""
+    keep_alive_timeout: float = Field(default=75.0, gt=0)
+    """How long an idle kept-alive connection stays open (seconds): longer than the idle
+    timeout of a load balancer in front (AWS ALB: 60 s), so that the balancer closes it first."""
     max_tasks_per_request: int = 100
     """Runware: tasks in one REST body or WebSocket frame."""
     max_reply_bytes: int = 64 * 1024 * 1024

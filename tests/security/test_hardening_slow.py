@@ -224,7 +224,17 @@ def test_slow_bodies_and_slow_headers_are_cut_off(make_server: Callable[..., Ser
         while not first.endswith(b"}"):  # the whole first response, body included
             first += kept_alive.recv(65536)
         assert first.startswith(b"HTTP/1.1 200")
-        kept_alive.sendall(b"GET /livez HTTP/1.1\r\nHo")  # the second request trickles
+        # Idle longer than the header deadline: a kept-alive connection is not a slow one
+        # (it stays open for EASEL_KEEP_ALIVE_TIMEOUT, 75 s), and the next request is answered.
+        time.sleep(3)
+        kept_alive.sendall(b"GET /livez HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        second = b""
+        while not second.endswith(b"}"):
+            chunk = kept_alive.recv(65536)
+            assert chunk, "closed while idle"
+            second += chunk
+        assert second.startswith(b"HTTP/1.1 200")
+        kept_alive.sendall(b"GET /livez HTTP/1.1\r\nHo")  # the third request trickles
         started = time.monotonic()
         assert kept_alive.recv(1) == b""  # closed by the server, not left open
         assert time.monotonic() - started < 20
