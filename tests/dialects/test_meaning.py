@@ -41,7 +41,7 @@ PROMPTS = (
 # Two objects of two colours; the negative prompt names one of them.
 NEGATIVE_CASE: dict[str, Any] = {
     "prompt": "a red circle above a blue square, on a plain grey background",
-    "negative": "blue", "colour": "blue", "other": "red", "seed": 5,
+    "negative": "blue", "colour": "blue", "other": "red", "seeds": range(8),
 }
 
 
@@ -108,15 +108,12 @@ def calls_for(srv: Server, sdks: dict[str, Path], dialect: str, prompt: str, see
                     lambda r: httpx.get(r["outputs"][0], timeout=30).content)
     task = {"model": "google:2@1", "positivePrompt": prompt, "seed": seed, "width": 64,
             "height": 64, "outputType": "base64Data", **extra}
-    spec = {"transport": "rest", "url": srv.url, "apiKey": KEY, "task": task}
+    spec = {"transport": "rest", "url": f"{srv.url}/v1", "apiKey": KEY, "task": task}
     return Call(dialect, launch(sdks["runware-sdk"], RUNWARE_CLIENT, spec),
                 lambda r: base64.b64decode(r["images"][0]["imageBase64Data"]))
 
 
-# Runware's SDK client is left out here: in this harness its requests never reached the server
-# while no worker ran (the wait below timed out with its jobs missing), which is not yet
-# understood. Its dialect is covered by tests/runware.
-DIALECTS = ("openai", "google", "wavespeed")
+DIALECTS = ("openai", "google", "wavespeed", "runware")
 
 # These judge easel-mini's pictures, so they need its trained weights in the package.
 pytestmark = pytest.mark.skipif(not weights_present("easel/mini"),
@@ -203,21 +200,23 @@ def colours_drawn(png: bytes) -> set[str]:
     return {blob.colour for blob in checker.segment(as_checker_image(png))}
 
 
-@pytest.mark.skip(reason="through the Runware SDK, whose requests did not reach the queued "
-                  "server in this harness (see DIALECTS); not yet validated on the model")
 def test_a_negative_prompt_takes_a_colour_away(
     queued_server: Server, sdks: dict[str, Path], tmp_path: Path
 ) -> None:
-    """Through the Runware SDK on `easel/mini`, whose backend honours negative prompts."""
-    prompt = NEGATIVE_CASE["prompt"]
-    plain = calls_for(queued_server, sdks, "runware", prompt, seed=NEGATIVE_CASE["seed"],
-                      model="easel/mini")
-    without = calls_for(queued_server, sdks, "runware", prompt, seed=NEGATIVE_CASE["seed"],
-                        model="easel/mini", negativePrompt=NEGATIVE_CASE["negative"])
-    wait_queued(queued_server, 2)
-    drawn, kept = (colours_drawn(png) for png in run_worker(queued_server,
-                                                            tmp_path / "worker.log",
-                                                            [plain, without]))
-    colour = NEGATIVE_CASE["colour"]
-    assert colour in drawn and NEGATIVE_CASE["other"] in drawn, drawn
-    assert colour not in kept and NEGATIVE_CASE["other"] in kept, kept
+    """Through the Runware SDK on `easel/mini`, whose backend honours negative prompts: over
+    eight seeds, the negative prompt's colour is drawn far less often, the other colour kept.
+    (The model draws both objects for most seeds, not all: docs/mini.md has its scores.)"""
+    prompt, seeds = NEGATIVE_CASE["prompt"], list(NEGATIVE_CASE["seeds"])
+    calls = [calls_for(queued_server, sdks, "runware", prompt, seed=seed, model="easel/mini",
+                       **negative)
+             for negative in ({}, {"negativePrompt": NEGATIVE_CASE["negative"]})
+             for seed in seeds]
+    wait_queued(queued_server, len(calls))
+    drawn = [colours_drawn(png) for png in run_worker(queued_server, tmp_path / "worker.log",
+                                                      calls)]
+    plain, negated = drawn[:len(seeds)], drawn[len(seeds):]
+    colour, other = NEGATIVE_CASE["colour"], NEGATIVE_CASE["other"]
+    with_colour = sum(colour in found for found in plain)
+    still_there = sum(colour in found for found in negated)
+    assert with_colour >= 5 and still_there <= 2, (plain, negated)
+    assert sum(other in found for found in negated) >= 6, negated
