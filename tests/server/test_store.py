@@ -270,3 +270,26 @@ def test_a_data_dir_of_the_current_schema_from_before_migrations_is_stamped(
     head = ScriptDirectory(str(Path(schema.__file__).parent / "migrations")).get_current_head()
     with store.engine.connect() as conn:
         assert MigrationContext.configure(conn).get_current_revision() == head
+
+
+def test_health_probes_of_many_processes_at_once_never_collide(database_url: str) -> None:
+    """Every submission probes the store with a write; on PostgreSQL a delete + insert of the
+    probe row made concurrent probes fail with a duplicate key (a 503 for a healthy store)."""
+    import threading
+
+    stores = [_store(database_url) for _ in range(4)]  # one engine each, as separate processes
+    failures: list[BaseException] = []
+
+    def probe(store: JobStore) -> None:
+        for _ in range(25):
+            try:
+                store.touch()
+            except BaseException as exc:  # collected, asserted below
+                failures.append(exc)
+
+    threads = [threading.Thread(target=probe, args=(s,)) for s in stores for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert failures == []

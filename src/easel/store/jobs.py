@@ -142,9 +142,18 @@ class JobStore:
 
     def touch(self) -> None:
         """Write one row: raises when the store cannot be written (disk full, read-only)."""
+        # An UPDATE of one row, so probes of many processes at once wait for each other's row
+        # lock instead of colliding on a primary key (delete + insert did, on PostgreSQL).
         with self.engine.begin() as conn:
-            conn.execute(schema.health.delete())
-            conn.execute(schema.health.insert().values(id=1, at=self.clock()))
+            updated = conn.execute(schema.health.update().where(schema.health.c.id == 1)
+                                   .values(at=self.clock()))
+            if updated.rowcount:
+                return
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(schema.health.insert().values(id=1, at=self.clock()))
+        except IntegrityError:
+            pass  # another process wrote the first row just now: the store takes writes
 
     # -- submission and reads ---------------------------------------------------------------
 
