@@ -203,3 +203,39 @@ def test_an_image_read_while_the_object_store_is_down_is_503_not_500(tmp_path: P
     finally:
         srv.stop()
         own.stop()
+
+
+def test_an_upload_while_the_object_store_is_down_is_retried_not_failed(
+    credentials: None, tmp_path: Path
+) -> None:
+    """An uploadEndpoint PUT reads the image from the store: an outage there is a reason to
+    retry on the delivery schedule, not a final failure (the image is not gone)."""
+    import asyncio
+
+    from easel.domain.delivery import PENDING, UPLOAD, Delivery
+    from easel.services.delivery import DeliveryService
+    from easel.store import DeliveryStore
+
+    store = JobStore(f"sqlite:///{tmp_path / 'jobs.db'}")
+    store.create()
+    job = _job("job-1")
+    store.insert(job)
+    store.claim("w", 1, 30, 3)
+    image_id = job.image_ids[0]
+    ready = ReadyImage(image_id, "image/jpeg", 3, time.time() + 600, False, None, None)
+    assert store.complete(job.id, "w", [ready], "batch", 0.1)
+    down = blob_store(f"http://127.0.0.1:{free_port()}", "nowhere")  # nothing listens there
+    service = DeliveryService(Settings(), DeliveryStore(store.engine), store,
+                              Artifacts(down, store, "http://easel"), {})
+    delivery = Delivery(id="d1", job_id=job.id, image_id=image_id, kind=UPLOAD,
+                        event="completed", url="https://uploads.example.com/put", status=PENDING,
+                        attempts=0, first_attempt_at=None, body=None, last_status=None,
+                        last_error=None, created_at=0.0, finished_at=None)
+
+    async def attempt() -> tuple[str, str | None]:
+        async with httpx.AsyncClient() as client:
+            tried = await service._attempt(client, delivery)
+        return tried.outcome, tried.error
+
+    outcome, error = asyncio.run(attempt())
+    assert outcome == PENDING and error is not None and "image store" in error

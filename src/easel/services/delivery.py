@@ -31,7 +31,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from easel.domain.delivery import DELIVERED, FAILED, PENDING, UPLOAD, Delivery
-from easel.domain.errors import EaselError
+from easel.domain.errors import EaselError, Throttled
 from easel.domain.job import Job
 from easel.services.artifacts import Artifacts, ImageSource
 from easel.services.outbound import Unresolvable, check_url, send
@@ -172,7 +172,10 @@ class DeliveryService:
                      delivery.job_id, facts["host"], attempt.error, extra=facts)
 
     async def _attempt(self, client: httpx.AsyncClient, delivery: Delivery) -> Attempt:
-        method, body, headers, timeout = await self._request(delivery)
+        try:
+            method, body, headers, timeout = await self._request(delivery)
+        except Throttled as exc:  # the image store is down for now: retry on the schedule
+            return Attempt(PENDING, None, exc.message)
         parameter = PARAMETERS.get(delivery.kind, delivery.kind)
         try:
             checked = await check_url(delivery.url, parameter, self.settings.allow_loopback_urls)
@@ -227,6 +230,8 @@ class DeliveryService:
             raise Permanent(f"image {delivery.image_id} no longer exists")
         try:
             data = await self.images.image_bytes(image)
+        except Throttled:
+            raise  # unreachable for now (the object store is down), not gone
         except EaselError as exc:
             raise Permanent(exc.message) from None
         # Only headers easel chooses: the caller never sets any (a presigned URL may have signed
