@@ -15,7 +15,7 @@ from __future__ import annotations
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -61,22 +61,27 @@ def catalog(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def workers(tmp_path: Path) -> Iterator[list[Workers]]:
+def workers(tmp_path: Path) -> Iterator[Callable[[dict[str, Any]], Workers]]:
+    """Makes the test's pool of worker processes; they are stopped when the test ends."""
     made: list[Workers] = []
-    yield made
+
+    def pool(env: dict[str, Any]) -> Workers:
+        made.append(Workers(tmp_path, env))
+        return made[-1]
+
+    yield pool
     for group in made:
         group.stop()
 
 
 def test_a_worker_killed_mid_job_is_finished_by_another_exactly_once(
     postgres: PostgresServer, s3: S3Server, catalog: Path, tmp_path: Path,
-    workers: list[Workers],
+    workers: Callable[[dict[str, Any]], Workers],
 ) -> None:
     database, bucket = postgres.new_database(), s3.new_bucket()
     env = env_for(database, s3, bucket, catalog)
     api = api_process(tmp_path / "api", env).start(wait_ready=False)
-    pool = Workers(tmp_path, env)
-    workers.append(pool)
+    pool = workers(env)
     first, second = pool.start(), pool.start()
     try:
         task = inference(deliveryMethod="async", numberResults=2)
@@ -110,15 +115,15 @@ def own_postgres() -> Iterator[PostgresServer]:
 
 
 def test_a_postgres_restart_during_a_burst_loses_no_acknowledged_job(
-    own_postgres: PostgresServer, s3: S3Server, tmp_path: Path, workers: list[Workers],
+    own_postgres: PostgresServer, s3: S3Server, tmp_path: Path,
+    workers: Callable[[dict[str, Any]], Workers],
 ) -> None:
     database, bucket = own_postgres.new_database(), s3.new_bucket()
     quick = slow_catalog(tmp_path / "quick.toml", 2)
     env = {**env_for(database, s3, bucket, quick), "EASEL_FALLBACK_MAX_STEPS": 2,
            "EASEL_RATE_LIMIT_PER_SECOND": 1000, "EASEL_POLL_INTERVAL": 0.2}
     api = api_process(tmp_path / "api", env).start(wait_ready=False)
-    pool = Workers(tmp_path, env)
-    workers.append(pool)
+    pool = workers(env)
     pool.start()
     pool.wait_ready()
     acknowledged: list[str] = []
@@ -167,7 +172,7 @@ def test_a_postgres_restart_during_a_burst_loses_no_acknowledged_job(
 
 def test_while_postgres_is_down_polls_are_503_and_a_waiting_request_keeps_waiting(
     own_postgres: PostgresServer, s3: S3Server, catalog: Path, tmp_path: Path,
-    workers: list[Workers],
+    workers: Callable[[dict[str, Any]], Workers],
 ) -> None:
     database, bucket = own_postgres.new_database(), s3.new_bucket()
     env = env_for(database, s3, bucket, catalog)
@@ -200,8 +205,7 @@ def test_while_postgres_is_down_polls_are_503_and_a_waiting_request_keeps_waitin
         # (fail closed), not as a wrong key
         assert set(calls(api, None).values()) == {503}
         # A worker started while the database is down waits for it instead of exiting.
-        pool = Workers(tmp_path, env)
-        workers.append(pool)
+        pool = workers(env)
         worker = pool.start()
         deadline = time.monotonic() + 120
         while "cannot be reached yet" not in pool.logs() and time.monotonic() < deadline:
@@ -220,14 +224,13 @@ def test_while_postgres_is_down_polls_are_503_and_a_waiting_request_keeps_waitin
 
 def test_an_api_process_killed_while_its_client_waits(
     postgres: PostgresServer, s3: S3Server, catalog: Path, tmp_path: Path,
-    workers: list[Workers],
+    workers: Callable[[dict[str, Any]], Workers],
 ) -> None:
     database, bucket = postgres.new_database(), s3.new_bucket()
     env = env_for(database, s3, bucket, catalog)
     first = api_process(tmp_path / "api1", env).start(wait_ready=False)
     other = api_process(tmp_path / "api2", env).start(wait_ready=False)
-    pool = Workers(tmp_path, env)
-    workers.append(pool)
+    pool = workers(env)
     pool.start()
     task = inference()  # synchronous: the client holds its request open on `first`
     answer: list[Any] = []
