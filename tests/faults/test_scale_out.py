@@ -34,11 +34,16 @@ from tests.server_harness import Server, inference, poll_until_done
 STEPS = 300  # a job of a few seconds on the tiny stand-in: long enough to kill it mid-way
 
 
-def env_for(database: str, s3: S3Server, bucket: str, catalog: Path) -> dict[str, Any]:
-    return {"EASEL_DATABASE": database, "EASEL_CATALOG_FILE": str(catalog),
-            "EASEL_STAND_IN": "tiny", "EASEL_FALLBACK_MAX_STEPS": STEPS,
-            "EASEL_LEASE_SECONDS": 3, "EASEL_STORAGE_RETRY_SECONDS": 0.5,
-            "EASEL_SECRET_KEY": "one-secret-for-every-process", **s3.env(bucket)}
+def shared_by_every_process(
+    postgres: PostgresServer, s3: S3Server, catalog: Path
+) -> tuple[str, str, dict[str, Any]]:
+    """A fresh database and bucket for the test, and the settings every process of it gets."""
+    database, bucket = postgres.new_database(), s3.new_bucket()
+    env = {"EASEL_DATABASE": database, "EASEL_CATALOG_FILE": str(catalog),
+           "EASEL_STAND_IN": "tiny", "EASEL_FALLBACK_MAX_STEPS": STEPS,
+           "EASEL_LEASE_SECONDS": 3, "EASEL_STORAGE_RETRY_SECONDS": 0.5,
+           "EASEL_SECRET_KEY": "one-secret-for-every-process", **s3.env(bucket)}
+    return database, bucket, env
 
 
 def api_process(root: Path, env: dict[str, Any], worker: bool = False) -> Server:
@@ -78,8 +83,7 @@ def test_a_worker_killed_mid_job_is_finished_by_another_exactly_once(
     postgres: PostgresServer, s3: S3Server, catalog: Path, tmp_path: Path,
     workers: Callable[[dict[str, Any]], Workers],
 ) -> None:
-    database, bucket = postgres.new_database(), s3.new_bucket()
-    env = env_for(database, s3, bucket, catalog)
+    database, bucket, env = shared_by_every_process(postgres, s3, catalog)
     api = api_process(tmp_path / "api", env).start(wait_ready=False)
     pool = workers(env)
     first, second = pool.start(), pool.start()
@@ -118,10 +122,10 @@ def test_a_postgres_restart_during_a_burst_loses_no_acknowledged_job(
     own_postgres: PostgresServer, s3: S3Server, tmp_path: Path,
     workers: Callable[[dict[str, Any]], Workers],
 ) -> None:
-    database, bucket = own_postgres.new_database(), s3.new_bucket()
     quick = slow_catalog(tmp_path / "quick.toml", 2)
-    env = {**env_for(database, s3, bucket, quick), "EASEL_FALLBACK_MAX_STEPS": 2,
-           "EASEL_RATE_LIMIT_PER_SECOND": 1000, "EASEL_POLL_INTERVAL": 0.2}
+    database, _bucket, env = shared_by_every_process(own_postgres, s3, quick)
+    env.update({"EASEL_FALLBACK_MAX_STEPS": 2, "EASEL_RATE_LIMIT_PER_SECOND": 1000,
+                "EASEL_POLL_INTERVAL": 0.2})
     api = api_process(tmp_path / "api", env).start(wait_ready=False)
     pool = workers(env)
     pool.start()
@@ -174,8 +178,7 @@ def test_while_postgres_is_down_polls_are_503_and_a_waiting_request_keeps_waitin
     own_postgres: PostgresServer, s3: S3Server, catalog: Path, tmp_path: Path,
     workers: Callable[[dict[str, Any]], Workers],
 ) -> None:
-    database, bucket = own_postgres.new_database(), s3.new_bucket()
-    env = env_for(database, s3, bucket, catalog)
+    database, _bucket, env = shared_by_every_process(own_postgres, s3, catalog)
     api = api_process(tmp_path / "api", env)  # no worker yet: the jobs stay queued
     api.start(wait_ready=False)
     answer: list[Any] = []
@@ -226,8 +229,7 @@ def test_an_api_process_killed_while_its_client_waits(
     postgres: PostgresServer, s3: S3Server, catalog: Path, tmp_path: Path,
     workers: Callable[[dict[str, Any]], Workers],
 ) -> None:
-    database, bucket = postgres.new_database(), s3.new_bucket()
-    env = env_for(database, s3, bucket, catalog)
+    database, _bucket, env = shared_by_every_process(postgres, s3, catalog)
     first = api_process(tmp_path / "api1", env).start(wait_ready=False)
     other = api_process(tmp_path / "api2", env).start(wait_ready=False)
     pool = workers(env)
@@ -263,8 +265,8 @@ def test_an_object_store_outage_sends_running_jobs_back_and_loses_none(
     postgres: PostgresServer, catalog: Path, tmp_path: Path,
 ) -> None:
     own = S3Server().start()  # this test stops its object store: not the shared one
-    database, bucket = postgres.new_database(), own.new_bucket()
-    srv = api_process(tmp_path / "api", env_for(database, own, bucket, catalog), worker=True)
+    database, bucket, env = shared_by_every_process(postgres, own, catalog)
+    srv = api_process(tmp_path / "api", env, worker=True)
     srv.start()
     try:
         tasks = [inference(deliveryMethod="async") for _ in range(3)]
