@@ -140,11 +140,8 @@ def _add_core_routes(app: FastAPI, services: Services) -> None:
     @app.head("/images/{name}", **reference.CORE_ROUTES["image_head"])
     async def image(name: str, request: Request) -> Response:
         image_id, _, ext = name.rpartition(".")
-        try:
-            found = await asyncio.to_thread(services.artifacts.open, image_id, ext.lower())
-        except Throttled as exc:  # the image store is down: retry later, not an error
-            return JSONResponse({"error": exc.message}, status_code=503,
-                                headers={"Retry-After": str(exc.retry_after)})
+        # The image store down is Throttled, a 503 with Retry-After (create_app's handler).
+        found = await asyncio.to_thread(services.artifacts.open, image_id, ext.lower())
         if found is None:
             return JSONResponse({"error": "image not found or expired"}, status_code=404)
         headers = {"Cache-Control": "private, max-age=60", "Content-Length": str(found.size)}

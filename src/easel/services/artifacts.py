@@ -22,6 +22,7 @@ from easel.domain.errors import EaselError, ErrorKind, Throttled
 from easel.domain.job import Job, JobImage
 from easel.domain.submission import DeliverySettings
 from easel.store import JobStore
+from easel.store.objects import checked_blob_key
 
 log = logging.getLogger(__name__)
 
@@ -71,9 +72,7 @@ class LocalBlobStore:
         self.root.mkdir(parents=True, exist_ok=True)
 
     def path(self, key: str) -> Path:
-        if "/" in key or "\\" in key or key.startswith("."):
-            raise ValueError(f"bad blob key {key!r}")
-        return self.root / key
+        return self.root / checked_blob_key(key)
 
     def put(self, key: str, data: bytes, content_type: str | None = None) -> None:
         del content_type  # a file has none: /images/ answers with the job's recorded type

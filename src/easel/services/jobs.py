@@ -49,7 +49,7 @@ class StoreUnavailable(Throttled):
     """The job store could not be reached; nothing was changed, so the caller may retry."""
 
     def __init__(self, exc: SQLAlchemyError) -> None:
-        super().__init__(ErrorKind.UNAVAILABLE, "the job store cannot be reached now "
+        super().__init__(ErrorKind.UNAVAILABLE, "the job store cannot be reached or written now "
                          f"({type(exc).__name__}); retry in {RETRY_SECONDS}s", RETRY_SECONDS)
 
 
@@ -262,12 +262,7 @@ class JobService:
         """True when inserted, False when a job with its id exists; Throttled when the queue is
         full or the store cannot be written (nothing acknowledged either way)."""
         cap = self.admission.max_queue_depth if self.admission.queue_capped else 0
-        try:
-            result = await asyncio.to_thread(self.store.insert, new, cap)
-        except SQLAlchemyError as exc:
-            raise Throttled(ErrorKind.UNAVAILABLE, "the job store cannot be written now "
-                            f"({type(exc).__name__}); retry in {RETRY_SECONDS}s",
-                            RETRY_SECONDS) from None
+        result = await self._stored(self.store.insert, new, cap)
         if result is InsertResult.QUEUE_FULL:
             raise self.admission.queue_full(cap)
         return result is InsertResult.INSERTED
@@ -321,8 +316,8 @@ class JobService:
     # -- reads ----------------------------------------------------------------------------------
 
     async def _stored(self, call: Callable[..., T], *args: Any) -> T:
-        """A job-store call off the event loop; a database that cannot be reached (down,
-        restarting, failing over) is a 503 with Retry-After, never a 500."""
+        """A job-store call off the event loop; a database that cannot be reached or written
+        (down, restarting, failing over, a full disk) is a 503 with Retry-After, never a 500."""
         try:
             return await asyncio.to_thread(call, *args)
         except SQLAlchemyError as exc:

@@ -32,6 +32,14 @@ MAX_PRESIGN_SECONDS = 7 * 24 * 3600  # SigV4's longest presigned URL
 MISSING_CODES = {"NoSuchKey", "404", "NotFound"}
 
 
+def checked_blob_key(key: str) -> str:
+    """A blob key of either image store (a file name, an object name under the prefix): one
+    plain name, never a path out of its folder."""
+    if "/" in key or "\\" in key or key.startswith("."):
+        raise ValueError(f"bad blob key {key!r}")
+    return key
+
+
 class ObjectStoreUnavailable(OSError):
     """The object store could not be reached or refused the request."""
 
@@ -74,9 +82,7 @@ class S3BlobStore:
                                         io_chunksize=CHUNK_BYTES, use_threads=False)
 
     def object_key(self, key: str) -> str:
-        if "/" in key or "\\" in key or key.startswith("."):
-            raise ValueError(f"bad blob key {key!r}")
-        return self.location.prefix + key
+        return self.location.prefix + checked_blob_key(key)
 
     def put(self, key: str, data: bytes, content_type: str | None = None) -> None:
         extra = {"ContentType": content_type} if content_type else None
