@@ -35,7 +35,7 @@ from easel.domain.generation import EngineBatch, ImageSpec
 from easel.engine import Engine
 from easel.engine.fit import GpuFit, check_fit, parameter_bytes, place, quantize_loaded
 from easel.engine.optimize import EngineOptions, denoiser
-from easel.services.weights import absence
+from easel.services.weights.files import absence
 
 SETTINGS: dict[str, EngineOptions] = {
     "default": EngineOptions(),  # bf16 on CUDA (float32 on the CPU), everything on the GPU

@@ -23,15 +23,15 @@ from PIL import Image
 from tests.safety.pictures import pixels
 
 from easel.domain.request import ImageFormat
-from easel.services.images import encode
-from easel.services.provenance import (
+from easel.services.images.encoding import encode
+from easel.services.images.provenance import (
     ContentCredentials,
     CredentialFacts,
     Watermarker,
     make_test_certificate,
     read_watermark,
 )
-from easel.services.safety import NudeNetDetector
+from easel.services.images.safety import NudeNetDetector
 
 SIZES = ((1024, 1024), (1408, 768), (2048, 2048))
 

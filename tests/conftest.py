@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from easel.services.outbound import is_loopback_host
+from easel.services.delivery.outbound import is_loopback_host
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

@@ -9,7 +9,7 @@ import pytest
 from easel.catalog import Catalog
 from easel.domain.errors import EaselError, ErrorKind
 from easel.domain.request import GenerationRequest
-from easel.services.generation import BackendResolver, assign_seeds, plan
+from easel.services.jobs.planning import BackendResolver, assign_seeds, plan
 
 IMAGEN_1K = {(1024, 1024), (896, 1280), (1280, 896), (768, 1408), (1408, 768)}
 ALL_IDS = {
@@ -199,7 +199,7 @@ def test_seeds_wrap_within_the_dialects_range_so_each_is_a_valid_input() -> None
 
 
 def test_sampling_controls_are_bounded_per_backend_and_split_batches(catalog: Catalog) -> None:
-    from easel.services.jobs import batch_key
+    from easel.services.jobs.service import batch_key
 
     resolver = BackendResolver(fallback_max_steps=4)
     ultra = GenerationRequest(model="google:2@2", prompt="a fox", width=1024, height=1024)

@@ -43,7 +43,7 @@ def test_torch_is_imported_only_by_the_engine_and_mini(graph: grimp.ImportGraph)
 
 
 @pytest.mark.parametrize("forbidden", ["easel.store", "easel.worker", "easel.engine",
-                                       "easel.mini", "easel.server"])
+                                       "easel.mini", "easel.runtime.build"])
 def test_the_api_never_imports(graph: grimp.ImportGraph, forbidden: str) -> None:
     offenders = [
         f"{importer} imports {imported}"
@@ -82,7 +82,7 @@ def test_the_api_process_never_loads_torch() -> None:
     script = """
 import sys, tempfile
 from fastapi.testclient import TestClient
-from easel.server import build_app
+from easel.runtime.build import build_app
 from easel.settings import Settings
 settings = Settings(data_dir=tempfile.mkdtemp(), run_worker=False, preload_models=[],
                     allowed_hosts=["testserver"])

@@ -22,10 +22,10 @@ from easel.catalog import Backend, Catalog, Model
 from easel.domain.errors import EaselError
 from easel.domain.request import ImageFormat
 from easel.domain.submission import AspectRatioSize, GenerationInput, ModelChoice, WireNames
-from easel.services.generation import BackendResolver
-from easel.services.info import backend_info
-from easel.services.outbound import is_loopback_host
-from easel.services.weights import PullTarget
+from easel.services.delivery.outbound import is_loopback_host
+from easel.services.jobs.planning import BackendResolver
+from easel.services.weights.facts import backend_info
+from easel.services.weights.files import PullTarget
 from easel.settings import (
     CONFIG_ENV,
     Settings,
@@ -153,7 +153,7 @@ def generate(
     strict: Annotated[bool, typer.Option(help="Refuse offline stand-ins")] = False,
 ) -> None:
     """Generate images from a prompt and write them to a directory."""
-    from easel.services.generation import plan, resolve
+    from easel.services.jobs.planning import plan, resolve
 
     settings = settings_from()
     catalog = load_catalog(settings)
@@ -212,8 +212,8 @@ def _run_generation(the_plan: object, settings: Settings, output: Path) -> None:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
     from easel.engine import Engine
-    from easel.services.generation import Plan
-    from easel.services.images import encode
+    from easel.services.images.encoding import encode
+    from easel.services.jobs.planning import Plan
 
     assert isinstance(the_plan, Plan)
     engine = Engine.from_settings(settings)
@@ -286,7 +286,7 @@ def models(
 
 
 def _model_entry(m: Model, resolver: BackendResolver) -> dict[str, object]:
-    from easel.services.info import backend_info
+    from easel.services.weights.facts import backend_info
 
     backend = m.backend
     return {
@@ -334,7 +334,7 @@ def pull(
 ) -> None:
     """Download weights into the Hugging Face cache: the licence first, then progress bars;
     an interrupted pull resumes when run again."""
-    from easel.services import weights
+    from easel.services.weights import files as weights
 
     settings = settings_from()
     catalog = load_catalog(settings)
@@ -351,7 +351,7 @@ def pull(
 
 
 def _pull_target(name: str, catalog: Catalog) -> PullTarget:
-    from easel.services import weights
+    from easel.services.weights import files as weights
 
     try:
         return weights.target_for(catalog.backend_for(name))
@@ -363,7 +363,7 @@ def _pull_target(name: str, catalog: Catalog) -> PullTarget:
 
 
 def _licence_line(target: PullTarget) -> str:
-    from easel.services.weights import card_license
+    from easel.services.weights.files import card_license
 
     if target.license is not None:
         url = target.license.url
@@ -412,7 +412,7 @@ def serve(
 
     SIGTERM: no new jobs are taken, the batch in flight finishes (or is handed back to the queue
     after EASEL_SHUTDOWN_GRACE_SECONDS), and the process exits 0."""
-    from easel.server import build_app
+    from easel.runtime.build import build_app
 
     _use_config(config)
     settings = settings_from(host=host, port=port, data_dir=data_dir,
@@ -454,7 +454,7 @@ def run_server(app_: FastAPI, settings: Settings) -> None:
     """Serve `app_` with uvicorn until SIGTERM or Ctrl-C, then drain and exit."""
     import uvicorn
 
-    from easel.api.http import with_header_deadline
+    from easel.runtime.http import with_header_deadline
 
     # Frames above max_body_bytes get a clear error from the dialect; only far larger ones are
     # cut off by the WebSocket layer itself.
@@ -501,7 +501,7 @@ def worker(
     back, exit 0."""
     import threading
 
-    from easel.server import build_worker
+    from easel.runtime.build import build_worker
     from easel.store.jobs import STARTUP_WAIT_SECONDS
 
     _use_config(config)
@@ -733,7 +733,7 @@ def webhooks_verify(
 ) -> None:
     """Check a delivery's signature; exit 0 when valid, 1 when not, 2 when the secret or a
     header is malformed."""
-    from easel.services.signing import verify, verify_v3
+    from easel.services.delivery.signing import verify, verify_v3
 
     if scheme not in ("standard", "wavespeed"):
         fail(f"--scheme must be standard or wavespeed, got {scheme!r}")
@@ -774,7 +774,7 @@ def watermark_verify(
     was embedded at)."""
     from PIL import Image, UnidentifiedImageError
 
-    from easel.services.provenance import read_watermark
+    from easel.services.images.provenance import read_watermark
 
     try:
         with Image.open(image) as opened:
@@ -798,7 +798,7 @@ def c2pa_test_certificate(
     """Write a self-made certificate chain and key to try C2PA signing with. Readers show such
     credentials as signed by an untrusted signer; production needs a certificate from a CA on
     the C2PA trust list."""
-    from easel.services.provenance import make_test_certificate
+    from easel.services.images.provenance import make_test_certificate
 
     directory.mkdir(parents=True, exist_ok=True)
     chain, key = make_test_certificate(directory)
@@ -811,7 +811,7 @@ def c2pa_read(
     image: Annotated[Path, typer.Argument(help="An image file (JPEG, PNG, WEBP)")],
 ) -> None:
     """Print an image's content credentials (C2PA manifest store) as JSON; exit 1 if none."""
-    from easel.services.provenance import read_credentials
+    from easel.services.images.provenance import read_credentials
 
     mime = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png",
             ".webp": "image/webp"}.get(image.suffix.lower())

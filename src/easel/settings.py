@@ -284,7 +284,7 @@ class Settings(BaseSettings):
     @classmethod
     def _known_images(cls, value: str | None) -> str | None:
         if value is not None:
-            from easel.store.objects import BucketLocation
+            from easel.store.s3 import BucketLocation
 
             BucketLocation.parse(value)
         return value

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from easel.services.images import read_metadata
+from easel.services.images.encoding import read_metadata
 
 EASEL = [sys.executable, "-m", "easel.cli"]
 

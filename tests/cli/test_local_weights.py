@@ -14,7 +14,7 @@ from tests.cli.test_pull import hub_env
 from tests.engine.checkpoints import write, zimage_transformer
 
 from easel.engine.families import stand_in_dir
-from easel.services.images import read_metadata
+from easel.services.images.encoding import read_metadata
 
 STANDARD = "imagen-4.0-generate-001"
 

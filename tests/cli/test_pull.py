@@ -14,8 +14,8 @@ from tests.cli.fake_hub import FakeHub, Repo, running
 from tests.cli.test_cli import run
 
 from easel.engine.families import stand_in_dir
-from easel.services.images import read_metadata
-from easel.services.weights import snapshot_gap
+from easel.services.images.encoding import read_metadata
+from easel.services.weights.files import snapshot_gap
 
 REPO = "acme/tiny-zimage"
 

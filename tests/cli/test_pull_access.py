@@ -16,7 +16,7 @@ from tests.cli.test_cli import run
 from tests.cli.test_pull import hub_env
 
 from easel.engine.families import stand_in_dir
-from easel.services.weights import snapshot_gap
+from easel.services.weights.files import snapshot_gap
 
 GATED = "acme/gated-flux"
 ACCEPTED, NOT_ACCEPTED = "hf_accepted_the_licence", "hf_has_not_accepted"

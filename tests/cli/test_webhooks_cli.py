@@ -14,7 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 from easel.cli import app
-from easel.services.signing import new_secret, signed_headers
+from easel.services.delivery.signing import new_secret, signed_headers
 
 ROOT = Path(__file__).resolve().parents[2]
 BODY = b'{"data":[{"taskType":"imageInference","imageUUID":"7c1e"}]}'

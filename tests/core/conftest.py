@@ -19,8 +19,8 @@ from easel.domain.submission import (
     Submission,
     WireNames,
 )
-from easel.server import build_services, dialects
-from easel.services.container import Services
+from easel.runtime.build import build_services, dialects
+from easel.runtime.process import Services
 from easel.settings import Settings
 from easel.worker import Worker
 from tests.fakes import FakeEngine

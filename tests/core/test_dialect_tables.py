@@ -6,7 +6,7 @@ import pytest
 
 from easel.api.dialects.common import DEFAULT_STATUS, ErrorTable, owner_of
 from easel.domain.errors import ErrorKind
-from easel.server import dialects
+from easel.runtime.build import dialects
 
 
 def test_the_app_serves_the_four_dialects_each_with_a_complete_error_table() -> None:

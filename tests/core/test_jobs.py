@@ -11,7 +11,7 @@ import pytest
 from easel.domain.errors import EaselError, ErrorKind, Throttled
 from easel.domain.job import JobStatus
 from easel.domain.submission import Caller, DeliverySettings, WireNames
-from easel.services.jobs import JobFailed, StillRunning
+from easel.services.jobs.service import JobFailed, StillRunning
 from tests.core.conftest import Core, submission
 from tests.fakes import FakeEngine
 
@@ -183,7 +183,7 @@ async def test_a_job_whose_worker_died_is_run_again_by_another_once(
 ) -> None:
     """The first worker claims and dies (it never finishes); once its lease has expired on the
     store's clock, a second worker runs the job to completion exactly once."""
-    from easel.server import build_worker
+    from easel.runtime.build import build_worker
     from easel.store import JobStore
     from tests.server.test_store import FakeClock
 

@@ -15,7 +15,7 @@ from easel.domain.submission import (
     ModelChoice,
     Submission,
 )
-from easel.services.artifacts import blob_key
+from easel.store.blobs import blob_key
 from tests.core.conftest import CALLER, Core
 from tests.safety.picture_serve import PictureEngine
 

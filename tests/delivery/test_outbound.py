@@ -15,8 +15,8 @@ import httpx
 import pytest
 
 from easel.domain.errors import EaselError
-from easel.services.outbound import check_url, embedded_ipv4, refusal, send
-from easel.services.signing import new_secret, signed_headers, verify
+from easel.services.delivery.outbound import check_url, embedded_ipv4, refusal, send
+from easel.services.delivery.signing import new_secret, signed_headers, verify
 
 REFUSED = [
     "127.0.0.1",

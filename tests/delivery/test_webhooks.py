@@ -19,7 +19,7 @@ import pytest
 from tests.receiver import Receiver
 from tests.server_harness import Server, free_port, inference, poll_until_done
 
-from easel.services.signing import new_secret, verify
+from easel.services.delivery.signing import new_secret, verify
 
 SECRET = new_secret()
 FAST = {"EASEL_ALLOW_LOOPBACK_URLS": 1, "EASEL_WEBHOOK_SECRET": SECRET,
@@ -222,7 +222,7 @@ def test_verify_command_checks_a_signature(tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
     from easel.cli import app
-    from easel.services.signing import signed_headers
+    from easel.services.delivery.signing import signed_headers
 
     body = b'{"data":[]}'
     headers = signed_headers(SECRET, "msg_1", body)

@@ -26,7 +26,7 @@ import pytest
 from PIL import Image
 
 from easel.mini import checker, data
-from easel.services.weights import weights_present
+from easel.services.weights.files import weights_present
 from tests.dialects.conftest import CLIENTS, KEY
 from tests.server_harness import SMALL_SIZES, Server
 

@@ -18,8 +18,8 @@ from easel.domain.job import Job, JobImage, JobStatus
 from easel.domain.request import GenerationRequest, ImageFormat
 from easel.domain.safety import OnFlagged, PersonGeneration, SafetyInput, SafetyLevel
 from easel.domain.submission import Caller, Submission
-from easel.services.generation import resolve
-from easel.services.outbound import parse
+from easel.services.delivery.outbound import parse
+from easel.services.jobs.planning import resolve
 
 NOW = datetime(2026, 8, 25, 0, 49, 21, 479000, tzinfo=UTC)
 CALLER = Caller("test")

@@ -25,8 +25,8 @@ from easel.domain.submission import (
     WireNames,
 )
 from easel.engine import Engine
-from easel.server import build_services, dialects
-from easel.services.images import read_metadata
+from easel.runtime.build import build_services, dialects
+from easel.services.images.encoding import read_metadata
 from easel.settings import Settings
 from easel.worker import Worker
 

@@ -16,7 +16,7 @@ from easel.domain.generation import EngineBatch, ImageSpec
 from easel.engine import Engine
 from easel.engine.families import stand_in_dir
 from easel.engine.single_file import SingleFileError
-from easel.services.weights import absence, components_in_file, weights_present
+from easel.services.weights.files import absence, components_in_file, weights_present
 
 SPECS = (ImageSpec("a lighthouse at dusk", 5), ImageSpec("a red fox", 6))
 

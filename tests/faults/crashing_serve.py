@@ -15,7 +15,7 @@ from pathlib import Path
 
 from easel.cli import run_server
 from easel.domain.generation import Engine, EngineBatch, EngineStatus, GeneratedImage
-from easel.server import build_app, diffusers_engine
+from easel.runtime.build import build_app, diffusers_engine
 from easel.settings import Settings
 
 

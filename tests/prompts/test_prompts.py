@@ -25,7 +25,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from easel.domain.safety import EnhancementState
-from easel.services.prompts import (
+from easel.services.jobs.prompts import (
     DEFAULT_SYSTEM_PROMPT,
     PromptBlockList,
     PromptEnhancer,
@@ -300,7 +300,7 @@ async def test_an_unusable_answer_falls_back_to_the_original(
         chat: ChatEndpoint, enhancer: PromptEnhancer, behaviour: Behaviour,
         caplog: pytest.LogCaptureFixture) -> None:
     chat.behaviour = behaviour
-    with caplog.at_level(logging.WARNING, logger="easel.services.prompts"):
+    with caplog.at_level(logging.WARNING, logger="easel.services.jobs.prompts"):
         result = await enhancer.enhance("a red fox")
     assert (result.status, result.prompt) == (EnhancementState.FALLBACK, "a red fox")
     assert result.detail and SECRET not in result.detail

@@ -12,7 +12,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from PIL import Image
 
-from easel.services.provenance import (
+from easel.services.images.provenance import (
     AI_SOURCE_TYPE,
     GENERATION_LABEL,
     ContentCredentials,
@@ -22,7 +22,7 @@ from easel.services.provenance import (
     read_credentials,
     read_watermark,
 )
-from easel.services.watermark import read_bits
+from easel.services.images.watermark import read_bits
 
 # The candidate sizes a reader gets (the catalog's, scaled down): a wrong aspect ratio first,
 # to show the reader tries the image's own ratio before the others.

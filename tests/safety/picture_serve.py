@@ -15,7 +15,7 @@ from pathlib import Path
 
 from easel.cli import run_server
 from easel.domain.generation import EngineBatch, GeneratedImage
-from easel.server import build_app
+from easel.runtime.build import build_app
 from easel.settings import Settings
 from tests.fakes import FakeEngine
 from tests.safety.pictures import pixels

@@ -16,7 +16,7 @@ from easel.domain.safety import (
     SafetyLevel,
     Withheld,
 )
-from easel.services.safety import ContentChecker, NudeNetDetector
+from easel.services.images.safety import ContentChecker, NudeNetDetector
 from tests.safety.chat import ChatServer
 from tests.safety.pictures import pixels
 

@@ -24,7 +24,7 @@ import httpx
 import pytest
 from PIL import Image
 
-from easel.services.provenance import make_test_certificate, read_credentials, read_watermark
+from easel.services.images.provenance import make_test_certificate, read_credentials, read_watermark
 from tests.dialects.conftest import run_client
 from tests.safety.chat import ChatServer
 from tests.sdk_venvs import sdk_python

@@ -24,7 +24,7 @@ import psutil
 import pytest
 import websockets
 
-from easel.services.outbound import refusal
+from easel.services.delivery.outbound import refusal
 from tests.server_harness import Server, inference, poll_until_done
 
 MIB = 1024 * 1024

@@ -87,7 +87,7 @@ def test_serving_beyond_loopback_needs_keys_or_an_explicit_flag(tmp_path: Path) 
 def test_an_environment_keys_identity_does_not_depend_on_its_place(tmp_path: Path) -> None:
     """Removing or reordering EASEL_API_KEYS must not hand one key's jobs (or its WaveSpeed
     webhook secret) to the key that takes its place in the list."""
-    from easel.services.keys import KeyRing
+    from easel.services.access.keys import KeyRing
     from easel.store import JobStore, KeyStore
 
     store = KeyStore(JobStore(f"sqlite:///{tmp_path / 'k.db'}").engine)

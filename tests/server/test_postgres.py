@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from easel.services.events import JobEvents
+from easel.services.jobs.events import JobEvents
 from easel.store import JobStore
 from easel.store.notify import PgRelay, relay_for
 from tests.dialects.conftest import KEY

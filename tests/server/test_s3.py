@@ -12,11 +12,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from easel.server import build_blobs
-from easel.services.artifacts import Artifacts, blob_key
+from easel.runtime.build import build_blobs
+from easel.services.images.artifacts import Artifacts
 from easel.settings import Settings
 from easel.store import JobStore, ReadyImage
-from easel.store.objects import BucketLocation, ObjectStoreUnavailable, S3BlobStore, s3_client
+from easel.store.blobs import blob_key
+from easel.store.s3 import BucketLocation, ObjectStoreUnavailable, S3BlobStore, s3_client
 from tests.dialects.conftest import KEY
 from tests.s3 import CREDENTIALS, S3Server
 from tests.server.test_store import _job
@@ -213,7 +214,7 @@ def test_an_upload_while_the_object_store_is_down_is_retried_not_failed(
     import asyncio
 
     from easel.domain.delivery import PENDING, UPLOAD, Delivery
-    from easel.services.delivery import DeliveryService
+    from easel.services.delivery.service import DeliveryService
     from easel.store import DeliveryStore
 
     store = JobStore(f"sqlite:///{tmp_path / 'jobs.db'}")

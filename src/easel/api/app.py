@@ -1,5 +1,5 @@
 """The FastAPI application: lifespan, health, metrics, image URLs, and the dialects it is given
-(easel's own job routes are the `easel` dialect's). Built by easel.server, which lists the
+(easel's own job routes are the `easel` dialect's). Built by easel.runtime.build, which lists the
 dialects explicitly."""
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from easel.api.dialects.common import Dialect
 from easel.api.guard import CrossSiteGuard, refusal_body
 from easel.domain.errors import ErrorKind, Throttled
 from easel.logs import masked_query
-from easel.services.container import Services
+from easel.runtime.process import Services
 
 log = logging.getLogger(__name__)
 access_log = logging.getLogger("easel.access")

@@ -7,7 +7,7 @@ from __future__ import annotations
 from starlette.requests import HTTPConnection
 
 from easel.domain.submission import Caller
-from easel.services.container import Services
+from easel.runtime.process import Services
 
 
 def authenticate(services: Services, conn: HTTPConnection, key: str | None) -> Caller | None:

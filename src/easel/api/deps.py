@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import Request
 from starlette.requests import HTTPConnection
 
-from easel.services.container import Services
+from easel.runtime.process import Services
 
 __all__ = ["Services", "get_services"]
 

@@ -21,8 +21,8 @@ from easel.api.auth import bearer_token
 from easel.api.dialects.common import Dialect, scope_headers, scope_owner
 from easel.api.reference import ASSETS_PATH
 from easel.domain.errors import Throttled
-from easel.services.container import Services
-from easel.services.outbound import is_loopback_host
+from easel.runtime.process import Services
+from easel.services.delivery.outbound import is_loopback_host
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]

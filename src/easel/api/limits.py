@@ -2,7 +2,7 @@
 the limit before reading any of it, stops reading a chunked body as soon as it passes the limit
 (413), refuses a body that is not JSON (415: a web page can send `text/plain` across sites
 without asking, JSON it cannot), and gives up on a body that trickles in (408). The rate limit
-and the queue cap are the core's (services/admission.py)."""
+and the queue cap are the core's (services/jobs/admission.py)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """What a client asked of the safety checks and the provenance of its images, in the core's
-terms (the dialects spell them their own way; services/safety.py applies them)."""
+terms (the dialects spell them their own way; services/images/safety.py applies them)."""
 
 from __future__ import annotations
 

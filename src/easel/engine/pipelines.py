@@ -19,7 +19,7 @@ from easel.engine.families import TINY_MODELS, stand_in_dir
 from easel.engine.fit import GpuFit, check_fit, pipeline_quantization, place
 from easel.engine.libraries import quiet_libraries
 from easel.engine.single_file import load_single_file
-from easel.services.weights import cached_snapshot, is_local
+from easel.services.weights.files import cached_snapshot, is_local
 
 log = logging.getLogger(__name__)
 

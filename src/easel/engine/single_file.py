@@ -24,7 +24,7 @@ from easel.engine.fit import (
     quantize_loaded,
     text_encoder_quantization,
 )
-from easel.services.weights import config_path
+from easel.services.weights.files import config_path
 
 log = logging.getLogger(__name__)
 

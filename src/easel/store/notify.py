@@ -24,7 +24,7 @@ import psycopg
 from easel.store.jobs import with_driver
 
 if TYPE_CHECKING:
-    from easel.services.events import JobEvents
+    from easel.services.jobs.events import JobEvents
 
 log = logging.getLogger("easel.store")
 
@@ -44,7 +44,7 @@ def relay_for(url: str) -> PgRelay | None:
 
 
 class PgRelay:
-    """The `Relay` of easel.services.events for a PostgreSQL store."""
+    """The `Relay` of easel.services.jobs.events for a PostgreSQL store."""
 
     def __init__(self, url: str) -> None:
         self.conninfo = libpq_url(url)

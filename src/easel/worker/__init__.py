@@ -28,13 +28,14 @@ from easel.catalog import Catalog
 from easel.domain.errors import CancelledError, EaselError, ErrorKind
 from easel.domain.generation import Engine, EngineStatus, GeneratedImage, ImageSpec
 from easel.domain.job import Job
-from easel.services.artifacts import BlobStore, blob_key, expiry, write_problem
-from easel.services.events import JobEvents
-from easel.services.finishing import ImageFinisher, Provenance
-from easel.services.generation import BackendResolver, Plan, plan
+from easel.services.images.artifacts import expiry
+from easel.services.images.finishing import ImageFinisher, Provenance
+from easel.services.jobs.events import JobEvents
+from easel.services.jobs.planning import BackendResolver, Plan, plan
 from easel.services.metrics import Metrics
 from easel.settings import Settings
 from easel.store import JobStore, ReadyImage
+from easel.store.blobs import BlobStore, blob_key, write_problem
 
 log = logging.getLogger(__name__)
 

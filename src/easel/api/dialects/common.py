@@ -22,9 +22,11 @@ from easel.api.limits import BodyTooLarge, HTTPRefusal, read_body
 from easel.domain.errors import EaselError, ErrorKind, Throttled, invalid
 from easel.domain.job import Job, JobImage
 from easel.domain.safety import EnhancementState, Withheld
-from easel.services.artifacts import ImageSource as ImageSource  # re-exported for the dialects
-from easel.services.delivery import Renderer as WebhookRenderer
-from easel.services.delivery import Signer as WebhookSigner
+from easel.services.delivery.service import Renderer as WebhookRenderer
+from easel.services.delivery.service import Signer as WebhookSigner
+from easel.services.images.artifacts import (
+    ImageSource as ImageSource,  # re-exported for the dialects
+)
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -103,8 +105,8 @@ Claim = Callable[[str, Mapping[str, str], str], bool]
 class Dialect:
     """What a dialect exports: its routes, the paths they live under (`prefixes`: the path and
     everything below it; `exact`: that path only), its error table and error body, its webhook
-    bodies (None: it sends none), and how it signs them. easel/server.py lists the dialects the
-    app serves, explicitly."""
+    bodies (None: it sends none), and how it signs them. easel/runtime/build.py lists the
+    dialects the app serves, explicitly."""
 
     name: str
     router: APIRouter

@@ -32,7 +32,7 @@ from easel.api.openapi import (
 from easel.domain.errors import EaselError, ErrorKind, invalid
 from easel.domain.job import Job, JobStatus
 from easel.domain.submission import Caller
-from easel.services.info import server_info
+from easel.services.weights.facts import server_info
 
 router = APIRouter(tags=["easel"])
 

@@ -23,8 +23,8 @@ from easel.domain.submission import (
     ModelChoice,
     Submission,
 )
-from easel.services.generation import BackendResolver
-from easel.services.info import backend_info
+from easel.services.jobs.planning import BackendResolver
+from easel.services.weights.facts import backend_info
 
 DIALECT = "easel"
 

@@ -46,8 +46,8 @@ from easel.api.openapi import (
 from easel.catalog import Model
 from easel.domain.errors import EaselError, ErrorKind
 from easel.domain.submission import Caller
-from easel.services.info import backend_info
-from easel.services.jobs import Draining, JobFailed, StillRunning
+from easel.services.jobs.service import Draining, JobFailed, StillRunning
+from easel.services.weights.facts import backend_info
 
 GEMINI_VERSIONS = ("v1beta", "v1alpha", "v1")
 VERTEX_VERSIONS = ("v1beta1", "v1")

@@ -34,7 +34,7 @@ from easel.api.openapi import (
     security,
 )
 from easel.domain.errors import EaselError
-from easel.services.jobs import Draining, JobFailed, StillRunning
+from easel.services.jobs.service import Draining, JobFailed, StillRunning
 
 router = APIRouter(tags=["openai"])
 

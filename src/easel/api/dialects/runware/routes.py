@@ -27,8 +27,8 @@ from easel.api.openapi import ERRORS as OPENAPI_ERRORS
 from easel.domain.errors import EaselError, ErrorKind, Throttled
 from easel.domain.job import Job
 from easel.domain.submission import Caller
-from easel.services.container import Services
-from easel.services.jobs import JobFailed, StillRunning, scoped_id
+from easel.runtime.process import Services
+from easel.services.jobs.service import JobFailed, StillRunning, scoped_id
 
 from .openapi import Envelope, tasks_schema
 from .schemas import RunwareError, parse_image_inference, task_uuid

@@ -272,5 +272,6 @@ def _safety(task: dict[str, Any]) -> dict[str, Any]:
 
 
 def _url(task: dict[str, Any], name: str) -> str | None:
-    """A string; whether it is an acceptable URL is the core's check (services/outbound.py)."""
+    """A string; whether it is an acceptable URL is the core's check
+    (services/delivery/outbound.py)."""
     return _opt_str(task, name)

@@ -26,7 +26,7 @@ from easel.api.openapi import (
 from easel.domain.errors import EaselError
 from easel.domain.job import Job
 from easel.domain.submission import Caller
-from easel.services.jobs import JobFailed, StillRunning
+from easel.services.jobs.service import JobFailed, StillRunning
 
 router = APIRouter(tags=["wavespeed"])
 KEY = security(BEARER)

@@ -38,8 +38,8 @@ from easel.domain.submission import (
     Submission,
     WireNames,
 )
-from easel.services.outbound import Refused
-from easel.services.signing import v3_headers
+from easel.services.delivery.outbound import Refused
+from easel.services.delivery.signing import v3_headers
 
 DIALECT = "wavespeed"
 PROVIDER = "wavespeed"

@@ -17,26 +17,27 @@ from easel.api.dialects.runware import routes as runware
 from easel.api.dialects.wavespeed import routes as wavespeed
 from easel.catalog import Catalog
 from easel.domain.generation import Engine
-from easel.services.admission import Admission
-from easel.services.artifacts import Artifacts, LocalBlobStore
-from easel.services.container import Services
-from easel.services.delivery import DeliveryService
-from easel.services.events import JobEvents
-from easel.services.finishing import ImageFinisher
-from easel.services.generation import BackendResolver
-from easel.services.health import StorageHealth
-from easel.services.info import tier_states
-from easel.services.jobs import JobService, PromptRules
-from easel.services.keys import KeyRing
+from easel.runtime.process import Services
+from easel.services.access.keys import KeyRing
+from easel.services.access.secrets import server_secret, signing_root
+from easel.services.delivery.service import DeliveryService
+from easel.services.images.artifacts import Artifacts
+from easel.services.images.finishing import ImageFinisher
+from easel.services.images.provenance import ContentCredentials
+from easel.services.images.safety import ContentChecker, NudeNetDetector
+from easel.services.jobs.admission import Admission
+from easel.services.jobs.events import JobEvents
+from easel.services.jobs.health import StorageHealth
+from easel.services.jobs.planning import BackendResolver
+from easel.services.jobs.prompts import PromptBlockList, PromptEnhancer
+from easel.services.jobs.service import JobService, PromptRules
 from easel.services.metrics import Metrics
-from easel.services.prompts import PromptBlockList, PromptEnhancer
-from easel.services.provenance import ContentCredentials
-from easel.services.safety import ContentChecker, NudeNetDetector
-from easel.services.secrets import server_secret, signing_root
+from easel.services.weights.facts import tier_states
 from easel.settings import Settings
 from easel.store import DeliveryStore, JobStore, KeyStore
+from easel.store.blobs import LocalBlobStore
 from easel.store.notify import relay_for
-from easel.store.objects import BucketLocation, S3BlobStore, s3_client
+from easel.store.s3 import BucketLocation, S3BlobStore, s3_client
 from easel.worker import Worker
 
 EngineFactory = Callable[[], Engine]

@@ -10,8 +10,8 @@ import time
 from collections.abc import Callable
 
 from easel.domain.errors import ErrorKind, Throttled
-from easel.services.artifacts import BlobStore, write_problem
 from easel.store import JobStore
+from easel.store.blobs import BlobStore, write_problem
 
 RETRY_SECONDS = 10
 CACHE_SECONDS = 1.0

@@ -8,7 +8,7 @@ from typing import Any
 from easel import __version__
 from easel.catalog import Backend, Catalog
 from easel.domain.generation import EngineStatus
-from easel.services.generation import BackendResolver
+from easel.services.jobs.planning import BackendResolver
 from easel.services.metrics import TierState
 
 

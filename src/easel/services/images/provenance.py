@@ -1,6 +1,6 @@
 """Where an image came from, carried inside the image itself, two ways:
 
-- an invisible watermark (the DWT-DCT-SVD method, easel.services.watermark) holding a fixed
+- an invisible watermark (the DWT-DCT-SVD method, easel.services.images.watermark) holding a fixed
   easel mark. It survives JPEG re-encoding; a resized copy is read again after scaling it back to
   the size the mark was embedded at, so the reader tries the catalog's sizes;
 - C2PA content credentials (c2pa-python): a manifest signed with the operator's certificate
@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from PIL import Image
 
-from easel.services import watermark
+from easel.services.images import watermark
 
 if TYPE_CHECKING:
     from cryptography import x509

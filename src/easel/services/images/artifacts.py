@@ -1,8 +1,5 @@
-"""Stored images: a BlobStore seam (local disk by default), URL lifetimes and the sweeper.
-
-Blob keys are deterministic (`<image id>.<ext>`), so a job re-run after a crash overwrites the
-same files instead of leaving orphans behind.
-"""
+"""Stored images as the API hands them out (URLs with a lifetime, bytes, base64, data URIs),
+and the sweeper that deletes expired ones. The bytes live in a BlobStore (easel.store.blobs)."""
 
 from __future__ import annotations
 
@@ -10,25 +7,21 @@ import asyncio
 import base64
 import logging
 import math
-import os
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import Protocol
 
 from easel.domain.errors import EaselError, ErrorKind, Throttled
 from easel.domain.job import Job, JobImage
 from easel.domain.submission import DeliverySettings
 from easel.store import JobStore
-from easel.store.objects import checked_blob_key
+from easel.store.blobs import BlobStore, blob_key
 
 log = logging.getLogger(__name__)
 
 MIME_BY_EXT = {"jpg": "image/jpeg", "png": "image/png", "webp": "image/webp"}
 EXT_BY_MIME = {mime: ext for ext, mime in MIME_BY_EXT.items()}
-CHUNK_BYTES = 1024 * 1024
 STORE_RETRY_SECONDS = 10
 
 
@@ -46,67 +39,8 @@ class ImageSource(Protocol):
     async def image_data_uri(self, image: JobImage) -> str: ...
 
 
-class BlobStore(Protocol):
-    """Where image bytes live: LocalBlobStore (the data dir) or easel.store.objects.S3BlobStore.
-    A store that cannot be reached raises OSError (a full disk, an object store that is down):
-    the job goes back to the queue and the API answers 503."""
-
-    def put(self, key: str, data: bytes, content_type: str | None = None) -> None: ...
-
-    def get(self, key: str) -> bytes | None: ...
-
-    def open(self, key: str) -> tuple[int, Iterator[bytes]] | None: ...
-
-    def delete(self, key: str) -> None: ...
-
-
 # An object store's presigned GET URL: (key, seconds it lives, Content-Type) -> URL.
 Presigner = Callable[[str, int, str | None], str]
-
-
-class LocalBlobStore:
-    """Files under one directory, written atomically (temp file + rename)."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = Path(root)
-        self.root.mkdir(parents=True, exist_ok=True)
-
-    def path(self, key: str) -> Path:
-        return self.root / checked_blob_key(key)
-
-    def put(self, key: str, data: bytes, content_type: str | None = None) -> None:
-        del content_type  # a file has none: /images/ answers with the job's recorded type
-        target = self.path(key)
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=self.root)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-
-    def get(self, key: str) -> bytes | None:
-        try:
-            return self.path(key).read_bytes()
-        except (FileNotFoundError, ValueError):
-            return None
-
-    def open(self, key: str) -> tuple[int, Iterator[bytes]] | None:
-        try:
-            f = self.path(key).open("rb")
-        except (FileNotFoundError, ValueError):
-            return None
-        return os.fstat(f.fileno()).st_size, _file_chunks(f)
-
-    def delete(self, key: str) -> None:
-        self.path(key).unlink(missing_ok=True)
-
-
-def _file_chunks(f: BinaryIO) -> Iterator[bytes]:
-    with f:
-        while chunk := f.read(CHUNK_BYTES):
-            yield chunk
 
 
 @dataclass(frozen=True)
@@ -119,22 +53,6 @@ class StoredBytes:
 def store_unavailable(exc: OSError) -> Throttled:
     return Throttled(ErrorKind.UNAVAILABLE, f"the image store cannot be read now ({exc}); "
                      f"retry in {STORE_RETRY_SECONDS}s", STORE_RETRY_SECONDS)
-
-
-def blob_key(image_id: str, ext: str) -> str:
-    return f"{image_id}.{ext}"
-
-
-def write_problem(blobs: BlobStore, name: str) -> str | None:
-    """Why the blob store cannot take a write now (disk full, read-only), or None: one block
-    written and removed under `name`."""
-    probe = blob_key(f"probe-{name}", "bin")
-    try:
-        blobs.put(probe, b"\0" * 4096)  # a block: a full disk refuses it
-        blobs.delete(probe)
-    except OSError as exc:
-        return exc.strerror or str(exc)
-    return None
 
 
 def expiry(delivery: DeliverySettings, default_ttl: int, now: float | None = None) -> float:

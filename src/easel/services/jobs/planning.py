@@ -20,7 +20,7 @@ from easel.domain.submission import (
     SizeChoice,
     WireNames,
 )
-from easel.services.weights import absence, weights_present
+from easel.services.weights.files import absence, weights_present
 from easel.settings import Settings
 
 log = logging.getLogger(__name__)

@@ -33,9 +33,9 @@ import httpx
 from easel.domain.delivery import DELIVERED, FAILED, PENDING, UPLOAD, Delivery
 from easel.domain.errors import EaselError, Throttled
 from easel.domain.job import Job
-from easel.services.artifacts import Artifacts, ImageSource
-from easel.services.outbound import Unresolvable, check_url, send
-from easel.services.signing import signed_headers
+from easel.services.delivery.outbound import Unresolvable, check_url, send
+from easel.services.delivery.signing import signed_headers
+from easel.services.images.artifacts import Artifacts, ImageSource
 from easel.settings import Settings
 from easel.store import DeliveryStore, JobStore
 

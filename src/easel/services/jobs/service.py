@@ -30,12 +30,12 @@ from easel.domain.job import Job, JobImage, JobStatus, job_id_from
 from easel.domain.request import GenerationRequest
 from easel.domain.safety import EnhancementState
 from easel.domain.submission import Caller, Submission, WireNames
-from easel.services.admission import Admission
-from easel.services.events import JobEvents
-from easel.services.generation import BackendResolver, Plan, plan, resolve
-from easel.services.health import RETRY_SECONDS, StorageHealth
-from easel.services.outbound import check_at_submission
-from easel.services.prompts import PromptBlockList, PromptEnhancer, not_configured
+from easel.services.delivery.outbound import check_at_submission
+from easel.services.jobs.admission import Admission
+from easel.services.jobs.events import JobEvents
+from easel.services.jobs.health import RETRY_SECONDS, StorageHealth
+from easel.services.jobs.planning import BackendResolver, Plan, plan, resolve
+from easel.services.jobs.prompts import PromptBlockList, PromptEnhancer, not_configured
 from easel.store import DeliveryStore, InsertResult, JobStore, NewJob
 from easel.store.jobs import request_to_json
 

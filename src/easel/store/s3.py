@@ -24,20 +24,13 @@ from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
+from easel.store.blobs import CHUNK_BYTES, checked_blob_key
+
 # A part is read and sent at a time: memory stays flat whatever the image's size, and a large
 # image (a 4K PNG) goes up as a multipart upload.
-CHUNK_BYTES = 1024 * 1024
 MULTIPART_THRESHOLD = 8 * 1024 * 1024
 MAX_PRESIGN_SECONDS = 7 * 24 * 3600  # SigV4's longest presigned URL
 MISSING_CODES = {"NoSuchKey", "404", "NotFound"}
-
-
-def checked_blob_key(key: str) -> str:
-    """A blob key of either image store (a file name, an object name under the prefix): one
-    plain name, never a path out of its folder."""
-    if "/" in key or "\\" in key or key.startswith("."):
-        raise ValueError(f"bad blob key {key!r}")
-    return key
 
 
 class ObjectStoreUnavailable(OSError):

@@ -13,10 +13,10 @@ from typing import Any
 
 from easel import __version__
 from easel.domain.request import GenerationRequest
-from easel.services.images import encode
+from easel.services.images.encoding import encode
+from easel.services.images.provenance import ContentCredentials, CredentialFacts, Watermarker
+from easel.services.images.safety import UNCHECKED, ContentChecker, Verdict
 from easel.services.metrics import Metrics
-from easel.services.provenance import ContentCredentials, CredentialFacts, Watermarker
-from easel.services.safety import UNCHECKED, ContentChecker, Verdict
 
 log = logging.getLogger(__name__)
 

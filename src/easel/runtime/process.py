@@ -1,4 +1,4 @@
-"""The services one process runs, started and stopped together. Built by easel.server (the
+"""The services one process runs, started and stopped together. Built by easel.runtime.build (the
 composition root), which is the only module that knows every layer."""
 
 from __future__ import annotations
@@ -12,13 +12,13 @@ from typing import Protocol
 from easel import __version__
 from easel.catalog import Catalog
 from easel.domain.generation import EngineStatus
-from easel.services.artifacts import Artifacts
-from easel.services.delivery import DeliveryService
-from easel.services.health import StorageHealth
-from easel.services.jobs import JobService
-from easel.services.keys import KeyRing
+from easel.services.access.keys import KeyRing
+from easel.services.access.secrets import signing_root
+from easel.services.delivery.service import DeliveryService
+from easel.services.images.artifacts import Artifacts
+from easel.services.jobs.health import StorageHealth
+from easel.services.jobs.service import JobService
 from easel.services.metrics import Metrics
-from easel.services.secrets import signing_root
 from easel.settings import Settings
 from easel.store import JobStore
 from easel.store.jobs import STARTUP_WAIT_SECONDS
@@ -57,13 +57,13 @@ class Services:
     keys: KeyRing
     delivery: DeliveryService
     worker: WorkerHandle | None  # None: API only, the jobs go to `easel worker` processes
-    secret: bytes  # signs ids the server hands out and reads back (services/secrets.py)
+    secret: bytes  # signs ids the server hands out and reads back (services/access/secrets.py)
     health: StorageHealth
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     @property
     def webhook_signing_root(self) -> str:
-        """What dialect-specific webhook secrets derive from (services/secrets.py)."""
+        """What dialect-specific webhook secrets derive from (services/access/secrets.py)."""
         return signing_root(self.settings, self.secret)
 
     def engine_status(self) -> EngineStatus | None:

@@ -1,0 +1,1 @@
+"""The process runtime: build (the composition root), serve, work, shut down."""

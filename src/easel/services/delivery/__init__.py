@@ -1,0 +1,1 @@
+"""Delivery: webhooks and uploads to user URLs, signed, retried, guarded against SSRF."""

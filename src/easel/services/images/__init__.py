@@ -1,0 +1,1 @@
+"""Images once drawn: checks, watermark, credentials, encoding, storage and URLs."""

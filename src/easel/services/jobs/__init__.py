@@ -1,0 +1,1 @@
+"""Jobs: admission, planning, prompts, the job service, its events and storage health."""
