@@ -108,7 +108,7 @@ def main() -> None:
     catalog.write_text(f'[sizes]\n"1:1" = [{args.size}, {args.size}]\n')
     server = Server(data / "srv", small=False, EASEL_CATALOG_FILE=catalog,
                     EASEL_BATCH_SIZE=args.batch, EASEL_STAND_IN="tiny",
-                    EASEL_FALLBACK_MAX_STEPS=args.steps)
+                    EASEL_STAND_IN_MAX_STEPS=args.steps)
     worker = None
     if args.worker_process:
         server.command = ["-m", "easel.cli", "serve", "--no-worker"]

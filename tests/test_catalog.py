@@ -136,8 +136,8 @@ def test_absent_weights_fall_back_to_the_tiny_model_of_the_same_family(catalog: 
     request = GenerationRequest("google:2@2", "a fox", 1024, 1024, num_images=2, seed=3)
     the_plan = plan(request, catalog, BackendResolver())
     assert the_plan.backend.source in ("easel/tiny-qwenimage", "easel/mini")
-    assert the_plan.backend.is_fallback
-    assert "not present" in (the_plan.backend.fallback_reason or "")
+    assert the_plan.backend.is_stand_in
+    assert "not present" in (the_plan.backend.stand_in_reason or "")
     assert the_plan.seeds == [3, 4]
     assert the_plan.cost_usd == pytest.approx(0.12)
 
@@ -172,10 +172,10 @@ def test_easel_mini_is_registered_and_stands_in_for_itself_until_trained(catalog
     resolver = BackendResolver(mini=catalog.mini)
     resolved = resolver.resolve(mini.backend)
     if resolver.present("easel/mini"):  # trained weights ship in the package
-        assert not resolved.is_fallback
+        assert not resolved.is_stand_in
         assert resolver.stand_in(catalog.model("google:2@3").backend) == "easel/mini"
     else:
-        assert resolved.source == "easel/tiny-mini" and resolved.is_fallback
+        assert resolved.source == "easel/tiny-mini" and resolved.is_stand_in
         assert resolver.stand_in(catalog.model("google:2@3").backend) == "easel/tiny-flux2"
 
 
@@ -189,7 +189,7 @@ def test_trained_easel_mini_becomes_the_stand_in_for_every_tier(catalog: Catalog
         resolved = resolver.resolve(catalog.model(model_id).backend)
         assert resolved.source == "easel/mini" and resolved.family == "mini"
         assert resolved.steps == catalog.backends["mini"].steps  # mini's own schedule
-        assert "easel-mini" in (resolved.fallback_reason or "")
+        assert "easel-mini" in (resolved.stand_in_reason or "")
 
 
 def test_seeds_wrap_within_the_dialects_range_so_each_is_a_valid_input() -> None:
@@ -201,7 +201,7 @@ def test_seeds_wrap_within_the_dialects_range_so_each_is_a_valid_input() -> None
 def test_sampling_controls_are_bounded_per_backend_and_split_batches(catalog: Catalog) -> None:
     from easel.services.jobs.service import batch_key
 
-    resolver = BackendResolver(fallback_max_steps=4)
+    resolver = BackendResolver(stand_in_max_steps=4)
     ultra = GenerationRequest(model="google:2@2", prompt="a fox", width=1024, height=1024)
     tuned = GenerationRequest(model="google:2@2", prompt="a fox", width=1024, height=1024,
                               steps=2, guidance_scale=7.5,
@@ -266,7 +266,7 @@ def test_commercial_only_refuses_conditional_licences_until_the_operator_says_so
 
 
 def test_a_stand_in_never_runs_below_the_models_minimum_steps(catalog: Catalog) -> None:
-    resolver = BackendResolver(fallback_max_steps=1)
+    resolver = BackendResolver(stand_in_max_steps=1)
     ultra = GenerationRequest("google/imagen4-ultra", "a fox", 1024, 1024)
     assert plan(ultra, catalog, resolver).backend.steps == 2  # Qwen-Image: min_steps 2
     asked = GenerationRequest("google/imagen4-ultra", "a fox", 1024, 1024, steps=3)

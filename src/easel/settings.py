@@ -57,7 +57,7 @@ class Settings(BaseSettings):
     model, trained on a CPU and shipped in the package: simple scenes in the prompt's colours), or
     `tiny` (each family's random tiny pipeline, which draws noise; for plumbing, load tests and
     step-timed tests: each tier keeps its schedule)."""
-    fallback_max_steps: int = 4
+    stand_in_max_steps: int = Field(default=4, ge=1)
     """Most denoising steps a tiny stand-in runs (it is untrained: more steps buy nothing)."""
     max_loaded_models: int = Field(default=2, ge=1)
     """Pipelines kept loaded at once; the least recently used one is unloaded past it."""
@@ -370,6 +370,9 @@ def read_settings_file(path: Path) -> dict[str, Any]:
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise SettingsError(f"settings file {path}: {exc}") from exc
     fields = Settings.model_fields
+    renamed = [f"{key} was renamed {RENAMED[key]}" for key in data if key in RENAMED]
+    if renamed:
+        raise SettingsError(f"settings file {path}: {'; '.join(renamed)}")
     unknown = [key for key in data if key not in fields]
     if unknown:
         hints = [f"{key} (did you mean {close[0]}?)" if (close := difflib.get_close_matches(
@@ -407,6 +410,7 @@ def load_settings(config_file: Path | None = None, **flags: Any) -> Settings:
     in that order of precedence. Flags left at None are not given."""
     given = {name: value for name, value in flags.items() if value is not None}
     path = config_file_path(config_file)
+    _refuse_renamed()
     file_values = read_settings_file(path) if path else {}
 
     class FromFile(Settings):
@@ -427,6 +431,16 @@ def load_settings(config_file: Path | None = None, **flags: Any) -> Settings:
         name = next((n for n in Settings.model_fields if f'"{n}"' in str(exc)), "?")
         raise SettingsError(f"invalid settings: {name} ({env_name(name)}): not valid JSON "
                             f"({exc.__cause__ or exc})") from exc
+
+
+# Settings that were renamed: the old name is refused with the new one, never ignored quietly.
+RENAMED = {"fallback_max_steps": "stand_in_max_steps"}
+
+
+def _refuse_renamed() -> None:
+    for old, new in RENAMED.items():
+        if env_name(old) in os.environ:
+            raise SettingsError(f"{env_name(old)} was renamed {env_name(new)}")
 
 
 def _explain(exc: ValidationError, flags: dict[str, Any], file_values: dict[str, Any],

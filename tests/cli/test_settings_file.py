@@ -109,6 +109,21 @@ def test_a_missing_file_named_by_the_variable_is_an_error(tmp_path: Path,
         load_settings()
 
 
+def test_a_renamed_setting_is_refused_with_its_new_name(tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """fallback_max_steps is stand_in_max_steps now: the old name is never ignored quietly."""
+    config = write(tmp_path / "easel.toml", "fallback_max_steps = 2\n")
+    with pytest.raises(SettingsError, match="fallback_max_steps was renamed stand_in_max_steps"):
+        load_settings(config)
+    monkeypatch.setenv("EASEL_FALLBACK_MAX_STEPS", "2")
+    with pytest.raises(SettingsError, match="EASEL_FALLBACK_MAX_STEPS was renamed "
+                                            "EASEL_STAND_IN_MAX_STEPS"):
+        load_settings()
+    monkeypatch.delenv("EASEL_FALLBACK_MAX_STEPS")
+    monkeypatch.setenv("EASEL_STAND_IN_MAX_STEPS", "2")
+    assert load_settings().stand_in_max_steps == 2
+
+
 def easel(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "easel.cli", *args], capture_output=True,
                           text=True, env=env, timeout=120, check=False)

@@ -19,8 +19,8 @@ from easel.domain.submission import (
     Submission,
     WireNames,
 )
-from easel.runtime.build import build_services, dialects
-from easel.runtime.process import Services
+from easel.runtime.build import build_runtime, dialects
+from easel.runtime.process import Runtime
 from easel.settings import Settings
 from easel.worker import Worker
 from tests.fakes import FakeEngine
@@ -40,16 +40,16 @@ def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
 
 
 class Core:
-    """Services built as `easel serve` builds them, with the fake engine, not started."""
+    """The runtime built as `easel serve` builds it, with the fake engine, not started."""
 
     def __init__(self, tmp_path: Path, engine: FakeEngine, **settings: Any) -> None:
         self.engine = engine
         self.settings = make_settings(tmp_path, **settings)
-        self.services: Services = build_services(self.settings, dialects(), lambda: engine)
+        self.runtime: Runtime = build_runtime(self.settings, dialects(), lambda: engine)
         self.settings.data_dir.mkdir(parents=True, exist_ok=True)
         if "mode=ro" not in self.settings.database_url:  # a read-only store cannot be created
-            self.services.store.create()
-        worker = self.services.worker
+            self.runtime.store.create()
+        worker = self.runtime.worker
         assert isinstance(worker, Worker)
         self.worker = worker
 
@@ -71,7 +71,7 @@ def core(tmp_path: Path, database_url: str, request: pytest.FixtureRequest
 
     yield make  # type: ignore[misc]
     for built in made:
-        built.services.store.close()
+        built.runtime.store.close()
 
 
 def submission(

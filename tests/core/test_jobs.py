@@ -10,9 +10,10 @@ import pytest
 
 from easel.domain.errors import EaselError, ErrorKind, Throttled
 from easel.domain.job import JobStatus
+from easel.domain.outcomes import JobFailed, StillRunning
 from easel.domain.submission import Caller, DeliverySettings, WireNames
-from easel.services.jobs.service import JobFailed, StillRunning
-from tests.core.conftest import Core, submission
+from easel.services.port import JobRef
+from tests.core.conftest import CALLER, Core, submission
 from tests.fakes import FakeEngine
 
 
@@ -20,14 +21,14 @@ async def test_submit_then_run_until_empty_completes_with_reproducible_seeds(
     core: Callable[..., Core],
 ) -> None:
     c = core()
-    job, created = await c.services.jobs.submit(submission(n=2, seed=7))
+    job, created = await c.runtime.jobs.submit(submission(n=2, seed=7))
     assert created and job.status is JobStatus.QUEUED
     assert c.worker.run_until_empty() == 1
-    done = await c.services.jobs.get(job.id)
+    done = await c.runtime.jobs.get(job.id)
     assert done is not None and done.status is JobStatus.COMPLETED
     assert [image.seed for image in done.images] == [7, 8]
     assert all(image.ready for image in done.images)
-    data = await c.services.artifacts.image_bytes(done.images[0])
+    data = await c.runtime.artifacts.image_bytes(done.images[0])
     assert data.startswith(b"\x89PNG")
     assert len(c.engine.calls) == 1 and len(c.engine.calls[0].images) == 2
 
@@ -37,11 +38,11 @@ async def test_a_task_id_is_idempotent_and_a_conflict_names_the_clients_paramete
 ) -> None:
     c = core()
     names = WireNames({"task_id": "taskUUID"})
-    first, created = await c.services.jobs.submit(submission(task_id="t-1", names=names))
-    again, created_again = await c.services.jobs.submit(submission(task_id="t-1", names=names))
+    first, created = await c.runtime.jobs.submit(submission(task_id="t-1", names=names))
+    again, created_again = await c.runtime.jobs.submit(submission(task_id="t-1", names=names))
     assert created and not created_again and again.id == first.id
     with pytest.raises(EaselError) as info:
-        await c.services.jobs.submit(submission("another prompt", task_id="t-1", names=names))
+        await c.runtime.jobs.submit(submission("another prompt", task_id="t-1", names=names))
     assert info.value.kind is ErrorKind.CONFLICT and info.value.parameter == "taskUUID"
     assert "taskUUID" in info.value.message
 
@@ -59,27 +60,27 @@ async def test_the_cores_errors_use_the_clients_spelling(core: Callable[..., Cor
     ]
     for sub, parameter, kind in cases:
         with pytest.raises(EaselError) as info:
-            await c.services.jobs.submit(sub)
+            await c.runtime.jobs.submit(sub)
         assert (info.value.parameter, info.value.kind) == (parameter, kind)
         assert parameter in info.value.message or kind is ErrorKind.UNKNOWN_MODEL
-    assert await asyncio.to_thread(c.services.store.queued_count) == 0
+    assert await asyncio.to_thread(c.runtime.store.queued_count) == 0
 
 
 async def test_rate_limit_per_caller_with_retry_after(core: Callable[..., Core]) -> None:
     c = core(rate_limit_per_second=0.001, rate_limit_burst=1)
-    await c.services.jobs.submit(submission(caller=Caller("a")))
+    await c.runtime.jobs.submit(submission(caller=Caller("a")))
     with pytest.raises(Throttled) as info:
-        await c.services.jobs.submit(submission(caller=Caller("a")))
+        await c.runtime.jobs.submit(submission(caller=Caller("a")))
     assert info.value.kind is ErrorKind.RATE_LIMITED and info.value.retry_after >= 1
-    await c.services.jobs.submit(submission(caller=Caller("b")))  # another caller is unaffected
+    await c.runtime.jobs.submit(submission(caller=Caller("b")))  # another caller is unaffected
 
 
 async def test_queue_cap(core: Callable[..., Core]) -> None:
     c = core(max_queue_depth=2)
     for _ in range(2):
-        await c.services.jobs.submit(submission())
+        await c.runtime.jobs.submit(submission())
     with pytest.raises(Throttled) as info:
-        await c.services.jobs.submit(submission())
+        await c.runtime.jobs.submit(submission())
     assert info.value.kind is ErrorKind.UNAVAILABLE and info.value.retry_after > 0
 
 
@@ -92,18 +93,18 @@ async def test_every_outbound_url_is_checked_by_the_core(core: Callable[..., Cor
         (DeliverySettings(webhook="ftp://example.com/x"), "webhookURL"),
     ):
         with pytest.raises(EaselError) as info:
-            await c.services.jobs.submit(submission(delivery=delivery, names=names))
+            await c.runtime.jobs.submit(submission(delivery=delivery, names=names))
         assert info.value.parameter == parameter and info.value.kind is ErrorKind.INVALID
-    assert await asyncio.to_thread(c.services.store.queued_count) == 0
+    assert await asyncio.to_thread(c.runtime.store.queued_count) == 0
 
 
 async def test_an_engine_failure_fails_its_job_with_a_closed_kind(
     core: Callable[..., Core],
 ) -> None:
     c = core(FakeEngine(fail_on_prompt="POISON"))
-    bad, _ = await c.services.jobs.submit(submission("POISON pill"))
+    bad, _ = await c.runtime.jobs.submit(submission("POISON pill"))
     c.worker.run_until_empty()
-    job = await c.services.jobs.get(bad.id)
+    job = await c.runtime.jobs.get(bad.id)
     assert job is not None and job.status is JobStatus.FAILED
     assert job.error is ErrorKind.INFERENCE and "told to fail" in (job.error_message or "")
 
@@ -111,12 +112,12 @@ async def test_an_engine_failure_fails_its_job_with_a_closed_kind(
 async def test_run_returns_raises_failed_or_still_running(core: Callable[..., Core]) -> None:
     c = core(FakeEngine(fail_on_prompt="POISON"))
     with pytest.raises(StillRunning) as waiting:  # no worker runs: the wait runs out
-        await c.services.jobs.run(submission(), timeout=0)
+        await c.runtime.jobs.run(submission(), timeout=0)
     assert waiting.value.kind is ErrorKind.TIMEOUT
-    runner = asyncio.create_task(c.services.jobs.run(submission(seed=3), timeout=60))
-    failing = asyncio.create_task(c.services.jobs.run(submission("POISON"), timeout=60))
+    runner = asyncio.create_task(c.runtime.jobs.run(submission(seed=3), timeout=60))
+    failing = asyncio.create_task(c.runtime.jobs.run(submission("POISON"), timeout=60))
     await asyncio.sleep(0)
-    while await asyncio.to_thread(c.services.store.queued_count) < 3:
+    while await asyncio.to_thread(c.runtime.store.queued_count) < 3:
         await asyncio.sleep(0.01)
     await asyncio.to_thread(c.worker.run_until_empty)
     job = await runner
@@ -130,12 +131,12 @@ async def test_run_returns_raises_failed_or_still_running(core: Callable[..., Co
 
 async def test_cancel_a_queued_job(core: Callable[..., Core]) -> None:
     c = core()
-    job, _ = await c.services.jobs.submit(submission())
-    cancelled = await c.services.jobs.cancel(job.id)
+    job, _ = await c.runtime.jobs.submit(submission())
+    cancelled = await c.runtime.jobs.cancel(CALLER, JobRef.easel(job.id, "job_id"))
     assert cancelled.status is JobStatus.CANCELLED and cancelled.error is ErrorKind.CANCELLED
     assert c.worker.run_until_empty() == 0 and c.engine.calls == []
     with pytest.raises(EaselError) as info:
-        await c.services.jobs.cancel("no-such-job")
+        await c.runtime.jobs.cancel(CALLER, JobRef.easel("no-such-job", "job_id"))
     assert info.value.kind is ErrorKind.NOT_FOUND
 
 
@@ -149,21 +150,22 @@ async def test_a_running_job_stops_within_one_step_and_its_batch_mate_still_comp
     def on_step(_batch: object, step: int) -> None:
         if step == 2 and not cancelled_at:  # mid-denoise: the caller cancels now
             cancelled_at.append(step)
-            asyncio.run_coroutine_threadsafe(c.services.jobs.cancel(target["id"]), loop).result()
+            cancel = c.runtime.jobs.cancel(CALLER, JobRef.easel(target["id"], "job_id"))
+            asyncio.run_coroutine_threadsafe(cancel, loop).result()
 
-    c = core(FakeEngine(on_step=on_step), fallback_max_steps=50)
-    victim, _ = await c.services.jobs.submit(submission("victim"))
-    mate, _ = await c.services.jobs.submit(submission("batch mate"))
+    c = core(FakeEngine(on_step=on_step), stand_in_max_steps=50)
+    victim, _ = await c.runtime.jobs.submit(submission("victim"))
+    mate, _ = await c.runtime.jobs.submit(submission("batch mate"))
     target["id"] = victim.id
     await asyncio.to_thread(c.worker.run_until_empty)
     first_call = c.engine.calls[0]
     assert {s.prompt for s in first_call.images} == {"victim", "batch mate"}  # one batch
     assert first_call.steps > cancelled_at[0] + 1  # it had steps left to run
     assert c.engine.steps_run[0] == cancelled_at[0] + 1  # stopped within one step
-    ended = await c.services.jobs.get(victim.id)
+    ended = await c.runtime.jobs.get(victim.id)
     assert ended is not None and ended.status is JobStatus.CANCELLED
     assert not any(image.ready for image in ended.images)
-    other = await c.services.jobs.get(mate.id)
+    other = await c.runtime.jobs.get(mate.id)
     assert other is not None and other.status is JobStatus.COMPLETED
     assert other.attempts == 1  # handed back without spending an attempt, then run again
 
@@ -172,9 +174,9 @@ async def test_cancel_after_completion_leaves_the_job_completed(
     core: Callable[..., Core],
 ) -> None:
     c = core()
-    job, _ = await c.services.jobs.submit(submission())
+    job, _ = await c.runtime.jobs.submit(submission())
     c.worker.run_until_empty()
-    after = await c.services.jobs.cancel(job.id)
+    after = await c.runtime.jobs.cancel(CALLER, JobRef.easel(job.id, "job_id"))
     assert after.status is JobStatus.COMPLETED
 
 
@@ -188,8 +190,8 @@ async def test_a_job_whose_worker_died_is_run_again_by_another_once(
     from tests.server.test_store import FakeClock
 
     c = core()
-    job, _ = await c.services.jobs.submit(submission(n=2, seed=11))
-    clock = FakeClock(now=c.services.store.clock())
+    job, _ = await c.runtime.jobs.submit(submission(n=2, seed=11))
+    clock = FakeClock(now=c.runtime.store.clock())
     store = JobStore(c.settings.database_url, clock)
     assert [j.id for j in store.claim("dead-worker", 4, 30, 3)] == [job.id]
     second = build_worker(c.settings, lambda: c.engine, store=store)
@@ -205,24 +207,27 @@ async def test_a_job_whose_worker_died_is_run_again_by_another_once(
 
 async def test_a_caller_sees_and_cancels_only_its_own_jobs(core: Callable[..., Core]) -> None:
     c = core()
-    mine, _ = await c.services.jobs.submit(submission(task_id="T-1", caller=Caller("a"),
+    mine, _ = await c.runtime.jobs.submit(submission(task_id="T-1", caller=Caller("a"),
                                                       dialect="runware"))
-    theirs, _ = await c.services.jobs.submit(submission("other", task_id="t-1",
+    theirs, _ = await c.runtime.jobs.submit(submission("other", task_id="t-1",
                                                         caller=Caller("b"), dialect="runware"))
     assert mine.id != theirs.id  # the same client id under two keys: two jobs
-    assert await c.services.jobs.get(mine.id, Caller("b")) is None
-    assert (await c.services.jobs.find(Caller("a"), "t-1")) is not None  # case does not matter
-    assert (await c.services.jobs.find(Caller("b"), mine.id)) is None
+    assert await c.runtime.jobs.get(mine.id, Caller("b")) is None
+    by_task = JobRef.chosen("runware", "t-1", "taskUUID")
+    assert (await c.runtime.jobs.find(Caller("a"), by_task)).id == mine.id  # any case
+    with pytest.raises(EaselError) as other:
+        await c.runtime.jobs.find(Caller("b"), JobRef.any(mine.id, "job_id"))
+    assert other.value.kind is ErrorKind.NOT_FOUND and other.value.parameter == "job_id"
     with pytest.raises(EaselError):
-        await c.services.jobs.cancel(mine.id, Caller("b"))
-    assert (await c.services.jobs.get(mine.id)).status is JobStatus.QUEUED  # type: ignore[union-attr]
+        await c.runtime.jobs.cancel(Caller("b"), JobRef.easel(mine.id, "job_id"))
+    assert (await c.runtime.jobs.get(mine.id)).status is JobStatus.QUEUED  # type: ignore[union-attr]
 
 
 async def test_a_huge_ttl_is_refused_by_the_core(core: Callable[..., Core]) -> None:
     c = core()
     names = WireNames({"ttl": "ttl"})
     with pytest.raises(EaselError) as info:
-        await c.services.jobs.submit(submission(delivery=DeliverySettings(ttl_seconds=10**12),
+        await c.runtime.jobs.submit(submission(delivery=DeliverySettings(ttl_seconds=10**12),
                                                 names=names))
     assert info.value.parameter == "ttl" and info.value.kind is ErrorKind.INVALID
 
@@ -237,10 +242,10 @@ async def test_a_job_store_that_cannot_be_written_refuses_with_retry_after(
     path = Path(c.settings.database_url.removeprefix("sqlite:///"))
     read_only = core(database=f"sqlite:///file:{path}?mode=ro&uri=true")
     with pytest.raises(Throttled) as info:
-        await read_only.services.jobs.submit(submission())
+        await read_only.runtime.jobs.submit(submission())
     assert info.value.kind is ErrorKind.UNAVAILABLE and info.value.retry_after > 0
     assert "job store cannot be written" in info.value.message
     read_only.worker.load()
-    assert "job store cannot be written" in read_only.services.not_ready_reason()
+    assert "job store cannot be written" in await read_only.runtime.core.not_ready_reason()
     c.worker.load()
-    assert c.services.not_ready_reason() == ""
+    assert await c.runtime.core.not_ready_reason() == ""

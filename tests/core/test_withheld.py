@@ -34,7 +34,7 @@ async def test_withheld_images_are_not_stored_uploaded_or_posted(
     core: Callable[..., Core],
 ) -> None:
     c = core(PictureEngine(), allow_loopback_urls=True)
-    jobs = c.services.jobs
+    jobs = c.runtime.jobs
     held, _ = await jobs.submit(withheld_submission("[picture:torso] a figure",
                                                     OnFlagged.WITHHOLD))
     flagged, _ = await jobs.submit(withheld_submission("[picture:torso] a figure",
@@ -47,9 +47,9 @@ async def test_withheld_images_are_not_stored_uploaded_or_posted(
         done = await jobs.get(job.id)
         assert done is not None and done.status is JobStatus.COMPLETED
         image = done.images[0]
-        stored = c.services.artifacts.blobs.get(blob_key(image.image_id, "png")) is not None
+        stored = c.runtime.artifacts.blobs.get(blob_key(image.image_id, "png")) is not None
         kinds[job.id] = (image.withheld, image.nsfw, stored,
-                         sorted(d.kind for d in c.services.delivery.store.for_job(job.id)))
+                         sorted(d.kind for d in c.runtime.delivery.store.for_job(job.id)))
     assert kinds[held.id] == (Withheld.NSFW, True, False, ["webhook"])  # the job's own webhook
     billed = {job.id: (await jobs.get(job.id)).cost_usd for job in (held, flagged)}  # type: ignore[union-attr]
     assert billed == {held.id: 0.0, flagged.id: flagged.cost_usd}  # withheld: not billed

@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import hmac
+import json
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from starlette.requests import Request
 
 from easel.api.dialects import common
+from easel.api.dialects.common import ErrorRenderer
+from easel.api.dialects.google import routes as google_routes
 from easel.api.dialects.google import translate as gg
+from easel.api.dialects.openai import routes as openai_routes
 from easel.api.dialects.openai import translate as oa
 from easel.api.dialects.wavespeed import translate as ws
 from easel.catalog import Catalog, Model
@@ -163,16 +170,24 @@ def test_openai_refusals_name_the_parameter(
     assert raises(openai, catalog, body).parameter == parameter
 
 
+def rendered(render: ErrorRenderer, err: EaselError, path: str) -> tuple[int, Any]:
+    """A dialect's renderer on a request to `path`: the status and the JSON body."""
+    request = Request({"type": "http", "method": "POST", "path": path, "headers": [],
+                       "query_string": b""})
+    response = render(err, request)
+    return response.status_code, json.loads(bytes(response.body))
+
+
 def test_openai_error_body_has_both_shapes() -> None:
     err = EaselError(ErrorKind.INVALID, "n must be 1..4", "n")
-    status, body = oa.easel_error_body(err, path=oa_path(), request_id="r1", now=NOW)
+    status, body = rendered(openai_routes.render_error, err, oa_path())
     assert status == 400
     assert body["error"] == {"message": "n must be 1..4", "type": "invalid_request_error",
                              "param": "n", "code": "invalid_value"}
-    assert body["statusCode"] == 400 and body["path"] == oa_path() and body["requestId"] == "r1"
+    assert body["statusCode"] == 400 and body["path"] == oa_path() and body["requestId"]
     assert body["message"] == "n must be 1..4" and body["timestamp"].endswith("Z")
-    assert oa.easel_error_body(EaselError(ErrorKind.UNKNOWN_MODEL, "x"), path="", request_id="",
-                               now=NOW)[0] == 404
+    unknown = EaselError(ErrorKind.UNKNOWN_MODEL, "x")
+    assert rendered(openai_routes.render_error, unknown, oa_path())[0] == 404
 
 
 def oa_path() -> str:
@@ -228,16 +243,21 @@ def test_wavespeed_refusals(
     assert ws.is_refused_as_task(err)
 
 
+def _mac(secret: bytes) -> ws.Mac:
+    return lambda packed: hmac.new(secret, packed, hashlib.sha256).digest()
+
+
 def test_wavespeed_refusal_round_trips_through_its_id() -> None:
     err = EaselError(ErrorKind.MISSING, "prompt is required", "prompt")
-    data = ws.refusal_data("google/imagen4", err, NOW, "http://h:1", b"secret")
+    data = ws.refusal_data("google/imagen4", err, NOW, "http://h:1", _mac(b"secret"))
     assert data["status"] == "failed" and data["code"] == 1400
-    again = ws.decode_refusal(data["id"], "http://h:1", b"secret")
+    again = ws.decode_refusal(data["id"], "http://h:1", _mac(b"secret"))
     assert again == data
     assert data["urls"]["get"] == f"http://h:1/api/v3/predictions/{data['id']}/result"
-    assert ws.decode_refusal("rf-garbage!", "http://h:1", b"secret") is None
-    assert ws.decode_refusal("plain-id", "http://h:1", b"secret") is None
-    assert ws.decode_refusal(data["id"], "http://h:1", b"another secret") is None  # forged
+    assert ws.decode_refusal("rf-garbage!", "http://h:1", _mac(b"secret")) is None
+    assert ws.decode_refusal("plain-id", "http://h:1", _mac(b"secret")) is None
+    forged = ws.decode_refusal(data["id"], "http://h:1", _mac(b"another secret"))
+    assert forged is None
 
 
 def _job(status: JobStatus, **kw: Any) -> Job:
@@ -350,11 +370,14 @@ def test_google_refusals(
 
 
 def test_google_error_shape() -> None:
-    status, body = gg.easel_error_body(EaselError(ErrorKind.INVALID, "bad", "parameters.seed"))
+    path = "/v1beta/models/imagen-4.0-generate-001:predict"
+    bad = EaselError(ErrorKind.INVALID, "bad", "parameters.seed")
+    status, body = rendered(google_routes.render_error, bad, path)
     assert status == 400
     assert body["error"]["status"] == "INVALID_ARGUMENT" and body["error"]["code"] == 400
     assert body["error"]["details"][0]["fieldViolations"][0]["field"] == "parameters.seed"
-    assert gg.easel_error_body(EaselError(ErrorKind.UNKNOWN_MODEL, "x"))[1]["error"]["status"] \
-        == "NOT_FOUND"
+    unknown = EaselError(ErrorKind.UNKNOWN_MODEL, "x")
+    assert rendered(google_routes.render_error, unknown, path)[1]["error"]["status"] == \
+        "NOT_FOUND"
     assert gg.split_model_action("models/imagen-4.0-generate-001:predict") == (
         "imagen-4.0-generate-001", "predict")

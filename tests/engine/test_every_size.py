@@ -25,7 +25,7 @@ from easel.domain.submission import (
     WireNames,
 )
 from easel.engine import Engine
-from easel.runtime.build import build_services, dialects
+from easel.runtime.build import build_runtime, dialects
 from easel.services.images.encoding import read_metadata
 from easel.settings import Settings
 from easel.worker import Worker
@@ -65,10 +65,10 @@ async def test_every_model_id_generates_every_size_it_allows(
 ) -> None:
     # Each family's own tiny stand-in, so every family's pipeline (and the two-pass path of the
     # 2K sizes) runs at each size; easel-mini, the default stand-in, resizes one 32x32 picture.
-    settings = Settings(data_dir=tmp_path / "data", preload_models=[], fallback_max_steps=1,
+    settings = Settings(data_dir=tmp_path / "data", preload_models=[], stand_in_max_steps=1,
                         batch_size=64, rate_limit_burst=len(PAIRS) + 1, stand_in="tiny")
     engine = Engine(model_cache, device="cpu", max_loaded=1)
-    services = build_services(settings, dialects(), lambda: engine)
+    services = build_runtime(settings, dialects(), lambda: engine)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     services.store.create()
     worker = services.worker

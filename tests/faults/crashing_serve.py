@@ -13,9 +13,9 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from easel.cli import run_server
 from easel.domain.generation import Engine, EngineBatch, EngineStatus, GeneratedImage
-from easel.runtime.build import build_app, diffusers_engine
+from easel.runtime.build import build_server, diffusers_engine
+from easel.runtime.serve import run_server
 from easel.settings import Settings
 
 
@@ -49,7 +49,7 @@ def main() -> None:
     args = parser.parse_args()
     settings = Settings(port=args.port, data_dir=args.data_dir)
     real = diffusers_engine(settings)
-    run_server(build_app(settings, lambda: CrashOnMarker(real(), args.marker)), settings)
+    run_server(build_server(settings, lambda: CrashOnMarker(real(), args.marker)), settings)
 
 
 if __name__ == "__main__":

@@ -40,7 +40,7 @@ def shared_by_every_process(
     """A fresh database and bucket for the test, and the settings every process of it gets."""
     database, bucket = postgres.new_database(), s3.new_bucket()
     env = {"EASEL_DATABASE": database, "EASEL_CATALOG_FILE": str(catalog),
-           "EASEL_STAND_IN": "tiny", "EASEL_FALLBACK_MAX_STEPS": STEPS,
+           "EASEL_STAND_IN": "tiny", "EASEL_STAND_IN_MAX_STEPS": STEPS,
            "EASEL_LEASE_SECONDS": 3, "EASEL_STORAGE_RETRY_SECONDS": 0.5,
            "EASEL_SECRET_KEY": "one-secret-for-every-process", **s3.env(bucket)}
     return database, bucket, env
@@ -124,7 +124,7 @@ def test_a_postgres_restart_during_a_burst_loses_no_acknowledged_job(
 ) -> None:
     quick = slow_catalog(tmp_path / "quick.toml", 2)
     database, _bucket, env = shared_by_every_process(own_postgres, s3, quick)
-    env.update({"EASEL_FALLBACK_MAX_STEPS": 2, "EASEL_RATE_LIMIT_PER_SECOND": 1000,
+    env.update({"EASEL_STAND_IN_MAX_STEPS": 2, "EASEL_RATE_LIMIT_PER_SECOND": 1000,
                 "EASEL_POLL_INTERVAL": 0.2})
     api = api_process(tmp_path / "api", env).start(wait_ready=False)
     pool = workers(env)

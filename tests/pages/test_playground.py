@@ -40,7 +40,7 @@ def catalog(path: Path) -> Path:
 def start_server(root: Path, **env: Any) -> Server:
     root.mkdir(parents=True, exist_ok=True)
     return Server(root / "srv", small=False, EASEL_CATALOG_FILE=catalog(root / "catalog.toml"),
-                  EASEL_STAND_IN="tiny", EASEL_FALLBACK_MAX_STEPS=SLOW_STEPS, **env).start()
+                  EASEL_STAND_IN="tiny", EASEL_STAND_IN_MAX_STEPS=SLOW_STEPS, **env).start()
 
 
 KEY = "page-key"

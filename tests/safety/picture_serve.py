@@ -13,9 +13,9 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from easel.cli import run_server
 from easel.domain.generation import EngineBatch, GeneratedImage
-from easel.runtime.build import build_app
+from easel.runtime.build import build_server
+from easel.runtime.serve import run_server
 from easel.settings import Settings
 from tests.fakes import FakeEngine
 from tests.safety.pictures import pixels
@@ -48,7 +48,7 @@ def main() -> None:
     args = parser.parse_args()
     settings = Settings(port=args.port, data_dir=args.data_dir)
     engine = PictureEngine()
-    run_server(build_app(settings, lambda: engine), settings)
+    run_server(build_server(settings, lambda: engine), settings)
 
 
 if __name__ == "__main__":

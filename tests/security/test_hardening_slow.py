@@ -134,7 +134,7 @@ def test_sigterm_answers_held_requests_with_503_naming_the_job(
     catalog = tmp_path / "slow.toml"
     catalog.write_text(SMALL + "\n[backends.flux2-klein-4b]\nsteps = 100000\n")
     srv = make_server(small=False, EASEL_CATALOG_FILE=catalog, EASEL_STAND_IN="tiny",
-                      EASEL_FALLBACK_MAX_STEPS=100000,
+                      EASEL_STAND_IN_MAX_STEPS=100000,
                       EASEL_SHUTDOWN_GRACE_SECONDS=6)
     srv.start()
     replies: list[httpx.Response] = []

@@ -32,7 +32,7 @@ def slow_server(
     catalog = slow_catalog(tmp_path / "slow.toml", steps)
     # The tiny stand-ins keep each tier's own schedule, so the step count here is what runs.
     return make_server(small=False, EASEL_CATALOG_FILE=catalog, EASEL_STAND_IN="tiny",
-                       EASEL_FALLBACK_MAX_STEPS=steps,
+                       EASEL_STAND_IN_MAX_STEPS=steps,
                        **env)
 
 

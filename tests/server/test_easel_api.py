@@ -59,7 +59,7 @@ def keyed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
                        "\n[backends.z-image-turbo]\nsteps = 2\n")  # quick jobs: Standard
     srv = Server(root / "srv", small=False, EASEL_API_KEYS="key-a,key-b", EASEL_BATCH_SIZE=1,
                  EASEL_CATALOG_FILE=catalog, EASEL_STAND_IN="tiny",
-                 EASEL_FALLBACK_MAX_STEPS=4000).start()
+                 EASEL_STAND_IN_MAX_STEPS=4000).start()
     yield srv
     srv.stop()
 

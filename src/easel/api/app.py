@@ -1,14 +1,17 @@
-"""The FastAPI application: lifespan, health, metrics, image URLs, and the dialects it is given
-(easel's own job routes are the `easel` dialect's). Built by easel.runtime.build, which lists the
-dialects explicitly."""
+"""The FastAPI application: health, metrics, image URLs, the API reference, the playground, and
+the dialects it is given (easel's own job routes are the `easel` dialect's), over the port.
+
+Built by easel.runtime.build, which lists the dialects explicitly and hands over the port, the
+operations the app's own routes need, the guard's settings and the lifespan (the runtime that
+starts and stops the services). Every failure of a whole request is rendered in one place: the
+EaselError handler asks the dialect that owns the request to render it."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 
 from fastapi import FastAPI, Request, Response
 from fastapi.exception_handlers import http_exception_handler
@@ -16,79 +19,72 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.concurrency import iterate_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from easel import __version__
 from easel.api import playground, reference
 from easel.api.dialects.common import Dialect
-from easel.api.guard import CrossSiteGuard, refusal_body
-from easel.domain.errors import ErrorKind, Throttled
+from easel.api.guard import CrossSiteGuard, GuardSettings, render_refusal
+from easel.api.limits import HTTPRefusal
+from easel.domain.errors import EaselError
 from easel.logs import masked_query
-from easel.runtime.process import Services
+from easel.services.port import Operations, Port
 
 log = logging.getLogger(__name__)
 access_log = logging.getLogger("easel.access")
 
+Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
 
-def create_app(services: Services, dialects: Sequence[Dialect]) -> FastAPI:
-    @asynccontextmanager
-    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        await services.start()
-        try:
-            yield
-        finally:
-            await services.stop()
 
+def create_app(port: Port, ops: Operations, dialects: Sequence[Dialect], guard: GuardSettings,
+               lifespan: Lifespan | None = None) -> FastAPI:
     # FastAPI's own /docs and /redoc load their assets from a CDN: api/reference.py serves them
     # from the package, with the security schemes and tags in /openapi.json.
-    app = FastAPI(title="easel", version="0.1.0", lifespan=lifespan, docs_url=None,
+    app = FastAPI(title="easel", version=__version__, lifespan=lifespan, docs_url=None,
                   redoc_url=None)
+    app.state.port = port  # what the dependencies of every route read (api/caller.py)
     reference.install(app)
-    app.state.services = services
-    _add_request_metrics(app, services)
-    app.add_middleware(CrossSiteGuard, services=services, dialects=dialects)  # outermost
-    _add_core_routes(app, services)
+    _add_request_metrics(app, ops)
+    app.add_middleware(CrossSiteGuard, port=port, dialects=dialects, settings=guard)  # outermost
+    _add_core_routes(app, ops)
     app.include_router(playground.router())
     for dialect in dialects:
         app.include_router(dialect.router)
+    _add_error_handlers(app, dialects)
+    return app
 
-    _answer_unknown_routes(app, dialects)
 
-    @app.exception_handler(Throttled)
-    async def _throttled(request: Request, exc: Exception) -> JSONResponse:
-        # A refusal for now that no dialect rendered (the key store down while checking a
-        # key): the dialect's own error shape, 503 and when to come back, never a 500.
-        assert isinstance(exc, Throttled)
-        status = 429 if exc.kind is ErrorKind.RATE_LIMITED else 503
-        body = refusal_body(dialects, request.scope, status, exc.kind.value, exc.message, None)
-        return JSONResponse(body, status_code=status,
-                            headers={"Retry-After": str(exc.retry_after)})
+def _add_error_handlers(app: FastAPI, dialects: Sequence[Dialect]) -> None:
+    @app.exception_handler(EaselError)
+    async def _refused(request: Request, exc: Exception) -> Response:
+        # A route's refusal, a missing key, a store that is down: the owning dialect renders it
+        # in its provider's shape, with its status and Retry-After.
+        assert isinstance(exc, EaselError)
+        return render_refusal(dialects, request, exc)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        # A route or method easel does not serve, answered in the error shape of the dialect
+        # whose paths it is under, saying plainly that easel does not offer it (a client library
+        # then raises its own NotFound error with that message, not a parse failure).
+        if exc.status_code not in (404, 405):
+            return await http_exception_handler(request, exc)
+        method, path = request.method, request.url.path
+        if exc.status_code == 404:
+            refusal = HTTPRefusal(404, "notFound", f"easel does not offer {method} {path[:200]}",
+                                  None)
+        else:
+            refusal = HTTPRefusal(405, "methodNotAllowed", f"easel does not offer {method} on "
+                                  f"{path[:200]}; see /docs for what it serves", None)
+        response = render_refusal(dialects, request, refusal)
+        response.headers.update(exc.headers or {})
+        return response
 
     @app.exception_handler(Exception)
     async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error", exc_info=exc)
         return JSONResponse({"error": "internal server error"}, status_code=500)
 
-    return app
 
-
-def _answer_unknown_routes(app: FastAPI, dialects: Sequence[Dialect]) -> None:
-    """A route or method easel does not serve is answered in the error shape of the dialect
-    whose paths it is under, saying plainly that easel does not offer it (a client library
-    then raises its own NotFound error with that message, not a parse failure)."""
-
-    @app.exception_handler(StarletteHTTPException)
-    async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
-        if exc.status_code not in (404, 405):
-            return await http_exception_handler(request, exc)
-        method, path = request.method, request.url.path
-        if exc.status_code == 404:
-            code, message = "notFound", f"easel does not offer {method} {path[:200]}"
-        else:
-            code, message = "methodNotAllowed", (
-                f"easel does not offer {method} on {path[:200]}; see /docs for what it serves")
-        body = refusal_body(dialects, request.scope, exc.status_code, code, message, None)
-        return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
-
-
-def _add_request_metrics(app: FastAPI, services: Services) -> None:
+def _add_request_metrics(app: FastAPI, ops: Operations) -> None:
     @app.middleware("http")
     async def _timed(
         request: Request, call_next: Callable[[Request], Awaitable[Response]]
@@ -98,9 +94,7 @@ def _add_request_metrics(app: FastAPI, services: Services) -> None:
         seconds = time.perf_counter() - started
         route = request.scope.get("route")
         path = getattr(route, "path", "unmatched")  # templates, not raw paths: bounded labels
-        services.metrics.request_seconds.labels(
-            request.method, path, str(response.status_code)
-        ).observe(seconds)
+        ops.observe_request(request.method, path, response.status_code, seconds)
         _access_log(request, response.status_code, seconds)
         return response
 
@@ -116,14 +110,14 @@ def _access_log(request: Request, status: int, seconds: float) -> None:
                                            "ms": round(seconds * 1000, 1)})
 
 
-def _add_core_routes(app: FastAPI, services: Services) -> None:
+def _add_core_routes(app: FastAPI, ops: Operations) -> None:
     @app.get("/livez", **reference.CORE_ROUTES["livez"])
     async def livez() -> dict[str, str]:
         return {"status": "ok"}
 
     @app.get("/readyz", **reference.CORE_ROUTES["readyz"])
     async def readyz() -> JSONResponse:
-        reason = await asyncio.to_thread(services.not_ready_reason)
+        reason = await ops.not_ready_reason()
         if not reason:
             return JSONResponse({"status": "ready"})
         return JSONResponse({"status": "not ready", "reason": reason}, status_code=503,
@@ -131,8 +125,8 @@ def _add_core_routes(app: FastAPI, services: Services) -> None:
 
     @app.get("/metrics", **reference.CORE_ROUTES["metrics"])
     async def metrics() -> Response:
-        body = await asyncio.to_thread(services.metrics.render)
-        return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")
+        return Response(await ops.metrics_text(),
+                        media_type="text/plain; version=0.0.4; charset=utf-8")
 
     # HEAD answers as GET does, without the body (uvicorn leaves it out): clients check an
     # image's size and type, or that it has not expired, without downloading it.
@@ -140,8 +134,8 @@ def _add_core_routes(app: FastAPI, services: Services) -> None:
     @app.head("/images/{name}", **reference.CORE_ROUTES["image_head"])
     async def image(name: str, request: Request) -> Response:
         image_id, _, ext = name.rpartition(".")
-        # The image store down is Throttled, a 503 with Retry-After (create_app's handler).
-        found = await asyncio.to_thread(services.artifacts.open, image_id, ext.lower())
+        # The image store down is Throttled: a 503 with Retry-After (the EaselError handler).
+        found = await ops.open_image(image_id, ext.lower())
         if found is None:
             return JSONResponse({"error": "image not found or expired"}, status_code=404)
         headers = {"Cache-Control": "private, max-age=60", "Content-Length": str(found.size)}
@@ -153,3 +147,4 @@ def _add_core_routes(app: FastAPI, services: Services) -> None:
         # Streamed from disk or the object store a chunk at a time, at the client's pace.
         return StreamingResponse(iterate_in_threadpool(found.chunks), media_type=found.mime,
                                  headers=headers)
+

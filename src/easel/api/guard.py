@@ -8,21 +8,26 @@
   and /openapi.json without a valid key -> 401.
 
 A JSON Content-Type is required where bodies are read (api/limits.py), so a cross-site
-`text/plain` form is refused too."""
+`text/plain` form is refused too. `render_refusal` is where every refusal of a whole request
+is turned into a reply: by the dialect that owns the request, or in easel's plain shape."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from easel.api.auth import bearer_token
-from easel.api.dialects.common import Dialect, scope_headers, scope_owner
+from fastapi.responses import JSONResponse
+from starlette.requests import Request
+from starlette.responses import Response
+
+from easel.api.caller import bearer_token
+from easel.api.dialects.common import DEFAULT_STATUS, Dialect, scope_headers, scope_owner
+from easel.api.limits import HTTPRefusal
 from easel.api.reference import ASSETS_PATH
-from easel.domain.errors import Throttled
-from easel.runtime.process import Services
-from easel.services.delivery.outbound import is_loopback_host
+from easel.domain.errors import EaselError, Throttled
+from easel.services.port import Port
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -36,17 +41,26 @@ META_ROUTES = ("/metrics", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi
 META_PREFIXES = (ASSETS_PATH,)  # the reference pages' scripts, styles and icon
 
 
-def allowed_hosts(configured: Sequence[str], bind_host: str, public_url: str | None) -> set[str]:
+@dataclass(frozen=True)
+class GuardSettings:
+    """The Host names served (empty: any), and whether the meta routes need a key."""
+
+    hosts: frozenset[str]
+    protect_meta_routes: bool = False
+
+
+def allowed_hosts(configured: Sequence[str], bind_host: str, bind_is_loopback: bool,
+                  public_url: str | None) -> frozenset[str]:
     """The Host names served; an empty set means any (a server bound beyond loopback, where
     keys are required, answers whatever name its users reach it by)."""
     if configured:
-        return {host.lower() for host in configured}
-    if not is_loopback_host(bind_host):
-        return set()
+        return frozenset(host.lower() for host in configured)
+    if not bind_is_loopback:
+        return frozenset()
     hosts = {*LOOPBACK_NAMES, bind_host.lower()}
     if public_url:
         hosts.add((urlsplit(public_url).hostname or "").lower())
-    return hosts
+    return frozenset(hosts)
 
 
 def host_of(value: str) -> str:
@@ -58,40 +72,38 @@ def host_of(value: str) -> str:
 
 
 class CrossSiteGuard:
-    def __init__(self, app: ASGIApp, services: Services, dialects: Sequence[Dialect]) -> None:
+    def __init__(self, app: ASGIApp, port: Port, dialects: Sequence[Dialect],
+                 settings: GuardSettings) -> None:
         self.app = app
-        self.services = services
-        settings = services.settings
-        self.hosts = allowed_hosts(settings.allowed_hosts, settings.host, settings.public_url)
+        self.port = port
+        self.hosts = settings.hosts
+        self.protect_meta_routes = settings.protect_meta_routes
         self.dialects = list(dialects)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
+        try:
+            self._check(scope)
+        except EaselError as refused:
+            await self._refuse(scope, receive, send, refused)
+            return
+        await self.app(scope, receive, send)
+
+    def _check(self, scope: Scope) -> None:
         headers = scope_headers(scope)
         host = host_of(headers.get("host", ""))
         if self.hosts and host not in self.hosts:
-            await self._refuse(scope, send, 400, "invalidHost",
-                               f"this server does not answer to the host {host[:100]!r}", "Host")
-            return
+            raise HTTPRefusal(400, "invalidHost",
+                              f"this server does not answer to the host {host[:100]!r}", "Host")
         origin = headers.get("origin")
         if origin is not None and not self._origin_allowed(origin, host):
-            await self._refuse(scope, send, 403, "forbiddenOrigin",
-                               f"requests from {origin[:100]!r} are refused (another site)",
-                               "Origin")
-            return
-        try:
-            refused = self._meta_refused(scope, headers)
-        except Throttled as exc:  # keys cannot be checked now (the database is down)
-            await self._refuse(scope, send, 503, exc.kind.value, exc.message, "Authorization",
-                               retry_after=exc.retry_after)
-            return
-        if refused:
-            await self._refuse(scope, send, 401, "invalidApiKey", "an API key is required",
-                               "Authorization")
-            return
-        await self.app(scope, receive, send)
+            raise HTTPRefusal(403, "forbiddenOrigin",
+                              f"requests from {origin[:100]!r} are refused (another site)",
+                              "Origin")
+        if self._meta_refused(scope, headers):  # Throttled when keys cannot be checked now
+            raise HTTPRefusal(401, "invalidApiKey", "an API key is required", "Authorization")
 
     def _origin_allowed(self, origin: str, host: str) -> bool:
         origin_host = (urlsplit(origin).hostname or "").lower()
@@ -102,37 +114,31 @@ class CrossSiteGuard:
     def _meta_refused(self, scope: Scope, headers: dict[str, str]) -> bool:
         path = scope["path"]
         meta = path in META_ROUTES or path.startswith(META_PREFIXES)
-        if not self.services.settings.protect_meta_routes or not meta:
+        if not self.protect_meta_routes or not meta:
             return False
-        if not self.services.keys.required():
-            return False
-        key = bearer_token(headers.get("authorization"))
-        return self.services.keys.principal(key) is None
+        client = scope.get("client")
+        address = client[0] if client else "unknown"
+        return self.port.caller(bearer_token(headers.get("authorization")), address) is None
 
-    async def _refuse(
-        self, scope: Scope, send: Send, status: int, code: str, message: str, parameter: str,
-        retry_after: int | None = None,
-    ) -> None:
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send,
+                      refused: EaselError) -> None:
         if scope["type"] == "websocket":
             await send({"type": "websocket.close", "code": 1008})  # before accept: HTTP 403
             return
-        body = refusal_body(self.dialects, scope, status, code, message, parameter)
-        payload = json.dumps(body).encode()
-        sent = [(b"content-type", b"application/json"),
-                (b"content-length", str(len(payload)).encode())]
-        if retry_after is not None:
-            sent.append((b"retry-after", str(retry_after).encode()))
-        await send({"type": "http.response.start", "status": status, "headers": sent})
-        await send({"type": "http.response.body", "body": payload})
+        response = render_refusal(self.dialects, Request(scope, receive), refused)
+        await response(scope, receive, send)
 
 
-def refusal_body(
-    dialects: Sequence[Dialect], scope: Scope, status: int, code: str, message: str,
-    parameter: str | None,
-) -> dict[str, Any]:
-    """An error made before (or instead of) any route, in the shape of the dialect that owns
-    the request; easel's own shape outside every dialect."""
-    dialect = scope_owner(dialects, scope)
-    if dialect is None:
-        return {"error": message}
-    return dialect.refusal(status, code, message, parameter)
+def render_refusal(dialects: Sequence[Dialect], request: Request, err: EaselError) -> Response:
+    """A failure of a whole request as its reply: rendered by the dialect that owns the request
+    (its shape, its status), easel's plain shape outside every dialect; Retry-After on every
+    refusal that says when to come back."""
+    dialect = scope_owner(dialects, request.scope)
+    if dialect is not None:
+        response = dialect.render_error(err, request)
+    else:
+        status = err.status if isinstance(err, HTTPRefusal) else DEFAULT_STATUS[err.kind]
+        response = JSONResponse({"error": err.message}, status_code=status)
+    if isinstance(err, Throttled):
+        response.headers["Retry-After"] = str(err.retry_after)
+    return response

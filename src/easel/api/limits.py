@@ -16,7 +16,7 @@ from easel.domain.errors import EaselError, ErrorKind
 class HTTPRefusal(EaselError):
     """A refusal with an HTTP status of its own, whatever the dialect's table says."""
 
-    def __init__(self, status: int, code: str, message: str, parameter: str) -> None:
+    def __init__(self, status: int, code: str, message: str, parameter: str | None) -> None:
         kind = ErrorKind.TIMEOUT if status == 408 else ErrorKind.INVALID
         super().__init__(kind, message, parameter)
         self.status = status

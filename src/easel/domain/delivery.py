@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 PENDING, DELIVERED, FAILED = "pending", "delivered", "failed"
 WEBHOOK, UPLOAD = "webhook", "upload"
@@ -25,11 +24,3 @@ class Delivery:
     last_error: str | None
     created_at: float
     finished_at: float | None
-
-    def public(self) -> dict[str, Any]:
-        """What a client may see about it (never the body, never more than a status class)."""
-        return {
-            "id": self.id, "kind": self.kind, "imageUUID": self.image_id or None,
-            "event": self.event, "status": self.status, "attempts": self.attempts,
-            "lastStatus": self.last_status, "lastError": self.last_error,
-        }

@@ -29,6 +29,7 @@ class ErrorKind(StrEnum):
     CONTENT_BLOCKED = "content_blocked"  # a safety check refused the prompt or an image
     INFERENCE = "inference"  # the engine failed (NaN, black image, crash) -> 500
     INTERNAL = "internal"  # a bug or an unexpected failure of easel itself -> 500
+    UNAUTHENTICATED = "unauthenticated"  # no live API key -> 401 (Google: 400 for a bad key)
 
     @classmethod
     def of(cls, code: str | None) -> ErrorKind:
@@ -75,6 +76,14 @@ class CancelledError(EaselError):
         super().__init__(ErrorKind.CANCELLED, message)
 
 
+class UrlRefused(EaselError):
+    """A well-formed URL the outbound policy refuses (a private, loopback or metadata address):
+    the request is refused, whatever the dialect does with other invalid parameters."""
+
+    def __init__(self, parameter: str, message: str) -> None:
+        super().__init__(ErrorKind.INVALID, message, parameter)
+
+
 class Throttled(EaselError):
     """Refused for now (rate limit, full queue); `retry_after` whole seconds say when to retry.
     Every dialect sends it as a Retry-After header."""
@@ -82,3 +91,14 @@ class Throttled(EaselError):
     def __init__(self, kind: ErrorKind, message: str, retry_after: int) -> None:
         super().__init__(kind, message)
         self.retry_after = retry_after
+
+
+class Unauthenticated(EaselError):
+    """No live API key came with the request. `credential` says how one came, if any: "bearer"
+    (Authorization), "api_key" (Google's x-goog-api-key or ?key=), "body" (Runware's apiKey);
+    None when none came. Each dialect answers in its provider's words."""
+
+    def __init__(self, credential: str | None) -> None:
+        message = "an API key is required" if credential is None else "invalid API key"
+        super().__init__(ErrorKind.UNAUTHENTICATED, message, "apiKey")
+        self.credential = credential

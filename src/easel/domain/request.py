@@ -48,6 +48,7 @@ class GenerationRequest:
     original_prompt: str | None = None
     enhancement: EnhancementState = EnhancementState.OFF
     enhancement_detail: str | None = None  # why a rewrite fell back, briefly
+    tier: str = ""  # the catalog tier of `model`, fixed when the request was resolved
 
     @property
     def client_prompt(self) -> str:

@@ -1,10 +1,14 @@
 """The composition root: the one module that knows every layer and builds a process from
-Settings. `easel serve` runs `build_app` (API, delivery, and by default an in-process worker);
-`easel worker` runs `build_worker` (the engine alone, claiming from the same store)."""
+Settings. `easel serve` runs `build_server` (the app over the port, delivery, and by default an
+in-process worker); `easel worker` runs `build_worker` (the engine alone, claiming from the
+same store)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import partial
 
 from fastapi import FastAPI
 
@@ -15,11 +19,14 @@ from easel.api.dialects.google import routes as google
 from easel.api.dialects.openai import routes as openai
 from easel.api.dialects.runware import routes as runware
 from easel.api.dialects.wavespeed import routes as wavespeed
+from easel.api.guard import GuardSettings, allowed_hosts
 from easel.catalog import Catalog
 from easel.domain.generation import Engine
-from easel.runtime.process import Services
+from easel.runtime.process import Runtime, not_ready_reason
 from easel.services.access.keys import KeyRing
 from easel.services.access.secrets import server_secret, signing_root
+from easel.services.core import Core
+from easel.services.delivery.outbound import is_loopback_host
 from easel.services.delivery.service import DeliveryService
 from easel.services.images.artifacts import Artifacts
 from easel.services.images.finishing import ImageFinisher
@@ -32,6 +39,7 @@ from easel.services.jobs.planning import BackendResolver
 from easel.services.jobs.prompts import PromptBlockList, PromptEnhancer
 from easel.services.jobs.service import JobService, PromptRules
 from easel.services.metrics import Metrics
+from easel.services.port import Limits
 from easel.services.weights.facts import tier_states
 from easel.settings import Settings
 from easel.store import DeliveryStore, JobStore, KeyStore
@@ -132,11 +140,37 @@ def build_worker(
     return worker
 
 
-def build_services(
+def limits_of(settings: Settings) -> Limits:
+    return Limits(
+        max_body_bytes=settings.max_body_bytes, body_timeout=settings.body_timeout,
+        sync_timeout=settings.sync_timeout, max_tasks_per_request=settings.max_tasks_per_request,
+        max_reply_bytes=settings.max_reply_bytes, ws_max_frame_bytes=settings.ws_max_frame_bytes,
+        ws_auth_timeout=settings.ws_auth_timeout, max_websockets=settings.max_websockets,
+    )
+
+
+def guard_settings(settings: Settings) -> GuardSettings:
+    hosts = allowed_hosts(settings.allowed_hosts, settings.host, is_loopback_host(settings.host),
+                          settings.public_url)
+    return GuardSettings(hosts, settings.protect_meta_routes)
+
+
+def build_key_store(settings: Settings) -> KeyStore:
+    """The API keys' table, for `easel keys` and the checks before serving."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    store = JobStore(settings.database_url)
+    store.create()
+    return KeyStore(store.engine)
+
+
+def build_runtime(
     settings: Settings,
-    served: list[Dialect],
+    served: Sequence[Dialect],
     engine_factory: EngineFactory | None = None,
-) -> Services:
+    clock: Callable[[], float] = time.monotonic,
+) -> Runtime:
+    """Every service one `easel serve` process runs, and the port over them. `clock` times
+    the caches (keys, storage health, rate buckets): tests move it instead of sleeping."""
     catalog = load_catalog(settings)
     resolver = make_resolver(settings, catalog)
     store = JobStore(settings.database_url)
@@ -149,28 +183,52 @@ def build_services(
     presigner = blobs.presigned_url if isinstance(blobs, S3BlobStore) and \
         settings.presign_image_urls else None
     artifacts = Artifacts(blobs, store, settings.base_url, presigner)
-    health = StorageHealth(store, blobs)
+    health = StorageHealth(store, blobs, clock)
     jobs = JobService(
-        catalog, resolver, store, outbox, Admission(settings), events, health,
+        catalog, resolver, store, outbox, Admission(settings, clock), events, health,
         poll_interval=settings.poll_interval, allow_loopback_urls=settings.allow_loopback_urls,
         max_ttl_seconds=settings.max_ttl_seconds,
         on_submit=lambda dialect: metrics.submitted.labels(dialect).inc(),
         prompts=prompt_rules(settings, metrics),
+        chosen_id_scopes=[d.name for d in served if d.chooses_ids],
     )
     renderers = {d.name: d.render_webhook for d in served if d.render_webhook is not None}
     signers = {d.name: d.sign_webhook for d in served if d.sign_webhook is not None}
     secret = server_secret(settings)
-    delivery = DeliveryService(settings, outbox, store, artifacts, renderers, signers,
-                               signing_root(settings, secret))
+    root = signing_root(settings, secret)
+    delivery = DeliveryService(settings, outbox, store, artifacts, renderers, signers, root)
     worker = None
     if settings.run_worker:
         worker = build_worker(settings, engine_factory, catalog=catalog, store=store,
                               metrics=metrics, events=events)
-    keys = KeyRing(settings.api_keys, KeyStore(store.engine))
-    return Services(settings, catalog, store, artifacts, jobs, metrics, keys, delivery, worker,
-                    secret, health)
+    keys = KeyRing(settings.api_keys, KeyStore(store.engine), clock)
+    core = Core(jobs, artifacts, keys, metrics, limits_of(settings), secret=secret,
+                webhook_root=root, not_ready=partial(not_ready_reason, worker, health),
+                engine_status=worker.engine_status if worker is not None else lambda: None)
+    return Runtime(settings, catalog, store, artifacts, jobs, metrics, keys, delivery, worker,
+                   health, core)
+
+
+@dataclass(frozen=True)
+class Server:
+    """One `easel serve` process: the app, and the runtime it serves (its lifespan starts and
+    stops it; a signal begins its shutdown)."""
+
+    app: FastAPI
+    runtime: Runtime
+
+
+def build_server(
+    settings: Settings,
+    engine_factory: EngineFactory | None = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> Server:
+    served = dialects()
+    runtime = build_runtime(settings, served, engine_factory, clock)
+    app = create_app(runtime.core, runtime.core, served, guard_settings(settings),
+                     runtime.lifespan)
+    return Server(app, runtime)
 
 
 def build_app(settings: Settings, engine_factory: EngineFactory | None = None) -> FastAPI:
-    served = dialects()
-    return create_app(build_services(settings, served, engine_factory), served)
+    return build_server(settings, engine_factory).app

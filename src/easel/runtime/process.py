@@ -1,19 +1,23 @@
-"""The services one process runs, started and stopped together. Built by easel.runtime.build (the
-composition root), which is the only module that knows every layer."""
+"""The services one process runs, started and stopped together. Built by easel.runtime.build
+(the composition root), the only module that knows every layer."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Protocol
+
+from fastapi import FastAPI
 
 from easel import __version__
 from easel.catalog import Catalog
 from easel.domain.generation import EngineStatus
 from easel.services.access.keys import KeyRing
-from easel.services.access.secrets import signing_root
+from easel.services.core import Core
 from easel.services.delivery.service import DeliveryService
 from easel.services.images.artifacts import Artifacts
 from easel.services.jobs.health import StorageHealth
@@ -47,7 +51,7 @@ class WorkerHandle(Protocol):
 
 
 @dataclass
-class Services:
+class Runtime:
     settings: Settings
     catalog: Catalog
     store: JobStore
@@ -57,25 +61,18 @@ class Services:
     keys: KeyRing
     delivery: DeliveryService
     worker: WorkerHandle | None  # None: API only, the jobs go to `easel worker` processes
-    secret: bytes  # signs ids the server hands out and reads back (services/access/secrets.py)
     health: StorageHealth
+    core: Core  # what the app sees: the port (services/port.py) over these services
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
-    @property
-    def webhook_signing_root(self) -> str:
-        """What dialect-specific webhook secrets derive from (services/access/secrets.py)."""
-        return signing_root(self.settings, self.secret)
-
-    def engine_status(self) -> EngineStatus | None:
-        """The in-process engine's state; None in an API-only process or before it loads."""
-        return None if self.worker is None else self.worker.engine_status()
-
-    def not_ready_reason(self) -> str:
-        """Why this process cannot take jobs now ("" when it can). Probes storage: call it off
-        the event loop."""
-        if self.worker is not None and not self.worker.is_ready:
-            return self.worker.load_error or "loading models"
-        return self.health.problem() or ""
+    @asynccontextmanager
+    async def lifespan(self, _app: FastAPI) -> AsyncIterator[None]:
+        """The app's lifespan: these services start before it serves and stop after."""
+        await self.start()
+        try:
+            yield
+        finally:
+            await self.stop()
 
     async def start(self) -> None:
         self.settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -116,3 +113,11 @@ class Services:
             await asyncio.to_thread(self.worker.stop, self.settings.shutdown_grace_seconds)
         await asyncio.to_thread(self.jobs.events.close)
         self.store.close()
+
+
+def not_ready_reason(worker: WorkerHandle | None, health: StorageHealth) -> str:
+    """Why this process cannot take jobs now ("" when it can): its worker is still loading the
+    models, or storage cannot be written. Probes storage: call it off the event loop."""
+    if worker is not None and not worker.is_ready:
+        return worker.load_error or "loading models"
+    return health.problem() or ""

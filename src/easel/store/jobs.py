@@ -529,7 +529,7 @@ def request_to_json(request: GenerationRequest) -> dict[str, Any]:
         "safety": request.safety.to_json(), "watermark": request.watermark,
         "enhance_prompt": request.enhance_prompt, "original_prompt": request.original_prompt,
         "enhancement": request.enhancement.value,
-        "enhancement_detail": request.enhancement_detail,
+        "enhancement_detail": request.enhancement_detail, "tier": request.tier,
     }
 
 

@@ -1,6 +1,6 @@
 """What every dialect shares: the Dialect it exports, the error table over one default table,
 reading a JSON body, validating wire models with one clear message that names the parameter,
-credentials, and the header that lists ignored fields.
+and the header that lists ignored fields.
 
 Nothing here holds state or knows a size, a limit or a price (those live in the catalog)."""
 
@@ -11,22 +11,21 @@ import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
+from starlette.responses import Response
 
-from easel.api.auth import bearer_token as auth_bearer
+from easel.api.caller import port_of
 from easel.api.limits import BodyTooLarge, HTTPRefusal, read_body
-from easel.domain.errors import EaselError, ErrorKind, Throttled, invalid
+from easel.domain.errors import EaselError, ErrorKind, invalid
 from easel.domain.job import Job, JobImage
 from easel.domain.safety import EnhancementState, Withheld
-from easel.services.delivery.service import Renderer as WebhookRenderer
-from easel.services.delivery.service import Signer as WebhookSigner
-from easel.services.images.artifacts import (
-    ImageSource as ImageSource,  # re-exported for the dialects
-)
+from easel.services.port import ImageSource as ImageSource  # re-exported for the dialects
+from easel.services.port import Renderer as WebhookRenderer
+from easel.services.port import Signer as WebhookSigner
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -51,6 +50,7 @@ DEFAULT_STATUS: Mapping[ErrorKind, int] = {
     ErrorKind.CONTENT_BLOCKED: 400,
     ErrorKind.INFERENCE: 500,
     ErrorKind.INTERNAL: 500,
+    ErrorKind.UNAUTHENTICATED: 401,
 }
 MAX_DEPTH = 32  # JSON nesting a request may have: deeper breaks recursion downstream
 
@@ -80,20 +80,13 @@ class ErrorTable:
         return self.codes[kind]
 
 
-def retry_headers(err: EaselError) -> dict[str, str]:
-    """Retry-After on every refusal that says when to come back (rate limit, full queue)."""
-    if isinstance(err, Throttled):
-        return {"Retry-After": str(err.retry_after)}
-    return {}
-
-
 # WebhookRenderer and WebhookSigner are the delivery service's: a dialect's webhook body, and how
 # its provider signs one (None in a Dialect: Standard Webhooks).
 
-# (status, code, message, parameter) -> the dialect's error body, for refusals made before any
-# route runs (a foreign Origin, an unknown route under the dialect's prefix).
-RefusalRenderer = Callable[[int, str, str, "str | None"], dict[str, Any]]
-
+# (error, the request it ends) -> the whole reply, in the dialect's shape and status. Every
+# failure of a whole request comes here: a route's, a refusal made before any route runs (a
+# foreign Origin, an unknown path: an HTTPRefusal), a missing key (Unauthenticated).
+ErrorRenderer = Callable[[EaselError, Request], Response]
 
 
 # (path, headers lower-cased, query string) -> whether a request is this dialect's although its
@@ -104,19 +97,21 @@ Claim = Callable[[str, Mapping[str, str], str], bool]
 @dataclass(frozen=True)
 class Dialect:
     """What a dialect exports: its routes, the paths they live under (`prefixes`: the path and
-    everything below it; `exact`: that path only), its error table and error body, its webhook
-    bodies (None: it sends none), and how it signs them. easel/runtime/build.py lists the
+    everything below it; `exact`: that path only), its error table, its one error renderer,
+    its webhook bodies (None: it sends none), how it signs them, and whether its clients choose
+    job ids (idempotency keys, scoped to the caller). easel/runtime/build.py lists the
     dialects the app serves, explicitly."""
 
     name: str
     router: APIRouter
     errors: ErrorTable
     prefixes: tuple[str, ...]
-    refusal: RefusalRenderer
+    render_error: ErrorRenderer
     render_webhook: WebhookRenderer | None = None
     exact: tuple[str, ...] = ()
     claims: Claim | None = None
     sign_webhook: WebhookSigner | None = None  # None: Standard Webhooks
+    chooses_ids: bool = False
 
 
 def scope_headers(scope: Mapping[str, Any]) -> dict[str, str]:
@@ -191,13 +186,18 @@ class PayloadTooLarge(HTTPRefusal):
                          "bytes", "body")
 
 
-async def read_json_object(request: Request, limit: int, timeout: float = 30.0) -> dict[str, Any]:
-    """The body as one JSON object, refused as soon as it passes `limit` bytes."""
+async def json_object(request: Request) -> dict[str, Any]:
+    """The body as one JSON object, refused as soon as it passes the server's limit (413), when
+    it is not JSON (415) or when it trickles in (408). Also a FastAPI dependency (JsonBody)."""
+    limits = port_of(request).limits
     try:
-        raw = await read_body(request, limit, timeout)
+        raw = await read_body(request, limits.max_body_bytes, limits.body_timeout)
     except BodyTooLarge:
-        raise PayloadTooLarge(limit) from None
+        raise PayloadTooLarge(limits.max_body_bytes) from None
     return parse_json_object(raw)
+
+
+JsonBody = Annotated[dict[str, Any], Depends(json_object)]
 
 
 def validate_wire(model: type[M], data: dict[str, Any], prefix: str = "") -> M:
@@ -236,10 +236,6 @@ def _jsonable(value: Any) -> bool:
     except (TypeError, ValueError):
         return False
     return True
-
-
-def bearer_token(request: Request) -> str | None:
-    return auth_bearer(request.headers.get("authorization"))
 
 
 def iso_ms(moment: datetime) -> str:

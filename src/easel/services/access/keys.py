@@ -6,6 +6,7 @@ import hashlib
 import hmac
 import logging
 import time
+from collections.abc import Callable
 
 from easel.domain.errors import ErrorKind, Throttled
 from easel.domain.submission import Caller
@@ -27,9 +28,11 @@ class KeysUnavailable(Throttled):
 
 
 class KeyRing:
-    def __init__(self, env_keys: list[str], store: KeyStore) -> None:
+    def __init__(self, env_keys: list[str], store: KeyStore,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.env_keys = [k.encode() for k in env_keys]
         self.store = store
+        self.clock = clock
         self._required: tuple[float, bool] = (0.0, False)
         self._verified: dict[str, tuple[float, str | None]] = {}
 
@@ -39,7 +42,7 @@ class KeyRing:
         if self.env_keys:
             return True
         at, value = self._required
-        now = time.monotonic()
+        now = self.clock()
         if now - at > CACHE_SECONDS:
             try:
                 value = self.store.any_created()
@@ -73,7 +76,7 @@ class KeyRing:
         return self._from_store(key)
 
     def _from_store(self, key: str) -> str | None:
-        now = time.monotonic()
+        now = self.clock()
         cached = self._verified.get(key)
         if cached is not None and now - cached[0] <= CACHE_SECONDS:
             return cached[1]

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
-from easel.domain.errors import EaselError, ErrorKind, invalid
+from easel.domain.errors import EaselError, ErrorKind, UrlRefused, invalid
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -66,13 +66,6 @@ class Unresolvable(EaselError):
     def __init__(self, parameter: str, host: str) -> None:
         super().__init__(ErrorKind.INVALID, f"{parameter} host {host!r} does not resolve",
                          parameter)
-
-
-class Refused(EaselError):
-    """A well-formed URL the SSRF policy refuses (a private, loopback or metadata address)."""
-
-    def __init__(self, parameter: str, message: str) -> None:
-        super().__init__(ErrorKind.INVALID, message, parameter)
 
 
 @dataclass(frozen=True)
@@ -181,7 +174,7 @@ async def check_url(url: object, parameter: str, allow_loopback: bool = False) -
     for address in addresses:
         why = refusal(address, allow_loopback)
         if why:
-            raise Refused(parameter, f"{parameter} resolves to {why} ({address}); refused")
+            raise UrlRefused(parameter, f"{parameter} resolves to {why} ({address}); refused")
     assert isinstance(url, str)
     return CheckedURL(url, host, port, addresses[0])
 
@@ -189,9 +182,9 @@ async def check_url(url: object, parameter: str, allow_loopback: bool = False) -
 def _refuse_name(host: str, parameter: str, allow_loopback: bool) -> None:
     name = host.rstrip(".").lower()
     if name in METADATA_HOSTS or name.endswith(METADATA_SUFFIXES):
-        raise Refused(parameter, f"{parameter} names a cloud metadata host ({name}); refused")
+        raise UrlRefused(parameter, f"{parameter} names a cloud metadata host ({name}); refused")
     if not allow_loopback and (name in LOCAL_HOSTS or name.endswith(LOCAL_SUFFIXES)):
-        raise Refused(parameter, f"{parameter} names a loopback host ({name}); refused")
+        raise UrlRefused(parameter, f"{parameter} names a loopback host ({name}); refused")
 
 
 async def _resolve(host: str, port: int, parameter: str) -> list[IPAddress]:

@@ -23,9 +23,8 @@ import random
 import socket
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
@@ -35,18 +34,13 @@ from easel.domain.errors import EaselError, Throttled
 from easel.domain.job import Job
 from easel.services.delivery.outbound import Unresolvable, check_url, send
 from easel.services.delivery.signing import signed_headers
-from easel.services.images.artifacts import Artifacts, ImageSource
+from easel.services.images.artifacts import Artifacts
+from easel.services.port import Renderer, Signer
 from easel.settings import Settings
 from easel.store import DeliveryStore, JobStore
 
 log = logging.getLogger(__name__)
 
-# (job, image id or None for the whole job, images) -> the JSON body of a webhook
-Renderer = Callable[[Job, "str | None", ImageSource], Awaitable[dict[str, Any]]]
-# (signing root, the job's caller principal, message id, body) -> the headers that sign one
-# webhook POST the way the dialect's provider signs it
-Signer = Callable[[str, str, str, bytes], dict[str, str]]
-PARAMETERS = {"webhook": "webhook", UPLOAD: "uploadEndpoint"}
 USER_AGENT = "easel-delivery/0.1"
 POLL_SECONDS = 0.25
 HOST_BUSY_SECONDS = 0.5  # a row whose host is at its bound is looked at again this much later
@@ -176,9 +170,9 @@ class DeliveryService:
             method, body, headers, timeout = await self._request(delivery)
         except Throttled as exc:  # the image store is down for now: retry on the schedule
             return Attempt(PENDING, None, exc.message)
-        parameter = PARAMETERS.get(delivery.kind, delivery.kind)
         try:
-            checked = await check_url(delivery.url, parameter, self.settings.allow_loopback_urls)
+            checked = await check_url(delivery.url, delivery.kind,
+                                      self.settings.allow_loopback_urls)
         except Unresolvable as exc:
             return Attempt(PENDING, None, exc.message)  # DNS may come back
         except EaselError as exc:

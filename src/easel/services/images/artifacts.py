@@ -8,13 +8,12 @@ import base64
 import logging
 import math
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from typing import Protocol
+from collections.abc import Callable
 
 from easel.domain.errors import EaselError, ErrorKind, Throttled
 from easel.domain.job import Job, JobImage
 from easel.domain.submission import DeliverySettings
+from easel.services.port import StoredBytes
 from easel.store import JobStore
 from easel.store.blobs import BlobStore, blob_key
 
@@ -25,29 +24,8 @@ EXT_BY_MIME = {mime: ext for ext, mime in MIME_BY_EXT.items()}
 STORE_RETRY_SECONDS = 10
 
 
-class ImageSource(Protocol):
-    """How dialects hand images out: what their renderers (replies, webhooks) need."""
-
-    base_url: str
-
-    def image_url(self, job: Job, image: JobImage) -> str: ...
-
-    async def image_bytes(self, image: JobImage) -> bytes: ...
-
-    async def image_base64(self, image: JobImage) -> str: ...
-
-    async def image_data_uri(self, image: JobImage) -> str: ...
-
-
 # An object store's presigned GET URL: (key, seconds it lives, Content-Type) -> URL.
 Presigner = Callable[[str, int, str | None], str]
-
-
-@dataclass(frozen=True)
-class StoredBytes:
-    size: int
-    chunks: Iterator[bytes]
-    mime: str
 
 
 def store_unavailable(exc: OSError) -> Throttled:

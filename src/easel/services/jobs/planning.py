@@ -37,13 +37,13 @@ class ResolvedBackend:
     steps: int
     guidance: float
     max_sequence_length: int | None
-    fallback_reason: str | None = None
+    stand_in_reason: str | None = None
     scheduler: SchedulerSpec | None = None
     license: License = STAND_IN_LICENSE  # of the weights that actually run
 
     @property
-    def is_fallback(self) -> bool:
-        return self.fallback_reason is not None
+    def is_stand_in(self) -> bool:
+        return self.stand_in_reason is not None
 
     def with_controls(
         self, request: GenerationRequest, scheduler: SchedulerSpec | None, max_steps: int,
@@ -61,12 +61,12 @@ class BackendResolver:
     """Decides which weights serve a backend: the real ones, or a labelled offline stand-in."""
 
     def __init__(
-        self, strict: bool = False, fallback_max_steps: int = 4, mini: Backend | None = None,
+        self, strict: bool = False, stand_in_max_steps: int = 4, mini: Backend | None = None,
         commercial_only: bool = False, configs: Mapping[str, str] | None = None,
     ) -> None:
         self.strict = strict
         self.commercial_only = commercial_only
-        self.fallback_max_steps = fallback_max_steps
+        self.stand_in_max_steps = stand_in_max_steps
         self.mini = mini  # the trained easel-mini, preferred stand-in once its weights exist
         self.configs = dict(configs or {})  # single-file source -> its diffusers config
         self._present: dict[str, bool] = {}
@@ -91,7 +91,7 @@ class BackendResolver:
                       ) -> BackendResolver:
         configs = {b.source: b.config for b in catalog.backends.values() if b.config is not None}
         mini = catalog.mini if settings.stand_in == "mini" else None
-        return cls(strict or settings.strict, settings.fallback_max_steps, mini,
+        return cls(strict or settings.strict, settings.stand_in_max_steps, mini,
                    settings.commercial_only, configs)
 
     def refusal(self, backend: Backend) -> str | None:
@@ -139,7 +139,7 @@ class BackendResolver:
         return ResolvedBackend(
             stand_in,
             backend.family,
-            min(backend.steps, self.fallback_max_steps),
+            min(backend.steps, self.stand_in_max_steps),
             backend.guidance,
             None,
             reason,
@@ -188,14 +188,14 @@ class Plan:
         """What each image file records of how it was made (services/images.encode)."""
         metadata: dict[str, object] = {
             "model": self.request.model, "backend": self.backend.source,
-            "stand_in": self.backend.is_fallback, "seed": seed, "prompt": self.request.prompt,
+            "stand_in": self.backend.is_stand_in, "seed": seed, "prompt": self.request.prompt,
             "steps": self.backend.steps, "width": self.request.width,
             "height": self.request.height, "size_path": "two-pass" if self.two_pass else "native",
             "license": self.backend.license.id, "license_name": self.backend.license.name,
             **extra,
         }
-        if self.backend.fallback_reason:
-            metadata["stand_in_reason"] = self.backend.fallback_reason
+        if self.backend.stand_in_reason:
+            metadata["stand_in_reason"] = self.backend.stand_in_reason
         return metadata
 
     def batch(self, images: tuple[ImageSpec, ...] | None = None) -> EngineBatch:
@@ -264,7 +264,7 @@ def resolve(
         output_quality=generation.output_quality, steps=generation.steps,
         guidance_scale=generation.guidance_scale, scheduler=generation.scheduler,
         max_seed=generation.max_seed, safety=generation.safety, watermark=generation.watermark,
-        enhance_prompt=generation.enhance_prompt,
+        enhance_prompt=generation.enhance_prompt, tier=model.tier.name,
     )
     validate(request, catalog, names)
     return model, request
@@ -314,10 +314,22 @@ def plan(
     seeds: list[int] | None = None,
     names: WireNames = NO_RENAMES,
 ) -> Plan:
-    """Validate and decide. `seeds` pins the per-image seeds (a job re-run after a crash)."""
-    model = validate(request, catalog, names)
+    """Validate a stored or hand-made request and decide (a worker re-plans the stored request
+    against its own catalog). `seeds` pins the per-image seeds (a job re-run after a crash)."""
+    return plan_resolved(request, validate(request, catalog, names), resolver, seeds, names)
+
+
+def plan_resolved(
+    request: GenerationRequest,
+    model: Model,
+    resolver: BackendResolver,
+    seeds: list[int] | None = None,
+    names: WireNames = NO_RENAMES,
+) -> Plan:
+    """Decide for a request `resolve` has validated against `model`: which weights run, the
+    sampling controls, the seeds."""
     backend = resolver.resolve(model.backend, names("model"))
-    max_steps = resolver.fallback_max_steps if backend.is_fallback else model.backend.max_steps
+    max_steps = resolver.stand_in_max_steps if backend.is_stand_in else model.backend.max_steps
     # A stand-in of the same family takes the same schedulers; easel-mini standing in for
     # another family keeps its own.
     same_family = backend.family == model.backend.family

@@ -24,9 +24,10 @@ from typing import Any, TypeVar
 from sqlalchemy.exc import SQLAlchemyError
 
 from easel.catalog import Catalog
-from easel.domain.delivery import FAILED, Delivery
+from easel.domain.delivery import Delivery
 from easel.domain.errors import EaselError, ErrorKind, Throttled, invalid
 from easel.domain.job import Job, JobImage, JobStatus, job_id_from
+from easel.domain.outcomes import Draining, JobFailed, StillRunning
 from easel.domain.request import GenerationRequest
 from easel.domain.safety import EnhancementState
 from easel.domain.submission import Caller, Submission, WireNames
@@ -34,8 +35,9 @@ from easel.services.delivery.outbound import check_at_submission
 from easel.services.jobs.admission import Admission
 from easel.services.jobs.events import JobEvents
 from easel.services.jobs.health import RETRY_SECONDS, StorageHealth
-from easel.services.jobs.planning import BackendResolver, Plan, plan, resolve
+from easel.services.jobs.planning import BackendResolver, Plan, plan_resolved, resolve
 from easel.services.jobs.prompts import PromptBlockList, PromptEnhancer, not_configured
+from easel.services.port import JobRef
 from easel.store import DeliveryStore, InsertResult, JobStore, NewJob
 from easel.store.jobs import request_to_json
 
@@ -53,38 +55,6 @@ class StoreUnavailable(Throttled):
                          f"({type(exc).__name__}); retry in {RETRY_SECONDS}s", RETRY_SECONDS)
 
 
-class JobFailed(EaselError):
-    """A job the caller waited for ended failed or cancelled; its kind says why."""
-
-    def __init__(self, job: Job) -> None:
-        kind = job.error or ErrorKind.INTERNAL
-        super().__init__(kind, job.error_message or f"the job {kind.value}")
-        self.job = job
-
-
-class StillRunning(EaselError):
-    """A held request's wait ran out; the job goes on and can be polled."""
-
-    def __init__(self, job: Job, waited: float) -> None:
-        super().__init__(ErrorKind.TIMEOUT,
-                         f"the images were not ready within {waited:g}s (job {job.id})")
-        self.job = job
-        self.waited = waited
-
-
-class Draining(Throttled):
-    """The server is shutting down before a held request's job finished: the job is kept (it
-    runs after the restart, or on another worker); the client polls it or retries with the same
-    id."""
-
-    def __init__(self, job: Job) -> None:
-        super().__init__(ErrorKind.UNAVAILABLE, f"the server is restarting; job "
-                         f"{job.client_id} is kept and will finish: poll it, or retry with the "
-                         "same id", DRAIN_RETRY_SECONDS)
-        self.job = job
-
-
-DRAIN_RETRY_SECONDS = 5
 DRAIN_MARGIN_SECONDS = 2.0  # held requests are answered this long before the grace ends
 
 
@@ -92,6 +62,9 @@ def params_hash(submission: Submission, request_json: dict[str, object]) -> str:
     """What "the same parameters" means for a task id: the request, its delivery and echo (but
     echo keys starting with "_": a dialect's record of the call as sent, not a parameter)."""
     echo = {k: v for k, v in submission.echo.items() if not k.startswith("_")}
+    # The tier follows from the model id; rows stored before the request carried it must
+    # still match a retry of theirs.
+    request_json = {k: v for k, v in request_json.items() if k != "tier"}
     body = json.dumps(
         {"dialect": submission.dialect, "request": request_json,
          "delivery": submission.delivery.to_json(), "echo": echo},
@@ -100,8 +73,6 @@ def params_hash(submission: Submission, request_json: dict[str, object]) -> str:
     return hashlib.sha256(body.encode()).hexdigest()
 
 
-# Dialects whose clients choose job ids (Runware taskUUID, OpenAI Idempotency-Key).
-CLIENT_ID_DIALECTS = ("runware", "openai", "easel")
 SCOPE_NAMESPACE = uuid.UUID("0c0e6a52-5d8b-4d42-8f0e-5a1c3f7b9e21")
 
 
@@ -157,6 +128,7 @@ class JobService:
         max_ttl_seconds: int,
         on_submit: Callable[[str], None],
         prompts: PromptRules | None = None,
+        chosen_id_scopes: Sequence[str] = (),
     ) -> None:
         self.catalog = catalog
         self.resolver = resolver
@@ -170,6 +142,9 @@ class JobService:
         self.max_ttl_seconds = max_ttl_seconds
         self.on_submit = on_submit  # metrics: jobs accepted per dialect
         self.prompts = prompts or PromptRules()
+        # The dialects whose clients choose job ids (the composition root lists them): easel's
+        # own API finds a job by any of them.
+        self.chosen_id_scopes = tuple(chosen_id_scopes)
         self._drain_at: float | None = None  # monotonic time by which held requests answer
 
     # -- submit -------------------------------------------------------------------------------
@@ -203,13 +178,13 @@ class JobService:
         if self.admission.queue_capped:  # early, cheap; the insert checks again, atomically
             self.admission.check_queue(await self._stored(self.store.queued_count))
         await asyncio.to_thread(self.health.check)  # a full disk refuses now, losing nothing
-        _model, request = resolve(submission.generation, self.catalog, names)
+        model, request = resolve(submission.generation, self.catalog, names)
         try:
             self.prompts.check(request.prompt, names("prompt"))
         except EaselError:
             self.prompts.on_blocked(submission.dialect)
             raise
-        the_plan = plan(request, self.catalog, self.resolver, names=names)
+        the_plan = plan_resolved(request, model, self.resolver, names=names)
         self._check_ttl(submission)
         await self._check_urls(submission)
         task_id = submission.task_id
@@ -220,7 +195,7 @@ class JobService:
             params_hash=params_hash(submission, request_to_json(request)),
             caller=submission.caller.principal, delivery=submission.delivery,
             echo=dict(submission.echo), task_id=task_id, batch_key=batch_key(the_plan),
-            backend=the_plan.backend.source, stand_in_reason=the_plan.backend.fallback_reason,
+            backend=the_plan.backend.source, stand_in_reason=the_plan.backend.stand_in_reason,
             cost=the_plan.cost_usd, image_ids=[str(uuid.uuid4()) for _ in the_plan.images],
             seeds=the_plan.seeds, created_at=self.store.clock(),
         )
@@ -297,15 +272,21 @@ class JobService:
     async def run(self, submission: Submission, timeout: float) -> Job:
         """Submit and hold until the job completes. Raises JobFailed (failed or cancelled) or
         StillRunning (the wait ran out; the job goes on)."""
-        job, _ = await self.submit(submission)
-        job = await self.wait(job.id, timeout, submission.names)
+        job = await self.settle(submission, timeout)
         if job.status is JobStatus.COMPLETED:
             return job
         if job.status.terminal:
             raise JobFailed(job)
-        if self._drain_at is not None:
-            raise Draining(job)
         raise StillRunning(job, timeout)
+
+    async def settle(self, submission: Submission, timeout: float) -> Job:
+        """Submit and hold until the job ends or `timeout` passes: the job as it then is.
+        Draining when the server shuts down first."""
+        job, _ = await self.submit(submission)
+        job = await self.wait(job.id, timeout, submission.names)
+        if not job.status.terminal and self._drain_at is not None:
+            raise Draining(job)
+        return job
 
     def drain(self, grace: float) -> None:
         """SIGTERM: requests held for a job answer before the grace period ends (503 naming
@@ -332,22 +313,40 @@ class JobService:
             return None
         return job
 
-    async def find(self, caller: Caller, some_id: str) -> Job | None:
-        """A caller's job by easel's id (dashed, or as 32 hex digits as WaveSpeed shows it) or
-        by the id the client chose in any dialect."""
-        job = await self.get(job_id_from(some_id), caller)
-        for dialect in CLIENT_ID_DIALECTS:
-            if job is None:
-                job = await self.get(scoped_id(caller, dialect, some_id), caller)
-        return job
+    async def find(self, caller: Caller, ref: JobRef) -> Job:
+        """The caller's job by the id `ref` names it by; NOT_FOUND (naming the client's
+        parameter) when there is none or it is another caller's. A read spends the caller's
+        rate budget, as a submission does, in every dialect."""
+        self.admission.check_rate(caller)
+        return await self._owned(caller, ref)
+
+    async def _owned(self, caller: Caller, ref: JobRef) -> Job:
+        for job_id in self._candidates(caller, ref):
+            job = await self.get(job_id, caller)
+            if job is not None:
+                return job
+        if ref.cursor:
+            raise invalid(ref.parameter,
+                          f"{ref.parameter} names no {ref.noun} of yours: {ref.id[:100]!r}")
+        raise EaselError(ErrorKind.NOT_FOUND, f"no {ref.noun} {ref.id[:100]}", ref.parameter)
+
+    def _candidates(self, caller: Caller, ref: JobRef) -> list[str]:
+        """The stored ids `ref` may name, in the order they are tried."""
+        ids = [job_id_from(ref.id)] if ref.easel_id else []
+        scopes = self.chosen_id_scopes if ref.any_chosen else (
+            (ref.chosen_in,) if ref.chosen_in is not None else ())
+        return ids + [scoped_id(caller, scope, ref.id) for scope in scopes]
 
     async def list_for(
         self, caller: Caller, limit: int, statuses: Sequence[JobStatus] = (),
-        after: str | None = None,
+        after: JobRef | None = None,
     ) -> list[Job]:
-        """The caller's own jobs, newest first (no other caller's job is ever listed); `after`:
-        a job id, the last of the previous page."""
-        return await self._stored(self.store.list_for, caller.principal, limit, statuses, after)
+        """The caller's own jobs, newest first (no other caller's job is ever listed), after
+        the job `after` names (the last of the previous page). Spends the rate budget."""
+        self.admission.check_rate(caller)
+        after_id = None if after is None else (await self._owned(caller, after)).id
+        return await self._stored(self.store.list_for, caller.principal, limit, statuses,
+                                  after_id)
 
     async def watch(self, job_id: str) -> AsyncGenerator[Job, None]:
         """The job now, then again at every change (a step of progress, an image stored, the
@@ -366,10 +365,6 @@ class JobService:
                     return  # shutting down: the stream ends, the client reconnects later
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(changed.wait(), self.poll_interval * 4)
-
-    def check_poll(self, caller: Caller) -> None:
-        """Polls spend the caller's rate budget too: a flood of them is throttled."""
-        self.admission.check_rate(caller)
 
     async def wait(
         self, job_id: str, timeout: float | None = None, names: WireNames | None = None
@@ -406,33 +401,23 @@ class JobService:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(changed.wait(), pause)
 
-    async def delivery_failures(self, job_id: str) -> list[Delivery]:
-        """Webhooks and uploads of this job that finally failed (polling stays the truth)."""
-        rows = await self._stored(self.outbox.for_job, job_id)
-        return [d for d in rows if d.status == FAILED]
-
     async def deliveries(self, job_id: str) -> list[Delivery]:
         return await self._stored(self.outbox.for_job, job_id)
 
     # -- cancel ---------------------------------------------------------------------------------
 
-    async def cancel(
-        self, job_id: str, caller: Caller | None = None, names: WireNames | None = None
-    ) -> Job:
+    async def cancel(self, caller: Caller, ref: JobRef) -> Job:
         """Cancel a queued job at once, or ask a running one to stop at its next denoising step
         (its worker ends it `cancelled`). A finished job is returned as it is. Another caller's
-        job is not found."""
-        owned = await self.get(job_id, caller)
-        status = None
-        if owned is not None:
-            status = await self._stored(self.store.cancel, job_id, "cancelled by the caller")
-        if status is None:
-            name = (names or WireNames())("task_id")
-            raise EaselError(ErrorKind.NOT_FOUND, f"no job {job_id}", name)
-        self.events.job_changed(job_id, settled=True)
-        job = await self.get(job_id)
-        assert job is not None
-        return job
+        job is not found; a cancel spends the rate budget, as a read does."""
+        job = await self.find(caller, ref)
+        status = await self._stored(self.store.cancel, job.id, "cancelled by the caller")
+        if status is None:  # gone between the read and the cancel
+            raise EaselError(ErrorKind.NOT_FOUND, f"no {ref.noun} {ref.id[:100]}", ref.parameter)
+        self.events.job_changed(job.id, settled=True)
+        cancelled = await self.get(job.id)
+        assert cancelled is not None
+        return cancelled
 
 
 def _new_job(new: NewJob, the_plan: Plan) -> Job:

@@ -3,6 +3,7 @@ its real weights are present or a stand-in serves it, and whether commercial-onl
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from easel import __version__
@@ -10,30 +11,27 @@ from easel.catalog import Backend, Catalog
 from easel.domain.generation import EngineStatus
 from easel.services.jobs.planning import BackendResolver
 from easel.services.metrics import TierState
+from easel.services.port import BackendFacts
 
 
-def backend_info(backend: Backend, resolver: BackendResolver) -> dict[str, Any]:
+def backend_facts(backend: Backend, resolver: BackendResolver) -> BackendFacts:
     present = resolver.present(backend.source)
-    serves_stand_in = not present and not resolver.strict and resolver.refusal(backend) is None
-    return {
-        "backend": backend.name, "source": backend.source, "family": backend.family,
-        "license": {"id": backend.license.id, "name": backend.license.name,
-                    "url": backend.license.url, "commercial": backend.license.commercial,
-                    "terms": backend.license.terms},
-        "refused": resolver.refusal(backend),
-        "weights": "present" if present else "absent",
-        "stand_in": resolver.stand_in(backend) if serves_stand_in else None,
-    }
+    refused = resolver.refusal(backend)
+    serves_stand_in = not present and not resolver.strict and refused is None
+    return BackendFacts(
+        name=backend.name, source=backend.source, family=backend.family,
+        license=backend.license, refused=refused, present=present,
+        stand_in=resolver.stand_in(backend) if serves_stand_in else None,
+    )
 
 
 def tier_states(catalog: Catalog, resolver: BackendResolver) -> list[TierState]:
     """What serves each tier, for /metrics."""
     states = []
     for tier in catalog.tiers.values():
-        facts = backend_info(tier.backend, resolver)
-        refused = facts["refused"] is not None or (facts["weights"] == "absent"
-                                                   and facts["stand_in"] is None)
-        states.append(TierState(tier.name, tier.backend.source, facts["stand_in"], refused))
+        facts = backend_facts(tier.backend, resolver)
+        refused = facts.refused is not None or (not facts.present and facts.stand_in is None)
+        states.append(TierState(tier.name, tier.backend.source, facts.stand_in, refused))
     return states
 
 
@@ -50,7 +48,8 @@ def server_info(catalog: Catalog, resolver: BackendResolver,
                 engine: EngineStatus | None = None) -> dict[str, Any]:
     tiers = [
         {"tier": tier.name, "label": tier.label, "price_usd": tier.price_usd,
-         "resolutions": list(tier.resolutions), **backend_info(tier.backend, resolver)}
+         "resolutions": list(tier.resolutions),
+         **backend_facts(tier.backend, resolver).to_json()}
         for tier in catalog.tiers.values()
     ]
     return {
@@ -60,3 +59,17 @@ def server_info(catalog: Catalog, resolver: BackendResolver,
         "commercial_only": resolver.commercial_only,
         "tiers": tiers,
     }
+
+
+def warn_stand_ins(catalog: Catalog, resolver: BackendResolver, log: logging.Logger) -> None:
+    """Say plainly which backends are refused, and which run on a stand-in instead of their
+    real weights (and how to fetch them)."""
+    for backend in sorted({m.backend for m in catalog.models.values()}, key=lambda b: b.source):
+        facts = backend_facts(backend, resolver)
+        if facts.refused is not None:
+            log.warning("%s", facts.refused)
+        elif not facts.present and facts.stand_in is not None:
+            hint = resolver.absence(backend) or f"`easel pull {backend.name}` fetches them"
+            log.warning("weights of %s are absent; serving the offline stand-in %s (%s)",
+                        backend.source, facts.stand_in, hint,
+                        extra={"backend": backend.source, "stand_in": facts.stand_in})

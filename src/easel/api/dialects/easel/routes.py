@@ -10,12 +10,11 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from easel.api.auth import authenticate
-from easel.api.deps import Services, get_services
-from easel.api.dialects.common import Dialect, bearer_token, read_json_object, retry_headers
+from easel.api.caller import Authenticated, CorePort
+from easel.api.dialects.common import Dialect, JsonBody
 from easel.api.dialects.easel import translate as native
 from easel.api.dialects.easel.schemas import JobInput
 from easel.api.openapi import (
@@ -31,8 +30,7 @@ from easel.api.openapi import (
 )
 from easel.domain.errors import EaselError, ErrorKind, invalid
 from easel.domain.job import Job, JobStatus
-from easel.domain.submission import Caller
-from easel.services.weights.facts import server_info
+from easel.services.port import JobRef, Port
 
 router = APIRouter(tags=["easel"])
 
@@ -60,7 +58,7 @@ class EaselErrorBody(Open):
     error: dict[str, Any]
 
 
-KEY = security(BEARER, GOOGLE_KEY_HEADER)  # _caller takes either
+KEY = security(BEARER, GOOGLE_KEY_HEADER)  # the caller dependency takes either
 # One server-sent event (before OpenAPI 3.2, an event stream's schema describes each event).
 EVENT = {"type": "object", "required": ["event", "data"], "properties": {
     "event": {"type": "string", "enum": ["progress", "end"]},
@@ -83,60 +81,40 @@ MAX_LIST = 200
 HEARTBEAT_SECONDS = 15.0  # a comment line keeps proxies from closing an idle stream
 
 
-def _error(err: EaselError) -> JSONResponse:
-    return JSONResponse(native.error_body(err), status_code=native.ERRORS.status(err),
-                        headers=retry_headers(err))
+def render_error(err: EaselError, _request: Request) -> JSONResponse:
+    """Every failure of a whole request: `{"error": {code, message, parameter}}`, the kinds as
+    codes (a refusal made before any route runs keeps its own code)."""
+    if err.kind is ErrorKind.UNAUTHENTICATED:
+        body = native.refusal_body("invalidApiKey", "invalid or missing API key (send "
+                                   "Authorization: Bearer <key>)", "Authorization")
+        return JSONResponse(body, status_code=401)
+    return JSONResponse(native.error_body(err), status_code=native.ERRORS.status(err))
 
 
-def _caller(services: Services, request: Request) -> Caller | JSONResponse:
-    key = request.headers.get("x-goog-api-key") or bearer_token(request)
-    caller = authenticate(services, request, key)
-    if caller is not None:
-        return caller
-    return JSONResponse(native.refusal(401, "invalidApiKey", "invalid or missing API key (send "
-                                       "Authorization: Bearer <key>)", "Authorization"),
-                        status_code=401)
+def _job(job_id: str) -> JobRef:
+    """A job by any id the caller knows it by: easel's, or one its client chose in any
+    dialect (a Runware taskUUID, a task_id given here)."""
+    return JobRef.any(job_id, "job_id")
 
 
-async def _owned(services: Services, request: Request, job_id: str) -> Job | JSONResponse:
-    """The caller's job by any id it knows it by, or the reply that refuses it."""
-    caller = _caller(services, request)
-    if isinstance(caller, JSONResponse):
-        return caller
-    try:
-        services.jobs.check_poll(caller)  # reads spend the caller's rate budget too
-    except EaselError as err:
-        return _error(err)
-    job = await services.jobs.find(caller, job_id)
-    if job is None:
-        return _error(EaselError(ErrorKind.NOT_FOUND, f"no job {job_id[:100]}", "job_id"))
-    return job
-
-
-def _view(services: Services, job: Job) -> dict[str, Any]:
-    return native.job_view(job, services.artifacts)
+def _view(port: Port, job: Job) -> dict[str, Any]:
+    return native.job_view(job, port.images)
 
 
 @router.get("/easel/info", summary="Server information", response_model=Open,
             openapi_extra=security(BEARER, optional=True),  # a key only if meta routes are
             responses=responses(Open, EaselErrorBody, (401,)))
-async def info(services: Services = Depends(get_services)) -> JSONResponse:
+async def info(port: CorePort) -> JSONResponse:
     """Version; the engine's device, loaded models and accelerator memory; per tier: backend,
     licence, real weights or stand-in (no secrets)."""
-    return JSONResponse(await asyncio.to_thread(server_info, services.catalog,
-                                                services.jobs.resolver,
-                                                services.engine_status()))
+    return JSONResponse(await port.server_info())
 
 
 @router.get("/easel/models", summary="The catalog", response_model=Catalog, openapi_extra=KEY,
             responses=responses(Catalog, EaselErrorBody, (401,)))
-async def models(request: Request, services: Services = Depends(get_services)) -> JSONResponse:
+async def models(_caller: Authenticated, port: CorePort) -> JSONResponse:
     """Every model id by tier, with its sizes, limits, price, licence and weights."""
-    caller = _caller(services, request)
-    if isinstance(caller, JSONResponse):
-        return caller
-    return JSONResponse(await asyncio.to_thread(native.catalog_view, services.catalog,
-                                                services.jobs.resolver))
+    return JSONResponse(await asyncio.to_thread(native.catalog_view, port.catalog, port.facts))
 
 
 @router.post("/easel/jobs", summary="Submit a job", status_code=202, response_model=JobView,
@@ -144,47 +122,24 @@ async def models(request: Request, services: Services = Depends(get_services)) -
              responses={**responses(JobView, EaselErrorBody, ERRORS),
                         200: {"model": JobView, "description": "The job this task_id made "
                               "before (idempotency)"}})
-async def submit(request: Request, services: Services = Depends(get_services)) -> JSONResponse:
+async def submit(caller: Authenticated, port: CorePort, body: JsonBody) -> JSONResponse:
     """Queue a job (202); follow it at /easel/jobs/{id}/events or poll /easel/jobs/{id}."""
-    caller = _caller(services, request)
-    if isinstance(caller, JSONResponse):
-        return caller
-    try:
-        body = await read_json_object(request, services.settings.max_body_bytes,
-                                      services.settings.body_timeout)
-        job, created = await services.jobs.submit(native.to_submission(body, caller))
-    except EaselError as err:
-        return _error(err)
-    return JSONResponse(_view(services, job), status_code=202 if created else 200)
+    job, created = await port.submit(native.to_submission(body, caller))
+    return JSONResponse(_view(port, job), status_code=202 if created else 200)
 
 
 @router.get("/easel/jobs", summary="List your jobs", response_model=JobList, openapi_extra=KEY,
             responses=responses(JobList, EaselErrorBody, (400, 401, 429)))
 async def list_jobs(
-    request: Request, limit: str = "50", status: str | None = None,
-    after: str | None = None, services: Services = Depends(get_services),
+    caller: Authenticated, port: CorePort, limit: str = "50", status: str | None = None,
+    after: str | None = None,
 ) -> JSONResponse:
     """The caller's jobs, newest first: `limit` (1..200), `status` (comma-separated), and
     `after` (the id of the last job of the previous page)."""
-    caller = _caller(services, request)
-    if isinstance(caller, JSONResponse):
-        return caller
-    try:
-        services.jobs.check_poll(caller)
-        count, statuses = _list_query(limit, status)
-        after_id = None if after is None else await _cursor(services, caller, after)
-    except EaselError as err:
-        return _error(err)
-    jobs = await services.jobs.list_for(caller, count, statuses, after_id)
-    return JSONResponse({"jobs": [_view(services, job) for job in jobs]})
-
-
-async def _cursor(services: Services, caller: Caller, after: str) -> str:
-    """The stored id of the job `after` names, by any id the caller knows it by."""
-    job = await services.jobs.find(caller, after)
-    if job is None:
-        raise invalid("after", f"after names no job of yours: {after[:100]!r}")
-    return job.id
+    count, statuses = _list_query(limit, status)
+    cursor = None if after is None else JobRef.cursor_of(after, "after")
+    jobs = await port.jobs_of(caller, count, statuses, cursor)
+    return JSONResponse({"jobs": [_view(port, job) for job in jobs]})
 
 
 def _list_query(limit: str, status: str | None) -> tuple[int, list[JobStatus]]:
@@ -205,37 +160,25 @@ def _list_query(limit: str, status: str | None) -> tuple[int, list[JobStatus]]:
 
 @router.get("/easel/jobs/{job_id}", summary="Show a job", response_model=JobView,
             openapi_extra=KEY, responses=responses(JobView, EaselErrorBody, (401, 404, 429)))
-async def show_job(
-    job_id: str, request: Request, services: Services = Depends(get_services)
-) -> JSONResponse:
-    job = await _owned(services, request, job_id)
-    return job if isinstance(job, JSONResponse) else JSONResponse(_view(services, job))
+async def show_job(job_id: str, caller: Authenticated, port: CorePort) -> JSONResponse:
+    return JSONResponse(_view(port, await port.find(caller, _job(job_id))))
 
 
 @router.post("/easel/jobs/{job_id}/cancel", summary="Cancel a job", response_model=JobView,
              openapi_extra=KEY, responses=responses(JobView, EaselErrorBody, ERRORS))
-async def cancel_job(
-    job_id: str, request: Request, services: Services = Depends(get_services)
-) -> JSONResponse:
+async def cancel_job(job_id: str, caller: Authenticated, port: CorePort) -> JSONResponse:
     """Cancel a queued or running job (whatever dialect sent it); `easel jobs cancel`."""
-    job = await _owned(services, request, job_id)
-    if isinstance(job, JSONResponse):
-        return job
-    return JSONResponse(_view(services, await services.jobs.cancel(job.id)))
+    return JSONResponse(_view(port, await port.cancel(caller, _job(job_id))))
 
 
 @router.get("/easel/jobs/{job_id}/deliveries", summary="A job's deliveries",
             response_model=Deliveries, openapi_extra=KEY,
             responses=responses(Deliveries, EaselErrorBody, (401, 404, 429)))
-async def deliveries(
-    job_id: str, request: Request, services: Services = Depends(get_services)
-) -> JSONResponse:
+async def deliveries(job_id: str, caller: Authenticated, port: CorePort) -> JSONResponse:
     """Webhook and upload deliveries of a job: pending, delivered or failed (and why)."""
-    job = await _owned(services, request, job_id)
-    if isinstance(job, JSONResponse):
-        return job
-    rows = await services.jobs.deliveries(job.id)
-    return JSONResponse({"job": job_id, "deliveries": [d.public() for d in rows]})
+    job = await port.find(caller, _job(job_id))
+    rows = await port.deliveries(job)
+    return JSONResponse({"job": job_id, "deliveries": [native.delivery_view(d) for d in rows]})
 
 
 @router.get("/easel/jobs/{job_id}/events", response_model=None, summary="Follow a job (events)",
@@ -243,37 +186,33 @@ async def deliveries(
             responses={**responses(Open, EaselErrorBody, (401, 404, 429)),
                        200: {"description": "Server-sent events: `progress`, then one `end`",
                              "content": {"text/event-stream": {"schema": EVENT}}}})
-async def events(
-    job_id: str, request: Request, services: Services = Depends(get_services)
-) -> StreamingResponse | JSONResponse:
+async def events(job_id: str, caller: Authenticated, port: CorePort) -> StreamingResponse:
     """Server-sent events: `progress` at every change (steps, stored images), then one `end`
     with the terminal job; the stream closes after it. Each event's data is the job view."""
-    job = await _owned(services, request, job_id)
-    if isinstance(job, JSONResponse):
-        return job
+    job = await port.find(caller, _job(job_id))
     return StreamingResponse(
-        _event_stream(services, job.id), media_type="text/event-stream",
+        _event_stream(port, job), media_type="text/event-stream",
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
 
 
-async def _event_stream(services: Services, job_id: str) -> AsyncIterator[str]:
-    updates = services.jobs.watch(job_id)
-    pending: asyncio.Task[Job] | None = None
+async def _event_stream(port: Port, job: Job) -> AsyncIterator[str]:
+    updates = port.watch(job)
+    pending: asyncio.Future[Job] | None = None
     try:
         while True:
-            pending = pending or asyncio.ensure_future(updates.__anext__())
+            pending = pending or asyncio.ensure_future(anext(updates))
             done, _ = await asyncio.wait({pending}, timeout=HEARTBEAT_SECONDS)
             if not done:
                 yield ": keep-alive\n\n"
                 continue
             pending = None
             try:
-                job = done.pop().result()
+                current = done.pop().result()
             except StopAsyncIteration:
                 return
-            name = "end" if job.status.terminal else "progress"
-            yield f"event: {name}\nid: {job.progress_step}\ndata: " \
-                  f"{json.dumps(_view(services, job))}\n\n"
+            name = "end" if current.status.terminal else "progress"
+            yield f"event: {name}\nid: {current.progress_step}\ndata: " \
+                  f"{json.dumps(_view(port, current))}\n\n"
     finally:  # the client went away, or the job ended: let go of the job's watcher now
         if pending is not None:
             pending.cancel()
@@ -283,5 +222,7 @@ async def _event_stream(services: Services, job_id: str) -> AsyncIterator[str]:
 
 
 def dialect() -> Dialect:
-    """This dialect as the app mounts it (api/app.py lists every dialect)."""
-    return Dialect(native.DIALECT, router, native.ERRORS, ("/easel",), native.refusal)
+    """This dialect as the app mounts it (api/app.py lists every dialect). Its clients may
+    choose job ids (task_id)."""
+    return Dialect(native.DIALECT, router, native.ERRORS, ("/easel",), render_error,
+                   chooses_ids=True)

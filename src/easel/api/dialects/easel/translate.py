@@ -6,12 +6,14 @@ playground and of `easel jobs`, where a user picks a model, not a dialect."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from easel.api.dialects.common import ErrorTable, ImageSource, ordered_images, validate_wire
 from easel.api.dialects.easel.schemas import JobInput
 from easel.api.limits import HTTPRefusal
-from easel.catalog import Catalog, Model, Tier
+from easel.catalog import Backend, Catalog, Model, Tier
+from easel.domain.delivery import Delivery
 from easel.domain.errors import EaselError, ErrorKind
 from easel.domain.job import Job, JobImage, JobStatus
 from easel.domain.request import ImageFormat
@@ -23,10 +25,10 @@ from easel.domain.submission import (
     ModelChoice,
     Submission,
 )
-from easel.services.jobs.planning import BackendResolver
-from easel.services.weights.facts import backend_info
+from easel.services.port import BackendFacts
 
 DIALECT = "easel"
+Facts = Callable[[Backend], BackendFacts]  # what serves a backend here (Port.facts)
 
 # The codes are the kinds themselves: easel's own API needs no other vocabulary.
 ERRORS = ErrorTable({kind: kind.value for kind in ErrorKind})
@@ -114,12 +116,20 @@ def error_body(err: EaselError) -> dict[str, Any]:
     return {"error": body}
 
 
-def refusal(_status: int, code: str, message: str, parameter: str | None) -> dict[str, Any]:
-    """An error made before any route runs, in this dialect's shape."""
+def refusal_body(code: str, message: str, parameter: str | None) -> dict[str, Any]:
     return {"error": {"code": code, "message": message, "parameter": parameter}}
 
 
-def catalog_view(catalog: Catalog, resolver: BackendResolver) -> dict[str, Any]:
+def delivery_view(delivery: Delivery) -> dict[str, Any]:
+    """What a client may see about a delivery (never the body, never more than a status)."""
+    return {
+        "id": delivery.id, "kind": delivery.kind, "imageUUID": delivery.image_id or None,
+        "event": delivery.event, "status": delivery.status, "attempts": delivery.attempts,
+        "lastStatus": delivery.last_status, "lastError": delivery.last_error,
+    }
+
+
+def catalog_view(catalog: Catalog, facts: Facts) -> dict[str, Any]:
     """Every model id, grouped by tier, with what a form needs to offer only valid choices:
     sizes per resolution, image count, prompt limits, negative prompt, steps and guidance."""
     tiers = []
@@ -127,15 +137,15 @@ def catalog_view(catalog: Catalog, resolver: BackendResolver) -> dict[str, Any]:
         models = [m for m in catalog.models.values() if m.tier.name == tier.name]
         if models:
             tiers.append(_tier_view(tier, sorted(models, key=lambda m: (m.provider, m.id)),
-                                    resolver))
+                                    facts))
     return {"tiers": tiers, "formats": [f.value for f in ImageFormat]}
 
 
-def _tier_view(tier: Tier, models: list[Model], resolver: BackendResolver) -> dict[str, Any]:
+def _tier_view(tier: Tier, models: list[Model], facts: Facts) -> dict[str, Any]:
     backend = tier.backend
     return {
         "tier": tier.name, "label": tier.label, "price_usd": tier.price_usd,
-        **backend_info(backend, resolver),
+        **facts(backend).to_json(),
         "steps": backend.steps, "min_steps": backend.min_steps, "max_steps": backend.max_steps,
         "guidance": backend.guidance,
         "guidance_range": None if backend.guidance_range is None else list(

@@ -13,26 +13,27 @@ import re
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from starlette.routing import Match
 from starlette.types import Scope
 
-from easel.api.auth import authenticate, bearer_token
-from easel.api.deps import Services, get_services
+from easel.api.caller import API_KEY, BEARER, Authenticated, CorePort
 from easel.api.dialects.common import (
     Dialect,
     ignored_header,
+    json_object,
     prompt_header,
-    read_json_object,
-    retry_headers,
     scope_headers,
 )
 from easel.api.dialects.google import translate as gg
 from easel.api.dialects.google.schemas import PredictRequest
+from easel.api.limits import HTTPRefusal
 from easel.api.openapi import (
-    BEARER,
+    BEARER as BEARER_SCHEME,
+)
+from easel.api.openapi import (
     ERRORS,
     GOOGLE_KEY_HEADER,
     GOOGLE_KEY_QUERY,
@@ -43,11 +44,9 @@ from easel.api.openapi import (
     responses,
     security,
 )
-from easel.catalog import Model
-from easel.domain.errors import EaselError, ErrorKind
+from easel.domain.errors import EaselError, ErrorKind, Unauthenticated
 from easel.domain.submission import Caller
-from easel.services.jobs.service import Draining, JobFailed, StillRunning
-from easel.services.weights.facts import backend_info
+from easel.services.port import Port
 
 GEMINI_VERSIONS = ("v1beta", "v1alpha", "v1")
 VERTEX_VERSIONS = ("v1beta1", "v1")
@@ -113,8 +112,8 @@ PATH_EXAMPLES = {"model_action": "imagen-4.0-fast-generate-001:predict",
                  "model": "imagen-4.0-fast-generate-001", "project": "my-project",
                  "location": "us-central1"}
 # Any key form works on every path; Vertex clients send the OAuth token's place, a bearer.
-GEMINI_KEYS = security(GOOGLE_KEY_HEADER, GOOGLE_KEY_QUERY, BEARER)
-VERTEX_KEYS = security(BEARER, GOOGLE_KEY_HEADER, GOOGLE_KEY_QUERY)
+GEMINI_KEYS = security(GOOGLE_KEY_HEADER, GOOGLE_KEY_QUERY, BEARER_SCHEME)
+VERTEX_KEYS = security(BEARER_SCHEME, GOOGLE_KEY_HEADER, GOOGLE_KEY_QUERY)
 KEY_ERRORS = (400, 401)  # API_KEY_INVALID, UNAUTHENTICATED
 
 DOCS: dict[str, Any] = {
@@ -124,98 +123,68 @@ DOCS: dict[str, Any] = {
 }
 
 
-def _error(status: int, message: str, parameter: str | None = None) -> JSONResponse:
-    return JSONResponse(gg.error_body(status, message, parameter), status_code=status)
+VERTEX_PATH = "/publishers/google/models"  # in every Vertex AI path, express mode's too
 
 
-def _caller(services: Services, request: Request, vertex: bool) -> Caller | JSONResponse:
-    """An API key (x-goog-api-key or ?key=) or, on Vertex paths, an OAuth bearer token. A bad
-    key is Google's 400 API_KEY_INVALID; a bad bearer token its 401 UNAUTHENTICATED."""
-    key = request.headers.get("x-goog-api-key") or request.query_params.get("key")
-    token = bearer_token(request.headers.get("authorization"))
-    caller = authenticate(services, request, key or token)
-    if caller is not None:
-        return caller
-    if not key and (vertex or token):  # Vertex without an API key wants an OAuth token
-        return JSONResponse(gg.unauthenticated_body(), status_code=401)
-    service = gg.VERTEX_SERVICE if vertex else gg.GEMINI_SERVICE
-    return JSONResponse(gg.api_key_invalid_body(service), status_code=400)
+def render_error(err: EaselError, request: Request) -> JSONResponse:
+    """Every failure of a whole request as a Google RPC error, with the job's id when a job
+    exists. A missing or bad key is what Google answers: an API key (x-goog-api-key or ?key=),
+    or no credential on the Gemini API, is 400 API_KEY_INVALID; a bearer token, or no
+    credential on a Vertex path (which wants an OAuth token), is 401 UNAUTHENTICATED."""
+    job = getattr(err, "job", None)
+    headers = {"x-easel-job-id": job.id} if job is not None else {}
+    if isinstance(err, Unauthenticated):
+        vertex = VERTEX_PATH in request.url.path
+        if err.credential != API_KEY and (vertex or err.credential == BEARER):
+            return JSONResponse(gg.unauthenticated_body(), status_code=401)
+        service = gg.VERTEX_SERVICE if vertex else gg.GEMINI_SERVICE
+        return JSONResponse(gg.api_key_invalid_body(service), status_code=400)
+    status = gg.ERRORS.status(err)
+    return JSONResponse(gg.error_body(status, err.message, err.parameter), status_code=status,
+                        headers=headers)
 
 
-async def _predict(
-    request: Request, services: Services, caller: Caller, vertex: bool
-) -> JSONResponse:
-    model_action = request.path_params["model_action"]
+async def _predict(request: Request, port: Port, caller: Caller, vertex: bool) -> JSONResponse:
+    model_id, action = gg.split_model_action(request.path_params["model_action"])
+    if action != "predict":
+        raise EaselError(ErrorKind.NOT_FOUND,
+                         f"easel does not offer the method {action[:40]!r}; use :predict")
     default_count = gg.DEFAULT_COUNT_VERTEX if vertex else gg.DEFAULT_COUNT_GEMINI
-    headers: dict[str, str] = {}
-    model_id = ""
-    try:
-        model_id, action = gg.split_model_action(model_action)
-        if action != "predict":
-            return _error(404, f"easel does not offer the method {action!r}; use :predict")
-        body = await read_json_object(request, services.settings.max_body_bytes,
-                                      services.settings.body_timeout)
-        call = gg.to_submission(model_id, body, default_count, caller)
-        job = await services.jobs.run(call.submission, services.settings.sync_timeout)
-        headers["x-easel-job-id"] = job.id
-        reply = await gg.render(job, services.artifacts)
-    except (JobFailed, StillRunning, Draining) as err:
-        headers["x-easel-job-id"] = err.job.id
-        return _easel_error(err, headers)
-    except EaselError as err:
-        if err.kind is ErrorKind.UNKNOWN_MODEL:
-            err = gg.unknown_model(model_id, gg.served_models(services.catalog))
-        return _easel_error(err, headers)
-    return JSONResponse(reply, headers={**headers, **ignored_header(call.ignored),
+    call = gg.to_submission(model_id, await json_object(request), default_count, caller)
+    job = await port.run(call.submission)
+    reply = await gg.render(job, port.images)
+    return JSONResponse(reply, headers={"x-easel-job-id": job.id, **ignored_header(call.ignored),
                                         **prompt_header(job)})
 
 
-def _easel_error(err: EaselError, headers: dict[str, str]) -> JSONResponse:
-    status, payload = gg.easel_error_body(err)
-    return JSONResponse(payload, status_code=status, headers={**headers, **retry_headers(err)})
-
-
 # The handlers read their path parameters from the request: the same handler serves paths
-# with and without a project and location. Each is built by _endpoint, which authenticates.
+# with and without a project and location.
 
-Serve = Callable[[Request, Services, Caller, bool], Awaitable[JSONResponse]]
+Serve = Callable[[Request, Port, Caller, bool], Awaitable[JSONResponse]]
 
 
 def _endpoint(serve: Serve, vertex: bool) -> Any:
-    async def endpoint(request: Request, services: Services = Depends(get_services)) -> Any:
-        caller = _caller(services, request, vertex)
-        if isinstance(caller, JSONResponse):
-            return caller
-        return await serve(request, services, caller, vertex)
+    async def endpoint(request: Request, caller: Authenticated, port: CorePort) -> Any:
+        return await serve(request, port, caller, vertex)
 
     return endpoint
 
 
 async def _list_models(
-    _request: Request, services: Services, _caller: Caller, vertex: bool
+    _request: Request, port: Port, _caller: Caller, vertex: bool
 ) -> JSONResponse:
-    models = [gg.model_resource(m, vertex, _stand_in(services, m))
-              for m in gg.served_models(services.catalog)]
+    models = [gg.model_resource(m, vertex, port.facts(m.backend).stand_in)
+              for m in gg.served_models(port.catalog)]
     return JSONResponse({"publisherModels" if vertex else "models": models})
 
 
-async def _get_model(
-    request: Request, services: Services, _caller: Caller, vertex: bool
-) -> JSONResponse:
+async def _get_model(request: Request, port: Port, _caller: Caller, vertex: bool) -> JSONResponse:
     model_id = request.path_params["model"].removeprefix("models/")
     if ":" in model_id:  # a method such as :predict, asked for with GET
-        return _error(405, f"{model_id.partition(':')[2][:40]} takes POST, not GET")
-    served = gg.served_models(services.catalog)
-    found = [m for m in served if m.id == model_id]
-    if not found:
-        return _easel_error(gg.unknown_model(model_id, served), {})
-    return JSONResponse(gg.model_resource(found[0], vertex, _stand_in(services, found[0])))
-
-
-def _stand_in(services: Services, model: Model) -> str | None:
-    """The stand-in serving `model` while its weights are absent, as /easel/info says."""
-    stand_in: str | None = backend_info(model.backend, services.jobs.resolver)["stand_in"]
-    return stand_in
+        raise HTTPRefusal(405, "methodNotAllowed",
+                          f"{model_id.partition(':')[2][:40]} takes POST, not GET", None)
+    model = port.model(model_id, gg.PROVIDER)
+    return JSONResponse(gg.model_resource(model, vertex, port.facts(model.backend).stand_in))
 
 
 def _path_parameters(path: str) -> list[dict[str, Any]]:
@@ -271,4 +240,4 @@ def claims(path: str, headers: Mapping[str, str], query: str) -> bool:
 def dialect() -> Dialect:
     """This dialect as the app mounts it (api/app.py lists every dialect). It comes before
     OpenAI's in the app, so that its Google-only routes on /v1/models are tried first."""
-    return Dialect(gg.DIALECT, build_router(), gg.ERRORS, PREFIXES, gg.refusal, claims=claims)
+    return Dialect(gg.DIALECT, build_router(), gg.ERRORS, PREFIXES, render_error, claims=claims)

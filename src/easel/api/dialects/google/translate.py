@@ -96,7 +96,7 @@ def to_submission(
         quality = max(1, options.compressionQuality)  # 0 and 1 encode alike
     watermark = watermark_of(p)
     generation = GenerationInput(
-        model=ModelChoice(model_id),
+        model=ModelChoice(model_id, provider=PROVIDER),
         prompt=wire.instances[0].prompt,
         # Google spells resolutions "1K"/"2K"; the catalog's are lower case.
         size=AspectRatioSize(p.aspectRatio, p.sampleImageSize.lower()),
@@ -130,15 +130,6 @@ def watermark_of(p: Parameters) -> bool:
 def served_models(catalog: Catalog) -> list[Model]:
     """The catalog's Google model ids, as models.list shows them."""
     return sorted(catalog.models_for(PROVIDER), key=lambda m: m.id)
-
-
-def unknown_model(model_id: str, served: list[Model]) -> EaselError:
-    return EaselError(
-        ErrorKind.UNKNOWN_MODEL,
-        f"models/{model_id[:200]} is not found or is not supported for predict; models served "
-        f"here: {', '.join(m.id for m in served)}",
-        "model",
-    )
 
 
 def model_resource(model: Model, vertex: bool, stand_in: str | None = None) -> dict[str, Any]:
@@ -249,13 +240,3 @@ def error_body(status: int, message: str, parameter: str | None = None) -> dict[
             "fieldViolations": [{"field": parameter, "description": message}],
         }]
     return {"error": error}
-
-
-def easel_error_body(err: EaselError) -> tuple[int, dict[str, Any]]:
-    status = ERRORS.status(err)
-    return status, error_body(status, err.message, err.parameter)
-
-
-def refusal(status: int, _code: str, message: str, parameter: str | None) -> dict[str, Any]:
-    """An error made before any route runs, in this dialect's shape."""
-    return error_body(status, message, parameter)

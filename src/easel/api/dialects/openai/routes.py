@@ -8,21 +8,14 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from easel.api.auth import authenticate
-from easel.api.deps import Services, get_services
-from easel.api.dialects.common import (
-    Dialect,
-    bearer_token,
-    ignored_header,
-    prompt_header,
-    read_json_object,
-    retry_headers,
-)
+from easel.api.caller import Authenticated, CorePort
+from easel.api.dialects.common import Dialect, JsonBody, ignored_header, prompt_header
 from easel.api.dialects.openai import translate as oa
 from easel.api.dialects.openai.schemas import ImagesGenerateRequest
+from easel.api.limits import HTTPRefusal
 from easel.api.openapi import (
     BEARER,
     ERRORS,
@@ -33,8 +26,8 @@ from easel.api.openapi import (
     responses,
     security,
 )
-from easel.domain.errors import EaselError
-from easel.services.jobs.service import Draining, JobFailed, StillRunning
+from easel.domain.errors import EaselError, ErrorKind
+from easel.domain.outcomes import StillRunning
 
 router = APIRouter(tags=["openai"])
 
@@ -50,20 +43,29 @@ class ErrorBody(Open):
     error: dict[str, Any]
 
 
-def _error(
-    message: str, status: int, code: str, path: str, param: str | None = None,
-    request_id: str | None = None,
-) -> JSONResponse:
-    """An error reply in OpenAI's shape (AIML's flat fields beside), with its x-request-id."""
-    request_id = request_id or str(uuid.uuid4())
-    body = oa.error_body(message, status, param=param, code=code, path=path,
+UNAUTHENTICATED = "Incorrect or missing API key (send Authorization: Bearer <key>)"
+
+
+def render_error(err: EaselError, request: Request) -> JSONResponse:
+    """Every failure of a whole request, in OpenAI's shape (AIML's flat fields beside), with
+    its x-request-id, and the job's id when a job exists (a held request that failed or timed
+    out: the client can poll it)."""
+    request_id = str(uuid.uuid4())
+    headers = {"x-request-id": request_id}
+    job = getattr(err, "job", None)
+    if job is not None:
+        headers["x-easel-job-id"] = job.id
+    status = oa.ERRORS.status(err)
+    message, param, code = err.message, err.parameter, oa.ERRORS.code(err.kind)
+    if isinstance(err, HTTPRefusal):  # OpenAI's codes are snake_case: notFound -> not_found
+        code = oa.snake_case(err.code)
+    if isinstance(err, StillRunning):
+        message += "; retry with the same Idempotency-Key to pick them up"
+    if err.kind is ErrorKind.UNAUTHENTICATED:
+        message, param = UNAUTHENTICATED, None
+    body = oa.error_body(message, status, param=param, code=code, path=request.url.path,
                          request_id=request_id, now=datetime.now(UTC))
-    return JSONResponse(body, status_code=status, headers={"x-request-id": request_id})
-
-
-def _auth_error(path: str, request_id: str | None = None) -> JSONResponse:
-    return _error("Incorrect or missing API key (send Authorization: Bearer <key>)", 401,
-                  "invalid_api_key", path, request_id=request_id)
+    return JSONResponse(body, status_code=status, headers=headers)
 
 
 # Bodies that work as they are with the default catalog (tests/server/test_openapi_reference.py
@@ -86,36 +88,14 @@ EXAMPLES = {
                             **security(BEARER)},
              responses=responses(ImagesResponse, ErrorBody, ERRORS),
              response_model=ImagesResponse)
-async def generate(request: Request, services: Services = Depends(get_services)) -> JSONResponse:
-    request_id = str(uuid.uuid4())
-    headers = {"x-request-id": request_id}
-
-    def fail(err: EaselError) -> JSONResponse:
-        status, body = oa.easel_error_body(err, path=PATH, request_id=request_id,
-                                           now=datetime.now(UTC))
-        return JSONResponse(body, status_code=status, headers={**headers, **retry_headers(err)})
-
-    caller = authenticate(services, request, bearer_token(request))
-    if caller is None:
-        return _auth_error(PATH, request_id)
-    try:
-        body_json = await read_json_object(request, services.settings.max_body_bytes,
-                                           services.settings.body_timeout)
-        wire = oa.to_submission(body_json, caller, request.headers.get("idempotency-key"))
-        job = await services.jobs.run(wire.submission, services.settings.sync_timeout)
-        headers["x-easel-job-id"] = job.id
-        tier = services.catalog.model(job.request.model).tier.name
-        reply = await oa.render(job, services.artifacts, wire.b64_json, tier)
-    except StillRunning as err:
-        headers["x-easel-job-id"] = err.job.id
-        err.message += "; retry with the same Idempotency-Key to pick them up"
-        return fail(err)
-    except (JobFailed, Draining) as err:
-        headers["x-easel-job-id"] = err.job.id
-        return fail(err)
-    except EaselError as err:
-        return fail(err)
-    return JSONResponse(reply, headers={**headers, **ignored_header(wire.ignored),
+async def generate(
+    request: Request, caller: Authenticated, port: CorePort, body: JsonBody
+) -> JSONResponse:
+    wire = oa.to_submission(body, caller, request.headers.get("idempotency-key"))
+    job = await port.run(wire.submission)
+    reply = await oa.render(job, port.images, wire.b64_json)
+    return JSONResponse(reply, headers={"x-request-id": str(uuid.uuid4()),
+                                        "x-easel-job-id": job.id, **ignored_header(wire.ignored),
                                         **prompt_header(job)})
 
 
@@ -132,31 +112,25 @@ class ModelObject(Open):
 @router.get("/v1/models", response_model=ModelList, summary="List models",
             openapi_extra=security(BEARER),
             responses=responses(ModelList, ErrorBody, (401, 404)))
-async def list_models(request: Request, services: Services = Depends(get_services)) -> JSONResponse:
+async def list_models(_caller: Authenticated, port: CorePort) -> JSONResponse:
     """`client.models.list()`: every catalog id this endpoint takes, and the generic ones."""
-    if authenticate(services, request, bearer_token(request)) is None:
-        return _auth_error("/v1/models")
-    return JSONResponse({"object": "list", "data": oa.model_objects(services.catalog)})
+    return JSONResponse({"object": "list", "data": oa.model_objects(port.catalog)})
 
 
 @router.get("/v1/models/{model_id:path}", response_model=ModelObject,
             summary="Retrieve a model", openapi_extra=security(BEARER),
             responses=responses(ModelObject, ErrorBody, (401, 404)))
-async def retrieve_model(
-    model_id: str, request: Request, services: Services = Depends(get_services)
-) -> JSONResponse:
+async def retrieve_model(model_id: str, _caller: Authenticated, port: CorePort) -> JSONResponse:
     """`client.models.retrieve(id)`; ids with slashes (AIML's `google/...`) included."""
-    path = f"/v1/models/{model_id}"
-    if authenticate(services, request, bearer_token(request)) is None:
-        return _auth_error(path)
-    found = [m for m in oa.model_objects(services.catalog) if m["id"] == model_id]
-    if found:
-        return JSONResponse(found[0])
-    return _error(f"The model '{model_id[:200]}' does not exist", 404, "model_not_found", path,
-                  param="model")
+    found = [m for m in oa.model_objects(port.catalog) if m["id"] == model_id]
+    if not found:
+        raise EaselError(ErrorKind.UNKNOWN_MODEL,
+                         f"The model '{model_id[:200]}' does not exist", "model")
+    return JSONResponse(found[0])
 
 
 def dialect() -> Dialect:
     """This dialect as the app mounts it (api/app.py lists every dialect). Every path under
-    /v1 but Runware's own /v1 is OpenAI's: an unknown one (images.edit, chat) gets its shape."""
-    return Dialect(oa.DIALECT, router, oa.ERRORS, ("/v1",), oa.refusal)
+    /v1 but Runware's own /v1 is OpenAI's: an unknown one (images.edit, chat) gets its shape.
+    Its clients choose job ids (the Idempotency-Key header)."""
+    return Dialect(oa.DIALECT, router, oa.ERRORS, ("/v1",), render_error, chooses_ids=True)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from easel.api.dialects.common import (
@@ -205,9 +205,7 @@ def model_objects(catalog: Catalog) -> list[dict[str, Any]]:
     ]
 
 
-async def render(
-    job: Job, images: ImageSource, b64_json: bool, tier: str | None = None
-) -> dict[str, Any]:
+async def render(job: Job, images: ImageSource, b64_json: bool) -> dict[str, Any]:
     """OpenAI's reply, with AIML's fal-style `images[]` and `seed` beside it (the openai SDK
     keeps unknown fields; AIML's own examples read them)."""
     blocked = all_withheld(job)
@@ -237,7 +235,7 @@ async def render(
         "model": request.model,
         "size": f"{request.width}x{request.height}",
         "output_format": request.output_format.value,
-        "quality": TIER_QUALITY.get(tier or ""),
+        "quality": TIER_QUALITY.get(request.tier),
         "background": "opaque",
         "meta": {"usage": {"credits_used": round(job.cost_usd * AIML_CREDITS_PER_USD)}},
     }
@@ -258,6 +256,7 @@ ERRORS = ErrorTable({
     ErrorKind.CONTENT_BLOCKED: "content_policy_violation",
     ErrorKind.INFERENCE: "generation_failed",
     ErrorKind.INTERNAL: "server_error",
+    ErrorKind.UNAUTHENTICATED: "invalid_api_key",
 })
 
 
@@ -290,18 +289,7 @@ def error_body(
     }
 
 
-def easel_error_body(
-    err: EaselError, *, path: str, request_id: str, now: datetime
-) -> tuple[int, dict[str, Any]]:
-    status = ERRORS.status(err)
-    body = error_body(err.message, status, param=err.parameter, code=ERRORS.code(err.kind),
-                      path=path, request_id=request_id, now=now)
-    return status, body
-
-
-def refusal(status: int, code: str, message: str, parameter: str | None) -> dict[str, Any]:
-    """An error made before any route runs, in this dialect's shape (OpenAI's codes are
-    snake_case: notFound -> not_found)."""
-    snake = re.sub(r"(?<!^)(?=[A-Z])", "_", code).lower()
-    return error_body(message, status, param=parameter, code=snake, path="",
-                      request_id=str(uuid.uuid4()), now=datetime.now(UTC))
+def snake_case(code: str) -> str:
+    """easel's camelCase codes of refusals made before any route runs, as OpenAI spells
+    codes: notFound -> not_found."""
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", code).lower()

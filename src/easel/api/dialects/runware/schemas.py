@@ -10,6 +10,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+from easel.domain.errors import EaselError, ErrorKind
 from easel.domain.request import ImageFormat
 
 DOCS = "https://runware.ai/docs/en/image-inference/api-reference"
@@ -31,8 +32,9 @@ KNOWN_FIELDS = frozenset({
 })
 
 
-class RunwareError(Exception):
-    """One entry of Runware's `errors` array, with the HTTP status a REST reply should carry."""
+class RunwareError(EaselError):
+    """One entry of Runware's `errors` array, with the HTTP status a REST reply should carry.
+    An EaselError, so one raised for a whole request is rendered by the dialect's renderer."""
 
     def __init__(
         self,
@@ -45,7 +47,7 @@ class RunwareError(Exception):
         task_uuid: str | None = None,
         retry_after: int | None = None,
     ) -> None:
-        super().__init__(message)
+        super().__init__(ErrorKind.INVALID, message, parameter)
         self.retry_after = retry_after  # seconds, when the refusal says when to come back
         self.code = code
         self.message = message

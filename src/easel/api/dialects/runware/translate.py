@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from easel.api.dialects.common import ErrorTable, ImageSource
+from easel.api.limits import HTTPRefusal
 from easel.domain.delivery import UPLOAD, Delivery
 from easel.domain.errors import EaselError, ErrorKind
 from easel.domain.job import Job, JobImage, JobStatus
@@ -51,6 +52,7 @@ ERRORS = ErrorTable(
         ErrorKind.CONTENT_BLOCKED: "contentPolicyViolation",
         ErrorKind.INFERENCE: "inferenceError",
         ErrorKind.INTERNAL: "internalServerError",
+        ErrorKind.UNAUTHENTICATED: "invalidApiKey",
     },
     {ErrorKind.UNKNOWN_MODEL: 400, ErrorKind.CANCELLED: 400},
 )
@@ -106,9 +108,13 @@ def enhance_prompt(provider_settings: dict[str, Any] | None) -> bool:
 
 def from_easel(exc: EaselError) -> RunwareError:
     """A core error (its parameter already in Runware's spelling) as Runware's error entry."""
+    if isinstance(exc, RunwareError):
+        return exc
     parameter = exc.parameter
     code = ERRORS.code(exc.kind)
-    if exc.kind in PREFIXED:
+    if isinstance(exc, HTTPRefusal):  # a refusal of the HTTP layer keeps its own code
+        code = exc.code
+    elif exc.kind in PREFIXED:
         name = parameter or "parameter"
         code = f"{code}{name[:1].upper()}{name[1:]}"
     return RunwareError(code, exc.message, parameter, status=ERRORS.status(exc),
@@ -226,8 +232,3 @@ def task_details(job: Job, response: dict[str, Any]) -> dict[str, Any]:
     request = job.echo.get("_request")
     return {"taskType": "getTaskDetails", "taskUUID": job.client_id,
             "request": [request] if isinstance(request, dict) else [], "response": response}
-
-
-def refusal(status: int, code: str, message: str, parameter: str | None) -> dict[str, Any]:
-    """An error made before any route runs, in this dialect's shape."""
-    return {"errors": [RunwareError(code, message, parameter, status=status).to_dict()]}

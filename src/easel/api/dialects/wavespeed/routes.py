@@ -5,14 +5,14 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Request
+from fastapi import APIRouter, Path, Request
 from fastapi.responses import JSONResponse
 
-from easel.api.auth import authenticate, bearer_token
-from easel.api.deps import Services, get_services
-from easel.api.dialects.common import Dialect, read_json_object, retry_headers
+from easel.api.caller import Authenticated, CorePort, port_of
+from easel.api.dialects.common import Dialect, JsonBody
 from easel.api.dialects.wavespeed import translate as ws
 from easel.api.dialects.wavespeed.schemas import ImagenInput
+from easel.api.limits import HTTPRefusal
 from easel.api.openapi import (
     BEARER,
     ERRORS,
@@ -23,10 +23,9 @@ from easel.api.openapi import (
     responses,
     security,
 )
-from easel.domain.errors import EaselError
+from easel.domain.errors import EaselError, ErrorKind
 from easel.domain.job import Job
-from easel.domain.submission import Caller
-from easel.services.jobs.service import JobFailed, StillRunning
+from easel.services.port import JobRef, Port
 
 router = APIRouter(tags=["wavespeed"])
 KEY = security(BEARER)
@@ -65,30 +64,36 @@ class ListEnvelope(Open):
     data: list[dict[str, Any]]
 
 
-def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse(ws.error_body(status, message), status_code=status, headers=headers)
+UNAUTHENTICATED = "Invalid or missing API key (send Authorization: Bearer <key>)"
 
 
-def _caller(services: Services, request: Request) -> Caller | JSONResponse:
-    caller = authenticate(services, request, bearer_token(request.headers.get("authorization")))
-    if caller is not None:
-        return caller
-    return _error(401, "Invalid or missing API key (send Authorization: Bearer <key>)")
-
-
-def _refused(
-    services: Services, model_id: str, err: EaselError, created: datetime
-) -> JSONResponse:
-    if ws.is_refused_as_task(err):
-        data = ws.refusal_data(model_id, err, created, services.settings.base_url,
-                               services.secret)
+def render_error(err: EaselError, request: Request) -> JSONResponse:
+    """Every failure of a whole WaveSpeed request. A submission refused for the caller's own
+    mistake is a failed task (HTTP 200, status failed, data.code 1400/1401), because the SDK
+    ignores the submit reply's status and always polls /result (protocols.md §10.4); anything
+    else is `{code, message}` with the HTTP status."""
+    model_id = request.path_params.get("model_id")
+    if model_id is not None and ws.is_refused_as_task(err):
+        port = port_of(request)
+        data = ws.refusal_data(model_id, err, datetime.now(UTC), port.images.base_url,
+                               _refusal_mac(port))
         return JSONResponse(ws.envelope(data))
-    return _error(ws.ERRORS.status(err), err.message, retry_headers(err))
+    status = ws.ERRORS.status(err)
+    message = UNAUTHENTICATED if err.kind is ErrorKind.UNAUTHENTICATED else err.message
+    return JSONResponse(ws.error_body(status, message), status_code=status)
 
 
-async def _reply(services: Services, job: Job) -> dict[str, Any]:
-    outputs = await ws.outputs(job, services.artifacts)
-    return ws.job_data(job, services.settings.base_url, outputs)
+def _refusal_mac(port: Port) -> ws.Mac:
+    return lambda packed: port.sign(ws.REFUSAL_PURPOSE, packed)
+
+
+async def _reply(port: Port, job: Job) -> dict[str, Any]:
+    outputs = await ws.outputs(job, port.images)
+    return ws.job_data(job, port.images.base_url, outputs)
+
+
+def _prediction(prediction_id: str) -> JobRef:
+    return JobRef.easel(prediction_id, "prediction_id", noun="prediction")
 
 
 # WaveSpeed endpoints easel does not offer: answered plainly, before the catch-all submit
@@ -104,7 +109,9 @@ NOT_OFFERED = {
 
 def _not_offered(what: str) -> Any:
     async def refuse(request: Request) -> JSONResponse:
-        return _error(404, f"easel does not offer {what}: {request.method} {request.url.path}")
+        raise HTTPRefusal(404, "notFound",
+                          f"easel does not offer {what}: {request.method} {request.url.path}",
+                          None)
 
     return refuse
 
@@ -117,45 +124,29 @@ for _path, _what in NOT_OFFERED.items():
 @router.get("/api/v3/webhook/secret", response_model=Envelope, summary="Webhook secret",
             openapi_extra=KEY,
             responses=responses(Envelope, ErrorBody, ERRORS))
-async def webhook_secret(
-    request: Request, services: Services = Depends(get_services)
-) -> JSONResponse:
+async def webhook_secret(caller: Authenticated, port: CorePort) -> JSONResponse:
     """The secret this caller's webhooks are signed with (`webhook-signature: v3,<hex>`)."""
-    caller = _caller(services, request)
-    if isinstance(caller, JSONResponse):
-        return caller
-    secret = ws.caller_secret(services.webhook_signing_root, caller.principal)
-    return JSONResponse(ws.envelope({"secret": secret}))
+    key = port.webhook_key(ws.WEBHOOK_PURPOSE, caller.principal.encode())
+    return JSONResponse(ws.envelope({"secret": ws.secret_text(key)}))
 
 
 @router.get("/api/v3/models", response_model=ListEnvelope, summary="List models",
             openapi_extra=KEY,
             responses=responses(ListEnvelope, ErrorBody, ERRORS))
-async def models(request: Request, services: Services = Depends(get_services)) -> JSONResponse:
+async def models(_caller: Authenticated, port: CorePort) -> JSONResponse:
     """The WaveSpeed model ids easel serves, with their tier, backend and price."""
-    caller = _caller(services, request)
-    if isinstance(caller, JSONResponse):
-        return caller
-    return JSONResponse(ws.envelope(ws.model_list(services.catalog)))
+    return JSONResponse(ws.envelope(ws.model_list(port.catalog)))
 
 
 # Before the catch-all submit route, which would take this path for a model id.
 @router.post("/api/v3/predictions/{prediction_id}/cancel", response_model=Envelope,
              summary="Cancel a prediction", openapi_extra=KEY,
              responses=responses(Envelope, ErrorBody, ERRORS))
-async def cancel(
-    prediction_id: str, request: Request, services: Services = Depends(get_services)
-) -> JSONResponse:
+async def cancel(prediction_id: str, caller: Authenticated, port: CorePort) -> JSONResponse:
     """Cancel a queued or running prediction; it ends `cancelled` (a running one within one
     denoising step). Polling it, or its webhook, then says so."""
-    caller = _caller(services, request)
-    if isinstance(caller, JSONResponse):
-        return caller
-    try:
-        job = await services.jobs.cancel(ws.job_id_of(prediction_id), caller)
-    except EaselError:
-        return _error(404, f"prediction {prediction_id[:100]} not found")
-    return JSONResponse(ws.envelope(await _reply(services, job)))
+    job = await port.cancel(caller, _prediction(prediction_id))
+    return JSONResponse(ws.envelope(await _reply(port, job)))
 
 
 @router.post("/api/v3/{model_id:path}", summary="Submit a prediction",
@@ -163,30 +154,21 @@ async def cancel(
              responses=responses(Envelope, ErrorBody, ERRORS), response_model=Envelope)
 async def submit(
     model_id: Annotated[str, Path(openapi_examples=MODEL_IDS)],
-    request: Request,
+    caller: Authenticated,
+    port: CorePort,
+    body: JsonBody,
     webhook: str | None = None,
-    services: Services = Depends(get_services),
 ) -> JSONResponse:
-    caller = _caller(services, request)
-    if isinstance(caller, JSONResponse):
-        return caller
-    created = datetime.now(UTC)
-    try:
-        body = await read_json_object(request, services.settings.max_body_bytes,
-                                           services.settings.body_timeout)
-        call = ws.to_submission(model_id, body, webhook, caller)
-        if not call.sync:
-            job, _ = await services.jobs.submit(call.submission)
-            return JSONResponse(ws.envelope(await _reply(services, job)))
-        job = await services.jobs.run(call.submission, services.settings.sync_timeout)
-    except (JobFailed, StillRunning) as err:  # sync mode: the task itself says what happened
-        data = await _reply(services, err.job)
-        if isinstance(err, StillRunning):
-            data = ws.sync_timeout_data(data, err.waited)
-        return JSONResponse(ws.envelope(data))
-    except EaselError as err:
-        return _refused(services, model_id, err, created)
-    return JSONResponse(ws.envelope(await _reply(services, job)))
+    call = ws.to_submission(model_id, body, webhook, caller)
+    if not call.sync:
+        job, _ = await port.submit(call.submission)
+        return JSONResponse(ws.envelope(await _reply(port, job)))
+    # Sync mode: the task itself says what happened, failed or still running included.
+    job = await port.settle(call.submission)
+    data = await _reply(port, job)
+    if not job.status.terminal:
+        data = ws.sync_timeout_data(data, port.limits.sync_timeout)
+    return JSONResponse(ws.envelope(data))
 
 
 @router.get("/api/v3/predictions/{prediction_id}/result", response_model=Envelope,
@@ -195,25 +177,15 @@ async def submit(
 @router.get("/api/v3/predictions/{prediction_id}", response_model=Envelope,
             summary="Poll a prediction (the same, without /result)", openapi_extra=KEY,
             responses=responses(Envelope, ErrorBody, ERRORS))
-async def result(
-    prediction_id: str, request: Request, services: Services = Depends(get_services)
-) -> JSONResponse:
-    caller = _caller(services, request)
-    if isinstance(caller, JSONResponse):
-        return caller
-    base_url = services.settings.base_url
-    if (data := ws.decode_refusal(prediction_id, base_url, services.secret)) is not None:
-        return JSONResponse(ws.envelope(data))
-    job = await services.jobs.get(ws.job_id_of(prediction_id), caller)
-    if job is None:
-        return _error(404, f"prediction {prediction_id[:100]} not found")
-    try:
-        return JSONResponse(ws.envelope(await _reply(services, job)))
-    except EaselError as err:  # an image expired between the read and the encode
-        return _error(ws.ERRORS.status(err), err.message)
+async def result(prediction_id: str, caller: Authenticated, port: CorePort) -> JSONResponse:
+    refusal = ws.decode_refusal(prediction_id, port.images.base_url, _refusal_mac(port))
+    if refusal is not None:
+        return JSONResponse(ws.envelope(refusal))
+    job = await port.find(caller, _prediction(prediction_id))
+    return JSONResponse(ws.envelope(await _reply(port, job)))
 
 
 def dialect() -> Dialect:
     """This dialect as the app mounts it (api/app.py lists every dialect)."""
-    return Dialect(ws.DIALECT, router, ws.ERRORS, ("/api/v3",), ws.refusal, ws.webhook_body,
+    return Dialect(ws.DIALECT, router, ws.ERRORS, ("/api/v3",), render_error, ws.webhook_body,
                    sign_webhook=ws.sign_webhook)

@@ -10,6 +10,7 @@ import hmac
 import json
 import uuid
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -23,9 +24,10 @@ from easel.api.dialects.common import (
     validate_wire,
 )
 from easel.api.dialects.wavespeed.schemas import MAX_SEED, ImagenInput
+from easel.api.dialects.wavespeed.signing import v3_headers
 from easel.api.limits import HTTPRefusal
 from easel.catalog import Catalog
-from easel.domain.errors import EaselError, ErrorKind
+from easel.domain.errors import EaselError, ErrorKind, UrlRefused
 from easel.domain.job import Job, JobStatus, job_id_from
 from easel.domain.request import ImageFormat
 from easel.domain.safety import OnFlagged, SafetyInput, SafetyLevel
@@ -38,8 +40,6 @@ from easel.domain.submission import (
     Submission,
     WireNames,
 )
-from easel.services.delivery.outbound import Refused
-from easel.services.delivery.signing import v3_headers
 
 DIALECT = "wavespeed"
 PROVIDER = "wavespeed"
@@ -78,6 +78,7 @@ ERRORS = ErrorTable({
     ErrorKind.CONTENT_BLOCKED: str(CODE_MODERATION),
     ErrorKind.INFERENCE: str(CODE_EXECUTION),
     ErrorKind.INTERNAL: str(CODE_INTERNAL),
+    ErrorKind.UNAUTHENTICATED: "401",
 })
 
 # Refusals that become failed tasks (HTTP 200, status failed): the caller's own mistakes.
@@ -223,12 +224,22 @@ async def webhook_body(job: Job, _image_id: str | None, images: ImageSource) -> 
     return job_data(job, images.base_url, await outputs(job, images))
 
 
+WEBHOOK_PURPOSE = "wavespeed-webhook"
+REFUSAL_PURPOSE = "wavespeed-refusal"
+Mac = Callable[[bytes], bytes]  # the server's MAC of a refusal id's payload (Port.sign)
+
+
+def secret_text(key: bytes) -> str:
+    """A caller's webhook secret as WaveSpeed shows it: whsec_ and 48 hex digits."""
+    return "whsec_" + key.hex()[:48]
+
+
 def caller_secret(root: str, principal: str) -> str:
     """The webhook secret of one caller (WaveSpeed keeps one per account), derived from the
-    server's signing root so nothing per caller is stored: `GET /api/v3/webhook/secret`."""
-    digest = hmac.new(root.encode(), b"wavespeed-webhook\n" + principal.encode(),
-                      hashlib.sha256).hexdigest()
-    return "whsec_" + digest[:48]
+    server's signing root so nothing per caller is stored: `GET /api/v3/webhook/secret`
+    (there through Port.webhook_key, which derives it the same way)."""
+    return secret_text(hmac.new(root.encode(), WEBHOOK_PURPOSE.encode() + b"\n"
+                                + principal.encode(), hashlib.sha256).digest())
 
 
 def sign_webhook(root: str, principal: str, message_id: str, body: bytes) -> dict[str, str]:
@@ -259,7 +270,7 @@ def error_body(status: int, message: str) -> dict[str, Any]:
 def is_refused_as_task(err: EaselError) -> bool:
     # A body refused at the HTTP level (413, 415, 408) was never read as a task; a
     # webhook target the SSRF policy refuses is an HTTP 400, never a queued task.
-    return err.kind in REFUSED_AS_TASK and not isinstance(err, HTTPRefusal | Refused)
+    return err.kind in REFUSED_AS_TASK and not isinstance(err, HTTPRefusal | UrlRefused)
 
 
 # A request refused at the edge is answered as a failed task (HTTP 200, status failed,
@@ -269,20 +280,21 @@ def is_refused_as_task(err: EaselError) -> bool:
 
 
 MAX_REFUSAL_ID = 2048  # longer ids are not read at all
+MAC_BYTES = 16
 
 
 def refusal_data(
-    model_id: str, err: EaselError, created_at: datetime, base_url: str, secret: bytes
+    model_id: str, err: EaselError, created_at: datetime, base_url: str, mac: Mac
 ) -> dict[str, Any]:
     code = int(ERRORS.code(err.kind))  # 1400 missing, 1401 invalid, 1200 moderation
     refusal = {"m": model_id[:200], "c": code, "e": err.message[:500], "p": err.parameter,
                "t": iso_ms(created_at)}
     packed = zlib.compress(json.dumps(refusal, separators=(",", ":")).encode(), 9)
-    job_id = REFUSAL_PREFIX + _b64(packed) + "." + _b64(_mac(secret, packed))
+    job_id = REFUSAL_PREFIX + _b64(packed) + "." + _b64(mac(packed)[:MAC_BYTES])
     return _refusal(job_id, refusal, base_url)
 
 
-def decode_refusal(job_id: str, base_url: str, secret: bytes) -> dict[str, Any] | None:
+def decode_refusal(job_id: str, base_url: str, mac: Mac) -> dict[str, Any] | None:
     """The refusal an id carries, when this server signed it; None for anything else (a forged
     or oversized id is simply not found)."""
     if not job_id.startswith(REFUSAL_PREFIX) or len(job_id) > MAX_REFUSAL_ID:
@@ -290,7 +302,7 @@ def decode_refusal(job_id: str, base_url: str, secret: bytes) -> dict[str, Any] 
     token, _, signature = job_id[len(REFUSAL_PREFIX):].partition(".")
     try:
         packed = _unb64(token)
-        if not hmac.compare_digest(_unb64(signature), _mac(secret, packed)):
+        if not hmac.compare_digest(_unb64(signature), mac(packed)[:MAC_BYTES]):
             return None
         refusal = json.loads(zlib.decompress(packed, bufsize=4096))
     except (binascii.Error, zlib.error, ValueError, RecursionError):
@@ -298,10 +310,6 @@ def decode_refusal(job_id: str, base_url: str, secret: bytes) -> dict[str, Any] 
     if not isinstance(refusal, dict) or not {"m", "c", "e", "t"} <= refusal.keys():
         return None
     return _refusal(job_id, refusal, base_url)
-
-
-def _mac(secret: bytes, packed: bytes) -> bytes:
-    return hmac.new(secret, b"wavespeed-refusal\n" + packed, hashlib.sha256).digest()[:16]
 
 
 def _b64(data: bytes) -> str:
@@ -326,8 +334,3 @@ def _refusal(job_id: str, refusal: dict[str, Any], base_url: str) -> dict[str, A
         "code": refusal["c"],
         "timings": {"inference": 0},
     }
-
-
-def refusal(status: int, _code: str, message: str, _parameter: str | None) -> dict[str, Any]:
-    """An error made before any route runs, in this dialect's shape."""
-    return error_body(status, message)

@@ -1,0 +1,305 @@
+"""Runware's WebSocket: sessions (a connectionSessionUUID) that outlive a connection, so a
+client that reconnects gets what finished while it was away; frames of one image each, within
+the SDKs' frame limit. Nothing a client sends can end a session that has tasks in flight."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+import uuid
+from typing import Any
+
+from fastapi import WebSocket, WebSocketDisconnect
+
+from easel.api.caller import port_of
+from easel.domain.errors import Throttled
+from easel.domain.submission import Caller
+from easel.services.port import Port
+
+from .schemas import RunwareError
+from .tasks import Outcome, auth_error, failed, is_auth, parse_frame, run_task, type_name
+from .translate import TASK_TYPE, ReplyBudget
+
+SESSION_KEEP_SECONDS = 120.0  # undelivered results wait this long for a reconnecting client
+# A half-open connection is found by WebSocket pings within about two ping intervals (uvicorn's
+# ping interval plus its timeout); frames sent in that window may not have arrived.
+UNCONFIRMED_SECONDS = 45.0
+
+
+def ws_frames(outcome: Outcome, limit: int, progressive: bool) -> list[dict[str, Any]]:
+    """The frames that carry one task's outcome over a WebSocket. Results of an imageInference
+    go one image per frame, as Runware sends them; any reply goes item by item when it would
+    pass `limit` (the SDKs keep the websockets library's 1 MiB frame limit, and a larger frame
+    kills their connection). An item too large for any frame becomes an error that says to ask
+    for URL output."""
+    whole = outcome.envelope()
+    if not progressive and _frame_size(whole) <= limit:
+        return [whole]
+    frames: list[dict[str, Any]] = []
+    if outcome.errors:
+        frames.append({"errors": [e.to_dict() for e in outcome.errors]})
+    for item in outcome.data:
+        frame = {"data": [item]}
+        if _frame_size(frame) > limit:
+            frame = {"errors": [_too_large(item, _frame_size(frame), limit).to_dict()]}
+        frames.append(frame)
+    return frames or [whole]
+
+
+def _frame_size(frame: dict[str, Any]) -> int:
+    return len(json.dumps(frame))  # ASCII: json.dumps escapes everything else
+
+
+def _too_large(item: dict[str, Any], size: int, limit: int) -> RunwareError:
+    image = item.get("imageUUID", "")
+    return RunwareError(
+        "responseTooLarge",
+        f"image {image} needs a {size}-byte WebSocket frame, more than {limit} bytes (the "
+        "SDKs' frame limit); ask for outputType URL, or a smaller outputFormat",
+        "outputType", status=413, task_type=item.get("taskType"), task_uuid=item.get("taskUUID"))
+
+
+class Session:
+    """A connectionSessionUUID and what it could not deliver while disconnected."""
+
+    def __init__(self, owner: str) -> None:
+        self.id = str(uuid.uuid4())
+        self.owner = owner  # the principal that opened it
+        self.socket: WebSocket | None = None
+        self.pending: list[tuple[float, str]] = []  # frames for a socket that is gone
+        self.sent: list[tuple[float, str]] = []  # recently sent, not known to have arrived
+        self.detached_at: float | None = None
+        self.detached_from: float | None = None  # when the last connection was found gone
+        self.in_flight = 0
+        self.lock = asyncio.Lock()
+
+    async def send(self, frame: dict[str, Any]) -> None:
+        text = json.dumps(frame)
+        async with self.lock:
+            now = time.monotonic()
+            if self.socket is not None:
+                try:
+                    await self.socket.send_text(text)
+                    # Sent is not received: on a half-open connection the frame sits in a
+                    # buffer nobody reads. Kept until pings would have found such a connection.
+                    self.sent = [(at, t) for at, t in self.sent if at >= now - UNCONFIRMED_SECONDS]
+                    self.sent.append((now, text))
+                    return
+                except Exception:  # the client went away mid-send: keep it for a reconnect
+                    self.socket = None
+                    self.detached_at = now
+            self.pending.append((now, text))
+
+    async def attach(
+        self, socket: WebSocket, greeting: dict[str, Any], resumed: bool = False
+    ) -> None:
+        """Send the authentication reply, then whatever waited for this session."""
+        async with self.lock:
+            await socket.send_text(json.dumps(greeting))
+            self.socket = socket
+            self.detached_at = None
+            keep_from = time.monotonic() - SESSION_KEEP_SECONDS
+            backlog = [text for at, text in self.pending if at >= keep_from]
+            if resumed and self.detached_from is not None:
+                # Frames sent shortly before the old connection was found dead may never have
+                # arrived: send them again (a client that did get them sees a repeat).
+                since = self.detached_from - UNCONFIRMED_SECONDS
+                backlog = [text for at, text in self.sent if at >= since] + backlog
+            self.sent = []
+            self.pending = []
+            for text in backlog:
+                await socket.send_text(text)
+
+    async def detach(self, socket: WebSocket) -> None:
+        async with self.lock:
+            if self.socket is socket:
+                self.socket = None
+                self.detached_at = self.detached_from = time.monotonic()
+
+
+class Sessions:
+    def __init__(self) -> None:
+        self.by_id: dict[str, Session] = {}
+
+    def open(self, resume: Any, owner: Caller) -> Session:
+        self._forget_stale()
+        if isinstance(resume, str) and resume in self.by_id:
+            found = self.by_id[resume]
+            if found.owner == owner.principal:  # another key never takes a session over
+                return found
+        session = Session(owner.principal)
+        self.by_id[session.id] = session
+        return session
+
+    def _forget_stale(self) -> None:
+        cutoff = time.monotonic() - SESSION_KEEP_SECONDS
+        for sid, s in list(self.by_id.items()):
+            if s.detached_at is not None and s.detached_at < cutoff and s.in_flight == 0:
+                del self.by_id[sid]
+
+
+def make_websocket(sessions: Sessions) -> Any:
+    open_sockets: set[WebSocket] = set()
+
+    async def websocket(socket: WebSocket) -> None:
+        port = port_of(socket)
+        if len(open_sockets) >= port.limits.max_websockets:
+            await socket.close(code=1013)  # try again later: this process has enough sockets
+            return
+        open_sockets.add(socket)
+        try:
+            await socket.accept()
+            connection = _Connection(port, sessions, socket)
+            await connection.serve()
+        finally:
+            open_sockets.discard(socket)
+
+    return websocket
+
+
+
+
+class _Connection:
+    """One WebSocket connection; the Session outlives it when the client reconnects."""
+
+    def __init__(self, port: Port, sessions: Sessions, socket: WebSocket) -> None:
+        self.port = port
+        self.sessions = sessions
+        self.socket = socket
+        self.session: Session | None = None
+        self.caller: Caller | None = None
+        self.key: str | None = None  # the key it authenticated with: checked again per frame
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.closed = False
+
+    async def serve(self) -> None:
+        limits = self.port.limits
+        try:
+            while not self.closed:
+                # With keys required, a socket that never authenticates is closed.
+                waiting = self.caller is None and self._keys_required()
+                try:
+                    async with asyncio.timeout(limits.ws_auth_timeout if waiting else None):
+                        message = await self.socket.receive()
+                except TimeoutError:
+                    await self.socket.close(code=4401, reason="authenticate first")
+                    break
+                if message["type"] == "websocket.disconnect":
+                    break
+                raw = message.get("text") or message.get("bytes") or ""
+                await self.frame(raw)
+        except WebSocketDisconnect:
+            pass
+        finally:
+            await self.close()
+
+    async def frame(self, raw: str | bytes) -> None:
+        limits = self.port.limits
+        try:
+            size = len(raw.encode("utf-8", "surrogatepass")) if isinstance(raw, str) else len(raw)
+            if size > limits.max_body_bytes:
+                raise RunwareError("payloadTooLarge", f"frame is larger than "
+                                   f"{limits.max_body_bytes} bytes", "body", status=413)
+            tasks = parse_frame(raw, limits.max_tasks_per_request)
+        except RunwareError as exc:
+            await self.send(failed(exc).envelope())
+            return
+        try:
+            await self._run_frame(tasks)
+        except Throttled as exc:  # keys cannot be checked now (the database is down)
+            await self.send(failed(RunwareError("serviceUnavailable", exc.message, status=503,
+                                               retry_after=exc.retry_after)).envelope())
+
+    def _keys_required(self) -> bool:
+        try:
+            return self.port.caller(None, self._address()) is None
+        except Throttled:  # cannot tell now: as if required (fail closed)
+            return True
+
+    async def _run_frame(self, tasks: list[Any]) -> None:
+        if self.key is not None and not await self._key_still_valid():
+            return
+        for task in tasks:
+            if is_auth(task):
+                await self.authenticate(task)
+            elif self.caller is None and self._anonymous() is None:
+                await self.send(failed(auth_error(None).for_task(
+                    type_name(task.get("taskType") if isinstance(task, dict) else None), None
+                )).envelope())
+            else:
+                self.start(task)
+
+    async def _key_still_valid(self) -> bool:
+        """A key revoked while the socket is open stops working within the key cache."""
+        if self._caller(self.key) is not None:
+            return True
+        await self.send(failed(auth_error(self.key)).envelope())
+        self.caller = None
+        self.closed = True
+        with contextlib.suppress(Exception):
+            await self.socket.close(code=4401, reason="the API key is no longer valid")
+        return False
+
+    def _address(self) -> str:
+        return self.socket.client.host if self.socket.client else "unknown"
+
+    def _caller(self, key: str | None) -> Caller | None:
+        return self.port.caller(key, self._address())
+
+    def _anonymous(self) -> Caller | None:
+        """With no keys configured, a socket may send tasks without authenticating first."""
+        self.caller = self._caller(None)
+        return self.caller
+
+    async def authenticate(self, task: dict[str, Any]) -> None:
+        key = task.get("apiKey")
+        caller = self._caller(key if isinstance(key, str) else None)
+        if caller is None:
+            await self.send(failed(auth_error(key)).envelope())
+            return
+        self.caller = caller
+        self.key = key if isinstance(key, str) and key else None
+        if self.session is not None:
+            await self.session.detach(self.socket)
+        resume = task.get("connectionSessionUUID")
+        self.session = self.sessions.open(resume, caller)
+        reply = {"data": [{"taskType": "authentication",
+                           "connectionSessionUUID": self.session.id}]}
+        await self.session.attach(self.socket, reply, resumed=self.session.id == resume)
+
+    def start(self, task: Any) -> None:
+        if self.session is None:  # no keys configured: an implicit session
+            assert self.caller is not None
+            self.session = self.sessions.open(None, self.caller)
+            self.session.socket = self.socket
+        session = self.session
+        session.in_flight += 1
+        job = asyncio.create_task(self._run(session, task))
+        self.tasks.add(job)
+        job.add_done_callback(self.tasks.discard)
+
+    async def _run(self, session: Session, task: Any) -> None:
+        try:
+            assert self.caller is not None  # frame() authenticated or named the socket first
+            budget = ReplyBudget(self.port.limits.max_reply_bytes)
+            outcome = await run_task(self.port, self.caller, task, budget)
+            progressive = isinstance(task, dict) and task.get("taskType") == TASK_TYPE
+            for frame in ws_frames(outcome, self.port.limits.ws_max_frame_bytes,
+                                   progressive):
+                await session.send(frame)
+        finally:
+            session.in_flight -= 1
+
+    async def send(self, frame: dict[str, Any]) -> None:
+        if self.session is not None:
+            await self.session.send(frame)
+            return
+        with contextlib.suppress(Exception):
+            await self.socket.send_text(json.dumps(frame))
+
+    async def close(self) -> None:
+        # In-flight tasks keep running: their results go to the session's buffer.
+        if self.session is not None:
+            await self.session.detach(self.socket)

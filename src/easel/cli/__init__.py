@@ -1,0 +1,63 @@
+"""The `easel` command: serve, worker, generate, models, pull, config, jobs, keys, webhooks,
+watermark, c2pa. Each command group is a module that parses its arguments and calls the code
+that does the work (easel.runtime for the processes)."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from easel.cli import catalog, config, jobs, keys, provenance, serve, webhooks
+from easel.cli.common import use_config
+from easel.cli.generate import generate
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from easel import __version__
+
+        typer.echo(f"easel {__version__}")
+        raise typer.Exit()
+
+
+def _options(
+    version: Annotated[bool, typer.Option("--version", callback=_print_version,
+                                          is_eager=True, help="Print the version and exit.")
+                       ] = False,
+    config: Annotated[Path | None, typer.Option(
+        "--config", help="Settings file (TOML; default: EASEL_CONFIG, else "
+                         "~/.config/easel/easel.toml when it exists)")
+    ] = None,
+) -> None:
+    """Self-hosted text-to-image, wire-compatible with the hosted Imagen 4 APIs."""
+    use_config(config)
+
+
+def build() -> typer.Typer:
+    """The command, its commands listed here explicitly."""
+    command = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+    command.callback()(_options)
+    for function in (generate, catalog.models, catalog.pull, serve.serve, serve.worker):
+        command.command()(function)
+    command.add_typer(keys.app, name="keys")
+    command.add_typer(webhooks.app, name="webhooks")
+    command.add_typer(jobs.app, name="jobs")
+    command.add_typer(provenance.watermark_app, name="watermark")
+    command.add_typer(provenance.c2pa_app, name="c2pa")
+    command.add_typer(config.app, name="config")
+    return command
+
+
+app = build()
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)

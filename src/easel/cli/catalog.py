@@ -1,0 +1,127 @@
+"""`easel models` (the catalog, and what serves each id here) and `easel pull` (weights into the
+Hugging Face cache)."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from easel.catalog import Backend, Catalog, Model
+from easel.cli.common import fail, load_catalog, out, serve_log, settings_from
+from easel.domain.errors import EaselError
+from easel.services.jobs.planning import BackendResolver
+from easel.services.weights.facts import backend_facts, warn_stand_ins
+from easel.services.weights.files import PullTarget
+
+
+def models(
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per model id")] = False,
+) -> None:
+    """List the catalog: public ids, tiers, backends, licences, weights, sizes, limits, prices."""
+    settings = settings_from()
+    catalog = load_catalog(settings)
+    resolver = BackendResolver.from_settings(settings, catalog)
+    if as_json:
+        typer.echo(json.dumps([_model_entry(catalog.model(m), resolver)
+                               for m in catalog.model_ids], indent=2))
+        return
+    table = Table(title="easel model catalog")
+    for column in ("model id", "provider", "tier", "backend", "licence", "weights", "sizes",
+                   "images", "prompt", "price/image"):
+        # the ids are what a user copies: never cut or wrapped; the rest wraps instead
+        table.add_column(column, no_wrap=column in ("model id", "backend"))
+    for model_id in catalog.model_ids:
+        m = catalog.model(model_id)
+        table.add_row(
+            m.id,
+            m.provider,
+            m.tier.name,
+            m.backend.source,
+            _licence_cell(m.backend, resolver),
+            _weights_cell(m.backend, resolver),
+            ", ".join(f"{s}{'*' if m.backend.size_path(s.width, s.height) != 'native' else ''}"
+                      for s in m.sizes),
+            f"1..{m.max_images}",
+            f"{m.prompt_min}..{m.prompt_max}",
+            f"${m.price_usd:.3f}",
+        )
+    wide = Console(width=max(out.width, 200))
+    wide.print(table)
+    wide.print("* drawn in two passes (generate at half size, upscale, refine): beyond what the "
+               "model card supports natively (docs/catalog.md)", markup=False)
+    warn_stand_ins(catalog, resolver, serve_log)
+
+
+def _model_entry(m: Model, resolver: BackendResolver) -> dict[str, object]:
+    backend = m.backend
+    return {
+        "id": m.id, "provider": m.provider, "tier": m.tier.name,
+        **backend_facts(backend, resolver).to_json(),
+        "sizes": [{"size": str(s), "aspect_ratio": s.aspect_ratio, "resolution": s.resolution,
+                   "path": backend.size_path(s.width, s.height)} for s in m.sizes],
+        "max_images": m.max_images, "prompt_chars": [m.prompt_min, m.prompt_max],
+        "negative_prompt": m.negative_prompt, "price_usd": m.price_usd,
+    }
+
+
+def _licence_cell(backend: Backend, resolver: BackendResolver) -> str:
+    use = "commercial" if backend.license.commercial else "non-commercial"
+    refused = " (refused: commercial-only)" if resolver.refusal(backend) else ""
+    return f"{backend.license.id} [{use}]{refused}"
+
+
+def _weights_cell(backend: Backend, resolver: BackendResolver) -> str:
+    if resolver.present(backend.source):
+        return "present"
+    return f"absent -> {resolver.stand_in(backend)}"
+
+
+def pull(
+    name: Annotated[str, typer.Argument(
+        help="A tier, a public model id, a backend name, or a Hugging Face repo id")],
+) -> None:
+    """Download weights into the Hugging Face cache: the licence first, then progress bars;
+    an interrupted pull resumes when run again."""
+    from easel.services.weights import files as weights
+
+    settings = settings_from()
+    catalog = load_catalog(settings)
+    try:
+        target = _pull_target(name, catalog)
+        out.print(f"{target.repo_id}: licence {_licence_line(target)}", markup=False,
+                  soft_wrap=True)
+        path = weights.pull(target)
+    except EaselError as exc:
+        fail(exc.message)
+    except weights.PullError as exc:
+        fail(str(exc), code=1)
+    typer.echo(f"{target.repo_id} -> {path}")
+
+
+def _pull_target(name: str, catalog: Catalog) -> PullTarget:
+    from easel.services.weights import files as weights
+
+    try:
+        return weights.target_for(catalog.backend_for(name))
+    except EaselError:
+        if "/" not in name or name.startswith("easel/"):
+            raise
+    known = next((b for b in catalog.backends.values() if b.source == name), None)
+    return weights.pull_target(name, known.license if known else None)
+
+
+def _licence_line(target: PullTarget) -> str:
+    from easel.services.weights.files import card_license
+
+    if target.license is not None:
+        url = target.license.url
+        return f"{target.license.describe()}, {url}" if url else target.license.describe()
+    declared = card_license(target.repo_id)
+    if declared is None:
+        return ("unknown (not in the catalog, and no model card could be read or it states "
+                "none): read its terms first")
+    return f"{declared} (as its model card declares; not in the catalog)"

@@ -1,0 +1,51 @@
+"""`easel config`: every setting, its value and where it came from; the settings reference."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from easel.cli.common import out, settings_from
+from easel.settings import env_name, setting_source
+
+app = typer.Typer(no_args_is_help=True,
+                  help="Settings: flag > environment > settings file > default.")
+
+
+@app.command("show")
+def config_show(
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object")] = False,
+) -> None:
+    """Print every setting's value and where it came from: `flag`, `EASEL_...`, the settings
+    file, or `default`. Secrets are masked."""
+    from easel.settings import SECRET_SETTINGS, config_file_path, read_settings_file
+
+    settings = settings_from()
+    path = config_file_path()  # settings_from has checked it already
+    file_values = read_settings_file(path) if path else {}
+    values = settings.model_dump(mode="json")
+    for name in SECRET_SETTINGS:
+        values[name] = "***" if values[name] else values[name]
+    sources = {name: setting_source(name, {}, file_values, path) for name in values}
+    if as_json:
+        typer.echo(json.dumps({"settings_file": str(path) if path else None,
+                               "settings": values, "sources": sources}, indent=2))
+        return
+    table = Table(title=f"easel settings (file: {path or 'none'})")
+    for column in ("setting", "value", "from"):
+        table.add_column(column)
+    for name, value in values.items():
+        table.add_row(env_name(name), json.dumps(value) if not isinstance(value, str) else value,
+                      sources[name])
+    out.print(table)
+
+
+@app.command("reference")
+def config_reference() -> None:
+    """Print the Markdown table of every setting (docs/operations.md's, generated)."""
+    from easel.settings import reference_markdown
+
+    typer.echo(reference_markdown(), nl=False)

@@ -1,0 +1,115 @@
+"""`easel jobs`: list, show and cancel your jobs on a running server (a client of /easel)."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+from rich.table import Table
+from rich.text import Text
+
+from easel.cli.common import fail, out
+
+app = typer.Typer(no_args_is_help=True, help="Jobs on a running server.")
+
+ServerURL = Annotated[str, typer.Option(envvar="EASEL_URL", help="The server's base URL")]
+ServerKey = Annotated[
+    str | None, typer.Option(envvar="EASEL_API_KEY", help="An API key, when the server needs one")
+]
+
+
+def _server_call(
+    method: str, url: str, key: str | None, params: dict[str, str] | None = None
+) -> dict[str, object]:
+    import httpx
+
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    try:
+        response = httpx.request(method, url, headers=headers, params=params, timeout=30)
+    except httpx.HTTPError as exc:
+        fail(f"cannot reach {url}: {exc}", code=1)
+    try:
+        body = response.json()
+    except ValueError:
+        body = {"error": {"message": response.text[:500]}}
+    if response.status_code >= 400:
+        error = body.get("error") if isinstance(body, dict) else None
+        message = error.get("message") if isinstance(error, dict) else error
+        fail(str(message or body), code=1)
+    return dict(body)
+
+
+def _print_job(job: dict[str, object]) -> None:
+    table = Table(show_header=False)
+    progress = job.get("progress")
+    for name in ("id", "status", "dialect", "model", "prompt", "size", "images", "seeds",
+                 "progress", "error", "backend", "created_at", "finished_at"):
+        value = job.get(name)
+        if name == "progress" and isinstance(progress, dict):
+            value = f"step {progress.get('step')} of {progress.get('total')}"
+        if name == "error" and isinstance(value, dict):
+            value = f"{value.get('kind')}: {value.get('message')}"
+        table.add_row(name, Text("" if value is None else str(value)))  # as written: no markup
+    for output in job.get("outputs") or []:  # type: ignore[attr-defined]
+        if isinstance(output, dict) and output.get("url"):
+            table.add_row(f"image {output.get('index')}", Text(str(output["url"])))
+    out.print(table)
+
+
+STATUS_STYLE = {"completed": "green", "failed": "red", "cancelled": "yellow",
+                "processing": "cyan", "queued": "white"}
+
+
+@app.command("list")
+def jobs_list(
+    url: ServerURL = "http://127.0.0.1:8000",
+    key: ServerKey = None,
+    limit: Annotated[int, typer.Option(min=1, max=200, help="How many, newest first")] = 20,
+    status: Annotated[
+        str | None, typer.Option(help="Only these states, comma-separated "
+                                      "(queued,processing,completed,failed,cancelled)")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="The jobs as JSON")] = False,
+) -> None:
+    """Your jobs on the server, newest first: state, progress, model and prompt."""
+    params = {"limit": str(limit), **({"status": status} if status else {})}
+    jobs = _server_call("GET", f"{url.rstrip('/')}/easel/jobs", key, params)["jobs"]
+    if as_json:
+        typer.echo(json.dumps(jobs, indent=2))
+        return
+    table = Table(title=f"jobs on {url}")
+    for column in ("id", "status", "progress", "model", "size", "images", "created", "prompt"):
+        table.add_column(column, no_wrap=column == "id",
+                         overflow="fold" if column == "prompt" else "ellipsis")
+    for job in jobs:  # type: ignore[attr-defined]
+        progress = job["progress"]
+        state = job["status"]
+        prompt = job["prompt"][:60] + ("…" if len(job["prompt"]) > 60 else "")
+        table.add_row(  # Text: a prompt is shown as written, never read as rich markup
+            Text(job["id"]), Text(state, style=STATUS_STYLE.get(state, "white")),
+            f"{progress['step']}/{progress['total']}", Text(job["model"]), job["size"],
+            str(job["images"]), job["created_at"][:19].replace("T", " "), Text(prompt),
+        )
+    out.print(table)
+
+
+@app.command("show")
+def jobs_show(
+    job_id: Annotated[str, typer.Argument(help="The job's id (a task or prediction id)")],
+    url: ServerURL = "http://127.0.0.1:8000",
+    key: ServerKey = None,
+) -> None:
+    """Show one job: its state, progress and error."""
+    _print_job(_server_call("GET", f"{url.rstrip('/')}/easel/jobs/{job_id}", key))
+
+
+@app.command("cancel")
+def jobs_cancel(
+    job_id: Annotated[str, typer.Argument(help="The job's id (a task or prediction id)")],
+    url: ServerURL = "http://127.0.0.1:8000",
+    key: ServerKey = None,
+) -> None:
+    """Cancel a queued or running job; a running one stops within one denoising step."""
+    job = _server_call("POST", f"{url.rstrip('/')}/easel/jobs/{job_id}/cancel", key)
+    _print_job(job)

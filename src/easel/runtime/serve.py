@@ -1,0 +1,116 @@
+"""Serving one process: the checks before it listens, what it says when it starts, and uvicorn
+until SIGTERM or Ctrl-C (the batch in flight finishes during the grace period; held requests
+are answered before it ends; exit 0)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+from types import FrameType
+
+import uvicorn
+
+from easel.runtime.build import Server, build_key_store, build_server, make_resolver
+from easel.runtime.http import with_header_deadline
+from easel.services.delivery.outbound import is_loopback_host
+from easel.services.weights.facts import backend_facts, warn_stand_ins
+from easel.settings import Settings
+
+log = logging.getLogger("easel.cli")
+
+
+class StartRefused(Exception):
+    """Why the server will not start (one line, naming what to change)."""
+
+
+def check_can_serve(settings: Settings, insecure_no_auth: bool) -> None:
+    """Refuses, before anything says it is serving: listening beyond loopback with no API keys
+    (unless asked for plainly), and an address that is taken."""
+    host = settings.host
+    if not is_loopback_host(host) and not insecure_no_auth and not _has_keys(settings):
+        raise StartRefused(
+            f"--host {host} would expose easel beyond this machine with no API keys; create "
+            "one (`easel keys create`), set EASEL_API_KEYS, or pass --insecure-no-auth")
+    try:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+            probe.bind((host, settings.port))
+    except OSError as exc:
+        raise StartRefused(f"cannot listen on {host}:{settings.port}: "
+                           f"{exc.strerror or exc}") from None
+
+
+def _has_keys(settings: Settings) -> bool:
+    return bool(settings.api_keys) or build_key_store(settings).active_count() > 0
+
+
+def serve(settings: Settings) -> None:
+    """Build the server from `settings`, say what serves each tier, and serve."""
+    server = build_server(settings)
+    announce(server)
+    run_server(server, settings)
+
+
+def announce(server: Server) -> None:
+    """Where the playground is, which tiers run on their real weights and which on a stand-in
+    (and why), as warnings an operator sees at once."""
+    runtime = server.runtime
+    catalog, resolver = runtime.catalog, make_resolver(runtime.settings, runtime.catalog)
+    warn_stand_ins(catalog, resolver, log)
+    log.info("playground at %s/ (API reference at /docs)", runtime.settings.base_url)
+    for tier in catalog.tiers.values():
+        facts = backend_facts(tier.backend, resolver)  # what /easel/info says of it
+        if facts.refused is not None:
+            state = "refused (licence)"
+        elif facts.present:
+            state = "real weights"
+        elif facts.stand_in is None:
+            state = "weights absent (strict: its jobs are refused)"
+        else:
+            state = f"stand-in {facts.stand_in} (weights absent)"
+        log.info("tier %s: %s, %s", tier.name, tier.backend.name, state,
+                 extra={"tier": tier.name, "backend": tier.backend.source, "state": state})
+
+
+def run_server(server: Server, settings: Settings) -> None:
+    """Serve with uvicorn until SIGTERM or Ctrl-C, then drain and exit."""
+    # Frames above max_body_bytes get a clear error from the dialect; only far larger ones are
+    # cut off by the WebSocket layer itself.
+    config = uvicorn.Config(
+        server.app,
+        host=settings.host,
+        port=settings.port,
+        log_config=None,  # easel's logging (easel.logs) is configured already
+        access_log=False,  # easel.access writes it, with query strings masked
+        ws_max_size=max(16 * 1024 * 1024, settings.max_body_bytes * 4),
+        ws_ping_interval=settings.ws_ping_interval or None,  # finds half-open connections
+        http=with_header_deadline(settings.header_timeout, settings.keep_alive_timeout),
+        timeout_keep_alive=max(1, round(settings.keep_alive_timeout)),
+        timeout_graceful_shutdown=max(1, round(settings.shutdown_grace_seconds)),
+    )
+    uvicorn_server = _graceful(config, server)
+    # uvicorn re-raises the signal it caught once it has shut down; with the default handler
+    # that would end a clean SIGTERM shutdown with status -15 instead of 0.
+    signal.signal(signal.SIGTERM, lambda *_: None)
+    uvicorn_server.run()
+    in_process = server.runtime.worker
+    if in_process is not None and in_process.alive():
+        # An engine call outlived the grace period; its jobs are already handed back. Leaving
+        # through interpreter shutdown would abort inside torch's threads, so leave at once.
+        logging.shutdown()
+        os._exit(0)
+
+
+def _graceful(config: uvicorn.Config, server: Server) -> uvicorn.Server:
+    """uvicorn's Server, told to stop the worker's claims the moment a signal arrives (not only
+    once open connections have drained)."""
+
+    class Graceful(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            server.runtime.begin_shutdown()
+            super().handle_exit(sig, frame)
+
+    return Graceful(config)

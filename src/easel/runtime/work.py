@@ -1,0 +1,41 @@
+"""`easel worker`: the engine alone, claiming jobs from the same store as the API processes (one
+worker per GPU). SIGTERM or Ctrl-C: the batch in flight finishes, the rest is handed back, and
+the process exits 0."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+
+from sqlalchemy.engine import make_url
+
+from easel.runtime.build import build_worker
+from easel.settings import Settings
+from easel.store.jobs import STARTUP_WAIT_SECONDS
+
+log = logging.getLogger("easel.cli")
+
+
+def work(settings: Settings) -> None:
+    worker = build_worker(settings)
+    worker.store.create(wait_seconds=STARTUP_WAIT_SECONDS)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    worker.start()
+    log.info("worker %s started on the job store %s", worker.owner,
+             make_url(settings.database_url).render_as_string(hide_password=True))
+    if settings.worker_metrics_port:
+        from prometheus_client import start_http_server
+
+        start_http_server(settings.worker_metrics_port, settings.host,
+                          registry=worker.metrics.registry)
+        log.info("worker metrics at http://%s:%d/metrics", settings.host,
+                 settings.worker_metrics_port)
+    stop.wait()
+    worker.stop(settings.shutdown_grace_seconds)
+    if worker.alive():
+        logging.shutdown()
+        os._exit(0)  # an engine call outlived the grace; its jobs are already handed back
