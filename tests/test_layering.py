@@ -2,7 +2,11 @@
 inside functions and under TYPE_CHECKING included):
 
 - torch and the libraries built on it are imported only under easel.engine and easel.mini;
-- the API never imports the store, the worker, the engine or easel-mini;
+- the API reaches the core only through the port (easel.services.port): besides itself it
+  imports the domain, the catalog's read-only types, easel.logs and the version, nothing else
+  (not the store, the worker, the engine, the runtime or any other service);
+- the port names nothing of the core but the domain and the catalog;
+- the core names no dialect (no service imports easel.api);
 - domain types import nothing of easel but the domain;
 - no import cycles between easel's modules.
 """
@@ -42,15 +46,39 @@ def test_torch_is_imported_only_by_the_engine_and_mini(graph: grimp.ImportGraph)
     assert offenders == []
 
 
-@pytest.mark.parametrize("forbidden", ["easel.store", "easel.worker", "easel.engine",
-                                       "easel.mini", "easel.runtime.build"])
-def test_the_api_never_imports(graph: grimp.ImportGraph, forbidden: str) -> None:
-    offenders = [
-        f"{importer} imports {imported}"
-        for importer in _internal(graph) if _under(importer, ("easel.api",))
-        for imported in sorted(graph.find_modules_directly_imported_by(importer))
-        if _under(imported, (forbidden,))
-    ]
+# All the API may import of easel: itself, the domain, the port, the catalog (read-only types
+# of what is served), the log helpers and the version.
+API_MAY_IMPORT = ("easel.api", "easel.domain", "easel.services.port", "easel.catalog",
+                  "easel.logs")
+
+
+def _imports_of(graph: grimp.ImportGraph, package: str) -> list[tuple[str, str]]:
+    return [(importer, imported)
+            for importer in _internal(graph) if _under(importer, (package,))
+            for imported in sorted(graph.find_modules_directly_imported_by(importer))
+            if imported == "easel" or imported.startswith("easel.")]
+
+
+def test_the_api_reaches_the_core_only_through_the_port(graph: grimp.ImportGraph) -> None:
+    offenders = [f"{importer} imports {imported}"
+                 for importer, imported in _imports_of(graph, "easel.api")
+                 if imported != "easel" and not _under(imported, API_MAY_IMPORT)]
+    assert offenders == []
+
+
+def test_the_port_names_only_the_domain_and_the_catalog(graph: grimp.ImportGraph) -> None:
+    offenders = [f"{importer} imports {imported}"
+                 for importer, imported in _imports_of(graph, "easel.services.port")
+                 if not _under(imported, ("easel.domain", "easel.catalog"))]
+    assert offenders == []
+
+
+@pytest.mark.parametrize("core", ["easel.services", "easel.store", "easel.worker",
+                                  "easel.engine", "easel.domain", "easel.catalog"])
+def test_the_core_names_no_dialect(graph: grimp.ImportGraph, core: str) -> None:
+    offenders = [f"{importer} imports {imported}"
+                 for importer, imported in _imports_of(graph, core)
+                 if _under(imported, ("easel.api",))]
     assert offenders == []
 
 
