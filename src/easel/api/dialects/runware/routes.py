@@ -20,7 +20,7 @@ from easel.api.openapi import ERRORS as OPENAPI_ERRORS
 from easel.domain.errors import EaselError, Unauthenticated
 from easel.domain.submission import Caller
 
-from .openapi import Envelope, tasks_schema
+from .schemas import Envelope, tasks_schema
 from .sessions import Sessions, make_websocket
 from .tasks import Outcome, auth_error, failed, is_auth, is_poll, parse_frame, run_task
 from .translate import DIALECT, ERRORS, ReplyBudget, from_easel, webhook_body

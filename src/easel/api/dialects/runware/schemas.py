@@ -1,4 +1,7 @@
-"""Runware's wire format: task parsing with one clear error per problem, and the error shape.
+"""Runware's wire format: one pydantic model per task type, which both parses the tasks (each
+problem one Runware error naming the parameter: missingX, invalidX, unsupportedX,
+unsupportedParameter) and documents them in /openapi.json, so the two cannot drift; and the
+error shape.
 
 Only Runware's own wire rules live here (field types, enums, outputQuality 20..99, ttl >= 60).
 Sizes, prompt limits, image counts and prices belong to the catalog and are checked there.
@@ -8,8 +11,21 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any, Literal
 
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictStr,
+    ValidationError,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+from easel.api.openapi import Open, model_schema
 from easel.domain.errors import EaselError, ErrorKind
 from easel.domain.request import ImageFormat
 
@@ -18,18 +34,8 @@ DOCS = "https://runware.ai/docs/en/image-inference/api-reference"
 IMAGE_FIELDS = {"URL": "imageURL", "base64Data": "imageBase64Data", "dataURI": "imageDataURI"}
 OUTPUT_FORMATS = {"JPG": ImageFormat.JPEG, "JPEG": ImageFormat.JPEG, "PNG": ImageFormat.PNG,
                   "WEBP": ImageFormat.WEBP}
-DELIVERY_METHODS = ("sync", "async")
-SAFETY_MODES = ("none", "fast", "full")
 MIN_TTL = 60
 QUALITY_RANGE = (20, 99)
-
-# Fields of imageInference easel reads. Anything else is refused by name rather than dropped.
-KNOWN_FIELDS = frozenset({
-    "taskType", "taskUUID", "model", "positivePrompt", "negativePrompt", "width", "height",
-    "numberResults", "outputType", "outputFormat", "outputQuality", "deliveryMethod", "ttl",
-    "includeCost", "seed", "safety", "checkNSFW", "checkNsfw", "webhookURL", "uploadEndpoint",
-    "providerSettings", "steps", "CFGScale", "scheduler",
-})
 
 
 class RunwareError(EaselError):
@@ -50,8 +56,6 @@ class RunwareError(EaselError):
         super().__init__(ErrorKind.INVALID, message, parameter)
         self.retry_after = retry_after  # seconds, when the refusal says when to come back
         self.code = code
-        self.message = message
-        self.parameter = parameter
         self.status = status
         self.task_type = task_type
         self.task_uuid = task_uuid
@@ -77,12 +81,177 @@ def _cap(name: str) -> str:
     return name[:1].upper() + name[1:]
 
 
-def missing(name: str) -> RunwareError:
-    return RunwareError(f"missing{_cap(name)}", f"{name} is required", name)
+# -- field types: Runware's rules for one value, raised as the error types _error reads --------
 
 
-def wrong(name: str, message: str) -> RunwareError:
-    return RunwareError(f"invalid{_cap(name)}", message, name)
+def _invalid(message: str) -> PydanticCustomError:
+    return PydanticCustomError("invalid", message)
+
+
+def _unsupported(message: str) -> PydanticCustomError:
+    return PydanticCustomError("unsupported", message)
+
+
+def _integral(value: Any) -> int:
+    # JSON has one number type; 2.0 is accepted as 2, 2.5 and true are not integers.
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _invalid(f"must be an integer, got {value!r}"[:200])
+    return value
+
+
+def _number(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise _invalid(f"must be a number, got {value!r}"[:200])
+    return float(value)
+
+
+def _task_uuid(value: Any) -> str:
+    if not isinstance(value, str):
+        raise _invalid("must be a UUID string")
+    try:
+        parsed = uuid.UUID(value)
+    except ValueError:
+        raise _invalid(f"{value[:64]!r} is not a valid UUID") from None
+    if str(parsed) != value.lower():
+        raise _invalid("must be written as 8-4-4-4-12 hexadecimal digits")
+    return value
+
+
+def _output_types(value: Any) -> Any:
+    values = value if isinstance(value, list) else [value]
+    if not values or any(not isinstance(v, str) or v not in IMAGE_FIELDS for v in values):
+        raise _unsupported(f"must be one of {', '.join(IMAGE_FIELDS)}, got {str(value)[:100]}")
+    return value
+
+
+def _output_format(value: Any) -> Any:
+    if not isinstance(value, str) or value.upper() not in OUTPUT_FORMATS:
+        raise _unsupported(f"must be JPG, PNG or WEBP, got {value!r}"[:200])
+    return value.upper()
+
+
+WireInt = Annotated[int, BeforeValidator(_integral)]
+WireFloat = Annotated[float, BeforeValidator(_number)]
+TaskUUID = Annotated[str, BeforeValidator(_task_uuid),
+                     Field(description="UUID v4; the idempotency key", examples=[
+                         "3f2c1a9e-8b7d-4c6e-9f10-2a3b4c5d6e7f"])]
+OutputType = Literal["URL", "base64Data", "dataURI"]
+
+
+class _Task(BaseModel):
+    # JSON null reads as an absent field, as every field here has a default or is required.
+    model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _null_is_absent(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            return {key: value for key, value in data.items() if value is not None}
+        return data
+
+
+class Safety(_Task):
+    """Runware's content check settings (docs/safety.md): checkContent and mode."""
+
+    checkContent: StrictBool | None = None
+    checkInputs: StrictBool | None = None
+    tolerance: StrictBool | None = None
+    mode: Literal["none", "fast", "full"] | None = None
+
+
+class ImageInferenceTask(_Task):
+    taskType: Literal["imageInference"]
+    taskUUID: TaskUUID
+    model: StrictStr
+    positivePrompt: StrictStr
+    negativePrompt: StrictStr | None = None
+    width: WireInt | None = Field(None, description="With height: one of the model's sizes")
+    height: WireInt | None = None
+    numberResults: WireInt = 1
+    outputType: Annotated[OutputType | list[OutputType], BeforeValidator(_output_types)] = "URL"
+    outputFormat: Annotated[Literal["JPG", "JPEG", "PNG", "WEBP"],
+                            BeforeValidator(_output_format),
+                            Field(description="Any case")] = "JPG"
+    outputQuality: Annotated[WireInt, Field(ge=QUALITY_RANGE[0], le=QUALITY_RANGE[1])] = 95
+    deliveryMethod: Literal["sync", "async"] = "sync"
+    ttl: Annotated[WireInt, Field(ge=MIN_TTL, description="Seconds an image URL lives")] | None \
+        = None
+    includeCost: StrictBool = False
+    seed: WireInt | None = None
+    safety: Safety | None = None
+    checkNSFW: StrictBool | None = Field(None, description="Legacy: safety.checkContent")
+    checkNsfw: StrictBool | None = Field(None, description="Legacy: safety.checkContent")
+    webhookURL: StrictStr | None = None
+    uploadEndpoint: StrictStr | None = None
+    providerSettings: dict[str, Any] | None = Field(
+        None, description="providerSettings.google.enhancePrompt rewrites the prompt")
+    steps: WireInt | None = None
+    CFGScale: WireFloat | None = None
+    scheduler: StrictStr | None = None
+
+    @model_validator(mode="after")
+    def _together(self) -> ImageInferenceTask:
+        if (self.width is None) != (self.height is None):
+            name = "height" if self.height is None else "width"
+            raise RunwareError(f"missing{_cap(name)}", f"{name} is required", name)
+        if self.ttl is not None and "URL" not in self.output_types:
+            raise RunwareError("invalidTtl", "ttl applies to URL outputs only (outputType URL)",
+                               "ttl")
+        return self
+
+    @property
+    def output_types(self) -> tuple[str, ...]:
+        values = self.outputType if isinstance(self.outputType, list) else [self.outputType]
+        return tuple(dict.fromkeys(values))
+
+
+class _Poll(_Task):
+    # A poll reads its taskUUID; other fields are left alone, as Runware's API does.
+    model_config = ConfigDict(extra="allow")
+
+    taskUUID: TaskUUID
+
+
+class GetResponseTask(_Poll):
+    taskType: Literal["getResponse"]
+
+
+class GetTaskDetailsTask(_Poll):
+    taskType: Literal["getTaskDetails"]
+
+
+class AuthenticationTask(_Task):
+    model_config = ConfigDict(extra="allow")
+
+    taskType: Literal["authentication"]
+    apiKey: str
+    connectionSessionUUID: str | None = None
+
+
+class PingTask(_Task):
+    model_config = ConfigDict(extra="allow")
+
+    taskType: Literal["ping"]
+    ping: bool | None = None
+
+
+TASKS: tuple[type[BaseModel], ...] = (ImageInferenceTask, GetResponseTask, GetTaskDetailsTask,
+                                      AuthenticationTask, PingTask)
+
+
+class Envelope(Open):
+    data: list[dict[str, Any]] | None = None
+    errors: list[dict[str, Any]] | None = None
+
+
+def tasks_schema() -> dict[str, Any]:
+    """The request body as /openapi.json documents it: an array of any of the task models."""
+    return {"type": "array", "minItems": 1, "items": {"anyOf": [model_schema(t) for t in TASKS]}}
+
+
+# -- parsing -----------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -110,170 +279,89 @@ class ImageInference:
     scheduler: str | None = None
 
 
-def task_uuid(task: dict[str, Any]) -> str:
-    value = task.get("taskUUID")
-    if value is None:
-        raise missing("taskUUID")
-    if not isinstance(value, str):
-        raise wrong("taskUUID", "taskUUID must be a UUID string")
-    try:
-        parsed = uuid.UUID(value)
-    except ValueError:
-        raise wrong("taskUUID", f"taskUUID {value[:64]!r} is not a valid UUID") from None
-    if str(parsed) != value.lower():
-        raise wrong("taskUUID", "taskUUID must be written as 8-4-4-4-12 hexadecimal digits")
-    return value
-
-
 def parse_image_inference(task: dict[str, Any]) -> ImageInference:
-    uuid_ = task_uuid(task)
-    unknown = sorted(set(task) - KNOWN_FIELDS)
-    if unknown:
-        raise RunwareError(
-            "unsupportedParameter",
-            f"imageInference does not support {unknown[0]!r} for these models",
-            unknown[0],
-        )
-    output_types = _output_types(task.get("outputType", "URL"))
-    ttl = _opt_int(task, "ttl")
-    if ttl is not None and ttl < MIN_TTL:
-        raise wrong("ttl", f"ttl must be at least {MIN_TTL} seconds, got {ttl}")
-    if ttl is not None and "URL" not in output_types:
-        raise wrong("ttl", "ttl applies to URL outputs only (outputType URL)")
-    width, height = _opt_int(task, "width"), _opt_int(task, "height")
-    if (width is None) != (height is None):
-        raise missing("height" if height is None else "width")
-    quality = _opt_int(task, "outputQuality")
-    if quality is not None and not QUALITY_RANGE[0] <= quality <= QUALITY_RANGE[1]:
-        raise wrong("outputQuality", f"outputQuality must be 20..99, got {quality}")
-    number = _opt_int(task, "numberResults")
+    wire = _validated(ImageInferenceTask, task)
+    assert isinstance(wire, ImageInferenceTask)
+    safety = wire.safety.model_dump(exclude_none=True) if wire.safety is not None else {}
+    if wire.checkNSFW or wire.checkNsfw:
+        safety.setdefault("checkContent", True)
     return ImageInference(
-        task_uuid=uuid_,
-        model=_req_str(task, "model"),
-        positive_prompt=_req_str(task, "positivePrompt"),
-        negative_prompt=_opt_str(task, "negativePrompt"),
-        width=width,
-        height=height,
-        number_results=1 if number is None else number,
-        output_types=output_types,
-        output_format=_output_format(task.get("outputFormat", "JPG")),
-        output_quality=95 if quality is None else quality,
-        delivery_method=_choice(task, "deliveryMethod", DELIVERY_METHODS, "sync"),
-        ttl=ttl,
-        include_cost=_opt_bool(task, "includeCost") or False,
-        seed=_opt_int(task, "seed"),
-        safety=_safety(task),
-        webhook_url=_url(task, "webhookURL"),
-        upload_endpoint=_url(task, "uploadEndpoint"),
-        provider_settings=_object(task, "providerSettings"),
-        steps=_opt_int(task, "steps"),
-        cfg_scale=_opt_float(task, "CFGScale"),
-        scheduler=_opt_str(task, "scheduler"),
+        task_uuid=wire.taskUUID, model=wire.model, positive_prompt=wire.positivePrompt,
+        negative_prompt=wire.negativePrompt, width=wire.width, height=wire.height,
+        number_results=wire.numberResults, output_types=wire.output_types,
+        output_format=OUTPUT_FORMATS[wire.outputFormat], output_quality=wire.outputQuality,
+        delivery_method=wire.deliveryMethod, ttl=wire.ttl, include_cost=wire.includeCost,
+        seed=wire.seed, safety=safety, webhook_url=wire.webhookURL,
+        upload_endpoint=wire.uploadEndpoint, provider_settings=wire.providerSettings or {},
+        steps=wire.steps, cfg_scale=wire.CFGScale, scheduler=wire.scheduler,
     )
 
 
-def _req_str(task: dict[str, Any], name: str) -> str:
-    value = task.get(name)
-    if value is None:
-        raise missing(name)
-    if not isinstance(value, str):
-        raise wrong(name, f"{name} must be a string, got {type(value).__name__}")
-    return value
+def task_uuid(task: dict[str, Any]) -> str:
+    """The taskUUID of a getResponse or getTaskDetails task."""
+    model = GetTaskDetailsTask if task.get("taskType") == "getTaskDetails" else GetResponseTask
+    wire = _validated(model, task)
+    assert isinstance(wire, _Poll)
+    return wire.taskUUID
 
 
-def _opt_str(task: dict[str, Any], name: str) -> str | None:
-    value = task.get(name)
-    if value is not None and not isinstance(value, str):
-        raise wrong(name, f"{name} must be a string, got {type(value).__name__}")
-    return value
+def _validated(model: type[BaseModel], task: dict[str, Any]) -> BaseModel:
+    try:
+        return model.model_validate(task)
+    except ValidationError as exc:
+        raise _error(exc) from None
 
 
-def _opt_int(task: dict[str, Any], name: str) -> int | None:
-    value = task.get(name)
-    if value is None:
-        return None
-    # JSON has one number type; 2.0 is accepted as 2, 2.5 and true are not integers.
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise wrong(name, f"{name} must be an integer, got {value!r}")
-    return value
+def _error(exc: ValidationError) -> RunwareError:
+    """The one problem a client is told about, as Runware words it: a bad taskUUID first (the
+    task cannot even be named), then a field easel does not know, then the rest in order."""
+    errors = exc.errors()
+    first = min(range(len(errors)), key=lambda i: (_rank(errors[i]), i))
+    return _runware_error(errors[first])
 
 
-def _opt_float(task: dict[str, Any], name: str) -> float | None:
-    value = task.get(name)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise wrong(name, f"{name} must be a number, got {value!r}")
-    return float(value)
+def _rank(error: Any) -> tuple[int, str]:
+    name = str(error["loc"][0]) if error["loc"] else ""
+    if name == "taskUUID":
+        return 0, ""
+    if error["type"] == "extra_forbidden" and len(error["loc"]) == 1:
+        return 1, name
+    return 2, ""
 
 
-def _opt_bool(task: dict[str, Any], name: str) -> bool | None:
-    value = task.get(name)
-    if value is not None and not isinstance(value, bool):
-        raise wrong(name, f"{name} must be true or false, got {value!r}")
-    return value
+def _runware_error(error: Any) -> RunwareError:
+    loc = [str(part) for part in error["loc"]]
+    name = loc[0] if loc else "task"
+    etype = error["type"]
+    if len(loc) > 1 and name == "safety":  # a nested setting: named as a whole, like Runware
+        if etype == "extra_forbidden":
+            return RunwareError("invalidSafety", f"safety has no field {loc[1]!r}", "safety")
+        return RunwareError("invalidSafety", _message(".".join(loc), error), "safety")
+    if etype == "missing":
+        return RunwareError(f"missing{_cap(name)}", f"{name} is required", name)
+    if etype == "extra_forbidden":
+        return RunwareError("unsupportedParameter",
+                            f"imageInference does not support {name!r} for these models", name)
+    prefix = "unsupported" if etype in ("unsupported", "literal_error") else "invalid"
+    return RunwareError(f"{prefix}{_cap(name)}", _message(name, error), name)
 
 
-def _choice(task: dict[str, Any], name: str, allowed: tuple[str, ...], default: str) -> str:
-    value = task.get(name, default)
-    if value not in allowed:
-        raise RunwareError(
-            f"unsupported{_cap(name)}",
-            f"{name} must be one of {', '.join(allowed)}, got {value!r}", name,
-        )
-    return str(value)
-
-
-def _output_types(value: Any) -> tuple[str, ...]:
-    values = value if isinstance(value, list) else [value]
-    if not values or any(not isinstance(v, str) or v not in IMAGE_FIELDS for v in values):
-        raise RunwareError(
-            "unsupportedOutputType",
-            f"outputType must be one of {', '.join(IMAGE_FIELDS)}, got {str(value)[:100]}",
-            "outputType",
-        )
-    return tuple(dict.fromkeys(values))
-
-
-def _output_format(value: Any) -> ImageFormat:
-    if not isinstance(value, str) or value.upper() not in OUTPUT_FORMATS:
-        raise RunwareError(
-            "unsupportedOutputFormat", f"outputFormat must be JPG, PNG or WEBP, got {value!r}",
-            "outputFormat",
-        )
-    return OUTPUT_FORMATS[value.upper()]
-
-
-def _object(task: dict[str, Any], name: str) -> dict[str, Any]:
-    value = task.get(name)
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise wrong(name, f"{name} must be an object")
-    return value
-
-
-def _safety(task: dict[str, Any]) -> dict[str, Any]:
-    """Runware's content check settings (docs/safety.md): checkContent and mode."""
-    safety = dict(_object(task, "safety"))
-    for legacy in ("checkNSFW", "checkNsfw"):
-        if _opt_bool(task, legacy):
-            safety.setdefault("checkContent", True)
-    for key, value in safety.items():
-        if key in ("checkContent", "checkInputs", "tolerance"):
-            if not isinstance(value, bool):
-                raise wrong("safety", f"safety.{key} must be true or false")
-        elif key == "mode":
-            if value not in SAFETY_MODES:
-                raise wrong("safety", f"safety.mode must be one of {', '.join(SAFETY_MODES)}")
-        else:
-            raise wrong("safety", f"safety has no field {key!r}")
-    return safety
-
-
-def _url(task: dict[str, Any], name: str) -> str | None:
-    """A string; whether it is an acceptable URL is the core's check
-    (services/delivery/outbound.py)."""
-    return _opt_str(task, name)
+def _message(name: str, error: Any) -> str:
+    """What is wrong with one value, in the words the hand-written rules use."""
+    etype, ctx, got = error["type"], error.get("ctx") or {}, error.get("input")
+    if etype in ("invalid", "unsupported"):
+        return f"{name} {error['msg']}"
+    if etype == "literal_error":
+        allowed = str(ctx.get("expected", "")).replace("'", "").replace(" or ", ", ")
+        return f"{name} must be one of {allowed}, got {got!r}"[:300]
+    if etype == "greater_than_equal":
+        return f"{name} must be at least {ctx.get('ge')}, got {got!r}"
+    if etype == "less_than_equal":
+        return f"{name} must be at most {ctx.get('le')}, got {got!r}"
+    if etype.startswith("bool"):
+        return f"{name} must be true or false, got {got!r}"[:200]
+    if etype.startswith("string"):
+        return f"{name} must be a string, got {type(got).__name__}"
+    if etype in ("dict_type", "model_type", "model_attributes_type"):
+        return f"{name} must be an object"
+    return f"{name}: {error['msg']}, got {str(got)[:80]!r}"
