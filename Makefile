@@ -15,5 +15,5 @@ test: dev-setup
 	.venv/bin/python -m pytest -n 2 --dist loadfile
 
 lint: dev-setup
-	.venv/bin/ruff check src tests bench
+	.venv/bin/ruff check src tests bench examples
 	.venv/bin/mypy

@@ -18,11 +18,12 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from examples.mini.vocabulary import default_tokenizer
 from torch.utils.flop_counter import FlopCounterMode
 
 from easel.mini import models
 from easel.mini.pipeline import denoise
-from easel.mini.tokenizer import default_tokenizer, encode
+from easel.mini.tokenizer import encode
 
 
 def measure(preset_name: str, batch: int, repeat: int, bf16: bool) -> dict[str, Any]:

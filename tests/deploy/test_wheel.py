@@ -87,17 +87,19 @@ def installed(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Installe
 
 def test_wheel_carries_every_file_of_the_package(wheel: Path, clean_checkout: Path) -> None:
     """Whatever easel reads at run time through importlib.resources or next to its modules
-    (the catalog, the playground, easel-mini's classifier and its weights) is a
-    file under src/easel; all of them must ship, Python or not."""
+    (the catalog, the playground, easel-mini's weights and tokenizer) is a file under
+    src/easel; all of them must ship, Python or not. How easel-mini is made (examples/) does
+    not ship."""
     shipped = set(zipfile.ZipFile(wheel).namelist())
     package = clean_checkout / "src"
     files = {p.relative_to(package).as_posix() for p in (package / "easel").rglob("*")
              if p.is_file() and "__pycache__" not in p.parts}
     assert {"easel/catalog.toml", "easel/api/playground/index.html",
             "easel/api/playground/playground.js", "easel/api/playground/playground.css",
-            "easel/mini/shape_classifier.safetensors", "easel/mini/weights/model_index.json",
+            "easel/mini/weights/tokenizer/tokenizer.json", "easel/mini/weights/model_index.json",
             "easel/mini/weights/unet/diffusion_pytorch_model.safetensors"} <= files
     assert sorted(files - shipped) == []
+    assert not [name for name in shipped if name.startswith(("examples/", "easel/mini/train"))]
 
 
 def test_import_finds_the_wheel_not_the_repository(installed: Installed) -> None:

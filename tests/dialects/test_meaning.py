@@ -1,7 +1,7 @@
 """easel-mini's pictures answer their prompts, through each dialect's official SDK.
 
 The shipped easel-mini weights serve every tier here (no real weights are present), so the
-project's checker (easel.mini.checker) can tell whether an image shows what its prompt asked.
+project's checker (examples.mini.checker) can tell whether an image shows what its prompt asked.
 Jobs are queued first, on a server without a worker, and one worker started after them claims
 them together: image i of a batch must answer prompt i, wherever it sat in the batch.
 """
@@ -23,9 +23,9 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
+from examples.mini import checker, data
 from PIL import Image
 
-from easel.mini import checker, data
 from easel.services.weights.files import weights_present
 from tests.dialects.conftest import CLIENTS, KEY
 from tests.server_harness import SMALL_SIZES, Server

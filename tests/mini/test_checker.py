@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from easel.mini import checker, data
+from examples.mini import checker, data
 
 
 def _heldout(kind: str, n: int) -> list[data.Scene]:

@@ -1,8 +1,7 @@
 from __future__ import annotations
 
 import numpy as np
-
-from easel.mini import data
+from examples.mini import data
 
 
 def test_generation_is_deterministic() -> None:
@@ -71,7 +70,7 @@ def test_colours_stand_out_from_backgrounds() -> None:
 
 
 def test_foreground_is_where_the_objects_are() -> None:
-    from easel.mini import data
+    from examples.mini import data
 
     scene = next(s for s in (data.sample_scene(data.scene_rng(3, i), "train", kind="single")
                              for i in range(50)) if s.objects[0].size == "big")

@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from examples.mini.train import RunStopped, SceneBatches, parse_args, train, weighted_region
 
 from easel.mini.pipeline import EaselMiniPipeline
-from easel.mini.train import RunStopped, SceneBatches, parse_args, train, weighted_region
 
 
 def test_cli_arguments() -> None:

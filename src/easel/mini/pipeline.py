@@ -283,6 +283,6 @@ def build_pipeline(
 
 def build_random_pipeline(seed: int = 0, preset: str = "full") -> EaselMiniPipeline:
     """The easel-mini pipeline with random weights, built from configs (no files needed)."""
-    from easel.mini.tokenizer import default_tokenizer
+    from easel.mini.tokenizer import shipped_tokenizer
 
-    return build_pipeline(default_tokenizer(), preset=preset, seed=seed)
+    return build_pipeline(shipped_tokenizer(), preset=preset, seed=seed)

@@ -6,6 +6,9 @@ from importlib import resources
 from pathlib import Path
 
 WEIGHTS_DIR = "weights"
+# The tokenizer ships on its own too: the random-weight pipelines (tests, the tiny stand-in)
+# use it without trained weights.
+TOKENIZER_DIR = Path(str(resources.files("easel.mini").joinpath(WEIGHTS_DIR, "tokenizer")))
 
 
 def mini_weights_dir() -> Path:
@@ -13,6 +16,7 @@ def mini_weights_dir() -> Path:
     path = Path(str(resources.files("easel.mini").joinpath(WEIGHTS_DIR)))
     if not (path / "model_index.json").exists():
         raise FileNotFoundError(
-            f"easel-mini has no trained weights at {path} (train with `python -m easel.mini.train`)"
+            f"easel-mini has no trained weights at {path} (train them from a checkout: "
+            "`python -m examples.mini.train`)"
         )
     return path

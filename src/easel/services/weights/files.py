@@ -51,8 +51,8 @@ def absence(source: str, config: str | None = None, name: str | None = None) -> 
     pull = f"`easel pull {name or source}`"
     if source.startswith("easel/"):
         if source == "easel/mini" and not _mini_present():
-            return "easel-mini's weights are not built: `python -m easel.mini.train` trains them " \
-                   "(docs/mini.md)"
+            return ("easel-mini's weights are not built: `python -m examples.mini.train` trains "
+                    "them (docs/mini.md)")
         return None
     if is_single_file(source):
         return _single_file_absence(source, config, pull)

@@ -1,6 +1,6 @@
 """Train easel-mini: text encoder + 64x64 base model jointly, then the 64->256 SR stage.
 
-    python -m easel.mini.train --out DIR --steps N --batch B --seed S [--device cuda]
+    python -m examples.mini.train --out DIR --steps N --batch B --seed S [--device cuda]
 
 Data is drawn on the fly by data-loader workers; batch b always holds samples b*B .. b*B+B-1 of
 the seed's stream, whatever the number of workers, so a run is reproducible from its seed (on
@@ -28,9 +28,11 @@ from torch import nn
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from tqdm.auto import tqdm
 
-from easel.mini import data, models
+from easel.mini import models
 from easel.mini.pipeline import EaselMiniPipeline, build_pipeline, denoise, q_sample
-from easel.mini.tokenizer import default_tokenizer, encode
+from easel.mini.tokenizer import encode
+from examples.mini import data
+from examples.mini.vocabulary import default_tokenizer
 
 TRAINED = ("text_encoder", "unet", "sr_unet")  # the pipeline's trained components
 SR_MAX_AUG = 350  # SR trains on augmentation levels 0..350 and samples at the pipeline's level
@@ -479,7 +481,7 @@ def _n_params(module: nn.Module) -> int:
 
 
 def parse_args(argv: Sequence[str] | None = None) -> TrainConfig:
-    p = argparse.ArgumentParser(prog="python -m easel.mini.train", description=__doc__)
+    p = argparse.ArgumentParser(prog="python -m examples.mini.train", description=__doc__)
     p.add_argument("--out", required=True, help="directory the pipeline is saved to")
     p.add_argument("--steps", type=int, default=12000, help="stage 1 (text encoder + base) steps")
     p.add_argument("--batch", type=int, default=128, help="stage 1 batch size")

@@ -24,7 +24,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from easel.mini import data
+from examples.mini import data
 
 ATTRIBUTES = ("colour", "position", "count", "shape", "word")
 WORK_SIZE = 128  # images are judged at this size, whatever size they come in

@@ -1,6 +1,6 @@
 """Judge an easel-mini model on the 200 held-out prompts, GenEval-style.
 
-    python -m easel.mini.evaluate --model DIR [--ground-truth] [--json OUT]
+    python -m examples.mini.evaluate --model DIR [--ground-truth] [--json OUT]
 
 `--ground-truth` judges the generator's own renders instead of a model: the checker's ceiling.
 """
@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from easel.mini import checker, data
+from examples.mini import checker, data
 
 
 def generate(model: str, prompts: list[str], args: argparse.Namespace) -> list[np.ndarray]:
@@ -48,7 +48,7 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    p = argparse.ArgumentParser(prog="python -m easel.mini.evaluate", description=__doc__)
+    p = argparse.ArgumentParser(prog="python -m examples.mini.evaluate", description=__doc__)
     p.add_argument("--model", help="a saved EaselMiniPipeline directory")
     p.add_argument("--ground-truth", action="store_true", help="judge the generator's renders")
     p.add_argument("--n", type=int, default=200)
