@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
+import time
 from collections.abc import Callable
 
 import numpy as np
@@ -19,9 +20,13 @@ class FakeEngine:
         self,
         fail_on_prompt: str | None = None,
         on_step: Callable[[EngineBatch, int], None] | None = None,
+        step_seconds: float = 0.0,
     ) -> None:
         self.fail_on_prompt = fail_on_prompt
         self.on_step = on_step  # called before each step: tests act mid-denoise here
+        # What a denoising step costs, for servers whose jobs must stay in flight a while (a
+        # SIGTERM or a kill mid-job): the engine's work, not a test waiting out a timer.
+        self.step_seconds = step_seconds
         self.warmed: list[str] = []
         self.calls: list[EngineBatch] = []
         self.steps_run: list[int] = []  # per call, how many steps ran before it returned
@@ -45,12 +50,18 @@ class FakeEngine:
         for step in range(batch.steps):
             if self.on_step is not None:
                 self.on_step(batch, step)
+            if self.step_seconds:
+                time.sleep(self.step_seconds)
             self.steps_run[-1] = step + 1
             if progress is not None:
                 progress(step + 1, batch.steps)
             if cancel is not None and cancel.is_set():
                 raise CancelledError()
-        return [GeneratedImage(pixels(spec.prompt, spec.seed, batch.width, batch.height),
+        # What a real engine's picture depends on besides the prompt and the seed: a client's
+        # steps, guidance and negative prompt change it, and the batch it shares does not.
+        drawing = f"{batch.steps}|{batch.guidance}|{batch.true_cfg}"
+        return [GeneratedImage(pixels(f"{spec.prompt}|{spec.negative_prompt}|{drawing}",
+                                      spec.seed, batch.width, batch.height),
                                spec.seed, batch.width, batch.height) for spec in batch.images]
 
 

@@ -47,10 +47,17 @@ def free_port() -> int:
 
 
 class Server:
+    """`engine`: what draws (tests/serve.py): `fake` unless the pictures matter (`tiny`, the
+    real diffusers engine on the stand-ins), `pictures`, `crash:MARKER`; `command` replaces the
+    whole command (`easel serve` itself, for the tests of the command)."""
+
     def __init__(
-        self, data_dir: Path, small: bool = True, command: list[str] | None = None, **env: Any
+        self, data_dir: Path, small: bool = True, command: list[str] | None = None,
+        engine: str = "fake", step_seconds: float = 0.0, **env: Any
     ) -> None:
-        self.command = command or ["-m", "easel.cli", "serve"]  # what runs after `python`
+        steps = ["--step-seconds", str(step_seconds)] if step_seconds else []
+        # what runs after `python`
+        self.command = command or ["-m", "tests.serve", "--engine", engine, *steps, "serve"]
         self.data_dir = data_dir
         self.port = free_port()
         self.env = {k: str(v) for k, v in env.items()}
@@ -67,7 +74,7 @@ class Server:
     def ws_url(self) -> str:
         return f"ws://127.0.0.1:{self.port}/v1"
 
-    def start(self, wait_ready: bool = True) -> Server:
+    def start(self, wait_ready: bool = True, wait_live: bool = True) -> Server:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, "EASEL_DATA_DIR": str(self.data_dir), **self.env}
         if self.small:
@@ -81,7 +88,8 @@ class Server:
                  "--data-dir", str(self.data_dir)],
                 env=env, stdout=log, stderr=subprocess.STDOUT,
             )
-        self.wait("/livez", 90)  # a margin: a busy 2-core machine can take long to import
+        if wait_live:  # a margin: a busy 2-core machine can take long to import
+            self.wait("/livez", 90)
         if wait_ready:
             self.wait("/readyz", 120)
         return self
@@ -145,9 +153,11 @@ def make_server(tmp_path: Path) -> Iterator[Callable[..., Server]]:
     started: list[Server] = []
 
     def make(
-        name: str = "srv", small: bool = True, command: list[str] | None = None, **env: Any
+        name: str = "srv", small: bool = True, command: list[str] | None = None,
+        engine: str = "fake", step_seconds: float = 0.0, **env: Any
     ) -> Server:
-        srv = Server(tmp_path / name, small=small, command=command, **env)
+        srv = Server(tmp_path / name, small=small, command=command, engine=engine,
+                     step_seconds=step_seconds, **env)
         started.append(srv)
         return srv
 

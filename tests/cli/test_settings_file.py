@@ -153,7 +153,8 @@ def test_serve_takes_the_flag_over_the_variable_and_the_file_below(tmp_path: Pat
     (set nowhere else) is in force."""
     flag_port, env_port, file_port = free_port(), free_port(), free_port()
     config = write(tmp_path / "easel.toml", f'port = {file_port}\napi_keys = ["file-key"]\n')
-    server = Server(tmp_path / "data", EASEL_CONFIG=str(config), EASEL_PORT=str(env_port))
+    server = Server(tmp_path / "data", command=["-m", "easel.cli", "serve"],
+                    EASEL_CONFIG=str(config), EASEL_PORT=str(env_port))
     server.port = flag_port  # the harness passes --port
     try:
         server.start(wait_ready=False)

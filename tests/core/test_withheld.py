@@ -17,7 +17,7 @@ from easel.domain.submission import (
 )
 from easel.store.blobs import blob_key
 from tests.core.conftest import CALLER, Core
-from tests.safety.picture_serve import PictureEngine
+from tests.serve import PictureEngine
 
 
 def withheld_submission(prompt: str, on_flagged: OnFlagged) -> Submission:

@@ -123,8 +123,9 @@ pytestmark = pytest.mark.skipif(not weights_present("easel/mini"),
 @pytest.fixture(scope="module")
 def queued_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """A server that queues jobs and runs none: the tests start a worker when all are in."""
+    # The SDK clients poll ten times a second (the suite waits less), several jobs at once.
     srv = Server(tmp_path_factory.mktemp("easel-meaning"), EASEL_API_KEYS=KEY,
-                 EASEL_RUN_WORKER="false")
+                 EASEL_RUN_WORKER="false", EASEL_RATE_LIMIT_PER_SECOND=100)
     srv.overlay = SMALL_SIZES  # easel-mini at its own, packaged number of steps
     srv.start()
     yield srv

@@ -27,7 +27,7 @@ def test_sigterm_mid_job_exits_0_and_the_job_completes_once(
 ) -> None:
     """A long grace lets the batch finish; a short one hands it back without spending an
     attempt. Either way the restart ends with one completed job, run to completion once."""
-    srv = make_server(small=False, EASEL_SHUTDOWN_GRACE_SECONDS=grace)
+    srv = make_server(small=False, step_seconds=0.5, EASEL_SHUTDOWN_GRACE_SECONDS=grace)
     srv.start()
     task = inference(width=1024, height=1024, numberResults=4, deliveryMethod="async")
     srv.post([task])
@@ -46,7 +46,7 @@ def test_sigterm_mid_job_exits_0_and_the_job_completes_once(
 
 def test_a_poison_job_is_failed_after_bounded_attempts(make_server: Callable[..., Server]) -> None:
     receiver = Receiver().start()
-    srv = make_server(command=["-m", "tests.faults.crashing_serve", "POISON-MARKER"],
+    srv = make_server(engine="crash:POISON-MARKER", step_seconds=0.5,
                       EASEL_MAX_ATTEMPTS=2, EASEL_LEASE_SECONDS=1.5, EASEL_ALLOW_LOOPBACK_URLS=1)
     try:
         poison = inference(positivePrompt="POISON-MARKER fox", deliveryMethod="async",
@@ -63,7 +63,7 @@ def test_a_poison_job_is_failed_after_bounded_attempts(make_server: Callable[...
             if srv.proc.poll() is not None:  # the supervisor's job: start it again
                 assert srv.proc.returncode == 86
                 restarts += 1
-                srv.start(wait_ready=False)
+                srv.start(wait_ready=False, wait_live=False)  # it may die again at once
             time.sleep(0.1)
         assert restarts == 2  # attempted exactly max_attempts times
         code, message = srv.db("SELECT error_code, error_message FROM jobs WHERE task_id = ?",

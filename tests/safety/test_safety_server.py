@@ -1,5 +1,5 @@
 """Every safety, provenance and prompt field through each dialect's official SDK, against one
-real server (tests/safety/picture_serve.py: the real server, whose engine paints the picture a
+real server (tests/serve.py --engine pictures: the real server, whose engine paints the picture a
 prompt names, so the real detector sees real pictures). The server has a block list, a chat
 endpoint for prompt rewrites (on loopback, started here) and a C2PA test certificate.
 
@@ -51,7 +51,7 @@ def srv(tmp_path_factory: pytest.TempPathFactory, chat: ChatServer) -> Iterator[
     chain, key = make_test_certificate(root / "cert")
     catalog = root / "catalog.toml"
     catalog.write_text(SIZES)
-    server = Server(root / "data", small=False, command=["-m", "tests.safety.picture_serve"],
+    server = Server(root / "data", small=False, engine="pictures",
                     EASEL_API_KEYS=KEY, EASEL_CATALOG_FILE=catalog,
                     EASEL_BLOCKED_PROMPT_TERMS="forbidden fruit",
                     EASEL_BLOCKED_PROMPT_PATTERNS=json.dumps([r"\bsecret\s+plans?\b"]),

@@ -30,10 +30,10 @@ def slow_server(
     make_server: Callable[..., Server], tmp_path: Path, steps: int = SLOW_STEPS, **env: Any
 ) -> Server:
     catalog = slow_catalog(tmp_path / "slow.toml", steps)
-    # The tiny stand-ins keep each tier's own schedule, so the step count here is what runs.
-    return make_server(small=False, EASEL_CATALOG_FILE=catalog, EASEL_STAND_IN="tiny",
-                       EASEL_STAND_IN_MAX_STEPS=steps,
-                       **env)
+    # The tiny stand-ins keep each tier's own schedule, so the step count here is what runs,
+    # each step a twentieth of a second of the fake engine's work.
+    return make_server(small=False, step_seconds=0.05, EASEL_CATALOG_FILE=catalog,
+                       EASEL_STAND_IN="tiny", EASEL_STAND_IN_MAX_STEPS=steps, **env)
 
 
 def job_view(srv: Server, job_id: str) -> dict[str, Any]:

@@ -22,7 +22,7 @@ def test_livez_readyz_and_metrics(server: Server) -> None:
 
 
 def test_api_starts_before_the_model_is_loaded(make_server: Callable[..., Server]) -> None:
-    srv = make_server()
+    srv = make_server(engine="tiny")  # torch and the models load while the API answers
     started = time.monotonic()
     srv.start(wait_ready=False)
     assert time.monotonic() - started < 15
@@ -57,8 +57,8 @@ def test_compatible_jobs_share_one_engine_call_at_real_sizes(
     make_server: Callable[..., Server],
 ) -> None:
     """A slow 1024x1024 job keeps the worker busy while four 1408x768 jobs queue up; those four
-    run as one engine batch. Real Imagen sizes, tiny stand-in weights."""
-    srv = make_server(small=False, EASEL_BATCH_SIZE=4).start()
+    run as one engine batch. Real Imagen sizes, the fake engine's steps a fifth of a second."""
+    srv = make_server(small=False, step_seconds=0.2, EASEL_BATCH_SIZE=4).start()
     blocker = inference(width=1024, height=1024, deliveryMethod="async")
     assert srv.post([blocker]).status_code == 200
     wide = [inference(width=1408, height=768, deliveryMethod="async", positivePrompt=f"fox {i}")

@@ -12,7 +12,13 @@ from types import FrameType
 
 import uvicorn
 
-from easel.runtime.build import Server, build_key_store, build_server, make_resolver
+from easel.runtime.build import (
+    EngineFactory,
+    Server,
+    build_key_store,
+    build_server,
+    make_resolver,
+)
 from easel.runtime.http import with_header_deadline
 from easel.services.delivery.outbound import is_loopback_host
 from easel.services.weights.facts import backend_facts, warn_stand_ins
@@ -47,9 +53,10 @@ def _has_keys(settings: Settings) -> bool:
     return bool(settings.api_keys) or build_key_store(settings).active_count() > 0
 
 
-def serve(settings: Settings) -> None:
-    """Build the server from `settings`, say what serves each tier, and serve."""
-    server = build_server(settings)
+def serve(settings: Settings, engine_factory: EngineFactory | None = None) -> None:
+    """Build the server from `settings` (the diffusers engine unless another is given), say
+    what serves each tier, and serve."""
+    server = build_server(settings, engine_factory)
     announce(server)
     run_server(server, settings)
 

@@ -11,15 +11,17 @@ import threading
 
 from sqlalchemy.engine import make_url
 
-from easel.runtime.build import build_worker
+from easel.runtime.build import EngineFactory, build_worker
 from easel.settings import Settings
 from easel.store.jobs import STARTUP_WAIT_SECONDS
 
 log = logging.getLogger("easel.cli")
 
 
-def work(settings: Settings) -> None:
-    worker = build_worker(settings)
+def work(settings: Settings, engine_factory: EngineFactory | None = None) -> None:
+    """Claim and run jobs until SIGTERM or Ctrl-C (the diffusers engine unless another is
+    given)."""
+    worker = build_worker(settings, engine_factory)
     worker.store.create(wait_seconds=STARTUP_WAIT_SECONDS)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

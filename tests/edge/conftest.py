@@ -1,0 +1,81 @@
+"""The app in-process on the fake engine: every route driven through Starlette's test client
+(HTTP and WebSockets, the lifespan run as `easel serve` runs it), the in-process worker on the
+fake engine, a real SQLite store in the test's own directory, and a clock the test moves
+instead of sleeping (key cache, storage probe, rate buckets). No subprocess, no torch."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from easel.domain.job import Job
+from easel.runtime.build import Server, build_server
+from easel.settings import Settings
+from tests.fakes import FakeEngine
+from tests.server.test_store import FakeClock
+from tests.server_harness import SMALL_SIZES
+from tests.wire import Call
+
+KEY = "test-key"
+HOST = "testserver"  # the test client's Host
+
+
+@dataclass
+class Edge:
+    client: TestClient
+    server: Server
+    engine: FakeEngine
+    clock: FakeClock
+    settings: Settings
+
+    def send(self, call: Call) -> Any:
+        return call.send(self.client)
+
+    def wait(self, job_id: str, timeout: float = 60.0) -> Job:
+        """The job once it has ended, woken by the worker's event (no polling loop here)."""
+        jobs = self.server.runtime.jobs
+        return self.client.portal.call(jobs.wait, job_id, timeout)
+
+
+def edge_settings(root: Path, **overrides: Any) -> Settings:
+    root.mkdir(parents=True, exist_ok=True)
+    catalog = root / "catalog.toml"
+    catalog.write_text(SMALL_SIZES)
+    values: dict[str, Any] = {
+        "data_dir": root / "data", "catalog_file": catalog, "preload_models": [],
+        "api_keys": [KEY], "allowed_hosts": [HOST, "localhost", "127.0.0.1"],
+        "poll_interval": 0.05,
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+@pytest.fixture
+def make_edge(tmp_path: Path) -> Iterator[Callable[..., Edge]]:
+    """Apps a test starts itself, each with its own settings and data dir; stopped at the end."""
+    started: list[Edge] = []
+
+    def make(engine: FakeEngine | None = None, **settings: Any) -> Edge:
+        engine = engine or FakeEngine()
+        clock = FakeClock()
+        built = edge_settings(tmp_path / f"edge{len(started)}", **settings)
+        server = build_server(built, lambda: engine, clock)
+        client = TestClient(server.app, base_url=f"http://{HOST}")
+        client.__enter__()
+        edge = Edge(client, server, engine, clock, built)
+        started.append(edge)
+        return edge
+
+    yield make
+    for edge in started:
+        edge.client.__exit__(None, None, None)
+
+
+@pytest.fixture
+def edge(make_edge: Callable[..., Edge]) -> Edge:
+    return make_edge()
