@@ -14,8 +14,10 @@ from typing import Any
 class Workers:
     """`easel worker` processes, each with its own data dir."""
 
-    def __init__(self, root: Path, env: dict[str, Any]) -> None:
+    def __init__(self, root: Path, env: dict[str, Any], command: list[str] | None = None) -> None:
         self.root, self.env = root, env
+        # what runs after `python`: `easel worker`, or tests/serve.py's with a test engine
+        self.command = command or ["-m", "easel.cli", "worker"]
         self.procs: list[subprocess.Popen[bytes]] = []
 
     def start(self) -> subprocess.Popen[bytes]:
@@ -25,7 +27,7 @@ class Workers:
         env = {**os.environ, **{k: str(v) for k, v in self.env.items()},
                "EASEL_DATA_DIR": str(data)}
         with open(self.root / f"worker{n}.log", "ab") as log:
-            proc = subprocess.Popen([sys.executable, "-m", "easel.cli", "worker"], env=env,
+            proc = subprocess.Popen([sys.executable, *self.command], env=env,
                                     stdout=log, stderr=subprocess.STDOUT)
         self.procs.append(proc)
         return proc

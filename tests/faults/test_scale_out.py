@@ -31,7 +31,11 @@ from tests.security.test_keys import calls
 from tests.server.test_cancel_and_workers import slow_catalog, wait_denoising
 from tests.server_harness import Server, inference, poll_until_done
 
-STEPS = 300  # a job of a few seconds on the tiny stand-in: long enough to kill it mid-way
+# A job of a few seconds (the fake engine's steps a twentieth of a second each): long enough to
+# kill its worker, or its object store, mid-way.
+STEPS = 40
+STEP_SECONDS = 0.05
+FAKE_ENGINE = ["-m", "tests.serve", "--engine", "fake", "--step-seconds", str(STEP_SECONDS)]
 
 
 def shared_by_every_process(
@@ -47,7 +51,7 @@ def shared_by_every_process(
 
 
 def api_process(root: Path, env: dict[str, Any], worker: bool = False) -> Server:
-    command = ["-m", "easel.cli", "serve"] + ([] if worker else ["--no-worker"])
+    command = [*FAKE_ENGINE, "serve"] + ([] if worker else ["--no-worker"])
     return Server(root, small=False, command=command, **env)
 
 
@@ -71,7 +75,7 @@ def workers(tmp_path: Path) -> Iterator[Callable[[dict[str, Any]], Workers]]:
     made: list[Workers] = []
 
     def pool(env: dict[str, Any]) -> Workers:
-        made.append(Workers(tmp_path, env))
+        made.append(Workers(tmp_path, env, [*FAKE_ENGINE, "worker"]))
         return made[-1]
 
     yield pool
@@ -278,12 +282,14 @@ def test_an_object_store_outage_sends_running_jobs_back_and_loses_none(
         while "object store" not in srv.log.read_text() and time.monotonic() < deadline:
             time.sleep(0.2)
         assert "goes back to the queue" in srv.log.read_text()
-        time.sleep(1.5)  # past the storage check's one-second memory
+        # Readiness probes the image store as submissions do: once it says so, they refuse.
+        deadline = time.monotonic() + 30
+        while httpx.get(f"{srv.url}/readyz", timeout=30).status_code != 503:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
         refused = srv.post([inference(deliveryMethod="async")])
         assert refused.status_code == 503 and refused.headers["Retry-After"], refused.text
         assert "image store" in refused.json()["errors"][0]["message"]
-        ready = httpx.get(f"{srv.url}/readyz", timeout=30)
-        assert ready.status_code == 503
         own.start()  # back, empty (moto keeps no state): its bucket re-created
         for task in tasks:
             [item] = poll_until_done(srv, task["taskUUID"], timeout=240)
