@@ -106,10 +106,13 @@ def test_easel_jobs_cancel_from_the_cli(
 
 
 def start_worker(srv: Server, log: Path) -> subprocess.Popen[bytes]:
+    """A worker process on the server's store (tests/serve.py: the fake engine, each step a
+    twentieth of a second)."""
     env = {**os.environ, **srv.env, "EASEL_DATA_DIR": str(srv.data_dir)}
     with open(log, "ab") as out:
         return subprocess.Popen(
-            [sys.executable, "-m", "easel.cli", "worker", "--data-dir", str(srv.data_dir)],
+            [sys.executable, "-m", "tests.serve", "--step-seconds", "0.05", "worker",
+             "--data-dir", str(srv.data_dir)],
             env=env, stdout=out, stderr=subprocess.STDOUT,
         )
 
@@ -117,15 +120,15 @@ def start_worker(srv: Server, log: Path) -> subprocess.Popen[bytes]:
 def test_a_killed_worker_process_is_replaced_and_the_job_completes_once(
     make_server: Callable[..., Server], tmp_path: Path
 ) -> None:
-    srv = slow_server(make_server, tmp_path, steps=300, EASEL_LEASE_SECONDS=2)
-    srv.command = ["-m", "easel.cli", "serve", "--no-worker"]
+    srv = slow_server(make_server, tmp_path, steps=60, EASEL_LEASE_SECONDS=2)
+    srv.command = ["-m", "tests.serve", "serve", "--no-worker"]
     srv.start()
     task = inference(deliveryMethod="async", width=64, height=64, numberResults=2)
     assert srv.post([task]).status_code == 200
     first = start_worker(srv, tmp_path / "worker1.log")
     try:
         view = wait_denoising(srv, task["taskUUID"])
-        assert view["progress"]["total"] == 300
+        assert view["progress"]["total"] == 60
         first.send_signal(signal.SIGKILL)
         first.wait(10)
         assert srv.db("SELECT status, attempts FROM jobs") == [("processing", 1)]

@@ -70,7 +70,7 @@ def test_info_names_the_device_and_the_loaded_models(server: Server) -> None:
 
 def test_a_worker_process_serves_its_own_metrics(make_server: object, tmp_path: Path) -> None:
     srv = make_server("api")  # type: ignore[operator]
-    srv.command = ["-m", "easel.cli", "serve", "--no-worker"]
+    srv.command = ["-m", "tests.serve", "serve", "--no-worker"]
     srv.start(wait_ready=False)
     port = free_port()
     env = {**os.environ, **srv.env, "EASEL_DATA_DIR": str(srv.data_dir),
@@ -78,7 +78,7 @@ def test_a_worker_process_serves_its_own_metrics(make_server: object, tmp_path: 
            "EASEL_WORKER_METRICS_PORT": str(port)}
     log = tmp_path / "worker.log"
     with open(log, "ab") as out:
-        worker = subprocess.Popen([sys.executable, "-m", "easel.cli", "worker"], env=env,
+        worker = subprocess.Popen([sys.executable, "-m", "tests.serve", "worker"], env=env,
                                   stdout=out, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 120

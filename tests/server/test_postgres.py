@@ -65,7 +65,7 @@ def start_worker(api: Server, log: Path) -> subprocess.Popen[bytes]:
     env = {**os.environ, **api.env, "EASEL_DATA_DIR": str(api.data_dir),
            "EASEL_CATALOG_FILE": str(api.data_dir / "catalog.toml")}
     with open(log, "ab") as out:
-        return subprocess.Popen([sys.executable, "-m", "easel.cli", "worker"], env=env,
+        return subprocess.Popen([sys.executable, "-m", "tests.serve", "worker"], env=env,
                                 stdout=out, stderr=subprocess.STDOUT)
 
 
@@ -74,7 +74,7 @@ def test_api_processes_answer_what_a_worker_process_ran(
 ) -> None:
     # One machine: the processes share the data dir's images (object storage is for many).
     apis = [Server(tmp_path / "data", small=True,
-                   command=["-m", "easel.cli", "serve", "--no-worker"],
+                   command=["-m", "tests.serve", "serve", "--no-worker"],
                    **shared_store) for _ in range(2)]
     for api in apis:
         api.start(wait_ready=False)
