@@ -5,6 +5,7 @@ instead of sleeping (key cache, storage probe, rate buckets). No subprocess, no 
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +36,18 @@ class Edge:
 
     def send(self, call: Call) -> Any:
         return call.send(self.client)
+
+    def runware(self, tasks: list[Any], key: str | None = KEY, **kwargs: Any) -> Any:
+        """Runware's REST call: a list of tasks."""
+        headers = {"Authorization": f"Bearer {key}"} if key is not None else {}
+        return self.client.post("/v1", json=tasks, headers={**headers,
+                                                           **kwargs.pop("headers", {})},
+                                **kwargs)
+
+    def db(self, sql: str, *args: Any) -> list[tuple[Any, ...]]:
+        """Read the job store directly: what the server wrote, not what it says."""
+        with sqlite3.connect(self.settings.data_dir / "easel.db", timeout=10) as conn:
+            return conn.execute(sql, args).fetchall()
 
     def wait(self, job_id: str, timeout: float = 60.0) -> Job:
         """The job once it has ended, woken by the worker's event (no polling loop here)."""
