@@ -25,9 +25,9 @@ import pytest
 import sqlalchemy as sa
 
 from tests.cluster import Workers
+from tests.edge.test_keys_and_limits import calls
 from tests.postgres import PostgresServer, postgres_bin
 from tests.s3 import S3Server
-from tests.security.test_keys import calls
 from tests.server.test_cancel_and_workers import slow_catalog, wait_denoising
 from tests.server_harness import Server, inference, poll_until_done
 
@@ -210,7 +210,8 @@ def test_while_postgres_is_down_polls_are_503_and_a_waiting_request_keeps_waitin
         assert job.status_code == 503 and job.headers["Retry-After"], job.text
         # Whether keys are needed cannot be read either: every dialect refuses, as a 503
         # (fail closed), not as a wrong key
-        assert set(calls(api, None).values()) == {503}
+        with httpx.Client(base_url=api.url, timeout=60) as client:
+            assert set(calls(client, None).values()) == {503}
         # A worker started while the database is down waits for it instead of exiting.
         pool = workers(env)
         worker = pool.start()

@@ -7,10 +7,12 @@ import socket
 import threading
 from collections.abc import Iterator
 
-import httpx
 import pytest
 
-from tests.server_harness import Server, inference
+from tests.edge.conftest import KEY, Edge
+from tests.server_harness import inference
+
+KEYED = {"Authorization": f"Bearer {KEY}"}
 
 BAD = [
     "http://169.254.169.254/latest/meta-data",
@@ -54,33 +56,33 @@ def listener() -> Iterator[tuple[int, list[object]]]:
 
 @pytest.mark.parametrize("template", BAD)
 @pytest.mark.parametrize("field", ["webhookURL", "uploadEndpoint"])
-def test_runware_refuses(server: Server, listener: tuple[int, list[object]], template: str,
+def test_runware_refuses(edge: Edge, listener: tuple[int, list[object]], template: str,
                          field: str) -> None:
     port, seen = listener
     task = inference(deliveryMethod="async", **{field: template.format(port=port)})
-    response = server.post([task])
+    response = edge.runware([task])
     assert response.status_code == 400
     (error,) = response.json()["errors"]
     assert error["parameter"] == field and error["code"] == f"invalid{field[0].upper()}{field[1:]}"
-    assert server.db("SELECT count(*) FROM jobs WHERE task_id = ?", task["taskUUID"]) == [(0,)]
+    assert edge.db("SELECT count(*) FROM jobs WHERE task_id = ?", task["taskUUID"]) == [(0,)]
     assert seen == []
 
 
 @pytest.mark.parametrize("template", BAD[:4])
-def test_wavespeed_refuses(server: Server, listener: tuple[int, list[object]],
+def test_wavespeed_refuses(edge: Edge, listener: tuple[int, list[object]],
                            template: str) -> None:
     port, seen = listener
     url = template.format(port=port)
-    by_query = httpx.post(f"{server.url}/api/v3/google/imagen4-fast", params={"webhook": url},
-                          json={"prompt": "x"})
-    by_body = httpx.post(f"{server.url}/api/v3/google/imagen4-fast",
-                         json={"prompt": "x", "webhook_url": url})
+    by_query = edge.client.post("/api/v3/google/imagen4-fast", params={"webhook": url},
+                                json={"prompt": "x"}, headers=KEYED)
+    by_body = edge.client.post("/api/v3/google/imagen4-fast",
+                               json={"prompt": "x", "webhook_url": url}, headers=KEYED)
     for response, name in ((by_query, "webhook"), (by_body, "webhook_url")):
         assert response.status_code == 400
         assert response.json()["code"] == 400 and response.json()["message"].startswith(name)
     assert seen == []
 
 
-def test_an_unresolvable_name_is_accepted_and_checked_again_when_sent(server: Server) -> None:
+def test_an_unresolvable_name_is_accepted_and_checked_again_when_sent(edge: Edge) -> None:
     task = inference(deliveryMethod="async", webhookURL="https://hooks.example.invalid/x")
-    assert server.post([task]).status_code == 200
+    assert edge.runware([task]).status_code == 200
