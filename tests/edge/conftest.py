@@ -6,6 +6,7 @@ instead of sleeping (key cache, storage probe, rate buckets). No subprocess, no 
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,21 +50,36 @@ class Edge:
         with sqlite3.connect(self.settings.data_dir / "easel.db", timeout=10) as conn:
             return conn.execute(sql, args).fetchall()
 
+    def settle(self, task_uuid: str) -> list[dict[str, Any]]:
+        """A Runware task's items once its job has ended (its end waited for, not polled for;
+        a task sent over a WebSocket may not be stored yet when this is called)."""
+        deadline = time.monotonic() + 30
+        while not (found := self.db("SELECT id FROM jobs WHERE task_id = ?", task_uuid)):
+            assert time.monotonic() < deadline, f"task {task_uuid} was never stored"
+            time.sleep(0.01)
+        self.wait(found[0][0])
+        reply = self.runware([{"taskType": "getResponse", "taskUUID": task_uuid}]).json()
+        assert "errors" not in reply, reply
+        return list(reply["data"])
+
     def wait(self, job_id: str, timeout: float = 60.0) -> Job:
         """The job once it has ended, woken by the worker's event (no polling loop here)."""
         jobs = self.server.runtime.jobs
         return self.client.portal.call(jobs.wait, job_id, timeout)
 
 
-def edge_settings(root: Path, **overrides: Any) -> Settings:
+def edge_settings(root: Path, small: bool = True, **overrides: Any) -> Settings:
+    """The settings of an edge app: its own data dir, one API key, the test client's Host; with
+    `small`, the test catalog's small sizes (tests/server_harness.py)."""
     root.mkdir(parents=True, exist_ok=True)
-    catalog = root / "catalog.toml"
-    catalog.write_text(SMALL_SIZES)
     values: dict[str, Any] = {
-        "data_dir": root / "data", "catalog_file": catalog, "preload_models": [],
-        "api_keys": [KEY], "allowed_hosts": [HOST, "localhost", "127.0.0.1"],
-        "poll_interval": 0.05,
+        "data_dir": root / "data", "preload_models": [], "api_keys": [KEY],
+        "allowed_hosts": [HOST, "localhost", "127.0.0.1"], "poll_interval": 0.05,
     }
+    if small:
+        catalog = root / "catalog.toml"
+        catalog.write_text(SMALL_SIZES)
+        values["catalog_file"] = catalog
     values.update(overrides)
     return Settings(**values)
 
@@ -73,10 +89,10 @@ def make_edge(tmp_path: Path) -> Iterator[Callable[..., Edge]]:
     """Apps a test starts itself, each with its own settings and data dir; stopped at the end."""
     started: list[Edge] = []
 
-    def make(engine: FakeEngine | None = None, **settings: Any) -> Edge:
+    def make(engine: FakeEngine | None = None, small: bool = True, **settings: Any) -> Edge:
         engine = engine or FakeEngine()
         clock = FakeClock()
-        built = edge_settings(tmp_path / f"edge{len(started)}", **settings)
+        built = edge_settings(tmp_path / f"edge{len(started)}", small, **settings)
         server = build_server(built, lambda: engine, clock)
         client = TestClient(server.app, base_url=f"http://{HOST}")
         client.__enter__()

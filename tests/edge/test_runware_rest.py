@@ -1,4 +1,5 @@
-"""Runware REST on /v1: results, async polling rules, idempotency, errors naming parameters."""
+"""Runware REST on /v1, in-process: results, async polling rules, idempotency, errors naming
+parameters, keys, commercial-only."""
 
 from __future__ import annotations
 
@@ -7,17 +8,17 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
-from tests.server_harness import SMALL_SIZES, Server, inference, new_uuid, poll_until_done
+from tests.edge.conftest import KEY, Edge
+from tests.server_harness import SMALL_SIZES, inference, new_uuid
 
 IMAGE_KEYS = ("URL", "Base64Data", "DataURI")
 
 
-def test_sync_result_items(server: Server) -> None:
+def test_sync_result_items(edge: Edge) -> None:
     task = inference(numberResults=2, includeCost=True, seed=42)
-    response = server.post([task])
+    response = edge.runware([task])
     assert response.status_code == 200
     body = response.json()
     assert "errors" not in body
@@ -27,36 +28,36 @@ def test_sync_result_items(server: Server) -> None:
         assert item["taskType"] == "imageInference" and item["taskUUID"] == task["taskUUID"]
         assert item["seed"] == seed and item["NSFWContent"] is False and item["cost"] == 0.02
         assert "code" not in item
-        assert httpx.get(item["imageURL"]).content[:3] == b"\xff\xd8\xff"
+        assert edge.client.get(item["imageURL"]).content[:3] == b"\xff\xd8\xff"
 
 
-def test_output_types(server: Server) -> None:
-    item = server.post([inference(outputType="base64Data", outputFormat="png")]).json()["data"][0]
+def test_output_types(edge: Edge) -> None:
+    item = edge.runware([inference(outputType="base64Data", outputFormat="png")]).json()["data"][0]
     assert base64.b64decode(item["imageBase64Data"])[:4] == b"\x89PNG"
     assert "imageURL" not in item
-    item = server.post([inference(outputType="dataURI", outputFormat="WEBP")]).json()["data"][0]
+    item = edge.runware([inference(outputType="dataURI", outputFormat="WEBP")]).json()["data"][0]
     assert item["imageDataURI"].startswith("data:image/webp;base64,")
 
 
-def test_async_ack_and_get_response_rules(server: Server) -> None:
+def test_async_ack_and_get_response_rules(edge: Edge) -> None:
     task = inference(numberResults=3, deliveryMethod="async", webhookURL="https://example.com/h")
-    ack = server.post([task]).json()
+    ack = edge.runware([task]).json()
     assert ack == {"data": [{"taskType": "imageInference", "taskUUID": task["taskUUID"]}]}
     seen: list[list[dict[str, Any]]] = []
-    items = poll_until_done(server, task["taskUUID"])
-    poll = server.post([{"taskType": "getResponse", "taskUUID": task["taskUUID"]}]).json()
+    items = edge.settle(task["taskUUID"])
+    poll = edge.runware([{"taskType": "getResponse", "taskUUID": task["taskUUID"]}]).json()
     seen.append(poll["data"])
     assert len(items) == 3
     assert [i["imageUUID"] for i in items] == [i["imageUUID"] for i in seen[0]]  # stable ids
     assert all(i["status"] == "success" and i["imageURL"] for i in items)
 
 
-def test_pending_items_carry_image_uuid_and_no_outputs(server: Server) -> None:
+def test_pending_items_carry_image_uuid_and_no_outputs(edge: Edge) -> None:
     # A job big enough to still be queued or running when polled right after submission.
     tasks = [inference(deliveryMethod="async", numberResults=8, webhookURL="https://x.io/h")
              for _ in range(2)]
-    server.post(tasks)
-    body = server.post([{"taskType": "getResponse", "taskUUID": tasks[-1]["taskUUID"]}]).json()
+    edge.runware(tasks)
+    body = edge.runware([{"taskType": "getResponse", "taskUUID": tasks[-1]["taskUUID"]}]).json()
     statuses = {item["status"] for item in body["data"]}
     assert len(body["data"]) == 8 and len(statuses) == 1  # all images turn success together
     for item in body["data"]:
@@ -64,21 +65,21 @@ def test_pending_items_carry_image_uuid_and_no_outputs(server: Server) -> None:
         if item["status"] == "processing":
             assert not any(k.endswith(IMAGE_KEYS) for k in item)
     for task in tasks:
-        poll_until_done(server, task["taskUUID"])
+        edge.settle(task["taskUUID"])
 
 
-def test_same_task_uuid_same_parameters_returns_the_same_task(server: Server) -> None:
+def test_same_task_uuid_same_parameters_returns_the_same_task(edge: Edge) -> None:
     task = inference(numberResults=2)
-    first = server.post([task]).json()["data"]
-    again = server.post([task]).json()["data"]
+    first = edge.runware([task]).json()["data"]
+    again = edge.runware([task]).json()["data"]
     assert [i["imageUUID"] for i in first] == [i["imageUUID"] for i in again]
-    assert server.db("SELECT count(*) FROM jobs WHERE task_id = ?", task["taskUUID"]) == [(1,)]
+    assert edge.db("SELECT count(*) FROM jobs WHERE task_id = ?", task["taskUUID"]) == [(1,)]
 
 
-def test_same_task_uuid_other_parameters_is_a_conflict(server: Server) -> None:
+def test_same_task_uuid_other_parameters_is_a_conflict(edge: Edge) -> None:
     task = inference()
-    server.post([task])
-    response = server.post([{**task, "positivePrompt": "a blue whale"}])
+    edge.runware([task])
+    response = edge.runware([{**task, "positivePrompt": "a blue whale"}])
     assert response.status_code == 409
     error = response.json()["errors"][0]
     assert error["code"] == "conflictTaskUUID" and error["parameter"] == "taskUUID"
@@ -124,22 +125,22 @@ BAD_TASKS = [
 
 @pytest.mark.parametrize(("fields", "code", "parameter"), BAD_TASKS)
 def test_invalid_fields_name_the_parameter(
-    server: Server, fields: dict[str, Any], code: str, parameter: str
+    edge: Edge, fields: dict[str, Any], code: str, parameter: str
 ) -> None:
     task = {k: v for k, v in inference(**fields).items() if v is not None}
-    response = server.post([task])
+    response = edge.runware([task])
     assert response.status_code == 400, response.text
     error = response.json()["errors"][0]
     assert (error["code"], error["parameter"]) == (code, parameter), error
     assert error["taskType"] == "imageInference" and error["message"]
 
 
-def test_negative_prompt_only_where_the_model_allows_it(server: Server) -> None:
+def test_negative_prompt_only_where_the_model_allows_it(edge: Edge) -> None:
     for model in ("google:2@1", "google:2@3"):  # Imagen 4 ids; FLUX.2 [klein] has no CFG
-        error = server.post([inference(model=model, negativePrompt="blurry")]).json()
+        error = edge.runware([inference(model=model, negativePrompt="blurry")]).json()
         assert error["errors"][0]["code"] == "unsupportedNegativePrompt"
         assert error["errors"][0]["parameter"] == "negativePrompt"
-    assert server.post([inference(model="easel/mini", negativePrompt="blurry")]).status_code == 200
+    assert edge.runware([inference(model="easel/mini", negativePrompt="blurry")]).status_code == 200
 
 
 @pytest.mark.parametrize(("body", "code", "status"), [
@@ -151,40 +152,40 @@ def test_negative_prompt_only_where_the_model_allows_it(server: Server) -> None:
     (b"[5]", "invalidTask", 400),
     (b"[" + b'"x",' * 400_000 + b'"x"]', "payloadTooLarge", 413),
 ])
-def test_malformed_bodies(server: Server, body: bytes, code: str, status: int) -> None:
-    response = httpx.post(server.url + "/v1/", content=body,
-                          headers={"content-type": "application/json"})
+def test_malformed_bodies(edge: Edge, body: bytes, code: str, status: int) -> None:
+    response = edge.client.post("/v1/", content=body, headers={
+        "content-type": "application/json", "Authorization": f"Bearer {KEY}"})
     assert response.status_code == status
     assert response.json()["errors"][0]["code"] == code
 
 
-def test_one_bad_task_does_not_stop_the_good_ones(server: Server) -> None:
+def test_one_bad_task_does_not_stop_the_good_ones(edge: Edge) -> None:
     good, bad = inference(), inference(width=1)
-    response = server.post([good, bad, {"taskType": "ping", "ping": True}])
+    response = edge.runware([good, bad, {"taskType": "ping", "ping": True}])
     assert response.status_code == 200
     body = response.json()
     assert {i["taskType"] for i in body["data"]} == {"imageInference", "ping"}
     assert body["errors"][0]["taskUUID"] == bad["taskUUID"]
 
 
-def test_unknown_task_in_get_response(server: Server) -> None:
-    response = server.post([{"taskType": "getResponse", "taskUUID": new_uuid()}])
+def test_unknown_task_in_get_response(edge: Edge) -> None:
+    response = edge.runware([{"taskType": "getResponse", "taskUUID": new_uuid()}])
     assert response.status_code == 404
     assert response.json()["errors"][0]["code"] == "taskNotFound"
 
 
-def test_api_keys(make_server: Callable[..., Server]) -> None:
-    srv = make_server(EASEL_API_KEYS="k1,k2").start()
-    assert srv.post([inference()]).json()["errors"][0]["code"] == "missingApiKey"
-    bad = srv.post([inference()], headers={"Authorization": "Bearer nope"})
+def test_api_keys(make_edge: Callable[..., Edge]) -> None:
+    srv = make_edge(api_keys="k1,k2")
+    assert srv.runware([inference()], key=None).json()["errors"][0]["code"] == "missingApiKey"
+    bad = srv.runware([inference()], key="nope")
     assert bad.status_code == 401 and bad.json()["errors"][0]["code"] == "invalidApiKey"
-    assert srv.post([inference()], headers={"Authorization": "Bearer k2"}).status_code == 200
-    in_body = srv.post([{"taskType": "authentication", "apiKey": "k1"}, inference()])
+    assert srv.runware([inference()], key="k2").status_code == 200
+    in_body = srv.runware([{"taskType": "authentication", "apiKey": "k1"}, inference()], key=None)
     assert in_body.status_code == 200 and len(in_body.json()["data"]) == 1
 
 
-def test_info_lists_each_tier_with_its_licence_and_stand_in(server: Server) -> None:
-    info = httpx.get(server.url + "/easel/info", timeout=30).json()
+def test_info_lists_each_tier_with_its_licence_and_stand_in(edge: Edge) -> None:
+    info = edge.client.get("/easel/info").json()
     tiers = {t["tier"]: t for t in info["tiers"]}
     assert tiers["fast"]["source"] == "black-forest-labs/FLUX.2-klein-4B"
     assert tiers["ultra"]["source"] == "Qwen/Qwen-Image"
@@ -196,15 +197,15 @@ def test_info_lists_each_tier_with_its_licence_and_stand_in(server: Server) -> N
 
 
 def test_commercial_only_refuses_a_non_commercial_tier_in_runwares_shape(
-    make_server: Callable[..., Server], tmp_path: Path
+    make_edge: Callable[..., Edge], tmp_path: Path
 ) -> None:
     catalog = tmp_path / "dev.toml"
     catalog.write_text(SMALL_SIZES + '[tiers.standard]\nbackend = "flux-dev"\n')
-    srv = make_server(small=False, EASEL_CATALOG_FILE=catalog, EASEL_COMMERCIAL_ONLY="1").start()
-    refused = srv.post([inference(model="google:2@1")])
+    srv = make_edge(small=False, catalog_file=catalog, commercial_only="1")
+    refused = srv.runware([inference(model="google:2@1")])
     assert refused.status_code == 400, refused.text
     error = refused.json()["errors"][0]
     assert error["parameter"] == "model"
     assert "FLUX.1 [dev] Non-Commercial License" in error["message"]
     assert "commercial_only" in error["message"]
-    assert srv.post([inference(model="google:2@3")]).status_code == 200  # Apache-2.0 tiers run
+    assert srv.runware([inference(model="google:2@3")]).status_code == 200  # Apache-2.0 tiers run
