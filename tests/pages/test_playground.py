@@ -39,8 +39,11 @@ def catalog(path: Path) -> Path:
 
 def start_server(root: Path, **env: Any) -> Server:
     root.mkdir(parents=True, exist_ok=True)
-    return Server(root / "srv", small=False, EASEL_CATALOG_FILE=catalog(root / "catalog.toml"),
-                  EASEL_STAND_IN="tiny", EASEL_STAND_IN_MAX_STEPS=SLOW_STEPS, **env).start()
+    # The fake engine's steps take a fiftieth of a second: a job's progress shows, and the
+    # Standard job runs long enough to be cancelled.
+    return Server(root / "srv", small=False, step_seconds=0.02,
+                  EASEL_CATALOG_FILE=catalog(root / "catalog.toml"), EASEL_STAND_IN="tiny",
+                  EASEL_STAND_IN_MAX_STEPS=SLOW_STEPS, **env).start()
 
 
 KEY = "page-key"
