@@ -14,6 +14,11 @@ from easel.services.delivery.outbound import is_loopback_host
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# One compute thread per process (torch, and the servers and workers the tests start, which
+# inherit it): the suite runs a process per core already, and two threads each on two cores
+# spent more than twice the CPU time in contention.
+for _threads in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_threads, "1")
 
 _real_connect = socket.socket.connect
 _real_connect_ex = socket.socket.connect_ex
