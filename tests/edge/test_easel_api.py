@@ -6,7 +6,6 @@ server (tests/server/test_easel_api.py)."""
 from __future__ import annotations
 
 import io
-import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -14,6 +13,7 @@ from typing import Any
 import pytest
 from PIL import Image
 
+from tests import sse
 from tests.edge.conftest import Edge
 from tests.fakes import FakeEngine
 from tests.server_harness import SMALL_SIZES
@@ -27,15 +27,7 @@ def events(edge: Edge, job_id: str, headers: dict[str, str]) -> Iterator[tuple[s
     with edge.client.stream("GET", f"/easel/jobs/{job_id}/events", headers=headers) as reply:
         assert reply.status_code == 200, reply.read()
         assert reply.headers["content-type"].startswith("text/event-stream")
-        name, data = "message", []
-        for line in reply.iter_lines():
-            if line.startswith("event: "):
-                name = line[7:]
-            elif line.startswith("data: "):
-                data.append(line[6:])
-            elif line == "" and data:
-                yield name, json.loads("\n".join(data))
-                name, data = "message", []
+        yield from sse.parse(reply.iter_lines())
 
 
 QUICK = "imagen-4.0-generate-001"  # Standard: two steps on the keyed app

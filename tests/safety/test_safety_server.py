@@ -25,10 +25,10 @@ import pytest
 from PIL import Image
 
 from easel.services.images.provenance import make_test_certificate, read_credentials, read_watermark
+from tests import sse
 from tests.dialects.conftest import run_client
 from tests.safety.chat import ChatServer
 from tests.sdk_venvs import sdk_python
-from tests.server.test_easel_api import events
 from tests.server_harness import Server
 
 KEY = "safety-key"
@@ -203,7 +203,9 @@ def test_easel_api_shows_scores_and_metrics_count(srv: Server) -> None:
     body = {"model": "imagen-4.0-generate-001", "prompt": TORSO, "num_images": 2,
             "safety_setting": "block_low_and_above", "on_flagged": "withhold"}
     job = httpx.post(f"{srv.url}/easel/jobs", headers=headers, json=body, timeout=60).json()
-    done = next(data for name, data in events(srv, job["id"], headers) if name == "end")
+    with httpx.stream("GET", f"{srv.url}/easel/jobs/{job['id']}/events", headers=headers,
+                      timeout=120) as stream:
+        done = next(data for name, data in sse.parse(stream.iter_lines()) if name == "end")
     assert done["status"] == "completed"
     assert [o["withheld"] for o in done["outputs"]] == ["nsfw", "nsfw"]
     assert all(o["url"] is None and o["scores"]["nsfw"] >= 0.7 for o in done["outputs"])
