@@ -27,7 +27,7 @@ def test_sigterm_mid_job_exits_0_and_the_job_completes_once(
 ) -> None:
     """A long grace lets the batch finish; a short one hands it back without spending an
     attempt. Either way the restart ends with one completed job, run to completion once."""
-    srv = make_server(small=False, step_seconds=0.5, EASEL_SHUTDOWN_GRACE_SECONDS=grace)
+    srv = make_server(small=False, step_seconds=0.1, EASEL_SHUTDOWN_GRACE_SECONDS=grace)
     srv.start()
     task = inference(width=1024, height=1024, numberResults=4, deliveryMethod="async")
     srv.post([task])
