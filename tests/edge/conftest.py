@@ -32,8 +32,9 @@ class Edge:
     client: TestClient
     server: Server
     engine: FakeEngine
-    clock: FakeClock
+    clock: FakeClock  # the caches' (monotonic)
     settings: Settings
+    wall: FakeClock  # the images' lifetimes (wall time)
 
     def send(self, call: Call) -> Any:
         return call.send(self.client)
@@ -91,12 +92,12 @@ def make_edge(tmp_path: Path) -> Iterator[Callable[..., Edge]]:
 
     def make(engine: FakeEngine | None = None, small: bool = True, **settings: Any) -> Edge:
         engine = engine or FakeEngine()
-        clock = FakeClock()
+        clock, wall = FakeClock(), FakeClock(time.time())
         built = edge_settings(tmp_path / f"edge{len(started)}", small, **settings)
-        server = build_server(built, lambda: engine, clock)
+        server = build_server(built, lambda: engine, clock, wall)
         client = TestClient(server.app, base_url=f"http://{HOST}")
         client.__enter__()
-        edge = Edge(client, server, engine, clock, built)
+        edge = Edge(client, server, engine, clock, built, wall)
         started.append(edge)
         return edge
 

@@ -168,9 +168,11 @@ def build_runtime(
     served: Sequence[Dialect],
     engine_factory: EngineFactory | None = None,
     clock: Callable[[], float] = time.monotonic,
+    wall_clock: Callable[[], float] = time.time,
 ) -> Runtime:
     """Every service one `easel serve` process runs, and the port over them. `clock` times
-    the caches (keys, storage health, rate buckets): tests move it instead of sleeping."""
+    the caches (keys, storage health, rate buckets), `wall_clock` the images' lifetimes: tests
+    move them instead of sleeping."""
     catalog = load_catalog(settings)
     resolver = make_resolver(settings, catalog)
     store = JobStore(settings.database_url)
@@ -182,7 +184,7 @@ def build_runtime(
     blobs = build_blobs(settings)
     presigner = blobs.presigned_url if isinstance(blobs, S3BlobStore) and \
         settings.presign_image_urls else None
-    artifacts = Artifacts(blobs, store, settings.base_url, presigner)
+    artifacts = Artifacts(blobs, store, settings.base_url, presigner, wall_clock)
     health = StorageHealth(store, blobs, clock)
     jobs = JobService(
         catalog, resolver, store, outbox, Admission(settings, clock), events, health,
@@ -222,9 +224,10 @@ def build_server(
     settings: Settings,
     engine_factory: EngineFactory | None = None,
     clock: Callable[[], float] = time.monotonic,
+    wall_clock: Callable[[], float] = time.time,
 ) -> Server:
     served = dialects()
-    runtime = build_runtime(settings, served, engine_factory, clock)
+    runtime = build_runtime(settings, served, engine_factory, clock, wall_clock)
     app = create_app(runtime.core, runtime.core, served, guard_settings(settings),
                      runtime.lifespan)
     return Server(app, runtime)

@@ -44,18 +44,20 @@ class Artifacts:
     that deletes expired ones."""
 
     def __init__(self, blobs: BlobStore, store: JobStore, base_url: str,
-                 presigner: Presigner | None = None) -> None:
+                 presigner: Presigner | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
         self.blobs = blobs
         self.store = store
         self.base_url = base_url.rstrip("/")
         self.presigner = presigner
+        self.clock = clock  # wall time, as the images' expiry is stored
 
     def image_url(self, job: Job, image: JobImage) -> str:
         """easel's own URL (which checks the TTL at every GET), or, with a presigner, the object
         store's presigned URL, which stops working when the image expires."""
         ext = job.request.output_format.extension
         if self.presigner is not None and image.expires_at is not None:
-            seconds = math.ceil(image.expires_at.timestamp() - time.time())
+            seconds = math.ceil(image.expires_at.timestamp() - self.clock())
             if seconds > 0:
                 return self.presigner(blob_key(image.image_id, ext), seconds,
                                       image.mime or job.request.output_format.mime)
@@ -92,7 +94,7 @@ class Artifacts:
         if stored is None or stored.ext != ext or stored.deleted or not stored.image.deliverable:
             return None
         expires = stored.image.expires_at
-        if expires is not None and expires.timestamp() <= time.time():
+        if expires is not None and expires.timestamp() <= self.clock():
             return None
         try:
             opened = self.blobs.open(blob_key(image_id, ext))
@@ -106,7 +108,7 @@ class Artifacts:
 
     def sweep(self, now: float | None = None) -> int:
         """Delete expired images from the blob store; returns how many went."""
-        now = time.time() if now is None else now
+        now = self.clock() if now is None else now
         total = 0
         while batch := self.store.expired_images(now):
             for image_id, ext in batch:

@@ -1,0 +1,44 @@
+"""The app's own routes, in-process: health, metrics, images with their content type, URLs
+that expire with their image's lifetime (the wall clock moved, not waited for) and the sweeper
+that deletes expired files."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from tests.edge.conftest import Edge
+from tests.server_harness import inference
+
+
+def test_livez_readyz_and_metrics(edge: Edge) -> None:
+    assert edge.client.get("/livez").json() == {"status": "ok"}
+    assert edge.client.get("/readyz").status_code == 200
+    assert edge.runware([inference(numberResults=2)]).status_code == 200
+    text = edge.client.get("/metrics").text
+    for name in ('easel_jobs{state="completed"}', "easel_queue_depth",
+                 "easel_images_generated_total", "easel_denoising_step_seconds_bucket",
+                 "easel_engine_batch_seconds_bucket", 'route="/v1"'):
+        assert name in text, name
+
+
+def test_images_are_served_with_their_content_type(edge: Edge) -> None:
+    for fmt, mime in (("PNG", "image/png"), ("WEBP", "image/webp"), ("JPG", "image/jpeg")):
+        item = edge.runware([inference(outputFormat=fmt)]).json()["data"][0]
+        response = edge.client.get(item["imageURL"])
+        assert response.status_code == 200
+        assert response.headers["content-type"] == mime
+    assert edge.client.get("/images/nope.jpg").status_code == 404
+
+
+def test_urls_expire_and_the_sweeper_deletes_files(make_edge: Callable[..., Edge]) -> None:
+    edge = make_edge(image_ttl_seconds=2)
+    item = edge.runware([inference()]).json()["data"][0]
+    path = edge.settings.data_dir / "images" / f"{item['imageUUID']}.jpg"
+    assert edge.client.get(item["imageURL"]).status_code == 200 and path.exists()
+    long_lived = edge.runware([inference(ttl=600)]).json()["data"][0]
+    edge.wall.advance(3)  # past the first image's two seconds
+    assert edge.client.get(item["imageURL"]).status_code == 404
+    assert edge.server.runtime.artifacts.sweep() == 1  # what the sweeper does on its interval
+    assert not path.exists()
+    assert edge.db("SELECT deleted FROM images WHERE image_id = ?", item["imageUUID"]) == [(1,)]
+    assert edge.client.get(long_lived["imageURL"]).status_code == 200  # per-task ttl overrides
