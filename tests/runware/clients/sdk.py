@@ -1,6 +1,7 @@
 """Runs under PyPI `runware-sdk==1.8.0` (REST or WebSocket). Prints one JSON object.
 
-Usage: python sdk.py '<json args>'  (transport rest|websocket, url, task fields...)
+Usage: python sdk.py '<json args>'  (transport rest|websocket, url, task fields...; with
+"tasks", a list of task fields, they run at once and their results print as "results")
 """
 
 import asyncio
@@ -20,23 +21,31 @@ async def main(args: dict) -> dict:
         kwargs["ws_base_url"] = args["url"]
     client = Runware(**kwargs)
     try:
-        task = {"taskType": "imageInference", "model": "google:2@3",
-                "positivePrompt": "a red fox in snow", "width": 64, "height": 64,
-                **args.get("task", {})}
-        try:
-            if args.get("call") == "get_task_details":
-                call = client.get_task_details({"taskUUID": args["taskUUID"]})
-            else:
-                call = client.run(task)
-            result = await asyncio.wait_for(call, 120)
-        except Exception as exc:  # the test asserts on what the SDK tells its user
-            return {"error": {"type": type(exc).__name__, "code": getattr(exc, "code", None),
-                              "parameter": getattr(exc, "parameter", None), "message": str(exc)}}
-        return {"images": result if isinstance(result, list) else [result]}
+        if "tasks" in args:  # several at once, as one client process sends them
+            results = await asyncio.gather(*(run(client, {**args, "task": task})
+                                             for task in args["tasks"]))
+            return {"results": list(results)}
+        return await run(client, args)
     finally:
         close = getattr(client, "close", None) or getattr(client, "disconnect", None)
         if close is not None:
             await close()
+
+
+async def run(client: Runware, args: dict) -> dict:
+    task = {"taskType": "imageInference", "model": "google:2@3",
+            "positivePrompt": "a red fox in snow", "width": 64, "height": 64,
+            **args.get("task", {})}
+    try:
+        if args.get("call") == "get_task_details":
+            call = client.get_task_details({"taskUUID": args["taskUUID"]})
+        else:
+            call = client.run(task)
+        result = await asyncio.wait_for(call, 120)
+    except Exception as exc:  # the test asserts on what the SDK tells its user
+        return {"error": {"type": type(exc).__name__, "code": getattr(exc, "code", None),
+                          "parameter": getattr(exc, "parameter", None), "message": str(exc)}}
+    return {"images": result if isinstance(result, list) else [result]}
 
 
 if __name__ == "__main__":
