@@ -12,10 +12,18 @@ from typing import Any
 
 import pytest
 from PIL import Image
+from tests.server_harness import QUICK_MINI
 
 from easel.services.images.encoding import read_metadata
 
 EASEL = [sys.executable, "-m", "easel.cli"]
+
+
+def quick_mini(path: Path) -> str:
+    """A catalog overlay: easel-mini, which stands in for every tier here, at 4 steps (it
+    samples 20): what these tests check is the files, not the pictures."""
+    path.write_text(QUICK_MINI)
+    return str(path)
 
 
 def run(args: list[str], data_dir: Path, **env: str) -> subprocess.CompletedProcess[str]:
@@ -45,6 +53,7 @@ def test_generate_writes_jpegs_at_the_imagen_size_with_seeds(
             str(out),
         ],
         data_dir,
+        EASEL_CATALOG_FILE=quick_mini(tmp_path / "quick.toml"),
     )
     assert result.returncode == 0, result.stderr
     lines = result.stdout.strip().splitlines()
@@ -78,6 +87,7 @@ def test_generate_same_seed_same_bytes(data_dir: Path, tmp_path: Path) -> None:
             ],
             data_dir,
             EASEL_NUM_THREADS="2",
+            EASEL_CATALOG_FILE=quick_mini(tmp_path / "quick.toml"),
         )
         assert result.returncode == 0, result.stderr
         outputs.append(next((tmp_path / name).glob("*.png")).read_bytes())
