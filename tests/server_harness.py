@@ -121,6 +121,22 @@ class Server:
             except subprocess.TimeoutExpired:
                 self.kill()
 
+    def worker(
+        self, log: Path, engine: str = "fake", step_seconds: float = 0.0, **env: Any
+    ) -> subprocess.Popen[bytes]:
+        """A worker process on this server's store (its settings, its data dir, its catalog),
+        with the engine of tests/serve.py; its output goes to `log`."""
+        steps = ["--step-seconds", str(step_seconds)] if step_seconds else []
+        environment = {**os.environ, **self.env, "EASEL_DATA_DIR": str(self.data_dir),
+                       **{k: str(v) for k, v in env.items()}}
+        if self.small:  # the server's sizes
+            environment["EASEL_CATALOG_FILE"] = str(self.data_dir / "catalog.toml")
+        with open(log, "ab") as out:
+            return subprocess.Popen(
+                [sys.executable, "-m", "tests.serve", "--engine", engine, *steps, "worker",
+                 "--data-dir", str(self.data_dir)],
+                env=environment, stdout=out, stderr=subprocess.STDOUT)
+
     def db(self, sql: str, *args: Any) -> list[tuple[Any, ...]]:
         """Read the job store directly: what the server wrote, not what it says."""
         with sqlite3.connect(self.data_dir / "easel.db", timeout=10) as conn:

@@ -13,7 +13,6 @@ import io
 import json
 import os
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -151,12 +150,7 @@ def run_worker(srv: Server, log: Path, calls: list[Call]) -> list[bytes]:
 
 def working(srv: Server, log: Path, collect: Callable[[], T]) -> T:
     """What `collect` gathers while one worker runs the queued jobs (stopped after)."""
-    env = {**os.environ, **srv.env, "EASEL_DATA_DIR": str(srv.data_dir),
-           "EASEL_CATALOG_FILE": str(srv.data_dir / "catalog.toml")}  # the server's sizes
-    with open(log, "ab") as out:
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "easel.cli", "worker", "--data-dir", str(srv.data_dir)],
-            env=env, stdout=out, stderr=subprocess.STDOUT)
+    worker = srv.worker(log, engine="tiny")  # the diffusers engine on easel-mini
     try:
         return collect()
     finally:

@@ -69,7 +69,6 @@ def mount_small_disk(path: Path) -> None:
 def test_a_full_disk_refuses_new_work_keeps_accepted_jobs_and_recovers(
     make_server: Callable[..., Server],
 ) -> None:
-    import os
 
     srv = make_server(EASEL_STORAGE_RETRY_SECONDS=0.5)
     srv.command = ["-m", "tests.serve", "serve", "--no-worker"]
@@ -96,13 +95,8 @@ def test_a_full_disk_refuses_new_work_keeps_accepted_jobs_and_recovers(
                             timeout=30)
         assert openai.status_code == 503
         assert openai.json()["error"]["code"] == "service_unavailable"
-        env = {**os.environ, **srv.env, "EASEL_DATA_DIR": str(srv.data_dir),
-               "EASEL_CATALOG_FILE": str(srv.data_dir / "catalog.toml")}  # the server's sizes
         log = srv.data_dir.parent / "worker.log"
-        with open(log, "ab") as out:
-            worker = subprocess.Popen([sys.executable, "-m", "tests.serve", "worker",
-                                       "--data-dir", str(srv.data_dir)], env=env,
-                                      stdout=out, stderr=subprocess.STDOUT)
+        worker = srv.worker(log)
         # The worker draws the images, cannot store them, and hands the job back: never failed.
         deadline = time.monotonic() + 60
         while "goes back to the queue" not in log.read_text():

@@ -3,7 +3,6 @@ processes beside `easel serve --no-worker` on one SQLite file, kill -9 included.
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -106,15 +105,9 @@ def test_easel_jobs_cancel_from_the_cli(
 
 
 def start_worker(srv: Server, log: Path) -> subprocess.Popen[bytes]:
-    """A worker process on the server's store (tests/serve.py: the fake engine, each step a
-    twentieth of a second)."""
-    env = {**os.environ, **srv.env, "EASEL_DATA_DIR": str(srv.data_dir)}
-    with open(log, "ab") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "tests.serve", "--step-seconds", "0.05", "worker",
-             "--data-dir", str(srv.data_dir)],
-            env=env, stdout=out, stderr=subprocess.STDOUT,
-        )
+    """A worker process on the server's store, its fake engine's steps a twentieth of a
+    second."""
+    return srv.worker(log, step_seconds=0.05)
 
 
 def test_a_killed_worker_process_is_replaced_and_the_job_completes_once(

@@ -6,10 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import re
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -73,13 +70,8 @@ def test_a_worker_process_serves_its_own_metrics(make_server: object, tmp_path: 
     srv.command = ["-m", "tests.serve", "serve", "--no-worker"]
     srv.start(wait_ready=False)
     port = free_port()
-    env = {**os.environ, **srv.env, "EASEL_DATA_DIR": str(srv.data_dir),
-           "EASEL_CATALOG_FILE": str(srv.data_dir / "catalog.toml"),
-           "EASEL_WORKER_METRICS_PORT": str(port)}
     log = tmp_path / "worker.log"
-    with open(log, "ab") as out:
-        worker = subprocess.Popen([sys.executable, "-m", "tests.serve", "worker"], env=env,
-                                  stdout=out, stderr=subprocess.STDOUT)
+    worker = srv.worker(log, EASEL_WORKER_METRICS_PORT=port)
     try:
         deadline = time.monotonic() + 120
         loaded: list[tuple[dict[str, str], float]] = []

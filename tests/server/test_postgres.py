@@ -6,9 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -61,14 +58,6 @@ def shared_store(postgres: PostgresServer, tmp_path: Path) -> Iterator[dict[str,
            "EASEL_STAND_IN": "tiny"}
 
 
-def start_worker(api: Server, log: Path) -> subprocess.Popen[bytes]:
-    env = {**os.environ, **api.env, "EASEL_DATA_DIR": str(api.data_dir),
-           "EASEL_CATALOG_FILE": str(api.data_dir / "catalog.toml")}
-    with open(log, "ab") as out:
-        return subprocess.Popen([sys.executable, "-m", "tests.serve", "worker"], env=env,
-                                stdout=out, stderr=subprocess.STDOUT)
-
-
 def test_api_processes_answer_what_a_worker_process_ran(
     shared_store: dict[str, str], tmp_path: Path
 ) -> None:
@@ -78,7 +67,7 @@ def test_api_processes_answer_what_a_worker_process_ran(
                    **shared_store) for _ in range(2)]
     for api in apis:
         api.start(wait_ready=False)
-    worker = start_worker(apis[0], tmp_path / "worker.log")
+    worker = apis[0].worker(tmp_path / "worker.log")
     try:
         for api, prompt in zip(apis, ("a red kite", "a blue boat"), strict=True):
             # Synchronous: the API process answers when it hears the job settled.
