@@ -19,15 +19,17 @@ from easel.cli.common import (
     writable_dir,
 )
 
+ProcessDataDir = Annotated[
+    Path | None, typer.Option(help="Jobs database and images (default: EASEL_DATA_DIR)")
+]
+
 
 def serve(
     host: Annotated[
         str | None, typer.Option(help="Interface to listen on (default: EASEL_HOST, 127.0.0.1)")
     ] = None,
     port: Annotated[int | None, typer.Option(help="TCP port (default: EASEL_PORT, 8000)")] = None,
-    data_dir: Annotated[
-        Path | None, typer.Option(help="Jobs database and images (default: EASEL_DATA_DIR)")
-    ] = None,
+    data_dir: ProcessDataDir = None,
     log_level: LogLevel = None,
     log_json: LogJson = None,
     config: ConfigFile = None,
@@ -76,9 +78,7 @@ def worker(
         str | None, typer.Option(help="Where the engine runs: cuda, cuda:N or cpu "
                                       "(default: EASEL_DEVICE, else cuda when present)")
     ] = None,
-    data_dir: Annotated[
-        Path | None, typer.Option(help="Jobs database and images (default: EASEL_DATA_DIR)")
-    ] = None,
+    data_dir: ProcessDataDir = None,
     log_level: LogLevel = None,
     log_json: LogJson = None,
     config: ConfigFile = None,
