@@ -15,10 +15,10 @@ from starlette.requests import Request
 from easel.api.dialects import common
 from easel.api.dialects.common import ErrorRenderer
 from easel.api.dialects.google import routes as google_routes
-from easel.api.dialects.google import translate as gg
+from easel.api.dialects.google import translate as google_translate
 from easel.api.dialects.openai import routes as openai_routes
-from easel.api.dialects.openai import translate as oa
-from easel.api.dialects.wavespeed import translate as ws
+from easel.api.dialects.openai import translate as openai_translate
+from easel.api.dialects.wavespeed import translate as wavespeed_translate
 from easel.catalog import Catalog, Model
 from easel.domain.errors import EaselError, ErrorKind
 from easel.domain.job import Job, JobImage, JobStatus
@@ -52,21 +52,21 @@ def decided(catalog: Catalog, submission: Submission) -> tuple[Model, Generation
     return model, request
 
 
-def openai(catalog: Catalog, body: dict[str, Any]) -> tuple[oa.ImagesRequest, Model,
+def openai(catalog: Catalog, body: dict[str, Any]) -> tuple[openai_translate.ImagesRequest, Model,
                                                             GenerationRequest]:
-    wire = oa.to_submission(body, CALLER)
+    wire = openai_translate.to_submission(body, CALLER)
     return (wire, *decided(catalog, wire.submission))
 
 
 def wavespeed(catalog: Catalog, model: str, body: dict[str, Any]) -> tuple[
-        ws.WaveSpeedCall, GenerationRequest]:
-    call = ws.to_submission(model, body, None, CALLER)
+        wavespeed_translate.WaveSpeedCall, GenerationRequest]:
+    call = wavespeed_translate.to_submission(model, body, None, CALLER)
     return call, decided(catalog, call.submission)[1]
 
 
 def google(catalog: Catalog, model: str, body: dict[str, Any], count: int) -> tuple[
-        gg.PredictCall, GenerationRequest]:
-    call = gg.to_submission(model, body, count, CALLER)
+        google_translate.PredictCall, GenerationRequest]:
+    call = google_translate.to_submission(model, body, count, CALLER)
     return call, decided(catalog, call.submission)[1]
 
 
@@ -195,8 +195,9 @@ def oa_path() -> str:
 
 
 def test_openai_idempotency_key_gives_a_stable_job_id() -> None:
-    assert oa.job_id_for("abc") == oa.job_id_for("abc") != oa.job_id_for("abd")
-    assert oa.job_id_for(None) is None
+    job_id_for = openai_translate.job_id_for
+    assert job_id_for("abc") == job_id_for("abc") != job_id_for("abd")
+    assert openai_translate.job_id_for(None) is None
 
 
 # -- WaveSpeed ----------------------------------------------------------------------------------
@@ -240,23 +241,24 @@ def test_wavespeed_refusals(
 ) -> None:
     err = raises(wavespeed, catalog, model, body)
     assert (err.parameter, err.kind) == (parameter, kind)
-    assert ws.is_refused_as_task(err)
+    assert wavespeed_translate.is_refused_as_task(err)
 
 
-def _mac(secret: bytes) -> ws.Mac:
+def _mac(secret: bytes) -> wavespeed_translate.Mac:
     return lambda packed: hmac.new(secret, packed, hashlib.sha256).digest()
 
 
 def test_wavespeed_refusal_round_trips_through_its_id() -> None:
     err = EaselError(ErrorKind.MISSING, "prompt is required", "prompt")
-    data = ws.refusal_data("google/imagen4", err, NOW, "http://h:1", _mac(b"secret"))
+    data = wavespeed_translate.refusal_data("google/imagen4", err, NOW, "http://h:1",
+                                            _mac(b"secret"))
     assert data["status"] == "failed" and data["code"] == 1400
-    again = ws.decode_refusal(data["id"], "http://h:1", _mac(b"secret"))
+    again = wavespeed_translate.decode_refusal(data["id"], "http://h:1", _mac(b"secret"))
     assert again == data
     assert data["urls"]["get"] == f"http://h:1/api/v3/predictions/{data['id']}/result"
-    assert ws.decode_refusal("rf-garbage!", "http://h:1", _mac(b"secret")) is None
-    assert ws.decode_refusal("plain-id", "http://h:1", _mac(b"secret")) is None
-    forged = ws.decode_refusal(data["id"], "http://h:1", _mac(b"another secret"))
+    assert wavespeed_translate.decode_refusal("rf-garbage!", "http://h:1", _mac(b"secret")) is None
+    assert wavespeed_translate.decode_refusal("plain-id", "http://h:1", _mac(b"secret")) is None
+    forged = wavespeed_translate.decode_refusal(data["id"], "http://h:1", _mac(b"another secret"))
     assert forged is None
 
 
@@ -277,27 +279,28 @@ class FakeImages:
 
 async def test_wavespeed_job_rendering() -> None:
     job = _job(JobStatus.COMPLETED, started_at=NOW, finished_at=NOW.replace(second=23))
-    outs = await ws.outputs(job, FakeImages())
-    data = ws.job_data(job, "http://h", outs)
+    outs = await wavespeed_translate.outputs(job, FakeImages())
+    data = wavespeed_translate.job_data(job, "http://h", outs)
     assert data["outputs"] == ["http://h/images/img0.png", "http://h/images/img1.png"]
     assert data["status"] == "completed" and data["has_nsfw_contents"] == [False, False]
     assert data["timings"]["inference"] == 2000 and data["code"] == 0
     dashed = "0c0e6a52-5d8b-4d42-8f0e-5a1c3f7b9e21"
-    shown = ws.job_data(dataclasses.replace(job, id=dashed), "http://h", outs)["id"]
-    assert shown == dashed.replace("-", "") and ws.job_id_of(shown) == dashed
+    shown = wavespeed_translate.job_data(dataclasses.replace(job, id=dashed), "http://h",
+                                         outs)["id"]
+    assert shown == dashed.replace("-", "") and wavespeed_translate.job_id_of(shown) == dashed
     assert data["created_at"] == "2026-08-25T00:49:21.479Z"
-    queued = ws.job_data(_job(JobStatus.QUEUED), "http://h", [])
+    queued = wavespeed_translate.job_data(_job(JobStatus.QUEUED), "http://h", [])
     assert queued["status"] == "created" and queued["outputs"] == []
-    failed = ws.job_data(_job(JobStatus.FAILED, error=ErrorKind.INFERENCE, error_message="NaN"),
-                         "http://h", [])
+    failed_job = _job(JobStatus.FAILED, error=ErrorKind.INFERENCE, error_message="NaN")
+    failed = wavespeed_translate.job_data(failed_job, "http://h", [])
     assert (failed["status"], failed["code"], failed["error"]) == ("failed", 1403, "NaN")
-    timeout = ws.sync_timeout_data(queued, 2.0)
+    timeout = wavespeed_translate.sync_timeout_data(queued, 2.0)
     assert timeout["code"] == 5004 and "Sync mode timed out" in timeout["error"]
 
 
 async def test_wavespeed_base64_outputs_are_bare_base64() -> None:
     job = _job(JobStatus.COMPLETED, echo={"wavespeed_input": {"enable_base64_output": True}})
-    outs = await ws.outputs(job, FakeImages())
+    outs = await wavespeed_translate.outputs(job, FakeImages())
     assert outs[0] == "aW1nMA=="  # WaveSpeed: decode the entire string as is
 
 
@@ -379,5 +382,5 @@ def test_google_error_shape() -> None:
     unknown = EaselError(ErrorKind.UNKNOWN_MODEL, "x")
     assert rendered(google_routes.render_error, unknown, path)[1]["error"]["status"] == \
         "NOT_FOUND"
-    assert gg.split_model_action("models/imagen-4.0-generate-001:predict") == (
+    assert google_translate.split_model_action("models/imagen-4.0-generate-001:predict") == (
         "imagen-4.0-generate-001", "predict")

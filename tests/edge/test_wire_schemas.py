@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from easel.api.dialects.easel import translate as native
+from easel.api.dialects.easel import translate as easel
 from easel.api.dialects.easel.schemas import JobInput
 from easel.api.dialects.google import translate as google
 from easel.api.dialects.google.schemas import PredictRequest
@@ -47,7 +47,7 @@ DIALECTS: list[tuple[str, str, dict[str, Any], Parse, dict[str, Any]]] = [
     ("/v1beta/models/{model_action}", "post", model_schema(PredictRequest),
      lambda b: google.to_submission("imagen-4.0-generate-001", b, 1, CALLER),
      {"instances": [{"prompt": "a fox"}]}),
-    ("/easel/jobs", "post", model_schema(JobInput), lambda b: native.to_submission(b, CALLER),
+    ("/easel/jobs", "post", model_schema(JobInput), lambda b: easel.to_submission(b, CALLER),
      {"model": "google:2@3", "prompt": "a fox"}),
 ]
 

@@ -14,7 +14,7 @@ from fastapi import FastAPI
 
 from easel.api.app import create_app
 from easel.api.dialects.common import Dialect
-from easel.api.dialects.easel import routes as native
+from easel.api.dialects.easel import routes as easel
 from easel.api.dialects.google import routes as google
 from easel.api.dialects.openai import routes as openai
 from easel.api.dialects.runware import routes as runware
@@ -55,7 +55,7 @@ def dialects() -> list[Dialect]:
     """Every dialect easel serves. A broken one fails here, loudly, at start."""
     # Google before OpenAI: its Google-only routes on /v1/models are tried first.
     return [runware.dialect(), wavespeed.dialect(), google.dialect(), openai.dialect(),
-            native.dialect()]
+            easel.dialect()]
 
 
 def diffusers_engine(settings: Settings) -> EngineFactory:

@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 
 from easel.api.caller import Authenticated, CorePort
 from easel.api.dialects.common import Dialect, JsonBody
-from easel.api.dialects.easel import translate as native
+from easel.api.dialects.easel import translate
 from easel.api.dialects.easel.schemas import JobInput
 from easel.api.openapi import (
     BEARER,
@@ -85,10 +85,10 @@ def render_error(err: EaselError, _request: Request) -> JSONResponse:
     """Every failure of a whole request: `{"error": {code, message, parameter}}`, the kinds as
     codes (a refusal made before any route runs keeps its own code)."""
     if err.kind is ErrorKind.UNAUTHENTICATED:
-        body = native.refusal_body("invalidApiKey", "invalid or missing API key (send "
+        body = translate.refusal_body("invalidApiKey", "invalid or missing API key (send "
                                    "Authorization: Bearer <key>)", "Authorization")
         return JSONResponse(body, status_code=401)
-    return JSONResponse(native.error_body(err), status_code=native.ERRORS.status(err))
+    return JSONResponse(translate.error_body(err), status_code=translate.ERRORS.status(err))
 
 
 def _job(job_id: str) -> JobRef:
@@ -98,7 +98,7 @@ def _job(job_id: str) -> JobRef:
 
 
 def _view(port: Port, job: Job) -> dict[str, Any]:
-    return native.job_view(job, port.images)
+    return translate.job_view(job, port.images)
 
 
 @router.get("/easel/info", summary="Server information", response_model=Open,
@@ -114,7 +114,7 @@ async def info(port: CorePort) -> JSONResponse:
             responses=responses(Catalog, EaselErrorBody, (401,)))
 async def models(_caller: Authenticated, port: CorePort) -> JSONResponse:
     """Every model id by tier, with its sizes, limits, price, licence and weights."""
-    return JSONResponse(await asyncio.to_thread(native.catalog_view, port.catalog, port.facts))
+    return JSONResponse(await asyncio.to_thread(translate.catalog_view, port.catalog, port.facts))
 
 
 @router.post("/easel/jobs", summary="Submit a job", status_code=202, response_model=JobView,
@@ -124,7 +124,7 @@ async def models(_caller: Authenticated, port: CorePort) -> JSONResponse:
                               "before (idempotency)"}})
 async def submit(caller: Authenticated, port: CorePort, body: JsonBody) -> JSONResponse:
     """Queue a job (202); follow it at /easel/jobs/{id}/events or poll /easel/jobs/{id}."""
-    job, created = await port.submit(native.to_submission(body, caller))
+    job, created = await port.submit(translate.to_submission(body, caller))
     return JSONResponse(_view(port, job), status_code=202 if created else 200)
 
 
@@ -178,7 +178,7 @@ async def deliveries(job_id: str, caller: Authenticated, port: CorePort) -> JSON
     """Webhook and upload deliveries of a job: pending, delivered or failed (and why)."""
     job = await port.find(caller, _job(job_id))
     rows = await port.deliveries(job)
-    return JSONResponse({"job": job_id, "deliveries": [native.delivery_view(d) for d in rows]})
+    return JSONResponse({"job": job_id, "deliveries": [translate.delivery_view(d) for d in rows]})
 
 
 @router.get("/easel/jobs/{job_id}/events", response_model=None, summary="Follow a job (events)",
@@ -224,5 +224,5 @@ async def _event_stream(port: Port, job: Job) -> AsyncIterator[str]:
 def dialect() -> Dialect:
     """This dialect as the app mounts it (api/app.py lists every dialect). Its clients may
     choose job ids (task_id)."""
-    return Dialect(native.DIALECT, router, native.ERRORS, ("/easel",), render_error,
+    return Dialect(translate.DIALECT, router, translate.ERRORS, ("/easel",), render_error,
                    chooses_ids=True)

@@ -27,7 +27,7 @@ from easel.api.dialects.common import (
     prompt_header,
     scope_headers,
 )
-from easel.api.dialects.google import translate as gg
+from easel.api.dialects.google import translate
 from easel.api.dialects.google.schemas import PredictRequest
 from easel.api.limits import HTTPRefusal
 from easel.api.openapi import (
@@ -136,23 +136,23 @@ def render_error(err: EaselError, request: Request) -> JSONResponse:
     if isinstance(err, Unauthenticated):
         vertex = VERTEX_PATH in request.url.path
         if err.credential != API_KEY and (vertex or err.credential == BEARER):
-            return JSONResponse(gg.unauthenticated_body(), status_code=401)
-        service = gg.VERTEX_SERVICE if vertex else gg.GEMINI_SERVICE
-        return JSONResponse(gg.api_key_invalid_body(service), status_code=400)
-    status = gg.ERRORS.status(err)
-    return JSONResponse(gg.error_body(status, err.message, err.parameter), status_code=status,
-                        headers=headers)
+            return JSONResponse(translate.unauthenticated_body(), status_code=401)
+        service = translate.VERTEX_SERVICE if vertex else translate.GEMINI_SERVICE
+        return JSONResponse(translate.api_key_invalid_body(service), status_code=400)
+    status = translate.ERRORS.status(err)
+    body = translate.error_body(status, err.message, err.parameter)
+    return JSONResponse(body, status_code=status, headers=headers)
 
 
 async def _predict(request: Request, port: Port, caller: Caller, vertex: bool) -> JSONResponse:
-    model_id, action = gg.split_model_action(request.path_params["model_action"])
+    model_id, action = translate.split_model_action(request.path_params["model_action"])
     if action != "predict":
         raise EaselError(ErrorKind.NOT_FOUND,
                          f"easel does not offer the method {action[:40]!r}; use :predict")
-    default_count = gg.DEFAULT_COUNT_VERTEX if vertex else gg.DEFAULT_COUNT_GEMINI
-    call = gg.to_submission(model_id, await json_object(request), default_count, caller)
+    default_count = translate.DEFAULT_COUNT_VERTEX if vertex else translate.DEFAULT_COUNT_GEMINI
+    call = translate.to_submission(model_id, await json_object(request), default_count, caller)
     job = await port.run(call.submission)
-    reply = await gg.render(job, port.images)
+    reply = await translate.render(job, port.images)
     return JSONResponse(reply, headers={"x-easel-job-id": job.id, **ignored_header(call.ignored),
                                         **prompt_header(job)})
 
@@ -173,8 +173,8 @@ def _endpoint(serve: Serve, vertex: bool) -> Any:
 async def _list_models(
     _request: Request, port: Port, _caller: Caller, vertex: bool
 ) -> JSONResponse:
-    models = [gg.model_resource(m, vertex, port.facts(m.backend).stand_in)
-              for m in gg.served_models(port.catalog)]
+    models = [translate.model_resource(m, vertex, port.facts(m.backend).stand_in)
+              for m in translate.served_models(port.catalog)]
     return JSONResponse({"publisherModels" if vertex else "models": models})
 
 
@@ -183,8 +183,8 @@ async def _get_model(request: Request, port: Port, _caller: Caller, vertex: bool
     if ":" in model_id:  # a method such as :predict, asked for with GET
         raise HTTPRefusal(405, "methodNotAllowed",
                           f"{model_id.partition(':')[2][:40]} takes POST, not GET", None)
-    model = port.model(model_id, gg.PROVIDER)
-    return JSONResponse(gg.model_resource(model, vertex, port.facts(model.backend).stand_in))
+    model = port.model(model_id, translate.PROVIDER)
+    return JSONResponse(translate.model_resource(model, vertex, port.facts(model.backend).stand_in))
 
 
 def _path_parameters(path: str) -> list[dict[str, Any]]:
@@ -240,4 +240,5 @@ def claims(path: str, headers: Mapping[str, str], query: str) -> bool:
 def dialect() -> Dialect:
     """This dialect as the app mounts it (api/app.py lists every dialect). It comes before
     OpenAI's in the app, so that its Google-only routes on /v1/models are tried first."""
-    return Dialect(gg.DIALECT, build_router(), gg.ERRORS, PREFIXES, render_error, claims=claims)
+    return Dialect(translate.DIALECT, build_router(), translate.ERRORS, PREFIXES, render_error,
+                   claims=claims)

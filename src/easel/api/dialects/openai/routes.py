@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse
 
 from easel.api.caller import Authenticated, CorePort
 from easel.api.dialects.common import Dialect, JsonBody, ignored_header, prompt_header
-from easel.api.dialects.openai import translate as oa
+from easel.api.dialects.openai import translate
 from easel.api.dialects.openai.schemas import ImagesGenerateRequest
 from easel.api.limits import HTTPRefusal
 from easel.api.openapi import (
@@ -55,15 +55,15 @@ def render_error(err: EaselError, request: Request) -> JSONResponse:
     job = getattr(err, "job", None)
     if job is not None:
         headers["x-easel-job-id"] = job.id
-    status = oa.ERRORS.status(err)
-    message, param, code = err.message, err.parameter, oa.ERRORS.code(err.kind)
+    status = translate.ERRORS.status(err)
+    message, param, code = err.message, err.parameter, translate.ERRORS.code(err.kind)
     if isinstance(err, HTTPRefusal):  # OpenAI's codes are snake_case: notFound -> not_found
-        code = oa.snake_case(err.code)
+        code = translate.snake_case(err.code)
     if isinstance(err, StillRunning):
         message += "; retry with the same Idempotency-Key to pick them up"
     if err.kind is ErrorKind.UNAUTHENTICATED:
         message, param = UNAUTHENTICATED, None
-    body = oa.error_body(message, status, param=param, code=code, path=request.url.path,
+    body = translate.error_body(message, status, param=param, code=code, path=request.url.path,
                          request_id=request_id, now=datetime.now(UTC))
     return JSONResponse(body, status_code=status, headers=headers)
 
@@ -91,9 +91,9 @@ EXAMPLES = {
 async def generate(
     request: Request, caller: Authenticated, port: CorePort, body: JsonBody
 ) -> JSONResponse:
-    wire = oa.to_submission(body, caller, request.headers.get("idempotency-key"))
+    wire = translate.to_submission(body, caller, request.headers.get("idempotency-key"))
     job = await port.run(wire.submission)
-    reply = await oa.render(job, port.images, wire.b64_json)
+    reply = await translate.render(job, port.images, wire.b64_json)
     return JSONResponse(reply, headers={"x-request-id": str(uuid.uuid4()),
                                         "x-easel-job-id": job.id, **ignored_header(wire.ignored),
                                         **prompt_header(job)})
@@ -114,7 +114,7 @@ class ModelObject(Open):
             responses=responses(ModelList, ErrorBody, (401, 404)))
 async def list_models(_caller: Authenticated, port: CorePort) -> JSONResponse:
     """`client.models.list()`: every catalog id this endpoint takes, and the generic ones."""
-    return JSONResponse({"object": "list", "data": oa.model_objects(port.catalog)})
+    return JSONResponse({"object": "list", "data": translate.model_objects(port.catalog)})
 
 
 @router.get("/v1/models/{model_id:path}", response_model=ModelObject,
@@ -122,7 +122,7 @@ async def list_models(_caller: Authenticated, port: CorePort) -> JSONResponse:
             responses=responses(ModelObject, ErrorBody, (401, 404)))
 async def retrieve_model(model_id: str, _caller: Authenticated, port: CorePort) -> JSONResponse:
     """`client.models.retrieve(id)`; ids with slashes (AIML's `google/...`) included."""
-    found = [m for m in oa.model_objects(port.catalog) if m["id"] == model_id]
+    found = [m for m in translate.model_objects(port.catalog) if m["id"] == model_id]
     if not found:
         raise EaselError(ErrorKind.UNKNOWN_MODEL,
                          f"The model '{model_id[:200]}' does not exist", "model")
@@ -133,4 +133,5 @@ def dialect() -> Dialect:
     """This dialect as the app mounts it (api/app.py lists every dialect). Every path under
     /v1 but Runware's own /v1 is OpenAI's: an unknown one (images.edit, chat) gets its shape.
     Its clients choose job ids (the Idempotency-Key header)."""
-    return Dialect(oa.DIALECT, router, oa.ERRORS, ("/v1",), render_error, chooses_ids=True)
+    return Dialect(translate.DIALECT, router, translate.ERRORS, ("/v1",), render_error,
+                   chooses_ids=True)

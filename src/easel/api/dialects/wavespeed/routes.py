@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 
 from easel.api.caller import Authenticated, CorePort, port_of
 from easel.api.dialects.common import Dialect, JsonBody
-from easel.api.dialects.wavespeed import translate as ws
+from easel.api.dialects.wavespeed import translate
 from easel.api.dialects.wavespeed.schemas import ImagenInput
 from easel.api.limits import HTTPRefusal
 from easel.api.openapi import (
@@ -73,23 +73,23 @@ def render_error(err: EaselError, request: Request) -> JSONResponse:
     ignores the submit reply's status and always polls /result (protocols.md §10.4); anything
     else is `{code, message}` with the HTTP status."""
     model_id = request.path_params.get("model_id")
-    if model_id is not None and ws.is_refused_as_task(err):
+    if model_id is not None and translate.is_refused_as_task(err):
         port = port_of(request)
-        data = ws.refusal_data(model_id, err, datetime.now(UTC), port.images.base_url,
+        data = translate.refusal_data(model_id, err, datetime.now(UTC), port.images.base_url,
                                _refusal_mac(port))
-        return JSONResponse(ws.envelope(data))
-    status = ws.ERRORS.status(err)
+        return JSONResponse(translate.envelope(data))
+    status = translate.ERRORS.status(err)
     message = UNAUTHENTICATED if err.kind is ErrorKind.UNAUTHENTICATED else err.message
-    return JSONResponse(ws.error_body(status, message), status_code=status)
+    return JSONResponse(translate.error_body(status, message), status_code=status)
 
 
-def _refusal_mac(port: Port) -> ws.Mac:
-    return lambda packed: port.sign(ws.REFUSAL_PURPOSE, packed)
+def _refusal_mac(port: Port) -> translate.Mac:
+    return lambda packed: port.sign(translate.REFUSAL_PURPOSE, packed)
 
 
 async def _reply(port: Port, job: Job) -> dict[str, Any]:
-    outputs = await ws.outputs(job, port.images)
-    return ws.job_data(job, port.images.base_url, outputs)
+    outputs = await translate.outputs(job, port.images)
+    return translate.job_data(job, port.images.base_url, outputs)
 
 
 def _prediction(prediction_id: str) -> JobRef:
@@ -126,8 +126,8 @@ for _path, _what in NOT_OFFERED.items():
             responses=responses(Envelope, ErrorBody, ERRORS))
 async def webhook_secret(caller: Authenticated, port: CorePort) -> JSONResponse:
     """The secret this caller's webhooks are signed with (`webhook-signature: v3,<hex>`)."""
-    key = port.webhook_key(ws.WEBHOOK_PURPOSE, caller.principal.encode())
-    return JSONResponse(ws.envelope({"secret": ws.secret_text(key)}))
+    key = port.webhook_key(translate.WEBHOOK_PURPOSE, caller.principal.encode())
+    return JSONResponse(translate.envelope({"secret": translate.secret_text(key)}))
 
 
 @router.get("/api/v3/models", response_model=ListEnvelope, summary="List models",
@@ -135,7 +135,7 @@ async def webhook_secret(caller: Authenticated, port: CorePort) -> JSONResponse:
             responses=responses(ListEnvelope, ErrorBody, ERRORS))
 async def models(_caller: Authenticated, port: CorePort) -> JSONResponse:
     """The WaveSpeed model ids easel serves, with their tier, backend and price."""
-    return JSONResponse(ws.envelope(ws.model_list(port.catalog)))
+    return JSONResponse(translate.envelope(translate.model_list(port.catalog)))
 
 
 # Before the catch-all submit route, which would take this path for a model id.
@@ -146,7 +146,7 @@ async def cancel(prediction_id: str, caller: Authenticated, port: CorePort) -> J
     """Cancel a queued or running prediction; it ends `cancelled` (a running one within one
     denoising step). Polling it, or its webhook, then says so."""
     job = await port.cancel(caller, _prediction(prediction_id))
-    return JSONResponse(ws.envelope(await _reply(port, job)))
+    return JSONResponse(translate.envelope(await _reply(port, job)))
 
 
 @router.post("/api/v3/{model_id:path}", summary="Submit a prediction",
@@ -159,16 +159,16 @@ async def submit(
     body: JsonBody,
     webhook: str | None = None,
 ) -> JSONResponse:
-    call = ws.to_submission(model_id, body, webhook, caller)
+    call = translate.to_submission(model_id, body, webhook, caller)
     if not call.sync:
         job, _ = await port.submit(call.submission)
-        return JSONResponse(ws.envelope(await _reply(port, job)))
+        return JSONResponse(translate.envelope(await _reply(port, job)))
     # Sync mode: the task itself says what happened, failed or still running included.
     job = await port.settle(call.submission)
     data = await _reply(port, job)
     if not job.status.terminal:
-        data = ws.sync_timeout_data(data, port.limits.sync_timeout)
-    return JSONResponse(ws.envelope(data))
+        data = translate.sync_timeout_data(data, port.limits.sync_timeout)
+    return JSONResponse(translate.envelope(data))
 
 
 @router.get("/api/v3/predictions/{prediction_id}/result", response_model=Envelope,
@@ -178,14 +178,14 @@ async def submit(
             summary="Poll a prediction (the same, without /result)", openapi_extra=KEY,
             responses=responses(Envelope, ErrorBody, ERRORS))
 async def result(prediction_id: str, caller: Authenticated, port: CorePort) -> JSONResponse:
-    refusal = ws.decode_refusal(prediction_id, port.images.base_url, _refusal_mac(port))
+    refusal = translate.decode_refusal(prediction_id, port.images.base_url, _refusal_mac(port))
     if refusal is not None:
-        return JSONResponse(ws.envelope(refusal))
+        return JSONResponse(translate.envelope(refusal))
     job = await port.find(caller, _prediction(prediction_id))
-    return JSONResponse(ws.envelope(await _reply(port, job)))
+    return JSONResponse(translate.envelope(await _reply(port, job)))
 
 
 def dialect() -> Dialect:
     """This dialect as the app mounts it (api/app.py lists every dialect)."""
-    return Dialect(ws.DIALECT, router, ws.ERRORS, ("/api/v3",), render_error, ws.webhook_body,
-                   sign_webhook=ws.sign_webhook)
+    return Dialect(translate.DIALECT, router, translate.ERRORS, ("/api/v3",), render_error,
+                   translate.webhook_body, sign_webhook=translate.sign_webhook)
