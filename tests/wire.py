@@ -57,7 +57,6 @@ class Wire:
     name: ClassVar[str]
     polls: ClassVar[bool] = True  # has a route that reads a job back
     cancels: ClassVar[bool] = False
-    refused_key_status: ClassVar[int] = 401
 
     def keyed(self, key: str | None) -> dict[str, str]:
         return {"Authorization": f"Bearer {key}"} if key is not None else {}
@@ -189,7 +188,6 @@ class Google(Wire):
 
     name = "google"
     polls = False
-    refused_key_status = 400  # Google answers a bad API key with 400 API_KEY_INVALID
     model = "imagen-4.0-fast-generate-001"
     base = "/v1beta/models"
 
@@ -222,7 +220,6 @@ class Vertex(Google):
     """Vertex AI's :predict (google-genai 2.x/3.x), with an OAuth token's place: a bearer."""
 
     name = "google-vertex"
-    refused_key_status = 401  # a bad bearer token is 401 UNAUTHENTICATED
     base = "/v1beta1/projects/p/locations/us-central1/publishers/google/models"
 
     def keyed(self, key: str | None) -> dict[str, str]:

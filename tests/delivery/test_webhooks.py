@@ -157,6 +157,28 @@ def test_a_final_upload_failure_is_in_the_task_result(srv: Server, receiver: Rec
     assert item["status"] == "success" and "403" in item["uploadEndpointError"]
 
 
+def test_wavespeed_posts_a_refused_task_to_its_webhook(srv: Server, receiver: Receiver) -> None:
+    """WaveSpeed POSTs `data` on failed: a request refused at submission (a failed task with an
+    rf- id) reaches a webhook-driven client too, signed, retried, with its resolved input."""
+    receiver.scripts["/refused"] = [500, 200]
+    body = {"prompt": "a pear", "num_images": 9, "webhook_url": receiver.url("/refused")}
+    reply = httpx.post(f"{srv.url}/api/v3/google/imagen4-fast", json=body).json()["data"]
+    assert (reply["status"], reply["code"]) == ("failed", 1401)
+    first, second = receiver.wait_for("/refused", 2)
+    assert first.body == second.body and first.headers["webhook-id"] == second.headers[
+        "webhook-id"]
+    data = json.loads(second.body)
+    assert data == reply and data["input"]["num_images"] == 9
+    assert data["input"]["aspect_ratio"] == "1:1" and "webhook_url" not in data["input"]
+    secret = httpx.get(f"{srv.url}/api/v3/webhook/secret").json()["data"]["secret"]
+    headers = {k.lower(): v for k, v in second.headers.items()}
+    signed = f"{headers['webhook-id']}.{headers['webhook-timestamp']}.".encode() + second.body
+    expected = hmac.new(secret.removeprefix("whsec_").encode(), signed, hashlib.sha256)
+    assert headers["webhook-signature"] == f"v3,{expected.hexdigest()}"
+    polled = httpx.get(reply["urls"]["get"]).json()["data"]
+    assert polled["input"] == reply["input"]  # the id carries the input as well
+
+
 def test_wavespeed_posts_the_data_object(
     srv: Server, receiver: Receiver, tmp_path: Path
 ) -> None:

@@ -97,11 +97,13 @@ def test_a_bad_key_is_api_key_invalid_and_a_bad_token_unauthenticated(
     live: Server, sdks: dict[str, Path]
 ) -> None:
     url = f"{live.url}/v1beta/models/imagen-4.0-fast-generate-001:predict"
-    for headers in ({"x-goog-api-key": "wrong"}, {}):
-        reply = httpx.post(url, headers=headers, json=BODY)
-        error = reply.json()["error"]
-        assert (reply.status_code, error["status"]) == (400, "INVALID_ARGUMENT")
-        assert error["details"][0]["reason"] == "API_KEY_INVALID"
+    reply = httpx.post(url, headers={"x-goog-api-key": "wrong"}, json=BODY)
+    error = reply.json()["error"]
+    assert (reply.status_code, error["status"]) == (400, "INVALID_ARGUMENT")
+    assert error["details"][0]["reason"] == "API_KEY_INVALID"
+    keyless = httpx.post(url, json=BODY).json()["error"]
+    assert (keyless["code"], keyless["status"]) == (403, "PERMISSION_DENIED")
+    assert "unregistered callers" in keyless["message"]
     token = _vertex(live, sdks, key="wrong", model="imagen-4.0-fast-generate-001")
     assert (token["code"], token["status"]) == (401, "UNAUTHENTICATED")
     bare = httpx.post(f"{live.url}/v1beta1/projects/p/locations/l/publishers/google/models/"

@@ -332,7 +332,7 @@ def test_google_seed_needs_the_watermark_off(catalog: Catalog) -> None:
     """Vertex: "Seed is not supported when watermark is enabled" (addWatermark defaults on)."""
     body = {"instances": [{"prompt": "a cat"}], "parameters": {"seed": 9}}
     err = raises(google, catalog, "imagen-4.0-generate-001", body, 1)
-    assert err.parameter == "seed" and "watermark" in err.message
+    assert err.parameter == "parameters.seed" and "watermark" in err.message
 
 
 @pytest.mark.parametrize(

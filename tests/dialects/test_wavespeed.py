@@ -68,6 +68,21 @@ def test_refused_request_is_a_failed_task_that_polls(live: Server, sdks: dict[st
     assert not out["ok"] and "foo is not a parameter" in out["error"]
 
 
+def test_negative_prompt_on_fast_is_ignored_not_failed(live: Server, sdks: dict[str, Path]) -> None:
+    """WaveSpeed documents negative_prompt on every Imagen 4 model; Fast's backend has no use
+    for it, so it is reported ignored and the task completes (through the SDK as a user runs
+    it, then raw for the header)."""
+    body = {"prompt": "a pear", "negative_prompt": "blurry"}
+    out = run_client(sdks["wavespeed"], "wavespeed_client.py", {
+        "url": live.url, "key": KEY, "model": "google/imagen4-fast", "input": body})
+    assert out["ok"] and len(out["outputs"]) == 1, out
+    reply = httpx.post(f"{live.url}/api/v3/google/imagen4-fast", json=body, headers=AUTH)
+    assert reply.headers["x-easel-ignored-fields"] == "negative_prompt"
+    assert reply.json()["data"]["input"]["negative_prompt"] == "blurry"
+    taken = httpx.post(f"{live.url}/api/v3/google/imagen4-ultra", json=body, headers=AUTH)
+    assert "x-easel-ignored-fields" not in taken.headers
+
+
 def test_base64_output_is_bare_in_polls_and_sync_mode(live: Server, sdks: dict[str, Path]) -> None:
     """WaveSpeed's docs: decode the entire string as is (no data: prefix)."""
     for sync in (False, True):

@@ -44,9 +44,11 @@ def calls(client: Any, key: str | None) -> dict[str, int]:
     }
 
 
-# What each dialect answers a missing or wrong key with: 401, but Google's 400 API_KEY_INVALID.
+# What each dialect answers a wrong key with: 401, but Google's 400 API_KEY_INVALID; a missing
+# one: the same, but Google's 403 for an unregistered caller.
 REFUSED = {"runware-bearer": 401, "runware-task": 401, "wavespeed": 401, "openai": 401,
            "google": 400, "easel": 401}
+REFUSED_KEYLESS = {**REFUSED, "google": 403}
 ACCEPTED = {"runware-bearer": 200, "runware-task": 200, "wavespeed": 200, "openai": 200,
             "google": 200, "easel": 202}
 
@@ -58,7 +60,7 @@ def test_keys_from_the_store_guard_every_dialect(make_edge: Callable[..., Edge])
     key = created.stdout.strip()
     assert key.startswith("easel_")
     edge.clock.advance(2)  # past the cache of "are keys needed at all"
-    assert calls(edge.client, None) == REFUSED
+    assert calls(edge.client, None) == REFUSED_KEYLESS
     assert calls(edge.client, key[:-1] + ("A" if key[-1] != "A" else "B")) == REFUSED
     assert calls(edge.client, key) == ACCEPTED
 

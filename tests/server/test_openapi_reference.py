@@ -122,7 +122,7 @@ def test_a_key_is_declared_exactly_where_the_server_asks_for_one(
         body = bodies[0] if bodies else ({} if method == "post" else None)
         reply = httpx.request(method.upper(), live.url + filled(path, operation), json=body,
                               timeout=60)
-        google_refusal = reply.status_code == 400 and "API_KEY_INVALID" in reply.text
+        google_refusal = reply.status_code == 403 and "PERMISSION_DENIED" in reply.text
         refused = reply.status_code == 401 or google_refusal
         declared = operation.get("security", [])
         where = f"{method.upper()} {path}: {reply.status_code} {reply.text[:200]}"

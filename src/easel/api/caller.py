@@ -52,6 +52,7 @@ def identify(conn: HTTPConnection, key: str | None, credential: str | None) -> C
     caller = port_of(conn).caller(key, address)
     if caller is None:
         raise Unauthenticated(credential if key else None)
+    conn.state.caller = caller  # for a renderer that acts for the caller (a refusal webhook)
     return caller
 
 

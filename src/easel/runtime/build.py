@@ -206,7 +206,8 @@ def build_runtime(
     keys = KeyRing(settings.api_keys, KeyStore(store.engine), clock)
     core = Core(jobs, artifacts, keys, metrics, limits_of(settings), secret=secret,
                 webhook_root=root, not_ready=partial(not_ready_reason, worker, health),
-                engine_status=worker.engine_status if worker is not None else lambda: None)
+                engine_status=worker.engine_status if worker is not None else lambda: None,
+                notify=delivery.notify)
     return Runtime(settings, catalog, store, artifacts, jobs, metrics, keys, delivery, worker,
                    health, core)
 

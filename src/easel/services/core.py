@@ -36,6 +36,7 @@ class Core:
         webhook_root: str,
         not_ready: Callable[[], str],
         engine_status: Callable[[], EngineStatus | None],
+        notify: Callable[[str, str, str, dict[str, Any]], None] | None = None,
     ) -> None:
         self.jobs = jobs
         self.images = artifacts  # the port's name for them
@@ -48,11 +49,16 @@ class Core:
         self._webhook_root = webhook_root
         self._not_ready = not_ready  # probes storage: called off the event loop
         self._engine_status = engine_status
+        self._notify = notify  # the delivery service's one-off webhook (None: not sent)
 
     # -- the port ---------------------------------------------------------------------------
 
     def caller(self, key: str | None, address: str) -> Caller | None:
         return self.keys.caller(key, address)
+
+    def notify(self, caller: Caller, dialect: str, url: str, payload: dict[str, Any]) -> None:
+        if self._notify is not None:
+            self._notify(dialect, caller.principal, url, payload)
 
     def facts(self, backend: Backend) -> BackendFacts:
         return backend_facts(backend, self.jobs.resolver)

@@ -184,6 +184,12 @@ class Port(Protocol):
 
     async def deliveries(self, job: Job) -> list[Delivery]: ...
 
+    def notify(self, caller: Caller, dialect: str, url: str, payload: dict[str, Any]) -> None:
+        """Send `payload` to the caller's webhook `url` about a request that never became a
+        job (a refusal its provider also reports by webhook): the outbound policy, the
+        dialect's signature and the retry schedule apply; nothing is stored."""
+        ...
+
     def sign(self, purpose: str, data: bytes) -> bytes:
         """A MAC of `data` with the server's own secret, for ids it hands out and reads back."""
         ...

@@ -194,7 +194,10 @@ async def json_object(request: Request) -> dict[str, Any]:
         raw = await read_body(request, limits.max_body_bytes, limits.body_timeout)
     except BodyTooLarge:
         raise PayloadTooLarge(limits.max_body_bytes) from None
-    return parse_json_object(raw)
+    body = parse_json_object(raw)
+    # Kept for the dialect's renderer: a refusal that echoes what was sent (WaveSpeed's input).
+    request.state.json_body = body
+    return body
 
 
 JsonBody = Annotated[dict[str, Any], Depends(json_object)]

@@ -25,6 +25,7 @@ import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
@@ -167,12 +168,17 @@ class DeliveryService:
 
     async def _attempt(self, client: httpx.AsyncClient, delivery: Delivery) -> Attempt:
         try:
-            method, body, headers, timeout = await self._request(delivery)
+            request = await self._request(delivery)
         except Throttled as exc:  # the image store is down for now: retry on the schedule
             return Attempt(PENDING, None, exc.message)
+        return await self._send(client, delivery.url, delivery.kind, request)
+
+    async def _send(self, client: httpx.AsyncClient, url: str, kind: str,
+                    request: Request) -> Attempt:
+        """One attempt at one URL, checked against the outbound policy first."""
+        method, body, headers, timeout = request
         try:
-            checked = await check_url(delivery.url, delivery.kind,
-                                      self.settings.allow_loopback_urls)
+            checked = await check_url(url, kind, self.settings.allow_loopback_urls)
         except Unresolvable as exc:
             return Attempt(PENDING, None, exc.message)  # DNS may come back
         except EaselError as exc:
@@ -209,12 +215,13 @@ class DeliveryService:
             payload = await renderer(job, delivery.image_id or None, self.images)
             body = json.dumps(payload, separators=(",", ":")).encode()
             await asyncio.to_thread(self.store.set_body, delivery.id, body)
-        return "POST", body, self._webhook_headers(job, delivery.id, body), \
+        return "POST", body, self._webhook_headers(job.dialect, job.caller, delivery.id, body), \
             self.settings.webhook_timeout
 
-    def _webhook_headers(self, job: Job, message_id: str, body: bytes) -> dict[str, str]:
-        signer = self.signers.get(job.dialect)
-        signed = (signer(self.signing_root, job.caller, message_id, body) if signer is not None
+    def _webhook_headers(self, dialect: str, principal: str, message_id: str,
+                         body: bytes) -> dict[str, str]:
+        signer = self.signers.get(dialect)
+        signed = (signer(self.signing_root, principal, message_id, body) if signer is not None
                   else signed_headers(self.settings.webhook_secret, message_id, body))
         return {"Content-Type": "application/json", **signed}
 
@@ -232,6 +239,42 @@ class DeliveryService:
         # Content-Type, so it is the image's real type).
         content_type = image.mime or job.request.output_format.mime
         return "PUT", data, {"Content-Type": content_type}, self.settings.upload_timeout
+
+    # -- a webhook with no job -----------------------------------------------------------------
+
+    def notify(self, dialect: str, principal: str, url: str, payload: dict[str, Any]) -> None:
+        """Send a webhook about a request that never became a job (a refusal a provider
+        reports by webhook too), signed as the dialect signs, retried in memory on the
+        delivery schedule. Nothing was accepted, so nothing is stored: a restart drops it."""
+        if self._stopping:
+            return
+        body = json.dumps(payload, separators=(",", ":")).encode()
+        task = asyncio.create_task(self._notify(dialect, principal, url, body))
+        self._inflight.add(task)
+        task.add_done_callback(self._inflight.discard)
+
+    async def _notify(self, dialect: str, principal: str, url: str, body: bytes) -> None:
+        headers = self._webhook_headers(dialect, principal, f"msg_{uuid.uuid4().hex}", body)
+        request = ("POST", body, headers, self.settings.webhook_timeout)
+        started = time.time()
+        async with httpx.AsyncClient(headers={"User-Agent": USER_AGENT}, trust_env=False,
+                                     follow_redirects=False) as client:
+            delays = iter(self.settings.webhook_retry_delays)
+            attempts = 0
+            while True:
+                attempts += 1
+                try:
+                    attempt = await self._send(client, url, "webhook", request)
+                except Permanent as exc:
+                    attempt = Attempt(FAILED, None, str(exc))
+                delay = next(delays, None)
+                if attempt.outcome != PENDING or delay is None or \
+                        time.time() + delay - started > self.settings.webhook_retry_period:
+                    break
+                await asyncio.sleep(max(delay, attempt.retry_after or 0.0))
+        log.info("refusal webhook to %s: %s after %d attempt(s)%s", _host(url),
+                 attempt.outcome, attempts, f" ({attempt.error})" if attempt.error else "",
+                 extra={"host": _host(url), "http_status": attempt.http_status})
 
     # -- retries ------------------------------------------------------------------------------
 

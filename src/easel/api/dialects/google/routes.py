@@ -114,7 +114,7 @@ PATH_EXAMPLES = {"model_action": "imagen-4.0-fast-generate-001:predict",
 # Any key form works on every path; Vertex clients send the OAuth token's place, a bearer.
 GEMINI_KEYS = security(GOOGLE_KEY_HEADER, GOOGLE_KEY_QUERY, BEARER_SCHEME)
 VERTEX_KEYS = security(BEARER_SCHEME, GOOGLE_KEY_HEADER, GOOGLE_KEY_QUERY)
-KEY_ERRORS = (400, 401)  # API_KEY_INVALID, UNAUTHENTICATED
+KEY_ERRORS = (400, 401, 403)  # API_KEY_INVALID, UNAUTHENTICATED, unregistered caller
 
 DOCS: dict[str, Any] = {
     "openapi_extra": request_body(model_schema(PredictRequest), EXAMPLES),
@@ -128,15 +128,18 @@ VERTEX_PATH = "/publishers/google/models"  # in every Vertex AI path, express mo
 
 def render_error(err: EaselError, request: Request) -> JSONResponse:
     """Every failure of a whole request as a Google RPC error, with the job's id when a job
-    exists. A missing or bad key is what Google answers: an API key (x-goog-api-key or ?key=),
-    or no credential on the Gemini API, is 400 API_KEY_INVALID; a bearer token, or no
-    credential on a Vertex path (which wants an OAuth token), is 401 UNAUTHENTICATED."""
+    exists. A missing or bad key is what Google answers: no credential at all on the Gemini
+    API is 403 PERMISSION_DENIED ("unregistered callers"); a wrong API key (x-goog-api-key or
+    ?key=) is 400 API_KEY_INVALID; a bearer token, or no credential on a Vertex path (which
+    wants an OAuth token), is 401 UNAUTHENTICATED."""
     job = getattr(err, "job", None)
     headers = {"x-easel-job-id": job.id} if job is not None else {}
     if isinstance(err, Unauthenticated):
         vertex = VERTEX_PATH in request.url.path
         if err.credential != API_KEY and (vertex or err.credential == BEARER):
             return JSONResponse(translate.unauthenticated_body(), status_code=401)
+        if err.credential is None and not vertex:
+            return JSONResponse(translate.unregistered_caller_body(), status_code=403)
         service = translate.VERTEX_SERVICE if vertex else translate.GEMINI_SERVICE
         return JSONResponse(translate.api_key_invalid_body(service), status_code=400)
     status = translate.ERRORS.status(err)

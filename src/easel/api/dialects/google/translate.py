@@ -122,8 +122,8 @@ def watermark_of(p: Parameters) -> bool:
     """addWatermark defaults to on; a seed is honoured only with it off, as Vertex rules."""
     watermark = p.addWatermark is not False
     if watermark and p.seed is not None:
-        raise invalid("seed", "Seed is not supported when watermark is enabled; set "
-                              "addWatermark to false to use a seed")
+        raise invalid("parameters.seed", "Seed is not supported when watermark is enabled; set "
+                                         "parameters.addWatermark to false to use a seed")
     return watermark
 
 
@@ -162,6 +162,17 @@ def api_key_invalid_body(service: str) -> dict[str, Any]:
              "message": API_KEY_INVALID},
         ],
     }}
+
+
+UNREGISTERED_CALLER = ("Method doesn't allow unregistered callers (callers without established "
+                       "identity). Please use API Key or other form of API consumer identity to "
+                       "call this API.")
+
+
+def unregistered_caller_body() -> dict[str, Any]:
+    """No credential at all on the Gemini API: Google's 403 PERMISSION_DENIED (google-genai
+    refuses a keyless call locally; raw REST clients get this)."""
+    return {"error": {"code": 403, "message": UNREGISTERED_CALLER, "status": "PERMISSION_DENIED"}}
 
 
 def unauthenticated_body() -> dict[str, Any]:

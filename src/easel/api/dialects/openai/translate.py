@@ -261,8 +261,9 @@ ERRORS = ErrorTable({
 
 
 def error_type(status: int) -> str:
+    """OpenAI's `type`: a request-rate 429 is `requests` (its token limits say `tokens`)."""
     if status == 429:
-        return "rate_limit_error"
+        return "requests"
     if status >= 500:
         return "server_error"
     return "invalid_request_error"

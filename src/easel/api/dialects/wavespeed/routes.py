@@ -9,7 +9,7 @@ from fastapi import APIRouter, Path, Request
 from fastapi.responses import JSONResponse
 
 from easel.api.caller import Authenticated, CorePort, port_of
-from easel.api.dialects.common import Dialect, JsonBody
+from easel.api.dialects.common import Dialect, JsonBody, ignored_header
 from easel.api.dialects.wavespeed import translate
 from easel.api.dialects.wavespeed.schemas import ImagenInput
 from easel.api.limits import HTTPRefusal
@@ -75,12 +75,24 @@ def render_error(err: EaselError, request: Request) -> JSONResponse:
     model_id = request.path_params.get("model_id")
     if model_id is not None and translate.is_refused_as_task(err):
         port = port_of(request)
+        sent = getattr(request.state, "json_body", None)
         data = translate.refusal_data(model_id, err, datetime.now(UTC), port.images.base_url,
-                               _refusal_mac(port))
+                                      _refusal_mac(port), sent)
+        _notify_refusal(request, port, sent, data)
         return JSONResponse(translate.envelope(data))
     status = translate.ERRORS.status(err)
     message = UNAUTHENTICATED if err.kind is ErrorKind.UNAUTHENTICATED else err.message
     return JSONResponse(translate.error_body(status, message), status_code=status)
+
+
+def _notify_refusal(request: Request, port: Port, sent: dict[str, Any] | None,
+                    data: dict[str, Any]) -> None:
+    """WaveSpeed POSTs `data` to the webhook on failed, a refusal included: a client that
+    waits for its webhook hears of it too."""
+    caller = getattr(request.state, "caller", None)
+    target = request.query_params.get("webhook") or (sent or {}).get("webhook_url")
+    if caller is not None and isinstance(target, str) and target:
+        port.notify(caller, translate.DIALECT, target, data)
 
 
 def _refusal_mac(port: Port) -> translate.Mac:
@@ -159,16 +171,26 @@ async def submit(
     body: JsonBody,
     webhook: str | None = None,
 ) -> JSONResponse:
-    call = translate.to_submission(model_id, body, webhook, caller)
+    call = translate.to_submission(model_id, body, webhook, caller,
+                                   _takes_negative_prompt(port, model_id))
+    headers = ignored_header(call.ignored)
     if not call.sync:
         job, _ = await port.submit(call.submission)
-        return JSONResponse(translate.envelope(await _reply(port, job)))
+        return JSONResponse(translate.envelope(await _reply(port, job)), headers=headers)
     # Sync mode: the task itself says what happened, failed or still running included.
     job = await port.settle(call.submission)
     data = await _reply(port, job)
     if not job.status.terminal:
         data = translate.sync_timeout_data(data, port.limits.sync_timeout)
-    return JSONResponse(translate.envelope(data))
+    return JSONResponse(translate.envelope(data), headers=headers)
+
+
+def _takes_negative_prompt(port: Port, model_id: str) -> bool:
+    """Whether the model uses a negative prompt; an unknown id is left for the core to refuse."""
+    try:
+        return port.model(model_id, translate.PROVIDER).negative_prompt
+    except EaselError:
+        return True
 
 
 @router.get("/api/v3/predictions/{prediction_id}/result", response_model=Envelope,

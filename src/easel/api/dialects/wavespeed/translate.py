@@ -96,12 +96,18 @@ class WaveSpeedCall:
     submission: Submission
     input: dict[str, Any]  # the fully resolved input, echoed in data.input
     sync: bool
+    ignored: list[str]  # documented fields this model has no use for (x-easel-ignored-fields)
 
 
 def to_submission(
-    model_id: str, body: dict[str, Any], webhook: str | None, caller: Caller
+    model_id: str, body: dict[str, Any], webhook: str | None, caller: Caller,
+    takes_negative_prompt: bool = True,
 ) -> WaveSpeedCall:
+    """`takes_negative_prompt`: whether the model uses one. WaveSpeed documents
+    `negative_prompt` on every Imagen 4 model, Fast included; where easel's backend has no use
+    for it, it is reported ignored rather than failing the task."""
     wire = validate_wire(ImagenInput, body)
+    ignored = [] if takes_negative_prompt or not wire.negative_prompt else ["negative_prompt"]
     if webhook is not None and wire.webhook_url is not None and webhook != wire.webhook_url:
         raise EaselError(
             ErrorKind.INVALID,
@@ -119,7 +125,7 @@ def to_submission(
         prompt=wire.prompt,
         size=AspectRatioSize(wire.aspect_ratio, wire.resolution),
         num_images=wire.num_images,
-        negative_prompt=wire.negative_prompt or None,
+        negative_prompt=(wire.negative_prompt or None) if not ignored else None,
         seed=None if wire.seed == -1 else wire.seed,
         output_format=ImageFormat(wire.output_format),
         steps=wire.num_inference_steps,
@@ -132,7 +138,7 @@ def to_submission(
     names = NAMES.with_(webhook="webhook" if webhook is not None else "webhook_url")
     submission = Submission(DIALECT, caller, generation, DeliverySettings(webhook=target),
                             names=names, echo={"wavespeed_input": resolved})
-    return WaveSpeedCall(submission, resolved, wire.enable_sync_mode)
+    return WaveSpeedCall(submission, resolved, wire.enable_sync_mode, ignored)
 
 
 def result_url(base_url: str, prediction_id: str) -> str:
@@ -283,15 +289,40 @@ MAX_REFUSAL_ID = 2048  # longer ids are not read at all
 MAC_BYTES = 16
 
 
+def refusal_input(body: dict[str, Any] | None) -> dict[str, Any]:
+    """A refused request's input as far as it resolves: each documented field as sent, else
+    its default (as a task's `input` echoes it); unknown fields and the webhook left out."""
+    sent = body or {}
+    resolved: dict[str, Any] = {}
+    for name, field in ImagenInput.model_fields.items():
+        if name == "webhook_url":
+            continue
+        if name in sent:
+            resolved[name] = sent[name]
+        elif not field.is_required() and field.default is not None:
+            resolved[name] = field.default
+    return resolved
+
+
 def refusal_data(
-    model_id: str, err: EaselError, created_at: datetime, base_url: str, mac: Mac
+    model_id: str, err: EaselError, created_at: datetime, base_url: str, mac: Mac,
+    sent: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
+    """The failed task of a refused request, under an id that carries the refusal (and the
+    input, when the id stays under MAX_REFUSAL_ID; polls of a larger one echo `{}`)."""
     code = int(ERRORS.code(err.kind))  # 1400 missing, 1401 invalid, 1200 moderation
     refusal = {"m": model_id[:200], "c": code, "e": err.message[:500], "p": err.parameter,
                "t": iso_ms(created_at)}
+    resolved = refusal_input(sent)
+    job_id = _refusal_id({**refusal, "i": resolved}, mac)
+    if len(job_id) > MAX_REFUSAL_ID:
+        job_id = _refusal_id(refusal, mac)
+    return {**_refusal(job_id, refusal, base_url), "input": resolved}
+
+
+def _refusal_id(refusal: dict[str, Any], mac: Mac) -> str:
     packed = zlib.compress(json.dumps(refusal, separators=(",", ":")).encode(), 9)
-    job_id = REFUSAL_PREFIX + _b64(packed) + "." + _b64(mac(packed)[:MAC_BYTES])
-    return _refusal(job_id, refusal, base_url)
+    return REFUSAL_PREFIX + _b64(packed) + "." + _b64(mac(packed)[:MAC_BYTES])
 
 
 def decode_refusal(job_id: str, base_url: str, mac: Mac) -> dict[str, Any] | None:
@@ -324,7 +355,7 @@ def _refusal(job_id: str, refusal: dict[str, Any], base_url: str) -> dict[str, A
     return {
         "id": job_id,
         "model": refusal["m"],
-        "input": {},
+        "input": refusal["i"] if isinstance(refusal.get("i"), dict) else {},
         "outputs": [],
         "urls": {"get": result_url(base_url, job_id)},
         "has_nsfw_contents": [],
