@@ -110,6 +110,17 @@ def _access_log(request: Request, status: int, seconds: float) -> None:
                                            "ms": round(seconds * 1000, 1)})
 
 
+YEAR_SECONDS = 365 * 24 * 3600
+
+
+def cache_control(lives_for: float | None) -> str:
+    """An image's bytes never change under its id, so a client may keep them exactly as long
+    as the image lives (a year when it is kept until deleted), and never past its expiry."""
+    if lives_for is None:
+        return f"private, max-age={YEAR_SECONDS}, immutable"
+    return f"private, max-age={max(0, int(lives_for))}, immutable"
+
+
 def _add_core_routes(app: FastAPI, ops: Operations) -> None:
     @app.get("/livez", **reference.CORE_ROUTES["livez"])
     async def livez() -> dict[str, str]:
@@ -138,7 +149,8 @@ def _add_core_routes(app: FastAPI, ops: Operations) -> None:
         found = await ops.open_image(image_id, ext.lower())
         if found is None:
             return JSONResponse({"error": "image not found or expired"}, status_code=404)
-        headers = {"Cache-Control": "private, max-age=60", "Content-Length": str(found.size)}
+        headers = {"Cache-Control": cache_control(found.lives_for),
+                   "Content-Length": str(found.size)}
         if request.method == "HEAD":
             close = getattr(found.chunks, "close", None)
             if close is not None:

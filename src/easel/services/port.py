@@ -124,6 +124,7 @@ class StoredBytes:
     size: int
     chunks: Iterator[bytes]
     mime: str
+    lives_for: float | None = None  # seconds until it expires; None: kept until deleted
 
 
 class Port(Protocol):

@@ -104,7 +104,8 @@ class Artifacts:
             return None
         size, chunks = opened
         mime = stored.image.mime or MIME_BY_EXT.get(ext, "application/octet-stream")
-        return StoredBytes(size, chunks, mime)
+        lives_for = None if expires is None else expires.timestamp() - self.clock()
+        return StoredBytes(size, chunks, mime, lives_for)
 
     def sweep(self, now: float | None = None) -> int:
         """Delete expired images from the blob store; returns how many went."""

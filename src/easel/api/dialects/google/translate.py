@@ -132,6 +132,14 @@ def served_models(catalog: Catalog) -> list[Model]:
     return sorted(catalog.models_for(PROVIDER), key=lambda m: m.id)
 
 
+def stand_in_words(stand_in: str) -> str:
+    """A stand-in as a reader should take it: easel's tiny pipelines are untrained (plumbing
+    only); easel-mini is trained, for simple scenes."""
+    if stand_in.startswith("easel/tiny-"):
+        return f"the untrained stand-in {stand_in} (for plumbing tests: its images are noise)"
+    return f"the offline stand-in {stand_in} (easel-mini, a small trained model for simple scenes)"
+
+
 def model_resource(model: Model, vertex: bool, stand_in: str | None = None) -> dict[str, Any]:
     """One model as models.get returns it: the Gemini API's Model, or Vertex's PublisherModel.
     `stand_in`: the offline stand-in serving it while its weights are absent."""
@@ -139,8 +147,7 @@ def model_resource(model: Model, vertex: bool, stand_in: str | None = None) -> d
     description = (f"{model.tier.label}, served by easel on {backend.source} "
                    f"({backend.family} family)")
     if stand_in is not None:
-        description += (f"; its weights are absent here, so the untrained stand-in {stand_in} "
-                        "serves it (its images are noise)")
+        description += f"; its weights are absent here, so {stand_in_words(stand_in)} serves it"
     if vertex:
         return {"name": f"publishers/google/models/{model.id}", "versionId": "001",
                 "displayName": model.tier.label, "description": description,
