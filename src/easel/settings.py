@@ -116,8 +116,10 @@ class Settings(BaseSettings):
     JSON object of dialect to seconds; a client's own `ttl` (Runware) wins over it."""
     max_ttl_seconds: int = 30 * 86400
     """The longest image URL lifetime a client may ask for (seconds)."""
-    sync_timeout: float = Field(default=600.0, gt=0)
-    """The longest a synchronous request waits for its images (seconds)."""
+    sync_timeout: float = Field(default=540.0, gt=0)
+    """The longest a synchronous request waits for its images (seconds). Below the official
+    clients' own read timeouts (openai: 600 s), so easel answers first and the client does not
+    time out and send the request again."""
     shutdown_grace_seconds: float = 30.0
     """On SIGTERM, how long in-flight work may finish before it is handed back to the queue."""
     log_level: Literal["debug", "info", "warning", "error"] = "info"

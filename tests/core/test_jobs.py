@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 
@@ -45,6 +46,30 @@ async def test_a_task_id_is_idempotent_and_a_conflict_names_the_clients_paramete
         await c.runtime.jobs.submit(submission("another prompt", task_id="t-1", names=names))
     assert info.value.kind is ErrorKind.CONFLICT and info.value.parameter == "taskUUID"
     assert "taskUUID" in info.value.message
+
+
+async def test_a_clients_retry_without_an_id_is_its_first_attempts_job(
+    core: Callable[..., Core],
+) -> None:
+    """An SDK's automatic retry (no id of its own) is matched to the caller's recent job with
+    the same parameters, never a failed one, another caller's, or one past the window."""
+    c = core()
+    now = [1_000_000.0]
+    c.runtime.store.clock = lambda: now[0]
+    first, _ = await c.runtime.jobs.submit(submission())
+    retry = dataclasses.replace(submission(), repeats_earlier=True)
+    again, created = await c.runtime.jobs.submit(retry)
+    assert again.id == first.id and not created
+    other = dataclasses.replace(retry, caller=Caller("someone-else"))
+    assert (await c.runtime.jobs.submit(other))[0].id != first.id
+    changed = dataclasses.replace(submission("another prompt"), repeats_earlier=True)
+    assert (await c.runtime.jobs.submit(changed))[0].id != first.id
+    await c.runtime.jobs.cancel(CALLER, JobRef.easel(first.id, "id"))
+    replaced, created = await c.runtime.jobs.submit(retry)  # the first was cancelled
+    assert created and replaced.id != first.id
+    now[0] += 3600  # past the window: a new job
+    late, created = await c.runtime.jobs.submit(retry)
+    assert created and late.id != replaced.id
 
 
 async def test_the_cores_errors_use_the_clients_spelling(core: Callable[..., Core]) -> None:

@@ -116,6 +116,37 @@ def test_url_lifetime_follows_openais_documented_hour(make_server: Any) -> None:
     assert 7100 < (expires - datetime.fromisoformat(job["created_at"])).total_seconds() < 7300
 
 
+RETRIED = {"model": "imagen-4.0-fast-generate-001", "prompt": "a pear", "size": "64x64",
+           "response_format": "url"}
+
+
+def test_the_sdks_retries_never_make_a_second_job(
+    make_server: Any, sdks: dict[str, Path]
+) -> None:
+    """openai retries 5xx and its own timeouts (twice by default) with no idempotency key. A
+    held request that times out answers 504 with x-should-retry: false (one job, not three);
+    an SDK that gives up first and sends the request again (x-stainless-retry-count) is
+    matched to the job its first attempt made."""
+    srv = make_server("slow", step_seconds=0.5, EASEL_API_KEYS=KEY,
+                      EASEL_SYNC_TIMEOUT="0.5").start()
+    for sdk in ("openai", "openai-1"):
+        out = run_client(sdks[sdk], "openai_client.py", {
+            "url": srv.url, "key": KEY, "max_retries": 2, "kwargs": RETRIED})
+        assert (out["ok"], out["status"], out["code"]) == (False, 504, "timeout"), out
+        assert "/easel/jobs/" in out["message"]
+    assert srv.db("SELECT COUNT(*) FROM jobs") == [(2,)]  # one per SDK, none from a retry
+
+    patient = make_server("patient", step_seconds=0.5, EASEL_API_KEYS=KEY).start()
+    prompt = {**RETRIED, "prompt": "a plum"}
+    out = run_client(sdks["openai"], "openai_client.py", {
+        "url": patient.url, "key": KEY, "max_retries": 2, "timeout": 1.0, "kwargs": prompt})
+    assert out["ok"] or out["type"] == "APITimeoutError", out
+    assert patient.db("SELECT COUNT(*) FROM jobs") == [(1,)]  # three attempts, one job
+    again = run_client(sdks["openai"], "openai_client.py", {
+        "url": patient.url, "key": KEY, "kwargs": prompt})
+    assert again["ok"] and patient.db("SELECT COUNT(*) FROM jobs") == [(2,)]  # a new request
+
+
 def test_head_on_an_image_url_answers_like_get_without_the_body(live: Server) -> None:
     reply = httpx.post(f"{live.url}{URL}", headers=AUTH, timeout=120,
                        json={"prompt": "a heron", "output_format": "webp"})

@@ -157,3 +157,6 @@ class Submission:
     # Dialect-private. The core only compares it for idempotency, leaving out keys that start
     # with "_" (a record of the call as sent, not a parameter).
     echo: Mapping[str, Any] = field(default_factory=dict)
+    # The client says this request repeats one it sent before (an SDK's automatic retry, which
+    # carries no id of its own): the caller's recent job with the same parameters is its job.
+    repeats_earlier: bool = False

@@ -205,6 +205,18 @@ class JobStore:
             rows = _load(conn, [job_id])
         return rows[0] if rows else None
 
+    def latest_twin(self, caller: str, digest: str, since: float) -> Job | None:
+        """The caller's newest job created at or after `since` with these parameters that has
+        not failed or been cancelled: what a client's automatic retry of a request was for."""
+        dead = [JobStatus.FAILED.value, JobStatus.CANCELLED.value]
+        query = (sa.select(jobs.c.id)
+                 .where(jobs.c.caller == caller, jobs.c.created_at >= since,
+                        jobs.c.params_hash == digest, jobs.c.status.not_in(dead))
+                 .order_by(jobs.c.created_at.desc()).limit(1))
+        with self.engine.connect() as conn:
+            found = conn.execute(query).scalar()
+            return _load(conn, [found])[0][0] if found is not None else None
+
     def get_many(self, job_ids: Sequence[str]) -> list[Job]:
         with self.engine.connect() as conn:
             return [job for job, _ in _load(conn, job_ids)]

@@ -73,6 +73,10 @@ def params_hash(submission: Submission, request_json: dict[str, object]) -> str:
     return hashlib.sha256(body.encode()).hexdigest()
 
 
+# How far back a client's automatic retry may repeat its request: the openai SDK's three
+# attempts at its 600 s read timeout, with backoff, fit in half an hour.
+RETRY_WINDOW_SECONDS = 1800.0
+
 SCOPE_NAMESPACE = uuid.UUID("0c0e6a52-5d8b-4d42-8f0e-5a1c3f7b9e21")
 
 
@@ -156,6 +160,14 @@ class JobService:
             existing = await self._existing(new.id, new.params_hash, submission.names)
             if existing is not None:
                 return existing, False
+        elif submission.repeats_earlier:
+            since = self.store.clock() - RETRY_WINDOW_SECONDS
+            twin = await self._stored(self.store.latest_twin, new.caller, new.params_hash,
+                                      since)
+            if twin is not None:
+                log.info("job %s: a client's retry of the request that made it", twin.id,
+                         extra={"job_id": twin.id, "dialect": submission.dialect})
+                return twin, False
         new = await self._enhanced(new, submission.names)
         if not await self._insert(new):
             # Another request with the same id won the race between our read and our insert.

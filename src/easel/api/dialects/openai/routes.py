@@ -60,7 +60,11 @@ def render_error(err: EaselError, request: Request) -> JSONResponse:
     if isinstance(err, HTTPRefusal):  # OpenAI's codes are snake_case: notFound -> not_found
         code = translate.snake_case(err.code)
     if isinstance(err, StillRunning):
-        message += "; retry with the same Idempotency-Key to pick them up"
+        # The job goes on: a retry would only wait again (the SDK obeys this header).
+        headers["x-should-retry"] = "false"
+        message += (f"; the job goes on: fetch it with GET /easel/jobs/{err.job.id}, or "
+                    "send the request again with the same Idempotency-Key header, if it had "
+                    "one, to wait for it")
     if err.kind is ErrorKind.UNAUTHENTICATED:
         message, param = UNAUTHENTICATED, None
     body = translate.error_body(message, status, param=param, code=code, path=request.url.path,
@@ -91,7 +95,9 @@ EXAMPLES = {
 async def generate(
     request: Request, caller: Authenticated, port: CorePort, body: JsonBody
 ) -> JSONResponse:
-    wire = translate.to_submission(body, caller, request.headers.get("idempotency-key"))
+    wire = translate.to_submission(body, caller, request.headers.get("idempotency-key"),
+                                   translate.retries_taken(
+                                       request.headers.get("x-stainless-retry-count")))
     job = await port.run(wire.submission)
     reply = await translate.render(job, port.images, wire.b64_json)
     return JSONResponse(reply, headers={"x-request-id": str(uuid.uuid4()),

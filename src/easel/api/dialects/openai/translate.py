@@ -106,8 +106,12 @@ def size_choice(size: str | None, aspect_ratio: str | None) -> SizeChoice | None
 
 
 def to_submission(
-    body: dict[str, Any], caller: Caller, idempotency_key: str | None = None
+    body: dict[str, Any], caller: Caller, idempotency_key: str | None = None,
+    retries_taken: int = 0,
 ) -> ImagesRequest:
+    """`retries_taken`: the SDK's own count of its automatic retries of this request
+    (`x-stainless-retry-count`); a retry without an Idempotency-Key is matched to the job its
+    first attempt made, so a timeout the client gave up on does not run twice."""
     wire = validate_wire(ImagesGenerateRequest, body)
     if wire.n is not None and wire.num_images is not None and wire.n != wire.num_images:
         raise invalid("num_images", f"n ({wire.n}) and num_images ({wire.num_images}) disagree; "
@@ -155,7 +159,8 @@ def to_submission(
     echo = {k: v for k, v in (("user", wire.user), ("safety_identifier", wire.safety_identifier))
             if v}
     submission = Submission(DIALECT, caller, generation, task_id=job_id_for(idempotency_key),
-                            names=names, echo=echo)
+                            names=names, echo=echo,
+                            repeats_earlier=idempotency_key is None and retries_taken > 0)
     return ImagesRequest(submission, b64_json, ignored_fields(wire, fmt))
 
 
@@ -185,6 +190,11 @@ def ignored_fields(wire: ImagesGenerateRequest, fmt: ImageFormat) -> list[str]:
     if wire.output_compression is not None and fmt is ImageFormat.PNG:
         ignored.append("output_compression")
     return ignored
+
+
+def retries_taken(header: str | None) -> int:
+    """The openai SDK's `x-stainless-retry-count` (0 on a first attempt; anything else: 0)."""
+    return int(header) if header is not None and header.isdigit() and len(header) < 4 else 0
 
 
 def job_id_for(idempotency_key: str | None) -> str | None:
