@@ -19,10 +19,13 @@ from easel.api.dialects.openai import translate as openai
 from easel.api.dialects.openai.schemas import ImagesGenerateRequest
 from easel.api.dialects.runware.schemas import (
     ImageInferenceTask,
+    ModelSearchTask,
     RunwareError,
     parse_image_inference,
+    parse_model_search,
     tasks_schema,
 )
+from easel.api.dialects.runware.tasks import TASK_TYPES
 from easel.api.dialects.wavespeed import translate as wavespeed
 from easel.api.dialects.wavespeed.schemas import ImagenInput
 from easel.api.openapi import model_schema
@@ -98,8 +101,13 @@ def test_runware_documents_every_task_its_parser_reads(document: dict[str, Any])
         inference["properties"])
     task_types = {branch["properties"]["taskType"]["const"]
                   for branch in tasks_schema()["items"]["anyOf"]}
-    assert task_types == {"imageInference", "getResponse", "getTaskDetails", "authentication",
-                          "ping"}
+    assert task_types == set(TASK_TYPES)  # every task the runner takes, and no other
+    search = model_schema(ModelSearchTask)
+    minimal = {"taskType": "modelSearch", "taskUUID": str(uuid.uuid4())}
+    for name, field in search["properties"].items():
+        body = {**minimal, name: sample(field)}
+        assert not refused_as_unknown(parse_model_search, body, name), (name, body)
+    assert refused_as_unknown(parse_model_search, {**minimal, "frobnicate": 1}, "frobnicate")
 
 
 def test_the_served_document_is_the_apps(edge: Edge, document: dict[str, Any]) -> None:

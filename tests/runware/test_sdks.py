@@ -148,6 +148,29 @@ def test_new_sdk_get_task_details(server: Server, sdk: Path) -> None:
     assert item["imageURL"].startswith("http") and "imageBase64Data" not in item
 
 
+def test_model_search_through_both_sdks(server: Server, sdk: Path, legacy: Path) -> None:
+    """modelSearch lists what this server serves, in the shape each SDK parses (the legacy one
+    into IModelSearchResponse, which requires its fields), over REST and WebSocket."""
+    for transport, url in (("rest", server.url + "/v1"), ("websocket", server.ws_url)):
+        out = _run(sdk, "sdk.py", {"transport": transport, "url": url, "call": "model_search",
+                                   "search": {"search": "google:2@", "limit": 2}})
+        (page,) = out["images"]
+        assert (page["taskType"], page["totalResults"]) == ("modelSearch", 3), out
+        assert [m["air"] for m in page["results"]] == ["google:2@1", "google:2@2"]
+        assert all("Apache-2.0" in m["comment"] or "licen" in m["comment"].lower()
+                   for m in page["results"])
+    fast = _run(legacy, "legacy_ws.py", {"url": server.ws_url, "search": {
+        "search": "google:2@3", "category": "checkpoint", "visibility": "public"}})["search"]
+    (model,) = fast["results"]
+    assert (fast["totalResults"], model["air"], model["private"]) == (1, "google:2@3", False)
+    assert model["defaultWidth"] and model["defaultSteps"] and "fast" in model["tags"]
+    none = _run(legacy, "legacy_ws.py", {"url": server.ws_url, "search": {"category": "lora"}})
+    assert none["search"]["totalResults"] == 0 and none["search"]["results"] == []
+    bad = _run(sdk, "sdk.py", {"transport": "rest", "url": server.url + "/v1",
+                               "call": "model_search", "search": {"limit": 500}})
+    assert "limit" in bad["error"]["message"], bad
+
+
 def test_steps_cfg_scale_and_scheduler(server: Server, sdk: Path) -> None:
     """Runware's generation controls, bounded per backend by the catalog and named in errors."""
     url = server.url + "/v1"

@@ -9,12 +9,15 @@ import json
 import sys
 from dataclasses import asdict
 
-from runware import IImageInference, Runware
+from runware import IImageInference, IModelSearch, Runware
 
 
 async def main(args: dict) -> dict:
     client = Runware(api_key=args.get("apiKey", "test-key"), url=args["url"])
     await asyncio.wait_for(client.connect(), 30)
+    if "search" in args:  # modelSearch, parsed into the SDK's own dataclasses
+        found = await asyncio.wait_for(client.modelSearch(IModelSearch(**args["search"])), 60)
+        return {"search": asdict(found)}
     request = IImageInference(
         model=args.get("model", "google:2@3"),
         positivePrompt=args.get("prompt", "a red fox in snow"),

@@ -39,6 +39,8 @@ async def run(client: Runware, args: dict) -> dict:
     try:
         if args.get("call") == "get_task_details":
             call = client.get_task_details({"taskUUID": args["taskUUID"]})
+        elif args.get("call") == "model_search":
+            call = client.model_search(args.get("search", {}))
         else:
             call = client.run(task)
         result = await asyncio.wait_for(call, 120)

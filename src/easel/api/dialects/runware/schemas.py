@@ -77,6 +77,9 @@ class RunwareError(EaselError):
         return out
 
 
+TASK_TYPE_INFERENCE = "imageInference"
+
+
 def _cap(name: str) -> str:
     return name[:1].upper() + name[1:]
 
@@ -222,6 +225,31 @@ class GetTaskDetailsTask(_Poll):
     taskType: Literal["getTaskDetails"]
 
 
+SearchSort = Literal["_score", "-_score", "popularity", "-popularity", "name", "-name",
+                     "addedUnixTimestamp", "-addedUnixTimestamp", "updatedDateUnixTimestamp",
+                     "-updatedDateUnixTimestamp"]
+
+
+class ModelSearchTask(_Task):
+    """Runware's model search (runware-sdk `model_search`, legacy `modelSearch`): the models
+    this server serves, filtered and paged."""
+
+    taskType: Literal["modelSearch"]
+    taskUUID: TaskUUID | None = None
+    search: StrictStr | None = None
+    tags: list[StrictStr] | None = None
+    category: StrictStr | None = None
+    type: StrictStr | None = None
+    architecture: StrictStr | None = None
+    conditioning: StrictStr | None = None
+    capabilities: list[StrictStr] | None = None
+    visibility: Literal["public", "private", "all", "favorite", "owned"] | None = None
+    source: Literal["official", "community"] | None = None
+    sort: SearchSort | None = None
+    limit: WireInt = Field(20, ge=1, le=100)
+    offset: WireInt = Field(0, ge=0)
+
+
 class AuthenticationTask(_Task):
     model_config = ConfigDict(extra="allow")
 
@@ -238,7 +266,7 @@ class PingTask(_Task):
 
 
 TASKS: tuple[type[BaseModel], ...] = (ImageInferenceTask, GetResponseTask, GetTaskDetailsTask,
-                                      AuthenticationTask, PingTask)
+                                      ModelSearchTask, AuthenticationTask, PingTask)
 
 
 class Envelope(Open):
@@ -297,6 +325,12 @@ def parse_image_inference(task: dict[str, Any]) -> ImageInference:
     )
 
 
+def parse_model_search(task: dict[str, Any]) -> ModelSearchTask:
+    wire = _validated(ModelSearchTask, task)
+    assert isinstance(wire, ModelSearchTask)
+    return wire
+
+
 def task_uuid(task: dict[str, Any]) -> str:
     """The taskUUID of a getResponse or getTaskDetails task."""
     model = GetTaskDetailsTask if task.get("taskType") == "getTaskDetails" else GetResponseTask
@@ -309,15 +343,15 @@ def _validated(model: type[BaseModel], task: dict[str, Any]) -> BaseModel:
     try:
         return model.model_validate(task)
     except ValidationError as exc:
-        raise _error(exc) from None
+        raise _error(exc, str(task.get("taskType"))[:64]) from None
 
 
-def _error(exc: ValidationError) -> RunwareError:
+def _error(exc: ValidationError, task_type: str = TASK_TYPE_INFERENCE) -> RunwareError:
     """The one problem a client is told about, as Runware words it: a bad taskUUID first (the
     task cannot even be named), then a field easel does not know, then the rest in order."""
     errors = exc.errors()
     first = min(range(len(errors)), key=lambda i: (_rank(errors[i]), i))
-    return _runware_error(errors[first])
+    return _runware_error(errors[first], task_type)
 
 
 def _rank(error: Any) -> tuple[int, str]:
@@ -329,7 +363,7 @@ def _rank(error: Any) -> tuple[int, str]:
     return 2, ""
 
 
-def _runware_error(error: Any) -> RunwareError:
+def _runware_error(error: Any, task_type: str) -> RunwareError:
     loc = [str(part) for part in error["loc"]]
     name = loc[0] if loc else "task"
     etype = error["type"]
@@ -340,8 +374,9 @@ def _runware_error(error: Any) -> RunwareError:
     if etype == "missing":
         return RunwareError(f"missing{_cap(name)}", f"{name} is required", name)
     if etype == "extra_forbidden":
+        models = " for these models" if task_type == TASK_TYPE_INFERENCE else ""
         return RunwareError("unsupportedParameter",
-                            f"imageInference does not support {name!r} for these models", name)
+                            f"{task_type} does not support {name!r}{models}", name)
     prefix = "unsupported" if etype in ("unsupported", "literal_error") else "invalid"
     return RunwareError(f"{prefix}{_cap(name)}", _message(name, error), name)
 

@@ -16,7 +16,7 @@ from easel.domain.job import Job
 from easel.domain.submission import Caller
 from easel.services.port import JobRef, Port
 
-from .schemas import RunwareError, parse_image_inference, task_uuid
+from .schemas import RunwareError, parse_image_inference, parse_model_search, task_uuid
 from .translate import (
     DIALECT,
     ERRORS,
@@ -26,6 +26,8 @@ from .translate import (
     ack,
     from_easel,
     job_error,
+    model_entry,
+    model_search,
     poll_items,
     report_delivery_failures,
     result_items,
@@ -35,7 +37,8 @@ from .translate import (
 
 log = logging.getLogger(__name__)
 
-TASK_TYPES = ("imageInference", "getResponse", "getTaskDetails", "authentication", "ping")
+TASK_TYPES = ("imageInference", "getResponse", "getTaskDetails", "modelSearch",
+              "authentication", "ping")
 
 
 @dataclass
@@ -84,6 +87,9 @@ async def _run(
         return await _poll_outcome(port, await _polled_job(port, caller, task), budget)
     if task_type == "getTaskDetails":
         return await _get_task_details(port, caller, task)
+    if task_type == "modelSearch":
+        entries = [model_entry(m, port.facts(m.backend)) for m in port.catalog.models.values()]
+        return Outcome(data=[model_search(parse_model_search(task), entries)])
     if task_type is None:
         raise RunwareError("missingTaskType", "taskType is required", "taskType")
     raise RunwareError(

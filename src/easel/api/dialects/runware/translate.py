@@ -6,6 +6,7 @@ from typing import Any
 
 from easel.api.dialects.common import ErrorTable, ImageSource
 from easel.api.limits import HTTPRefusal
+from easel.catalog import Model
 from easel.domain.delivery import UPLOAD, Delivery
 from easel.domain.errors import EaselError, ErrorKind
 from easel.domain.job import Job, JobImage, JobStatus
@@ -19,8 +20,9 @@ from easel.domain.submission import (
     Submission,
     WireNames,
 )
+from easel.services.port import BackendFacts
 
-from .schemas import IMAGE_FIELDS, ImageInference, RunwareError
+from .schemas import IMAGE_FIELDS, ImageInference, ModelSearchTask, RunwareError
 
 DIALECT = "runware"
 TASK_TYPE = "imageInference"
@@ -232,3 +234,65 @@ def task_details(job: Job, response: dict[str, Any]) -> dict[str, Any]:
     request = job.echo.get("_request")
     return {"taskType": "getTaskDetails", "taskUUID": job.client_id,
             "request": [request] if isinstance(request, dict) else [], "response": response}
+
+
+# -- modelSearch ---------------------------------------------------------------------------------
+
+CAPABILITIES = ("text-to-image",)  # what every served model does today
+
+
+def model_entry(model: Model, facts: BackendFacts) -> dict[str, Any]:
+    """One served model as Runware's model search describes a model (the fields both SDKs
+    read: runware-sdk keeps the dict, the legacy SDK requires air, name, version, category,
+    architecture, tags, private, heroImage and comment)."""
+    backend = model.backend
+    width, height = _default_size(model)
+    serving = (f"; its weights are absent here, so the stand-in {facts.stand_in} serves it"
+               if facts.stand_in is not None else "")
+    return {
+        "air": model.id, "name": model.tier.label, "version": "1", "category": "checkpoint",
+        "architecture": backend.family, "type": "base", "private": False, "heroImage": "",
+        "tags": sorted({model.tier.name, model.provider, backend.family}),
+        "capabilities": list(CAPABILITIES), "source": "official",
+        "comment": f"served by easel on {backend.source} ({facts.license.describe()}){serving}",
+        "shortDescription": f"{model.tier.label} on {backend.source}",
+        "defaultWidth": width, "defaultHeight": height, "defaultSteps": backend.steps,
+        "defaultCFG": backend.guidance, "defaultScheduler": "Default",
+        "license": facts.license.id, "priceUsd": model.price_usd,
+    }
+
+
+def _default_size(model: Model) -> tuple[int, int]:
+    square = [s for s in model.sizes if s.width == s.height]
+    size = square[0] if square else model.sizes[0]
+    return size.width, size.height
+
+
+def model_search(task: ModelSearchTask, entries: list[dict[str, Any]]) -> dict[str, Any]:
+    """The modelSearch item: `entries` (every served model) filtered as the task asks, then
+    paged by limit and offset; totalResults counts every match."""
+    found = [e for e in entries if _matches(task, e)]
+    if task.sort in ("name", "-name"):
+        found.sort(key=lambda e: (e["name"], e["air"]), reverse=task.sort == "-name")
+    return {"taskType": "modelSearch", "taskUUID": task.taskUUID, "totalResults": len(found),
+            "results": found[task.offset:task.offset + task.limit]}
+
+
+def _matches(task: ModelSearchTask, entry: dict[str, Any]) -> bool:
+    if task.visibility in ("private", "favorite", "owned"):  # every served model is public
+        return False
+    if task.search is not None:
+        text = " ".join([entry["air"], entry["name"], entry["comment"], *entry["tags"]])
+        if task.search.strip().lower() not in text.lower():
+            return False
+    exact = {"category": task.category, "type": task.type, "architecture": task.architecture,
+             "source": task.source}
+    if any(want is not None and entry[name].lower() != want.lower()
+           for name, want in exact.items()):
+        return False
+    if task.conditioning is not None:  # no served model is a ControlNet
+        return False
+    tags = {tag.lower() for tag in entry["tags"]}
+    if task.tags and not {tag.lower() for tag in task.tags} <= tags:
+        return False
+    return not task.capabilities or set(task.capabilities) <= set(entry["capabilities"])

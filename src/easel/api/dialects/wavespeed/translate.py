@@ -8,6 +8,7 @@ import binascii
 import hashlib
 import hmac
 import json
+import re
 import uuid
 import zlib
 from collections.abc import Callable
@@ -298,10 +299,25 @@ def refusal_input(body: dict[str, Any] | None) -> dict[str, Any]:
         if name == "webhook_url":
             continue
         if name in sent:
-            resolved[name] = sent[name]
+            resolved[name] = _printable(sent[name])
         elif not field.is_required() and field.default is not None:
             resolved[name] = field.default
     return resolved
+
+
+LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _printable(value: Any) -> Any:
+    """A value as it can be echoed in JSON: lone surrogates (refused as input, but JSON can
+    carry them) shown as U+FFFD."""
+    if isinstance(value, str):
+        return LONE_SURROGATE.sub("\ufffd", value)
+    if isinstance(value, list):
+        return [_printable(item) for item in value]
+    if isinstance(value, dict):
+        return {_printable(k): _printable(v) for k, v in value.items()}
+    return value
 
 
 def refusal_data(
