@@ -193,7 +193,8 @@ class Settings(BaseSettings):
     max_reply_bytes: int = 64 * 1024 * 1024
     """Base64 images in one reply (bytes); past it, tasks are told to ask for URLs."""
     ws_max_frame_bytes: int = 1_000_000
-    """The largest WebSocket frame sent (the SDKs keep websockets' 1 MiB receive limit)."""
+    """The largest WebSocket frame sent to a client with a frame limit (runware-sdk keeps the
+    websockets library's 1 MiB); Runware's legacy SDK, which has none, gets whole images."""
     ws_auth_timeout: float = 10.0
     """A WebSocket must authenticate within this long when keys are required (seconds)."""
     max_websockets: int = 1000

@@ -6,6 +6,7 @@ Both packages import as `runware`, so each lives in its own virtual environment 
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import subprocess
@@ -95,11 +96,12 @@ FRAME_SIZES = """
 
 
 def test_new_sdk_gets_several_base64_images_one_frame_each(
-    make_server: Any, sdk: Path, tmp_path: Path
+    make_server: Any, sdk: Path, legacy: Path, tmp_path: Path
 ) -> None:
     """runware-sdk keeps websockets' 1 MiB frame limit: three base64 images of ~0.6 MB must
     come one per frame (as Runware sends them), sync and async; an image too large for any
-    frame is a clear error naming outputType, not a dead connection."""
+    frame is a clear error naming outputType, not a dead connection, and comes whole over
+    REST. The legacy SDK takes frames of any size: the same image comes to it whole."""
     catalog = tmp_path / "frames.toml"
     catalog.write_text(FRAME_SIZES)
     # The tiny stand-ins draw noise, which PNG cannot shrink: frames of the size this needs.
@@ -117,6 +119,19 @@ def test_new_sdk_gets_several_base64_images_one_frame_each(
         **task, "numberResults": 1, "width": 1024, "height": 576, "deliveryMethod": "sync"}})
     assert big["error"]["parameter"] == "outputType", big
     assert "ask for outputType URL" in big["error"]["message"]
+    assert "transport='rest'" in big["error"]["message"]
+    rest = _run(sdk, "sdk.py", {"transport": "rest", "url": srv.url + "/v1", "task": {
+        **task, "numberResults": 1, "width": 1024, "height": 576, "deliveryMethod": "sync"}})
+    (whole,) = rest["images"]
+    assert len(whole["imageBase64Data"]) > 2**20, len(whole["imageBase64Data"])
+    unlimited = _run(legacy, "legacy_ws.py", {
+        "url": srv.ws_url, "numberResults": 1, "width": 1024, "height": 576, "seed": 1,
+        "outputType": "base64Data", "outputFormat": "PNG"})
+    (image,) = unlimited["images"]
+    assert len(image["imageBase64Data"]) > 2**20  # one frame, past runware-sdk's limit
+    pixels = [Image.open(io.BytesIO(base64.b64decode(i["imageBase64Data"]))).tobytes()
+              for i in (image, whole)]
+    assert pixels[0] == pixels[1]  # the same seed: the same image
 
 
 def test_new_sdk_get_task_details(server: Server, sdk: Path) -> None:

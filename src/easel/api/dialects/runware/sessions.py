@@ -9,6 +9,7 @@ import contextlib
 import json
 import time
 import uuid
+from collections.abc import Mapping
 from typing import Any
 
 from fastapi import WebSocket, WebSocketDisconnect
@@ -16,7 +17,7 @@ from fastapi import WebSocket, WebSocketDisconnect
 from easel.api.caller import port_of
 from easel.domain.errors import Throttled
 from easel.domain.submission import Caller
-from easel.services.port import Port
+from easel.services.port import Limits, Port
 
 from .schemas import RunwareError
 from .tasks import Outcome, auth_error, failed, is_auth, parse_frame, run_task, type_name
@@ -52,12 +53,24 @@ def _frame_size(frame: dict[str, Any]) -> int:
     return len(json.dumps(frame))  # ASCII: json.dumps escapes everything else
 
 
+def frame_limit(headers: Mapping[str, str], limits: Limits) -> int:
+    """The largest frame this client takes. Runware's legacy Python SDK (`X-SDK-Name: python`,
+    version 0.x) opens its socket without a size limit, so any image fits one frame (up to the
+    reply bound); runware-sdk and other clients on the websockets library keep its 1 MiB limit,
+    and an unknown client is given that too: a frame it cannot take kills its connection."""
+    legacy = (headers.get("x-sdk-name", "").lower() == "python"
+              and headers.get("x-sdk-version", "").startswith("0."))
+    return max(limits.ws_max_frame_bytes, limits.max_reply_bytes) if legacy \
+        else limits.ws_max_frame_bytes
+
+
 def _too_large(item: dict[str, Any], size: int, limit: int) -> RunwareError:
     image = item.get("imageUUID", "")
     return RunwareError(
         "responseTooLarge",
-        f"image {image} needs a {size}-byte WebSocket frame, more than {limit} bytes (the "
-        "SDKs' frame limit); ask for outputType URL, or a smaller outputFormat",
+        f"image {image} needs a {size}-byte WebSocket frame, more than {limit} bytes (this "
+        "client's frame limit); ask for outputType URL, send the task over REST (runware-sdk: "
+        "transport='rest'), or ask for a smaller outputFormat",
         "outputType", status=413, task_type=item.get("taskType"), task_uuid=item.get("taskUUID"))
 
 
@@ -171,6 +184,7 @@ class _Connection:
         self.session: Session | None = None
         self.caller: Caller | None = None
         self.key: str | None = None  # the key it authenticated with: checked again per frame
+        self.frame_limit = frame_limit(socket.headers, port.limits)
         self.tasks: set[asyncio.Task[None]] = set()
         self.closed = False
 
@@ -286,8 +300,7 @@ class _Connection:
             budget = ReplyBudget(self.port.limits.max_reply_bytes)
             outcome = await run_task(self.port, self.caller, task, budget)
             progressive = isinstance(task, dict) and task.get("taskType") == TASK_TYPE
-            for frame in ws_frames(outcome, self.port.limits.ws_max_frame_bytes,
-                                   progressive):
+            for frame in ws_frames(outcome, self.frame_limit, progressive):
                 await session.send(frame)
         finally:
             session.in_flight -= 1
