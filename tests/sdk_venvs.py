@@ -17,14 +17,18 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# name -> pip requirement: the versions protocols.md §8 was written against, and the newest
-# release of each (checked 2026-12-01: wavespeed 2.0.5, runware-sdk 1.8.0, runware 0.5.24 and
-# openai are the newest; google-genai 3.6.1 is the newest, and generates only in Vertex mode).
+# name -> pip requirement: the newest release of each client and the last of each older major
+# line (checked 2026-12-04 on PyPI: openai 3.63.0 newest, 2.54.0 and 1.109.1 the last 2.x and
+# 1.x; google-genai 3.6.1 newest, which generates only in Vertex mode, 2.34.0 and 1.75.0;
+# wavespeed 2.0.5 and 1.0.14; runware-sdk 1.8.0 and runware 0.5.24 have one line each).
 SDKS = {
     "wavespeed": "wavespeed==2.0.5",
-    "openai": "openai>=1.99",  # resolves to the newest (3.x, on httpx2)
-    "openai-1": "openai==1.99.9",  # the last 1.x (on httpx), still common with AIML
-    "google-genai": "google-genai==1.30.0",
+    "wavespeed-1": "wavespeed==1.0.14",
+    "openai": "openai>=3",  # the newest (3.x, on httpx2)
+    "openai-2": "openai==2.54.0",
+    "openai-1": "openai==1.109.1",  # the last 1.x (on httpx), still common with AIML
+    "google-genai": "google-genai==1.75.0",
+    "google-genai-2": "google-genai==2.34.0",
     "google-genai-3": "google-genai==3.6.1",
     "runware-sdk": "runware-sdk==1.8.0",
     "runware-legacy": "runware==0.5.24",
@@ -49,12 +53,18 @@ def sdk_python(name: str) -> Path:
     python = venv / "bin" / "python"
     marker = venv / ".easel-ready"
     with venv_lock(name):
-        if not marker.exists():
+        if not _ready(name):
             pip = _install(venv, SDKS[name])
             if pip.returncode:
                 raise RuntimeError(f"cannot install {SDKS[name]}: {pip.stderr[-2000:]}")
             marker.write_text(SDKS[name])
     return python
+
+
+def _ready(name: str) -> bool:
+    """The venv holds what SDKS asks for now (a changed pin makes it again)."""
+    marker = ROOT / ".venvs" / name / ".easel-ready"
+    return marker.exists() and marker.read_text() == SDKS[name]
 
 
 def _install(venv: Path, requirement: str) -> subprocess.CompletedProcess[str]:
@@ -78,7 +88,7 @@ def _install(venv: Path, requirement: str) -> subprocess.CompletedProcess[str]:
 def prebuild() -> list[threading.Thread]:
     """Start creating every missing SDK venv, in parallel threads (installs wait on the network
     and the disk more than on the CPU)."""
-    missing = [n for n in SDKS if not (ROOT / ".venvs" / n / ".easel-ready").exists()]
+    missing = [n for n in SDKS if not _ready(n)]
     threads = [threading.Thread(target=_quietly, args=(n,), daemon=True) for n in missing]
     for thread in threads:
         thread.start()

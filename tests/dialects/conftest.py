@@ -22,8 +22,8 @@ CLIENTS = Path(__file__).parent / "clients"
 KEY = "test-key"
 
 # The SDKs the dialect suites drive (tests/sdk_venvs.py has every SDK venv).
-DIALECT_SDKS = ("wavespeed", "openai", "openai-1", "google-genai", "google-genai-3",
-                "runware-sdk")
+DIALECT_SDKS = ("wavespeed", "wavespeed-1", "openai", "openai-2", "openai-1", "google-genai",
+                "google-genai-2", "google-genai-3", "runware-sdk")
 
 
 @pytest.fixture(scope="session")

@@ -155,6 +155,12 @@ class OpenAIImagesV1(OpenAIImages):
     name, sdk = "openai-1", "openai-1"
 
 
+class OpenAIImagesV2(OpenAIImages):
+    """The last openai 2.x."""
+
+    name, sdk = "openai-2", "openai-2"
+
+
 class Google(Dialect):
     """google-genai 1.x in Gemini API mode (an API key)."""
 
@@ -216,6 +222,18 @@ class GoogleVertex(Google):
         out = self._run({"number_of_images": 1}, key="wrong")
         assert (out["code"], out["status"], out["type"]) == (401, "UNAUTHENTICATED",
                                                              "ClientError")
+
+
+class GoogleV2(GoogleVertex):
+    """The last google-genai 2.x, which (as 3.x) generates images only in Vertex mode."""
+
+    name, sdk = "google-2", "google-genai-2"
+
+
+class WaveSpeedV1(WaveSpeed):
+    """The last wavespeed 1.x."""
+
+    name, sdk = "wavespeed-1", "wavespeed-1"
 
 
 class Runware(Dialect):
@@ -280,7 +298,9 @@ class Runware(Dialect):
         assert clash.json()["errors"][0]["code"] == "conflictTaskUUID"
 
 
-DIALECTS = [Runware, WaveSpeed, OpenAIImages, OpenAIImagesV1, Google, GoogleVertex]
+# Each client's newest release and the last of each older major line (tests/sdk_venvs.py).
+DIALECTS = [Runware, WaveSpeed, WaveSpeedV1, OpenAIImages, OpenAIImagesV2, OpenAIImagesV1,
+            Google, GoogleV2, GoogleVertex]
 
 
 @pytest.fixture(params=DIALECTS, ids=lambda d: d.name)
