@@ -15,6 +15,7 @@ import os
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
+from urllib.parse import urlsplit
 
 from pydantic import Field, FilePath, ValidationError, field_validator
 from pydantic.fields import FieldInfo
@@ -168,6 +169,10 @@ class Settings(BaseSettings):
     bound to loopback (plus the public URL's host), any host otherwise."""
     protect_meta_routes: bool = False
     """With keys: /metrics, /docs, /redoc and /openapi.json need a key too."""
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    """Origins (`https://app.example.com`, scheme, host and port) whose pages may call the API
+    from a browser, comma separated; `*` for any page. Keys are still required; none: only
+    this server's own pages."""
     secret_key: str | None = None
     """Signs the ids the server hands out (WaveSpeed refusal ids); default: the data dir's
     `secret.key`, made on first start."""
@@ -300,8 +305,25 @@ class Settings(BaseSettings):
             raise ValueError(f"image lifetimes must be at least 1 second, got {bad}")
         return value
 
+    @field_validator("cors_origins")
+    @classmethod
+    def _origins(cls, value: list[str]) -> list[str]:
+        """Each an origin as a browser sends it: scheme://host[:port], nothing after."""
+        origins = []
+        for origin in value:
+            if origin == "*":
+                origins.append(origin)
+                continue
+            parts = urlsplit(origin)
+            if parts.scheme not in ("http", "https") or not parts.hostname or \
+                    parts.path not in ("", "/") or parts.query or parts.fragment:
+                raise ValueError(f"cors_origins: {origin!r} is not an origin (give "
+                                 "scheme://host[:port], e.g. https://app.example.com)")
+            origins.append(f"{parts.scheme}://{parts.netloc}".lower())
+        return origins
+
     @field_validator("api_keys", "preload_models", "allowed_hosts", "blocked_prompt_terms",
-                     mode="before")
+                     "cors_origins", mode="before")
     @classmethod
     def _comma_list(cls, value: Any) -> Any:
         """EASEL_API_KEYS=a,b (comma separated), as people write it in a shell."""

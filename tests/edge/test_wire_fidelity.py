@@ -6,6 +6,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import httpx
+import pytest
+from starlette.websockets import WebSocketDisconnect
 
 from tests.edge.conftest import KEY, Edge
 from tests.server_harness import inference
@@ -50,3 +52,60 @@ def test_google_model_descriptions_name_the_stand_in_as_it_is(
     assert "easel-mini, a small trained model" in mini and "noise" not in mini
     tiny = make_edge(stand_in="tiny").client.get(path, headers=headers).json()["description"]
     assert "untrained stand-in easel/tiny-" in tiny
+
+
+APP = "https://app.example"
+
+
+def test_an_allowed_sites_pages_get_cors_and_still_need_a_key(
+    make_edge: Callable[..., Edge],
+) -> None:
+    """CORS by the book for the operator's allow-list: the preflight names what the page may
+    send, replies name the origin (never credentials: keys are headers, not cookies) and
+    expose easel's headers; a key is still required; other sites stay refused (403 in the
+    dialect's shape, path included)."""
+    edge = make_edge(cors_origins=[APP])
+    path = "/v1/images/generations"
+    preflight = edge.client.options(path, headers={
+        "Origin": APP, "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "authorization, content-type, x-stainless-retry-count"})
+    assert preflight.status_code == 200
+    assert preflight.headers["access-control-allow-origin"] == APP
+    assert "POST" in preflight.headers["access-control-allow-methods"]
+    assert "x-stainless-retry-count" in preflight.headers["access-control-allow-headers"]
+    assert "access-control-allow-credentials" not in preflight.headers
+    keyed = edge.client.post(path, json=OPENAI_BODY, headers={
+        "Origin": APP, "Authorization": f"Bearer {KEY}"})
+    assert keyed.status_code == 200 and keyed.headers["access-control-allow-origin"] == APP
+    assert "x-easel-job-id" in keyed.headers["access-control-expose-headers"]
+    keyless = edge.client.post(path, json=OPENAI_BODY, headers={"Origin": APP})
+    assert keyless.status_code == 401 and keyless.headers["access-control-allow-origin"] == APP
+    for method in ("POST", "OPTIONS"):
+        other = edge.client.request(method, path, json=OPENAI_BODY, headers={
+            "Origin": "https://evil.example", "Authorization": f"Bearer {KEY}",
+            "Access-Control-Request-Method": "POST"})
+        assert other.status_code == 403, other.text
+        assert "access-control-allow-origin" not in other.headers
+        assert other.json()["path"] == path  # AIML's field, filled on the guard's refusal too
+    anyone = make_edge(cors_origins=["*"]).client.post(path, json=OPENAI_BODY, headers={
+        "Origin": "https://elsewhere.example", "Authorization": f"Bearer {KEY}"})
+    assert anyone.status_code == 200 and anyone.headers["access-control-allow-origin"] == "*"
+
+
+def test_without_an_allow_list_no_page_gets_cors(edge: Edge) -> None:
+    reply = edge.client.post("/v1/images/generations", json=OPENAI_BODY, headers={
+        "Origin": APP, "Authorization": f"Bearer {KEY}"})
+    assert reply.status_code == 403 and "access-control-allow-origin" not in reply.headers
+
+
+def test_an_allowed_sites_pages_open_the_runware_websocket(
+    make_edge: Callable[..., Edge],
+) -> None:
+    edge = make_edge(cors_origins=[APP])
+    with edge.client.websocket_connect("/v1", headers={"Origin": APP}) as ws:
+        ws.send_json([{"taskType": "authentication", "apiKey": KEY}])
+        assert ws.receive_json()["data"][0]["taskType"] == "authentication"
+    with pytest.raises(WebSocketDisconnect) as refused, edge.client.websocket_connect(
+            "/v1", headers={"Origin": "https://evil.example"}):
+        pass
+    assert refused.value.code == 1008

@@ -41,6 +41,27 @@ def test_serving_beyond_loopback_needs_keys_or_an_explicit_flag(tmp_path: Path) 
         proc.wait(30)
 
 
+def test_every_page_may_call_only_with_keys(tmp_path: Path) -> None:
+    """EASEL_CORS_ORIGINS=* with no keys would let any site a user visits spend the machine:
+    refused before serving (the check itself, called directly)."""
+    import pytest
+
+    from easel.runtime.serve import StartRefused, check_can_serve
+    from easel.settings import Settings
+
+    anyone = Settings(data_dir=tmp_path / "a", cors_origins=["*"], port=free_port())
+    with pytest.raises(StartRefused, match="EASEL_CORS_ORIGINS"):
+        check_can_serve(anyone, insecure_no_auth=False)
+    check_can_serve(Settings(data_dir=tmp_path / "b", cors_origins=["*"], api_keys=["k"],
+                             port=free_port()), insecure_no_auth=False)
+    named = Settings(data_dir=tmp_path / "c", cors_origins=["https://app.example/"],
+                     port=free_port())
+    check_can_serve(named, insecure_no_auth=False)  # a named site is the operator's choice
+    assert named.cors_origins == ["https://app.example"]
+    with pytest.raises(ValueError, match="not an origin"):
+        Settings(data_dir=tmp_path / "d", cors_origins=["https://app.example/page"])
+
+
 def test_an_environment_keys_identity_does_not_depend_on_its_place(tmp_path: Path) -> None:
     """Removing or reordering EASEL_API_KEYS must not hand one key's jobs (or its WaveSpeed
     webhook secret) to the key that takes its place in the list."""

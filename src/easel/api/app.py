@@ -15,13 +15,14 @@ from contextlib import AbstractAsyncContextManager
 
 from fastapi import FastAPI, Request, Response
 from fastapi.exception_handlers import http_exception_handler
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.concurrency import iterate_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from easel import __version__
 from easel.api import playground, reference
-from easel.api.dialects.common import Dialect
+from easel.api.dialects.common import IGNORED_HEADER, PROMPT_HEADER, Dialect
 from easel.api.guard import CrossSiteGuard, GuardSettings, render_refusal
 from easel.api.limits import HTTPRefusal
 from easel.domain.errors import EaselError
@@ -33,6 +34,12 @@ access_log = logging.getLogger("easel.access")
 
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
 
+# What a page may read of a reply besides the CORS-safelisted headers: the job's id, what
+# was ignored, the prompt's fate, when to come back and whether to retry.
+EXPOSED_HEADERS = ["x-easel-job-id", "x-request-id", IGNORED_HEADER, PROMPT_HEADER,
+                   "retry-after", "x-should-retry"]
+CORS_MAX_AGE = 600  # seconds a browser may keep a preflight's answer
+
 
 def create_app(port: Port, ops: Operations, dialects: Sequence[Dialect], guard: GuardSettings,
                lifespan: Lifespan | None = None) -> FastAPI:
@@ -43,6 +50,10 @@ def create_app(port: Port, ops: Operations, dialects: Sequence[Dialect], guard: 
     app.state.port = port  # what the dependencies of every route read (api/caller.py)
     reference.install(app)
     _add_request_metrics(app, ops)
+    if guard.cors_origins:  # inside the guard: only origins it let through get CORS headers
+        app.add_middleware(CORSMiddleware, allow_origins=sorted(guard.cors_origins),
+                           allow_methods=["GET", "HEAD", "POST", "DELETE"], allow_headers=["*"],
+                           expose_headers=EXPOSED_HEADERS, max_age=CORS_MAX_AGE)
     app.add_middleware(CrossSiteGuard, port=port, dialects=dialects, settings=guard)  # outermost
     _add_core_routes(app, ops)
     app.include_router(playground.router())

@@ -3,7 +3,8 @@
 - a Host header this server does not answer to (DNS rebinding: a page on evil.example whose
   name now resolves to 127.0.0.1) -> 400;
 - an Origin of another site, on HTTP requests and on WebSocket handshakes -> 403, in the
-  dialect's own error shape;
+  dialect's own error shape, unless the operator allows that site (`cors_origins`: its pages
+  then get CORS headers, from Starlette's middleware inside this guard);
 - with `protect_meta_routes` and keys configured: /metrics, /docs, /redoc (and their assets)
   and /openapi.json without a valid key -> 401.
 
@@ -43,10 +44,12 @@ META_PREFIXES = (ASSETS_PATH,)  # the reference pages' scripts, styles and icon
 
 @dataclass(frozen=True)
 class GuardSettings:
-    """The Host names served (empty: any), and whether the meta routes need a key."""
+    """The Host names served (empty: any), whether the meta routes need a key, and the other
+    sites' origins whose pages may call the API (CORS; "*": any)."""
 
     hosts: frozenset[str]
     protect_meta_routes: bool = False
+    cors_origins: frozenset[str] = frozenset()
 
 
 def allowed_hosts(configured: Sequence[str], bind_host: str, bind_is_loopback: bool,
@@ -78,6 +81,7 @@ class CrossSiteGuard:
         self.port = port
         self.hosts = settings.hosts
         self.protect_meta_routes = settings.protect_meta_routes
+        self.cors_origins = settings.cors_origins
         self.dialects = list(dialects)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -106,6 +110,8 @@ class CrossSiteGuard:
             raise HTTPRefusal(401, "invalidApiKey", "an API key is required", "Authorization")
 
     def _origin_allowed(self, origin: str, host: str) -> bool:
+        if "*" in self.cors_origins or origin.lower() in self.cors_origins:
+            return True  # the operator lets this site's pages call (keys still apply)
         origin_host = (urlsplit(origin).hostname or "").lower()
         if self.hosts:
             return origin_host in self.hosts

@@ -152,7 +152,7 @@ def limits_of(settings: Settings) -> Limits:
 def guard_settings(settings: Settings) -> GuardSettings:
     hosts = allowed_hosts(settings.allowed_hosts, settings.host, is_loopback_host(settings.host),
                           settings.public_url)
-    return GuardSettings(hosts, settings.protect_meta_routes)
+    return GuardSettings(hosts, settings.protect_meta_routes, frozenset(settings.cors_origins))
 
 
 def build_key_store(settings: Settings) -> KeyStore:

@@ -33,12 +33,18 @@ class StartRefused(Exception):
 
 def check_can_serve(settings: Settings, insecure_no_auth: bool) -> None:
     """Refuses, before anything says it is serving: listening beyond loopback with no API keys
-    (unless asked for plainly), and an address that is taken."""
+    (unless asked for plainly), every web page allowed to call with no API keys (any site a
+    user visits could spend this machine), and an address that is taken."""
     host = settings.host
     if not is_loopback_host(host) and not insecure_no_auth and not _has_keys(settings):
         raise StartRefused(
             f"--host {host} would expose easel beyond this machine with no API keys; create "
             "one (`easel keys create`), set EASEL_API_KEYS, or pass --insecure-no-auth")
+    if "*" in settings.cors_origins and not insecure_no_auth and not _has_keys(settings):
+        raise StartRefused(
+            "EASEL_CORS_ORIGINS=* would let any web page a user opens call easel with no API "
+            "keys; create one (`easel keys create`), set EASEL_API_KEYS, name the origins, or "
+            "pass --insecure-no-auth")
     try:
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         with socket.socket(family, socket.SOCK_STREAM) as probe:
