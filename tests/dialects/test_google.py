@@ -75,6 +75,11 @@ def test_newest_sdk_in_vertex_mode_on_v1beta1_and_v1(live: Server, sdks: dict[st
                          "imagen-4.0-fast-generate-001:predict", headers={"x-goog-api-key": KEY},
                          json=BODY, timeout=120)
     assert express.status_code == 200 and len(express.json()["predictions"]) == 1
+    marked = _vertex(live, sdks, model="imagen-4.0-generate-001", config={"seed": 11})
+    assert (marked["ok"], marked["code"], marked["status"]) == (False, 400, "INVALID_ARGUMENT")
+    assert "Seed is not supported when watermark is enabled" in str(marked["message"])
+    (violation,) = marked["details"][0]["fieldViolations"]  # type: ignore[index]
+    assert violation["field"] == "parameters.seed"  # named like every other parameter
 
 
 def test_model_listings_through_both_sdks(live: Server, sdks: dict[str, Path]) -> None:

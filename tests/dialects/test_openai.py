@@ -147,6 +147,18 @@ def test_the_sdks_retries_never_make_a_second_job(
     assert again["ok"] and patient.db("SELECT COUNT(*) FROM jobs") == [(2,)]  # a new request
 
 
+def test_a_rate_limit_reads_as_openais_through_the_sdk(
+    make_server: Any, sdks: dict[str, Path]
+) -> None:
+    srv = make_server("limited", EASEL_API_KEYS=KEY, EASEL_RATE_LIMIT_PER_SECOND="0.01",
+                      EASEL_RATE_LIMIT_BURST="1").start()
+    spec = {"url": srv.url, "key": KEY, "kwargs": RETRIED}
+    assert run_client(sdks["openai"], "openai_client.py", spec)["ok"]
+    limited = run_client(sdks["openai"], "openai_client.py", spec)
+    assert (limited["status"], limited["type"]) == (429, "RateLimitError"), limited
+    assert (limited["code"], limited["error_type"]) == ("rate_limit_exceeded", "requests")
+
+
 def test_head_on_an_image_url_answers_like_get_without_the_body(live: Server) -> None:
     reply = httpx.post(f"{live.url}{URL}", headers=AUTH, timeout=120,
                        json={"prompt": "a heron", "output_format": "webp"})

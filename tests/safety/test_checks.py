@@ -16,7 +16,7 @@ from easel.domain.safety import (
     SafetyLevel,
     Withheld,
 )
-from easel.services.images.safety import ContentChecker, NudeNetDetector
+from easel.services.images.safety import ContentChecker, NudeNetDetector, skin_share
 from tests.safety.chat import ChatServer
 from tests.safety.pictures import pixels
 
@@ -45,6 +45,41 @@ def test_detector_scores_real_pictures(detector: NudeNetDetector) -> None:
         assert scores[name].nsfw < 0.25, name  # nothing any level flags
     assert scores["astronaut"].person >= 0.5  # a face: a person
     assert scores["coffee"].person == scores["chelsea"].person == 0.0
+
+
+def test_skin_share_of_a_box() -> None:
+    """Flat shapes of no skin colour share nothing with skin; the rendered torso is mostly
+    skin; a black-and-white photograph cannot be judged by colour, so its boxes count."""
+    import numpy as np
+
+    kite = np.zeros((200, 200, 3), np.uint8)
+    kite[..., 2] = 230  # a blue sky
+    kite[50:150, 60:140] = (230, 20, 20)  # a red kite
+    assert skin_share(kite, (40, 40, 120, 120)) == 0.0
+    torso = pixels("torso", SIZE, SIZE)
+    assert skin_share(torso, (64, 64, 128, 128)) > 0.8
+    grey = np.repeat(pixels("camera", SIZE, SIZE).mean(axis=2, keepdims=True), 3, axis=2)
+    assert skin_share(grey.astype(np.uint8), (0, 0, SIZE, SIZE)) == 1.0
+    assert skin_share(kite, (500, 500, 10, 10)) == 0.0  # a box outside the image
+
+
+def test_a_skinless_shape_read_as_nudity_does_not_count(detector: NudeNetDetector) -> None:
+    """easel-mini's red kite on blue (seed 7, 768x1408), which NudeNet alone scores as an
+    exposed breast at the default level: not nudity here. The torso still is."""
+    import torch
+
+    from easel.mini.pipeline import EaselMiniPipeline
+    from easel.mini.weights import mini_weights_dir
+
+    pipe = EaselMiniPipeline.from_pretrained(mini_weights_dir())
+    pipe.set_progress_bar_config(disable=True)
+    image = pipe("a red kite in the sky", width=768, height=1408,
+                 generator=torch.Generator().manual_seed(7)).images[0]
+    kite = (image.clip(0, 1) * 255).round().astype("uint8")
+    scores = detector.scores(kite)
+    assert scores.nsfw < 0.25, scores
+    print(scores.labels)  # NudeNet's own classes (FEMALE_BREAST_EXPOSED 0.54 on this machine)
+    assert detector.scores(pixels("torso", SIZE, SIZE)).nsfw >= 0.7
 
 
 def test_levels_flag_by_the_catalog_thresholds(checker: ContentChecker) -> None:

@@ -42,6 +42,7 @@ try:
         print(json.dumps({"ok": True, "response": response.to_dict()}))
 except APIStatusError as exc:
     print(json.dumps({"ok": False, "status": exc.status_code, "type": type(exc).__name__,
-                      "code": exc.code, "param": exc.param, "message": exc.message}))
+                      "code": exc.code, "param": exc.param, "message": exc.message,
+                      "error_type": getattr(exc, "type", None)}))
 except APITimeoutError as exc:
     print(json.dumps({"ok": False, "status": None, "type": type(exc).__name__}))

@@ -9,6 +9,7 @@ overlaps the next batch's denoising and never holds the GPU (docs/safety.md has 
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -23,6 +24,42 @@ NSFW_CLASSES = frozenset({
     "FEMALE_BREAST_EXPOSED", "FEMALE_GENITALIA_EXPOSED", "MALE_GENITALIA_EXPOSED",
     "BUTTOCKS_EXPOSED", "ANUS_EXPOSED",
 })
+
+
+# NudeNet reads flat, skin-less shapes (a red kite on blue, a blue heart in a night sky) as
+# exposed nudity now and then: 1 image in 1,000 of easel-mini's benign ones reached the default
+# threshold, 12 the strictest (bench/safety_false_positives.py). Exposed skin is skin-coloured,
+# so an exposed-nudity box counts only when enough of it is: hue within skin's (red to yellow,
+# any darkness a photograph shows), or the box has no colour to judge by (black and white).
+SKIN_SHARE = 0.30  # of a box's pixels, for its exposed-nudity class to count
+ACHROMATIC = 0.12  # a box's mean saturation below this: colour cannot tell, so it counts
+
+
+def skin_share(pixels: np.ndarray, box: Sequence[int]) -> float:
+    """The share of skin-toned pixels in `box` (x, y, width, height); 1.0 for a box without
+    colour (a grey or sepia photograph, where hue says nothing)."""
+    x, y, width, height = (int(v) for v in box)
+    crop = pixels[max(0, y):max(0, y + height), max(0, x):max(0, x + width)]
+    if crop.size == 0:
+        return 0.0
+    step = max(1, min(crop.shape[:2]) // 128)  # a few thousand pixels are plenty
+    rgb = crop[::step, ::step].reshape(-1, 3).astype(np.float32) / 255
+    high, low = rgb.max(axis=1), rgb.min(axis=1)
+    saturation = np.where(high > 0, (high - low) / np.maximum(high, 1e-6), 0.0)
+    if float(saturation.mean()) < ACHROMATIC:
+        return 1.0
+    hue = _hue_degrees(rgb, high, high - low)
+    skin = (((hue <= 50) | (hue >= 340)) & (saturation >= 0.10) & (saturation <= 0.80)
+            & (high >= 0.08))
+    return float(skin.mean())
+
+
+def _hue_degrees(rgb: np.ndarray, high: np.ndarray, spread: np.ndarray) -> np.ndarray:
+    r, g, b = rgb[:, 0], rgb[:, 1], rgb[:, 2]
+    spread = np.maximum(spread, 1e-6)
+    hue = np.where(high == r, ((g - b) / spread) % 6,
+                   np.where(high == g, (b - r) / spread + 2, (r - g) / spread + 4))
+    return np.asarray(hue * 60.0)
 
 
 @dataclass(frozen=True)
@@ -65,10 +102,12 @@ class NudeNetDetector:
         # NudeNet converts RGBA to its BGR itself; a 3-channel array would be read as BGR.
         rgba = np.dstack([image, np.full(image.shape[:2], 255, np.uint8)])
         labels: dict[str, float] = {}
+        nsfw = 0.0
         for found in self._loaded().detect(rgba):
             name, score = str(found["class"]), float(found["score"])
             labels[name] = max(score, labels.get(name, 0.0))
-        nsfw = max((s for name, s in labels.items() if name in NSFW_CLASSES), default=0.0)
+            if name in NSFW_CLASSES and skin_share(image, found["box"]) >= SKIN_SHARE:
+                nsfw = max(nsfw, score)
         return ContentScores(nsfw, max(labels.values(), default=0.0), labels)
 
 
