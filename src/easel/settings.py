@@ -352,6 +352,13 @@ class Settings(BaseSettings):
         return self.database or f"sqlite:///{self.data_dir / 'easel.db'}"
 
     @property
+    def local_url(self) -> str:
+        """Where a client on this machine reaches this server: the CLI's client commands call
+        it unless told another URL (an address bound to every interface: loopback)."""
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
+        return f"http://[{host}]:{self.port}" if ":" in host else f"http://{host}:{self.port}"
+
+    @property
     def base_url(self) -> str:
         """Where clients reach this server: the prefix of every image URL."""
         if self.public_url:

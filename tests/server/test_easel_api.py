@@ -59,3 +59,16 @@ def test_easel_jobs_lists_shows_and_cancels_on_a_running_server(
     assert missing.returncode == 1 and "no job no-such-job" in missing.stderr
     bad = easel("list", "--status", "done")
     assert bad.returncode == 1 and "status 'done' is not one of" in bad.stderr
+
+    # Without --url or EASEL_URL the commands find the server as `easel serve` found its port:
+    # EASEL_PORT, or the settings file.
+    port = httpx.URL(srv.url).port
+    config = tmp_path / "easel.toml"
+    config.write_text(f"port = {port}\n")
+    bare = {k: v for k, v in env.items() if k not in ("EASEL_URL", "EASEL_PORT")}
+    for found_by in ({"EASEL_PORT": str(port)}, {"EASEL_CONFIG": str(config)}):
+        listed = subprocess.run([sys.executable, "-m", "easel.cli", "jobs", "list", "--json"],
+                                env={**bare, **found_by}, capture_output=True, text=True,
+                                timeout=60)
+        assert listed.returncode == 0, (found_by, listed.stderr)
+        assert len(json.loads(listed.stdout)) == 2

@@ -9,14 +9,23 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from easel.cli.common import fail, out
+from easel.cli.common import fail, out, settings_from
 
 app = typer.Typer(no_args_is_help=True, help="Jobs on a running server.")
 
-ServerURL = Annotated[str, typer.Option(envvar="EASEL_URL", help="The server's base URL")]
+ServerURL = Annotated[str | None, typer.Option(
+    envvar="EASEL_URL", show_default=False,
+    help="The server's base URL; default: where `easel serve` listens with the same settings "
+         "(EASEL_HOST, EASEL_PORT, the settings file)")]
 ServerKey = Annotated[
     str | None, typer.Option(envvar="EASEL_API_KEY", help="An API key, when the server needs one")
 ]
+
+
+def server_url(given: str | None) -> str:
+    """The URL given (--url, EASEL_URL), else where `easel serve` listens with this machine's
+    settings: the CLI finds the server the way the server found its port."""
+    return (given or settings_from().local_url).rstrip("/")
 
 
 def _server_call(
@@ -63,7 +72,7 @@ STATUS_STYLE = {"completed": "green", "failed": "red", "cancelled": "yellow",
 
 @app.command("list")
 def jobs_list(
-    url: ServerURL = "http://127.0.0.1:8000",
+    url: ServerURL = None,
     key: ServerKey = None,
     limit: Annotated[int, typer.Option(min=1, max=200, help="How many, newest first")] = 20,
     status: Annotated[
@@ -74,7 +83,8 @@ def jobs_list(
 ) -> None:
     """Your jobs on the server, newest first: state, progress, model and prompt."""
     params = {"limit": str(limit), **({"status": status} if status else {})}
-    jobs = _server_call("GET", f"{url.rstrip('/')}/easel/jobs", key, params)["jobs"]
+    url = server_url(url)
+    jobs = _server_call("GET", f"{url}/easel/jobs", key, params)["jobs"]
     if as_json:
         typer.echo(json.dumps(jobs, indent=2))
         return
@@ -97,19 +107,19 @@ def jobs_list(
 @app.command("show")
 def jobs_show(
     job_id: Annotated[str, typer.Argument(help="The job's id (a task or prediction id)")],
-    url: ServerURL = "http://127.0.0.1:8000",
+    url: ServerURL = None,
     key: ServerKey = None,
 ) -> None:
     """Show one job: its state, progress and error."""
-    _print_job(_server_call("GET", f"{url.rstrip('/')}/easel/jobs/{job_id}", key))
+    _print_job(_server_call("GET", f"{server_url(url)}/easel/jobs/{job_id}", key))
 
 
 @app.command("cancel")
 def jobs_cancel(
     job_id: Annotated[str, typer.Argument(help="The job's id (a task or prediction id)")],
-    url: ServerURL = "http://127.0.0.1:8000",
+    url: ServerURL = None,
     key: ServerKey = None,
 ) -> None:
     """Cancel a queued or running job; a running one stops within one denoising step."""
-    job = _server_call("POST", f"{url.rstrip('/')}/easel/jobs/{job_id}/cancel", key)
+    job = _server_call("POST", f"{server_url(url)}/easel/jobs/{job_id}/cancel", key)
     _print_job(job)
