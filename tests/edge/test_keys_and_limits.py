@@ -55,8 +55,12 @@ ACCEPTED = {"runware-bearer": 200, "runware-task": 200, "wavespeed": 200, "opena
 
 def test_keys_from_the_store_guard_every_dialect(make_edge: Callable[..., Edge]) -> None:
     edge = make_edge(api_keys=[])  # no environment keys: the store's decide
+    keyless = edge.client.post("/easel/jobs", json={"model": "google:2@3", "prompt": "a fox"})
+    assert keyless.status_code == 202  # no key needed yet: the job is the address's
     created = cli(edge.settings.data_dir, "keys", "create", "--name", "ci")
     assert created.returncode == 0, created.stderr
+    assert "this is the first key" in created.stderr  # says what it changes
+    assert "1 job(s) made without a key" in created.stderr and "easel keys adopt" in created.stderr
     key = created.stdout.strip()
     assert key.startswith("easel_")
     edge.clock.advance(2)  # past the cache of "are keys needed at all"
@@ -70,7 +74,16 @@ def test_keys_from_the_store_guard_every_dialect(make_edge: Callable[..., Edge])
     listed = cli(edge.settings.data_dir, "keys", "list").stdout
     key_id = key.split("_")[1]
     assert key_id in listed and "active" in listed and key not in listed
-    assert cli(edge.settings.data_dir, "keys", "revoke", key_id).returncode == 0
+    mine = {"Authorization": f"Bearer {key}"}
+    def seen() -> set[str]:
+        return {j["id"] for j in edge.client.get("/easel/jobs", headers=mine).json()["jobs"]}
+
+    assert keyless.json()["id"] not in seen()  # the address's, which no key sees
+    adopted = cli(edge.settings.data_dir, "keys", "adopt", key_id)
+    assert "1 job(s) made without a key now belong to key" in adopted.stdout, adopted.stderr
+    assert keyless.json()["id"] in seen()
+    revoked = cli(edge.settings.data_dir, "keys", "revoke", key_id)
+    assert revoked.returncode == 0 and "that was the last active key" in revoked.stderr
     edge.clock.advance(2)  # past the key cache
     assert calls(edge.client, key) == REFUSED
     assert "revoked" in cli(edge.settings.data_dir, "keys", "list").stdout

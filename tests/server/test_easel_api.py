@@ -28,6 +28,7 @@ def test_easel_jobs_lists_shows_and_cancels_on_a_running_server(
     srv = slow_server(make_server, tmp_path).start()
     log = srv.log.read_text()
     assert f"playground at {srv.url}/" in log
+    assert "API keys: not required (none configured): anyone who can reach" in log
     assert "tier fast: flux2-klein-4b, stand-in easel/tiny-flux2 (weights absent)" in log
     running = submit(srv, {}, prompt="a lighthouse at dusk").json()
     queued = submit(srv, {}, prompt="a second job").json()  # waits behind the first

@@ -8,25 +8,48 @@ from typing import Annotated
 import typer
 
 from easel.cli.common import DataDir, err, fail, settings_from
-from easel.store import KeyStore
+from easel.store import JobStore, KeyStore
 
 app = typer.Typer(no_args_is_help=True, help="API keys, stored as SHA-256 hashes.")
 
 
-def _keys(data_dir: DataDir) -> KeyStore:
-    from easel.runtime.build import build_key_store
+def _stores(data_dir: DataDir) -> tuple[KeyStore, JobStore]:
+    from easel.runtime.build import build_job_store
 
-    return build_key_store(settings_from(data_dir=data_dir))
+    jobs = build_job_store(settings_from(data_dir=data_dir))
+    return KeyStore(jobs.engine), jobs
+
+
+def _keys(data_dir: DataDir) -> KeyStore:
+    return _stores(data_dir)[0]
 
 
 @app.command("create")
 def keys_create(
     name: Annotated[str, typer.Option(help="A label to recognise the key by")] = "",
+    adopt_jobs: Annotated[bool, typer.Option(
+        "--adopt-jobs", help="Give this key the jobs made while no key was needed")] = False,
     data_dir: DataDir = None,
 ) -> None:
-    """Create a key; it is printed once and only its hash is stored."""
-    info, key = _keys(data_dir).create(name)
+    """Create a key; it is printed once and only its hash is stored. The first key makes keys
+    required: the running server refuses requests without one within a second."""
+    keys, jobs = _stores(data_dir)
+    first = not keys.any_created()
+    info, key = keys.create(name)
     err.print(f"key {info.id} created; store it now, it cannot be shown again", markup=False)
+    if first:
+        err.print("this is the first key: from now on (within a second, on a running server "
+                  "too) every request needs a key, in every dialect and the playground",
+                  markup=False)
+    keyless = jobs.keyless_count()
+    if adopt_jobs:
+        moved = jobs.hand_keyless_jobs_to(f"key:{info.id}")
+        err.print(f"{moved} job(s) made without a key now belong to key {info.id}",
+                  markup=False)
+    elif first and keyless:
+        err.print(f"{keyless} job(s) made without a key stay with the address they came from "
+                  f"and are not shown to this key; `easel keys adopt {info.id}` gives them to "
+                  "it", markup=False)
     typer.echo(key)
 
 
@@ -39,12 +62,32 @@ def keys_list(data_dir: DataDir = None) -> None:
         typer.echo(f"{info.id}\t{state}\t{created}\t{info.name}")
 
 
+@app.command("adopt")
+def keys_adopt(
+    key_id: Annotated[str, typer.Argument(help="The id `easel keys list` shows")],
+    data_dir: DataDir = None,
+) -> None:
+    """Give a key the jobs made while no key was needed (they belong to the address they came
+    from, which no key can see)."""
+    keys, jobs = _stores(data_dir)
+    if not any(k.id == key_id and k.revoked_at is None for k in keys.list()):
+        fail(f"no active key {key_id!r}", code=1)
+    moved = jobs.hand_keyless_jobs_to(f"key:{key_id}")
+    typer.echo(f"{moved} job(s) made without a key now belong to key {key_id}")
+
+
 @app.command("revoke")
 def keys_revoke(
     key_id: Annotated[str, typer.Argument(help="The id `easel keys list` shows")],
     data_dir: DataDir = None,
 ) -> None:
-    """Revoke a key; requests with it are refused within a second."""
-    if not _keys(data_dir).revoke(key_id):
+    """Revoke a key; requests with it are refused within a second. Keys stay required after
+    the last one is revoked: the server then refuses everyone until a new key is made."""
+    keys = _keys(data_dir)
+    if not keys.revoke(key_id):
         fail(f"no active key {key_id!r}", code=1)
     typer.echo(f"key {key_id} revoked")
+    if keys.active_count() == 0 and not settings_from(data_dir=data_dir).api_keys:
+        err.print("that was the last active key: the server now refuses every request (keys "
+                  "stay required once one has existed, so revoking never opens it); `easel "
+                  "keys create` makes a new one", markup=False)

@@ -157,10 +157,15 @@ def guard_settings(settings: Settings) -> GuardSettings:
 
 def build_key_store(settings: Settings) -> KeyStore:
     """The API keys' table, for `easel keys` and the checks before serving."""
+    return KeyStore(build_job_store(settings).engine)
+
+
+def build_job_store(settings: Settings) -> JobStore:
+    """The job store, made if absent (for `easel keys`, which also hands jobs over)."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     store = JobStore(settings.database_url)
     store.create()
-    return KeyStore(store.engine)
+    return store
 
 
 def build_runtime(

@@ -23,6 +23,7 @@ from easel.runtime.http import with_header_deadline
 from easel.services.delivery.outbound import is_loopback_host
 from easel.services.weights.facts import backend_facts, warn_stand_ins
 from easel.settings import Settings
+from easel.store import KeyStore
 
 log = logging.getLogger("easel.cli")
 
@@ -67,6 +68,23 @@ def serve(settings: Settings, engine_factory: EngineFactory | None = None) -> No
     run_server(server, settings)
 
 
+def keys_line(settings: Settings, keys: KeyStore) -> str:
+    """Whether requests need a key, and why, as the start log says it."""
+    try:
+        active, created = keys.active_count(), keys.any_created()
+    except Exception:  # the store is down at start: the server fails closed until it is back
+        return "API keys: the key store cannot be read now; requests are refused until it can"
+    if settings.api_keys or created:
+        sources = [f"{len(settings.api_keys)} in EASEL_API_KEYS"] if settings.api_keys else []
+        sources.append(f"{active} active from `easel keys`")
+        closed = "" if settings.api_keys or active else \
+            " (every key is revoked: every request is refused until `easel keys create`)"
+        return f"API keys: required ({', '.join(sources)}){closed}"
+    return (f"API keys: not required (none configured): anyone who can reach "
+            f"{settings.host}:{settings.port} may call; `easel keys create` makes keys "
+            "required")
+
+
 def announce(server: Server) -> None:
     """Where the playground is, which tiers run on their real weights and which on a stand-in
     (and why), as warnings an operator sees at once."""
@@ -74,6 +92,7 @@ def announce(server: Server) -> None:
     catalog, resolver = runtime.catalog, make_resolver(runtime.settings, runtime.catalog)
     warn_stand_ins(catalog, resolver, log)
     log.info("playground at %s/ (API reference at /docs)", runtime.settings.base_url)
+    log.info("%s", keys_line(runtime.settings, runtime.keys.store))
     for tier in catalog.tiers.values():
         facts = backend_facts(tier.backend, resolver)  # what /easel/info says of it
         if facts.refused is not None:

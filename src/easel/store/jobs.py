@@ -255,6 +255,19 @@ class JobStore:
         with self.engine.connect() as conn:
             return _queued(conn)
 
+    def keyless_count(self) -> int:
+        """Jobs made while no key was needed: owned by the address they came from."""
+        with self.engine.connect() as conn:
+            return int(conn.execute(sa.select(sa.func.count()).select_from(jobs)
+                                    .where(jobs.c.caller.like("ip:%"))).scalar() or 0)
+
+    def hand_keyless_jobs_to(self, principal: str) -> int:
+        """Give every job made without a key to `principal` (a key's first owner keeps seeing
+        the jobs made before keys were needed); how many."""
+        with self.engine.begin() as conn:
+            return int(conn.execute(jobs.update().where(jobs.c.caller.like("ip:%"))
+                                    .values(caller=principal)).rowcount)
+
     def counts(self) -> dict[str, int]:
         with self.engine.connect() as conn:
             rows = conn.execute(
