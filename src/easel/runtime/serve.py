@@ -23,7 +23,6 @@ from easel.runtime.http import with_header_deadline
 from easel.services.delivery.outbound import is_loopback_host
 from easel.services.weights.facts import backend_facts, warn_stand_ins
 from easel.settings import Settings
-from easel.store import KeyStore
 
 log = logging.getLogger("easel.cli")
 
@@ -68,9 +67,10 @@ def serve(settings: Settings, engine_factory: EngineFactory | None = None) -> No
     run_server(server, settings)
 
 
-def keys_line(settings: Settings, keys: KeyStore) -> str:
+def keys_line(settings: Settings) -> str:
     """Whether requests need a key, and why, as the start log says it."""
     try:
+        keys = build_key_store(settings)  # made if absent, as the lifespan would make it
         active, created = keys.active_count(), keys.any_created()
     except Exception:  # the store is down at start: the server fails closed until it is back
         return "API keys: the key store cannot be read now; requests are refused until it can"
@@ -92,7 +92,7 @@ def announce(server: Server) -> None:
     catalog, resolver = runtime.catalog, make_resolver(runtime.settings, runtime.catalog)
     warn_stand_ins(catalog, resolver, log)
     log.info("playground at %s/ (API reference at /docs)", runtime.settings.base_url)
-    log.info("%s", keys_line(runtime.settings, runtime.keys.store))
+    log.info("%s", keys_line(runtime.settings))
     for tier in catalog.tiers.values():
         facts = backend_facts(tier.backend, resolver)  # what /easel/info says of it
         if facts.refused is not None:
