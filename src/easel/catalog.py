@@ -6,9 +6,10 @@ size list, a prompt limit or a price.
 
 from __future__ import annotations
 
+import difflib
 import math
 import tomllib
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from importlib import resources
@@ -27,6 +28,18 @@ REFINABLE_FAMILIES = ("flux", "zimage", "qwenimage", "sd3", "sdxl")
 DEFAULT_SCHEDULER = "Default"
 RESOLUTION_SCALE = {"1k": 1, "2k": 2}
 DEFAULT_REFINE_STRENGTH = 0.35
+
+
+def did_you_mean(given: object, known: Sequence[str]) -> str:
+    """"; did you mean 'x'?" for the known name closest to a misspelt one, else ""."""
+    if not isinstance(given, str):
+        return ""
+    close = difflib.get_close_matches(given, known, n=1, cutoff=0.75) or \
+        difflib.get_close_matches(given.lower(), [k.lower() for k in known], n=1, cutoff=0.75)
+    if not close:
+        return ""
+    match = next((k for k in known if k.lower() == close[0].lower()), close[0])
+    return f" (did you mean {match!r}?)"
 
 
 @dataclass(frozen=True)
@@ -404,7 +417,8 @@ class Catalog:
         except (KeyError, TypeError):
             raise EaselError(
                 ErrorKind.UNKNOWN_MODEL,
-                f"unknown model {model_id!r}; known models: {', '.join(self.model_ids)}",
+                f"unknown model {str(model_id)[:200]!r}{did_you_mean(model_id, self.model_ids)}"
+                f"; known models: {', '.join(self.model_ids)}",
                 parameter,
                 self.model_ids,
             ) from None

@@ -109,3 +109,24 @@ def test_an_allowed_sites_pages_open_the_runware_websocket(
             "/v1", headers={"Origin": "https://evil.example"}):
         pass
     assert refused.value.code == 1008
+
+
+def test_a_misspelt_field_or_model_says_what_was_meant(edge: Edge) -> None:
+    """`promt` reads "unknown ... did you mean 'prompt'", never "prompt is required"; a model
+    id one character off names the one meant; a route nobody serves answers in easel's shape
+    with a code."""
+    auth = {"Authorization": f"Bearer {KEY}"}
+    typo = edge.client.post("/v1/images/generations", headers=auth, json={
+        "promt": "a fox", "model": "imagen-4.0-fast-generate-001"}).json()["error"]
+    assert typo["param"] == "promt" and "did you mean 'prompt'?" in typo["message"]
+    runware = edge.runware([inference(positivPrompt="a fox")]).json()["errors"][0]
+    assert runware["parameter"] == "positivPrompt"
+    assert "did you mean 'positivePrompt'?" in runware["message"]
+    model = edge.client.post("/easel/jobs", headers=auth, json={
+        "model": "imagen-4.0-fast-generate-01", "prompt": "a fox"}).json()["error"]
+    assert "did you mean 'imagen-4.0-fast-generate-001'?" in model["message"]
+    nowhere = edge.client.get("/nowhere", headers=auth)
+    assert nowhere.status_code == 404
+    assert nowhere.json()["error"]["code"] and nowhere.json()["error"]["message"]
+    image = edge.client.get("/images/nothing.png").json()["error"]
+    assert image["code"] == "notFound"

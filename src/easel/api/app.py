@@ -159,7 +159,8 @@ def _add_core_routes(app: FastAPI, ops: Operations) -> None:
         # The image store down is Throttled: a 503 with Retry-After (the EaselError handler).
         found = await ops.open_image(image_id, ext.lower())
         if found is None:
-            return JSONResponse({"error": "image not found or expired"}, status_code=404)
+            return JSONResponse({"error": {"code": "notFound", "message": "image not found or "
+                                           "expired", "parameter": "name"}}, status_code=404)
         headers = {"Cache-Control": cache_control(found.lives_for),
                    "Content-Length": str(found.size)}
         if request.method == "HEAD":

@@ -142,9 +142,11 @@ def render_refusal(dialects: Sequence[Dialect], request: Request, err: EaselErro
     dialect = scope_owner(dialects, request.scope)
     if dialect is not None:
         response = dialect.render_error(err, request)
-    else:
+    else:  # easel's own shape: {"error": {code, message, parameter}}
         status = err.status if isinstance(err, HTTPRefusal) else DEFAULT_STATUS[err.kind]
-        response = JSONResponse({"error": err.message}, status_code=status)
+        code = err.code if isinstance(err, HTTPRefusal) else err.kind.value
+        response = JSONResponse({"error": {"code": code, "message": err.message,
+                                           "parameter": err.parameter}}, status_code=status)
     if isinstance(err, Throttled):
         response.headers["Retry-After"] = str(err.retry_after)
     return response

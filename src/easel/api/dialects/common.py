@@ -7,6 +7,7 @@ Nothing here holds state or knows a size, a limit or a price (those live in the 
 from __future__ import annotations
 
 import base64
+import functools
 import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from starlette.responses import Response
 
 from easel.api.caller import port_of
 from easel.api.limits import BodyTooLarge, HTTPRefusal, read_body
+from easel.catalog import did_you_mean
 from easel.domain.errors import EaselError, ErrorKind, invalid
 from easel.domain.job import Job, JobImage
 from easel.domain.safety import EnhancementState, Withheld
@@ -209,11 +211,34 @@ def validate_wire(model: type[M], data: dict[str, Any], prefix: str = "") -> M:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        raise wire_error(exc, prefix) from None
+        raise wire_error(exc, prefix, field_names(model)) from None
 
 
-def wire_error(exc: ValidationError, prefix: str = "") -> EaselError:
-    err = exc.errors()[0]
+@functools.cache
+def field_names(model: type[BaseModel]) -> tuple[str, ...]:
+    """Every field name a wire model and the models inside it take, as clients spell them."""
+    names: set[str] = set()
+
+    def collect(schema: Any) -> None:
+        if isinstance(schema, dict):
+            names.update(schema.get("properties", {}))
+            for value in schema.values():
+                collect(value)
+        elif isinstance(schema, list):
+            for value in schema:
+                collect(value)
+
+    collect(model.model_json_schema())
+    return tuple(sorted(names))
+
+
+def wire_error(exc: ValidationError, prefix: str = "", known: Sequence[str] = ()) -> EaselError:
+    """The one problem a client is told of. A field easel does not know goes first when it
+    looks like a misspelt one (`promt`): "prompt is required" would hide the typo."""
+    errors = exc.errors()
+    typos = [e for e in errors if e["type"] == "extra_forbidden" and e["loc"]
+             and did_you_mean(str(e["loc"][-1]), known)]
+    err = typos[0] if typos else errors[0]
     parts = [prefix] if prefix else []
     for item in err["loc"]:
         if isinstance(item, int) and parts:
@@ -225,9 +250,9 @@ def wire_error(exc: ValidationError, prefix: str = "") -> EaselError:
     if etype == "missing":
         return EaselError(ErrorKind.MISSING, f"{parameter} is required", parameter)
     if etype == "extra_forbidden":
-        return EaselError(
-            ErrorKind.UNSUPPORTED, f"{parameter} is not a parameter easel accepts here", parameter
-        )
+        hint = did_you_mean(str(err["loc"][-1]), known) if err["loc"] else ""
+        return EaselError(ErrorKind.UNSUPPORTED,
+                          f"{parameter} is not a parameter easel accepts here{hint}", parameter)
     got = err.get("input")
     shown = json.dumps(got)[:80] if _jsonable(got) else repr(got)[:80]
     return invalid(parameter, f"{parameter}: {err['msg']}, got {shown}")

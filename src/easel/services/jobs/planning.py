@@ -7,7 +7,15 @@ import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
-from easel.catalog import STAND_IN_LICENSE, Backend, Catalog, License, Model, Size
+from easel.catalog import (
+    STAND_IN_LICENSE,
+    Backend,
+    Catalog,
+    License,
+    Model,
+    Size,
+    did_you_mean,
+)
 from easel.domain.errors import EaselError, ErrorKind, invalid
 from easel.domain.generation import EngineBatch, ImageSpec, SchedulerSpec, TwoPass
 from easel.domain.request import SEED_CEILING, GenerationRequest
@@ -227,8 +235,9 @@ def choose_model(choice: ModelChoice, catalog: Catalog, names: WireNames) -> Mod
         m.id for m in catalog.models_for(choice.provider)
     }:
         known = sorted(m.id for m in catalog.models_for(choice.provider))
-        raise EaselError(ErrorKind.UNKNOWN_MODEL, f"model {choice.id!r} not found; models "
-                         f"served here: {', '.join(known)}", names("model"), known)
+        raise EaselError(ErrorKind.UNKNOWN_MODEL, f"model {choice.id[:200]!r} not found"
+                         f"{did_you_mean(choice.id, known)}; models served here: "
+                         f"{', '.join(known)}", names("model"), known)
     model = catalog.model(choice.id, names("model"))
     if choice.tier is not None and choice.tier != model.tier.name:
         raise invalid(

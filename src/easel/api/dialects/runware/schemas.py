@@ -26,6 +26,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from easel.api.openapi import Open, model_schema
+from easel.catalog import did_you_mean
 from easel.domain.errors import EaselError, ErrorKind
 from easel.domain.request import ImageFormat
 
@@ -343,15 +344,16 @@ def _validated(model: type[BaseModel], task: dict[str, Any]) -> BaseModel:
     try:
         return model.model_validate(task)
     except ValidationError as exc:
-        raise _error(exc, str(task.get("taskType"))[:64]) from None
+        raise _error(exc, str(task.get("taskType"))[:64], tuple(model.model_fields)) from None
 
 
-def _error(exc: ValidationError, task_type: str = TASK_TYPE_INFERENCE) -> RunwareError:
+def _error(exc: ValidationError, task_type: str = TASK_TYPE_INFERENCE,
+           known: tuple[str, ...] = ()) -> RunwareError:
     """The one problem a client is told about, as Runware words it: a bad taskUUID first (the
     task cannot even be named), then a field easel does not know, then the rest in order."""
     errors = exc.errors()
     first = min(range(len(errors)), key=lambda i: (_rank(errors[i]), i))
-    return _runware_error(errors[first], task_type)
+    return _runware_error(errors[first], task_type, known)
 
 
 def _rank(error: Any) -> tuple[int, str]:
@@ -363,7 +365,7 @@ def _rank(error: Any) -> tuple[int, str]:
     return 2, ""
 
 
-def _runware_error(error: Any, task_type: str) -> RunwareError:
+def _runware_error(error: Any, task_type: str, known: tuple[str, ...] = ()) -> RunwareError:
     loc = [str(part) for part in error["loc"]]
     name = loc[0] if loc else "task"
     etype = error["type"]
@@ -375,8 +377,8 @@ def _runware_error(error: Any, task_type: str) -> RunwareError:
         return RunwareError(f"missing{_cap(name)}", f"{name} is required", name)
     if etype == "extra_forbidden":
         models = " for these models" if task_type == TASK_TYPE_INFERENCE else ""
-        return RunwareError("unsupportedParameter",
-                            f"{task_type} does not support {name!r}{models}", name)
+        return RunwareError("unsupportedParameter", f"{task_type} does not support {name!r}"
+                            f"{models}{did_you_mean(name, known)}", name)
     prefix = "unsupported" if etype in ("unsupported", "literal_error") else "invalid"
     return RunwareError(f"{prefix}{_cap(name)}", _message(name, error), name)
 
