@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -127,20 +128,21 @@ def test_strict_refuses_when_weights_are_absent(data_dir: Path, tmp_path: Path) 
 
 
 def test_models_lists_every_id_tier_backend_weights_sizes_and_price(data_dir: Path) -> None:
-    result = run(["models"], data_dir, COLUMNS="250")
+    """On an 80-column terminal: no line is wider, every id is whole on its row with its API,
+    sizes, images per request and price; each tier says its backend, weights and licence."""
+    result = run(["models"], data_dir, COLUMNS="80")
     assert result.returncode == 0, result.stderr
-    for text in (
-        "google:2@3",
-        "imagen-4.0-ultra-generate-001",
-        "wavespeed-ai/imagen4",
-        "black-forest-labs/FLUX.2-klein-4B",
-        "absent",
-        "1408x768",
-        "$0.020",
-        "$0.060",
-        "1..20",
-    ):
-        assert text in result.stdout, text
+    lines = result.stdout.splitlines()
+    assert max(len(line) for line in lines) <= 80
+    for model_id, fields in (("google:2@3", ["runware", "1K", "20", "0.020"]),
+                             ("imagen-4.0-ultra-generate-preview-06-06",
+                              ["google", "1K 2K*", "4", "0.060"]),
+                             ("wavespeed-ai/imagen4", ["wavespeed", "1K 2K*", "4", "0.040"])):
+        row = next(line for line in lines if line.split()[:1] == [model_id])
+        assert re.split(r"\s{2,}", row.strip())[1:] == fields, row
+    fast = next(line for line in lines if line.startswith("fast:"))
+    assert "black-forest-labs/FLUX.2-klein-4B, weights absent -> easel/mini" in fast
+    assert any("licence apache-2.0 [commercial]" in line for line in lines)
     assert "stand-in" in result.stderr
 
 
@@ -213,3 +215,22 @@ def test_version(data_dir: Path) -> None:
 
     done = run(["--version"], data_dir)
     assert done.returncode == 0 and done.stdout.strip() == f"easel {__version__}"
+
+
+def test_config_show_fits_80_columns_and_never_cuts_a_value(data_dir: Path) -> None:
+    deep = data_dir / ("a-rather-long-folder-name-" * 3) / "catalog.toml"
+    deep.parent.mkdir(parents=True)
+    deep.write_text("")
+    result = run(["config", "show"], data_dir, COLUMNS="80", EASEL_CATALOG_FILE=str(deep))
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert max(len(line) for line in lines) <= 80 and "…" not in result.stdout
+    header = next(line for line in lines if line.startswith("setting"))
+    value, source = header.index("value"), header.index("from")
+    start = next(i for i, line in enumerate(lines) if line.startswith("EASEL_CATALOG_FILE"))
+    pieces = [lines[start][value:source].strip()]
+    for line in lines[start + 1:]:
+        if line[:value].strip():  # the next setting's row
+            break
+        pieces.append(line[value:source].strip())
+    assert "".join(pieces) == str(deep)  # folded over lines, whole

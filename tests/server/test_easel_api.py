@@ -53,6 +53,11 @@ def test_easel_jobs_lists_shows_and_cancels_on_a_running_server(
 
     shown = easel("show", running["id"])
     assert "cancelled" in shown.stdout and "a lighthouse at dusk" in shown.stdout
+    env["COLUMNS"] = "80"  # a terminal of 80 columns: nothing wider, the ids and states whole
+    narrow = easel("list").stdout.splitlines()
+    assert max(len(line) for line in narrow) <= 80 and "…" not in "".join(narrow[:3])
+    assert any(line.split()[:2] == [queued["id"], "cancelled"] for line in narrow), narrow
+    assert max(len(line) for line in easel("show", running["id"]).stdout.splitlines()) <= 80
     cancelled_only = json.loads(easel("list", "--status", "cancelled", "--json").stdout)
     assert {j["id"] for j in cancelled_only} == {running["id"], queued["id"]}
     assert json.loads(easel("list", "--status", "completed", "--json").stdout) == []

@@ -7,8 +7,9 @@ import json
 from typing import Annotated
 
 import typer
-from rich.console import Console
+from rich import box
 from rich.table import Table
+from rich.text import Text
 
 from easel.catalog import Backend, Catalog, Model
 from easel.cli.common import fail, load_catalog, out, serve_log, settings_from
@@ -29,31 +30,41 @@ def models(
         typer.echo(json.dumps([_model_entry(catalog.model(m), resolver)
                                for m in catalog.model_ids], indent=2))
         return
-    table = Table(title="easel model catalog")
-    for column in ("model id", "provider", "tier", "backend", "licence", "weights", "sizes",
-                   "images", "prompt", "price/image"):
-        # the ids are what a user copies: never cut or wrapped; the rest wraps instead
-        table.add_column(column, no_wrap=column in ("model id", "backend"))
-    for model_id in catalog.model_ids:
-        m = catalog.model(model_id)
-        table.add_row(
-            m.id,
-            m.provider,
-            m.tier.name,
-            m.backend.source,
-            _licence_cell(m.backend, resolver),
-            _weights_cell(m.backend, resolver),
-            ", ".join(f"{s}{'*' if m.backend.size_path(s.width, s.height) != 'native' else ''}"
-                      for s in m.sizes),
-            f"1..{m.max_images}",
-            f"{m.prompt_min}..{m.prompt_max}",
-            f"${m.price_usd:.3f}",
-        )
-    wide = Console(width=max(out.width, 200))
-    wide.print(table)
-    wide.print("* drawn in two passes (generate at half size, upscale, refine): beyond what the "
-               "model card supports natively (docs/catalog.md)", markup=False)
+    for tier in catalog.tiers.values():
+        ids = [catalog.model(i) for i in catalog.model_ids if catalog.model(i).tier is tier]
+        if ids:
+            _print_tier(tier.name, tier.label, ids, resolver)
+    out.print("sizes: 1K, and 2K where a model takes it (*: drawn in two passes, generated at "
+              "half size, upscaled and refined; docs/catalog.md). max: images per request. $: "
+              "the hosted API's price per image. Every size and prompt limit: `easel models "
+              "--json`.", markup=False)
     warn_stand_ins(catalog, resolver, serve_log)
+
+
+def _print_tier(name: str, label: str, models: list[Model], resolver: BackendResolver) -> None:
+    """One tier: what serves it, then its public ids. Fits 80 columns: the ids (what a user
+    copies) are never cut or wrapped, the facts above them wrap as text."""
+    backend = models[0].backend
+    out.print(Text.assemble((name, "bold"), f": {backend.source}, weights "
+                            f"{_weights_cell(backend, resolver)}"))
+    out.print(f"  {label}; licence {_licence_cell(backend, resolver)}", markup=False)
+    table = Table(box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False, show_edge=False,
+                  collapse_padding=True)
+    for column in ("model id", "api", "sizes", "max", "$"):  # max: images per request
+        table.add_column(column, no_wrap=True, justify="right" if column in "max $" else "left")
+    for m in models:
+        table.add_row(m.id, m.provider, _sizes_cell(m), str(m.max_images), f"{m.price_usd:.3f}")
+    out.print(table)
+    out.print()
+
+
+def _sizes_cell(m: Model) -> str:
+    cells = []
+    for resolution in dict.fromkeys(s.resolution for s in m.sizes):
+        two_pass = any(m.backend.size_path(s.width, s.height) != "native"
+                       for s in m.sizes if s.resolution == resolution)
+        cells.append(resolution.upper() + ("*" if two_pass else ""))
+    return " ".join(cells)
 
 
 def _model_entry(m: Model, resolver: BackendResolver) -> dict[str, object]:

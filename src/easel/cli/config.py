@@ -6,6 +6,7 @@ import json
 from typing import Annotated
 
 import typer
+from rich import box
 from rich.table import Table
 
 from easel.cli.common import out, settings_from
@@ -34,9 +35,12 @@ def config_show(
         typer.echo(json.dumps({"settings_file": str(path) if path else None,
                                "settings": values, "sources": sources}, indent=2))
         return
-    table = Table(title=f"easel settings (file: {path or 'none'})")
-    for column in ("setting", "value", "from"):
-        table.add_column(column)
+    out.print(f"easel settings (file: {path or 'none'})", markup=False)
+    # 80 columns: names whole, values and sources wrap (a long path folds; it is never cut).
+    table = Table(box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False, show_edge=False)
+    table.add_column("setting", no_wrap=True)
+    table.add_column("value", overflow="fold", ratio=3)
+    table.add_column("from", overflow="fold", ratio=1)
     for name, value in values.items():
         table.add_row(env_name(name), json.dumps(value) if not isinstance(value, str) else value,
                       sources[name])

@@ -6,6 +6,7 @@ import json
 from typing import Annotated
 
 import typer
+from rich import box
 from rich.table import Table
 from rich.text import Text
 
@@ -50,7 +51,11 @@ def _server_call(
 
 
 def _print_job(job: dict[str, object]) -> None:
-    table = Table(show_header=False)
+    """The job as a table of its fields (values wrap, never cut), then each image's URL on a
+    line of its own, whole, to be copied."""
+    table = Table(show_header=False, box=box.SIMPLE, pad_edge=False)
+    table.add_column(no_wrap=True)
+    table.add_column(overflow="fold")
     progress = job.get("progress")
     for name in ("id", "status", "dialect", "model", "prompt", "size", "images", "seeds",
                  "progress", "error", "backend", "created_at", "finished_at"):
@@ -60,10 +65,10 @@ def _print_job(job: dict[str, object]) -> None:
         if name == "error" and isinstance(value, dict):
             value = f"{value.get('kind')}: {value.get('message')}"
         table.add_row(name, Text("" if value is None else str(value)))  # as written: no markup
+    out.print(table)
     for output in job.get("outputs") or []:  # type: ignore[attr-defined]
         if isinstance(output, dict) and output.get("url"):
-            table.add_row(f"image {output.get('index')}", Text(str(output["url"])))
-    out.print(table)
+            typer.echo(f"image {output.get('index')}: {output['url']}")
 
 
 STATUS_STYLE = {"completed": "green", "failed": "red", "cancelled": "yellow",
@@ -88,18 +93,21 @@ def jobs_list(
     if as_json:
         typer.echo(json.dumps(jobs, indent=2))
         return
-    table = Table(title=f"jobs on {url}")
-    for column in ("id", "status", "progress", "model", "size", "images", "created", "prompt"):
-        table.add_column(column, no_wrap=column == "id",
+    # Fits 80 columns: the id (what a user copies) and the state are never cut; the prompt
+    # wraps. The model, size and images are in `easel jobs show ID`.
+    out.print(f"jobs on {url}", markup=False)
+    table = Table(box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False, show_edge=False)
+    for column in ("id", "status", "created", "prompt"):
+        table.add_column(column, no_wrap=column != "prompt",
                          overflow="fold" if column == "prompt" else "ellipsis")
     for job in jobs:  # type: ignore[attr-defined]
-        progress = job["progress"]
-        state = job["status"]
+        progress, state = job["progress"], job["status"]
+        shown = f"{state} {progress['step']}/{progress['total']}" if state == "processing" \
+            else state
         prompt = job["prompt"][:60] + ("…" if len(job["prompt"]) > 60 else "")
         table.add_row(  # Text: a prompt is shown as written, never read as rich markup
-            Text(job["id"]), Text(state, style=STATUS_STYLE.get(state, "white")),
-            f"{progress['step']}/{progress['total']}", Text(job["model"]), job["size"],
-            str(job["images"]), job["created_at"][:19].replace("T", " "), Text(prompt),
+            Text(job["id"]), Text(shown, style=STATUS_STYLE.get(state, "white")),
+            job["created_at"][5:16].replace("T", " "), Text(prompt),
         )
     out.print(table)
 
