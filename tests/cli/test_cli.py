@@ -234,3 +234,11 @@ def test_config_show_fits_80_columns_and_never_cuts_a_value(data_dir: Path) -> N
             break
         pieces.append(line[value:source].strip())
     assert "".join(pieces) == str(deep)  # folded over lines, whole
+
+
+def test_help_shows_no_type_for_on_off_flags() -> None:
+    for command in (["serve"], ["jobs", "list"], []):
+        shown = subprocess.run([*EASEL, *command, "--help"], capture_output=True, text=True,
+                               env={**os.environ, "COLUMNS": "100"}, timeout=60)
+        assert shown.returncode == 0 and "--help" in shown.stdout
+        assert "<bool>" not in shown.stdout, shown.stdout

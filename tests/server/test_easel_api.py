@@ -48,7 +48,8 @@ def test_easel_jobs_lists_shows_and_cancels_on_a_running_server(
 
     # The running one, once it is denoising (its stream's cancel: tests/edge/test_easel_api.py).
     wait_denoising(srv, running["id"])
-    assert easel("cancel", running["id"]).returncode == 0
+    stopped = easel("cancel", running["id"])  # prints the job once it has stopped
+    assert stopped.returncode == 0 and "cancelled" in stopped.stdout, stopped.stdout
     wait_terminal(srv, running["id"])
 
     shown = easel("show", running["id"])

@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -55,9 +55,29 @@ def build() -> typer.Typer:
 app = build()
 
 
+def without_flag_types(command: Any) -> Any:
+    """The command (typer's own click) with no type shown for on/off flags: typer's help lists
+    `<bool>` beside `--json` or `--worker/--no-worker`, a value nobody types."""
+    for param in command.params:
+        if getattr(param, "is_flag", False):
+            param.metavar = ""
+    make_help_option = command.get_help_option
+
+    def help_option(ctx: Any) -> Any:  # --help is made per call, not kept in params
+        option = make_help_option(ctx)
+        if option is not None:
+            option.metavar = ""
+        return option
+
+    command.get_help_option = help_option
+    for sub in getattr(command, "commands", {}).values():
+        without_flag_types(sub)
+    return command
+
+
 def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
-        app()
+        without_flag_types(typer.main.get_command(app))(prog_name="easel")
     except KeyboardInterrupt:
         sys.exit(130)

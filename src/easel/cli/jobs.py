@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from typing import Annotated
 
 import typer
@@ -10,7 +11,7 @@ from rich import box
 from rich.table import Table
 from rich.text import Text
 
-from easel.cli.common import fail, out, settings_from
+from easel.cli.common import err, fail, out, settings_from
 
 app = typer.Typer(no_args_is_help=True, help="Jobs on a running server.")
 
@@ -71,6 +72,9 @@ def _print_job(job: dict[str, object]) -> None:
             typer.echo(f"image {output.get('index')}: {output['url']}")
 
 
+TERMINAL = ("completed", "failed", "cancelled")
+CANCEL_WAIT_SECONDS = 30.0
+
 STATUS_STYLE = {"completed": "green", "failed": "red", "cancelled": "yellow",
                 "processing": "cyan", "queued": "white"}
 
@@ -128,6 +132,15 @@ def jobs_cancel(
     url: ServerURL = None,
     key: ServerKey = None,
 ) -> None:
-    """Cancel a queued or running job; a running one stops within one denoising step."""
-    job = _server_call("POST", f"{server_url(url)}/easel/jobs/{job_id}/cancel", key)
+    """Cancel a queued or running job; a running one stops within one denoising step, which
+    this waits for (up to 30 s), so what it prints is the job as the cancel left it."""
+    base = server_url(url)
+    job = _server_call("POST", f"{base}/easel/jobs/{job_id}/cancel", key)
+    deadline = time.monotonic() + CANCEL_WAIT_SECONDS
+    while job.get("status") not in TERMINAL and time.monotonic() < deadline:
+        time.sleep(0.2)  # polling a server from a command line: no event to wait on here
+        job = _server_call("GET", f"{base}/easel/jobs/{job_id}", key)
     _print_job(job)
+    if job.get("status") not in TERMINAL:
+        err.print("the job is still stopping; `easel jobs show` tells when it has",
+                  markup=False)
