@@ -130,3 +130,30 @@ def test_a_misspelt_field_or_model_says_what_was_meant(edge: Edge) -> None:
     assert nowhere.json()["error"]["code"] and nowhere.json()["error"]["message"]
     image = edge.client.get("/images/nothing.png").json()["error"]
     assert image["code"] == "notFound"
+
+
+def test_a_stand_ins_image_says_so_without_this_machines_paths(edge: Edge) -> None:
+    """Every dialect's reply names the stand-in that drew (x-easel-stand-in); the reason a
+    job, a reply and an image carry names no path of the server's; the model listing says
+    the stand-in's own steps and whether it is trained."""
+    auth = {"Authorization": f"Bearer {KEY}"}
+    replies = [
+        edge.client.post("/v1/images/generations", headers=auth, json=OPENAI_BODY),
+        edge.client.post("/v1beta/models/imagen-4.0-fast-generate-001:predict",
+                         headers={"x-goog-api-key": KEY},
+                         json={"instances": [{"prompt": "a fox"}]}),
+        edge.client.post("/api/v3/google/imagen4-fast", headers=auth,
+                         json={"prompt": "a fox", "enable_sync_mode": True}),
+    ]
+    for reply in replies:
+        assert reply.status_code == 200, reply.text
+        assert reply.headers["x-easel-stand-in"] == "easel/mini"
+    job = edge.client.get(f"/easel/jobs/{replies[0].headers['x-easel-job-id']}",
+                          headers=auth).json()
+    reason = job["stand_in_reason"]
+    assert "black-forest-labs/FLUX.2-klein-4B are not present on this server" in reason
+    assert "/" + "root" not in reason and "cache" not in reason
+    fast = next(t for t in edge.client.get("/easel/models", headers=auth).json()["tiers"]
+                if t["tier"] == "fast")
+    assert fast["stand_in"] == "easel/mini" and fast["stand_in_trained"] is True
+    assert fast["stand_in_steps"] != fast["steps"]  # easel-mini's own schedule is shown

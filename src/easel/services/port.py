@@ -70,6 +70,8 @@ class BackendFacts:
     refused: str | None  # why this server will not serve it (commercial-only), or None
     present: bool  # its real weights are on this machine
     stand_in: str | None  # the stand-in serving it while its weights are absent
+    stand_in_steps: int | None = None  # the denoising steps the stand-in runs
+    stand_in_trained: bool = False  # easel-mini (trained, simple scenes), not a tiny noise model
 
     def to_json(self) -> dict[str, Any]:
         """As /easel/info, /easel/models and `easel models --json` show it."""
@@ -81,6 +83,8 @@ class BackendFacts:
             "refused": self.refused,
             "weights": "present" if self.present else "absent",
             "stand_in": self.stand_in,
+            "stand_in_steps": self.stand_in_steps,
+            "stand_in_trained": self.stand_in_trained,
         }
 
 

@@ -317,6 +317,15 @@ def all_withheld(job: Job) -> EaselError | None:
 PROMPT_HEADER = "x-easel-prompt-enhancement"
 
 
+STAND_IN_HEADER = "x-easel-stand-in"
+
+
+def stand_in_header(job: Job) -> dict[str, str]:
+    """Which stand-in drew the images when the model's own weights are absent (the reply has
+    no field for it; easel's own API has `stand_in_reason`)."""
+    return {STAND_IN_HEADER: job.backend} if job.stand_in_reason else {}
+
+
 def prompt_header(job: Job) -> dict[str, str]:
     """What became of `enhance_prompt` (rewritten, fallback, not_configured), where the reply
     has no field for it."""

@@ -126,15 +126,18 @@ function onModelChange() {
   negative.disabled = !model.negative_prompt;
   $("#negative-note").textContent = model.negative_prompt ? ""
     : `(${model.id} takes none: ${tier.backend} runs without classifier-free guidance)`;
-  const weights = tier.stand_in ? "a built-in stand-in (weights absent)" : `weights ${tier.weights}`;
+  const weights = tier.stand_in ? `drawn by ${tier.stand_in} (weights absent)` : `weights ${tier.weights}`;
+  const steps = tier.stand_in ? tier.stand_in_steps : tier.steps;  // what actually runs
   $("#model-facts").textContent = `${tier.backend} · ${tier.license.name}` +
-    `${tier.license.commercial ? "" : " (not for commercial use)"} · ${tier.steps} steps · ${weights}`;
+    `${tier.license.commercial ? "" : " (not for commercial use)"} · ${steps} steps · ${weights}`;
   const notice = $("#notice");
   notice.hidden = !tier.stand_in && !tier.refused;
   notice.textContent = tier.refused ? `This server refuses ${tier.label}: ${tier.refused}`
     : tier.stand_in ? `${tier.label} runs on a built-in stand-in here: the weights of ` +
-      `${tier.source} are absent, so ${tier.stand_in} (small and untrained) draws instead of ` +
-      `the real model. Run \`easel pull ${tier.tier}\` on the server for real images.` : "";
+      `${tier.source} are absent, so ${tier.stand_in} draws instead of the real model ` +
+      (tier.stand_in_trained ? "(easel-mini: the project's small model, trained for simple " +
+       "scenes of shapes and colours). " : "(a tiny untrained pipeline: its images are noise). ") +
+      `Run \`easel pull ${tier.tier}\` on the server for real images.` : "";
   updateSizeLine();
 }
 

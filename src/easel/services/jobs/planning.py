@@ -131,8 +131,9 @@ class BackendResolver:
                 parameter,
             )
         stand_in = self.stand_in(backend)
-        why = self.absence(backend)
-        missing = f"weights of {backend.source} are not present" + (f" ({why})" if why else "")
+        # Why they are absent names this machine's paths: the operator's start log and `easel
+        # models` say it; the reason each job, reply and image carries does not.
+        missing = f"weights of {backend.source} are not present on this server"
         if self.mini is not None and stand_in == self.mini.source:
             reason = (
                 f"{missing}; served by the offline stand-in {stand_in} (easel-mini, the "

@@ -18,10 +18,13 @@ def backend_facts(backend: Backend, resolver: BackendResolver) -> BackendFacts:
     present = resolver.present(backend.source)
     refused = resolver.refusal(backend)
     serves_stand_in = not present and not resolver.strict and refused is None
+    stand_in = resolver.resolve(backend) if serves_stand_in else None
     return BackendFacts(
         name=backend.name, source=backend.source, family=backend.family,
         license=backend.license, refused=refused, present=present,
-        stand_in=resolver.stand_in(backend) if serves_stand_in else None,
+        stand_in=stand_in.source if stand_in else None,
+        stand_in_steps=stand_in.steps if stand_in else None,
+        stand_in_trained=stand_in is not None and stand_in.family == "mini",
     )
 
 

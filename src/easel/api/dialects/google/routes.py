@@ -26,6 +26,7 @@ from easel.api.dialects.common import (
     json_object,
     prompt_header,
     scope_headers,
+    stand_in_header,
 )
 from easel.api.dialects.google import translate
 from easel.api.dialects.google.schemas import PredictRequest
@@ -157,7 +158,7 @@ async def _predict(request: Request, port: Port, caller: Caller, vertex: bool) -
     job = await port.run(call.submission)
     reply = await translate.render(job, port.images)
     return JSONResponse(reply, headers={"x-easel-job-id": job.id, **ignored_header(call.ignored),
-                                        **prompt_header(job)})
+                                        **prompt_header(job), **stand_in_header(job)})
 
 
 # The handlers read their path parameters from the request: the same handler serves paths

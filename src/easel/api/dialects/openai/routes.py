@@ -12,7 +12,13 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from easel.api.caller import Authenticated, CorePort
-from easel.api.dialects.common import Dialect, JsonBody, ignored_header, prompt_header
+from easel.api.dialects.common import (
+    Dialect,
+    JsonBody,
+    ignored_header,
+    prompt_header,
+    stand_in_header,
+)
 from easel.api.dialects.openai import translate
 from easel.api.dialects.openai.schemas import ImagesGenerateRequest
 from easel.api.limits import HTTPRefusal
@@ -102,7 +108,7 @@ async def generate(
     reply = await translate.render(job, port.images, wire.b64_json)
     return JSONResponse(reply, headers={"x-request-id": str(uuid.uuid4()),
                                         "x-easel-job-id": job.id, **ignored_header(wire.ignored),
-                                        **prompt_header(job)})
+                                        **prompt_header(job), **stand_in_header(job)})
 
 
 class ModelList(Open):

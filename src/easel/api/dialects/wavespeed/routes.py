@@ -9,7 +9,7 @@ from fastapi import APIRouter, Path, Request
 from fastapi.responses import JSONResponse
 
 from easel.api.caller import Authenticated, CorePort, port_of
-from easel.api.dialects.common import Dialect, JsonBody, ignored_header
+from easel.api.dialects.common import Dialect, JsonBody, ignored_header, stand_in_header
 from easel.api.dialects.wavespeed import translate
 from easel.api.dialects.wavespeed.schemas import ImagenInput
 from easel.api.limits import HTTPRefusal
@@ -176,13 +176,14 @@ async def submit(
     headers = ignored_header(call.ignored)
     if not call.sync:
         job, _ = await port.submit(call.submission)
-        return JSONResponse(translate.envelope(await _reply(port, job)), headers=headers)
+        return JSONResponse(translate.envelope(await _reply(port, job)),
+                            headers={**headers, **stand_in_header(job)})
     # Sync mode: the task itself says what happened, failed or still running included.
     job = await port.settle(call.submission)
     data = await _reply(port, job)
     if not job.status.terminal:
         data = translate.sync_timeout_data(data, port.limits.sync_timeout)
-    return JSONResponse(translate.envelope(data), headers=headers)
+    return JSONResponse(translate.envelope(data), headers={**headers, **stand_in_header(job)})
 
 
 def _takes_negative_prompt(port: Port, model_id: str) -> bool:
@@ -204,7 +205,7 @@ async def result(prediction_id: str, caller: Authenticated, port: CorePort) -> J
     if refusal is not None:
         return JSONResponse(translate.envelope(refusal))
     job = await port.find(caller, _prediction(prediction_id))
-    return JSONResponse(translate.envelope(await _reply(port, job)))
+    return JSONResponse(translate.envelope(await _reply(port, job)), headers=stand_in_header(job))
 
 
 def dialect() -> Dialect:
