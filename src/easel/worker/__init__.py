@@ -113,6 +113,15 @@ class Worker:
 
     def drain(self) -> None:
         """Claim nothing more; the batch in flight finishes (`stop` then hands back the rest)."""
+        if not self._stop.is_set():
+            with self._held_lock:
+                held = sorted(self._held)
+            if held:  # an operator watching a restart sees which jobs it waits for
+                log.info("shutting down: finishing job(s) %s, or handing them back to the "
+                         "queue when the grace period ends", ", ".join(held),
+                         extra={"job_ids": held})
+            else:
+                log.info("shutting down: no job in flight")
         self._stop.set()
         self.events.wake_worker()
 
@@ -126,6 +135,9 @@ class Worker:
             held = list(self._held)
         if held:
             self.store.release(held, self.owner)
+            log.warning("job(s) %s did not finish within the grace period: handed back to the "
+                        "queue, to run again after the restart or on another worker",
+                        ", ".join(sorted(held)), extra={"job_ids": sorted(held)})
         self.events.close()
 
     # -- the loops ------------------------------------------------------------------------------
