@@ -233,14 +233,30 @@ def test_each_dialects_code_runs_as_printed(page: Any, server: Server) -> None:
                              text=True, timeout=300, env=env)
         assert run.returncode == 0, (dialect, codes[dialect], run.stdout + run.stderr)
         assert run.stdout.strip(), dialect
-    submit, _, follow = codes["curl"].partition("\n\n")
-    created = subprocess.run(["bash", "-c", submit], capture_output=True, text=True, timeout=60,
-                             env=env)
-    job_id = httpx.Response(200, content=created.stdout).json()["id"]
-    follow_line = follow.splitlines()[-1].replace("<id>", job_id)
-    streamed = subprocess.run(["bash", "-c", follow_line], capture_output=True, text=True,
-                              timeout=120, env=env)
-    assert "event: end" in streamed.stdout and '"status": "completed"' in streamed.stdout
+    assert "<id>" not in codes["curl"]  # the whole snippet runs as printed, no blank to fill
+    streamed = subprocess.run(["bash", "-euo", "pipefail", "-c", codes["curl"]],
+                              capture_output=True, text=True, timeout=120, env=env)
+    assert "event: end" in streamed.stdout and '"status": "completed"' in streamed.stdout, (
+        streamed.stdout[-2000:] + streamed.stderr)
+
+
+def test_an_image_count_the_model_does_not_take_is_caught_on_the_page(
+    page: Any, server: Server
+) -> None:
+    """No price for 999 images, and no request the server would answer "got 0" to."""
+    open_playground(page, server)
+    page.select_option("#model", ULTRA)
+    for typed in ("999", ""):
+        page.fill("#num_images", typed)
+        assert "draws 1 to" in page.locator("#size-line").inner_text()
+        assert "$" not in page.locator("#size-line").inner_text()
+    page.fill("#prompt", "a fox")
+    jobs_before = page.locator(".job").count()
+    page.click("#generate")
+    error = page.locator('.field-error[data-for="num_images"]')
+    error.wait_for()
+    assert "a whole number from 1 to" in error.inner_text()
+    assert page.locator(".job").count() == jobs_before  # nothing was sent
 
 
 def test_with_api_keys_the_page_asks_for_one_and_keeps_it(browser: Any, server: Server) -> None:

@@ -152,10 +152,20 @@ function updateSizeLine() {
   if (!found) return;
   const size = found.model.sizes.find((s) => s.aspect_ratio === $("#aspect_ratio").value
     && s.resolution === $("#resolution").value);
-  const count = Number($("#num_images").value) || 1;
-  $("#size-line").textContent = size ? `${size.width}×${size.height} · ` +
-    `$${(found.model.price_usd * count).toFixed(3)} for ${count}` : "";
+  const count = imageCount(found.model);
+  // A price only for a count the model takes: never "$19.98 for 999".
+  const price = count === null ? `${found.model.id} draws 1 to ${found.model.max_images} images`
+    : `$${(found.model.price_usd * count).toFixed(3)} for ${count}`;
+  $("#size-line").textContent = size ? `${size.width}×${size.height} · ${price}` : "";
   $("#quality-value").textContent = $("#output_quality").value;
+}
+
+/** The number of images asked for, or null when it is not one the model takes. */
+function imageCount(model) {
+  const text = $("#num_images").value.trim();
+  const count = Number(text);
+  return text !== "" && Number.isInteger(count) && count >= 1 && count <= model.max_images
+    ? count : null;
 }
 
 function formRequest() {
@@ -221,6 +231,12 @@ function showError(error) {
 async function generate(event) {
   event.preventDefault();
   clearErrors();
+  const found = chosen();
+  if (found && imageCount(found.model) === null) {  // before the server says "got 0"
+    showError({ parameter: "num_images",
+                message: `Images: a whole number from 1 to ${found.model.max_images}` });
+    return;
+  }
   const body = formRequest();
   rememberForm();
   const button = $("#generate");
@@ -531,9 +547,11 @@ function snippets(request) {
   const key = 'os.environ.get("EASEL_API_KEY", "none")';
   const out = {};
   const auth = apiKey() ? `  -H "Authorization: Bearer $EASEL_API_KEY" \\\n` : "";
-  out.curl = `curl -s ${base}/easel/jobs \\\n  -H 'Content-Type: application/json' \\\n${auth}` +
-    `  -d ${shellQuote(JSON.stringify(request, null, 2))}\n\n# then follow its progress (server-sent events):\n` +
-    `curl -N ${auth ? '-H "Authorization: Bearer $EASEL_API_KEY" ' : ""}${base}/easel/jobs/<id>/events`;
+  out.curl = `id=$(curl -s ${base}/easel/jobs \\\n  -H 'Content-Type: application/json' \\\n${auth}` +
+    `  -d ${shellQuote(JSON.stringify(request, null, 2))} \\\n` +
+    `  | python3 -c 'import json, sys; print(json.load(sys.stdin)["id"])')\n\n` +
+    `# follow its progress (server-sent events) until it ends:\n` +
+    `curl -sN ${auth ? '-H "Authorization: Bearer $EASEL_API_KEY" ' : ""}${base}/easel/jobs/$id/events`;
   const count = (model) => Math.min(request.num_images, model.max_images);
   const negative = (model) => (model.negative_prompt && request.negative_prompt) || undefined;
   const note = (model) => {
