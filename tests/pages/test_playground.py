@@ -259,6 +259,35 @@ def test_an_image_count_the_model_does_not_take_is_caught_on_the_page(
     assert page.locator(".job").count() == jobs_before  # nothing was sent
 
 
+def test_the_page_says_when_the_server_is_gone_and_when_it_is_back(
+    browser: Any, tmp_path: Path
+) -> None:
+    """kill -9 of the server while a job runs: the page says the server does not answer
+    (instead of a card "processing" for ever); once it is back, the notice goes and the job
+    is followed again."""
+    srv = start_server(tmp_path, EASEL_API_KEYS=KEY)
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    context.add_init_script(f"localStorage.setItem('easel.apiKey', {KEY!r})")
+    try:
+        page = context.new_page()
+        open_playground(page, srv)
+        job_id = generate(page, STANDARD, "a job across a crash")
+        page.wait_for_selector(f".job[data-job-id='{job_id}'][data-status=processing]")
+        srv.kill()
+        banner = page.locator("#connection")
+        banner.wait_for(state="visible", timeout=30_000)
+        assert "The server does not answer" in banner.inner_text()
+        shot(page, "server-gone")
+        srv.start()
+        banner.wait_for(state="hidden", timeout=60_000)  # the page found it again by itself
+        httpx.post(f"{srv.url}/easel/jobs/{job_id}/cancel", headers=AUTH, timeout=30)
+        page.wait_for_selector(f".job[data-job-id='{job_id}'][data-status=cancelled]",
+                               timeout=60_000)
+    finally:
+        context.close()
+        srv.stop()
+
+
 def test_with_api_keys_the_page_asks_for_one_and_keeps_it(browser: Any, server: Server) -> None:
     context = browser.new_context(viewport={"width": 1280, "height": 900})  # no key stored
     try:

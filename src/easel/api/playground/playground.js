@@ -278,6 +278,7 @@ async function follow(id) {
       { signal: controller.signal });
     if (response.status === 404) { markGone(id); return; }
     if (!response.ok) throw new Error((await errorOf(response)).message);
+    setReachable(true);
     const reader = response.body.getReader();
     const decoder = new TextDecoder();
     let buffer = "";
@@ -296,6 +297,7 @@ async function follow(id) {
     }
   } catch (error) {
     if (error.name === "AbortError" || error instanceof KeyNeeded) return;
+    if (error instanceof TypeError) setReachable(false);  // the network, not an HTTP answer
   } finally {
     following.delete(id);
   }
@@ -311,15 +313,29 @@ async function follow(id) {
 async function refresh(id) {
   try {
     const response = await api(`/easel/jobs/${encodeURIComponent(id)}`);
+    setReachable(true);
     if (response.status === 404) { markGone(id); return; }
     if (!response.ok) { setTimeout(() => refresh(id), POLL_MS); return; }
     const job = await response.json();
     showJob(job);
     if (!isTerminal(job)) track(id);
   } catch (error) {
-    // Unreachable for now: try again later (no key: the dialog asks for one).
-    if (!(error instanceof KeyNeeded)) setTimeout(() => refresh(id), 5000);
+    // Unreachable for now: say so, and try again later (no key: the dialog asks for one).
+    if (error instanceof KeyNeeded) return;
+    setReachable(false);
+    setTimeout(() => refresh(id), 5000);
   }
+}
+
+/** Whether the server answers, said at the top of the page: a job in progress stays on the
+ * server while it is away, and the page reconnects by itself. */
+function setReachable(reachable) {
+  const banner = $("#connection");
+  if (reachable) { banner.hidden = true; delete banner.dataset.since; return; }
+  if (!banner.dataset.since) banner.dataset.since = new Date().toLocaleTimeString();
+  banner.textContent = `The server does not answer (since ${banner.dataset.since}). Jobs in ` +
+    "progress are kept on the server; this page reconnects by itself.";
+  banner.hidden = false;
 }
 
 function isTerminal(job) { return ["completed", "failed", "cancelled"].includes(job && job.status); }
