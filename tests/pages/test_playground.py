@@ -259,6 +259,25 @@ def test_an_image_count_the_model_does_not_take_is_caught_on_the_page(
     assert page.locator(".job").count() == jobs_before  # nothing was sent
 
 
+def test_each_image_says_until_when_it_is_kept_and_expires_plainly(
+    page: Any, server: Server
+) -> None:
+    """Images live an hour by default: each tile says until when; past it (the page's clock
+    moved two hours on) the tile says expired and offers no dead download link."""
+    page.clock.install()
+    open_playground(page, server)
+    job_id = generate(page, ULTRA, "a fox that will expire")
+    card = f".job[data-job-id='{job_id}']"
+    page.wait_for_selector(f"{card}[data-status=completed] img", timeout=120_000)
+    assert "kept until" in page.locator(f"{card} .seed").first.inner_text()
+    assert page.locator(f"{card} .download").first.is_visible()
+    page.clock.fast_forward("02:00:00")
+    page.reload()
+    page.wait_for_selector(f"{card} .seed >> text=expired")
+    assert page.locator(f"{card} .percent").first.inner_text() == "expired"
+    assert not page.locator(f"{card} .download").first.is_visible()
+
+
 def test_the_page_says_when_the_server_is_gone_and_when_it_is_back(
     browser: Any, tmp_path: Path
 ) -> None:

@@ -412,11 +412,22 @@ function progressLine(job) {
 
 function paintTile(tile, job, output) {
   tile.style.setProperty("--ratio", `${job.width} / ${job.height}`);
-  tile.querySelector(".seed").textContent = `seed ${output.seed}`;
+  // Images live as long as the server keeps them (EASEL_IMAGE_TTL_SECONDS, an hour by
+  // default): each tile says until when, and an expired one says so instead of a dead link.
+  const expires = (job.expires_at || [])[output.index];
+  const expired = Boolean(output.url && expires && Date.parse(expires) <= Date.now());
+  tile.querySelector(".seed").textContent = `seed ${output.seed}` + (output.url && expires
+    ? (expired ? " · expired" : ` · kept until ${new Date(expires).toLocaleTimeString()}`) : "");
   const copySeed = tile.querySelector(".copy-seed");
   copySeed.onclick = () => copy(String(output.seed), copySeed);
   const frame = tile.querySelector(".frame");
   const download = tile.querySelector(".download");
+  if (expired) {
+    download.hidden = true;
+    download.removeAttribute("href");
+    frame.replaceChildren(placeholder("expired"));
+    return;
+  }
   if (output.url) {
     const url = sameOrigin(output.url);
     let image = frame.querySelector("img");
@@ -424,8 +435,10 @@ function paintTile(tile, job, output) {
       image = document.createElement("img");
       image.alt = `result ${output.index + 1}, seed ${output.seed}`;
       image.addEventListener("click", () => enlarge(image.src));
-      image.addEventListener("error", () => { frame.replaceChildren(placeholder("expired")); },
-        { once: true });
+      image.addEventListener("error", () => {
+        frame.replaceChildren(placeholder("expired"));
+        download.hidden = true;  // no link to an image the server no longer has
+      }, { once: true });
       frame.replaceChildren(image);
       image.src = url;
     }
