@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 from PIL import Image
-from tests.server_harness import QUICK_MINI
+from tests.server_harness import QUICK_MINI, free_port
 
 from easel.services.images.encoding import read_metadata
 
@@ -28,7 +28,10 @@ def quick_mini(path: Path) -> str:
 
 
 def run(args: list[str], data_dir: Path, **env: str) -> subprocess.CompletedProcess[str]:
-    environment = {**os.environ, "EASEL_DATA_DIR": str(data_dir), "HF_HUB_OFFLINE": "1", **env}
+    """The CLI with no server to find (a port nothing listens on): `generate` runs in-process,
+    as on a machine where `easel serve` is not running."""
+    environment = {**os.environ, "EASEL_DATA_DIR": str(data_dir), "HF_HUB_OFFLINE": "1",
+                   "EASEL_PORT": str(free_port()), **env}
     return subprocess.run(
         EASEL + args, capture_output=True, text=True, env=environment, timeout=300, check=False
     )

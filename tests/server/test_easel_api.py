@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 
 from tests.server.test_cancel_and_workers import slow_server, wait_denoising, wait_terminal
-from tests.server_harness import Server
+from tests.server_harness import Server, free_port
 
 
 def submit(srv: Server, headers: dict[str, str], **fields: Any) -> httpx.Response:
@@ -79,3 +79,32 @@ def test_easel_jobs_lists_shows_and_cancels_on_a_running_server(
                                 timeout=60)
         assert listed.returncode == 0, (found_by, listed.stderr)
         assert len(json.loads(listed.stdout)) == 2
+
+
+def test_easel_generate_goes_through_the_running_server(
+    make_server: Callable[..., Server], tmp_path: Path
+) -> None:
+    """With a server up, `easel generate` queues there (its loaded model; the job is in `easel
+    jobs` and the playground) and writes the images; its errors still name the flags; a
+    server named but not answering is an error, not a silent local run."""
+    srv = make_server().start()
+    out = tmp_path / "out"
+    env = {**os.environ, "EASEL_URL": srv.url}
+
+    def easel(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "easel.cli", "generate", *args], env=env,
+                              capture_output=True, text=True, timeout=120)
+
+    made = easel("a red fox", "--model", "google:2@3", "-n", "2", "--seed", "5",
+                 "--format", "png", "-o", str(out))
+    assert made.returncode == 0, made.stderr
+    files = sorted(out.glob("*.png"))
+    assert [p.name.rsplit("-", 1)[1] for p in files] == ["5.png", "6.png"]
+    assert all(p.read_bytes().startswith(b"\x89PNG") for p in files)
+    (job_id,) = [row[0] for row in srv.db("SELECT id FROM jobs WHERE dialect = 'easel'")]
+    assert f"job {job_id} on {srv.url}" in made.stderr
+    refused = easel("a red fox", "--model", "google:2@3", "-n", "99", "-o", str(out))
+    assert refused.returncode == 2 and "-n:" in refused.stderr, refused.stderr
+    env["EASEL_URL"] = f"http://127.0.0.1:{free_port()}"
+    nowhere = easel("a red fox", "-o", str(out), "--url", env["EASEL_URL"])
+    assert nowhere.returncode == 1 and "no easel server answers" in nowhere.stderr

@@ -1,13 +1,17 @@
-"""`easel generate`: images from a prompt, written to a directory, without a server."""
+"""`easel generate`: images from a prompt, written to a directory. Through the running server
+when one answers (its loaded model, its queue; the job shows in `easel jobs` and the
+playground), else in this process."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from easel.cli.common import err, fail, load_catalog, settings_from, writable_dir
+from easel.cli.jobs import ServerKey, ServerURL, server_url
 from easel.domain.errors import EaselError
 from easel.domain.request import ImageFormat
 from easel.domain.submission import AspectRatioSize, GenerationInput, ModelChoice, WireNames
@@ -37,29 +41,65 @@ def generate(
     format: Annotated[str, typer.Option(help="jpg, png or webp")] = "jpg",
     quality: Annotated[int, typer.Option(help="JPEG/WEBP quality 1..100")] = 95,
     strict: Annotated[bool, typer.Option(help="Refuse offline stand-ins")] = False,
+    url: ServerURL = None,
+    key: ServerKey = None,
+    local: Annotated[bool, typer.Option(
+        "--local", help="Generate in this process even when a server answers")] = False,
 ) -> None:
-    """Generate images from a prompt and write them to a directory."""
+    """Generate images from a prompt and write them to a directory: through the running
+    server when one answers (see --url), else in this process (loading the model each run)."""
+    if format.lower() not in FORMATS:
+        fail(f"--format must be one of jpg, png, webp; got {format!r}")
+    writable_dir(output, "-o")  # before any work, not after
+    body = {"model": model, "prompt": prompt, "aspect_ratio": aspect_ratio,
+            "resolution": resolution, "num_images": n, "seed": seed,
+            "negative_prompt": negative_prompt, "output_format": FORMATS[format.lower()].value,
+            "output_quality": quality}
+    note = None
+    if not local:
+        base = server_url(url)
+        if answers(base):
+            on_server(base, key, body, output, strict)
+            return
+        if url is not None:
+            fail(f"no easel server answers at {base} (--url, EASEL_URL); start one, or pass "
+                 "--local to generate in this process", code=1)
+        note = (f"no server answers at {base}: generating in this process (a running `easel "
+                "serve` keeps the model loaded between runs)")
+    in_process(body, strict, output, note)
+
+
+def in_process(body: dict[str, Any], strict: bool, output: Path, note: str | None) -> None:
+    """The images drawn here: the model loaded for this run alone. `note`, said once the
+    request is valid (a bad one is a single line), is why it runs here."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
     from easel.runtime.oneshot import generate_files, plan_generation
 
     settings = settings_from()
     catalog = load_catalog(settings)
-    if format.lower() not in FORMATS:
-        fail(f"--format must be one of jpg, png, webp; got {format!r}")
+    model, prompt, n, seed = body["model"], body["prompt"], body["num_images"], body["seed"]
+    aspect_ratio, resolution = body["aspect_ratio"], body["resolution"]
+    negative_prompt, quality = body["negative_prompt"], body["output_quality"]
     generation = GenerationInput(
         model=ModelChoice(model), prompt=prompt, size=AspectRatioSize(aspect_ratio, resolution),
         num_images=n, negative_prompt=negative_prompt, seed=seed,
-        output_format=FORMATS[format.lower()], output_quality=quality,
+        output_format=ImageFormat(body["output_format"]), output_quality=quality,
     )
     try:
         the_plan = plan_generation(settings, catalog, generation, strict, CLI_NAMES)
     except EaselError as exc:
         named = exc.parameter and not exc.message.startswith(exc.parameter)
         fail(f"{exc.parameter}: {exc.message}" if named else exc.message)
-    writable_dir(output, "-o")  # before the model loads, not after
+    if note is not None:
+        err.print(note, markup=False, soft_wrap=True)
     if the_plan.backend.stand_in_reason:
-        err.print(f"warning: {the_plan.backend.stand_in_reason}", markup=False, soft_wrap=True)
+        # Here, on the operator's own machine, say where the weights were looked for too.
+        from easel.services.jobs.planning import BackendResolver
+
+        why = BackendResolver.from_settings(settings, catalog).absence(the_plan.model.backend)
+        err.print(f"warning: {the_plan.backend.stand_in_reason}" + (f" ({why})" if why else ""),
+                  markup=False, soft_wrap=True)
     columns = ("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
                TimeElapsedColumn())
     with Progress(*columns, console=err) as bar:
@@ -73,3 +113,101 @@ def generate(
     for image in written:
         typer.echo(f"{image.path}\tseed={image.seed}")
     err.print(f"{len(written)} image(s) in {elapsed:.2f} s", markup=False)
+
+
+# The server's parameter names (easel's API) as this command spells them.
+FLAGS = {"model": "--model", "prompt": "PROMPT", "aspect_ratio": "--aspect-ratio",
+         "resolution": "--resolution", "num_images": "-n", "seed": "--seed",
+         "negative_prompt": "--negative-prompt", "output_quality": "--quality"}
+
+
+def answers(base: str) -> bool:
+    """Whether an easel server answers at `base` now (a quick /livez)."""
+    import httpx
+
+    try:
+        return httpx.get(f"{base}/livez", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def on_server(base: str, key: str | None, body: dict[str, Any], output: Path,
+              strict: bool) -> None:
+    """Submit to the server's queue, follow the job's progress, write its images."""
+    import httpx
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    with httpx.Client(base_url=base, headers=headers, timeout=30) as client:
+        if strict:
+            _refuse_stand_in(client, body["model"])
+        reply = client.post("/easel/jobs", json={k: v for k, v in body.items() if v is not None})
+        if reply.status_code >= 400:
+            fail(_server_error(reply))
+        job = reply.json()
+        err.print(f"job {job['id']} on {base}", markup=False)
+        columns = ("[progress.description]{task.description}", BarColumn(),
+                   MofNCompleteColumn(), TimeElapsedColumn())
+        with Progress(*columns, console=err) as bar:
+            task = bar.add_task("queued", total=None)
+            job = _follow(client, job["id"], lambda j: bar.update(
+                task, description=j["status"], completed=j["progress"]["step"],
+                total=j["progress"]["total"] or None))
+        if job["status"] != "completed":
+            error = job.get("error") or {}
+            fail(f"the job {job['status']}: {error.get('message', '')}".rstrip(": "), code=1)
+        if job.get("stand_in_reason"):
+            err.print(f"warning: {job['stand_in_reason']}", markup=False, soft_wrap=True)
+        _write_images(client, job, output)
+
+
+def _write_images(client: Any, job: dict[str, Any], output: Path) -> None:
+    """Each delivered image into `output`, named as the in-process run names them."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    extension = ImageFormat(job["output_format"]).extension
+    for image in job["outputs"]:
+        if image.get("withheld"):
+            err.print(f"image {image['index']} was withheld ({image['withheld']})", markup=False)
+            continue
+        path = output / f"easel-{stamp}-{image['index']}-{image['seed']}.{extension}"
+        path.write_bytes(client.get(image["url"]).raise_for_status().content)
+        typer.echo(f"{path}\tseed={image['seed']}")
+
+
+def _follow(client: Any, job_id: str, shown: Any) -> dict[str, Any]:
+    """The job once it has ended, following its event stream (reconnecting if it is cut)."""
+    import json
+
+    import httpx
+
+    while True:
+        try:
+            with client.stream("GET", f"/easel/jobs/{job_id}/events", timeout=None) as events:
+                for line in events.iter_lines():
+                    if line.startswith("data: "):
+                        job: dict[str, Any] = json.loads(line[6:])
+                        shown(job)
+                        if job["status"] in ("completed", "failed", "cancelled"):
+                            return job
+        except httpx.HTTPError:
+            time.sleep(1)  # the server restarted: the job is kept; look again
+
+
+def _refuse_stand_in(client: Any, model: str) -> None:
+    tiers = client.get("/easel/models").json()["tiers"]
+    for tier in tiers:
+        if any(m["id"] == model for m in tier["models"]) and tier["stand_in"]:
+            fail(f"strict: the weights of {tier['source']} are absent on the server, which "
+                 f"would draw with the stand-in {tier['stand_in']}; `easel pull {tier['tier']}` "
+                 "there fetches them")
+
+
+def _server_error(reply: Any) -> str:
+    """The server's refusal, naming this command's flag for the parameter."""
+    try:
+        error = reply.json()["error"]
+        message, parameter = error["message"], error.get("parameter")
+    except (ValueError, KeyError, TypeError):
+        return f"the server answered {reply.status_code}"
+    flag = FLAGS.get(parameter or "")
+    return f"{flag}: {message}" if flag else message
