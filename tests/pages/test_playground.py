@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -113,7 +114,7 @@ def test_generate_shows_live_progress_then_images_to_enlarge_download_and_reuse(
     open_playground(page, server)
     notice = page.locator("#notice")
     assert notice.is_visible() and "stand-in" in notice.inner_text()
-    assert "Apache License 2.0" in page.locator("#model optgroup").first.get_attribute("label")
+    assert "Apache License 2.0" in page.locator(".tier-card").first.inner_text()  # the licence
     record_progress(page)
     page.check("#seed_lock")
     job_id = generate(page, FAST, "a red fox in snow", seed="7", num_images="2")
@@ -129,7 +130,9 @@ def test_generate_shows_live_progress_then_images_to_enlarge_download_and_reuse(
     assert images.count() == 2
     assert page.evaluate("[...document.querySelectorAll('.frame img')]"
                          ".every((i) => i.complete && i.naturalWidth === 64)")
-    assert page.locator(".job .seed").all_inner_texts() == ["seed 7", "seed 8"]
+    seeds = page.locator(".job .seed").all_inner_texts()
+    assert [s.split(" · ")[0] for s in seeds] == ["seed 7", "seed 8"]
+    assert all("kept until" in s for s in seeds)
 
     with page.expect_download() as download:
         page.locator(".job .download").first.click()
@@ -203,13 +206,13 @@ def test_server_errors_appear_beside_the_field_they_concern(page: Any, server: S
     page.click("#generate")
     error = page.locator(".field-error[data-for=num_images]")
     error.wait_for()
-    assert "num_images must be an integer 1..4 for google/imagen4-fast" in error.inner_text()
+    assert "a whole number from 1 to 4" in error.inner_text()  # the page knows the model's limit
     assert "invalid" in (page.get_attribute("#num_images", "class") or "")
     shot(page, "validation-error")
     page.fill("#num_images", "1")
     page.fill("#prompt", "")
     page.click("#generate")
-    page.locator(".field-error[data-for=prompt]").wait_for()
+    page.locator(".field-error[data-for=prompt]").wait_for()  # the server's refusal, beside it
     assert page.locator(".field-error[data-for=num_images]").inner_text() == ""
     assert page.locator(".job").count() == 0  # nothing was queued
 
@@ -257,6 +260,70 @@ def test_an_image_count_the_model_does_not_take_is_caught_on_the_page(
     error.wait_for()
     assert "a whole number from 1 to" in error.inner_text()
     assert page.locator(".job").count() == jobs_before  # nothing was sent
+
+
+def test_the_model_picker_names_each_tier_and_picks_its_ids(page: Any, server: Server) -> None:
+    """Named cards, one per tier (what draws it, licence, the hosted API's price, a stand-in
+    badge), instead of 19 raw ids; choosing one picks that tier's ids, whole in the select."""
+    open_playground(page, server)
+    cards = page.locator(".tier-card")
+    assert cards.count() == 4
+    ultra = page.locator(".tier-card[data-tier=ultra]")
+    text = ultra.inner_text()
+    assert "Imagen 4 Ultra" in text and "hosted price $0.060/image" in text
+    assert "stand-in: easel/tiny-qwenimage" in text and "Apache License 2.0" in text
+    ultra.click()
+    assert page.locator(".tier-card.chosen").get_attribute("data-tier") == "ultra"
+    chosen_id = page.locator("#model").input_value()
+    assert "ultra" in chosen_id
+    options = page.locator("#model option").all_inner_texts()
+    assert "google/imagen-4.0-ultra-generate-preview-06-06" in options  # never cut
+    page.select_option("#model", FAST)
+    assert page.locator(".tier-card.chosen").get_attribute("data-tier") == "fast"
+
+
+def test_a_job_says_how_long_it_took_and_opens_full_size(page: Any, server: Server) -> None:
+    """Ctrl+Enter generates; the finished card says how long it ran and waited; an image opens
+    full size (its own pixels, not the tile's)."""
+    open_playground(page, server)
+    page.locator(".chip").first.click()  # an example prompt fills the box
+    assert page.input_value("#prompt") == "a red circle on a white background"
+    page.select_option("#model", ULTRA)
+    page.focus("#prompt")
+    page.keyboard.press("Control+Enter")
+    card = page.wait_for_selector(".job[data-job-id]")
+    job_id = card.get_attribute("data-job-id")
+    done = f".job[data-job-id='{job_id}'][data-status=completed]"
+    page.wait_for_selector(f"{done} img", timeout=120_000)
+    timing = page.locator(f"{done} .job-timing").inner_text()
+    assert re.fullmatch(r"Generated in \d+\.\d s · waited \d+\.\d s in the queue", timing), timing
+    page.click(f"{done} img")
+    lightbox = page.locator("#lightbox")
+    lightbox.wait_for(state="visible")
+    width = page.evaluate("document.querySelector('#lightbox-image').naturalWidth")
+    job = httpx.get(f"{server.url}/easel/jobs/{job_id}", headers=AUTH).json()
+    assert width == job["width"]
+    page.click("#lightbox-close")
+
+
+@pytest.mark.parametrize("width", [1280, 390])
+def test_screenshots_of_the_playground(browser: Any, server: Server, width: int) -> None:
+    """The page at a desktop's and a phone's width, with a finished job, for a person to look
+    at (docs/images/playground-*.png are these)."""
+    context = browser.new_context(viewport={"width": width, "height": 900})
+    context.add_init_script(f"localStorage.setItem('easel.apiKey', {KEY!r})")
+    try:
+        page = context.new_page()
+        open_playground(page, server)
+        # easel-mini draws it (its shipped weights): what a newcomer without weights sees.
+        job_id = generate(page, "easel/mini", "a red circle on a white background", seed="7")
+        page.wait_for_selector(f".job[data-job-id='{job_id}'][data-status=completed] img",
+                               timeout=120_000)
+        overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+        assert overflow <= 0, f"the page is {overflow}px wider than a {width}px screen"
+        shot(page, f"{width}")
+    finally:
+        context.close()
 
 
 def test_each_image_says_until_when_it_is_kept_and_expires_plainly(

@@ -198,7 +198,7 @@ def test_an_image_read_while_the_object_store_is_down_is_503_not_500(tmp_path: P
         own.stop()
         down = httpx.get(url, timeout=60)
         assert down.status_code == 503 and down.headers["Retry-After"]
-        assert "image store" in down.json()["error"]
+        assert "image store" in down.json()["error"]["message"]
         own.start()  # back (empty: moto keeps nothing), so a missing image is a 404 again
         assert httpx.get(url, timeout=60).status_code == 404
     finally:

@@ -107,10 +107,17 @@ class Readiness(BaseModel):
     reason: str | None = None
 
 
-class Refusal(BaseModel):
-    """easel's error outside every dialect (the guard's refusals, an unknown image)."""
+class RefusalDetail(BaseModel):
+    code: str
+    message: str
+    parameter: str | None = None
 
-    error: str
+
+class Refusal(BaseModel):
+    """easel's error outside every dialect (the guard's refusals, an unknown image): the shape
+    of easel's own API."""
+
+    error: RefusalDetail
 
 
 _BINARY = {"schema": {"type": "string", "format": "binary"}}

@@ -17,6 +17,11 @@ const DIALECTS = [["curl", "curl"], ["runware", "Runware (runware-sdk)"],
   ["wavespeed", "WaveSpeed (wavespeed)"], ["aiml", "OpenAI / AIML (openai)"],
   ["google", "Google (google-genai)"]];
 
+// Prompts to start from: the first ones are what easel-mini, the offline stand-in, can draw.
+const EXAMPLES = ["a red circle on a white background", "two blue squares",
+  "a yellow star above a green triangle", "a lighthouse at dusk, oil painting",
+  "a bowl of ramen, studio photo"];
+
 const $ = (selector, root = document) => root.querySelector(selector);
 let catalog = null;           // GET /easel/models
 const modelsById = new Map(); // id -> {model, tier}
@@ -96,15 +101,14 @@ async function loadCatalog() {
   select.replaceChildren();
   for (const tier of catalog.tiers) {
     const group = document.createElement("optgroup");
-    const standIn = tier.stand_in ? " · stand-in" : "";
-    group.label = `${tier.label} · $${tier.price_usd}/image · ${tier.license.name}${standIn}`;
+    group.label = tier.label;
     for (const model of tier.models) {
       modelsById.set(model.id, { model, tier });
-      const option = new Option(`${model.id} (${model.provider})`, model.id);
-      group.append(option);
+      group.append(new Option(model.id, model.id));  // the whole id: it is what gets copied
     }
     select.append(group);
   }
+  renderTierCards();
   const formats = $("#output_format");
   formats.replaceChildren(...catalog.formats.map((f) => new Option(f.toUpperCase(), f)));
   restoreForm(JSON.parse(localStorage.getItem(FORM_STORE) || "{}"));
@@ -112,10 +116,53 @@ async function loadCatalog() {
 
 function chosen() { return modelsById.get($("#model").value); }
 
+/** The tiers as named cards: what draws, its licence, the hosted API's price, and whether a
+ * stand-in draws here. Choosing one picks its first model id (the select below refines it). */
+function renderTierCards() {
+  const cards = $("#tier-cards");
+  cards.replaceChildren(...catalog.tiers.map((tier) => {
+    const card = document.createElement("button");
+    card.type = "button";
+    card.className = "tier-card";
+    card.dataset.tier = tier.tier;
+    card.setAttribute("role", "radio");
+    const name = document.createElement("strong");
+    name.textContent = tier.label;
+    const backend = document.createElement("span");
+    backend.className = "muted small";
+    backend.textContent = `${tier.source} · ${tier.license.name}`;
+    const price = document.createElement("span");
+    price.className = "small";
+    price.textContent = `hosted price $${tier.price_usd.toFixed(3)}/image`;
+    card.append(name, backend, price);
+    if (tier.stand_in || tier.refused) {
+      const badge = document.createElement("span");
+      badge.className = "badge";
+      badge.textContent = tier.refused ? "refused here" : `stand-in: ${tier.stand_in}`;
+      card.append(badge);
+    }
+    card.addEventListener("click", () => {
+      $("#model").value = tier.models[0].id;
+      onModelChange();
+      rememberForm();
+    });
+    return card;
+  }));
+}
+
+function markTierCard(tierName) {
+  for (const card of document.querySelectorAll(".tier-card")) {
+    const on = card.dataset.tier === tierName;
+    card.classList.toggle("chosen", on);
+    card.setAttribute("aria-checked", String(on));
+  }
+}
+
 function onModelChange() {
   const found = chosen();
   if (!found) return;
   const { model, tier } = found;
+  markTierCard(tier.tier);
   const ratios = [...new Set(model.sizes.map((s) => s.aspect_ratio))];
   fillSelect($("#aspect_ratio"), ratios.map((r) => [r, r]));
   fillSelect($("#resolution"), model.resolutions.map((r) => [r, r.toUpperCase()]));
@@ -155,7 +202,7 @@ function updateSizeLine() {
   const count = imageCount(found.model);
   // A price only for a count the model takes: never "$19.98 for 999".
   const price = count === null ? `${found.model.id} draws 1 to ${found.model.max_images} images`
-    : `$${(found.model.price_usd * count).toFixed(3)} for ${count}`;
+    : `hosted price $${(found.model.price_usd * count).toFixed(3)} for ${count} (this server charges nothing)`;
   $("#size-line").textContent = size ? `${size.width}×${size.height} · ${price}` : "";
   $("#quality-value").textContent = $("#output_quality").value;
 }
@@ -389,6 +436,7 @@ function paint(card, entry) {
   card.querySelector(".job-model").textContent = `${job.model} · ${job.size}`;
   card.querySelector(".job-prompt").textContent = job.prompt || entry.request.prompt;
   card.querySelector(".job-progress").textContent = progressLine(job);
+  card.querySelector(".job-timing").textContent = timingLine(job);
   card.querySelector(".cancel").hidden = isTerminal(job) || entry.gone;
   const error = card.querySelector(".job-error");
   error.hidden = !job.error;
@@ -399,6 +447,20 @@ function paint(card, entry) {
     tiles.append($("#tile-template").content.firstElementChild.cloneNode(true));
   }
   outputs.forEach((output, i) => paintTile(tiles.children[i], job, output));
+}
+
+/** How long the job took, or has been waiting or running: from its own timestamps. */
+function timingLine(job) {
+  const at = (value) => (value ? Date.parse(value) : NaN);
+  const created = at(job.created_at), started = at(job.started_at), finished = at(job.finished_at);
+  const seconds = (from, to) => `${Math.max(0, (to - from) / 1000).toFixed(1)} s`;
+  if (job.status === "completed" && finished && started) {
+    return `Generated in ${seconds(started, finished)}` +
+      (created ? ` · waited ${seconds(created, started)} in the queue` : "");
+  }
+  if (job.status === "processing" && started) return `running for ${seconds(started, Date.now())}`;
+  if (job.status === "queued" && created) return `waiting for ${seconds(created, Date.now())}`;
+  return "";
 }
 
 function progressLine(job) {
@@ -662,7 +724,10 @@ async function start() {
     if (response.ok) {
       const info = await response.json();
       const real = info.tiers.filter((t) => t.weights === "present").map((t) => t.label);
-      $("#server").textContent = `easel ${info.version} · real weights: ${real.length ? real.join(", ") : "none (stand-ins)"}`;
+      const standIns = info.tiers.filter((t) => t.stand_in).map((t) => t.label);
+      $("#server").textContent = `easel ${info.version} · real weights: ` +
+        `${real.length ? real.join(", ") : "none"}` +
+        (standIns.length ? ` · drawn by stand-ins: ${standIns.join(", ")}` : "");
     }
     await loadCatalog();
     renderHistory();
@@ -671,9 +736,34 @@ async function start() {
   }
 }
 
+/** Every second, the waiting or running time of unfinished jobs (no event comes while a job
+ * waits in the queue). */
+function tickTimings() {
+  const entries = new Map(history().map((e) => [e.id, e]));
+  for (const card of document.querySelectorAll(".job[data-status=queued], .job[data-status=processing]")) {
+    const entry = entries.get(card.dataset.jobId);
+    if (entry && entry.view) card.querySelector(".job-timing").textContent = timingLine(entry.view);
+  }
+}
+
 function bind() {
   bindKey();
+  setInterval(tickTimings, 1000);
   $("#form").addEventListener("submit", generate);
+  $("#examples").replaceChildren(...EXAMPLES.map((text) => {
+    const chip = document.createElement("button");
+    chip.type = "button";
+    chip.className = "chip";
+    chip.textContent = text;
+    chip.addEventListener("click", () => { $("#prompt").value = text; $("#prompt").focus(); });
+    return chip;
+  }));
+  $("#form").addEventListener("keydown", (event) => {  // Ctrl+Enter (Cmd+Enter) generates
+    if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) {
+      event.preventDefault();
+      $("#form").requestSubmit();
+    }
+  });
   $("#model").addEventListener("change", () => { onModelChange(); rememberForm(); });
   for (const name of ["aspect_ratio", "resolution", "num_images", "output_quality"]) {
     $(`#${name}`).addEventListener("input", updateSizeLine);
