@@ -351,7 +351,8 @@ def test_the_page_says_when_the_server_is_gone_and_when_it_is_back(
     """kill -9 of the server while a job runs: the page says the server does not answer
     (instead of a card "processing" for ever); once it is back, the notice goes and the job
     is followed again."""
-    srv = start_server(tmp_path, EASEL_API_KEYS=KEY)
+    # A short lease: the killed worker's job is taken back (and its cancel seen) in seconds.
+    srv = start_server(tmp_path, EASEL_API_KEYS=KEY, EASEL_LEASE_SECONDS=2)
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     context.add_init_script(f"localStorage.setItem('easel.apiKey', {KEY!r})")
     try:

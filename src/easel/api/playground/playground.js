@@ -370,7 +370,7 @@ async function refresh(id) {
     // Unreachable for now: say so, and try again later (no key: the dialog asks for one).
     if (error instanceof KeyNeeded) return;
     setReachable(false);
-    setTimeout(() => refresh(id), 5000);
+    setTimeout(() => refresh(id), POLL_MS);  // a restart takes seconds: notice it soon
   }
 }
 
