@@ -223,12 +223,17 @@ def test_each_dialects_code_runs_as_printed(page: Any, server: Server) -> None:
     open_playground(page, server)
     page.select_option("#model", ULTRA)
     page.fill("#negative_prompt", "blurry, low quality")
-    generate(page, ULTRA, 'a "red" fox\nin snow, 雪', seed="5")
-    page.click(".job details summary")
+    job_id = generate(page, ULTRA, 'a "red" fox\nin snow, 雪', seed="5")
+    card = f".job[data-job-id='{job_id}']"
+    page.click(f"{card} details summary")
+    # Opened, whatever repaint raced the click on a loaded machine (what is tested here is the
+    # code the tabs show).
+    page.locator(f"{card} details").evaluate("details => { details.open = true; }")
+    page.wait_for_selector(f"{card} details[open] .tabs button")
     codes = {}
-    for tab in page.locator(".job .tabs button").all():
+    for tab in page.locator(f"{card} .tabs button").all():
         tab.click()
-        codes[tab.get_attribute("data-dialect")] = page.locator(".job .snippet").inner_text()
+        codes[tab.get_attribute("data-dialect")] = page.locator(f"{card} .snippet").inner_text()
     assert set(codes) == {"curl", *SDK_OF_TAB}
     env = {**os.environ, "EASEL_API_KEY": KEY}
     for dialect, sdk in SDK_OF_TAB.items():
