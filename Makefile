@@ -12,7 +12,9 @@ serve: setup
 
 test: dev-setup
 	./scripts/system-deps
-	.venv/bin/python -m pytest -n 2 --dist loadfile
+	# Three test processes on two cores: much of the suite waits on servers, browsers and SDK
+	# subprocesses (one file per process: its servers and fixtures stay with it).
+	.venv/bin/python -m pytest -n 3 --dist loadfile
 
 lint: dev-setup
 	.venv/bin/ruff check src tests bench examples
