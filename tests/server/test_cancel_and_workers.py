@@ -42,11 +42,16 @@ def job_view(srv: Server, job_id: str) -> dict[str, Any]:
 
 
 def wait_denoising(srv: Server, job_id: str, timeout: float = 120) -> dict[str, Any]:
+    """The job once it is denoising. A job submitted by a request still in flight (another
+    thread's held request) may not be stored yet: not found is "not yet" until the deadline."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        view = job_view(srv, job_id)
-        if view["status"] == "processing" and view["progress"]["step"] > 0:
-            return view
+        reply = httpx.get(f"{srv.url}/easel/jobs/{job_id}", timeout=10)
+        if reply.status_code != 404:
+            assert reply.status_code == 200, reply.text
+            view = dict(reply.json())
+            if view["status"] == "processing" and view["progress"]["step"] > 0:
+                return view
         time.sleep(0.1)
     raise TimeoutError(job_id)
 
