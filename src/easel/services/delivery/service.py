@@ -148,7 +148,8 @@ class DeliveryService:
         except Exception as exc:  # a bug must not lose the row: retry it on the schedule
             log.exception("delivery %s crashed", delivery.id)
             attempt = Attempt(PENDING, None, f"internal error: {type(exc).__name__}")
-        outcome, next_at = self._schedule(delivery, attempt)
+        outcome, next_at = self._schedule(delivery.attempts + 1, delivery.first_attempt_at,
+                                          attempt)
         await asyncio.to_thread(
             self.store.finish_attempt, delivery.id, self.owner, outcome, next_at,
             attempt.http_status, attempt.error,
@@ -259,7 +260,6 @@ class DeliveryService:
         started = time.time()
         async with httpx.AsyncClient(headers={"User-Agent": USER_AGENT}, trust_env=False,
                                      follow_redirects=False) as client:
-            delays = iter(self.settings.webhook_retry_delays)
             attempts = 0
             while True:
                 attempts += 1
@@ -267,29 +267,30 @@ class DeliveryService:
                     attempt = await self._send(client, url, "webhook", request)
                 except Permanent as exc:
                     attempt = Attempt(FAILED, None, str(exc))
-                delay = next(delays, None)
-                if attempt.outcome != PENDING or delay is None or \
-                        time.time() + delay - started > self.settings.webhook_retry_period:
+                outcome, next_at = self._schedule(attempts, started, attempt)
+                if next_at is None:
                     break
-                await asyncio.sleep(max(delay, attempt.retry_after or 0.0))
+                await asyncio.sleep(max(0.0, next_at - time.time()))
         log.info("refusal webhook to %s: %s after %d attempt(s)%s", _host(url),
-                 attempt.outcome, attempts, f" ({attempt.error})" if attempt.error else "",
+                 outcome, attempts, f" ({attempt.error})" if attempt.error else "",
                  extra={"host": _host(url), "http_status": attempt.http_status})
 
     # -- retries ------------------------------------------------------------------------------
 
-    def _schedule(self, delivery: Delivery, attempt: Attempt) -> tuple[str, float | None]:
+    def _schedule(self, done: int, started: float | None,
+                  attempt: Attempt) -> tuple[str, float | None]:
+        """After attempt number `done` (the first at `started`): its outcome, and when to try
+        again (None: never), on the webhook schedule, durable or not."""
         if attempt.outcome != PENDING:
             return attempt.outcome, None
         delays = self.settings.webhook_retry_delays
-        done = delivery.attempts + 1
         if done > len(delays):
             return FAILED, None
         delay = delays[done - 1] * (1 + random.uniform(0, 0.1))  # jitter: no herd of retries
         if attempt.retry_after is not None:
             delay = max(delay, attempt.retry_after)
         now = time.time()
-        started = delivery.first_attempt_at or now
+        started = started or now
         if now + delay - started > self.settings.webhook_retry_period:
             return FAILED, None
         return PENDING, now + delay
