@@ -177,7 +177,7 @@ def _endpoint(serve: Serve, vertex: bool) -> Any:
 async def _list_models(
     _request: Request, port: Port, _caller: Caller, vertex: bool
 ) -> JSONResponse:
-    models = [translate.model_resource(m, vertex, port.facts(m.backend).stand_in)
+    models = [translate.model_resource(m, vertex, port.facts(m.backend))
               for m in translate.served_models(port.catalog)]
     return JSONResponse({"publisherModels" if vertex else "models": models})
 
@@ -188,7 +188,7 @@ async def _get_model(request: Request, port: Port, _caller: Caller, vertex: bool
         raise HTTPRefusal(405, "methodNotAllowed",
                           f"{model_id.partition(':')[2][:40]} takes POST, not GET", None)
     model = port.model(model_id, translate.PROVIDER)
-    return JSONResponse(translate.model_resource(model, vertex, port.facts(model.backend).stand_in))
+    return JSONResponse(translate.model_resource(model, vertex, port.facts(model.backend)))
 
 
 def _path_parameters(path: str) -> list[dict[str, Any]]:

@@ -27,6 +27,7 @@ from easel.domain.submission import (
     Submission,
     WireNames,
 )
+from easel.services.port import BackendFacts
 
 DIALECT = "google"
 PROVIDER = "google"
@@ -132,22 +133,24 @@ def served_models(catalog: Catalog) -> list[Model]:
     return sorted(catalog.models_for(PROVIDER), key=lambda m: m.id)
 
 
-def stand_in_words(stand_in: str) -> str:
+def stand_in_words(facts: BackendFacts) -> str:
     """A stand-in as a reader should take it: easel's tiny pipelines are untrained (plumbing
     only); easel-mini is trained, for simple scenes."""
-    if stand_in.startswith("easel/tiny-"):
-        return f"the untrained stand-in {stand_in} (for plumbing tests: its images are noise)"
-    return f"the offline stand-in {stand_in} (easel-mini, a small trained model for simple scenes)"
+    if not facts.stand_in_trained:
+        return f"the untrained stand-in {facts.stand_in} (for plumbing tests: its images are noise)"
+    return (f"the offline stand-in {facts.stand_in} (easel-mini, a small trained model for "
+            "simple scenes)")
 
 
-def model_resource(model: Model, vertex: bool, stand_in: str | None = None) -> dict[str, Any]:
+def model_resource(model: Model, vertex: bool, facts: BackendFacts | None = None
+                   ) -> dict[str, Any]:
     """One model as models.get returns it: the Gemini API's Model, or Vertex's PublisherModel.
-    `stand_in`: the offline stand-in serving it while its weights are absent."""
+    `facts`: what serves its backend here (a stand-in while its weights are absent)."""
     backend = model.backend
     description = (f"{model.tier.label}, served by easel on {backend.source} "
                    f"({backend.family} family)")
-    if stand_in is not None:
-        description += f"; its weights are absent here, so {stand_in_words(stand_in)} serves it"
+    if facts is not None and facts.stand_in is not None:
+        description += f"; its weights are absent here, so {stand_in_words(facts)} serves it"
     if vertex:
         return {"name": f"publishers/google/models/{model.id}", "versionId": "001",
                 "displayName": model.tier.label, "description": description,
