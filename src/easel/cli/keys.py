@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from easel.cli.common import DataDir, err, fail, settings_from
+from easel.services.access.keys import key_principal
 from easel.store import JobStore, KeyStore
 
 app = typer.Typer(no_args_is_help=True, help="API keys, stored as SHA-256 hashes.")
@@ -41,12 +42,11 @@ def keys_create(
         err.print("this is the first key: from now on (within a second, on a running server "
                   "too) every request needs a key, in every dialect and the playground",
                   markup=False)
-    keyless = jobs.keyless_count()
     if adopt_jobs:
-        moved = jobs.hand_keyless_jobs_to(f"key:{info.id}")
+        moved = jobs.hand_keyless_jobs_to(key_principal(info.id))
         err.print(f"{moved} job(s) made without a key now belong to key {info.id}",
                   markup=False)
-    elif first and keyless:
+    elif first and (keyless := jobs.keyless_count()):
         err.print(f"{keyless} job(s) made without a key stay with the address they came from "
                   f"and are not shown to this key; `easel keys adopt {info.id}` gives them to "
                   "it", markup=False)
@@ -72,7 +72,7 @@ def keys_adopt(
     keys, jobs = _stores(data_dir)
     if not any(k.id == key_id and k.revoked_at is None for k in keys.list()):
         fail(f"no active key {key_id!r}", code=1)
-    moved = jobs.hand_keyless_jobs_to(f"key:{key_id}")
+    moved = jobs.hand_keyless_jobs_to(key_principal(key_id))
     typer.echo(f"{moved} job(s) made without a key now belong to key {key_id}")
 
 

@@ -36,11 +36,14 @@ def check_can_serve(settings: Settings, insecure_no_auth: bool) -> None:
     (unless asked for plainly), every web page allowed to call with no API keys (any site a
     user visits could spend this machine), and an address that is taken."""
     host = settings.host
-    if not is_loopback_host(host) and not insecure_no_auth and not _has_keys(settings):
+    beyond_loopback, any_page = not is_loopback_host(host), "*" in settings.cors_origins
+    # The key store is read once, and only when the answer matters.
+    keyless = (beyond_loopback or any_page) and not insecure_no_auth and not _has_keys(settings)
+    if beyond_loopback and keyless:
         raise StartRefused(
             f"--host {host} would expose easel beyond this machine with no API keys; create "
             "one (`easel keys create`), set EASEL_API_KEYS, or pass --insecure-no-auth")
-    if "*" in settings.cors_origins and not insecure_no_auth and not _has_keys(settings):
+    if any_page and keyless:
         raise StartRefused(
             "EASEL_CORS_ORIGINS=* would let any web page a user opens call easel with no API "
             "keys; create one (`easel keys create`), set EASEL_API_KEYS, name the origins, or "

@@ -27,6 +27,11 @@ class KeysUnavailable(Throttled):
                          f"store cannot be reached; retry in {RETRY_SECONDS}s", RETRY_SECONDS)
 
 
+def key_principal(key_id: str) -> str:
+    """Who a key of `easel keys` is: the owner its jobs are stored under."""
+    return f"key:{key_id}"
+
+
 class KeyRing:
     def __init__(self, env_keys: list[str], store: KeyStore,
                  clock: Callable[[], float] = time.monotonic) -> None:
@@ -87,6 +92,6 @@ class KeyRing:
             raise KeysUnavailable() from None
         if len(self._verified) > 10_000:  # bounded: random wrong keys cannot grow it for ever
             self._verified.clear()
-        principal = None if key_id is None else f"key:{key_id}"
+        principal = None if key_id is None else key_principal(key_id)
         self._verified[key] = (now, principal)
         return principal
