@@ -51,41 +51,53 @@ def generate(
     if format.lower() not in FORMATS:
         fail(f"--format must be one of jpg, png, webp; got {format!r}")
     writable_dir(output, "-o")  # before any work, not after
-    body = {"model": model, "prompt": prompt, "aspect_ratio": aspect_ratio,
-            "resolution": resolution, "num_images": n, "seed": seed,
-            "negative_prompt": negative_prompt, "output_format": FORMATS[format.lower()].value,
-            "output_quality": quality}
+    generation = GenerationInput(
+        model=ModelChoice(model), prompt=prompt, size=AspectRatioSize(aspect_ratio, resolution),
+        num_images=n, negative_prompt=negative_prompt, seed=seed,
+        output_format=FORMATS[format.lower()], output_quality=quality,
+    )
     note = None
     if not local:
         base = server_url(url)
         if answers(base):
-            on_server(base, key, body, output, strict)
+            on_server(base, key, job_input(generation), output, strict)
             return
         if url is not None:
             fail(f"no easel server answers at {base} (--url, EASEL_URL); start one, or pass "
                  "--local to generate in this process", code=1)
         note = (f"no server answers at {base}: generating in this process (a running `easel "
                 "serve` keeps the model loaded between runs)")
-    in_process(body, strict, output, note)
+    in_process(generation, strict, output, note)
 
 
-def in_process(body: dict[str, Any], strict: bool, output: Path, note: str | None) -> None:
-    """The images drawn here: the model loaded for this run alone. `note`, said once the
-    request is valid (a bad one is a single line), is why it runs here."""
+def job_input(generation: GenerationInput) -> dict[str, Any]:
+    """The same request as the body of easel's `POST /easel/jobs`."""
+    assert isinstance(generation.size, AspectRatioSize)  # what this command builds
+    body = {"model": generation.model.id, "prompt": generation.prompt,
+            "aspect_ratio": generation.size.aspect_ratio, "resolution": generation.size.resolution,
+            "num_images": generation.num_images, "seed": generation.seed,
+            "negative_prompt": generation.negative_prompt,
+            "output_format": generation.output_format.value,
+            "output_quality": generation.output_quality}
+    return {name: value for name, value in body.items() if value is not None}
+
+
+def progress_bar() -> Any:
+    """The bar both ways of generating show on stderr: what is happening, steps, time."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
+    return Progress("[progress.description]{task.description}", BarColumn(),
+                    MofNCompleteColumn(), TimeElapsedColumn(), console=err)
+
+
+def in_process(generation: GenerationInput, strict: bool, output: Path,
+               note: str | None) -> None:
+    """The images drawn here: the model loaded for this run alone. `note`, said once the
+    request is valid (a bad one is a single line), is why it runs here."""
     from easel.runtime.oneshot import generate_files, plan_generation
 
     settings = settings_from()
     catalog = load_catalog(settings)
-    model, prompt, n, seed = body["model"], body["prompt"], body["num_images"], body["seed"]
-    aspect_ratio, resolution = body["aspect_ratio"], body["resolution"]
-    negative_prompt, quality = body["negative_prompt"], body["output_quality"]
-    generation = GenerationInput(
-        model=ModelChoice(model), prompt=prompt, size=AspectRatioSize(aspect_ratio, resolution),
-        num_images=n, negative_prompt=negative_prompt, seed=seed,
-        output_format=ImageFormat(body["output_format"]), output_quality=quality,
-    )
     try:
         the_plan = plan_generation(settings, catalog, generation, strict, CLI_NAMES)
     except EaselError as exc:
@@ -100,9 +112,7 @@ def in_process(body: dict[str, Any], strict: bool, output: Path, note: str | Non
         why = BackendResolver.from_settings(settings, catalog).absence(the_plan.model.backend)
         err.print(f"warning: {the_plan.backend.stand_in_reason}" + (f" ({why})" if why else ""),
                   markup=False, soft_wrap=True)
-    columns = ("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
-               TimeElapsedColumn())
-    with Progress(*columns, console=err) as bar:
+    with progress_bar() as bar:
         task = bar.add_task("loading model", total=the_plan.backend.steps)
         try:
             written, elapsed = generate_files(
@@ -135,20 +145,17 @@ def on_server(base: str, key: str | None, body: dict[str, Any], output: Path,
               strict: bool) -> None:
     """Submit to the server's queue, follow the job's progress, write its images."""
     import httpx
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
     headers = {"Authorization": f"Bearer {key}"} if key else {}
     with httpx.Client(base_url=base, headers=headers, timeout=30) as client:
         if strict:
             _refuse_stand_in(client, body["model"])
-        reply = client.post("/easel/jobs", json={k: v for k, v in body.items() if v is not None})
+        reply = client.post("/easel/jobs", json=body)
         if reply.status_code >= 400:
             fail(_server_error(reply))
         job = reply.json()
         err.print(f"job {job['id']} on {base}", markup=False)
-        columns = ("[progress.description]{task.description}", BarColumn(),
-                   MofNCompleteColumn(), TimeElapsedColumn())
-        with Progress(*columns, console=err) as bar:
+        with progress_bar() as bar:
             task = bar.add_task("queued", total=None)
             job = _follow(client, job["id"], lambda j: bar.update(
                 task, description=j["status"], completed=j["progress"]["step"],
