@@ -22,7 +22,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from easel import __version__
 from easel.api import playground, reference
-from easel.api.dialects.common import IGNORED_HEADER, PROMPT_HEADER, Dialect
+from easel.api.dialects.common import (
+    IGNORED_HEADER,
+    PROMPT_HEADER,
+    Dialect,
+    easel_error_body,
+)
 from easel.api.guard import CrossSiteGuard, GuardSettings, render_refusal
 from easel.api.limits import HTTPRefusal
 from easel.domain.errors import EaselError
@@ -159,8 +164,8 @@ def _add_core_routes(app: FastAPI, ops: Operations) -> None:
         # The image store down is Throttled: a 503 with Retry-After (the EaselError handler).
         found = await ops.open_image(image_id, ext.lower())
         if found is None:
-            return JSONResponse({"error": {"code": "notFound", "message": "image not found or "
-                                           "expired", "parameter": "name"}}, status_code=404)
+            return JSONResponse(easel_error_body("notFound", "image not found or expired",
+                                                 "name"), status_code=404)
         headers = {"Cache-Control": cache_control(found.lives_for),
                    "Content-Length": str(found.size)}
         if request.method == "HEAD":

@@ -24,7 +24,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from easel.api.caller import bearer_token
-from easel.api.dialects.common import DEFAULT_STATUS, Dialect, scope_headers, scope_owner
+from easel.api.dialects.common import (
+    DEFAULT_STATUS,
+    Dialect,
+    easel_error_body,
+    scope_headers,
+    scope_owner,
+)
 from easel.api.limits import HTTPRefusal
 from easel.api.reference import ASSETS_PATH
 from easel.domain.errors import EaselError, Throttled
@@ -145,8 +151,8 @@ def render_refusal(dialects: Sequence[Dialect], request: Request, err: EaselErro
     else:  # easel's own shape: {"error": {code, message, parameter}}
         status = err.status if isinstance(err, HTTPRefusal) else DEFAULT_STATUS[err.kind]
         code = err.code if isinstance(err, HTTPRefusal) else err.kind.value
-        response = JSONResponse({"error": {"code": code, "message": err.message,
-                                           "parameter": err.parameter}}, status_code=status)
+        response = JSONResponse(easel_error_body(code, err.message, err.parameter),
+                                status_code=status)
     if isinstance(err, Throttled):
         response.headers["Retry-After"] = str(err.retry_after)
     return response

@@ -317,6 +317,12 @@ def all_withheld(job: Job) -> EaselError | None:
 PROMPT_HEADER = "x-easel-prompt-enhancement"
 
 
+def easel_error_body(code: str, message: str, parameter: str | None) -> dict[str, Any]:
+    """easel's own error shape: its API's, and every refusal outside a dialect (the guard's,
+    an unknown route or image)."""
+    return {"error": {"code": code, "message": message, "parameter": parameter}}
+
+
 STAND_IN_HEADER = "x-easel-stand-in"
 
 

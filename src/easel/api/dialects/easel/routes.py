@@ -14,7 +14,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from easel.api.caller import Authenticated, CorePort
-from easel.api.dialects.common import Dialect, JsonBody
+from easel.api.dialects.common import Dialect, JsonBody, easel_error_body
 from easel.api.dialects.easel import translate
 from easel.api.dialects.easel.schemas import JobInput
 from easel.api.openapi import (
@@ -85,7 +85,7 @@ def render_error(err: EaselError, _request: Request) -> JSONResponse:
     """Every failure of a whole request: `{"error": {code, message, parameter}}`, the kinds as
     codes (a refusal made before any route runs keeps its own code)."""
     if err.kind is ErrorKind.UNAUTHENTICATED:
-        body = translate.refusal_body("invalidApiKey", "invalid or missing API key (send "
+        body = easel_error_body("invalidApiKey", "invalid or missing API key (send "
                                    "Authorization: Bearer <key>)", "Authorization")
         return JSONResponse(body, status_code=401)
     return JSONResponse(translate.error_body(err), status_code=translate.ERRORS.status(err))

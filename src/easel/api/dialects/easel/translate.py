@@ -9,7 +9,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from easel.api.dialects.common import ErrorTable, ImageSource, ordered_images, validate_wire
+from easel.api.dialects.common import (
+    ErrorTable,
+    ImageSource,
+    easel_error_body,
+    ordered_images,
+    validate_wire,
+)
 from easel.api.dialects.easel.schemas import JobInput
 from easel.api.limits import HTTPRefusal
 from easel.catalog import Backend, Catalog, Model, Tier
@@ -110,14 +116,10 @@ def progress(job: Job) -> dict[str, Any]:
 def error_body(err: EaselError) -> dict[str, Any]:
     # A refusal of the HTTP layer (413 body too large, 415, 408) keeps its own code.
     code = err.code if isinstance(err, HTTPRefusal) else ERRORS.code(err.kind)
-    body: dict[str, Any] = {"code": code, "message": err.message, "parameter": err.parameter}
+    body = easel_error_body(code, err.message, err.parameter)
     if err.allowed is not None:
-        body["allowed"] = err.allowed
-    return {"error": body}
-
-
-def refusal_body(code: str, message: str, parameter: str | None) -> dict[str, Any]:
-    return {"error": {"code": code, "message": message, "parameter": parameter}}
+        body["error"]["allowed"] = err.allowed
+    return body
 
 
 def delivery_view(delivery: Delivery) -> dict[str, Any]:

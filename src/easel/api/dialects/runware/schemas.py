@@ -78,7 +78,7 @@ class RunwareError(EaselError):
         return out
 
 
-TASK_TYPE_INFERENCE = "imageInference"
+TASK_TYPE = "imageInference"  # the task that draws images
 
 
 def _cap(name: str) -> str:
@@ -347,7 +347,7 @@ def _validated(model: type[BaseModel], task: dict[str, Any]) -> BaseModel:
         raise _error(exc, str(task.get("taskType"))[:64], tuple(model.model_fields)) from None
 
 
-def _error(exc: ValidationError, task_type: str = TASK_TYPE_INFERENCE,
+def _error(exc: ValidationError, task_type: str = TASK_TYPE,
            known: tuple[str, ...] = ()) -> RunwareError:
     """The one problem a client is told about, as Runware words it: a bad taskUUID first (the
     task cannot even be named), then a field easel does not know, then the rest in order."""
@@ -376,7 +376,7 @@ def _runware_error(error: Any, task_type: str, known: tuple[str, ...] = ()) -> R
     if etype == "missing":
         return RunwareError(f"missing{_cap(name)}", f"{name} is required", name)
     if etype == "extra_forbidden":
-        models = " for these models" if task_type == TASK_TYPE_INFERENCE else ""
+        models = " for these models" if task_type == TASK_TYPE else ""
         return RunwareError("unsupportedParameter", f"{task_type} does not support {name!r}"
                             f"{models}{did_you_mean(name, known)}", name)
     prefix = "unsupported" if etype in ("unsupported", "literal_error") else "invalid"

@@ -22,10 +22,9 @@ from easel.domain.submission import (
 )
 from easel.services.port import BackendFacts
 
-from .schemas import IMAGE_FIELDS, ImageInference, ModelSearchTask, RunwareError
+from .schemas import IMAGE_FIELDS, TASK_TYPE, ImageInference, ModelSearchTask, RunwareError
 
 DIALECT = "runware"
-TASK_TYPE = "imageInference"
 
 # Core parameter names (diffusers style) -> Runware's names.
 NAMES = WireNames({
