@@ -21,6 +21,7 @@ class FakeEngine:
         fail_on_prompt: str | None = None,
         on_step: Callable[[EngineBatch, int], None] | None = None,
         step_seconds: float = 0.0,
+        capacity: int | None = None,
     ) -> None:
         self.fail_on_prompt = fail_on_prompt
         self.on_step = on_step  # called before each step: tests act mid-denoise here
@@ -28,14 +29,30 @@ class FakeEngine:
         # SIGTERM or a kill mid-job): the engine's work, not a test waiting out a timer.
         self.step_seconds = step_seconds
         self.warmed: list[str] = []
+        # The pipelines in memory, least recently used first, at most `capacity` of them (None:
+        # all); `loads` lists every source the engine had to load for a call, as a real engine's
+        # `pipeline` does when a source is not in memory.
+        self.capacity = capacity
+        self.in_memory: list[str] = []
+        self.loads: list[str] = []
         self.calls: list[EngineBatch] = []
         self.steps_run: list[int] = []  # per call, how many steps ran before it returned
 
     def warm(self, source: str) -> None:
         self.warmed.append(source)
+        self._use(source)
 
     def status(self) -> EngineStatus:
-        return EngineStatus("cpu", tuple(dict.fromkeys(self.warmed)))
+        return EngineStatus("cpu", tuple(self.in_memory))
+
+    def _use(self, source: str) -> None:
+        if source in self.in_memory:
+            self.in_memory.remove(source)
+        else:
+            self.loads.append(source)
+        self.in_memory.append(source)
+        if self.capacity is not None:
+            del self.in_memory[:-self.capacity]
 
     def generate(
         self,
@@ -44,6 +61,7 @@ class FakeEngine:
         cancel: threading.Event | None = None,
     ) -> list[GeneratedImage]:
         self.calls.append(batch)
+        self._use(batch.source)
         self.steps_run.append(0)
         if self.fail_on_prompt and any(self.fail_on_prompt in s.prompt for s in batch.images):
             raise InferenceError("the fake engine was told to fail")

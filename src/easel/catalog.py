@@ -28,6 +28,8 @@ REFINABLE_FAMILIES = ("flux", "zimage", "qwenimage", "sd3", "sdxl")
 DEFAULT_SCHEDULER = "Default"
 RESOLUTION_SCALE = {"1k": 1, "2k": 2}
 DEFAULT_REFINE_STRENGTH = 0.35
+# A backend whose entry gives no step_seconds: a 12B DiT's step, the costly side of the catalog.
+DEFAULT_STEP_SECONDS = 0.13
 
 
 def did_you_mean(given: object, known: Sequence[str]) -> str:
@@ -120,6 +122,10 @@ class Backend:
     # the diffusers configs of its pipeline, a hub id (read from the Hugging Face cache) or a
     # local diffusers folder, which also holds the weights of the components the file lacks.
     config: str | None = None
+    # What one denoising step of one 1024x1024 image costs, in seconds on the reference GPU
+    # (one H100, bf16, stock diffusers, the model's own guidance passes included): the
+    # scheduler charges a job this per step and megapixel (docs/operations.md, fair sharing).
+    step_seconds: float = DEFAULT_STEP_SECONDS
 
     @property
     def is_builtin(self) -> bool:
@@ -510,7 +516,15 @@ def _backend(
         native_max_pixels=raw.get("native_max_pixels"),
         refine_strength=_strength(name, raw.get("refine_strength", DEFAULT_REFINE_STRENGTH)),
         config=_single_file_config(name, str(raw["source"]), raw.get("config")),
+        step_seconds=_step_seconds(name, raw.get("step_seconds", DEFAULT_STEP_SECONDS)),
     )
+
+
+def _step_seconds(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+        raise ValueError(f"backend {name!r}: step_seconds must be a positive number of "
+                         f"seconds, got {value!r}")
+    return float(value)
 
 
 def _strength(name: str, value: Any) -> float:

@@ -184,6 +184,20 @@ class Settings(BaseSettings):
     """The rate limit's bucket: submissions allowed at once."""
     max_queue_depth: int = 1000
     """Queued jobs; past it submissions get 503 with Retry-After (0: off)."""
+    max_jobs_per_caller: int = Field(default=250, ge=0)
+    """A caller's (API key's; without keys, address's) queued and running jobs; past it that
+    caller's submissions get 429 with Retry-After, nobody else's (0: off)."""
+    max_work_per_caller: float = Field(default=1800.0, ge=0)
+    """A caller's queued and running work in work units (seconds of the reference GPU: the
+    catalog's step_seconds x steps x megapixels x images); past it 429 with Retry-After (0:
+    off). A caller with nothing unfinished may always submit one job, however large."""
+    caller_weights: dict[str, float] = Field(default_factory=dict)
+    """GPU shares per caller, by owner (`{"key:<id>": 2}`: twice a default caller's work when
+    both have jobs waiting); every other caller has 1."""
+    model_affinity_seconds: float = Field(default=60.0, ge=0)
+    """A worker takes jobs for the models it has loaded ahead of the fair order for at most
+    this long after it loads one (seconds): a model load costs more than a batch. 0: strict
+    fair order."""
     max_body_bytes: int = 1_000_000
     """The largest REST body or WebSocket frame accepted (bytes)."""
     body_timeout: float = 30.0
@@ -295,6 +309,14 @@ class Settings(BaseSettings):
             from easel.store.s3 import BucketLocation
 
             BucketLocation.parse(value)
+        return value
+
+    @field_validator("caller_weights")
+    @classmethod
+    def _positive_weights(cls, value: dict[str, float]) -> dict[str, float]:
+        bad = {k: v for k, v in value.items() if not v > 0}
+        if bad:
+            raise ValueError(f"caller weights must be positive, got {bad}")
         return value
 
     @field_validator("dialect_image_ttl")

@@ -165,18 +165,23 @@ async def test_cancel_a_queued_job(core: Callable[..., Core]) -> None:
     assert info.value.kind is ErrorKind.NOT_FOUND
 
 
-async def test_a_running_job_stops_within_one_step_and_its_batch_mate_still_completes(
+async def test_a_running_job_ends_within_one_step_and_its_batch_mate_keeps_its_progress(
     core: Callable[..., Core],
 ) -> None:
     loop = asyncio.get_running_loop()
     target: dict[str, str] = {}
     cancelled_at: list[int] = []
+    seen: dict[int, JobStatus] = {}
 
     def on_step(_batch: object, step: int) -> None:
         if step == 2 and not cancelled_at:  # mid-denoise: the caller cancels now
             cancelled_at.append(step)
             cancel = c.runtime.jobs.cancel(CALLER, JobRef.easel(target["id"], "job_id"))
             asyncio.run_coroutine_threadsafe(cancel, loop).result()
+        if step == 4:  # two steps later, the engine call still running for the batch-mate
+            found = c.runtime.store.get(target["id"])
+            assert found is not None
+            seen[step] = found.status
 
     c = core(FakeEngine(on_step=on_step), stand_in_max_steps=50)
     victim, _ = await c.runtime.jobs.submit(submission("victim"))
@@ -185,14 +190,15 @@ async def test_a_running_job_stops_within_one_step_and_its_batch_mate_still_comp
     await asyncio.to_thread(c.worker.run_until_empty)
     first_call = c.engine.calls[0]
     assert {s.prompt for s in first_call.images} == {"victim", "batch mate"}  # one batch
-    assert first_call.steps > cancelled_at[0] + 1  # it had steps left to run
-    assert c.engine.steps_run[0] == cancelled_at[0] + 1  # stopped within one step
+    assert len(c.engine.calls) == 1  # never started again: the batch-mate lost nothing
+    assert c.engine.steps_run[0] == first_call.steps > cancelled_at[0] + 1
+    assert seen == {4: JobStatus.CANCELLED}  # ended within one step, while the call ran on
     ended = await c.runtime.jobs.get(victim.id)
     assert ended is not None and ended.status is JobStatus.CANCELLED
-    assert not any(image.ready for image in ended.images)
+    assert not any(image.ready for image in ended.images)  # its images were discarded
     other = await c.runtime.jobs.get(mate.id)
     assert other is not None and other.status is JobStatus.COMPLETED
-    assert other.attempts == 1  # handed back without spending an attempt, then run again
+    assert other.attempts == 1
 
 
 async def test_cancel_after_completion_leaves_the_job_completed(

@@ -15,7 +15,7 @@ from easel.domain.errors import ErrorKind
 from easel.domain.job import JobStatus
 from easel.domain.request import GenerationRequest
 from easel.domain.submission import DeliverySettings
-from easel.store import DeliveryStore, InsertResult, JobStore, NewJob, ReadyImage
+from easel.store import DeliveryStore, InsertResult, JobStore, NewJob, QueueRules, ReadyImage
 
 
 class FakeClock:
@@ -159,6 +159,11 @@ def test_a_database_of_the_previous_schema_is_upgraded(tmp_path: Path) -> None:
     with sqlite3.connect(path) as conn:  # the old schema: drop the new columns and index
         conn.execute("DROP TABLE alembic_version")  # and it predates migrations
         conn.execute("DROP INDEX ix_jobs_caller_created")
+        conn.execute("DROP INDEX ix_jobs_caller_status")
+        conn.execute("DROP INDEX ix_jobs_fair_start")
+        conn.execute("DROP TABLE fair_clock")
+        for column in ("work", "fair_start", "fair_finish"):
+            conn.execute(f"ALTER TABLE jobs DROP COLUMN {column}")
         conn.execute("ALTER TABLE jobs DROP COLUMN caller")
         conn.execute("ALTER TABLE jobs DROP COLUMN cancel_requested")
         conn.execute("ALTER TABLE jobs DROP COLUMN task_id")
@@ -199,7 +204,7 @@ def test_a_callers_jobs_page_newest_first_even_when_created_in_the_same_instant(
 
 def test_the_queue_cap_is_checked_in_the_insert_itself(database_url: str) -> None:
     store = _store(database_url)
-    results = [store.insert(_job(f"j{i}"), max_queued=3) for i in range(5)]
+    results = [store.insert(_job(f"j{i}"), QueueRules(max_queued=3)) for i in range(5)]
     assert results == [InsertResult.INSERTED] * 3 + [InsertResult.QUEUE_FULL] * 2
     assert store.queued_count() == 3
 

@@ -124,6 +124,7 @@ def build_worker(
     store: JobStore | None = None,
     metrics: Metrics | None = None,
     events: JobEvents | None = None,
+    clock: Callable[[], float] = time.monotonic,
 ) -> Worker:
     catalog = catalog or load_catalog(settings)
     store = store or JobStore(settings.database_url)
@@ -134,7 +135,7 @@ def build_worker(
         settings, catalog, make_resolver(settings, catalog), store,
         build_blobs(settings), metrics,
         events or JobEvents(relay_for(settings.database_url)),
-        engine_factory or diffusers_engine(settings), finisher,
+        engine_factory or diffusers_engine(settings), finisher, clock,
     )
     metrics.watch_engine(worker.engine_status)
     return worker
@@ -176,7 +177,8 @@ def build_runtime(
     wall_clock: Callable[[], float] = time.time,
 ) -> Runtime:
     """Every service one `easel serve` process runs, and the port over them. `clock` times
-    the caches (keys, storage health, rate buckets), `wall_clock` the images' lifetimes: tests
+    the caches (keys, storage health, rate buckets) and the worker's model affinity,
+    `wall_clock` the images' lifetimes: tests
     move them instead of sleeping."""
     catalog = load_catalog(settings)
     resolver = make_resolver(settings, catalog)
@@ -207,7 +209,7 @@ def build_runtime(
     worker = None
     if settings.run_worker:
         worker = build_worker(settings, engine_factory, catalog=catalog, store=store,
-                              metrics=metrics, events=events)
+                              metrics=metrics, events=events, clock=clock)
     keys = KeyRing(settings.api_keys, KeyStore(store.engine), clock)
     core = Core(jobs, artifacts, keys, metrics, limits_of(settings), secret=secret,
                 webhook_root=root, not_ready=partial(not_ready_reason, worker, health),

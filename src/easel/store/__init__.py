@@ -1,8 +1,15 @@
 """Durable state: the job store (SQLAlchemy Core; SQLite by default, PostgreSQL-ready)."""
 
-from easel.store.jobs import InsertResult, JobStore, NewJob, ReadyImage, StoredImage
+from easel.store.jobs import (
+    InsertResult,
+    JobStore,
+    NewJob,
+    QueueRules,
+    ReadyImage,
+    StoredImage,
+)
 from easel.store.keys import KeyStore
 from easel.store.outbox import DeliveryStore
 
-__all__ = ["DeliveryStore", "InsertResult", "JobStore", "KeyStore", "NewJob", "ReadyImage",
-           "StoredImage"]
+__all__ = ["DeliveryStore", "InsertResult", "JobStore", "KeyStore", "NewJob", "QueueRules",
+           "ReadyImage", "StoredImage"]

@@ -28,9 +28,10 @@ from easel.domain.safety import EnhancementState, SafetyInput, Withheld
 from easel.domain.submission import DeliverySettings
 from easel.store import schema
 from easel.store.outbox import delivery_settings, enqueue_for
-from easel.store.schema import images, jobs
+from easel.store.schema import fair_clock, images, jobs
 
 TERMINAL = tuple(status.value for status in TERMINAL_STATUSES)
+UNFINISHED = (JobStatus.QUEUED.value, JobStatus.PROCESSING.value)
 STARTUP_RETRY_SECONDS = 2.0
 STARTUP_WAIT_SECONDS = 120.0  # a process started beside its database waits this long for it
 
@@ -41,6 +42,20 @@ class InsertResult(Enum):
     INSERTED = "inserted"
     EXISTS = "exists"
     QUEUE_FULL = "queue_full"
+    CALLER_JOBS = "caller_jobs"  # the caller's own unfinished jobs are at their cap
+    CALLER_WORK = "caller_work"  # the caller's own unfinished work units are at their cap
+
+
+@dataclass(frozen=True)
+class QueueRules:
+    """What an insert checks, and the caller's share of the GPU."""
+
+    max_queued: int = 0  # queued jobs in all; 0: no cap
+    max_caller_jobs: int = 0  # a caller's unfinished (queued or running) jobs; 0: no cap
+    # A caller's unfinished (queued or running) work units; 0: no cap. A caller with nothing
+    # unfinished may always submit one job, however large: the cap bounds a backlog, not a job.
+    max_caller_work: float = 0.0
+    weight: float = 1.0  # the caller's share against other callers (fair queueing)
 
 
 @dataclass(frozen=True)
@@ -62,6 +77,7 @@ class NewJob:
     image_ids: Sequence[str]
     seeds: Sequence[int]
     created_at: float | None = None  # unix seconds; None: the store's clock at insert
+    work: float = 0.0  # work units (Plan.work): what the scheduler charges the caller
 
 
 @dataclass(frozen=True)
@@ -158,21 +174,29 @@ class JobStore:
     # -- submission and reads ---------------------------------------------------------------
 
     def insert(
-        self, new: NewJob, max_queued: int = 0, now: float | None = None
+        self, new: NewJob, rules: QueueRules = QueueRules(), now: float | None = None
     ) -> InsertResult:
         """Insert a queued job, unless one with its id exists (EXISTS: the caller compares
-        parameters) or `max_queued` > 0 jobs are already queued (QUEUE_FULL). Counting and
-        inserting are one step: no batch of concurrent submissions can pass the cap."""
+        parameters), `rules.max_queued` jobs are already queued (QUEUE_FULL) or the caller's
+        unfinished jobs or work would pass its cap (CALLER_JOBS, CALLER_WORK). Counting, tagging and
+        inserting are one step: no batch of concurrent submissions can pass a cap or share a
+        tag."""
         now = self.clock() if now is None else now
         ext = new.request.output_format.extension
         with self._insert_lock:  # one process's submissions, one at a time
             try:
                 with self.engine.begin() as conn:
-                    if max_queued > 0:
-                        if conn.dialect.name == "postgresql":  # every API process, one at a time
-                            conn.execute(sa.text("SELECT pg_advisory_xact_lock(7218532)"))
-                        if _queued(conn) >= max_queued:
-                            return InsertResult.QUEUE_FULL
+                    _one_inserter_at_a_time(conn)
+                    if rules.max_queued > 0 and _queued(conn) >= rules.max_queued:
+                        return InsertResult.QUEUE_FULL
+                    mine = _unfinished(conn, new.caller)
+                    refused = _over_caller_caps(mine, new.work, rules)
+                    if refused is not None:
+                        return refused
+                    # Start-time fair queueing: a caller's job starts where its previous one
+                    # finishes in virtual time, or at the virtual time now if it is idle; so a
+                    # caller with a backlog queues behind itself, never in front of others.
+                    start = max(_virtual_time(conn), mine.last_finish)
                     conn.execute(jobs.insert().values(
                         id=new.id, dialect=new.dialect, request=request_to_json(new.request),
                         params_hash=new.params_hash, caller=new.caller, task_id=new.task_id,
@@ -182,7 +206,8 @@ class JobStore:
                         stand_in_reason=new.stand_in_reason, cost=new.cost, attempts=0,
                         created_at=now if new.created_at is None else new.created_at,
                         updated_at=now, progress_step=0, progress_total=0,
-                        engine_seconds=0.0,
+                        engine_seconds=0.0, work=new.work, fair_start=start,
+                        fair_finish=start + new.work / max(rules.weight, 1e-6),
                     ))
                     conn.execute(images.insert(), [
                         {"image_id": image_id, "job_id": new.id, "idx": index, "seed": seed,
@@ -255,6 +280,11 @@ class JobStore:
         with self.engine.connect() as conn:
             return _queued(conn)
 
+    def unfinished_work(self, caller: str) -> float:
+        """The work units of the caller's queued and running jobs."""
+        with self.engine.connect() as conn:
+            return _unfinished(conn, caller).work
+
     def keyless_count(self) -> int:
         """Jobs made while no key was needed: owned by the address they came from."""
         with self.engine.connect() as conn:
@@ -278,64 +308,81 @@ class JobStore:
     # -- the worker's side --------------------------------------------------------------------
 
     def claim(
-        self, owner: str, max_images: int, lease_seconds: float, max_attempts: int
+        self, owner: str, max_images: int, lease_seconds: float, max_attempts: int,
+        prefer: frozenset[str] = frozenset(),
     ) -> list[Job]:
-        """Take the oldest claimable job and compatible ones (same batch_key) up to max_images.
+        """Take the next job in fair order and compatible ones (same batch_key) up to
+        max_images. With `prefer` (the backends this worker has loaded), the first job in fair
+        order for one of them leads instead: the worker decides how long it may prefer them.
 
         Claimable: queued, or processing with an expired lease (its worker died). A job that has
         used up its attempts is failed here instead of being run again.
         """
         now = self.clock()
         if self.engine.dialect.name == "postgresql":
-            return self._claim_skipping_locked(owner, max_images, lease_seconds, max_attempts, now)
+            return self._claim_skipping_locked(owner, max_images, lease_seconds, max_attempts,
+                                               prefer, now)
         with self.engine.connect() as conn:
             candidates = conn.execute(_candidates(now)).mappings().all()
         with self.engine.begin() as conn:
-            chosen = self._choose(conn, candidates, max_images, max_attempts, now)
+            chosen, frontier = self._choose(conn, candidates, max_images, max_attempts, prefer,
+                                            now)
         # SQLite: a transaction that reads and then writes may fail where another writer came
         # between, so the claim is a second transaction, an UPDATE that re-checks claimability.
-        claimed: list[str] = []
         with self.engine.begin() as conn:
-            for job_id in chosen:
-                if _take(conn, job_id, owner, lease_seconds, now):
-                    claimed.append(job_id)
+            claimed = [job_id for job_id in chosen
+                       if _take(conn, job_id, owner, lease_seconds, now)]
+            if claimed:
+                _advance_virtual_time(conn, frontier)
         return self.get_many(claimed)
 
     def _claim_skipping_locked(
-        self, owner: str, max_images: int, lease_seconds: float, max_attempts: int, now: float
+        self, owner: str, max_images: int, lease_seconds: float, max_attempts: int,
+        prefer: frozenset[str], now: float,
     ) -> list[Job]:
         """PostgreSQL: one transaction locks the candidates it reads, skipping rows another
         worker has locked, so workers claiming at once take different jobs without waiting."""
         with self.engine.begin() as conn:
             candidates = conn.execute(
                 _candidates(now).with_for_update(skip_locked=True)).mappings().all()
-            chosen = self._choose(conn, candidates, max_images, max_attempts, now)
+            chosen, frontier = self._choose(conn, candidates, max_images, max_attempts, prefer,
+                                            now)
             claimed = [job_id for job_id in chosen
                        if _take(conn, job_id, owner, lease_seconds, now)]
+            if claimed:
+                _advance_virtual_time(conn, frontier)
         return self.get_many(claimed)
 
     def _choose(
         self, conn: Connection, candidates: Sequence[RowMapping], max_images: int,
-        max_attempts: int, now: float,
-    ) -> list[str]:
-        chosen: list[str] = []
-        key: str | None = None
-        total = 0
+        max_attempts: int, prefer: frozenset[str], now: float,
+    ) -> tuple[list[str], float]:
+        """The jobs of one engine call (the leader, then compatible jobs in fair order while
+        they fit) and the start tag of the first job in fair order: where virtual time moves.
+        Not a batch-mate's or a preferred leader's tag: that would move every caller's queued
+        jobs into the past, behind which a new caller would wait."""
+        runnable = []
         for row in candidates:
             if row["attempts"] >= max_attempts:
                 self._give_up(conn, row["id"], row["attempts"], now)
+            else:
+                runnable.append(row)
+        if not runnable:
+            return [], 0.0
+        frontier = float(runnable[0]["fair_start"])
+        leader = _leader(runnable, prefer)
+        chosen = [leader["id"]]
+        if leader["attempts"] > 0:  # an interrupted job may be poison: it never shares a call
+            return chosen, frontier
+        total = leader["num_images"]
+        for row in runnable:
+            if row["id"] == leader["id"] or row["attempts"] > 0:
                 continue
-            if row["attempts"] > 0 and key is not None:
-                continue  # an interrupted job may be poison: it never shares an engine call
-            if key is None:
-                key, total = row["batch_key"], row["num_images"]
-                chosen.append(row["id"])
-                if row["attempts"] > 0:
-                    break
-            elif row["batch_key"] == key and total + row["num_images"] <= max_images:
+            if row["batch_key"] == leader["batch_key"] and \
+                    total + row["num_images"] <= max_images:
                 total += row["num_images"]
                 chosen.append(row["id"])
-        return chosen
+        return chosen, frontier
 
     def _give_up(self, conn: Connection, job_id: str, attempts: int, now: float) -> None:
         result = conn.execute(
@@ -518,10 +565,78 @@ def _queued(conn: Connection) -> int:
     return int(count or 0)
 
 
+def _one_inserter_at_a_time(conn: Connection) -> None:
+    """Every process's inserts, one at a time, so the counts an insert checks cannot change
+    before it commits. PostgreSQL: an advisory lock. SQLite: a write first (the driver begins
+    its transaction at the first write, not the first read), which takes the one writer lock
+    that the other processes then wait for."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(sa.text("SELECT pg_advisory_xact_lock(7218532)"))
+    else:
+        conn.execute(fair_clock.update().where(fair_clock.c.id == 1)
+                     .values(virtual=fair_clock.c.virtual))
+
+
+@dataclass(frozen=True)
+class _Unfinished:
+    jobs: int
+    work: float
+    last_finish: float  # the latest finish tag among them: where the caller's next job starts
+
+
+def _unfinished(conn: Connection, caller: str) -> _Unfinished:
+    """The caller's queued and running jobs: how many, their work units, the last finish tag."""
+    count, work, last = conn.execute(
+        sa.select(sa.func.count(), sa.func.coalesce(sa.func.sum(jobs.c.work), 0.0),
+                  sa.func.coalesce(sa.func.max(jobs.c.fair_finish), 0.0))
+        .where(jobs.c.caller == caller, jobs.c.status.in_(UNFINISHED))
+    ).one()
+    return _Unfinished(int(count), float(work), float(last))
+
+
+def _over_caller_caps(mine: _Unfinished, work: float, rules: QueueRules) -> InsertResult | None:
+    """Which of the caller's caps one more job of `work` units would pass; None: neither.
+    A caller with nothing unfinished always gets one job in, however large."""
+    if mine.jobs == 0:
+        return None
+    if rules.max_caller_jobs > 0 and mine.jobs >= rules.max_caller_jobs:
+        return InsertResult.CALLER_JOBS
+    if rules.max_caller_work > 0 and mine.work + work > rules.max_caller_work:
+        return InsertResult.CALLER_WORK
+    return None
+
+
+def _virtual_time(conn: Connection) -> float:
+    found = conn.execute(sa.select(fair_clock.c.virtual).where(fair_clock.c.id == 1)).scalar()
+    return float(found or 0.0)
+
+
+def _advance_virtual_time(conn: Connection, start: float) -> None:
+    """The virtual time moves to the start tag of the job a worker takes (never back)."""
+    moved = conn.execute(fair_clock.update().where(fair_clock.c.id == 1)
+                         .values(virtual=sa.func.max(fair_clock.c.virtual, start)
+                                 if conn.dialect.name == "sqlite"
+                                 else sa.func.greatest(fair_clock.c.virtual, start)))
+    if moved.rowcount == 0:
+        conn.execute(fair_clock.insert().values(id=1, virtual=start))
+
+
 def _candidates(now: float) -> sa.Select[Any]:
-    """The oldest claimable jobs, enough to fill a batch from."""
-    return (sa.select(jobs.c.id, jobs.c.batch_key, jobs.c.num_images, jobs.c.attempts)
-            .where(_claimable(now)).order_by(jobs.c.created_at, jobs.c.id).limit(200))
+    """The claimable jobs in fair order (start tag, then age), enough to fill a batch from."""
+    return (sa.select(jobs.c.id, jobs.c.batch_key, jobs.c.num_images, jobs.c.attempts,
+                      jobs.c.backend, jobs.c.fair_start)
+            .where(_claimable(now))
+            .order_by(jobs.c.fair_start, jobs.c.created_at, jobs.c.id).limit(200))
+
+
+def _leader(runnable: Sequence[RowMapping], prefer: frozenset[str]) -> RowMapping:
+    """The job an engine call is built around: the first in fair order, or the first for a
+    loaded backend when the worker prefers those (a model load costs more than a batch)."""
+    if prefer and runnable[0]["backend"] not in prefer:
+        for row in runnable:
+            if row["backend"] in prefer:
+                return row
+    return runnable[0]
 
 
 def _take(conn: Connection, job_id: str, owner: str, lease_seconds: float, now: float) -> bool:

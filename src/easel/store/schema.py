@@ -47,8 +47,22 @@ jobs = sa.Table(
     sa.Column("caller", sa.String(128), nullable=False, server_default=""),  # the principal
     sa.Column("task_id", sa.String(128)),  # the client's own id for the job, as it sent it
     sa.Column("cancel_requested", sa.Boolean, nullable=False, server_default=sa.false()),
+    # Fair sharing (store/jobs.py): the job's cost in work units (seconds on the reference GPU)
+    # and its start-time fair queueing tags; workers claim in `fair_start` order.
+    sa.Column("work", sa.Float, nullable=False, server_default="0"),
+    sa.Column("fair_start", sa.Float, nullable=False, server_default="0", index=True),
+    sa.Column("fair_finish", sa.Float, nullable=False, server_default="0"),
     # A caller's jobs, newest first (`GET /easel/jobs`, `easel jobs list`, the playground).
     sa.Index("ix_jobs_caller_created", "caller", "created_at"),
+    # A caller's unfinished jobs: its queued work and its last finish tag, at every submission.
+    sa.Index("ix_jobs_caller_status", "caller", "status"),
+)
+
+fair_clock = sa.Table(  # one row: the scheduler's virtual time, the start tag last claimed
+    "fair_clock",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("virtual", sa.Float, nullable=False),
 )
 
 images = sa.Table(

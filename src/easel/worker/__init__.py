@@ -62,6 +62,7 @@ class Worker:
         events: JobEvents,
         engine_factory: Callable[[], Engine],
         finisher: ImageFinisher,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.settings = settings
         self.catalog = catalog
@@ -82,6 +83,8 @@ class Worker:
         self._held_lock = threading.Lock()
         self._encoder = ThreadPoolExecutor(1, thread_name_prefix="easel-encode")
         self._threads: list[threading.Thread] = []
+        self.clock = clock  # model affinity's age bound; tests move it
+        self._loaded_at: float | None = None  # when this worker last loaded a model
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -177,7 +180,7 @@ class Worker:
         try:
             jobs = self.store.claim(
                 self.owner, self.settings.batch_size, self.settings.lease_seconds,
-                self.settings.max_attempts,
+                self.settings.max_attempts, prefer=self._preferred(),
             )
         except Exception:  # a store hiccup (locked database) is retried, never fatal
             log.exception("claiming jobs failed")
@@ -186,6 +189,21 @@ class Worker:
         for job in jobs:
             self.events.job_changed(job.id)
         return jobs
+
+    def _preferred(self) -> frozenset[str]:
+        """The backends whose jobs may go ahead of the fair order (model affinity): the ones
+        loaded, until `model_affinity_seconds` after the last load; then none, so a job for
+        another model waits at most that long for its turn."""
+        bound = self.settings.model_affinity_seconds
+        if self.engine is None or bound <= 0 or self._loaded_at is None or \
+                self.clock() - self._loaded_at > bound:
+            return frozenset()
+        return frozenset(self.engine.status().loaded)
+
+    def _note_load(self, source: str) -> None:
+        """Before an engine call: a backend not in memory is about to be loaded."""
+        if self.engine is not None and source not in self.engine.status().loaded:
+            self._loaded_at = self.clock()
 
     def load(self) -> None:
         """Build the engine and warm the preloaded models; /readyz turns 200 when this is done."""
@@ -203,6 +221,8 @@ class Worker:
                 engine.warm(source)
                 warmed.append(source)
             self.engine = engine
+            if warmed:
+                self._loaded_at = self.clock()
             self._ready.set()
             seconds = time.perf_counter() - started
             log.info("ready: worker %s, %s loaded in %.1f s", self.owner,
@@ -234,8 +254,9 @@ class Worker:
                  first.backend.source, ", ".join(ids),
                  extra={"jobs": ids, "images": len(specs), "backend": first.backend.source})
         started = time.perf_counter()
+        progress = _Progress(self, ids, chunks=-(-len(specs) // self.settings.batch_size))
         try:
-            generated = self._generate(planned[0].plan, specs, ids)
+            generated = self._generate(planned[0].plan, specs, progress)
         except CancelledError:
             self._end_cancelled(ids)
             return
@@ -257,7 +278,9 @@ class Worker:
         seconds = time.perf_counter() - started
         self.metrics.batch_seconds.observe(seconds)
         self.metrics.batch_images.observe(len(specs))
-        finish(planned, generated, uuid.uuid4().hex, seconds)
+        kept, images = _without(progress.dropped, planned, generated)
+        if kept:
+            finish(kept, images, uuid.uuid4().hex, seconds)
 
     def _plan(self, job: Job) -> _Planned | None:
         try:
@@ -268,13 +291,13 @@ class Worker:
             return None
 
     def _generate(
-        self, first: Plan, specs: list[ImageSpec], ids: list[str]
+        self, first: Plan, specs: list[ImageSpec], progress: _Progress
     ) -> list[GeneratedImage]:
         if self.engine is None:
             raise EaselError(ErrorKind.UNAVAILABLE, f"the engine is not loaded: {self.load_error}")
+        self._note_load(first.backend.source)
         size = self.settings.batch_size
         out: list[GeneratedImage] = []
-        progress = _Progress(self, ids, chunks=-(-len(specs) // size))
         for start in range(0, len(specs), size):  # one job larger than a batch runs in chunks
             chunk = tuple(specs[start:start + size])
             progress.chunk = start // size
@@ -283,17 +306,24 @@ class Worker:
         return out
 
     def _end_cancelled(self, ids: list[str]) -> None:
-        """The batch stopped because one of its jobs was cancelled: that job ends cancelled, its
-        batch-mates go back to the queue without spending an attempt."""
+        """The batch stopped because every job in it was cancelled: they end cancelled (one
+        asked for just now, after the engine stopped, goes back to the queue unharmed)."""
         cancelled = self.store.cancel_requested(ids)
-        for job_id in cancelled:
-            if self.store.finish_cancelled(job_id, self.owner, CANCELLED_MESSAGE):
-                self.metrics.failed.labels(ErrorKind.CANCELLED.value).inc()
-                log.info("job %s cancelled", job_id, extra={"job_id": job_id})
+        self.drop_cancelled(cancelled)
         others = [job_id for job_id in ids if job_id not in cancelled]
         if others:
             self.store.release(others, self.owner)
-        for job_id in ids:
+        for job_id in others:
+            self._release(job_id)
+
+    def drop_cancelled(self, job_ids: set[str]) -> None:
+        """Cancelled jobs of a running batch end cancelled now. Their batch-mates run on: a
+        cancel never costs another caller's job its progress (the engine call goes on and the
+        cancelled jobs' images are discarded)."""
+        for job_id in sorted(job_ids):
+            if self.store.finish_cancelled(job_id, self.owner, CANCELLED_MESSAGE):
+                self.metrics.failed.labels(ErrorKind.CANCELLED.value).inc()
+                log.info("job %s cancelled", job_id, extra={"job_id": job_id})
             self._release(job_id)
 
     def _fail_all(self, job_ids: list[str], kind: ErrorKind, message: str) -> None:
@@ -403,7 +433,8 @@ class _Progress:
         # the steps of all of them, so it only ever moves forward.
         self.chunks = chunks
         self.chunk = 0
-        self.cancel = threading.Event()
+        self.cancel = threading.Event()  # set when every job of the call was cancelled
+        self.dropped: set[str] = set()  # cancelled while batch-mates run on: images discarded
         self.last_step = time.perf_counter()
         self.last_write = 0.0
 
@@ -414,13 +445,42 @@ class _Progress:
         done, of = self.chunk * total + step, self.chunks * total
         if now - self.last_write >= 0.5 or step == total:
             self.last_write = now
-            self.worker.report_progress(self.job_ids, done, of)
+            self.worker.report_progress(self.live, done, of)
         try:
-            if self.worker.store.cancel_requested(self.job_ids):
-                self.cancel.set()
-                self.worker.report_progress(self.job_ids, done, of)  # where it stopped
+            requested = self.worker.store.cancel_requested(self.live)
         except Exception:  # the store is busy: look again at the next step
             log.debug("cancel check failed", exc_info=True)
+            return
+        if not requested:
+            return
+        if requested.issuperset(self.live):  # nobody left to draw for: stop the engine
+            self.cancel.set()
+            self.worker.report_progress(self.live, done, of)  # where it stopped
+            return
+        self.dropped |= requested
+        self.worker.drop_cancelled(requested)
+
+    @property
+    def live(self) -> list[str]:
+        """The jobs of the call still wanted."""
+        return [job_id for job_id in self.job_ids if job_id not in self.dropped]
+
+
+def _without(
+    dropped: set[str], planned: list[_Planned], generated: list[GeneratedImage]
+) -> tuple[list[_Planned], list[GeneratedImage]]:
+    """The planned jobs and their images, less the cancelled jobs' (in order, as finish
+    expects them)."""
+    kept: list[_Planned] = []
+    images: list[GeneratedImage] = []
+    offset = 0
+    for p in planned:
+        count = len(p.job.images)
+        if p.job.id not in dropped:
+            kept.append(p)
+            images.extend(generated[offset:offset + count])
+        offset += count
+    return kept, images
 
 
 def _log_completed(job: Job, ready: list[ReadyImage], engine_seconds: float) -> None:

@@ -5,6 +5,10 @@
   other callers are unaffected.
 - Queue depth: above `max_queue_depth` queued jobs, submissions get UNAVAILABLE with
   `retry_after` at once.
+- Per-caller backlog: a caller's unfinished jobs and work units are capped
+  (`max_jobs_per_caller`, `max_work_per_caller`); past a cap that caller gets RATE_LIMITED,
+  naming the cap, and nobody else is affected. The store checks both at insert, atomically, and
+  gives each job its fair queueing tags with the caller's weight (`caller_weights`).
 
 Both raise Throttled; every dialect answers it in its own shape with a Retry-After header.
 Prompt length and images per request are per model, in the catalog.
@@ -20,8 +24,10 @@ from collections.abc import Callable
 from easel.domain.errors import ErrorKind, Throttled
 from easel.domain.submission import Caller
 from easel.settings import Settings
+from easel.store import QueueRules
 
 QUEUE_FULL_RETRY_SECONDS = 5
+CALLER_FULL_RETRY_SECONDS = (1, 300)  # the bounds of the Retry-After a capped caller is told
 
 
 class TokenBuckets:
@@ -56,6 +62,9 @@ class Admission:
         self.rate = settings.rate_limit_per_second
         self.burst = settings.rate_limit_burst
         self.max_queue_depth = settings.max_queue_depth
+        self.max_jobs_per_caller = settings.max_jobs_per_caller
+        self.max_work_per_caller = settings.max_work_per_caller
+        self.weights = dict(settings.caller_weights)
         self.buckets = TokenBuckets(self.rate, self.burst, clock) if self.rate > 0 else None
 
     def check_rate(self, caller: Caller) -> None:
@@ -83,3 +92,29 @@ class Admission:
         seconds = QUEUE_FULL_RETRY_SECONDS
         return Throttled(ErrorKind.UNAVAILABLE,
                          f"the queue is full ({depth} jobs waiting); retry in {seconds}s", seconds)
+
+    def rules_for(self, principal: str) -> QueueRules:
+        """What the store checks when it inserts this caller's job, and the caller's share."""
+        return QueueRules(max_queued=self.max_queue_depth,
+                          max_caller_jobs=self.max_jobs_per_caller,
+                          max_caller_work=self.max_work_per_caller,
+                          weight=self.weights.get(principal, 1.0))
+
+    def too_many_jobs(self) -> Throttled:
+        seconds = QUEUE_FULL_RETRY_SECONDS
+        return Throttled(ErrorKind.RATE_LIMITED,
+                         f"you have {self.max_jobs_per_caller} jobs queued or running, this "
+                         f"server's cap per caller (max_jobs_per_caller); retry in {seconds}s, "
+                         "when some have finished", seconds)
+
+    def too_much_work(self, pending: float, work: float) -> Throttled:
+        """Retry-After: the work units past the cap, as seconds (a unit is a second of the
+        reference GPU; the caller's own jobs drain at least that fast once they run)."""
+        low, high = CALLER_FULL_RETRY_SECONDS
+        seconds = min(high, max(low, math.ceil(pending + work - self.max_work_per_caller)))
+        return Throttled(ErrorKind.RATE_LIMITED,
+                         f"this job ({work:.0f} work units) and your unfinished jobs "
+                         f"({pending:.0f}) pass this server's cap per caller of "
+                         f"{self.max_work_per_caller:g} work units (max_work_per_caller; a unit "
+                         "is a second of GPU time); retry in "
+                         f"{seconds}s, or ask for fewer images, steps or pixels", seconds)

@@ -34,6 +34,7 @@ from easel.settings import Settings
 log = logging.getLogger(__name__)
 
 NO_RENAMES = WireNames()
+WORK_PIXELS = 1024 * 1024  # a work unit's megapixel: step_seconds is for a 1024x1024 image
 
 
 @dataclass(frozen=True)
@@ -184,6 +185,23 @@ class Plan:
         # True CFG runs the transformer twice a step: the image costs twice as much.
         factor = 2 if self.true_cfg is not None else 1
         return round(self.model.price_usd * len(self.images) * factor, 6)
+
+    @property
+    def work(self) -> float:
+        """What the job costs the GPU, in work units: seconds on the reference GPU (the model's
+        `step_seconds` per step and megapixel), for every image, pass and refine. The
+        scheduler charges callers by it, not by requests."""
+        megapixels = self.request.width * self.request.height / WORK_PIXELS
+        steps = float(self.backend.steps)
+        two_pass = self.two_pass
+        if two_pass is not None:  # the base at a quarter of the pixels, then a partial refine
+            base = two_pass.base_width * two_pass.base_height / WORK_PIXELS
+            per_image = steps * (base + two_pass.strength * megapixels)
+        else:
+            per_image = steps * megapixels
+        passes = 2 if self.true_cfg is not None else 1
+        work = len(self.images) * per_image * passes * self.model.backend.step_seconds
+        return round(work, 6)
 
     @property
     def two_pass(self) -> TwoPass | None:

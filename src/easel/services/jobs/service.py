@@ -209,7 +209,7 @@ class JobService:
             echo=dict(submission.echo), task_id=task_id, batch_key=batch_key(the_plan),
             backend=the_plan.backend.source, stand_in_reason=the_plan.backend.stand_in_reason,
             cost=the_plan.cost_usd, image_ids=[str(uuid.uuid4()) for _ in the_plan.images],
-            seeds=the_plan.seeds, created_at=self.store.clock(),
+            seeds=the_plan.seeds, created_at=self.store.clock(), work=the_plan.work,
         )
         return new, the_plan
 
@@ -246,12 +246,17 @@ class JobService:
         return None
 
     async def _insert(self, new: NewJob) -> bool:
-        """True when inserted, False when a job with its id exists; Throttled when the queue is
-        full or the store cannot be written (nothing acknowledged either way)."""
-        cap = self.admission.max_queue_depth if self.admission.queue_capped else 0
-        result = await self._stored(self.store.insert, new, cap)
+        """True when inserted, False when a job with its id exists; Throttled when the queue or
+        the caller's backlog is full or the store cannot be written (nothing acknowledged)."""
+        rules = self.admission.rules_for(new.caller)
+        result = await self._stored(self.store.insert, new, rules)
         if result is InsertResult.QUEUE_FULL:
-            raise self.admission.queue_full(cap)
+            raise self.admission.queue_full(rules.max_queued)
+        if result is InsertResult.CALLER_JOBS:
+            raise self.admission.too_many_jobs()
+        if result is InsertResult.CALLER_WORK:
+            pending = await self._stored(self.store.unfinished_work, new.caller)
+            raise self.admission.too_much_work(pending, new.work)
         return result is InsertResult.INSERTED
 
     def _check_ttl(self, submission: Submission) -> None:
