@@ -267,7 +267,8 @@ class Worker:
                 log.warning("a batch of %d jobs failed (%s); running them one by one",
                             len(planned), exc)
                 for one in planned:
-                    self._run_planned([one], finish)
+                    if one.job.id not in progress.dropped:  # cancelled: already ended
+                        self._run_planned([one], finish)
                 return
             if isinstance(exc, EaselError):
                 self._fail_all(ids, exc.kind, exc.message)
