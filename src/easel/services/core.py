@@ -115,7 +115,7 @@ class Core:
         return await asyncio.to_thread(self.artifacts.open, image_id, ext)
 
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
-        self.metrics.request_seconds.labels(method, route, str(status)).observe(seconds)
+        self.metrics.observe_request(method, route, status, seconds)
 
 
 def _mac(key: bytes, purpose: str, data: bytes) -> bytes:
