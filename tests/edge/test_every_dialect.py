@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.routing import APIRoute
@@ -182,3 +184,30 @@ def test_an_unknown_route_is_answered_in_the_dialects_shape(edge: Edge, wire: Wi
     error = wire.error(reply)
     assert (error.status, error.code) == (status, code), reply.text
     assert f"easel does not offer {method}" in error.message
+
+
+def test_a_page_on_another_port_of_this_host_is_another_site(edge: Edge, wire: Wire) -> None:
+    """An origin is scheme, host and port: a page served on another port of this machine (any
+    local program's) is refused as evil.example's is, in the dialect's shape; this server's own
+    pages, on the port the request came to, are not."""
+    call = wire.generate(KEY)
+
+    def send(host: str, origin: str) -> Any:
+        return edge.send(replace(call, headers={**call.headers, "Host": host, "Origin": origin}))
+
+    foreign = wire.error(send("127.0.0.1:9000", "http://evil.example"))
+    assert foreign.status == 403
+    for host, origin in (("127.0.0.1:9000", "http://127.0.0.1:1"),
+                         ("127.0.0.1:9000", "http://localhost:9001"),
+                         ("127.0.0.1:9000", "http://127.0.0.1"),
+                         ("testserver", "http://testserver:8080"),
+                         ("testserver", "https://testserver:80")):
+        error = wire.error(send(host, origin))
+        assert (error.status, error.code) == (403, foreign.code), (host, origin)
+    assert edge.engine.calls == []
+    for host, origin in (("127.0.0.1:9000", "http://127.0.0.1:9000"),
+                         ("127.0.0.1:9000", "http://localhost:9000"),  # a name it answers to
+                         ("testserver", "http://testserver"),
+                         ("testserver", "https://testserver:443")):
+        reply = send(host, origin)
+        assert reply.status_code in (200, 202), (host, origin, reply.text)
