@@ -84,6 +84,9 @@ class Core:
     async def find(self, caller: Caller, ref: JobRef) -> Job:
         return await self.jobs.find(caller, ref)
 
+    def spend_rate_budget(self, caller: Caller) -> None:
+        self.jobs.admission.check_rate(caller)
+
     async def cancel(self, caller: Caller, ref: JobRef) -> Job:
         return await self.jobs.cancel(caller, ref)
 
