@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.routing import APIRoute
@@ -16,6 +18,7 @@ from starlette.routing import BaseRoute
 
 from easel.api.caller import authenticated
 from tests.edge.conftest import KEY, Edge
+from tests.server_harness import inference
 from tests.wire import WIRES, Wire
 
 # Each dialect's answer to a refused key: (missing key, wrong key), each (status, code). Google's
@@ -127,6 +130,60 @@ def test_polls_and_cancels_spend_the_callers_rate_budget(make_edge: Callable[...
     assert edge.send(wire.poll(KEY, job_id)).status_code == 200
 
 
+def test_wavespeed_refusals_and_their_polls_spend_the_rate_budget(
+    make_edge: Callable[..., Edge],
+) -> None:
+    """A refused WaveSpeed submission is answered as a failed task (with a webhook when one was
+    named) that the SDK polls by an id carrying the refusal, no job behind it: the refusal and
+    each poll of it spend one token, as a job's do, whether the refusal came from the dialect
+    (a malformed field) or from the core; over the budget, 429 with Retry-After."""
+    edge = make_edge(rate_limit_per_second=1.0, rate_limit_burst=3, run_worker=False,
+                     api_keys=[KEY, "other-key"])
+    wavespeed = next(w for w in WIRES if w.name == "wavespeed")
+    malformed = wavespeed.bad_parameter(KEY)[0]
+    core_refused = replace(wavespeed.submit("other-key"), json={"prompt": ""})
+    for refusal in (malformed, core_refused):
+        refused = edge.send(refusal)  # one token
+        assert wavespeed.error(refused).code in ("1400", "1401"), refused.text
+        poll = replace(wavespeed.poll(KEY, refused.json()["data"]["id"]),
+                       headers=refusal.headers)
+        for _ in range(2):  # two more
+            assert edge.send(poll).json()["data"]["status"] == "failed"
+        for call in (poll, refusal):
+            limited = edge.send(call)
+            error = wavespeed.error(limited)
+            assert (error.status, error.code) == (429, "429"), limited.text
+            assert int(limited.headers["Retry-After"]) >= 1
+    edge.clock.advance(5)
+    assert edge.send(poll).json()["data"]["status"] == "failed"
+
+
+def test_runware_websocket_polls_and_authentications_spend_the_rate_budget(
+    make_edge: Callable[..., Edge],
+) -> None:
+    """Over the WebSocket as over REST: every getResponse spends a token, and so does every
+    authentication (each opens a session the server keeps for a reconnecting client)."""
+    edge = make_edge(rate_limit_per_second=1.0, rate_limit_burst=3, run_worker=False)
+    auth = [{"taskType": "authentication", "apiKey": KEY}]
+    with edge.client.websocket_connect("/v1") as ws:
+        ws.send_json(auth)  # one token
+        assert "errors" not in ws.receive_json()
+        task = inference(deliveryMethod="async")
+        ws.send_json([task])  # two
+        assert ws.receive_json()["data"][0]["taskUUID"] == task["taskUUID"]
+        poll = [{"taskType": "getResponse", "taskUUID": task["taskUUID"]}]
+        ws.send_json(poll)  # three
+        assert "errors" not in ws.receive_json()
+        for frame in (poll, auth):
+            ws.send_json(frame)
+            error = ws.receive_json()["errors"][0]
+            assert error["code"] == RATE_LIMITED["runware"], error
+            assert error["taskType"] == frame[0]["taskType"]
+        edge.clock.advance(5)
+        ws.send_json(poll)
+        assert "errors" not in ws.receive_json()
+
+
 @pytest.fixture
 def outage(tmp_path: Path) -> Iterator[Callable[[Edge], None]]:
     """Takes an edge's job store away (its directory gone, its connections closed), as a lost
@@ -182,3 +239,30 @@ def test_an_unknown_route_is_answered_in_the_dialects_shape(edge: Edge, wire: Wi
     error = wire.error(reply)
     assert (error.status, error.code) == (status, code), reply.text
     assert f"easel does not offer {method}" in error.message
+
+
+def test_a_page_on_another_port_of_this_host_is_another_site(edge: Edge, wire: Wire) -> None:
+    """An origin is scheme, host and port: a page served on another port of this machine (any
+    local program's) is refused as evil.example's is, in the dialect's shape; this server's own
+    pages, on the port the request came to, are not."""
+    call = wire.generate(KEY)
+
+    def send(host: str, origin: str) -> Any:
+        return edge.send(replace(call, headers={**call.headers, "Host": host, "Origin": origin}))
+
+    foreign = wire.error(send("127.0.0.1:9000", "http://evil.example"))
+    assert foreign.status == 403
+    for host, origin in (("127.0.0.1:9000", "http://127.0.0.1:1"),
+                         ("127.0.0.1:9000", "http://localhost:9001"),
+                         ("127.0.0.1:9000", "http://127.0.0.1"),
+                         ("testserver", "http://testserver:8080"),
+                         ("testserver", "https://testserver:80")):
+        error = wire.error(send(host, origin))
+        assert (error.status, error.code) == (403, foreign.code), (host, origin)
+    assert edge.engine.calls == []
+    for host, origin in (("127.0.0.1:9000", "http://127.0.0.1:9000"),
+                         ("127.0.0.1:9000", "http://localhost:9000"),  # a name it answers to
+                         ("testserver", "http://testserver"),
+                         ("testserver", "https://testserver:443")):
+        reply = send(host, origin)
+        assert reply.status_code in (200, 202), (host, origin, reply.text)

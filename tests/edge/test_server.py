@@ -42,3 +42,37 @@ def test_urls_expire_and_the_sweeper_deletes_files(make_edge: Callable[..., Edge
     assert not path.exists()
     assert edge.db("SELECT deleted FROM images WHERE image_id = ?", item["imageUUID"]) == [(1,)]
     assert edge.client.get(long_lived["imageURL"]).status_code == 200  # per-task ttl overrides
+
+
+def _series(edge: Edge) -> int:
+    """How many series /metrics exposes now (its sample lines)."""
+    text = edge.client.get("/metrics").text
+    return sum(1 for line in text.splitlines() if line and not line.startswith("#"))
+
+
+def test_callers_cannot_add_metric_series(edge: Edge) -> None:
+    """Methods, paths and model ids a caller makes up are not labels: a second round of new
+    ones adds no series to /metrics (each would otherwise add a histogram's 17)."""
+    keyed = {"Authorization": "Bearer test-key"}
+
+    def round_of(tag: str) -> None:
+        for i in range(30):
+            method = ("PROPFIND", "MKCOL", "PURGE", "BREW")[i % 4] + f"-{tag}{i}"
+            for path in ("/v1", f"/{tag}-{i}/nothing", "/livez"):
+                edge.client.request(method, path, headers=keyed)
+            model = f"made-up-{tag}-{i}"
+            edge.client.post(f"/api/v3/{model}", json={"prompt": "a fox"}, headers=keyed)
+            edge.client.post(f"/v1beta/models/{model}:predict", headers=keyed,
+                             json={"instances": [{"prompt": "a fox"}]})
+            edge.client.post("/v1/images/generations", headers=keyed,
+                             json={"model": model, "prompt": "a fox", "size": "64x64"})
+            edge.runware([inference(model=model)])
+            edge.client.get(f"/images/{model}.png")
+
+    _series(edge)  # a first scrape: /metrics's own timing is a series too
+    round_of("a")
+    first = _series(edge)
+    round_of("b")
+    assert _series(edge) == first
+    text = edge.client.get("/metrics").text
+    assert 'method="other",route="/v1"' in text and 'route="unmatched"' in text

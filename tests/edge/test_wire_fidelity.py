@@ -111,6 +111,33 @@ def test_an_allowed_sites_pages_open_the_runware_websocket(
     assert refused.value.code == 1008
 
 
+def test_allowed_origins_are_matched_by_scheme_host_and_port(
+    make_edge: Callable[..., Edge],
+) -> None:
+    """An allowed origin with a port allows that port only; one written with its scheme's own
+    port matches what a browser sends (which never names it), CORS headers included."""
+    edge = make_edge(cors_origins=["http://localhost:3000", "https://app.example:443"])
+    keyed = {"Authorization": f"Bearer {KEY}"}
+    for origin, allowed in (("http://localhost:3000", True), ("http://localhost:3001", False),
+                            ("https://app.example", True),
+                            ("https://app.example:8443", False), ("http://app.example", False)):
+        reply = edge.client.post("/v1/images/generations", json=OPENAI_BODY,
+                                 headers={**keyed, "Origin": origin})
+        if allowed:
+            assert reply.status_code == 200, (origin, reply.text)
+            assert reply.headers["access-control-allow-origin"] == origin
+        else:
+            assert reply.status_code == 403, (origin, reply.text)
+            assert "access-control-allow-origin" not in reply.headers
+    with edge.client.websocket_connect("/v1", headers={"Origin": "http://localhost:3000"}) as ws:
+        ws.send_json([{"taskType": "authentication", "apiKey": KEY}])
+        assert ws.receive_json()["data"][0]["taskType"] == "authentication"
+    with pytest.raises(WebSocketDisconnect) as refused, edge.client.websocket_connect(
+            "/v1", headers={"Origin": "http://localhost:3001"}):
+        pass
+    assert refused.value.code == 1008
+
+
 def test_a_misspelt_field_or_model_says_what_was_meant(edge: Edge) -> None:
     """`promt` reads "unknown ... did you mean 'prompt'", never "prompt is required"; a model
     id one character off names the one meant; a route nobody serves answers in easel's shape

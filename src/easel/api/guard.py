@@ -4,7 +4,8 @@
   name now resolves to 127.0.0.1) -> 400;
 - an Origin of another site, on HTTP requests and on WebSocket handshakes -> 403, in the
   dialect's own error shape, unless the operator allows that site (`cors_origins`: its pages
-  then get CORS headers, from Starlette's middleware inside this guard);
+  then get CORS headers, from Starlette's middleware inside this guard). An origin is scheme,
+  host and port: a page on another port of this host is another program's, so another site;
 - with `protect_meta_routes` and keys configured: /metrics, /docs, /redoc (and their assets)
   and /openapi.json without a valid key -> 401.
 
@@ -48,14 +49,53 @@ META_ROUTES = ("/metrics", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi
 META_PREFIXES = (ASSETS_PATH,)  # the reference pages' scripts, styles and icon
 
 
+DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
 @dataclass(frozen=True)
 class GuardSettings:
-    """The Host names served (empty: any), whether the meta routes need a key, and the other
-    sites' origins whose pages may call the API (CORS; "*": any)."""
+    """The Host names served (empty: any), whether the meta routes need a key, the other
+    sites' origins whose pages may call the API (CORS; "*": any) and this server's own origins
+    (its public and local URLs: its pages, wherever a proxy says they came from). Origins as
+    `canonical_origin` writes them."""
 
     hosts: frozenset[str]
     protect_meta_routes: bool = False
     cors_origins: frozenset[str] = frozenset()
+    own_origins: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class Origin:
+    scheme: str
+    host: str
+    port: int  # the scheme's own when the origin names none
+
+    def __str__(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        port = "" if self.port == DEFAULT_PORTS[self.scheme] else f":{self.port}"
+        return f"{self.scheme}://{host}{port}"
+
+
+def parse_origin(value: str) -> Origin | None:
+    """An Origin header or a configured origin; None for `null` (a sandboxed page, a file) and
+    anything else that is no http(s) origin."""
+    try:
+        parts = urlsplit(value.strip())
+        port = parts.port
+    except ValueError:  # a port out of range or not a number
+        return None
+    scheme = parts.scheme.lower()
+    if scheme not in DEFAULT_PORTS or not parts.hostname:
+        return None
+    return Origin(scheme, parts.hostname.lower(), DEFAULT_PORTS[scheme] if port is None else port)
+
+
+def canonical_origin(value: str) -> str:
+    """An origin as a browser sends it (lower case, no port when it is the scheme's own: never
+    `https://app.example:443`), so that a configured one matches the header; "*" as it is."""
+    parsed = None if value == "*" else parse_origin(value)
+    return value if parsed is None else str(parsed)
 
 
 def allowed_hosts(configured: Sequence[str], bind_host: str, bind_is_loopback: bool,
@@ -74,10 +114,24 @@ def allowed_hosts(configured: Sequence[str], bind_host: str, bind_is_loopback: b
 
 def host_of(value: str) -> str:
     """`[::1]:8000` -> `::1`, `Example.com:80` -> `example.com`."""
+    return split_host(value)[0]
+
+
+def split_host(value: str) -> tuple[str, int | None]:
+    """A Host header's name and port: `[::1]:8000` -> (`::1`, 8000), `Example.com` ->
+    (`example.com`, None); a port that is no number is None."""
     value = value.strip().lower()
     if value.startswith("["):
-        return value[1:value.find("]")] if "]" in value else value
-    return value.rsplit(":", 1)[0] if value.count(":") == 1 else value
+        if "]" not in value:
+            return value, None
+        host, _, rest = value[1:].partition("]")
+        port = rest[1:] if rest.startswith(":") else ""
+    elif value.count(":") == 1:
+        host, _, port = value.partition(":")
+    else:
+        host, port = value, ""
+    number = int(port) if port.isascii() and port.isdigit() and len(port) <= 5 else None
+    return host, number
 
 
 class CrossSiteGuard:
@@ -88,6 +142,7 @@ class CrossSiteGuard:
         self.hosts = settings.hosts
         self.protect_meta_routes = settings.protect_meta_routes
         self.cors_origins = settings.cors_origins
+        self.own_origins = settings.own_origins
         self.dialects = list(dialects)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -103,25 +158,32 @@ class CrossSiteGuard:
 
     def _check(self, scope: Scope) -> None:
         headers = scope_headers(scope)
-        host = host_of(headers.get("host", ""))
+        host, port = split_host(headers.get("host", ""))
         if self.hosts and host not in self.hosts:
             raise HTTPRefusal(400, "invalidHost",
                               f"this server does not answer to the host {host[:100]!r}", "Host")
         origin = headers.get("origin")
-        if origin is not None and not self._origin_allowed(origin, host):
+        if origin is not None and not self._origin_allowed(origin, host, port):
             raise HTTPRefusal(403, "forbiddenOrigin",
                               f"requests from {origin[:100]!r} are refused (another site)",
                               "Origin")
         if self._meta_refused(scope, headers):  # Throttled when keys cannot be checked now
             raise HTTPRefusal(401, "invalidApiKey", "an API key is required", "Authorization")
 
-    def _origin_allowed(self, origin: str, host: str) -> bool:
-        if "*" in self.cors_origins or origin.lower() in self.cors_origins:
+    def _origin_allowed(self, origin: str, host: str, port: int | None) -> bool:
+        """Whether a page of `origin` may call, the request having come to `host`:`port`."""
+        if "*" in self.cors_origins:
+            return True
+        parsed = parse_origin(origin)
+        if parsed is None:
+            return False
+        if str(parsed) in self.cors_origins or str(parsed) in self.own_origins:
             return True  # the operator lets this site's pages call (keys still apply)
-        origin_host = (urlsplit(origin).hostname or "").lower()
-        if self.hosts:
-            return origin_host in self.hosts
-        return origin_host == host  # any host served: only the page's own origin
+        if parsed.host not in (self.hosts or {host}):  # any host served: only the page's own
+            return False
+        # This server's own page came to the port the request came to (the browser names it
+        # in Host unless it is the scheme's own); a page on another port is another program's.
+        return parsed.port == (DEFAULT_PORTS[parsed.scheme] if port is None else port)
 
     def _meta_refused(self, scope: Scope, headers: dict[str, str]) -> bool:
         path = scope["path"]

@@ -19,7 +19,7 @@ from easel.api.dialects.google import routes as google
 from easel.api.dialects.openai import routes as openai
 from easel.api.dialects.runware import routes as runware
 from easel.api.dialects.wavespeed import routes as wavespeed
-from easel.api.guard import GuardSettings, allowed_hosts
+from easel.api.guard import GuardSettings, allowed_hosts, canonical_origin
 from easel.catalog import Catalog
 from easel.domain.generation import Engine
 from easel.runtime.process import Runtime, not_ready_reason
@@ -153,7 +153,10 @@ def limits_of(settings: Settings) -> Limits:
 def guard_settings(settings: Settings) -> GuardSettings:
     hosts = allowed_hosts(settings.allowed_hosts, settings.host, is_loopback_host(settings.host),
                           settings.public_url)
-    return GuardSettings(hosts, settings.protect_meta_routes, frozenset(settings.cors_origins))
+    return GuardSettings(hosts, settings.protect_meta_routes,
+                         frozenset(canonical_origin(o) for o in settings.cors_origins),
+                         frozenset(canonical_origin(url) for url in (settings.base_url,
+                                                                     settings.local_url)))
 
 
 def build_key_store(settings: Settings) -> KeyStore:

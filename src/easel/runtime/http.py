@@ -1,35 +1,125 @@
-"""uvicorn's HTTP protocol with a deadline for every request's headers: a client that sends its
-headers a byte at a time (slowloris) is cut off instead of holding a connection, on a new
-connection and between the requests of a kept-alive one.
+"""uvicorn's HTTP protocol (httptools), with what it lacks against a hostile client.
 
-An idle kept-alive connection (a response sent, no byte of the next request yet) is a different
-thing: it stays open for the keep-alive time, which is longer than a load balancer's idle
-timeout, so the balancer closes idle connections, never easel. Otherwise a request sent just as
-easel closes the connection is lost on the wire (the client sees a reset, not an answer)."""
+A deadline for every request's headers: a client that sends its headers a byte at a time
+(slowloris) is cut off instead of holding a connection, on a new connection and between the
+requests of a kept-alive one. An idle kept-alive connection (a response sent, no byte of the
+next request yet) is a different thing: it stays open for the keep-alive time, which is longer
+than a load balancer's idle timeout, so the balancer closes idle connections, never easel.
+Otherwise a request sent just as easel closes the connection is lost on the wire (the client
+sees a reset, not an answer).
+
+Bounds on a request's headers, the request line included: llhttp has none, and httptools holds
+a header's value whole until it ends, so one client could make the server hold megabytes a
+connection (an 8 MiB header and 204 800 headers were answered 200). Over a bound: 431 in
+easel's error shape, before any route runs; WebSocket handshakes are HTTP requests here too."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
-from uvicorn.protocols.http.auto import AutoHTTPProtocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from easel.api.dialects.common import easel_error_body
+
+# What real clients send is far below both: a browser's cookies for a site are a few KiB
+# (4 KiB a cookie), the providers' SDKs send about a dozen short headers, and a proxy adds a
+# few more. Servers in front are stricter still (nginx: lines of 8 KiB; Apache: 100 fields).
+MAX_HEADER_BYTES = 64 * 1024
+MAX_HEADERS = 100
+
+END_OF_HEADERS = b"\r\n\r\n"
 
 
-def with_header_deadline(seconds: float, keep_alive: float | None = None) -> type[Any]:
-    base: type[Any] = AutoHTTPProtocol
-    idle_seconds = seconds if keep_alive is None else keep_alive
+class HeadersTooLarge(Exception):
+    """Raised in httptools' callbacks: it stops parsing the request at once."""
 
-    class HeaderDeadline(base):
+
+def http_protocol(
+    header_timeout: float, keep_alive: float | None = None,
+    max_header_bytes: int = MAX_HEADER_BYTES, max_headers: int = MAX_HEADERS,
+) -> type[Any]:
+    # httptools, not uvicorn's "auto" choice: the bounds count in its callbacks (uvicorn's
+    # standard extra, which easel depends on, always installs it).
+    base: type[Any] = HttpToolsProtocol
+    idle_seconds = header_timeout if keep_alive is None else keep_alive
+
+    class EaselHTTP(base):
         def connection_made(self, transport: asyncio.Transport) -> None:
             super().connection_made(transport)
             self._idle = False
-            self._header_deadline = self.loop.call_later(seconds, self._headers_too_slow)
+            self._header_deadline = self.loop.call_later(header_timeout, self._headers_too_slow)
+            self._in_headers = False  # between a request's first byte and its headers' end
+            self._header_bytes = self._header_count = 0  # as the parser hands them over
+            self._unparsed_bytes = 0  # of the headers, read after the piece they began in
+            self._last_bytes = b""  # where the blank line that ends the headers may begin
+            self._over_bounds = False
+            self._refused = False
 
         def data_received(self, data: bytes) -> None:
+            if self._refused:
+                return  # answered: dropped until the client closes or the deadline passes
             if self._idle:  # the next request's first bytes: its headers' deadline starts
                 self._idle = False
-                self._rearm(seconds)
+                self._rearm(header_timeout)
+            if self._in_headers:
+                # httptools holds a header's bytes until the header ends, unseen: count them
+                # as they arrive (each piece after the first; the first is one read's worth).
+                self._unparsed_bytes += _header_part(self._last_bytes, data)
+                if self._unparsed_bytes > max_header_bytes:
+                    self._refuse_headers()
+                    return
+            self._last_bytes = data[-3:]
             super().data_received(data)
+
+        def on_message_begin(self) -> None:
+            super().on_message_begin()
+            self._in_headers = True
+            self._header_bytes = self._header_count = self._unparsed_bytes = 0
+
+        def on_url(self, url: bytes) -> None:
+            self._count(len(url), 0)
+            super().on_url(url)
+
+        def on_header(self, name: bytes, value: bytes) -> None:
+            self._count(len(name) + len(value) + 4, 1)  # with ": " and the line's end
+            super().on_header(name, value)
+
+        def on_headers_complete(self) -> None:
+            self._in_headers = False
+            super().on_headers_complete()
+
+        def _count(self, size: int, fields: int) -> None:
+            self._header_bytes += size
+            self._header_count += fields
+            if self._header_bytes > max_header_bytes or self._header_count > max_headers:
+                self._over_bounds = True
+                raise HeadersTooLarge  # uvicorn answers a parser error: send_400_response
+
+        def send_400_response(self, msg: str) -> None:
+            if self._over_bounds:
+                self._refuse_headers()
+            else:
+                super().send_400_response(msg)
+
+        def _refuse_headers(self) -> None:
+            self._refused = True
+            body = json.dumps(easel_error_body(
+                "headersTooLarge", f"the request's headers are over {max_header_bytes} bytes "
+                f"or {max_headers} fields", "headers")).encode()
+            head = [b"HTTP/1.1 431 Request Header Fields Too Large\r\n"]
+            head += [name + b": " + value + b"\r\n"
+                     for name, value in self.server_state.default_headers]
+            head.append(b"content-type: application/json\r\ncontent-length: %d\r\n"
+                        b"connection: close\r\n\r\n" % len(body))
+            self.transport.write(b"".join(head) + body)
+            # Closed for writing only: a client still sending its headers reads the answer
+            # rather than a reset, its bytes are dropped, and the header deadline closes it.
+            if self.transport.can_write_eof():
+                self.transport.write_eof()
+            else:
+                self.transport.close()
 
         def on_response_complete(self) -> None:
             super().on_response_complete()
@@ -51,4 +141,11 @@ def with_header_deadline(seconds: float, keep_alive: float | None = None) -> typ
             self._header_deadline.cancel()
             super().connection_lost(exc)
 
-    return HeaderDeadline
+    return EaselHTTP
+
+
+def _header_part(before: bytes, data: bytes) -> int:
+    """How many bytes of `data` belong to the headers it continues: up to the blank line that
+    ends them (which may have begun in `before`, the last bytes read), or all of it."""
+    end = (before + data).find(END_OF_HEADERS)
+    return len(data) if end < 0 else max(0, end + len(END_OF_HEADERS) - len(before))

@@ -84,6 +84,9 @@ class Core:
     async def find(self, caller: Caller, ref: JobRef) -> Job:
         return await self.jobs.find(caller, ref)
 
+    def spend_rate_budget(self, caller: Caller) -> None:
+        self.jobs.admission.check_rate(caller)
+
     async def cancel(self, caller: Caller, ref: JobRef) -> Job:
         return await self.jobs.cancel(caller, ref)
 
@@ -115,7 +118,7 @@ class Core:
         return await asyncio.to_thread(self.artifacts.open, image_id, ext)
 
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
-        self.metrics.request_seconds.labels(method, route, str(status)).observe(seconds)
+        self.metrics.observe_request(method, route, status, seconds)
 
 
 def _mac(key: bytes, purpose: str, data: bytes) -> bytes:

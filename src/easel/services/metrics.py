@@ -29,6 +29,20 @@ prometheus_client.disable_created_metrics()
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 
+# Every label set of a histogram is 17 series, kept for the life of the process: no label may
+# take a value a caller chooses. The methods easel answers (HEAD and OPTIONS included: Starlette
+# and the CORS preflight answer them); any other token a client sends is "other".
+SERVED_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+OTHER = "other"
+
+
+def request_labels(method: str, route: str, status: int) -> tuple[str, str, str]:
+    """The labels of one request's timing: a served method or "other", the route template the
+    app matched (the app passes "unmatched" for none), and the status code."""
+    bounded_method = method if method in SERVED_METHODS else OTHER
+    bounded_status = str(status) if 100 <= status <= 599 else OTHER
+    return bounded_method, route, bounded_status
+
 
 class _JobStates(Collector):
     """Jobs by state, read from the store at scrape time: the store is the source of truth."""
@@ -160,6 +174,9 @@ class Metrics:
             "easel_request_seconds", "HTTP request latency", ["method", "route", "status"],
             buckets=LATENCY_BUCKETS, registry=r,
         )
+
+    def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
+        self.request_seconds.labels(*request_labels(method, route, status)).observe(seconds)
 
     def watch_deliveries(self, counts: Callable[[], dict[str, int]]) -> None:
         self.registry.register(_DeliveryStates(counts))

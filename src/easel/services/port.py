@@ -174,6 +174,12 @@ class Port(Protocol):
         """The caller's job `ref` names (NOT_FOUND else); spends the caller's rate budget."""
         ...
 
+    def spend_rate_budget(self, caller: Caller) -> None:
+        """Spend a token of the caller's rate budget for a request that asks the core nothing
+        else (a refusal a dialect answers itself, and polls of it; a WebSocket session opened);
+        Throttled (rate limited) over it."""
+        ...
+
     async def cancel(self, caller: Caller, ref: JobRef) -> Job:
         """Cancel the caller's job; spends the rate budget; a finished job comes back as it is."""
         ...
@@ -218,4 +224,7 @@ class Operations(Protocol):
         store cannot be read now."""
         ...
 
-    def observe_request(self, method: str, route: str, status: int, seconds: float) -> None: ...
+    def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
+        """One request's timing: `route` is the matched route's template, "unmatched" for
+        none, never the raw path; the method is bounded by the core (a metric label)."""
+        ...

@@ -21,7 +21,7 @@ from easel.services.port import Limits, Port
 
 from .schemas import RunwareError
 from .tasks import Outcome, auth_error, failed, is_auth, parse_frame, run_task, type_name
-from .translate import TASK_TYPE, ReplyBudget
+from .translate import TASK_TYPE, ReplyBudget, from_easel
 
 SESSION_KEEP_SECONDS = 120.0  # undelivered results wait this long for a reconnecting client
 # A half-open connection is found by WebSocket pings within about two ping intervals (uvicorn's
@@ -272,6 +272,12 @@ class _Connection:
         caller = self._caller(key if isinstance(key, str) else None)
         if caller is None:
             await self.send(failed(auth_error(key)).envelope())
+            return
+        try:  # each opens a session, kept for a reconnecting client: not for free
+            self.port.spend_rate_budget(caller)
+        except Throttled as over_budget:
+            await self.send(failed(from_easel(over_budget).for_task(
+                "authentication", None)).envelope())
             return
         self.caller = caller
         self.key = key if isinstance(key, str) and key else None

@@ -23,7 +23,7 @@ from easel.api.openapi import (
     responses,
     security,
 )
-from easel.domain.errors import EaselError, ErrorKind
+from easel.domain.errors import EaselError, ErrorKind, Throttled
 from easel.domain.job import Job
 from easel.services.port import JobRef, Port
 
@@ -74,15 +74,34 @@ def render_error(err: EaselError, request: Request) -> JSONResponse:
     else is `{code, message}` with the HTTP status."""
     model_id = request.path_params.get("model_id")
     if model_id is not None and translate.is_refused_as_task(err):
-        port = port_of(request)
-        sent = getattr(request.state, "json_body", None)
-        data = translate.refusal_data(model_id, err, datetime.now(UTC), port.images.base_url,
-                                      _refusal_mac(port), sent)
-        _notify_refusal(request, port, sent, data)
-        return JSONResponse(translate.envelope(data))
+        try:
+            return _refused_as_task(request, model_id, err)
+        except Throttled as over_budget:
+            response = _error_reply(over_budget)
+            response.headers["Retry-After"] = str(over_budget.retry_after)
+            return response
+    return _error_reply(err)
+
+
+def _error_reply(err: EaselError) -> JSONResponse:
     status = translate.ERRORS.status(err)
     message = UNAUTHENTICATED if err.kind is ErrorKind.UNAUTHENTICATED else err.message
     return JSONResponse(translate.error_body(status, message), status_code=status)
+
+
+def _refused_as_task(request: Request, model_id: str, err: EaselError) -> JSONResponse:
+    """A refused submission as its failed task (and its webhook). One refused before it reached
+    the core, which spends the rate budget first, spends it here: refusals, and the webhooks
+    they send, are not free. Throttled over the budget."""
+    port = port_of(request)
+    caller = getattr(request.state, "caller", None)
+    if caller is not None and not getattr(request.state, "submitted", False):
+        port.spend_rate_budget(caller)
+    sent = getattr(request.state, "json_body", None)
+    data = translate.refusal_data(model_id, err, datetime.now(UTC), port.images.base_url,
+                                  _refusal_mac(port), sent)
+    _notify_refusal(request, port, sent, data)
+    return JSONResponse(translate.envelope(data))
 
 
 def _notify_refusal(request: Request, port: Port, sent: dict[str, Any] | None,
@@ -169,10 +188,12 @@ async def submit(
     caller: Authenticated,
     port: CorePort,
     body: JsonBody,
+    request: Request,
     webhook: str | None = None,
 ) -> JSONResponse:
     call = translate.to_submission(model_id, body, webhook, caller,
                                    _takes_negative_prompt(port, model_id))
+    request.state.submitted = True  # the core spends its rate budget (render_error: not again)
     headers = ignored_header(call.ignored)
     if not call.sync:
         job, _ = await port.submit(call.submission)
@@ -203,6 +224,7 @@ def _takes_negative_prompt(port: Port, model_id: str) -> bool:
 async def result(prediction_id: str, caller: Authenticated, port: CorePort) -> JSONResponse:
     refusal = translate.decode_refusal(prediction_id, port.images.base_url, _refusal_mac(port))
     if refusal is not None:
+        port.spend_rate_budget(caller)  # as the poll of a job does (port.find)
         return JSONResponse(translate.envelope(refusal))
     job = await port.find(caller, _prediction(prediction_id))
     return JSONResponse(translate.envelope(await _reply(port, job)), headers=stand_in_header(job))
