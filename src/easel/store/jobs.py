@@ -81,6 +81,14 @@ class NewJob:
 
 
 @dataclass(frozen=True)
+class QueuePlace:
+    """Where a queued job stands: jobs ahead of it, and the work units before its turn."""
+
+    ahead: int
+    work_ahead: float
+
+
+@dataclass(frozen=True)
 class StoredImage:
     """An image row with what serving it needs."""
 
@@ -279,6 +287,47 @@ class JobStore:
     def queued_count(self) -> int:
         with self.engine.connect() as conn:
             return _queued(conn)
+
+    def queue_place(self, job_id: str) -> QueuePlace | None:
+        """Where a queued job stands: the queued jobs ahead of it in fair order, and their
+        work plus what is left of the running jobs'. None when the job is not queued."""
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(jobs.c.fair_start, jobs.c.created_at, jobs.c.id)
+                               .where(jobs.c.id == job_id,
+                                      jobs.c.status == JobStatus.QUEUED.value)).first()
+            if row is None:
+                return None
+            start, created, ident = row
+            ahead = sa.or_(jobs.c.fair_start < start, sa.and_(
+                jobs.c.fair_start == start, sa.or_(jobs.c.created_at < created, sa.and_(
+                    jobs.c.created_at == created, jobs.c.id < ident))))
+            count, queued_work = conn.execute(
+                sa.select(sa.func.count(), sa.func.coalesce(sa.func.sum(jobs.c.work), 0.0))
+                .where(jobs.c.status == JobStatus.QUEUED.value, ahead)).one()
+            left = sa.case((jobs.c.progress_total > 0, 1.0 - sa.cast(jobs.c.progress_step,
+                                                                     sa.Float)
+                            / jobs.c.progress_total), else_=1.0)
+            running = conn.execute(
+                sa.select(sa.func.coalesce(sa.func.sum(jobs.c.work * left), 0.0))
+                .where(jobs.c.status == JobStatus.PROCESSING.value)).scalar()
+        return QueuePlace(int(count), float(queued_work) + float(running or 0.0))
+
+    def seconds_per_work(self, recent: int = 50) -> float | None:
+        """What a work unit has taken here lately: engine seconds over work units of the
+        latest completed batches (a batch's seconds once, however many jobs shared it). None
+        before any job has completed."""
+        latest = (sa.select(jobs.c.batch_id, sa.func.max(jobs.c.engine_seconds).label("seconds"),
+                            sa.func.sum(jobs.c.work).label("work"),
+                            sa.func.max(jobs.c.finished_at).label("at"))
+                  .where(jobs.c.status == JobStatus.COMPLETED.value,
+                         jobs.c.batch_id.is_not(None))
+                  .group_by(jobs.c.batch_id).order_by(sa.desc("at")).limit(recent).subquery())
+        with self.engine.connect() as conn:
+            seconds, work = conn.execute(sa.select(sa.func.sum(latest.c.seconds),
+                                                   sa.func.sum(latest.c.work))).one()
+        if not seconds or not work:
+            return None
+        return float(seconds) / float(work)
 
     def unfinished_work(self, caller: str) -> float:
         """The work units of the caller's queued and running jobs."""
