@@ -175,7 +175,8 @@ class Settings(BaseSettings):
     this server's own pages."""
     secret_key: str | None = None
     """Signs the ids the server hands out (WaveSpeed refusal ids); default: the data dir's
-    `secret.key`, made on first start."""
+    `secret.key`, made on first start. Required, the same on every process, with a job store
+    other than SQLite (processes on other machines do not share the data dir)."""
 
     # -- abuse limits; prompt length and images per request are per model, in the catalog
     rate_limit_per_second: float = 10.0
