@@ -9,17 +9,26 @@ own access log is off.
 Secrets are masked in the message and in every field: API keys (easel's `easel_<id>_<secret>`
 and the configured plain ones), webhook secrets (`whsec_...`), bearer tokens, and the signature
 and key parameters of URLs (presigned URLs, Google's `?key=`).
+
+Callers' text (a prompt, a URL, an error message that quotes them) may hold characters a
+terminal acts on: ESC sequences, BEL, a newline that starts a forged log line, a right-to-left
+override that reorders what is shown. `visible` shows each escaped (`\\x1b`, `\\u202e`): the text
+log writes every line through it, and the CLI prints callers' text through it. The JSON log
+keeps the text as it was, written with JSON's own escapes for the same characters.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import logging.config
 import re
+import unicodedata
 from collections.abc import Iterable
 from typing import Any
 
-from pythonjsonlogger.core import RESERVED_ATTRS
+from pythonjsonlogger.core import RESERVED_ATTRS, LogData
+from pythonjsonlogger.json import JsonFormatter
 
 MASK = "***"
 LEVELS = ("debug", "info", "warning", "error")
@@ -37,6 +46,63 @@ _PATTERNS = (  # (what, what it becomes): group 1, when there is one, is kept
 )
 # The standard attributes of a LogRecord: anything else on a record is a field someone added.
 _RECORD_FIELDS = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+
+
+def _invisible(char: str) -> bool:
+    """Control characters (C0, DEL, C1), format characters (bidirectional overrides and
+    isolates, zero-width ones), line and paragraph separators, surrogates, unassigned code
+    points: what str.isprintable() refuses, but for spaces (U+00A0, U+3000 show as spaces)."""
+    return not char.isprintable() and unicodedata.category(char) != "Zs"
+
+
+_SHORT_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escape(char: str) -> str:
+    code = ord(char)
+    if char in _SHORT_ESCAPES:
+        return _SHORT_ESCAPES[char]
+    return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}" if code <= 0xFFFF \
+        else f"\\U{code:08x}"
+
+
+def visible(text: str) -> str:
+    """`text` with every character a terminal would act on or not show escaped as Python
+    writes it (`\\x1b`, `\\u202e`, `\\n`): safe to print, and what it holds can be seen."""
+    if text.isprintable():  # nearly always: nothing to do
+        return text
+    return "".join(_escape(c) if _invisible(c) else c for c in text)
+
+
+class VisibleText(logging.Formatter):
+    """The text log: a record's message through `visible`, so that a caller's text can neither
+    drive the terminal nor forge a line; a traceback's lines each (it keeps its line breaks,
+    an exception's message spanning lines included)."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        return visible(super().formatMessage(record))
+
+    def formatException(self, ei: Any) -> str:
+        return _visible_lines(super().formatException(ei))
+
+    def formatStack(self, stack_info: str) -> str:
+        return _visible_lines(super().formatStack(stack_info))
+
+
+def _visible_lines(text: str) -> str:
+    return "\n".join(visible(line) for line in text.split("\n"))
+
+
+class VisibleJson(JsonFormatter):
+    """The JSON log, without raw characters a terminal acts on even when it is read as text:
+    JSON escapes the C0 controls itself; the others (C1, bidirectional overrides, ...) get
+    JSON's \\u escapes too, so the values decode to exactly what was logged."""
+
+    def jsonify_log_record(self, log_data: LogData) -> str:
+        line = super().jsonify_log_record(log_data)
+        if line.isprintable():
+            return line
+        return "".join(json.dumps(c)[1:-1] if _invisible(c) else c for c in line)
 
 
 class MaskSecrets(logging.Filter):
@@ -72,13 +138,13 @@ def configure(level: str = "info", json_lines: bool = False,
         raise ValueError(f"log level must be one of {', '.join(LEVELS)}, got {level!r}")
     text = "%(asctime)s %(levelname)s %(name)s: %(message)s"
     formatter: dict[str, Any] = (
-        {"()": "pythonjsonlogger.json.JsonFormatter",
+        {"()": VisibleJson,
          "fmt": "%(levelname)s %(name)s %(message)s",
          # ISO 8601 in UTC, as log shippers parse it; uvicorn's `color_message` (its message
          # again, with terminal colours) is left out
          "timestamp": "time", "rename_fields": {"levelname": "level", "name": "logger"},
          "reserved_attrs": [*RESERVED_ATTRS, "color_message"], "json_ensure_ascii": False}
-        if json_lines else {"format": text})
+        if json_lines else {"()": VisibleText, "fmt": text})
     ours = {"level": level.upper(), "handlers": ["stderr"], "propagate": False}
     logging.config.dictConfig({
         "version": 1,

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 from urllib.parse import urlsplit
 
-from pydantic import Field, FilePath, ValidationError, field_validator
+from pydantic import Field, FilePath, ValidationError, ValidationInfo, field_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
@@ -175,7 +175,8 @@ class Settings(BaseSettings):
     this server's own pages."""
     secret_key: str | None = None
     """Signs the ids the server hands out (WaveSpeed refusal ids); default: the data dir's
-    `secret.key`, made on first start."""
+    `secret.key`, made on first start. Required, the same on every process, with a job store
+    other than SQLite (processes on other machines do not share the data dir)."""
 
     # -- abuse limits; prompt length and images per request are per model, in the catalog
     rate_limit_per_second: float = 10.0
@@ -249,6 +250,11 @@ class Settings(BaseSettings):
     content_checks: bool = True
     """Run the content check (NudeNet) where a request asks for one; false: every image is
     delivered unchecked."""
+    content_check_floor: Literal["off", "flag", "withhold"] = "off"
+    """The least content check every job gets, whatever its caller asks (docs/safety.md):
+    `off`, what the caller asks; `flag`, every image checked, at least at
+    `block_medium_and_above`, and flagged (where the dialect withholds, withheld); `withhold`,
+    every flagged image withheld, in every dialect. Needs `content_checks`."""
     blocked_prompt_terms: Annotated[list[str], NoDecode] = Field(default_factory=list)
     """Words and phrases refused in prompts (whole words, any case), comma separated."""
     blocked_prompt_patterns: list[str] = Field(default_factory=list)
@@ -273,6 +279,14 @@ class Settings(BaseSettings):
     """The prompt enhancer's API key, if it needs one."""
     prompt_enhancer_timeout: float = 10.0
     """How long a rewrite may take before the original prompt is used (seconds)."""
+
+    @field_validator("content_check_floor")
+    @classmethod
+    def _floor_needs_checks(cls, value: str, info: ValidationInfo) -> str:
+        if value != "off" and info.data.get("content_checks") is False:
+            raise ValueError(f"{value} needs content_checks on (EASEL_CONTENT_CHECKS): a floor "
+                             "of checks that never run would promise what is not done")
+        return value
 
     @field_validator("webhook_retry_delays", mode="before")
     @classmethod

@@ -65,6 +65,8 @@ def core(tmp_path: Path, database_url: str, request: pytest.FixtureRequest
         if "database" not in settings and not database_url.startswith("sqlite"):
             settings["database"] = (database_url if not made
                                     else request.getfixturevalue("postgres").new_database())
+            # One secret, as every process sharing a PostgreSQL store must be given.
+            settings.setdefault("secret_key", "one-secret-for-every-process")
         built = Core(tmp_path / f"core{len(made)}", engine or FakeEngine(), **settings)
         made.append(built)
         return built

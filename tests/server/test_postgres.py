@@ -55,7 +55,8 @@ def shared_store(postgres: PostgresServer, tmp_path: Path) -> Iterator[dict[str,
     url = postgres.new_database()
     JobStore(url).create()
     yield {"EASEL_DATABASE": url, "EASEL_API_KEYS": KEY, "EASEL_POLL_INTERVAL": "600",
-           "EASEL_STAND_IN": "tiny"}
+           "EASEL_STAND_IN": "tiny",
+           "EASEL_SECRET_KEY": "one-secret-for-every-process"}
 
 
 def test_api_processes_answer_what_a_worker_process_ran(

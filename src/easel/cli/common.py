@@ -30,7 +30,11 @@ DataDir = Annotated[
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
-    err.print(f"error: {message}", markup=False, highlight=False, soft_wrap=True)
+    """One line on stderr and the exit code. The message may quote a caller's text (a server's
+    error names the parameter and its value): what a terminal would act on is shown escaped."""
+    from easel.logs import visible
+
+    err.print(f"error: {visible(message)}", markup=False, highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from typing import Annotated
+from urllib.parse import quote
 
 import typer
 from rich import box
@@ -12,6 +13,7 @@ from rich.table import Table
 from rich.text import Text
 
 from easel.cli.common import err, fail, out, settings_from
+from easel.logs import visible
 
 app = typer.Typer(no_args_is_help=True, help="Jobs on a running server.")
 
@@ -65,11 +67,18 @@ def _print_job(job: dict[str, object]) -> None:
             value = f"step {progress.get('step')} of {progress.get('total')}"
         if name == "error" and isinstance(value, dict):
             value = f"{value.get('kind')}: {value.get('message')}"
-        table.add_row(name, Text("" if value is None else str(value)))  # as written: no markup
+        # As written (no markup), but for what a terminal would act on: shown escaped.
+        table.add_row(name, Text("" if value is None else visible(str(value))))
     out.print(table)
     for output in job.get("outputs") or []:  # type: ignore[attr-defined]
         if isinstance(output, dict) and output.get("url"):
-            typer.echo(f"image {output.get('index')}: {output['url']}")
+            typer.echo(f"image {output.get('index')}: {visible(str(output['url']))}")
+
+
+def _path(job_id: str) -> str:
+    """The id as one path segment: any character in it (a slash, a `?`, a control character a
+    URL may not hold) is the id's, not the URL's."""
+    return quote(job_id, safe="")
 
 
 TERMINAL = ("completed", "failed", "cancelled")
@@ -109,9 +118,9 @@ def jobs_list(
         shown = f"{state} {progress['step']}/{progress['total']}" if state == "processing" \
             else state
         prompt = job["prompt"][:60] + ("…" if len(job["prompt"]) > 60 else "")
-        table.add_row(  # Text: a prompt is shown as written, never read as rich markup
-            Text(job["id"]), Text(shown, style=STATUS_STYLE.get(state, "white")),
-            job["created_at"][5:16].replace("T", " "), Text(prompt),
+        table.add_row(  # Text: a prompt is never read as rich markup; visible: nor by the tty
+            Text(visible(job["id"])), Text(shown, style=STATUS_STYLE.get(state, "white")),
+            job["created_at"][5:16].replace("T", " "), Text(visible(prompt)),
         )
     out.print(table)
 
@@ -123,7 +132,7 @@ def jobs_show(
     key: ServerKey = None,
 ) -> None:
     """Show one job: its state, progress and error."""
-    _print_job(_server_call("GET", f"{server_url(url)}/easel/jobs/{job_id}", key))
+    _print_job(_server_call("GET", f"{server_url(url)}/easel/jobs/{_path(job_id)}", key))
 
 
 @app.command("cancel")
@@ -135,11 +144,11 @@ def jobs_cancel(
     """Cancel a queued or running job; a running one stops within one denoising step, which
     this waits for (up to 30 s), so what it prints is the job as the cancel left it."""
     base = server_url(url)
-    job = _server_call("POST", f"{base}/easel/jobs/{job_id}/cancel", key)
+    job = _server_call("POST", f"{base}/easel/jobs/{_path(job_id)}/cancel", key)
     deadline = time.monotonic() + CANCEL_WAIT_SECONDS
     while job.get("status") not in TERMINAL and time.monotonic() < deadline:
         time.sleep(0.2)  # polling a server from a command line: no event to wait on here
-        job = _server_call("GET", f"{base}/easel/jobs/{job_id}", key)
+        job = _server_call("GET", f"{base}/easel/jobs/{_path(job_id)}", key)
     _print_job(job)
     if job.get("status") not in TERMINAL:
         err.print("the job is still stopping; `easel jobs show` tells when it has",

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from easel.cli.common import DataDir, err, fail, settings_from
+from easel.logs import visible
 from easel.services.access.keys import key_principal
 from easel.store import JobStore, KeyStore
 
@@ -59,7 +60,7 @@ def keys_list(data_dir: DataDir = None) -> None:
     for info in _keys(data_dir).list():
         created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(info.created_at))
         state = "active" if info.revoked_at is None else "revoked"
-        typer.echo(f"{info.id}\t{state}\t{created}\t{info.name}")
+        typer.echo(f"{info.id}\t{state}\t{created}\t{visible(info.name)}")
 
 
 @app.command("adopt")

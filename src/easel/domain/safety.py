@@ -3,7 +3,7 @@ terms (the dialects spell them their own way; services/images/safety.py applies 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 
 
@@ -15,6 +15,24 @@ class SafetyLevel(StrEnum):
     BLOCK_LOW_AND_ABOVE = "block_low_and_above"  # strictest
     BLOCK_MEDIUM_AND_ABOVE = "block_medium_and_above"
     BLOCK_ONLY_HIGH = "block_only_high"
+
+
+# From the most lenient to the strictest.
+STRICTNESS = (SafetyLevel.BLOCK_NONE, SafetyLevel.BLOCK_ONLY_HIGH,
+              SafetyLevel.BLOCK_MEDIUM_AND_ABOVE, SafetyLevel.BLOCK_LOW_AND_ABOVE)
+
+
+class CheckFloor(StrEnum):
+    """The least content check the operator has every job get, whatever its caller asks
+    (EASEL_CONTENT_CHECK_FLOOR)."""
+
+    OFF = "off"  # the caller decides
+    FLAG = "flag"  # every image checked, at least at FLOOR_LEVEL
+    WITHHOLD = "withhold"  # and every flagged image withheld
+
+
+# The floor's level: the one each provider that checks by default checks at.
+FLOOR_LEVEL = SafetyLevel.BLOCK_MEDIUM_AND_ABOVE
 
 
 class PersonGeneration(StrEnum):
@@ -53,6 +71,15 @@ class SafetyInput:
     @property
     def checks_people(self) -> bool:
         return self.person_generation is PersonGeneration.DONT_ALLOW
+
+    def raised_to(self, floor: CheckFloor) -> SafetyInput:
+        """These settings, made at least as strict as the operator's floor: never less strict
+        than the caller asked (a stricter level, or withholding, stands)."""
+        if floor is CheckFloor.OFF:
+            return self
+        level = max(self.level, FLOOR_LEVEL, key=STRICTNESS.index)
+        on_flagged = OnFlagged.WITHHOLD if floor is CheckFloor.WITHHOLD else self.on_flagged
+        return replace(self, level=level, on_flagged=on_flagged)
 
     def to_json(self) -> dict[str, str]:
         return {"level": self.level.value, "on_flagged": self.on_flagged.value,

@@ -22,6 +22,7 @@ from easel.api.dialects.wavespeed import routes as wavespeed
 from easel.api.guard import GuardSettings, allowed_hosts, canonical_origin
 from easel.catalog import Catalog
 from easel.domain.generation import Engine
+from easel.domain.safety import CheckFloor
 from easel.runtime.process import Runtime, not_ready_reason
 from easel.services.access.keys import KeyRing
 from easel.services.access.secrets import server_secret, signing_root
@@ -203,6 +204,7 @@ def build_runtime(
         on_submit=lambda dialect: metrics.submitted.labels(dialect).inc(),
         prompts=prompt_rules(settings, metrics),
         chosen_id_scopes=[d.name for d in served if d.chooses_ids],
+        check_floor=CheckFloor(settings.content_check_floor),
     )
     renderers = {d.name: d.render_webhook for d in served if d.render_webhook is not None}
     signers = {d.name: d.sign_webhook for d in served if d.sign_webhook is not None}

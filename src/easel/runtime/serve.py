@@ -20,6 +20,7 @@ from easel.runtime.build import (
     make_resolver,
 )
 from easel.runtime.http import http_protocol
+from easel.services.access.secrets import missing_shared_secret
 from easel.services.delivery.outbound import is_loopback_host
 from easel.services.weights.facts import backend_facts, warn_stand_ins
 from easel.settings import Settings
@@ -32,9 +33,13 @@ class StartRefused(Exception):
 
 
 def check_can_serve(settings: Settings, insecure_no_auth: bool) -> None:
-    """Refuses, before anything says it is serving: listening beyond loopback with no API keys
-    (unless asked for plainly), every web page allowed to call with no API keys (any site a
-    user visits could spend this machine), and an address that is taken."""
+    """Refuses, before anything says it is serving: a process sharing its job store with other
+    machines but no secret with them (services/access/secrets.py), listening beyond loopback
+    with no API keys (unless asked for plainly), every web page allowed to call with no API
+    keys (any site a user visits could spend this machine), and an address that is taken."""
+    refused = missing_shared_secret(settings)
+    if refused is not None:
+        raise StartRefused(refused)
     host = settings.host
     beyond_loopback, any_page = not is_loopback_host(host), "*" in settings.cors_origins
     # The key store is read once, and only when the answer matters.

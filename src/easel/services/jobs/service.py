@@ -3,8 +3,8 @@ to submit, run, read, wait for and cancel generation jobs.
 
 Dialects translate their wire format into a Submission and render the Job they get back; they
 never touch the store or the engine. `submit` runs, in this order and nowhere else: the caller's
-rate limit and the queue cap, the catalog's rules, the SSRF check of every outbound URL,
-idempotency, insert.
+rate limit and the queue cap, the catalog's rules, the SSRF check of every outbound URL, the
+operator's content check floor, idempotency, insert.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from easel.domain.errors import EaselError, ErrorKind, Throttled, invalid
 from easel.domain.job import Job, JobImage, JobStatus, job_id_from
 from easel.domain.outcomes import Draining, JobFailed, StillRunning
 from easel.domain.request import GenerationRequest
-from easel.domain.safety import EnhancementState
+from easel.domain.safety import CheckFloor, EnhancementState
 from easel.domain.submission import Caller, Submission, WireNames
 from easel.services.delivery.outbound import check_at_submission
 from easel.services.jobs.admission import Admission
@@ -133,6 +133,7 @@ class JobService:
         on_submit: Callable[[str], None],
         prompts: PromptRules | None = None,
         chosen_id_scopes: Sequence[str] = (),
+        check_floor: CheckFloor = CheckFloor.OFF,
     ) -> None:
         self.catalog = catalog
         self.resolver = resolver
@@ -149,6 +150,7 @@ class JobService:
         # The dialects whose clients choose job ids (the composition root lists them): easel's
         # own API finds a job by any of them.
         self.chosen_id_scopes = tuple(chosen_id_scopes)
+        self.check_floor = check_floor  # the operator's least content check, for every job
         self._drain_at: float | None = None  # monotonic time by which held requests answer
 
     # -- submit -------------------------------------------------------------------------------
@@ -202,8 +204,11 @@ class JobService:
         task_id = submission.task_id
         job_id = str(uuid.uuid4()) if task_id is None else scoped_id(
             submission.caller, submission.dialect, task_id)
+        # The operator's floor is applied here, after the hash: a retry with the same task id
+        # matches the client's own parameters, whatever the floor.
+        checked = replace(request, safety=request.safety.raised_to(self.check_floor))
         new = NewJob(
-            id=job_id, dialect=submission.dialect, request=request,
+            id=job_id, dialect=submission.dialect, request=checked,
             params_hash=params_hash(submission, request_to_json(request)),
             caller=submission.caller.principal, delivery=submission.delivery,
             echo=dict(submission.echo), task_id=task_id, batch_key=batch_key(the_plan),

@@ -25,13 +25,13 @@ from .translate import (
     ReplyBudget,
     ack,
     from_easel,
-    job_error,
     model_entry,
     model_search,
     poll_items,
     report_delivery_failures,
     result_items,
     task_details,
+    task_error,
     to_submission,
 )
 
@@ -112,8 +112,8 @@ async def _image_inference(
         job, _created = await port.submit(submission)
         return Outcome(data=[ack(job)])
     job = await port.settle(submission)
-    if job.error is not None:
-        return failed(job_error(job))
+    if (error := task_error(job)) is not None:
+        return failed(error)
     if not job.status.terminal:
         raise RunwareError(ERRORS.code(ErrorKind.TIMEOUT), "the task did not finish in time; "
                            "use deliveryMethod async", status=504)
@@ -131,8 +131,8 @@ async def _poll_outcome(
 ) -> Outcome:
     """What a poll of `job` answers: its error, or every image with finally failed
     deliveries marked."""
-    if job.error is not None:
-        return failed(job_error(job))
+    if (error := task_error(job)) is not None:
+        return failed(error)
     items = await poll_items(job, port.images, budget, output_types)
     if job.status.terminal:
         failures = [d for d in await port.deliveries(job) if d.status == FAILED]

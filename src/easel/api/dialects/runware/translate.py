@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from easel.api.dialects.common import ErrorTable, ImageSource
+from easel.api.dialects.common import ErrorTable, ImageSource, all_withheld, withheld_message
 from easel.api.limits import HTTPRefusal
 from easel.catalog import Model
 from easel.domain.delivery import UPLOAD, Delivery
@@ -129,6 +129,20 @@ def job_error(job: Job) -> RunwareError:
                         task_uuid=job.client_id)
 
 
+def task_error(job: Job) -> RunwareError | None:
+    """What a task answers instead of its images: its failure, or a content policy refusal
+    (as for a blocked prompt) when every image was withheld. Runware itself only flags; the
+    operator's content check floor (`withhold`) withholds."""
+    if job.error is not None:
+        return job_error(job)
+    if all_withheld(job) is None:
+        return None
+    kind = ErrorKind.CONTENT_BLOCKED
+    return RunwareError(ERRORS.code(kind), withheld_message(job), NAMES("prompt"),
+                        status=ERRORS.status_of(kind), task_type=TASK_TYPE,
+                        task_uuid=job.client_id)
+
+
 def ack(job: Job) -> dict[str, Any]:
     """The async acknowledgement: no imageUUID, no status (runware 0.5.24 would take it for
     the results)."""
@@ -162,7 +176,7 @@ async def result_items(
     per_image_cost = round(job.cost_usd / max(len(job.images), 1), 6)
     items = []
     for image in job.images:
-        if image.withheld is not None:  # never for Runware, which flags; kept safe
+        if image.withheld is not None:  # withheld by the operator's floor: left out
             continue
         item: dict[str, Any] = {"taskType": TASK_TYPE, "taskUUID": job.client_id,
                                 "imageUUID": image.image_id}
@@ -192,8 +206,9 @@ async def _image_field(
 
 async def webhook_body(job: Job, image_id: str | None, images: ImageSource) -> dict[str, Any]:
     """One webhook POST: a finished image in the sync reply's envelope, or the task's error."""
-    if job.status is not JobStatus.COMPLETED:
-        return {"errors": [job_error(job).to_dict()]}
+    error = task_error(job) if job.status is JobStatus.COMPLETED else job_error(job)
+    if error is not None:
+        return {"errors": [error.to_dict()]}
     items = await result_items(job, images, with_status=False)
     return {"data": [item for item in items if item["imageUUID"] == image_id] or items}
 

@@ -19,6 +19,7 @@ from typing import Any
 from easel.api.dialects.common import (
     ErrorTable,
     ImageSource,
+    all_withheld,
     b64,
     delivered_images,
     iso_ms,
@@ -185,6 +186,9 @@ async def outputs(job: Job, images: ImageSource) -> list[str]:
 
 def job_data(job: Job, base_url: str, outputs: list[str]) -> dict[str, Any]:
     completed = job.status is JobStatus.COMPLETED
+    # WaveSpeed itself only flags; when the operator's content check floor withheld every
+    # image, the task fails as a moderated one does (data.code 1200).
+    blocked = all_withheld(job) if completed else None
     shown_id = prediction_id(job)
     data: dict[str, Any] = {
         "id": shown_id,
@@ -193,12 +197,14 @@ def job_data(job: Job, base_url: str, outputs: list[str]) -> dict[str, Any]:
         "outputs": outputs,
         "urls": {"get": result_url(base_url, shown_id)},
         "has_nsfw_contents": [i.nsfw for i in delivered_images(job)] if completed else [],
-        "status": STATUS[job.status],
+        "status": "failed" if blocked else STATUS[job.status],
         "created_at": iso_ms(job.created_at),
         "error": (job.error_message or "") if job.error is not None else "",
         "timings": {"inference": inference_ms(job)},
     }
     data["code"] = task_code(job) if job.status in (JobStatus.FAILED, JobStatus.CANCELLED) else 0
+    if blocked is not None:
+        data["error"], data["code"] = blocked.message, CODE_MODERATION
     return data
 
 
