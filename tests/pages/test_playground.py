@@ -403,3 +403,52 @@ def test_with_api_keys_the_page_asks_for_one_and_keeps_it(browser: Any, server: 
         assert not dialog.is_visible()
     finally:
         context.close()
+
+
+def test_a_queued_job_says_where_it_stands_and_moves_up(page: Any, server: Server) -> None:
+    """Three jobs queued behind a long one: the last card says 2 jobs ahead, then 1, then
+    next, then runs (the server's fair order, from its event stream)."""
+    open_playground(page, server)
+    blocker = httpx.post(f"{server.url}/easel/jobs", headers=AUTH, timeout=30,
+                         json={"model": STANDARD, "prompt": "a long job ahead"}).json()["id"]
+    wait_running(server, blocker)
+    before = page.locator(".job[data-job-id]").count()  # the page lists its own jobs only
+    ids: list[str] = []
+    for ratio in ("1:1", "3:4", "4:3"):  # three sizes: three engine calls, one at a time
+        page.select_option("#model", FAST)
+        page.select_option("#aspect_ratio", ratio)
+        page.fill("#prompt", f"queued at {ratio}")
+        page.click("#generate")
+        page.wait_for_function("n => document.querySelectorAll('.job[data-job-id]').length "
+                               "=== n", arg=before + len(ids) + 1)
+        ids.append(next(card.get_attribute("data-job-id")
+                        for card in page.query_selector_all(".job[data-job-id]")
+                        if card.get_attribute("data-job-id") not in (*ids, blocker)))
+    last = f".job[data-job-id='{ids[2]}'] .job-progress"
+    page.evaluate("""selector => {
+        window.seenPlaces = [];
+        new MutationObserver(() => {
+            const text = document.querySelector(selector)?.textContent || "";
+            if (window.seenPlaces.at(-1) !== text) window.seenPlaces.push(text);
+        }).observe(document.body, {subtree: true, childList: true, characterData: true});
+    }""", last)
+    page.locator(last).filter(has_text="2 jobs ahead").wait_for(timeout=60_000)
+    shot(page, "queue-position")
+    httpx.post(f"{server.url}/easel/jobs/{blocker}/cancel", headers=AUTH, timeout=30)
+    page.wait_for_selector(f".job[data-job-id='{ids[2]}'][data-status=completed]",
+                           timeout=120_000)
+    seen = page.evaluate("window.seenPlaces")
+    places = [re.sub(r" · about .*", "", text) for text in seen if text.startswith("queued ·")]
+    moves = [p for i, p in enumerate(places) if i == 0 or places[i - 1] != p]
+    assert moves == ["queued · 2 jobs ahead", "queued · 1 job ahead",
+                     "queued · next in the queue"], seen
+
+
+def wait_running(srv: Server, job_id: str) -> None:
+    """Until the job is in the engine (its events stream says so)."""
+    with httpx.stream("GET", f"{srv.url}/easel/jobs/{job_id}/events", headers=AUTH,
+                      timeout=60) as events:
+        for line in events.iter_lines():
+            if line.startswith("data:") and '"status": "processing"' in line:
+                return
+    raise AssertionError(f"job {job_id} never ran")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Callable
@@ -43,6 +44,8 @@ def test_easel_jobs_lists_shows_and_cancels_on_a_running_server(
     assert [j["id"] for j in json.loads(listed.stdout)] == [queued["id"], running["id"]]
     table = easel("list").stdout
     assert running["id"] in table and "a lighthouse at dusk" in table and "a second job" in table
+    waiting = easel("show", queued["id"]).stdout  # its place: next, or behind the first
+    assert re.search(r"queue\s+(next|1 job ahead)", waiting), waiting
     cancelled = easel("cancel", queued["id"])
     assert cancelled.returncode == 0 and "cancelled" in cancelled.stdout, cancelled.stderr
 

@@ -53,6 +53,14 @@ def _server_call(
     return dict(body)
 
 
+def queue_line(queue: dict[str, object]) -> str:
+    """A queued job's place, as `easel jobs show` prints it."""
+    ahead = queue.get("ahead")
+    place = "next" if ahead == 0 else f"{ahead} job{'' if ahead == 1 else 's'} ahead"
+    wait = queue.get("wait_seconds")
+    return place if not isinstance(wait, int | float) else f"{place}, about {wait:.0f} s"
+
+
 def _print_job(job: dict[str, object]) -> None:
     """The job as a table of its fields (values wrap, never cut), then each image's URL on a
     line of its own, whole, to be copied."""
@@ -61,10 +69,14 @@ def _print_job(job: dict[str, object]) -> None:
     table.add_column(overflow="fold")
     progress = job.get("progress")
     for name in ("id", "status", "dialect", "model", "prompt", "size", "images", "seeds",
-                 "progress", "error", "backend", "created_at", "finished_at"):
+                 "progress", "queue", "error", "backend", "created_at", "finished_at"):
         value = job.get(name)
         if name == "progress" and isinstance(progress, dict):
             value = f"step {progress.get('step')} of {progress.get('total')}"
+        if name == "queue":
+            if not isinstance(value, dict):
+                continue
+            value = queue_line(value)
         if name == "error" and isinstance(value, dict):
             value = f"{value.get('kind')}: {value.get('message')}"
         # As written (no markup), but for what a terminal would act on: shown escaped.

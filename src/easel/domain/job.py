@@ -63,6 +63,15 @@ class JobImage:
 
 
 @dataclass(frozen=True)
+class QueueWait:
+    """Where a queued job stands: the jobs that run before it, and about how long until its
+    turn (None until this server has timed a job: nothing to estimate from)."""
+
+    ahead: int
+    seconds: float | None
+
+
+@dataclass(frozen=True)
 class Job:
     id: str  # easel's id; equal to the client's task id when the dialect has one
     dialect: str  # "runware", "wavespeed", "openai", "google", "cli"
@@ -87,6 +96,7 @@ class Job:
     cancel_requested: bool = False  # a running job stops at its next denoising step
     caller: str = ""  # the principal that submitted it: only it may read or cancel the job
     task_id: str | None = None  # the client's id for it (Runware taskUUID), when it chose one
+    queue: QueueWait | None = None  # a queued job's place, where the core was asked for it
 
     @property
     def client_id(self) -> str:

@@ -86,6 +86,7 @@ class QueuePlace:
 
     ahead: int
     work_ahead: float
+    workers: int  # workers running jobs now (at least 1): they share the work ahead
 
 
 @dataclass(frozen=True)
@@ -307,27 +308,31 @@ class JobStore:
             left = sa.case((jobs.c.progress_total > 0, 1.0 - sa.cast(jobs.c.progress_step,
                                                                      sa.Float)
                             / jobs.c.progress_total), else_=1.0)
-            running = conn.execute(
-                sa.select(sa.func.coalesce(sa.func.sum(jobs.c.work * left), 0.0))
-                .where(jobs.c.status == JobStatus.PROCESSING.value)).scalar()
-        return QueuePlace(int(count), float(queued_work) + float(running or 0.0))
+            running, workers = conn.execute(
+                sa.select(sa.func.coalesce(sa.func.sum(jobs.c.work * left), 0.0),
+                          sa.func.count(sa.distinct(jobs.c.lease_owner)))
+                .where(jobs.c.status == JobStatus.PROCESSING.value)).one()
+        return QueuePlace(int(count), float(queued_work) + float(running or 0.0),
+                          max(1, int(workers)))
 
     def seconds_per_work(self, recent: int = 50) -> float | None:
         """What a work unit has taken here lately: engine seconds over work units of the
         latest completed batches (a batch's seconds once, however many jobs shared it). None
         before any job has completed."""
-        latest = (sa.select(jobs.c.batch_id, sa.func.max(jobs.c.engine_seconds).label("seconds"),
-                            sa.func.sum(jobs.c.work).label("work"),
-                            sa.func.max(jobs.c.finished_at).label("at"))
-                  .where(jobs.c.status == JobStatus.COMPLETED.value,
-                         jobs.c.batch_id.is_not(None))
-                  .group_by(jobs.c.batch_id).order_by(sa.desc("at")).limit(recent).subquery())
-        with self.engine.connect() as conn:
-            seconds, work = conn.execute(sa.select(sa.func.sum(latest.c.seconds),
-                                                   sa.func.sum(latest.c.work))).one()
-        if not seconds or not work:
+        with self.engine.connect() as conn:  # the newest jobs, by the created_at index
+            rows = conn.execute(
+                sa.select(jobs.c.batch_id, jobs.c.engine_seconds, jobs.c.work)
+                .where(jobs.c.status == JobStatus.COMPLETED.value, jobs.c.batch_id.is_not(None),
+                       jobs.c.work > 0)
+                .order_by(jobs.c.created_at.desc()).limit(recent)).all()
+        seconds: dict[str, float] = {}
+        work = 0.0
+        for batch_id, engine_seconds, units in rows:
+            seconds[batch_id] = float(engine_seconds)
+            work += float(units)
+        if not seconds or work <= 0:
             return None
-        return float(seconds) / float(work)
+        return sum(seconds.values()) / work
 
     def unfinished_work(self, caller: str) -> float:
         """The work units of the caller's queued and running jobs."""

@@ -469,7 +469,17 @@ function progressLine(job) {
   if (job.status === "completed") return `${total} of ${total} steps · 100%`;
   if (job.status === "processing" && total) return `step ${step} of ${total} · ${percent}%`;
   if (isTerminal(job) && total) return `stopped at step ${step} of ${total}`;
+  if (job.status === "queued" && job.queue) return queueLine(job.queue);
   return isTerminal(job) ? "" : "queued";
+}
+
+/** Where a queued job stands, as the server's fair order puts it. */
+function queueLine(queue) {
+  const place = queue.ahead === 0 ? "next in the queue"
+    : `${queue.ahead} job${queue.ahead === 1 ? "" : "s"} ahead`;
+  const wait = queue.wait_seconds;
+  if (wait === null || wait === undefined) return `queued · ${place}`;
+  return `queued · ${place} · about ${wait < 1 ? "under a second" : `${Math.round(wait)} s`}`;
 }
 
 function paintTile(tile, job, output) {

@@ -32,6 +32,9 @@ class JobEvents:
     def __init__(self, relay: Relay | None = None) -> None:
         self._work = threading.Event()
         self._waiters: dict[str, set[Waiter]] = {}
+        # Watchers of queued jobs: any job's event may move them (a claim, an end, a new job
+        # placed ahead), so every event wakes them; their read of the store says what moved.
+        self._queue_waiters: set[Waiter] = set()
         self._lock = threading.Lock()
         self.relay = relay
         self._started = False
@@ -79,15 +82,15 @@ class JobEvents:
 
     def heard(self, job_id: str | None, settled: bool) -> None:
         """An event from another process (the relay's): wake what waits here, tell no one."""
+        with self._lock:
+            waiters = list(self._queue_waiters)
+            if job_id is not None:
+                waiters += [w for w in self._waiters.get(job_id, ()) if settled or w[2]]
         if job_id is None:
             self._work.set()
-            return
-        with self._lock:
-            waiters = list(self._waiters.get(job_id, ()))
-        for loop, event, any_change in waiters:
-            if settled or any_change:
-                with contextlib.suppress(RuntimeError):  # that loop has closed
-                    loop.call_soon_threadsafe(event.set)
+        for loop, event, _any_change in waiters:
+            with contextlib.suppress(RuntimeError):  # that loop has closed
+                loop.call_soon_threadsafe(event.set)
 
     def wake_all(self) -> None:
         """Every waiting request looks at its job again (the server is shutting down)."""
@@ -98,16 +101,21 @@ class JobEvents:
                 loop.call_soon_threadsafe(event.set)
 
     @contextlib.contextmanager
-    def watching(self, job_id: str, any_change: bool = False) -> Iterator[asyncio.Event]:
-        """An event set when `job_id` settles (or, with `any_change`, at every change);
+    def watching(self, job_id: str, any_change: bool = False,
+                 queue: bool = False) -> Iterator[asyncio.Event]:
+        """An event set when `job_id` settles (or, with `any_change`, at every change; with
+        `queue`, also at every other job's event: its place in the queue may have moved);
         register before reading the store so no wake-up is lost."""
         entry = (asyncio.get_running_loop(), asyncio.Event(), any_change)
         with self._lock:
             self._waiters.setdefault(job_id, set()).add(entry)
+            if queue:
+                self._queue_waiters.add(entry)
         try:
             yield entry[1]
         finally:
             with self._lock:
+                self._queue_waiters.discard(entry)
                 waiters = self._waiters.get(job_id)
                 if waiters is not None:
                     waiters.discard(entry)

@@ -26,7 +26,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from easel.catalog import Catalog
 from easel.domain.delivery import Delivery
 from easel.domain.errors import EaselError, ErrorKind, Throttled, invalid
-from easel.domain.job import Job, JobImage, JobStatus, job_id_from
+from easel.domain.job import Job, JobImage, JobStatus, QueueWait, job_id_from
 from easel.domain.outcomes import Draining, JobFailed, StillRunning
 from easel.domain.request import GenerationRequest
 from easel.domain.safety import CheckFloor, EnhancementState
@@ -340,7 +340,19 @@ class JobService:
         parameter) when there is none or it is another caller's. A read spends the caller's
         rate budget, as a submission does, in every dialect."""
         self.admission.check_rate(caller)
-        return await self._owned(caller, ref)
+        return await self.placed(await self._owned(caller, ref))
+
+    async def placed(self, job: Job) -> Job:
+        """The job with its place in the queue when it is queued (the store's fair order,
+        the same in every API process); as it is otherwise."""
+        if job.status is not JobStatus.QUEUED:
+            return job
+        place = await self._stored(self.store.queue_place, job.id)
+        if place is None:  # claimed between the two reads
+            return job
+        per_unit = await self._stored(self.store.seconds_per_work)
+        seconds = None if per_unit is None else place.work_ahead * per_unit / place.workers
+        return replace(job, queue=QueueWait(place.ahead, seconds))
 
     async def _owned(self, caller: Caller, ref: JobRef) -> Job:
         for job_id in self._candidates(caller, ref):
@@ -375,11 +387,14 @@ class JobService:
         end), until it is terminal: the last one yielded is terminal. Changes made by workers
         in other processes are found by polling the store."""
         last: Job | None = None
+        queued = True  # until it is seen running: other jobs' events may move its place
         while True:
-            with self.events.watching(job_id, any_change=True) as changed:
+            with self.events.watching(job_id, any_change=True, queue=queued) as changed:
                 job = await self.get(job_id)
                 if job is None:
                     return
+                job = await self.placed(job)
+                queued = job.status is JobStatus.QUEUED
                 if job != last:
                     last = job
                     yield job

@@ -87,6 +87,9 @@ def job_view(job: Job, images: ImageSource | None = None) -> dict[str, Any]:
         "expires_at": [None if image.expires_at is None else image.expires_at.isoformat()
                        for image in ordered],
         "progress": progress(job),
+        "queue": None if job.queue is None else {
+            "ahead": job.queue.ahead,
+            "wait_seconds": None if job.queue.seconds is None else round(job.queue.seconds, 1)},
         "error": None if job.error is None else {"kind": job.error.value,
                                                  "message": job.error_message},
         "created_at": job.created_at.isoformat(),
