@@ -56,6 +56,18 @@ class EngineBatch:
     two_pass: TwoPass | None = None  # None: drawn at its size in one pass
     # A distilled model given negative prompts: true CFG at this scale (two passes a step).
     true_cfg: float | None = None
+    # Partial images wanted (OpenAI's `partial_images`, 0-3): the model's current prediction of
+    # the clean image, decoded this many times at evenly spaced steps (Preview, below).
+    previews: int = 0
+
+    @property
+    def preview_steps(self) -> tuple[int, ...]:
+        """The steps (1-based, of `total_steps`) after which a preview is decoded: evenly
+        spaced, never the last (the final image is not a preview)."""
+        total = self.total_steps
+        count = min(self.previews, max(total - 1, 0))
+        return tuple(sorted({max(1, round(total * (i + 1) / (count + 1)))
+                             for i in range(count)} - {total}))
 
     @property
     def refine_schedule(self) -> int:
@@ -94,6 +106,10 @@ class GeneratedImage:
     height: int
 
 
+# Preview(index among the batch's previews (0-based), one image per ImageSpec in order)
+Preview = Callable[[int, list["GeneratedImage"]], None]
+
+
 class Engine(Protocol):
     """What the worker needs of an engine. The diffusers engine (easel.engine.Engine) is the real
     one; tests use a fake that draws pixels from the seed without torch."""
@@ -110,7 +126,10 @@ class Engine(Protocol):
         batch: EngineBatch,
         progress: Callable[[int, int], None] | None = None,
         cancel: threading.Event | None = None,
+        preview: Preview | None = None,
     ) -> list[GeneratedImage]:
         """One image per ImageSpec, in order; stops between steps once `cancel` is set
-        (CancelledError). Raises InferenceError when no usable image came out."""
+        (CancelledError). Raises InferenceError when no usable image came out. With
+        `batch.previews` and `preview`, calls `preview` after each of `batch.preview_steps`
+        with the batch's partial images (at the batch's size)."""
         ...
