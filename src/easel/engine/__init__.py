@@ -19,7 +19,7 @@ import torch
 
 from easel.catalog import Catalog, is_single_file
 from easel.domain.errors import CancelledError, InferenceError
-from easel.domain.generation import EngineBatch, EngineStatus, GeneratedImage
+from easel.domain.generation import EngineBatch, EngineStatus, GeneratedImage, Preview
 from easel.engine.families import call_kwargs, family_of
 from easel.engine.fit import share_components
 from easel.engine.libraries import quiet_libraries
@@ -186,6 +186,7 @@ class Engine:
         batch: EngineBatch,
         progress: ProgressFn | None = None,
         cancel: threading.Event | None = None,
+        preview: Preview | None = None,
     ) -> list[GeneratedImage]:
         """One image per ImageSpec, in order. Raises InferenceError or CancelledError.
         Identical specs (same prompt, negative prompt and seed) are drawn once: each image
