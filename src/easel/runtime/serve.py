@@ -19,7 +19,7 @@ from easel.runtime.build import (
     build_server,
     make_resolver,
 )
-from easel.runtime.http import with_header_deadline
+from easel.runtime.http import with_deadlines
 from easel.services.delivery.outbound import is_loopback_host
 from easel.services.weights.facts import backend_facts, warn_stand_ins
 from easel.settings import Settings
@@ -122,7 +122,8 @@ def run_server(server: Server, settings: Settings) -> None:
         access_log=False,  # easel.access writes it, with query strings masked
         ws_max_size=max(16 * 1024 * 1024, settings.max_body_bytes * 4),
         ws_ping_interval=settings.ws_ping_interval or None,  # finds half-open connections
-        http=with_header_deadline(settings.header_timeout, settings.keep_alive_timeout),
+        http=with_deadlines(settings.header_timeout, settings.keep_alive_timeout,
+                            settings.reply_stall_seconds),
         timeout_keep_alive=max(1, round(settings.keep_alive_timeout)),
         timeout_graceful_shutdown=max(1, round(settings.shutdown_grace_seconds)),
     )
