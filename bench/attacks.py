@@ -1,13 +1,18 @@
-"""Server memory under two attacks (issue: hardening), before and after the fixes.
+"""Server memory under three attacks (issues: hardening, #30), before and after the fixes.
 
 - polling: one Runware REST body of N `getResponse` tasks for one completed task with
   base64 output (the reply used to hold N copies of the images);
 - big receiver reply: a webhook receiver that answers 200 with a huge body (the server used to
-  read it whole into memory).
+  read it whole into memory);
+- unread replies: N raw sockets each send a WaveSpeed result poll of a job with base64 output
+  (one 1024x1024 PNG of random pixels: about 4 MiB of base64) and never read the reply (each
+  used to stay whole in the server's memory); meanwhile a second caller polls its own job.
 
 Each prints the server's peak RSS (psutil, sampled every 50 ms) during the attack. Loopback only.
+The attacks given as options run; with none, all three with their defaults.
 
     .venv/bin/python -m bench.attacks --polls 400 --reply-mib 1024
+    .venv/bin/python -m bench.attacks --unread 300
 """
 
 from __future__ import annotations
@@ -114,19 +119,87 @@ def big_reply_attack(server: Server, size: int) -> str:
     return rss.report(f"webhook receiver answering {size >> 20} MiB")
 
 
+ATTACKER, VICTIM = "attacker-key", "victim-key"
+
+
+def wavespeed_base64_job(server: Server, key: str) -> str:
+    """A finished WaveSpeed job of one 1024x1024 PNG with base64 output: its prediction id."""
+    reply = httpx.post(server.url + "/api/v3/google/imagen4-fast", timeout=120,
+                       headers={"Authorization": f"Bearer {key}"},
+                       json={"prompt": "a fox", "aspect_ratio": "1:1", "output_format": "png",
+                             "enable_base64_output": True, "enable_sync_mode": True})
+    data = reply.raise_for_status().json()["data"]
+    assert data["status"] == "completed", data
+    return str(data["id"])
+
+
+def unread_request(port: int, path: str, key: str | None = None) -> socket.socket:
+    """A raw socket that sends `GET path` and never reads a byte of the reply."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # the kernel buffers little
+    sock.connect(("127.0.0.1", port))
+    auth = f"Authorization: Bearer {key}\r\n" if key else ""
+    sock.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{auth}\r\n".encode())
+    return sock
+
+
+def unread_poll(port: int, prediction: str, key: str) -> socket.socket:
+    """A raw socket that asks for the prediction's result and never reads it."""
+    return unread_request(port, f"/api/v3/predictions/{prediction}/result", key)
+
+
+def wait_until_idle(pid: int, timeout: float = 300) -> None:
+    """Until the server has used no CPU for half a second: every request it took is handled."""
+    process = psutil.Process(pid)
+    deadline = time.monotonic() + timeout
+    used = sum(process.cpu_times()[:2])
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        now = sum(process.cpu_times()[:2])
+        if now - used < 0.01:
+            return
+        used = now
+
+
+def unread_attack(server: Server, sockets: int) -> str:
+    attacked, own = wavespeed_base64_job(server, ATTACKER), wavespeed_base64_job(server, VICTIM)
+    pid = server.proc.pid  # type: ignore[union-attr]
+    with PeakRSS(pid) as rss:
+        opened = [unread_poll(server.port, attacked, ATTACKER) for _ in range(sockets)]
+        started = time.perf_counter()
+        victim = httpx.get(f"{server.url}/api/v3/predictions/{own}/result", timeout=600,
+                           headers={"Authorization": f"Bearer {VICTIM}"})
+        waited = time.perf_counter() - started
+        wait_until_idle(pid)
+        held = psutil.Process(pid).memory_info().rss
+    print(f"  victim's poll: HTTP {victim.status_code}, {len(victim.content) / 1e6:.1f} MB in "
+          f"{waited * 1000:.0f} ms; RSS with the sockets still open: {held / (1 << 20):.0f} MiB")
+    for sock in opened:
+        sock.close()
+    return rss.report(f"unread replies ({sockets} sockets, a 4 MiB base64 reply each)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--polls", type=int, default=400)
-    parser.add_argument("--reply-mib", type=int, default=1024)
+    parser.add_argument("--polls", type=int, help="getResponse tasks in one body (400)")
+    parser.add_argument("--reply-mib", type=int, help="the receiver's reply (1024 MiB)")
+    parser.add_argument("--unread", type=int, help="sockets that never read (300)")
     args = parser.parse_args()
+    chosen = {name for name in ("polls", "reply_mib", "unread") if getattr(args, name)}
+    defaults = {"polls": 400, "reply_mib": 1024, "unread": 300}
+    wanted = {name: getattr(args, name) or defaults[name] for name in chosen or defaults}
     data = Path(tempfile.mkdtemp(prefix="easel-attacks-"))
     attacks: list[tuple[str, Callable[[Server], str]]] = [
-        ("polling", lambda srv: polling_attack(srv, args.polls)),
-        ("reply", lambda srv: big_reply_attack(srv, args.reply_mib << 20)),
+        ("polls", lambda srv: polling_attack(srv, wanted["polls"])),
+        ("reply_mib", lambda srv: big_reply_attack(srv, wanted["reply_mib"] << 20)),
+        ("unread", lambda srv: unread_attack(srv, wanted["unread"])),
     ]
     for name, attack in attacks:  # a fresh server each: one attack's memory hides the next's
-        server = Server(data / name, small=name == "reply", EASEL_ALLOW_LOOPBACK_URLS=1,
-                        EASEL_RATE_LIMIT_BURST=100000)
+        if name not in wanted:
+            continue
+        keys = {"EASEL_API_KEYS": f"{ATTACKER},{VICTIM}"} if name == "unread" else {}
+        server = Server(data / name, small=name == "reply_mib", EASEL_ALLOW_LOOPBACK_URLS=1,
+                        EASEL_RATE_LIMIT_BURST=100000, **keys)
         server.start()
         try:
             print(attack(server), flush=True)

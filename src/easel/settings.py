@@ -222,6 +222,18 @@ class Settings(BaseSettings):
     ws_ping_interval: float = 20.0
     """WebSocket pings, which find half-open connections (seconds)."""
 
+    # -- replies nobody reads (docs/operations.md, "Replies in flight"): base64 images wait in
+    # memory until their client reads them; these bound them well inside the API pod's 2 GiB
+    # (building a reply takes up to three times its size for a moment)
+    reply_bytes_per_caller: int = Field(default=64 * 1024 * 1024, gt=0)
+    """Bytes of base64 replies one caller (API key; client address without keys) may have
+    unread at once; past it, 429 with Retry-After. One reply at a time is always allowed."""
+    reply_bytes_total: int = Field(default=256 * 1024 * 1024, gt=0)
+    """Bytes of base64 replies the process holds unread, all callers together; past it, 429."""
+    reply_stall_seconds: float = Field(default=30.0, gt=0)
+    """A client that reads nothing of a reply for this long has its connection closed and the
+    reply's memory freed (seconds)."""
+
     # -- outbound delivery: webhooks and uploadEndpoint. The delays between attempts follow
     # Standard Webhooks; the tests compress them.
     webhook_secret: str | None = None

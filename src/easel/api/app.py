@@ -30,6 +30,7 @@ from easel.api.dialects.common import (
 )
 from easel.api.guard import CrossSiteGuard, GuardSettings, render_refusal
 from easel.api.limits import HTTPRefusal
+from easel.api.replies import PacedReplies, RepliesInFlight
 from easel.domain.errors import EaselError
 from easel.logs import masked_query
 from easel.services.port import Operations, Port
@@ -47,19 +48,22 @@ CORS_MAX_AGE = 600  # seconds a browser may keep a preflight's answer
 
 
 def create_app(port: Port, ops: Operations, dialects: Sequence[Dialect], guard: GuardSettings,
-               lifespan: Lifespan | None = None) -> FastAPI:
+               replies: RepliesInFlight, lifespan: Lifespan | None = None) -> FastAPI:
     # FastAPI's own /docs and /redoc load their assets from a CDN: api/reference.py serves them
     # from the package, with the security schemes and tags in /openapi.json.
     app = FastAPI(title="easel", version=__version__, lifespan=lifespan, docs_url=None,
                   redoc_url=None)
     app.state.port = port  # what the dependencies of every route read (api/caller.py)
+    app.state.replies = replies  # what Runware's WebSocket reserves its frames in
     reference.install(app)
     _add_request_metrics(app, ops)
     if guard.cors_origins:  # inside the guard: only origins it let through get CORS headers
         app.add_middleware(CORSMiddleware, allow_origins=sorted(guard.cors_origins),
                            allow_methods=["GET", "HEAD", "POST", "DELETE"], allow_headers=["*"],
                            expose_headers=EXPOSED_HEADERS, max_age=CORS_MAX_AGE)
-    app.add_middleware(CrossSiteGuard, port=port, dialects=dialects, settings=guard)  # outermost
+    app.add_middleware(CrossSiteGuard, port=port, dialects=dialects, settings=guard)
+    # Outermost: a reply's reservation lasts until the server has taken its last byte.
+    app.add_middleware(PacedReplies, replies=replies)
     _add_core_routes(app, ops)
     app.include_router(playground.router())
     for dialect in dialects:

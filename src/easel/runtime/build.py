@@ -20,6 +20,7 @@ from easel.api.dialects.openai import routes as openai
 from easel.api.dialects.runware import routes as runware
 from easel.api.dialects.wavespeed import routes as wavespeed
 from easel.api.guard import GuardSettings, allowed_hosts, canonical_origin
+from easel.api.replies import RepliesInFlight, ReplyLimits
 from easel.catalog import Catalog
 from easel.domain.generation import Engine
 from easel.domain.safety import CheckFloor
@@ -160,6 +161,11 @@ def guard_settings(settings: Settings) -> GuardSettings:
                                                                      settings.local_url)))
 
 
+def replies_in_flight(settings: Settings) -> RepliesInFlight:
+    return RepliesInFlight(ReplyLimits(settings.reply_bytes_per_caller,
+                                       settings.reply_bytes_total))
+
+
 def build_key_store(settings: Settings) -> KeyStore:
     """The API keys' table, for `easel keys` and the checks before serving."""
     return KeyStore(build_job_store(settings).engine)
@@ -242,7 +248,7 @@ def build_server(
     served = dialects()
     runtime = build_runtime(settings, served, engine_factory, clock, wall_clock)
     app = create_app(runtime.core, runtime.core, served, guard_settings(settings),
-                     runtime.lifespan)
+                     replies_in_flight(settings), runtime.lifespan)
     return Server(app, runtime)
 
 

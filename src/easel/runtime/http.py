@@ -11,12 +11,20 @@ sees a reset, not an answer).
 Bounds on a request's headers, the request line included: llhttp has none, and httptools holds
 a header's value whole until it ends, so one client could make the server hold megabytes a
 connection (an 8 MiB header and 204 800 headers were answered 200). Over a bound: 431 in
-easel's error shape, before any route runs; WebSocket handshakes are HTTP requests here too."""
+easel's error shape, before any route runs; WebSocket handshakes are HTTP requests here too.
+
+A deadline for every reply's reader: a client that reads nothing of a reply for `stall_seconds`
+(the server's write buffer full and not draining) has its connection reset, which frees the
+buffer at once (a plain close would wait, forever, for the buffer to drain). The app's sends
+then return (uvicorn marks the request disconnected), so its reply's memory is freed too."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import socket
+import struct
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -31,6 +39,8 @@ MAX_HEADERS = 100
 
 END_OF_HEADERS = b"\r\n\r\n"
 
+log = logging.getLogger(__name__)
+
 
 class HeadersTooLarge(Exception):
     """Raised in httptools' callbacks: it stops parsing the request at once."""
@@ -39,6 +49,7 @@ class HeadersTooLarge(Exception):
 def http_protocol(
     header_timeout: float, keep_alive: float | None = None,
     max_header_bytes: int = MAX_HEADER_BYTES, max_headers: int = MAX_HEADERS,
+    stall_seconds: float = 30.0,
 ) -> type[Any]:
     # httptools, not uvicorn's "auto" choice: the bounds count in its callbacks (uvicorn's
     # standard extra, which easel depends on, always installs it).
@@ -56,6 +67,8 @@ def http_protocol(
             self._last_bytes = b""  # where the blank line that ends the headers may begin
             self._over_bounds = False
             self._refused = False
+            self._stall: asyncio.TimerHandle | None = None
+            self._unsent = 0  # the write buffer when the stall deadline was last armed
 
         def data_received(self, data: bytes) -> None:
             if self._refused:
@@ -137,8 +150,39 @@ def http_protocol(
             if waiting and not self.transport.is_closing():
                 self.transport.close()
 
+        def pause_writing(self) -> None:
+            # The write buffer passed its high-water mark: the reader has this long to read.
+            super().pause_writing()
+            if self._stall is None:
+                self._arm_stall()
+
+        def resume_writing(self) -> None:
+            self._cancel_stall()
+            super().resume_writing()
+
+        def _arm_stall(self) -> None:
+            self._unsent = self.transport.get_write_buffer_size()
+            self._stall = self.loop.call_later(stall_seconds, self._reader_stalled)
+
+        def _cancel_stall(self) -> None:
+            if self._stall is not None:
+                self._stall.cancel()
+                self._stall = None
+
+        def _reader_stalled(self) -> None:
+            self._stall = None
+            if self.transport.get_protocol() is not self:
+                return  # upgraded to a WebSocket: the socket is that protocol's now
+            if self.transport.get_write_buffer_size() < self._unsent:
+                self._arm_stall()  # a slow reader, but a reader: another period
+                return
+            log.info("closed a connection whose client read nothing of a reply for %gs",
+                     stall_seconds, extra={"client": _address(self.transport)})
+            _reset(self.transport)
+
         def connection_lost(self, exc: Exception | None) -> None:
             self._header_deadline.cancel()
+            self._cancel_stall()
             super().connection_lost(exc)
 
     return EaselHTTP
@@ -149,3 +193,17 @@ def _header_part(before: bytes, data: bytes) -> int:
     ends them (which may have begun in `before`, the last bytes read), or all of it."""
     end = (before + data).find(END_OF_HEADERS)
     return len(data) if end < 0 else max(0, end + len(END_OF_HEADERS) - len(before))
+
+
+def _address(transport: asyncio.BaseTransport) -> str:
+    peer = transport.get_extra_info("peername")
+    return str(peer[0]) if isinstance(peer, tuple) and peer else "-"
+
+
+def _reset(transport: asyncio.Transport) -> None:
+    """Close with a reset: the kernel drops what it still holds for the reader too (a plain
+    close would keep sending its socket buffer, megabytes, to a reader that never reads)."""
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    transport.abort()

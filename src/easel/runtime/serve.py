@@ -127,7 +127,8 @@ def run_server(server: Server, settings: Settings) -> None:
         access_log=False,  # easel.access writes it, with query strings masked
         ws_max_size=max(16 * 1024 * 1024, settings.max_body_bytes * 4),
         ws_ping_interval=settings.ws_ping_interval or None,  # finds half-open connections
-        http=http_protocol(settings.header_timeout, settings.keep_alive_timeout),
+        http=http_protocol(settings.header_timeout, settings.keep_alive_timeout,
+                           stall_seconds=settings.reply_stall_seconds),
         timeout_keep_alive=max(1, round(settings.keep_alive_timeout)),
         timeout_graceful_shutdown=max(1, round(settings.shutdown_grace_seconds)),
     )

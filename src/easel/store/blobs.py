@@ -15,6 +15,9 @@ from pathlib import Path
 from typing import BinaryIO, Protocol
 
 CHUNK_BYTES = 1024 * 1024
+# What an image download reads at a time, and so holds for a reader who does not read: the
+# HTTP server's write-buffer high-water mark (64 KiB), not more.
+STREAM_CHUNK_BYTES = 64 * 1024
 
 
 class BlobStore(Protocol):
@@ -94,5 +97,5 @@ class LocalBlobStore:
 
 def _file_chunks(f: BinaryIO) -> Iterator[bytes]:
     with f:
-        while chunk := f.read(CHUNK_BYTES):
+        while chunk := f.read(STREAM_CHUNK_BYTES):
             yield chunk

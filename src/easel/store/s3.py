@@ -24,7 +24,7 @@ from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from easel.store.blobs import CHUNK_BYTES, checked_blob_key
+from easel.store.blobs import CHUNK_BYTES, STREAM_CHUNK_BYTES, checked_blob_key
 
 # A part is read and sent at a time: memory stays flat whatever the image's size, and a large
 # image (a 4K PNG) goes up as a multipart upload.
@@ -141,6 +141,6 @@ def _unavailable(action: str, key: str) -> Iterator[None]:
 def _chunks(body: Any, key: str) -> Iterator[bytes]:
     try:
         with _unavailable("read", key):
-            yield from body.iter_chunks(CHUNK_BYTES)
+            yield from body.iter_chunks(STREAM_CHUNK_BYTES)
     finally:
         body.close()

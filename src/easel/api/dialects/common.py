@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 import functools
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Annotated, Any, TypeVar
@@ -21,10 +21,12 @@ from starlette.responses import Response
 
 from easel.api.caller import port_of
 from easel.api.limits import BodyTooLarge, HTTPRefusal, read_body
+from easel.api.replies import hold_of
 from easel.catalog import did_you_mean
 from easel.domain.errors import EaselError, ErrorKind, invalid
 from easel.domain.job import Job, JobImage
 from easel.domain.safety import EnhancementState, Withheld
+from easel.domain.submission import Caller
 from easel.services.port import ImageSource as ImageSource  # re-exported for the dialects
 from easel.services.port import Renderer as WebhookRenderer
 from easel.services.port import Signer as WebhookSigner
@@ -277,6 +279,21 @@ def iso_ms(moment: datetime) -> str:
 
 def b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
+
+
+def base64_bytes(images: Iterable[JobImage]) -> int:
+    """What the stored files of `images` take as base64 in a reply."""
+    return sum(((image.size_bytes or 0) + 2) // 3 * 4 for image in images)
+
+
+def reserve_reply(request: Request, caller: Caller, size: int, parameter: str,
+                  advice: str) -> None:
+    """Reserve a large reply's bytes for `caller` before building it; they are released once
+    the reply has been handed to the client (api/replies.py). RepliesOverBudget (429 with
+    Retry-After, naming the bound) when the caller or the server has too much in flight.
+    `parameter`: the field that made the reply large; `advice`: how to ask for less."""
+    if size > 0:
+        hold_of(request).reserve(caller.principal, size, parameter, advice)
 
 
 def ignored_header(ignored: list[str]) -> dict[str, str]:

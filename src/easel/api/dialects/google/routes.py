@@ -22,9 +22,12 @@ from starlette.types import Scope
 from easel.api.caller import API_KEY, BEARER, Authenticated, CorePort
 from easel.api.dialects.common import (
     Dialect,
+    base64_bytes,
+    delivered_images,
     ignored_header,
     json_object,
     prompt_header,
+    reserve_reply,
     scope_headers,
     stand_in_header,
 )
@@ -156,6 +159,9 @@ async def _predict(request: Request, port: Port, caller: Caller, vertex: bool) -
     default_count = translate.DEFAULT_COUNT_VERTEX if vertex else translate.DEFAULT_COUNT_GEMINI
     call = translate.to_submission(model_id, await json_object(request), default_count, caller)
     job = await port.run(call.submission)
+    # Reserved before the reply is built: a 429 when too much is unread.
+    reserve_reply(request, caller, base64_bytes(delivered_images(job)), "parameters.sampleCount",
+                  "or ask for fewer images at a time")
     reply = await translate.render(job, port.images)
     return JSONResponse(reply, headers={"x-easel-job-id": job.id, **ignored_header(call.ignored),
                                         **prompt_header(job), **stand_in_header(job)})

@@ -15,8 +15,11 @@ from easel.api.caller import Authenticated, CorePort
 from easel.api.dialects.common import (
     Dialect,
     JsonBody,
+    base64_bytes,
+    delivered_images,
     ignored_header,
     prompt_header,
+    reserve_reply,
     stand_in_header,
 )
 from easel.api.dialects.openai import translate
@@ -105,6 +108,9 @@ async def generate(
                                    translate.retries_taken(
                                        request.headers.get("x-stainless-retry-count")))
     job = await port.run(wire.submission)
+    if wire.b64_json:  # reserved before the reply is built: a 429 when too much is unread
+        reserve_reply(request, caller, base64_bytes(delivered_images(job)), "response_format",
+                      "or ask for response_format url")
     reply = await translate.render(job, port.images, wire.b64_json)
     return JSONResponse(reply, headers={"x-request-id": str(uuid.uuid4()),
                                         "x-easel-job-id": job.id, **ignored_header(wire.ignored),

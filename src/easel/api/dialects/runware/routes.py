@@ -17,13 +17,21 @@ from easel.api.dialects.common import Dialect
 from easel.api.limits import read_body
 from easel.api.openapi import BEARER, example, request_body, responses, security
 from easel.api.openapi import ERRORS as OPENAPI_ERRORS
+from easel.api.replies import hold_of
 from easel.domain.errors import EaselError, Unauthenticated
 from easel.domain.submission import Caller
 
 from .schemas import Envelope, tasks_schema
 from .sessions import Sessions, make_websocket
 from .tasks import Outcome, auth_error, failed, is_auth, is_poll, parse_frame, run_task
-from .translate import DIALECT, ERRORS, ReplyBudget, from_easel, webhook_body
+from .translate import (
+    DIALECT,
+    ERRORS,
+    OVER_BUDGET_ADVICE,
+    ReplyBudget,
+    from_easel,
+    webhook_body,
+)
 
 # -- REST -----------------------------------------------------------------------------------
 
@@ -33,8 +41,10 @@ async def rest(request: Request, port: CorePort) -> JSONResponse:
     body = await read_body(request, limits.max_body_bytes, limits.body_timeout)
     tasks = parse_frame(body, limits.max_tasks_per_request)
     caller = _rest_caller(request, tasks)
+    hold = hold_of(request)  # base64 images held for the caller until the reply has gone
+    budget = ReplyBudget(limits.max_reply_bytes, lambda size: hold.reserve(
+        caller.principal, size, "outputType", OVER_BUDGET_ADVICE))
     # Polls run after the batch's submissions, so a getResponse may follow its own task.
-    budget = ReplyBudget(limits.max_reply_bytes)
     first = [t for t in tasks if not is_auth(t) and not is_poll(t)]
     outcomes = list(await asyncio.gather(*(run_task(port, caller, t, budget) for t in first)))
     polls = [t for t in tasks if is_poll(t)]

@@ -1,6 +1,11 @@
 """Runware's WebSocket: sessions (a connectionSessionUUID) that outlive a connection, so a
 client that reconnects gets what finished while it was away; frames of one image each, within
-the SDKs' frame limit. Nothing a client sends can end a session that has tasks in flight."""
+the SDKs' frame limit. Nothing a client sends can end a session that has tasks in flight.
+
+What waits for a slow or absent reader is bounded by the caller's replies in flight
+(api/replies.py): a task's base64 images are reserved before they are read and stay reserved
+while its frames wait to be sent, or wait for a reconnect; a task past the bound gets a 429
+error frame instead."""
 
 from __future__ import annotations
 
@@ -15,13 +20,20 @@ from typing import Any
 from fastapi import WebSocket, WebSocketDisconnect
 
 from easel.api.caller import port_of
+from easel.api.replies import (
+    RepliesInFlight,
+    RepliesOverBudget,
+    ReplyHold,
+    Reservation,
+    replies_of,
+)
 from easel.domain.errors import Throttled
 from easel.domain.submission import Caller
 from easel.services.port import Limits, Port
 
 from .schemas import RunwareError
 from .tasks import Outcome, auth_error, failed, is_auth, parse_frame, run_task, type_name
-from .translate import TASK_TYPE, ReplyBudget, from_easel
+from .translate import OVER_BUDGET_ADVICE, TASK_TYPE, ReplyBudget, from_easel
 
 SESSION_KEEP_SECONDS = 120.0  # undelivered results wait this long for a reconnecting client
 # A half-open connection is found by WebSocket pings within about two ping intervals (uvicorn's
@@ -74,36 +86,79 @@ def _too_large(item: dict[str, Any], size: int, limit: int) -> RunwareError:
         "outputType", status=413, task_type=item.get("taskType"), task_uuid=item.get("taskUUID"))
 
 
+class Pending:
+    """A frame kept for a reconnect, its bytes reserved for the session's owner meanwhile."""
+
+    def __init__(self, at: float, text: str, reservation: Reservation | None) -> None:
+        self.at = at
+        self.text = text
+        self.reservation = reservation
+
+    def release(self) -> None:
+        if self.reservation is not None:
+            self.reservation.release()
+
+
 class Session:
     """A connectionSessionUUID and what it could not deliver while disconnected."""
 
-    def __init__(self, owner: str) -> None:
+    def __init__(self, owner: str, replies: RepliesInFlight) -> None:
         self.id = str(uuid.uuid4())
         self.owner = owner  # the principal that opened it
+        self.replies = replies
         self.socket: WebSocket | None = None
-        self.pending: list[tuple[float, str]] = []  # frames for a socket that is gone
+        self.pending: list[Pending] = []  # frames for a socket that is gone
         self.sent: list[tuple[float, str]] = []  # recently sent, not known to have arrived
         self.detached_at: float | None = None
         self.detached_from: float | None = None  # when the last connection was found gone
         self.in_flight = 0
         self.lock = asyncio.Lock()
 
-    async def send(self, frame: dict[str, Any]) -> None:
+    async def send(self, frame: dict[str, Any], reserved: int = 0) -> None:
+        """`reserved`: bytes the frame's task holds already (in its ReplyHold), which a frame
+        kept for a reconnect takes over."""
         text = json.dumps(frame)
         async with self.lock:
             now = time.monotonic()
             if self.socket is not None:
                 try:
                     await self.socket.send_text(text)
-                    # Sent is not received: on a half-open connection the frame sits in a
-                    # buffer nobody reads. Kept until pings would have found such a connection.
-                    self.sent = [(at, t) for at, t in self.sent if at >= now - UNCONFIRMED_SECONDS]
-                    self.sent.append((now, text))
+                    self._sent(now, text)
                     return
                 except Exception:  # the client went away mid-send: keep it for a reconnect
                     self.socket = None
                     self.detached_at = now
-            self.pending.append((now, text))
+            self.pending.append(self._kept(now, frame, text, reserved))
+
+    def _sent(self, now: float, text: str) -> None:
+        """Sent is not received: on a half-open connection the frame sits in a buffer nobody
+        reads. Kept until pings would have found such a connection, the newest frames up to
+        the caller's bound on replies in flight (older ones are left to getResponse)."""
+        room = self.replies.limits.per_caller - len(text)
+        kept: list[tuple[float, str]] = []
+        for at, earlier in reversed(self.sent):
+            room -= len(earlier)
+            if at < now - UNCONFIRMED_SECONDS or room < 0:
+                break
+            kept.append((at, earlier))
+        self.sent = [*reversed(kept), (now, text)]
+
+    def _kept(self, now: float, frame: dict[str, Any], text: str, reserved: int) -> Pending:
+        """A frame waits for a reconnect in the owner's bytes in flight; past the owner's bound
+        (or the server's), a short error in its place says to poll the task instead."""
+        try:
+            reservation = self.replies.reserve(self.owner, len(text), "outputType",
+                                               OVER_BUDGET_ADVICE, own=reserved)
+        except RepliesOverBudget as exc:
+            text = json.dumps({"errors": [e.to_dict() for e in _not_kept(frame, exc)]})
+            return Pending(now, text, None)
+        return Pending(now, text, reservation)
+
+    def forget(self) -> None:
+        """Let go of the frames kept for a reconnect that did not come."""
+        for kept in self.pending:
+            kept.release()
+        self.pending = []
 
     async def attach(
         self, socket: WebSocket, greeting: dict[str, Any], resumed: bool = False
@@ -114,16 +169,20 @@ class Session:
             self.socket = socket
             self.detached_at = None
             keep_from = time.monotonic() - SESSION_KEEP_SECONDS
-            backlog = [text for at, text in self.pending if at >= keep_from]
+            pending, self.pending = self.pending, []
+            backlog = [kept.text for kept in pending if kept.at >= keep_from]
             if resumed and self.detached_from is not None:
                 # Frames sent shortly before the old connection was found dead may never have
                 # arrived: send them again (a client that did get them sees a repeat).
                 since = self.detached_from - UNCONFIRMED_SECONDS
                 backlog = [text for at, text in self.sent if at >= since] + backlog
             self.sent = []
-            self.pending = []
-            for text in backlog:
-                await socket.send_text(text)
+            try:
+                for text in backlog:
+                    await socket.send_text(text)
+            finally:
+                for kept in pending:
+                    kept.release()
 
     async def detach(self, socket: WebSocket) -> None:
         async with self.lock:
@@ -132,24 +191,37 @@ class Session:
                 self.detached_at = self.detached_from = time.monotonic()
 
 
+def _not_kept(frame: dict[str, Any], exc: RepliesOverBudget) -> list[RunwareError]:
+    """The errors that stand for a frame too large to keep for a reconnect: one per task."""
+    items = frame.get("data") or frame.get("errors") or [{}]
+    tasks = {(item.get("taskType"), item.get("taskUUID")) for item in items}
+    return [RunwareError("rateLimitExceeded", f"{exc.message}; the result was not kept for a "
+                         "reconnect: poll the task with getResponse", exc.parameter, status=429,
+                         retry_after=exc.retry_after, task_type=task_type, task_uuid=task_uuid)
+            for task_type, task_uuid in sorted(tasks, key=str)]
+
+
 class Sessions:
     def __init__(self) -> None:
         self.by_id: dict[str, Session] = {}
 
-    def open(self, resume: Any, owner: Caller) -> Session:
-        self._forget_stale()
+    def open(self, resume: Any, owner: Caller, replies: RepliesInFlight) -> Session:
+        self.forget_stale()
         if isinstance(resume, str) and resume in self.by_id:
             found = self.by_id[resume]
             if found.owner == owner.principal:  # another key never takes a session over
                 return found
-        session = Session(owner.principal)
+        session = Session(owner.principal, replies)
         self.by_id[session.id] = session
         return session
 
-    def _forget_stale(self) -> None:
+    def forget_stale(self) -> None:
+        """Sessions whose client has not come back within SESSION_KEEP_SECONDS, and what they
+        kept for it (its bytes in flight are freed)."""
         cutoff = time.monotonic() - SESSION_KEEP_SECONDS
         for sid, s in list(self.by_id.items()):
             if s.detached_at is not None and s.detached_at < cutoff and s.in_flight == 0:
+                s.forget()
                 del self.by_id[sid]
 
 
@@ -185,6 +257,7 @@ class _Connection:
         self.caller: Caller | None = None
         self.key: str | None = None  # the key it authenticated with: checked again per frame
         self.frame_limit = frame_limit(socket.headers, port.limits)
+        self.replies = replies_of(socket)
         self.tasks: set[asyncio.Task[None]] = set()
         self.closed = False
 
@@ -284,7 +357,7 @@ class _Connection:
         if self.session is not None:
             await self.session.detach(self.socket)
         resume = task.get("connectionSessionUUID")
-        self.session = self.sessions.open(resume, caller)
+        self.session = self.sessions.open(resume, caller, self.replies)
         reply = {"data": [{"taskType": "authentication",
                            "connectionSessionUUID": self.session.id}]}
         await self.session.attach(self.socket, reply, resumed=self.session.id == resume)
@@ -292,7 +365,7 @@ class _Connection:
     def start(self, task: Any) -> None:
         if self.session is None:  # no keys configured: an implicit session
             assert self.caller is not None
-            self.session = self.sessions.open(None, self.caller)
+            self.session = self.sessions.open(None, self.caller, self.replies)
             self.session.socket = self.socket
         session = self.session
         session.in_flight += 1
@@ -301,15 +374,22 @@ class _Connection:
         job.add_done_callback(self.tasks.discard)
 
     async def _run(self, session: Session, task: Any) -> None:
+        # The task's base64 images stay reserved for the caller until its frames are sent (or
+        # kept for a reconnect, which reserves them again).
+        held = ReplyHold(self.replies)
         try:
             assert self.caller is not None  # frame() authenticated or named the socket first
-            budget = ReplyBudget(self.port.limits.max_reply_bytes)
+            principal = self.caller.principal
+            budget = ReplyBudget(self.port.limits.max_reply_bytes, lambda size: held.reserve(
+                principal, size, "outputType", OVER_BUDGET_ADVICE))
             outcome = await run_task(self.port, self.caller, task, budget)
             progressive = isinstance(task, dict) and task.get("taskType") == TASK_TYPE
             for frame in ws_frames(outcome, self.frame_limit, progressive):
-                await session.send(frame)
+                await session.send(frame, held.size)
         finally:
+            held.release()
             session.in_flight -= 1
+            self.sessions.forget_stale()
 
     async def send(self, frame: dict[str, Any]) -> None:
         if self.session is not None:

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
-from easel.api.dialects.common import ErrorTable, ImageSource, all_withheld, withheld_message
+from easel.api.dialects.common import (
+    ErrorTable,
+    ImageSource,
+    all_withheld,
+    base64_bytes,
+    withheld_message,
+)
 from easel.api.limits import HTTPRefusal
 from easel.catalog import Model
 from easel.domain.delivery import UPLOAD, Delivery
@@ -149,21 +156,31 @@ def ack(job: Job) -> dict[str, Any]:
     return {"taskType": TASK_TYPE, "taskUUID": job.client_id}
 
 
-class ReplyBudget:
-    """Bytes of base64 image data one reply may carry: a reply is never built past it."""
+# Reserves bytes of a reply for its caller until the reply has gone (api/replies.py); raises
+# RepliesOverBudget (429 with Retry-After) when the caller or the server has too much unread.
+Reserve = Callable[[int], None]
+OVER_BUDGET_ADVICE = "or ask for outputType URL"
 
-    def __init__(self, limit: int) -> None:
+
+class ReplyBudget:
+    """Bytes of base64 image data one reply may carry: a reply is never built past it. With
+    `reserve`, each image's bytes are reserved for the caller before they are read."""
+
+    def __init__(self, limit: int, reserve: Reserve | None = None) -> None:
         self.limit = limit
         self.remaining = limit
+        self.reserve = reserve
 
     def spend(self, image: JobImage) -> None:
-        cost = ((image.size_bytes or 0) + 2) // 3 * 4 + 64  # base64 of the file, and its name
+        cost = base64_bytes([image]) + 64  # base64 of the file, and its name
         if cost > self.remaining:
             raise RunwareError(
                 "responseTooLarge",
                 f"the images would take this reply past {self.limit} bytes; ask for "
                 "outputType URL, or for fewer tasks per request", "outputType", status=413,
             )
+        if self.reserve is not None:
+            self.reserve(cost)
         self.remaining -= cost
 
 

@@ -9,7 +9,13 @@ from fastapi import APIRouter, Path, Request
 from fastapi.responses import JSONResponse
 
 from easel.api.caller import Authenticated, CorePort, port_of
-from easel.api.dialects.common import Dialect, JsonBody, ignored_header, stand_in_header
+from easel.api.dialects.common import (
+    Dialect,
+    JsonBody,
+    ignored_header,
+    reserve_reply,
+    stand_in_header,
+)
 from easel.api.dialects.wavespeed import translate
 from easel.api.dialects.wavespeed.schemas import ImagenInput
 from easel.api.limits import HTTPRefusal
@@ -25,6 +31,7 @@ from easel.api.openapi import (
 )
 from easel.domain.errors import EaselError, ErrorKind, Throttled
 from easel.domain.job import Job
+from easel.domain.submission import Caller
 from easel.services.port import JobRef, Port
 
 router = APIRouter(tags=["wavespeed"])
@@ -118,7 +125,10 @@ def _refusal_mac(port: Port) -> translate.Mac:
     return lambda packed: port.sign(translate.REFUSAL_PURPOSE, packed)
 
 
-async def _reply(port: Port, job: Job) -> dict[str, Any]:
+async def _reply(request: Request, caller: Caller, port: Port, job: Job) -> dict[str, Any]:
+    """The job's `data`; its base64 outputs reserved first (a 429 when too much is unread)."""
+    reserve_reply(request, caller, translate.base64_reply_bytes(job), "enable_base64_output",
+                  "or submit with enable_base64_output false for URLs")
     outputs = await translate.outputs(job, port.images)
     return translate.job_data(job, port.images.base_url, outputs)
 
@@ -173,11 +183,12 @@ async def models(_caller: Authenticated, port: CorePort) -> JSONResponse:
 @router.post("/api/v3/predictions/{prediction_id}/cancel", response_model=Envelope,
              summary="Cancel a prediction", openapi_extra=KEY,
              responses=responses(Envelope, ErrorBody, ERRORS))
-async def cancel(prediction_id: str, caller: Authenticated, port: CorePort) -> JSONResponse:
+async def cancel(prediction_id: str, request: Request, caller: Authenticated,
+                 port: CorePort) -> JSONResponse:
     """Cancel a queued or running prediction; it ends `cancelled` (a running one within one
     denoising step). Polling it, or its webhook, then says so."""
     job = await port.cancel(caller, _prediction(prediction_id))
-    return JSONResponse(translate.envelope(await _reply(port, job)))
+    return JSONResponse(translate.envelope(await _reply(request, caller, port, job)))
 
 
 @router.post("/api/v3/{model_id:path}", summary="Submit a prediction",
@@ -185,10 +196,10 @@ async def cancel(prediction_id: str, caller: Authenticated, port: CorePort) -> J
              responses=responses(Envelope, ErrorBody, ERRORS), response_model=Envelope)
 async def submit(
     model_id: Annotated[str, Path(openapi_examples=MODEL_IDS)],
+    request: Request,
     caller: Authenticated,
     port: CorePort,
     body: JsonBody,
-    request: Request,
     webhook: str | None = None,
 ) -> JSONResponse:
     call = translate.to_submission(model_id, body, webhook, caller,
@@ -197,11 +208,11 @@ async def submit(
     headers = ignored_header(call.ignored)
     if not call.sync:
         job, _ = await port.submit(call.submission)
-        return JSONResponse(translate.envelope(await _reply(port, job)),
+        return JSONResponse(translate.envelope(await _reply(request, caller, port, job)),
                             headers={**headers, **stand_in_header(job)})
     # Sync mode: the task itself says what happened, failed or still running included.
     job = await port.settle(call.submission)
-    data = await _reply(port, job)
+    data = await _reply(request, caller, port, job)
     if not job.status.terminal:
         data = translate.sync_timeout_data(data, port.limits.sync_timeout)
     return JSONResponse(translate.envelope(data), headers={**headers, **stand_in_header(job)})
@@ -221,13 +232,15 @@ def _takes_negative_prompt(port: Port, model_id: str) -> bool:
 @router.get("/api/v3/predictions/{prediction_id}", response_model=Envelope,
             summary="Poll a prediction (the same, without /result)", openapi_extra=KEY,
             responses=responses(Envelope, ErrorBody, ERRORS))
-async def result(prediction_id: str, caller: Authenticated, port: CorePort) -> JSONResponse:
+async def result(prediction_id: str, request: Request, caller: Authenticated,
+                 port: CorePort) -> JSONResponse:
     refusal = translate.decode_refusal(prediction_id, port.images.base_url, _refusal_mac(port))
     if refusal is not None:
         port.spend_rate_budget(caller)  # as the poll of a job does (port.find)
         return JSONResponse(translate.envelope(refusal))
     job = await port.find(caller, _prediction(prediction_id))
-    return JSONResponse(translate.envelope(await _reply(port, job)), headers=stand_in_header(job))
+    return JSONResponse(translate.envelope(await _reply(request, caller, port, job)),
+                        headers=stand_in_header(job))
 
 
 def dialect() -> Dialect:

@@ -21,6 +21,7 @@ from easel.api.dialects.common import (
     ImageSource,
     all_withheld,
     b64,
+    base64_bytes,
     delivered_images,
     iso_ms,
     validate_wire,
@@ -172,6 +173,13 @@ def inference_ms(job: Job) -> int:
 
 def wants_base64(job: Job) -> bool:
     return bool(job.echo.get("wavespeed_input", {}).get("enable_base64_output", False))
+
+
+def base64_reply_bytes(job: Job) -> int:
+    """The base64 a reply on `job` carries (0 when its outputs are URLs)."""
+    if job.status is not JobStatus.COMPLETED or not wants_base64(job):
+        return 0
+    return base64_bytes(delivered_images(job))
 
 
 async def outputs(job: Job, images: ImageSource) -> list[str]:
