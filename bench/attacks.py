@@ -1,4 +1,4 @@
-"""Server memory under three attacks (issues: hardening, #30), before and after the fixes.
+"""Attacks on a real server (issues: hardening, #30), before and after the fixes.
 
 - polling: one Runware REST body of N `getResponse` tasks for one completed task with
   base64 output (the reply used to hold N copies of the images);
@@ -6,13 +6,17 @@
   read it whole into memory);
 - unread replies: N raw sockets each send a WaveSpeed result poll of a job with base64 output
   (one 1024x1024 PNG of random pixels: about 4 MiB of base64) and never read the reply (each
-  used to stay whole in the server's memory); meanwhile a second caller polls its own job.
+  used to stay whole in the server's memory); meanwhile a second caller polls its own job;
+- queue monopoly: one key queues N tasks of 20 images at once, then another key sends a
+  one-image request (bench/fair_share.py: this and the cancel loop, with their options).
 
-Each prints the server's peak RSS (psutil, sampled every 50 ms) during the attack. Loopback only.
-The attacks given as options run; with none, all three with their defaults.
+The memory attacks print the server's peak RSS (psutil, sampled every 50 ms), the monopoly one
+the victim's latency. Loopback only. The attacks given as options run; with none, all four with
+their defaults.
 
     .venv/bin/python -m bench.attacks --polls 400 --reply-mib 1024
     .venv/bin/python -m bench.attacks --unread 300
+    .venv/bin/python -m bench.attacks --monopoly 100
 """
 
 from __future__ import annotations
@@ -29,6 +33,8 @@ from pathlib import Path
 import httpx
 import psutil
 from tests.server_harness import Server
+
+from bench.fair_share import fair_server, monopoly
 
 
 class PeakRSS:
@@ -184,22 +190,28 @@ def main() -> None:
     parser.add_argument("--polls", type=int, help="getResponse tasks in one body (400)")
     parser.add_argument("--reply-mib", type=int, help="the receiver's reply (1024 MiB)")
     parser.add_argument("--unread", type=int, help="sockets that never read (300)")
+    parser.add_argument("--monopoly", type=int,
+                        help="20-image tasks one key queues at once before another key's "
+                             "one-image request (100; bench/fair_share.py has the cancel loop)")
     args = parser.parse_args()
-    chosen = {name for name in ("polls", "reply_mib", "unread") if getattr(args, name)}
-    defaults = {"polls": 400, "reply_mib": 1024, "unread": 300}
+    chosen = {name for name in ("polls", "reply_mib", "unread", "monopoly")
+              if getattr(args, name)}
+    defaults = {"polls": 400, "reply_mib": 1024, "unread": 300, "monopoly": 100}
     wanted = {name: getattr(args, name) or defaults[name] for name in chosen or defaults}
     data = Path(tempfile.mkdtemp(prefix="easel-attacks-"))
     attacks: list[tuple[str, Callable[[Server], str]]] = [
         ("polls", lambda srv: polling_attack(srv, wanted["polls"])),
         ("reply_mib", lambda srv: big_reply_attack(srv, wanted["reply_mib"] << 20)),
         ("unread", lambda srv: unread_attack(srv, wanted["unread"])),
+        ("monopoly", lambda srv: monopoly(srv, wanted["monopoly"], 20)),
     ]
     for name, attack in attacks:  # a fresh server each: one attack's memory hides the next's
         if name not in wanted:
             continue
         keys = {"EASEL_API_KEYS": f"{ATTACKER},{VICTIM}"} if name == "unread" else {}
-        server = Server(data / name, small=name == "reply_mib", EASEL_ALLOW_LOOPBACK_URLS=1,
-                        EASEL_RATE_LIMIT_BURST=100000, **keys)
+        server = fair_server(data / name, 0.05) if name == "monopoly" else Server(
+            data / name, small=name == "reply_mib", EASEL_ALLOW_LOOPBACK_URLS=1,
+            EASEL_RATE_LIMIT_BURST=100000, **keys)
         server.start()
         try:
             print(attack(server), flush=True)

@@ -118,6 +118,13 @@ def victim_seconds_images(server: Server, images: int) -> float:
     return time.perf_counter() - started
 
 
+def fair_server(root: Path, step_seconds: float) -> Server:
+    """A server of two keys, batches of 4, the fake engine at `step_seconds` a step."""
+    return Server(root, step_seconds=step_seconds, EASEL_API_KEYS=f"{ATTACKER},{VICTIM}",
+                  EASEL_RATE_LIMIT_BURST=100000, EASEL_RATE_LIMIT_PER_SECOND=100000,
+                  EASEL_BATCH_SIZE=4)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -133,9 +140,7 @@ def main() -> None:
         "cancel": lambda srv: cancel_loop(srv, args.cancel_images, args.cancel_seconds),
     }
     for name, attack in attacks.items():  # a fresh server each
-        server = Server(data / name, step_seconds=args.step_seconds,
-                        EASEL_API_KEYS=f"{ATTACKER},{VICTIM}", EASEL_RATE_LIMIT_BURST=100000,
-                        EASEL_RATE_LIMIT_PER_SECOND=100000, EASEL_BATCH_SIZE=4)
+        server = fair_server(data / name, args.step_seconds)
         server.start()
         try:
             print(attack(server), flush=True)
