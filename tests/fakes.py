@@ -12,7 +12,7 @@ from collections.abc import Callable
 import numpy as np
 
 from easel.domain.errors import CancelledError, InferenceError
-from easel.domain.generation import EngineBatch, EngineStatus, GeneratedImage
+from easel.domain.generation import EngineBatch, EngineStatus, GeneratedImage, Preview
 
 
 class FakeEngine:
@@ -59,6 +59,7 @@ class FakeEngine:
         batch: EngineBatch,
         progress: Callable[[int, int], None] | None = None,
         cancel: threading.Event | None = None,
+        preview: Preview | None = None,
     ) -> list[GeneratedImage]:
         self.calls.append(batch)
         self._use(batch.source)
@@ -73,6 +74,13 @@ class FakeEngine:
             self.steps_run[-1] = step + 1
             if progress is not None:
                 progress(step + 1, batch.steps)
+            if preview is not None and step + 1 in batch.preview_steps:
+                # A partial image: its own pixels, from the prompt, the seed and the round.
+                round_ = batch.preview_steps.index(step + 1)
+                preview(round_, [GeneratedImage(
+                    pixels(f"{spec.prompt}|partial {round_}", spec.seed, batch.width,
+                           batch.height), spec.seed, batch.width, batch.height)
+                    for spec in batch.images])
             if cancel is not None and cancel.is_set():
                 raise CancelledError()
         # What a real engine's picture depends on besides the prompt and the seed: a client's

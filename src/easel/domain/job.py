@@ -97,6 +97,7 @@ class Job:
     caller: str = ""  # the principal that submitted it: only it may read or cancel the job
     task_id: str | None = None  # the client's id for it (Runware taskUUID), when it chose one
     queue: QueueWait | None = None  # a queued job's place, where the core was asked for it
+    partials: int = 0  # rounds of partial images stored (request.partial_images at most)
 
     @property
     def client_id(self) -> str:

@@ -49,6 +49,7 @@ class GenerationRequest:
     enhancement: EnhancementState = EnhancementState.OFF
     enhancement_detail: str | None = None  # why a rewrite fell back, briefly
     tier: str = ""  # the catalog tier of `model`, fixed when the request was resolved
+    partial_images: int = 0  # previews of each image while it denoises (a stream shows them)
 
     @property
     def client_prompt(self) -> str:

@@ -90,6 +90,7 @@ class GenerationInput:
     safety: SafetyInput = field(default_factory=SafetyInput)
     watermark: bool = False
     enhance_prompt: bool = False
+    partial_images: int = 0  # previews streamed while it denoises (OpenAI's, 0-3)
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,11 @@ class ImageSource(Protocol):
 
     async def image_data_uri(self, image: JobImage) -> str: ...
 
+    async def partial_bytes(self, job: Job, image: JobImage, round_: int) -> bytes | None:
+        """An image's partial image of `round_` (a preview drawn while it denoised); None when
+        there is none (withheld by the check, or removed once the job ended)."""
+        ...
+
 
 # (job, image id or None for the whole job, images) -> the JSON body of one of a dialect's
 # webhooks; the delivery service renders each on its first attempt and stores it.

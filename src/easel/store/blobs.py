@@ -44,6 +44,12 @@ def blob_key(image_id: str, ext: str) -> str:
     return f"{image_id}.{ext}"
 
 
+def partial_key(image_id: str, index: int, ext: str) -> str:
+    """Where an image's partial image `index` (a preview streamed while it denoised) is kept:
+    beside the image, removed with it."""
+    return f"{image_id}.partial{index}.{ext}"
+
+
 def write_problem(blobs: BlobStore, name: str) -> str | None:
     """Why the blob store cannot take a write now (disk full, read-only), or None: one block
     written and removed under `name`."""

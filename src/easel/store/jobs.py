@@ -464,6 +464,14 @@ class JobStore:
             )
         return int(result.rowcount)
 
+    def partials_stored(self, job_id: str, owner: str, rounds: int) -> None:
+        """`rounds` rounds of the job's partial images are in the blob store now."""
+        with self.engine.begin() as conn:
+            conn.execute(jobs.update()
+                         .where(jobs.c.id == job_id, jobs.c.lease_owner == owner,
+                                jobs.c.status == JobStatus.PROCESSING.value)
+                         .values(partials=rounds, updated_at=self.clock()))
+
     def progress(self, owner: str, job_ids: Iterable[str], step: int, total: int) -> None:
         with self.engine.begin() as conn:
             conn.execute(
@@ -724,6 +732,7 @@ def request_to_json(request: GenerationRequest) -> dict[str, Any]:
         "enhance_prompt": request.enhance_prompt, "original_prompt": request.original_prompt,
         "enhancement": request.enhancement.value,
         "enhancement_detail": request.enhancement_detail, "tier": request.tier,
+        "partial_images": request.partial_images,
     }
 
 
@@ -778,7 +787,7 @@ def _job(row: RowMapping, job_images: tuple[JobImage, ...]) -> Job:
         progress_step=int(row["progress_step"]), progress_total=int(row["progress_total"]),
         batch_id=row["batch_id"], engine_seconds=float(row["engine_seconds"]),
         cancel_requested=bool(row["cancel_requested"]), caller=row["caller"] or "",
-        task_id=row["task_id"],
+        task_id=row["task_id"], partials=int(row["partials"]),
     )
 
 

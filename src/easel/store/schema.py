@@ -52,6 +52,8 @@ jobs = sa.Table(
     sa.Column("work", sa.Float, nullable=False, server_default="0"),
     sa.Column("fair_start", sa.Float, nullable=False, server_default="0", index=True),
     sa.Column("fair_finish", sa.Float, nullable=False, server_default="0"),
+    # Rounds of partial images stored so far (a stream of them sends each once).
+    sa.Column("partials", sa.Integer, nullable=False, server_default="0"),
     # A caller's jobs, newest first (`GET /easel/jobs`, `easel jobs list`, the playground).
     sa.Index("ix_jobs_caller_created", "caller", "created_at"),
     # A caller's unfinished jobs: its queued work and its last finish tag, at every submission.

@@ -26,7 +26,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from easel.catalog import Catalog
 from easel.domain.errors import CancelledError, EaselError, ErrorKind
-from easel.domain.generation import Engine, EngineStatus, GeneratedImage, ImageSpec
+from easel.domain.generation import Engine, EngineStatus, GeneratedImage, ImageSpec, Preview
 from easel.domain.job import Job
 from easel.services.images.artifacts import expiry
 from easel.services.images.finishing import ImageFinisher, Provenance
@@ -35,7 +35,7 @@ from easel.services.jobs.planning import BackendResolver, Plan, plan
 from easel.services.metrics import Metrics
 from easel.settings import Settings
 from easel.store import JobStore, ReadyImage
-from easel.store.blobs import BlobStore, blob_key, write_problem
+from easel.store.blobs import BlobStore, blob_key, partial_key, write_problem
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +84,7 @@ class Worker:
         self._encoder = ThreadPoolExecutor(1, thread_name_prefix="easel-encode")
         self._threads: list[threading.Thread] = []
         self.clock = clock  # model affinity's age bound; tests move it
+        self._partials: dict[str, list[str]] = {}  # job id -> its partial images' blob keys
         self._loaded_at: float | None = None  # when this worker last loaded a model
 
     # -- lifecycle ------------------------------------------------------------------------------
@@ -256,7 +257,7 @@ class Worker:
         started = time.perf_counter()
         progress = _Progress(self, ids, chunks=-(-len(specs) // self.settings.batch_size))
         try:
-            generated = self._generate(planned[0].plan, specs, progress)
+            generated = self._generate(planned, specs, progress)
         except CancelledError:
             self._end_cancelled(ids)
             return
@@ -292,19 +293,58 @@ class Worker:
             return None
 
     def _generate(
-        self, first: Plan, specs: list[ImageSpec], progress: _Progress
+        self, planned: list[_Planned], specs: list[ImageSpec], progress: _Progress
     ) -> list[GeneratedImage]:
         if self.engine is None:
             raise EaselError(ErrorKind.UNAVAILABLE, f"the engine is not loaded: {self.load_error}")
+        first = planned[0].plan
         self._note_load(first.backend.source)
         size = self.settings.batch_size
         out: list[GeneratedImage] = []
         for start in range(0, len(specs), size):  # one job larger than a batch runs in chunks
             chunk = tuple(specs[start:start + size])
             progress.chunk = start // size
-            out.extend(self.engine.generate(first.batch(chunk), progress=progress,
-                                            cancel=progress.cancel))
+            out.extend(self.engine.generate(
+                first.batch(chunk), progress=progress, cancel=progress.cancel,
+                preview=self._previewer(planned, start, len(chunk), progress)))
         return out
+
+    def _previewer(
+        self, planned: list[_Planned], start: int, count: int, progress: _Progress
+    ) -> Preview | None:
+        """The engine's preview callback for the chunk of specs [start, start + count): each
+        wanting job's partial images go to the blob store, then its row says how many rounds
+        are there (a round counts once the job's last image has it) and its watchers wake."""
+        if not any(p.job.request.partial_images for p in planned):
+            return None
+
+        def preview(round_: int, images: list[GeneratedImage]) -> None:
+            offset = 0
+            for p in planned:
+                first, offset = offset, offset + len(p.job.images)
+                if not p.job.request.partial_images or p.job.id in progress.dropped:
+                    continue
+                try:
+                    for index in range(max(first, start), min(offset, start + count)):
+                        self._store_partial(p, index - first, round_, images[index - start])
+                    if start < offset <= start + count:  # its last image is in this chunk
+                        self.store.partials_stored(p.job.id, self.owner, round_ + 1)
+                        self.events.job_changed(p.job.id)
+                except Exception:  # a preview is a courtesy: the job goes on without it
+                    log.warning("storing a partial image of %s failed", p.job.id,
+                                exc_info=True)
+
+        return preview
+
+    def _store_partial(self, p: _Planned, index: int, round_: int,
+                       image: GeneratedImage) -> None:
+        request = p.job.request
+        data = self.finisher.preview(image.pixels, request)
+        if data is None:  # the content check would withhold it: no preview of it either
+            return
+        key = partial_key(p.job.images[index].image_id, round_, request.output_format.extension)
+        self.blobs.put(key, data, request.output_format.mime)
+        self._partials.setdefault(p.job.id, []).append(key)
 
     def _end_cancelled(self, ids: list[str]) -> None:
         """The batch stopped because every job in it was cancelled: they end cancelled (one
@@ -399,6 +439,9 @@ class Worker:
     def _release(self, job_id: str) -> None:
         with self._held_lock:
             self._held.discard(job_id)
+        for key in self._partials.pop(job_id, ()):  # the stream has had them by now
+            with contextlib.suppress(Exception):
+                self.blobs.delete(key)
         self.events.job_changed(job_id, settled=True)
 
     def _heartbeat(self) -> None:

@@ -15,7 +15,7 @@ from easel.domain.job import Job, JobImage
 from easel.domain.submission import DeliverySettings
 from easel.services.port import StoredBytes
 from easel.store import JobStore
-from easel.store.blobs import BlobStore, blob_key
+from easel.store.blobs import BlobStore, blob_key, partial_key
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +62,13 @@ class Artifacts:
                 return self.presigner(blob_key(image.image_id, ext), seconds,
                                       image.mime or job.request.output_format.mime)
         return f"{self.base_url}/images/{image.image_id}.{ext}"
+
+    async def partial_bytes(self, job: Job, image: JobImage, round_: int) -> bytes | None:
+        key = partial_key(image.image_id, round_, job.request.output_format.extension)
+        try:
+            return await asyncio.to_thread(self.blobs.get, key)
+        except OSError as exc:
+            raise store_unavailable(exc) from None
 
     async def image_bytes(self, image: JobImage) -> bytes:
         ext = EXT_BY_MIME.get(image.mime or "")

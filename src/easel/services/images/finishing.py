@@ -68,6 +68,16 @@ class ImageFinisher:
             data = self.credentials.sign(data, request.output_format.mime, facts)
         return Finished(verdict, data)
 
+    def preview(self, pixels: Any, request: GenerationRequest) -> bytes | None:
+        """A partial image as a stream shows it: checked and watermarked as the final image
+        will be (None: the check would withhold it), encoded in the job's format, without
+        metadata or content credentials (it is not the image the job delivers)."""
+        if self._check(pixels, request).withheld is not None:
+            return None
+        if request.watermark and self.watermarker.fits(pixels):
+            pixels = self.watermarker.embed(pixels)
+        return encode(pixels, request.output_format, request.output_quality, {})
+
     def _check(self, pixels: Any, request: GenerationRequest) -> Verdict:
         if not self.checker.needed(request.safety):
             return UNCHECKED

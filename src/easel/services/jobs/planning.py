@@ -238,6 +238,7 @@ class Plan:
             scheduler=self.backend.scheduler,
             two_pass=self.two_pass,
             true_cfg=self.true_cfg,
+            previews=self.request.partial_images,
         )
 
 
@@ -293,6 +294,7 @@ def resolve(
         guidance_scale=generation.guidance_scale, scheduler=generation.scheduler,
         max_seed=generation.max_seed, safety=generation.safety, watermark=generation.watermark,
         enhance_prompt=generation.enhance_prompt, tier=model.tier.name,
+        partial_images=generation.partial_images,
     )
     validate(request, catalog, names)
     return model, request

@@ -94,7 +94,8 @@ def batch_key(the_plan: Plan) -> str:
     parts = (b.source, b.family, f"{r.width}x{r.height}", b.steps, b.guidance,
              b.max_sequence_length, b.scheduler.name if b.scheduler else "",
              f"{two_pass.base_width}x{two_pass.base_height}@{two_pass.strength}"
-             if two_pass else "", f"cfg{the_plan.true_cfg}" if the_plan.true_cfg else "")
+             if two_pass else "", f"cfg{the_plan.true_cfg}" if the_plan.true_cfg else "",
+             f"previews{r.partial_images}" if r.partial_images else "")
     return "|".join(str(part) for part in parts)
 
 

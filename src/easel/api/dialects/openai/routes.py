@@ -5,19 +5,22 @@ The request is held until the images are ready (both APIs are synchronous)."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 
 from easel.api.caller import Authenticated, CorePort
 from easel.api.dialects.common import (
     Dialect,
     JsonBody,
+    all_withheld,
     base64_bytes,
     delivered_images,
     ignored_header,
+    ordered_images,
     prompt_header,
     reserve_reply,
     stand_in_header,
@@ -36,7 +39,9 @@ from easel.api.openapi import (
     security,
 )
 from easel.domain.errors import EaselError, ErrorKind
-from easel.domain.outcomes import StillRunning
+from easel.domain.job import Job, JobStatus
+from easel.domain.outcomes import JobFailed, StillRunning
+from easel.services.port import Port
 
 router = APIRouter(tags=["openai"])
 
@@ -103,10 +108,19 @@ EXAMPLES = {
              response_model=ImagesResponse)
 async def generate(
     request: Request, caller: Authenticated, port: CorePort, body: JsonBody
-) -> JSONResponse:
+) -> JSONResponse | StreamingResponse:
+    """OpenAI's images.generate; with `stream: true`, server-sent events (partial images,
+    then the images)."""
     wire = translate.to_submission(body, caller, request.headers.get("idempotency-key"),
                                    translate.retries_taken(
                                        request.headers.get("x-stainless-retry-count")))
+    if wire.stream:
+        job, _ = await port.submit(wire.submission)
+        return StreamingResponse(
+            _events(port, job), media_type="text/event-stream",
+            headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no",
+                     "x-request-id": str(uuid.uuid4()), "x-easel-job-id": job.id,
+                     **ignored_header(wire.ignored), **stand_in_header(job)})
     job = await port.run(wire.submission)
     if wire.b64_json:  # reserved before the reply is built: a 429 when too much is unread
         reserve_reply(request, caller, base64_bytes(delivered_images(job)), "response_format",
@@ -115,6 +129,43 @@ async def generate(
     return JSONResponse(reply, headers={"x-request-id": str(uuid.uuid4()),
                                         "x-easel-job-id": job.id, **ignored_header(wire.ignored),
                                         **prompt_header(job), **stand_in_header(job)})
+
+
+async def _events(port: Port, job: Job) -> AsyncIterator[str]:
+    """OpenAI's image stream: each round of partial images as the worker stores it, then one
+    completed event per delivered image; an `error` event when the job fails. A client that
+    disconnects leaves the job running (GET /easel/jobs/{id} finds it)."""
+    sent = 0
+    updates = port.watch(job)
+    try:
+        async for current in updates:
+            for round_ in range(sent, current.partials):
+                for image in ordered_images(current):
+                    data = await port.images.partial_bytes(current, image, round_)
+                    if data is not None:  # withheld by the check, or the job already ended
+                        yield translate.stream_event(translate.PARTIAL_EVENT, current, data,
+                                                     partial_image_index=round_)
+            sent = max(sent, current.partials)
+            if current.status.terminal:
+                async for event in _final_events(port, current):
+                    yield event
+                return
+    finally:
+        await updates.aclose()
+
+
+async def _final_events(port: Port, job: Job) -> AsyncIterator[str]:
+    if job.status is not JobStatus.COMPLETED:
+        yield translate.stream_error(JobFailed(job))
+        return
+    blocked = all_withheld(job)
+    if blocked is not None:
+        yield translate.stream_error(blocked)
+        return
+    for image in delivered_images(job):
+        yield translate.stream_event(translate.COMPLETED_EVENT, job,
+                                     await port.images.image_bytes(image),
+                                     usage=translate.completed_usage())
 
 
 class ModelList(Open):

@@ -15,7 +15,9 @@ Mapping rules (also in docs/openai.md):
 
 from __future__ import annotations
 
+import json
 import re
+import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -80,6 +82,7 @@ class ImagesRequest:
     submission: Submission
     b64_json: bool
     ignored: list[str] = field(default_factory=list)
+    stream: bool = False  # server-sent events: partial images, then each image
 
 
 def model_choice(model_id: str | None, quality: str | None) -> ModelChoice:
@@ -131,11 +134,9 @@ def to_submission(
     if wire.background == "transparent":
         raise EaselError(ErrorKind.UNSUPPORTED, "background 'transparent' is not supported; "
                          "Imagen images are opaque", "background")
-    if wire.stream:
-        raise EaselError(ErrorKind.UNSUPPORTED, "stream is not supported", "stream")
-    if wire.partial_images:
-        raise EaselError(ErrorKind.UNSUPPORTED, "partial_images needs stream, which is not "
-                         "supported", "partial_images")
+    if wire.partial_images and not wire.stream:
+        raise invalid("partial_images", "partial_images needs stream: true (the partial images "
+                                        "are sent as server-sent events)")
 
     fmt = ImageFormat(wire.output_format or "png")
     compression = wire.output_compression
@@ -154,6 +155,7 @@ def to_submission(
         # AIML's defaults: the prompt rewritten, no watermark.
         watermark=bool(wire.add_watermark),
         enhance_prompt=wire.enhance_prompt is not False,
+        partial_images=wire.partial_images or 0 if wire.stream else 0,
     )
     names = NAMES.with_(num_images="n" if wire.n is not None else "num_images")
     echo = {k: v for k, v in (("user", wire.user), ("safety_identifier", wire.safety_identifier))
@@ -161,7 +163,10 @@ def to_submission(
     submission = Submission(DIALECT, caller, generation, task_id=job_id_for(idempotency_key),
                             names=names, echo=echo,
                             repeats_earlier=idempotency_key is None and retries_taken > 0)
-    return ImagesRequest(submission, b64_json, ignored_fields(wire, fmt))
+    ignored = ignored_fields(wire, fmt)
+    if wire.stream and wire.response_format == "url":
+        ignored.append("response_format")  # a stream's events carry base64 (b64_json) only
+    return ImagesRequest(submission, b64_json or bool(wire.stream), ignored, bool(wire.stream))
 
 
 # OpenAI's `moderation` as a safety level, where AIML's safety_setting is not given.
@@ -304,3 +309,36 @@ def snake_case(code: str) -> str:
     """easel's camelCase codes of refusals made before any route runs, as OpenAI spells
     codes: notFound -> not_found."""
     return re.sub(r"(?<!^)(?=[A-Z])", "_", code).lower()
+
+
+# -- streaming (`stream: true`): OpenAI's image generation events ------------------------------
+
+PARTIAL_EVENT = "image_generation.partial_image"
+COMPLETED_EVENT = "image_generation.completed"
+
+
+def stream_event(kind: str, job: Job, data: bytes, **fields: Any) -> str:
+    """One server-sent event as the openai SDK parses it: the `type` inside `data` decides
+    its class (the `event:` line is for readers)."""
+    request = job.request
+    body = {"type": kind, "b64_json": b64(data), "created_at": int(time.time()),
+            "size": f"{request.width}x{request.height}",
+            "quality": TIER_QUALITY.get(request.tier) or "auto", "background": "opaque",
+            "output_format": request.output_format.value, **fields}
+    return f"event: {kind}\ndata: {json.dumps(body)}\n\n"
+
+
+def completed_usage() -> dict[str, Any]:
+    """The `usage` a completed event carries; easel counts no tokens (its price is per
+    image), so every count is 0."""
+    return {"input_tokens": 0, "input_tokens_details": {"image_tokens": 0, "text_tokens": 0},
+            "output_tokens": 0, "total_tokens": 0}
+
+
+def stream_error(err: EaselError) -> str:
+    """A failure after the stream began: a data object with `error`, which the openai SDK
+    raises as APIError with its message."""
+    status = ERRORS.status(err)
+    body = {"type": "error", "error": {"message": err.message, "type": error_type(status),
+                                       "param": err.parameter, "code": ERRORS.code(err.kind)}}
+    return f"event: error\ndata: {json.dumps(body)}\n\n"

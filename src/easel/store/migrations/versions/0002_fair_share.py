@@ -1,4 +1,5 @@
-"""Fair sharing: each job's work units and fair queueing tags, the scheduler's virtual time.
+"""Fair sharing: each job's work units and fair queueing tags, the scheduler's virtual time;
+and the rounds of partial images a job has stored (streamed previews).
 
 A database brought up from before Alembic already has these (schema.upgrade adds every column
 the tables define before stamping the baseline), so each step checks first.
@@ -28,6 +29,9 @@ def upgrade() -> None:
         for name in COLUMNS:
             if name not in present:
                 batch.add_column(sa.Column(name, sa.Float(), nullable=False, server_default="0"))
+        if "partials" not in present:
+            batch.add_column(sa.Column("partials", sa.Integer(), nullable=False,
+                                       server_default="0"))
     indexes = {index["name"] for index in inspector.get_indexes("jobs")}
     if "ix_jobs_fair_start" not in indexes:
         op.create_index(op.f("ix_jobs_fair_start"), "jobs", ["fair_start"], unique=False)
@@ -45,5 +49,6 @@ def downgrade() -> None:
     op.drop_index("ix_jobs_caller_status", table_name="jobs")
     op.drop_index(op.f("ix_jobs_fair_start"), table_name="jobs")
     with op.batch_alter_table("jobs") as batch:
+        batch.drop_column("partials")
         for name in reversed(COLUMNS):
             batch.drop_column(name)
