@@ -1,14 +1,15 @@
 """Drive the PyPI `openai` SDK against easel; argv[1] is a JSON spec, prints one JSON line.
 
 `call`: "generate" (default, images.generate with `kwargs`), "models" (models.list),
-"retrieve" (models.retrieve(`model`)), "edit" (images.edit) or "variation"
+"retrieve" (models.retrieve(`model`)), "stream" (images.generate with `kwargs` and
+stream=True: each event the SDK yields, by its class), "edit" (images.edit) or "variation"
 (images.create_variation), the last two with a small PNG."""
 
 import io
 import json
 import sys
 
-from openai import APIStatusError, APITimeoutError, OpenAI
+from openai import APIError, APIStatusError, APITimeoutError, OpenAI
 
 PNG = bytes.fromhex(
     "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
@@ -26,6 +27,10 @@ try:
     elif call == "retrieve":
         model = client.models.retrieve(spec["model"])
         print(json.dumps({"ok": True, "model": model.to_dict()}))
+    elif call == "stream":
+        events = [{"class": type(event).__name__, **event.to_dict()}
+                  for event in client.images.generate(**spec["kwargs"], stream=True)]
+        print(json.dumps({"ok": True, "events": events}))
     elif call in ("edit", "variation"):
         image = ("a.png", io.BytesIO(PNG), "image/png")
         if call == "edit":
@@ -46,3 +51,6 @@ except APIStatusError as exc:
                       "error_type": getattr(exc, "type", None)}))
 except APITimeoutError as exc:
     print(json.dumps({"ok": False, "status": None, "type": type(exc).__name__}))
+except APIError as exc:  # an error event in a stream
+    print(json.dumps({"ok": False, "status": None, "type": type(exc).__name__,
+                      "message": exc.message}))
