@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from easel.domain.generation import Engine, EngineBatch, GeneratedImage
+from easel.domain.generation import Engine, EngineBatch, GeneratedImage, Preview
 from easel.runtime.build import EngineFactory, diffusers_engine
 from easel.settings import Settings, load_settings
 from tests.fakes import FakeEngine
@@ -40,10 +40,11 @@ class PictureEngine(FakeEngine):
         batch: EngineBatch,
         progress: Callable[[int, int], None] | None = None,
         cancel: threading.Event | None = None,
+        preview: Preview | None = None,
     ) -> list[GeneratedImage]:
         from tests.safety.pictures import pixels
 
-        drawn = super().generate(batch, progress, cancel)
+        drawn = super().generate(batch, progress, cancel, preview)
         out = []
         for spec, image in zip(batch.images, drawn, strict=True):
             found = PICTURE.search(spec.prompt)
@@ -64,11 +65,12 @@ class CrashingEngine(FakeEngine):
         batch: EngineBatch,
         progress: Callable[[int, int], None] | None = None,
         cancel: threading.Event | None = None,
+        preview: Preview | None = None,
     ) -> list[GeneratedImage]:
         if any(self.marker in spec.prompt for spec in batch.images):
             time.sleep(self.step_seconds)  # it dies during its first step, as a crash would
             os._exit(CRASH_STATUS)
-        return super().generate(batch, progress, cancel)
+        return super().generate(batch, progress, cancel, preview)
 
 
 def engine_factory(name: str, settings: Settings, step_seconds: float = 0.0) -> EngineFactory:

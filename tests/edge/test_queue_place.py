@@ -63,7 +63,7 @@ def test_three_queued_jobs_stand_2_1_0_and_advance(make_edge: Callable[..., Edge
     aheads = [queue["ahead"] for queue in seen if queue is not None]
     moves = [ahead for i, ahead in enumerate(aheads) if i == 0 or aheads[i - 1] != ahead]
     assert moves == [2, 1, 0], seen  # (the estimate may change in between: an event each)
-    assert seen[-1] is None  # then it ran
+    assert seen[-1] is None  # then it ran (the end event has no place)
 
 
 def test_the_wait_is_estimated_from_what_jobs_took_here(make_edge: Callable[..., Edge]) -> None:
@@ -87,7 +87,7 @@ def test_the_wait_is_estimated_from_what_jobs_took_here(make_edge: Callable[...,
 
 
 def _queue_events(lines: Any) -> list[Any]:
-    """The `queue` of each `progress` event, until the stream's `end`."""
+    """The `queue` of each event, the stream's `end` the last."""
     found: list[Any] = []
     event = ""
     for line in lines:
@@ -96,5 +96,6 @@ def _queue_events(lines: Any) -> list[Any]:
         elif line.startswith("data:") and event == "progress":
             found.append(json.loads(line.split(":", 1)[1])["queue"])
         elif line.startswith("data:") and event == "end":
+            found.append(json.loads(line.split(":", 1)[1])["queue"])
             break
     return found

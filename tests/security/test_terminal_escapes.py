@@ -24,6 +24,11 @@ KEY = "terminal-test-key-0123456789"
 PROMPT = ("a red fox\x1b[2J\x1b]0;owned\x07 in snow\u202egnp.exe \u2066x\u2069 \x9b31m"
           "\n2030-01-01 00:00:00 INFO easel.access: forged")
 RAW = ("\x1b", "\x07", "\u202e", "\u2066", "\x9b")
+# What a prompt may hold of it: control characters other than tab, newline and CR are refused
+# (400 naming the prompt), bidi and format characters are not.
+ALLOWED_PROMPT = ("a red fox in snow\u202egnp.exe \u2066x\u2069"
+                  "\n2030-01-01 00:00:00 INFO easel.access: forged")
+PROMPT_SHOWN = ("\\u202egnp.exe", "\\u2066x\\u2069", "\\n2030-01-01")
 SHOWN = ("\\x1b[2J", "\\x1b]0;owned\\x07", "\\u202egnp.exe", "\\u2066x\\u2069", "\\x9b31m",
          "\\n2030-01-01")
 
@@ -44,17 +49,21 @@ def test_easel_jobs_and_the_text_log_show_control_characters_escaped(
     make_server: Callable[..., Server],
 ) -> None:
     srv = make_server(EASEL_API_KEYS=KEY).start()
-    reply = httpx.post(f"{srv.url}/easel/jobs", json={"model": "google:2@3", "prompt": PROMPT},
-                       headers={"Authorization": f"Bearer {KEY}"}, timeout=60)
+    auth = {"Authorization": f"Bearer {KEY}"}
+    refused = httpx.post(f"{srv.url}/easel/jobs", json={"model": "google:2@3", "prompt": PROMPT},
+                         headers=auth, timeout=60)
+    assert refused.status_code == 400 and refused.json()["error"]["parameter"] == "prompt"
+    reply = httpx.post(f"{srv.url}/easel/jobs", headers=auth, timeout=60,
+                       json={"model": "google:2@3", "prompt": ALLOWED_PROMPT})
     assert reply.status_code in (200, 202), reply.text
     job_id = reply.json()["id"]
 
     shown = easel(srv, "show", job_id)
     assert shown.returncode == 0, shown.stderr
-    assert_shown_escaped(shown.stdout)
+    assert_shown_escaped(shown.stdout, PROMPT_SHOWN)
     listed = easel(srv, "list")  # the prompt's first 60 characters
     assert listed.returncode == 0, listed.stderr
-    assert_shown_escaped(listed.stdout, SHOWN[:2])
+    assert_shown_escaped(listed.stdout, PROMPT_SHOWN[:2])
     # An id is a caller's text too: the server's error quotes it, and the CLI prints that.
     missing = easel(srv, "show", "\x1b[2Jgone\u202e")
     assert missing.returncode == 1
