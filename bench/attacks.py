@@ -34,7 +34,7 @@ import httpx
 import psutil
 from tests.server_harness import Server
 
-from bench.fair_share import fair_server, monopoly
+from bench.fair_share import fair_server, monopoly, on_fresh_server
 
 
 class PeakRSS:
@@ -212,11 +212,7 @@ def main() -> None:
         server = fair_server(data / name, 0.05) if name == "monopoly" else Server(
             data / name, small=name == "reply_mib", EASEL_ALLOW_LOOPBACK_URLS=1,
             EASEL_RATE_LIMIT_BURST=100000, **keys)
-        server.start()
-        try:
-            print(attack(server), flush=True)
-        finally:
-            server.stop()
+        print(on_fresh_server(server, attack), flush=True)
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -118,6 +119,15 @@ def victim_seconds_images(server: Server, images: int) -> float:
     return time.perf_counter() - started
 
 
+def on_fresh_server(server: Server, attack: Callable[[Server], str]) -> str:
+    """Start the server, attack it, stop it (one attack's leftovers never hide the next's)."""
+    server.start()
+    try:
+        return attack(server)
+    finally:
+        server.stop()
+
+
 def fair_server(root: Path, step_seconds: float) -> Server:
     """A server of two keys, batches of 4, the fake engine at `step_seconds` a step."""
     return Server(root, step_seconds=step_seconds, EASEL_API_KEYS=f"{ATTACKER},{VICTIM}",
@@ -140,12 +150,7 @@ def main() -> None:
         "cancel": lambda srv: cancel_loop(srv, args.cancel_images, args.cancel_seconds),
     }
     for name, attack in attacks.items():  # a fresh server each
-        server = fair_server(data / name, args.step_seconds)
-        server.start()
-        try:
-            print(attack(server), flush=True)
-        finally:
-            server.stop()
+        print(on_fresh_server(fair_server(data / name, args.step_seconds), attack), flush=True)
 
 
 if __name__ == "__main__":
