@@ -5,6 +5,10 @@ latents (x0) on its way to the next noisy sample; `CleanImageTap` keeps the late
 length of one pipeline call. Each family's decoder (the family table, families.py) turns those
 latents into pixels the way that family's pipeline decodes its final latents. A preview is thus
 one VAE decode of a tensor the sampler had already computed: no extra model evaluation.
+
+The decode runs inside the pipeline call (under the engine's inference mode), once for the whole
+batch, with the VAE as the engine prepared it for this pass: slicing, and tiling only where
+EASEL_VAE_TILING_PIXELS asks for it. A preview's peak memory is thus the final decode's.
 """
 
 from __future__ import annotations
@@ -33,8 +37,8 @@ _DATA_PREDICTION_ALGORITHMS = frozenset({"dpmsolver++", "sde-dpmsolver++"})
 
 class CleanImageTap:
     """Wraps a scheduler's `step` for one pipeline call and keeps the model's latest prediction
-    of the clean latents. The wrapped step returns exactly what the original returns, so the
-    denoising trajectory (and the final image) is unchanged."""
+    of the clean latents. The wrapped step computes and returns what the original does (as a
+    tuple when asked), so the denoising trajectory, and the final image, are unchanged."""
 
     def __init__(self) -> None:
         self._latest: _Lazy | None = None
@@ -86,9 +90,11 @@ def _clean_latents(scheduler: Any, output: Any, named: dict[str, Any]) -> _Lazy 
         # prediction included: x0 = sample - sigma_t * v) and keep it as the newest history.
         converted = history[-1]
         return lambda: converted
+    from diffusers import FlowMatchEulerDiscreteScheduler
+
     sigmas = getattr(scheduler, "sigmas", None)
     model_output, sample = named.get("model_output"), named.get("sample")
-    if (type(scheduler).__name__.startswith("FlowMatch") and sigmas is not None
+    if (isinstance(scheduler, FlowMatchEulerDiscreteScheduler) and sigmas is not None
             and model_output is not None and sample is not None
             and named.get("per_token_timesteps") is None  # one sigma for the whole sample
             and getattr(scheduler, "step_index", None)):
