@@ -34,7 +34,10 @@ ARCHS: dict[str, dict[str, Any]] = {
 
 
 def _materialise(module: Any, device: str, dtype: torch.dtype) -> Any:
-    """Allocate a meta-built module on `device` and fill it like a trained model's scale."""
+    """Allocate a meta-built module on `device` and fill it like a trained model's scale.
+    On "meta" it stays unallocated: shapes only, enough to count FLOPs (bench/previews.py)."""
+    if device == "meta":
+        return module.eval()
     module = module.to_empty(device=device)
     generator = torch.Generator(device=device).manual_seed(0)
     with torch.no_grad():

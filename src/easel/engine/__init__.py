@@ -6,10 +6,11 @@ pipelines warm, and unloads the least recently used one when a new model does no
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,13 @@ import torch
 
 from easel.catalog import Catalog, is_single_file
 from easel.domain.errors import CancelledError, InferenceError
-from easel.domain.generation import EngineBatch, EngineStatus, GeneratedImage, Preview
+from easel.domain.generation import (
+    EngineBatch,
+    EngineStatus,
+    GeneratedImage,
+    ImageSpec,
+    Preview,
+)
 from easel.engine.families import call_kwargs, family_of
 from easel.engine.fit import share_components
 from easel.engine.libraries import quiet_libraries
@@ -33,6 +40,7 @@ from easel.engine.pipelines import (
     resolve_local_path,
     scheduled,
 )
+from easel.engine.previews import CleanImageTap
 from easel.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -190,10 +198,14 @@ class Engine:
     ) -> list[GeneratedImage]:
         """One image per ImageSpec, in order. Raises InferenceError or CancelledError.
         Identical specs (same prompt, negative prompt and seed) are drawn once: each image
-        depends on its own spec alone, so their pixels would be identical anyway."""
+        depends on its own spec alone, so their pixels would be identical anyway.
+        With `batch.previews` and `preview`, partial images go to `preview` between steps."""
         unique = tuple(dict.fromkeys(batch.images))
         drawn = replace(batch, images=unique)
-        steps = _Progress(progress, drawn.total_steps)
+        partials = None
+        if preview is not None and drawn.preview_steps:
+            partials = _Previews(drawn, batch.images, preview)
+        steps = _Progress(progress, drawn.total_steps, partials)
         with self._lock:
             pipe = self.pipeline(drawn.source)
             kwargs = call_kwargs(drawn, _generators(drawn))
@@ -201,8 +213,7 @@ class Engine:
                 images = self._run(pipe, drawn, kwargs, steps, cancel)
             else:
                 images = self._two_pass(pipe, drawn, kwargs, steps, cancel)
-        by_spec = dict(zip(unique, _to_images(images, drawn), strict=True))
-        return [by_spec[spec] for spec in batch.images]
+        return _in_batch_order(unique, _to_images(images, drawn), batch.images)
 
     def _two_pass(
         self,
@@ -260,9 +271,11 @@ class Engine:
         """One pipeline call, with progress, cancel between steps, and the embedding cache."""
         prepare_vae(pipe, kwargs["width"], kwargs["height"], self.options)
         if _accepts(pipe, "callback_on_step_end"):
-            kwargs["callback_on_step_end"] = steps.callback(cancel)
+            kwargs["callback_on_step_end"] = steps.callback(cancel, kwargs["width"],
+                                                            kwargs["height"])
         try:
-            with torch.inference_mode(), scheduled(pipe, batch.scheduler):
+            # The tap goes on the scheduler this call samples with (after any swap).
+            with torch.inference_mode(), scheduled(pipe, batch.scheduler), steps.tapping(pipe):
                 kwargs = self.text_cache.kwargs(pipe, batch.family, batch.source, kwargs)
                 result = pipe(**kwargs)
         except _Cancelled:
@@ -274,17 +287,28 @@ class Engine:
 
 
 class _Progress:
-    """Steps done across a batch's passes, reported as (done, total)."""
+    """What happens between steps, across a batch's passes: steps done reported as
+    (done, total), cancel, the check of the final latents, and the partial images."""
 
-    def __init__(self, report: ProgressFn | None, total: int) -> None:
+    def __init__(self, report: ProgressFn | None, total: int,
+                 previews: _Previews | None = None) -> None:
         self.report = report
         self.total = total
         self.offset = 0
+        self.previews = previews
 
     def next_pass(self, steps_before: int) -> None:
         self.offset = steps_before
 
-    def callback(self, cancel: threading.Event | None) -> Callable[..., dict[str, Any]]:
+    def tapping(self, pipe: Any) -> contextlib.AbstractContextManager[None]:
+        if self.previews is None:
+            return contextlib.nullcontext()
+        return self.previews.tap.on(pipe.scheduler)
+
+    def callback(self, cancel: threading.Event | None, width: int,
+                 height: int) -> Callable[..., dict[str, Any]]:
+        """The pipeline's callback_on_step_end for one pass drawn at width x height."""
+
         def on_step_end(pipe: Any, step: int, _t: Any, tensors: dict[str, Any]) -> dict[str, Any]:
             # The pipeline knows how many steps this pass runs (an img2img pass runs a share).
             steps_this_pass = int(getattr(pipe, "_num_timesteps", 0) or 0)
@@ -300,9 +324,71 @@ class _Progress:
             last = step + 1 == (steps_this_pass or self.total - self.offset)
             if last and latents is not None and not torch.isfinite(latents).all():
                 raise InferenceError("the denoised latents contain NaN or infinite values")
+            if self.previews is not None:
+                self.previews.after_step(pipe, self.offset + step + 1, latents, width, height)
             return tensors
 
         return on_step_end
+
+
+class _Previews:
+    """The partial images of one batch: after each of its preview steps, the model's current
+    prediction of the clean latents (the tap's x0), decoded as the family decodes its final
+    latents, at the batch's size, one per ImageSpec of the caller's batch."""
+
+    def __init__(self, drawn: EngineBatch, specs: Sequence[ImageSpec], send: Preview) -> None:
+        self.drawn = drawn  # the deduplicated batch the pipeline draws
+        self.specs = specs  # the caller's, duplicates included
+        self.send = send
+        self.due = frozenset(drawn.preview_steps)
+        self.decode = family_of(drawn.family).decode_preview
+        self.tap = CleanImageTap()
+        self.sent = 0  # k of the next preview: contiguous, even if one could not be drawn
+
+    def after_step(self, pipe: Any, done: int, latents: torch.Tensor | None, width: int,
+                   height: int) -> None:
+        if done not in self.due:
+            return
+        clean = self.tap.latest()
+        if clean is None:
+            # A sampler that exposes no x0 (none the catalog offers): its noisy latents are
+            # the best there is, and still show the composition forming.
+            log.debug("%s gives no clean-image prediction; previewing its latents",
+                      type(pipe.scheduler).__name__)
+            clean = latents
+        if clean is None:
+            return
+        try:
+            pixels = self.decode(pipe, clean, width, height)
+        except torch.OutOfMemoryError:
+            # A partial image is worth less than the job: skip it and let the job finish.
+            log.warning("out of memory decoding a partial image; skipped")
+            with contextlib.suppress(RuntimeError):
+                torch.cuda.empty_cache()
+            return
+        images = _preview_images(pixels, self.drawn)
+        self.send(self.sent, _in_batch_order(self.drawn.images, images, self.specs))
+        self.sent += 1
+
+
+def _preview_images(pixels: torch.Tensor, batch: EngineBatch) -> list[GeneratedImage]:
+    """Decoded pixels ((n, 3, h, w) in [0, 1]) as uint8 images at the batch's size. A two-pass
+    batch's base pass draws smaller: its previews are stretched (bilinear, on the device)."""
+    pixels = pixels.float()
+    if tuple(pixels.shape[-2:]) != (batch.height, batch.width):
+        pixels = torch.nn.functional.interpolate(pixels, size=(batch.height, batch.width),
+                                                 mode="bilinear", align_corners=False)
+    quantised = (pixels.nan_to_num(0.0).clamp(0, 1) * 255).round().to(torch.uint8)
+    array = quantised.permute(0, 2, 3, 1).cpu().numpy()
+    return [GeneratedImage(pixels=array[i], seed=spec.seed, width=batch.width,
+                           height=batch.height) for i, spec in enumerate(batch.images)]
+
+
+def _in_batch_order(unique: Sequence[ImageSpec], images: list[GeneratedImage],
+                    specs: Sequence[ImageSpec]) -> list[GeneratedImage]:
+    """Images drawn once per distinct spec, one per spec of the caller's batch."""
+    by_spec = dict(zip(unique, images, strict=True))
+    return [by_spec[spec] for spec in specs]
 
 
 def _generators(batch: EngineBatch) -> list[torch.Generator]:

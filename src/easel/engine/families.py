@@ -1,6 +1,6 @@
 """Each pipeline family's rules in one row: how to call it, how to encode its prompts for the
-embedding cache, how to load it, its offline stand-in, and its img2img refiner (the two-pass path
-to sizes above what the model card supports).
+embedding cache, how to load it, its offline stand-in, its img2img refiner (the two-pass path
+to sizes above what the model card supports), and how its partial images are decoded.
 
 The catalog names a backend's family; nothing outside this table branches on a family's name.
 """
@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from easel.domain.generation import EngineBatch
-from easel.engine import tiny
+from easel.engine import previews, tiny
 
 CallArguments = Callable[[EngineBatch, list[str]], dict[str, Any]]
 Encoder = Callable[[Any, str, str, int | None, bool], tuple[torch.Tensor, ...]]
@@ -39,6 +39,9 @@ class Family:
     name: str
     build_stand_in: Callable[[], Any]
     arguments: CallArguments  # the family's own keyword arguments for one batched call
+    # Latents (as its denoising loop holds them) to pixels, as its pipeline's final decode does:
+    # partial images decode the model's current prediction of the clean latents with it.
+    decode_preview: previews.PreviewDecoder
     refiner: str | None = None  # diffusers img2img class built from the same components
     text_encoding: TextEncoding | None = None
 
@@ -116,30 +119,32 @@ def _encode_flux2(pipe: Any, prompt: str, negative: str, seq: int | None,
 
 
 _FAMILIES = (
-    Family("flux", tiny.flux, _with_sequence(_flux), refiner="FluxImg2ImgPipeline",
+    Family("flux", tiny.flux, _with_sequence(_flux), previews.decode_flux,
+           refiner="FluxImg2ImgPipeline",
            # With true CFG the pipeline encodes prompt and negative itself.
            text_encoding=TextEncoding(("prompt_embeds", "pooled_prompt_embeds"), _encode_flux,
                                       applies=lambda pipe, kwargs: "true_cfg_scale" not in kwargs)),
-    Family("flux2", tiny.flux2, _with_sequence(_guidance),
+    Family("flux2", tiny.flux2, _with_sequence(_guidance), previews.decode_flux2,
            # A non-distilled klein runs CFG and would encode its own "" negative for one row:
            # leave its prompts to the pipeline.
            text_encoding=TextEncoding(
                ("prompt_embeds",), _encode_flux2,
                applies=lambda pipe, kwargs: bool(pipe.config.is_distilled)
                or kwargs["guidance_scale"] <= 1.0)),
-    Family("zimage", tiny.zimage, _with_sequence(_zimage),
+    Family("zimage", tiny.zimage, _with_sequence(_zimage), previews.decode_scaled_shifted,
            refiner="ZImageImg2ImgPipeline"),
-    Family("qwenimage", tiny.qwenimage, _with_sequence(_qwen_image),
+    Family("qwenimage", tiny.qwenimage, _with_sequence(_qwen_image), previews.decode_qwenimage,
            refiner="QwenImageImg2ImgPipeline"),
-    Family("sd3", tiny.sd3, _with_sequence(_guidance_negative),
+    Family("sd3", tiny.sd3, _with_sequence(_guidance_negative), previews.decode_scaled_shifted,
            refiner="StableDiffusion3Img2ImgPipeline",
            text_encoding=TextEncoding(
                ("prompt_embeds", "negative_prompt_embeds", "pooled_prompt_embeds",
                 "negative_pooled_prompt_embeds"),
                _encode_sd3, guided=lambda kwargs: kwargs["guidance_scale"] > 1.0)),
-    Family("sdxl", tiny.sdxl, _guidance_negative, refiner="StableDiffusionXLImg2ImgPipeline"),
-    Family("sana", tiny.sana, _sana),
-    Family("mini", tiny.mini, _guidance_negative),
+    Family("sdxl", tiny.sdxl, _guidance_negative, previews.decode_sdxl,
+           refiner="StableDiffusionXLImg2ImgPipeline"),
+    Family("sana", tiny.sana, _sana, previews.decode_sana),
+    Family("mini", tiny.mini, _guidance_negative, previews.decode_mini),
 )
 FAMILIES: dict[str, Family] = {family.name: family for family in _FAMILIES}
 TINY_MODELS: dict[str, str] = {f"easel/tiny-{name}": name for name in FAMILIES}
