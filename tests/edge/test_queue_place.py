@@ -4,6 +4,7 @@ say it: the jobs ahead of it in the store's fair order, and about how long until
 from __future__ import annotations
 
 import json
+import queue
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -50,20 +51,25 @@ def test_three_queued_jobs_stand_2_1_0_and_advance(make_edge: Callable[..., Edge
     jobs = [submit(edge, f"queued {i}") for i in range(3)]
     assert queue_of(edge, first) is None  # running: no place in the queue
     assert [queue_of(edge, job)["ahead"] for job in jobs] == [0, 1, 2]
-    seen: list[Any] = []
+    seen: queue.Queue[Any] = queue.Queue()
     with edge.client.stream("GET", f"/easel/jobs/{jobs[2]}/events", headers=AUTH) as events:
         lines = events.iter_lines()
-        read = threading.Thread(target=lambda: seen.extend(_queue_events(lines)))
+        read = threading.Thread(target=lambda: _queue_events(lines, seen.put))
         read.start()
-        for _ in range(3):  # each call through in turn: the last job moves up one place
+        shown = _until_ahead(seen, 2)
+        for place in (1, 0):  # one call through at a time: the last job moves up one place
             gate.passes.release()
             gate.wait_inside()
-        gate.passes.release()
+            shown += _until_ahead(seen, place)  # the stream said so before the next moves
+        gate.passes.release()  # the one before it ends
+        gate.wait_inside()
+        gate.passes.release()  # and it runs
         read.join(30)
-    aheads = [queue["ahead"] for queue in seen if queue is not None]
+    shown += list(seen.queue)
+    aheads = [place["ahead"] for place in shown if place is not None]
     moves = [ahead for i, ahead in enumerate(aheads) if i == 0 or aheads[i - 1] != ahead]
-    assert moves == [2, 1, 0], seen  # (the estimate may change in between: an event each)
-    assert seen[-1] is None  # then it ran (the end event has no place)
+    assert moves == [2, 1, 0], shown  # (the estimate may change in between: an event each)
+    assert shown[-1] is None  # then it ran (the end event has no place)
 
 
 def test_the_wait_is_estimated_from_what_jobs_took_here(make_edge: Callable[..., Edge]) -> None:
@@ -86,16 +92,23 @@ def test_the_wait_is_estimated_from_what_jobs_took_here(make_edge: Callable[...,
         gate.passes.release()
 
 
-def _queue_events(lines: Any) -> list[Any]:
-    """The `queue` of each event, the stream's `end` the last."""
-    found: list[Any] = []
+def _queue_events(lines: Any, put: Callable[[Any], None]) -> None:
+    """Hands on the `queue` of each event, the stream's `end` the last."""
     event = ""
     for line in lines:
         if line.startswith("event:"):
             event = line.split(":", 1)[1].strip()
-        elif line.startswith("data:") and event == "progress":
-            found.append(json.loads(line.split(":", 1)[1])["queue"])
-        elif line.startswith("data:") and event == "end":
-            found.append(json.loads(line.split(":", 1)[1])["queue"])
-            break
-    return found
+        elif line.startswith("data:"):
+            put(json.loads(line.split(":", 1)[1])["queue"])
+            if event == "end":
+                return
+
+
+def _until_ahead(seen: queue.Queue[Any], ahead: int) -> list[Any]:
+    """The places the stream shows until one with `ahead` jobs before it."""
+    shown = []
+    while True:
+        place = seen.get(timeout=30)
+        shown.append(place)
+        if place is not None and place["ahead"] == ahead:
+            return shown
