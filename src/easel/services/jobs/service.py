@@ -403,6 +403,8 @@ class JobService:
                     return  # shutting down: the stream ends, the client reconnects later
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(changed.wait(), self.poll_interval * 4)
+                if queued:  # every job's event wakes it: one look a poll interval at most, so
+                    await asyncio.sleep(self.poll_interval)  # a busy queue costs reads bounded
 
     async def wait(
         self, job_id: str, timeout: float | None = None, names: WireNames | None = None
