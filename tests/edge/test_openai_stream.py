@@ -58,8 +58,23 @@ def test_two_partial_images_then_the_image(make_edge: Callable[..., Edge]) -> No
                                         "output_tokens", "total_tokens"}
     job = edge.wait(reply.headers["x-easel-job-id"])
     assert job.status is JobStatus.COMPLETED and job.partials == 2
-    leftovers = list(edge.settings.images_dir.rglob("*partial*"))
-    assert leftovers == []  # the partial images go once the job has ended
+
+
+def test_a_slow_reader_still_gets_every_partial_image(make_edge: Callable[..., Edge]) -> None:
+    """A stream read after its job has ended (a slow client) finds every round: a completed
+    job's partial images stay as long as its images, and go with them."""
+    edge = make_edge()
+    artifacts = edge.server.runtime.artifacts
+    reply, _ = stream(edge, partial_images=2, n=2)
+    job = edge.wait(reply.headers["x-easel-job-id"])
+    assert job.partials == 2
+    kept = [edge.client.portal.call(artifacts.partial_bytes, job, image, round_)
+            for image in job.images for round_ in range(2)]
+    assert all(kept), "a partial image went before its image"
+    assert len(list(edge.settings.images_dir.rglob("*partial*"))) == 4
+    edge.wall.advance(7200)  # past every image's lifetime: the sweeper takes both
+    artifacts.sweep(edge.wall())
+    assert list(edge.settings.images_dir.rglob("*partial*")) == []
 
 
 def test_several_images_each_get_their_partials_and_their_completed_event(

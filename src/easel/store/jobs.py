@@ -601,15 +601,18 @@ class JobStore:
 
     # -- the sweeper's side -------------------------------------------------------------------
 
-    def expired_images(self, now: float, limit: int = 500) -> list[tuple[str, str]]:
+    def expired_images(self, now: float, limit: int = 500) -> list[tuple[str, str, int]]:
+        """(image id, extension, rounds of partial images its job kept) of images past their
+        lifetime and not yet deleted."""
         with self.engine.connect() as conn:
             rows = conn.execute(
-                sa.select(images.c.image_id, images.c.ext)
+                sa.select(images.c.image_id, images.c.ext, jobs.c.partials)
+                .join(jobs, jobs.c.id == images.c.job_id)
                 .where(images.c.ready.is_(True), images.c.deleted.is_(False),
                        images.c.expires_at < now)
                 .limit(limit)
             ).all()
-        return [(image_id, ext) for image_id, ext in rows]
+        return [(image_id, ext, int(partials)) for image_id, ext, partials in rows]
 
     def mark_deleted(self, image_ids: Sequence[str]) -> None:
         if image_ids:

@@ -392,9 +392,11 @@ class Worker:
             count = len(p.job.images)
             mine = generated[offset:offset + count]
             offset += count
+            completed = False
             try:
                 ready = [self._store_image(p, i, g) for i, g in enumerate(mine)]
                 if self.store.complete(p.job.id, self.owner, ready, batch_id, engine_seconds):
+                    completed = True
                     self.metrics.images.inc(sum(1 for r in ready if r.withheld is None))
                     _log_completed(p.job, ready, engine_seconds)
             except (OSError, SQLAlchemyError) as exc:
@@ -409,7 +411,7 @@ class Worker:
                 log.exception("storing images of %s failed", p.job.id)
                 self._fail_all([p.job.id], ErrorKind.INTERNAL, f"could not store images: {exc}")
             finally:
-                self._release(p.job.id)
+                self._release(p.job.id, keep_partials=completed)
 
     def _store_image(self, p: _Planned, index: int, image: GeneratedImage) -> ReadyImage:
         job, request = p.job, p.job.request
@@ -436,12 +438,16 @@ class Worker:
         with self._held_lock:
             self._held.update(job_ids)
 
-    def _release(self, job_id: str) -> None:
+    def _release(self, job_id: str, keep_partials: bool = False) -> None:
+        """The worker lets go of the job. A completed job's partial images stay until its
+        images expire (a stream that reads slowly still gets every one; the sweeper removes
+        them with the images); any other end removes them now."""
         with self._held_lock:
             self._held.discard(job_id)
-        for key in self._partials.pop(job_id, ()):  # the stream has had them by now
-            with contextlib.suppress(Exception):
-                self.blobs.delete(key)
+        for key in self._partials.pop(job_id, ()):
+            if not keep_partials:
+                with contextlib.suppress(Exception):
+                    self.blobs.delete(key)
         self.events.job_changed(job_id, settled=True)
 
     def _heartbeat(self) -> None:

@@ -119,9 +119,11 @@ class Artifacts:
         now = self.clock() if now is None else now
         total = 0
         while batch := self.store.expired_images(now):
-            for image_id, ext in batch:
+            for image_id, ext, partials in batch:
                 self.blobs.delete(blob_key(image_id, ext))
-            self.store.mark_deleted([image_id for image_id, _ in batch])
+                for round_ in range(partials):  # kept for the stream until the image goes
+                    self.blobs.delete(partial_key(image_id, round_, ext))
+            self.store.mark_deleted([image_id for image_id, _, _ in batch])
             total += len(batch)
         return total
 

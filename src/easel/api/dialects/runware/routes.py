@@ -7,6 +7,7 @@ rendered by `render_error`, in the envelope a task's error has."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -28,6 +29,7 @@ from .translate import (
     DIALECT,
     ERRORS,
     OVER_BUDGET_ADVICE,
+    TASK_TYPE,
     ReplyBudget,
     from_easel,
     webhook_body,
@@ -46,7 +48,7 @@ async def rest(request: Request, port: CorePort) -> JSONResponse:
         caller.principal, size, "outputType", OVER_BUDGET_ADVICE))
     # Polls run after the batch's submissions, so a getResponse may follow its own task.
     first = [t for t in tasks if not is_auth(t) and not is_poll(t)]
-    outcomes = list(await asyncio.gather(*(run_task(port, caller, t, budget) for t in first)))
+    outcomes = await _in_order(first, lambda task: run_task(port, caller, task, budget))
     polls = [t for t in tasks if is_poll(t)]
     outcomes += await asyncio.gather(*(run_task(port, caller, t, budget) for t in polls))
     merged = Outcome()
@@ -54,6 +56,29 @@ async def rest(request: Request, port: CorePort) -> JSONResponse:
         merged.data.extend(outcome.data)
         merged.errors.extend(outcome.errors)
     return reply(merged)
+
+
+async def _in_order(
+    tasks: list[Any], run: Callable[[Any], Awaitable[Outcome]]
+) -> list[Outcome]:
+    """Each task's outcome, in the list's order. Tasks acknowledged at once (async delivery,
+    model searches) run one after another, so they reach the queue, and its fair order, in the
+    order the client listed them; held ones (sync delivery) run together."""
+    outcomes: dict[int, Outcome] = {}
+    held = [i for i, task in enumerate(tasks) if _held(task)]
+    for i, task in enumerate(tasks):
+        if i not in held:
+            outcomes[i] = await run(task)
+    for i, outcome in zip(held, await asyncio.gather(*(run(tasks[i]) for i in held)),
+                          strict=True):
+        outcomes[i] = outcome
+    return [outcomes[i] for i in range(len(tasks))]
+
+
+def _held(task: Any) -> bool:
+    """An imageInference task answered when its images are ready (Runware's default)."""
+    return isinstance(task, dict) and task.get("taskType") == TASK_TYPE and \
+        task.get("deliveryMethod", "sync") != "async"
 
 
 def _rest_caller(request: Request, tasks: list[Any]) -> Caller:
