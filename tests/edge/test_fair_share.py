@@ -15,9 +15,11 @@ import pytest
 
 from easel.domain.generation import EngineBatch
 from easel.domain.job import JobStatus
+from easel.runtime.serve import unknown_weight_owners
+from easel.services.access.keys import env_principal
 from tests.edge.conftest import KEY, Edge
 from tests.fakes import FakeEngine
-from tests.wire import WIRES, Wire
+from tests.wire import WIRES, Runware, Wire
 
 OTHER = "other-key"
 TIERS = ("google/imagen4-fast", "google/imagen4", "google/imagen4-ultra")
@@ -103,7 +105,7 @@ def test_a_callers_backlog_is_capped_by_jobs_in_every_dialect(
             reply = wire.generate(KEY).send(edge.client)
             error = wire.error(reply)
             assert error.status == 429, (wire.name, reply.text)
-            assert "max_jobs_per_caller" in error.message, (wire.name, error)
+            assert "EASEL_MAX_JOBS_PER_CALLER" in error.message, (wire.name, error)
             assert int(reply.headers["retry-after"]) >= 1, wire.name
         submit(edge, OTHER, "someone else")
     finally:
@@ -122,7 +124,7 @@ def test_a_callers_backlog_is_capped_by_work(make_edge: Callable[..., Edge]) -> 
                                                       "prompt": "one more"},
                                  headers={"Authorization": f"Bearer {KEY}"})
         assert reply.status_code == 429, reply.text
-        assert "max_work_per_caller" in reply.json()["error"]["message"]
+        assert "EASEL_MAX_WORK_PER_CALLER" in reply.json()["error"]["message"]
         assert int(reply.headers["retry-after"]) >= 1
         submit(edge, OTHER, "someone else")
     finally:
@@ -226,3 +228,29 @@ def test_every_wire_is_listed() -> None:
     assert {wire.name for wire in WIRES} >= {"runware", "wavespeed", "openai", "google",
                                                "easel"}
     assert all(isinstance(wire, Wire) for wire in WIRES)
+
+
+def test_runware_tasks_queue_in_the_order_they_were_listed(
+    make_edge: Callable[..., Edge],
+) -> None:
+    """Ten async tasks in one Runware body take places 0..9 behind the running job, in the
+    body's order (they used to be inserted concurrently, in any order)."""
+    gate = Gate()
+    edge = make_edge(FakeEngine(on_step=gate), batch_size=1)
+    try:
+        submit(edge, KEY, "opener")
+        gate.hold()
+        tasks = [Runware().task(deliveryMethod="async", positivePrompt=f"task {i}")
+                 for i in range(10)]
+        assert edge.runware(tasks).status_code == 200
+        places = [edge.client.get(f"/easel/jobs/{task['taskUUID']}",
+                                  headers={"Authorization": f"Bearer {KEY}"}).json()["queue"]
+                  for task in tasks]
+        assert [place["ahead"] for place in places] == list(range(10)), places
+    finally:
+        gate.go.set()
+
+
+def test_weights_naming_no_keys_owner_are_reported(make_edge: Callable[..., Edge]) -> None:
+    edge = make_edge(api_keys=[KEY], caller_weights={env_principal(KEY): 2, "key:typo": 3})
+    assert unknown_weight_owners(edge.settings) == ["key:typo"]

@@ -74,6 +74,7 @@ def test_keys_from_the_store_guard_every_dialect(make_edge: Callable[..., Edge])
     listed = cli(edge.settings.data_dir, "keys", "list").stdout
     key_id = key.split("_")[1]
     assert key_id in listed and "active" in listed and key not in listed
+    assert f"key:{key_id}" in listed  # its owner: what EASEL_CALLER_WEIGHTS names
     mine = {"Authorization": f"Bearer {key}"}
     def seen() -> set[str]:
         return {j["id"] for j in edge.client.get("/easel/jobs", headers=mine).json()["jobs"]}

@@ -4,10 +4,12 @@ real server in tests/dialects/test_openai_stream_sdk.py."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import io
 import json
-from collections.abc import Callable
+import threading
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from PIL import Image
@@ -126,3 +128,53 @@ def test_a_client_that_leaves_the_stream_leaves_the_job_running(
         job_id = reply.headers["x-easel-job-id"]
         next(reply.iter_lines())
     assert edge.wait(job_id).status is JobStatus.COMPLETED
+
+
+def test_streams_count_against_the_callers_reply_budget(make_edge: Callable[..., Edge]) -> None:
+    """Every event is base64: a stream reserves its estimated bytes from the start, so a caller
+    with one stream open cannot open another past EASEL_REPLY_BYTES_PER_CALLER (429 naming
+    `stream`); another caller can."""
+    inside, go = threading.Event(), threading.Event()
+
+    def hold(batch: Any, step: int) -> None:
+        inside.set()
+        assert go.wait(30)
+
+    edge = make_edge(FakeEngine(on_step=hold), api_keys=[KEY, "other-key"],
+                     reply_bytes_per_caller=100_000)
+    body = {"prompt": "a fox", "stream": True, "partial_images": 2, "n": 2}
+    first: dict[str, Any] = {}
+    opened = threading.Thread(target=lambda: first.update(events=stream(edge, **body)[1]))
+    opened.start()
+    try:
+        assert inside.wait(30)
+        refused = edge.client.post(PATH, json={**body, "stream": True}, headers=AUTH)
+        assert refused.status_code == 429, refused.text
+        assert refused.json()["error"]["param"] == "stream"
+        assert int(refused.headers["retry-after"]) >= 1
+        with edge.client.stream("POST", PATH, json=body,
+                                headers={"Authorization": "Bearer other-key"}) as other:
+            assert other.status_code == 200  # (closing it leaves its job running)
+    finally:
+        go.set()
+        opened.join(30)
+    assert first["events"][-1]["type"] == "image_generation.completed"
+
+
+async def test_a_quiet_stream_writes_keep_alives() -> None:
+    """A stream whose job waits in the queue writes a comment line every interval, which
+    proxies count as traffic and every SSE client (the openai SDK's included) skips."""
+    from easel.api.dialects.common import with_keep_alives
+
+    ready = asyncio.Event()
+
+    async def updates() -> AsyncIterator[str]:
+        await ready.wait()
+        yield "the job"
+
+    seen: list[str | None] = []
+    async for item in with_keep_alives(updates(), 0.01):
+        seen.append(item)
+        if len(seen) == 3:
+            ready.set()
+    assert seen[:3] == [None, None, None] and seen[-1] == "the job"

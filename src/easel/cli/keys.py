@@ -9,7 +9,7 @@ import typer
 
 from easel.cli.common import DataDir, err, fail, settings_from
 from easel.logs import visible
-from easel.services.access.keys import key_principal
+from easel.services.access.keys import env_principal, key_principal
 from easel.store import JobStore, KeyStore
 
 app = typer.Typer(no_args_is_help=True, help="API keys, stored as SHA-256 hashes.")
@@ -56,11 +56,16 @@ def keys_create(
 
 @app.command("list")
 def keys_list(data_dir: DataDir = None) -> None:
-    """List keys by id (never the keys themselves)."""
+    """List keys by id (never the keys themselves), each with its owner: the name its jobs
+    are stored under and EASEL_CALLER_WEIGHTS gives a share to. The keys of EASEL_API_KEYS
+    are listed too, by their place in it."""
     for info in _keys(data_dir).list():
         created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(info.created_at))
         state = "active" if info.revoked_at is None else "revoked"
-        typer.echo(f"{info.id}\t{state}\t{created}\t{visible(info.name)}")
+        typer.echo(f"{info.id}\t{state}\t{created}\t{key_principal(info.id)}\t"
+                   f"{visible(info.name)}")
+    for place, key in enumerate(settings_from(data_dir=data_dir).api_keys, start=1):
+        typer.echo(f"EASEL_API_KEYS #{place}\tactive\t-\t{env_principal(key)}\t")
 
 
 @app.command("adopt")

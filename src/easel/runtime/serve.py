@@ -12,6 +12,7 @@ from types import FrameType
 
 import uvicorn
 
+from easel.logs import visible
 from easel.runtime.build import (
     EngineFactory,
     Server,
@@ -20,6 +21,7 @@ from easel.runtime.build import (
     make_resolver,
 )
 from easel.runtime.http import http_protocol
+from easel.services.access.keys import env_principal, key_principal
 from easel.services.access.secrets import missing_shared_secret
 from easel.services.delivery.outbound import is_loopback_host
 from easel.services.weights.facts import backend_facts, warn_stand_ins
@@ -93,6 +95,20 @@ def keys_line(settings: Settings) -> str:
             "required")
 
 
+def unknown_weight_owners(settings: Settings) -> list[str]:
+    """The owners EASEL_CALLER_WEIGHTS names that no key has (a typo, a revoked key, or an
+    EASEL_API_KEYS key given as itself instead of its owner)."""
+    if not settings.caller_weights:
+        return []
+    known = {env_principal(key) for key in settings.api_keys}
+    try:
+        known |= {key_principal(info.id) for info in build_key_store(settings).list()}
+    except Exception:  # the store is down at start: nothing to say about it now
+        return []
+    return sorted(owner for owner in settings.caller_weights
+                  if owner not in known and not owner.startswith("ip:"))
+
+
 def announce(server: Server) -> None:
     """Where the playground is, which tiers run on their real weights and which on a stand-in
     (and why), as warnings an operator sees at once."""
@@ -101,6 +117,9 @@ def announce(server: Server) -> None:
     warn_stand_ins(catalog, resolver, log)
     log.info("playground at %s/ (API reference at /docs)", runtime.settings.base_url)
     log.info("%s", keys_line(runtime.settings))
+    for owner in unknown_weight_owners(runtime.settings):
+        log.warning("EASEL_CALLER_WEIGHTS names %s, which is no key's owner here: it has no "
+                    "effect (`easel keys list` shows each key's owner)", visible(owner))
     for tier in catalog.tiers.values():
         facts = backend_facts(tier.backend, resolver)  # what /easel/info says of it
         if facts.refused is not None:

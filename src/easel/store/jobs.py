@@ -308,10 +308,13 @@ class JobStore:
             left = sa.case((jobs.c.progress_total > 0, 1.0 - sa.cast(jobs.c.progress_step,
                                                                      sa.Float)
                             / jobs.c.progress_total), else_=1.0)
+            # Running: leases still held (a dead worker's job is queued work again, from step
+            # 0, and its worker is no longer one that shares the work).
             running, workers = conn.execute(
                 sa.select(sa.func.coalesce(sa.func.sum(jobs.c.work * left), 0.0),
                           sa.func.count(sa.distinct(jobs.c.lease_owner)))
-                .where(jobs.c.status == JobStatus.PROCESSING.value)).one()
+                .where(jobs.c.status == JobStatus.PROCESSING.value,
+                       jobs.c.lease_expires_at >= self.clock())).one()
         return QueuePlace(int(count), float(queued_work) + float(running or 0.0),
                           max(1, int(workers)))
 

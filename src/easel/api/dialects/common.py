@@ -6,10 +6,12 @@ Nothing here holds state or knows a size, a limit or a price (those live in the 
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import contextlib
 import functools
 import json
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Annotated, Any, TypeVar
@@ -32,6 +34,7 @@ from easel.services.port import Renderer as WebhookRenderer
 from easel.services.port import Signer as WebhookSigner
 
 M = TypeVar("M", bound=BaseModel)
+T = TypeVar("T")
 
 # Names the fields easel accepted but cannot honour (e.g. a watermark it never draws), so a
 # client is told instead of the field being dropped quietly. Also written into docs per dialect.
@@ -354,3 +357,36 @@ def prompt_header(job: Job) -> dict[str, str]:
     has no field for it."""
     state = job.request.enhancement
     return {} if state is EnhancementState.OFF else {PROMPT_HEADER: state.value}
+
+
+KEEP_ALIVE_SECONDS = 15.0  # a stream's comment line this often keeps proxies from closing it
+KEEP_ALIVE = ": keep-alive\n\n"  # a server-sent-events comment: every client skips it
+
+
+async def with_keep_alives(
+    updates: AsyncIterator[T], seconds: float = KEEP_ALIVE_SECONDS
+) -> AsyncGenerator[T | None, None]:
+    """`updates` as they come, and None after every `seconds` without one: where a stream
+    writes its keep-alive. Closing this closes `updates` (the job's watcher goes at once)."""
+    pending: asyncio.Future[T] | None = None
+    try:
+        while True:
+            pending = pending or asyncio.ensure_future(anext(updates))
+            done, _ = await asyncio.wait({pending}, timeout=seconds)
+            if not done:
+                yield None
+                continue
+            pending = None
+            try:
+                current = done.pop().result()
+            except StopAsyncIteration:
+                return
+            yield current
+    finally:  # the client went away, or the updates ended
+        if pending is not None:
+            pending.cancel()
+            with contextlib.suppress(BaseException):
+                await pending
+        aclose = getattr(updates, "aclose", None)
+        if aclose is not None:
+            await aclose()

@@ -32,6 +32,13 @@ def key_principal(key_id: str) -> str:
     return f"key:{key_id}"
 
 
+def env_principal(key: str) -> str:
+    """Who a key of EASEL_API_KEYS is: a digest of the key itself, never its place in the
+    list (removing or reordering keys must not hand one key's jobs, or its webhook secret,
+    to another)."""
+    return "env:" + hashlib.sha256(b"easel-principal\n" + key.encode()).hexdigest()[:24]
+
+
 class KeyRing:
     def __init__(self, env_keys: list[str], store: KeyStore,
                  clock: Callable[[], float] = time.monotonic) -> None:
@@ -77,7 +84,7 @@ class KeyRing:
         # Compare with every configured key (no early exit): timing says nothing about which.
         matches = [hmac.compare_digest(candidate, k) for k in self.env_keys]
         if any(matches):
-            return "env:" + hashlib.sha256(b"easel-principal\n" + candidate).hexdigest()[:24]
+            return env_principal(key)
         return self._from_store(key)
 
     def _from_store(self, key: str) -> str | None:

@@ -104,17 +104,20 @@ class Admission:
         seconds = QUEUE_FULL_RETRY_SECONDS
         return Throttled(ErrorKind.RATE_LIMITED,
                          f"you have {self.max_jobs_per_caller} jobs queued or running, this "
-                         f"server's cap per caller (max_jobs_per_caller); retry in {seconds}s, "
-                         "when some have finished", seconds)
+                         "server's cap per caller (EASEL_MAX_JOBS_PER_CALLER); retry in "
+                         f"{seconds}s, when some have finished", seconds)
 
     def too_much_work(self, pending: float, work: float) -> Throttled:
         """Retry-After: the work units past the cap, as seconds (a unit is a second of the
         reference GPU; the caller's own jobs drain at least that fast once they run)."""
         low, high = CALLER_FULL_RETRY_SECONDS
-        seconds = min(high, max(low, math.ceil(pending + work - self.max_work_per_caller)))
+        cap = self.max_work_per_caller
+        seconds = min(high, max(low, math.ceil(pending + work - cap)))
+        when = ("once none of your jobs is queued or running (it is larger than the cap on its "
+                "own)" if work > cap else "when some of your jobs have finished")
         return Throttled(ErrorKind.RATE_LIMITED,
-                         f"this job ({work:.0f} work units) and your unfinished jobs "
-                         f"({pending:.0f}) pass this server's cap per caller of "
-                         f"{self.max_work_per_caller:g} work units (max_work_per_caller; a unit "
-                         "is a second of GPU time); retry in "
-                         f"{seconds}s, or ask for fewer images, steps or pixels", seconds)
+                         f"this job ({work:.3g} work units) and your unfinished jobs "
+                         f"({pending:.3g}) pass this server's cap per caller of {cap:g} work "
+                         "units (EASEL_MAX_WORK_PER_CALLER; a unit is about a second of GPU "
+                         f"time); it is accepted {when}: retry in {seconds}s, or ask for fewer "
+                         "images, steps or pixels", seconds)

@@ -184,7 +184,7 @@ class JobService:
                  new.request.height, extra={"job_id": new.id, "dialect": new.dialect,
                                             "model": new.request.model,
                                             "images": new.request.num_images})
-        return _new_job(new, the_plan), True
+        return await self.placed(_new_job(new, the_plan)), True
 
     async def _decide(self, submission: Submission) -> tuple[NewJob, Plan]:
         """Everything the core checks before a job may exist, in its one order."""
@@ -349,8 +349,8 @@ class JobService:
         if job.status is not JobStatus.QUEUED:
             return job
         place = await self._stored(self.store.queue_place, job.id)
-        if place is None:  # claimed between the two reads
-            return job
+        if place is None:  # claimed (or cancelled) between the two reads: as it is now
+            return await self.get(job.id) or job
         per_unit = await self._stored(self.store.seconds_per_work)
         seconds = None if per_unit is None else place.work_ahead * per_unit / place.workers
         return replace(job, queue=QueueWait(place.ahead, seconds))

@@ -14,7 +14,13 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from easel.api.caller import Authenticated, CorePort
-from easel.api.dialects.common import Dialect, JsonBody, easel_error_body
+from easel.api.dialects.common import (
+    KEEP_ALIVE,
+    Dialect,
+    JsonBody,
+    easel_error_body,
+    with_keep_alives,
+)
 from easel.api.dialects.easel import translate
 from easel.api.dialects.easel.schemas import JobInput
 from easel.api.openapi import (
@@ -196,29 +202,18 @@ async def events(job_id: str, caller: Authenticated, port: CorePort) -> Streamin
 
 
 async def _event_stream(port: Port, job: Job) -> AsyncIterator[str]:
-    updates = port.watch(job)
-    pending: asyncio.Future[Job] | None = None
-    try:
-        while True:
-            pending = pending or asyncio.ensure_future(anext(updates))
-            done, _ = await asyncio.wait({pending}, timeout=HEARTBEAT_SECONDS)
-            if not done:
-                yield ": keep-alive\n\n"
+    last = ""
+    async with contextlib.aclosing(with_keep_alives(port.watch(job), HEARTBEAT_SECONDS)) as ups:
+        async for current in ups:
+            if current is None:
+                yield KEEP_ALIVE
                 continue
-            pending = None
-            try:
-                current = done.pop().result()
-            except StopAsyncIteration:
-                return
+            data = json.dumps(_view(port, current))
+            if data == last:  # a change the view does not show (a wake-up that moved nothing)
+                continue
+            last = data
             name = "end" if current.status.terminal else "progress"
-            yield f"event: {name}\nid: {current.progress_step}\ndata: " \
-                  f"{json.dumps(_view(port, current))}\n\n"
-    finally:  # the client went away, or the job ended: let go of the job's watcher now
-        if pending is not None:
-            pending.cancel()
-            with contextlib.suppress(BaseException):
-                await pending
-        await updates.aclose()
+            yield f"event: {name}\nid: {current.progress_step}\ndata: {data}\n\n"
 
 
 def dialect() -> Dialect:

@@ -4,6 +4,7 @@ The request is held until the images are ready (both APIs are synchronous)."""
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -14,6 +15,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 
 from easel.api.caller import Authenticated, CorePort
 from easel.api.dialects.common import (
+    KEEP_ALIVE,
     Dialect,
     JsonBody,
     all_withheld,
@@ -24,6 +26,7 @@ from easel.api.dialects.common import (
     prompt_header,
     reserve_reply,
     stand_in_header,
+    with_keep_alives,
 )
 from easel.api.dialects.openai import translate
 from easel.api.dialects.openai.schemas import ImagesGenerateRequest
@@ -115,6 +118,11 @@ async def generate(
                                    translate.retries_taken(
                                        request.headers.get("x-stainless-retry-count")))
     if wire.stream:
+        # Every event is base64: the stream's bytes count against the caller's reply budget
+        # from the start (an estimate by size, format and count; released when it ends).
+        reserve_reply(request, caller, translate.stream_bytes(wire.submission), "stream",
+                      "or ask for fewer partial_images or images, or stream: false with "
+                      "response_format url")
         job, _ = await port.submit(wire.submission)
         return StreamingResponse(
             _events(port, job), media_type="text/event-stream",
@@ -136,22 +144,30 @@ async def _events(port: Port, job: Job) -> AsyncIterator[str]:
     completed event per delivered image; an `error` event when the job fails. A client that
     disconnects leaves the job running (GET /easel/jobs/{id} finds it)."""
     sent = 0
-    updates = port.watch(job)
-    try:
+    async with contextlib.aclosing(with_keep_alives(port.watch(job))) as updates:
         async for current in updates:
-            for round_ in range(sent, current.partials):
-                for image in ordered_images(current):
-                    data = await port.images.partial_bytes(current, image, round_)
-                    if data is not None:  # withheld by the check, or the job already ended
-                        yield translate.stream_event(translate.PARTIAL_EVENT, current, data,
-                                                     partial_image_index=round_)
+            if current is None:  # queued, or between events: a comment keeps proxies open
+                yield KEEP_ALIVE
+                continue
+            async for event in _events_of(port, current, sent):
+                yield event
             sent = max(sent, current.partials)
             if current.status.terminal:
-                async for event in _final_events(port, current):
-                    yield event
                 return
-    finally:
-        await updates.aclose()
+
+
+async def _events_of(port: Port, job: Job, sent: int) -> AsyncIterator[str]:
+    """What one look at the job adds to the stream: the rounds of partial images stored
+    since `sent`, and at its end the images (or the error)."""
+    for round_ in range(sent, job.partials):
+        for image in ordered_images(job):
+            data = await port.images.partial_bytes(job, image, round_)
+            if data is not None:  # withheld by the check
+                yield translate.stream_event(translate.PARTIAL_EVENT, job, data,
+                                             partial_image_index=round_, image_index=image.index)
+    if job.status.terminal:
+        async for event in _final_events(port, job):
+            yield event
 
 
 async def _final_events(port: Port, job: Job) -> AsyncIterator[str]:
@@ -165,7 +181,7 @@ async def _final_events(port: Port, job: Job) -> AsyncIterator[str]:
     for image in delivered_images(job):
         yield translate.stream_event(translate.COMPLETED_EVENT, job,
                                      await port.images.image_bytes(image),
-                                     usage=translate.completed_usage())
+                                     image_index=image.index, usage=translate.completed_usage())
 
 
 class ModelList(Open):

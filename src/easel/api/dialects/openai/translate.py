@@ -47,6 +47,7 @@ from easel.domain.safety import (
 from easel.domain.submission import (
     AspectRatioSize,
     Caller,
+    ExactSize,
     GenerationInput,
     ModelChoice,
     NearestSize,
@@ -342,3 +343,18 @@ def stream_error(err: EaselError) -> str:
     body = {"type": "error", "error": {"message": err.message, "type": error_type(status),
                                        "param": err.parameter, "code": ERRORS.code(err.kind)}}
     return f"event: error\ndata: {json.dumps(body)}\n\n"
+
+
+def stream_bytes(submission: Submission) -> int:
+    """What a stream will send, estimated before the job exists (its size is the catalog's
+    nearest): every image and partial image as base64, 3 bytes a pixel for PNG (noise-like
+    pictures compress little), 1 for JPEG and WebP."""
+    generation = submission.generation
+    size = generation.size
+    if isinstance(size, NearestSize | ExactSize):
+        pixels = size.width * size.height
+    else:
+        two_k = isinstance(size, AspectRatioSize) and size.resolution.lower() == "2k"
+        pixels = (4 if two_k else 1) * 1024 * 1024
+    per_pixel = 3 if generation.output_format is ImageFormat.PNG else 1
+    return pixels * per_pixel * 4 // 3 * generation.num_images * (generation.partial_images + 1)
