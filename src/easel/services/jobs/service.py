@@ -184,7 +184,7 @@ class JobService:
                  new.request.height, extra={"job_id": new.id, "dialect": new.dialect,
                                             "model": new.request.model,
                                             "images": new.request.num_images})
-        return await self.placed(_new_job(new, the_plan)), True
+        return await self.placed(_new_job(new, the_plan), reread=False), True
 
     async def _decide(self, submission: Submission) -> tuple[NewJob, Plan]:
         """Everything the core checks before a job may exist, in its one order."""
@@ -343,13 +343,17 @@ class JobService:
         self.admission.check_rate(caller)
         return await self.placed(await self._owned(caller, ref))
 
-    async def placed(self, job: Job) -> Job:
+    async def placed(self, job: Job, reread: bool = True) -> Job:
         """The job with its place in the queue when it is queued (the store's fair order,
-        the same in every API process); as it is otherwise."""
+        the same in every API process); as it is otherwise. A job claimed (or cancelled)
+        between the two reads is read again; without `reread` (the reply to its submission,
+        which says `queued`) it is next, being claimed."""
         if job.status is not JobStatus.QUEUED:
             return job
         place = await self._stored(self.store.queue_place, job.id)
-        if place is None:  # claimed (or cancelled) between the two reads: as it is now
+        if place is None:
+            if not reread:
+                return replace(job, queue=QueueWait(0, None))
             return await self.get(job.id) or job
         per_unit = await self._stored(self.store.seconds_per_work)
         seconds = None if per_unit is None else place.work_ahead * per_unit / place.workers
