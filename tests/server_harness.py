@@ -196,11 +196,13 @@ def inference(**fields: Any) -> dict[str, Any]:
     return task
 
 
-def poll_until_done(srv: Server, task_uuid: str, timeout: float = 120) -> list[dict[str, Any]]:
-    """getResponse until every item is success; returns the final items."""
+def poll_until_done(srv: Server, task_uuid: str, timeout: float = 120,
+                    **kwargs: Any) -> list[dict[str, Any]]:
+    """getResponse until every item is success; returns the final items. `kwargs` go with
+    each poll (headers: a key)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        body = srv.post([{"taskType": "getResponse", "taskUUID": task_uuid}]).json()
+        body = srv.post([{"taskType": "getResponse", "taskUUID": task_uuid}], **kwargs).json()
         if "errors" in body:
             raise AssertionError(body)
         items = body["data"]

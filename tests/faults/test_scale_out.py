@@ -301,3 +301,43 @@ def test_an_object_store_outage_sends_running_jobs_back_and_loses_none(
     finally:
         srv.stop()
         own.stop()
+
+
+def test_fair_order_holds_across_api_processes_and_workers(
+    postgres: PostgresServer, s3: S3Server, tmp_path: Path,
+    workers: Callable[[dict[str, Any]], Workers],
+) -> None:
+    """One key floods through one API process; another key's job, sent afterwards through the
+    other API process, is the next job either of the two workers takes: the fair order is the
+    store's, not a process's."""
+    quick = slow_catalog(tmp_path / "quick.toml", 10)
+    database, _bucket, env = shared_by_every_process(postgres, s3, quick)
+    env.update({"EASEL_STAND_IN_MAX_STEPS": 10, "EASEL_BATCH_SIZE": 1,
+                "EASEL_API_KEYS": "key-a,key-b", "EASEL_RATE_LIMIT_BURST": 1000})
+    flooding = api_process(tmp_path / "api1", env).start(wait_ready=False)
+    other = api_process(tmp_path / "api2", env).start(wait_ready=False)
+    pool = workers(env)
+    pool.start(), pool.start()
+    pool.wait_ready()
+    try:
+        flood = [inference(deliveryMethod="async", positivePrompt=f"flood {i}")
+                 for i in range(12)]
+        reply = flooding.post(flood, headers={"Authorization": "Bearer key-a"})
+        assert reply.status_code == 200, reply.text
+        wait_denoising(flooding, flood[0]["taskUUID"], timeout=120,
+                       headers={"Authorization": "Bearer key-a"})
+        victim = inference(deliveryMethod="async", positivePrompt="victim")
+        assert other.post([victim], headers={"Authorization": "Bearer key-b"}).status_code == 200
+        poll_until_done(other, victim["taskUUID"], timeout=120,
+                        headers={"Authorization": "Bearer key-b"})
+        [(sent, started)] = rows(database, "SELECT created_at, started_at FROM jobs "
+                                           f"WHERE task_id = '{victim['taskUUID']}'")
+        jumped = rows(database, "SELECT count(*) FROM jobs WHERE caller <> (SELECT caller FROM "
+                                f"jobs WHERE task_id = '{victim['taskUUID']}') AND started_at "
+                                f"> {sent} AND started_at < {started}")
+        assert jumped[0][0] <= 1, jumped  # at most one claim racing its insert
+        left = rows(database, "SELECT count(*) FROM jobs WHERE status = 'queued'")
+        assert left[0][0] >= 6, left  # the flood was still queued when the victim ran
+    finally:
+        flooding.stop()
+        other.stop()

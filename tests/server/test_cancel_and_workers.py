@@ -41,12 +41,13 @@ def job_view(srv: Server, job_id: str) -> dict[str, Any]:
     return dict(reply.json())
 
 
-def wait_denoising(srv: Server, job_id: str, timeout: float = 120) -> dict[str, Any]:
+def wait_denoising(srv: Server, job_id: str, timeout: float = 120,
+                   headers: dict[str, str] | None = None) -> dict[str, Any]:
     """The job once it is denoising. A job submitted by a request still in flight (another
     thread's held request) may not be stored yet: not found is "not yet" until the deadline."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        reply = httpx.get(f"{srv.url}/easel/jobs/{job_id}", timeout=10)
+        reply = httpx.get(f"{srv.url}/easel/jobs/{job_id}", timeout=10, headers=headers)
         if reply.status_code != 404:
             assert reply.status_code == 200, reply.text
             view = dict(reply.json())
