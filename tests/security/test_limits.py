@@ -100,3 +100,29 @@ def test_headers_within_the_limits_are_served(server: Server) -> None:
     assert exchange(server.port, cookies, chunk=1000).startswith(b"HTTP/1.1 200 ")
     many = get("/livez", *[f"X-{i}: v" for i in range(98)])  # with Host and Connection: 100
     assert exchange(server.port, many).startswith(b"HTTP/1.1 200 ")
+
+
+@pytest.mark.parametrize("endless", [
+    b"2\r\n[]\r\n0\r\nX-Trail: ",  # a trailer whose value never ends
+    b"1;ext=",  # a chunk extension that never ends
+])
+def test_endless_trailers_and_chunk_extensions_are_cut_off(
+    server: Server, endless: bytes
+) -> None:
+    """After the headers, bytes the parser hands nothing of (httptools copied a growing trailer
+    value whole at every read, stalling every request): the connection is cut once they pass
+    the header bound, and another client is served all the while."""
+    start = (b"POST /v1 HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+             b"Transfer-Encoding: chunked\r\n\r\n") + endless
+    sent = 0
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
+        sock.sendall(start)
+        try:
+            for _ in range(2_000):  # up to 128 MiB, in 64 KiB writes
+                sock.sendall(b"a" * 65_536)
+                sent += 65_536
+        except OSError:  # cut off: what was sent by then is bounded
+            pass
+    assert sent < 16 << 20, f"{sent} bytes went in and the connection was still open"
+    healthy = httpx.get(f"{server.url}/livez", timeout=5)
+    assert healthy.status_code == 200

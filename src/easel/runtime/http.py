@@ -67,6 +67,7 @@ def http_protocol(
             self._last_bytes = b""  # where the blank line that ends the headers may begin
             self._over_bounds = False
             self._refused = False
+            self._silent_bytes = 0  # fed to the parser since it last handed anything over
             self._stall: asyncio.TimerHandle | None = None
             self._unsent = 0  # the write buffer when the stall deadline was last armed
 
@@ -84,12 +85,43 @@ def http_protocol(
                     self._refuse_headers()
                     return
             self._last_bytes = data[-3:]
+            in_headers = self._in_headers
+            self._silent_bytes += len(data)
             super().data_received(data)
+            if not in_headers and not self._in_headers and \
+                    self._silent_bytes > max_header_bytes:
+                # After the headers, bytes the parser hands nothing of: a chunk extension or
+                # a trailer that never ends (httptools copies a growing trailer value whole at
+                # every read, which stalls the event loop). No client sends that much of them.
+                log.info("closed a connection sending %d bytes of chunk extensions or "
+                         "trailers", self._silent_bytes,
+                         extra={"client": _address(self.transport)})
+                self._refused = True
+                _reset(self.transport)
+
+        def _heard(self) -> None:
+            """The parser handed something over: the bytes so far were a request's own."""
+            self._silent_bytes = 0
 
         def on_message_begin(self) -> None:
             super().on_message_begin()
             self._in_headers = True
             self._header_bytes = self._header_count = self._unparsed_bytes = 0
+            self._heard()
+
+        def on_body(self, body: bytes) -> None:
+            self._heard()
+            super().on_body(body)
+
+        def on_message_complete(self) -> None:
+            self._heard()
+            super().on_message_complete()
+
+        def on_chunk_header(self) -> None:
+            self._heard()
+
+        def on_chunk_complete(self) -> None:
+            self._heard()
 
         def on_url(self, url: bytes) -> None:
             self._count(len(url), 0)
@@ -97,6 +129,7 @@ def http_protocol(
 
         def on_header(self, name: bytes, value: bytes) -> None:
             self._count(len(name) + len(value) + 4, 1)  # with ": " and the line's end
+            self._heard()
             super().on_header(name, value)
 
         def on_headers_complete(self) -> None:
