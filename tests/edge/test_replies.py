@@ -204,3 +204,23 @@ def test_a_reply_whose_client_is_gone_releases_its_bytes() -> None:
     with pytest.raises(OSError):
         drive(PacedReplies(app_sending(BODY), replies), send)
     assert sent == 2 and replies.total == 0
+
+
+def test_frames_kept_for_a_resend_are_bounded_over_every_session() -> None:
+    """Frames sent but not known to have arrived are kept for a resend, within one bound for
+    the whole process: sockets that never read cannot each keep a caller's whole budget."""
+    from easel.api.dialects.runware.sessions import Retained, Session
+
+    ledger = RepliesInFlight(ReplyLimits(per_caller=1000, total=10_000))
+    retained = Retained(limit=1500)
+    sessions = [Session(f"key:{i}", ledger, retained) for i in range(4)]
+    now = time.monotonic()
+    for session in sessions:
+        for _ in range(3):
+            session._sent(now, "x" * 400)
+    kept = [sum(len(text) for _, text in s.sent) for s in sessions]
+    assert kept[0] == 800  # its own bound (1000) holds two frames of 400
+    assert sum(kept) <= 1500 and retained.held == sum(kept), kept
+    assert kept[-1] == 0  # nothing left for the last: it resends nothing, getResponse has all
+    sessions[0].forget()
+    assert retained.held == sum(kept[1:])

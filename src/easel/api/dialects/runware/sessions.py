@@ -39,6 +39,8 @@ SESSION_KEEP_SECONDS = 120.0  # undelivered results wait this long for a reconne
 # A half-open connection is found by WebSocket pings within about two ping intervals (uvicorn's
 # ping interval plus its timeout); frames sent in that window may not have arrived.
 UNCONFIRMED_SECONDS = 45.0
+# Frames sent but not known to have arrived, kept for resends over all sessions (Retained).
+RETAINED_BYTES = 64 * 1024 * 1024
 
 
 def ws_frames(outcome: Outcome, limit: int, progressive: bool) -> list[dict[str, Any]]:
@@ -59,6 +61,10 @@ def ws_frames(outcome: Outcome, limit: int, progressive: bool) -> list[dict[str,
             frame = {"errors": [_too_large(item, _frame_size(frame), limit).to_dict()]}
         frames.append(frame)
     return frames or [whole]
+
+
+def _bytes(frames: list[tuple[float, str]]) -> int:
+    return sum(len(text) for _, text in frames)
 
 
 def _frame_size(frame: dict[str, Any]) -> int:
@@ -99,16 +105,29 @@ class Pending:
             self.reservation.release()
 
 
+class Retained:
+    """The bytes of frames sent but not known to have arrived, kept for a resend, over every
+    session of the process. A resend is a courtesy (getResponse has every result), so past the
+    bound a session keeps fewer instead of the process holding more (sockets that never read
+    could otherwise each keep a caller's whole bound)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.held = 0
+
+
 class Session:
     """A connectionSessionUUID and what it could not deliver while disconnected."""
 
-    def __init__(self, owner: str, replies: RepliesInFlight) -> None:
+    def __init__(self, owner: str, replies: RepliesInFlight,
+                 retained: Retained | None = None) -> None:
         self.id = str(uuid.uuid4())
         self.owner = owner  # the principal that opened it
         self.replies = replies
         self.socket: WebSocket | None = None
         self.pending: list[Pending] = []  # frames for a socket that is gone
         self.sent: list[tuple[float, str]] = []  # recently sent, not known to have arrived
+        self.retained = retained or Retained(replies.limits.per_caller)
         self.detached_at: float | None = None
         self.detached_from: float | None = None  # when the last connection was found gone
         self.in_flight = 0
@@ -134,14 +153,19 @@ class Session:
         """Sent is not received: on a half-open connection the frame sits in a buffer nobody
         reads. Kept until pings would have found such a connection, the newest frames up to
         the caller's bound on replies in flight (older ones are left to getResponse)."""
-        room = self.replies.limits.per_caller - len(text)
+        others = self.retained.held - _bytes(self.sent)  # what the other sessions keep
+        room = min(self.replies.limits.per_caller, self.retained.limit - others)
         kept: list[tuple[float, str]] = []
-        for at, earlier in reversed(self.sent):
+        for at, earlier in reversed([*self.sent, (now, text)]):
             room -= len(earlier)
             if at < now - UNCONFIRMED_SECONDS or room < 0:
                 break
             kept.append((at, earlier))
-        self.sent = [*reversed(kept), (now, text)]
+        self._keep_sent(list(reversed(kept)))
+
+    def _keep_sent(self, frames: list[tuple[float, str]]) -> None:
+        self.retained.held += _bytes(frames) - _bytes(self.sent)
+        self.sent = frames
 
     def _kept(self, now: float, frame: dict[str, Any], text: str, reserved: int) -> Pending:
         """A frame waits for a reconnect in the owner's bytes in flight; past the owner's bound
@@ -159,6 +183,7 @@ class Session:
         for kept in self.pending:
             kept.release()
         self.pending = []
+        self._keep_sent([])
 
     async def attach(
         self, socket: WebSocket, greeting: dict[str, Any], resumed: bool = False
@@ -176,7 +201,7 @@ class Session:
                 # arrived: send them again (a client that did get them sees a repeat).
                 since = self.detached_from - UNCONFIRMED_SECONDS
                 backlog = [text for at, text in self.sent if at >= since] + backlog
-            self.sent = []
+            self._keep_sent([])
             try:
                 for text in backlog:
                     await socket.send_text(text)
@@ -202,8 +227,9 @@ def _not_kept(frame: dict[str, Any], exc: RepliesOverBudget) -> list[RunwareErro
 
 
 class Sessions:
-    def __init__(self) -> None:
+    def __init__(self, retained_bytes: int = RETAINED_BYTES) -> None:
         self.by_id: dict[str, Session] = {}
+        self.retained = Retained(retained_bytes)
 
     def open(self, resume: Any, owner: Caller, replies: RepliesInFlight) -> Session:
         self.forget_stale()
@@ -211,7 +237,7 @@ class Sessions:
             found = self.by_id[resume]
             if found.owner == owner.principal:  # another key never takes a session over
                 return found
-        session = Session(owner.principal, replies)
+        session = Session(owner.principal, replies, self.retained)
         self.by_id[session.id] = session
         return session
 
