@@ -290,3 +290,31 @@ def test_a_batch_partly_over_the_rate_limit_carries_retry_after(
     assert reply.status_code == 200
     assert len(reply.json()["data"]) == 2 and len(reply.json()["errors"]) == 2
     assert int(reply.headers["retry-after"]) >= 1
+
+
+@pytest.mark.parametrize(("headers", "status"), [
+    ({"Origin": "http://evil.example\\@testserver"}, 403),  # parsers disagree on the host
+    ({"Origin": "http://user@testserver"}, 403),  # userinfo: no origin a browser sends
+    ({"Origin": "http://testserver/path"}, 403),
+    ({"Host": "testserver:80@evil.example"}, 400),
+    ({"Host": "testserver:abc"}, 400),
+    ({"Host": "testserver:99999999"}, 400),
+])
+def test_malformed_origins_and_hosts_are_refused(
+    edge: Edge, headers: dict[str, str], status: int
+) -> None:
+    """An Origin is scheme://host[:port] and a Host a name and a numeric port, as browsers send
+    them; anything else is no page of this server's (a parser's reading of it could be)."""
+    reply = edge.client.get("/easel/jobs", headers={"Authorization": f"Bearer {KEY}", **headers})
+    assert reply.status_code == status, reply.text
+
+
+def test_two_origin_headers_are_no_pages(edge: Edge) -> None:
+    """A browser sends one Origin; with two, the last must not vouch for the first."""
+    reply = edge.client.get("/easel/jobs", headers=[
+        ("Authorization", f"Bearer {KEY}"), ("Origin", "http://evil.example"),
+        ("Origin", "http://testserver")])
+    assert reply.status_code == 403, reply.text
+    alone = edge.client.get("/easel/jobs", headers={"Authorization": f"Bearer {KEY}",
+                                                    "Origin": "http://testserver"})
+    assert alone.status_code == 200, alone.text

@@ -80,13 +80,16 @@ class Origin:
 def parse_origin(value: str) -> Origin | None:
     """An Origin header or a configured origin; None for `null` (a sandboxed page, a file) and
     anything else that is no http(s) origin."""
+    if "\\" in value or "@" in value:  # userinfo, or a backslash parsers disagree on: no origin
+        return None
     try:
         parts = urlsplit(value.strip())
         port = parts.port
     except ValueError:  # a port out of range or not a number
         return None
     scheme = parts.scheme.lower()
-    if scheme not in DEFAULT_PORTS or not parts.hostname:
+    if scheme not in DEFAULT_PORTS or not parts.hostname or parts.path not in ("", "/") \
+            or parts.query or parts.fragment:
         return None
     return Origin(scheme, parts.hostname.lower(), DEFAULT_PORTS[scheme] if port is None else port)
 
@@ -134,6 +137,21 @@ def split_host(value: str) -> tuple[str, int | None]:
     return host, number
 
 
+def _well_formed_host(value: str | None) -> bool:
+    """A Host header a client could mean: a name, and a port that is a number, nothing more
+    (`127.0.0.1:8000@evil.com` or `localhost:abc` are none)."""
+    if value is None or not value.strip():  # none sent (HTTP/1.0): the host check decides
+        return True
+    name, port = split_host(value)
+    has_port = ":" in value.strip().rsplit("]", 1)[-1]  # after an IPv6 literal's brackets
+    return "@" not in value and "\\" not in value and bool(name) and \
+        (not has_port or (port is not None and 0 < port < 65536))
+
+
+def _repeated(scope: Scope, name: bytes) -> bool:
+    return sum(1 for key, _ in scope.get("headers", ()) if key.lower() == name) > 1
+
+
 class CrossSiteGuard:
     def __init__(self, app: ASGIApp, port: Port, dialects: Sequence[Dialect],
                  settings: GuardSettings) -> None:
@@ -159,10 +177,12 @@ class CrossSiteGuard:
     def _check(self, scope: Scope) -> None:
         headers = scope_headers(scope)
         host, port = split_host(headers.get("host", ""))
-        if self.hosts and host not in self.hosts:
+        if (self.hosts and host not in self.hosts) or not _well_formed_host(headers.get("host")):
             raise HTTPRefusal(400, "invalidHost",
                               f"this server does not answer to the host {host[:100]!r}", "Host")
         origin = headers.get("origin")
+        if origin is not None and _repeated(scope, b"origin"):
+            origin = "null"  # a browser sends one Origin; two are no page's, refused below
         if origin is not None and not self._origin_allowed(origin, host, port):
             raise HTTPRefusal(403, "forbiddenOrigin",
                               f"requests from {origin[:100]!r} are refused (another site)",
