@@ -335,9 +335,12 @@ def test_fair_order_holds_across_api_processes_and_workers(
         jumped = rows(database, "SELECT count(*) FROM jobs WHERE caller <> (SELECT caller FROM "
                                 f"jobs WHERE task_id = '{victim['taskUUID']}') AND started_at "
                                 f"> {sent} AND started_at < {started}")
-        assert jumped[0][0] <= 1, jumped  # at most one claim racing its insert
-        left = rows(database, "SELECT count(*) FROM jobs WHERE status = 'queued'")
-        assert left[0][0] >= 6, left  # the flood was still queued when the victim ran
+        assert jumped[0][0] <= 2, jumped  # at most a claim per worker racing its insert
+        for task in flood:  # (read once all have run: the order is the store's record)
+            poll_until_done(flooding, task["taskUUID"], timeout=120,
+                            headers={"Authorization": "Bearer key-a"})
+        after = rows(database, f"SELECT count(*) FROM jobs WHERE started_at > {started}")
+        assert after[0][0] >= 6, after  # most of the flood ran after the victim
     finally:
         flooding.stop()
         other.stop()
