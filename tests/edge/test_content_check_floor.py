@@ -77,10 +77,8 @@ def test_the_flag_floor_checks_every_image_whatever_the_caller_asks(
         assert [item["NSFWContent"] for item in reply.json()["data"]] == [True]
     elif wire.name == "wavespeed":
         assert reply.json()["data"]["has_nsfw_contents"] == [True]
-    elif wire.name == "openai":
-        assert wire.error(reply).code == "content_policy_violation"
-    elif wire.name.startswith("google"):
-        assert reply.json().get("predictions", []) == []
+    elif withholds:
+        assert_withheld_whole(wire, reply)
     else:
         shown = edge.send(wire.poll(KEY, job.id)).json()
         assert shown["safety"]["level"] == "block_medium_and_above"  # what ran, said
@@ -103,10 +101,8 @@ def test_the_withhold_floor_withholds_flagged_images_in_every_dialect(
         for data in (reply.json()["data"], polled.json()["data"]):
             assert (data["status"], data["code"], data["outputs"]) == ("failed", 1200, [])
             assert "withheld" in data["error"]
-    elif wire.name == "openai":
-        assert wire.error(reply).code == "content_policy_violation"
-    elif wire.name.startswith("google"):
-        assert reply.json().get("predictions", []) == []
+    elif wire.name == "openai" or wire.name.startswith("google"):
+        assert_withheld_whole(wire, reply)
     else:
         shown = edge.send(wire.poll(KEY, job.id)).json()
         assert shown["safety"]["on_flagged"] == "withhold"
@@ -129,3 +125,11 @@ def test_the_floor_never_makes_a_check_less_strict() -> None:
     assert lenient.raised_to(CheckFloor.FLAG) == SafetyInput(
         SafetyLevel.BLOCK_MEDIUM_AND_ABOVE, OnFlagged.FLAG)
     assert lenient.raised_to(CheckFloor.OFF) == lenient
+
+
+def assert_withheld_whole(wire: Wire, reply: Any) -> None:
+    """OpenAI refuses a request whose every image was withheld; Google answers no predictions."""
+    if wire.name == "openai":
+        assert wire.error(reply).code == "content_policy_violation"
+    else:
+        assert reply.json().get("predictions", []) == []
