@@ -324,8 +324,10 @@ def test_fair_order_holds_across_api_processes_and_workers(
                  for i in range(12)]
         reply = flooding.post(flood, headers={"Authorization": "Bearer key-a"})
         assert reply.status_code == 200, reply.text
-        wait_denoising(flooding, flood[0]["taskUUID"], timeout=120,
-                       headers={"Authorization": "Bearer key-a"})
+        deadline = time.monotonic() + 120  # the workers have begun on the flood
+        while rows(database, "SELECT count(*) FROM jobs WHERE started_at IS NOT NULL") == [(0,)]:
+            assert time.monotonic() < deadline, "no worker took a job"
+            time.sleep(0.05)
         victim = inference(deliveryMethod="async", positivePrompt="victim")
         assert other.post([victim], headers={"Authorization": "Bearer key-b"}).status_code == 200
         poll_until_done(other, victim["taskUUID"], timeout=120,
