@@ -387,10 +387,7 @@ class JobStore:
         # SQLite: a transaction that reads and then writes may fail where another writer came
         # between, so the claim is a second transaction, an UPDATE that re-checks claimability.
         with self.engine.begin() as conn:
-            claimed = [job_id for job_id in chosen
-                       if _take(conn, job_id, owner, lease_seconds, now)]
-            if claimed:
-                _advance_virtual_time(conn, frontier)
+            claimed = _take_all(conn, chosen, owner, lease_seconds, now, frontier)
         return self.get_many(claimed)
 
     def _claim_skipping_locked(
@@ -404,10 +401,7 @@ class JobStore:
                 _candidates(now).with_for_update(skip_locked=True)).mappings().all()
             chosen, frontier = self._choose(conn, candidates, max_images, max_attempts, prefer,
                                             now)
-            claimed = [job_id for job_id in chosen
-                       if _take(conn, job_id, owner, lease_seconds, now)]
-            if claimed:
-                _advance_virtual_time(conn, frontier)
+            claimed = _take_all(conn, chosen, owner, lease_seconds, now, frontier)
         return self.get_many(claimed)
 
     def _choose(
@@ -680,7 +674,8 @@ def _virtual_time(conn: Connection) -> float:
 
 
 def _advance_virtual_time(conn: Connection, start: float) -> None:
-    """The virtual time moves to the start tag of the job a worker takes (never back)."""
+    """The virtual time moves to `start`, the start tag of the first job in fair order when a
+    worker takes jobs (never back)."""
     moved = conn.execute(fair_clock.update().where(fair_clock.c.id == 1)
                          .values(virtual=sa.func.max(fair_clock.c.virtual, start)
                                  if conn.dialect.name == "sqlite"
@@ -705,6 +700,15 @@ def _leader(runnable: Sequence[RowMapping], prefer: frozenset[str]) -> RowMappin
             if row["backend"] in prefer:
                 return row
     return runnable[0]
+
+
+def _take_all(conn: Connection, chosen: Sequence[str], owner: str, lease_seconds: float,
+              now: float, frontier: float) -> list[str]:
+    """Lease the chosen jobs still claimable; when any was, virtual time moves to `frontier`."""
+    claimed = [job_id for job_id in chosen if _take(conn, job_id, owner, lease_seconds, now)]
+    if claimed:
+        _advance_virtual_time(conn, frontier)
+    return claimed
 
 
 def _take(conn: Connection, job_id: str, owner: str, lease_seconds: float, now: float) -> bool:

@@ -17,7 +17,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -319,15 +319,13 @@ class Worker:
             return None
 
         def preview(round_: int, images: list[GeneratedImage]) -> None:
-            offset = 0
-            for p in planned:
-                first, offset = offset, offset + len(p.job.images)
+            for p, first, end in _spans(planned):
                 if not p.job.request.partial_images or p.job.id in progress.dropped:
                     continue
                 try:
-                    for index in range(max(first, start), min(offset, start + count)):
+                    for index in range(max(first, start), min(end, start + count)):
                         self._store_partial(p, index - first, round_, images[index - start])
-                    if start < offset <= start + count:  # its last image is in this chunk
+                    if start < end <= start + count:  # its last image is in this chunk
                         self.store.partials_stored(p.job.id, self.owner, round_ + 1)
                         self.events.job_changed(p.job.id)
                 except Exception:  # a preview is a courtesy: the job goes on without it
@@ -387,11 +385,8 @@ class Worker:
         self, planned: list[_Planned], generated: list[GeneratedImage], batch_id: str,
         engine_seconds: float,
     ) -> None:
-        offset = 0
-        for p in planned:
-            count = len(p.job.images)
-            mine = generated[offset:offset + count]
-            offset += count
+        for p, first, end in _spans(planned):
+            mine = generated[first:end]
             completed = False
             try:
                 ready = [self._store_image(p, i, g) for i, g in enumerate(mine)]
@@ -523,14 +518,19 @@ def _without(
     expects them)."""
     kept: list[_Planned] = []
     images: list[GeneratedImage] = []
-    offset = 0
-    for p in planned:
-        count = len(p.job.images)
+    for p, first, end in _spans(planned):
         if p.job.id not in dropped:
             kept.append(p)
-            images.extend(generated[offset:offset + count])
-        offset += count
+            images.extend(generated[first:end])
     return kept, images
+
+
+def _spans(planned: list[_Planned]) -> Iterator[tuple[_Planned, int, int]]:
+    """Each planned job with where its images lie in the call's specs: [first, end)."""
+    end = 0
+    for p in planned:
+        first, end = end, end + len(p.job.images)
+        yield p, first, end
 
 
 def _log_completed(job: Job, ready: list[ReadyImage], engine_seconds: float) -> None:

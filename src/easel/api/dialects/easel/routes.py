@@ -84,7 +84,6 @@ EXAMPLES = {
 }
 
 MAX_LIST = 200
-HEARTBEAT_SECONDS = 15.0  # a comment line keeps proxies from closing an idle stream
 
 
 def render_error(err: EaselError, _request: Request) -> JSONResponse:
@@ -203,7 +202,7 @@ async def events(job_id: str, caller: Authenticated, port: CorePort) -> Streamin
 
 async def _event_stream(port: Port, job: Job) -> AsyncIterator[str]:
     last = ""
-    async with contextlib.aclosing(with_keep_alives(port.watch(job), HEARTBEAT_SECONDS)) as ups:
+    async with contextlib.aclosing(with_keep_alives(port.watch(job))) as ups:
         async for current in ups:
             if current is None:
                 yield KEEP_ALIVE

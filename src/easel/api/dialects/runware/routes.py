@@ -67,7 +67,7 @@ async def _in_order(
     outcomes: dict[int, Outcome] = {}
     held = [i for i, task in enumerate(tasks) if _held(task)]
     for i, task in enumerate(tasks):
-        if i not in held:
+        if not _held(task):
             outcomes[i] = await run(task)
     for i, outcome in zip(held, await asyncio.gather(*(run(tasks[i]) for i in held)),
                           strict=True):
