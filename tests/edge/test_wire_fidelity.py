@@ -102,13 +102,19 @@ def test_an_allowed_sites_pages_open_the_runware_websocket(
     make_edge: Callable[..., Edge],
 ) -> None:
     edge = make_edge(cors_origins=[APP])
-    with edge.client.websocket_connect("/v1", headers={"Origin": APP}) as ws:
+    assert_websocket_origins(edge, allowed=APP, refused="https://evil.example")
+
+
+def assert_websocket_origins(edge: Edge, allowed: str, refused: str) -> None:
+    """A page of `allowed` opens Runware's WebSocket and authenticates; one of `refused` is
+    closed with 1008 (policy violation) at the handshake."""
+    with edge.client.websocket_connect("/v1", headers={"Origin": allowed}) as ws:
         ws.send_json([{"taskType": "authentication", "apiKey": KEY}])
         assert ws.receive_json()["data"][0]["taskType"] == "authentication"
-    with pytest.raises(WebSocketDisconnect) as refused, edge.client.websocket_connect(
-            "/v1", headers={"Origin": "https://evil.example"}):
+    with pytest.raises(WebSocketDisconnect) as closed, edge.client.websocket_connect(
+            "/v1", headers={"Origin": refused}):
         pass
-    assert refused.value.code == 1008
+    assert closed.value.code == 1008
 
 
 def test_allowed_origins_are_matched_by_scheme_host_and_port(
@@ -129,13 +135,8 @@ def test_allowed_origins_are_matched_by_scheme_host_and_port(
         else:
             assert reply.status_code == 403, (origin, reply.text)
             assert "access-control-allow-origin" not in reply.headers
-    with edge.client.websocket_connect("/v1", headers={"Origin": "http://localhost:3000"}) as ws:
-        ws.send_json([{"taskType": "authentication", "apiKey": KEY}])
-        assert ws.receive_json()["data"][0]["taskType"] == "authentication"
-    with pytest.raises(WebSocketDisconnect) as refused, edge.client.websocket_connect(
-            "/v1", headers={"Origin": "http://localhost:3001"}):
-        pass
-    assert refused.value.code == 1008
+    assert_websocket_origins(edge, allowed="http://localhost:3000",
+                             refused="http://localhost:3001")
 
 
 def test_a_misspelt_field_or_model_says_what_was_meant(edge: Edge) -> None:

@@ -11,7 +11,13 @@ from pathlib import Path
 
 from easel.domain.job import JobStatus
 from easel.store import InsertResult, JobStore, NewJob, QueueRules
-from tests.server.test_store import FakeClock, _job, _store
+from tests.server.test_store import (
+    FakeClock,
+    _job,
+    _store,
+    back_to_baseline,
+    store_with_old_job,
+)
 
 
 def job(job_id: str, caller: str, work: float, backend: str = "easel/tiny-flux",
@@ -30,12 +36,18 @@ def claim_all(store: JobStore, owner: str = "w", prefer: frozenset[str] = frozen
     return order
 
 
+def queue(store: JobStore, clock: FakeClock, name: str, caller: str, count: int,
+          work: float) -> None:
+    """`count` jobs of `caller`, `name`0, `name`1, ..., each a moment after the last."""
+    for i in range(count):
+        store.insert(job(f"{name}{i}", caller, work=work))
+        clock.advance(0.01)
+
+
 def test_a_backlog_queues_behind_itself_and_a_newcomer_goes_next(database_url: str) -> None:
     clock = FakeClock()
     store = _store(database_url, clock)
-    for i in range(20):
-        store.insert(job(f"flood{i}", "key:a", work=10))
-        clock.advance(0.01)
+    queue(store, clock, "flood", "key:a", 20, work=10)
     first = store.claim("w", 1, 30, 3)
     assert [j.id for j in first] == ["flood0"]
     store.insert(job("victim", "key:b", work=1))
@@ -83,12 +95,8 @@ def test_concurrent_submissions_cannot_pass_a_callers_cap(database_url: str) -> 
 def test_two_workers_claim_in_fair_order_without_sharing_a_job(database_url: str) -> None:
     clock = FakeClock()
     api = _store(database_url, clock)
-    for i in range(10):
-        api.insert(job(f"a{i}", "key:a", work=5))
-        clock.advance(0.01)
-    for i in range(2):
-        api.insert(job(f"b{i}", "key:b", work=5))
-        clock.advance(0.01)
+    queue(api, clock, "a", "key:a", 10, work=5)
+    queue(api, clock, "b", "key:b", 2, work=5)
     one, two = _store(database_url, clock), _store(database_url, clock)
     taken = [j.id for j in one.claim("w1", 1, 30, 3)] + [j.id for j in two.claim("w2", 1, 30, 3)]
     # b0 starts with a0 (both callers' first job), b1 with a1: four claims take a0, b0, a1, b1
@@ -116,17 +124,9 @@ def test_a_preferred_backend_leads_and_the_present_stays_with_the_fair_head(
 
 
 def test_a_database_at_the_baseline_revision_gains_the_fair_columns(tmp_path: Path) -> None:
-    path = tmp_path / "jobs.db"
-    store = JobStore(f"sqlite:///{path}")
-    store.create()
-    store.insert(_job("old"))
-    store.close()
+    path = store_with_old_job(tmp_path)
     with sqlite3.connect(path) as conn:  # as easel 0001 left it
-        conn.execute("DROP INDEX ix_jobs_caller_status")
-        conn.execute("DROP INDEX ix_jobs_fair_start")
-        conn.execute("DROP TABLE fair_clock")
-        for column in ("work", "fair_start", "fair_finish"):
-            conn.execute(f"ALTER TABLE jobs DROP COLUMN {column}")
+        back_to_baseline(conn)
         conn.execute("UPDATE alembic_version SET version_num = '0001'")
     again = JobStore(f"sqlite:///{path}")
     again.create()

@@ -149,21 +149,32 @@ def test_cancel_a_running_job_asks_its_worker(database_url: str) -> None:
     assert not store.complete("a", "w", ready, "b1", 0.1)  # a cancelled job stays cancelled
 
 
-def test_a_database_of_the_previous_schema_is_upgraded(tmp_path: Path) -> None:
-    """A data dir created before `caller` and `cancel_requested` existed keeps working."""
+def store_with_old_job(tmp_path: Path) -> Path:
+    """A SQLite job store at the newest schema holding one job, "old"; its path."""
     path = tmp_path / "jobs.db"
     store = JobStore(f"sqlite:///{path}")
     store.create()
     store.insert(_job("old"))
     store.close()
+    return path
+
+
+def back_to_baseline(conn: sqlite3.Connection) -> None:
+    """Take off what migration 0002 added (fair sharing, partial images)."""
+    conn.execute("DROP INDEX ix_jobs_caller_status")
+    conn.execute("DROP INDEX ix_jobs_fair_start")
+    conn.execute("DROP TABLE fair_clock")
+    for column in ("work", "fair_start", "fair_finish", "partials"):
+        conn.execute(f"ALTER TABLE jobs DROP COLUMN {column}")
+
+
+def test_a_database_of_the_previous_schema_is_upgraded(tmp_path: Path) -> None:
+    """A data dir created before `caller` and `cancel_requested` existed keeps working."""
+    path = store_with_old_job(tmp_path)
     with sqlite3.connect(path) as conn:  # the old schema: drop the new columns and index
         conn.execute("DROP TABLE alembic_version")  # and it predates migrations
         conn.execute("DROP INDEX ix_jobs_caller_created")
-        conn.execute("DROP INDEX ix_jobs_caller_status")
-        conn.execute("DROP INDEX ix_jobs_fair_start")
-        conn.execute("DROP TABLE fair_clock")
-        for column in ("work", "fair_start", "fair_finish"):
-            conn.execute(f"ALTER TABLE jobs DROP COLUMN {column}")
+        back_to_baseline(conn)
         conn.execute("ALTER TABLE jobs DROP COLUMN caller")
         conn.execute("ALTER TABLE jobs DROP COLUMN cancel_requested")
         conn.execute("ALTER TABLE jobs DROP COLUMN task_id")
