@@ -138,7 +138,8 @@ def cache_control(lives_for: float | None) -> str:
     as the image lives (a year when it is kept until deleted), and never past its expiry."""
     if lives_for is None:
         return f"private, max-age={YEAR_SECONDS}, immutable"
-    return f"private, max-age={max(0, int(lives_for))}, immutable"
+    # A wall-clock timestamp (~1.7e9) carries ~2e-7 s of float error: 120 s can read 119.9999998.
+    return f"private, max-age={max(0, int(lives_for + 1e-3))}, immutable"
 
 
 def _add_core_routes(app: FastAPI, ops: Operations) -> None:

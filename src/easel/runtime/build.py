@@ -127,6 +127,7 @@ def build_worker(
     metrics: Metrics | None = None,
     events: JobEvents | None = None,
     clock: Callable[[], float] = time.monotonic,
+    wall_clock: Callable[[], float] = time.time,
 ) -> Worker:
     catalog = catalog or load_catalog(settings)
     store = store or JobStore(settings.database_url)
@@ -137,7 +138,7 @@ def build_worker(
         settings, catalog, make_resolver(settings, catalog), store,
         build_blobs(settings), metrics,
         events or JobEvents(relay_for(settings.database_url)),
-        engine_factory or diffusers_engine(settings), finisher, clock,
+        engine_factory or diffusers_engine(settings), finisher, clock, wall_clock,
     )
     metrics.watch_engine(worker.engine_status)
     return worker
@@ -220,7 +221,8 @@ def build_runtime(
     worker = None
     if settings.run_worker:
         worker = build_worker(settings, engine_factory, catalog=catalog, store=store,
-                              metrics=metrics, events=events, clock=clock)
+                              metrics=metrics, events=events, clock=clock,
+                              wall_clock=wall_clock)
     keys = KeyRing(settings.api_keys, KeyStore(store.engine), clock)
     core = Core(jobs, artifacts, keys, metrics, limits_of(settings), secret=secret,
                 webhook_root=root, not_ready=partial(not_ready_reason, worker, health),

@@ -63,6 +63,7 @@ class Worker:
         engine_factory: Callable[[], Engine],
         finisher: ImageFinisher,
         clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self.settings = settings
         self.catalog = catalog
@@ -84,6 +85,7 @@ class Worker:
         self._encoder = ThreadPoolExecutor(1, thread_name_prefix="easel-encode")
         self._threads: list[threading.Thread] = []
         self.clock = clock  # model affinity's age bound; tests move it
+        self.wall_clock = wall_clock  # stored images' expiry, read by the API's clock
         self._partials: dict[str, list[str]] = {}  # job id -> its partial images' blob keys
         self._loaded_at: float | None = None  # when this worker last loaded a model
 
@@ -423,7 +425,8 @@ class Worker:
         # Deterministic key: a re-run after a crash overwrites the same file.
         self.blobs.put(blob_key(record.image_id, request.output_format.extension), done.data,
                        mime)
-        expires = expiry(job.delivery, self.settings.image_ttl_for(job.dialect))
+        expires = expiry(job.delivery, self.settings.image_ttl_for(job.dialect),
+                         self.wall_clock())
         return ReadyImage(record.image_id, mime, len(done.data), expires, verdict.nsfw, None,
                           scores)
 
