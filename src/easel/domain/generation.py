@@ -40,6 +40,18 @@ class TwoPass:
 
 
 @dataclass(frozen=True)
+class AdapterSpec:
+    """One LoRA adapter a batch runs with: its allow-list name, the local `.safetensors` file the
+    worker made ready, the file's sha256 (its identity: a name re-added with another file is
+    another adapter) and the weight it is applied at."""
+
+    name: str
+    path: str
+    digest: str
+    weight: float
+
+
+@dataclass(frozen=True)
 class EngineBatch:
     """Compatible images that run in one pipeline call (same weights, size, steps, guidance,
     scheduler)."""
@@ -59,6 +71,9 @@ class EngineBatch:
     # Partial images wanted (OpenAI's `partial_images`, 0-3): the model's current prediction of
     # the clean image, decoded this many times at evenly spaced steps (Preview, below).
     previews: int = 0
+    # LoRA adapters applied for this call, with their weights (none: the base model alone).
+    # Jobs with another set never share the call (the batch key holds the set).
+    adapters: tuple[AdapterSpec, ...] = ()
 
     @property
     def preview_steps(self) -> tuple[int, ...]:
