@@ -292,6 +292,14 @@ class Settings(BaseSettings):
     prompt_enhancer_timeout: float = 10.0
     """How long a rewrite may take before the original prompt is used (seconds)."""
 
+    # -- LoRA adapters (docs/lora.md): the allow-list is `easel lora add|list|remove`
+    max_loras_per_request: int = Field(default=4, ge=0, le=16)
+    """Adapters one request may name (0: none; each adds to every step's cost)."""
+    lora_max_bytes: int = Field(default=2 * 1024**3, ge=1)
+    """The largest adapter file `easel lora add` takes (bytes)."""
+    lora_download_timeout: float = 600.0
+    """How long `easel lora add` may take to download a file from a URL (seconds)."""
+
     @field_validator("content_check_floor")
     @classmethod
     def _floor_needs_checks(cls, value: str, info: ValidationInfo) -> str:
@@ -386,6 +394,11 @@ class Settings(BaseSettings):
     @property
     def models_dir(self) -> Path:
         return self.data_dir / "models"
+
+    @property
+    def loras_dir(self) -> Path:
+        """A worker's local copies of the allow-listed adapters (by digest)."""
+        return self.data_dir / "models" / "loras"
 
     @property
     def compile_cache_dir(self) -> Path:

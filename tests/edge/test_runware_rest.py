@@ -119,7 +119,7 @@ BAD_TASKS = [
     ({"steps": "4"}, "invalidSteps", "steps"),
     ({"CFGScale": 3.0}, "unsupportedCFGScale", "CFGScale"),  # schnell is guidance-distilled
     ({"scheduler": "DDIM"}, "invalidScheduler", "scheduler"),
-    ({"lora": []}, "unsupportedParameter", "lora"),
+    ({"lora": [{"model": "civitai:1@2"}]}, "invalidLora", "lora[0]"),
 ]
 
 

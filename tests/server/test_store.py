@@ -160,7 +160,9 @@ def store_with_old_job(tmp_path: Path) -> Path:
 
 
 def back_to_baseline(conn: sqlite3.Connection) -> None:
-    """Take off what migration 0002 added (fair sharing, partial images)."""
+    """Take off what migrations 0002 and 0003 added (fair sharing, partial images, the LoRA
+    allow-list)."""
+    conn.execute("DROP TABLE loras")
     conn.execute("DROP INDEX ix_jobs_caller_status")
     conn.execute("DROP INDEX ix_jobs_fair_start")
     conn.execute("DROP TABLE fair_clock")

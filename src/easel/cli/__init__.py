@@ -1,6 +1,6 @@
-"""The `easel` command: serve, worker, generate, models, pull, config, jobs, keys, webhooks,
-watermark, c2pa. Each command group is a module that parses its arguments and calls the code
-that does the work (easel.runtime for the processes)."""
+"""The `easel` command: serve, worker, generate, models, pull, config, jobs, keys, lora,
+webhooks, watermark, c2pa. Each command group is a module that parses its arguments and calls
+the code that does the work (easel.runtime for the processes)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Annotated, Any
 
 import typer
 
-from easel.cli import catalog, config, jobs, keys, provenance, serve, webhooks
+from easel.cli import catalog, config, jobs, keys, lora, provenance, serve, webhooks
 from easel.cli.common import use_config
 from easel.cli.generate import generate
 
@@ -44,6 +44,7 @@ def build() -> typer.Typer:
     for function in (generate, catalog.models, catalog.pull, serve.serve, serve.worker):
         command.command()(function)
     command.add_typer(keys.app, name="keys")
+    command.add_typer(lora.app, name="lora")
     command.add_typer(webhooks.app, name="webhooks")
     command.add_typer(jobs.app, name="jobs")
     command.add_typer(provenance.watermark_app, name="watermark")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from easel.domain.lora import AppliedLora
 from easel.domain.safety import EnhancementState, SafetyInput
 
 
@@ -50,6 +51,8 @@ class GenerationRequest:
     enhancement_detail: str | None = None  # why a rewrite fell back, briefly
     tier: str = ""  # the catalog tier of `model`, fixed when the request was resolved
     partial_images: int = 0  # previews of each image while it denoises (a stream shows them)
+    # LoRA adapters, pinned to the bytes allow-listed when the job was accepted.
+    loras: tuple[AppliedLora, ...] = ()
 
     @property
     def client_prompt(self) -> str:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+from easel.domain.lora import LoraChoice
 from easel.domain.request import DEFAULT_MAX_SEED, ImageFormat
 from easel.domain.safety import SafetyInput
 
@@ -91,6 +92,7 @@ class GenerationInput:
     watermark: bool = False
     enhance_prompt: bool = False
     partial_images: int = 0  # previews streamed while it denoises (OpenAI's, 0-3)
+    loras: tuple[LoraChoice, ...] = ()  # allow-listed adapters, each with its weight
 
 
 @dataclass(frozen=True)
@@ -117,7 +119,7 @@ CORE_PARAMETERS = (
     "model", "tier", "prompt", "negative_prompt", "size", "width", "height", "aspect_ratio",
     "resolution", "num_images", "seed", "output_format", "output_quality", "webhook", "upload",
     "ttl", "task_id", "steps", "guidance_scale", "scheduler", "safety", "person_generation",
-    "watermark", "enhance_prompt",
+    "watermark", "enhance_prompt", "loras",
 )
 
 

@@ -40,11 +40,12 @@ from easel.services.jobs.health import StorageHealth
 from easel.services.jobs.planning import BackendResolver
 from easel.services.jobs.prompts import PromptBlockList, PromptEnhancer
 from easel.services.jobs.service import JobService, PromptRules
+from easel.services.loras import AdapterFiles, AdapterRules
 from easel.services.metrics import Metrics
 from easel.services.port import Limits
 from easel.services.weights.facts import tier_states
 from easel.settings import Settings
-from easel.store import DeliveryStore, JobStore, KeyStore
+from easel.store import DeliveryStore, JobStore, KeyStore, LoraStore
 from easel.store.blobs import LocalBlobStore
 from easel.store.notify import relay_for
 from easel.store.s3 import BucketLocation, S3BlobStore, s3_client
@@ -134,11 +135,12 @@ def build_worker(
     metrics = metrics or Metrics(store)
     finisher = ImageFinisher(content_checker(settings, catalog), metrics,
                              credentials=content_credentials(settings))
+    blobs = build_blobs(settings)
     worker = Worker(
-        settings, catalog, make_resolver(settings, catalog), store,
-        build_blobs(settings), metrics,
+        settings, catalog, make_resolver(settings, catalog), store, blobs, metrics,
         events or JobEvents(relay_for(settings.database_url)),
         engine_factory or diffusers_engine(settings), finisher, clock, wall_clock,
+        AdapterFiles(blobs, settings.loras_dir),
     )
     metrics.watch_engine(worker.engine_status)
     return worker
@@ -210,6 +212,7 @@ def build_runtime(
         max_ttl_seconds=settings.max_ttl_seconds,
         on_submit=lambda dialect: metrics.submitted.labels(dialect).inc(),
         prompts=prompt_rules(settings, metrics),
+        adapters=AdapterRules(LoraStore(store.engine), settings.max_loras_per_request),
         chosen_id_scopes=[d.name for d in served if d.chooses_ids],
         check_floor=CheckFloor(settings.content_check_floor),
     )

@@ -13,6 +13,7 @@ from easel.catalog import Backend, Catalog, Model
 from easel.domain.delivery import Delivery
 from easel.domain.generation import EngineStatus
 from easel.domain.job import Job, JobStatus
+from easel.domain.lora import Adapter
 from easel.domain.submission import Caller, ModelChoice, Submission, WireNames
 from easel.services.access.keys import KeyRing
 from easel.services.images.artifacts import Artifacts
@@ -62,6 +63,10 @@ class Core:
 
     def facts(self, backend: Backend) -> BackendFacts:
         return backend_facts(backend, self.jobs.resolver)
+
+    def adapters(self) -> list[Adapter]:
+        rules = self.jobs.adapters
+        return [] if rules is None else rules.store.list()
 
     def model(self, model_id: str, provider: str | None = None,
               parameter: str = "model") -> Model:

@@ -19,6 +19,7 @@ from typing import Any, Protocol
 from easel.catalog import Backend, Catalog, License, Model
 from easel.domain.delivery import Delivery
 from easel.domain.job import Job, JobImage, JobStatus
+from easel.domain.lora import Adapter
 from easel.domain.submission import Caller, Submission
 
 
@@ -154,6 +155,10 @@ class Port(Protocol):
         ...
 
     def facts(self, backend: Backend) -> BackendFacts: ...
+
+    def adapters(self) -> list[Adapter]:
+        """The allow-listed LoRA adapters (a store read: call it off the event loop)."""
+        ...
 
     def model(self, model_id: str, provider: str | None = None,
               parameter: str = "model") -> Model:

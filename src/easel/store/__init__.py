@@ -9,7 +9,8 @@ from easel.store.jobs import (
     StoredImage,
 )
 from easel.store.keys import KeyStore
+from easel.store.loras import LoraStore
 from easel.store.outbox import DeliveryStore
 
-__all__ = ["DeliveryStore", "InsertResult", "JobStore", "KeyStore", "NewJob", "QueueRules",
-           "ReadyImage", "StoredImage"]
+__all__ = ["DeliveryStore", "InsertResult", "JobStore", "KeyStore", "LoraStore", "NewJob",
+           "QueueRules", "ReadyImage", "StoredImage"]

@@ -23,6 +23,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 
 from easel.domain.errors import ErrorKind
 from easel.domain.job import TERMINAL_STATUSES, Job, JobImage, JobStatus
+from easel.domain.lora import AppliedLora
 from easel.domain.request import GenerationRequest, ImageFormat
 from easel.domain.safety import EnhancementState, SafetyInput, Withheld
 from easel.domain.submission import DeliverySettings
@@ -731,6 +732,9 @@ def _claimable(now: float) -> sa.ColumnElement[bool]:
 
 
 def request_to_json(request: GenerationRequest) -> dict[str, Any]:
+    # Adapters only when there are some: the idempotency hash of every other request stays
+    # what it was before adapters existed.
+    adapters = {"loras": [lora.to_json() for lora in request.loras]} if request.loras else {}
     return {
         "model": request.model, "prompt": request.prompt, "width": request.width,
         "height": request.height, "num_images": request.num_images,
@@ -742,7 +746,7 @@ def request_to_json(request: GenerationRequest) -> dict[str, Any]:
         "enhance_prompt": request.enhance_prompt, "original_prompt": request.original_prompt,
         "enhancement": request.enhancement.value,
         "enhancement_detail": request.enhancement_detail, "tier": request.tier,
-        "partial_images": request.partial_images,
+        "partial_images": request.partial_images, **adapters,
     }
 
 
@@ -752,6 +756,7 @@ def request_from_json(raw: dict[str, Any]) -> GenerationRequest:
         **raw, "output_format": ImageFormat(raw["output_format"]),
         "safety": SafetyInput.from_json(raw.get("safety")),
         "enhancement": EnhancementState(raw.get("enhancement", EnhancementState.OFF.value)),
+        "loras": tuple(AppliedLora.from_json(lora) for lora in raw.get("loras", ())),
     })
 
 

@@ -119,6 +119,24 @@ api_keys = sa.Table(
 )
 
 
+loras = sa.Table(  # the LoRA adapters an operator allow-listed (`easel lora add`)
+    "loras",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("base", sa.String(200), nullable=False),  # the catalog backend it fits
+    sa.Column("sha256", sa.String(64), nullable=False),  # its bytes: blob lora-<sha256>
+    sa.Column("size_bytes", sa.BigInteger, nullable=False),
+    sa.Column("source", sa.Text, nullable=False),
+    sa.Column("scale", sa.Float, nullable=False),
+    sa.Column("trigger", sa.Text, nullable=False, default=""),
+    sa.Column("license", sa.Text, nullable=False, default=""),
+    sa.Column("aliases", sa.JSON, nullable=False),  # Runware AIR ids that name it
+    sa.Column("layout", sa.String(32), nullable=False, default=""),
+    sa.Column("rank", sa.Integer),
+    sa.Column("added_at", sa.Float, nullable=False),
+)
+
+
 health = sa.Table(  # one row, rewritten by the readiness probe: can the store be written?
     "health",
     metadata,

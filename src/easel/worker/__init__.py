@@ -26,12 +26,20 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from easel.catalog import Catalog
 from easel.domain.errors import CancelledError, EaselError, ErrorKind
-from easel.domain.generation import Engine, EngineStatus, GeneratedImage, ImageSpec, Preview
+from easel.domain.generation import (
+    AdapterSpec,
+    Engine,
+    EngineStatus,
+    GeneratedImage,
+    ImageSpec,
+    Preview,
+)
 from easel.domain.job import Job
 from easel.services.images.artifacts import expiry
 from easel.services.images.finishing import ImageFinisher, Provenance
 from easel.services.jobs.events import JobEvents
 from easel.services.jobs.planning import BackendResolver, Plan, plan
+from easel.services.loras import AdapterFiles
 from easel.services.metrics import Metrics
 from easel.settings import Settings
 from easel.store import JobStore, ReadyImage
@@ -64,6 +72,7 @@ class Worker:
         finisher: ImageFinisher,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
+        adapter_files: AdapterFiles | None = None,
     ) -> None:
         self.settings = settings
         self.catalog = catalog
@@ -86,6 +95,8 @@ class Worker:
         self._threads: list[threading.Thread] = []
         self.clock = clock  # model affinity's age bound; tests move it
         self.wall_clock = wall_clock  # stored images' expiry, read by the API's clock
+        # The LoRA adapters' local files (None: jobs naming adapters fail clearly).
+        self.adapter_files = adapter_files
         self._partials: dict[str, list[str]] = {}  # job id -> its partial images' blob keys
         self._loaded_at: float | None = None  # when this worker last loaded a model
 
@@ -302,14 +313,24 @@ class Worker:
         first = planned[0].plan
         self._note_load(first.backend.source)
         size = self.settings.batch_size
+        adapters = self._adapters(first)
         out: list[GeneratedImage] = []
         for start in range(0, len(specs), size):  # one job larger than a batch runs in chunks
             chunk = tuple(specs[start:start + size])
             progress.chunk = start // size
             out.extend(self.engine.generate(
-                first.batch(chunk), progress=progress, cancel=progress.cancel,
+                first.batch(chunk, adapters), progress=progress, cancel=progress.cancel,
                 preview=self._previewer(planned, start, len(chunk), progress)))
         return out
+
+    def _adapters(self, first: Plan) -> tuple[AdapterSpec, ...]:
+        """The batch's LoRA adapters as local files (the batch key gives every job of the
+        batch the same set)."""
+        if not first.request.loras:
+            return ()
+        if self.adapter_files is None:
+            raise EaselError(ErrorKind.UNSUPPORTED, "this worker runs no adapters", "loras")
+        return self.adapter_files.ready(first.request.loras)
 
     def _previewer(
         self, planned: list[_Planned], start: int, count: int, progress: _Progress

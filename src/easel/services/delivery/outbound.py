@@ -234,3 +234,49 @@ async def send(
     )
     # Streamed: the receiver's body is never read (a reply of gigabytes costs nothing).
     return await client.send(request, follow_redirects=False, stream=True)
+
+
+MAX_REDIRECTS = 5
+
+
+async def fetch(url: str, parameter: str, max_bytes: int, timeout: float,
+                allow_loopback: bool = False) -> bytes:
+    """GET a file from a URL a client or operator gave: every hop (redirects included) checked
+    and pinned as deliveries are, the body capped at `max_bytes` while it streams, the whole
+    fetch capped at `timeout` seconds. Raises an EaselError naming `parameter`."""
+    try:
+        async with asyncio.timeout(timeout), httpx.AsyncClient() as client:
+            for _ in range(MAX_REDIRECTS + 1):
+                checked = await check_url(url, parameter, allow_loopback)
+                response = await send(client, "GET", checked, b"", {}, timeout)
+                try:
+                    if response.is_redirect and "location" in response.headers:
+                        url = str(response.url.join(response.headers["location"]))
+                        continue
+                    if response.status_code != 200:
+                        raise invalid(parameter, f"{parameter}: the server answered "
+                                                 f"{response.status_code}")
+                    return await _capped_body(response, parameter, max_bytes)
+                finally:
+                    await response.aclose()
+            raise invalid(parameter, f"{parameter}: more than {MAX_REDIRECTS} redirects")
+    except TimeoutError:
+        raise invalid(parameter, f"{parameter}: the download took longer than {timeout:g} s")\
+            from None
+    except httpx.HTTPError as exc:
+        raise invalid(parameter, f"{parameter}: the download failed ({type(exc).__name__})")\
+            from None
+
+
+async def _capped_body(response: httpx.Response, parameter: str, max_bytes: int) -> bytes:
+    declared = response.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > max_bytes:
+        raise invalid(parameter, f"{parameter}: the file is {int(declared):,} bytes, over the "
+                                 f"limit of {max_bytes:,}")
+    body = bytearray()
+    async for chunk in response.aiter_bytes():
+        body += chunk
+        if len(body) > max_bytes:
+            raise invalid(parameter, f"{parameter}: the file is over the limit of "
+                                     f"{max_bytes:,} bytes")
+    return bytes(body)

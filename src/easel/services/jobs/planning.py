@@ -17,7 +17,13 @@ from easel.catalog import (
     did_you_mean,
 )
 from easel.domain.errors import EaselError, ErrorKind, invalid
-from easel.domain.generation import EngineBatch, ImageSpec, SchedulerSpec, TwoPass
+from easel.domain.generation import (
+    AdapterSpec,
+    EngineBatch,
+    ImageSpec,
+    SchedulerSpec,
+    TwoPass,
+)
 from easel.domain.request import SEED_CEILING, GenerationRequest
 from easel.domain.submission import (
     AspectRatioSize,
@@ -223,9 +229,14 @@ class Plan:
         }
         if self.backend.stand_in_reason:
             metadata["stand_in_reason"] = self.backend.stand_in_reason
+        if self.request.loras:
+            metadata["loras"] = [lora.to_json() for lora in self.request.loras]
         return metadata
 
-    def batch(self, images: tuple[ImageSpec, ...] | None = None) -> EngineBatch:
+    def batch(self, images: tuple[ImageSpec, ...] | None = None,
+              adapters: tuple[AdapterSpec, ...] = ()) -> EngineBatch:
+        """The engine's batch; `adapters`: the request's LoRA adapters as local files (the
+        worker makes them ready)."""
         return EngineBatch(
             source=self.backend.source,
             family=self.backend.family,
@@ -239,6 +250,7 @@ class Plan:
             two_pass=self.two_pass,
             true_cfg=self.true_cfg,
             previews=self.request.partial_images,
+            adapters=adapters,
         )
 
 
@@ -359,6 +371,10 @@ def plan_resolved(
     """Decide for a request `resolve` has validated against `model`: which weights run, the
     sampling controls, the seeds."""
     backend = resolver.resolve(model.backend, names("model"))
+    if request.loras and backend.is_stand_in:
+        raise EaselError(ErrorKind.UNSUPPORTED, f"{names('loras')}: adapters need the real "
+                         f"weights of {model.backend.name}, and this server serves a stand-in "
+                         f"for them: {backend.stand_in_reason}", names("loras"))
     max_steps = resolver.stand_in_max_steps if backend.is_stand_in else model.backend.max_steps
     # A stand-in of the same family takes the same schedulers; easel-mini standing in for
     # another family keeps its own.

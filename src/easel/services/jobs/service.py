@@ -23,10 +23,11 @@ from typing import Any, TypeVar
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from easel.catalog import Catalog
+from easel.catalog import Backend, Catalog
 from easel.domain.delivery import Delivery
 from easel.domain.errors import EaselError, ErrorKind, Throttled, invalid
 from easel.domain.job import Job, JobImage, JobStatus, QueueWait, job_id_from
+from easel.domain.lora import AppliedLora
 from easel.domain.outcomes import Draining, JobFailed, StillRunning
 from easel.domain.request import GenerationRequest
 from easel.domain.safety import CheckFloor, EnhancementState
@@ -37,6 +38,7 @@ from easel.services.jobs.events import JobEvents
 from easel.services.jobs.health import RETRY_SECONDS, StorageHealth
 from easel.services.jobs.planning import BackendResolver, Plan, plan_resolved, resolve
 from easel.services.jobs.prompts import PromptBlockList, PromptEnhancer, not_configured
+from easel.services.loras import AdapterRules
 from easel.services.port import JobRef
 from easel.store import DeliveryStore, InsertResult, JobStore, NewJob
 from easel.store.jobs import request_to_json
@@ -91,11 +93,14 @@ def batch_key(the_plan: Plan) -> str:
     b = the_plan.backend
     r = the_plan.request
     two_pass = the_plan.two_pass
-    parts = (b.source, b.family, f"{r.width}x{r.height}", b.steps, b.guidance,
-             b.max_sequence_length, b.scheduler.name if b.scheduler else "",
-             f"{two_pass.base_width}x{two_pass.base_height}@{two_pass.strength}"
-             if two_pass else "", f"cfg{the_plan.true_cfg}" if the_plan.true_cfg else "",
-             f"previews{r.partial_images}" if r.partial_images else "")
+    parts: tuple[object, ...] = (
+        b.source, b.family, f"{r.width}x{r.height}", b.steps, b.guidance, b.max_sequence_length,
+        b.scheduler.name if b.scheduler else "",
+        f"{two_pass.base_width}x{two_pass.base_height}@{two_pass.strength}" if two_pass else "",
+        f"cfg{the_plan.true_cfg}" if the_plan.true_cfg else "",
+        f"previews{r.partial_images}" if r.partial_images else "")
+    if r.loras:  # one engine call runs one adapter set: jobs with another never share it
+        parts += (",".join(f"lora:{a.name}@{a.digest[:16]}*{a.weight!r}" for a in r.loras),)
     return "|".join(str(part) for part in parts)
 
 
@@ -133,6 +138,7 @@ class JobService:
         max_ttl_seconds: int,
         on_submit: Callable[[str], None],
         prompts: PromptRules | None = None,
+        adapters: AdapterRules | None = None,
         chosen_id_scopes: Sequence[str] = (),
         check_floor: CheckFloor = CheckFloor.OFF,
     ) -> None:
@@ -152,6 +158,7 @@ class JobService:
         # own API finds a job by any of them.
         self.chosen_id_scopes = tuple(chosen_id_scopes)
         self.check_floor = check_floor  # the operator's least content check, for every job
+        self.adapters = adapters  # None: no LoRA allow-list (a request naming one is refused)
         self._drain_at: float | None = None  # monotonic time by which held requests answer
 
     # -- submit -------------------------------------------------------------------------------
@@ -194,6 +201,8 @@ class JobService:
             self.admission.check_queue(await self._stored(self.store.queued_count))
         await asyncio.to_thread(self.health.check)  # a full disk refuses now, losing nothing
         model, request = resolve(submission.generation, self.catalog, names)
+        if submission.generation.loras:
+            request = replace(request, loras=await self._adapters(submission, model.backend))
         try:
             self.prompts.check(request.prompt, names("prompt"))
         except EaselError:
@@ -218,6 +227,14 @@ class JobService:
             seeds=the_plan.seeds, created_at=self.store.clock(), work=the_plan.work,
         )
         return new, the_plan
+
+    async def _adapters(self, submission: Submission, backend: Backend) -> tuple[AppliedLora, ...]:
+        name = submission.names("loras")
+        if self.adapters is None:
+            raise EaselError(ErrorKind.UNSUPPORTED, f"{name}: this server takes no adapters",
+                             name)
+        return await self._stored(self.adapters.applied, submission.generation.loras, backend,
+                                  name)
 
     async def _enhanced(self, new: NewJob, names: WireNames) -> NewJob:
         """The job with its prompt rewritten, when the client asked and an endpoint is set.

@@ -118,8 +118,11 @@ async def info(port: CorePort) -> JSONResponse:
 @router.get("/easel/models", summary="The catalog", response_model=Catalog, openapi_extra=KEY,
             responses=responses(Catalog, EaselErrorBody, (401,)))
 async def models(_caller: Authenticated, port: CorePort) -> JSONResponse:
-    """Every model id by tier, with its sizes, limits, price, licence and weights."""
-    return JSONResponse(await asyncio.to_thread(translate.catalog_view, port.catalog, port.facts))
+    """Every model id by tier, with its sizes, limits, price, licence and weights, and the LoRA
+    adapters allow-listed for each tier's backend."""
+    adapters = await asyncio.to_thread(port.adapters)
+    return JSONResponse(await asyncio.to_thread(translate.catalog_view, port.catalog, port.facts,
+                                                adapters))
 
 
 @router.post("/easel/jobs", summary="Submit a job", status_code=202, response_model=JobView,

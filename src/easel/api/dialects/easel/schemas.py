@@ -9,6 +9,16 @@ from pydantic import BaseModel, ConfigDict, Field
 from easel.domain.request import DEFAULT_MAX_SEED
 
 
+class LoraInput(BaseModel):
+    """An allow-listed LoRA adapter (`easel lora list`) and its weight, -4..4 (absent: the
+    adapter's default)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    name: str
+    weight: float | None = None
+
+
 class JobInput(BaseModel):
     """The body of `POST /easel/jobs`: any catalog model id, with its own limits."""
 
@@ -33,5 +43,6 @@ class JobInput(BaseModel):
     person_generation: Literal["dont_allow", "allow_adult", "allow_all"] = "allow_all"
     watermark: bool = False
     enhance_prompt: bool = False
+    loras: list[LoraInput] = Field(default_factory=list)
     # The client's own id: sending the same one again returns that job (idempotency).
     task_id: str | None = Field(None, min_length=1, max_length=100)

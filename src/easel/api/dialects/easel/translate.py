@@ -6,7 +6,7 @@ playground and of `easel jobs`, where a user picks a model, not a dialect."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from easel.api.dialects.common import (
@@ -22,6 +22,7 @@ from easel.catalog import Backend, Catalog, Model, Tier
 from easel.domain.delivery import Delivery
 from easel.domain.errors import EaselError, ErrorKind
 from easel.domain.job import Job, JobImage, JobStatus
+from easel.domain.lora import Adapter, LoraChoice
 from easel.domain.request import ImageFormat
 from easel.domain.safety import OnFlagged, PersonGeneration, SafetyInput, SafetyLevel
 from easel.domain.submission import (
@@ -57,6 +58,7 @@ def to_submission(body: dict[str, Any], caller: Caller) -> Submission:
                            PersonGeneration(wire.person_generation)),
         watermark=wire.watermark,
         enhance_prompt=wire.enhance_prompt,
+        loras=tuple(LoraChoice(lora.name, lora.weight) for lora in wire.loras),
     )
     return Submission(DIALECT, caller, generation, task_id=wire.task_id)
 
@@ -75,6 +77,7 @@ def job_view(job: Job, images: ImageSource | None = None) -> dict[str, Any]:
         "size": f"{r.width}x{r.height}", "width": r.width, "height": r.height,
         "num_images": r.num_images, "output_format": r.output_format.value,
         "output_quality": r.output_quality, "steps": r.steps, "guidance_scale": r.guidance_scale,
+        "loras": [lora.to_json() for lora in r.loras],
         "images": len(job.images),
         "seeds": [image.seed for image in ordered],
         "outputs": [
@@ -134,19 +137,23 @@ def delivery_view(delivery: Delivery) -> dict[str, Any]:
     }
 
 
-def catalog_view(catalog: Catalog, facts: Facts) -> dict[str, Any]:
+def catalog_view(catalog: Catalog, facts: Facts,
+                 adapters: Sequence[Adapter] = ()) -> dict[str, Any]:
     """Every model id, grouped by tier, with what a form needs to offer only valid choices:
-    sizes per resolution, image count, prompt limits, negative prompt, steps and guidance."""
+    sizes per resolution, image count, prompt limits, negative prompt, steps and guidance, and
+    the LoRA adapters allow-listed for the tier's backend."""
     tiers = []
     for tier in catalog.tiers.values():
         models = [m for m in catalog.models.values() if m.tier.name == tier.name]
         if models:
+            fitting = [a for a in adapters if a.base == tier.backend.name]
             tiers.append(_tier_view(tier, sorted(models, key=lambda m: (m.provider, m.id)),
-                                    facts))
+                                    facts, fitting))
     return {"tiers": tiers, "formats": [f.value for f in ImageFormat]}
 
 
-def _tier_view(tier: Tier, models: list[Model], facts: Facts) -> dict[str, Any]:
+def _tier_view(tier: Tier, models: list[Model], facts: Facts,
+               adapters: Sequence[Adapter]) -> dict[str, Any]:
     backend = tier.backend
     return {
         "tier": tier.name, "label": tier.label, "price_usd": tier.price_usd,
@@ -156,6 +163,7 @@ def _tier_view(tier: Tier, models: list[Model], facts: Facts) -> dict[str, Any]:
         "guidance_range": None if backend.guidance_range is None else list(
             backend.guidance_range),
         "models": [_model_view(m) for m in models],
+        "loras": [adapter.to_json() for adapter in adapters],
     }
 
 

@@ -11,6 +11,15 @@ AIML_MAX_SEED = 4294967295
 Quality = Literal["auto", "low", "medium", "high", "standard", "hd"]
 
 
+class Lora(BaseModel):
+    """An allow-listed LoRA adapter and its weight (-4..4; absent: the adapter's default)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    name: str
+    weight: float | None = None
+
+
 class ImagesGenerateRequest(BaseModel):
     """`POST /v1/images/generations`: OpenAI's fields, then AIML's Imagen fields."""
 
@@ -45,3 +54,6 @@ class ImagesGenerateRequest(BaseModel):
         | None
     ) = None
     add_watermark: bool | None = None
+
+    # easel's own (extra_body): LoRA adapters this server allow-lists (docs/lora.md)
+    loras: list[Lora] | None = None

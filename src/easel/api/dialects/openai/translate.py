@@ -36,6 +36,7 @@ from easel.api.dialects.openai.schemas import ImagesGenerateRequest
 from easel.catalog import Catalog
 from easel.domain.errors import EaselError, ErrorKind, invalid
 from easel.domain.job import Job
+from easel.domain.lora import LoraChoice
 from easel.domain.request import ImageFormat
 from easel.domain.safety import (
     EnhancementState,
@@ -156,6 +157,7 @@ def to_submission(
         # AIML's defaults: the prompt rewritten, no watermark.
         watermark=bool(wire.add_watermark),
         enhance_prompt=wire.enhance_prompt is not False,
+        loras=tuple(LoraChoice(lora.name, lora.weight) for lora in wire.loras or ()),
         partial_images=wire.partial_images or 0 if wire.stream else 0,
     )
     names = NAMES.with_(num_images="n" if wire.n is not None else "num_images")

@@ -28,6 +28,7 @@ from pydantic_core import PydanticCustomError
 from easel.api.openapi import Open, model_schema
 from easel.catalog import did_you_mean
 from easel.domain.errors import EaselError, ErrorKind
+from easel.domain.lora import LoraChoice
 from easel.domain.request import ImageFormat
 
 DOCS = "https://runware.ai/docs/en/image-inference/api-reference"
@@ -165,6 +166,15 @@ class Safety(_Task):
     mode: Literal["none", "fast", "full"] | None = None
 
 
+class Lora(_Task):
+    """One adapter (Runware's `lora` items): an allow-listed name or an AIR id the operator
+    mapped to one (`easel lora add --air`), and its weight (-4..4; absent: the adapter's
+    default, 1 unless the operator set another)."""
+
+    model: StrictStr
+    weight: WireFloat | None = None
+
+
 class ImageInferenceTask(_Task):
     taskType: Literal["imageInference"]
     taskUUID: TaskUUID
@@ -194,6 +204,7 @@ class ImageInferenceTask(_Task):
     steps: WireInt | None = None
     CFGScale: WireFloat | None = None
     scheduler: StrictStr | None = None
+    lora: list[Lora] | None = Field(None, description="LoRA adapters this server allow-lists")
 
     @model_validator(mode="after")
     def _together(self) -> ImageInferenceTask:
@@ -306,6 +317,7 @@ class ImageInference:
     steps: int | None = None
     cfg_scale: float | None = None
     scheduler: str | None = None
+    loras: tuple[LoraChoice, ...] = ()
 
 
 def parse_image_inference(task: dict[str, Any]) -> ImageInference:
@@ -323,6 +335,7 @@ def parse_image_inference(task: dict[str, Any]) -> ImageInference:
         seed=wire.seed, safety=safety, webhook_url=wire.webhookURL,
         upload_endpoint=wire.uploadEndpoint, provider_settings=wire.providerSettings or {},
         steps=wire.steps, cfg_scale=wire.CFGScale, scheduler=wire.scheduler,
+        loras=tuple(LoraChoice(lora.model, lora.weight) for lora in wire.lora or ()),
     )
 
 
@@ -369,10 +382,12 @@ def _runware_error(error: Any, task_type: str, known: tuple[str, ...] = ()) -> R
     loc = [str(part) for part in error["loc"]]
     name = loc[0] if loc else "task"
     etype = error["type"]
-    if len(loc) > 1 and name == "safety":  # a nested setting: named as a whole, like Runware
+    if len(loc) > 1 and name in ("safety", "lora"):  # nested: named as a whole, like Runware
+        code, where = f"invalid{_cap(name)}", ".".join(loc)
         if etype == "extra_forbidden":
-            return RunwareError("invalidSafety", f"safety has no field {loc[1]!r}", "safety")
-        return RunwareError("invalidSafety", _message(".".join(loc), error), "safety")
+            return RunwareError(code, f"{where.rpartition('.')[0]} has no field {loc[-1]!r}",
+                                name)
+        return RunwareError(code, _message(where, error), name)
     if etype == "missing":
         return RunwareError(f"missing{_cap(name)}", f"{name} is required", name)
     if etype == "extra_forbidden":

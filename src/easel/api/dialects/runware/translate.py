@@ -38,7 +38,7 @@ NAMES = WireNames({
     "prompt": "positivePrompt", "negative_prompt": "negativePrompt",
     "num_images": "numberResults", "output_quality": "outputQuality", "task_id": "taskUUID",
     "webhook": "webhookURL", "upload": "uploadEndpoint", "width": "width", "height": "height",
-    "steps": "steps", "guidance_scale": "CFGScale", "scheduler": "scheduler",
+    "steps": "steps", "guidance_scale": "CFGScale", "scheduler": "scheduler", "loras": "lora",
 })
 
 # Runware's code per kind; invalid/missing/unsupported codes are prefixes completed with the
@@ -79,6 +79,7 @@ def to_submission(
         output_format=task.output_format, output_quality=task.output_quality,
         steps=task.steps, guidance_scale=task.cfg_scale, scheduler=task.scheduler,
         safety=safety_input(task.safety), enhance_prompt=enhance_prompt(task.provider_settings),
+        loras=task.loras,
     )
     # Runware posts each finished image to the webhook on its own.
     delivery = DeliverySettings(webhook=task.webhook_url, webhook_per_image=True,
@@ -123,7 +124,7 @@ def from_easel(exc: EaselError) -> RunwareError:
     if isinstance(exc, HTTPRefusal):  # a refusal of the HTTP layer keeps its own code
         code = exc.code
     elif exc.kind in PREFIXED:
-        name = parameter or "parameter"
+        name = (parameter or "parameter").partition("[")[0]  # lora[1] -> invalidLora
         code = f"{code}{name[:1].upper()}{name[1:]}"
     return RunwareError(code, exc.message, parameter, status=ERRORS.status(exc),
                         retry_after=getattr(exc, "retry_after", None))
