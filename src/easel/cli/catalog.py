@@ -14,9 +14,13 @@ from rich.text import Text
 from easel.catalog import Backend, Catalog, Model
 from easel.cli.common import fail, load_catalog, out, serve_log, settings_from
 from easel.domain.errors import EaselError
+from easel.domain.lora import Adapter
+from easel.logs import visible
 from easel.services.jobs.planning import BackendResolver
 from easel.services.weights.facts import backend_facts, warn_stand_ins
 from easel.services.weights.files import PullTarget
+from easel.settings import Settings
+from easel.store import LoraStore
 
 
 def models(
@@ -26,14 +30,16 @@ def models(
     settings = settings_from()
     catalog = load_catalog(settings)
     resolver = BackendResolver.from_settings(settings, catalog)
+    adapters = _adapters(settings)
     if as_json:
-        typer.echo(json.dumps([_model_entry(catalog.model(m), resolver)
+        typer.echo(json.dumps([_model_entry(catalog.model(m), resolver, adapters)
                                for m in catalog.model_ids], indent=2))
         return
     for tier in catalog.tiers.values():
         ids = [catalog.model(i) for i in catalog.model_ids if catalog.model(i).tier is tier]
         if ids:
             _print_tier(tier.name, tier.label, ids, resolver)
+            _print_adapters([a for a in adapters if a.base == tier.backend.name])
     out.print("sizes: 1K, and 2K where a model takes it (*: drawn in two passes, generated at "
               "half size, upscaled and refined; docs/catalog.md). max: images per request. $: "
               "the hosted API's price per image. Every size and prompt limit: `easel models "
@@ -58,6 +64,23 @@ def _print_tier(name: str, label: str, models: list[Model], resolver: BackendRes
     out.print()
 
 
+def _adapters(settings: Settings) -> list[Adapter]:
+    """The allow-listed LoRA adapters (`easel lora`), from the job store."""
+    from easel.runtime.build import build_job_store
+
+    return LoraStore(build_job_store(settings).engine).list()
+
+
+def _print_adapters(adapters: list[Adapter]) -> None:
+    for a in adapters:
+        facts = [f"weight {a.scale:g}", f"licence {visible(a.license) or 'not declared'}"]
+        if a.trigger:
+            facts.append(f"trigger {visible(a.trigger)!r}")
+        out.print(f"  LoRA {a.name}: {', '.join(facts)}", markup=False)
+    if adapters:
+        out.print()
+
+
 def _sizes_cell(m: Model) -> str:
     cells = []
     for resolution in dict.fromkeys(s.resolution for s in m.sizes):
@@ -67,7 +90,8 @@ def _sizes_cell(m: Model) -> str:
     return " ".join(cells)
 
 
-def _model_entry(m: Model, resolver: BackendResolver) -> dict[str, object]:
+def _model_entry(m: Model, resolver: BackendResolver,
+                 adapters: list[Adapter]) -> dict[str, object]:
     backend = m.backend
     return {
         "id": m.id, "provider": m.provider, "tier": m.tier.name,
@@ -76,6 +100,7 @@ def _model_entry(m: Model, resolver: BackendResolver) -> dict[str, object]:
                    "path": backend.size_path(s.width, s.height)} for s in m.sizes],
         "max_images": m.max_images, "prompt_chars": [m.prompt_min, m.prompt_max],
         "negative_prompt": m.negative_prompt, "price_usd": m.price_usd,
+        "loras": [a.to_json() for a in adapters if a.base == backend.name],
     }
 
 

@@ -64,7 +64,8 @@ class ImageFinisher:
         if self.credentials is not None:
             facts = CredentialFacts(model=request.model, tier=provenance.tier,
                                     backend=provenance.backend, easel_version=__version__,
-                                    seed=seed)
+                                    seed=seed,
+                                    loras=tuple(lora.to_json() for lora in request.loras))
             data = self.credentials.sign(data, request.output_format.mime, facts)
         return Finished(verdict, data)
 
