@@ -187,7 +187,7 @@ def test_the_bytes_of_an_adapter_stay_while_another_name_holds_them(
 @pytest.mark.parametrize(("new", "words"), [
     (NewAdapter("Bad Name", "x", "flux2-klein-4b"), "must be 1-64 of a-z"),
     (NewAdapter("ink", "x", "no-such-backend"), "no backend 'no-such-backend'"),
-    (NewAdapter("ink", "x", "flux2-klein-4b", scale=9.0), "--scale must be -4..4"),
+    (NewAdapter("ink", "x", "flux2-klein-4b", scale=9.0), r"--scale must be -4\.\.4"),
     (NewAdapter("taken", "x", "flux2-klein-4b"), "an adapter named 'taken' exists"),
     (NewAdapter("ink", "x", "flux2-klein-4b", aliases=("taken",)), "already names an adapter"),
 ])
@@ -211,6 +211,6 @@ def test_only_safetensors_bytes_are_admitted(lora_core: Core, data: bytes) -> No
     store = LoraStore(_engine(settings))
     new = NewAdapter("ink", "/adapters/ink.ckpt", "flux2-klein-4b")
     backend = check_new(new, Catalog.load(settings.catalog_file), store)
-    with pytest.raises(ValueError, match="is not a .safetensors file"):
+    with pytest.raises(ValueError, match=r"is not a \.safetensors file"):
         admit(new, data, backend, stub_check, store, build_blobs(settings), None)
     assert store.list() == []
