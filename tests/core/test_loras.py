@@ -52,10 +52,14 @@ def allow(settings: Settings, name: str, base: str = "flux2-klein-4b", scale: fl
     """Allow-list an adapter as `easel lora add` does (its own bytes: `content`)."""
     store = LoraStore(_engine(settings))
     new = NewAdapter(name, f"/adapters/{name}.safetensors", base, scale, aliases=aliases)
-    catalog = Catalog.load(settings.catalog_file) if settings.catalog_file else Catalog.load()
+    catalog = catalog_of(settings) if settings.catalog_file else Catalog.load()
     backend = check_new(new, catalog, store)
     data = save({"w": np.full((2, 2), content, dtype=np.float32)})
     return admit(new, data, backend, stub_check, store, build_blobs(settings), None)
+
+
+def catalog_of(settings: Settings) -> Catalog:
+    return Catalog.load(*filter(None, [settings.catalog_file]))
 
 
 def _engine(settings: Settings) -> Engine:
@@ -195,7 +199,7 @@ def test_the_allow_list_refuses_a_bad_entry_before_reading_any_file(
     lora_core: Core, new: NewAdapter, words: str,
 ) -> None:
     allow(lora_core.settings, "taken")
-    catalog = Catalog.load(lora_core.settings.catalog_file)
+    catalog = catalog_of(lora_core.settings)
     with pytest.raises(ValueError, match=words):
         check_new(new, catalog, LoraStore(_engine(lora_core.settings)))
 
@@ -210,7 +214,7 @@ def test_only_safetensors_bytes_are_admitted(lora_core: Core, data: bytes) -> No
     settings = lora_core.settings
     store = LoraStore(_engine(settings))
     new = NewAdapter("ink", "/adapters/ink.ckpt", "flux2-klein-4b")
-    backend = check_new(new, Catalog.load(settings.catalog_file), store)
+    backend = check_new(new, catalog_of(settings), store)
     with pytest.raises(ValueError, match=r"is not a \.safetensors file"):
         admit(new, data, backend, stub_check, store, build_blobs(settings), None)
     assert store.list() == []
