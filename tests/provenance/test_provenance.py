@@ -4,6 +4,7 @@ and a certificate that cannot sign stops the start."""
 
 from __future__ import annotations
 
+import dataclasses
 import io
 from pathlib import Path
 
@@ -224,3 +225,16 @@ def test_the_test_certificate_files(certificate: tuple[Path, Path]) -> None:
     assert chain.read_bytes().count(b"BEGIN CERTIFICATE") == 2  # the leaf, then the root
     assert key.read_bytes().startswith(b"-----BEGIN PRIVATE KEY-----")  # PKCS#8
     assert key.stat().st_mode & 0o077 == 0
+
+
+def test_the_credentials_name_the_lora_adapters_an_image_ran_with(
+    credentials: ContentCredentials,
+) -> None:
+    loras = ({"name": "ink", "sha256": "ab" * 32, "weight": 0.8},)
+    signed = credentials.sign(encoded(textured(128, 128), "PNG"), "image/png",
+                              dataclasses.replace(FACTS, loras=loras))
+    store = read_credentials(signed, "image/png")
+    assert store is not None and store["validation_state"] == "Valid"
+    manifest = store["manifests"][store["active_manifest"]]
+    assertions = {a["label"]: a["data"] for a in manifest["assertions"]}
+    assert assertions[GENERATION_LABEL]["loras"] == list(loras)
