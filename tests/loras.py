@@ -53,7 +53,7 @@ def make_lora(
     rank: int = 4,
     layout: str = "diffusers",
     text_encoder: bool = False,
-    alpha: float | None = None,
+    alpha: int | None = None,
     scale: float = 0.5,
 ) -> Path:
     """Write a tiny LoRA for easel/tiny-<family> to `path` (a `.safetensors` file) and return it.
@@ -89,7 +89,7 @@ def make_lora(
     return _canonical(path)
 
 
-def _peft_layers(model: torch.nn.Module, targets: list[str], rank: int, alpha: float | None,
+def _peft_layers(model: torch.nn.Module, targets: list[str], rank: int, alpha: int | None,
                  scale: float, generator: torch.Generator) -> tuple[dict[str, torch.Tensor],
                                                                      dict[str, Any]]:
     """peft's LoRA layers on a copy of `model`, A and B random, as a state dict and config."""
@@ -106,7 +106,7 @@ def _peft_layers(model: torch.nn.Module, targets: list[str], rank: int, alpha: f
     return state, metadata
 
 
-def _write_kohya(family: str, path: Path, seed: int, rank: int, alpha: float | None,
+def _write_kohya(family: str, path: Path, seed: int, rank: int, alpha: int | None,
                  scale: float) -> Path:
     """FLUX.2 in the kohya layout: the original checkpoint's fused modules (a double block's
     image qkv and projection, a single block's linear1 and linear2), down/up and alpha each."""
