@@ -95,6 +95,13 @@ class Settings(BaseSettings):
     CUDA), quantized as they load; the `gpu-fit` extra installs both. Lossy."""
     weight_quant_text_encoders: bool = False
     """Quantize the text encoders too, with `weight_quant` (Qwen-Image's is 8B parameters)."""
+    # LoRA adapters (the engine keeps those it loaded, per pipeline, for the next requests).
+    lora_cache_bytes: int = Field(default=4 * 1024**3, ge=0)
+    """Bytes of LoRA tensors each loaded model keeps on its device; the least recently used
+    adapter is unloaded past it (never one the running batch uses)."""
+    lora_max_rank: int = Field(default=128, ge=1)
+    """With `compile`, adapters are hot-swapped into slots padded to this rank, so a switch does
+    not recompile; an adapter of a higher rank is refused then."""
     batch_size: int = Field(default=4, ge=1)
     """Most images the worker puts in one engine call."""
 

@@ -27,6 +27,7 @@ from easel.domain.generation import (
     ImageSpec,
     Preview,
 )
+from easel.engine.adapters import PipelineAdapters
 from easel.engine.families import call_kwargs, family_of
 from easel.engine.fit import share_components
 from easel.engine.libraries import quiet_libraries
@@ -72,6 +73,7 @@ class Engine:
         self.max_loaded = max_loaded
         self._pipelines: OrderedDict[str, Any] = OrderedDict()
         self._refiners: dict[str, Any] = {}  # img2img views of loaded pipelines (two-pass)
+        self._adapters: dict[str, PipelineAdapters] = {}  # LoRA adapters of loaded pipelines
         # One pipeline call at a time: a GPU runs one batch best, and diffusers pipelines keep
         # per-call state (scheduler timesteps) that concurrent calls would corrupt.
         self._lock = threading.RLock()
@@ -92,6 +94,8 @@ class Engine:
             step_cache_threshold=settings.step_cache_threshold,
             vae_tiling_pixels=settings.vae_tiling_pixels,
             text_cache_size=settings.text_cache_size,
+            lora_cache_bytes=settings.lora_cache_bytes,
+            lora_max_rank=settings.lora_max_rank,
             offload=settings.offload,
             weight_quant=settings.weight_quant,
             weight_quant_text_encoders=settings.weight_quant_text_encoders,
@@ -122,6 +126,11 @@ class Engine:
     def loaded(self) -> list[str]:
         return list(self._pipelines)
 
+    def loaded_adapters(self, source: str) -> list[str]:
+        """The names of the LoRA adapters `source`'s pipeline holds, least recently used first."""
+        adapters = self._adapters.get(source)
+        return adapters.loaded() if adapters else []
+
     def pipeline(self, source: str) -> Any:
         """The warm pipeline for `source`, loading it (and evicting others) if needed."""
         with self._lock:
@@ -146,6 +155,7 @@ class Engine:
         `loaded_with`: what its loading applied (offload, quantized weights), for `applied`."""
         with self._lock:
             self._refiners.pop(source, None)  # a view of the pipeline this one replaces
+            self._adapters.pop(source, None)  # and the adapters loaded into it
             self.applied[source] = [*(loaded_with or []),
                                     *apply_options(pipe, self.options, self.device)]
             if self.applied[source]:
@@ -172,6 +182,7 @@ class Engine:
     def _evict_oldest(self) -> None:
         oldest, _ = self._pipelines.popitem(last=False)
         self._refiners.pop(oldest, None)
+        self._adapters.pop(oldest, None)  # their layers live in the pipeline's modules
         self.text_cache.clear()
         log.info("unloading least recently used pipeline %s", oldest)
         self._free_memory()
@@ -179,6 +190,7 @@ class Engine:
     def _evict_all(self) -> None:
         self._pipelines.clear()
         self._refiners.clear()
+        self._adapters.clear()
         self.text_cache.clear()
         self._free_memory()
 
@@ -208,12 +220,27 @@ class Engine:
         steps = _Progress(progress, drawn.total_steps, partials)
         with self._lock:
             pipe = self.pipeline(drawn.source)
+            self._use_adapters(drawn, pipe)
             kwargs = call_kwargs(drawn, _generators(drawn))
             if drawn.two_pass is None:
                 images = self._run(pipe, drawn, kwargs, steps, cancel)
             else:
                 images = self._two_pass(pipe, drawn, kwargs, steps, cancel)
         return _in_batch_order(unique, _to_images(images, drawn), batch.images)
+
+    def _use_adapters(self, batch: EngineBatch, pipe: Any) -> None:
+        """Make `pipe` run with exactly the batch's LoRA adapters. The refiner of the two-pass
+        path shares the pipeline's denoiser and text encoders, so it runs with them too."""
+        adapters = self._adapters.get(batch.source)
+        if adapters is None:
+            if not batch.adapters:
+                return  # nothing ever loaded: the pipeline is the base model
+            with_compile = self.options.compile
+            adapters = PipelineAdapters(
+                pipe, batch.family, self.options.lora_cache_bytes, self.options.lora_cache_count,
+                hotswap_rank=self.options.lora_max_rank if with_compile else None)
+            self._adapters[batch.source] = adapters
+        adapters.apply(batch.adapters)
 
     def _two_pass(
         self,
@@ -276,7 +303,9 @@ class Engine:
         try:
             # The tap goes on the scheduler this call samples with (after any swap).
             with torch.inference_mode(), scheduled(pipe, batch.scheduler), steps.tapping(pipe):
-                kwargs = self.text_cache.kwargs(pipe, batch.family, batch.source, kwargs)
+                adapters = self._adapters.get(batch.source)
+                kwargs = self.text_cache.kwargs(pipe, batch.family, batch.source, kwargs,
+                                                adapters.text_variant() if adapters else ())
                 result = pipe(**kwargs)
         except _Cancelled:
             raise CancelledError() from None

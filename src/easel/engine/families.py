@@ -44,6 +44,9 @@ class Family:
     decode_preview: previews.PreviewDecoder
     refiner: str | None = None  # diffusers img2img class built from the same components
     text_encoding: TextEncoding | None = None
+    # The diffusers pipeline class (its LoRA loader reads adapter files without a model);
+    # None: easel's own.
+    pipeline: str | None = None
 
 
 def _guidance(batch: EngineBatch, negatives: list[str]) -> dict[str, Any]:
@@ -120,11 +123,12 @@ def _encode_flux2(pipe: Any, prompt: str, negative: str, seq: int | None,
 
 _FAMILIES = (
     Family("flux", tiny.flux, _with_sequence(_flux), previews.decode_flux,
-           refiner="FluxImg2ImgPipeline",
+           refiner="FluxImg2ImgPipeline", pipeline="FluxPipeline",
            # With true CFG the pipeline encodes prompt and negative itself.
            text_encoding=TextEncoding(("prompt_embeds", "pooled_prompt_embeds"), _encode_flux,
                                       applies=lambda pipe, kwargs: "true_cfg_scale" not in kwargs)),
     Family("flux2", tiny.flux2, _with_sequence(_guidance), previews.decode_flux2,
+           pipeline="Flux2KleinPipeline",
            # A non-distilled klein runs CFG and would encode its own "" negative for one row:
            # leave its prompts to the pipeline.
            text_encoding=TextEncoding(
@@ -132,18 +136,18 @@ _FAMILIES = (
                applies=lambda pipe, kwargs: bool(pipe.config.is_distilled)
                or kwargs["guidance_scale"] <= 1.0)),
     Family("zimage", tiny.zimage, _with_sequence(_zimage), previews.decode_scaled_shifted,
-           refiner="ZImageImg2ImgPipeline"),
+           refiner="ZImageImg2ImgPipeline", pipeline="ZImagePipeline"),
     Family("qwenimage", tiny.qwenimage, _with_sequence(_qwen_image), previews.decode_qwenimage,
-           refiner="QwenImageImg2ImgPipeline"),
+           refiner="QwenImageImg2ImgPipeline", pipeline="QwenImagePipeline"),
     Family("sd3", tiny.sd3, _with_sequence(_guidance_negative), previews.decode_scaled_shifted,
-           refiner="StableDiffusion3Img2ImgPipeline",
+           refiner="StableDiffusion3Img2ImgPipeline", pipeline="StableDiffusion3Pipeline",
            text_encoding=TextEncoding(
                ("prompt_embeds", "negative_prompt_embeds", "pooled_prompt_embeds",
                 "negative_pooled_prompt_embeds"),
                _encode_sd3, guided=lambda kwargs: kwargs["guidance_scale"] > 1.0)),
     Family("sdxl", tiny.sdxl, _guidance_negative, previews.decode_sdxl,
-           refiner="StableDiffusionXLImg2ImgPipeline"),
-    Family("sana", tiny.sana, _sana, previews.decode_sana),
+           refiner="StableDiffusionXLImg2ImgPipeline", pipeline="StableDiffusionXLPipeline"),
+    Family("sana", tiny.sana, _sana, previews.decode_sana, pipeline="SanaPipeline"),
     Family("mini", tiny.mini, _guidance_negative, previews.decode_mini),
 )
 FAMILIES: dict[str, Family] = {family.name: family for family in _FAMILIES}

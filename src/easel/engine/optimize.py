@@ -43,6 +43,13 @@ class EngineOptions:
     offload: str | None = None  # "model" or "sequential"
     weight_quant: str | None = None  # "int8" (torchao) or "nf4" (bitsandbytes)
     weight_quant_text_encoders: bool = False
+    # LoRA adapters kept loaded per pipeline (engine/adapters.py), least recently used out
+    # first: their tensors' bytes on the device, and their count.
+    lora_cache_bytes: int = 4 * 1024**3
+    lora_cache_count: int = 16
+    # With compile on, adapters are hot-swapped into slots padded to this rank, so switching
+    # does not recompile; an adapter of a higher rank cannot be swapped in.
+    lora_max_rank: int = 128
 
     @property
     def fit(self) -> GpuFit:
@@ -125,10 +132,11 @@ def prepare_vae(pipe: Any, width: int, height: int, options: EngineOptions) -> N
 
 
 class TextEmbeddingCache:
-    """Prompt embeddings by (pipeline, prompt, negative prompt): repeated prompts skip the text
-    encoders (T5-XXL alone is ~4.7B parameters). Rows are encoded one prompt at a time, which
-    gives the same values as a batched encode because these encoders see no padding mask across
-    rows."""
+    """Prompt embeddings by (pipeline, prompt, negative prompt, `variant`): repeated prompts skip
+    the text encoders (T5-XXL alone is ~4.7B parameters). Rows are encoded one prompt at a time,
+    which gives the same values as a batched encode because these encoders see no padding mask
+    across rows. `variant` names what else changes the encoders' output: the LoRA adapters in
+    force when one of them adapts a text encoder."""
 
     def __init__(self, size: int) -> None:
         self.size = size
@@ -139,7 +147,8 @@ class TextEmbeddingCache:
     def clear(self) -> None:
         self._entries.clear()
 
-    def kwargs(self, pipe: Any, family: str, source: str, kwargs: dict[str, Any]) -> dict[str, Any]:
+    def kwargs(self, pipe: Any, family: str, source: str, kwargs: dict[str, Any],
+               variant: tuple[Any, ...] = ()) -> dict[str, Any]:
         """Replace prompt strings in `kwargs` by cached embeddings where the family allows it."""
         encoding = family_of(family).text_encoding
         if self.size <= 0 or encoding is None or not encoding.applies(pipe, kwargs):
@@ -149,7 +158,7 @@ class TextEmbeddingCache:
         seq = kwargs.get("max_sequence_length")
         guided = encoding.guided(kwargs)
         rows = [
-            self._row(pipe, encoding, family, source, p, n, seq, guided)
+            self._row(pipe, encoding, (source, family, variant), p, n, seq, guided)
             for p, n in zip(prompts, negatives, strict=True)
         ]
         out = {k: v for k, v in kwargs.items() if k not in ("prompt", "negative_prompt")}
@@ -163,14 +172,13 @@ class TextEmbeddingCache:
         self,
         pipe: Any,
         encoding: TextEncoding,
-        family: str,
-        source: str,
+        model: tuple[Any, ...],
         prompt: str,
         negative: str,
         seq: int | None,
         guided: bool,
     ) -> tuple[torch.Tensor, ...]:
-        key = (source, family, prompt, negative if guided else "", seq, guided)
+        key = (*model, prompt, negative if guided else "", seq, guided)
         if key in self._entries:
             self._entries.move_to_end(key)
             self.hits += 1
