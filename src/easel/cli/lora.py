@@ -10,11 +10,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich import box
-from rich.table import Table
 
 from easel.catalog import Backend
-from easel.cli.common import DataDir, err, fail, load_catalog, out, settings_from
+from easel.cli.common import DataDir, err, fail, load_catalog, settings_from
 from easel.domain.errors import EaselError
 from easel.logs import visible
 from easel.services.loras import AdapterFacts, NewAdapter, admit, check_new, forget
@@ -109,7 +107,7 @@ def _engine_check(path: Path, family: str, config: str | None) -> AdapterFacts:
     from easel.engine.adapters import check_adapter_file
 
     facts = check_adapter_file(path, family, config)
-    return AdapterFacts(facts.layout, facts.rank, facts.modules)
+    return AdapterFacts(facts.format, facts.rank, facts.modules)
 
 
 @app.command("list")
@@ -127,13 +125,12 @@ def lora_list(
         err.print("no adapters; `easel lora add NAME SOURCE --base BACKEND` adds one",
                   markup=False)
         return
-    table = Table(box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False, show_edge=False)
-    for column in ("name", "base", "weight", "trigger", "licence", "also", "sha256"):
-        table.add_column(column)
+    # One line an adapter, tab-separated and never cut (ids are what an operator copies).
+    typer.echo("name\tbase\tweight\ttrigger\tlicence\talso named\tsha256")
     for a in adapters:
-        table.add_row(a.name, a.base, f"{a.scale:g}", visible(a.trigger),
-                      visible(a.license) or "-", visible(", ".join(a.aliases)), a.digest[:12])
-    out.print(table)
+        typer.echo("\t".join((a.name, a.base, f"{a.scale:g}", visible(a.trigger) or "-",
+                              visible(a.license) or "-", visible(", ".join(a.aliases)) or "-",
+                              a.digest[:12])))
 
 
 @app.command("remove")
