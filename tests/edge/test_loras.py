@@ -112,3 +112,16 @@ def test_an_image_made_with_an_adapter_records_it(edge: Edge) -> None:
     url = httpx.URL(reply.json()["data"][0]["imageURL"])
     data = edge.client.get(url.path).content
     assert b'"name": "ink"' in data or b'"name":"ink"' in data
+
+
+def test_runware_model_search_lists_the_allow_listed_adapters_as_loras(edge: Edge) -> None:
+    reply = edge.runware([{"taskType": "modelSearch", "category": "lora"}])
+    assert reply.status_code == 200, reply.text
+    (page,) = reply.json()["data"]
+    by_air = {entry["air"]: entry for entry in page["results"]}
+    assert set(by_air) == {"civitai:132942@146296", "zed"}
+    ink = by_air["civitai:132942@146296"]
+    assert (ink["name"], ink["category"], ink["architecture"], ink["defaultWeight"]) == (
+        "ink", "lora", "flux2", 0.75)
+    checkpoints = edge.runware([{"taskType": "modelSearch", "category": "checkpoint"}])
+    assert all(e["category"] == "checkpoint" for e in checkpoints.json()["data"][0]["results"])

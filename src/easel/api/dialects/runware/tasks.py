@@ -4,6 +4,7 @@ sessions.py): each on its own, so one bad task in a batch gets its error while t
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ from .translate import (
     ReplyBudget,
     ack,
     from_easel,
+    lora_entry,
     model_entry,
     model_search,
     poll_items,
@@ -89,6 +91,8 @@ async def _run(
         return await _get_task_details(port, caller, task)
     if task_type == "modelSearch":
         entries = [model_entry(m, port.facts(m.backend)) for m in port.catalog.models.values()]
+        adapters = await asyncio.to_thread(port.adapters)
+        entries += [lora_entry(a, port.catalog) for a in adapters]
         return Outcome(data=[model_search(parse_model_search(task), entries)])
     if task_type is None:
         raise RunwareError("missingTaskType", "taskType is required", "taskType")

@@ -13,10 +13,11 @@ from easel.api.dialects.common import (
     withheld_message,
 )
 from easel.api.limits import HTTPRefusal
-from easel.catalog import Model
+from easel.catalog import Catalog, Model
 from easel.domain.delivery import UPLOAD, Delivery
 from easel.domain.errors import EaselError, ErrorKind
 from easel.domain.job import Job, JobImage, JobStatus
+from easel.domain.lora import Adapter
 from easel.domain.safety import OnFlagged, SafetyInput, SafetyLevel
 from easel.domain.submission import (
     Caller,
@@ -291,6 +292,25 @@ def model_entry(model: Model, facts: BackendFacts) -> dict[str, Any]:
         "defaultWidth": width, "defaultHeight": height, "defaultSteps": backend.steps,
         "defaultCFG": backend.guidance, "defaultScheduler": "Default",
         "license": facts.license.id, "priceUsd": model.price_usd,
+    }
+
+
+def lora_entry(adapter: Adapter, catalog: Catalog) -> dict[str, Any]:
+    """An allow-listed adapter as Runware's model search lists a LoRA: named by its first AIR
+    id when the operator gave one (what a client copies into `lora[].model`), else its name."""
+    backend = catalog.backends.get(adapter.base)
+    family = backend.family if backend is not None else adapter.base
+    licence = adapter.license or "licence not declared"
+    return {
+        "air": adapter.aliases[0] if adapter.aliases else adapter.name, "name": adapter.name,
+        "version": adapter.digest[:12], "category": "lora", "architecture": family,
+        "type": "lora", "private": False, "heroImage": "",
+        "tags": sorted({"lora", adapter.base, family}), "capabilities": list(CAPABILITIES),
+        "source": "community",
+        "comment": f"a LoRA for {adapter.base} allow-listed on easel ({licence})",
+        "shortDescription": f"LoRA {adapter.name} for {adapter.base}",
+        "defaultWeight": adapter.scale, "positiveTriggerWords": adapter.trigger,
+        "license": adapter.license,
     }
 
 
