@@ -153,3 +153,27 @@ def test_the_cli_refuses_a_file_for_another_base_and_a_pickle(
     ckpt.write_bytes(b"\x80\x04")
     refused = lora_cli(edge, catalog_file, "add", "ink", str(ckpt), "--base", "flux2-klein-4b")
     assert refused.exit_code != 0 and "is not a .safetensors file" in refused.output
+
+
+def test_easel_generate_takes_adapters_in_this_process(
+    edge: Edge, catalog_file: Path, model_cache: Path, tmp_path: Path,
+) -> None:
+    ink = make_lora("flux2", tmp_path / "ink.safetensors", seed=1)
+    assert lora_cli(edge, catalog_file, "add", "ink", str(ink), "--base",
+                    "flux2-klein-4b").exit_code == 0
+    env = {"EASEL_DATA_DIR": str(edge.settings.data_dir),
+           "EASEL_CATALOG_FILE": str(catalog_file), "EASEL_URL": "http://127.0.0.1:9"}
+    out = tmp_path / "out"
+    made = CliRunner().invoke(app, ["generate", PROMPT, "--local", "--seed", str(SEED),
+                                    "--format", "png", "-o", str(out), "--lora", "ink=0.8"],
+                              env=env)
+    assert made.exit_code == 0, made.output
+    (written,) = out.glob("*.png")
+    pixels = np.asarray(Image.open(written).convert("RGB"))
+    assert psnr(pixels, diffusers_pixels(model_cache, catalog_file, [(ink, 0.8)])) >= 40
+    assert '"ink"' in Image.open(written).info.get("parameters", "") + str(
+        Image.open(written).info)
+    refused = CliRunner().invoke(app, ["generate", PROMPT, "--local", "-o", str(out),
+                                       "--lora", "oil=0.5"], env=env)
+    assert refused.exit_code != 0 and "--lora[0]" in refused.output
+    assert "no adapter 'oil'" in refused.output

@@ -13,6 +13,7 @@ import typer
 from easel.cli.common import err, fail, load_catalog, settings_from, writable_dir
 from easel.cli.jobs import ServerKey, ServerURL, server_url
 from easel.domain.errors import EaselError
+from easel.domain.lora import LoraChoice
 from easel.domain.request import ImageFormat
 from easel.domain.submission import AspectRatioSize, GenerationInput, ModelChoice, WireNames
 
@@ -23,7 +24,7 @@ FORMATS = {"jpg": ImageFormat.JPEG, "jpeg": ImageFormat.JPEG, "png": ImageFormat
 CLI_NAMES = WireNames({
     "num_images": "-n", "seed": "--seed", "prompt": "PROMPT", "aspect_ratio": "--aspect-ratio",
     "resolution": "--resolution", "model": "--model", "negative_prompt": "--negative-prompt",
-    "output_quality": "--quality",
+    "output_quality": "--quality", "loras": "--lora",
 })
 
 
@@ -40,6 +41,9 @@ def generate(
     output: Annotated[Path, typer.Option("-o", "--output", help="Output directory")] = Path("."),
     format: Annotated[str, typer.Option(help="jpg, png or webp")] = "jpg",
     quality: Annotated[int, typer.Option(help="JPEG/WEBP quality 1..100")] = 95,
+    lora: Annotated[list[str] | None, typer.Option(
+        help="An allow-listed LoRA adapter (`easel lora list`), NAME or NAME=WEIGHT; "
+             "repeatable")] = None,
     strict: Annotated[bool, typer.Option(help="Refuse offline stand-ins")] = False,
     url: ServerURL = None,
     key: ServerKey = None,
@@ -55,6 +59,7 @@ def generate(
         model=ModelChoice(model), prompt=prompt, size=AspectRatioSize(aspect_ratio, resolution),
         num_images=n, negative_prompt=negative_prompt, seed=seed,
         output_format=FORMATS[format.lower()], output_quality=quality,
+        loras=tuple(_lora_choice(text) for text in lora or ()),
     )
     note = None
     if not local:
@@ -70,6 +75,17 @@ def generate(
     in_process(generation, strict, output, note)
 
 
+def _lora_choice(text: str) -> LoraChoice:
+    """`NAME` or `NAME=WEIGHT` (an AIR id such as civitai:1@2 holds no `=`)."""
+    name, equals, weight = text.partition("=")
+    if not equals:
+        return LoraChoice(name)
+    try:
+        return LoraChoice(name, float(weight))
+    except ValueError:
+        fail(f"--lora {text}: the weight after '=' must be a number")
+
+
 def job_input(generation: GenerationInput) -> dict[str, Any]:
     """The same request as the body of easel's `POST /easel/jobs`."""
     assert isinstance(generation.size, AspectRatioSize)  # what this command builds
@@ -78,7 +94,9 @@ def job_input(generation: GenerationInput) -> dict[str, Any]:
             "num_images": generation.num_images, "seed": generation.seed,
             "negative_prompt": generation.negative_prompt,
             "output_format": generation.output_format.value,
-            "output_quality": generation.output_quality}
+            "output_quality": generation.output_quality,
+            "loras": [{"name": c.name, "weight": c.weight} if c.weight is not None
+                      else {"name": c.name} for c in generation.loras] or None}
     return {name: value for name, value in body.items() if value is not None}
 
 
@@ -128,7 +146,8 @@ def in_process(generation: GenerationInput, strict: bool, output: Path,
 # The server's parameter names (easel's API) as this command spells them.
 FLAGS = {"model": "--model", "prompt": "PROMPT", "aspect_ratio": "--aspect-ratio",
          "resolution": "--resolution", "num_images": "-n", "seed": "--seed",
-         "negative_prompt": "--negative-prompt", "output_quality": "--quality"}
+         "negative_prompt": "--negative-prompt", "output_quality": "--quality",
+         "loras": "--lora"}
 
 
 def answers(base: str) -> bool:
@@ -216,5 +235,5 @@ def _server_error(reply: Any) -> str:
         message, parameter = error["message"], error.get("parameter")
     except (ValueError, KeyError, TypeError):
         return f"the server answered {reply.status_code}"
-    flag = FLAGS.get(parameter or "")
+    flag = FLAGS.get((parameter or "").partition("[")[0])  # loras[1] -> --lora
     return f"{flag}: {message}" if flag else message

@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from easel.catalog import Catalog
 from easel.domain.submission import GenerationInput, WireNames
 from easel.services.jobs.planning import BackendResolver, Plan, plan_resolved, resolve
+from easel.services.loras import AdapterFiles, AdapterRules
 from easel.settings import Settings
+from easel.store import LoraStore
 
 # (what is happening, steps done, steps in all)
 Progress = Callable[[str, int, int], None]
@@ -27,6 +29,13 @@ def plan_generation(settings: Settings, catalog: Catalog, generation: Generation
                     strict: bool, names: WireNames) -> Plan:
     """The plan, every rule checked (an EaselError naming the client's parameter otherwise)."""
     model, request = resolve(generation, catalog, names)
+    if generation.loras:  # the allow-list is the job store's, as the server reads it
+        from easel.runtime.build import build_job_store
+
+        rules = AdapterRules(LoraStore(build_job_store(settings).engine),
+                             settings.max_loras_per_request)
+        request = replace(request, loras=rules.applied(generation.loras, model.backend,
+                                                       names("loras")))
     resolver = BackendResolver.from_settings(settings, catalog, strict)
     return plan_resolved(request, model, resolver, names=names)
 
@@ -36,6 +45,7 @@ def generate_files(the_plan: Plan, settings: Settings, output: Path,
     """Load the model, draw the plan's images and write them to `output`; the files and the
     seconds spent denoising. An EaselError when the engine fails."""
     from easel.engine import Engine
+    from easel.runtime.build import build_blobs
     from easel.services.images.encoding import encode
 
     engine = Engine.from_settings(settings)
@@ -45,7 +55,8 @@ def generate_files(the_plan: Plan, settings: Settings, output: Path,
     engine.warm(the_plan.backend.source)
     progress("denoising", 0, total)
     started = time.perf_counter()
-    images = engine.generate(the_plan.batch(),
+    adapters = AdapterFiles(build_blobs(settings), settings.loras_dir).ready(request.loras)
+    images = engine.generate(the_plan.batch(adapters=adapters),
                              progress=lambda step, steps: progress("denoising", step, steps))
     elapsed = time.perf_counter() - started
     stamp = time.strftime("%Y%m%d-%H%M%S")
