@@ -48,10 +48,12 @@ def stub_check(path: Path, family: str, config: str | None) -> AdapterFacts:
 
 
 def allow(settings: Settings, name: str, base: str = "flux2-klein-4b", scale: float = 1.0,
-          aliases: tuple[str, ...] = (), content: float = 1.0) -> Adapter:
+          aliases: tuple[str, ...] = (), content: float = 1.0, trigger: str = "",
+          license: str = "") -> Adapter:
     """Allow-list an adapter as `easel lora add` does (its own bytes: `content`)."""
     store = LoraStore(_engine(settings))
-    new = NewAdapter(name, f"/adapters/{name}.safetensors", base, scale, aliases=aliases)
+    new = NewAdapter(name, f"/adapters/{name}.safetensors", base, scale, trigger=trigger,
+                     license=license, aliases=aliases)
     catalog = catalog_of(settings) if settings.catalog_file else Catalog.load()
     backend = check_new(new, catalog, store)
     data = save({"w": np.full((2, 2), content, dtype=np.float32)})

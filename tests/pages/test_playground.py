@@ -18,6 +18,8 @@ import httpx
 import pytest
 from PIL import Image
 
+from easel.settings import Settings
+from tests.core.test_loras import PRESENT, allow
 from tests.pages.browser import ARTIFACTS
 from tests.sdk_venvs import sdk_python
 from tests.server_harness import SMALL_SIZES, Server
@@ -452,3 +454,153 @@ def wait_running(srv: Server, job_id: str) -> None:
             if line.startswith("data:") and '"status": "processing"' in line:
                 return
     raise AssertionError(f"job {job_id} never ran")
+
+
+# -- LoRA adapters ----------------------------------------------------------------------------
+
+LORA_FAST = "google/imagen-4.0-fast-generate-001"  # the first id: the tier the page picks
+
+
+@pytest.fixture(scope="module")
+def lora_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A server whose Fast and Standard backends have their (tiny) weights present, as
+    adapters need, with two adapters allow-listed for Fast's backend (flux2-klein-4b) as
+    `easel lora add` would; Ultra stays on a stand-in, with none."""
+    root = tmp_path_factory.mktemp("loras")
+    catalog_file = root / "present.toml"
+    catalog_file.write_text(PRESENT)
+    srv = Server(root / "srv", small=False, EASEL_CATALOG_FILE=catalog_file,
+                 EASEL_API_KEYS=KEY).start()
+    settings = Settings(data_dir=srv.data_dir, catalog_file=catalog_file)
+    allow(settings, "ink", scale=0.75, aliases=("civitai:132942@146296",),
+          trigger="inkwash style", license="CC-BY-4.0")
+    allow(settings, "oil", content=2.0)
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
+def lora_page(browser: Any, lora_server: Server) -> Iterator[Any]:
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    context.grant_permissions(["clipboard-read", "clipboard-write"], origin=lora_server.url)
+    context.add_init_script(f"localStorage.setItem('easel.apiKey', {KEY!r})")
+    opened = context.new_page()
+    errors: list[str] = []
+    opened.on("pageerror", lambda exc: errors.append(str(exc)))
+    yield opened
+    context.close()
+    assert not errors, errors
+
+
+def adapter_row(page: Any, name: str) -> Any:
+    return page.locator(f"#lora-list .lora[data-lora='{name}']")
+
+
+def test_the_tiers_adapters_are_offered_sent_shown_on_the_card_and_in_the_code(
+    lora_page: Any, lora_server: Server
+) -> None:
+    page = lora_page
+    open_playground(page, lora_server)
+    assert page.input_value("#model") == LORA_FAST
+    page.locator("#loras").wait_for()
+    assert page.locator("#lora-list .lora").count() == 2
+    ink, oil = adapter_row(page, "ink"), adapter_row(page, "oil")
+    facts = ink.locator(".lora-facts").inner_text()
+    assert "for flux2-klein-4b" in facts and "licence: CC-BY-4.0" in facts
+    assert "trigger words: inkwash style (a prompt should carry them)" in facts
+    assert "also named civitai:132942@146296" in facts
+    assert "licence not declared" in oil.inner_text()
+    assert ink.locator(".lora-weight").input_value() == "0.75"  # its default weight
+    assert oil.locator(".lora-weight").input_value() == "1"
+
+    ink.locator(".lora-use").check()
+    ink.locator(".lora-weight").fill("0.6")
+    page.fill("#prompt", "a fox, inkwash style")
+    page.click("#generate")
+    card = page.wait_for_selector(".job[data-job-id][data-status=completed]", timeout=120_000)
+    job_id = card.get_attribute("data-job-id")
+    job = httpx.get(f"{lora_server.url}/easel/jobs/{job_id}", headers=AUTH, timeout=30).json()
+    assert [(lora["name"], lora["weight"]) for lora in job["loras"]] == [("ink", 0.6)]
+    sent = page.evaluate("JSON.parse(localStorage.getItem('easel.history'))[0].request.loras")
+    assert sent == [{"name": "ink", "weight": 0.6}]  # only the checked one
+    card_loras = page.locator(f".job[data-job-id='{job_id}'] .job-loras").inner_text()
+    assert card_loras == "LoRA: ink × 0.6"
+    shot(page, "loras")
+
+    codes = card_codes(page, f".job[data-job-id='{job_id}']")
+    assert '"loras": [\n    {\n      "name": "ink",\n      "weight": 0.6' in codes["curl"]
+    assert '"loras": [\n            {\n                "name": "ink",' in codes["aiml"]
+    assert '"lora": [\n            {\n                "model": "ink",' in codes["runware"]
+    for dialect in ("wavespeed", "google"):
+        assert "Adapters are not sent through the" in codes[dialect]
+        assert "without ink × 0.6" in codes[dialect]
+    copied = f".job[data-job-id='{job_id}']"
+    page.click(f"{copied} .tabs button[data-dialect=aiml]")
+    page.click(f"{copied} .copy-code")
+    assert page.evaluate("navigator.clipboard.readText()") == codes["aiml"]
+    # The Runware and OpenAI snippets run as printed: the server takes their adapters.
+    env = {**os.environ, "EASEL_API_KEY": KEY}
+    for dialect in ("runware", "aiml"):
+        run = subprocess.run([str(sdk_python(SDK_OF_TAB[dialect])), "-c", codes[dialect]],
+                             capture_output=True, text=True, timeout=300, env=env)
+        assert run.returncode == 0, (dialect, codes[dialect], run.stdout + run.stderr)
+
+    ink.locator(".lora-use").uncheck()
+    page.click(f"{copied} .reuse")  # the job's adapters come back with its other settings
+    assert ink.locator(".lora-use").is_checked()
+    assert ink.locator(".lora-weight").input_value() == "0.6"
+
+    page.reload()  # the choices are remembered, per adapter
+    page.locator("#loras").wait_for()
+    assert adapter_row(page, "ink").locator(".lora-use").is_checked()
+    assert adapter_row(page, "ink").locator(".lora-weight").input_value() == "0.6"
+    assert not adapter_row(page, "oil").locator(".lora-use").is_checked()
+
+
+def card_codes(page: Any, card: str) -> dict[str, str]:
+    """Each dialect's snippet, as the card's tabs show it."""
+    page.locator(f"{card} details").evaluate("details => { details.open = true; }")
+    codes = {}
+    for tab in page.locator(f"{card} .tabs button").all():
+        tab.click()
+        codes[str(tab.get_attribute("data-dialect"))] = page.locator(
+            f"{card} .snippet").inner_text()
+    return codes
+
+
+def test_an_adapter_the_server_refuses_is_said_beside_the_adapters(
+    lora_page: Any, lora_server: Server
+) -> None:
+    page = lora_page
+    open_playground(page, lora_server)
+    page.locator("#loras").wait_for()
+    oil = adapter_row(page, "oil")
+    oil.locator(".lora-use").check()
+    oil.locator(".lora-weight").fill("9")
+    page.fill("#prompt", "a fox")
+    page.click("#generate")
+    error = page.locator(".field-error[data-for=loras]")
+    error.wait_for()
+    assert "loras[0]: weight must be a number -4..4, got 9" in error.inner_text()
+    assert "invalid" in (oil.locator(".lora-weight").get_attribute("class") or "")
+    shot(page, "lora-error")
+    assert page.locator(".job").count() == 0  # nothing was queued
+
+
+def test_a_tier_without_adapters_says_so_and_how_they_are_added(
+    lora_page: Any, lora_server: Server
+) -> None:
+    page = lora_page
+    open_playground(page, lora_server)
+    page.locator("#loras").wait_for()
+    page.select_option("#model", ULTRA)
+    none = page.locator("#lora-none")
+    none.wait_for()
+    assert not page.locator("#loras").is_visible()
+    text = none.inner_text()
+    assert "none is allow-listed for qwen-image" in text and "easel lora add" in text
+    shot(page, "lora-none")
+    page.locator(".tier-card[data-tier=fast]").click()  # back: the rows again
+    page.locator("#loras").wait_for()
+    assert none.is_hidden() and page.locator("#lora-list .lora").count() == 2
+    assert "loras" not in page.evaluate("formRequest()")  # none checked: none sent

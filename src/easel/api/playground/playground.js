@@ -27,6 +27,9 @@ let catalog = null;           // GET /easel/models
 const modelsById = new Map(); // id -> {model, tier}
 const following = new Map();  // job id -> AbortController of its event stream
 const retries = new Map();    // job id -> how often its stream was cut before it ended
+// adapter name -> {use, weight}: kept per name, so that switching to another tier and back
+// (or reloading) offers the same choices again.
+let loraChoices = {};
 
 class KeyNeeded extends Error {}
 
@@ -185,7 +188,95 @@ function onModelChange() {
       (tier.stand_in_trained ? "(easel-mini: the project's small model, trained for simple " +
        "scenes of shapes and colours). " : "(a tiny untrained pipeline: its images are noise). ") +
       `Run \`easel pull ${tier.tier}\` on the server for real images.` : "";
+  renderLoras(tier);
   updateSizeLine();
+}
+
+/** The LoRA adapters the operator allow-listed for the chosen tier's backend: a row each (use
+ * it, its weight, what it is), or one line saying there are none and how they are added. */
+function renderLoras(tier) {
+  const adapters = tier.loras || [];
+  $("#loras").hidden = adapters.length === 0;
+  const none = $("#lora-none");
+  none.hidden = adapters.length > 0;
+  none.textContent = `Adapters (LoRA): none is allow-listed for ${tier.backend} on this ` +
+    "server. The operator adds them with `easel lora add` (docs/lora.md).";
+  $("#lora-list").replaceChildren(...adapters.map(loraRow));
+  // The server refuses adapters on a stand-in: say so before a job is refused.
+  const note = $("#lora-note");
+  note.hidden = !tier.stand_in;
+  note.textContent = tier.stand_in ? `A stand-in draws ${tier.label} here: adapters are ` +
+    `taken once the weights of ${tier.source} are present (easel pull ${tier.tier}).` : "";
+}
+
+function loraRow(adapter) {
+  const saved = loraChoices[adapter.name] || {};
+  const row = document.createElement("div");
+  row.className = "lora";
+  row.dataset.lora = adapter.name;
+  const use = document.createElement("input");
+  use.type = "checkbox";
+  use.className = "lora-use";
+  use.checked = Boolean(saved.use);
+  const name = document.createElement("label");
+  name.className = "inline lora-name";
+  const title = document.createElement("strong");
+  title.textContent = adapter.name;
+  name.append(use, title);
+  const weight = document.createElement("input");
+  weight.type = "number";
+  weight.className = "lora-weight";
+  Object.assign(weight, { step: "0.05", min: "-4", max: "4" });
+  weight.value = saved.weight ?? String(adapter.default_weight);
+  weight.title = `weight, -4 to 4 (its default: ${adapter.default_weight})`;
+  weight.setAttribute("aria-label", `weight of ${adapter.name}`);
+  const weighted = document.createElement("label");
+  weighted.className = "inline lora-weighted muted";
+  weighted.append("weight", weight);
+  const facts = document.createElement("div");
+  facts.className = "lora-facts muted small";
+  const lines = [`for ${adapter.base} · ` +
+    (adapter.license ? `licence: ${adapter.license}` : "licence not declared")];
+  if (adapter.trigger_words) {
+    lines.push(`trigger words: ${adapter.trigger_words} (a prompt should carry them)`);
+  }
+  if (adapter.aliases && adapter.aliases.length) lines.push(`also named ${adapter.aliases.join(", ")}`);
+  facts.replaceChildren(...lines.map((text) => {
+    const line = document.createElement("div");
+    line.textContent = text;
+    return line;
+  }));
+  const keep = () => {
+    loraChoices[adapter.name] = { use: use.checked, weight: weight.value };
+    rememberForm();
+  };
+  use.addEventListener("change", keep);
+  weight.addEventListener("input", keep);
+  row.append(name, weighted, facts);
+  return row;
+}
+
+/** The checked adapters of the chosen tier, in the order shown; no weight typed: the
+ * adapter's default (the server's). */
+function chosenLoras() {
+  return [...document.querySelectorAll("#lora-list .lora")]
+    .filter((row) => row.querySelector(".lora-use").checked)
+    .map((row) => {
+      const weight = row.querySelector(".lora-weight").value.trim();
+      return weight === "" ? { name: row.dataset.lora }
+        : { name: row.dataset.lora, weight: Number(weight) };
+    });
+}
+
+/** Choices from a request's `loras` (Reuse settings): those it sent, checked; the others
+ * unchecked, keeping their weights. */
+function choicesOf(loras, previous) {
+  const choices = Object.fromEntries(Object.entries(previous)
+    .map(([name, choice]) => [name, { ...choice, use: false }]));
+  for (const lora of loras || []) {
+    choices[lora.name] = { use: true, weight: lora.weight };  // none sent: the default
+  }
+  return choices;
 }
 
 function fillSelect(select, pairs) {
@@ -230,12 +321,15 @@ function formRequest() {
   const safety = $("#safety_setting").value;
   if (safety !== "block_none") Object.assign(body, { safety_setting: safety, on_flagged: "withhold" });
   if ($("#watermark").checked) body.watermark = true;
+  const loras = chosenLoras();
+  if (loras.length) body.loras = loras;
   return body;
 }
 
 function restoreForm(saved) {
   const model = $("#model");
   if (saved.model && modelsById.has(saved.model)) model.value = saved.model;
+  loraChoices = saved.lora_choices || choicesOf(saved.loras, loraChoices);
   onModelChange();
   for (const name of ["prompt", "negative_prompt", "aspect_ratio", "resolution", "num_images",
     "output_format", "output_quality"]) {
@@ -251,7 +345,7 @@ function restoreForm(saved) {
 function rememberForm() {
   localStorage.setItem(FORM_STORE, JSON.stringify({
     ...formRequest(), negative_prompt: $("#negative_prompt").value,
-    seed: $("#seed").value, seed_lock: $("#seed_lock").checked,
+    seed: $("#seed").value, seed_lock: $("#seed_lock").checked, lora_choices: loraChoices,
   }));
 }
 
@@ -259,10 +353,25 @@ function rememberForm() {
 
 function clearErrors() {
   for (const box of document.querySelectorAll(".field-error")) box.textContent = "";
-  for (const name of FIELDS) $(`#${name}`).classList.remove("invalid");
+  for (const field of document.querySelectorAll(".invalid")) field.classList.remove("invalid");
 }
 
-function showError(error) {
+function showError(error, body) {
+  // `loras` (the list) or `loras[i]` (the i-th adapter sent): beside the adapters, with the
+  // weight of the adapter it names marked.
+  const lora = /^loras(?:\[(\d+)\])?$/.exec(error.parameter || "");
+  if (lora) {
+    $('.field-error[data-for="loras"]').textContent = error.message;
+    const sent = lora[1] !== undefined && body && body.loras ? body.loras[Number(lora[1])] : null;
+    const row = sent && [...document.querySelectorAll("#lora-list .lora")]
+      .find((r) => r.dataset.lora === sent.name);
+    if (row) {
+      const weight = row.querySelector(".lora-weight");
+      weight.classList.add("invalid");
+      weight.focus();
+    }
+    return;
+  }
   const parameter = FIELDS.includes(error.parameter) ? error.parameter : "form";
   const box = $(`.field-error[data-for="${parameter}"]`);
   box.textContent = error.message;
@@ -290,7 +399,7 @@ async function generate(event) {
   button.disabled = true;
   try {
     const response = await api("/easel/jobs", { method: "POST", body: JSON.stringify(body) });
-    if (!response.ok) { showError(await errorOf(response)); return; }
+    if (!response.ok) { showError(await errorOf(response), body); return; }
     const job = await response.json();
     const entry = { id: job.id, request: body, view: job, created: job.created_at };
     saveHistory([entry, ...history().filter((e) => e.id !== job.id)]);
@@ -437,6 +546,11 @@ function paint(card, entry) {
   card.querySelector(".job-prompt").textContent = job.prompt || entry.request.prompt;
   card.querySelector(".job-progress").textContent = progressLine(job);
   card.querySelector(".job-timing").textContent = timingLine(job);
+  // The adapters it ran with, weights resolved by the server (the request's until it answers).
+  const loras = job.loras || entry.request.loras || [];
+  const adapters = card.querySelector(".job-loras");
+  adapters.hidden = loras.length === 0;
+  adapters.textContent = loras.length ? `LoRA: ${loraLine(loras)}` : "";
   card.querySelector(".cancel").hidden = isTerminal(job) || entry.gone;
   const error = card.querySelector(".job-error");
   error.hidden = !job.error;
@@ -447,6 +561,11 @@ function paint(card, entry) {
     tiles.append($("#tile-template").content.firstElementChild.cloneNode(true));
   }
   outputs.forEach((output, i) => paintTile(tiles.children[i], job, output));
+}
+
+/** "ink × 0.6, oil × default": a request's or a job's adapters. */
+function loraLine(loras) {
+  return loras.map((l) => `${l.name} × ${l.weight ?? "default"}`).join(", ");
 }
 
 /** How long the job took, or has been waiting or running: from its own timestamps. */
@@ -637,6 +756,9 @@ function py(value, indent = "") {
   if (typeof value === "number") return String(value);
   if (typeof value === "string") return JSON.stringify(value);
   const inner = indent + "    ";
+  if (Array.isArray(value)) {
+    return `[\n${value.map((v) => `${inner}${py(v, inner)},`).join("\n")}\n${indent}]`;
+  }
   const items = Object.entries(value).map(([k, v]) => `${inner}${JSON.stringify(k)}: ${py(v, inner)},`);
   return `{\n${items.join("\n")}\n${indent}}`;
 }
@@ -654,6 +776,10 @@ function snippets(request) {
     `# follow its progress (server-sent events) until it ends:\n` +
     `curl -sN ${auth ? '-H "Authorization: Bearer $EASEL_API_KEY" ' : ""}${base}/easel/jobs/$id/events`;
   const count = (model) => Math.min(request.num_images, model.max_images);
+  const loras = request.loras && request.loras.length ? request.loras : undefined;
+  // easel's WaveSpeed and Google dialects have no adapter field: the snippet says so.
+  const unsent = (dialect) => (loras ? `# Adapters are not sent through the ${dialect} dialect: ` +
+    `this runs without ${loraLine(loras)} (curl, Runware and OpenAI send them)\n` : "");
   const negative = (model) => (model.negative_prompt && request.negative_prompt) || undefined;
   const note = (model) => {
     const size = sizeOf(model, request);
@@ -667,7 +793,9 @@ function snippets(request) {
     const task = { taskType: "imageInference", model: runware.id, positivePrompt: request.prompt,
       negativePrompt: negative(runware), width: size.width, height: size.height,
       numberResults: count(runware), outputFormat: request.output_format.toUpperCase(),
-      outputQuality: request.output_quality, seed: request.seed };
+      outputQuality: request.output_quality, seed: request.seed,
+      // Runware's own shape: `model` (the allow-listed name, or an AIR id alias) and weight.
+      lora: loras && loras.map((l) => prune({ model: l.name, weight: l.weight })) };
     out.runware = `${note(runware)}import asyncio\nimport os\n\nfrom runware import Runware\n\n\n` +
       `async def main() -> None:\n    client = Runware(api_key=${key}, transport="rest",\n` +
       `                     http_base_url="${base}/v1")\n` +
@@ -679,14 +807,15 @@ function snippets(request) {
     const input = { prompt: request.prompt, negative_prompt: negative(wavespeed),
       aspect_ratio: size.aspect_ratio, resolution: size.resolution, num_images: count(wavespeed),
       seed: request.seed, output_format: request.output_format };
-    out.wavespeed = `${note(wavespeed)}import os\n\nimport wavespeed\n\n` +
+    out.wavespeed = `${note(wavespeed)}${unsent("WaveSpeed")}import os\n\nimport wavespeed\n\n` +
       `client = wavespeed.Client(api_key=${key}, base_url="${base}")\n` +
       `result = client.run(${JSON.stringify(wavespeed.id)}, ${py(prune(input))})\nprint(result["outputs"])\n`;
   }
   const aiml = idFor("aiml", request);
   if (aiml) {
     const size = sizeOf(aiml, request);
-    const extra = { num_images: count(aiml), seed: request.seed, negative_prompt: negative(aiml) };
+    const extra = { num_images: count(aiml), seed: request.seed, negative_prompt: negative(aiml),
+      loras };
     out.aiml = `${note(aiml)}import os\n\nfrom openai import OpenAI\n\n` +
       `client = OpenAI(api_key=${key}, base_url="${base}/v1")\n` +
       `result = client.images.generate(\n    model=${JSON.stringify(aiml.id)},\n` +
@@ -708,7 +837,7 @@ function snippets(request) {
     const webp = request.output_format === "webp" ? "# Google's API has no WEBP output: JPEG instead\n" : "";
     // Vertex mode: google-genai 2.x and 3.x generate images only there, and only there does
     // the SDK pass a seed on. The project and location are any names: easel ignores them.
-    out.google = `${note(google)}${webp}import os\n\nfrom google import genai\nfrom google.genai import types\n` +
+    out.google = `${note(google)}${webp}${unsent("Google")}import os\n\nfrom google import genai\nfrom google.genai import types\n` +
       `from google.oauth2.credentials import Credentials\n\n` +
       `client = genai.Client(\n    vertexai=True, project="my-project", location="us-central1",\n` +
       `    credentials=Credentials(token=${key}),\n` +
