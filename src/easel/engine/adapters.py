@@ -116,10 +116,16 @@ class PipelineAdapters:
         if path.suffix != ".safetensors":
             raise InferenceError(f"adapter {spec.name}: only .safetensors files are loaded")
         try:
+            if self.hotswap_rank is not None and (rank := file_rank(path)) > self.hotswap_rank:
+                raise InferenceError(
+                    f"adapter {spec.name} is of rank {rank}; hot-swap slots hold adapters up "
+                    f"to the lora_max_rank setting, {self.hotswap_rank}")
             # use_safetensors: never fall back to unpickling a file.
             self.pipe.load_lora_weights(str(path), adapter_name=name, hotswap=hotswap,
                                         use_safetensors=True, local_files_only=True)
-        except (OSError, ValueError, RuntimeError, KeyError) as exc:
+        except InferenceError:
+            raise
+        except Exception as exc:  # the converters assert and index on what they expect
             raise InferenceError(f"adapter {spec.name} did not load: {exc}") from exc
         nbytes, text_encoder = _footprint(self.pipe, name)
         return _Loaded(name, _key(spec), nbytes, text_encoder,
@@ -194,6 +200,15 @@ def peft_name(spec: AdapterSpec) -> str:
     keys layers by it; a dot would split it) and its digest, since a name can change files."""
     safe = re.sub(r"[^0-9A-Za-z_]", "_", spec.name)[:48]
     return f"{safe}_{spec.digest[:12]}"
+
+
+def file_rank(path: Path) -> int:
+    """The highest LoRA rank in a .safetensors file, from its header alone."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as handle:
+        return max((handle.get_slice(key).get_shape()[0] for key in handle.keys()  # noqa: SIM118
+                    if ".lora_A." in key or ".lora_down." in key), default=0)
 
 
 def _key(spec: AdapterSpec) -> AdapterKey:
