@@ -336,7 +336,7 @@ def test_the_engine_hot_swaps_with_compile_or_when_asked(model_cache: Path, lora
         assert same(draw(engine, "zimage", spec), direct(model_cache, "zimage", spec))
     assert engine.pipeline("easel/tiny-zimage").get_list_adapters()["transformer"] == ["slot_0"]
     wide = adapter(lora(loras, "zimage", 3, rank=8))
-    with pytest.raises(InferenceError, match="of rank 8; .* lora_max_rank setting, 4"):
+    with pytest.raises(InferenceError, match=r"of rank 8; .* lora_max_rank setting, 4"):
         draw(engine, "zimage", wide)
     assert same(draw(engine, "zimage", second), direct(model_cache, "zimage", second))
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import re
+import warnings
 from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -120,9 +121,11 @@ class PipelineAdapters:
                 raise InferenceError(
                     f"adapter {spec.name} is of rank {rank}; hot-swap slots hold adapters up "
                     f"to the lora_max_rank setting, {self.hotswap_rank}")
-            # use_safetensors: never fall back to unpickling a file.
-            self.pipe.load_lora_weights(str(path), adapter_name=name, hotswap=hotswap,
-                                        use_safetensors=True, local_files_only=True)
+            with warnings.catch_warnings():  # several adapters in one model is the point here
+                warnings.filterwarnings("ignore", message="Already found a `peft_config`")
+                # use_safetensors: never fall back to unpickling a file.
+                self.pipe.load_lora_weights(str(path), adapter_name=name, hotswap=hotswap,
+                                            use_safetensors=True, local_files_only=True)
         except InferenceError:
             raise
         except Exception as exc:  # the converters assert and index on what they expect
