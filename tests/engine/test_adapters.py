@@ -20,6 +20,9 @@ from easel.engine.adapters import PipelineAdapters, check_adapter_file, peft_nam
 from easel.engine.families import call_kwargs, stand_in_dir
 from easel.engine.optimize import EngineOptions
 
+# diffusers called directly (`direct`) warns on its second adapter in one model.
+pytestmark = pytest.mark.filterwarnings("ignore:Already found a `peft_config`")
+
 TIER = ["flux2", "zimage", "qwenimage"]
 PROMPT = ImageSpec("a lighthouse at dusk", 7)
 
@@ -338,6 +341,7 @@ def test_the_engine_hot_swaps_with_compile_or_when_asked(model_cache: Path, lora
     wide = adapter(lora(loras, "zimage", 3, rank=8))
     with pytest.raises(InferenceError, match=r"of rank 8; .* lora_max_rank setting, 4"):
         draw(engine, "zimage", wide)
+    assert engine.loaded_adapters("easel/tiny-zimage") == [second.name]  # its slot kept
     assert same(draw(engine, "zimage", second), direct(model_cache, "zimage", second))
 
 
@@ -351,3 +355,15 @@ def test_a_file_that_does_not_load_fails_the_batch_and_leaves_the_pipeline_clean
         with pytest.raises(InferenceError, match=f"adapter {spec.name} did not load"):
             draw(engine, "qwenimage", spec)
     assert np.array_equal(draw(engine, "qwenimage"), base)
+
+
+def test_text_encoder_adapters_under_hot_swap_reload_their_slot(
+    model_cache: Path, loras: Path
+) -> None:
+    """diffusers cannot hot-swap a text encoder's LoRA: the slot is reloaded instead."""
+    engine = fresh_engine(model_cache, lora_hotswap=True, lora_max_rank=8, lora_cache_count=1)
+    for seed in (3, 4, 3):
+        spec = adapter(lora(loras, "flux", seed, text_encoder=True))
+        assert same(draw(engine, "flux", spec), direct(model_cache, "flux", spec))
+    held = engine.pipeline("easel/tiny-flux").get_list_adapters()
+    assert held == {"transformer": ["slot_0"], "text_encoder": ["slot_0"]}
