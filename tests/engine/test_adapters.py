@@ -20,6 +20,9 @@ from easel.engine.adapters import PipelineAdapters, check_adapter_file, peft_nam
 from easel.engine.families import call_kwargs, stand_in_dir
 from easel.engine.optimize import EngineOptions
 
+# diffusers called directly (`direct`) warns on its second adapter in one model.
+pytestmark = pytest.mark.filterwarnings("ignore:Already found a `peft_config`")
+
 TIER = ["flux2", "zimage", "qwenimage"]
 PROMPT = ImageSpec("a lighthouse at dusk", 7)
 
@@ -292,11 +295,11 @@ def _call(pipe: Any, family: str, adapters: PipelineAdapters,
 
 
 def test_hot_swapped_adapters_draw_what_loaded_ones_do(model_cache: Path, loras: Path) -> None:
-    """Ranks 4 and 2, alphas 4 and 8, into one slot padded to rank 8."""
+    """Ranks 2 and 4, alphas 8 and 4, into one slot padded to rank 8."""
     pipe, adapters = _hotswapped(model_cache, "flux2")
     base = _call(pipe, "flux2", adapters, [])
-    first = adapter(lora(loras, "flux2", 1), 0.8)
-    second = adapter(lora(loras, "flux2", 6, rank=2, alpha=8), 0.5)
+    first = adapter(lora(loras, "flux2", 6, rank=2, alpha=8), 0.5)
+    second = adapter(lora(loras, "flux2", 1), 0.8)
     for spec in (first, second, first):
         assert same(_call(pipe, "flux2", adapters, [spec]), direct(model_cache, "flux2", spec))
         assert pipe.get_list_adapters()["transformer"] == ["slot_0"]  # swapped, never added
@@ -309,7 +312,8 @@ def test_hot_swapping_does_not_recompile(model_cache: Path, loras: Path) -> None
     import torch._dynamo
 
     pipe, adapters = _hotswapped(model_cache, "flux2", count=2)
-    a, b, c = (adapter(lora(loras, "flux2", seed)) for seed in (1, 2, 3))
+    a = adapter(lora(loras, "flux2", 6, rank=2, alpha=8))  # its slot is padded to rank 8
+    b, c = (adapter(lora(loras, "flux2", seed)) for seed in (2, 3))  # rank 4
     _call(pipe, "flux2", adapters, [a, b])  # both slots open
     torch._dynamo.reset()
     pipe.transformer.compile(backend="eager", fullgraph=True)
@@ -324,3 +328,42 @@ def test_hot_swapping_does_not_recompile(model_cache: Path, loras: Path) -> None
 
 def replace_weight(spec: AdapterSpec, weight: float) -> AdapterSpec:
     return AdapterSpec(spec.name, spec.path, spec.digest, weight)
+
+
+def test_the_engine_hot_swaps_with_compile_or_when_asked(model_cache: Path, loras: Path) -> None:
+    assert EngineOptions(compile=True).hotswap_rank == 128
+    assert EngineOptions().hotswap_rank is None
+    engine = fresh_engine(model_cache, lora_hotswap=True, lora_max_rank=4, lora_cache_count=1)
+    first, second = (adapter(lora(loras, "zimage", seed)) for seed in (1, 2))
+    for spec in (first, second):
+        assert same(draw(engine, "zimage", spec), direct(model_cache, "zimage", spec))
+    assert engine.pipeline("easel/tiny-zimage").get_list_adapters()["transformer"] == ["slot_0"]
+    wide = adapter(lora(loras, "zimage", 3, rank=8))
+    with pytest.raises(InferenceError, match=r"of rank 8; .* lora_max_rank setting, 4"):
+        draw(engine, "zimage", wide)
+    assert engine.loaded_adapters("easel/tiny-zimage") == [second.name]  # its slot kept
+    assert same(draw(engine, "zimage", second), direct(model_cache, "zimage", second))
+
+
+def test_a_file_that_does_not_load_fails_the_batch_and_leaves_the_pipeline_clean(
+    engine: Engine, loras: Path
+) -> None:
+    base = draw(engine, "qwenimage")
+    broken = pickled_lora(loras / "broken.safetensors")
+    wrong = adapter(wrong_base_lora(loras / "zimage-for-qwen.safetensors", made_for="zimage"))
+    for spec in (adapter(broken), wrong):
+        with pytest.raises(InferenceError, match=f"adapter {spec.name} did not load"):
+            draw(engine, "qwenimage", spec)
+    assert np.array_equal(draw(engine, "qwenimage"), base)
+
+
+def test_text_encoder_adapters_under_hot_swap_reload_their_slot(
+    model_cache: Path, loras: Path
+) -> None:
+    """diffusers cannot hot-swap a text encoder's LoRA: the slot is reloaded instead."""
+    engine = fresh_engine(model_cache, lora_hotswap=True, lora_max_rank=8, lora_cache_count=1)
+    for seed in (3, 4, 3):
+        spec = adapter(lora(loras, "flux", seed, text_encoder=True))
+        assert same(draw(engine, "flux", spec), direct(model_cache, "flux", spec))
+    held = engine.pipeline("easel/tiny-flux").get_list_adapters()
+    assert held == {"transformer": ["slot_0"], "text_encoder": ["slot_0"]}

@@ -235,10 +235,9 @@ class Engine:
         if adapters is None:
             if not batch.adapters:
                 return  # nothing ever loaded: the pipeline is the base model
-            with_compile = self.options.compile
             adapters = PipelineAdapters(
                 pipe, batch.family, self.options.lora_cache_bytes, self.options.lora_cache_count,
-                hotswap_rank=self.options.lora_max_rank if with_compile else None)
+                self.options.hotswap_rank)
             self._adapters[batch.source] = adapters
         adapters.apply(batch.adapters)
 

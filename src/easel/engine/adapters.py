@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import re
+import warnings
 from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -107,6 +108,7 @@ class PipelineAdapters:
         if self.hotswap_rank is None:
             self._loaded[key] = self._load(spec, peft_name(spec), hotswap=False)
         else:
+            self._check_rank(spec)  # before a slot is given up for it
             self._loaded[key] = self._load_into_slot(spec, keep)
         log.info("loaded LoRA adapter %s (%s, %d bytes)", spec.name, spec.digest[:12],
                  self._loaded[key].nbytes)
@@ -116,14 +118,27 @@ class PipelineAdapters:
         if path.suffix != ".safetensors":
             raise InferenceError(f"adapter {spec.name}: only .safetensors files are loaded")
         try:
-            # use_safetensors: never fall back to unpickling a file.
-            self.pipe.load_lora_weights(str(path), adapter_name=name, hotswap=hotswap,
-                                        use_safetensors=True, local_files_only=True)
-        except (OSError, ValueError, RuntimeError, KeyError) as exc:
+            with warnings.catch_warnings():  # several adapters in one model is the point here
+                warnings.filterwarnings("ignore", message="Already found a `peft_config`")
+                # use_safetensors: never fall back to unpickling a file.
+                self.pipe.load_lora_weights(str(path), adapter_name=name, hotswap=hotswap,
+                                            use_safetensors=True, local_files_only=True)
+        except Exception as exc:  # the converters assert and index on what they expect
             raise InferenceError(f"adapter {spec.name} did not load: {exc}") from exc
         nbytes, text_encoder = _footprint(self.pipe, name)
         return _Loaded(name, _key(spec), nbytes, text_encoder,
                        _unit_scaling(self.pipe, name) if self.hotswap_rank else {})
+
+    def _check_rank(self, spec: AdapterSpec) -> None:
+        assert self.hotswap_rank is not None
+        try:
+            rank = file_rank(Path(spec.path))
+        except Exception as exc:  # not a readable file: said as a failed load
+            raise InferenceError(f"adapter {spec.name} did not load: {exc}") from exc
+        if rank > self.hotswap_rank:
+            raise InferenceError(
+                f"adapter {spec.name} is of rank {rank}; hot-swap slots hold adapters up to "
+                f"the lora_max_rank setting, {self.hotswap_rank}")
 
     def _trim(self, keep: set[AdapterKey]) -> None:
         """Unload the least recently used adapters outside `keep` while over budget."""
@@ -194,6 +209,15 @@ def peft_name(spec: AdapterSpec) -> str:
     keys layers by it; a dot would split it) and its digest, since a name can change files."""
     safe = re.sub(r"[^0-9A-Za-z_]", "_", spec.name)[:48]
     return f"{safe}_{spec.digest[:12]}"
+
+
+def file_rank(path: Path) -> int:
+    """The highest LoRA rank in a .safetensors file, from its header alone."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as handle:
+        return max((handle.get_slice(key).get_shape()[0] for key in handle.keys()  # noqa: SIM118
+                    if ".lora_A." in key or ".lora_down." in key), default=0)
 
 
 def _key(spec: AdapterSpec) -> AdapterKey:

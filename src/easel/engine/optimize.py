@@ -47,9 +47,16 @@ class EngineOptions:
     # first: their tensors' bytes on the device, and their count.
     lora_cache_bytes: int = 4 * 1024**3
     lora_cache_count: int = 16
-    # With compile on, adapters are hot-swapped into slots padded to this rank, so switching
-    # does not recompile; an adapter of a higher rank cannot be swapped in.
+    # Hot-swapping puts adapters into slots padded to `lora_max_rank`, so switching does not
+    # recompile (None: exactly when compile is on, the case it exists for).
+    lora_hotswap: bool | None = None
     lora_max_rank: int = 128
+
+    @property
+    def hotswap_rank(self) -> int | None:
+        """The rank LoRA slots are padded to when adapters are hot-swapped, else None."""
+        hotswap = self.compile if self.lora_hotswap is None else self.lora_hotswap
+        return self.lora_max_rank if hotswap else None
 
     @property
     def fit(self) -> GpuFit:
