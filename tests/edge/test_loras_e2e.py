@@ -112,6 +112,8 @@ def test_adapters_change_the_image_exactly_as_diffusers_applies_them(
     assert psnr(inked, diffusers_pixels(model_cache, catalog_file, [(ink, 0.8)])) >= 40
     assert psnr(both, diffusers_pixels(model_cache, catalog_file,
                                        [(ink, 0.8), (oil, -0.6)])) >= 40
+    info = edge.client.get("/easel/info", headers=AUTH).json()
+    assert sorted(info["engine"]["loaded_loras"]["easel/tiny-flux2"]) == ["ink", "oil"]
     # After adapters ran, a request without any is the base model's image, unchanged.
     assert np.array_equal(runware_pixels(edge), plain)
     assert psnr(plain, diffusers_pixels(model_cache, catalog_file, [])) >= 40

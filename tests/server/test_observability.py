@@ -59,7 +59,7 @@ def test_metrics_have_process_series_models_and_stand_ins_and_no_created(server:
 def test_info_names_the_device_and_the_loaded_models(server: Server) -> None:
     info = httpx.get(f"{server.url}/easel/info", timeout=30).json()
     assert info["engine"] == {"device": "cpu", "loaded_models": ["easel/mini"],
-                              "memory_bytes": {}}
+                              "memory_bytes": {}, "loaded_loras": {}}
     assert set(info["stand_ins_serving"]) == {"fast", "standard", "ultra"}
     standard = next(t for t in info["tiers"] if t["tier"] == "standard")
     assert standard["license"]["id"] and standard["stand_in"] == "easel/mini"

@@ -109,6 +109,8 @@ class EngineStatus:
     loaded: tuple[str, ...]  # the sources of the pipelines in memory
     # Accelerator memory in bytes: "allocated", "reserved", "peak", "total"; empty on the CPU.
     memory: tuple[tuple[str, int], ...] = ()
+    # The LoRA adapters each loaded pipeline holds, least recently used first.
+    adapters: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
 
 @dataclass(frozen=True)

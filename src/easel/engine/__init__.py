@@ -121,7 +121,9 @@ class Engine:
                       ("reserved", torch.cuda.memory_reserved(device)),
                       ("peak", torch.cuda.max_memory_allocated(device)),
                       ("total", torch.cuda.get_device_properties(device).total_memory))
-        return EngineStatus(self.device, tuple(self.loaded()), memory)
+        adapters = tuple((source, tuple(self.loaded_adapters(source)))
+                         for source in self.loaded() if self.loaded_adapters(source))
+        return EngineStatus(self.device, tuple(self.loaded()), memory, adapters)
 
     def loaded(self) -> list[str]:
         return list(self._pipelines)

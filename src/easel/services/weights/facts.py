@@ -44,7 +44,8 @@ def engine_info(status: EngineStatus | None) -> dict[str, Any] | None:
     if status is None:
         return None
     return {"device": status.device, "loaded_models": list(status.loaded),
-            "memory_bytes": dict(status.memory)}
+            "memory_bytes": dict(status.memory),
+            "loaded_loras": {source: list(names) for source, names in status.adapters}}
 
 
 def server_info(catalog: Catalog, resolver: BackendResolver,
