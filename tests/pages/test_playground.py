@@ -61,20 +61,24 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     srv.stop()
 
 
-@pytest.fixture
-def page(browser: Any, server: Server) -> Iterator[Any]:
+def opened_page(browser: Any, server: Server) -> Iterator[Any]:
+    """A page of `server` in a browser where the key was typed before (it is in the browser's
+    storage; the key dialog is the last test's subject); no uncaught exception in its script."""
     context = browser.new_context(viewport={"width": 1280, "height": 900},
                                   accept_downloads=True)
     context.grant_permissions(["clipboard-read", "clipboard-write"], origin=server.url)
-    # A user who typed the key before: it is in the browser's storage (the key dialog is
-    # the last test's subject).
     context.add_init_script(f"localStorage.setItem('easel.apiKey', {KEY!r})")
     opened = context.new_page()
     errors: list[str] = []
     opened.on("pageerror", lambda exc: errors.append(str(exc)))
     yield opened
     context.close()
-    assert not errors, errors  # no uncaught exception in the page's script
+    assert not errors, errors
+
+
+@pytest.fixture
+def page(browser: Any, server: Server) -> Iterator[Any]:
+    yield from opened_page(browser, server)
 
 
 def shot(page: Any, name: str) -> None:
@@ -481,15 +485,7 @@ def lora_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 
 @pytest.fixture
 def lora_page(browser: Any, lora_server: Server) -> Iterator[Any]:
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    context.grant_permissions(["clipboard-read", "clipboard-write"], origin=lora_server.url)
-    context.add_init_script(f"localStorage.setItem('easel.apiKey', {KEY!r})")
-    opened = context.new_page()
-    errors: list[str] = []
-    opened.on("pageerror", lambda exc: errors.append(str(exc)))
-    yield opened
-    context.close()
-    assert not errors, errors
+    yield from opened_page(browser, lora_server)
 
 
 def adapter_row(page: Any, name: str) -> Any:
