@@ -214,6 +214,8 @@ class Model:
     negative_prompt: bool
     price_usd: float
     sizes: tuple[Size, ...] = field(repr=False)
+    # What the provider counts for one output image, in tokens (Gemini's usage metadata).
+    image_tokens: int | None = None
 
     @property
     def backend(self) -> Backend:
@@ -338,6 +340,10 @@ def check_text(text: str, parameter: str) -> None:
                                  "only tab, newline and carriage return are allowed")
 
 
+def _size_table(raw: dict[str, Any]) -> dict[str, tuple[int, int]]:
+    return {ratio: (int(wh[0]), int(wh[1])) for ratio, wh in raw.items()}
+
+
 def _multiple_of_16(value: float) -> int:
     return max(16, round(value / 16) * 16)
 
@@ -352,9 +358,10 @@ class Catalog:
 
     def __init__(self, data: dict[str, Any]) -> None:
         self._data = data
-        self.base_sizes: dict[str, tuple[int, int]] = {
-            ratio: (int(wh[0]), int(wh[1])) for ratio, wh in data["sizes"].items()
-        }
+        self.base_sizes: dict[str, tuple[int, int]] = _size_table(data["sizes"])
+        # Other providers' tables of 1K sizes (Gemini's ten and fourteen ratios), by name.
+        self.size_tables = {name: _size_table(table)
+                            for name, table in data.get("size_tables", {}).items()}
         self.schedulers = {
             name: SchedulerSpec(name, str(raw["class"]),
                                 tuple(sorted((k, v) for k, v in raw.items() if k != "class")))
@@ -403,6 +410,12 @@ class Catalog:
             raise ValueError(f"model {model_id!r} names unknown tier {tier_name!r}")
         tier = self.tiers[tier_name]
         resolutions = tuple(raw.get("resolutions", tier.resolutions))
+        table = self.base_sizes
+        if "size_table" in raw:
+            if raw["size_table"] not in self.size_tables:
+                raise ValueError(f"model {model_id!r} names unknown size_table "
+                                 f"{raw['size_table']!r}")
+            table = self.size_tables[raw["size_table"]]
         return Model(
             id=model_id,
             provider=raw.get("provider", "easel"),
@@ -414,13 +427,15 @@ class Catalog:
             # A model id takes a negative prompt only where its provider and its backend do.
             negative_prompt=bool(raw.get("negative_prompt", True)) and tier.backend.negative_prompt,
             price_usd=float(raw.get("price_usd", tier.price_usd)),
-            sizes=tuple(self._sizes(resolutions)),
+            sizes=tuple(self._sizes(resolutions, table)),
+            image_tokens=int(raw["image_tokens"]) if "image_tokens" in raw else None,
         )
 
-    def _sizes(self, resolutions: Iterable[str]) -> Iterable[Size]:
+    def _sizes(self, resolutions: Iterable[str],
+               table: dict[str, tuple[int, int]] | None = None) -> Iterable[Size]:
         for resolution in resolutions:
             scale = RESOLUTION_SCALE[resolution]
-            for ratio, (w, h) in self.base_sizes.items():
+            for ratio, (w, h) in (table or self.base_sizes).items():
                 yield Size(w * scale, h * scale, ratio, resolution)
 
     @cached_property

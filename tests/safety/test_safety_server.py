@@ -39,6 +39,9 @@ SIZES = """
 "4:3"  = [256, 192]
 "9:16" = [144, 256]
 "16:9" = [256, 144]
+
+[size_tables.gemini]
+"1:1"  = [256, 256]
 """
 TORSO, CAT, ASTRONAUT = "[picture:torso] a figure", "[picture:chelsea] a cat", \
     "[picture:astronaut] a portrait"
@@ -230,3 +233,25 @@ def test_safety_page_examples_run(srv: Server) -> None:
                               text=True, timeout=180, env=env)
         assert proc.returncode == 0, proc.stdout + proc.stderr
         assert "easel watermark found" in proc.stdout and "signed" in proc.stdout
+
+
+def test_gemini_withholds_a_flagged_image_and_reports_a_blocked_prompt(srv: Server) -> None:
+    """google-genai reads both through its own fields: a candidate's finish_reason
+    IMAGE_SAFETY (no image), and the prompt feedback's block_reason."""
+    from tests.dialects.conftest import run_client
+
+    python = sdk_python("google-genai")
+    spec = {"url": srv.url, "key": KEY, "mode": "gemini", "model": "gemini-2.5-flash-image",
+            "config": {"response_modalities": ["IMAGE"], "safety_settings": [
+                {"category": "HARM_CATEGORY_SEXUALLY_EXPLICIT",
+                 "threshold": "BLOCK_LOW_AND_ABOVE"}]}}
+    flagged = run_client(python, "gemini_client.py", {**spec, "prompt": TORSO})
+    assert flagged["ok"], flagged
+    (candidate,) = flagged["candidates"]
+    assert candidate["finish_reason"] == "IMAGE_SAFETY" and candidate["parts"] == []
+    cat = run_client(python, "gemini_client.py", {**spec, "prompt": CAT})
+    assert cat["candidates"][0]["finish_reason"] == "STOP"
+    assert cat["candidates"][0]["parts"][0]["size"] == [256, 256]
+    blocked = run_client(python, "gemini_client.py", {**spec, "prompt": "a forbidden fruit"})
+    assert blocked["ok"] and blocked["block_reason"] == "BLOCKLIST", blocked
+    assert blocked["candidates"] == []

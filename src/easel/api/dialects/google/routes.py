@@ -9,12 +9,14 @@ Synchronous. The model listings (`models.list`, `models.get`) are served on the 
 
 from __future__ import annotations
 
+import contextlib
+import json
 import re
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from fastapi.routing import APIRoute
 from starlette.routing import Match
 from starlette.types import Scope
@@ -31,7 +33,7 @@ from easel.api.dialects.common import (
     scope_headers,
     stand_in_header,
 )
-from easel.api.dialects.google import translate
+from easel.api.dialects.google import gemini, translate
 from easel.api.dialects.google.schemas import PredictRequest
 from easel.api.limits import HTTPRefusal
 from easel.api.openapi import (
@@ -49,7 +51,9 @@ from easel.api.openapi import (
     security,
 )
 from easel.domain.errors import EaselError, ErrorKind, Unauthenticated
-from easel.domain.submission import Caller
+from easel.domain.job import Job, JobStatus
+from easel.domain.outcomes import JobFailed
+from easel.domain.submission import AspectRatioSize, Caller, GenerationInput
 from easel.services.port import Port
 
 GEMINI_VERSIONS = ("v1beta", "v1alpha", "v1")
@@ -151,11 +155,20 @@ def render_error(err: EaselError, request: Request) -> JSONResponse:
     return JSONResponse(body, status_code=status, headers=headers)
 
 
-async def _predict(request: Request, port: Port, caller: Caller, vertex: bool) -> JSONResponse:
+async def _model_action(request: Request, port: Port, caller: Caller, vertex: bool
+                        ) -> Response:
+    """`{model}:{method}`: Imagen's :predict, or the Gemini image models' generateContent."""
     model_id, action = translate.split_model_action(request.path_params["model_action"])
-    if action != "predict":
-        raise EaselError(ErrorKind.NOT_FOUND,
-                         f"easel does not offer the method {action[:40]!r}; use :predict")
+    if action == "predict":
+        return await _predict(request, port, caller, model_id, vertex)
+    if action in (gemini.GENERATE, gemini.STREAM):
+        return await _generate_content(request, port, caller, model_id, action == gemini.STREAM)
+    raise EaselError(ErrorKind.NOT_FOUND, f"easel does not offer the method {action[:40]!r}; "
+                     "use :predict (Imagen) or :generateContent (Gemini image models)")
+
+
+async def _predict(request: Request, port: Port, caller: Caller, model_id: str,
+                   vertex: bool) -> JSONResponse:
     default_count = translate.DEFAULT_COUNT_VERTEX if vertex else translate.DEFAULT_COUNT_GEMINI
     call = translate.to_submission(model_id, await json_object(request), default_count, caller)
     job = await port.run(call.submission)
@@ -167,10 +180,89 @@ async def _predict(request: Request, port: Port, caller: Caller, vertex: bool) -
                                         **prompt_header(job), **stand_in_header(job)})
 
 
+async def _generate_content(request: Request, port: Port, caller: Caller, model_id: str,
+                            stream: bool) -> Response:
+    model = port.model(model_id, gemini.PROVIDER)
+    call = gemini.to_submission(model, await json_object(request), caller)
+    if stream:
+        return await _stream_content(request, port, caller, call)
+    try:
+        job = await port.run(call.submission)
+    except EaselError as err:
+        if _prompt_blocked(err):
+            return JSONResponse(gemini.blocked(model, call, err))
+        raise
+    reserve_reply(request, caller, base64_bytes(delivered_images(job)),
+                  "generationConfig.candidateCount", "or ask for fewer candidates")
+    reply = await gemini.render(job, model, port.images, call.with_text)
+    return JSONResponse(reply, headers={"x-easel-job-id": job.id, **ignored_header(call.ignored),
+                                        **stand_in_header(job)})
+
+
+def _prompt_blocked(err: EaselError) -> bool:
+    """The operator's block list refused the prompt (before any job): Google's promptFeedback."""
+    return err.kind is ErrorKind.CONTENT_BLOCKED and not isinstance(err, JobFailed)
+
+
+async def _stream_content(request: Request, port: Port, caller: Caller,
+                          call: gemini.GeminiCall) -> Response:
+    """`:streamGenerateContent?alt=sse`: progress as thought parts (when the client asked for
+    thoughts), then the answer; an error mid-stream is a chunk in Google's error shape."""
+    generation = call.submission.generation
+    size = call.model.size_for(*_ratio_and_resolution(generation), *_size_names())
+    reserve_reply(request, caller, size.width * size.height * 4 * generation.num_images,
+                  "generationConfig.candidateCount", "or ask for fewer candidates")
+    try:
+        job, _ = await port.submit(call.submission)
+    except EaselError as err:
+        if not _prompt_blocked(err):
+            raise
+        blocked = gemini.blocked(call.model, call, err)
+        return StreamingResponse(iter([_sse(blocked)]), media_type="text/event-stream")
+    return StreamingResponse(_content_chunks(port, job, call), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no",
+                                      "x-easel-job-id": job.id,
+                                      **ignored_header(call.ignored), **stand_in_header(job)})
+
+
+def _ratio_and_resolution(generation: GenerationInput) -> tuple[str, str]:
+    size = generation.size
+    assert isinstance(size, AspectRatioSize)  # what gemini.to_submission builds
+    return size.aspect_ratio, size.resolution
+
+
+def _size_names() -> tuple[str, str]:
+    return gemini.NAMES("aspect_ratio"), gemini.NAMES("resolution")
+
+
+async def _content_chunks(port: Port, job: Job, call: gemini.GeminiCall) -> AsyncIterator[str]:
+    said = None
+    current = job
+    async with contextlib.aclosing(port.watch(job)) as updates:
+        async for current in updates:
+            if current.status.terminal:
+                break
+            note = gemini.progress_note(current)
+            if call.thoughts and note != said:
+                said = note
+                yield _sse(gemini.thought(note, call.model, job))
+    if current.status is not JobStatus.COMPLETED:
+        failure = JobFailed(current)
+        status = translate.ERRORS.status(failure)
+        yield _sse(translate.error_body(status, failure.message))
+        return
+    for chunk in await gemini.chunks(current, call.model, port.images, call.with_text):
+        yield _sse(chunk)
+
+
+def _sse(body: dict[str, Any]) -> str:
+    return f"data: {json.dumps(body, separators=(',', ':'))}\r\n\r\n"
+
+
 # The handlers read their path parameters from the request: the same handler serves paths
 # with and without a project and location.
 
-Serve = Callable[[Request, Port, Caller, bool], Awaitable[JSONResponse]]
+Serve = Callable[[Request, Port, Caller, bool], Awaitable[Response]]
 
 
 def _endpoint(serve: Serve, vertex: bool) -> Any:
@@ -185,6 +277,8 @@ async def _list_models(
 ) -> JSONResponse:
     models = [translate.model_resource(m, vertex, port.facts(m.backend))
               for m in translate.served_models(port.catalog)]
+    models += [gemini.model_resource(m, vertex, translate.describe(m, port.facts(m.backend)))
+               for m in gemini.served_models(port.catalog)]
     return JSONResponse({"publisherModels" if vertex else "models": models})
 
 
@@ -193,6 +287,10 @@ async def _get_model(request: Request, port: Port, _caller: Caller, vertex: bool
     if ":" in model_id:  # a method such as :predict, asked for with GET
         raise HTTPRefusal(405, "methodNotAllowed",
                           f"{model_id.partition(':')[2][:40]} takes POST, not GET", None)
+    if model_id in {m.id for m in gemini.served_models(port.catalog)}:
+        model = port.model(model_id, gemini.PROVIDER)
+        description = translate.describe(model, port.facts(model.backend))
+        return JSONResponse(gemini.model_resource(model, vertex, description))
     model = port.model(model_id, translate.PROVIDER)
     return JSONResponse(translate.model_resource(model, vertex, port.facts(model.backend)))
 
@@ -214,7 +312,7 @@ def _add_routes(router: APIRouter, base: str, vertex: bool, shared: bool) -> Non
                                       "parameters": _path_parameters(path)}}
     # The shared /v1/models paths are documented once, as OpenAI's; Google's v1beta stands
     # for them in the schema.
-    router.add_api_route(path, _endpoint(_predict, vertex), methods=["POST"],
+    router.add_api_route(path, _endpoint(_model_action, vertex), methods=["POST"],
                          route_class_override=route_class, include_in_schema=not shared,
                          summary=f"Generate images ({api})", **docs)
     router.add_api_route(base, _endpoint(_list_models, vertex), methods=["GET"],

@@ -146,11 +146,7 @@ def model_resource(model: Model, vertex: bool, facts: BackendFacts | None = None
                    ) -> dict[str, Any]:
     """One model as models.get returns it: the Gemini API's Model, or Vertex's PublisherModel.
     `facts`: what serves its backend here (a stand-in while its weights are absent)."""
-    backend = model.backend
-    description = (f"{model.tier.label}, served by easel on {backend.source} "
-                   f"({backend.family} family)")
-    if facts is not None and facts.stand_in is not None:
-        description += f"; its weights are absent here, so {stand_in_words(facts)} serves it"
+    description = describe(model, facts)
     if vertex:
         return {"name": f"publishers/google/models/{model.id}", "versionId": "001",
                 "displayName": model.tier.label, "description": description,
@@ -158,6 +154,16 @@ def model_resource(model: Model, vertex: bool, facts: BackendFacts | None = None
     return {"name": f"models/{model.id}", "version": "001", "displayName": model.tier.label,
             "description": description, "inputTokenLimit": 480,
             "supportedGenerationMethods": ["predict"]}
+
+
+def describe(model: Model, facts: BackendFacts | None = None) -> str:
+    """What serves a model id here, in words (models.list's description)."""
+    backend = model.backend
+    description = (f"{model.tier.label}, served by easel on {backend.source} "
+                   f"({backend.family} family)")
+    if facts is not None and facts.stand_in is not None:
+        description += f"; its weights are absent here, so {stand_in_words(facts)} serves it"
+    return description
 
 
 def api_key_invalid_body(service: str) -> dict[str, Any]:

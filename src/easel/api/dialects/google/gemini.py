@@ -1,0 +1,323 @@
+"""The Gemini image API (`generateContent`) <-> core: text to image on the Gemini image model
+ids (docs/gemini.md). Pure functions; the routes are google/routes.py's.
+
+What a request means here:
+- the prompt is the text of the conversation's last user turn, after the system instruction's
+  text (an image model has no separate channel for it);
+- an image in the conversation (an image to edit, or a model turn that returned one, as a chat
+  resends) asks for editing, which this server does not serve yet: refused by name;
+- `candidateCount` images, one a candidate; `imageConfig.aspectRatio` and `imageSize` pick the
+  size from the model's table (catalog.toml); `seed`; the sexually-explicit safety setting and
+  `personGeneration` set easel's content check, which withholds as Google does;
+- the sampling fields of text models (temperature, topP, ...) are taken and named in the reply's
+  x-easel-ignored-fields header.
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from easel.api.dialects.common import ImageSource, b64, ordered_images, validate_wire
+from easel.api.dialects.google.gemini_schemas import (
+    Content,
+    GenerateContentRequest,
+    GenerationConfig,
+    ImageConfig,
+)
+from easel.catalog import Catalog, Model
+from easel.domain.errors import EaselError, ErrorKind, invalid
+from easel.domain.job import Job, JobImage
+from easel.domain.request import ImageFormat
+from easel.domain.safety import OnFlagged, PersonGeneration, SafetyInput, SafetyLevel, Withheld
+from easel.domain.submission import (
+    AspectRatioSize,
+    Caller,
+    GenerationInput,
+    ModelChoice,
+    Submission,
+    WireNames,
+)
+
+DIALECT = "google"
+PROVIDER = "gemini"
+GENERATE = "generateContent"
+STREAM = "streamGenerateContent"
+DEFAULT_JPEG_QUALITY = 75
+CHARACTERS_PER_TOKEN = 4  # Google's rule of thumb for text tokens, as its docs state it
+NAMES = WireNames({
+    "prompt": "contents", "num_images": "generationConfig.candidateCount",
+    "aspect_ratio": "generationConfig.imageConfig.aspectRatio",
+    "resolution": "generationConfig.imageConfig.imageSize",
+    "seed": "generationConfig.seed",
+    "output_quality": "generationConfig.imageConfig.imageOutputOptions.compressionQuality",
+    "model": "model",
+})
+FORMATS = {"image/png": ImageFormat.PNG, "image/jpeg": ImageFormat.JPEG}
+THRESHOLDS = {
+    "BLOCK_LOW_AND_ABOVE": SafetyLevel.BLOCK_LOW_AND_ABOVE,
+    "BLOCK_MEDIUM_AND_ABOVE": SafetyLevel.BLOCK_MEDIUM_AND_ABOVE,
+    "BLOCK_ONLY_HIGH": SafetyLevel.BLOCK_ONLY_HIGH,
+    "BLOCK_NONE": SafetyLevel.BLOCK_NONE,
+    "OFF": SafetyLevel.BLOCK_NONE,
+    "HARM_BLOCK_THRESHOLD_UNSPECIFIED": SafetyLevel.BLOCK_MEDIUM_AND_ABOVE,
+}
+# The categories easel's detector judges (nudity); the others have no check here to set.
+SEXUAL = ("HARM_CATEGORY_SEXUALLY_EXPLICIT", "HARM_CATEGORY_IMAGE_SEXUALLY_EXPLICIT")
+CATEGORIES = (*SEXUAL, "HARM_CATEGORY_HARASSMENT", "HARM_CATEGORY_HATE_SPEECH",
+              "HARM_CATEGORY_DANGEROUS_CONTENT", "HARM_CATEGORY_CIVIC_INTEGRITY",
+              "HARM_CATEGORY_IMAGE_HATE", "HARM_CATEGORY_IMAGE_DANGEROUS_CONTENT",
+              "HARM_CATEGORY_IMAGE_HARASSMENT", "HARM_CATEGORY_JAILBREAK",
+              "HARM_CATEGORY_UNSPECIFIED")
+STRICTNESS = [SafetyLevel.BLOCK_LOW_AND_ABOVE, SafetyLevel.BLOCK_MEDIUM_AND_ABOVE,
+              SafetyLevel.BLOCK_ONLY_HIGH, SafetyLevel.BLOCK_NONE]
+PEOPLE = {"ALLOW_ALL": PersonGeneration.ALLOW_ALL, "ALLOW_ADULT": PersonGeneration.ALLOW_ADULT,
+          "ALLOW_NONE": PersonGeneration.DONT_ALLOW}
+IGNORED = ("temperature", "top_p", "top_k", "max_output_tokens", "stop_sequences",
+           "presence_penalty", "frequency_penalty")
+
+
+@dataclass(frozen=True)
+class GeminiCall:
+    """A translated generateContent call: the Submission, whether the reply carries a text
+    part, whether progress may be streamed as thoughts, and the fields taken but ignored."""
+
+    submission: Submission
+    model: Model
+    with_text: bool
+    thoughts: bool
+    ignored: list[str] = field(default_factory=list)
+
+
+def to_submission(model: Model, body: dict[str, Any], caller: Caller) -> GeminiCall:
+    wire = validate_wire(GenerateContentRequest, body)
+    config = wire.generation_config or GenerationConfig()
+    image = config.image_config or ImageConfig()
+    modalities = _modalities(config)
+    fmt, quality = _output_format(image)
+    generation = GenerationInput(
+        model=ModelChoice(model.id, provider=PROVIDER),
+        prompt=prompt_of(wire),
+        size=AspectRatioSize(image.aspect_ratio or "1:1", (image.image_size or "1K").lower()),
+        num_images=1 if config.candidate_count is None else config.candidate_count,
+        seed=config.seed,
+        output_format=fmt,
+        output_quality=quality,
+        safety=SafetyInput(_safety_level(wire), OnFlagged.WITHHOLD,
+                           PEOPLE[image.person_generation or "ALLOW_ALL"]),
+    )
+    thinking = config.thinking_config
+    return GeminiCall(
+        Submission(DIALECT, caller, generation, names=NAMES), model,
+        with_text="TEXT" in modalities,
+        thoughts=bool(thinking and thinking.include_thoughts),
+        ignored=[_camel(name) for name in IGNORED if getattr(config, name) is not None])
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return "generationConfig." + head + "".join(word.title() for word in rest)
+
+
+def _modalities(config: GenerationConfig) -> list[str]:
+    """TEXT and IMAGE when not given (what Google's image models answer with)."""
+    if config.response_modalities is None:
+        return ["TEXT", "IMAGE"]
+    if "IMAGE" not in config.response_modalities:
+        raise invalid("generationConfig.responseModalities",
+                      "generationConfig.responseModalities must include IMAGE: this model "
+                      "answers with images (and optionally TEXT)")
+    return list(config.response_modalities)
+
+
+def _output_format(image: ImageConfig) -> tuple[ImageFormat, int]:
+    options = image.image_output_options
+    mime = (options.mime_type if options else None) or "image/png"
+    if mime not in FORMATS:
+        raise invalid("generationConfig.imageConfig.imageOutputOptions.mimeType",
+                      f"imageOutputOptions.mimeType must be image/png or image/jpeg, got "
+                      f"{mime[:60]!r}")
+    quality = DEFAULT_JPEG_QUALITY
+    if options is not None and options.compression_quality is not None:
+        quality = max(1, options.compression_quality)
+    return FORMATS[mime], quality
+
+
+def prompt_of(wire: GenerateContentRequest) -> str:
+    """The system instruction's text, then the last user turn's; an image anywhere in the
+    conversation asks for editing, refused by name until this server edits."""
+    for i, content in enumerate(wire.contents):
+        _refuse_images(content, f"contents[{i}]")
+    last = len(wire.contents) - 1
+    if wire.contents[last].role == "model":
+        raise invalid(f"contents[{last}].role", "the conversation must end with a user turn")
+    system = _text_of(wire.system_instruction) if wire.system_instruction else ""
+    prompt = _text_of(wire.contents[last])
+    if not prompt.strip():
+        raise EaselError(ErrorKind.MISSING, f"contents[{last}] has no text to draw from",
+                         f"contents[{last}].parts")
+    return f"{system}\n\n{prompt}" if system.strip() else prompt
+
+
+def _refuse_images(content: Content, where: str) -> None:
+    for j, part in enumerate(content.parts):
+        kind = "inlineData" if part.inline_data is not None else \
+            "fileData" if part.file_data is not None else None
+        if kind is not None:
+            raise EaselError(ErrorKind.UNSUPPORTED,
+                             f"{where}.parts[{j}].{kind}: an image in the conversation asks "
+                             "for image editing, which this server does not serve yet; send "
+                             "text only (the previous model turns' images included)",
+                             f"{where}.parts[{j}].{kind}")
+
+
+def _text_of(content: Content) -> str:
+    return "\n".join(part.text for part in content.parts
+                     if part.text is not None and not part.thought)
+
+
+def _safety_level(wire: GenerateContentRequest) -> SafetyLevel:
+    """The strictest threshold given for the sexually-explicit categories (the ones easel's
+    detector judges); Google's default, medium and above, when none is."""
+    levels = []
+    for i, setting in enumerate(wire.safety_settings or []):
+        if setting.category not in CATEGORIES:
+            raise invalid(f"safetySettings[{i}].category",
+                          f"safetySettings[{i}].category {setting.category[:60]!r} is not a "
+                          "harm category")
+        if setting.threshold not in THRESHOLDS:
+            raise invalid(f"safetySettings[{i}].threshold",
+                          f"safetySettings[{i}].threshold must be one of "
+                          f"{', '.join(THRESHOLDS)}, got {setting.threshold[:60]!r}")
+        if setting.category in SEXUAL:
+            levels.append(THRESHOLDS[setting.threshold])
+    return min(levels, key=STRICTNESS.index) if levels else SafetyLevel.BLOCK_MEDIUM_AND_ABOVE
+
+
+# -- replies ---------------------------------------------------------------------------------
+
+
+def prompt_tokens(prompt: str) -> int:
+    return max(1, math.ceil(len(prompt) / CHARACTERS_PER_TOKEN))
+
+
+def image_tokens(model: Model) -> int:
+    return model.image_tokens or 1290
+
+
+def answer_text(job: Job, model: Model, image: JobImage) -> str:
+    """What a candidate's TEXT part says: what was done, plainly (no invented reasoning)."""
+    return (f"Here is the image: {job.request.width}x{job.request.height}, drawn by "
+            f"{job.backend} ({model.tier.label} tier) from your prompt, seed {image.seed}.")
+
+
+async def candidates(job: Job, model: Model, images: ImageSource,
+                     with_text: bool) -> list[dict[str, Any]]:
+    """One candidate per image, in order: its text part when TEXT was asked for, and the image
+    as inline data; a withheld image's candidate has no content and says why."""
+    out = []
+    for image in ordered_images(job):
+        if image.withheld is not None:
+            out.append({"finishReason": "IMAGE_SAFETY", "finishMessage": _withheld(image),
+                        "index": image.index})
+            continue
+        parts: list[dict[str, Any]] = []
+        if with_text:
+            parts.append({"text": answer_text(job, model, image)})
+        data = await images.image_bytes(image)
+        parts.append({"inlineData": {"mimeType": image.mime or job.request.output_format.mime,
+                                     "data": b64(data)}})
+        out.append({"content": {"role": "model", "parts": parts}, "finishReason": "STOP",
+                    "index": image.index})
+    return out
+
+
+def _withheld(image: JobImage) -> str:
+    if image.withheld is Withheld.PERSON:
+        return "The image was withheld: it shows a person and personGeneration is ALLOW_NONE."
+    return "The image was withheld by the safety setting (sexually explicit content)."
+
+
+def usage(job: Job, model: Model, with_text: bool) -> dict[str, Any]:
+    """Google's usage metadata, counted as Google documents it: text at about four characters
+    a token, each output image at the model's fixed count (catalog `image_tokens`)."""
+    shown = [image for image in job.images if image.withheld is None]
+    prompt = prompt_tokens(job.request.client_prompt)
+    image_count = image_tokens(model) * len(shown)
+    text = sum(prompt_tokens(answer_text(job, model, image)) for image in shown) \
+        if with_text else 0
+    details = [{"modality": "IMAGE", "tokenCount": image_count}]
+    if text:
+        details.append({"modality": "TEXT", "tokenCount": text})
+    return {"promptTokenCount": prompt, "candidatesTokenCount": image_count + text,
+            "totalTokenCount": prompt + image_count + text,
+            "promptTokensDetails": [{"modality": "TEXT", "tokenCount": prompt}],
+            "candidatesTokensDetails": details}
+
+
+async def render(job: Job, model: Model, images: ImageSource, with_text: bool
+                 ) -> dict[str, Any]:
+    return {"candidates": await candidates(job, model, images, with_text),
+            "usageMetadata": usage(job, model, with_text), "modelVersion": model.id,
+            "responseId": job.id}
+
+
+def blocked(model: Model, call: GeminiCall, err: EaselError) -> dict[str, Any]:
+    """A prompt the operator's block list refuses: Google answers 200 with promptFeedback and
+    no candidates (google-genai reads `response.prompt_feedback.block_reason`)."""
+    prompt = prompt_tokens(call.submission.generation.prompt)
+    return {"promptFeedback": {"blockReason": "BLOCKLIST", "blockReasonMessage": err.message},
+            "usageMetadata": {"promptTokenCount": prompt, "totalTokenCount": prompt},
+            "modelVersion": model.id, "responseId": str(uuid.uuid4())}
+
+
+def thought(text: str, model: Model, job: Job) -> dict[str, Any]:
+    """A streamed progress note: a thought part, which `response.text` leaves out."""
+    return {"candidates": [{"content": {"role": "model", "parts": [{"text": text,
+                                                                     "thought": True}]},
+                            "index": 0}],
+            "modelVersion": model.id, "responseId": job.id}
+
+
+def progress_note(job: Job) -> str:
+    """Where the job is, in a few words, for a thought part of the stream."""
+    if job.queue is not None and job.progress_step == 0:
+        return f"queued, {job.queue.ahead} job(s) ahead"
+    if job.progress_total:
+        return f"drawing: step {job.progress_step} of {job.progress_total}"
+    return "drawing"
+
+
+async def chunks(job: Job, model: Model, images: ImageSource, with_text: bool
+                 ) -> list[dict[str, Any]]:
+    """The end of a stream: the text parts first (when TEXT was asked for), then a chunk with
+    the images, the finish reasons and the usage."""
+    reply = await render(job, model, images, with_text)
+    head = {"modelVersion": model.id, "responseId": job.id}
+    if not with_text:
+        return [reply]
+    texts = [{"content": {"role": "model", "parts": candidate["content"]["parts"][:1]},
+              "index": candidate["index"]}
+             for candidate in reply["candidates"] if "content" in candidate]
+    for candidate in reply["candidates"]:
+        if "content" in candidate:
+            candidate["content"]["parts"] = candidate["content"]["parts"][1:]
+    return [{"candidates": texts, **head}, reply] if texts else [reply]
+
+
+def served_models(catalog: Catalog) -> list[Model]:
+    return sorted(catalog.models_for(PROVIDER), key=lambda m: m.id)
+
+
+def model_resource(model: Model, vertex: bool, description: str) -> dict[str, Any]:
+    """A Gemini image model as models.list / models.get show it."""
+    if vertex:
+        return {"name": f"publishers/google/models/{model.id}", "versionId": "001",
+                "displayName": model.id, "description": description, "launchStage": "GA",
+                "openSourceCategory": "PROPRIETARY"}
+    return {"name": f"models/{model.id}", "version": "001", "displayName": model.id,
+            "description": description, "inputTokenLimit": 32768,
+            "outputTokenLimit": 32768,
+            "supportedGenerationMethods": [GENERATE, "countTokens"]}
