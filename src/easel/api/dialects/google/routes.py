@@ -131,6 +131,10 @@ DOCS: dict[str, Any] = {
 }
 
 
+METHODS = ("`{model}:predict` for the Imagen ids (the body below); `{model}:generateContent` "
+           "and `{model}:streamGenerateContent?alt=sse` for the Gemini image ids "
+           "(`gemini-2.5-flash-image`, `gemini-3.1-flash-image`, `gemini-3-pro-image`), "
+           "with the Gemini API's body (docs/gemini.md).")
 VERTEX_PATH = "/publishers/google/models"  # in every Vertex AI path, express mode's too
 
 
@@ -314,7 +318,7 @@ def _add_routes(router: APIRouter, base: str, vertex: bool, shared: bool) -> Non
     # for them in the schema.
     router.add_api_route(path, _endpoint(_model_action, vertex), methods=["POST"],
                          route_class_override=route_class, include_in_schema=not shared,
-                         summary=f"Generate images ({api})", **docs)
+                         summary=f"Generate images ({api})", description=METHODS, **docs)
     router.add_api_route(base, _endpoint(_list_models, vertex), methods=["GET"],
                          route_class_override=route_class, include_in_schema=not shared,
                          summary=f"List the Imagen models ({api})", description=ONE_MODEL,
