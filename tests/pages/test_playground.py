@@ -30,7 +30,7 @@ FAST = "google/imagen4-fast"
 STANDARD = "imagen-4.0-generate-001"
 ULTRA = "imagen-4.0-ultra-generate-001"  # four steps here: quick jobs (it takes negatives)
 SDK_OF_TAB = {"runware": "runware-sdk", "wavespeed": "wavespeed", "aiml": "openai",
-              "google": "google-genai-3"}
+              "google": "google-genai-3", "gemini": "google-genai-3"}
 
 
 def catalog(path: Path) -> Path:
@@ -527,7 +527,7 @@ def test_the_tiers_adapters_are_offered_sent_shown_on_the_card_and_in_the_code(
     assert '"loras": [\n    {\n      "name": "ink",\n      "weight": 0.6' in codes["curl"]
     assert '"loras": [\n            {\n                "name": "ink",' in codes["aiml"]
     assert '"lora": [\n            {\n                "model": "ink",' in codes["runware"]
-    for dialect in ("wavespeed", "google"):
+    for dialect in ("wavespeed", "google", "gemini"):
         assert "Adapters are not sent through the" in codes[dialect]
         assert "without ink × 0.6" in codes[dialect]
     copied = f".job[data-job-id='{job_id}']"

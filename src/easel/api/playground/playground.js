@@ -15,7 +15,7 @@ const FIELDS = ["prompt", "negative_prompt", "model", "aspect_ratio", "resolutio
   "seed", "output_format", "output_quality", "safety_setting", "watermark"];
 const DIALECTS = [["curl", "curl"], ["runware", "Runware (runware-sdk)"],
   ["wavespeed", "WaveSpeed (wavespeed)"], ["aiml", "OpenAI / AIML (openai)"],
-  ["google", "Google (google-genai)"]];
+  ["google", "Google Imagen (google-genai)"], ["gemini", "Gemini (google-genai)"]];
 
 // Prompts to start from: the first ones are what easel-mini, the offline stand-in, can draw.
 const EXAMPLES = ["a red circle on a white background", "two blue squares",
@@ -848,7 +848,31 @@ function snippets(request) {
       `for generated in response.generated_images:\n` +
       `    print(generated.image.mime_type, len(generated.image.image_bytes))\n`;
   }
+  const gemini = idFor("gemini", request);
+  if (gemini) out.gemini = geminiSnippet(gemini, request, key, base, count(gemini), unsent);
   return out;
+}
+
+/** google-genai's generate_content on a Gemini image model of the request's tier. */
+function geminiSnippet(model, request, key, base, count, unsent) {
+  const size = sizeOf(model, request);
+  const image = [`aspect_ratio="${size.aspect_ratio}"`];
+  if (model.resolutions.length > 1) image.push(`image_size="${size.resolution.toUpperCase()}"`);
+  const config = ['response_modalities=["IMAGE"]', `candidate_count=${count}`];
+  if (request.seed !== undefined) config.push(`seed=${request.seed}`);
+  config.push(`image_config=types.ImageConfig(${image.join(", ")})`);
+  const notes = (size.resolution !== request.resolution
+    ? `# ${model.id} serves ${size.resolution.toUpperCase()} only: this asks for ${size.width}x${size.height}\n` : "") +
+    (request.negative_prompt ? "# The Gemini API has no negative prompt: it is left out\n" : "") +
+    (request.output_format !== "png" ? "# The Gemini API answers with PNG\n" : "") + unsent("Gemini");
+  return `${notes}import os\n\nfrom google import genai\nfrom google.genai import types\n\n` +
+    `client = genai.Client(api_key=${key},\n` +
+    `                      http_options=types.HttpOptions(base_url="${base}"))\n` +
+    `response = client.models.generate_content(\n    model=${JSON.stringify(model.id)},\n` +
+    `    contents=${JSON.stringify(request.prompt)},\n` +
+    `    config=types.GenerateContentConfig(\n        ${config.join(",\n        ")},\n    ),\n)\n` +
+    `for candidate in response.candidates:\n    for part in candidate.content.parts:\n` +
+    `        if part.inline_data:\n            print(part.inline_data.mime_type, len(part.inline_data.data))\n`;
 }
 
 function prune(object) {
