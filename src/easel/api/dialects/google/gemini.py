@@ -320,4 +320,4 @@ def model_resource(model: Model, vertex: bool, description: str) -> dict[str, An
     return {"name": f"models/{model.id}", "version": "001", "displayName": model.id,
             "description": description, "inputTokenLimit": 32768,
             "outputTokenLimit": 32768,
-            "supportedGenerationMethods": [GENERATE, "countTokens"]}
+            "supportedGenerationMethods": [GENERATE, STREAM]}
