@@ -205,7 +205,8 @@ def admit(new: NewAdapter, data: bytes, backend: Backend, check: AdapterCheck,
                          "taken: a pickled checkpoint can run code when loaded)")
     digest = hashlib.sha256(data).hexdigest()
     with tempfile.TemporaryDirectory() as scratch:
-        path = Path(scratch) / "adapter.safetensors"
+        # Named as the operator named the adapter: the check's messages name the file.
+        path = Path(scratch) / f"{new.name}.safetensors"
         path.write_bytes(data)
         facts = check(path, backend.family, config)
     adapter = Adapter(new.name, new.base, digest, len(data), new.source, new.scale, new.trigger,
