@@ -37,6 +37,9 @@ def did_you_mean(given: object, known: Sequence[str]) -> str:
     """"; did you mean 'x'?" for the known name closest to a misspelt one, else ""."""
     if not isinstance(given, str):
         return ""
+    # A name known elsewhere (a body field sent inside a list's item) is no misspelling of
+    # itself: naming it back would send the client in a circle.
+    known = [k for k in known if k != given]
     close = difflib.get_close_matches(given, known, n=1, cutoff=0.75) or \
         difflib.get_close_matches(given.lower(), [k.lower() for k in known], n=1, cutoff=0.75)
     if not close:

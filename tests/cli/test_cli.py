@@ -110,6 +110,8 @@ def test_generate_same_seed_same_bytes(data_dir: Path, tmp_path: Path) -> None:
             ["--resolution", "1k"],
         ),
         (["generate", "a fox", "--format", "gif"], ["--format", "webp"]),
+        # Not a weight any dialect can carry: JSON has no NaN (it would crash the request).
+        (["generate", "a fox", "--lora", "ink=nan"], ["--lora ink=nan", "must be a number"]),
     ],
 )
 def test_bad_input_is_one_line_naming_the_parameter_exit_2(

@@ -175,6 +175,22 @@ async def test_an_adapter_removed_before_its_job_ran_fails_the_job_clearly(
         await c.runtime.jobs.submit(with_loras(LoraChoice("ink")))
 
 
+async def test_an_adapter_removed_fails_its_queued_job_on_a_worker_that_has_run_it(
+    lora_core: Core,
+) -> None:
+    c = lora_core
+    allow(c.settings, "ink")
+    await c.runtime.jobs.submit(with_loras(LoraChoice("ink"), prompt="a first fox"))
+    assert c.worker.run_until_empty() == 1  # the worker now holds a local copy of ink
+    job, _ = await c.runtime.jobs.submit(with_loras(LoraChoice("ink")))
+    forget("ink", LoraStore(_engine(c.settings)), build_blobs(c.settings))
+    c.worker.run_until_empty()
+    failed = await c.runtime.jobs.get(job.id)
+    assert failed is not None and failed.status is JobStatus.FAILED
+    assert "removed from the allow-list" in (failed.error_message or "")
+    assert len(c.engine.calls) == 1
+
+
 def test_the_bytes_of_an_adapter_stay_while_another_name_holds_them(
     lora_core: Core,
 ) -> None:

@@ -4,6 +4,7 @@ A real loopback server; private addresses are refused before any socket opens.""
 
 from __future__ import annotations
 
+import socket
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -118,3 +119,43 @@ async def test_a_private_or_loopback_address_is_refused_without_connecting(url: 
     with pytest.raises(EaselError) as info:
         await fetch(url, "SOURCE", 10_000, 10)
     assert "refused" in info.value.message
+
+
+@pytest.fixture
+def named_host() -> Iterator[str]:
+    """A server that answers only requests addressed to it by name (a virtual host, as CDNs
+    serve files), on the address `localhost` resolves to first here: its URL."""
+    family, _, _, _, address = socket.getaddrinfo("localhost", 0, type=socket.SOCK_STREAM)[0]
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            expected = f"localhost:{self.server.server_address[1]}"
+            if self.path == "/relative":
+                status, headers, body = 302, {"Location": "/ink.safetensors"}, b""
+            elif self.path == "/ink.safetensors" and self.headers["Host"] == expected:
+                status, headers, body = 200, {}, FILE
+            else:
+                status, headers, body = 421, {}, b"misdirected"
+            self.send_response(status)
+            for name, value in {**headers, "Content-Length": str(len(body))}.items():
+                self.send_header(name, value)
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    class Server(ThreadingHTTPServer):
+        address_family = family
+
+    server = Server(address[:2], Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://localhost:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+async def test_a_relative_redirect_stays_on_the_host_named(named_host: str) -> None:
+    # The hop is pinned to the checked address; the next one is relative to the URL as named.
+    assert await fetch(f"{named_host}/relative", "SOURCE", 10_000, 10,
+                       allow_loopback=True) == FILE

@@ -106,6 +106,18 @@ def test_openai_takes_loras_in_its_body_and_refuses_bad_ones_in_its_shape(edge: 
     assert error["param"] == "loras[0]" and "no adapter 'oil'" in error["message"]
 
 
+def test_a_runware_spelling_in_an_easel_lora_is_named_without_a_circular_hint(
+    edge: Edge,
+) -> None:
+    # `model` is a field of the body, not of an adapter: "did you mean 'model'?" sent the
+    # client in a circle; the field it lacks is named instead.
+    reply = edge.client.post("/easel/jobs", headers=AUTH, json={
+        "model": "google/imagen4-fast", "prompt": "a fox", "loras": [{"model": "ink"}]})
+    assert reply.status_code == 400, reply.text
+    assert reply.json()["error"] == {
+        "code": "missing", "parameter": "loras[0].name", "message": "loras[0].name is required"}
+
+
 def test_an_image_made_with_an_adapter_records_it(edge: Edge) -> None:
     reply = edge.runware([inference(lora=[{"model": "ink", "weight": 0.5}], outputType="URL",
                                     outputFormat="PNG")])

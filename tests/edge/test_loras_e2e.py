@@ -157,6 +157,31 @@ def test_the_cli_refuses_a_file_for_another_base_and_a_pickle(
     assert refused.exit_code != 0 and "is not a .safetensors file" in refused.output
 
 
+@pytest.mark.parametrize(("case", "words"), [
+    ("a folder", "no such file"),
+    ("no LoRA in it", "ink.safetensors holds no LoRA weights"),
+    ("a scalar for a matrix", "lora_A.weight is not a LoRA matrix"),
+])
+def test_the_cli_refuses_a_file_that_is_no_lora_with_a_message_not_a_traceback(
+    edge: Edge, catalog_file: Path, tmp_path: Path, case: str, words: str,
+) -> None:
+    from safetensors.torch import load_file, save_file
+
+    source = tmp_path / "source.safetensors"
+    if case == "a folder":
+        source.mkdir()
+    elif case == "no LoRA in it":
+        save_file({}, str(source))
+    else:
+        state = load_file(str(make_lora("flux2", tmp_path / "ink.safetensors", seed=1)))
+        state["transformer.transformer_blocks.0.attn.to_q.lora_A.weight"] = torch.tensor(1.0)
+        save_file(state, str(source))
+    refused = lora_cli(edge, catalog_file, "add", "ink", str(source), "--base",
+                       "flux2-klein-4b")
+    assert isinstance(refused.exception, SystemExit) and refused.exit_code != 0
+    assert "error:" in refused.output and words in refused.output
+
+
 def test_easel_generate_takes_adapters_in_this_process(
     edge: Edge, catalog_file: Path, model_cache: Path, tmp_path: Path,
 ) -> None:

@@ -236,6 +236,7 @@ def test_check_adapter_file_reports_what_a_good_file_holds(loras: Path, model_ca
     ("pickle", "flux2", r"only \.safetensors"),
     ("pickle named .safetensors", "flux2", "not a readable .safetensors"),
     ("mini", "mini", "mini family takes no LoRA adapters"),
+    ("a scalar for a matrix", "flux2", "lora_A.weight is not a LoRA matrix"),
 ])
 def test_check_adapter_file_refuses_with_a_clear_message(
     loras: Path, model_cache: Path, case: str, family: str, message: str
@@ -251,6 +252,8 @@ def test_check_adapter_file_refuses_with_a_clear_message(
         path = pickled_lora(loras / "lora.pt")
     elif case == "pickle named .safetensors":
         path = pickled_lora(loras / "disguised.safetensors")
+    elif case == "a scalar for a matrix":
+        path = scalar(lora(loras, "flux2", 1), loras / "scalar.safetensors")
     with pytest.raises(ValueError, match=message):
         check_adapter_file(path, family, config_source=config)
 
@@ -262,6 +265,16 @@ def wider(path: Path, target: Path) -> Path:
     state = load_file(str(path))
     key = "transformer.transformer_blocks.0.attn.to_q.lora_A.weight"
     state[key] = torch.zeros(state[key].shape[0], state[key].shape[1] * 2)
+    save_file(state, str(target))
+    return target
+
+
+def scalar(path: Path, target: Path) -> Path:
+    """`path` with one adapted module's A matrix replaced by a 0-d tensor."""
+    from safetensors.torch import load_file, save_file
+
+    state = load_file(str(path))
+    state["transformer.transformer_blocks.0.attn.to_q.lora_A.weight"] = torch.tensor(1.0)
     save_file(state, str(target))
     return target
 

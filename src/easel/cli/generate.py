@@ -4,6 +4,7 @@ playground), else in this process."""
 
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 from typing import Annotated, Any
@@ -81,9 +82,12 @@ def _lora_choice(text: str) -> LoraChoice:
     if not equals:
         return LoraChoice(name)
     try:
-        return LoraChoice(name, float(weight))
+        value = float(weight)
     except ValueError:
+        value = math.nan
+    if not math.isfinite(value):  # nan and inf too: JSON, which carries it, has neither
         fail(f"--lora {text}: the weight after '=' must be a number")
+    return LoraChoice(name, value)
 
 
 def job_input(generation: GenerationInput) -> dict[str, Any]:

@@ -70,7 +70,7 @@ def _read(source: str, file: str | None, revision: str | None, settings: Setting
         return asyncio.run(fetch(source, "SOURCE", limit, settings.lora_download_timeout,
                                  settings.allow_loopback_urls))
     path = Path(source).expanduser()
-    if file is None and not path.exists():
+    if file is None and not path.is_file():  # a folder too: there is no file to read there
         raise ValueError(f"{source}: no such file (a Hugging Face repo needs --file)")
     if file is not None:
         path = _from_hub(source, file, revision)

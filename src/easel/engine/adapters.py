@@ -288,6 +288,7 @@ class AdapterFacts:
 
 _LORA_SUFFIX = re.compile(r"\.(lora_[AB]|lora_down|lora_up|lokr_\w+|alpha|dora_scale)"
                           r"(\.[\w-]+)?(\.(weight|bias))?$")
+_LORA_FACTOR = re.compile(r"\.(lora_[AB]|lora_down|lora_up)\.")
 _DENOISERS = ("transformer.", "unet.")
 
 
@@ -308,6 +309,7 @@ def check_adapter_file(path: str | Path, family: str,
         raise ValueError(f"{path.name} is not a LoRA that {family} can read: {exc}") from exc
     if isinstance(converted, tuple):  # the SDXL/SD loaders return (state dict, alphas)
         converted = converted[0]
+    _check_factors(converted)
     modules = _adapted_modules(converted)
     if not modules:
         raise ValueError(f"{path.name} holds no LoRA weights for {family}'s transformer")
@@ -358,6 +360,15 @@ def _layout(raw: dict[str, torch.Tensor]) -> str:
     if any(k.startswith(_DENOISERS) for k in keys):
         return "diffusers"
     return "other"
+
+
+def _check_factors(state: dict[str, torch.Tensor]) -> None:
+    """Every LoRA factor is a matrix (4-d for a convolution): a scalar or a vector passes the
+    checks of names and would fail only when a worker loads it."""
+    for key, tensor in state.items():
+        if _LORA_FACTOR.search(key) and tensor.ndim < 2:
+            raise ValueError(f"{key} is not a LoRA matrix (its shape is "
+                             f"{list(tensor.shape)})")
 
 
 def _adapted_modules(state: dict[str, torch.Tensor]) -> dict[str, tuple[int, int]]:

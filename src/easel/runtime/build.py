@@ -140,7 +140,7 @@ def build_worker(
         settings, catalog, make_resolver(settings, catalog), store, blobs, metrics,
         events or JobEvents(relay_for(settings.database_url)),
         engine_factory or diffusers_engine(settings), finisher, clock, wall_clock,
-        AdapterFiles(blobs, settings.loras_dir),
+        AdapterFiles(blobs, settings.loras_dir, LoraStore(store.engine).digest_in_use),
     )
     metrics.watch_engine(worker.engine_status)
     return worker

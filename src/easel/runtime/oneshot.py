@@ -40,12 +40,18 @@ def plan_generation(settings: Settings, catalog: Catalog, generation: Generation
     return plan_resolved(request, model, resolver, names=names)
 
 
+def _adapter_files(settings: Settings) -> AdapterFiles:
+    from easel.runtime.build import build_blobs, build_job_store
+
+    listed = LoraStore(build_job_store(settings).engine).digest_in_use
+    return AdapterFiles(build_blobs(settings), settings.loras_dir, listed)
+
+
 def generate_files(the_plan: Plan, settings: Settings, output: Path,
                    progress: Progress) -> tuple[list[Written], float]:
     """Load the model, draw the plan's images and write them to `output`; the files and the
     seconds spent denoising. An EaselError when the engine fails."""
     from easel.engine import Engine
-    from easel.runtime.build import build_blobs
     from easel.services.images.encoding import encode
 
     engine = Engine.from_settings(settings)
@@ -55,7 +61,7 @@ def generate_files(the_plan: Plan, settings: Settings, output: Path,
     engine.warm(the_plan.backend.source)
     progress("denoising", 0, total)
     started = time.perf_counter()
-    adapters = AdapterFiles(build_blobs(settings), settings.loras_dir).ready(request.loras)
+    adapters = _adapter_files(settings).ready(request.loras) if request.loras else ()
     images = engine.generate(the_plan.batch(adapters=adapters),
                              progress=lambda step, steps: progress("denoising", step, steps))
     elapsed = time.perf_counter() - started

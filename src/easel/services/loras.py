@@ -79,11 +79,14 @@ class AdapterRules:
 
 class AdapterFiles:
     """The worker's local copies of allow-listed adapters, taken from the image store (where
-    `easel lora add` put them, so every worker machine finds them) and checked by digest."""
+    `easel lora add` put them, so every worker machine finds them) and checked by digest.
+    `listed(digest)`: whether some allow-listed name still holds those bytes (the job store's
+    `LoraStore.digest_in_use`)."""
 
-    def __init__(self, blobs: BlobStore, cache_dir: Path) -> None:
+    def __init__(self, blobs: BlobStore, cache_dir: Path, listed: Callable[[str], bool]) -> None:
         self.blobs = blobs
         self.cache_dir = cache_dir
+        self.listed = listed
         self._checked: set[str] = set()  # digests whose local copy this process verified
 
     def ready(self, applied: Sequence[AppliedLora]) -> tuple[AdapterSpec, ...]:
@@ -91,6 +94,10 @@ class AdapterFiles:
                      for a in applied)
 
     def _local(self, applied: AppliedLora) -> Path:
+        # Asked before the local copy is used: a copy left from an earlier job must not run an
+        # adapter the operator removed since this job was accepted.
+        if not self.listed(applied.digest):
+            raise _removed(applied)
         path = self.cache_dir / f"{applied.digest}.safetensors"
         if applied.digest in self._checked and path.exists():
             return path
@@ -102,10 +109,8 @@ class AdapterFiles:
     def _copy_from_store(self, applied: AppliedLora, path: Path) -> None:
         key = f"lora-{applied.digest}.safetensors"
         found = self.blobs.open(key)
-        if found is None:
-            raise EaselError(ErrorKind.UNAVAILABLE, f"the adapter {applied.name!r} (sha256 "
-                             f"{applied.digest[:12]}) is no longer on this server: it was "
-                             "removed from the allow-list after the job was accepted", "lora")
+        if found is None:  # removed between the question above and now
+            raise _removed(applied)
         path.parent.mkdir(parents=True, exist_ok=True)
         digest = hashlib.sha256()
         # Written beside its final name and renamed: a reader never sees half a file.
@@ -118,6 +123,12 @@ class AdapterFiles:
             raise EaselError(ErrorKind.INTERNAL, f"the stored copy of adapter {applied.name!r} "
                              "does not match its digest", "lora")
         os.replace(out.name, path)
+
+
+def _removed(applied: AppliedLora) -> EaselError:
+    return EaselError(ErrorKind.UNAVAILABLE, f"the adapter {applied.name!r} (sha256 "
+                      f"{applied.digest[:12]}) is no longer on this server: it was removed "
+                      "from the allow-list after the job was accepted", "lora")
 
 
 def _sha256_of(path: Path) -> str:
@@ -194,7 +205,8 @@ def admit(new: NewAdapter, data: bytes, backend: Backend, check: AdapterCheck,
                          "taken: a pickled checkpoint can run code when loaded)")
     digest = hashlib.sha256(data).hexdigest()
     with tempfile.TemporaryDirectory() as scratch:
-        path = Path(scratch) / "adapter.safetensors"
+        # Named as the operator named the adapter: the check's messages name the file.
+        path = Path(scratch) / f"{new.name}.safetensors"
         path.write_bytes(data)
         facts = check(path, backend.family, config)
     adapter = Adapter(new.name, new.base, digest, len(data), new.source, new.scale, new.trigger,

@@ -251,7 +251,9 @@ async def fetch(url: str, parameter: str, max_bytes: int, timeout: float,
                 response = await send(client, "GET", checked, b"", {}, timeout)
                 try:
                     if response.is_redirect and "location" in response.headers:
-                        url = str(response.url.join(response.headers["location"]))
+                        # Relative to the URL as named: the response's own URL is the pinned
+                        # address, which would lose the host name (virtual hosts, TLS names).
+                        url = str(httpx.URL(url).join(response.headers["location"]))
                         continue
                     if response.status_code != 200:
                         raise invalid(parameter, f"{parameter}: the server answered "
