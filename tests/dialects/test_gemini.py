@@ -144,6 +144,23 @@ def test_raw_rest_takes_snake_case_and_refuses_unknown_fields(live: Server) -> N
     assert ignored.headers["x-easel-ignored-fields"] == "generationConfig.temperature"
 
 
+def test_raw_rest_on_v1_with_a_bearer_or_no_credential_is_googles(live: Server) -> None:
+    """/v1/models is OpenAI's path too: a call to a Gemini method is Google's by its method
+    alone, as :predict is, when it carries no Google key or client header."""
+    url = f"{live.url}/v1/models/gemini-2.5-flash-image:generateContent"
+    body = {"contents": [{"parts": [{"text": "a fox"}]}],
+            "generationConfig": {"responseModalities": ["IMAGE"]}}
+    bearer = httpx.post(url, headers={"Authorization": f"Bearer {KEY}"}, json=body, timeout=60)
+    assert bearer.status_code == 200, bearer.text
+    assert bearer.json()["candidates"][0]["finishReason"] == "STOP"
+    keyless = httpx.post(url, json=body, timeout=60)
+    assert keyless.status_code == 403, keyless.text
+    assert keyless.json()["error"]["status"] == "PERMISSION_DENIED"
+    stream = httpx.post(url.replace(":generateContent", ":streamGenerateContent?alt=sse"),
+                        json=body, timeout=60)
+    assert (stream.status_code, stream.json()["error"]["code"]) == (403, 403), stream.text
+
+
 def test_the_model_listing_has_the_gemini_image_models(live: Server) -> None:
     listed = httpx.get(f"{live.url}/v1beta/models", headers={"x-goog-api-key": KEY}).json()
     names = {m["name"]: m for m in listed["models"]}

@@ -60,16 +60,18 @@ GEMINI_VERSIONS = ("v1beta", "v1alpha", "v1")
 VERTEX_VERSIONS = ("v1beta1", "v1")
 VERTEX_PROJECT = "projects/{project}/locations/{location}/"
 PREFIXES = ("/v1beta", "/v1beta1", "/v1alpha", "/v1/projects", "/v1/publishers")
+GOOGLE_METHODS = ("predict", gemini.GENERATE, gemini.STREAM)  # no OpenAI path has a `:method`
 
 
 def google_request(path: str, headers: Mapping[str, str], query: str) -> bool:
     """Whether a request comes from a Google client although its path is shared (`/v1/models`
-    is also OpenAI's): google-genai always sends x-goog-api-client; a key may ride in ?key=."""
+    is also OpenAI's): google-genai always sends x-goog-api-client; a key may ride in ?key=;
+    a raw REST call with an OAuth bearer (or no credential) is told apart by its method."""
     return (
         "x-goog-api-key" in headers
         or "x-goog-api-client" in headers
         or any(part.startswith("key=") for part in query.split("&"))
-        or ":predict" in path
+        or any(f":{method}" in path for method in GOOGLE_METHODS)
         or "/publishers/google/" in path
     )
 
