@@ -91,6 +91,21 @@ def test_the_stream_sends_progress_thoughts_then_the_text_then_the_image(
     assert last["usage"]["candidates_token_count"] >= 1290
 
 
+def test_a_stream_without_alt_sse_is_one_json_array(live: Server) -> None:
+    """Google answers :streamGenerateContent without `?alt=sse` (Vertex's curl examples) with
+    the chunks as one JSON array, not as SSE events."""
+    url = (f"{live.url}/v1/projects/p/locations/global/publishers/google/models/"
+           "gemini-2.5-flash-image:streamGenerateContent")
+    reply = httpx.post(url, headers={"Authorization": f"Bearer {KEY}"}, timeout=60, json={
+        "contents": [{"role": "user", "parts": [{"text": "a blue house"}]}]})
+    assert reply.status_code == 200, reply.text
+    assert reply.headers["content-type"].startswith("application/json")
+    *texts, last = reply.json()
+    assert [c["candidates"][0]["content"]["parts"][0]["text"][:7] for c in texts] == ["Here is"]
+    assert last["candidates"][0]["finishReason"] == "STOP"
+    assert "inlineData" in last["candidates"][0]["content"]["parts"][0]
+
+
 @pytest.mark.parametrize(("config", "words"), [
     ({"response_modalities": ["TEXT"]}, "responseModalities must include IMAGE"),
     ({"image_config": {"image_size": "4K"}}, "imageSize"),
