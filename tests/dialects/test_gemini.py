@@ -44,6 +44,8 @@ def test_generate_content_draws_candidates_with_text_and_usage(
         assert (image["mime"], image["size"]) == ("image/png", [64, 32])
         assert candidate["finish_reason"] == "STOP"
     assert out["model_version"] == "gemini-3.1-flash-image"
+    # Vertex AI says when a reply was made (response.create_time); the Gemini API does not.
+    assert (out["created"] is not None) == (mode == "vertex"), out["created"]
     assert out["text"].startswith("Here is the image")
     usage = out["usage"]
     assert usage["candidates_token_count"] >= 2 * 1120

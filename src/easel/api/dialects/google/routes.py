@@ -168,7 +168,8 @@ async def _model_action(request: Request, port: Port, caller: Caller, vertex: bo
     if action == "predict":
         return await _predict(request, port, caller, model_id, vertex)
     if action in (gemini.GENERATE, gemini.STREAM):
-        return await _generate_content(request, port, caller, model_id, action == gemini.STREAM)
+        return await _generate_content(request, port, caller, model_id, action == gemini.STREAM,
+                                       vertex)
     raise EaselError(ErrorKind.NOT_FOUND, f"easel does not offer the method {action[:40]!r}; "
                      "use :predict (Imagen) or :generateContent (Gemini image models)")
 
@@ -187,20 +188,20 @@ async def _predict(request: Request, port: Port, caller: Caller, model_id: str,
 
 
 async def _generate_content(request: Request, port: Port, caller: Caller, model_id: str,
-                            stream: bool) -> Response:
+                            stream: bool, vertex: bool) -> Response:
     model = port.model(model_id, gemini.PROVIDER)
-    call = gemini.to_submission(model, await json_object(request), caller)
+    call = gemini.to_submission(model, await json_object(request), caller, vertex)
     if stream:
         return await _stream_content(request, port, caller, call)
     try:
         job = await port.run(call.submission)
     except EaselError as err:
         if _prompt_blocked(err):
-            return JSONResponse(gemini.blocked(model, call, err))
+            return JSONResponse(gemini.blocked(call, err))
         raise
     reserve_reply(request, caller, base64_bytes(delivered_images(job)),
                   "generationConfig.candidateCount", "or ask for fewer candidates")
-    reply = await gemini.render(job, model, port.images, call.with_text)
+    reply = await gemini.render(job, call, port.images)
     return JSONResponse(reply, headers={"x-easel-job-id": job.id, **ignored_header(call.ignored),
                                         **stand_in_header(job)})
 
@@ -227,7 +228,7 @@ async def _stream_content(request: Request, port: Port, caller: Caller,
     except EaselError as err:
         if not _prompt_blocked(err):
             raise
-        blocked = _one(gemini.blocked(call.model, call, err))
+        blocked = _one(gemini.blocked(call, err))
         return StreamingResponse(frame(blocked), media_type=media_type)
     return StreamingResponse(frame(_content_chunks(port, job, call)), media_type=media_type,
                              headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no",
@@ -256,13 +257,13 @@ async def _content_chunks(port: Port, job: Job, call: gemini.GeminiCall
             note = gemini.progress_note(current)
             if call.thoughts and note != said:
                 said = note
-                yield gemini.thought(note, call.model, job)
+                yield gemini.thought(note, call, job)
     if current.status is not JobStatus.COMPLETED:
         failure = JobFailed(current)
         status = translate.ERRORS.status(failure)
         yield translate.error_body(status, failure.message)
         return
-    for chunk in await gemini.chunks(current, call.model, port.images, call.with_text):
+    for chunk in await gemini.chunks(current, call, port.images):
         yield chunk
 
 
