@@ -43,6 +43,8 @@ GOOGLE_CLIENT = {"x-goog-api-client": "google-genai-sdk/3.6.1 gl-python/3.11"}
     ("/v1/models", GOOGLE_CLIENT, "", "google"),
     ("/v1/models/imagen-4.0-generate-001", {}, "key=k", "google"),
     ("/v1/models/imagen-4.0-generate-001:predict", {}, "", "google"),
+    ("/v1/models/gemini-2.5-flash-image:generateContent", {}, "", "google"),
+    ("/v1/models/gemini-2.5-flash-image:streamGenerateContent", {}, "alt=sse", "google"),
     ("/v1beta/cachedContents", {}, "", "google"),
     ("/v1/projects/p/locations/l/endpoints", {}, "", "google"),
     ("/api/v3/media/upload/binary", {}, "", "wavespeed"),

@@ -44,6 +44,8 @@ def test_generate_content_draws_candidates_with_text_and_usage(
         assert (image["mime"], image["size"]) == ("image/png", [64, 32])
         assert candidate["finish_reason"] == "STOP"
     assert out["model_version"] == "gemini-3.1-flash-image"
+    # Vertex AI says when a reply was made (response.create_time); the Gemini API does not.
+    assert (out["created"] is not None) == (mode == "vertex"), out["created"]
     assert out["text"].startswith("Here is the image")
     usage = out["usage"]
     assert usage["candidates_token_count"] >= 2 * 1120
@@ -89,6 +91,21 @@ def test_the_stream_sends_progress_thoughts_then_the_text_then_the_image(
     (image,) = last["candidates"][0]["parts"]
     assert image["mime"] == "image/png" and last["candidates"][0]["finish_reason"] == "STOP"
     assert last["usage"]["candidates_token_count"] >= 1290
+
+
+def test_a_stream_without_alt_sse_is_one_json_array(live: Server) -> None:
+    """Google answers :streamGenerateContent without `?alt=sse` (Vertex's curl examples) with
+    the chunks as one JSON array, not as SSE events."""
+    url = (f"{live.url}/v1/projects/p/locations/global/publishers/google/models/"
+           "gemini-2.5-flash-image:streamGenerateContent")
+    reply = httpx.post(url, headers={"Authorization": f"Bearer {KEY}"}, timeout=60, json={
+        "contents": [{"role": "user", "parts": [{"text": "a blue house"}]}]})
+    assert reply.status_code == 200, reply.text
+    assert reply.headers["content-type"].startswith("application/json")
+    *texts, last = reply.json()
+    assert [c["candidates"][0]["content"]["parts"][0]["text"][:7] for c in texts] == ["Here is"]
+    assert last["candidates"][0]["finishReason"] == "STOP"
+    assert "inlineData" in last["candidates"][0]["content"]["parts"][0]
 
 
 @pytest.mark.parametrize(("config", "words"), [
@@ -142,6 +159,23 @@ def test_raw_rest_takes_snake_case_and_refuses_unknown_fields(live: Server) -> N
     ignored = httpx.post(url, headers=auth, timeout=60, json={
         **body, "generation_config": {**body["generation_config"], "temperature": 0.2}})
     assert ignored.headers["x-easel-ignored-fields"] == "generationConfig.temperature"
+
+
+def test_raw_rest_on_v1_with_a_bearer_or_no_credential_is_googles(live: Server) -> None:
+    """/v1/models is OpenAI's path too: a call to a Gemini method is Google's by its method
+    alone, as :predict is, when it carries no Google key or client header."""
+    url = f"{live.url}/v1/models/gemini-2.5-flash-image:generateContent"
+    body = {"contents": [{"parts": [{"text": "a fox"}]}],
+            "generationConfig": {"responseModalities": ["IMAGE"]}}
+    bearer = httpx.post(url, headers={"Authorization": f"Bearer {KEY}"}, json=body, timeout=60)
+    assert bearer.status_code == 200, bearer.text
+    assert bearer.json()["candidates"][0]["finishReason"] == "STOP"
+    keyless = httpx.post(url, json=body, timeout=60)
+    assert keyless.status_code == 403, keyless.text
+    assert keyless.json()["error"]["status"] == "PERMISSION_DENIED"
+    stream = httpx.post(url.replace(":generateContent", ":streamGenerateContent?alt=sse"),
+                        json=body, timeout=60)
+    assert (stream.status_code, stream.json()["error"]["code"]) == (403, 403), stream.text
 
 
 def test_the_model_listing_has_the_gemini_image_models(live: Server) -> None:

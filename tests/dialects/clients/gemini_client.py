@@ -59,7 +59,9 @@ def summary(response):
                            if candidate.finish_reason else None})
     feedback = response.prompt_feedback
     usage = response.usage_metadata
+    created = response.create_time
     return {"candidates": candidates, "model_version": response.model_version,
+            "created": created.isoformat() if created else None,
             "block_reason": str(feedback.block_reason.value)
             if feedback and feedback.block_reason else None,
             "usage": usage.model_dump(mode="json", exclude_none=True) if usage else None}

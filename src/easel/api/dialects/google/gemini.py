@@ -18,9 +18,10 @@ from __future__ import annotations
 import math
 import uuid
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
-from easel.api.dialects.common import ImageSource, b64, ordered_images, validate_wire
+from easel.api.dialects.common import ImageSource, b64, iso_ms, ordered_images, validate_wire
 from easel.api.dialects.google.gemini_schemas import (
     Content,
     GenerateContentRequest,
@@ -82,16 +83,19 @@ IGNORED = ("temperature", "top_p", "top_k", "max_output_tokens", "stop_sequences
 @dataclass(frozen=True)
 class GeminiCall:
     """A translated generateContent call: the Submission, whether the reply carries a text
-    part, whether progress may be streamed as thoughts, and the fields taken but ignored."""
+    part, whether progress may be streamed as thoughts, the fields taken but ignored, and
+    whether it came on a Vertex AI path (whose replies say when they were made)."""
 
     submission: Submission
     model: Model
     with_text: bool
     thoughts: bool
     ignored: list[str] = field(default_factory=list)
+    vertex: bool = False
 
 
-def to_submission(model: Model, body: dict[str, Any], caller: Caller) -> GeminiCall:
+def to_submission(model: Model, body: dict[str, Any], caller: Caller, vertex: bool = False
+                  ) -> GeminiCall:
     wire = validate_wire(GenerateContentRequest, body)
     config = wire.generation_config or GenerationConfig()
     image = config.image_config or ImageConfig()
@@ -113,7 +117,8 @@ def to_submission(model: Model, body: dict[str, Any], caller: Caller) -> GeminiC
         Submission(DIALECT, caller, generation, names=NAMES), model,
         with_text="TEXT" in modalities,
         thoughts=bool(thinking and thinking.include_thoughts),
-        ignored=[_camel(name) for name in IGNORED if getattr(config, name) is not None])
+        ignored=[_camel(name) for name in IGNORED if getattr(config, name) is not None],
+        vertex=vertex)
 
 
 def _camel(name: str) -> str:
@@ -257,28 +262,34 @@ def usage(job: Job, model: Model, with_text: bool) -> dict[str, Any]:
             "candidatesTokensDetails": details}
 
 
-async def render(job: Job, model: Model, images: ImageSource, with_text: bool
-                 ) -> dict[str, Any]:
-    return {"candidates": await candidates(job, model, images, with_text),
-            "usageMetadata": usage(job, model, with_text), "modelVersion": model.id,
-            "responseId": job.id}
+def head(call: GeminiCall, response_id: str, created: datetime) -> dict[str, Any]:
+    """What every reply carries: the model and the response's id; Vertex AI adds when it was
+    made (google-genai's `response.create_time`), the Gemini API does not."""
+    out = {"modelVersion": call.model.id, "responseId": response_id}
+    return {**out, "createTime": iso_ms(created)} if call.vertex else out
 
 
-def blocked(model: Model, call: GeminiCall, err: EaselError) -> dict[str, Any]:
+async def render(job: Job, call: GeminiCall, images: ImageSource) -> dict[str, Any]:
+    return {"candidates": await candidates(job, call.model, images, call.with_text),
+            "usageMetadata": usage(job, call.model, call.with_text),
+            **head(call, job.id, job.created_at)}
+
+
+def blocked(call: GeminiCall, err: EaselError) -> dict[str, Any]:
     """A prompt the operator's block list refuses: Google answers 200 with promptFeedback and
     no candidates (google-genai reads `response.prompt_feedback.block_reason`)."""
     prompt = prompt_tokens(call.submission.generation.prompt)
     return {"promptFeedback": {"blockReason": "BLOCKLIST", "blockReasonMessage": err.message},
             "usageMetadata": {"promptTokenCount": prompt, "totalTokenCount": prompt},
-            "modelVersion": model.id, "responseId": str(uuid.uuid4())}
+            **head(call, str(uuid.uuid4()), datetime.now(UTC))}
 
 
-def thought(text: str, model: Model, job: Job) -> dict[str, Any]:
+def thought(text: str, call: GeminiCall, job: Job) -> dict[str, Any]:
     """A streamed progress note: a thought part, which `response.text` leaves out."""
     return {"candidates": [{"content": {"role": "model", "parts": [{"text": text,
                                                                      "thought": True}]},
                             "index": 0}],
-            "modelVersion": model.id, "responseId": job.id}
+            **head(call, job.id, job.created_at)}
 
 
 def progress_note(job: Job) -> str:
@@ -290,13 +301,11 @@ def progress_note(job: Job) -> str:
     return "drawing"
 
 
-async def chunks(job: Job, model: Model, images: ImageSource, with_text: bool
-                 ) -> list[dict[str, Any]]:
+async def chunks(job: Job, call: GeminiCall, images: ImageSource) -> list[dict[str, Any]]:
     """The end of a stream: the text parts first (when TEXT was asked for), then a chunk with
     the images, the finish reasons and the usage."""
-    reply = await render(job, model, images, with_text)
-    head = {"modelVersion": model.id, "responseId": job.id}
-    if not with_text:
+    reply = await render(job, call, images)
+    if not call.with_text:
         return [reply]
     texts = [{"content": {"role": "model", "parts": candidate["content"]["parts"][:1]},
               "index": candidate["index"]}
@@ -304,7 +313,8 @@ async def chunks(job: Job, model: Model, images: ImageSource, with_text: bool
     for candidate in reply["candidates"]:
         if "content" in candidate:
             candidate["content"]["parts"] = candidate["content"]["parts"][1:]
-    return [{"candidates": texts, **head}, reply] if texts else [reply]
+    return [{"candidates": texts, **head(call, job.id, job.created_at)}, reply] if texts \
+        else [reply]
 
 
 def served_models(catalog: Catalog) -> list[Model]:

@@ -60,16 +60,18 @@ GEMINI_VERSIONS = ("v1beta", "v1alpha", "v1")
 VERTEX_VERSIONS = ("v1beta1", "v1")
 VERTEX_PROJECT = "projects/{project}/locations/{location}/"
 PREFIXES = ("/v1beta", "/v1beta1", "/v1alpha", "/v1/projects", "/v1/publishers")
+GOOGLE_METHODS = ("predict", gemini.GENERATE, gemini.STREAM)  # no OpenAI path has a `:method`
 
 
 def google_request(path: str, headers: Mapping[str, str], query: str) -> bool:
     """Whether a request comes from a Google client although its path is shared (`/v1/models`
-    is also OpenAI's): google-genai always sends x-goog-api-client; a key may ride in ?key=."""
+    is also OpenAI's): google-genai always sends x-goog-api-client; a key may ride in ?key=;
+    a raw REST call with an OAuth bearer (or no credential) is told apart by its method."""
     return (
         "x-goog-api-key" in headers
         or "x-goog-api-client" in headers
         or any(part.startswith("key=") for part in query.split("&"))
-        or ":predict" in path
+        or any(f":{method}" in path for method in GOOGLE_METHODS)
         or "/publishers/google/" in path
     )
 
@@ -166,7 +168,8 @@ async def _model_action(request: Request, port: Port, caller: Caller, vertex: bo
     if action == "predict":
         return await _predict(request, port, caller, model_id, vertex)
     if action in (gemini.GENERATE, gemini.STREAM):
-        return await _generate_content(request, port, caller, model_id, action == gemini.STREAM)
+        return await _generate_content(request, port, caller, model_id, action == gemini.STREAM,
+                                       vertex)
     raise EaselError(ErrorKind.NOT_FOUND, f"easel does not offer the method {action[:40]!r}; "
                      "use :predict (Imagen) or :generateContent (Gemini image models)")
 
@@ -185,20 +188,20 @@ async def _predict(request: Request, port: Port, caller: Caller, model_id: str,
 
 
 async def _generate_content(request: Request, port: Port, caller: Caller, model_id: str,
-                            stream: bool) -> Response:
+                            stream: bool, vertex: bool) -> Response:
     model = port.model(model_id, gemini.PROVIDER)
-    call = gemini.to_submission(model, await json_object(request), caller)
+    call = gemini.to_submission(model, await json_object(request), caller, vertex)
     if stream:
         return await _stream_content(request, port, caller, call)
     try:
         job = await port.run(call.submission)
     except EaselError as err:
         if _prompt_blocked(err):
-            return JSONResponse(gemini.blocked(model, call, err))
+            return JSONResponse(gemini.blocked(call, err))
         raise
     reserve_reply(request, caller, base64_bytes(delivered_images(job)),
                   "generationConfig.candidateCount", "or ask for fewer candidates")
-    reply = await gemini.render(job, model, port.images, call.with_text)
+    reply = await gemini.render(job, call, port.images)
     return JSONResponse(reply, headers={"x-easel-job-id": job.id, **ignored_header(call.ignored),
                                         **stand_in_header(job)})
 
@@ -210,20 +213,24 @@ def _prompt_blocked(err: EaselError) -> bool:
 
 async def _stream_content(request: Request, port: Port, caller: Caller,
                           call: gemini.GeminiCall) -> Response:
-    """`:streamGenerateContent?alt=sse`: progress as thought parts (when the client asked for
-    thoughts), then the answer; an error mid-stream is a chunk in Google's error shape."""
+    """`:streamGenerateContent`: progress as thought parts (when the client asked for
+    thoughts), then the answer; an error mid-stream is a chunk in Google's error shape. With
+    `?alt=sse` (what google-genai asks for) each chunk is an SSE event; without it, as Google
+    answers raw REST (Vertex's curl examples), the chunks are one JSON array."""
     generation = call.submission.generation
     size = call.model.size_for(*_ratio_and_resolution(generation), *_size_names())
     reserve_reply(request, caller, size.width * size.height * 4 * generation.num_images,
                   "generationConfig.candidateCount", "or ask for fewer candidates")
+    sse = request.query_params.get("alt") == "sse"
+    frame, media_type = (_sse, "text/event-stream") if sse else (_json_array, "application/json")
     try:
         job, _ = await port.submit(call.submission)
     except EaselError as err:
         if not _prompt_blocked(err):
             raise
-        blocked = gemini.blocked(call.model, call, err)
-        return StreamingResponse(iter([_sse(blocked)]), media_type="text/event-stream")
-    return StreamingResponse(_content_chunks(port, job, call), media_type="text/event-stream",
+        blocked = _one(gemini.blocked(call, err))
+        return StreamingResponse(frame(blocked), media_type=media_type)
+    return StreamingResponse(frame(_content_chunks(port, job, call)), media_type=media_type,
                              headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no",
                                       "x-easel-job-id": job.id,
                                       **ignored_header(call.ignored), **stand_in_header(job)})
@@ -239,7 +246,8 @@ def _size_names() -> tuple[str, str]:
     return gemini.NAMES("aspect_ratio"), gemini.NAMES("resolution")
 
 
-async def _content_chunks(port: Port, job: Job, call: gemini.GeminiCall) -> AsyncIterator[str]:
+async def _content_chunks(port: Port, job: Job, call: gemini.GeminiCall
+                          ) -> AsyncIterator[dict[str, Any]]:
     said = None
     current = job
     async with contextlib.aclosing(port.watch(job)) as updates:
@@ -249,18 +257,36 @@ async def _content_chunks(port: Port, job: Job, call: gemini.GeminiCall) -> Asyn
             note = gemini.progress_note(current)
             if call.thoughts and note != said:
                 said = note
-                yield _sse(gemini.thought(note, call.model, job))
+                yield gemini.thought(note, call, job)
     if current.status is not JobStatus.COMPLETED:
         failure = JobFailed(current)
         status = translate.ERRORS.status(failure)
-        yield _sse(translate.error_body(status, failure.message))
+        yield translate.error_body(status, failure.message)
         return
-    for chunk in await gemini.chunks(current, call.model, port.images, call.with_text):
-        yield _sse(chunk)
+    for chunk in await gemini.chunks(current, call, port.images):
+        yield chunk
 
 
-def _sse(body: dict[str, Any]) -> str:
-    return f"data: {json.dumps(body, separators=(',', ':'))}\r\n\r\n"
+async def _one(body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+    yield body
+
+
+def _dump(body: dict[str, Any]) -> str:
+    return json.dumps(body, separators=(',', ':'))
+
+
+async def _sse(chunks: AsyncIterator[dict[str, Any]]) -> AsyncIterator[str]:
+    async for body in chunks:
+        yield f"data: {_dump(body)}\r\n\r\n"
+
+
+async def _json_array(chunks: AsyncIterator[dict[str, Any]]) -> AsyncIterator[str]:
+    """The chunks as one JSON array, each sent as soon as it is known."""
+    opening = "["
+    async for body in chunks:
+        yield f"{opening}{_dump(body)}"
+        opening = ",\r\n"
+    yield "[]" if opening == "[" else "]"
 
 
 # The handlers read their path parameters from the request: the same handler serves paths
