@@ -110,7 +110,8 @@ def test_a_stream_without_alt_sse_is_one_json_array(live: Server) -> None:
 
 @pytest.mark.parametrize(("config", "words"), [
     ({"response_modalities": ["TEXT"]}, "responseModalities must include IMAGE"),
-    ({"image_config": {"image_size": "4K"}}, "imageSize"),
+    ({"image_config": {"image_size": "4K"}},
+     "imageSize '4K' is not served for gemini-3-pro-image here; it draws 1K, 2K"),
     ({"image_config": {"aspect_ratio": "7:3"}}, "aspectRatio"),
     ({"candidate_count": 9}, "candidateCount"),
 ])

@@ -104,7 +104,7 @@ def to_submission(model: Model, body: dict[str, Any], caller: Caller, vertex: bo
     generation = GenerationInput(
         model=ModelChoice(model.id, provider=PROVIDER),
         prompt=prompt_of(wire),
-        size=AspectRatioSize(image.aspect_ratio or "1:1", (image.image_size or "1K").lower()),
+        size=AspectRatioSize(image.aspect_ratio or "1:1", _resolution(model, image)),
         num_images=1 if config.candidate_count is None else config.candidate_count,
         seed=config.seed,
         output_format=fmt,
@@ -119,6 +119,17 @@ def to_submission(model: Model, body: dict[str, Any], caller: Caller, vertex: bo
         thoughts=bool(thinking and thinking.include_thoughts),
         ignored=[_camel(name) for name in IGNORED if getattr(config, name) is not None],
         vertex=vertex)
+
+
+def _resolution(model: Model, image: ImageConfig) -> str:
+    """The catalog's resolution for `imageSize`, refused in Google's spelling (1K, 2K) when
+    the model does not draw it here."""
+    size = image.image_size or "1K"
+    offered = [resolution.upper() for resolution in model.resolutions]
+    if size not in offered:
+        raise invalid(NAMES("resolution"), f"imageSize {size[:20]!r} is not served for "
+                                           f"{model.id} here; it draws {', '.join(offered)}")
+    return size.lower()
 
 
 def _camel(name: str) -> str:
@@ -215,7 +226,8 @@ def image_tokens(model: Model) -> int:
 def answer_text(job: Job, model: Model, image: JobImage) -> str:
     """What a candidate's TEXT part says: what was done, plainly (no invented reasoning)."""
     return (f"Here is the image: {job.request.width}x{job.request.height}, drawn by "
-            f"{job.backend} ({model.tier.label} tier) from your prompt, seed {image.seed}.")
+            f"{job.backend} on easel's {model.tier.name} tier from your prompt, seed "
+            f"{image.seed}.")
 
 
 async def candidates(job: Job, model: Model, images: ImageSource,
