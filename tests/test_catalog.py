@@ -31,6 +31,11 @@ ALL_IDS = {
     "imagen-4.0-ultra-generate-preview-06-06",
     "google/imagen-4.0-generate-preview-06-06",
     "google/imagen-4.0-ultra-generate-preview-06-06",
+    "gemini-2.5-flash-image",
+    "gemini-3.1-flash-image",
+    "gemini-3.1-flash-image-preview",
+    "gemini-3-pro-image",
+    "gemini-3-pro-image-preview",
     "easel/mini",
 }
 
@@ -46,6 +51,19 @@ def test_every_provider_id_maps_to_its_tier(catalog: Catalog) -> None:
     assert tiers["google:2@1"] == "standard" and tiers["google:2@2"] == "ultra"
     assert tiers["google:2@3"] == "fast" and tiers["google/imagen4-fast"] == "fast"
     assert tiers["imagen-4.0-ultra-generate-001"] == "ultra"
+    assert (tiers["gemini-2.5-flash-image"], tiers["gemini-3.1-flash-image"],
+            tiers["gemini-3-pro-image"]) == ("fast", "standard", "ultra")
+
+
+def test_the_gemini_ids_take_googles_size_tables(catalog: Catalog) -> None:
+    flash = catalog.model("gemini-2.5-flash-image")
+    assert flash.size_for("21:9").width == 1536 and flash.size_for("2:3").height == 1248
+    assert flash.resolutions == ("1k",) and flash.image_tokens == 1290
+    wide = catalog.model("gemini-3.1-flash-image")
+    assert len({s.aspect_ratio for s in wide.sizes}) == 14
+    assert (wide.size_for("1:8").width, wide.size_for("1:8").height) == (352, 2816)
+    assert wide.size_for("16:9", "2k").width == 2 * 1344
+    assert all(s.width % 16 == 0 and s.height % 16 == 0 for s in wide.sizes)
 
 
 def test_sizes_follow_the_imagen_table(catalog: Catalog) -> None:
