@@ -20,7 +20,20 @@ from typing import Any
 import httpx
 import pytest
 
-# Small sizes for a test-only catalog: the tiny stand-ins draw 64x64 in a few milliseconds.
+GEMINI_RATIOS = """
+"1:1"  = [64, 64]
+"2:3"  = [32, 48]
+"3:2"  = [48, 32]
+"3:4"  = [48, 64]
+"4:3"  = [64, 48]
+"4:5"  = [48, 64]
+"5:4"  = [64, 48]
+"9:16" = [32, 64]
+"16:9" = [64, 32]
+"21:9" = [80, 32]
+"""
+# Small sizes for a test-only catalog (the tiny stand-ins draw 64x64 in a few milliseconds),
+# for every table: Imagen's, and the Gemini image models' ten and fourteen ratios.
 SMALL_SIZES = """
 [sizes]
 "1:1"  = [64, 64]
@@ -28,30 +41,8 @@ SMALL_SIZES = """
 "4:3"  = [64, 48]
 "9:16" = [32, 64]
 "16:9" = [64, 32]
-
-[size_tables.gemini]
-"1:1"  = [64, 64]
-"2:3"  = [32, 48]
-"3:2"  = [48, 32]
-"3:4"  = [48, 64]
-"4:3"  = [64, 48]
-"4:5"  = [48, 64]
-"5:4"  = [64, 48]
-"9:16" = [32, 64]
-"16:9" = [64, 32]
-"21:9" = [80, 32]
-
-[size_tables.gemini-wide]
-"1:1"  = [64, 64]
-"2:3"  = [32, 48]
-"3:2"  = [48, 32]
-"3:4"  = [48, 64]
-"4:3"  = [64, 48]
-"4:5"  = [48, 64]
-"5:4"  = [64, 48]
-"9:16" = [32, 64]
-"16:9" = [64, 32]
-"21:9" = [80, 32]
+""" + "\n[size_tables.gemini]" + GEMINI_RATIOS \
+    + "\n[size_tables.gemini-wide]" + GEMINI_RATIOS + """\
 "1:4"  = [16, 64]
 "4:1"  = [64, 16]
 "1:8"  = [16, 128]

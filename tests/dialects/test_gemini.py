@@ -7,6 +7,7 @@ this server edits."""
 from __future__ import annotations
 
 import base64
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -57,9 +58,8 @@ def test_generate_content_draws_candidates_with_text_and_usage(
 def test_every_aspect_ratio_of_the_model_is_its_size(
     live: Server, sdks: dict[str, Path],
 ) -> None:
-    table = SMALL_SIZES.split("[size_tables.gemini-wide]")[1]
-    sizes = {line.split("=")[0].strip().strip('"'): line.split("=")[1].strip()
-             for line in table.strip().splitlines()}
+    sizes = tomllib.loads(SMALL_SIZES)["size_tables"]["gemini-wide"]
+    assert len(sizes) == 14
     for ratio, size in sizes.items():
         reply = httpx.post(f"{live.url}/v1beta/models/gemini-3.1-flash-image:generateContent",
                            headers={"x-goog-api-key": KEY}, timeout=60, json={
@@ -70,8 +70,8 @@ def test_every_aspect_ratio_of_the_model_is_its_size(
         (candidate,) = reply.json()["candidates"]
         (part,) = candidate["content"]["parts"]
         data = base64.b64decode(part["inlineData"]["data"])
-        assert [int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")] == \
-            [int(v) for v in size.strip("[]").split(",")], ratio
+        assert [int.from_bytes(data[16:20], "big"),
+                int.from_bytes(data[20:24], "big")] == size, ratio
 
 
 @pytest.mark.parametrize(("sdk", "mode"), [("google-genai", "gemini"), ("google-genai-3",
