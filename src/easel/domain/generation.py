@@ -4,18 +4,32 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any, Protocol
 
 
 @dataclass(frozen=True)
 class ImageSpec:
-    """One image to draw: its prompt, its negative prompt and its seed."""
+    """One image to draw: its prompt, its negative prompt and its seed; for an image drawn from
+    an input (EngineBatch.operation), the keys of its input image and mask in
+    EngineBatch.inputs."""
 
     prompt: str
     seed: int
     negative_prompt: str | None = None
+    init: str | None = None  # the image to start from (image-to-image, inpainting)
+    mask: str | None = None  # inpainting: white (255) is repainted, black (0) kept
+
+
+class Operation(StrEnum):
+    """What a batch draws: from text alone, from an input image at `strength` (the share of
+    the schedule re-run: low stays close to the input), or inpainting an input's masked area."""
+
+    TEXT = "text"
+    IMAGE = "image"
+    INPAINT = "inpaint"
 
 
 @dataclass(frozen=True)
@@ -74,6 +88,12 @@ class EngineBatch:
     # LoRA adapters applied for this call, with their weights (none: the base model alone).
     # Jobs with another set never share the call (the batch key holds the set).
     adapters: tuple[AdapterSpec, ...] = ()
+    # Drawing from input images (the images-in work): the operation, its strength, and the
+    # decoded inputs the specs name by key: an image as H x W x 3 uint8, a mask as H x W uint8,
+    # both already at the batch's width and height.
+    operation: Operation = Operation.TEXT
+    strength: float = 1.0
+    inputs: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def preview_steps(self) -> tuple[int, ...]:
