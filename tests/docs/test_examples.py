@@ -195,7 +195,8 @@ def test_catalog_overlays_load(block: Block, tmp_path: Path) -> None:
     overlay = tmp_path / "catalog.toml"
     overlay.write_text(block.code)
     catalog = Catalog.load(overlay)
-    tables = {"tiers": catalog.tiers, "backends": catalog.backends, "models": catalog.models}
+    tables = {"tiers": catalog.tiers, "backends": catalog.backends, "models": catalog.models,
+              "size_tables": catalog.size_tables}
     for section, entries in tomllib.loads(block.code).items():
         assert set(entries) <= set(tables[section]), (section, entries)
 
