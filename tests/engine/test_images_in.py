@@ -218,6 +218,21 @@ def test_inpainting_runs_with_the_batchs_lora_adapters(
     assert np.array_equal(draw(engine, "flux2", INPAINT, 0.9), base)  # and back to the base
 
 
+@pytest.mark.parametrize("family", ["flux", "sd3", "sdxl"])
+@pytest.mark.parametrize("operation", [IMAGE, INPAINT])
+def test_the_other_families_with_img2img_and_inpaint_pipelines_draw_from_inputs_too(
+    engine: Engine, family: str, operation: Operation
+) -> None:
+    """Through the same family table; SDXL's img2img takes no size (it draws at the input's),
+    and rounds steps * strength down, so strength 0.1 runs one step only by the longer
+    schedule."""
+    pair = batch(family, operation, 0.1, spec(), spec(seed=2, init="other"))
+    images = engine.generate(pair)
+    assert [im.pixels.shape for im in images] == [(SIZE, SIZE, 3)] * 2
+    if operation is INPAINT:
+        assert np.array_equal(images[1].pixels[~REPAINTED], OTHER_PICTURE[~REPAINTED])
+
+
 @pytest.mark.parametrize(
     ("family", "operation", "words"),
     [("flux2", IMAGE, "flux2 family cannot do image"),
