@@ -25,11 +25,13 @@ from easel.domain.generation import (
     EngineStatus,
     GeneratedImage,
     ImageSpec,
+    Operation,
     Preview,
 )
 from easel.engine.adapters import PipelineAdapters
-from easel.engine.families import call_kwargs, family_of
+from easel.engine.families import call_kwargs, family_of, input_pipeline
 from easel.engine.fit import share_components
+from easel.engine.inputs import check_inputs, keep_outside_mask, pipeline_inputs
 from easel.engine.libraries import quiet_libraries
 from easel.engine.optimize import EngineOptions, TextEmbeddingCache, apply_options, prepare_vae
 from easel.engine.pipelines import (
@@ -72,7 +74,10 @@ class Engine:
         self.placement: Placement = default_placement(device)
         self.max_loaded = max_loaded
         self._pipelines: OrderedDict[str, Any] = OrderedDict()
-        self._refiners: dict[str, Any] = {}  # img2img views of loaded pipelines (two-pass)
+        # Views of loaded pipelines that share their components: img2img (image-to-image and
+        # the two-pass refiner) and inpaint.
+        self._refiners: dict[str, Any] = {}
+        self._inpainters: dict[str, Any] = {}
         self._adapters: dict[str, PipelineAdapters] = {}  # LoRA adapters of loaded pipelines
         # One pipeline call at a time: a GPU runs one batch best, and diffusers pipelines keep
         # per-call state (scheduler timesteps) that concurrent calls would corrupt.
@@ -156,7 +161,8 @@ class Engine:
         """Serve an already-built pipeline under `source` (benchmarks build theirs in memory).
         `loaded_with`: what its loading applied (offload, quantized weights), for `applied`."""
         with self._lock:
-            self._refiners.pop(source, None)  # a view of the pipeline this one replaces
+            self._refiners.pop(source, None)  # views of the pipeline this one replaces
+            self._inpainters.pop(source, None)
             self._adapters.pop(source, None)  # and the adapters loaded into it
             self.applied[source] = [*(loaded_with or []),
                                     *apply_options(pipe, self.options, self.device)]
@@ -184,6 +190,7 @@ class Engine:
     def _evict_oldest(self) -> None:
         oldest, _ = self._pipelines.popitem(last=False)
         self._refiners.pop(oldest, None)
+        self._inpainters.pop(oldest, None)
         self._adapters.pop(oldest, None)  # their layers live in the pipeline's modules
         self.text_cache.clear()
         log.info("unloading least recently used pipeline %s", oldest)
@@ -192,6 +199,7 @@ class Engine:
     def _evict_all(self) -> None:
         self._pipelines.clear()
         self._refiners.clear()
+        self._inpainters.clear()
         self._adapters.clear()
         self.text_cache.clear()
         self._free_memory()
@@ -213,26 +221,32 @@ class Engine:
         """One image per ImageSpec, in order. Raises InferenceError or CancelledError.
         Identical specs (same prompt, negative prompt and seed) are drawn once: each image
         depends on its own spec alone, so their pixels would be identical anyway.
-        With `batch.previews` and `preview`, partial images go to `preview` between steps."""
+        With `batch.previews` and `preview`, partial images go to `preview` between steps
+        (text-to-image only, for now)."""
         unique = tuple(dict.fromkeys(batch.images))
         drawn = replace(batch, images=unique)
+        check_inputs(drawn)  # before any weights load
         partials = None
-        if preview is not None and drawn.preview_steps:
+        # Drawn from an input, a pipeline runs only a share of the steps, known once it starts,
+        # which the preview steps are not yet spaced over.
+        if preview is not None and drawn.preview_steps and drawn.operation is Operation.TEXT:
             partials = _Previews(drawn, batch.images, preview)
         steps = _Progress(progress, drawn.total_steps, partials)
         with self._lock:
             pipe = self.pipeline(drawn.source)
             self._use_adapters(drawn, pipe)
             kwargs = call_kwargs(drawn, _generators(drawn))
-            if drawn.two_pass is None:
+            if drawn.operation is not Operation.TEXT:
+                images = self._from_inputs(pipe, drawn, kwargs, steps, cancel)
+            elif drawn.two_pass is None:
                 images = self._run(pipe, drawn, kwargs, steps, cancel)
             else:
                 images = self._two_pass(pipe, drawn, kwargs, steps, cancel)
         return _in_batch_order(unique, _to_images(images, drawn), batch.images)
 
     def _use_adapters(self, batch: EngineBatch, pipe: Any) -> None:
-        """Make `pipe` run with exactly the batch's LoRA adapters. The refiner of the two-pass
-        path shares the pipeline's denoiser and text encoders, so it runs with them too."""
+        """Make `pipe` run with exactly the batch's LoRA adapters. The img2img and inpaint views
+        share the pipeline's denoiser and text encoders, so they run with them too."""
         adapters = self._adapters.get(batch.source)
         if adapters is None:
             if not batch.adapters:
@@ -270,23 +284,46 @@ class Engine:
         steps.next_pass(batch.steps)
         return self._run(refiner, batch, refine, steps, cancel)
 
+    def _from_inputs(
+        self,
+        pipe: Any,
+        batch: EngineBatch,
+        kwargs: dict[str, Any],
+        steps: _Progress,
+        cancel: threading.Event | None,
+    ) -> np.ndarray:
+        """Image-to-image or inpainting with the family's pipeline for it, a view that shares
+        the loaded components. Inpainting then keeps the inputs' own pixels outside the mask."""
+        inpaint = batch.operation is Operation.INPAINT
+        cache = self._inpainters if inpaint else self._refiners
+        view = self._view(cache, input_pipeline(batch.family, batch.operation), batch, pipe)
+        steps.next_pass(0)  # the pipeline runs about steps * strength of its schedule
+        drawn = self._run(view, batch, {**kwargs, **pipeline_inputs(batch)}, steps, cancel)
+        return keep_outside_mask(drawn, batch) if inpaint else drawn
+
     def _refiner(self, batch: EngineBatch, pipe: Any) -> Any:
-        if batch.source not in self._refiners:
-            class_name = family_of(batch.family).refiner
-            if class_name is None:
-                raise InferenceError(f"the {batch.family} family has no img2img pipeline for "
-                                     f"the two-pass path; {batch.width}x{batch.height} is "
-                                     "beyond what its catalog entry draws natively")
+        class_name = family_of(batch.family).refiner
+        if class_name is None:
+            raise InferenceError(f"the {batch.family} family has no img2img pipeline for "
+                                 f"the two-pass path; {batch.width}x{batch.height} is "
+                                 "beyond what its catalog entry draws natively")
+        return self._view(self._refiners, class_name, batch, pipe)
+
+    def _view(self, cache: dict[str, Any], class_name: str, batch: EngineBatch,
+              pipe: Any) -> Any:
+        """The diffusers pipeline `class_name` built once from `pipe`'s components (no second
+        copy of the weights), kept in `cache` while `pipe` stays loaded."""
+        if batch.source not in cache:
             import diffusers
 
-            refiner_class = getattr(diffusers, class_name)
+            view_class = getattr(diffusers, class_name)
             if self.options.weight_quant is None:
-                refiner = refiner_class.from_pipe(pipe)
+                view = view_class.from_pipe(pipe)
             else:  # from_pipe casts to a dtype, which diffusers refuses for a quantized model
-                refiner = share_components(refiner_class, pipe)
-            refiner.set_progress_bar_config(disable=True)
-            self._refiners[batch.source] = refiner
-        return self._refiners[batch.source]
+                view = share_components(view_class, pipe)
+            view.set_progress_bar_config(disable=True)
+            cache[batch.source] = view
+        return cache[batch.source]
 
     def _run(
         self,
@@ -297,10 +334,13 @@ class Engine:
         cancel: threading.Event | None,
     ) -> np.ndarray:
         """One pipeline call, with progress, cancel between steps, and the embedding cache."""
-        prepare_vae(pipe, kwargs["width"], kwargs["height"], self.options)
+        width, height = kwargs["width"], kwargs["height"]
+        if not _accepts(pipe, "width"):
+            # SDXL's img2img draws at its input image's size, which is the batch's.
+            kwargs = {k: v for k, v in kwargs.items() if k not in ("width", "height")}
+        prepare_vae(pipe, width, height, self.options)
         if _accepts(pipe, "callback_on_step_end"):
-            kwargs["callback_on_step_end"] = steps.callback(cancel, kwargs["width"],
-                                                            kwargs["height"])
+            kwargs["callback_on_step_end"] = steps.callback(cancel, width, height)
         try:
             # The tap goes on the scheduler this call samples with (after any swap).
             with torch.inference_mode(), scheduled(pipe, batch.scheduler), steps.tapping(pipe):
@@ -325,10 +365,14 @@ class _Progress:
         self.report = report
         self.total = total
         self.offset = 0
+        self.learns_total = False
         self.previews = previews
 
     def next_pass(self, steps_before: int) -> None:
+        """A pass that runs a share of its schedule (img2img) starts after `steps_before`
+        steps: the total is learned from the pipeline once it knows that share."""
         self.offset = steps_before
+        self.learns_total = True
 
     def tapping(self, pipe: Any) -> contextlib.AbstractContextManager[None]:
         if self.previews is None:
@@ -342,7 +386,7 @@ class _Progress:
         def on_step_end(pipe: Any, step: int, _t: Any, tensors: dict[str, Any]) -> dict[str, Any]:
             # The pipeline knows how many steps this pass runs (an img2img pass runs a share).
             steps_this_pass = int(getattr(pipe, "_num_timesteps", 0) or 0)
-            if self.offset and steps_this_pass:
+            if self.learns_total and steps_this_pass:
                 self.total = self.offset + steps_this_pass
             if self.report is not None:
                 self.report(min(self.offset + step + 1, self.total), self.total)

@@ -1,6 +1,7 @@
 """Each pipeline family's rules in one row: how to call it, how to encode its prompts for the
-embedding cache, how to load it, its offline stand-in, its img2img refiner (the two-pass path
-to sizes above what the model card supports), and how its partial images are decoded.
+embedding cache, how to load it, its offline stand-in, its img2img and inpaint pipelines (for
+images drawn from an input, and the img2img one for the two-pass path to sizes above what the
+model card supports), and how its partial images are decoded.
 
 The catalog names a backend's family; nothing outside this table branches on a family's name.
 """
@@ -14,7 +15,8 @@ from typing import Any
 
 import torch
 
-from easel.domain.generation import EngineBatch
+from easel.domain.errors import InferenceError
+from easel.domain.generation import EngineBatch, Operation
 from easel.engine import previews, tiny
 
 CallArguments = Callable[[EngineBatch, list[str]], dict[str, Any]]
@@ -42,7 +44,10 @@ class Family:
     # Latents (as its denoising loop holds them) to pixels, as its pipeline's final decode does:
     # partial images decode the model's current prediction of the clean latents with it.
     decode_preview: previews.PreviewDecoder
-    refiner: str | None = None  # diffusers img2img class built from the same components
+    # The diffusers classes built from the same components for drawing from an input image:
+    # img2img (image-to-image, and the two-pass refiner) and inpaint; None: it cannot.
+    refiner: str | None = None
+    inpainter: str | None = None
     text_encoding: TextEncoding | None = None
     # The diffusers pipeline class (its LoRA loader reads adapter files without a model);
     # None: easel's own.
@@ -123,12 +128,16 @@ def _encode_flux2(pipe: Any, prompt: str, negative: str, seq: int | None,
 
 _FAMILIES = (
     Family("flux", tiny.flux, _with_sequence(_flux), previews.decode_flux,
-           refiner="FluxImg2ImgPipeline", pipeline="FluxPipeline",
+           refiner="FluxImg2ImgPipeline", inpainter="FluxInpaintPipeline", pipeline="FluxPipeline",
            # With true CFG the pipeline encodes prompt and negative itself.
            text_encoding=TextEncoding(("prompt_embeds", "pooled_prompt_embeds"), _encode_flux,
                                       applies=lambda pipe, kwargs: "true_cfg_scale" not in kwargs)),
+    # No img2img: diffusers has no klein img2img class, and its inpaint pipeline with an
+    # all-white mask is not one either: it also feeds the input to the transformer as reference
+    # tokens (klein's editing mode), so even at strength 1 the output follows the input, and
+    # `strength` would not mean what it means on the other tiers.
     Family("flux2", tiny.flux2, _with_sequence(_guidance), previews.decode_flux2,
-           pipeline="Flux2KleinPipeline",
+           inpainter="Flux2KleinInpaintPipeline", pipeline="Flux2KleinPipeline",
            # A non-distilled klein runs CFG and would encode its own "" negative for one row:
            # leave its prompts to the pipeline.
            text_encoding=TextEncoding(
@@ -136,17 +145,22 @@ _FAMILIES = (
                applies=lambda pipe, kwargs: bool(pipe.config.is_distilled)
                or kwargs["guidance_scale"] <= 1.0)),
     Family("zimage", tiny.zimage, _with_sequence(_zimage), previews.decode_scaled_shifted,
-           refiner="ZImageImg2ImgPipeline", pipeline="ZImagePipeline"),
+           refiner="ZImageImg2ImgPipeline", inpainter="ZImageInpaintPipeline",
+           pipeline="ZImagePipeline"),
     Family("qwenimage", tiny.qwenimage, _with_sequence(_qwen_image), previews.decode_qwenimage,
-           refiner="QwenImageImg2ImgPipeline", pipeline="QwenImagePipeline"),
+           refiner="QwenImageImg2ImgPipeline", inpainter="QwenImageInpaintPipeline",
+           pipeline="QwenImagePipeline"),
     Family("sd3", tiny.sd3, _with_sequence(_guidance_negative), previews.decode_scaled_shifted,
-           refiner="StableDiffusion3Img2ImgPipeline", pipeline="StableDiffusion3Pipeline",
+           refiner="StableDiffusion3Img2ImgPipeline", inpainter="StableDiffusion3InpaintPipeline",
+           pipeline="StableDiffusion3Pipeline",
            text_encoding=TextEncoding(
                ("prompt_embeds", "negative_prompt_embeds", "pooled_prompt_embeds",
                 "negative_pooled_prompt_embeds"),
                _encode_sd3, guided=lambda kwargs: kwargs["guidance_scale"] > 1.0)),
     Family("sdxl", tiny.sdxl, _guidance_negative, previews.decode_sdxl,
-           refiner="StableDiffusionXLImg2ImgPipeline", pipeline="StableDiffusionXLPipeline"),
+           refiner="StableDiffusionXLImg2ImgPipeline", inpainter="StableDiffusionXLInpaintPipeline",
+           pipeline="StableDiffusionXLPipeline"),
+    # diffusers has no Sana img2img or inpaint pipeline; mini is easel's own text-to-image model.
     Family("sana", tiny.sana, _sana, previews.decode_sana, pipeline="SanaPipeline"),
     Family("mini", tiny.mini, _guidance_negative, previews.decode_mini),
 )
@@ -160,6 +174,19 @@ def family_of(name: str) -> Family:
     except KeyError:
         known = ", ".join(FAMILIES)
         raise ValueError(f"unknown pipeline family {name!r}; known: {known}") from None
+
+
+def input_pipeline(name: str, operation: Operation) -> str:
+    """The diffusers class that draws `operation` from an input image in family `name`."""
+    assert operation is not Operation.TEXT
+    family = family_of(name)
+    inpaint = operation is Operation.INPAINT
+    class_name = family.inpainter if inpaint else family.refiner
+    if class_name is None:
+        kind = "inpaint" if inpaint else "img2img"
+        raise InferenceError(f"the {name} family cannot do {operation.value} (drawing from an "
+                             f"input image): it has no {kind} pipeline")
+    return class_name
 
 
 def stand_in_dir(name: str, cache_dir: Path) -> Path:

@@ -1,0 +1,103 @@
+"""What an edit costs: seconds per image drawn from an input (image-to-image, inpainting, at
+strength 0.6) per tier family, next to text-to-image at the same schedule, median of N.
+
+    .venv/bin/python bench/images_in.py [--families flux2,zimage,qwenimage] [--size 128]
+        [--repeats 5] [--threads 2]
+
+On the tiny stand-ins (untrained, random weights) this measures easel's overheads around the
+diffusers pipelines (input conversion, the img2img/inpaint views, the VAE encode of the input,
+the paste-back), not what the real models cost. Schedules: each family's catalog steps, with
+Qwen-Image's 50 cut to 10 to keep a CPU run short; at 0.6 a pipeline runs about 60% of them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from easel.domain.errors import InferenceError
+from easel.domain.generation import EngineBatch, ImageSpec, Operation
+from easel.engine import Engine
+from easel.engine.families import input_pipeline
+
+STEPS = {"flux2": 4, "zimage": 8, "qwenimage": 10}  # catalog: 4, 8, 50
+GUIDANCE = {"flux2": 1.0, "zimage": 0.0, "qwenimage": 4.0}  # catalog defaults
+STRENGTH = 0.6
+PROMPT = "a red fox standing in fresh snow at dawn, photograph"
+
+
+def inputs(size: int) -> dict[str, np.ndarray]:
+    """A smooth picture and a centred square mask (white: repaint)."""
+    y, x = np.mgrid[0:size, 0:size] * (255 // max(size - 1, 1))
+    picture = np.stack([x, y, np.full_like(x, 128)], axis=-1).astype(np.uint8)
+    mask = np.zeros((size, size), np.uint8)
+    mask[size // 4: 3 * size // 4, size // 4: 3 * size // 4] = 255
+    return {"picture": picture, "mask": mask}
+
+
+def batch(family: str, operation: Operation, size: int) -> EngineBatch:
+    mask = "mask" if operation is Operation.INPAINT else None
+    init = None if operation is Operation.TEXT else "picture"
+    return EngineBatch(f"easel/tiny-{family}", family, size, size, STEPS[family],
+                       GUIDANCE[family], (ImageSpec(PROMPT, 7, init=init, mask=mask),),
+                       operation=operation, strength=STRENGTH, inputs=inputs(size))
+
+
+def seconds_per_image(engine: Engine, job: EngineBatch, repeats: int) -> tuple[float, int]:
+    """Median seconds of `repeats` runs after one warm-up, and the steps a run takes."""
+    steps: list[int] = []
+    engine.generate(job, progress=lambda done, total: steps.append(total))  # warm-up
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        engine.generate(job)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times), steps[-1]
+
+
+def can(family: str, operation: Operation) -> bool:
+    if operation is Operation.TEXT:
+        return True
+    try:
+        input_pipeline(family, operation)
+    except InferenceError:  # the family refuses it by name: the table says so
+        return False
+    return True
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--families", default="flux2,zimage,qwenimage")
+    parser.add_argument("--size", type=int, default=128)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    with tempfile.TemporaryDirectory() as cache:
+        engine = Engine(Path(cache), device="cpu", max_loaded=1)
+        print(f"{args.size}x{args.size}, strength {STRENGTH}, median of {args.repeats}, "
+              f"{args.threads} threads\n")
+        print("| family | steps | text-to-image s | image-to-image s (steps run) "
+              "| inpaint s (steps run) |")
+        print("|---|---|---|---|---|")
+        for family in args.families.split(","):
+            cells = []
+            for operation in Operation:
+                if not can(family, operation):
+                    cells.append("refused")
+                    continue
+                seconds, ran = seconds_per_image(engine, batch(family, operation, args.size),
+                                                 args.repeats)
+                cells.append(f"{seconds:.3f}" if operation is Operation.TEXT
+                             else f"{seconds:.3f} ({ran})")
+            print(f"| {family} | {STEPS[family]} | " + " | ".join(cells) + " |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,92 @@
+"""Images drawn from input images (image-to-image, inpainting): the checks a batch's inputs pass
+before any weights load, the inputs as the diffusers pipelines take them, and the paste-back
+that keeps an inpainted image's pixels outside its mask.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from easel.domain.errors import InferenceError
+from easel.domain.generation import EngineBatch, ImageSpec, Operation
+from easel.engine.families import input_pipeline
+
+# The diffusers inpaint pipelines binarise the mask at half scale (>= 0.5 is repainted); the
+# paste-back uses the same line, so "kept" means exactly the pixels the model was told to keep.
+REPAINT_FROM = 128
+
+
+def check_inputs(batch: EngineBatch) -> None:
+    """Raise InferenceError, naming the problem, when `batch` cannot be drawn from its inputs:
+    an operation its family cannot do, two passes, a missing input, a size other than the
+    batch's. A text-to-image batch passes."""
+    if batch.operation is Operation.TEXT:
+        return
+    input_pipeline(batch.family, batch.operation)
+    if batch.two_pass is not None:
+        raise InferenceError(f"{batch.operation.value} draws at the input's own size; "
+                             f"{batch.width}x{batch.height} would need two passes")
+    for index, spec in enumerate(batch.images):
+        _input(batch, index, "init", spec.init, (batch.height, batch.width, 3))
+        if batch.operation is Operation.INPAINT:
+            _input(batch, index, "mask", spec.mask, (batch.height, batch.width))
+
+
+def _input(batch: EngineBatch, index: int, role: str, key: str | None,
+           shape: tuple[int, ...]) -> None:
+    if key is None:
+        raise InferenceError(f"image {index} has no {role} input for {batch.operation.value}")
+    if key not in batch.inputs:
+        raise InferenceError(f"image {index}: the {role} input {key!r} is not among the inputs")
+    pixels = np.asarray(batch.inputs[key])
+    if pixels.shape != shape or pixels.dtype != np.uint8:
+        raise InferenceError(f"image {index}: the {role} input {key!r} is {pixels.dtype} "
+                             f"{pixels.shape}, not uint8 {shape} (the batch's size)")
+
+
+def pipeline_inputs(batch: EngineBatch) -> dict[str, Any]:
+    """The img2img or inpaint pipeline's own arguments: one input (and mask) per image, in the
+    order of the batch's specs, as PIL images (every one of these pipelines reads those the
+    same way), the strength, and the schedule (input_schedule)."""
+    from PIL import Image
+
+    kwargs: dict[str, Any] = {
+        "image": [Image.fromarray(_init(batch, spec)) for spec in batch.images],
+        "strength": batch.strength,
+        "num_inference_steps": input_schedule(batch),
+    }
+    if batch.operation is Operation.INPAINT:
+        kwargs["mask_image"] = [Image.fromarray(_mask(batch, spec)) for spec in batch.images]
+    return kwargs
+
+
+def input_schedule(batch: EngineBatch) -> int:
+    """num_inference_steps for a pipeline that runs about steps * strength of them: raised, as
+    for the two-pass refiner, until at least one step runs (SDXL's pipelines round the share
+    down and refuse zero steps; the others would run one step at too high a noise level)."""
+    return max(batch.steps, math.ceil(1.0 / batch.strength))
+
+
+def keep_outside_mask(drawn: np.ndarray, batch: EngineBatch) -> np.ndarray:
+    """Inpainted images (n, h, w, 3 in [0, 1]) with the inputs' own pixels outside their masks.
+    The pipelines keep the latents there, but the VAE's round trip still shifts those pixels.
+    The mask is used hard, as given: a feathered edge would blend pixels the caller asked to
+    keep."""
+    kept = drawn.copy()
+    for i, spec in enumerate(batch.images):
+        keep = _mask(batch, spec) < REPAINT_FROM
+        kept[i][keep] = _init(batch, spec)[keep].astype(drawn.dtype) / 255.0
+    return kept
+
+
+def _init(batch: EngineBatch, spec: ImageSpec) -> np.ndarray:
+    assert spec.init is not None
+    return np.asarray(batch.inputs[spec.init])
+
+
+def _mask(batch: EngineBatch, spec: ImageSpec) -> np.ndarray:
+    assert spec.mask is not None
+    return np.asarray(batch.inputs[spec.mask])
