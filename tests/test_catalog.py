@@ -289,3 +289,15 @@ def test_a_stand_in_never_runs_below_the_models_minimum_steps(catalog: Catalog) 
     assert plan(ultra, catalog, resolver).backend.steps == 2  # Qwen-Image: min_steps 2
     asked = GenerationRequest("google/imagen4-ultra", "a fox", 1024, 1024, steps=3)
     assert plan(asked, catalog, resolver).backend.steps == 2  # capped at 1, raised to 2
+
+
+def test_the_catalogs_input_operations_are_the_engines() -> None:
+    """The core refuses an operation a family cannot do before a job exists: its table must be
+    the engine's (an img2img class for "image", an inpaint class for "inpaint")."""
+    from easel.catalog import INPUT_OPERATIONS
+    from easel.engine.families import FAMILIES
+
+    engine = {name: tuple(op for op, cls in (("image", family.refiner),
+                                             ("inpaint", family.inpainter)) if cls)
+              for name, family in FAMILIES.items()}
+    assert engine == INPUT_OPERATIONS

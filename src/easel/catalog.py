@@ -26,6 +26,14 @@ FAMILIES = ("flux", "flux2", "zimage", "qwenimage", "sd3", "sdxl", "sana", "mini
 # Families with an img2img pipeline in diffusers, so sizes past native_max_pixels can be drawn in
 # two passes (the engine's family table names the class; a test keeps the two in step).
 REFINABLE_FAMILIES = ("flux", "zimage", "qwenimage", "sd3", "sdxl")
+# What each family draws from an input image (images in): its diffusers img2img ("image") and
+# inpaint classes, as the engine's family table names them (a test keeps the two in step).
+# FLUX.2 klein's inpaint pipeline with a white mask is its reference editing, not img2img.
+INPUT_OPERATIONS: dict[str, tuple[str, ...]] = {
+    "flux": ("image", "inpaint"), "flux2": ("inpaint",), "zimage": ("image", "inpaint"),
+    "qwenimage": ("image", "inpaint"), "sd3": ("image", "inpaint"), "sdxl": ("image", "inpaint"),
+    "sana": (), "mini": (),
+}
 DEFAULT_SCHEDULER = "Default"
 RESOLUTION_SCALE = {"1k": 1, "2k": 2}
 DEFAULT_REFINE_STRENGTH = 0.35

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from easel.domain.generation import Operation
 from easel.domain.lora import AppliedLora
 from easel.domain.safety import EnhancementState, SafetyInput
 
@@ -53,6 +54,12 @@ class GenerationRequest:
     partial_images: int = 0  # previews of each image while it denoises (a stream shows them)
     # LoRA adapters, pinned to the bytes allow-listed when the job was accepted.
     loras: tuple[AppliedLora, ...] = ()
+    # Drawing from an input image: the operation, its strength, and the sha256 of the files the
+    # client sent (the inputs themselves are in the image store, under input_keys(job id)).
+    operation: Operation = Operation.TEXT
+    strength: float | None = None
+    input_digest: str | None = None
+    mask_digest: str | None = None
 
     @property
     def client_prompt(self) -> str:

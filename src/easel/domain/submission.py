@@ -68,6 +68,26 @@ SizeChoice = ExactSize | AspectRatioSize | NearestSize
 
 
 @dataclass(frozen=True)
+class ImageInput:
+    """An image as the client sent it: wire text (a data URI, base64, a URL, the id of an image
+    easel stored) or a file's bytes (a multipart upload), and the parameter it came in."""
+
+    parameter: str
+    text: str | None = None
+    data: bytes | None = None
+
+
+@dataclass(frozen=True)
+class ImagesIn:
+    """Drawing from an image: image-to-image at `strength` (None: the default), or, with a
+    mask (white, or transparent, is repainted), inpainting."""
+
+    image: ImageInput
+    mask: ImageInput | None = None
+    strength: float | None = None
+
+
+@dataclass(frozen=True)
 class GenerationInput:
     """The generation as the client asked for it, before the catalog resolves model and size."""
 
@@ -93,6 +113,7 @@ class GenerationInput:
     enhance_prompt: bool = False
     partial_images: int = 0  # previews streamed while it denoises (OpenAI's, 0-3)
     loras: tuple[LoraChoice, ...] = ()  # allow-listed adapters, each with its weight
+    images_in: ImagesIn | None = None  # draw from an input image (None: from text alone)
 
 
 @dataclass(frozen=True)
@@ -119,7 +140,7 @@ CORE_PARAMETERS = (
     "model", "tier", "prompt", "negative_prompt", "size", "width", "height", "aspect_ratio",
     "resolution", "num_images", "seed", "output_format", "output_quality", "webhook", "upload",
     "ttl", "task_id", "steps", "guidance_scale", "scheduler", "safety", "person_generation",
-    "watermark", "enhance_prompt", "loras",
+    "watermark", "enhance_prompt", "loras", "image", "mask", "strength",
 )
 
 

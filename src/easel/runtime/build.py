@@ -32,6 +32,7 @@ from easel.services.delivery.outbound import is_loopback_host
 from easel.services.delivery.service import DeliveryService
 from easel.services.images.artifacts import Artifacts
 from easel.services.images.finishing import ImageFinisher
+from easel.services.images.inputs import InputImages
 from easel.services.images.provenance import ContentCredentials
 from easel.services.images.safety import ContentChecker, NudeNetDetector
 from easel.services.jobs.admission import Admission
@@ -141,6 +142,7 @@ def build_worker(
         events or JobEvents(relay_for(settings.database_url)),
         engine_factory or diffusers_engine(settings), finisher, clock, wall_clock,
         AdapterFiles(blobs, settings.loras_dir, LoraStore(store.engine).digest_in_use),
+        InputImages(blobs),
     )
     metrics.watch_engine(worker.engine_status)
     return worker
@@ -213,6 +215,7 @@ def build_runtime(
         on_submit=lambda dialect: metrics.submitted.labels(dialect).inc(),
         prompts=prompt_rules(settings, metrics),
         adapters=AdapterRules(LoraStore(store.engine), settings.max_loras_per_request),
+        inputs=InputImages(blobs, allow_loopback=settings.allow_loopback_urls),
         chosen_id_scopes=[d.name for d in served if d.chooses_ids],
         check_floor=CheckFloor(settings.content_check_floor),
     )

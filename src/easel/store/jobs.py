@@ -22,6 +22,7 @@ from sqlalchemy.engine import Connection, Engine, RowMapping
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from easel.domain.errors import ErrorKind
+from easel.domain.generation import Operation
 from easel.domain.job import TERMINAL_STATUSES, Job, JobImage, JobStatus
 from easel.domain.lora import AppliedLora
 from easel.domain.request import GenerationRequest, ImageFormat
@@ -735,6 +736,9 @@ def request_to_json(request: GenerationRequest) -> dict[str, Any]:
     # Adapters only when there are some: the idempotency hash of every other request stays
     # what it was before adapters existed.
     adapters = {"loras": [lora.to_json() for lora in request.loras]} if request.loras else {}
+    inputs = {} if request.operation is Operation.TEXT else {
+        "operation": request.operation.value, "strength": request.strength,
+        "input_digest": request.input_digest, "mask_digest": request.mask_digest}
     return {
         "model": request.model, "prompt": request.prompt, "width": request.width,
         "height": request.height, "num_images": request.num_images,
@@ -746,7 +750,7 @@ def request_to_json(request: GenerationRequest) -> dict[str, Any]:
         "enhance_prompt": request.enhance_prompt, "original_prompt": request.original_prompt,
         "enhancement": request.enhancement.value,
         "enhancement_detail": request.enhancement_detail, "tier": request.tier,
-        "partial_images": request.partial_images, **adapters,
+        "partial_images": request.partial_images, **adapters, **inputs,
     }
 
 
@@ -757,6 +761,7 @@ def request_from_json(raw: dict[str, Any]) -> GenerationRequest:
         "safety": SafetyInput.from_json(raw.get("safety")),
         "enhancement": EnhancementState(raw.get("enhancement", EnhancementState.OFF.value)),
         "loras": tuple(AppliedLora.from_json(lora) for lora in raw.get("loras", ())),
+        "operation": Operation(raw.get("operation", Operation.TEXT.value)),
     })
 
 

@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -32,11 +33,13 @@ from easel.domain.generation import (
     EngineStatus,
     GeneratedImage,
     ImageSpec,
+    Operation,
     Preview,
 )
 from easel.domain.job import Job
 from easel.services.images.artifacts import expiry
 from easel.services.images.finishing import ImageFinisher, Provenance
+from easel.services.images.inputs import InputImages, input_keys
 from easel.services.jobs.events import JobEvents
 from easel.services.jobs.planning import BackendResolver, Plan, plan
 from easel.services.loras import AdapterFiles
@@ -73,6 +76,7 @@ class Worker:
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
         adapter_files: AdapterFiles | None = None,
+        input_images: InputImages | None = None,
     ) -> None:
         self.settings = settings
         self.catalog = catalog
@@ -97,6 +101,8 @@ class Worker:
         self.wall_clock = wall_clock  # stored images' expiry, read by the API's clock
         # The LoRA adapters' local files (None: jobs naming adapters fail clearly).
         self.adapter_files = adapter_files
+        # The input images of jobs that draw from one (None: such jobs fail clearly).
+        self.input_images = input_images
         self._partials: dict[str, list[str]] = {}  # job id -> its partial images' blob keys
         self._loaded_at: float | None = None  # when this worker last loaded a model
 
@@ -300,7 +306,8 @@ class Worker:
     def _plan(self, job: Job) -> _Planned | None:
         try:
             seeds = [image.seed for image in job.images]  # fixed at submission
-            return _Planned(job, plan(job.request, self.catalog, self.resolver, seeds))
+            the_plan = plan(job.request, self.catalog, self.resolver, seeds)
+            return _Planned(job, the_plan.with_inputs(input_keys(job.id)))
         except EaselError as exc:
             self._fail_all([job.id], exc.kind, exc.message)
             return None
@@ -314,12 +321,13 @@ class Worker:
         self._note_load(first.backend.source)
         size = self.settings.batch_size
         adapters = self._adapters(first)
+        inputs = self._inputs(planned)
         out: list[GeneratedImage] = []
         for start in range(0, len(specs), size):  # one job larger than a batch runs in chunks
             chunk = tuple(specs[start:start + size])
             progress.chunk = start // size
             out.extend(self.engine.generate(
-                first.batch(chunk, adapters), progress=progress, cancel=progress.cancel,
+                first.batch(chunk, adapters, inputs), progress=progress, cancel=progress.cancel,
                 preview=self._previewer(planned, start, len(chunk), progress)))
         return out
 
@@ -331,6 +339,28 @@ class Worker:
         if self.adapter_files is None:
             raise EaselError(ErrorKind.UNSUPPORTED, "this worker runs no adapters", "loras")
         return self.adapter_files.ready(first.request.loras)
+
+    def _inputs(self, planned: list[_Planned]) -> dict[str, Any]:
+        """The decoded input images and masks of the batch's jobs, by key (none for jobs that
+        draw from text: the batch key keeps the two apart)."""
+        inputs: dict[str, Any] = {}
+        for p in planned:
+            if p.job.request.operation is Operation.TEXT:
+                continue
+            if self.input_images is None:
+                raise EaselError(ErrorKind.UNSUPPORTED, "this worker takes no input images",
+                                 "image")
+            found = self.input_images.load(p.job.id)
+            if input_keys(p.job.id)[0] not in found:
+                raise EaselError(ErrorKind.INTERNAL, f"the input image of job {p.job.id} is "
+                                 "gone from the image store", "image")
+            inputs.update(found)
+        return inputs
+
+    def _ended(self, job_id: str) -> None:
+        """A job's terminal transition: its input images, kept only for its run, go."""
+        if self.input_images is not None:
+            self.input_images.discard(job_id)
 
     def _previewer(
         self, planned: list[_Planned], start: int, count: int, progress: _Progress
@@ -386,11 +416,13 @@ class Worker:
             if self.store.finish_cancelled(job_id, self.owner, CANCELLED_MESSAGE):
                 self.metrics.failed.labels(ErrorKind.CANCELLED.value).inc()
                 log.info("job %s cancelled", job_id, extra={"job_id": job_id})
+                self._ended(job_id)
             self._release(job_id)
 
     def _fail_all(self, job_ids: list[str], kind: ErrorKind, message: str) -> None:
         for job_id in job_ids:
             if self.store.fail(job_id, self.owner, kind, message):
+                self._ended(job_id)
                 self.metrics.failed.labels(kind.value).inc()
                 log.info("job %s failed: %s: %s", job_id, kind.value, message,
                          extra={"job_id": job_id, "error_kind": kind.value})
@@ -415,6 +447,7 @@ class Worker:
                 ready = [self._store_image(p, i, g) for i, g in enumerate(mine)]
                 if self.store.complete(p.job.id, self.owner, ready, batch_id, engine_seconds):
                     completed = True
+                    self._ended(p.job.id)
                     self.metrics.images.inc(sum(1 for r in ready if r.withheld is None))
                     _log_completed(p.job, ready, engine_seconds)
             except (OSError, SQLAlchemyError) as exc:

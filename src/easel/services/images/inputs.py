@@ -15,8 +15,10 @@ stored) is read by `reference`; fetching a URL goes through the outbound guard
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
+import contextlib
 import hashlib
 import io
 import re
@@ -28,7 +30,10 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from easel.domain.errors import invalid
+from easel.domain.errors import EaselError, ErrorKind, invalid
+from easel.domain.submission import ImageInput, ImagesIn
+from easel.services.delivery.outbound import fetch
+from easel.store.blobs import BlobStore
 
 # What every provider documents for input images (OpenAI, Runware, Google: PNG, JPEG, WEBP).
 FORMATS = ("PNG", "JPEG", "WEBP")
@@ -183,3 +188,119 @@ def _to_8bit_grey(image: Image.Image) -> Image.Image:
         top = max(float(values.max(initial=0.0)), 1.0)
     scaled = np.clip(values / top * 255.0, 0, 255).round().astype(np.uint8)
     return Image.fromarray(scaled, "L")
+
+
+# -- a job's inputs: prepared at submission, kept in the image store until the job ends ---------
+
+DEFAULT_STRENGTH = 0.8  # Runware's default for seedImage; every dialect that takes one agrees
+
+
+def input_keys(job_id: str) -> tuple[str, str]:
+    """Where a job's input image and mask are kept: by its id, so a retry of the same task id
+    writes the same files and a worker finds them after a crash."""
+    return f"input-{job_id}.png", f"mask-{job_id}.png"
+
+
+@dataclass(frozen=True)
+class PreparedInputs:
+    """A request's inputs, decoded and fitted (PNG, not stored yet: a retry of an existing task
+    id must not touch that job's files), and the sha256 of the files the client sent."""
+
+    input_digest: str
+    mask_digest: str | None
+    image_png: bytes
+    mask_png: bytes | None
+
+
+class InputImages:
+    """Input images of jobs: fetched, decoded and fitted to the job's size at submission, kept
+    in the image store as PNG under the job's id, read by its worker, deleted when it ends."""
+
+    def __init__(self, blobs: BlobStore, limits: InputLimits = InputLimits(),
+                 allow_loopback: bool = False, fetch_timeout: float = 30.0) -> None:
+        self.blobs = blobs
+        self.limits = limits
+        self.allow_loopback = allow_loopback
+        self.fetch_timeout = fetch_timeout
+
+    async def prepare(self, images_in: ImagesIn, width: int, height: int) -> PreparedInputs:
+        """Fetch and decode the inputs and fit them to width x height (scaled to cover,
+        centred, cropped); an EaselError naming the client's parameter when one is refused."""
+        data = await self._bytes(images_in.image)
+        mask_data = None if images_in.mask is None else await self._bytes(images_in.mask)
+        # Decoding and resampling are CPU work: off the event loop.
+        return await asyncio.to_thread(self._fitted, images_in, data, mask_data, width, height)
+
+    def _fitted(self, images_in: ImagesIn, data: bytes, mask_data: bytes | None, width: int,
+                height: int) -> PreparedInputs:
+        image = decode(data, images_in.image.parameter, self.limits)
+        fitted = _fit(Image.fromarray(image.pixels), width, height, Image.Resampling.LANCZOS)
+        if images_in.mask is None or mask_data is None:
+            return PreparedInputs(image.digest, None, _png(fitted), None)
+        mask = decode(mask_data, images_in.mask.parameter, self.limits)
+        _check_same_size(mask, image, images_in.mask.parameter)
+        repaint = Image.fromarray(repaint_levels(mask))
+        # Nearest: a mask's edge stays where the client drew it, with no new grey levels.
+        fitted_mask = _fit(repaint, width, height, Image.Resampling.NEAREST)
+        return PreparedInputs(image.digest, mask.digest, _png(fitted), _png(fitted_mask))
+
+    async def keep(self, prepared: PreparedInputs, job_id: str) -> None:
+        """Store a new job's inputs under its id, before the job is inserted."""
+        image_key, mask_key = input_keys(job_id)
+        await asyncio.to_thread(self.blobs.put, image_key, prepared.image_png, "image/png")
+        if prepared.mask_png is not None:
+            await asyncio.to_thread(self.blobs.put, mask_key, prepared.mask_png, "image/png")
+
+    async def _bytes(self, given: ImageInput) -> bytes:
+        if given.data is not None:
+            return given.data
+        found = reference(given.text, given.parameter, self.limits)
+        if found.data is not None:
+            return found.data
+        if found.url is not None:
+            return await fetch(found.url, given.parameter, self.limits.max_bytes,
+                               self.fetch_timeout, self.allow_loopback)
+        raise EaselError(ErrorKind.UNSUPPORTED, f"{given.parameter}: naming an image easel "
+                         "stored is not served yet; send the image itself or its URL",
+                         given.parameter)
+
+    def load(self, job_id: str) -> dict[str, np.ndarray]:
+        """The job's stored inputs as the engine takes them, by key (a worker's side)."""
+        found = {}
+        for key in input_keys(job_id):
+            data = self.blobs.get(key)
+            if data is not None:
+                found[key] = np.asarray(Image.open(io.BytesIO(data)))
+        return found
+
+    def discard(self, job_id: str) -> None:
+        """The job ended: its inputs go (a failure to delete them is not the job's)."""
+        for key in input_keys(job_id):
+            with contextlib.suppress(Exception):
+                self.blobs.delete(key)
+
+
+def _png(image: Image.Image) -> bytes:
+    out = io.BytesIO()
+    image.save(out, "PNG", compress_level=1)  # kept only until the job ends: fast beats small
+    return out.getvalue()
+
+
+def repaint_levels(mask: InputImage) -> np.ndarray:
+    """The mask as 0..255 levels of "repaint": white repaints, and so does a transparent pixel
+    (the OpenAI convention: the transparent areas of a mask are edited)."""
+    levels = np.asarray(Image.fromarray(mask.pixels).convert("L"))
+    if mask.alpha is not None:
+        levels = np.maximum(levels, 255 - mask.alpha)
+    return np.ascontiguousarray(levels)
+
+
+def _check_same_size(mask: InputImage, image: InputImage, parameter: str) -> None:
+    if (mask.width, mask.height) != (image.width, image.height):
+        raise invalid(parameter, f"{parameter} is {mask.width}x{mask.height} and the image "
+                                 f"{image.width}x{image.height}: they must be the same size")
+
+
+def _fit(image: Image.Image, width: int, height: int,
+         resample: Image.Resampling) -> Image.Image:
+    return ImageOps.fit(image, (width, height), method=resample, centering=(0.5, 0.5))

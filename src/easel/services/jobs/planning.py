@@ -6,6 +6,7 @@ import logging
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from typing import Any
 
 from easel.catalog import (
     STAND_IN_LICENSE,
@@ -21,6 +22,7 @@ from easel.domain.generation import (
     AdapterSpec,
     EngineBatch,
     ImageSpec,
+    Operation,
     SchedulerSpec,
     TwoPass,
 )
@@ -206,6 +208,8 @@ class Plan:
         else:
             per_image = steps * megapixels
         passes = 2 if self.true_cfg is not None else 1
+        if self.request.operation is not Operation.TEXT:  # about steps * strength of them run
+            per_image *= self.request.strength or 1.0
         work = len(self.images) * per_image * passes * self.model.backend.step_seconds
         return round(work, 6)
 
@@ -233,10 +237,22 @@ class Plan:
             metadata["loras"] = [lora.to_json() for lora in self.request.loras]
         return metadata
 
+    def with_inputs(self, keys: tuple[str, str]) -> Plan:
+        """The plan with each image naming its job's stored input and mask (by their keys in
+        the image store), when it draws from an input."""
+        if self.request.operation is Operation.TEXT:
+            return self
+        image_key, mask_key = keys
+        mask = mask_key if self.request.operation is Operation.INPAINT else None
+        return replace(self, images=tuple(replace(spec, init=image_key, mask=mask)
+                                          for spec in self.images))
+
     def batch(self, images: tuple[ImageSpec, ...] | None = None,
-              adapters: tuple[AdapterSpec, ...] = ()) -> EngineBatch:
+              adapters: tuple[AdapterSpec, ...] = (),
+              inputs: Mapping[str, Any] | None = None) -> EngineBatch:
         """The engine's batch; `adapters`: the request's LoRA adapters as local files (the
-        worker makes them ready)."""
+        worker makes them ready); `inputs`: the decoded input images and masks its specs
+        name."""
         return EngineBatch(
             source=self.backend.source,
             family=self.backend.family,
@@ -251,6 +267,9 @@ class Plan:
             true_cfg=self.true_cfg,
             previews=self.request.partial_images,
             adapters=adapters,
+            operation=self.request.operation,
+            strength=self.request.strength or 1.0,
+            inputs=dict(inputs or {}),
         )
 
 

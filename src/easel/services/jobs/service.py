@@ -23,9 +23,10 @@ from typing import Any, TypeVar
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from easel.catalog import Backend, Catalog
+from easel.catalog import INPUT_OPERATIONS, Backend, Catalog
 from easel.domain.delivery import Delivery
 from easel.domain.errors import EaselError, ErrorKind, Throttled, invalid
+from easel.domain.generation import Operation
 from easel.domain.job import Job, JobImage, JobStatus, QueueWait, job_id_from
 from easel.domain.lora import AppliedLora
 from easel.domain.outcomes import Draining, JobFailed, StillRunning
@@ -33,6 +34,7 @@ from easel.domain.request import GenerationRequest
 from easel.domain.safety import CheckFloor, EnhancementState
 from easel.domain.submission import Caller, Submission, WireNames
 from easel.services.delivery.outbound import check_at_submission
+from easel.services.images.inputs import DEFAULT_STRENGTH, InputImages, PreparedInputs
 from easel.services.jobs.admission import Admission
 from easel.services.jobs.events import JobEvents
 from easel.services.jobs.health import RETRY_SECONDS, StorageHealth
@@ -99,6 +101,8 @@ def batch_key(the_plan: Plan) -> str:
         f"{two_pass.base_width}x{two_pass.base_height}@{two_pass.strength}" if two_pass else "",
         f"cfg{the_plan.true_cfg}" if the_plan.true_cfg else "",
         f"previews{r.partial_images}" if r.partial_images else "")
+    if r.operation is not Operation.TEXT:  # one call draws one way, at one strength
+        parts += (f"{r.operation.value}@{r.strength!r}",)
     if r.loras:  # one engine call runs one adapter set: jobs with another never share it
         parts += (",".join(f"lora:{a.name}@{a.digest[:16]}*{a.weight!r}" for a in r.loras),)
     return "|".join(str(part) for part in parts)
@@ -139,6 +143,7 @@ class JobService:
         on_submit: Callable[[str], None],
         prompts: PromptRules | None = None,
         adapters: AdapterRules | None = None,
+        inputs: InputImages | None = None,
         chosen_id_scopes: Sequence[str] = (),
         check_floor: CheckFloor = CheckFloor.OFF,
     ) -> None:
@@ -159,13 +164,14 @@ class JobService:
         self.chosen_id_scopes = tuple(chosen_id_scopes)
         self.check_floor = check_floor  # the operator's least content check, for every job
         self.adapters = adapters  # None: no LoRA allow-list (a request naming one is refused)
+        self.inputs = inputs  # None: no input images taken (a request sending one is refused)
         self._drain_at: float | None = None  # monotonic time by which held requests answer
 
     # -- submit -------------------------------------------------------------------------------
 
     async def submit(self, submission: Submission) -> tuple[Job, bool]:
         """Decide and store a queued job. Same task id + same parameters: (existing, False)."""
-        new, the_plan = await self._decide(submission)
+        new, the_plan, inputs = await self._decide(submission)
         if submission.task_id is not None:  # a fresh random id cannot exist yet
             existing = await self._existing(new.id, new.params_hash, submission.names)
             if existing is not None:
@@ -179,6 +185,11 @@ class JobService:
                          extra={"job_id": twin.id, "dialect": submission.dialect})
                 return twin, False
         new = await self._enhanced(new, submission.names)
+        if inputs is not None and self.inputs is not None:
+            # Stored before the job exists, so its worker always finds them. (Only two requests
+            # racing with one task id and different images could overwrite the other's: the
+            # loser gets CONFLICT below.)
+            await self.inputs.keep(inputs, new.id)
         if not await self._insert(new):
             # Another request with the same id won the race between our read and our insert.
             raced = await self._existing(new.id, new.params_hash, submission.names)
@@ -193,7 +204,8 @@ class JobService:
                                             "images": new.request.num_images})
         return await self.placed(_new_job(new, the_plan), reread=False), True
 
-    async def _decide(self, submission: Submission) -> tuple[NewJob, Plan]:
+    async def _decide(self, submission: Submission
+                      ) -> tuple[NewJob, Plan, PreparedInputs | None]:
         """Everything the core checks before a job may exist, in its one order."""
         names = submission.names
         self.admission.check_rate(submission.caller)
@@ -209,6 +221,10 @@ class JobService:
             self.prompts.on_blocked(submission.dialect)
             raise
         the_plan = plan_resolved(request, model, self.resolver, names=names)
+        inputs = None
+        if submission.generation.images_in is not None:
+            the_plan, inputs = await self._drawn_from(submission, the_plan)
+            request = the_plan.request
         self._check_ttl(submission)
         await self._check_urls(submission)
         task_id = submission.task_id
@@ -226,7 +242,44 @@ class JobService:
             cost=the_plan.cost_usd, image_ids=[str(uuid.uuid4()) for _ in the_plan.images],
             seeds=the_plan.seeds, created_at=self.store.clock(), work=the_plan.work,
         )
-        return new, the_plan
+        return new, the_plan, inputs
+
+    async def _drawn_from(self, submission: Submission, the_plan: Plan
+                          ) -> tuple[Plan, PreparedInputs]:
+        """The plan of a request that draws from an input image: what its backend can do, its
+        strength, and the inputs decoded and fitted to its size (not stored yet)."""
+        images_in = submission.generation.images_in
+        assert images_in is not None
+        names = submission.names
+        operation = Operation.INPAINT if images_in.mask is not None else Operation.IMAGE
+        parameter = names("mask") if operation is Operation.INPAINT else names("image")
+        backend = the_plan.backend
+        if self.inputs is None or operation.value not in INPUT_OPERATIONS.get(backend.family,
+                                                                              ()):
+            what = "inpaint" if operation is Operation.INPAINT else "draw from an image " \
+                "without a mask (image-to-image)"
+            real = the_plan.model.backend
+            why = (f"the weights of {real.source} are absent here (`easel pull "
+                   f"{the_plan.model.tier.name}`)"
+                   if backend.is_stand_in and operation.value in INPUT_OPERATIONS.get(
+                       real.family, ()) else _other_ways(operation))
+            raise EaselError(ErrorKind.UNSUPPORTED, f"{parameter}: {backend.source} cannot "
+                             f"{what}; {why}", parameter)
+        strength = DEFAULT_STRENGTH if images_in.strength is None else images_in.strength
+        if isinstance(strength, bool) or not isinstance(strength, int | float) or \
+                not 0 < strength <= 1:
+            name = names("strength")
+            raise invalid(name, f"{name} must be a number above 0 and at most 1, got "
+                                f"{strength!r}")
+        if the_plan.two_pass is not None:
+            name = names("size")
+            raise invalid(name, f"{name}: drawing from an image is served at sizes the model "
+                                "draws in one pass here (1K)")
+        request = the_plan.request
+        prepared = await self.inputs.prepare(images_in, request.width, request.height)
+        request = replace(request, operation=operation, strength=float(strength),
+                          input_digest=prepared.input_digest, mask_digest=prepared.mask_digest)
+        return replace(the_plan, request=request), prepared
 
     async def _adapters(self, submission: Submission, backend: Backend) -> tuple[AppliedLora, ...]:
         name = submission.names("loras")
@@ -475,10 +528,19 @@ class JobService:
         status = await self._stored(self.store.cancel, job.id, "cancelled by the caller")
         if status is None:  # gone between the read and the cancel
             raise EaselError(ErrorKind.NOT_FOUND, f"no {ref.noun} {ref.id[:100]}", ref.parameter)
+        if status is JobStatus.CANCELLED and self.inputs is not None and \
+                job.request.operation is not Operation.TEXT:
+            await asyncio.to_thread(self.inputs.discard, job.id)  # ended here, not by a worker
         self.events.job_changed(job.id, settled=True)
         cancelled = await self.get(job.id)
         assert cancelled is not None
         return cancelled
+
+
+def _other_ways(operation: Operation) -> str:
+    if operation is Operation.INPAINT:
+        return "choose a tier whose model inpaints (docs/catalog.md)"
+    return "send a mask to inpaint, or choose a tier whose model does image-to-image"
 
 
 def _new_job(new: NewJob, the_plan: Plan) -> Job:

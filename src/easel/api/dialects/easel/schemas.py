@@ -44,5 +44,11 @@ class JobInput(BaseModel):
     watermark: bool = False
     enhance_prompt: bool = False
     loras: list[LoraInput] = Field(default_factory=list)
+    # Drawing from an image (a data URI, base64 or an https URL): image-to-image at `strength`
+    # (0..1, default 0.8: low stays close to it), or with `mask` (white or transparent is
+    # repainted, the same size as the image) inpainting.
+    image: str | None = None
+    mask: str | None = None
+    strength: float | None = None
     # The client's own id: sending the same one again returns that job (idempotency).
     task_id: str | None = Field(None, min_length=1, max_length=100)

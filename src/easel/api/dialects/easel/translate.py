@@ -20,7 +20,7 @@ from easel.api.dialects.easel.schemas import JobInput
 from easel.api.limits import HTTPRefusal
 from easel.catalog import Backend, Catalog, Model, Tier
 from easel.domain.delivery import Delivery
-from easel.domain.errors import EaselError, ErrorKind
+from easel.domain.errors import EaselError, ErrorKind, invalid
 from easel.domain.job import Job, JobImage, JobStatus
 from easel.domain.lora import Adapter, LoraChoice
 from easel.domain.request import ImageFormat
@@ -29,6 +29,8 @@ from easel.domain.submission import (
     AspectRatioSize,
     Caller,
     GenerationInput,
+    ImageInput,
+    ImagesIn,
     ModelChoice,
     Submission,
 )
@@ -59,8 +61,19 @@ def to_submission(body: dict[str, Any], caller: Caller) -> Submission:
         watermark=wire.watermark,
         enhance_prompt=wire.enhance_prompt,
         loras=tuple(LoraChoice(lora.name, lora.weight) for lora in wire.loras),
+        images_in=_images_in(wire),
     )
     return Submission(DIALECT, caller, generation, task_id=wire.task_id)
+
+
+def _images_in(wire: JobInput) -> ImagesIn | None:
+    if wire.image is None:
+        for name in ("mask", "strength"):
+            if getattr(wire, name) is not None:
+                raise invalid(name, f"{name} needs an image to draw from (image)")
+        return None
+    mask = None if wire.mask is None else ImageInput("mask", text=wire.mask)
+    return ImagesIn(ImageInput("image", text=wire.image), mask, wire.strength)
 
 
 def job_view(job: Job, images: ImageSource | None = None) -> dict[str, Any]:
@@ -78,6 +91,7 @@ def job_view(job: Job, images: ImageSource | None = None) -> dict[str, Any]:
         "num_images": r.num_images, "output_format": r.output_format.value,
         "output_quality": r.output_quality, "steps": r.steps, "guidance_scale": r.guidance_scale,
         "loras": [lora.to_json() for lora in r.loras],
+        "operation": r.operation.value, "strength": r.strength,
         "images": len(job.images),
         "seeds": [image.seed for image in ordered],
         "outputs": [
