@@ -128,7 +128,12 @@ def make_engine(url: str) -> Engine:
     """A SQLAlchemy engine; SQLite gets WAL and a busy timeout so threads wait, not fail."""
     if not url.startswith("sqlite"):
         return sa.create_engine(with_driver(url), pool_pre_ping=True)
-    engine = sa.create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+    # pool_recycle: a pooled SQLite connection was seen to go on reading a snapshot from
+    # before another process's commit (`easel keys adopt` while the server ran), even through
+    # BEGIN and COMMIT. A connection opened over a second ago is replaced when it is next
+    # taken, so another process's writes (keys, the LoRA allow-list) are read within a second.
+    engine = sa.create_engine(url, connect_args={"check_same_thread": False, "timeout": 30},
+                              pool_recycle=1)
 
     @sa.event.listens_for(engine, "connect")
     def _pragmas(dbapi_conn: Any, _record: Any) -> None:
