@@ -269,7 +269,8 @@ def test_refinable_families_are_those_with_an_img2img_class() -> None:
     from easel.catalog import REFINABLE_FAMILIES
     from easel.engine.families import FAMILIES
 
-    assert set(REFINABLE_FAMILIES) == {n for n, f in FAMILIES.items() if f.refiner}
+    # easel-mini draws at its own small size and resizes: no size needs a second pass.
+    assert set(REFINABLE_FAMILIES) == {n for n, f in FAMILIES.items() if f.refiner} - {"mini"}
 
 
 def test_commercial_only_refuses_conditional_licences_until_the_operator_says_so(

@@ -32,7 +32,7 @@ REFINABLE_FAMILIES = ("flux", "zimage", "qwenimage", "sd3", "sdxl")
 INPUT_OPERATIONS: dict[str, tuple[str, ...]] = {
     "flux": ("image", "inpaint"), "flux2": ("inpaint",), "zimage": ("image", "inpaint"),
     "qwenimage": ("image", "inpaint"), "sd3": ("image", "inpaint"), "sdxl": ("image", "inpaint"),
-    "sana": (), "mini": (),
+    "sana": (), "mini": ("image", "inpaint"),
 }
 DEFAULT_SCHEDULER = "Default"
 RESOLUTION_SCALE = {"1k": 1, "2k": 2}
@@ -256,15 +256,19 @@ class Model:
             s for s in self.sizes if s.aspect_ratio == aspect_ratio and s.resolution == resolution
         )
 
-    def nearest_size(self, width: int, height: int, parameter: str = "size") -> Size:
+    def nearest_size(self, width: int, height: int, parameter: str = "size",
+                     one_pass: bool = False) -> Size:
         """The size this model produces closest to width x height (for size strings such as
         OpenAI's that name no Imagen size): first the aspect ratio nearest in log scale, then the
-        resolution nearest in pixel count; ties go to the squarer ratio and the smaller size."""
+        resolution nearest in pixel count; ties go to the squarer ratio and the smaller size.
+        `one_pass`: among the sizes its backend draws in one pass (drawing from an image)."""
         if width <= 0 or height <= 0:
             raise invalid(parameter, f"{parameter} must be positive, got {width}x{height}")
+        sizes = [s for s in self.sizes if not one_pass
+                 or self.backend.size_path(s.width, s.height) == "native"] or list(self.sizes)
         target = math.log(width / height)
         ratio = min(
-            self.sizes,
+            sizes,
             key=lambda s: (
                 round(abs(math.log(s.width / s.height) - target), 9),
                 abs(math.log(s.width / s.height)),
@@ -272,7 +276,7 @@ class Model:
         ).aspect_ratio
         area = math.log(width * height)
         return min(
-            (s for s in self.sizes if s.aspect_ratio == ratio),
+            (s for s in sizes if s.aspect_ratio == ratio),
             key=lambda s: (round(abs(math.log(s.width * s.height) - area), 9), s.width * s.height),
         )
 

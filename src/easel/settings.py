@@ -206,8 +206,9 @@ class Settings(BaseSettings):
     """A worker takes jobs for the models it has loaded ahead of the fair order for at most
     this long after it loads one (seconds): a model load costs more than a batch. 0: strict
     fair order."""
-    max_body_bytes: int = 1_000_000
-    """The largest REST body or WebSocket frame accepted (bytes)."""
+    max_body_bytes: int = 64 * 1024 * 1024
+    """The largest REST body or WebSocket frame accepted (bytes). Bodies carry input images
+    (base64 in JSON, or multipart files): a 25 MB photo is 33 MB of base64."""
     body_timeout: float = 30.0
     """A request body must arrive within this long, else 408 (seconds)."""
     header_timeout: float = 10.0

@@ -91,10 +91,9 @@ def test_models_endpoints_and_what_easel_does_not_offer(
     missing = sdk(live, sdks, call="retrieve", model="dall-e-3")
     assert (missing["status"], missing["type"], missing["code"]) == (
         404, "NotFoundError", "model_not_found")
-    for call in ("edit", "variation"):
-        out = sdk(live, sdks, call=call)
-        assert (out["status"], out["type"]) == (404, "NotFoundError"), out
-        assert "easel does not offer POST /v1/images/" in out["message"]
+    out = sdk(live, sdks, call="variation")
+    assert (out["status"], out["type"]) == (404, "NotFoundError"), out
+    assert "easel does not offer POST /v1/images/variations" in out["message"]
     chat = httpx.post(f"{live.url}/v1/chat/completions", headers=AUTH, json={})
     assert chat.status_code == 404 and chat.json()["error"]["type"] == "invalid_request_error"
 

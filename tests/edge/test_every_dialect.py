@@ -226,7 +226,7 @@ def test_a_store_that_is_down_is_a_503_on_submit_poll_and_cancel(
 UNKNOWN = {
     "runware": ("GET", "/v1", 405, "methodNotAllowed"),
     "wavespeed": ("GET", "/api/v3/nothing-here", 405, "405"),
-    "openai": ("POST", "/v1/images/edits", 404, "not_found"),
+    "openai": ("POST", "/v1/images/variations", 404, "not_found"),
     "google": ("GET", "/v1beta/nothing-here", 404, "NOT_FOUND"),
     "google-vertex": ("GET", "/v1beta1/nothing-here", 404, "NOT_FOUND"),
     "easel": ("GET", "/easel/nothing-here", 404, "notFound"),

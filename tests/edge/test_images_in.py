@@ -115,9 +115,6 @@ def test_inpainting_hands_the_engine_the_mask_white_or_transparent_repainted(
     ({"mask": data_uri(png(half_mask()))}, "mask", "mask needs an image to draw from"),
     ({"model": FAST, "image": data_uri(png(picture()))}, "image",
      "cannot draw from an image without a mask"),
-    ({"model": ULTRA, "image": data_uri(png(picture())), "mask": data_uri(png(half_mask()))},
-     "mask", "easel/mini cannot inpaint; the weights of Qwen/Qwen-Image are absent here "
-             "(`easel pull ultra`)"),
     ({"image": "http://10.0.0.7/a.png"}, "image", "refused"),
     ({"image": "3f2c1a9e-8b7d-4c6e-9f10-2a3b4c5d6e7f"}, "image",
      "naming an image easel stored is not served yet"),

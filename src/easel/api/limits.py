@@ -1,14 +1,19 @@
 """The request body, for every dialect: `read_body` refuses a body whose Content-Length is over
 the limit before reading any of it, stops reading a chunked body as soon as it passes the limit
 (413), refuses a body that is not JSON (415: a web page can send `text/plain` across sites
-without asking, JSON it cannot), and gives up on a body that trickles in (408). The rate limit
-and the queue cap are the core's (services/jobs/admission.py)."""
+without asking, JSON it cannot), and gives up on a body that trickles in (408). `read_form`
+does the same for a multipart body (OpenAI's image edits), parsed with python-multipart only
+once it is whole and within the limit. The rate limit and the queue cap are the core's
+(services/jobs/admission.py)."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncGenerator
 
 from fastapi import Request
+from starlette.datastructures import FormData
+from starlette.formparsers import FormParser, MultiPartException, MultiPartParser
 
 from easel.domain.errors import EaselError, ErrorKind
 
@@ -34,11 +39,23 @@ class BodyRefused(HTTPRefusal):
     """Not JSON, or too slow."""
 
 
+def media_type(content_type: str | None) -> str | None:
+    return None if content_type is None else content_type.split(";")[0].strip().lower()
+
+
 def _is_json(content_type: str | None) -> bool:
-    if content_type is None:  # no header at all: not what a cross-site form sends
+    media = media_type(content_type)
+    if media is None:  # no header at all: not what a cross-site form sends
         return True
-    media = content_type.split(";")[0].strip().lower()
     return media == "application/json" or media.endswith("+json")
+
+
+FORM_TYPES = ("multipart/form-data", "application/x-www-form-urlencoded")
+
+
+def is_form(content_type: str | None) -> bool:
+    """A form body: multipart (files), or URL-encoded (text fields only)."""
+    return media_type(content_type) in FORM_TYPES
 
 
 async def read_body(request: Request, limit: int, timeout: float = 30.0) -> bytes:
@@ -47,6 +64,31 @@ async def read_body(request: Request, limit: int, timeout: float = 30.0) -> byte
         raise BodyRefused(415, "unsupportedContentType",
                           "the body must be JSON (Content-Type: application/json)",
                           "Content-Type")
+    return await _read_capped(request, limit, timeout)
+
+
+async def read_form(request: Request, limit: int, timeout: float = 30.0, *, max_files: int,
+                    max_fields: int, max_field_bytes: int) -> FormData:
+    """A form body (FORM_TYPES): read whole within `limit` and `timeout` like any body, then
+    parsed; more files or text fields than allowed, a text field over `max_field_bytes` or a
+    malformed body is refused naming the body."""
+    body = await _read_capped(request, limit, timeout)
+
+    async def whole() -> AsyncGenerator[bytes, None]:
+        yield body
+
+    if media_type(request.headers.get("content-type")) != "multipart/form-data":
+        return await FormParser(request.headers, whole()).parse()
+    parser = MultiPartParser(request.headers, whole(), max_files=max_files,
+                             max_fields=max_fields, max_part_size=max_field_bytes)
+    try:
+        return await parser.parse()
+    except MultiPartException as exc:
+        raise BodyRefused(400, "invalidMultipart", f"the multipart body was refused: "
+                          f"{exc.message}", "body") from None
+
+
+async def _read_capped(request: Request, limit: int, timeout: float) -> bytes:
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
         raise BodyTooLarge(limit)

@@ -32,6 +32,11 @@ class Operation(StrEnum):
     INPAINT = "inpaint"
 
 
+# A mask level (0..255) at or above this is repainted. The diffusers inpaint pipelines binarise
+# the mask at half scale; the paste-back of kept pixels uses the same line.
+REPAINT_FROM = 128
+
+
 @dataclass(frozen=True)
 class SchedulerSpec:
     """A sampler a client named (Runware `scheduler`), as the catalog resolves it: a diffusers
@@ -113,9 +118,20 @@ class EngineBatch:
         return max(self.steps, math.ceil(1.0 / strength))
 
     @property
+    def input_schedule(self) -> int:
+        """num_inference_steps for a pipeline drawing from an input, which runs about
+        steps * strength of them: raised, as for the two-pass refiner, until at least one step
+        runs (SDXL's pipelines round the share down and refuse zero steps; the others would run
+        one step at too high a noise level)."""
+        return max(self.steps, math.ceil(1.0 / self.strength))
+
+    @property
     def total_steps(self) -> int:
-        """Denoising steps across both passes, as first estimated (progress learns the
+        """Denoising steps across both passes, or of a pipeline drawing from an input (the
+        flow-matching ones run ceil(n * strength) of n), as first estimated (progress learns the
         refiner's exact count when it starts)."""
+        if self.operation is not Operation.TEXT:
+            return max(1, math.ceil(self.input_schedule * self.strength - 1e-9))
         if self.two_pass is None:
             return self.steps
         return self.steps + max(1, int(self.refine_schedule * self.two_pass.strength))

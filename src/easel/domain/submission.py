@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from enum import Enum
 from types import MappingProxyType
 from typing import Any
 
@@ -77,14 +78,26 @@ class ImageInput:
     data: bytes | None = None
 
 
+class MaskRule(Enum):
+    """Which pixels of a mask are repainted, as each API defines it."""
+
+    # White is repainted, and so is a transparent pixel (Runware, Google, easel's own API).
+    WHITE = "white"
+    # OpenAI: the transparent pixels are repainted, the opaque ones kept whatever their colour
+    # (its masks are the image with a hole erased); a mask with no alpha channel: white.
+    TRANSPARENT = "transparent"
+
+
 @dataclass(frozen=True)
 class ImagesIn:
     """Drawing from an image: image-to-image at `strength` (None: the default), or, with a
-    mask (white, or transparent, is repainted), inpainting."""
+    mask, inpainting. With no size asked for, the image is drawn at the model's size nearest
+    the input's."""
 
     image: ImageInput
     mask: ImageInput | None = None
     strength: float | None = None
+    mask_rule: MaskRule = MaskRule.WHITE
 
 
 @dataclass(frozen=True)

@@ -221,15 +221,15 @@ class Engine:
         """One image per ImageSpec, in order. Raises InferenceError or CancelledError.
         Identical specs (same prompt, negative prompt and seed) are drawn once: each image
         depends on its own spec alone, so their pixels would be identical anyway.
-        With `batch.previews` and `preview`, partial images go to `preview` between steps
-        (text-to-image only, for now)."""
+        With `batch.previews` and `preview`, partial images go to `preview` between steps."""
         unique = tuple(dict.fromkeys(batch.images))
         drawn = replace(batch, images=unique)
         check_inputs(drawn)  # before any weights load
         partials = None
-        # Drawn from an input, a pipeline runs only a share of the steps, known once it starts,
-        # which the preview steps are not yet spaced over.
-        if preview is not None and drawn.preview_steps and drawn.operation is Operation.TEXT:
+        # Drawn from an input, a pipeline runs about steps * strength of them (total_steps
+        # estimates it): if it runs fewer, the last previews are not sent (OpenAI's clients
+        # expect that: "the final image may be sent before the full number of partial images").
+        if preview is not None and drawn.preview_steps:
             partials = _Previews(drawn, batch.images, preview)
         steps = _Progress(progress, drawn.total_steps, partials)
         with self._lock:
@@ -316,6 +316,9 @@ class Engine:
         if batch.source not in cache:
             import diffusers
 
+            if type(pipe).__name__ == class_name:  # it draws from inputs itself (easel-mini)
+                cache[batch.source] = pipe
+                return pipe
             view_class = getattr(diffusers, class_name)
             if self.options.weight_quant is None:
                 view = view_class.from_pipe(pipe)

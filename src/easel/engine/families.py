@@ -19,6 +19,8 @@ from easel.domain.errors import InferenceError
 from easel.domain.generation import EngineBatch, Operation
 from easel.engine import previews, tiny
 
+MINI_PIPELINE = "EaselMiniPipeline"  # its own class draws from inputs too
+
 CallArguments = Callable[[EngineBatch, list[str]], dict[str, Any]]
 Encoder = Callable[[Any, str, str, int | None, bool], tuple[torch.Tensor, ...]]
 
@@ -160,9 +162,11 @@ _FAMILIES = (
     Family("sdxl", tiny.sdxl, _guidance_negative, previews.decode_sdxl,
            refiner="StableDiffusionXLImg2ImgPipeline", inpainter="StableDiffusionXLInpaintPipeline",
            pipeline="StableDiffusionXLPipeline"),
-    # diffusers has no Sana img2img or inpaint pipeline; mini is easel's own text-to-image model.
+    # diffusers has no Sana img2img or inpaint pipeline. easel-mini's own pipeline draws from an
+    # input in its pixel space (easel/mini/pipeline.py).
     Family("sana", tiny.sana, _sana, previews.decode_sana, pipeline="SanaPipeline"),
-    Family("mini", tiny.mini, _guidance_negative, previews.decode_mini),
+    Family("mini", tiny.mini, _guidance_negative, previews.decode_mini,
+           refiner=MINI_PIPELINE, inpainter=MINI_PIPELINE),
 )
 FAMILIES: dict[str, Family] = {family.name: family for family in _FAMILIES}
 TINY_MODELS: dict[str, str] = {f"easel/tiny-{name}": name for name in FAMILIES}

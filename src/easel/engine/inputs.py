@@ -5,18 +5,13 @@ that keeps an inpainted image's pixels outside its mask.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
 
 from easel.domain.errors import InferenceError
-from easel.domain.generation import EngineBatch, ImageSpec, Operation
+from easel.domain.generation import REPAINT_FROM, EngineBatch, ImageSpec, Operation
 from easel.engine.families import input_pipeline
-
-# The diffusers inpaint pipelines binarise the mask at half scale (>= 0.5 is repainted); the
-# paste-back uses the same line, so "kept" means exactly the pixels the model was told to keep.
-REPAINT_FROM = 128
 
 
 def check_inputs(batch: EngineBatch) -> None:
@@ -50,24 +45,17 @@ def _input(batch: EngineBatch, index: int, role: str, key: str | None,
 def pipeline_inputs(batch: EngineBatch) -> dict[str, Any]:
     """The img2img or inpaint pipeline's own arguments: one input (and mask) per image, in the
     order of the batch's specs, as PIL images (every one of these pipelines reads those the
-    same way), the strength, and the schedule (input_schedule)."""
+    same way), the strength, and the schedule (EngineBatch.input_schedule)."""
     from PIL import Image
 
     kwargs: dict[str, Any] = {
         "image": [Image.fromarray(_init(batch, spec)) for spec in batch.images],
         "strength": batch.strength,
-        "num_inference_steps": input_schedule(batch),
+        "num_inference_steps": batch.input_schedule,
     }
     if batch.operation is Operation.INPAINT:
         kwargs["mask_image"] = [Image.fromarray(_mask(batch, spec)) for spec in batch.images]
     return kwargs
-
-
-def input_schedule(batch: EngineBatch) -> int:
-    """num_inference_steps for a pipeline that runs about steps * strength of them: raised, as
-    for the two-pass refiner, until at least one step runs (SDXL's pipelines round the share
-    down and refuse zero steps; the others would run one step at too high a noise level)."""
-    return max(batch.steps, math.ceil(1.0 / batch.strength))
 
 
 def keep_outside_mask(drawn: np.ndarray, batch: EngineBatch) -> np.ndarray:

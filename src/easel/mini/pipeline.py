@@ -1,5 +1,10 @@
 """EaselMiniPipeline: text -> base image -> (super-resolution) -> requested size.
 
+It also draws from an input image, in its own pixel space: `image` and `strength`
+(image-to-image: the input, shrunk to the base size, noised to the step `strength` of the way
+back, then denoised) and `mask_image` (inpainting: after every step the pixels outside the mask
+are put back at the noise level of the next step, so only the masked area is drawn anew).
+
 The CPU model (preset `cpu`) is a 32x32 patch transformer with no super-resolution stage: its
 image is resized to the requested size. The GPU recipe is a 64x64 UNet and a 64->256 SR UNet.
 
@@ -149,6 +154,9 @@ class EaselMiniPipeline(DiffusionPipeline):
         sr_num_inference_steps: int | None = None,
         sr_noise_level: int | None = None,
         return_dict: bool = True,
+        image: PIL.Image.Image | Sequence[PIL.Image.Image] | None = None,
+        mask_image: PIL.Image.Image | Sequence[PIL.Image.Image] | None = None,
+        strength: float = 1.0,
     ) -> EaselMiniPipelineOutput | tuple[Any]:
         prompts = [prompt] if isinstance(prompt, str) else list(prompt)
         negatives = self._as_list(negative_prompt, len(prompts), "negative_prompt")
@@ -176,14 +184,24 @@ class EaselMiniPipeline(DiffusionPipeline):
         # --- base stage, 64x64, classifier-free guidance ---
         size = int(self.unet.config.sample_size)
         self.scheduler.set_timesteps(num_inference_steps, device=device)
-        latents = randn_tensor((n, 3, size, size), generator=generator, device=device, dtype=dtype)
-        latents = latents * self.scheduler.init_noise_sigma
+        timesteps = self.scheduler.timesteps
+        noise = randn_tensor((n, 3, size, size), generator=generator, device=device, dtype=dtype)
+        known = keep = None
+        if image is None:
+            latents = noise * self.scheduler.init_noise_sigma
+        else:
+            known = _pixels(image, n, size, device, dtype) * 2 - 1
+            keep = None if mask_image is None else 1 - _pixels(mask_image, n, size, device, dtype)
+            timesteps = timesteps[_first_step(len(timesteps), strength):]
+            if hasattr(self.scheduler, "set_begin_index"):
+                self.scheduler.set_begin_index(len(self.scheduler.timesteps) - len(timesteps))
+            latents = self.scheduler.add_noise(known, noise, timesteps[:1])
         if do_cfg:
             embeds = torch.cat([negative_prompt_embeds, prompt_embeds])
             masks = torch.cat([negative_mask, prompt_mask])
         else:
             embeds, masks = prompt_embeds, prompt_mask
-        for i, t in enumerate(self.progress_bar(self.scheduler.timesteps)):
+        for i, t in enumerate(self.progress_bar(timesteps)):
             if self.interrupt:
                 continue
             x_in = torch.cat([latents, latents]) if do_cfg else latents
@@ -193,6 +211,11 @@ class EaselMiniPipeline(DiffusionPipeline):
                 uncond, cond = out.chunk(2)
                 out = uncond + guidance_scale * (cond - uncond)
             latents = self.scheduler.step(out, t, latents).prev_sample
+            if keep is not None and known is not None:
+                # Outside the mask: the input itself, noised to where the next step starts.
+                later = timesteps[i + 1:i + 2]
+                kept = known if len(later) == 0 else self.scheduler.add_noise(known, noise, later)
+                latents = keep * kept + (1 - keep) * latents
             if callback_on_step_end is not None:
                 scope = {
                     "latents": latents,
@@ -208,26 +231,26 @@ class EaselMiniPipeline(DiffusionPipeline):
                 )
         low = latents.clamp(-1, 1)
 
-        image = low if self.sr_unet is None else self.super_resolve(
+        drawn = low if self.sr_unet is None else self.super_resolve(
             low,
             generator,
             sr_num_inference_steps or int(self.config.sr_num_inference_steps),
             int(self.config.sr_noise_level if sr_noise_level is None else sr_noise_level),
         )
-        image = (image.float() + 1) / 2
-        if (height, width) != tuple(image.shape[-2:]):
-            shrink = height < image.shape[-2] or width < image.shape[-1]
-            image = F.interpolate(
-                image, size=(height, width), mode="bicubic", align_corners=False, antialias=shrink
+        drawn = (drawn.float() + 1) / 2
+        if (height, width) != tuple(drawn.shape[-2:]):
+            shrink = height < drawn.shape[-2] or width < drawn.shape[-1]
+            drawn = F.interpolate(
+                drawn, size=(height, width), mode="bicubic", align_corners=False, antialias=shrink
             )
-        image = image.clamp(0, 1)
+        drawn = drawn.clamp(0, 1)
         self.maybe_free_model_hooks()
 
         result: np.ndarray | list[PIL.Image.Image] | torch.Tensor
         if output_type == "pt":
-            result = image
+            result = drawn
         else:
-            arr = image.permute(0, 2, 3, 1).cpu().numpy().astype(np.float32)
+            arr = drawn.permute(0, 2, 3, 1).cpu().numpy().astype(np.float32)
             if output_type == "pil":
                 result = [PIL.Image.fromarray((a * 255).round().astype(np.uint8)) for a in arr]
             else:
@@ -259,6 +282,33 @@ class EaselMiniPipeline(DiffusionPipeline):
             out = self.sr_unet(x_in, t, encoder_hidden_states=dummy, class_labels=aug).sample
             x = self.sr_scheduler.step(out, t, x).prev_sample
         return x.clamp(-1, 1)
+
+
+def _first_step(count: int, strength: float) -> int:
+    """The index of the first of `count` steps an input is denoised from, as the flow-matching
+    pipelines of diffusers count it: about count * strength steps run, at least one."""
+    if not 0 < strength <= 1:
+        raise ValueError(f"strength must be in (0, 1], got {strength}")
+    return min(int(max(count - count * strength, 0)), count - 1)
+
+
+def _pixels(images: PIL.Image.Image | Sequence[PIL.Image.Image], n: int, size: int,
+            device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """Images (or masks, as one channel) as (n, C, size, size) in [0, 1], shrunk with
+    antialiasing: a mask's edge becomes a blend at the base size."""
+    listed = [images] if isinstance(images, PIL.Image.Image) else list(images)
+    if len(listed) == 1 and n > 1:
+        listed = listed * n
+    if len(listed) != n:
+        raise ValueError(f"got {len(listed)} input images for {n} images")
+    arrays = [np.asarray(i.convert("L" if i.mode in ("L", "1") else "RGB"), np.float32) / 255
+              for i in listed]
+    batch = torch.from_numpy(np.stack([a if a.ndim == 3 else a[..., None] for a in arrays]))
+    batch = batch.permute(0, 3, 1, 2).to(device=device, dtype=torch.float32)
+    shrink = batch.shape[-1] > size or batch.shape[-2] > size
+    small = F.interpolate(batch, size=(size, size), mode="bilinear", align_corners=False,
+                          antialias=shrink)
+    return small.clamp(0, 1).to(dtype)
 
 
 def build_pipeline(

@@ -144,7 +144,7 @@ def run_server(server: Server, settings: Settings) -> None:
         port=settings.port,
         log_config=None,  # easel's logging (easel.logs) is configured already
         access_log=False,  # easel.access writes it, with query strings masked
-        ws_max_size=max(16 * 1024 * 1024, settings.max_body_bytes * 4),
+        ws_max_size=max(16 * 1024 * 1024, settings.max_body_bytes * 2),
         ws_ping_interval=settings.ws_ping_interval or None,  # finds half-open connections
         http=http_protocol(settings.header_timeout, settings.keep_alive_timeout,
                            stall_seconds=settings.reply_stall_seconds),

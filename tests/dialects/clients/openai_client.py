@@ -2,9 +2,11 @@
 
 `call`: "generate" (default, images.generate with `kwargs`), "models" (models.list),
 "retrieve" (models.retrieve(`model`)), "stream" (images.generate with `kwargs` and
-stream=True: each event the SDK yields, by its class), "edit" (images.edit) or "variation"
-(images.create_variation), the last two with a small PNG."""
+stream=True: each event the SDK yields, by its class), "edit" (images.edit: `images`, a list of
+base64 files sent as a list, or `image`, one sent alone, `mask`, `kwargs`, `extra_body`,
+`stream`; without any, a 1x1 PNG) or "variation" (images.create_variation, a small PNG)."""
 
+import base64
 import io
 import json
 import sys
@@ -31,6 +33,27 @@ try:
         events = [{"class": type(event).__name__, **event.to_dict()}
                   for event in client.images.generate(**spec["kwargs"], stream=True)]
         print(json.dumps({"ok": True, "events": events}))
+    elif call == "edit" and ("image" in spec or "images" in spec):
+        def named(data: str, name: str) -> io.BytesIO:
+            handle = io.BytesIO(base64.b64decode(data))
+            handle.name = name  # the SDK sends the file's name and the type it implies
+            return handle
+
+        if "images" in spec:
+            image = [named(d, f"in{i}.png") for i, d in enumerate(spec["images"])]
+        else:
+            image = named(spec["image"], "in.png")
+        extra = {"mask": named(spec["mask"], "mask.png")} if "mask" in spec else {}
+        kwargs = {**spec.get("kwargs", {}), **extra}
+        if spec.get("stream"):
+            events = [{"class": type(event).__name__, **event.to_dict()} for event in
+                      client.images.edit(image=image, stream=True, **kwargs,
+                                         extra_body=spec.get("extra_body"))]
+            print(json.dumps({"ok": True, "events": events}))
+        else:
+            response = client.images.edit(image=image, **kwargs,
+                                          extra_body=spec.get("extra_body"))
+            print(json.dumps({"ok": True, "response": response.to_dict()}))
     elif call in ("edit", "variation"):
         image = ("a.png", io.BytesIO(PNG), "image/png")
         if call == "edit":

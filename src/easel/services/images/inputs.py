@@ -31,7 +31,8 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from easel.domain.errors import EaselError, ErrorKind, invalid
-from easel.domain.submission import ImageInput, ImagesIn
+from easel.domain.generation import REPAINT_FROM
+from easel.domain.submission import ImageInput, ImagesIn, MaskRule
 from easel.services.delivery.outbound import fetch
 from easel.store.blobs import BlobStore
 
@@ -61,6 +62,7 @@ class InputImage:
     alpha: np.ndarray | None  # H x W, uint8 (255: opaque), or None when fully opaque
     format: str  # "png", "jpeg" or "webp"
     digest: str
+    has_alpha_channel: bool = False  # the file has one, even if every pixel is opaque
 
     @property
     def width(self) -> int:
@@ -140,7 +142,8 @@ def decode(data: bytes, parameter: str, limits: InputLimits = InputLimits()) -> 
         raise invalid(parameter, f"{parameter} is a truncated or corrupt "
                                  f"{str(image.format).upper()} file ({exc})") from None
     pixels, alpha = _rgb_and_alpha(oriented)
-    return InputImage(pixels, alpha, str(image.format).lower(), hashlib.sha256(data).hexdigest())
+    return InputImage(pixels, alpha, str(image.format).lower(), hashlib.sha256(data).hexdigest(),
+                      _has_alpha(oriented))
 
 
 def _opened(data: bytes, parameter: str, limits: InputLimits) -> Image.Image:
@@ -172,13 +175,17 @@ def _rgb_and_alpha(image: Image.Image) -> tuple[np.ndarray, np.ndarray | None]:
     alpha; CMYK JPEGs convert as Pillow does."""
     if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
         image = _to_8bit_grey(image)
-    has_alpha = image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info
+    has_alpha = _has_alpha(image)
     rgba = np.asarray(image.convert("RGBA" if has_alpha else "RGB"))
     if not has_alpha:
         return np.ascontiguousarray(rgba), None
     alpha = np.ascontiguousarray(rgba[..., 3])
     pixels = np.ascontiguousarray(rgba[..., :3])
     return pixels, (None if bool((alpha == 255).all()) else alpha)
+
+
+def _has_alpha(image: Image.Image) -> bool:
+    return image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info
 
 
 def _to_8bit_grey(image: Image.Image) -> Image.Image:
@@ -199,6 +206,19 @@ def input_keys(job_id: str) -> tuple[str, str]:
     """Where a job's input image and mask are kept: by its id, so a retry of the same task id
     writes the same files and a worker finds them after a crash."""
     return f"input-{job_id}.png", f"mask-{job_id}.png"
+
+
+@dataclass(frozen=True)
+class ReadInputs:
+    """A request's inputs fetched and decoded (the mask checked against the image's size)."""
+
+    image: InputImage
+    mask: InputImage | None
+    mask_rule: MaskRule = MaskRule.WHITE
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.image.width, self.image.height
 
 
 @dataclass(frozen=True)
@@ -226,23 +246,32 @@ class InputImages:
     async def prepare(self, images_in: ImagesIn, width: int, height: int) -> PreparedInputs:
         """Fetch and decode the inputs and fit them to width x height (scaled to cover,
         centred, cropped); an EaselError naming the client's parameter when one is refused."""
+        return await self.fit(await self.read(images_in), width, height)
+
+    async def read(self, images_in: ImagesIn) -> ReadInputs:
+        """Fetch and decode the inputs; an EaselError naming the client's parameter when one
+        is refused (not an image, too large, a mask of another size, a refused URL)."""
         data = await self._bytes(images_in.image)
         mask_data = None if images_in.mask is None else await self._bytes(images_in.mask)
-        # Decoding and resampling are CPU work: off the event loop.
-        return await asyncio.to_thread(self._fitted, images_in, data, mask_data, width, height)
+        # Decoding is CPU work: off the event loop.
+        return await asyncio.to_thread(self._decoded, images_in, data, mask_data)
 
-    def _fitted(self, images_in: ImagesIn, data: bytes, mask_data: bytes | None, width: int,
-                height: int) -> PreparedInputs:
+    def _decoded(self, images_in: ImagesIn, data: bytes, mask_data: bytes | None) -> ReadInputs:
         image = decode(data, images_in.image.parameter, self.limits)
-        fitted = _fit(Image.fromarray(image.pixels), width, height, Image.Resampling.LANCZOS)
         if images_in.mask is None or mask_data is None:
-            return PreparedInputs(image.digest, None, _png(fitted), None)
-        mask = decode(mask_data, images_in.mask.parameter, self.limits)
-        _check_same_size(mask, image, images_in.mask.parameter)
-        repaint = Image.fromarray(repaint_levels(mask))
-        # Nearest: a mask's edge stays where the client drew it, with no new grey levels.
-        fitted_mask = _fit(repaint, width, height, Image.Resampling.NEAREST)
-        return PreparedInputs(image.digest, mask.digest, _png(fitted), _png(fitted_mask))
+            return ReadInputs(image, None, images_in.mask_rule)
+        parameter = images_in.mask.parameter
+        mask = decode(mask_data, parameter, self.limits)
+        _check_same_size(mask, image, parameter)
+        if int(repaint_levels(mask, images_in.mask_rule).max()) < REPAINT_FROM:
+            what = "transparent" if images_in.mask_rule is MaskRule.TRANSPARENT else "white"
+            raise invalid(parameter, f"{parameter} marks nothing to repaint: paint the area to "
+                                     f"change {what}")
+        return ReadInputs(image, mask, images_in.mask_rule)
+
+    async def fit(self, read: ReadInputs, width: int, height: int) -> PreparedInputs:
+        """The inputs fitted to width x height, as PNG (resampling is CPU work: a thread)."""
+        return await asyncio.to_thread(_fitted, read, width, height)
 
     async def keep(self, prepared: PreparedInputs, job_id: str) -> None:
         """Store a new job's inputs under its id, before the job is inserted."""
@@ -280,15 +309,31 @@ class InputImages:
                 self.blobs.delete(key)
 
 
+def _fitted(read: ReadInputs, width: int, height: int) -> PreparedInputs:
+    image, mask = read.image, read.mask
+    fitted = _fit(Image.fromarray(image.pixels), width, height, Image.Resampling.LANCZOS)
+    if mask is None:
+        return PreparedInputs(image.digest, None, _png(fitted), None)
+    repaint = Image.fromarray(repaint_levels(mask, read.mask_rule))
+    # Nearest: a mask's edge stays where the client drew it, with no new grey levels.
+    fitted_mask = _fit(repaint, width, height, Image.Resampling.NEAREST)
+    return PreparedInputs(image.digest, mask.digest, _png(fitted), _png(fitted_mask))
+
+
 def _png(image: Image.Image) -> bytes:
     out = io.BytesIO()
     image.save(out, "PNG", compress_level=1)  # kept only until the job ends: fast beats small
     return out.getvalue()
 
 
-def repaint_levels(mask: InputImage) -> np.ndarray:
-    """The mask as 0..255 levels of "repaint": white repaints, and so does a transparent pixel
-    (the OpenAI convention: the transparent areas of a mask are edited)."""
+def repaint_levels(mask: InputImage, rule: MaskRule = MaskRule.WHITE) -> np.ndarray:
+    """The mask as 0..255 levels of "repaint". WHITE: white repaints, and so does a
+    transparent pixel. TRANSPARENT (OpenAI): only the alpha channel counts, transparent
+    repainted, opaque kept whatever its colour; a mask without alpha falls back to white."""
+    if rule is MaskRule.TRANSPARENT and mask.has_alpha_channel:
+        if mask.alpha is None:  # every pixel opaque: nothing is repainted
+            return np.zeros(mask.pixels.shape[:2], np.uint8)
+        return np.ascontiguousarray(255 - mask.alpha)
     levels = np.asarray(Image.fromarray(mask.pixels).convert("L"))
     if mask.alpha is not None:
         levels = np.maximum(levels, 255 - mask.alpha)

@@ -253,17 +253,19 @@ class JobService:
         names = submission.names
         operation = Operation.INPAINT if images_in.mask is not None else Operation.IMAGE
         parameter = names("mask") if operation is Operation.INPAINT else names("image")
-        backend = the_plan.backend
-        if self.inputs is None or operation.value not in INPUT_OPERATIONS.get(backend.family,
-                                                                              ()):
+        backend, real = the_plan.backend, the_plan.model.backend
+        # What the tier's own model does decides, so that pulling its weights changes nothing
+        # a client may send; a stand-in must also do it.
+        real_can = operation.value in INPUT_OPERATIONS.get(real.family, ())
+        if self.inputs is None or not real_can or \
+                operation.value not in INPUT_OPERATIONS.get(backend.family, ()):
             what = "inpaint" if operation is Operation.INPAINT else "draw from an image " \
                 "without a mask (image-to-image)"
-            real = the_plan.model.backend
-            why = (f"the weights of {real.source} are absent here (`easel pull "
-                   f"{the_plan.model.tier.name}`)"
-                   if backend.is_stand_in and operation.value in INPUT_OPERATIONS.get(
-                       real.family, ()) else _other_ways(operation))
-            raise EaselError(ErrorKind.UNSUPPORTED, f"{parameter}: {backend.source} cannot "
+            served = real if not real_can else backend
+            why = _other_ways(operation) if not real_can else (
+                f"the weights of {real.source} are absent here (`easel pull "
+                f"{the_plan.model.tier.name}`)")
+            raise EaselError(ErrorKind.UNSUPPORTED, f"{parameter}: {served.source} cannot "
                              f"{what}; {why}", parameter)
         strength = DEFAULT_STRENGTH if images_in.strength is None else images_in.strength
         if isinstance(strength, bool) or not isinstance(strength, int | float) or \
@@ -275,11 +277,17 @@ class JobService:
             name = names("size")
             raise invalid(name, f"{name}: drawing from an image is served at sizes the model "
                                 "draws in one pass here (1K)")
+        read = await self.inputs.read(images_in)
         request = the_plan.request
-        prepared = await self.inputs.prepare(images_in, request.width, request.height)
+        if submission.generation.size is None:
+            # No size asked for: the input's shape, at the model's nearest one-pass size.
+            size = the_plan.model.nearest_size(*read.size, one_pass=True)
+            request = replace(request, width=size.width, height=size.height)
+        prepared = await self.inputs.fit(read, request.width, request.height)
         request = replace(request, operation=operation, strength=float(strength),
                           input_digest=prepared.input_digest, mask_digest=prepared.mask_digest)
-        return replace(the_plan, request=request), prepared
+        seeds = [spec.seed for spec in the_plan.images]
+        return plan_resolved(request, the_plan.model, self.resolver, seeds, names), prepared
 
     async def _adapters(self, submission: Submission, backend: Backend) -> tuple[AppliedLora, ...]:
         name = submission.names("loras")

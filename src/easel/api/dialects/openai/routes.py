@@ -1,4 +1,5 @@
-"""OpenAI images (+ AIML's Imagen fields): `POST /v1/images/generations` (protocols.md §3, §4).
+"""OpenAI images (+ AIML's Imagen fields): `POST /v1/images/generations` (protocols.md §3, §4)
+and `POST /v1/images/edits` (protocols-images-in.md §1).
 
 The request is held until the images are ready (both APIs are synchronous)."""
 
@@ -18,19 +19,21 @@ from easel.api.dialects.common import (
     KEEP_ALIVE,
     Dialect,
     JsonBody,
+    PayloadTooLarge,
     all_withheld,
     base64_bytes,
     delivered_images,
     ignored_header,
+    json_object,
     ordered_images,
     prompt_header,
     reserve_reply,
     stand_in_header,
     with_keep_alives,
 )
-from easel.api.dialects.openai import translate
-from easel.api.dialects.openai.schemas import ImagesGenerateRequest
-from easel.api.limits import HTTPRefusal
+from easel.api.dialects.openai import edits, translate
+from easel.api.dialects.openai.schemas import ImagesEditRequest, ImagesGenerateRequest
+from easel.api.limits import BodyRefused, BodyTooLarge, HTTPRefusal, is_form, read_form
 from easel.api.openapi import (
     BEARER,
     ERRORS,
@@ -44,6 +47,7 @@ from easel.api.openapi import (
 from easel.domain.errors import EaselError, ErrorKind
 from easel.domain.job import Job, JobStatus
 from easel.domain.outcomes import JobFailed, StillRunning
+from easel.domain.submission import Caller
 from easel.services.port import Port
 
 router = APIRouter(tags=["openai"])
@@ -117,6 +121,71 @@ async def generate(
     wire = translate.to_submission(body, caller, request.headers.get("idempotency-key"),
                                    translate.retries_taken(
                                        request.headers.get("x-stainless-retry-count")))
+    return await _answer(request, caller, port, wire, GENERATION_EVENTS)
+
+
+GENERATION_EVENTS = (translate.PARTIAL_EVENT, translate.COMPLETED_EVENT)
+EDIT_PATH = "/v1/images/edits"
+MAX_FILE_PARTS = 64  # past it the body is refused unparsed; 17 to 64 images get a clear error
+MAX_TEXT_FIELDS = 64
+MAX_TEXT_FIELD_BYTES = 1024 * 1024  # a prompt is at most 32,000 characters
+
+
+def _edit_form_schema() -> dict[str, Any]:
+    fields = model_schema(ImagesEditRequest)
+    binary = {"type": "string", "format": "binary"}
+    properties = {
+        "image": {**binary, "description": "the image to edit (PNG, JPEG or WEBP); or image[]"},
+        "image[]": {"type": "array", "items": binary, "maxItems": edits.MAX_IMAGES},
+        "mask": {**binary, "description": "transparent pixels are repainted; the image's size"},
+        **{k: v for k, v in fields.get("properties", {}).items() if k != "loras"},
+    }
+    return {"type": "object", "properties": properties, "required": ["prompt"]}
+
+
+@router.post(EDIT_PATH, summary="Edit an image",
+             openapi_extra={"requestBody": {"required": True, "content": {
+                 "multipart/form-data": {"schema": _edit_form_schema()}}},
+                 **security(BEARER)},
+             responses=responses(ImagesResponse, ErrorBody, (*ERRORS, 415)),
+             response_model=ImagesResponse)
+async def edit(
+    request: Request, caller: Authenticated, port: CorePort
+) -> JSONResponse | StreamingResponse:
+    """OpenAI's images.edit: one image, and a mask to repaint part of it; with `stream: true`,
+    server-sent events (image_edit.partial_image, then image_edit.completed)."""
+    body = await _edit_body(request, port)
+    wire = edits.to_submission(body, caller, request.headers.get("idempotency-key"),
+                               translate.retries_taken(
+                                   request.headers.get("x-stainless-retry-count")))
+    return await _answer(request, caller, port, wire, edits.EDIT_EVENTS)
+
+
+async def _edit_body(request: Request, port: Port) -> edits.EditBody:
+    """A multipart body as the SDKs send it, or the JSON body of OpenAI's newer reference."""
+    limits = port.limits
+    content_type = request.headers.get("content-type")
+    if not is_form(content_type):
+        if content_type is not None and "json" not in content_type.lower():
+            raise BodyRefused(415, "unsupportedContentType", "the body must be "
+                              "multipart/form-data (as the openai SDKs send it), a URL-encoded "
+                              "form or JSON", "Content-Type")
+        return edits.from_json(await json_object(request))
+    try:
+        form = await read_form(request, limits.max_body_bytes, limits.body_timeout,
+                               max_files=MAX_FILE_PARTS, max_fields=MAX_TEXT_FIELDS,
+                               max_field_bytes=MAX_TEXT_FIELD_BYTES)
+    except BodyTooLarge:
+        raise PayloadTooLarge(limits.max_body_bytes) from None
+    try:
+        return await edits.from_form(form)
+    finally:
+        await form.close()
+
+
+async def _answer(request: Request, caller: Caller, port: Port, wire: translate.ImagesRequest,
+                  kinds: tuple[str, str]) -> JSONResponse | StreamingResponse:
+    """The held request's reply: the images (URLs or base64), or their event stream."""
     if wire.stream:
         # Every event is base64: the stream's bytes count against the caller's reply budget
         # from the start (an estimate by size, format and count; released when it ends).
@@ -125,7 +194,7 @@ async def generate(
                       "response_format url")
         job, _ = await port.submit(wire.submission)
         return StreamingResponse(
-            _events(port, job), media_type="text/event-stream",
+            _events(port, job, kinds), media_type="text/event-stream",
             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no",
                      "x-request-id": str(uuid.uuid4()), "x-easel-job-id": job.id,
                      **ignored_header(wire.ignored), **stand_in_header(job)})
@@ -139,7 +208,7 @@ async def generate(
                                         **prompt_header(job), **stand_in_header(job)})
 
 
-async def _events(port: Port, job: Job) -> AsyncIterator[str]:
+async def _events(port: Port, job: Job, kinds: tuple[str, str]) -> AsyncIterator[str]:
     """OpenAI's image stream: each round of partial images as the worker stores it, then one
     completed event per delivered image; an `error` event when the job fails. A client that
     disconnects leaves the job running (GET /easel/jobs/{id} finds it)."""
@@ -149,28 +218,29 @@ async def _events(port: Port, job: Job) -> AsyncIterator[str]:
             if current is None:  # queued, or between events: a comment keeps proxies open
                 yield KEEP_ALIVE
                 continue
-            async for event in _events_of(port, current, sent):
+            async for event in _events_of(port, current, sent, kinds):
                 yield event
             sent = max(sent, current.partials)
             if current.status.terminal:
                 return
 
 
-async def _events_of(port: Port, job: Job, sent: int) -> AsyncIterator[str]:
+async def _events_of(port: Port, job: Job, sent: int,
+                     kinds: tuple[str, str]) -> AsyncIterator[str]:
     """What one look at the job adds to the stream: the rounds of partial images stored
     since `sent`, and at its end the images (or the error)."""
     for round_ in range(sent, job.partials):
         for image in ordered_images(job):
             data = await port.images.partial_bytes(job, image, round_)
             if data is not None:  # withheld by the check
-                yield translate.stream_event(translate.PARTIAL_EVENT, job, data,
+                yield translate.stream_event(kinds[0], job, data,
                                              partial_image_index=round_, image_index=image.index)
     if job.status.terminal:
-        async for event in _final_events(port, job):
+        async for event in _final_events(port, job, kinds[1]):
             yield event
 
 
-async def _final_events(port: Port, job: Job) -> AsyncIterator[str]:
+async def _final_events(port: Port, job: Job, completed: str) -> AsyncIterator[str]:
     if job.status is not JobStatus.COMPLETED:
         yield translate.stream_error(JobFailed(job))
         return
@@ -179,7 +249,7 @@ async def _final_events(port: Port, job: Job) -> AsyncIterator[str]:
         yield translate.stream_error(blocked)
         return
     for image in delivered_images(job):
-        yield translate.stream_event(translate.COMPLETED_EVENT, job,
+        yield translate.stream_event(completed, job,
                                      await port.images.image_bytes(image),
                                      image_index=image.index, usage=translate.completed_usage())
 

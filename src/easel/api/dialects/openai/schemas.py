@@ -57,3 +57,24 @@ class ImagesGenerateRequest(BaseModel):
 
     # easel's own (extra_body): LoRA adapters this server allow-lists (docs/lora.md)
     loras: list[Lora] | None = None
+
+
+class ImagesEditRequest(ImagesGenerateRequest):
+    """`POST /v1/images/edits`'s fields besides the images and the mask. A multipart body's
+    fields are all text, so values are read as their types ("2" is 2, "true" is true)."""
+
+    model_config = ConfigDict(extra="forbid", strict=False)
+
+    input_fidelity: Literal["high", "low"] | None = None
+    # easel's own (extra_body): the share of the schedule re-run (low: close to the input)
+    strength: float | None = Field(None, gt=0, le=1)
+
+
+class ImageReference(BaseModel):
+    """An image of a JSON edit body: a URL or data URL (`file_id` names OpenAI's Files API,
+    which easel does not serve)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    image_url: str | None = None
+    file_id: str | None = None

@@ -50,6 +50,7 @@ from easel.domain.submission import (
     Caller,
     ExactSize,
     GenerationInput,
+    ImagesIn,
     ModelChoice,
     NearestSize,
     SizeChoice,
@@ -118,6 +119,14 @@ def to_submission(
     (`x-stainless-retry-count`); a retry without an Idempotency-Key is matched to the job its
     first attempt made, so a timeout the client gave up on does not run twice."""
     wire = validate_wire(ImagesGenerateRequest, body)
+    return from_wire(wire, caller, idempotency_key, retries_taken)
+
+
+def from_wire(
+    wire: ImagesGenerateRequest, caller: Caller, idempotency_key: str | None = None,
+    retries_taken: int = 0, images_in: ImagesIn | None = None,
+) -> ImagesRequest:
+    """A validated generation or edit body (`images_in`: the edit's image and mask)."""
     if wire.n is not None and wire.num_images is not None and wire.n != wire.num_images:
         raise invalid("num_images", f"n ({wire.n}) and num_images ({wire.num_images}) disagree; "
                                     "give one of them")
@@ -159,6 +168,7 @@ def to_submission(
         enhance_prompt=wire.enhance_prompt is not False,
         loras=tuple(LoraChoice(lora.name, lora.weight) for lora in wire.loras or ()),
         partial_images=wire.partial_images or 0 if wire.stream else 0,
+        images_in=images_in,
     )
     names = NAMES.with_(num_images="n" if wire.n is not None else "num_images")
     echo = {k: v for k, v in (("user", wire.user), ("safety_identifier", wire.safety_identifier))
