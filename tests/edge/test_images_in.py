@@ -117,7 +117,7 @@ def test_inpainting_hands_the_engine_the_mask_white_or_transparent_repainted(
      "cannot draw from an image without a mask"),
     ({"image": "http://10.0.0.7/a.png"}, "image", "refused"),
     ({"image": "3f2c1a9e-8b7d-4c6e-9f10-2a3b4c5d6e7f"}, "image",
-     "naming an image easel stored is not served yet"),
+     "names no image of yours"),
 ])
 def test_each_bad_input_is_refused_naming_its_field(
     edge: Edge, fields: dict[str, Any], parameter: str, words: str,

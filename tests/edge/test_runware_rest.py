@@ -152,7 +152,9 @@ def test_negative_prompt_only_where_the_model_allows_it(edge: Edge) -> None:
     (b"[5]", "invalidTask", 400),
     (b"[" + b'"x",' * 400_000 + b'"x"]', "payloadTooLarge", 413),
 ])
-def test_malformed_bodies(edge: Edge, body: bytes, code: str, status: int) -> None:
+def test_malformed_bodies(make_edge: Callable[..., Edge], body: bytes, code: str,
+                          status: int) -> None:
+    edge = make_edge(max_body_bytes=1_000_000)
     response = edge.client.post("/v1/", content=body, headers={
         "content-type": "application/json", "Authorization": f"Bearer {KEY}"})
     assert response.status_code == status

@@ -221,3 +221,34 @@ def test_a_reported_seed_is_always_a_valid_input(server: Server, sdk: Path) -> N
     pixels = [Image.open(io.BytesIO(httpx.get(u).content)).convert("RGB").tobytes()
               for u in (by_seed[0], again["images"][0]["imageURL"])]
     assert pixels[0] == pixels[1]
+
+
+def _png_b64(image: Image.Image) -> str:
+    out = io.BytesIO()
+    image.save(out, "PNG")
+    return base64.b64encode(out.getvalue()).decode()
+
+
+def test_both_sdks_upload_an_image_and_draw_from_it(
+    server: Server, sdk: Path, legacy: Path,
+) -> None:
+    """The legacy SDK uploads a local file (uploadImage), then inpaints it with a mask it reads
+    from a local path; the new one uploads a data URI (image_upload) and names it as seedImage,
+    over REST and the WebSocket."""
+    photo = Image.new("RGB", (96, 64), (200, 40, 40))
+    mask = Image.new("L", (96, 64), 0)
+    mask.paste(255, (48, 0, 96, 64))
+    out = _run(legacy, "legacy_ws.py", {
+        "url": server.ws_url, "width": 64, "height": 64, "model": "google:2@1",
+        "edit": {"image": _png_b64(photo), "mask": _png_b64(mask), "strength": 0.6}})
+    assert "error" not in out, out
+    assert len(out["upload"]["imageUUID"]) == 36
+    assert httpx.get(out["upload"]["imageURL"]).status_code == 200
+    _check_images(out["images"], 1)
+    for transport, url in (("rest", server.url + "/v1"), ("websocket", server.ws_url)):
+        done = _run(sdk, "sdk.py", {
+            "transport": transport, "url": url, "call": "image_upload",
+            "image": "data:image/png;base64," + _png_b64(photo),
+            "task": {"model": "google:2@1", "strength": 0.5}})
+        assert "error" not in done, done
+        _check_images(done["images"], 1)

@@ -35,6 +35,7 @@ from easel.services.images.finishing import ImageFinisher
 from easel.services.images.inputs import InputImages
 from easel.services.images.provenance import ContentCredentials
 from easel.services.images.safety import ContentChecker, NudeNetDetector
+from easel.services.images.uploads import Uploads
 from easel.services.jobs.admission import Admission
 from easel.services.jobs.events import JobEvents
 from easel.services.jobs.health import StorageHealth
@@ -50,6 +51,7 @@ from easel.store import DeliveryStore, JobStore, KeyStore, LoraStore
 from easel.store.blobs import LocalBlobStore
 from easel.store.notify import relay_for
 from easel.store.s3 import BucketLocation, S3BlobStore, s3_client
+from easel.store.uploads import UploadStore
 from easel.worker import Worker
 
 EngineFactory = Callable[[], Engine]
@@ -206,7 +208,8 @@ def build_runtime(
     blobs = build_blobs(settings)
     presigner = blobs.presigned_url if isinstance(blobs, S3BlobStore) and \
         settings.presign_image_urls else None
-    artifacts = Artifacts(blobs, store, settings.base_url, presigner, wall_clock)
+    uploads = Uploads(blobs, UploadStore(store.engine), store, wall_clock)
+    artifacts = Artifacts(blobs, store, settings.base_url, presigner, wall_clock, uploads)
     health = StorageHealth(store, blobs, clock)
     jobs = JobService(
         catalog, resolver, store, outbox, Admission(settings, clock), events, health,
@@ -215,7 +218,8 @@ def build_runtime(
         on_submit=lambda dialect: metrics.submitted.labels(dialect).inc(),
         prompts=prompt_rules(settings, metrics),
         adapters=AdapterRules(LoraStore(store.engine), settings.max_loras_per_request),
-        inputs=InputImages(blobs, allow_loopback=settings.allow_loopback_urls),
+        inputs=InputImages(blobs, allow_loopback=settings.allow_loopback_urls,
+                           stored=uploads.bytes_of),
         chosen_id_scopes=[d.name for d in served if d.chooses_ids],
         check_floor=CheckFloor(settings.content_check_floor),
     )
@@ -233,7 +237,7 @@ def build_runtime(
     core = Core(jobs, artifacts, keys, metrics, limits_of(settings), secret=secret,
                 webhook_root=root, not_ready=partial(not_ready_reason, worker, health),
                 engine_status=worker.engine_status if worker is not None else lambda: None,
-                notify=delivery.notify)
+                notify=delivery.notify, uploads=uploads)
     return Runtime(settings, catalog, store, artifacts, jobs, metrics, keys, delivery, worker,
                    health, core)
 

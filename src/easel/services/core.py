@@ -11,16 +11,18 @@ from typing import Any
 
 from easel.catalog import Backend, Catalog, Model
 from easel.domain.delivery import Delivery
+from easel.domain.errors import EaselError, ErrorKind
 from easel.domain.generation import EngineStatus
 from easel.domain.job import Job, JobStatus
 from easel.domain.lora import Adapter
-from easel.domain.submission import Caller, ModelChoice, Submission, WireNames
+from easel.domain.submission import Caller, ImageInput, ModelChoice, Submission, WireNames
 from easel.services.access.keys import KeyRing
 from easel.services.images.artifacts import Artifacts
+from easel.services.images.uploads import Uploads
 from easel.services.jobs.planning import choose_model
 from easel.services.jobs.service import JobService
 from easel.services.metrics import Metrics
-from easel.services.port import BackendFacts, JobRef, Limits, StoredBytes
+from easel.services.port import BackendFacts, JobRef, Limits, StoredBytes, StoredUpload
 from easel.services.weights.facts import backend_facts, server_info
 
 
@@ -38,6 +40,7 @@ class Core:
         not_ready: Callable[[], str],
         engine_status: Callable[[], EngineStatus | None],
         notify: Callable[[str, str, str, dict[str, Any]], None] | None = None,
+        uploads: Uploads | None = None,
     ) -> None:
         self.jobs = jobs
         self.images = artifacts  # the port's name for them
@@ -51,6 +54,7 @@ class Core:
         self._not_ready = not_ready  # probes storage: called off the event loop
         self._engine_status = engine_status
         self._notify = notify  # the delivery service's one-off webhook (None: not sent)
+        self._uploads = uploads  # None: no uploads taken
 
     # -- the port ---------------------------------------------------------------------------
 
@@ -104,6 +108,14 @@ class Core:
 
     async def deliveries(self, job: Job) -> list[Delivery]:
         return await self.jobs.deliveries(job.id)
+
+    async def upload_image(self, caller: Caller, given: ImageInput) -> StoredUpload:
+        self.jobs.admission.check_rate(caller)
+        if self._uploads is None or self.jobs.inputs is None:
+            raise EaselError(ErrorKind.UNSUPPORTED, "this server takes no uploads",
+                             given.parameter)
+        await asyncio.to_thread(self.jobs.health.check)  # a full disk refuses, losing nothing
+        return await self._uploads.add(caller, given, self.jobs.inputs)
 
     def sign(self, purpose: str, data: bytes) -> bytes:
         return _mac(self._secret, purpose, data)

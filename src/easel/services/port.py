@@ -20,7 +20,7 @@ from easel.catalog import Backend, Catalog, License, Model
 from easel.domain.delivery import Delivery
 from easel.domain.job import Job, JobImage, JobStatus
 from easel.domain.lora import Adapter
-from easel.domain.submission import Caller, Submission
+from easel.domain.submission import Caller, ImageInput, Submission
 
 
 class ImageSource(Protocol):
@@ -128,6 +128,17 @@ class JobRef:
 
 
 @dataclass(frozen=True)
+class StoredUpload:
+    """An image a caller uploaded, as it is told of it: the id to name it by in later requests
+    (only this caller may), its URL's path and its size."""
+
+    image_id: str
+    path: str  # /images/<id>.<ext>, below the server's base URL
+    width: int
+    height: int
+
+
+@dataclass(frozen=True)
 class StoredBytes:
     """A stored image, to be streamed to a client a chunk at a time."""
 
@@ -204,6 +215,11 @@ class Port(Protocol):
         ...
 
     async def deliveries(self, job: Job) -> list[Delivery]: ...
+
+    async def upload_image(self, caller: Caller, given: ImageInput) -> StoredUpload:
+        """Keep an image the caller sends (decoded and checked as every input image) to be
+        named by its id in the caller's later requests; spends the rate budget."""
+        ...
 
     def notify(self, caller: Caller, dialect: str, url: str, payload: dict[str, Any]) -> None:
         """Send `payload` to the caller's webhook `url` about a request that never became a

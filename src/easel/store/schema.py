@@ -137,6 +137,22 @@ loras = sa.Table(  # the LoRA adapters an operator allow-listed (`easel lora add
 )
 
 
+uploads = sa.Table(  # images callers sent to be named later (Runware imageUpload)
+    "uploads",
+    metadata,
+    sa.Column("image_id", sa.String(36), primary_key=True),
+    sa.Column("caller", sa.String(200), nullable=False, index=True),  # only it may name it
+    sa.Column("ext", sa.String(8), nullable=False),  # its blob: <image_id>.<ext>
+    sa.Column("sha256", sa.String(64), nullable=False),
+    sa.Column("width", sa.Integer, nullable=False),
+    sa.Column("height", sa.Integer, nullable=False),
+    sa.Column("size_bytes", sa.BigInteger, nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("expires_at", sa.Float, nullable=False, index=True),  # moved on by each use
+    sa.Column("deleted", sa.Boolean, nullable=False, default=False),
+)
+
+
 health = sa.Table(  # one row, rewritten by the readiness probe: can the store be written?
     "health",
     metadata,

@@ -1,13 +1,17 @@
 """Runs under PyPI `runware==0.5.24` (WebSocket). Prints one JSON object with the results.
 
 Usage: python legacy_ws.py '<json args>'  (url, mode sync|async, numberResults, width, height,
-seed, outputType, apiKey)
+seed, outputType, apiKey; with "edit": {"image", "mask"} base64 PNGs, the image is uploaded
+with uploadImage from a local file, then inpainted with maskImage as a local path)
 """
 
 import asyncio
+import base64
 import json
 import sys
+import tempfile
 from dataclasses import asdict
+from pathlib import Path
 
 from runware import IImageInference, IModelSearch, Runware
 
@@ -18,7 +22,18 @@ async def main(args: dict) -> dict:
     if "search" in args:  # modelSearch, parsed into the SDK's own dataclasses
         found = await asyncio.wait_for(client.modelSearch(IModelSearch(**args["search"])), 60)
         return {"search": asdict(found)}
+    edit: dict = {}
+    out: dict = {}
+    if "edit" in args:  # local files, as the SDK's users hand them over
+        folder = Path(tempfile.mkdtemp())
+        (folder / "photo.png").write_bytes(base64.b64decode(args["edit"]["image"]))
+        (folder / "mask.png").write_bytes(base64.b64decode(args["edit"]["mask"]))
+        uploaded = await asyncio.wait_for(client.uploadImage(str(folder / "photo.png")), 60)
+        out["upload"] = asdict(uploaded)
+        edit = {"seedImage": uploaded.imageUUID, "maskImage": str(folder / "mask.png"),
+                "strength": args["edit"].get("strength", 0.8)}
     request = IImageInference(
+        **edit,
         model=args.get("model", "google:2@3"),
         positivePrompt=args.get("prompt", "a red fox in snow"),
         width=args.get("width", 64),
@@ -30,8 +45,10 @@ async def main(args: dict) -> dict:
         seed=args.get("seed"),
         deliveryMethod=args.get("mode", "sync"),
     )
-    result = await asyncio.wait_for(client.imageInference(requestImage=request), 120)
-    out: dict = {}
+    try:
+        result = await asyncio.wait_for(client.imageInference(requestImage=request), 120)
+    except Exception as exc:  # the test asserts on what the SDK tells its user
+        return {**out, "error": str(exc)}
     if args.get("mode") == "async":
         out["ack"] = asdict(result)
         result = await asyncio.wait_for(

@@ -41,6 +41,11 @@ async def run(client: Runware, args: dict) -> dict:
             call = client.get_task_details({"taskUUID": args["taskUUID"]})
         elif args.get("call") == "model_search":
             call = client.model_search(args.get("search", {}))
+        elif args.get("call") == "image_upload":  # then the task, naming its imageUUID
+            uploaded = await asyncio.wait_for(client.image_upload({"image": args["image"]}), 60)
+            first = uploaded[0] if isinstance(uploaded, list) else uploaded
+            uuid = first["imageUUID"] if isinstance(first, dict) else first.imageUUID
+            call = client.run({**task, "seedImage": uuid})
         else:
             call = client.run(task)
         result = await asyncio.wait_for(call, 120)

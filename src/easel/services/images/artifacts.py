@@ -13,6 +13,7 @@ from collections.abc import Callable
 from easel.domain.errors import EaselError, ErrorKind, Throttled
 from easel.domain.job import Job, JobImage
 from easel.domain.submission import DeliverySettings
+from easel.services.images.uploads import Uploads
 from easel.services.port import StoredBytes
 from easel.store import JobStore
 from easel.store.blobs import BlobStore, blob_key, partial_key
@@ -45,9 +46,10 @@ class Artifacts:
 
     def __init__(self, blobs: BlobStore, store: JobStore, base_url: str,
                  presigner: Presigner | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, uploads: Uploads | None = None) -> None:
         self.blobs = blobs
         self.store = store
+        self.uploads = uploads  # images callers uploaded, served and swept beside the jobs'
         self.base_url = base_url.rstrip("/")
         self.presigner = presigner
         self.clock = clock  # wall time, as the images' expiry is stored
@@ -98,6 +100,8 @@ class Artifacts:
         """A live image, to be streamed; None when unknown, unfinished or expired. Throttled
         when the image store cannot be read now."""
         stored = self.store.image(image_id)
+        if stored is None and self.uploads is not None:
+            return self._upload(image_id, ext)
         if stored is None or stored.ext != ext or stored.deleted or not stored.image.deliverable:
             return None
         expires = stored.image.expires_at
@@ -114,10 +118,25 @@ class Artifacts:
         lives_for = None if expires is None else expires.timestamp() - self.clock()
         return StoredBytes(size, chunks, mime, lives_for)
 
+    def _upload(self, image_id: str, ext: str) -> StoredBytes | None:
+        assert self.uploads is not None
+        upload = self.uploads.find(image_id, ext)
+        if upload is None:
+            return None
+        try:
+            opened = self.blobs.open(blob_key(image_id, ext))
+        except OSError as exc:
+            raise store_unavailable(exc) from None
+        if opened is None:
+            return None
+        size, chunks = opened
+        return StoredBytes(size, chunks, MIME_BY_EXT.get(ext, "application/octet-stream"),
+                           upload.expires_at - self.clock())
+
     def sweep(self, now: float | None = None) -> int:
-        """Delete expired images from the blob store; returns how many went."""
+        """Delete expired images (and uploads) from the blob store; returns how many went."""
         now = self.clock() if now is None else now
-        total = 0
+        total = 0 if self.uploads is None else self.uploads.sweep(now)
         while batch := self.store.expired_images(now):
             for image_id, ext, partials in batch:
                 self.blobs.delete(blob_key(image_id, ext))

@@ -24,18 +24,22 @@ import io
 import re
 import uuid
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from easel.domain.errors import EaselError, ErrorKind, invalid
+from easel.domain.errors import invalid
 from easel.domain.generation import REPAINT_FROM
-from easel.domain.submission import ImageInput, ImagesIn, MaskRule
+from easel.domain.submission import Caller, ImageInput, ImagesIn, MaskRule
 from easel.services.delivery.outbound import fetch
 from easel.store.blobs import BlobStore
 
+# (the caller's principal, an image id) -> the bytes of its upload or job image of that id, or
+# None when it has none (services/images/uploads.py)
+StoredImages = Callable[[str, str], "bytes | None"]
 # What every provider documents for input images (OpenAI, Runware, Google: PNG, JPEG, WEBP).
 FORMATS = ("PNG", "JPEG", "WEBP")
 DATA_URI = re.compile(r"data:(?P<type>[\w.+-]+/[\w.+-]+)?(?P<params>(;[\w.+-]+=[^;,]*)*)"
@@ -237,22 +241,21 @@ class InputImages:
     in the image store as PNG under the job's id, read by its worker, deleted when it ends."""
 
     def __init__(self, blobs: BlobStore, limits: InputLimits = InputLimits(),
-                 allow_loopback: bool = False, fetch_timeout: float = 30.0) -> None:
+                 allow_loopback: bool = False, fetch_timeout: float = 30.0,
+                 stored: StoredImages | None = None) -> None:
         self.blobs = blobs
         self.limits = limits
         self.allow_loopback = allow_loopback
         self.fetch_timeout = fetch_timeout
+        self.stored = stored  # None: an id of an image easel stored names nothing
 
-    async def prepare(self, images_in: ImagesIn, width: int, height: int) -> PreparedInputs:
-        """Fetch and decode the inputs and fit them to width x height (scaled to cover,
-        centred, cropped); an EaselError naming the client's parameter when one is refused."""
-        return await self.fit(await self.read(images_in), width, height)
-
-    async def read(self, images_in: ImagesIn) -> ReadInputs:
+    async def read(self, images_in: ImagesIn, caller: Caller) -> ReadInputs:
         """Fetch and decode the inputs; an EaselError naming the client's parameter when one
-        is refused (not an image, too large, a mask of another size, a refused URL)."""
-        data = await self._bytes(images_in.image)
-        mask_data = None if images_in.mask is None else await self._bytes(images_in.mask)
+        is refused (not an image, too large, a mask of another size, a refused URL, an id that
+        names no image of the caller's)."""
+        data = await self.fetched(images_in.image, caller)
+        mask_data = None if images_in.mask is None else await self.fetched(images_in.mask,
+                                                                          caller)
         # Decoding is CPU work: off the event loop.
         return await asyncio.to_thread(self._decoded, images_in, data, mask_data)
 
@@ -270,7 +273,8 @@ class InputImages:
         return ReadInputs(image, mask, images_in.mask_rule)
 
     async def fit(self, read: ReadInputs, width: int, height: int) -> PreparedInputs:
-        """The inputs fitted to width x height, as PNG (resampling is CPU work: a thread)."""
+        """The inputs fitted to width x height (scaled to cover, centred, cropped), as PNG
+        (resampling is CPU work: a thread)."""
         return await asyncio.to_thread(_fitted, read, width, height)
 
     async def keep(self, prepared: PreparedInputs, job_id: str) -> None:
@@ -280,7 +284,8 @@ class InputImages:
         if prepared.mask_png is not None:
             await asyncio.to_thread(self.blobs.put, mask_key, prepared.mask_png, "image/png")
 
-    async def _bytes(self, given: ImageInput) -> bytes:
+    async def fetched(self, given: ImageInput, caller: Caller) -> bytes:
+        """The file's bytes, however the client named it (not decoded yet)."""
         if given.data is not None:
             return given.data
         found = reference(given.text, given.parameter, self.limits)
@@ -289,9 +294,14 @@ class InputImages:
         if found.url is not None:
             return await fetch(found.url, given.parameter, self.limits.max_bytes,
                                self.fetch_timeout, self.allow_loopback)
-        raise EaselError(ErrorKind.UNSUPPORTED, f"{given.parameter}: naming an image easel "
-                         "stored is not served yet; send the image itself or its URL",
-                         given.parameter)
+        assert found.stored_id is not None
+        data = None if self.stored is None else await asyncio.to_thread(
+            self.stored, caller.principal, found.stored_id)
+        if data is None:
+            raise invalid(given.parameter, f"{given.parameter} names no image of yours "
+                                           f"({found.stored_id}): not an upload of yours or an "
+                                           "image of one of your tasks, or it has expired")
+        return data
 
     def load(self, job_id: str) -> dict[str, np.ndarray]:
         """The job's stored inputs as the engine takes them, by key (a worker's side)."""

@@ -277,7 +277,7 @@ class JobService:
             name = names("size")
             raise invalid(name, f"{name}: drawing from an image is served at sizes the model "
                                 "draws in one pass here (1K)")
-        read = await self.inputs.read(images_in)
+        read = await self.inputs.read(images_in, submission.caller)
         request = the_plan.request
         if submission.generation.size is None:
             # No size asked for: the input's shape, at the model's nearest one-pass size.

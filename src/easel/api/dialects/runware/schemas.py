@@ -30,6 +30,7 @@ from easel.catalog import did_you_mean
 from easel.domain.errors import EaselError, ErrorKind
 from easel.domain.lora import LoraChoice
 from easel.domain.request import ImageFormat
+from easel.domain.submission import ImageInput, ImagesIn, MaskRule
 
 DOCS = "https://runware.ai/docs/en/image-inference/api-reference"
 
@@ -175,6 +176,18 @@ class Lora(_Task):
     weight: WireFloat | None = None
 
 
+class Inputs(_Task):
+    """The `inputs` object of newer models: the same images under other names."""
+
+    image: StrictStr | None = None
+    seedImage: StrictStr | None = None
+    mask: StrictStr | None = None
+    maskImage: StrictStr | None = None
+    referenceImages: list[Any] | None = None
+    images: list[Any] | None = None
+    references: list[Any] | None = None
+
+
 class ImageInferenceTask(_Task):
     taskType: Literal["imageInference"]
     taskUUID: TaskUUID
@@ -205,6 +218,16 @@ class ImageInferenceTask(_Task):
     CFGScale: WireFloat | None = None
     scheduler: StrictStr | None = None
     lora: list[Lora] | None = Field(None, description="LoRA adapters this server allow-lists")
+    # Images in (docs/runware.md): each a UUID of an upload or of an image of the caller's
+    # tasks, a data URI, base64 or a public URL.
+    seedImage: StrictStr | None = Field(None, description="Draw from this image")
+    maskImage: StrictStr | None = Field(None, description="White is repainted (needs seedImage)")
+    strength: Annotated[WireFloat, Field(gt=0, le=1)] | None = Field(
+        None, description="How far from seedImage (0..1]; default 0.8")
+    inputs: Inputs | None = None
+    maskMargin: WireInt | None = None
+    referenceImages: list[Any] | None = None
+    outpaint: dict[str, Any] | None = None
 
     @model_validator(mode="after")
     def _together(self) -> ImageInferenceTask:
@@ -277,8 +300,17 @@ class PingTask(_Task):
     ping: bool | None = None
 
 
+class ImageUploadTask(_Task):
+    """Runware's imageUpload: an image kept to be named by its imageUUID in later tasks."""
+
+    taskType: Literal["imageUpload"]
+    taskUUID: TaskUUID
+    image: StrictStr = Field(description="A data URI, base64 or a public URL")
+
+
 TASKS: tuple[type[BaseModel], ...] = (ImageInferenceTask, GetResponseTask, GetTaskDetailsTask,
-                                      ModelSearchTask, AuthenticationTask, PingTask)
+                                      ModelSearchTask, AuthenticationTask, PingTask,
+                                      ImageUploadTask)
 
 
 class Envelope(Open):
@@ -318,6 +350,7 @@ class ImageInference:
     cfg_scale: float | None = None
     scheduler: str | None = None
     loras: tuple[LoraChoice, ...] = ()
+    images_in: ImagesIn | None = None
 
 
 def parse_image_inference(task: dict[str, Any]) -> ImageInference:
@@ -336,7 +369,58 @@ def parse_image_inference(task: dict[str, Any]) -> ImageInference:
         upload_endpoint=wire.uploadEndpoint, provider_settings=wire.providerSettings or {},
         steps=wire.steps, cfg_scale=wire.CFGScale, scheduler=wire.scheduler,
         loras=tuple(LoraChoice(lora.model, lora.weight) for lora in wire.lora or ()),
+        images_in=images_in(wire),
     )
+
+
+def images_in(wire: ImageInferenceTask) -> ImagesIn | None:
+    """seedImage (or inputs.image / inputs.seedImage), maskImage (or inputs.mask /
+    inputs.maskImage) and strength; what easel does not draw yet is refused by name."""
+    inputs = wire.inputs or Inputs()
+    for name, value in (("maskMargin", wire.maskMargin), ("outpaint", wire.outpaint),
+                        ("referenceImages", wire.referenceImages),
+                        ("inputs.referenceImages", inputs.referenceImages),
+                        ("inputs.images", inputs.images), ("inputs.references", inputs.references)):
+        if value is not None:
+            raise RunwareError(f"unsupported{_cap(name.rpartition('.')[2])}",
+                               f"{name} is not served yet: {NOT_YET[name.rpartition('.')[2]]}",
+                               name)
+    seed = _one_of(("seedImage", wire.seedImage), ("inputs.image", inputs.image),
+                   ("inputs.seedImage", inputs.seedImage))
+    mask = _one_of(("maskImage", wire.maskImage), ("inputs.mask", inputs.mask),
+                   ("inputs.maskImage", inputs.maskImage))
+    if seed is None:
+        needing = [name for name, given in (("maskImage", mask is not None),
+                                            ("strength", wire.strength is not None)) if given]
+        if needing:
+            raise RunwareError("missingSeedImage", f"{needing[0]} needs seedImage, the image "
+                               "to draw from", "seedImage")
+        return None
+    return ImagesIn(seed, mask, wire.strength, MaskRule.WHITE)
+
+
+NOT_YET = {
+    "maskMargin": "send the mask alone (the whole image is inpainted at once)",
+    "outpaint": "no tier outpaints yet",
+    "referenceImages": "no tier combines reference images yet",
+    "images": "no tier combines reference images yet",
+    "references": "no tier combines reference images yet",
+}
+
+
+def _one_of(*named: tuple[str, str | None]) -> ImageInput | None:
+    given = [(name, value) for name, value in named if value is not None]
+    if len(given) > 1:
+        raise RunwareError(f"conflicting{_cap(given[1][0].rpartition('.')[2])}",
+                           f"give one of {', '.join(n for n, _ in named)}, not "
+                           f"{' and '.join(n for n, _ in given)}", given[1][0])
+    return None if not given else ImageInput(given[0][0], text=given[0][1])
+
+
+def parse_image_upload(task: dict[str, Any]) -> ImageUploadTask:
+    wire = _validated(ImageUploadTask, task)
+    assert isinstance(wire, ImageUploadTask)
+    return wire
 
 
 def parse_model_search(task: dict[str, Any]) -> ModelSearchTask:

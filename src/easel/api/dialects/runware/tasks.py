@@ -14,10 +14,16 @@ from easel.api.dialects.common import MAX_DEPTH, nested_at_most
 from easel.domain.delivery import FAILED
 from easel.domain.errors import EaselError, ErrorKind
 from easel.domain.job import Job
-from easel.domain.submission import Caller
+from easel.domain.submission import Caller, ImageInput
 from easel.services.port import JobRef, Port
 
-from .schemas import RunwareError, parse_image_inference, parse_model_search, task_uuid
+from .schemas import (
+    RunwareError,
+    parse_image_inference,
+    parse_image_upload,
+    parse_model_search,
+    task_uuid,
+)
 from .translate import (
     DIALECT,
     ERRORS,
@@ -35,11 +41,12 @@ from .translate import (
     task_details,
     task_error,
     to_submission,
+    upload_item,
 )
 
 log = logging.getLogger(__name__)
 
-TASK_TYPES = ("imageInference", "getResponse", "getTaskDetails", "modelSearch",
+TASK_TYPES = ("imageInference", "imageUpload", "getResponse", "getTaskDetails", "modelSearch",
               "authentication", "ping")
 
 
@@ -85,6 +92,10 @@ async def _run(
         return Outcome(data=[{"taskType": "ping", "pong": True}])
     if task_type == TASK_TYPE:
         return await _image_inference(port, caller, task, budget)
+    if task_type == "imageUpload":
+        upload = parse_image_upload(task)
+        stored = await port.upload_image(caller, ImageInput("image", text=upload.image))
+        return Outcome(data=[upload_item(upload.taskUUID, stored, port.images.base_url)])
     if task_type == "getResponse":
         return await _poll_outcome(port, await _polled_job(port, caller, task), budget)
     if task_type == "getTaskDetails":

@@ -28,7 +28,7 @@ from easel.domain.submission import (
     Submission,
     WireNames,
 )
-from easel.services.port import BackendFacts
+from easel.services.port import BackendFacts, StoredUpload
 
 from .schemas import IMAGE_FIELDS, TASK_TYPE, ImageInference, ModelSearchTask, RunwareError
 
@@ -40,6 +40,7 @@ NAMES = WireNames({
     "num_images": "numberResults", "output_quality": "outputQuality", "task_id": "taskUUID",
     "webhook": "webhookURL", "upload": "uploadEndpoint", "width": "width", "height": "height",
     "steps": "steps", "guidance_scale": "CFGScale", "scheduler": "scheduler", "loras": "lora",
+    "image": "seedImage", "mask": "maskImage", "strength": "strength",
 })
 
 # Runware's code per kind; invalid/missing/unsupported codes are prefixes completed with the
@@ -80,7 +81,7 @@ def to_submission(
         output_format=task.output_format, output_quality=task.output_quality,
         steps=task.steps, guidance_scale=task.cfg_scale, scheduler=task.scheduler,
         safety=safety_input(task.safety), enhance_prompt=enhance_prompt(task.provider_settings),
-        loras=task.loras,
+        loras=task.loras, images_in=task.images_in,
     )
     # Runware posts each finished image to the webhook on its own.
     delivery = DeliverySettings(webhook=task.webhook_url, webhook_per_image=True,
@@ -91,7 +92,12 @@ def to_submission(
         "providerSettings": task.provider_settings,
         "_request": raw,  # as sent, for getTaskDetails (not compared for idempotency)
     }
-    return Submission(DIALECT, caller, generation, delivery, task.task_uuid, NAMES, echo)
+    names = NAMES
+    if task.images_in is not None:  # the names the client used (inputs.image, ...)
+        mask = task.images_in.mask
+        names = NAMES.with_(image=task.images_in.image.parameter,
+                            **({"mask": mask.parameter} if mask is not None else {}))
+    return Submission(DIALECT, caller, generation, delivery, task.task_uuid, names, echo)
 
 
 # Runware's safety modes as the core's levels: "fast" (the default once checkContent is on)
@@ -116,6 +122,13 @@ def enhance_prompt(provider_settings: dict[str, Any] | None) -> bool:
     return isinstance(google, dict) and google.get("enhancePrompt") is True
 
 
+def upload_item(task_uuid: str, upload: StoredUpload, base_url: str) -> dict[str, Any]:
+    """imageUpload's result: the imageUUID later tasks name (this caller's only) and its URL
+    (runware 0.5.24 reads imageURL without a default)."""
+    return {"taskType": "imageUpload", "taskUUID": task_uuid, "imageUUID": upload.image_id,
+            "imageURL": base_url.rstrip("/") + upload.path}
+
+
 def from_easel(exc: EaselError) -> RunwareError:
     """A core error (its parameter already in Runware's spelling) as Runware's error entry."""
     if isinstance(exc, RunwareError):
@@ -125,7 +138,8 @@ def from_easel(exc: EaselError) -> RunwareError:
     if isinstance(exc, HTTPRefusal):  # a refusal of the HTTP layer keeps its own code
         code = exc.code
     elif exc.kind in PREFIXED:
-        name = (parameter or "parameter").partition("[")[0]  # lora[1] -> invalidLora
+        # lora[1] -> invalidLora, inputs.mask -> invalidMask
+        name = (parameter or "parameter").partition("[")[0].rpartition(".")[2]
         code = f"{code}{name[:1].upper()}{name[1:]}"
     return RunwareError(code, exc.message, parameter, status=ERRORS.status(exc),
                         retry_after=getattr(exc, "retry_after", None))

@@ -1,0 +1,161 @@
+"""Runware's images in, in-process: `imageUpload` (an imageUUID only its caller may name, a URL
+that serves it, 30 days from its last use), `imageInference` with seedImage / maskImage /
+strength (top level or in `inputs`), an image of one of the caller's own tasks named by its
+imageUUID, and every refusal as Runware words it (invalid<Param>, unsupported<Param>)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from easel.domain.generation import Operation
+from easel.runtime.build import build_blobs
+from easel.services.images.inputs import input_keys
+from easel.services.images.uploads import UPLOAD_TTL_SECONDS
+from tests.core.test_input_images import bomb_png
+from tests.core.test_loras import PRESENT
+from tests.edge.conftest import KEY, Edge
+from tests.edge.test_images_in import data_uri, half_mask, picture, png
+from tests.fakes import FakeEngine
+from tests.server_harness import inference, new_uuid
+
+OTHER_KEY = "other-key"
+STANDARD = "google:2@1"
+
+
+@pytest.fixture
+def edge(make_edge: Callable[..., Edge], tmp_path: Path) -> Edge:
+    catalog = tmp_path / "present.toml"
+    catalog.write_text(PRESENT)
+    return make_edge(FakeEngine(), catalog_file=catalog, api_keys=[KEY, OTHER_KEY])
+
+
+def upload(edge: Edge, image: str, key: str = KEY) -> Any:
+    reply = edge.runware([{"taskType": "imageUpload", "taskUUID": new_uuid(), "image": image}],
+                         key=key)
+    return reply.json()
+
+
+def uploaded(edge: Edge, image: bytes, key: str = KEY) -> dict[str, Any]:
+    body = upload(edge, data_uri(image), key)
+    assert "errors" not in body, body
+    (item,) = body["data"]
+    return dict(item)
+
+
+def test_an_upload_is_named_by_its_uuid_and_served_at_its_url(edge: Edge) -> None:
+    item = uploaded(edge, png(picture()))
+    assert item["taskType"] == "imageUpload" and len(item["imageUUID"]) == 36
+    served = edge.client.get(item["imageURL"])
+    assert served.status_code == 200 and served.headers["content-type"] == "image/png"
+    assert served.content == png(picture())  # kept as sent
+    task = inference(model=STANDARD, seedImage=item["imageUUID"],
+                     maskImage=data_uri(png(half_mask())), strength=0.7, outputType="URL")
+    reply = edge.runware([task]).json()
+    assert "errors" not in reply, reply
+    (call,) = edge.engine.calls
+    assert (call.operation, call.strength) == (Operation.INPAINT, 0.7)
+    (job_id,) = edge.db("SELECT id FROM jobs")[0]
+    mask = call.inputs[input_keys(job_id)[1]]
+    assert (mask[:, :28] == 0).all() and (mask[:, 36:] == 255).all()  # white repaints
+
+
+def test_the_inputs_object_and_an_image_of_an_earlier_task_work_too(edge: Edge) -> None:
+    first = edge.runware([inference(model=STANDARD)]).json()["data"][0]
+    task = inference(model=STANDARD, inputs={"image": first["imageUUID"]})
+    reply = edge.runware([task]).json()
+    assert "errors" not in reply, reply
+    assert edge.engine.calls[-1].operation is Operation.IMAGE
+    assert edge.engine.calls[-1].strength == 0.8  # Runware's default
+
+
+def test_another_callers_uuid_names_nothing(edge: Edge) -> None:
+    mine = uploaded(edge, png(picture()))
+    error = edge.runware([inference(model=STANDARD, seedImage=mine["imageUUID"])],
+                         key=OTHER_KEY).json()["errors"][0]
+    assert (error["code"], error["parameter"]) == ("invalidSeedImage", "seedImage")
+    assert "names no image of yours" in error["message"]
+    theirs = edge.runware([inference(model=STANDARD)], key=OTHER_KEY).json()["data"][0]
+    error = edge.runware([inference(model=STANDARD, seedImage=theirs["imageUUID"])]).json()
+    assert error["errors"][0]["code"] == "invalidSeedImage"
+    assert not [c for c in edge.engine.calls if c.operation is not Operation.TEXT]
+
+
+def test_an_upload_lives_thirty_days_from_its_last_use(edge: Edge) -> None:
+    item = uploaded(edge, png(picture()))
+    edge.wall.advance(UPLOAD_TTL_SECONDS - 60)
+    used = edge.runware([inference(model=STANDARD, seedImage=item["imageUUID"])]).json()
+    assert "errors" not in used, used  # used: thirty days more from now
+    edge.wall.advance(UPLOAD_TTL_SECONDS - 60)
+    assert edge.client.get(item["imageURL"]).status_code == 200
+    edge.wall.advance(120)
+    assert edge.client.get(item["imageURL"]).status_code == 404
+    artifacts = edge.server.runtime.artifacts
+    assert artifacts.sweep() >= 1
+    blobs = build_blobs(edge.settings)
+    assert blobs.get(f"{item['imageUUID']}.png") is None
+    gone = edge.runware([inference(model=STANDARD, seedImage=item["imageUUID"])]).json()
+    assert gone["errors"][0]["code"] == "invalidSeedImage"
+
+
+@pytest.mark.parametrize(("fields", "code", "parameter"), [
+    ({"seedImage": data_uri(b"GIF89a" + b"\0" * 40)}, "invalidSeedImage", "seedImage"),
+    ({"seedImage": data_uri(bomb_png(30_000, 30_000))}, "invalidSeedImage", "seedImage"),
+    ({"seedImage": data_uri(png(picture())), "maskImage": data_uri(png(half_mask(48, 32)))},
+     "invalidMaskImage", "maskImage"),
+    ({"inputs": {"image": data_uri(png(picture())), "mask": data_uri(png(half_mask(48, 32)))}},
+     "invalidMask", "inputs.mask"),
+    ({"seedImage": "http://169.254.169.254/latest/meta-data"}, "invalidSeedImage", "seedImage"),
+    ({"maskImage": data_uri(png(half_mask()))}, "missingSeedImage", "seedImage"),
+    ({"strength": 0.5}, "missingSeedImage", "seedImage"),
+    ({"seedImage": data_uri(png(picture())), "strength": 1.5}, "invalidStrength", "strength"),
+    ({"seedImage": data_uri(png(picture())), "inputs": {"image": data_uri(png(picture()))}},
+     "conflictingImage", "inputs.image"),
+    ({"seedImage": data_uri(png(picture())), "maskImage": data_uri(png(half_mask())),
+      "maskMargin": 64}, "unsupportedMaskMargin", "maskMargin"),
+    ({"seedImage": data_uri(png(picture())), "outpaint": {"top": 64}}, "unsupportedOutpaint",
+     "outpaint"),
+    ({"referenceImages": [data_uri(png(picture()))]}, "unsupportedReferenceImages",
+     "referenceImages"),
+    ({"seedImage": "./photo.jpg"}, "invalidSeedImage", "seedImage"),  # runware-sdk sends paths
+    ({"model": "google:2@3", "seedImage": data_uri(png(picture()))}, "unsupportedSeedImage",
+     "seedImage"),  # FLUX.2 [klein] does no image-to-image
+])
+def test_each_bad_input_is_refused_as_runware_words_it(
+    edge: Edge, fields: dict[str, Any], code: str, parameter: str,
+) -> None:
+    reply = edge.runware([inference(**{"model": STANDARD, **fields})]).json()
+    error = reply["errors"][0]
+    assert (error["code"], error["parameter"]) == (code, parameter), error
+    assert not edge.engine.calls
+
+
+@pytest.mark.parametrize(("image", "words"), [
+    (data_uri(b"not an image at all"), "is not a PNG, JPEG or WEBP image"),
+    ("http://10.1.2.3/x.png", "refused"),
+    ("", "must be an image"),
+])
+def test_a_bad_upload_is_refused_naming_image(edge: Edge, image: str, words: str) -> None:
+    error = upload(edge, image)["errors"][0]
+    assert (error["code"], error["parameter"], error["taskType"]) == (
+        "invalidImage", "image", "imageUpload"), error
+    assert words in error["message"]
+
+
+def test_an_upload_goes_over_the_websocket_too(edge: Edge) -> None:
+    with edge.client.websocket_connect("/v1") as ws:
+        ws.send_json([{"taskType": "authentication", "apiKey": KEY}])
+        ws.receive_json()
+        ws.send_json([{"taskType": "imageUpload", "taskUUID": new_uuid(),
+                       "image": data_uri(png(picture()))}])
+        item = ws.receive_json()["data"][0]
+        ws.send_json([inference(model=STANDARD, seedImage=item["imageUUID"], strength=0.4)])
+        done = ws.receive_json()
+    assert "errors" not in done, done
+    assert edge.engine.calls[-1].strength == 0.4
+    assert np.asarray(edge.engine.calls[-1].inputs[input_keys(
+        edge.db("SELECT id FROM jobs")[0][0])[0]]).shape[2] == 3
