@@ -36,6 +36,8 @@ ALL_IDS = {
     "gemini-3.1-flash-image-preview",
     "gemini-3-pro-image",
     "gemini-3-pro-image-preview",
+    "imagen-3.0-capability-001",
+    "imagen-3.0-capability-002",
     "easel/mini",
 }
 
@@ -51,6 +53,7 @@ def test_every_provider_id_maps_to_its_tier(catalog: Catalog) -> None:
     assert tiers["google:2@1"] == "standard" and tiers["google:2@2"] == "ultra"
     assert tiers["google:2@3"] == "fast" and tiers["google/imagen4-fast"] == "fast"
     assert tiers["imagen-4.0-ultra-generate-001"] == "ultra"
+    assert tiers["imagen-3.0-capability-001"] == "standard"  # Z-Image: img2img and inpainting
     assert (tiers["gemini-2.5-flash-image"], tiers["gemini-3.1-flash-image"],
             tiers["gemini-3-pro-image"]) == ("fast", "standard", "ultra")
 

@@ -98,6 +98,9 @@ class ImagesIn:
     mask: ImageInput | None = None
     strength: float | None = None
     mask_rule: MaskRule = MaskRule.WHITE
+    # Grow the mask by this share of the image's longer side before drawing (Vertex's
+    # `dilation`, 0..1): an edge the client drew tight gets room to blend.
+    mask_dilation: float = 0.0
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,8 @@
 
 `mode` "gemini" (an API key; google-genai 1.x) or "vertex" (project, location and an OAuth
 token; the only mode in which google-genai 2.x and 3.x generate images). `call` "generate"
-(default), "list" or "get"."""
+(default), "list", "get" or "edit" (edit_image: `image`, and `mask` to edit part of it, base64;
+`mask_mode`, `dilation`, `config` as EditImageConfig's fields)."""
 
 import base64
 import json
@@ -25,6 +26,23 @@ try:
     if call == "list":
         names = [m.name for m in client.models.list()]
         print(json.dumps({"ok": True, "models": names}))
+    elif call == "edit":
+        references = [types.RawReferenceImage(
+            reference_id=1, reference_image=types.Image(
+                image_bytes=base64.b64decode(spec["image"]), mime_type="image/png"))]
+        if "mask" in spec or "mask_mode" in spec:
+            mask = types.Image(image_bytes=base64.b64decode(spec["mask"]),
+                               mime_type="image/png") if "mask" in spec else None
+            references.append(types.MaskReferenceImage(
+                reference_id=2, reference_image=mask, config=types.MaskReferenceConfig(
+                    mask_mode=spec.get("mask_mode", "MASK_MODE_USER_PROVIDED"),
+                    mask_dilation=spec.get("dilation"))))
+        response = client.models.edit_image(
+            model=spec["model"], prompt=spec["prompt"], reference_images=references,
+            config=types.EditImageConfig(**spec.get("config", {})))
+        images = [base64.b64encode(g.image.image_bytes).decode()
+                  for g in response.generated_images or [] if g.image and g.image.image_bytes]
+        print(json.dumps({"ok": True, "images": images}))
     elif call == "get":
         model = client.models.get(model=spec["model"])
         print(json.dumps({"ok": True, "name": model.name, "display_name": model.display_name}))

@@ -219,6 +219,7 @@ class ReadInputs:
     image: InputImage
     mask: InputImage | None
     mask_rule: MaskRule = MaskRule.WHITE
+    mask_dilation: float = 0.0
 
     @property
     def size(self) -> tuple[int, int]:
@@ -263,6 +264,9 @@ class InputImages:
         image = decode(data, images_in.image.parameter, self.limits)
         if images_in.mask is None or mask_data is None:
             return ReadInputs(image, None, images_in.mask_rule)
+        if not 0 <= images_in.mask_dilation <= 1:
+            raise invalid(images_in.mask.parameter, "a mask's dilation is a share of the "
+                                                   "image's size, 0..1")
         parameter = images_in.mask.parameter
         mask = decode(mask_data, parameter, self.limits)
         _check_same_size(mask, image, parameter)
@@ -270,7 +274,7 @@ class InputImages:
             what = "transparent" if images_in.mask_rule is MaskRule.TRANSPARENT else "white"
             raise invalid(parameter, f"{parameter} marks nothing to repaint: paint the area to "
                                      f"change {what}")
-        return ReadInputs(image, mask, images_in.mask_rule)
+        return ReadInputs(image, mask, images_in.mask_rule, images_in.mask_dilation)
 
     async def fit(self, read: ReadInputs, width: int, height: int) -> PreparedInputs:
         """The inputs fitted to width x height (scaled to cover, centred, cropped), as PNG
@@ -327,7 +331,19 @@ def _fitted(read: ReadInputs, width: int, height: int) -> PreparedInputs:
     repaint = Image.fromarray(repaint_levels(mask, read.mask_rule))
     # Nearest: a mask's edge stays where the client drew it, with no new grey levels.
     fitted_mask = _fit(repaint, width, height, Image.Resampling.NEAREST)
+    if read.mask_dilation > 0:
+        fitted_mask = _dilated(fitted_mask, round(read.mask_dilation * max(width, height)))
     return PreparedInputs(image.digest, mask.digest, _png(fitted), _png(fitted_mask))
+
+
+def _dilated(mask: Image.Image, radius: int) -> Image.Image:
+    """The repainted area grown by `radius` pixels every way (a disc: no square corners)."""
+    if radius < 1:
+        return mask
+    import cv2
+
+    disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
+    return Image.fromarray(cv2.dilate(np.asarray(mask), disc))
 
 
 def _png(image: Image.Image) -> bytes:

@@ -33,8 +33,40 @@ class _Wire(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
 
+class ImageData(_Wire):
+    """An image in a :predict body: base64 bytes (or a Cloud Storage URI, not read here)."""
+
+    bytesBase64Encoded: str | None = None
+    gcsUri: str | None = None
+    mimeType: str | None = None
+
+
+class MaskImageConfig(_Wire):
+    maskMode: Annotated[str, BeforeValidator(_upper)] | None = None
+    dilation: float | None = Field(None, ge=0, le=1)
+    maskClasses: list[int] | None = None
+
+
+class ReferenceImage(_Wire):
+    """An image an edit is drawn from (Vertex's capability models): RAW is the image, MASK
+    where to edit; CONTROL, STYLE and SUBJECT references are named so they can be refused."""
+
+    referenceType: Annotated[str, BeforeValidator(_upper)]
+    referenceId: int | None = None
+    referenceImage: ImageData | None = None
+    maskImageConfig: MaskImageConfig | None = None
+    controlImageConfig: dict[str, Any] | None = None
+    styleImageConfig: dict[str, Any] | None = None
+    subjectImageConfig: dict[str, Any] | None = None
+
+
 class Instance(_Wire):
     prompt: str
+    referenceImages: list[ReferenceImage] | None = None
+
+
+class EditConfig(_Wire):
+    baseSteps: int | None = None
 
 
 class OutputOptions(_Wire):
@@ -57,6 +89,10 @@ class Parameters(_Wire):
     language: str | None = None
     includeRaiReason: bool | None = None
     includeSafetyAttributes: bool | None = None
+    # Editing (the capability models): what to do with the reference images.
+    editMode: Annotated[str, BeforeValidator(_upper)] | None = None
+    editConfig: EditConfig | None = None
+    baseSteps: int | None = None
 
 
 class PredictRequest(_Wire):

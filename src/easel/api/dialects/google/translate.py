@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from easel.api.dialects.common import ErrorTable, ImageSource, b64, ordered_images, validate_wire
+from easel.api.dialects.google import edits
 from easel.api.dialects.google.schemas import Parameters, PredictRequest
 from easel.catalog import Catalog, Model
 from easel.domain.errors import EaselError, ErrorKind, invalid
@@ -96,11 +97,15 @@ def to_submission(
     if options is not None and options.compressionQuality is not None:
         quality = max(1, options.compressionQuality)  # 0 and 1 encode alike
     watermark = watermark_of(p)
+    drawn_from = edits.images_in(wire)
+    # Google spells resolutions "1K"/"2K"; the catalog's are lower case. An edit with no
+    # aspect ratio asked for keeps its image's shape.
+    size = None if drawn_from is not None and "aspectRatio" not in p.model_fields_set else \
+        AspectRatioSize(p.aspectRatio, p.sampleImageSize.lower())
     generation = GenerationInput(
         model=ModelChoice(model_id, provider=PROVIDER),
-        prompt=wire.instances[0].prompt,
-        # Google spells resolutions "1K"/"2K"; the catalog's are lower case.
-        size=AspectRatioSize(p.aspectRatio, p.sampleImageSize.lower()),
+        prompt=edits.edit_prompt(wire),
+        size=size,
         num_images=default_count if p.sampleCount is None else p.sampleCount,
         negative_prompt=p.negativePrompt or None,
         seed=p.seed,
@@ -112,10 +117,15 @@ def to_submission(
                            PersonGeneration(p.personGeneration or "allow_adult")),
         watermark=watermark,
         enhance_prompt=p.enhancePrompt is not False,  # Imagen rewrites prompts by default
+        images_in=drawn_from,
     )
     echo = {"includeRaiReason": bool(p.includeRaiReason),
             "includeSafetyAttributes": bool(p.includeSafetyAttributes)}
-    return PredictCall(Submission(DIALECT, caller, generation, names=NAMES, echo=echo),
+    names = NAMES
+    if drawn_from is not None:
+        names = NAMES.with_(image=drawn_from.image.parameter, **(
+            {"mask": drawn_from.mask.parameter} if drawn_from.mask is not None else {}))
+    return PredictCall(Submission(DIALECT, caller, generation, names=names, echo=echo),
                        ignored_fields(wire, fmt))
 
 
@@ -215,6 +225,8 @@ def ignored_fields(wire: PredictRequest, fmt: ImageFormat) -> list[str]:
         and fmt is ImageFormat.PNG
     ):
         ignored.append("outputOptions.compressionQuality")
+    if p.baseSteps is not None or (p.editConfig is not None and p.editConfig.baseSteps is not None):
+        ignored.append("editConfig.baseSteps")  # Imagen's own step count; the tier has its own
     return ignored
 
 
