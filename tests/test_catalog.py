@@ -302,6 +302,7 @@ def test_the_catalogs_input_operations_are_the_engines() -> None:
     from easel.engine.families import FAMILIES
 
     engine = {name: tuple(op for op, cls in (("image", family.refiner),
-                                             ("inpaint", family.inpainter)) if cls)
+                                             ("inpaint", family.inpainter),
+                                             ("reference", family.references)) if cls)
               for name, family in FAMILIES.items()}
     assert engine == INPUT_OPERATIONS

@@ -28,9 +28,11 @@ FAMILIES = ("flux", "flux2", "zimage", "qwenimage", "sd3", "sdxl", "sana", "mini
 REFINABLE_FAMILIES = ("flux", "zimage", "qwenimage", "sd3", "sdxl")
 # What each family draws from an input image (images in): its diffusers img2img ("image") and
 # inpaint classes, as the engine's family table names them (a test keeps the two in step).
-# FLUX.2 klein's inpaint pipeline with a white mask is its reference editing, not img2img.
+# FLUX.2 klein has no img2img; its text-to-image pipeline edits by instruction from reference
+# images ("reference").
 INPUT_OPERATIONS: dict[str, tuple[str, ...]] = {
-    "flux": ("image", "inpaint"), "flux2": ("inpaint",), "zimage": ("image", "inpaint"),
+    "flux": ("image", "inpaint"), "flux2": ("inpaint", "reference"),
+    "zimage": ("image", "inpaint"),
     "qwenimage": ("image", "inpaint"), "sd3": ("image", "inpaint"), "sdxl": ("image", "inpaint"),
     "sana": (), "mini": ("image", "inpaint"),
 }

@@ -128,3 +128,15 @@ def test_the_sdk_reads_each_refusal_naming_the_part(tiny: Server, sdks: dict[str
                         kwargs={"model": STANDARD, "prompt": "x"})
     assert (other_size["status"], other_size["param"]) == (400, "mask"), other_size
     assert "same size" in other_size["message"]
+
+
+def test_the_sdk_sends_several_images_for_fast_to_edit_by_instruction(
+    tiny: Server, sdks: dict[str, Path],
+) -> None:
+    """A list of images (the SDK's image[] parts) shown together to FLUX.2 [klein]."""
+    out = edited(tiny, sdks["openai"], images=[b64(picture()), b64(picture().rotate(180))],
+                 kwargs={"model": "google/imagen-4.0-fast-generate-001", "prompt": "a red fox",
+                         "response_format": "b64_json", "output_format": "png"})
+    assert out["ok"], out
+    width, height = map(int, out["response"]["size"].split("x"))
+    assert decoded(out["response"]["data"][0]).shape == (height, width, 3) and width > height

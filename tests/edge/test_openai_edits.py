@@ -16,6 +16,7 @@ import pytest
 from PIL import Image
 
 from easel.domain.generation import Operation
+from easel.runtime.build import build_blobs
 from easel.services.images.inputs import input_keys
 from tests.core.test_input_images import bomb_png
 from tests.core.test_loras import PRESENT, catalog_of
@@ -24,7 +25,7 @@ from tests.edge.test_images_in import data_uri, picture, png
 from tests.fakes import FakeEngine
 
 AUTH = {"Authorization": f"Bearer {KEY}"}
-STANDARD = "imagen-4.0-generate-001"
+STANDARD, FAST = "imagen-4.0-generate-001", "imagen-4.0-fast-generate-001"
 
 
 def hole_mask(width: int = 96, height: int = 64, white_opaque: bool = True) -> Image.Image:
@@ -87,6 +88,26 @@ def test_without_a_mask_the_image_is_redrawn_at_a_strength(
     assert call.width == call.height  # the size asked for, not the input's shape
 
 
+@pytest.mark.parametrize("fields", [{}, {"input_fidelity": "high"}])
+def test_on_fast_the_model_is_shown_every_image_to_edit_by_instruction(
+    edge: Edge, fields: dict[str, Any],
+) -> None:
+    """FLUX.2 [klein] edits from reference images: no strength, every image shown in order."""
+    first, second = png(picture()), png(picture().rotate(180))
+    reply = edit(edge, images=[first, second], part="image[]", model=FAST, **fields)
+    assert reply.status_code == 200, reply.text
+    (call,) = edge.engine.calls
+    assert call.operation is Operation.REFERENCE
+    (job_id,) = edge.db("SELECT id FROM jobs")[0]
+    shown = call.images[0].references
+    assert shown == (input_keys(job_id)[0], f"input-{job_id}-1.png")
+    # Shown in their own shape (96x64), not fitted to the size drawn.
+    assert all(np.asarray(call.inputs[key]).shape == (64, 96, 3) for key in shown)
+    assert not np.array_equal(call.inputs[shown[0]], call.inputs[shown[1]])
+    blobs = build_blobs(edge.settings)
+    assert blobs.get(f"input-{job_id}-1.png") is None  # gone once the job ended
+
+
 def test_a_json_body_takes_image_urls_and_urls_come_back(edge: Edge) -> None:
     body = {"prompt": "a red fox", "model": STANDARD,
             "images": [{"image_url": data_uri(png(picture()))}],
@@ -111,12 +132,13 @@ def garbage() -> bytes:
      "marks nothing to repaint: paint the area to change transparent"),
     ({"images": [png(picture())] * 17}, "image[16]", "at most 16 images"),
     ({"images": [png(picture())] * 2, "part": "image[]"}, "image[1]",
-     "combining several images (references) is not served by any tier yet"),
+     "cannot combine several images; choose a tier whose model edits from reference images"),
+    ({"images": [png(picture())] * 2, "mask": png(hole_mask())}, "image[1]",
+     "a mask edits one image"),
+    ({"model": FAST, "strength": "0.5"}, "strength", "takes no strength"),
     ({"images": []}, "image", "image is required"),
     ({"input_fidelity": "max"}, "input_fidelity", ""),
     ({"strength": "0"}, "strength", ""),
-    ({"model": "google/imagen-4.0-fast-generate-001"}, "image",
-     "cannot draw from an image without a mask"),
     ({"colour": "red"}, "colour", "not a parameter easel accepts"),
 ])
 def test_each_bad_edit_is_refused_in_openais_shape_naming_the_part(

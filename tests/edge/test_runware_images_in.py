@@ -85,6 +85,16 @@ def test_another_callers_uuid_names_nothing(edge: Edge) -> None:
     assert not [c for c in edge.engine.calls if c.operation is not Operation.TEXT]
 
 
+def test_reference_images_are_shown_to_flux2_klein(edge: Edge) -> None:
+    mine = uploaded(edge, png(picture()))
+    task = inference(model="google:2@3", referenceImages=[
+        mine["imageUUID"], {"image": data_uri(png(picture().rotate(90)))}])
+    reply = edge.runware([task]).json()
+    assert "errors" not in reply, reply
+    (call,) = edge.engine.calls
+    assert call.operation is Operation.REFERENCE and len(call.images[0].references) == 2
+
+
 def test_an_upload_lives_thirty_days_from_its_last_use(edge: Edge) -> None:
     item = uploaded(edge, png(picture()))
     edge.wall.advance(UPLOAD_TTL_SECONDS - 60)
@@ -119,8 +129,11 @@ def test_an_upload_lives_thirty_days_from_its_last_use(edge: Edge) -> None:
       "maskMargin": 64}, "unsupportedMaskMargin", "maskMargin"),
     ({"seedImage": data_uri(png(picture())), "outpaint": {"top": 64}}, "unsupportedOutpaint",
      "outpaint"),
-    ({"referenceImages": [data_uri(png(picture()))]}, "unsupportedReferenceImages",
-     "referenceImages"),
+    ({"referenceImages": [data_uri(png(picture()))] * 2}, "unsupportedReferenceImages",
+     "referenceImages[1]"),  # Z-Image combines no images
+    ({"referenceImages": [5]}, "invalidReferenceImages", "referenceImages[0]"),
+    ({"model": "google:2@3", "referenceImages": [data_uri(png(picture()))], "strength": 0.5},
+     "unsupportedStrength", "strength"),
     ({"seedImage": "./photo.jpg"}, "invalidSeedImage", "seedImage"),  # runware-sdk sends paths
     ({"model": "google:2@3", "seedImage": data_uri(png(picture()))}, "unsupportedSeedImage",
      "seedImage"),  # FLUX.2 [klein] does no image-to-image

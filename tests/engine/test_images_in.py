@@ -301,3 +301,42 @@ def test_easel_mini_inpaints_the_mask_and_keeps_every_other_pixel() -> None:
     assert np.array_equal(drawn[~REPAINTED], PICTURE[~REPAINTED])
     inside = np.abs(drawn[REPAINTED].astype(int) - PICTURE[REPAINTED].astype(int))
     assert inside.mean() > 10
+
+
+# -- editing by instruction: FLUX.2 [klein] shown reference images -------------------------------
+
+
+def referenced(engine: Engine, *keys: str, prompt: str = "the same scene at night") -> np.ndarray:
+    specs = (ImageSpec(prompt, 1, references=keys),)
+    drawn = EngineBatch("easel/tiny-flux2", "flux2", SIZE, SIZE, 4, 3.0, specs,
+                        operation=Operation.REFERENCE, inputs=INPUTS)
+    return engine.generate(drawn)[0].pixels
+
+
+def test_reference_editing_draws_what_flux2_klein_draws_shown_the_images(
+    engine: Engine, model_cache: Path
+) -> None:
+    import diffusers
+    from PIL import Image
+
+    drawn = referenced(engine, "picture", "other")
+    directory = stand_in_dir("easel/tiny-flux2", model_cache / "tiny")
+    pipe = diffusers.Flux2KleinPipeline.from_pretrained(directory)
+    pipe.set_progress_bar_config(disable=True)
+    expected = pipe(prompt=["the same scene at night"], image=[Image.fromarray(PICTURE),
+                                                               Image.fromarray(OTHER_PICTURE)],
+                    num_inference_steps=4, width=SIZE, height=SIZE, guidance_scale=3.0,
+                    generator=[torch.Generator().manual_seed(1)], output_type="np").images[0]
+    assert np.array_equal(drawn, (np.clip(expected, 0, 1) * 255).round().astype(np.uint8))
+    assert not np.array_equal(drawn, referenced(engine, "other"))  # the images it is shown count
+
+
+def test_reference_editing_is_refused_where_the_pipeline_takes_no_images(engine: Engine) -> None:
+    specs = (ImageSpec("x", 1, references=("picture",)),)
+    with pytest.raises(InferenceError, match="zimage family cannot do reference"):
+        engine.generate(EngineBatch("easel/tiny-zimage", "zimage", SIZE, SIZE, 2, 3.0, specs,
+                                    operation=Operation.REFERENCE, inputs=INPUTS))
+    mixed = (ImageSpec("x", 1, references=("picture",)), ImageSpec("x", 2, references=("other",)))
+    with pytest.raises(InferenceError, match="the same, non-empty reference images"):
+        engine.generate(EngineBatch("easel/tiny-flux2", "flux2", SIZE, SIZE, 2, 3.0, mixed,
+                                    operation=Operation.REFERENCE, inputs=INPUTS))

@@ -21,15 +21,24 @@ class ImageSpec:
     negative_prompt: str | None = None
     init: str | None = None  # the image to start from (image-to-image, inpainting)
     mask: str | None = None  # inpainting: white (255) is repainted, black (0) kept
+    references: tuple[str, ...] = ()  # editing by instruction: the images the model is shown
 
 
 class Operation(StrEnum):
     """What a batch draws: from text alone, from an input image at `strength` (the share of
-    the schedule re-run: low stays close to the input), or inpainting an input's masked area."""
+    the schedule re-run: low stays close to the input), inpainting an input's masked area, or
+    editing by instruction: the prompt says what to change in the reference images the model
+    is shown (FLUX.2's reference editing; the whole schedule runs, no strength)."""
 
     TEXT = "text"
     IMAGE = "image"
     INPAINT = "inpaint"
+    REFERENCE = "reference"
+
+    @property
+    def partial_schedule(self) -> bool:
+        """Whether it runs only `strength` of the schedule (image-to-image, inpainting)."""
+        return self in (Operation.IMAGE, Operation.INPAINT)
 
 
 # A mask level (0..255) at or above this is repainted. The diffusers inpaint pipelines binarise
@@ -130,7 +139,7 @@ class EngineBatch:
         """Denoising steps across both passes, or of a pipeline drawing from an input (the
         flow-matching ones run ceil(n * strength) of n), as first estimated (progress learns the
         refiner's exact count when it starts)."""
-        if self.operation is not Operation.TEXT:
+        if self.operation.partial_schedule:
             return max(1, math.ceil(self.input_schedule * self.strength - 1e-9))
         if self.two_pass is None:
             return self.steps

@@ -60,6 +60,9 @@ class GenerationRequest:
     strength: float | None = None
     input_digest: str | None = None
     mask_digest: str | None = None
+    # Editing by instruction from several images: the sha256 of each after the first
+    # (input_digest), kept under reference_keys(job id, ...).
+    reference_digests: tuple[str, ...] = ()
 
     @property
     def client_prompt(self) -> str:

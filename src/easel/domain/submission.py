@@ -96,11 +96,19 @@ class ImagesIn:
 
     image: ImageInput
     mask: ImageInput | None = None
-    strength: float | None = None
+    strength: float | None = None  # the client's own
     mask_rule: MaskRule = MaskRule.WHITE
     # Grow the mask by this share of the image's longer side before drawing (Vertex's
     # `dilation`, 0..1): an edge the client drew tight gets room to blend.
     mask_dilation: float = 0.0
+    # The client asks for an edit by instruction (the prompt says what to change: OpenAI's
+    # edits, Gemini): a tier that edits from reference images does so, showing it `image` and
+    # `references`; another redraws `image` at `strength` (image-to-image).
+    instruction: bool = False
+    references: tuple[ImageInput, ...] = ()  # more images to combine, after `image`
+    # The dialect's own strength when the client sent none (an API's rule: a hole is drawn
+    # afresh, high fidelity stays close); an edit by instruction has none. None: the core's.
+    default_strength: float | None = None
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,12 @@ from easel.domain.generation import (
 from easel.engine.adapters import PipelineAdapters
 from easel.engine.families import call_kwargs, family_of, input_pipeline
 from easel.engine.fit import share_components
-from easel.engine.inputs import check_inputs, keep_outside_mask, pipeline_inputs
+from easel.engine.inputs import (
+    check_inputs,
+    keep_outside_mask,
+    pipeline_inputs,
+    reference_inputs,
+)
 from easel.engine.libraries import quiet_libraries
 from easel.engine.optimize import EngineOptions, TextEmbeddingCache, apply_options, prepare_vae
 from easel.engine.pipelines import (
@@ -236,7 +241,10 @@ class Engine:
             pipe = self.pipeline(drawn.source)
             self._use_adapters(drawn, pipe)
             kwargs = call_kwargs(drawn, _generators(drawn))
-            if drawn.operation is not Operation.TEXT:
+            if drawn.operation is Operation.REFERENCE:  # the pipeline itself, shown the images
+                images = self._run(pipe, drawn, {**kwargs, **reference_inputs(drawn)}, steps,
+                                   cancel)
+            elif drawn.operation is not Operation.TEXT:
                 images = self._from_inputs(pipe, drawn, kwargs, steps, cancel)
             elif drawn.two_pass is None:
                 images = self._run(pipe, drawn, kwargs, steps, cancel)

@@ -50,6 +50,8 @@ class Family:
     # img2img (image-to-image, and the two-pass refiner) and inpaint; None: it cannot.
     refiner: str | None = None
     inpainter: str | None = None
+    # Its text-to-image pipeline takes reference images (`image=[...]`) to edit by instruction.
+    references: bool = False
     text_encoding: TextEncoding | None = None
     # The diffusers pipeline class (its LoRA loader reads adapter files without a model);
     # None: easel's own.
@@ -140,6 +142,7 @@ _FAMILIES = (
     # `strength` would not mean what it means on the other tiers.
     Family("flux2", tiny.flux2, _with_sequence(_guidance), previews.decode_flux2,
            inpainter="Flux2KleinInpaintPipeline", pipeline="Flux2KleinPipeline",
+           references=True,  # Flux2KleinPipeline(image=[...]): FLUX.2's reference editing
            # A non-distilled klein runs CFG and would encode its own "" negative for one row:
            # leave its prompts to the pipeline.
            text_encoding=TextEncoding(
@@ -184,6 +187,11 @@ def input_pipeline(name: str, operation: Operation) -> str:
     """The diffusers class that draws `operation` from an input image in family `name`."""
     assert operation is not Operation.TEXT
     family = family_of(name)
+    if operation is Operation.REFERENCE:
+        if not family.references or family.pipeline is None:
+            raise InferenceError(f"the {name} family cannot do reference (editing by "
+                                 "instruction): its pipeline takes no reference images")
+        return family.pipeline
     inpaint = operation is Operation.INPAINT
     class_name = family.inpainter if inpaint else family.refiner
     if class_name is None:

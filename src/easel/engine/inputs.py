@@ -24,22 +24,46 @@ def check_inputs(batch: EngineBatch) -> None:
     if batch.two_pass is not None:
         raise InferenceError(f"{batch.operation.value} draws at the input's own size; "
                              f"{batch.width}x{batch.height} would need two passes")
+    if batch.operation is Operation.REFERENCE:
+        _check_references(batch)
+        return
     for index, spec in enumerate(batch.images):
         _input(batch, index, "init", spec.init, (batch.height, batch.width, 3))
         if batch.operation is Operation.INPAINT:
             _input(batch, index, "mask", spec.mask, (batch.height, batch.width))
 
 
+def _check_references(batch: EngineBatch) -> None:
+    """Every image is shown the same reference images (one call shows them to all)."""
+    shown = {spec.references for spec in batch.images}
+    if len(shown) != 1 or not next(iter(shown)):
+        raise InferenceError("editing by instruction needs the same, non-empty reference "
+                             "images for every image of a batch")
+    for key in next(iter(shown)):
+        _input(batch, 0, "reference", key, None)
+
+
 def _input(batch: EngineBatch, index: int, role: str, key: str | None,
-           shape: tuple[int, ...]) -> None:
+           shape: tuple[int, ...] | None) -> None:
+    """`shape` None: any H x W x 3 (a reference image keeps its own size)."""
     if key is None:
         raise InferenceError(f"image {index} has no {role} input for {batch.operation.value}")
     if key not in batch.inputs:
         raise InferenceError(f"image {index}: the {role} input {key!r} is not among the inputs")
     pixels = np.asarray(batch.inputs[key])
+    if shape is None:
+        shape = (*pixels.shape[:2], 3) if pixels.ndim == 3 else (0, 0, 3)
     if pixels.shape != shape or pixels.dtype != np.uint8:
         raise InferenceError(f"image {index}: the {role} input {key!r} is {pixels.dtype} "
                              f"{pixels.shape}, not uint8 {shape} (the batch's size)")
+
+
+def reference_inputs(batch: EngineBatch) -> dict[str, Any]:
+    """The text-to-image pipeline's `image`: the reference images, shown to every image."""
+    from PIL import Image
+
+    keys = batch.images[0].references
+    return {"image": [Image.fromarray(np.asarray(batch.inputs[key])) for key in keys]}
 
 
 def pipeline_inputs(batch: EngineBatch) -> dict[str, Any]:

@@ -743,7 +743,9 @@ def request_to_json(request: GenerationRequest) -> dict[str, Any]:
     adapters = {"loras": [lora.to_json() for lora in request.loras]} if request.loras else {}
     inputs = {} if request.operation is Operation.TEXT else {
         "operation": request.operation.value, "strength": request.strength,
-        "input_digest": request.input_digest, "mask_digest": request.mask_digest}
+        "input_digest": request.input_digest, "mask_digest": request.mask_digest,
+        **({"reference_digests": list(request.reference_digests)}
+           if request.reference_digests else {})}
     return {
         "model": request.model, "prompt": request.prompt, "width": request.width,
         "height": request.height, "num_images": request.num_images,
@@ -767,6 +769,7 @@ def request_from_json(raw: dict[str, Any]) -> GenerationRequest:
         "enhancement": EnhancementState(raw.get("enhancement", EnhancementState.OFF.value)),
         "loras": tuple(AppliedLora.from_json(lora) for lora in raw.get("loras", ())),
         "operation": Operation(raw.get("operation", Operation.TEXT.value)),
+        "reference_digests": tuple(raw.get("reference_digests", ())),
     })
 
 

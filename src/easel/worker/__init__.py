@@ -39,7 +39,7 @@ from easel.domain.generation import (
 from easel.domain.job import Job
 from easel.services.images.artifacts import expiry
 from easel.services.images.finishing import ImageFinisher, Provenance
-from easel.services.images.inputs import InputImages, input_keys
+from easel.services.images.inputs import InputImages, input_keys, reference_keys
 from easel.services.jobs.events import JobEvents
 from easel.services.jobs.planning import BackendResolver, Plan, plan
 from easel.services.loras import AdapterFiles
@@ -307,7 +307,8 @@ class Worker:
         try:
             seeds = [image.seed for image in job.images]  # fixed at submission
             the_plan = plan(job.request, self.catalog, self.resolver, seeds)
-            return _Planned(job, the_plan.with_inputs(input_keys(job.id)))
+            shown = reference_keys(job.id, len(job.request.reference_digests))
+            return _Planned(job, the_plan.with_inputs(input_keys(job.id), shown))
         except EaselError as exc:
             self._fail_all([job.id], exc.kind, exc.message)
             return None
@@ -350,7 +351,7 @@ class Worker:
             if self.input_images is None:
                 raise EaselError(ErrorKind.UNSUPPORTED, "this worker takes no input images",
                                  "image")
-            found = self.input_images.load(p.job.id)
+            found = self.input_images.load(p.job.id, len(p.job.request.reference_digests))
             if input_keys(p.job.id)[0] not in found:
                 raise EaselError(ErrorKind.INTERNAL, f"the input image of job {p.job.id} is "
                                  "gone from the image store", "image")

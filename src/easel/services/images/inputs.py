@@ -25,7 +25,7 @@ import re
 import uuid
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -204,12 +204,18 @@ def _to_8bit_grey(image: Image.Image) -> Image.Image:
 # -- a job's inputs: prepared at submission, kept in the image store until the job ends ---------
 
 DEFAULT_STRENGTH = 0.8  # Runware's default for seedImage; every dialect that takes one agrees
+MAX_REFERENCES = 16  # images one edit by instruction may be shown (OpenAI takes 16)
 
 
 def input_keys(job_id: str) -> tuple[str, str]:
     """Where a job's input image and mask are kept: by its id, so a retry of the same task id
     writes the same files and a worker finds them after a crash."""
     return f"input-{job_id}.png", f"mask-{job_id}.png"
+
+
+def reference_keys(job_id: str, count: int) -> tuple[str, ...]:
+    """Where the images after the first of an edit by instruction are kept (1..count)."""
+    return tuple(f"input-{job_id}-{i}.png" for i in range(1, count + 1))
 
 
 @dataclass(frozen=True)
@@ -220,6 +226,7 @@ class ReadInputs:
     mask: InputImage | None
     mask_rule: MaskRule = MaskRule.WHITE
     mask_dilation: float = 0.0
+    references: tuple[InputImage, ...] = ()  # more images shown with `image` (instruction)
 
     @property
     def size(self) -> tuple[int, int]:
@@ -235,6 +242,8 @@ class PreparedInputs:
     mask_digest: str | None
     image_png: bytes
     mask_png: bytes | None
+    reference_pngs: tuple[bytes, ...] = ()
+    reference_digests: tuple[str, ...] = ()
 
 
 class InputImages:
@@ -257,8 +266,13 @@ class InputImages:
         data = await self.fetched(images_in.image, caller)
         mask_data = None if images_in.mask is None else await self.fetched(images_in.mask,
                                                                           caller)
+        shown = [await self.fetched(given, caller) for given in images_in.references]
         # Decoding is CPU work: off the event loop.
-        return await asyncio.to_thread(self._decoded, images_in, data, mask_data)
+        read = await asyncio.to_thread(self._decoded, images_in, data, mask_data)
+        references = await asyncio.to_thread(
+            lambda: tuple(decode(d, given.parameter, self.limits)
+                          for d, given in zip(shown, images_in.references, strict=True)))
+        return replace(read, references=references)
 
     def _decoded(self, images_in: ImagesIn, data: bytes, mask_data: bytes | None) -> ReadInputs:
         image = decode(data, images_in.image.parameter, self.limits)
@@ -281,12 +295,21 @@ class InputImages:
         (resampling is CPU work: a thread)."""
         return await asyncio.to_thread(_fitted, read, width, height)
 
+    async def as_shown(self, read: ReadInputs) -> PreparedInputs:
+        """The images of an edit by instruction, each kept in its own shape (the model is
+        shown them as they are), scaled to at most REFERENCE_PIXELS and at least
+        REFERENCE_MIN_SIDE a side, as PNG."""
+        return await asyncio.to_thread(_shown, read)
+
     async def keep(self, prepared: PreparedInputs, job_id: str) -> None:
         """Store a new job's inputs under its id, before the job is inserted."""
         image_key, mask_key = input_keys(job_id)
         await asyncio.to_thread(self.blobs.put, image_key, prepared.image_png, "image/png")
         if prepared.mask_png is not None:
             await asyncio.to_thread(self.blobs.put, mask_key, prepared.mask_png, "image/png")
+        keys = reference_keys(job_id, len(prepared.reference_pngs))
+        for key, data in zip(keys, prepared.reference_pngs, strict=True):
+            await asyncio.to_thread(self.blobs.put, key, data, "image/png")
 
     async def fetched(self, given: ImageInput, caller: Caller) -> bytes:
         """The file's bytes, however the client named it (not decoded yet)."""
@@ -307,27 +330,42 @@ class InputImages:
                                            "image of one of your tasks, or it has expired")
         return data
 
-    def load(self, job_id: str) -> dict[str, np.ndarray]:
-        """The job's stored inputs as the engine takes them, by key (a worker's side)."""
+    def load(self, job_id: str, references: int = 0) -> dict[str, np.ndarray]:
+        """The job's stored inputs as the engine takes them, by key (a worker's side);
+        `references`: how many images after the first it was sent."""
         found = {}
-        for key in input_keys(job_id):
+        for key in (*input_keys(job_id), *reference_keys(job_id, references)):
             data = self.blobs.get(key)
             if data is not None:
                 found[key] = np.asarray(Image.open(io.BytesIO(data)))
         return found
 
     def discard(self, job_id: str) -> None:
-        """The job ended: its inputs go (a failure to delete them is not the job's)."""
+        """The job ended: its inputs go (a failure to delete them is not the job's). The
+        images after the first are numbered from 1: they go until one is not there."""
         for key in input_keys(job_id):
             with contextlib.suppress(Exception):
+                self.blobs.delete(key)
+        for index in range(1, MAX_REFERENCES + 1):
+            (key,) = reference_keys(job_id, index)[-1:]
+            with contextlib.suppress(Exception):
+                opened = self.blobs.open(key)
+                if opened is None:
+                    return
+                close = getattr(opened[1], "close", None)
+                if close is not None:
+                    close()
                 self.blobs.delete(key)
 
 
 def _fitted(read: ReadInputs, width: int, height: int) -> PreparedInputs:
     image, mask = read.image, read.mask
     fitted = _fit(Image.fromarray(image.pixels), width, height, Image.Resampling.LANCZOS)
+    shown = tuple(_png(_fit(Image.fromarray(r.pixels), width, height, Image.Resampling.LANCZOS))
+                  for r in read.references)
+    digests = tuple(r.digest for r in read.references)
     if mask is None:
-        return PreparedInputs(image.digest, None, _png(fitted), None)
+        return PreparedInputs(image.digest, None, _png(fitted), None, shown, digests)
     repaint = Image.fromarray(repaint_levels(mask, read.mask_rule))
     # Nearest: a mask's edge stays where the client drew it, with no new grey levels.
     fitted_mask = _fit(repaint, width, height, Image.Resampling.NEAREST)
@@ -344,6 +382,28 @@ def _dilated(mask: Image.Image, radius: int) -> Image.Image:
 
     disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
     return Image.fromarray(cv2.dilate(np.asarray(mask), disc))
+
+
+# What FLUX.2 [klein] takes as a reference image: it shrinks larger ones to a megapixel itself
+# and refuses a side under 64 pixels.
+REFERENCE_PIXELS = 1024 * 1024
+REFERENCE_MIN_SIDE = 64
+
+
+def _shown(read: ReadInputs) -> PreparedInputs:
+    images = (read.image, *read.references)
+    pngs = [_png(_reference_sized(Image.fromarray(image.pixels))) for image in images]
+    return PreparedInputs(read.image.digest, None, pngs[0], None, tuple(pngs[1:]),
+                          tuple(image.digest for image in read.references))
+
+
+def _reference_sized(image: Image.Image) -> Image.Image:
+    width, height = image.size
+    scale = min(1.0, (REFERENCE_PIXELS / (width * height)) ** 0.5)
+    scale = max(scale, REFERENCE_MIN_SIDE / min(width, height))
+    size = (max(REFERENCE_MIN_SIDE, round(width * scale)),
+            max(REFERENCE_MIN_SIDE, round(height * scale)))
+    return image if size == image.size else image.resize(size, Image.Resampling.LANCZOS)
 
 
 def _png(image: Image.Image) -> bytes:

@@ -208,7 +208,7 @@ class Plan:
         else:
             per_image = steps * megapixels
         passes = 2 if self.true_cfg is not None else 1
-        if self.request.operation is not Operation.TEXT:  # about steps * strength of them run
+        if self.request.operation.partial_schedule:  # about steps * strength of them run
             per_image *= self.request.strength or 1.0
         work = len(self.images) * per_image * passes * self.model.backend.step_seconds
         return round(work, 6)
@@ -237,12 +237,17 @@ class Plan:
             metadata["loras"] = [lora.to_json() for lora in self.request.loras]
         return metadata
 
-    def with_inputs(self, keys: tuple[str, str]) -> Plan:
+    def with_inputs(self, keys: tuple[str, str], references: tuple[str, ...] = ()) -> Plan:
         """The plan with each image naming its job's stored input and mask (by their keys in
-        the image store), when it draws from an input."""
+        the image store), when it draws from an input; editing by instruction shows it the
+        input and `references` (the keys of the images after the first)."""
         if self.request.operation is Operation.TEXT:
             return self
         image_key, mask_key = keys
+        if self.request.operation is Operation.REFERENCE:
+            shown = (image_key, *references)
+            return replace(self, images=tuple(replace(spec, references=shown)
+                                              for spec in self.images))
         mask = mask_key if self.request.operation is Operation.INPAINT else None
         return replace(self, images=tuple(replace(spec, init=image_key, mask=mask)
                                           for spec in self.images))

@@ -32,7 +32,7 @@ from easel.domain.lora import AppliedLora
 from easel.domain.outcomes import Draining, JobFailed, StillRunning
 from easel.domain.request import GenerationRequest
 from easel.domain.safety import CheckFloor, EnhancementState
-from easel.domain.submission import Caller, Submission, WireNames
+from easel.domain.submission import Caller, ImagesIn, Submission, WireNames
 from easel.services.delivery.outbound import check_at_submission
 from easel.services.images.inputs import DEFAULT_STRENGTH, InputImages, PreparedInputs
 from easel.services.jobs.admission import Admission
@@ -103,6 +103,8 @@ def batch_key(the_plan: Plan) -> str:
         f"previews{r.partial_images}" if r.partial_images else "")
     if r.operation is not Operation.TEXT:  # one call draws one way, at one strength
         parts += (f"{r.operation.value}@{r.strength!r}",)
+    if r.operation is Operation.REFERENCE:  # one call shows its images to every image it draws
+        parts += (r.input_digest, *r.reference_digests)
     if r.loras:  # one engine call runs one adapter set: jobs with another never share it
         parts += (",".join(f"lora:{a.name}@{a.digest[:16]}*{a.weight!r}" for a in r.loras),)
     return "|".join(str(part) for part in parts)
@@ -251,23 +253,27 @@ class JobService:
         images_in = submission.generation.images_in
         assert images_in is not None
         names = submission.names
-        operation = Operation.INPAINT if images_in.mask is not None else Operation.IMAGE
-        parameter = names("mask") if operation is Operation.INPAINT else names("image")
         backend, real = the_plan.backend, the_plan.model.backend
         # What the tier's own model does decides, so that pulling its weights changes nothing
         # a client may send; a stand-in must also do it.
+        operation = _operation(images_in, real, names)
+        parameter = names("mask") if operation is Operation.INPAINT else names("image")
         real_can = operation.value in INPUT_OPERATIONS.get(real.family, ())
+        if operation is Operation.REFERENCE and backend.family == "mini":
+            # easel-mini, standing in, redraws the first image (it is shown no references).
+            operation, images_in = Operation.IMAGE, replace(images_in, references=())
         if self.inputs is None or not real_can or \
                 operation.value not in INPUT_OPERATIONS.get(backend.family, ()):
-            what = "inpaint" if operation is Operation.INPAINT else "draw from an image " \
-                "without a mask (image-to-image)"
             served = real if not real_can else backend
             why = _other_ways(operation) if not real_can else (
                 f"the weights of {real.source} are absent here (`easel pull "
                 f"{the_plan.model.tier.name}`)")
             raise EaselError(ErrorKind.UNSUPPORTED, f"{parameter}: {served.source} cannot "
-                             f"{what}; {why}", parameter)
-        strength = DEFAULT_STRENGTH if images_in.strength is None else images_in.strength
+                             f"{WHAT[operation]}; {why}", parameter)
+        if operation is Operation.REFERENCE:
+            return await self._edited(submission, images_in, the_plan)
+        strength = next(s for s in (images_in.strength, images_in.default_strength,
+                                    DEFAULT_STRENGTH) if s is not None)
         if isinstance(strength, bool) or not isinstance(strength, int | float) or \
                 not 0 < strength <= 1:
             name = names("strength")
@@ -286,6 +292,33 @@ class JobService:
         prepared = await self.inputs.fit(read, request.width, request.height)
         request = replace(request, operation=operation, strength=float(strength),
                           input_digest=prepared.input_digest, mask_digest=prepared.mask_digest)
+        seeds = [spec.seed for spec in the_plan.images]
+        return plan_resolved(request, the_plan.model, self.resolver, seeds, names), prepared
+
+    async def _edited(self, submission: Submission, images_in: ImagesIn, the_plan: Plan
+                      ) -> tuple[Plan, PreparedInputs]:
+        """An edit by instruction: the images are read and fitted to the job's size (the
+        input's shape when none was asked for) and shown to the model; no strength."""
+        assert self.inputs is not None
+        names = submission.names
+        if images_in.strength is not None:
+            name = names("strength")
+            raise EaselError(ErrorKind.UNSUPPORTED, f"{name}: {the_plan.model.backend.source} "
+                             "edits by instruction from the images it is shown, and takes no "
+                             "strength", name)
+        if the_plan.two_pass is not None:
+            name = names("size")
+            raise invalid(name, f"{name}: editing is served at sizes the model draws in one "
+                                "pass here (1K)")
+        read = await self.inputs.read(images_in, submission.caller)
+        request = the_plan.request
+        if submission.generation.size is None:
+            size = the_plan.model.nearest_size(*read.size, one_pass=True)
+            request = replace(request, width=size.width, height=size.height)
+        prepared = await self.inputs.as_shown(read)
+        request = replace(request, operation=Operation.REFERENCE, strength=None,
+                          input_digest=prepared.input_digest,
+                          reference_digests=prepared.reference_digests)
         seeds = [spec.seed for spec in the_plan.images]
         return plan_resolved(request, the_plan.model, self.resolver, seeds, names), prepared
 
@@ -543,6 +576,35 @@ class JobService:
         cancelled = await self.get(job.id)
         assert cancelled is not None
         return cancelled
+
+
+WHAT = {Operation.INPAINT: "inpaint",
+        Operation.IMAGE: "draw from an image without a mask (image-to-image)",
+        Operation.REFERENCE: "edit by instruction from reference images"}
+
+
+def _operation(images_in: ImagesIn, real: Backend, names: WireNames) -> Operation:
+    """What a request drawing from images asks of the tier's own model: inpainting with a
+    mask; an edit by instruction where the model edits from reference images (else
+    image-to-image); several images only where they can be combined."""
+    can = INPUT_OPERATIONS.get(real.family, ())
+    extra = images_in.references[0].parameter if images_in.references else None
+    if images_in.mask is not None:
+        if extra is not None:
+            raise EaselError(ErrorKind.UNSUPPORTED, f"{extra}: a mask edits one image; send "
+                             "one image with a mask, or several without one", extra)
+        return Operation.INPAINT
+    if images_in.instruction and "reference" in can and images_in.strength is None:
+        return Operation.REFERENCE
+    if extra is not None:
+        if images_in.instruction and "reference" in can:
+            return Operation.REFERENCE  # strength is refused by name, below
+        raise EaselError(ErrorKind.UNSUPPORTED, f"{extra}: {real.source} cannot combine "
+                         "several images; choose a tier whose model edits from reference "
+                         "images (Fast: FLUX.2 [klein]; docs/catalog.md)", extra)
+    if images_in.instruction and "image" not in can and "reference" in can:
+        return Operation.REFERENCE
+    return Operation.IMAGE
 
 
 def _other_ways(operation: Operation) -> str:

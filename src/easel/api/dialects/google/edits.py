@@ -52,13 +52,13 @@ def images_in(wire: PredictRequest) -> ImagesIn | None:
     if mask is None and mode in MASKING_MODES:
         raise EaselError(ErrorKind.MISSING, f"EDIT_MODE_{mode} needs a REFERENCE_TYPE_MASK "
                          f"image in {REFS}", REFS)
-    strength = INPAINT_STRENGTH if mask is not None else None
     dilation = 0.0
     if mask is not None:
         config = refs[mask].maskImageConfig
         dilation = config.dilation or 0.0 if config is not None else 0.0
-    return ImagesIn(_image(refs, raw), None if mask is None else _image(refs, mask), strength,
-                    MaskRule.WHITE, mask_dilation=dilation)
+    return ImagesIn(_image(refs, raw), None if mask is None else _image(refs, mask), None,
+                    MaskRule.WHITE, mask_dilation=dilation, instruction=mask is None,
+                    default_strength=INPAINT_STRENGTH if mask is not None else None)
 
 
 def edit_prompt(wire: PredictRequest) -> str:

@@ -6,11 +6,11 @@ Mapping rules (also in docs/openai.md):
   or `image[]` (a list, even of one), and `mask`; every other field is text. A part may also
   carry a URL or a data URL as text. A JSON body takes the newer reference's shape:
   `images: [{"image_url": ...}]`, `mask: {"image_url": ...}`.
-- One image is edited. With a mask (transparent pixels are repainted, as OpenAI defines it; a
-  mask without alpha: white) it is inpainting, drawn at `strength` 1 unless the client sends
-  `strength`; without one it is image-to-image at `strength` 0.8, or 0.5 with
-  `input_fidelity: "high"`. Several images (references to combine) are refused by name: no
-  tier combines references yet.
+- With a mask (transparent pixels are repainted, as OpenAI defines it; a mask without alpha:
+  white) the first image is inpainted, at `strength` 1 unless the client sends `strength`.
+  Without one it is an edit by instruction: a tier whose model edits from reference images
+  (Fast) is shown every image (up to 16); another redraws the one image at `strength` 0.8, or
+  0.5 with `input_fidelity: "high"` (several images are refused there, naming `image[1]`).
 - `size` absent or `auto`: the input's shape, at the model's nearest size. The other fields are
   those of generations (translate.py).
 """
@@ -113,19 +113,14 @@ def to_submission(body: EditBody, caller: Caller, idempotency_key: str | None = 
     if len(body.images) > MAX_IMAGES:
         raise invalid(body.images[MAX_IMAGES].parameter, f"at most {MAX_IMAGES} images may be "
                       f"sent, got {len(body.images)}")
-    if len(body.images) > 1:
-        extra = body.images[1].parameter
-        raise EaselError(ErrorKind.UNSUPPORTED, f"{extra}: combining several images "
-                         "(references) is not served by any tier yet; send one image to edit, "
-                         "with a mask to repaint part of it", extra)
-    images_in = ImagesIn(body.images[0], body.mask, _strength(wire, body.mask is not None),
-                         MaskRule.TRANSPARENT)
+    first, *more = body.images
+    images_in = ImagesIn(first, body.mask, wire.strength, MaskRule.TRANSPARENT,
+                         instruction=body.mask is None, references=tuple(more),
+                         default_strength=_default_strength(wire, body.mask is not None))
     return from_wire(wire, caller, idempotency_key, retries_taken, images_in)
 
 
-def _strength(wire: ImagesEditRequest, masked: bool) -> float | None:
-    if wire.strength is not None:
-        return wire.strength
+def _default_strength(wire: ImagesEditRequest, masked: bool) -> float | None:
     if masked:
         return INPAINT_STRENGTH
     return HIGH_FIDELITY_STRENGTH if wire.input_fidelity == "high" else None

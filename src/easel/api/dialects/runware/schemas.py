@@ -378,8 +378,6 @@ def images_in(wire: ImageInferenceTask) -> ImagesIn | None:
     inputs.maskImage) and strength; what easel does not draw yet is refused by name."""
     inputs = wire.inputs or Inputs()
     for name, value in (("maskMargin", wire.maskMargin), ("outpaint", wire.outpaint),
-                        ("referenceImages", wire.referenceImages),
-                        ("inputs.referenceImages", inputs.referenceImages),
                         ("inputs.images", inputs.images), ("inputs.references", inputs.references)):
         if value is not None:
             raise RunwareError(f"unsupported{_cap(name.rpartition('.')[2])}",
@@ -389,6 +387,11 @@ def images_in(wire: ImageInferenceTask) -> ImagesIn | None:
                    ("inputs.seedImage", inputs.seedImage))
     mask = _one_of(("maskImage", wire.maskImage), ("inputs.mask", inputs.mask),
                    ("inputs.maskImage", inputs.maskImage))
+    shown = _references(wire, inputs)
+    if shown:  # an edit by instruction: the model is shown the images (and seedImage first)
+        first, *more = ((seed,) if seed is not None else ()) + shown
+        return ImagesIn(first, mask, wire.strength, MaskRule.WHITE, instruction=True,
+                        references=tuple(more))
     if seed is None:
         needing = [name for name, given in (("maskImage", mask is not None),
                                             ("strength", wire.strength is not None)) if given]
@@ -402,10 +405,28 @@ def images_in(wire: ImageInferenceTask) -> ImagesIn | None:
 NOT_YET = {
     "maskMargin": "send the mask alone (the whole image is inpainted at once)",
     "outpaint": "no tier outpaints yet",
-    "referenceImages": "no tier combines reference images yet",
-    "images": "no tier combines reference images yet",
-    "references": "no tier combines reference images yet",
+    "images": "send the images as referenceImages",
+    "references": "send the images as referenceImages",
 }
+
+
+def _references(wire: ImageInferenceTask, inputs: Inputs) -> tuple[ImageInput, ...]:
+    """referenceImages (or inputs.referenceImages): strings, or {image: ...} objects."""
+    listed, name = wire.referenceImages, "referenceImages"
+    if inputs.referenceImages is not None:
+        if listed is not None:
+            raise RunwareError("conflictingReferenceImages", "give referenceImages or "
+                               "inputs.referenceImages, not both", "inputs.referenceImages")
+        listed, name = inputs.referenceImages, "inputs.referenceImages"
+    shown = []
+    for i, item in enumerate(listed or ()):
+        value = item.get("image") if isinstance(item, dict) else item
+        if not isinstance(value, str):
+            raise RunwareError(f"invalid{_cap(name.rpartition('.')[2])}", f"{name}[{i}] must be "
+                               "an image (a UUID, data URI, base64 or URL) or {\"image\": ...}",
+                               f"{name}[{i}]")
+        shown.append(ImageInput(f"{name}[{i}]", text=value))
+    return tuple(shown)
 
 
 def _one_of(*named: tuple[str, str | None]) -> ImageInput | None:
