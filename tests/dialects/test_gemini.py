@@ -1,8 +1,8 @@
 """The Gemini image API (`generateContent`), text to image, through google-genai's
 generate_content and generate_content_stream: the newest release and the oldest common one, in
 Gemini API mode (an API key) and Vertex mode (an OAuth token, `global`), against a real server
-(fake engine, the test catalog's small Gemini size tables). Editing is refused by name until
-this server edits."""
+(fake engine, the test catalog's small Gemini size tables). Editing: tests/dialects/
+test_gemini_edits.py."""
 
 from __future__ import annotations
 
@@ -19,9 +19,6 @@ from tests.server_harness import SMALL_SIZES, Server
 
 MODES = [("google-genai", "gemini"), ("google-genai-3", "gemini"), ("google-genai-2", "vertex"),
          ("google-genai-3", "vertex")]
-TINY_PNG = base64.b64encode(bytes.fromhex(
-    "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
-    "1f15c4890000000d49444154789c6360000002000154a24f5d0000000049454e44ae426082")).decode()
 
 
 def gemini(sdks: dict[str, Path], live: Server, sdk: str, mode: str, **spec: Any) -> Any:
@@ -124,14 +121,7 @@ def test_bad_configs_are_google_errors_naming_the_field(
     assert words in out["message"]
 
 
-def test_an_image_to_edit_is_refused_by_name_and_an_unknown_model_is_404(
-    live: Server, sdks: dict[str, Path],
-) -> None:
-    edit = gemini(sdks, live, "google-genai", "gemini", model="gemini-2.5-flash-image",
-                  prompt="make it red", image=TINY_PNG)
-    assert (edit["code"], edit["status"]) == (400, "INVALID_ARGUMENT"), edit
-    assert "contents[0].parts[0].inlineData" in edit["message"]
-    assert "editing" in edit["message"]
+def test_an_unknown_model_is_404(live: Server, sdks: dict[str, Path]) -> None:
     unknown = gemini(sdks, live, "google-genai", "gemini", model="gemini-9-image",
                      prompt="a fox")
     assert (unknown["code"], unknown["status"]) == (404, "NOT_FOUND"), unknown

@@ -2,7 +2,9 @@
 argv[1] is a JSON spec.
 
 `mode` "gemini" (an API key) or "vertex" (project, location and an OAuth token). `call`
-"generate" (default), "stream" or "chat"; `config` is a GenerateContentConfig's fields, with
+"generate" (default; `images`, base64 PNGs, go before the prompt: an edit), "stream" or "chat"
+(`prompt`, then each of `then` as the chat's next turns; the last reply is printed); `config` is
+a GenerateContentConfig's fields, with
 `image_config` and `thinking_config` as dicts. Prints one JSON line: the parts of each
 candidate (an image as its base64, its MIME type and size), the text, finish reasons, the usage
 and the prompt feedback; or the SDK's APIError."""
@@ -74,11 +76,18 @@ try:
         chunks = [summary(chunk) for chunk in client.models.generate_content_stream(
             model=spec["model"], contents=spec["prompt"], config=config)]
         print(json.dumps({"ok": True, "chunks": chunks}))
+    elif call == "chat":
+        chat = client.chats.create(model=spec["model"], config=config)
+        response = chat.send_message(spec["prompt"])
+        for turn in spec.get("then", []):
+            response = chat.send_message(turn)
+        print(json.dumps({"ok": True, **summary(response)}))
     else:
         contents = spec["prompt"]
-        if "image" in spec:  # an image to edit: refused until this server edits
-            contents = [types.Part.from_bytes(data=base64.b64decode(spec["image"]),
-                                              mime_type="image/png"), spec["prompt"]]
+        if "images" in spec:  # images to edit, then the instruction
+            contents = [*(types.Part.from_bytes(data=base64.b64decode(image),
+                                                mime_type="image/png")
+                          for image in spec["images"]), spec["prompt"]]
         response = client.models.generate_content(model=spec["model"], contents=contents,
                                                   config=config)
         print(json.dumps({"ok": True, **summary(response), "text": response.text}))

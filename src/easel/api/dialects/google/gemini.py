@@ -4,8 +4,10 @@ ids (docs/gemini.md). Pure functions; the routes are google/routes.py's.
 What a request means here:
 - the prompt is the text of the conversation's last user turn, after the system instruction's
   text (an image model has no separate channel for it);
-- an image in the conversation (an image to edit, or a model turn that returned one, as a chat
-  resends) asks for editing, which this server does not serve yet: refused by name;
+- images in the conversation ask for an edit by instruction: those of the last user turn, or,
+  when it has none, the conversation's latest image (the one a chat's model turn returned, as
+  the SDK resends it), up to 14; the Fast model is shown them all (FLUX.2 reference editing),
+  the others redraw one (image-to-image), and no aspect ratio asked for keeps its shape;
 - `candidateCount` images, one a candidate; `imageConfig.aspectRatio` and `imageSize` pick the
   size from the model's table (catalog.toml); `seed`; the sexually-explicit safety setting and
   `personGeneration` set easel's content check, which withholds as Google does;
@@ -27,6 +29,7 @@ from easel.api.dialects.google.gemini_schemas import (
     GenerateContentRequest,
     GenerationConfig,
     ImageConfig,
+    Part,
 )
 from easel.catalog import Catalog, Model
 from easel.domain.errors import EaselError, ErrorKind, invalid
@@ -37,6 +40,8 @@ from easel.domain.submission import (
     AspectRatioSize,
     Caller,
     GenerationInput,
+    ImageInput,
+    ImagesIn,
     ModelChoice,
     Submission,
     WireNames,
@@ -101,20 +106,26 @@ def to_submission(model: Model, body: dict[str, Any], caller: Caller, vertex: bo
     image = config.image_config or ImageConfig()
     modalities = _modalities(config)
     fmt, quality = _output_format(image)
+    edited = images_in(wire)
+    resolution = _resolution(model, image)
     generation = GenerationInput(
         model=ModelChoice(model.id, provider=PROVIDER),
         prompt=prompt_of(wire),
-        size=AspectRatioSize(image.aspect_ratio or "1:1", _resolution(model, image)),
+        # An edit with no aspect ratio asked for keeps its image's shape.
+        size=None if edited is not None and image.aspect_ratio is None else
+        AspectRatioSize(image.aspect_ratio or "1:1", resolution),
         num_images=1 if config.candidate_count is None else config.candidate_count,
         seed=config.seed,
         output_format=fmt,
         output_quality=quality,
         safety=SafetyInput(_safety_level(wire), OnFlagged.WITHHOLD,
                            PEOPLE[image.person_generation or "ALLOW_ALL"]),
+        images_in=edited,
     )
     thinking = config.thinking_config
+    names = NAMES if edited is None else NAMES.with_(image=edited.image.parameter)
     return GeminiCall(
-        Submission(DIALECT, caller, generation, names=NAMES), model,
+        Submission(DIALECT, caller, generation, names=names), model,
         with_text="TEXT" in modalities,
         thoughts=bool(thinking and thinking.include_thoughts),
         ignored=[_camel(name) for name in IGNORED if getattr(config, name) is not None],
@@ -161,11 +172,43 @@ def _output_format(image: ImageConfig) -> tuple[ImageFormat, int]:
     return FORMATS[mime], quality
 
 
+MAX_IMAGES = 14  # images one request may carry (Gemini 3's documented limit)
+
+
+def images_in(wire: GenerateContentRequest) -> ImagesIn | None:
+    """The images to edit: the last user turn's, else the conversation's latest one (a chat's
+    earlier answer); None when there is none (text to image)."""
+    found = [[_image(part, f"contents[{i}].parts[{j}]")
+              for j, part in enumerate(content.parts) if _is_image(part)]
+             for i, content in enumerate(wire.contents)]
+    shown = found[-1] or next(([turn[-1]] for turn in reversed(found) if turn), [])
+    if not shown:
+        return None
+    if len(shown) > MAX_IMAGES:
+        raise invalid(shown[MAX_IMAGES].parameter, f"at most {MAX_IMAGES} images a turn, got "
+                                                   f"{len(shown)}")
+    return ImagesIn(shown[0], instruction=True, references=tuple(shown[1:]))
+
+
+def _is_image(part: Part) -> bool:
+    return part.inline_data is not None or part.file_data is not None
+
+
+def _image(part: Part, where: str) -> ImageInput:
+    if part.inline_data is not None:
+        return ImageInput(f"{where}.inlineData.data", text=part.inline_data.data)
+    assert part.file_data is not None
+    uri = part.file_data.file_uri
+    if not uri.lower().startswith(("http://", "https://")) or "/v1beta/files/" in uri or \
+            "/v1/files/" in uri:
+        raise EaselError(ErrorKind.UNSUPPORTED, f"{where}.fileData.fileUri {uri[:100]!r}: easel "
+                         "reads no Cloud Storage or Files API uploads; send the image inline "
+                         "(inlineData) or a public https URL", f"{where}.fileData.fileUri")
+    return ImageInput(f"{where}.fileData.fileUri", text=uri)
+
+
 def prompt_of(wire: GenerateContentRequest) -> str:
-    """The system instruction's text, then the last user turn's; an image anywhere in the
-    conversation asks for editing, refused by name until this server edits."""
-    for i, content in enumerate(wire.contents):
-        _refuse_images(content, f"contents[{i}]")
+    """The system instruction's text, then the last user turn's."""
     last = len(wire.contents) - 1
     if wire.contents[last].role == "model":
         raise invalid(f"contents[{last}].role", "the conversation must end with a user turn")
@@ -175,18 +218,6 @@ def prompt_of(wire: GenerateContentRequest) -> str:
         raise EaselError(ErrorKind.MISSING, f"contents[{last}] has no text to draw from",
                          f"contents[{last}].parts")
     return f"{system}\n\n{prompt}" if system.strip() else prompt
-
-
-def _refuse_images(content: Content, where: str) -> None:
-    for j, part in enumerate(content.parts):
-        kind = "inlineData" if part.inline_data is not None else \
-            "fileData" if part.file_data is not None else None
-        if kind is not None:
-            raise EaselError(ErrorKind.UNSUPPORTED,
-                             f"{where}.parts[{j}].{kind}: an image in the conversation asks "
-                             "for image editing, which this server does not serve yet; send "
-                             "text only (the previous model turns' images included)",
-                             f"{where}.parts[{j}].{kind}")
 
 
 def _text_of(content: Content) -> str:
