@@ -40,6 +40,7 @@ from easel.domain.job import Job
 from easel.services.images.artifacts import expiry
 from easel.services.images.finishing import ImageFinisher, Provenance
 from easel.services.images.inputs import InputImages, input_keys, reference_keys
+from easel.services.images.provenance import Ingredient
 from easel.services.jobs.events import JobEvents
 from easel.services.jobs.planning import BackendResolver, Plan, plan
 from easel.services.loras import AdapterFiles
@@ -469,7 +470,8 @@ class Worker:
         job, request = p.job, p.job.request
         record = job.images[index]
         metadata = p.plan.image_metadata(image.seed, task=job.id, image=record.image_id)
-        provenance = Provenance(p.plan.model.tier.name, p.plan.backend.source)
+        provenance = Provenance(p.plan.model.tier.name, p.plan.backend.source,
+                                self._ingredients(job))
         done = self.finisher.finish(image.pixels, image.seed, request, metadata, provenance)
         verdict = done.verdict
         scores = verdict.scores.to_json() if verdict.scores else None
@@ -484,6 +486,27 @@ class Worker:
                          self.wall_clock())
         return ReadyImage(record.image_id, mime, len(done.data), expires, verdict.nsfw, None,
                           scores)
+
+    def _ingredients(self, job: Job) -> tuple[Ingredient, ...]:
+        """An edit's input images as its content credentials record them: the files the model
+        was given, with the sha256 of what the client sent (read only when credentials are
+        signed)."""
+        request = job.request
+        if request.operation is Operation.TEXT or not self.finisher.wants_ingredients:
+            return ()
+        image_key, mask_key = input_keys(job.id)
+        listed = [("image", "parentOf", image_key, request.input_digest)]
+        if request.mask_digest is not None:
+            listed.append(("mask", "inputTo", mask_key, request.mask_digest))
+        shown = reference_keys(job.id, len(request.reference_digests))
+        listed += [(f"reference {i + 1}", "componentOf", key, digest) for i, (key, digest)
+                   in enumerate(zip(shown, request.reference_digests, strict=True))]
+        found = []
+        for title, relationship, key, digest in listed:
+            data = self.blobs.get(key)
+            if data is not None and digest is not None:
+                found.append(Ingredient(title, relationship, digest, data))
+        return tuple(found)
 
     # -- leases -------------------------------------------------------------------------------
 

@@ -14,7 +14,12 @@ from typing import Any
 from easel import __version__
 from easel.domain.request import GenerationRequest
 from easel.services.images.encoding import encode
-from easel.services.images.provenance import ContentCredentials, CredentialFacts, Watermarker
+from easel.services.images.provenance import (
+    ContentCredentials,
+    CredentialFacts,
+    Ingredient,
+    Watermarker,
+)
 from easel.services.images.safety import UNCHECKED, ContentChecker, Verdict
 from easel.services.metrics import Metrics
 
@@ -29,10 +34,12 @@ class Finished:
 
 @dataclass(frozen=True)
 class Provenance:
-    """What a finished image says about where it came from (its content credentials)."""
+    """What a finished image says about where it came from (its content credentials); an
+    edit's `ingredients` are read only when credentials are signed (`wants_ingredients`)."""
 
     tier: str
     backend: str
+    ingredients: tuple[Ingredient, ...] = ()
 
 
 class ImageFinisher:
@@ -65,9 +72,16 @@ class ImageFinisher:
             facts = CredentialFacts(model=request.model, tier=provenance.tier,
                                     backend=provenance.backend, easel_version=__version__,
                                     seed=seed,
-                                    loras=tuple(lora.to_json() for lora in request.loras))
+                                    loras=tuple(lora.to_json() for lora in request.loras),
+                                    operation=request.operation.value,
+                                    ingredients=provenance.ingredients)
             data = self.credentials.sign(data, request.output_format.mime, facts)
         return Finished(verdict, data)
+
+    @property
+    def wants_ingredients(self) -> bool:
+        """Whether an edit's input images are recorded (content credentials are signed)."""
+        return self.credentials is not None
 
     def preview(self, pixels: Any, request: GenerationRequest) -> bytes | None:
         """A partial image as a stream shows it: checked and watermarked as the final image
