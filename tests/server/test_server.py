@@ -8,6 +8,8 @@ from collections.abc import Callable
 
 import httpx
 
+from easel.services.images.inputs import input_keys
+from tests.edge.test_images_in import data_uri, half_mask, picture, png
 from tests.server_harness import Server, inference, poll_until_done
 
 
@@ -74,3 +76,31 @@ def test_sigkill_mid_job_then_restart_completes_once_with_same_ids(
     srv.stop()  # and a clean restart does not run it again
     srv.start()
     assert srv.db("SELECT status, attempts FROM jobs") == [("completed", 2)]
+
+
+def test_sigkill_mid_edit_then_restart_completes_it_from_its_kept_inputs(
+    make_server: Callable[..., Server],
+) -> None:
+    """An accepted inpainting job survives kill -9: its image and mask, kept in the image
+    store under its id from before it was acknowledged, are there for the restarted worker,
+    and go once it completes."""
+    srv = make_server(small=False, step_seconds=0.2, EASEL_LEASE_SECONDS=2)
+    srv.start()
+    task = inference(model="google:2@1", width=1024, height=1024, deliveryMethod="async",
+                     seedImage=data_uri(png(picture())), maskImage=data_uri(png(half_mask())),
+                     strength=0.9)
+    assert "errors" not in srv.post([task]).json()
+    (job_id,) = srv.db("SELECT id FROM jobs")[0]
+    kept = [srv.data_dir / "images" / key for key in input_keys(job_id)]
+    deadline = time.monotonic() + 60
+    while srv.db("SELECT status FROM jobs") != [("processing",)]:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    srv.kill()
+    assert all(path.exists() for path in kept)
+
+    srv.start()
+    (item,) = poll_until_done(srv, task["taskUUID"])
+    assert srv.db("SELECT status, attempts FROM jobs") == [("completed", 2)]
+    assert httpx.get(item["imageURL"]).status_code == 200
+    assert not any(path.exists() for path in kept)  # the inputs lived as long as the job
