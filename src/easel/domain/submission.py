@@ -109,6 +109,10 @@ class ImagesIn:
     # The dialect's own strength when the client sent none (an API's rule: a hole is drawn
     # afresh, high fidelity stays close); an edit by instruction has none. None: the core's.
     default_strength: float | None = None
+    # Whether the content check reads the input images (a flagged one is refused, naming it).
+    # None: as the outputs are checked, when the dialect withholds flagged images; Runware
+    # says it itself (safety.checkInputs).
+    check_inputs: bool | None = None
 
 
 @dataclass(frozen=True)

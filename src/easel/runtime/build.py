@@ -222,6 +222,7 @@ def build_runtime(
                            stored=uploads.bytes_of),
         chosen_id_scopes=[d.name for d in served if d.chooses_ids],
         check_floor=CheckFloor(settings.content_check_floor),
+        input_checker=content_checker(settings, catalog),
     )
     renderers = {d.name: d.render_webhook for d in served if d.render_webhook is not None}
     signers = {d.name: d.sign_webhook for d in served if d.sign_webhook is not None}

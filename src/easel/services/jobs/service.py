@@ -31,10 +31,23 @@ from easel.domain.job import Job, JobImage, JobStatus, QueueWait, job_id_from
 from easel.domain.lora import AppliedLora
 from easel.domain.outcomes import Draining, JobFailed, StillRunning
 from easel.domain.request import GenerationRequest
-from easel.domain.safety import CheckFloor, EnhancementState
+from easel.domain.safety import (
+    CheckFloor,
+    EnhancementState,
+    OnFlagged,
+    SafetyInput,
+    SafetyLevel,
+    Withheld,
+)
 from easel.domain.submission import Caller, ImagesIn, Submission, WireNames
 from easel.services.delivery.outbound import check_at_submission
-from easel.services.images.inputs import DEFAULT_STRENGTH, InputImages, PreparedInputs
+from easel.services.images.inputs import (
+    DEFAULT_STRENGTH,
+    InputImages,
+    PreparedInputs,
+    ReadInputs,
+)
+from easel.services.images.safety import ContentChecker
 from easel.services.jobs.admission import Admission
 from easel.services.jobs.events import JobEvents
 from easel.services.jobs.health import RETRY_SECONDS, StorageHealth
@@ -148,6 +161,7 @@ class JobService:
         inputs: InputImages | None = None,
         chosen_id_scopes: Sequence[str] = (),
         check_floor: CheckFloor = CheckFloor.OFF,
+        input_checker: ContentChecker | None = None,
     ) -> None:
         self.catalog = catalog
         self.resolver = resolver
@@ -167,6 +181,7 @@ class JobService:
         self.check_floor = check_floor  # the operator's least content check, for every job
         self.adapters = adapters  # None: no LoRA allow-list (a request naming one is refused)
         self.inputs = inputs  # None: no input images taken (a request sending one is refused)
+        self.input_checker = input_checker  # the content check of input images (None: none)
         self._drain_at: float | None = None  # monotonic time by which held requests answer
 
     # -- submit -------------------------------------------------------------------------------
@@ -284,6 +299,7 @@ class JobService:
             raise invalid(name, f"{name}: drawing from an image is served at sizes the model "
                                 "draws in one pass here (1K)")
         read = await self.inputs.read(images_in, submission.caller)
+        await self._check_inputs(read, images_in, the_plan.request.safety)
         request = the_plan.request
         if submission.generation.size is None:
             # No size asked for: the input's shape, at the model's nearest one-pass size.
@@ -311,6 +327,7 @@ class JobService:
             raise invalid(name, f"{name}: editing is served at sizes the model draws in one "
                                 "pass here (1K)")
         read = await self.inputs.read(images_in, submission.caller)
+        await self._check_inputs(read, images_in, the_plan.request.safety)
         request = the_plan.request
         if submission.generation.size is None:
             size = the_plan.model.nearest_size(*read.size, one_pass=True)
@@ -321,6 +338,30 @@ class JobService:
                           reference_digests=prepared.reference_digests)
         seeds = [spec.seed for spec in the_plan.images]
         return plan_resolved(request, the_plan.model, self.resolver, seeds, names), prepared
+
+    async def _check_inputs(self, read: ReadInputs, images_in: ImagesIn,
+                            safety: SafetyInput) -> None:
+        """The content check on the images sent (the mask is no picture): one it would withhold
+        as an output is refused, naming it, before any job exists."""
+        checker = self.input_checker
+        if checker is None:
+            return
+        safety = safety.raised_to(self.check_floor)
+        wanted = images_in.check_inputs
+        if wanted is None:
+            wanted = safety.on_flagged is OnFlagged.WITHHOLD and checker.needed(safety)
+        if not wanted:
+            return
+        if not safety.checks_content:  # asked for explicitly (Runware): Runware's default mode
+            safety = replace(safety, level=SafetyLevel.BLOCK_MEDIUM_AND_ABOVE)
+        safety = replace(safety, on_flagged=OnFlagged.WITHHOLD)
+        sent = (images_in.image, *images_in.references)
+        for given, image in zip(sent, (read.image, *read.references), strict=True):
+            verdict = await asyncio.to_thread(checker.check, image.pixels, safety)
+            if verdict.withheld is not None:
+                raise EaselError(ErrorKind.CONTENT_BLOCKED, f"{given.parameter}: the input image "
+                                 f"was refused by the content check "
+                                 f"({INPUT_REFUSALS[verdict.withheld]})", given.parameter)
 
     async def _adapters(self, submission: Submission, backend: Backend) -> tuple[AppliedLora, ...]:
         name = submission.names("loras")
@@ -578,6 +619,8 @@ class JobService:
         return cancelled
 
 
+INPUT_REFUSALS = {Withheld.NSFW: "sexual content",
+                  Withheld.PERSON: "a person, and people are not allowed in this request"}
 WHAT = {Operation.INPAINT: "inpaint",
         Operation.IMAGE: "draw from an image without a mask (image-to-image)",
         Operation.REFERENCE: "edit by instruction from reference images"}

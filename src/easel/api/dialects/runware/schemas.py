@@ -391,7 +391,7 @@ def images_in(wire: ImageInferenceTask) -> ImagesIn | None:
     if shown:  # an edit by instruction: the model is shown the images (and seedImage first)
         first, *more = ((seed,) if seed is not None else ()) + shown
         return ImagesIn(first, mask, wire.strength, MaskRule.WHITE, instruction=True,
-                        references=tuple(more))
+                        references=tuple(more), check_inputs=_checks_inputs(wire))
     if seed is None:
         needing = [name for name, given in (("maskImage", mask is not None),
                                             ("strength", wire.strength is not None)) if given]
@@ -399,7 +399,14 @@ def images_in(wire: ImageInferenceTask) -> ImagesIn | None:
             raise RunwareError("missingSeedImage", f"{needing[0]} needs seedImage, the image "
                                "to draw from", "seedImage")
         return None
-    return ImagesIn(seed, mask, wire.strength, MaskRule.WHITE)
+    return ImagesIn(seed, mask, wire.strength, MaskRule.WHITE,
+                    check_inputs=_checks_inputs(wire))
+
+
+def _checks_inputs(wire: ImageInferenceTask) -> bool:
+    """Runware checks input images when safety.checkInputs asks (it flags, never withholds,
+    its outputs)."""
+    return bool(wire.safety is not None and wire.safety.checkInputs)
 
 
 NOT_YET = {
