@@ -178,3 +178,17 @@ def test_a_body_over_the_limit_is_413(make_edge: Callable[..., Edge], tmp_path: 
     small = make_edge(FakeEngine(), catalog_file=catalog, max_body_bytes=10_000)
     reply = edit(small, images=[bytes(20_000)])
     assert reply.status_code == 413 and reply.json()["error"]["param"] == "body"
+
+
+def test_aimls_gemini_edit_ids_edit_their_image_urls_on_generations(edge: Edge) -> None:
+    body = {"model": "google/nano-banana-edit", "prompt": "make it night",
+            "image_urls": [data_uri(png(picture())), data_uri(png(picture().rotate(180)))],
+            "num_images": 1}
+    reply = edge.client.post("/v1/images/generations", json=body, headers=AUTH)
+    assert reply.status_code == 200, reply.text
+    (call,) = edge.engine.calls
+    assert call.operation is Operation.REFERENCE and len(call.images[0].references) == 2
+    assert reply.json()["images"][0]["url"]  # AIML's reply field
+    pro = edge.client.post("/v1/images/generations", headers=AUTH, json={
+        **body, "model": "google/gemini-3-pro-image-edit"})
+    assert pro.status_code == 400 and pro.json()["error"]["param"] == "image_urls[1]"

@@ -107,6 +107,10 @@ def _referenced(item: object, parameter: str) -> ImageInput:
 def to_submission(body: EditBody, caller: Caller, idempotency_key: str | None = None,
                   retries_taken: int = 0) -> ImagesRequest:
     wire = validate_wire(ImagesEditRequest, body.fields)
+    # AIML's image_urls (a text field here) add images after the parts.
+    body = EditBody(body.fields, body.images + tuple(
+        ImageInput(f"image_urls[{i}]", text=url) for i, url in enumerate(wire.image_urls or ())),
+        body.mask)
     if not body.images:
         raise EaselError(ErrorKind.MISSING, "image is required: the image to edit (a file "
                          "part image, or image[] for a list)", "image")

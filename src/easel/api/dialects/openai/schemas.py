@@ -54,6 +54,8 @@ class ImagesGenerateRequest(BaseModel):
         | None
     ) = None
     add_watermark: bool | None = None
+    # AIML's Gemini edit ids: the images to edit, each a URL or a data URL
+    image_urls: list[str] | None = Field(None, min_length=1, max_length=14)
 
     # easel's own (extra_body): LoRA adapters this server allow-lists (docs/lora.md)
     loras: list[Lora] | None = None

@@ -50,6 +50,7 @@ from easel.domain.submission import (
     Caller,
     ExactSize,
     GenerationInput,
+    ImageInput,
     ImagesIn,
     ModelChoice,
     NearestSize,
@@ -119,7 +120,12 @@ def to_submission(
     (`x-stainless-retry-count`); a retry without an Idempotency-Key is matched to the job its
     first attempt made, so a timeout the client gave up on does not run twice."""
     wire = validate_wire(ImagesGenerateRequest, body)
-    return from_wire(wire, caller, idempotency_key, retries_taken)
+    images_in = None
+    if wire.image_urls:  # AIML's Gemini edit ids: edit these images by instruction
+        first, *more = (ImageInput(f"image_urls[{i}]", text=url)
+                        for i, url in enumerate(wire.image_urls))
+        images_in = ImagesIn(first, instruction=True, references=tuple(more))
+    return from_wire(wire, caller, idempotency_key, retries_taken, images_in)
 
 
 def from_wire(
@@ -171,6 +177,8 @@ def from_wire(
         images_in=images_in,
     )
     names = NAMES.with_(num_images="n" if wire.n is not None else "num_images")
+    if images_in is not None:
+        names = names.with_(image=images_in.image.parameter)
     echo = {k: v for k, v in (("user", wire.user), ("safety_identifier", wire.safety_identifier))
             if v}
     submission = Submission(DIALECT, caller, generation, task_id=job_id_for(idempotency_key),
