@@ -1,7 +1,8 @@
 """What an edit costs: seconds per image drawn from an input (image-to-image, inpainting, at
-strength 0.6) per tier family, next to text-to-image at the same schedule, median of N.
+strength 0.6; editing by instruction from one reference image) per tier family, next to
+text-to-image at the same schedule, median of N.
 
-    .venv/bin/python bench/images_in.py [--families flux2,zimage,qwenimage] [--size 128]
+    .venv/bin/python bench/images_in.py [--families flux2,zimage,qwenimage,mini] [--size 128]
         [--repeats 5] [--threads 2]
 
 On the tiny stand-ins (untrained, random weights) this measures easel's overheads around the
@@ -26,8 +27,8 @@ from easel.domain.generation import EngineBatch, ImageSpec, Operation
 from easel.engine import Engine
 from easel.engine.families import input_pipeline
 
-STEPS = {"flux2": 4, "zimage": 8, "qwenimage": 10}  # catalog: 4, 8, 50
-GUIDANCE = {"flux2": 1.0, "zimage": 0.0, "qwenimage": 4.0}  # catalog defaults
+STEPS = {"flux2": 4, "zimage": 8, "qwenimage": 10, "mini": 20}  # catalog: 4, 8, 50, 20
+GUIDANCE = {"flux2": 1.0, "zimage": 0.0, "qwenimage": 4.0, "mini": 3.0}  # catalog defaults
 STRENGTH = 0.6
 PROMPT = "a red fox standing in fresh snow at dawn, photograph"
 
@@ -43,9 +44,11 @@ def inputs(size: int) -> dict[str, np.ndarray]:
 
 def batch(family: str, operation: Operation, size: int) -> EngineBatch:
     mask = "mask" if operation is Operation.INPAINT else None
-    init = None if operation is Operation.TEXT else "picture"
-    return EngineBatch(f"easel/tiny-{family}", family, size, size, STEPS[family],
-                       GUIDANCE[family], (ImageSpec(PROMPT, 7, init=init, mask=mask),),
+    init = None if operation in (Operation.TEXT, Operation.REFERENCE) else "picture"
+    shown = ("picture",) if operation is Operation.REFERENCE else ()
+    source = "easel/mini" if family == "mini" else f"easel/tiny-{family}"  # mini: its weights
+    return EngineBatch(source, family, size, size, STEPS[family], GUIDANCE[family],
+                       (ImageSpec(PROMPT, 7, init=init, mask=mask, references=shown),),
                        operation=operation, strength=STRENGTH, inputs=inputs(size))
 
 
@@ -73,7 +76,7 @@ def can(family: str, operation: Operation) -> bool:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--families", default="flux2,zimage,qwenimage")
+    parser.add_argument("--families", default="flux2,zimage,qwenimage,mini")
     parser.add_argument("--size", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
@@ -84,8 +87,8 @@ def main() -> None:
         print(f"{args.size}x{args.size}, strength {STRENGTH}, median of {args.repeats}, "
               f"{args.threads} threads\n")
         print("| family | steps | text-to-image s | image-to-image s (steps run) "
-              "| inpaint s (steps run) |")
-        print("|---|---|---|---|---|")
+              "| inpaint s (steps run) | by instruction s (steps run) |")
+        print("|---|---|---|---|---|---|")
         for family in args.families.split(","):
             cells = []
             for operation in Operation:

@@ -600,3 +600,65 @@ def test_a_tier_without_adapters_says_so_and_how_they_are_added(
     page.locator("#loras").wait_for()
     assert none.is_hidden() and page.locator("#lora-list .lora").count() == 2
     assert "loras" not in page.evaluate("formRequest()")  # none checked: none sent
+
+
+def test_an_image_is_dropped_painted_inpainted_shown_beside_and_its_code_runs(
+    page: Any, server: Server, tmp_path: Path
+) -> None:
+    """Start from an image: choose a file, paint the area to repaint, see the input beside the
+    result, and run the edit's code (easel's API with curl, OpenAI's edits, Runware)."""
+    photo = tmp_path / "photo.png"
+    Image.new("RGB", (96, 64), (40, 120, 200)).save(photo)
+    open_playground(page, server)
+    page.select_option("#model", ULTRA)
+    page.fill("#prompt", "a red kite in the sky")
+    page.set_input_files("#image_file", str(photo))
+    page.wait_for_selector("#edit-area:not([hidden])")
+    assert "Image-to-image" in page.locator("#edit-mode").inner_text()
+    assert "the input's shape (96×64)" in page.locator("#size-line").inner_text()
+    box = page.locator("#edit-mask").bounding_box()
+    page.mouse.move(box["x"] + box["width"] * 0.6, box["y"] + box["height"] * 0.3)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] * 0.9, box["y"] + box["height"] * 0.7, steps=8)
+    page.mouse.up()
+    assert "Inpainting" in page.locator("#edit-mode").inner_text()
+    shot(page, "edit-painted")
+    page.click("#generate")
+    card = page.wait_for_selector(".job[data-job-id]")
+    job_id = str(card.get_attribute("data-job-id"))
+    page.wait_for_selector(f".job[data-job-id='{job_id}'][data-status=completed]",
+                           timeout=120_000)
+    caption = page.locator(f".job[data-job-id='{job_id}'] .input-caption").inner_text()
+    assert caption.startswith("input 96x64") and "painted area repainted" in caption
+    shot(page, "edit-completed")
+    view = httpx.get(f"{server.url}/easel/jobs/{job_id}", headers=AUTH).json()
+    assert (view["operation"], view["strength"]) == ("inpaint", 0.8)
+    assert view["width"] > view["height"]  # the input's shape
+    stored = page.evaluate("localStorage.getItem('easel.history')")
+    assert "data:image/png" not in stored and len(stored) < 50_000  # a thumbnail, not the image
+
+    scope = f".job[data-job-id='{job_id}']"
+    page.locator(f"{scope} details").evaluate("details => { details.open = true; }")
+    codes = {}
+    for tab in page.locator(f"{scope} .tabs button").all():
+        tab.click()
+        codes[tab.get_attribute("data-dialect")] = page.locator(f"{scope} .snippet").inner_text()
+    assert set(codes) == {"curl", "aiml", "runware"}, set(codes)
+    mask = Image.new("L", (96, 64), 0)
+    mask.paste(255, (50, 10, 90, 50))
+    mask.save(tmp_path / "mask.png")
+    env = {**os.environ, "EASEL_API_KEY": KEY}
+    made = subprocess.run(["bash", "-euo", "pipefail", "-c", codes["curl"]], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120, env=env)
+    assert made.returncode == 0 and len(made.stdout.strip()) == 36, made.stdout + made.stderr
+    for dialect, sdk in (("aiml", "openai"), ("runware", "runware-sdk")):
+        run = subprocess.run([str(sdk_python(sdk)), "-c", codes[dialect]], cwd=tmp_path,
+                             capture_output=True, text=True, timeout=300, env=env)
+        assert run.returncode == 0 and run.stdout.strip(), (dialect, run.stdout + run.stderr)
+
+    page.locator(f"{scope} .edit-this").first.click()  # a result becomes the next input
+    page.wait_for_selector("#edit-mode >> text=/^Image-to-image/")
+    result = page.locator(f"{scope} .tile:not(.input) .frame img").first
+    size = result.evaluate("i => [i.naturalWidth, i.naturalHeight]")
+    page.wait_for_function("([w, h]) => document.querySelector('#edit-image').width === w "
+                           "&& document.querySelector('#edit-image').height === h", arg=size)

@@ -111,6 +111,9 @@ async function loadCatalog() {
     }
     select.append(group);
   }
+  // Until one is chosen: the first tier's first Imagen id.
+  const first = catalog.tiers[0] && catalog.tiers[0].models;
+  if (first && first.length) select.value = (first.find((m) => m.id.includes("imagen")) || first[0]).id;
   renderTierCards();
   const formats = $("#output_format");
   formats.replaceChildren(...catalog.formats.map((f) => new Option(f.toUpperCase(), f)));
@@ -145,7 +148,8 @@ function renderTierCards() {
       card.append(badge);
     }
     card.addEventListener("click", () => {
-      $("#model").value = tier.models[0].id;
+      // The tier's first Imagen id (the Gemini ids that also name it come after).
+      $("#model").value = (tier.models.find((m) => m.id.includes("imagen")) || tier.models[0]).id;
       onModelChange();
       rememberForm();
     });
@@ -294,7 +298,10 @@ function updateSizeLine() {
   // A price only for a count the model takes: never "$19.98 for 999".
   const price = count === null ? `${found.model.id} draws 1 to ${found.model.max_images} images`
     : `hosted price $${(found.model.price_usd * count).toFixed(3)} for ${count} (this server charges nothing)`;
-  $("#size-line").textContent = size ? `${size.width}×${size.height} · ${price}` : "";
+  // From an image: its shape, at the model's nearest size (the server picks it).
+  const drawn = editImage ? `the input's shape (${editImage.width}×${editImage.height})`
+    : size ? `${size.width}×${size.height}` : "";
+  $("#size-line").textContent = drawn ? `${drawn} · ${price}` : "";
   $("#quality-value").textContent = $("#output_quality").value;
 }
 
@@ -323,7 +330,185 @@ function formRequest() {
   if ($("#watermark").checked) body.watermark = true;
   const loras = chosenLoras();
   if (loras.length) body.loras = loras;
+  if (editImage) {
+    // Drawn from the image, in its own shape: no aspect ratio is sent.
+    delete body.aspect_ratio;
+    delete body.resolution;
+    body.image = editImage.dataUri;
+    if (masked) body.mask = maskDataUri();
+    body.strength = Number($("#strength").value);
+  }
   return body;
+}
+
+// -- start from an image: upload or drop it, paint what to repaint ----------------------------
+
+const THUMB_SIDE = 160;  // the input a job card shows beside its results
+let editImage = null;    // {dataUri, width, height}
+let masked = false;      // something is painted on the mask
+
+function bindEdit() {
+  const drop = $("#drop");
+  $("#image_file").addEventListener("change", (event) => {
+    if (event.target.files[0]) loadFile(event.target.files[0]);
+    event.target.value = "";
+  });
+  drop.addEventListener("dragover", (event) => { event.preventDefault(); drop.classList.add("over"); });
+  drop.addEventListener("dragleave", () => drop.classList.remove("over"));
+  drop.addEventListener("drop", (event) => {
+    event.preventDefault();
+    drop.classList.remove("over");
+    if (event.dataTransfer.files[0]) loadFile(event.dataTransfer.files[0]);
+  });
+  $("#mask-clear").addEventListener("click", clearMask);
+  $("#image-remove").addEventListener("click", removeImage);
+  $("#strength").addEventListener("input", () => {
+    $("#strength-value").textContent = Number($("#strength").value).toFixed(2);
+  });
+  bindPainting($("#edit-mask"));
+}
+
+function loadFile(file) {
+  const reader = new FileReader();
+  reader.onload = () => useImage(String(reader.result));
+  reader.readAsDataURL(file);
+}
+
+/** Edit `dataUri`: drawn on the page at its own size, with an empty mask over it. */
+function useImage(dataUri) {
+  const image = new Image();
+  image.onload = () => {
+    editImage = { dataUri, width: image.naturalWidth, height: image.naturalHeight };
+    for (const canvas of [$("#edit-image"), $("#edit-mask")]) {
+      canvas.width = image.naturalWidth;
+      canvas.height = image.naturalHeight;
+    }
+    $("#edit-image").getContext("2d").drawImage(image, 0, 0);
+    clearMask();
+    $("#edit-area").hidden = false;
+    shapeFromImage(true);
+    $('.field-error[data-for="image"]').textContent = "";
+    updateSizeLine();
+  };
+  image.onerror = () => showError({ parameter: "image",
+    message: "That file is not an image this browser can read (PNG, JPEG or WEBP)" });
+  image.src = dataUri;
+}
+
+function removeImage() {
+  editImage = null;
+  masked = false;
+  $("#edit-area").hidden = true;
+  shapeFromImage(false);
+  updateSizeLine();
+}
+
+/** The image sets the shape: the aspect ratio and resolution are not sent while it is there. */
+function shapeFromImage(fromImage) {
+  for (const name of ["aspect_ratio", "resolution"]) {
+    $(`#${name}`).disabled = fromImage;
+    $(`#${name}`).title = fromImage ? "drawn in the input's shape" : "";
+  }
+}
+
+function clearMask() {
+  const canvas = $("#edit-mask");
+  canvas.getContext("2d").clearRect(0, 0, canvas.width, canvas.height);
+  masked = false;
+  updateEditMode();
+}
+
+function bindPainting(canvas) {
+  let last = null;
+  const at = (event) => {
+    const box = canvas.getBoundingClientRect();
+    return [(event.clientX - box.left) * canvas.width / box.width,
+      (event.clientY - box.top) * canvas.height / box.height];
+  };
+  canvas.addEventListener("pointerdown", (event) => {
+    canvas.setPointerCapture(event.pointerId);
+    last = at(event);
+    paintStroke(canvas, last, last);
+  });
+  canvas.addEventListener("pointermove", (event) => {
+    if (last === null) return;
+    const point = at(event);
+    paintStroke(canvas, last, point);
+    last = point;
+  });
+  for (const end of ["pointerup", "pointercancel"]) canvas.addEventListener(end, () => { last = null; });
+}
+
+function paintStroke(canvas, from, to) {
+  const context = canvas.getContext("2d");
+  // The brush is in page pixels, whatever the image's own size.
+  const scale = canvas.width / canvas.getBoundingClientRect().width;
+  context.strokeStyle = "rgb(255, 60, 60)";
+  context.lineCap = "round";
+  context.lineJoin = "round";
+  context.lineWidth = Number($("#brush").value) * 2 * scale;
+  context.beginPath();
+  context.moveTo(...from);
+  context.lineTo(to[0] + 0.01, to[1]);
+  context.stroke();
+  if (!masked) { masked = true; updateEditMode(); }
+}
+
+/** The mask as the server reads it: white where painted, black elsewhere, the image's size. */
+function maskDataUri() {
+  const canvas = $("#edit-mask");
+  const painted = canvas.getContext("2d").getImageData(0, 0, canvas.width, canvas.height).data;
+  const out = document.createElement("canvas");
+  out.width = canvas.width;
+  out.height = canvas.height;
+  const context = out.getContext("2d");
+  const levels = context.createImageData(canvas.width, canvas.height);
+  for (let i = 0; i < painted.length; i += 4) {
+    const level = painted[i + 3] > 0 ? 255 : 0;
+    levels.data[i] = level; levels.data[i + 1] = level; levels.data[i + 2] = level;
+    levels.data[i + 3] = 255;
+  }
+  context.putImageData(levels, 0, 0);
+  return out.toDataURL("image/png");
+}
+
+function updateEditMode() {
+  $("#edit-mode").textContent = masked
+    ? "Inpainting: the painted area is drawn anew; every other pixel is kept."
+    : "Image-to-image: the whole picture is redrawn (lower strength stays closer to it). " +
+      "Paint on it to repaint only part of it.";
+}
+
+/** A small JPEG of the input (and its mask, tinted) for the job card: history keeps that, not
+ * the image itself (browser storage holds a few MB). */
+function inputThumb() {
+  const scale = THUMB_SIDE / Math.max(editImage.width, editImage.height);
+  const out = document.createElement("canvas");
+  out.width = Math.max(1, Math.round(editImage.width * scale));
+  out.height = Math.max(1, Math.round(editImage.height * scale));
+  const context = out.getContext("2d");
+  context.drawImage($("#edit-image"), 0, 0, out.width, out.height);
+  if (masked) {
+    context.globalAlpha = 0.55;
+    context.drawImage($("#edit-mask"), 0, 0, out.width, out.height);
+  }
+  return out.toDataURL("image/jpeg", 0.8);
+}
+
+/** The request as history keeps it: the input as a thumbnail, no image data. */
+function storedRequest(body) {
+  if (!body.image) return body;
+  const { image, mask, ...rest } = body;
+  return { ...rest, edit: { thumb: inputThumb(), masked: Boolean(mask), width: editImage.width,
+    height: editImage.height } };
+}
+
+/** Edit one of the results: its image becomes the input. */
+async function editResult(url) {
+  const response = await fetch(url);
+  const blob = await response.blob();
+  loadFile(blob);
+  $("#edit").scrollIntoView({ behavior: "smooth", block: "center" });
 }
 
 function restoreForm(saved) {
@@ -343,8 +528,9 @@ function restoreForm(saved) {
 }
 
 function rememberForm() {
+  const { image, mask, strength, ...form } = formRequest();  // an image is not kept
   localStorage.setItem(FORM_STORE, JSON.stringify({
-    ...formRequest(), negative_prompt: $("#negative_prompt").value,
+    ...form, negative_prompt: $("#negative_prompt").value,
     seed: $("#seed").value, seed_lock: $("#seed_lock").checked, lora_choices: loraChoices,
   }));
 }
@@ -372,6 +558,11 @@ function showError(error, body) {
     }
     return;
   }
+  // The input image, its mask or the strength: beside the image.
+  if (["image", "mask", "strength"].includes(error.parameter)) {
+    $('.field-error[data-for="image"]').textContent = error.message;
+    return;
+  }
   const parameter = FIELDS.includes(error.parameter) ? error.parameter : "form";
   const box = $(`.field-error[data-for="${parameter}"]`);
   box.textContent = error.message;
@@ -394,6 +585,7 @@ async function generate(event) {
     return;
   }
   const body = formRequest();
+  const stored = storedRequest(body);
   rememberForm();
   const button = $("#generate");
   button.disabled = true;
@@ -401,7 +593,7 @@ async function generate(event) {
     const response = await api("/easel/jobs", { method: "POST", body: JSON.stringify(body) });
     if (!response.ok) { showError(await errorOf(response), body); return; }
     const job = await response.json();
-    const entry = { id: job.id, request: body, view: job, created: job.created_at };
+    const entry = { id: job.id, request: stored, view: job, created: job.created_at };
     saveHistory([entry, ...history().filter((e) => e.id !== job.id)]);
     // Locked: the next job draws with this seed (the one the server chose, when none was
     // typed). Unlocked: each job gets a fresh random seed.
@@ -557,10 +749,24 @@ function paint(card, entry) {
   error.textContent = job.error ? job.error.message : "";
   const tiles = card.querySelector(".tiles");
   const outputs = job.outputs || [];
-  while (tiles.children.length < outputs.length) {
+  // An edit: its input beside its results.
+  const edit = entry.request.edit;
+  if (edit && !tiles.querySelector(".tile.input")) {
+    tiles.prepend($("#input-template").content.firstElementChild.cloneNode(true));
+  }
+  const input = tiles.querySelector(".tile.input");
+  if (edit) {
+    input.querySelector(".frame").style.setProperty("--ratio", `${edit.width} / ${edit.height}`);
+    input.querySelector(".input-image").src = edit.thumb;
+    input.querySelector(".input-caption").textContent =
+      `input ${edit.width}x${edit.height}` + (edit.masked ? " · painted area repainted" : "") +
+      (entry.request.strength !== undefined ? ` · strength ${entry.request.strength}` : "");
+  }
+  const results = () => [...tiles.children].filter((tile) => !tile.classList.contains("input"));
+  while (results().length < outputs.length) {
     tiles.append($("#tile-template").content.firstElementChild.cloneNode(true));
   }
-  outputs.forEach((output, i) => paintTile(tiles.children[i], job, output));
+  outputs.forEach((output, i) => paintTile(results()[i], job, output));
 }
 
 /** "ink × 0.6, oil × default": a request's or a job's adapters. */
@@ -636,6 +842,9 @@ function paintTile(tile, job, output) {
     download.href = url;
     download.download = `easel-${output.seed}.${job.output_format === "jpeg" ? "jpg" : job.output_format}`;
     download.hidden = false;
+    const editThis = tile.querySelector(".edit-this");
+    editThis.hidden = false;
+    editThis.onclick = () => editResult(url);
     return;
   }
   download.hidden = true;
@@ -713,7 +922,8 @@ function renderCode(card, entry) {
   const snippet = card.querySelector(".snippet");
   // The seed the job drew with, so that each snippet makes the same image again.
   const seeds = entry.view && entry.view.seeds;
-  const codes = snippets({ ...entry.request, seed: seeds ? seeds[0] : entry.request.seed });
+  const request = { ...entry.request, seed: seeds ? seeds[0] : entry.request.seed };
+  const codes = request.edit ? editSnippets(request) : snippets(request);
   tabs.replaceChildren();
   for (const [name, label] of DIALECTS) {
     if (!codes[name]) continue;
@@ -737,8 +947,9 @@ function idFor(provider, request) {
   if (!found) return null;
   if (found.model.provider === provider) return found.model;
   const candidates = found.tier.models.filter((m) => m.provider === provider);
+  // Imagen's own ids first (AIML also names its Gemini models), not a preview, the shortest.
   candidates.sort((a, b) => (a.id.includes("preview") - b.id.includes("preview"))
-    || a.id.length - b.id.length);
+    || (!a.id.includes("imagen") - !b.id.includes("imagen")) || a.id.length - b.id.length);
   return candidates[0] || null;
 }
 
@@ -853,6 +1064,53 @@ function snippets(request) {
   return out;
 }
 
+/** An edit as code: the input as photo.png (and the painted area as mask.png, white to
+ * repaint) in the folder it runs in, through easel's API, OpenAI's edits and Runware. */
+function editSnippets(request) {
+  const base = window.location.origin;
+  const key = 'os.environ.get("EASEL_API_KEY", "none")';
+  const masked = request.edit.masked;
+  const files = `# photo.png: the image to edit${masked ? "; mask.png: white where it is repainted" : ""}\n`;
+  const { edit, ...fields } = request;
+  const body = prune({ ...fields, aspect_ratio: undefined, resolution: undefined });
+  const auth = apiKey() ? `  -H "Authorization: Bearer $EASEL_API_KEY" \\\n` : "";
+  const inline = `python3 -c 'import base64, json, sys; body = json.loads(sys.argv[1]); ` +
+    `body["image"] = "data:image/png;base64," + base64.b64encode(open("photo.png", "rb").read()).decode(); ` +
+    (masked ? `body["mask"] = "data:image/png;base64," + base64.b64encode(open("mask.png", "rb").read()).decode(); ` : "") +
+    `print(json.dumps(body))' ${shellQuote(JSON.stringify(body))}`;
+  const out = {};
+  out.curl = `${files}${inline} \\\n  | curl -s ${base}/easel/jobs -H 'Content-Type: application/json' \\\n${auth}` +
+    `  --data-binary @- \\\n  | python3 -c 'import json, sys; print(json.load(sys.stdin)["id"])'\n`;
+  const aiml = idFor("aiml", request);
+  if (aiml) {
+    const extra = prune({ seed: request.seed, strength: request.strength, loras: request.loras });
+    out.aiml = `${files}import os\n\nfrom openai import OpenAI\n\n` +
+      `client = OpenAI(api_key=${key}, base_url="${base}/v1")\n` +
+      `result = client.images.edit(\n    model=${JSON.stringify(aiml.id)},\n` +
+      `    image=open("photo.png", "rb"),\n` + (masked ? `    mask=open("mask.png", "rb"),  # white (no alpha): repainted\n` : "") +
+      `    prompt=${JSON.stringify(request.prompt)},\n    n=${request.num_images},\n` +
+      `    output_format="${request.output_format}",\n    response_format="url",\n` +
+      `    extra_body=${py(extra, "    ")},  # easel's strength\n)\n` +
+      `print([image.url for image in result.data])\n`;
+  }
+  const runware = idFor("runware", request);
+  if (runware) {
+    const task = prune({ taskType: "imageInference", model: runware.id,
+      positivePrompt: request.prompt, numberResults: request.num_images,
+      outputFormat: request.output_format.toUpperCase(), seed: request.seed,
+      strength: request.strength });
+    out.runware = `${files}import asyncio\nimport base64\nimport os\n\nfrom runware import Runware\n\n\n` +
+      `def data_uri(path: str) -> str:\n` +
+      `    return "data:image/png;base64," + base64.b64encode(open(path, "rb").read()).decode()\n\n\n` +
+      `async def main() -> None:\n    client = Runware(api_key=${key}, transport="rest",\n` +
+      `                     http_base_url="${base}/v1")\n` +
+      `    task = ${py(task, "    ")}\n    task["seedImage"] = data_uri("photo.png")\n` +
+      (masked ? `    task["maskImage"] = data_uri("mask.png")\n` : "") +
+      `    images = await client.run(task)\n    print(images)\n\n\nasyncio.run(main())\n`;
+  }
+  return out;
+}
+
 /** google-genai's generate_content on a Gemini image model of the request's tier. */
 function geminiSnippet(model, request, key, base, count, unsent) {
   const size = sizeOf(model, request);
@@ -911,6 +1169,7 @@ function tickTimings() {
 
 function bind() {
   bindKey();
+  bindEdit();
   setInterval(tickTimings, 1000);
   $("#form").addEventListener("submit", generate);
   $("#examples").replaceChildren(...EXAMPLES.map((text) => {

@@ -45,10 +45,13 @@ ERRORS = ErrorTable({kind: kind.value for kind in ErrorKind})
 
 def to_submission(body: dict[str, Any], caller: Caller) -> Submission:
     wire = validate_wire(JobInput, body)
+    # Drawn from an image with no aspect ratio asked for: the image's shape.
+    keeps_shape = wire.image is not None and "aspect_ratio" not in wire.model_fields_set
     generation = GenerationInput(
         model=ModelChoice(wire.model),
         prompt=wire.prompt,
-        size=AspectRatioSize(wire.aspect_ratio, wire.resolution.lower()),
+        size=None if keeps_shape else AspectRatioSize(wire.aspect_ratio,
+                                                      wire.resolution.lower()),
         num_images=wire.num_images,
         negative_prompt=wire.negative_prompt or None,
         seed=wire.seed,
