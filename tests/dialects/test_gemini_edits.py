@@ -45,21 +45,28 @@ def image_of(out: dict[str, Any]) -> dict[str, Any]:
     return dict(parts[0])
 
 
-@pytest.mark.parametrize("sdk", ["google-genai", "google-genai-3"])
+@pytest.mark.parametrize(("sdk", "mode"), [("google-genai", "gemini"),
+                                         ("google-genai-3", "gemini"),
+                                         ("google-genai-3", "vertex")])
 def test_fast_is_shown_every_image_of_the_turn(
-    tiny: Server, sdks: dict[str, Path], sdk: str,
+    tiny: Server, sdks: dict[str, Path], sdk: str, mode: str,
 ) -> None:
     out = call(tiny, sdks, sdk, model=FAST, prompt="the two of them side by side",
-               images=[b64(), b64(180)])
+               images=[b64(), b64(180)], mode=mode)
     width, height = image_of(out)["size"]
     assert width > height  # no aspect ratio asked for: the first image's shape (96x64)
+    text = next(p["text"] for p in out["candidates"][0]["parts"] if "text" in p)
+    assert "edited from the image(s) you sent" in text  # says what was done
 
 
-def test_a_chats_second_turn_edits_the_image_its_first_returned(
+def test_a_three_turn_chat_edits_the_same_picture_twice(
     tiny: Server, sdks: dict[str, Path],
 ) -> None:
+    """The SDK resends the whole history, the model turns' images included: each turn edits
+    the picture the turn before returned."""
     out = call(tiny, sdks, call="chat", model=FAST, prompt="a red fox in snow",
-               then=["make it night"], config={"image_config": {"aspect_ratio": "16:9"}})
+               then=["make it night", "add a full moon"],
+               config={"image_config": {"aspect_ratio": "16:9"}})
     width, height = image_of(out)["size"]
     assert width > height
 
@@ -88,3 +95,15 @@ def test_an_image_easel_cannot_read_is_refused_naming_the_part(tiny: Server) -> 
         {"text": "make it red"}]}]}
     reply = httpx.post(url, headers={"x-goog-api-key": KEY}, json=garbage, timeout=60)
     assert reply.status_code == 400 and "is not a PNG, JPEG or WEBP" in reply.text
+    private = {"contents": [{"role": "user", "parts": [
+        {"fileData": {"fileUri": "http://10.0.0.9/photo.png", "mimeType": "image/png"}},
+        {"text": "make it red"}]}]}
+    reply = httpx.post(url, headers={"x-goog-api-key": KEY}, json=private, timeout=60)
+    assert reply.status_code == 400, reply.text
+    assert reply.json()["error"]["details"][0]["fieldViolations"][0]["field"] == \
+        "contents[0].parts[0].fileData.fileUri"
+    many = {"contents": [{"role": "user", "parts": [
+        *({"inlineData": {"mimeType": "image/png", "data": b64()}} for _ in range(15)),
+        {"text": "all of them"}]}]}
+    reply = httpx.post(url, headers={"x-goog-api-key": KEY}, json=many, timeout=60)
+    assert reply.status_code == 400 and "at most 14 images" in reply.text, reply.text

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from PIL import Image
 
 from tests.dialects.conftest import KEY, run_client
@@ -159,18 +160,11 @@ def test_sampling_controls_within_the_catalogs_bounds(live: Server) -> None:
 def test_endpoints_easel_does_not_offer_answer_in_wavespeeds_shape(
     live: Server, sdks: dict[str, Path]
 ) -> None:
-    upload = httpx.post(f"{live.url}/api/v3/media/upload/binary", headers=AUTH,
-                        files={"file": ("a.png", b"x")})
-    assert upload.status_code == 404
-    assert "easel does not offer media uploads" in upload.json()["message"]
     balance = httpx.get(f"{live.url}/api/v3/balance", headers=AUTH)
     assert balance.status_code == 404 and "easel does not offer" in balance.json()["message"]
     unknown = httpx.get(f"{live.url}/api/v3/some/other/thing", headers=AUTH)
     assert unknown.status_code == 405 and unknown.json()["code"] == 405
     assert "easel does not offer GET" in unknown.json()["message"]
-    sdk = run_client(sdks["wavespeed"], "wavespeed_client.py", {
-        "url": live.url, "key": KEY, "call": "upload"})
-    assert not sdk["ok"] and "easel does not offer media uploads" in sdk["error"], sdk
     listed = httpx.get(f"{live.url}/api/v3/models", headers=AUTH).json()["data"]
     assert "google/imagen4-ultra" in {m["model_id"] for m in listed}
 
@@ -205,3 +199,36 @@ def test_sync_mode_timeout_answers_5004(make_server: Any, sdks: dict[str, Path])
         "url": srv.url, "key": KEY, "model": "google/imagen4-fast", "input": {"prompt": "x"},
         "sync": True})
     assert not out["ok"] and "Sync mode timed out" in out["error"]
+
+
+@pytest.mark.parametrize("sdk", ["wavespeed", "wavespeed-1"])
+def test_the_sdk_uploads_an_image_and_a_google_edit_model_edits_it(
+    live: Server, sdks: dict[str, Path], sdk: str,
+) -> None:
+    """SDK 2.x's ticket flow (a ticket, then a PUT to its signed URL) and 1.x's binary form:
+    the download_url serves the image, and an edit model reads it from the store."""
+    photo = io.BytesIO()
+    Image.new("RGB", (96, 64), (30, 140, 90)).save(photo, "PNG")
+    out = run_client(sdks[sdk], "wavespeed_client.py", {
+        "url": live.url, "key": KEY, "call": "upload",
+        "image": base64.b64encode(photo.getvalue()).decode(),
+        "edit": "google/gemini-2.5-flash-image/edit"})
+    assert out["ok"], out
+    served = httpx.get(out["url"])
+    assert served.status_code == 200 and served.content == photo.getvalue()
+    assert len(out["outputs"]) == 1 and httpx.get(out["outputs"][0]).status_code == 200
+
+
+def test_uploads_refuse_what_is_not_an_image_and_urls_easel_did_not_sign(live: Server) -> None:
+    garbage = httpx.post(f"{live.url}/api/v3/media/upload/binary", headers=AUTH,
+                         files={"file": ("a.png", b"not an image")})
+    assert garbage.status_code == 400 and "is not a PNG, JPEG or WEBP" in garbage.text
+    text = httpx.post(f"{live.url}/api/v3/media/uploads", headers=AUTH,
+                      json={"filename": "notes.txt", "size": 10})
+    assert text.status_code == 400 and "images only" in text.text
+    ticket = httpx.post(f"{live.url}/api/v3/media/uploads", headers=AUTH,
+                        json={"filename": "a.png", "size": 10}).json()["data"]
+    forged = ticket["upload"]["url"].replace("signature=", "signature=00")
+    assert httpx.put(forged, content=b"x").status_code == 403
+    other = ticket["upload"]["url"].replace("caller=", "caller=someone-else")
+    assert httpx.put(other, content=b"x").status_code == 403

@@ -64,8 +64,9 @@ def edge(make_edge: Callable[..., Edge], tmp_path: Path) -> Edge:
 
 
 def submit(edge: Edge, **fields: Any) -> Any:
+    # 1:1: a 96x64 input is fitted to the square (without it, the input's shape is drawn).
     body = {"model": STANDARD, "prompt": "a red fox", "seed": 3, "output_format": "png",
-            **fields}
+            "aspect_ratio": "1:1", **fields}
     return edge.client.post("/easel/jobs", json=body, headers=AUTH)
 
 
@@ -187,3 +188,12 @@ def test_a_low_strength_stays_near_the_input_and_a_high_one_goes_far(real: Edge)
         return float(np.abs(a.astype(int) - reference.astype(int)).mean())
 
     assert distance(near) * 4 < distance(far)
+
+
+def test_without_an_aspect_ratio_the_images_shape_is_drawn(edge: Edge) -> None:
+    body = {"model": STANDARD, "prompt": "a red fox", "image": data_uri(png(picture()))}
+    reply = edge.client.post("/easel/jobs", json=body, headers=AUTH)
+    assert reply.status_code == 202, reply.text
+    edge.wait(reply.json()["id"])
+    (call,) = edge.engine.calls
+    assert call.width > call.height  # 96x64: the model's nearest one-pass size to 3:2

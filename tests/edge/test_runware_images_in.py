@@ -71,6 +71,13 @@ def test_the_inputs_object_and_an_image_of_an_earlier_task_work_too(edge: Edge) 
     assert "errors" not in reply, reply
     assert edge.engine.calls[-1].operation is Operation.IMAGE
     assert edge.engine.calls[-1].strength == 0.8  # Runware's default
+    # Its imageURL, easel's own: read from the store (never fetched), for its caller only.
+    by_url = edge.runware([inference(model=STANDARD, seedImage=first["imageURL"])]).json()
+    assert "errors" not in by_url, by_url
+    theirs = edge.runware([inference(model=STANDARD, seedImage=first["imageURL"])],
+                          key=OTHER_KEY).json()["errors"][0]
+    assert theirs["code"] == "invalidSeedImage" and "names no image of yours" in \
+        theirs["message"]
 
 
 def test_another_callers_uuid_names_nothing(edge: Edge) -> None:

@@ -88,6 +88,11 @@ async def read_form(request: Request, limit: int, timeout: float = 30.0, *, max_
                           f"{exc.message}", "body") from None
 
 
+async def read_raw(request: Request, limit: int, timeout: float = 30.0) -> bytes:
+    """A body of any type (an upload's bytes), within `limit` and `timeout`."""
+    return await _read_capped(request, limit, timeout)
+
+
 async def _read_capped(request: Request, limit: int, timeout: float) -> bytes:
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:

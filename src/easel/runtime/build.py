@@ -219,7 +219,7 @@ def build_runtime(
         prompts=prompt_rules(settings, metrics),
         adapters=AdapterRules(LoraStore(store.engine), settings.max_loras_per_request),
         inputs=InputImages(blobs, allow_loopback=settings.allow_loopback_urls,
-                           stored=uploads.bytes_of),
+                           stored=uploads.bytes_of, base_url=settings.base_url),
         chosen_id_scopes=[d.name for d in served if d.chooses_ids],
         check_floor=CheckFloor(settings.content_check_floor),
         input_checker=content_checker(settings, catalog),

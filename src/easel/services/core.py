@@ -109,13 +109,14 @@ class Core:
     async def deliveries(self, job: Job) -> list[Delivery]:
         return await self.jobs.deliveries(job.id)
 
-    async def upload_image(self, caller: Caller, given: ImageInput) -> StoredUpload:
+    async def upload_image(self, caller: Caller, given: ImageInput,
+                           reserved: tuple[str, str] | None = None) -> StoredUpload:
         self.jobs.admission.check_rate(caller)
         if self._uploads is None or self.jobs.inputs is None:
             raise EaselError(ErrorKind.UNSUPPORTED, "this server takes no uploads",
                              given.parameter)
         await asyncio.to_thread(self.jobs.health.check)  # a full disk refuses, losing nothing
-        return await self._uploads.add(caller, given, self.jobs.inputs)
+        return await self._uploads.add(caller, given, self.jobs.inputs, reserved)
 
     def sign(self, purpose: str, data: bytes) -> bytes:
         return _mac(self._secret, purpose, data)

@@ -216,9 +216,11 @@ class Port(Protocol):
 
     async def deliveries(self, job: Job) -> list[Delivery]: ...
 
-    async def upload_image(self, caller: Caller, given: ImageInput) -> StoredUpload:
+    async def upload_image(self, caller: Caller, given: ImageInput,
+                           reserved: tuple[str, str] | None = None) -> StoredUpload:
         """Keep an image the caller sends (decoded and checked as every input image) to be
-        named by its id in the caller's later requests; spends the rate budget."""
+        named by its id in the caller's later requests; spends the rate budget. `reserved`:
+        the id and extension an upload ticket promised (another format is refused)."""
         ...
 
     def notify(self, caller: Caller, dialect: str, url: str, payload: dict[str, Any]) -> None:

@@ -252,12 +252,15 @@ class InputImages:
 
     def __init__(self, blobs: BlobStore, limits: InputLimits = InputLimits(),
                  allow_loopback: bool = False, fetch_timeout: float = 30.0,
-                 stored: StoredImages | None = None) -> None:
+                 stored: StoredImages | None = None, base_url: str | None = None) -> None:
         self.blobs = blobs
         self.limits = limits
         self.allow_loopback = allow_loopback
         self.fetch_timeout = fetch_timeout
         self.stored = stored  # None: an id of an image easel stored names nothing
+        # This server's own image URLs name stored images: read, never fetched (a server
+        # behind a private address could not fetch its own URLs through the outbound guard).
+        self.own_images = None if base_url is None else base_url.rstrip("/") + "/images/"
 
     async def read(self, images_in: ImagesIn, caller: Caller) -> ReadInputs:
         """Fetch and decode the inputs; an EaselError naming the client's parameter when one
@@ -318,17 +321,28 @@ class InputImages:
         found = reference(given.text, given.parameter, self.limits)
         if found.data is not None:
             return found.data
+        stored_id = found.stored_id
         if found.url is not None:
-            return await fetch(found.url, given.parameter, self.limits.max_bytes,
-                               self.fetch_timeout, self.allow_loopback)
-        assert found.stored_id is not None
+            stored_id = self._own_image(found.url)
+            if stored_id is None:
+                return await fetch(found.url, given.parameter, self.limits.max_bytes,
+                                   self.fetch_timeout, self.allow_loopback)
+        assert stored_id is not None
         data = None if self.stored is None else await asyncio.to_thread(
-            self.stored, caller.principal, found.stored_id)
+            self.stored, caller.principal, stored_id)
         if data is None:
             raise invalid(given.parameter, f"{given.parameter} names no image of yours "
-                                           f"({found.stored_id}): not an upload of yours or an "
+                                           f"({stored_id}): not an upload of yours or an "
                                            "image of one of your tasks, or it has expired")
         return data
+
+    def _own_image(self, url: str) -> str | None:
+        """The image id in one of this server's image URLs (…/images/<id>.<ext>), else None."""
+        if self.own_images is None or not url.startswith(self.own_images):
+            return None
+        name = url[len(self.own_images):].split("?", 1)[0]
+        image_id = name.rpartition(".")[0].lower()
+        return image_id if _is_uuid(image_id) else None
 
     def load(self, job_id: str, references: int = 0) -> dict[str, np.ndarray]:
         """The job's stored inputs as the engine takes them, by key (a worker's side);

@@ -12,6 +12,7 @@ import asyncio
 import uuid
 from collections.abc import Callable
 
+from easel.domain.errors import invalid
 from easel.domain.submission import Caller, ImageInput
 from easel.services.images.inputs import InputImages, decode
 from easel.services.port import StoredUpload
@@ -33,12 +34,23 @@ class Uploads:
         self.clock = wall_clock
         self.ttl_seconds = ttl_seconds
 
-    async def add(self, caller: Caller, given: ImageInput, inputs: InputImages) -> StoredUpload:
+    async def add(self, caller: Caller, given: ImageInput, inputs: InputImages,
+                  reserved: tuple[str, str] | None = None) -> StoredUpload:
         """Fetch (a URL) or read the image as `inputs` reads input images, decode it (an
-        EaselError naming the parameter when it is refused) and keep it for `caller`."""
+        EaselError naming the parameter when it is refused) and keep it for `caller`.
+        `reserved`: the id and extension promised before the bytes came (an upload ticket);
+        an image of another format than promised is refused."""
         data = await inputs.fetched(given, caller)
         image = await asyncio.to_thread(decode, data, given.parameter, inputs.limits)
         image_id, ext = str(uuid.uuid4()), EXT_BY_FORMAT[image.format]
+        if reserved is not None:
+            if reserved[1] != ext:
+                raise invalid(given.parameter, f"{given.parameter} is a {image.format.upper()} "
+                                               f"image, not the .{reserved[1]} the upload was "
+                                               "made for")
+            image_id = reserved[0]
+        if self.store.get(image_id, self.clock() - self.ttl_seconds * 2) is not None:
+            raise invalid(given.parameter, f"upload {image_id} was made already")
         now = self.clock()
         upload = Upload(image_id, caller.principal, ext, image.digest, image.width,
                         image.height, len(data), now, now + self.ttl_seconds)

@@ -33,6 +33,7 @@ from easel.api.dialects.google.gemini_schemas import (
 )
 from easel.catalog import Catalog, Model
 from easel.domain.errors import EaselError, ErrorKind, invalid
+from easel.domain.generation import Operation
 from easel.domain.job import Job, JobImage
 from easel.domain.request import ImageFormat
 from easel.domain.safety import OnFlagged, PersonGeneration, SafetyInput, SafetyLevel, Withheld
@@ -256,9 +257,13 @@ def image_tokens(model: Model) -> int:
 
 def answer_text(job: Job, model: Model, image: JobImage) -> str:
     """What a candidate's TEXT part says: what was done, plainly (no invented reasoning)."""
-    return (f"Here is the image: {job.request.width}x{job.request.height}, drawn by "
-            f"{job.backend} on easel's {model.tier.name} tier from your prompt, seed "
-            f"{image.seed}.")
+    request = job.request
+    how = {Operation.REFERENCE: "edited from the image(s) you sent, as your prompt asks",
+           Operation.IMAGE: f"redrawn from the image you sent at strength {request.strength}",
+           Operation.INPAINT: "repainted where the mask says"}.get(request.operation,
+                                                                   "drawn from your prompt")
+    return (f"Here is the image: {request.width}x{request.height}, {how} by {job.backend} on "
+            f"easel's {model.tier.name} tier, seed {image.seed}.")
 
 
 async def candidates(job: Job, model: Model, images: ImageSource,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -16,7 +17,7 @@ from easel.api.dialects.common import (
     reserve_reply,
     stand_in_header,
 )
-from easel.api.dialects.wavespeed import translate
+from easel.api.dialects.wavespeed import translate, uploads
 from easel.api.dialects.wavespeed.schemas import ImagenInput
 from easel.api.limits import HTTPRefusal
 from easel.api.openapi import (
@@ -137,11 +138,32 @@ def _prediction(prediction_id: str) -> JobRef:
     return JobRef.easel(prediction_id, "prediction_id", noun="prediction")
 
 
+# Media uploads (images to edit), before the catch-all submit route would take them for model
+# ids: the binary form (SDK 1.x) and the ticket flow (SDK 2.x: a ticket, then a PUT).
+@router.post("/api/v3/media/upload/binary", response_model=Envelope, summary="Upload an image",
+             openapi_extra=KEY, responses=responses(Envelope, ErrorBody, ERRORS))
+async def upload_binary(request: Request, caller: Authenticated, port: CorePort) -> JSONResponse:
+    return uploads.reply(await uploads.binary(request, caller, port))
+
+
+@router.post("/api/v3/media/uploads", response_model=Envelope, summary="Ask to upload an image",
+             openapi_extra={**request_body(model_schema(uploads.TicketRequest)), **KEY},
+             responses=responses(Envelope, ErrorBody, ERRORS))
+async def upload_ticket(caller: Authenticated, port: CorePort, body: JsonBody) -> JSONResponse:
+    port.spend_rate_budget(caller)
+    return uploads.reply(uploads.ticket(body, caller, port, time.time()))
+
+
+@router.put("/api/v3/media/uploads/{name}", response_model=Envelope,
+            summary="Upload an image's bytes (the ticket's signed URL)",
+            responses=responses(Envelope, ErrorBody, ERRORS))
+async def upload_put(name: str, request: Request, port: CorePort) -> JSONResponse:
+    return uploads.reply(await uploads.put(request, name, port, time.time()))
+
+
 # WaveSpeed endpoints easel does not offer: answered plainly, before the catch-all submit
 # route would take them for model ids.
 NOT_OFFERED = {
-    "/api/v3/media/upload/binary": "media uploads (easel generates images from text only)",
-    "/api/v3/media/uploads": "media uploads (easel generates images from text only)",
     "/api/v3/model/pricing": "the pricing endpoint (prices are in `easel models`)",
     "/api/v3/predictions": "the prediction history (use `easel jobs`)",
     "/api/v3/balance": "an account balance (a self-hosted server bills nothing)",

@@ -38,3 +38,23 @@ class ImagenInput(BaseModel):
     # WaveSpeed's content check of the outputs (has_nsfw_contents); docs/safety.md.
     enable_safety_checker: bool = True
     webhook_url: str | None = None
+
+
+class GoogleEditInput(BaseModel):
+    """The body of WaveSpeed's Google edit models (`google/gemini-2.5-flash-image/edit`,
+    `google/nano-banana-2/edit`, `.../edit-fast`, `google/nano-banana-pro/edit`): the images
+    to edit (URLs, data URIs or base64) and what to change."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    prompt: str
+    images: list[str] = Field(min_length=1, max_length=14)
+    aspect_ratio: str | None = None  # None: the first image's shape
+    resolution: Resolution = "1k"
+    num_images: int = 1
+    seed: int = Field(-1, ge=-1, le=MAX_SEED)
+    output_format: Literal["jpeg", "png", "webp"] = "jpeg"
+    enable_base64_output: bool = False
+    enable_sync_mode: bool = False
+    enable_safety_checker: bool = True
+    webhook_url: str | None = None

@@ -26,7 +26,7 @@ from easel.api.dialects.common import (
     iso_ms,
     validate_wire,
 )
-from easel.api.dialects.wavespeed.schemas import MAX_SEED, ImagenInput
+from easel.api.dialects.wavespeed.schemas import MAX_SEED, GoogleEditInput, ImagenInput
 from easel.api.dialects.wavespeed.signing import v3_headers
 from easel.api.limits import HTTPRefusal
 from easel.catalog import Catalog
@@ -39,6 +39,8 @@ from easel.domain.submission import (
     Caller,
     DeliverySettings,
     GenerationInput,
+    ImageInput,
+    ImagesIn,
     ModelChoice,
     Submission,
     WireNames,
@@ -109,17 +111,11 @@ def to_submission(
     """`takes_negative_prompt`: whether the model uses one. WaveSpeed documents
     `negative_prompt` on every Imagen 4 model, Fast included; where easel's backend has no use
     for it, it is reported ignored rather than failing the task."""
+    if is_edit_model(model_id):
+        return edit_submission(model_id, body, webhook, caller)
     wire = validate_wire(ImagenInput, body)
     ignored = [] if takes_negative_prompt or not wire.negative_prompt else ["negative_prompt"]
-    if webhook is not None and wire.webhook_url is not None and webhook != wire.webhook_url:
-        raise EaselError(
-            ErrorKind.INVALID,
-            "the webhook query parameter and webhook_url disagree; give one of them",
-            "webhook_url",
-        )
-    target = webhook if webhook is not None else wire.webhook_url
-    if target is not None and wire.enable_base64_output:
-        raise HTTPRefusal(400, "invalidParameter", WEBHOOK_WITH_BASE64, "enable_base64_output")
+    target = _webhook(webhook, wire.webhook_url, wire.enable_base64_output)
     unset = {name for name in ("num_inference_steps", "guidance_scale")
              if getattr(wire, name) is None}
     resolved = wire.model_dump(exclude={"webhook_url", *unset})
@@ -142,6 +138,49 @@ def to_submission(
     submission = Submission(DIALECT, caller, generation, DeliverySettings(webhook=target),
                             names=names, echo={"wavespeed_input": resolved})
     return WaveSpeedCall(submission, resolved, wire.enable_sync_mode, ignored)
+
+
+EDIT_SUFFIXES = ("/edit", "/edit-fast")
+
+
+def is_edit_model(model_id: str) -> bool:
+    """WaveSpeed's Google edit ids end in /edit (or /edit-fast): their bodies carry images."""
+    return model_id.endswith(EDIT_SUFFIXES)
+
+
+def edit_submission(model_id: str, body: dict[str, Any], webhook: str | None,
+                    caller: Caller) -> WaveSpeedCall:
+    """An edit by instruction of `images`: Fast is shown them all, the other tiers redraw one;
+    with no aspect_ratio, the first image's shape."""
+    wire = validate_wire(GoogleEditInput, body)
+    target = _webhook(webhook, wire.webhook_url, wire.enable_base64_output)
+    first, *more = (ImageInput(f"images[{i}]", text=image) for i, image in enumerate(wire.images))
+    resolved = wire.model_dump(exclude={"webhook_url"})
+    generation = GenerationInput(
+        model=ModelChoice(model_id, provider=PROVIDER), prompt=wire.prompt,
+        size=None if wire.aspect_ratio is None else AspectRatioSize(wire.aspect_ratio,
+                                                                    wire.resolution),
+        num_images=wire.num_images, seed=None if wire.seed == -1 else wire.seed,
+        output_format=ImageFormat(wire.output_format), max_seed=MAX_SEED,
+        safety=SafetyInput(SafetyLevel.BLOCK_MEDIUM_AND_ABOVE, OnFlagged.FLAG)
+        if wire.enable_safety_checker else SafetyInput(),
+        images_in=ImagesIn(first, instruction=True, references=tuple(more)),
+    )
+    names = NAMES.with_(webhook="webhook" if webhook is not None else "webhook_url",
+                        image="images[0]")
+    submission = Submission(DIALECT, caller, generation, DeliverySettings(webhook=target),
+                            names=names, echo={"wavespeed_input": resolved})
+    return WaveSpeedCall(submission, resolved, wire.enable_sync_mode, [])
+
+
+def _webhook(webhook: str | None, webhook_url: str | None, base64: bool) -> str | None:
+    if webhook is not None and webhook_url is not None and webhook != webhook_url:
+        raise EaselError(ErrorKind.INVALID, "the webhook query parameter and webhook_url "
+                         "disagree; give one of them", "webhook_url")
+    target = webhook if webhook is not None else webhook_url
+    if target is not None and base64:
+        raise HTTPRefusal(400, "invalidParameter", WEBHOOK_WITH_BASE64, "enable_base64_output")
+    return target
 
 
 def result_url(base_url: str, prediction_id: str) -> str:
