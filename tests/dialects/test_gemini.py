@@ -2,7 +2,7 @@
 generate_content and generate_content_stream: the newest release and the oldest common one, in
 Gemini API mode (an API key) and Vertex mode (an OAuth token, `global`), against a real server
 (fake engine, the test catalog's small Gemini size tables). Editing: tests/dialects/
-test_gemini_edits.py."""
+test_sdks_on_tiny.py."""
 
 from __future__ import annotations
 

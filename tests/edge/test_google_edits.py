@@ -1,6 +1,6 @@
 """Vertex's editing body in-process: what the engine is handed for each edit mode (the mask's
 white repainted, grown by `dilation`), and each refusal as a Google RPC error naming the field.
-google-genai's edit_image on the tiny pipelines: tests/dialects/test_google_edits.py."""
+google-genai's edit_image on the tiny pipelines: tests/dialects/test_sdks_on_tiny.py."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """OpenAI's image stream (`stream: true`, `partial_images`), in-process on the fake engine: the
 events as a server-sent-events client reads them. The official SDKs read the same stream from a
-real server in tests/dialects/test_openai_stream_sdk.py."""
+real server in tests/dialects/test_sdks_on_tiny.py."""
 
 from __future__ import annotations
 

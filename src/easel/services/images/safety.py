@@ -83,19 +83,19 @@ class ContentDetector(Protocol):
 
 class NudeNetDetector:
     """NudeNet 3.4's detector (the 320n ONNX model inside its wheel: nothing is downloaded),
-    on onnxruntime's CPU provider. Loaded on first use, in the thread that checks images."""
+    on onnxruntime's CPU provider. Loaded on first use, once per process: the API's check of
+    input images and the worker's of output images share one session."""
 
-    def __init__(self) -> None:
-        self._detector: Any = None
-        self._lock = threading.Lock()
+    _shared: Any = None
+    _lock = threading.Lock()
 
     def _loaded(self) -> Any:
-        with self._lock:
-            if self._detector is None:
+        with NudeNetDetector._lock:
+            if NudeNetDetector._shared is None:
                 from nudenet import NudeDetector  # onnxruntime and OpenCV: only when used
 
-                self._detector = NudeDetector(providers=["CPUExecutionProvider"])
-            return self._detector
+                NudeNetDetector._shared = NudeDetector(providers=["CPUExecutionProvider"])
+            return NudeNetDetector._shared
 
     def scores(self, pixels: Any) -> ContentScores:
         image = np.asarray(pixels, dtype=np.uint8)
