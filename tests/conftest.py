@@ -123,3 +123,22 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
 
 
 _BUILDERS = pytest.StashKey[list[Any]]()
+
+
+# The longest test files, started first: `make test` hands whole files to its workers in
+# collection order, so a long file collected last would run alone at the end while the other
+# workers sit idle (the longest first is the classic way to shorten such a schedule).
+LONGEST_FIRST = (
+    "tests/engine/test_optimize.py", "tests/faults/test_fuzz.py", "tests/dialects/test_meaning.py",
+    "tests/engine/test_every_size.py", "tests/edge/test_lora_page.py", "tests/cli/test_cli.py",
+    "tests/faults/test_scale_out.py", "tests/cli/test_lora_hub.py",
+    "tests/dialects/test_sdks_on_tiny.py", "tests/faults/test_soak_short.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        path = item.nodeid.split("::", 1)[0]
+        return LONGEST_FIRST.index(path) if path in LONGEST_FIRST else len(LONGEST_FIRST)
+
+    items.sort(key=rank)  # stable: the order within a file, and of the others, is kept

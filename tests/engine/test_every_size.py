@@ -38,16 +38,16 @@ IMAGEN_RATIOS = {"1:1", "3:4", "4:3", "9:16", "16:9"}
 
 
 def _extremes() -> set[tuple[str, int, int]]:
-    """Each backend's square, widest and tallest one-pass sizes (of the table most of its
-    ids use: Imagen's; the Gemini tables' other ratios step by 16 the same way)."""
+    """Each backend's widest and tallest one-pass sizes (of the table most of its ids use:
+    Imagen's; the Gemini tables' other ratios step by 16 the same way)."""
     found: set[tuple[str, int, int]] = set()
     for model in CATALOG.models.values():
         backend = model.backend
         if {s.aspect_ratio for s in model.sizes} - IMAGEN_RATIOS:
             continue
         native = [s for s in model.sizes if backend.size_path(s.width, s.height) == "native"]
-        for pick in (min(native, key=lambda s: abs(s.width / s.height - 1)),
-                     max(native, key=lambda s: s.width / s.height),
+        # The widest and the tallest: the square is what every other test draws.
+        for pick in (max(native, key=lambda s: s.width / s.height),
                      min(native, key=lambda s: s.width / s.height)):
             found.add((backend.source, pick.width, pick.height))
     return found
@@ -57,13 +57,13 @@ EXTREMES = _extremes()
 
 
 def drawn_here(model_id: str, size: Size) -> bool:
-    """In the suite: each backend's square, widest and tallest 1K sizes of the Imagen table
-    (every model id of a backend shares its batch), and 2K (two passes at 4 MP) once, square,
-    on Z-Image. The 52 distinct 1K (backend, size) pairs cost two and a half minutes on two
-    CPU cores and a 2K stand-in image 9 s (Z-Image) to 45 s (Qwen-Image, whose causal 3D VAE
-    encodes and decodes 4 MP), so the other pairs are planned and checked here (below: every
-    size is a multiple of 16, the step of every family's latent grid) and drawn with
-    EASEL_TEST_ALL_SIZES=1 (every pair; docs/catalog.md)."""
+    """In the suite: each backend's widest and tallest 1K sizes of the Imagen table (every model
+    id of a backend shares its batch; the square is what every other test draws), and 2K (two
+    passes at 4 MP) once, square, on Z-Image. The 52 distinct 1K (backend, size) pairs cost two
+    and a half minutes on two CPU cores and a 2K stand-in image 9 s (Z-Image) to 45 s
+    (Qwen-Image, whose causal 3D VAE encodes and decodes 4 MP), so the other pairs are planned
+    and checked here (below: every size is a multiple of 16, the step of every family's latent
+    grid) and drawn with EASEL_TEST_ALL_SIZES=1 (every pair; docs/catalog.md)."""
     if os.environ.get("EASEL_TEST_ALL_SIZES") == "1":
         return True
     backend = CATALOG.model(model_id).backend

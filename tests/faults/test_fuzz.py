@@ -30,7 +30,7 @@ def test_openapi_fuzz_finds_no_server_errors_or_schema_violations(
     # Python 3.11.7 ("AST constructor recursion depth mismatch") and the run errors out.
     result = subprocess.run(
         [str(st), "run", f"{server.url}/openapi.json", "--checks", CHECKS,
-         "--max-examples", os.environ.get("EASEL_FUZZ_EXAMPLES", "12"), "--workers", "1",
+         "--max-examples", os.environ.get("EASEL_FUZZ_EXAMPLES", "8"), "--workers", "1",
          "--request-timeout", "60", "--seed", "1", "--no-color",
          "--exclude-path-regex", ALIASES],
         capture_output=True, text=True, timeout=600, cwd=tmp_path,
