@@ -107,22 +107,20 @@ class Artifacts:
         expires = stored.image.expires_at
         if expires is not None and expires.timestamp() <= self.clock():
             return None
-        try:
-            opened = self.blobs.open(blob_key(image_id, ext))
-        except OSError as exc:
-            raise store_unavailable(exc) from None
-        if opened is None:
-            return None
-        size, chunks = opened
         mime = stored.image.mime or MIME_BY_EXT.get(ext, "application/octet-stream")
         lives_for = None if expires is None else expires.timestamp() - self.clock()
-        return StoredBytes(size, chunks, mime, lives_for)
+        return self._streamed(image_id, ext, mime, lives_for)
 
     def _upload(self, image_id: str, ext: str) -> StoredBytes | None:
         assert self.uploads is not None
         upload = self.uploads.find(image_id, ext)
         if upload is None:
             return None
+        return self._streamed(image_id, ext, MIME_BY_EXT.get(ext, "application/octet-stream"),
+                              upload.expires_at - self.clock())
+
+    def _streamed(self, image_id: str, ext: str, mime: str,
+                  lives_for: float | None) -> StoredBytes | None:
         try:
             opened = self.blobs.open(blob_key(image_id, ext))
         except OSError as exc:
@@ -130,8 +128,7 @@ class Artifacts:
         if opened is None:
             return None
         size, chunks = opened
-        return StoredBytes(size, chunks, MIME_BY_EXT.get(ext, "application/octet-stream"),
-                           upload.expires_at - self.clock())
+        return StoredBytes(size, chunks, mime, lives_for)
 
     def sweep(self, now: float | None = None) -> int:
         """Delete expired images (and uploads) from the blob store; returns how many went."""

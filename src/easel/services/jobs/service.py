@@ -294,17 +294,7 @@ class JobService:
             name = names("strength")
             raise invalid(name, f"{name} must be a number above 0 and at most 1, got "
                                 f"{strength!r}")
-        if the_plan.two_pass is not None:
-            name = names("size")
-            raise invalid(name, f"{name}: drawing from an image is served at sizes the model "
-                                "draws in one pass here (1K)")
-        read = await self.inputs.read(images_in, submission.caller)
-        await self._check_inputs(read, images_in, the_plan.request.safety)
-        request = the_plan.request
-        if submission.generation.size is None:
-            # No size asked for: the input's shape, at the model's nearest one-pass size.
-            size = the_plan.model.nearest_size(*read.size, one_pass=True)
-            request = replace(request, width=size.width, height=size.height)
+        read, request = await self._read_sized(submission, images_in, the_plan)
         prepared = await self.inputs.fit(read, request.width, request.height)
         request = replace(request, operation=operation, strength=float(strength),
                           input_digest=prepared.input_digest, mask_digest=prepared.mask_digest)
@@ -322,22 +312,30 @@ class JobService:
             raise EaselError(ErrorKind.UNSUPPORTED, f"{name}: {the_plan.model.backend.source} "
                              "edits by instruction from the images it is shown, and takes no "
                              "strength", name)
-        if the_plan.two_pass is not None:
-            name = names("size")
-            raise invalid(name, f"{name}: editing is served at sizes the model draws in one "
-                                "pass here (1K)")
-        read = await self.inputs.read(images_in, submission.caller)
-        await self._check_inputs(read, images_in, the_plan.request.safety)
-        request = the_plan.request
-        if submission.generation.size is None:
-            size = the_plan.model.nearest_size(*read.size, one_pass=True)
-            request = replace(request, width=size.width, height=size.height)
+        read, request = await self._read_sized(submission, images_in, the_plan)
         prepared = await self.inputs.as_shown(read)
         request = replace(request, operation=Operation.REFERENCE, strength=None,
                           input_digest=prepared.input_digest,
                           reference_digests=prepared.reference_digests)
         seeds = [spec.seed for spec in the_plan.images]
         return plan_resolved(request, the_plan.model, self.resolver, seeds, names), prepared
+
+    async def _read_sized(self, submission: Submission, images_in: ImagesIn, the_plan: Plan
+                          ) -> tuple[ReadInputs, GenerationRequest]:
+        """The inputs read and checked, and the request at the size drawn: the one asked for
+        (drawn in one pass), else the model's one-pass size nearest the input's shape."""
+        assert self.inputs is not None
+        if the_plan.two_pass is not None:
+            name = submission.names("size")
+            raise invalid(name, f"{name}: drawing from images is served at sizes the model "
+                                "draws in one pass here (1K)")
+        read = await self.inputs.read(images_in, submission.caller)
+        await self._check_inputs(read, images_in, the_plan.request.safety)
+        request = the_plan.request
+        if submission.generation.size is None:
+            size = the_plan.model.nearest_size(*read.size, one_pass=True)
+            request = replace(request, width=size.width, height=size.height)
+        return read, request
 
     async def _check_inputs(self, read: ReadInputs, images_in: ImagesIn,
                             safety: SafetyInput) -> None:
