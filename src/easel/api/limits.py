@@ -43,7 +43,7 @@ def media_type(content_type: str | None) -> str | None:
     return None if content_type is None else content_type.split(";")[0].strip().lower()
 
 
-def _is_json(content_type: str | None) -> bool:
+def is_json(content_type: str | None) -> bool:
     media = media_type(content_type)
     if media is None:  # no header at all: not what a cross-site form sends
         return True
@@ -60,11 +60,11 @@ def is_form(content_type: str | None) -> bool:
 
 async def read_body(request: Request, limit: int, timeout: float = 30.0) -> bytes:
     """The body, refused as soon as it passes `limit` (never buffered whole first)."""
-    if not _is_json(request.headers.get("content-type")):
+    if not is_json(request.headers.get("content-type")):
         raise BodyRefused(415, "unsupportedContentType",
                           "the body must be JSON (Content-Type: application/json)",
                           "Content-Type")
-    return await _read_capped(request, limit, timeout)
+    return await read_raw(request, limit, timeout)
 
 
 async def read_form(request: Request, limit: int, timeout: float = 30.0, *, max_files: int,
@@ -72,7 +72,7 @@ async def read_form(request: Request, limit: int, timeout: float = 30.0, *, max_
     """A form body (FORM_TYPES): read whole within `limit` and `timeout` like any body, then
     parsed; more files or text fields than allowed, a text field over `max_field_bytes` or a
     malformed body is refused naming the body."""
-    body = await _read_capped(request, limit, timeout)
+    body = await read_raw(request, limit, timeout)
 
     async def whole() -> AsyncGenerator[bytes, None]:
         yield body
@@ -89,11 +89,8 @@ async def read_form(request: Request, limit: int, timeout: float = 30.0, *, max_
 
 
 async def read_raw(request: Request, limit: int, timeout: float = 30.0) -> bytes:
-    """A body of any type (an upload's bytes), within `limit` and `timeout`."""
-    return await _read_capped(request, limit, timeout)
-
-
-async def _read_capped(request: Request, limit: int, timeout: float) -> bytes:
+    """A body of any type (JSON's, a form's, an upload's bytes), within `limit` and
+    `timeout`."""
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
         raise BodyTooLarge(limit)

@@ -49,8 +49,9 @@ class Uploads:
                                                f"image, not the .{reserved[1]} the upload was "
                                                "made for")
             image_id = reserved[0]
-        if self.store.get(image_id, self.clock() - self.ttl_seconds * 2) is not None:
-            raise invalid(given.parameter, f"upload {image_id} was made already")
+            # A ticket's URL PUT again: the first upload stands.
+            if self.store.get(image_id, self.clock() - self.ttl_seconds * 2) is not None:
+                raise invalid(given.parameter, f"upload {image_id} was made already")
         now = self.clock()
         upload = Upload(image_id, caller.principal, ext, image.digest, image.width,
                         image.height, len(data), now, now + self.ttl_seconds)

@@ -271,7 +271,7 @@ class JobService:
         backend, real = the_plan.backend, the_plan.model.backend
         # What the tier's own model does decides, so that pulling its weights changes nothing
         # a client may send; a stand-in must also do it.
-        operation = _operation(images_in, real, names)
+        operation = _operation(images_in, real)
         parameter = names("mask") if operation is Operation.INPAINT else names("image")
         real_can = operation.value in INPUT_OPERATIONS.get(real.family, ())
         if operation is Operation.REFERENCE and backend.family == "mini":
@@ -624,7 +624,7 @@ WHAT = {Operation.INPAINT: "inpaint",
         Operation.REFERENCE: "edit by instruction from reference images"}
 
 
-def _operation(images_in: ImagesIn, real: Backend, names: WireNames) -> Operation:
+def _operation(images_in: ImagesIn, real: Backend) -> Operation:
     """What a request drawing from images asks of the tier's own model: inpainting with a
     mask; an edit by instruction where the model edits from reference images (else
     image-to-image); several images only where they can be combined."""
@@ -635,16 +635,15 @@ def _operation(images_in: ImagesIn, real: Backend, names: WireNames) -> Operatio
             raise EaselError(ErrorKind.UNSUPPORTED, f"{extra}: a mask edits one image; send "
                              "one image with a mask, or several without one", extra)
         return Operation.INPAINT
-    if images_in.instruction and "reference" in can and images_in.strength is None:
+    # A strength asks for image-to-image where the model does it, on one image; an edit by
+    # instruction refuses it by name (JobService._edited).
+    if images_in.instruction and "reference" in can and (
+            images_in.strength is None or extra is not None or "image" not in can):
         return Operation.REFERENCE
     if extra is not None:
-        if images_in.instruction and "reference" in can:
-            return Operation.REFERENCE  # strength is refused by name, below
         raise EaselError(ErrorKind.UNSUPPORTED, f"{extra}: {real.source} cannot combine "
                          "several images; choose a tier whose model edits from reference "
                          "images (Fast: FLUX.2 [klein]; docs/catalog.md)", extra)
-    if images_in.instruction and "image" not in can and "reference" in can:
-        return Operation.REFERENCE
     return Operation.IMAGE
 
 

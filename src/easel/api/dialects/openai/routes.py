@@ -33,7 +33,7 @@ from easel.api.dialects.common import (
 )
 from easel.api.dialects.openai import edits, translate
 from easel.api.dialects.openai.schemas import ImagesEditRequest, ImagesGenerateRequest
-from easel.api.limits import BodyRefused, BodyTooLarge, HTTPRefusal, is_form, read_form
+from easel.api.limits import BodyRefused, BodyTooLarge, HTTPRefusal, is_form, is_json, read_form
 from easel.api.openapi import (
     BEARER,
     ERRORS,
@@ -166,7 +166,7 @@ async def _edit_body(request: Request, port: Port) -> edits.EditBody:
     limits = port.limits
     content_type = request.headers.get("content-type")
     if not is_form(content_type):
-        if content_type is not None and "json" not in content_type.lower():
+        if not is_json(content_type):
             raise BodyRefused(415, "unsupportedContentType", "the body must be "
                               "multipart/form-data (as the openai SDKs send it), a URL-encoded "
                               "form or JSON", "Content-Type")

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hmac
 import uuid
 from typing import Any
+from urllib.parse import quote
 
 from fastapi import Request
 from fastapi.responses import JSONResponse
@@ -130,8 +131,6 @@ def _signature(port: Port, principal: str, image_id: str, ext: str, expires: int
 
 
 def _quote(text: str) -> str:
-    from urllib.parse import quote
-
     return quote(text, safe="")
 
 
