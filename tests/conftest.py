@@ -19,6 +19,11 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # spent more than twice the CPU time in contention.
 for _threads in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_threads, "1")
+# No name lookups beyond localhost, here (below) and in every Python process the tests start
+# (offline/sitecustomize.py, found through PYTHONPATH).
+_OFFLINE = str(Path(__file__).parent / "offline")
+_PATHS = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and p != _OFFLINE]
+os.environ["PYTHONPATH"] = os.pathsep.join([_OFFLINE, *_PATHS])
 
 _real_connect = socket.socket.connect
 _real_connect_ex = socket.socket.connect_ex
@@ -44,12 +49,17 @@ def _guarded_connect_ex(self: socket.socket, address: Any) -> Any:
 
 @pytest.fixture(autouse=True, scope="session")
 def loopback_only() -> Iterator[None]:
-    """Every socket a test opens in this process may connect to loopback only."""
+    """Every socket a test opens in this process may connect to loopback only, and no name but
+    localhost is looked up (no DNS query leaves the machine)."""
+    from tests.offline.sitecustomize import _getaddrinfo_offline, _real_getaddrinfo
+
     socket.socket.connect = _guarded_connect  # type: ignore[method-assign]
     socket.socket.connect_ex = _guarded_connect_ex  # type: ignore[method-assign]
+    socket.getaddrinfo = _getaddrinfo_offline
     yield
     socket.socket.connect = _real_connect  # type: ignore[method-assign]
     socket.socket.connect_ex = _real_connect_ex  # type: ignore[method-assign]
+    socket.getaddrinfo = _real_getaddrinfo
 
 
 @pytest.fixture(scope="session")
@@ -142,3 +152,15 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         return LONGEST_FIRST.index(path) if path in LONGEST_FIRST else len(LONGEST_FIRST)
 
     items.sort(key=rank)  # stable: the order within a file, and of the others, is kept
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """The names of failed tests once more, after pytest's summary line: on CI, where assertion
+    messages are printed whole, a long one otherwise leaves the name out of a log's tail."""
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is None or hasattr(config, "workerinput"):  # an xdist worker reports nothing
+        return
+    failed = [report.nodeid for kind in ("failed", "error")
+              for report in reporter.stats.get(kind, []) if getattr(report, "nodeid", "")]
+    for nodeid in failed:
+        reporter.write_line(f"failed: {nodeid}")

@@ -27,11 +27,24 @@ def chromium() -> str:
                 "Set EASEL_BROWSER_TESTS=skip to leave them out on this machine.")
 
 
+# The pages load from loopback only. Chromium's background services (updates, autofill, sign-in)
+# would otherwise look up Google's names: no test resolves or reaches another address.
+BROWSER_ARGS = [
+    "--no-sandbox",
+    "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE localhost , EXCLUDE 127.0.0.1",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-domain-reliability",
+    "--no-pings",
+    "--force-webrtc-ip-handling-policy=disable_non_proxied_udp",
+]
+
+
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     executable = chromium()
     with playwright.sync_playwright() as p:
-        launched = p.chromium.launch(executable_path=executable, args=["--no-sandbox"])
+        launched = p.chromium.launch(executable_path=executable, args=BROWSER_ARGS)
         yield launched
         launched.close()
 

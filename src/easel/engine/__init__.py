@@ -8,12 +8,20 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
+
+# A seed reproduces its pixels bit for bit on one machine (docs/architecture.md). On the CPU,
+# Intel MKL's defaults break that: it picks its thread count by how busy the machine is
+# (MKL_DYNAMIC) and its code path by memory alignment (CNR off), so a loaded machine rounds
+# differently. Set before torch loads MKL; an operator's own values win.
+os.environ.setdefault("MKL_DYNAMIC", "FALSE")
+os.environ.setdefault("MKL_CBWR", "AUTO,STRICT")
 
 import numpy as np
 import torch
