@@ -7,12 +7,15 @@ start costs seconds of CPU).
   outside the mask, a stream, strength, refusals, several images on Fast).
 - google-genai (1.75 and 3.6.1): Vertex's mask editing with `edit_image`, and the Gemini image
   API's editing (`generate_content` with images, a chat that edits its own picture).
+- runware-sdk: outpainting (`outpaint` margins), the image kept and the new area drawn.
 """
 
 from __future__ import annotations
 
 import base64
 import io
+import json
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,9 +26,11 @@ import pytest
 from PIL import Image, ImageOps
 
 from tests.dialects.conftest import KEY, run_client
-from tests.edge.test_images_in import half_mask, picture, png
+from tests.edge.test_images_in import data_uri, half_mask, picture, png
 from tests.edge.test_openai_edits import hole_mask
-from tests.server_harness import Server
+from tests.server_harness import QUICK_MINI, SMALL_SIZES, Server
+
+RUNWARE_CLIENT = Path(__file__).parents[1] / "runware" / "clients" / "sdk.py"
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +38,10 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """The real diffusers engine on each tier family's stand-in: Fast is easel/tiny-flux2,
     Standard easel/tiny-zimage, Ultra easel/tiny-qwenimage."""
     srv = Server(tmp_path_factory.mktemp("sdks-on-tiny"), engine="tiny", EASEL_API_KEYS=KEY,
-                 EASEL_STAND_IN="tiny").start()
+                 EASEL_STAND_IN="tiny")
+    # 16:9 at 128 x 64: a 64 x 64 picture outpainted by 64 pixels (Runware's margins step by 64).
+    srv.overlay = SMALL_SIZES.replace('"16:9" = [64, 32]', '"16:9" = [128, 64]') + QUICK_MINI
+    srv.start()
     yield srv
     srv.stop()
 
@@ -293,3 +301,24 @@ def test_an_image_easel_cannot_read_is_refused_naming_the_part(tiny: Server) -> 
         {"text": "all of them"}]}]}
     reply = httpx.post(url, headers={"x-goog-api-key": KEY}, json=many, timeout=60)
     assert reply.status_code == 400 and "at most 14 images" in reply.text, reply.text
+
+
+# -- Runware's outpaint, through runware-sdk ------------------------------------------------------
+
+def test_the_runware_sdk_outpaints_keeping_its_image_and_drawing_the_new_area(
+    tiny: Server, sdks: dict[str, Path],
+) -> None:
+    seed = np.asarray(picture(64, 64))
+    task = {"model": "google:2@1", "positivePrompt": "the coast goes on to the right",
+            "seedImage": data_uri(png(picture(64, 64))), "outpaint": {"right": 64},
+            "width": 128, "height": 64, "outputType": "base64Data", "outputFormat": "PNG"}
+    spec = {"transport": "rest", "url": f"{tiny.url}/v1", "apiKey": KEY, "task": task}
+    done = subprocess.run([str(sdks["runware-sdk"]), str(RUNWARE_CLIENT), json.dumps(spec)],
+                          capture_output=True, text=True, timeout=180, check=False)
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    assert "images" in out, out
+    drawn = Image.open(io.BytesIO(base64.b64decode(out["images"][0]["imageBase64Data"])))
+    assert drawn.size == (128, 64)
+    got = np.asarray(drawn.convert("RGB"), dtype=np.int16)
+    assert np.array_equal(got[:, :64], seed)  # the image, kept exactly
+    assert np.abs(got[:, 64:] - seed[:, -1:]).mean() > 5  # the new area drawn, not smeared

@@ -134,8 +134,16 @@ def test_an_upload_lives_thirty_days_from_its_last_use(edge: Edge) -> None:
      "conflictingImage", "inputs.image"),
     ({"seedImage": data_uri(png(picture())), "maskImage": data_uri(png(half_mask())),
       "maskMargin": 64}, "unsupportedMaskMargin", "maskMargin"),
-    ({"seedImage": data_uri(png(picture())), "outpaint": {"top": 64}}, "unsupportedOutpaint",
-     "outpaint"),
+    ({"outpaint": {"top": 64}}, "missingSeedImage", "seedImage"),
+    ({"seedImage": data_uri(png(picture())), "outpaint": {"top": 50}}, "invalidOutpaint",
+     "outpaint"),  # Runware's margins are multiples of 64
+    ({"seedImage": data_uri(png(picture())), "outpaint": {"top": 64, "blur": 40}},
+     "invalidOutpaint", "outpaint"),
+    ({"seedImage": data_uri(png(picture())), "outpaint": {}}, "invalidOutpaint", "outpaint"),
+    ({"seedImage": data_uri(png(picture())), "outpaint": {"top": 64, "middle": 1}},
+     "invalidOutpaint", "outpaint"),
+    ({"seedImage": data_uri(png(picture())), "maskImage": data_uri(png(half_mask())),
+      "outpaint": {"top": 64}}, "unsupportedParameter", "maskImage"),
     ({"referenceImages": [data_uri(png(picture()))] * 2}, "unsupportedReferenceImages",
      "referenceImages[1]"),  # Z-Image combines no images
     ({"referenceImages": [5]}, "invalidReferenceImages", "referenceImages[0]"),
@@ -179,3 +187,60 @@ def test_an_upload_goes_over_the_websocket_too(edge: Edge) -> None:
     assert edge.engine.calls[-1].strength == 0.4
     assert np.asarray(edge.engine.calls[-1].inputs[input_keys(
         edge.db("SELECT id FROM jobs")[0][0])[0]]).shape[2] == 3
+
+
+@pytest.fixture
+def wide_edge(make_edge: Callable[..., Edge], tmp_path: Path) -> Edge:
+    """Sizes an outpainted 64 x 64 picture can reach (Runware's margins are multiples of 64)."""
+    catalog = tmp_path / "wide.toml"
+    catalog.write_text(PRESENT.replace('"16:9" = [64, 32]', '"16:9" = [128, 64]')
+                       .replace('"9:16" = [32, 64]', '"9:16" = [64, 192]'))
+    return make_edge(FakeEngine(), catalog_file=catalog, api_keys=[KEY])
+
+
+def test_outpaint_extends_the_seed_and_repaints_only_the_new_area_and_the_blurred_edge(
+    wide_edge: Edge,
+) -> None:
+    seed = picture(64, 64)
+    task = inference(model=STANDARD, seedImage=data_uri(png(seed)), width=128, height=64,
+                     outpaint={"left": 64, "blur": 8})
+    reply = wide_edge.runware([task]).json()
+    assert "errors" not in reply, reply
+    (call,) = wide_edge.engine.calls
+    assert (call.operation, call.strength) == (Operation.INPAINT, 1.0)  # drawn afresh
+    (job_id,) = wide_edge.db("SELECT id FROM jobs")[0]
+    image_key, mask_key = input_keys(job_id)
+    image, mask = call.inputs[image_key], call.inputs[mask_key]
+    assert image.shape[:2] == mask.shape[:2] == (64, 128)
+    assert np.array_equal(image[:, 64:], np.asarray(seed))  # the seed on the right
+    assert (image[:, :64] == image[:, 64:65]).all()  # its left column carried outwards
+    assert (mask[:, :64 + 8] == 255).all() and (mask[:, 64 + 8:] == 0).all()
+    (item,) = reply["data"]
+    assert wide_edge.client.get(item["imageURL"]).status_code == 200
+
+
+def test_outpaint_on_two_sides_keeps_the_seed_where_no_margin_was_asked(wide_edge: Edge) -> None:
+    task = inference(model=STANDARD, seedImage=data_uri(png(picture(64, 64))), width=64,
+                     height=192, outpaint={"top": 64, "bottom": 64, "blur": 4}, strength=0.9)
+    reply = wide_edge.runware([task]).json()
+    assert "errors" not in reply, reply
+    (call,) = wide_edge.engine.calls
+    assert call.strength == 0.9  # the client's own
+    (job_id,) = wide_edge.db("SELECT id FROM jobs")[0]
+    mask = call.inputs[input_keys(job_id)[1]]
+    assert (mask[:68] == 255).all() and (mask[124:] == 255).all()
+    assert (mask[68:124] == 0).all()  # no margin left or right: the seed's sides are kept
+
+
+@pytest.mark.parametrize(("size", "words"), [
+    ({}, "outpaint needs the final size, 128x64"),
+    ({"width": 64, "height": 64}, "outpaint draws 128x64"),
+])
+def test_outpaint_asks_for_the_final_size(wide_edge: Edge, size: dict[str, int],
+                                          words: str) -> None:
+    task = inference(model=STANDARD, seedImage=data_uri(png(picture(64, 64))),
+                     outpaint={"right": 64}, **size)
+    task = {k: v for k, v in task.items() if k not in ("width", "height")} | size
+    error = wide_edge.runware([task]).json()["errors"][0]
+    assert error["parameter"] == "width" and words in error["message"], error
+    assert not wide_edge.engine.calls

@@ -89,6 +89,24 @@ class MaskRule(Enum):
 
 
 @dataclass(frozen=True)
+class Outpaint:
+    """Outpainting (Runware's `outpaint`): the image is extended by these many pixels on each
+    side and the new area drawn; `blur` pixels of the image along each new edge are redrawn
+    too, so the join does not show. The core makes the canvas and its mask."""
+
+    top: int = 0
+    right: int = 0
+    bottom: int = 0
+    left: int = 0
+    blur: int = 0
+    parameter: str = "outpaint"  # the client's name for it
+
+    def canvas(self, width: int, height: int) -> tuple[int, int]:
+        """The size of an image of width x height, extended."""
+        return width + self.left + self.right, height + self.top + self.bottom
+
+
+@dataclass(frozen=True)
 class ImagesIn:
     """Drawing from an image: image-to-image at `strength` (None: the default), or, with a
     mask, inpainting. With no size asked for, the image is drawn at the model's size nearest
@@ -113,6 +131,8 @@ class ImagesIn:
     # None: as the outputs are checked, when the dialect withholds flagged images; Runware
     # says it itself (safety.checkInputs).
     check_inputs: bool | None = None
+    # Extend `image` and draw the new area (no mask: the core makes it).
+    outpaint: Outpaint | None = None
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from easel.domain.errors import invalid
 from easel.domain.generation import REPAINT_FROM
-from easel.domain.submission import Caller, ImageInput, ImagesIn, MaskRule
+from easel.domain.submission import Caller, ImageInput, ImagesIn, MaskRule, Outpaint
 from easel.services.delivery.outbound import fetch
 from easel.store.blobs import BlobStore
 
@@ -279,6 +279,8 @@ class InputImages:
 
     def _decoded(self, images_in: ImagesIn, data: bytes, mask_data: bytes | None) -> ReadInputs:
         image = decode(data, images_in.image.parameter, self.limits)
+        if images_in.outpaint is not None:
+            return _outpainted(image, images_in.outpaint, self.limits)
         if images_in.mask is None or mask_data is None:
             return ReadInputs(image, None, images_in.mask_rule)
         if not 0 <= images_in.mask_dilation <= 1:
@@ -386,6 +388,26 @@ def _fitted(read: ReadInputs, width: int, height: int) -> PreparedInputs:
     if read.mask_dilation > 0:
         fitted_mask = _dilated(fitted_mask, round(read.mask_dilation * max(width, height)))
     return PreparedInputs(image.digest, mask.digest, _png(fitted), _png(fitted_mask))
+
+
+def _outpainted(image: InputImage, outpaint: Outpaint, limits: InputLimits) -> ReadInputs:
+    """The image on its extended canvas and the mask of what is drawn: the new area, and
+    `blur` pixels of the image along each new edge. The new area holds the image's edge pixels
+    carried outwards (drawn afresh at strength 1; at a lower strength they are its start)."""
+    width, height = outpaint.canvas(image.width, image.height)
+    _check_size((width, height), outpaint.parameter, limits)
+    margins = ((outpaint.top, outpaint.bottom), (outpaint.left, outpaint.right), (0, 0))
+    pixels = np.pad(image.pixels, margins, mode="edge")
+    levels = np.full((height, width), 255, np.uint8)
+    blur = {side: outpaint.blur if margin else 0 for side, margin in (
+        ("top", outpaint.top), ("bottom", outpaint.bottom), ("left", outpaint.left),
+        ("right", outpaint.right))}
+    levels[outpaint.top + blur["top"]:outpaint.top + image.height - blur["bottom"],
+           outpaint.left + blur["left"]:outpaint.left + image.width - blur["right"]] = 0
+    mask_png = _png(Image.fromarray(levels))
+    mask = InputImage(np.repeat(levels[..., None], 3, axis=2), None, "png",
+                      hashlib.sha256(mask_png).hexdigest())
+    return ReadInputs(InputImage(pixels, None, image.format, image.digest), mask)
 
 
 def _dilated(mask: Image.Image, radius: int) -> Image.Image:

@@ -39,7 +39,7 @@ from easel.domain.safety import (
     SafetyLevel,
     Withheld,
 )
-from easel.domain.submission import Caller, ImagesIn, Submission, WireNames
+from easel.domain.submission import Caller, ImagesIn, Outpaint, Submission, WireNames
 from easel.services.delivery.outbound import check_at_submission
 from easel.services.images.inputs import (
     DEFAULT_STRENGTH,
@@ -273,6 +273,8 @@ class JobService:
         # a client may send; a stand-in must also do it.
         operation = _operation(images_in, real)
         parameter = names("mask") if operation is Operation.INPAINT else names("image")
+        if images_in.outpaint is not None:
+            parameter = images_in.outpaint.parameter
         real_can = operation.value in INPUT_OPERATIONS.get(real.family, ())
         if operation is Operation.REFERENCE and backend.family == "mini":
             # easel-mini, standing in, redraws the first image (it is shown no references).
@@ -332,7 +334,9 @@ class JobService:
         read = await self.inputs.read(images_in, submission.caller)
         await self._check_inputs(read, images_in, the_plan.request.safety)
         request = the_plan.request
-        if submission.generation.size is None:
+        if images_in.outpaint is not None:
+            _check_canvas(images_in.outpaint, read.size, request, submission)
+        elif submission.generation.size is None:
             size = the_plan.model.nearest_size(*read.size, one_pass=True)
             request = replace(request, width=size.width, height=size.height)
         return read, request
@@ -624,13 +628,30 @@ WHAT = {Operation.INPAINT: "inpaint",
         Operation.REFERENCE: "edit by instruction from reference images"}
 
 
+def _check_canvas(outpaint: Outpaint, canvas: tuple[int, int], request: GenerationRequest,
+                  submission: Submission) -> None:
+    """An outpainted image is drawn at its canvas's size, which the client names (Runware:
+    width and height are the final size), so that a size the model cannot draw is refused."""
+    width, height = canvas
+    shown = (f"{width}x{height}: the image's {width - outpaint.left - outpaint.right}x"
+             f"{height - outpaint.top - outpaint.bottom} and the margins")
+    name = submission.names.size_names()[0]
+    if submission.generation.size is None:
+        raise EaselError(ErrorKind.MISSING, f"{name}: {outpaint.parameter} needs the final "
+                         f"size, {shown}", name)
+    if (request.width, request.height) != canvas:
+        raise invalid(name, f"{name}: {outpaint.parameter} draws {shown}; the size asked for "
+                            f"is {request.width}x{request.height}")
+
+
 def _operation(images_in: ImagesIn, real: Backend) -> Operation:
     """What a request drawing from images asks of the tier's own model: inpainting with a
-    mask; an edit by instruction where the model edits from reference images (else
-    image-to-image); several images only where they can be combined."""
+    mask (or outpainting, whose mask the core makes); an edit by instruction where the model
+    edits from reference images (else image-to-image); several images only where they can be
+    combined."""
     can = INPUT_OPERATIONS.get(real.family, ())
     extra = images_in.references[0].parameter if images_in.references else None
-    if images_in.mask is not None:
+    if images_in.mask is not None or images_in.outpaint is not None:
         if extra is not None:
             raise EaselError(ErrorKind.UNSUPPORTED, f"{extra}: a mask edits one image; send "
                              "one image with a mask, or several without one", extra)

@@ -30,7 +30,7 @@ from easel.catalog import did_you_mean
 from easel.domain.errors import EaselError, ErrorKind
 from easel.domain.lora import LoraChoice
 from easel.domain.request import ImageFormat
-from easel.domain.submission import ImageInput, ImagesIn, MaskRule
+from easel.domain.submission import ImageInput, ImagesIn, MaskRule, Outpaint
 
 DOCS = "https://runware.ai/docs/en/image-inference/api-reference"
 
@@ -188,6 +188,26 @@ class Inputs(_Task):
     references: list[Any] | None = None
 
 
+class OutpaintMargins(_Task):
+    """`outpaint`: extend seedImage by these many pixels each side (multiples of 64) and draw
+    the new area; `blur` (0..32) pixels of the image along each new edge are redrawn too."""
+
+    top: Annotated[WireInt, Field(ge=0)] = 0
+    right: Annotated[WireInt, Field(ge=0)] = 0
+    bottom: Annotated[WireInt, Field(ge=0)] = 0
+    left: Annotated[WireInt, Field(ge=0)] = 0
+    blur: Annotated[WireInt, Field(ge=0, le=32)] = 0
+
+    @model_validator(mode="after")
+    def _margins(self) -> OutpaintMargins:
+        for side in ("top", "right", "bottom", "left"):
+            if getattr(self, side) % 64:
+                raise _invalid(f"{side} must be a multiple of 64, got {getattr(self, side)}")
+        if not (self.top or self.right or self.bottom or self.left):
+            raise _invalid("extends nothing: give top, right, bottom or left")
+        return self
+
+
 class ImageInferenceTask(_Task):
     taskType: Literal["imageInference"]
     taskUUID: TaskUUID
@@ -227,7 +247,8 @@ class ImageInferenceTask(_Task):
     inputs: Inputs | None = None
     maskMargin: WireInt | None = None
     referenceImages: list[Any] | None = None
-    outpaint: dict[str, Any] | None = None
+    outpaint: OutpaintMargins | None = Field(
+        None, description="Extend seedImage: top, right, bottom, left (multiples of 64), blur")
 
     @model_validator(mode="after")
     def _together(self) -> ImageInferenceTask:
@@ -377,8 +398,8 @@ def images_in(wire: ImageInferenceTask) -> ImagesIn | None:
     """seedImage (or inputs.image / inputs.seedImage), maskImage (or inputs.mask /
     inputs.maskImage) and strength; what easel does not draw yet is refused by name."""
     inputs = wire.inputs or Inputs()
-    for name, value in (("maskMargin", wire.maskMargin), ("outpaint", wire.outpaint),
-                        ("inputs.images", inputs.images), ("inputs.references", inputs.references)):
+    for name, value in (("maskMargin", wire.maskMargin), ("inputs.images", inputs.images),
+                        ("inputs.references", inputs.references)):
         if value is not None:
             raise RunwareError(f"unsupported{_cap(name.rpartition('.')[2])}",
                                f"{name} is not served yet: {NOT_YET[name.rpartition('.')[2]]}",
@@ -388,6 +409,8 @@ def images_in(wire: ImageInferenceTask) -> ImagesIn | None:
     mask = _one_of(("maskImage", wire.maskImage), ("inputs.mask", inputs.mask),
                    ("inputs.maskImage", inputs.maskImage))
     shown = _references(wire, inputs)
+    if wire.outpaint is not None:
+        return _outpainting(wire, seed, mask, shown)
     if shown:  # an edit by instruction: the model is shown the images (and seedImage first)
         first, *more = ((seed,) if seed is not None else ()) + shown
         return ImagesIn(first, mask, wire.strength, MaskRule.WHITE, instruction=True,
@@ -403,6 +426,25 @@ def images_in(wire: ImageInferenceTask) -> ImagesIn | None:
                     check_inputs=_checks_inputs(wire))
 
 
+def _outpainting(wire: ImageInferenceTask, seed: ImageInput | None, mask: ImageInput | None,
+                 shown: tuple[ImageInput, ...]) -> ImagesIn:
+    """seedImage extended by the margins, the new area drawn afresh (strength 1 unless the
+    client sends one): easel makes the mask, so none may be sent, nor references."""
+    margins = wire.outpaint
+    assert margins is not None
+    if seed is None:
+        raise RunwareError("missingSeedImage", "outpaint needs seedImage, the image to extend",
+                           "seedImage")
+    for given in (mask, *shown):
+        if given is not None:
+            raise RunwareError("unsupportedParameter", f"{given.parameter}: outpaint makes its "
+                               "own mask (the new area) and extends one image; send seedImage "
+                               "and outpaint alone", given.parameter)
+    outpaint = Outpaint(margins.top, margins.right, margins.bottom, margins.left, margins.blur)
+    return ImagesIn(seed, None, wire.strength, MaskRule.WHITE, default_strength=1.0,
+                    check_inputs=_checks_inputs(wire), outpaint=outpaint)
+
+
 def _checks_inputs(wire: ImageInferenceTask) -> bool:
     """Runware checks input images when safety.checkInputs asks (it flags, never withholds,
     its outputs)."""
@@ -411,7 +453,6 @@ def _checks_inputs(wire: ImageInferenceTask) -> bool:
 
 NOT_YET = {
     "maskMargin": "send the mask alone (the whole image is inpainted at once)",
-    "outpaint": "no tier outpaints yet",
     "images": "send the images as referenceImages",
     "references": "send the images as referenceImages",
 }
@@ -494,7 +535,8 @@ def _runware_error(error: Any, task_type: str, known: tuple[str, ...] = ()) -> R
     loc = [str(part) for part in error["loc"]]
     name = loc[0] if loc else "task"
     etype = error["type"]
-    if len(loc) > 1 and name in ("safety", "lora"):  # nested: named as a whole, like Runware
+    # Nested: named as a whole, like Runware.
+    if len(loc) > 1 and name in ("safety", "lora", "outpaint"):
         code, where = f"invalid{_cap(name)}", ".".join(loc)
         if etype == "extra_forbidden":
             return RunwareError(code, f"{where.rpartition('.')[0]} has no field {loc[-1]!r}",
