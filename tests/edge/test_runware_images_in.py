@@ -244,3 +244,17 @@ def test_outpaint_asks_for_the_final_size(wide_edge: Edge, size: dict[str, int],
     error = wide_edge.runware([task]).json()["errors"][0]
     assert error["parameter"] == "width" and words in error["message"], error
     assert not wide_edge.engine.calls
+
+
+def test_margins_that_make_no_model_size_are_refused_listing_its_sizes(wide_edge: Edge) -> None:
+    # A size the model draws, but not what this image and these margins make.
+    task = inference(model=STANDARD, seedImage=data_uri(png(picture(64, 64))), width=128,
+                     height=64, outpaint={"bottom": 64})
+    error = wide_edge.runware([task]).json()["errors"][0]
+    assert (error["code"], error["parameter"]) == ("invalidOutpaint", "outpaint"), error
+    assert "makes 64x128" in error["message"] and "128x64" in error["message"], error
+    odd = inference(model=STANDARD, seedImage=data_uri(png(picture(64, 64))), width=128,
+                    height=64, outpaint={"left": 32})
+    error = wide_edge.runware([odd]).json()["errors"][0]
+    assert error["message"] == "outpaint.left must be a multiple of 64, got 32", error
+    assert not wide_edge.engine.calls

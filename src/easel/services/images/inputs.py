@@ -170,7 +170,7 @@ def _check_size(size: tuple[int, int], parameter: str, limits: InputLimits) -> N
         raise invalid(parameter, f"{parameter} has no pixels ({width}x{height})")
     if max(width, height) > limits.max_side or width * height > limits.max_pixels:
         raise invalid(parameter, f"{parameter} is {width}x{height}: over the limit of "
-                                 f"{limits.max_pixels:,} pixels and {limits.max_side} per side")
+                                 f"{limits.max_pixels:,} pixels or {limits.max_side} per side")
 
 
 def _rgb_and_alpha(image: Image.Image) -> tuple[np.ndarray, np.ndarray | None]:

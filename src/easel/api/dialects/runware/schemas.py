@@ -21,6 +21,7 @@ from pydantic import (
     StrictBool,
     StrictStr,
     ValidationError,
+    field_validator,
     model_validator,
 )
 from pydantic_core import PydanticCustomError
@@ -198,11 +199,15 @@ class OutpaintMargins(_Task):
     left: Annotated[WireInt, Field(ge=0)] = 0
     blur: Annotated[WireInt, Field(ge=0, le=32)] = 0
 
+    @field_validator("top", "right", "bottom", "left")
+    @classmethod
+    def _steps_of_64(cls, margin: int) -> int:
+        if margin % 64:
+            raise _invalid(f"must be a multiple of 64, got {margin}")
+        return margin
+
     @model_validator(mode="after")
     def _margins(self) -> OutpaintMargins:
-        for side in ("top", "right", "bottom", "left"):
-            if getattr(self, side) % 64:
-                raise _invalid(f"{side} must be a multiple of 64, got {getattr(self, side)}")
         if not (self.top or self.right or self.bottom or self.left):
             raise _invalid("extends nothing: give top, right, bottom or left")
         return self
