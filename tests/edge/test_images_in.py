@@ -114,6 +114,12 @@ def test_inpainting_hands_the_engine_the_mask_white_or_transparent_repainted(
     ({"image": data_uri(png(picture())), "strength": 0}, "strength", "above 0 and at most 1"),
     ({"image": data_uri(png(picture())), "strength": 1.5}, "strength", "above 0"),
     ({"mask": data_uri(png(half_mask()))}, "mask", "mask needs an image to draw from"),
+    ({"outpaint": {"left": 32}}, "outpaint", "outpaint needs an image to draw from"),
+    ({"image": data_uri(png(picture())), "mask": data_uri(png(half_mask())),
+      "outpaint": {"left": 32}}, "mask", "outpaint makes its own mask"),
+    ({"image": data_uri(png(picture())), "outpaint": {}}, "outpaint", "extends nothing"),
+    ({"image": data_uri(png(picture())), "outpaint": {"left": 64}}, "outpaint",
+     "the margins leave no room for the image in the 64x64 drawn"),
     ({"model": FAST, "image": data_uri(png(picture()))}, "image",
      "cannot draw from an image without a mask"),
     ({"image": "http://10.0.0.7/a.png"}, "image", "refused"),
@@ -197,3 +203,13 @@ def test_without_an_aspect_ratio_the_images_shape_is_drawn(edge: Edge) -> None:
     edge.wait(reply.json()["id"])
     (call,) = edge.engine.calls
     assert call.width > call.height  # 96x64: the model's nearest one-pass size to 3:2
+
+
+def test_outpaint_fits_the_image_within_the_margins_and_draws_them(real: Edge) -> None:
+    """easel's API: the image (96x64) is fitted within the output (64x64) less the margins (32
+    on the left), every pixel of it kept; the margin is drawn by the tiny Z-Image."""
+    out = drawn(real, image=data_uri(png(picture())), outpaint={"left": 32})
+    fitted = np.asarray(ImageOps.fit(picture(), (32, 64), method=Image.Resampling.LANCZOS))
+    assert np.array_equal(out[:, 32:], fitted)  # the image, exactly
+    smear = np.repeat(fitted[:, :1], 32, axis=1).astype(int)
+    assert np.abs(out[:, :32].astype(int) - smear).mean() > 5  # the margin drawn

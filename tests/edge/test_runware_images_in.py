@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from PIL import Image, ImageOps
 
 from easel.domain.generation import Operation
 from easel.runtime.build import build_blobs
@@ -232,27 +233,40 @@ def test_outpaint_on_two_sides_keeps_the_seed_where_no_margin_was_asked(wide_edg
     assert (mask[68:124] == 0).all()  # no margin left or right: the seed's sides are kept
 
 
-@pytest.mark.parametrize(("size", "words"), [
-    ({}, "outpaint needs the final size, 128x64"),
-    ({"width": 64, "height": 64}, "outpaint draws 128x64"),
-])
-def test_outpaint_asks_for_the_final_size(wide_edge: Edge, size: dict[str, int],
-                                          words: str) -> None:
-    task = inference(model=STANDARD, seedImage=data_uri(png(picture(64, 64))),
-                     outpaint={"right": 64}, **size)
-    task = {k: v for k, v in task.items() if k not in ("width", "height")} | size
-    error = wide_edge.runware([task]).json()["errors"][0]
-    assert error["parameter"] == "width" and words in error["message"], error
-    assert not wide_edge.engine.calls
+def test_without_a_size_outpaint_draws_the_model_size_nearest_its_shape(wide_edge: Edge) -> None:
+    seed = picture(64, 64)
+    task = inference(model=STANDARD, seedImage=data_uri(png(seed)), outpaint={"right": 64})
+    task = {k: v for k, v in task.items() if k not in ("width", "height")}
+    reply = wide_edge.runware([task]).json()
+    assert "errors" not in reply, reply
+    (call,) = wide_edge.engine.calls
+    (job_id,) = wide_edge.db("SELECT id FROM jobs")[0]
+    image = call.inputs[input_keys(job_id)[0]]
+    assert image.shape[:2] == (64, 128)  # 64x64 and 64 to the right: 16:9 here
+    assert np.array_equal(image[:, :64], np.asarray(seed))
 
 
-def test_margins_that_make_no_model_size_are_refused_listing_its_sizes(wide_edge: Edge) -> None:
-    # A size the model draws, but not what this image and these margins make.
-    task = inference(model=STANDARD, seedImage=data_uri(png(picture(64, 64))), width=128,
-                     height=64, outpaint={"bottom": 64})
+def test_an_image_of_another_size_is_fitted_within_the_margins(wide_edge: Edge) -> None:
+    """Runware's width/height are the image's size plus the margins; easel fits an image of
+    another size within them (scaled to cover, centred) rather than refusing it."""
+    seed = picture(96, 64)
+    task = inference(model=STANDARD, seedImage=data_uri(png(seed)), width=128, height=64,
+                     outpaint={"left": 64})
+    reply = wide_edge.runware([task]).json()
+    assert "errors" not in reply, reply
+    (call,) = wide_edge.engine.calls
+    (job_id,) = wide_edge.db("SELECT id FROM jobs")[0]
+    image = call.inputs[input_keys(job_id)[0]]
+    fitted = np.asarray(ImageOps.fit(seed, (64, 64), method=Image.Resampling.LANCZOS))
+    assert image.shape[:2] == (64, 128) and np.array_equal(image[:, 64:], fitted)
+
+
+def test_margins_that_leave_no_room_for_the_image_are_refused(wide_edge: Edge) -> None:
+    task = inference(model=STANDARD, seedImage=data_uri(png(picture(64, 64))), width=64,
+                     height=64, outpaint={"left": 64})
     error = wide_edge.runware([task]).json()["errors"][0]
     assert (error["code"], error["parameter"]) == ("invalidOutpaint", "outpaint"), error
-    assert "makes 64x128" in error["message"] and "128x64" in error["message"], error
+    assert "leave no room for the image in the 64x64 drawn" in error["message"], error
     odd = inference(model=STANDARD, seedImage=data_uri(png(picture(64, 64))), width=128,
                     height=64, outpaint={"left": 32})
     error = wide_edge.runware([odd]).json()["errors"][0]

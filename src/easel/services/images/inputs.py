@@ -227,10 +227,13 @@ class ReadInputs:
     mask_rule: MaskRule = MaskRule.WHITE
     mask_dilation: float = 0.0
     references: tuple[InputImage, ...] = ()  # more images shown with `image` (instruction)
+    outpaint: Outpaint | None = None  # extend `image`: fitted within the margins, they drawn
 
     @property
     def size(self) -> tuple[int, int]:
-        return self.image.width, self.image.height
+        """The shape the request draws: the image's, with the margins when it is extended."""
+        width, height = self.image.width, self.image.height
+        return (width, height) if self.outpaint is None else self.outpaint.canvas(width, height)
 
 
 @dataclass(frozen=True)
@@ -280,7 +283,9 @@ class InputImages:
     def _decoded(self, images_in: ImagesIn, data: bytes, mask_data: bytes | None) -> ReadInputs:
         image = decode(data, images_in.image.parameter, self.limits)
         if images_in.outpaint is not None:
-            return _outpainted(image, images_in.outpaint, self.limits)
+            _check_size(images_in.outpaint.canvas(image.width, image.height),
+                        images_in.outpaint.parameter, self.limits)
+            return ReadInputs(image, None, outpaint=images_in.outpaint)
         if images_in.mask is None or mask_data is None:
             return ReadInputs(image, None, images_in.mask_rule)
         if not 0 <= images_in.mask_dilation <= 1:
@@ -376,6 +381,8 @@ class InputImages:
 
 def _fitted(read: ReadInputs, width: int, height: int) -> PreparedInputs:
     image, mask = read.image, read.mask
+    if read.outpaint is not None:
+        return _outpainted(image, read.outpaint, width, height)
     fitted = _fit(Image.fromarray(image.pixels), width, height, Image.Resampling.LANCZOS)
     shown = tuple(_png(_fit(Image.fromarray(r.pixels), width, height, Image.Resampling.LANCZOS))
                   for r in read.references)
@@ -390,24 +397,28 @@ def _fitted(read: ReadInputs, width: int, height: int) -> PreparedInputs:
     return PreparedInputs(image.digest, mask.digest, _png(fitted), _png(fitted_mask))
 
 
-def _outpainted(image: InputImage, outpaint: Outpaint, limits: InputLimits) -> ReadInputs:
-    """The image on its extended canvas and the mask of what is drawn: the new area, and
-    `blur` pixels of the image along each new edge. The new area holds the image's edge pixels
-    carried outwards (drawn afresh at strength 1; at a lower strength they are its start)."""
-    width, height = outpaint.canvas(image.width, image.height)
-    _check_size((width, height), outpaint.parameter, limits)
+def _outpainted(image: InputImage, outpaint: Outpaint, width: int, height: int
+                ) -> PreparedInputs:
+    """An extended image drawn at width x height: the image fitted within the margins (scaled
+    to cover, centred, cropped; as sent when it is that size already), its edge pixels carried
+    out over them (drawn afresh at strength 1; at a lower strength they are the start), and the
+    mask of what is drawn: the margins, and `blur` pixels of the image along each new edge."""
+    inner = (width - outpaint.left - outpaint.right, height - outpaint.top - outpaint.bottom)
+    if min(inner) < 1:
+        raise invalid(outpaint.parameter, f"{outpaint.parameter}: the margins leave no room for "
+                      f"the image in the {width}x{height} drawn")
+    fitted = np.asarray(_fit(Image.fromarray(image.pixels), *inner, Image.Resampling.LANCZOS))
     margins = ((outpaint.top, outpaint.bottom), (outpaint.left, outpaint.right), (0, 0))
-    pixels = np.pad(image.pixels, margins, mode="edge")
+    pixels = np.pad(fitted, margins, mode="edge")
     levels = np.full((height, width), 255, np.uint8)
     blur = {side: outpaint.blur if margin else 0 for side, margin in (
         ("top", outpaint.top), ("bottom", outpaint.bottom), ("left", outpaint.left),
         ("right", outpaint.right))}
-    levels[outpaint.top + blur["top"]:outpaint.top + image.height - blur["bottom"],
-           outpaint.left + blur["left"]:outpaint.left + image.width - blur["right"]] = 0
+    levels[outpaint.top + blur["top"]:outpaint.top + inner[1] - blur["bottom"],
+           outpaint.left + blur["left"]:outpaint.left + inner[0] - blur["right"]] = 0
     mask_png = _png(Image.fromarray(levels))
-    mask = InputImage(np.repeat(levels[..., None], 3, axis=2), None, "png",
-                      hashlib.sha256(mask_png).hexdigest())
-    return ReadInputs(InputImage(pixels, None, image.format, image.digest), mask)
+    return PreparedInputs(image.digest, hashlib.sha256(mask_png).hexdigest(),
+                          _png(Image.fromarray(pixels)), mask_png)
 
 
 def _dilated(mask: Image.Image, radius: int) -> Image.Image:

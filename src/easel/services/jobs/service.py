@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from easel.catalog import INPUT_OPERATIONS, Backend, Catalog, Model
+from easel.catalog import INPUT_OPERATIONS, Backend, Catalog
 from easel.domain.delivery import Delivery
 from easel.domain.errors import EaselError, ErrorKind, Throttled, invalid
 from easel.domain.generation import Operation
@@ -39,7 +39,7 @@ from easel.domain.safety import (
     SafetyLevel,
     Withheld,
 )
-from easel.domain.submission import Caller, ImagesIn, Outpaint, Submission, WireNames
+from easel.domain.submission import Caller, ImagesIn, Submission, WireNames
 from easel.services.delivery.outbound import check_at_submission
 from easel.services.images.inputs import (
     DEFAULT_STRENGTH,
@@ -334,9 +334,7 @@ class JobService:
         read = await self.inputs.read(images_in, submission.caller)
         await self._check_inputs(read, images_in, the_plan.request.safety)
         request = the_plan.request
-        if images_in.outpaint is not None:
-            _check_canvas(images_in.outpaint, read.size, the_plan.model, request, submission)
-        elif submission.generation.size is None:
+        if submission.generation.size is None:
             size = the_plan.model.nearest_size(*read.size, one_pass=True)
             request = replace(request, width=size.width, height=size.height)
         return read, request
@@ -626,28 +624,6 @@ INPUT_REFUSALS = {Withheld.NSFW: "sexual content",
 WHAT = {Operation.INPAINT: "inpaint",
         Operation.IMAGE: "draw from an image without a mask (image-to-image)",
         Operation.REFERENCE: "edit by instruction from reference images"}
-
-
-def _check_canvas(outpaint: Outpaint, canvas: tuple[int, int], model: Model,
-                  request: GenerationRequest, submission: Submission) -> None:
-    """An outpainted image is drawn at its canvas's size, which must be one the model draws in
-    one pass, and which the client names too (Runware: width and height are the final size)."""
-    width, height = canvas
-    shown = (f"{width}x{height}: the image's {width - outpaint.left - outpaint.right}x"
-             f"{height - outpaint.top - outpaint.bottom} and the margins")
-    drawn = [s for s in model.sizes if model.backend.size_path(s.width, s.height) == "native"]
-    if not any((s.width, s.height) == canvas for s in drawn):
-        listed = ", ".join(f"{s.width}x{s.height}" for s in drawn)
-        raise invalid(outpaint.parameter, f"{outpaint.parameter} makes {shown}, which "
-                      f"{model.id} does not draw; choose margins that reach one of its sizes: "
-                      f"{listed}")
-    name = submission.names.size_names()[0]
-    if submission.generation.size is None:
-        raise EaselError(ErrorKind.MISSING, f"{name}: {outpaint.parameter} needs the final "
-                         f"size, {shown}", name)
-    if (request.width, request.height) != canvas:
-        raise invalid(name, f"{name}: {outpaint.parameter} draws {shown}; the size asked for "
-                            f"is {request.width}x{request.height}")
 
 
 def _operation(images_in: ImagesIn, real: Backend) -> Operation:

@@ -9,6 +9,20 @@ from pydantic import BaseModel, ConfigDict, Field
 from easel.domain.request import DEFAULT_MAX_SEED
 
 
+class OutpaintInput(BaseModel):
+    """Extend `image`: these many pixels of the output on each side are drawn around it (the
+    image is fitted within them); `blur` pixels of the image along each new edge are redrawn
+    too, so the model draws the join."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    top: int = Field(0, ge=0)
+    right: int = Field(0, ge=0)
+    bottom: int = Field(0, ge=0)
+    left: int = Field(0, ge=0)
+    blur: int = Field(0, ge=0, le=64)
+
+
 class LoraInput(BaseModel):
     """An allow-listed LoRA adapter (`easel lora list`) and its weight, -4..4 (absent: the
     adapter's default)."""
@@ -50,5 +64,7 @@ class JobInput(BaseModel):
     image: str | None = None
     mask: str | None = None
     strength: float | None = None
+    # Or with `outpaint` margins, extending it (strength 1 by default: the margins drawn afresh).
+    outpaint: OutpaintInput | None = None
     # The client's own id: sending the same one again returns that job (idempotency).
     task_id: str | None = Field(None, min_length=1, max_length=100)

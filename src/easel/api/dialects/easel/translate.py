@@ -32,6 +32,7 @@ from easel.domain.submission import (
     ImageInput,
     ImagesIn,
     ModelChoice,
+    Outpaint,
     Submission,
 )
 from easel.services.port import BackendFacts
@@ -71,12 +72,27 @@ def to_submission(body: dict[str, Any], caller: Caller) -> Submission:
 
 def _images_in(wire: JobInput) -> ImagesIn | None:
     if wire.image is None:
-        for name in ("mask", "strength"):
+        for name in ("mask", "strength", "outpaint"):
             if getattr(wire, name) is not None:
                 raise invalid(name, f"{name} needs an image to draw from (image)")
         return None
+    image = ImageInput("image", text=wire.image)
+    if wire.outpaint is not None:
+        return ImagesIn(image, None, wire.strength, default_strength=1.0,
+                        outpaint=_outpaint(wire))
     mask = None if wire.mask is None else ImageInput("mask", text=wire.mask)
-    return ImagesIn(ImageInput("image", text=wire.image), mask, wire.strength)
+    return ImagesIn(image, mask, wire.strength)
+
+
+def _outpaint(wire: JobInput) -> Outpaint:
+    margins = wire.outpaint
+    assert margins is not None
+    if wire.mask is not None:
+        raise invalid("mask", "mask: outpaint makes its own mask (the margins); send one or "
+                              "the other")
+    if not (margins.top or margins.right or margins.bottom or margins.left):
+        raise invalid("outpaint", "outpaint extends nothing: give top, right, bottom or left")
+    return Outpaint(margins.top, margins.right, margins.bottom, margins.left, margins.blur)
 
 
 def job_view(job: Job, images: ImageSource | None = None) -> dict[str, Any]:
