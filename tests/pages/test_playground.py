@@ -662,3 +662,45 @@ def test_an_image_is_dropped_painted_inpainted_shown_beside_and_its_code_runs(
     size = result.evaluate("i => [i.naturalWidth, i.naturalHeight]")
     page.wait_for_function("([w, h]) => document.querySelector('#edit-image').width === w "
                            "&& document.querySelector('#edit-image').height === h", arg=size)
+
+
+def test_an_image_is_extended_by_margins_typed_in_and_its_code_runs(
+    page: Any, server: Server, tmp_path: Path
+) -> None:
+    """Start from an image and extend it: the margins make the mask (no painting, no strength),
+    the size line says the shape drawn, the card says what was extended, the curl runs."""
+    photo = tmp_path / "photo.png"
+    Image.new("RGB", (96, 64), (40, 120, 200)).save(photo)
+    open_playground(page, server)
+    page.select_option("#model", ULTRA)
+    page.fill("#prompt", "the sea goes on to the left")
+    page.set_input_files("#image_file", str(photo))
+    page.wait_for_selector("#edit-area:not([hidden])")
+    page.fill("#extend-left", "32")
+    assert page.locator("#edit-mode").inner_text().startswith("Outpainting")
+    assert "with the margins (128×64)" in page.locator("#size-line").inner_text()
+    assert page.locator("#strength").is_disabled()
+    shot(page, "edit-extend")
+    page.click("#generate")
+    card = page.wait_for_selector(".job[data-job-id]")
+    job_id = str(card.get_attribute("data-job-id"))
+    page.wait_for_selector(f".job[data-job-id='{job_id}'][data-status=completed]",
+                           timeout=120_000)
+    caption = page.locator(f".job[data-job-id='{job_id}'] .input-caption").inner_text()
+    assert caption.startswith("input 96x64") and "extended (left 32)" in caption, caption
+    view = httpx.get(f"{server.url}/easel/jobs/{job_id}", headers=AUTH).json()
+    assert (view["operation"], view["strength"]) == ("inpaint", 1.0)
+    assert view["width"] > view["height"]
+    shot(page, "edit-extended")
+
+    scope = f".job[data-job-id='{job_id}']"
+    page.locator(f"{scope} details").evaluate("details => { details.open = true; }")
+    tabs = page.locator(f"{scope} .tabs button").all()
+    assert [tab.get_attribute("data-dialect") for tab in tabs] == ["curl"]
+    tabs[0].click()
+    code = page.locator(f"{scope} .snippet").inner_text()
+    assert '"outpaint"' in code
+    env = {**os.environ, "EASEL_API_KEY": KEY}
+    made = subprocess.run(["bash", "-euo", "pipefail", "-c", code], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120, env=env)
+    assert made.returncode == 0 and len(made.stdout.strip()) == 36, made.stdout + made.stderr

@@ -299,7 +299,11 @@ function updateSizeLine() {
   const price = count === null ? `${found.model.id} draws 1 to ${found.model.max_images} images`
     : `hosted price $${(found.model.price_usd * count).toFixed(3)} for ${count} (this server charges nothing)`;
   // From an image: its shape, at the model's nearest size (the server picks it).
-  const drawn = editImage ? `the input's shape (${editImage.width}×${editImage.height})`
+  const extra = editImage ? margins() : null;
+  const drawn = editImage && extending()
+    ? `the input's shape with the margins (${editImage.width + extra.left + extra.right}×` +
+      `${editImage.height + extra.top + extra.bottom})`
+    : editImage ? `the input's shape (${editImage.width}×${editImage.height})`
     : size ? `${size.width}×${size.height}` : "";
   $("#size-line").textContent = drawn ? `${drawn} · ${price}` : "";
   $("#quality-value").textContent = $("#output_quality").value;
@@ -335,10 +339,26 @@ function formRequest() {
     delete body.aspect_ratio;
     delete body.resolution;
     body.image = editImage.dataUri;
-    if (masked) body.mask = maskDataUri();
-    body.strength = Number($("#strength").value);
+    if (extending()) {
+      body.outpaint = margins();  // the margins are the mask; drawn afresh (strength 1)
+    } else {
+      if (masked) body.mask = maskDataUri();
+      body.strength = Number($("#strength").value);
+    }
   }
   return body;
+}
+
+const SIDES = ["top", "right", "bottom", "left"];
+
+/** The outpaint margins typed in, in pixels of the output. */
+function margins() {
+  return Object.fromEntries(SIDES.map((side) => [side, Math.max(0,
+    Math.round(Number($(`#extend-${side}`).value) || 0))]));
+}
+
+function extending() {
+  return Boolean(editImage) && SIDES.some((side) => margins()[side] > 0);
 }
 
 // -- start from an image: upload or drop it, paint what to repaint ----------------------------
@@ -365,6 +385,9 @@ function bindEdit() {
   $("#strength").addEventListener("input", () => {
     $("#strength-value").textContent = Number($("#strength").value).toFixed(2);
   });
+  for (const side of SIDES) {
+    $(`#extend-${side}`).addEventListener("input", () => { updateEditMode(); updateSizeLine(); });
+  }
   bindPainting($("#edit-mask"));
 }
 
@@ -473,7 +496,15 @@ function maskDataUri() {
 }
 
 function updateEditMode() {
-  $("#edit-mode").textContent = masked
+  const extend = extending();
+  // Outpainting makes its own mask and draws the margins afresh: no painting, no strength.
+  $("#edit-mask").classList.toggle("off", extend);
+  $("#strength").disabled = extend;
+  $("#strength-value").textContent = extend ? "1.00" : Number($("#strength").value).toFixed(2);
+  $("#edit-mode").textContent = extend
+    ? "Outpainting: the picture is extended by the margins, which are drawn; every pixel of " +
+      "it is kept (painting and strength are off)."
+    : masked
     ? "Inpainting: the painted area is drawn anew; every other pixel is kept."
     : "Image-to-image: the whole picture is redrawn (lower strength stays closer to it). " +
       "Paint on it to repaint only part of it.";
@@ -723,6 +754,10 @@ function renderEntry(entry, prepend = false) {
 }
 
 function showJob(job) {
+  // An end is final. Views come from the event stream and from replies (cancel, a refresh)
+  // that may arrive after it: a stale "processing" must not cover "cancelled".
+  const known = history().find((e) => e.id === job.id);
+  if (known && isTerminal(known.view) && !isTerminal(job)) return;
   const entry = updateEntry(job.id, { view: job });
   if (entry) renderEntry(entry);
 }
@@ -760,6 +795,8 @@ function paint(card, entry) {
     input.querySelector(".input-image").src = edit.thumb;
     input.querySelector(".input-caption").textContent =
       `input ${edit.width}x${edit.height}` + (edit.masked ? " · painted area repainted" : "") +
+      (entry.request.outpaint ? ` · extended (${SIDES.filter((s) => entry.request.outpaint[s])
+        .map((s) => `${s} ${entry.request.outpaint[s]}`).join(", ")})` : "") +
       (entry.request.strength !== undefined ? ` · strength ${entry.request.strength}` : "");
   }
   const results = () => [...tiles.children].filter((tile) => !tile.classList.contains("input"));
@@ -1081,6 +1118,11 @@ function editSnippets(request) {
   const out = {};
   out.curl = `${files}${inline} \\\n  | curl -s ${base}/easel/jobs -H 'Content-Type: application/json' \\\n${auth}` +
     `  --data-binary @- \\\n  | python3 -c 'import json, sys; print(json.load(sys.stdin)["id"])'\n`;
+  if (request.outpaint) {  // easel's API: OpenAI's edits have no outpainting
+    out.curl = "# OpenAI's edits cannot extend a picture; Runware's outpaint takes margins in " +
+      "steps of 64 and the final width and height (docs/runware.md)\n" + out.curl;
+    return out;
+  }
   const aiml = idFor("aiml", request);
   if (aiml) {
     const extra = prune({ seed: request.seed, strength: request.strength, loras: request.loras });
