@@ -74,6 +74,9 @@ def test_a_poison_job_is_failed_after_bounded_attempts(make_server: Callable[...
         code, message = srv.db("SELECT error_code, error_message FROM jobs WHERE task_id = ?",
                                poison["taskUUID"])[0]
         assert code == "worker_lost" and "2 times" in message
+        # The last start may mark the poison job failed (recovering its lease) before it
+        # listens: wait for it to answer before asking it about the others.
+        srv.wait("/livez", 60)
         for task in others:
             assert len(poll_until_done(srv, task["taskUUID"])) == 1
         (hit,) = receiver.wait_for("/poison", 1)
