@@ -602,18 +602,34 @@ def test_a_tier_without_adapters_says_so_and_how_they_are_added(
     assert "loras" not in page.evaluate("formRequest()")  # none checked: none sent
 
 
+def start_from_image(page: Any, server: Server, folder: Path, prompt: str) -> None:
+    """The playground on Ultra with `prompt` and a 96x64 photo.png (written to `folder`, where
+    the edit's code reads it) chosen as the image to start from."""
+    photo = folder / "photo.png"
+    Image.new("RGB", (96, 64), (40, 120, 200)).save(photo)
+    open_playground(page, server)
+    page.select_option("#model", ULTRA)
+    page.fill("#prompt", prompt)
+    page.set_input_files("#image_file", str(photo))
+    page.wait_for_selector("#edit-area:not([hidden])")
+
+
+def generated_edit(page: Any) -> tuple[str, str]:
+    """Press Generate; the job's id and, once it completed, its input's caption."""
+    page.click("#generate")
+    card = page.wait_for_selector(".job[data-job-id]")
+    job_id = str(card.get_attribute("data-job-id"))
+    page.wait_for_selector(f".job[data-job-id='{job_id}'][data-status=completed]",
+                           timeout=120_000)
+    return job_id, page.locator(f".job[data-job-id='{job_id}'] .input-caption").inner_text()
+
+
 def test_an_image_is_dropped_painted_inpainted_shown_beside_and_its_code_runs(
     page: Any, server: Server, tmp_path: Path
 ) -> None:
     """Start from an image: choose a file, paint the area to repaint, see the input beside the
     result, and run the edit's code (easel's API with curl, OpenAI's edits, Runware)."""
-    photo = tmp_path / "photo.png"
-    Image.new("RGB", (96, 64), (40, 120, 200)).save(photo)
-    open_playground(page, server)
-    page.select_option("#model", ULTRA)
-    page.fill("#prompt", "a red kite in the sky")
-    page.set_input_files("#image_file", str(photo))
-    page.wait_for_selector("#edit-area:not([hidden])")
+    start_from_image(page, server, tmp_path, "a red kite in the sky")
     assert "Image-to-image" in page.locator("#edit-mode").inner_text()
     assert "the input's shape (96×64)" in page.locator("#size-line").inner_text()
     box = page.locator("#edit-mask").bounding_box()
@@ -623,12 +639,7 @@ def test_an_image_is_dropped_painted_inpainted_shown_beside_and_its_code_runs(
     page.mouse.up()
     assert "Inpainting" in page.locator("#edit-mode").inner_text()
     shot(page, "edit-painted")
-    page.click("#generate")
-    card = page.wait_for_selector(".job[data-job-id]")
-    job_id = str(card.get_attribute("data-job-id"))
-    page.wait_for_selector(f".job[data-job-id='{job_id}'][data-status=completed]",
-                           timeout=120_000)
-    caption = page.locator(f".job[data-job-id='{job_id}'] .input-caption").inner_text()
+    job_id, caption = generated_edit(page)
     assert caption.startswith("input 96x64") and "painted area repainted" in caption
     shot(page, "edit-completed")
     view = httpx.get(f"{server.url}/easel/jobs/{job_id}", headers=AUTH).json()
@@ -669,24 +680,13 @@ def test_an_image_is_extended_by_margins_typed_in_and_its_code_runs(
 ) -> None:
     """Start from an image and extend it: the margins make the mask (no painting, no strength),
     the size line says the shape drawn, the card says what was extended, the curl runs."""
-    photo = tmp_path / "photo.png"
-    Image.new("RGB", (96, 64), (40, 120, 200)).save(photo)
-    open_playground(page, server)
-    page.select_option("#model", ULTRA)
-    page.fill("#prompt", "the sea goes on to the left")
-    page.set_input_files("#image_file", str(photo))
-    page.wait_for_selector("#edit-area:not([hidden])")
+    start_from_image(page, server, tmp_path, "the sea goes on to the left")
     page.fill("#extend-left", "32")
     assert page.locator("#edit-mode").inner_text().startswith("Outpainting")
     assert "with the margins (128×64)" in page.locator("#size-line").inner_text()
     assert page.locator("#strength").is_disabled()
     shot(page, "edit-extend")
-    page.click("#generate")
-    card = page.wait_for_selector(".job[data-job-id]")
-    job_id = str(card.get_attribute("data-job-id"))
-    page.wait_for_selector(f".job[data-job-id='{job_id}'][data-status=completed]",
-                           timeout=120_000)
-    caption = page.locator(f".job[data-job-id='{job_id}'] .input-caption").inner_text()
+    job_id, caption = generated_edit(page)
     assert caption.startswith("input 96x64") and "extended (left 32)" in caption, caption
     view = httpx.get(f"{server.url}/easel/jobs/{job_id}", headers=AUTH).json()
     assert (view["operation"], view["strength"]) == ("inpaint", 1.0)
