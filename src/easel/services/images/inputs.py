@@ -227,7 +227,7 @@ class ReadInputs:
     mask_rule: MaskRule = MaskRule.WHITE
     mask_dilation: float = 0.0
     references: tuple[InputImage, ...] = ()  # more images shown with `image` (instruction)
-    outpaint: Outpaint | None = None  # extend `image`: fitted within the margins, they drawn
+    outpaint: Outpaint | None = None  # extend `image` (fitted within the margins, drawn)
 
     @property
     def size(self) -> tuple[int, int]:
