@@ -90,9 +90,9 @@ class MaskRule(Enum):
 
 @dataclass(frozen=True)
 class Outpaint:
-    """Outpainting (Runware's `outpaint`): the image is extended by these many pixels on each
-    side and the new area drawn; `blur` pixels of the image along each new edge are redrawn
-    too, so the join does not show. The core makes the canvas and its mask."""
+    """Outpainting (Runware's and easel's `outpaint`): the image is extended by these many
+    pixels on each side and the new area drawn; `blur` pixels of the image along each new edge
+    are redrawn too, so the model draws the join. The core makes the canvas and its mask."""
 
     top: int = 0
     right: int = 0

@@ -45,7 +45,12 @@ function saveHistory(entries) {
 function updateEntry(id, change) {
   const entries = history();
   const entry = entries.find((e) => e.id === id);
-  if (entry) { Object.assign(entry, change); saveHistory(entries); }
+  if (!entry) return entry;
+  // An end is final. Views come from the event stream and from replies (cancel, a refresh)
+  // that may arrive after it: a stale "processing" must not cover "cancelled".
+  if (change.view && isTerminal(entry.view) && !isTerminal(change.view)) return null;
+  Object.assign(entry, change);
+  saveHistory(entries);
   return entry;
 }
 
@@ -358,7 +363,9 @@ function margins() {
 }
 
 function extending() {
-  return Boolean(editImage) && SIDES.some((side) => margins()[side] > 0);
+  if (!editImage) return false;
+  const extra = margins();
+  return SIDES.some((side) => extra[side] > 0);
 }
 
 // -- start from an image: upload or drop it, paint what to repaint ----------------------------
@@ -754,10 +761,6 @@ function renderEntry(entry, prepend = false) {
 }
 
 function showJob(job) {
-  // An end is final. Views come from the event stream and from replies (cancel, a refresh)
-  // that may arrive after it: a stale "processing" must not cover "cancelled".
-  const known = history().find((e) => e.id === job.id);
-  if (known && isTerminal(known.view) && !isTerminal(job)) return;
   const entry = updateEntry(job.id, { view: job });
   if (entry) renderEntry(entry);
 }
