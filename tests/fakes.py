@@ -12,7 +12,13 @@ from collections.abc import Callable
 import numpy as np
 
 from easel.domain.errors import CancelledError, InferenceError
-from easel.domain.generation import EngineBatch, EngineStatus, GeneratedImage, Preview
+from easel.domain.generation import (
+    EngineBatch,
+    EngineStatus,
+    GeneratedImage,
+    Operation,
+    Preview,
+)
 
 
 class FakeEngine:
@@ -83,6 +89,12 @@ class FakeEngine:
                     for spec in batch.images])
             if cancel is not None and cancel.is_set():
                 raise CancelledError()
+        if batch.operation is Operation.UPSCALE:  # the input, each pixel repeated
+            factor = batch.upscale_factor
+            return [GeneratedImage(
+                np.asarray(batch.inputs[spec.init]).repeat(factor, 0).repeat(factor, 1),
+                spec.seed, batch.width, batch.height) for spec in batch.images
+                if spec.init is not None]
         # What a real engine's picture depends on besides the prompt and the seed: a client's
         # steps, guidance and negative prompt change it, and the batch it shares does not.
         drawing = f"{batch.steps}|{batch.guidance}|{batch.true_cfg}"

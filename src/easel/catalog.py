@@ -22,7 +22,10 @@ from easel.domain.generation import SchedulerSpec, TwoPass
 from easel.domain.safety import SafetyLevel
 
 # Pipeline families: each has its call conventions and offline stand-in in easel.engine.families.
-FAMILIES = ("flux", "flux2", "zimage", "qwenimage", "sd3", "sdxl", "sana", "mini")
+FAMILIES = ("flux", "flux2", "zimage", "qwenimage", "sd3", "sdxl", "sana", "mini", "swin2sr")
+# Families that enlarge an input image rather than draw: a super-resolution model (transformers'
+# Swin2SR), served by the catalog's upscale tier; no prompt, no schedule.
+UPSCALER_FAMILIES = ("swin2sr",)
 # Families with an img2img pipeline in diffusers, so sizes past native_max_pixels can be drawn in
 # two passes (the engine's family table names the class; a test keeps the two in step).
 REFINABLE_FAMILIES = ("flux", "zimage", "qwenimage", "sd3", "sdxl")
@@ -34,7 +37,7 @@ INPUT_OPERATIONS: dict[str, tuple[str, ...]] = {
     "flux": ("image", "inpaint"), "flux2": ("inpaint", "reference"),
     "zimage": ("image", "inpaint"),
     "qwenimage": ("image", "inpaint"), "sd3": ("image", "inpaint"), "sdxl": ("image", "inpaint"),
-    "sana": (), "mini": ("image", "inpaint"),
+    "sana": (), "mini": ("image", "inpaint"), "swin2sr": ("upscale",),
 }
 DEFAULT_SCHEDULER = "Default"
 RESOLUTION_SCALE = {"1k": 1, "2k": 2}
@@ -233,6 +236,11 @@ class Model:
     @property
     def backend(self) -> Backend:
         return self.tier.backend
+
+    @property
+    def upscales(self) -> bool:
+        """An upscaler's id: it enlarges an input image and draws nothing from text."""
+        return self.backend.family in UPSCALER_FAMILIES
 
     def size_for(
         self, aspect_ratio: str, resolution: str = "1k", ratio_name: str = "aspect_ratio",

@@ -19,7 +19,7 @@ class ImageSpec:
     prompt: str
     seed: int
     negative_prompt: str | None = None
-    init: str | None = None  # the image to start from (image-to-image, inpainting)
+    init: str | None = None  # the image to start from (image-to-image, inpainting, upscaling)
     mask: str | None = None  # inpainting: white (255) is repainted, black (0) kept
     references: tuple[str, ...] = ()  # editing by instruction: the images the model is shown
 
@@ -28,12 +28,15 @@ class Operation(StrEnum):
     """What a batch draws: from text alone, from an input image at `strength` (the share of
     the schedule re-run: low stays close to the input), inpainting an input's masked area, or
     editing by instruction: the prompt says what to change in the reference images the model
-    is shown (FLUX.2's reference editing; the whole schedule runs, no strength)."""
+    is shown (FLUX.2's reference editing; the whole schedule runs, no strength), or upscaling:
+    an input enlarged by a super-resolution model (no prompt, no schedule; the batch's size is
+    the output's)."""
 
     TEXT = "text"
     IMAGE = "image"
     INPAINT = "inpaint"
     REFERENCE = "reference"
+    UPSCALE = "upscale"
 
     @property
     def partial_schedule(self) -> bool:
@@ -108,6 +111,9 @@ class EngineBatch:
     operation: Operation = Operation.TEXT
     strength: float = 1.0
     inputs: Mapping[str, Any] = field(default_factory=dict)
+    # Upscaling: each input is width / factor x height / factor and comes out at the batch's
+    # size (the engine reaches factors its model does not do by resampling its output).
+    upscale_factor: int = 1
 
     @property
     def preview_steps(self) -> tuple[int, ...]:

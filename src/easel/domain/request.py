@@ -63,6 +63,8 @@ class GenerationRequest:
     # Editing by instruction from several images: the sha256 of each after the first
     # (input_digest), kept under reference_keys(job id, ...).
     reference_digests: tuple[str, ...] = ()
+    # Upscaling: the output (width x height) is the stored input this many times over.
+    upscale_factor: int | None = None
 
     @property
     def client_prompt(self) -> str:

@@ -106,6 +106,21 @@ class Outpaint:
         return width + self.left + self.right, height + self.top + self.bottom
 
 
+# The factors an upscale may ask for: what Google (x2, x3, x4) and Runware (2, 4; once 3)
+# document.
+UPSCALE_FACTORS = (2, 3, 4)
+
+
+@dataclass(frozen=True)
+class Upscale:
+    """Upscaling (Runware's `imageUpscale`/`upscale` tasks, Vertex's upscale model, easel's
+    `upscale`): the image enlarged `factor` times each side by a super-resolution model. An
+    output past the server's largest side shrinks the input first, as Runware documents."""
+
+    factor: int
+    parameter: str = "upscale"  # the client's name for the factor
+
+
 @dataclass(frozen=True)
 class ImagesIn:
     """Drawing from an image: image-to-image at `strength` (None: the default), or, with a
@@ -133,6 +148,8 @@ class ImagesIn:
     check_inputs: bool | None = None
     # Extend `image` and draw the new area (no mask: the core makes it).
     outpaint: Outpaint | None = None
+    # Enlarge `image` (a model of the catalog's upscale tier; no prompt).
+    upscale: Upscale | None = None
 
 
 @dataclass(frozen=True)

@@ -57,6 +57,7 @@ from easel.engine.pipelines import (
     scheduled,
 )
 from easel.engine.previews import CleanImageTap
+from easel.engine.upscaler import Upscaler, upscale_batch
 from easel.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -163,8 +164,8 @@ class Engine:
             except torch.OutOfMemoryError:
                 self._evict_all()
                 pipe = self._load(source)
-            fitted = [] if source in (MINI_MODEL, "easel/tiny-mini") else self.options.fit.labels()
-            return self.adopt(source, pipe, fitted)
+            small = source in (MINI_MODEL, "easel/tiny-mini") or isinstance(pipe, Upscaler)
+            return self.adopt(source, pipe, [] if small else self.options.fit.labels())
 
     def _load(self, source: str) -> Any:
         return load_pipeline(source, self.cache_dir, self.placement, self.options.fit,
@@ -177,8 +178,10 @@ class Engine:
             self._refiners.pop(source, None)  # views of the pipeline this one replaces
             self._inpainters.pop(source, None)
             self._adapters.pop(source, None)  # and the adapters loaded into it
-            self.applied[source] = [*(loaded_with or []),
-                                    *apply_options(pipe, self.options, self.device)]
+            # The speed options are the diffusers pipelines' (an upscaler takes none of them).
+            options = [] if isinstance(pipe, Upscaler) else apply_options(
+                pipe, self.options, self.device)
+            self.applied[source] = [*(loaded_with or []), *options]
             if self.applied[source]:
                 log.info("%s: %s", source, ", ".join(self.applied[source]))
             self._pipelines[source] = pipe
@@ -247,6 +250,9 @@ class Engine:
         steps = _Progress(progress, drawn.total_steps, partials)
         with self._lock:
             pipe = self.pipeline(drawn.source)
+            if drawn.operation is Operation.UPSCALE:
+                upscaled = self._upscaled(pipe, drawn, progress, cancel)
+                return _in_batch_order(unique, upscaled, batch.images)
             self._use_adapters(drawn, pipe)
             kwargs = call_kwargs(drawn, _generators(drawn))
             if drawn.operation is Operation.REFERENCE:  # the pipeline itself, shown the images
@@ -259,6 +265,20 @@ class Engine:
             else:
                 images = self._two_pass(pipe, drawn, kwargs, steps, cancel)
         return _in_batch_order(unique, _to_images(images, drawn), batch.images)
+
+    def _upscaled(self, pipe: Any, batch: EngineBatch, progress: ProgressFn | None,
+                  cancel: threading.Event | None) -> list[GeneratedImage]:
+        """The batch's inputs enlarged by its upscaler, tile by tile: progress counts tiles,
+        and a cancel stops between them. A black input comes out black, which is right."""
+        if not isinstance(pipe, Upscaler):
+            raise InferenceError(f"{batch.source} is not an upscaler (a transformers "
+                                 "super-resolution model); it cannot upscale")
+        try:
+            enlarged = upscale_batch(pipe, batch, progress, cancel)
+        except torch.OutOfMemoryError as exc:
+            self._free_memory()
+            raise InferenceError(f"out of memory on {self.device}: {exc}") from exc
+        return _to_images(enlarged, batch, allow_black=True)
 
     def _use_adapters(self, batch: EngineBatch, pipe: Any) -> None:
         """Make `pipe` run with exactly the batch's LoRA adapters. The img2img and inpaint views
@@ -502,8 +522,10 @@ def _accepts(pipe: Any, name: str) -> bool:
     return name in inspect.signature(pipe.__call__).parameters
 
 
-def _to_images(images: np.ndarray, batch: EngineBatch) -> list[GeneratedImage]:
-    """Check every image, then quantise to uint8. A bad image fails the batch, never passes."""
+def _to_images(images: np.ndarray, batch: EngineBatch,
+               allow_black: bool = False) -> list[GeneratedImage]:
+    """Check every image, then quantise to uint8. A bad image fails the batch, never passes
+    (an all-black image is one, unless `allow_black`: an upscaled black input)."""
     if images.shape[0] != len(batch.images):
         raise InferenceError(f"pipeline returned {images.shape[0]} images for {len(batch.images)}")
     bad = [i for i in range(len(images)) if not np.isfinite(images[i]).all()]
@@ -511,7 +533,7 @@ def _to_images(images: np.ndarray, batch: EngineBatch) -> list[GeneratedImage]:
         raise InferenceError(f"images {bad} contain NaN or infinite values")
     quantised = (np.clip(images, 0.0, 1.0) * 255.0).round().astype(np.uint8)
     black = [i for i in range(len(quantised)) if int(quantised[i].max()) == 0]
-    if black:
+    if black and not allow_black:
         raise InferenceError(f"images {black} are entirely black")
     return [
         GeneratedImage(pixels=quantised[i], seed=spec.seed, width=batch.width, height=batch.height)

@@ -20,6 +20,9 @@ def check_inputs(batch: EngineBatch) -> None:
     batch's. A text-to-image batch passes."""
     if batch.operation is Operation.TEXT:
         return
+    if batch.operation is Operation.UPSCALE:
+        _check_upscale(batch)
+        return
     input_pipeline(batch.family, batch.operation)
     if batch.two_pass is not None:
         raise InferenceError(f"{batch.operation.value} draws at the input's own size; "
@@ -31,6 +34,17 @@ def check_inputs(batch: EngineBatch) -> None:
         _input(batch, index, "init", spec.init, (batch.height, batch.width, 3))
         if batch.operation is Operation.INPAINT:
             _input(batch, index, "mask", spec.mask, (batch.height, batch.width))
+
+
+def _check_upscale(batch: EngineBatch) -> None:
+    """Every input is the batch's size divided by its factor, exactly."""
+    factor = batch.upscale_factor
+    if factor < 1 or batch.width % factor or batch.height % factor:
+        raise InferenceError(f"an upscale to {batch.width}x{batch.height} needs a factor that "
+                             f"divides both sides, got x{factor}")
+    shape = (batch.height // factor, batch.width // factor, 3)
+    for index, spec in enumerate(batch.images):
+        _input(batch, index, "init", spec.init, shape)
 
 
 def _check_references(batch: EngineBatch) -> None:
@@ -55,7 +69,7 @@ def _input(batch: EngineBatch, index: int, role: str, key: str | None,
         shape = (*pixels.shape[:2], 3) if pixels.ndim == 3 else (0, 0, 3)
     if pixels.shape != shape or pixels.dtype != np.uint8:
         raise InferenceError(f"image {index}: the {role} input {key!r} is {pixels.dtype} "
-                             f"{pixels.shape}, not uint8 {shape} (the batch's size)")
+                             f"{pixels.shape}, not uint8 {shape} (as the batch takes it)")
 
 
 def reference_inputs(batch: EngineBatch) -> dict[str, Any]:

@@ -19,12 +19,15 @@ from easel.engine.families import TINY_MODELS, stand_in_dir
 from easel.engine.fit import GpuFit, check_fit, pipeline_quantization, place
 from easel.engine.libraries import quiet_libraries
 from easel.engine.single_file import load_single_file
+from easel.engine.tiny import ensure_tiny, swin2sr
+from easel.engine.upscaler import Upscaler, is_upscaler_folder
 from easel.services.weights.files import cached_snapshot, is_local
 
 log = logging.getLogger(__name__)
 
 
 MINI_MODEL = "easel/mini"
+TINY_UPSCALER = "easel/tiny-swin2sr"  # the upscale tier's stand-in (a transformers model)
 
 
 @dataclass(frozen=True)
@@ -62,6 +65,8 @@ def resolve_local_path(source: str, cache_dir: Path) -> Path | None:
     snapshot in the Hugging Face cache (the folder weights_present checked)."""
     if source in TINY_MODELS:
         return stand_in_dir(source, cache_dir / "tiny")
+    if source == TINY_UPSCALER:
+        return ensure_tiny(source, swin2sr, cache_dir / "tiny")
     if source == MINI_MODEL:
         from easel.mini.weights import mini_weights_dir  # the trained weights ship in the package
 
@@ -87,7 +92,11 @@ def load_pipeline(
 
     started = time.perf_counter()
     quiet_libraries()
-    if source in (MINI_MODEL, "easel/tiny-mini"):
+    local = None if is_single_file(source) else resolve_local_path(source, cache_dir)
+    if local is not None and is_upscaler_folder(local):
+        # A super-resolution model (transformers), small: placed whole, nothing to fit.
+        pipe: Any = Upscaler.from_pretrained(local, placement.dtype, placement.device)
+    elif source in (MINI_MODEL, "easel/tiny-mini"):
         from easel.mini.pipeline import EaselMiniPipeline
 
         pipe = EaselMiniPipeline.from_pretrained(str(resolve_local_path(source, cache_dir)),
@@ -99,7 +108,6 @@ def load_pipeline(
         if is_single_file(source):
             pipe = load_single_file(source, config, placement.dtype, fit)
         else:
-            local = resolve_local_path(source, cache_dir)
             pipe = DiffusionPipeline.from_pretrained(
                 str(local) if local is not None else source, dtype=placement.dtype,
                 local_files_only=True, quantization_config=pipeline_quantization(fit))

@@ -27,7 +27,8 @@ _SEED = 20261121  # fixed so every machine builds bit-identical tiny weights
 def ensure_tiny(name: str, build: Callable[[], Any], cache_dir: Path) -> Path:
     """Build `name` with `build` into cache_dir once (atomically) and return its directory."""
     target = cache_dir / f"{name.split('/')[1]}-v{TINY_VERSION}"
-    if (target / "model_index.json").exists():
+    # A diffusers pipeline saves model_index.json; a transformers model (the upscaler) config.json.
+    if (target / "model_index.json").exists() or (target / "config.json").exists():
         return target
     cache_dir.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".build-", dir=cache_dir))
@@ -542,3 +543,14 @@ def mini() -> Any:
     from easel.mini.pipeline import build_random_pipeline
 
     return build_random_pipeline(seed=_SEED, preset="tiny")
+
+
+def swin2sr() -> Any:
+    """The upscale tier's stand-in: transformers' Swin2SR at x4, as the real weights are, with
+    one tiny stage (its outputs are noise, at the real sizes)."""
+    from transformers import Swin2SRConfig, Swin2SRForImageSuperResolution
+
+    config = Swin2SRConfig(image_size=32, embed_dim=8, depths=[1], num_heads=[1], window_size=8,
+                           mlp_ratio=1.0, upscale=4, upsampler="pixelshuffle",
+                           drop_path_rate=0.0)
+    return Swin2SRForImageSuperResolution(config).eval()

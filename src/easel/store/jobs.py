@@ -745,7 +745,8 @@ def request_to_json(request: GenerationRequest) -> dict[str, Any]:
         "operation": request.operation.value, "strength": request.strength,
         "input_digest": request.input_digest, "mask_digest": request.mask_digest,
         **({"reference_digests": list(request.reference_digests)}
-           if request.reference_digests else {})}
+           if request.reference_digests else {}),
+        **({"upscale_factor": request.upscale_factor} if request.upscale_factor else {})}
     return {
         "model": request.model, "prompt": request.prompt, "width": request.width,
         "height": request.height, "num_images": request.num_images,

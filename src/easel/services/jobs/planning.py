@@ -10,6 +10,7 @@ from typing import Any
 
 from easel.catalog import (
     STAND_IN_LICENSE,
+    UPSCALER_FAMILIES,
     Backend,
     Catalog,
     License,
@@ -28,6 +29,7 @@ from easel.domain.generation import (
 )
 from easel.domain.request import SEED_CEILING, GenerationRequest
 from easel.domain.submission import (
+    UPSCALE_FACTORS,
     AspectRatioSize,
     ExactSize,
     GenerationInput,
@@ -164,7 +166,9 @@ class BackendResolver:
         )
 
     def stand_in(self, backend: Backend) -> str:
-        if self.mini is not None and backend.family != "mini" and self.present(self.mini.source):
+        # easel-mini draws; it stands in for no upscaler.
+        drawing = backend.family not in ("mini", *UPSCALER_FAMILIES)
+        if self.mini is not None and drawing and self.present(self.mini.source):
             return self.mini.source
         return f"easel/tiny-{backend.family}"
 
@@ -275,6 +279,7 @@ class Plan:
             operation=self.request.operation,
             strength=self.request.strength or 1.0,
             inputs=dict(inputs or {}),
+            upscale_factor=self.request.upscale_factor or 1,
         )
 
 
@@ -321,6 +326,7 @@ def resolve(
     """What the client asked for, as the catalog resolves it: the model and a request in
     diffusers' terms, every rule checked, each error naming the client's parameter."""
     model = choose_model(generation.model, catalog, names)
+    check_upscaling(generation, model, catalog, names)
     size = choose_size(generation.size, model, names)
     request = GenerationRequest(
         model=model.id, prompt=generation.prompt, width=size.width, height=size.height,
@@ -336,14 +342,38 @@ def resolve(
     return model, request
 
 
+def check_upscaling(generation: GenerationInput, model: Model, catalog: Catalog,
+                    names: WireNames) -> None:
+    """An upscaler's id is sent an image and a factor, and nothing else is: each refusal names
+    the parameter and the ids that would do."""
+    upscale = generation.images_in.upscale if generation.images_in is not None else None
+    if model.upscales and upscale is None:
+        name = names("image")
+        raise EaselError(ErrorKind.MISSING, f"{name}: {model.id} upscales an image and draws "
+                         "nothing from text; send the image to enlarge", name)
+    if upscale is not None and not model.upscales:
+        ids = sorted(m.id for m in catalog.models_for(model.provider) if m.upscales)
+        raise EaselError(ErrorKind.UNSUPPORTED, f"{upscale.parameter}: {model.id} draws images "
+                         "and does not upscale; name an upscaler"
+                         f"{': ' + ', '.join(ids) if ids else ''}", upscale.parameter)
+    if upscale is not None and upscale.factor not in UPSCALE_FACTORS:
+        factors = ", ".join(str(f) for f in UPSCALE_FACTORS)
+        raise invalid(upscale.parameter, f"{upscale.parameter} must be one of {factors}, "
+                                         f"got {upscale.factor!r}")
+
+
 def validate(
     request: GenerationRequest, catalog: Catalog, names: WireNames = NO_RENAMES
 ) -> Model:
     """Every rule the catalog owns, checked up front, one clear error per problem."""
     model = catalog.model(request.model, names("model"))
-    model.check_prompt(request.prompt, names("prompt"))
+    if model.upscales:  # no prompt; its size is the input's times the factor, once read
+        if request.operation is not Operation.TEXT:
+            check_upscaled_size(request, model)
+    else:
+        model.check_prompt(request.prompt, names("prompt"))
+        model.check_size(request.width, request.height, *names.size_names())
     model.check_negative_prompt(request.negative_prompt, names("negative_prompt"))
-    model.check_size(request.width, request.height, *names.size_names())
     model.check_count(request.num_images, names("num_images"))
     check_seed(request.seed, request.max_seed, names("seed"))
     if not 1 <= request.output_quality <= 100:
@@ -354,6 +384,35 @@ def validate(
     backend.check_guidance(request.guidance_scale, names("guidance_scale"))
     backend.scheduler(request.scheduler, names("scheduler"))
     return model
+
+
+# The largest side an upscale produces: Runware's cap (a larger result shrinks the input
+# first), and about Google's 17 MP at 4096 x 4096.
+MAX_UPSCALED_SIDE = 4096
+
+
+def upscaled_size(width: int, height: int, factor: int) -> tuple[int, int]:
+    """The input size an upscale by `factor` of a width x height image works from: the image's
+    own, or shrunk (aspect kept) until the output's longer side is at most MAX_UPSCALED_SIDE."""
+    longest = max(width, height) * factor
+    if longest <= MAX_UPSCALED_SIDE:
+        return width, height
+    scale = (MAX_UPSCALED_SIDE // factor) / max(width, height)
+    return max(1, int(width * scale)), max(1, int(height * scale))
+
+
+def check_upscaled_size(request: GenerationRequest, model: Model) -> None:
+    """A stored upscale's size: its factor's multiple, within the largest side (a request an
+    older or other catalog planned is refused clearly, not run)."""
+    factor = request.upscale_factor
+    if request.operation is not Operation.UPSCALE or factor is None or \
+            factor not in UPSCALE_FACTORS:
+        raise invalid("model", f"{model.id} upscales: the request needs an upscale factor "
+                               f"({', '.join(str(f) for f in UPSCALE_FACTORS)})")
+    if request.width % factor or request.height % factor or \
+            max(request.width, request.height) > MAX_UPSCALED_SIDE:
+        raise invalid("size", f"{request.width}x{request.height} is not an x{factor} upscale "
+                              f"of at most {MAX_UPSCALED_SIDE} a side")
 
 
 def check_seed(seed: int | None, max_seed: int, parameter: str) -> None:

@@ -51,7 +51,13 @@ from easel.services.images.safety import ContentChecker
 from easel.services.jobs.admission import Admission
 from easel.services.jobs.events import JobEvents
 from easel.services.jobs.health import RETRY_SECONDS, StorageHealth
-from easel.services.jobs.planning import BackendResolver, Plan, plan_resolved, resolve
+from easel.services.jobs.planning import (
+    BackendResolver,
+    Plan,
+    plan_resolved,
+    resolve,
+    upscaled_size,
+)
 from easel.services.jobs.prompts import PromptBlockList, PromptEnhancer, not_configured
 from easel.services.loras import AdapterRules
 from easel.services.port import JobRef
@@ -118,6 +124,8 @@ def batch_key(the_plan: Plan) -> str:
         parts += (f"{r.operation.value}@{r.strength!r}",)
     if r.operation is Operation.REFERENCE:  # one call shows its images to every image it draws
         parts += (r.input_digest, *r.reference_digests)
+    if r.upscale_factor:  # with the output's size, it fixes the inputs' size
+        parts += (f"x{r.upscale_factor}",)
     if r.loras:  # one engine call runs one adapter set: jobs with another never share it
         parts += (",".join(f"lora:{a.name}@{a.digest[:16]}*{a.weight!r}" for a in r.loras),)
     return "|".join(str(part) for part in parts)
@@ -289,6 +297,8 @@ class JobService:
                              f"{WHAT[operation]}; {why}", parameter)
         if operation is Operation.REFERENCE:
             return await self._edited(submission, images_in, the_plan)
+        if operation is Operation.UPSCALE:
+            return await self._upscaled(submission, images_in, the_plan)
         strength = next(s for s in (images_in.strength, images_in.default_strength,
                                     DEFAULT_STRENGTH) if s is not None)
         if isinstance(strength, bool) or not isinstance(strength, int | float) or \
@@ -320,6 +330,23 @@ class JobService:
                           input_digest=prepared.input_digest,
                           reference_digests=prepared.reference_digests)
         seeds = [spec.seed for spec in the_plan.images]
+        return plan_resolved(request, the_plan.model, self.resolver, seeds, names), prepared
+
+    async def _upscaled(self, submission: Submission, images_in: ImagesIn, the_plan: Plan
+                        ) -> tuple[Plan, PreparedInputs]:
+        """An upscale: the image read (and shrunk first when the output would pass the largest
+        side), the output its size times the factor; no prompt, no strength."""
+        assert self.inputs is not None and images_in.upscale is not None
+        factor = images_in.upscale.factor
+        read = await self.inputs.read(images_in, submission.caller)
+        await self._check_inputs(read, images_in, the_plan.request.safety)
+        width, height = upscaled_size(*read.size, factor)
+        prepared = await self.inputs.fit(read, width, height)
+        request = replace(the_plan.request, width=width * factor, height=height * factor,
+                          operation=Operation.UPSCALE, strength=None, upscale_factor=factor,
+                          input_digest=prepared.input_digest)
+        seeds = [spec.seed for spec in the_plan.images]
+        names = submission.names
         return plan_resolved(request, the_plan.model, self.resolver, seeds, names), prepared
 
     async def _read_sized(self, submission: Submission, images_in: ImagesIn, the_plan: Plan
@@ -623,7 +650,8 @@ INPUT_REFUSALS = {Withheld.NSFW: "sexual content",
                   Withheld.PERSON: "a person, and people are not allowed in this request"}
 WHAT = {Operation.INPAINT: "inpaint",
         Operation.IMAGE: "draw from an image without a mask (image-to-image)",
-        Operation.REFERENCE: "edit by instruction from reference images"}
+        Operation.REFERENCE: "edit by instruction from reference images",
+        Operation.UPSCALE: "upscale"}
 
 
 def _operation(images_in: ImagesIn, real: Backend) -> Operation:
@@ -633,6 +661,8 @@ def _operation(images_in: ImagesIn, real: Backend) -> Operation:
     combined."""
     can = INPUT_OPERATIONS.get(real.family, ())
     extra = images_in.references[0].parameter if images_in.references else None
+    if images_in.upscale is not None:  # planning checked the model is an upscaler
+        return Operation.UPSCALE
     if images_in.mask is not None or images_in.outpaint is not None:
         if extra is not None:
             raise EaselError(ErrorKind.UNSUPPORTED, f"{extra}: a mask edits one image; send "
@@ -651,6 +681,8 @@ def _operation(images_in: ImagesIn, real: Backend) -> Operation:
 
 
 def _other_ways(operation: Operation) -> str:
+    if operation is Operation.UPSCALE:
+        return "name an upscaler model (the upscale tier, docs/catalog.md)"
     if operation is Operation.INPAINT:
         return "choose a tier whose model inpaints (docs/catalog.md)"
     return "send a mask to inpaint, or choose a tier whose model does image-to-image"

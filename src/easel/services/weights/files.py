@@ -145,6 +145,9 @@ def snapshot_gap(path: Path, weights_elsewhere: Collection[str] = ()) -> str | N
     Components in `weights_elsewhere` (held by a single-file checkpoint) need their config
     only."""
     index = path / "model_index.json"
+    if not index.is_file() and (path / "config.json").is_file():
+        # A transformers model (the upscaler): the folder is its one component.
+        return _component_gap(path)
     if not index.is_file():
         return "model_index.json is missing"
     try:

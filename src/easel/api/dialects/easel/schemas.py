@@ -39,7 +39,7 @@ class JobInput(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
     model: str
-    prompt: str
+    prompt: str = ""  # required to draw; an upscaler (`upscale`) takes none
     negative_prompt: str | None = None
     aspect_ratio: str = "1:1"
     resolution: str = "1k"
@@ -66,5 +66,7 @@ class JobInput(BaseModel):
     strength: float | None = None
     # Or with `outpaint` margins, extending it (strength 1 by default: the margins drawn afresh).
     outpaint: OutpaintInput | None = None
+    # Or enlarge it this many times each side, with an upscaler's model id (easel/upscale).
+    upscale: Literal[2, 3, 4] | None = None
     # The client's own id: sending the same one again returns that job (idempotency).
     task_id: str | None = Field(None, min_length=1, max_length=100)

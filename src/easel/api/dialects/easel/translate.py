@@ -34,6 +34,7 @@ from easel.domain.submission import (
     ModelChoice,
     Outpaint,
     Submission,
+    Upscale,
 )
 from easel.services.port import BackendFacts
 
@@ -72,11 +73,17 @@ def to_submission(body: dict[str, Any], caller: Caller) -> Submission:
 
 def _images_in(wire: JobInput) -> ImagesIn | None:
     if wire.image is None:
-        for name in ("mask", "strength", "outpaint"):
+        for name in ("mask", "strength", "outpaint", "upscale"):
             if getattr(wire, name) is not None:
                 raise invalid(name, f"{name} needs an image to draw from (image)")
         return None
     image = ImageInput("image", text=wire.image)
+    if wire.upscale is not None:
+        for name in ("mask", "strength", "outpaint"):
+            if getattr(wire, name) is not None:
+                raise invalid(name, f"{name}: an upscale enlarges the image as it is; send "
+                                    f"{name} or upscale, not both")
+        return ImagesIn(image, upscale=Upscale(wire.upscale, "upscale"))
     if wire.outpaint is not None:
         return ImagesIn(image, None, wire.strength, default_strength=1.0,
                         outpaint=_outpaint(wire))
@@ -203,6 +210,7 @@ def _tier_view(tier: Tier, models: list[Model], facts: Facts,
 def _model_view(model: Model) -> dict[str, Any]:
     return {
         "id": model.id, "provider": model.provider, "resolutions": list(model.resolutions),
+        "upscales": model.upscales,  # enlarges an image (`upscale`), draws nothing from text
         "max_images": model.max_images, "prompt_min": model.prompt_min,
         "prompt_max": model.prompt_max, "negative_prompt": model.negative_prompt,
         # A distilled model runs a negative prompt through true CFG: twice the time and price.
