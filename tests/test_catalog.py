@@ -13,6 +13,13 @@ from easel.services.jobs.planning import BackendResolver, assign_seeds, plan
 
 IMAGEN_1K = {(1024, 1024), (896, 1280), (1280, 896), (768, 1408), (1408, 768)}
 ALL_IDS = {
+    "imagen-4.0-upscale-preview",
+    "easel/upscale",
+    "runware:500@1",
+    "runware:501@1",
+    "runware:502@1",
+    "runware:503@1",
+    "runware:504@1",
     "google:2@1",
     "google:2@2",
     "google:2@3",
@@ -63,6 +70,10 @@ def test_every_provider_id_maps_to_its_tier(catalog: Catalog) -> None:
     assert tiers["google:2@3"] == "fast" and tiers["google/imagen4-fast"] == "fast"
     assert tiers["imagen-4.0-ultra-generate-001"] == "ultra"
     assert tiers["imagen-3.0-capability-001"] == "standard"  # Z-Image: img2img and inpainting
+    assert tiers["imagen-4.0-upscale-preview"] == tiers["runware:504@1"] == "upscale"
+    assert {m.id for m in catalog.models.values() if m.upscales} == {
+        "imagen-4.0-upscale-preview", "easel/upscale",
+        *(f"runware:{n}@1" for n in range(500, 505))}
     assert (tiers["gemini-2.5-flash-image"], tiers["gemini-3.1-flash-image"],
             tiers["gemini-3-pro-image"]) == ("fast", "standard", "ultra")
 
@@ -91,7 +102,8 @@ def test_sizes_follow_the_imagen_table(catalog: Catalog) -> None:
 
 def test_prices_and_limits(catalog: Catalog) -> None:
     prices = {t.name: t.price_usd for t in catalog.tiers.values()}
-    assert prices == {"fast": 0.02, "standard": 0.04, "ultra": 0.06, "mini": 0.0}
+    assert prices == {"fast": 0.02, "standard": 0.04, "ultra": 0.06, "mini": 0.0,
+                      "upscale": 0.003}
     assert catalog.model("google/imagen4/preview").prompt_max == 400
     assert catalog.model("google:2@1").max_images == 20
     assert catalog.model("google/imagen4").max_images == 4
@@ -314,4 +326,10 @@ def test_the_catalogs_input_operations_are_the_engines() -> None:
                                              ("inpaint", family.inpainter),
                                              ("reference", family.references)) if cls)
               for name, family in FAMILIES.items()}
+    # The upscalers are transformers models the engine loads by their model type.
+    from easel.catalog import UPSCALER_FAMILIES
+    from easel.engine.upscaler import UPSCALER_MODEL_TYPES
+
+    assert set(UPSCALER_FAMILIES) == set(UPSCALER_MODEL_TYPES)
+    engine |= {name: ("upscale",) for name in UPSCALER_FAMILIES}
     assert engine == INPUT_OPERATIONS

@@ -322,3 +322,68 @@ def test_the_runware_sdk_outpaints_keeping_its_image_and_drawing_the_new_area(
     got = np.asarray(drawn.convert("RGB"), dtype=np.int16)
     assert np.array_equal(got[:, :64], seed)  # the image, kept exactly
     assert np.abs(got[:, 64:] - seed[:, -1:]).mean() > 5  # the new area drawn, not smeared
+
+
+# -- upscaling: Runware's two SDKs and google-genai's upscale_image, on the tiny Swin2SR -------
+
+UPSCALER = "imagen-4.0-upscale-preview"
+
+
+@pytest.mark.parametrize(("transport", "factor"), [("rest", 2), ("websocket", 4)])
+def test_the_runware_sdk_upscales_by_the_factor_asked(
+    tiny: Server, sdks: dict[str, Path], transport: str, factor: int,
+) -> None:
+    task = {"taskType": "upscale", "model": "runware:504@1", "upscaleFactor": factor,
+            "inputs": {"image": data_uri(png(picture()))}, "outputType": "base64Data",
+            "outputFormat": "PNG", "includeCost": True}
+    url = f"{tiny.url}/v1" if transport == "rest" else tiny.ws_url
+    spec = {"transport": transport, "url": url, "apiKey": KEY, "task": task}
+    done = subprocess.run([str(sdks["runware-sdk"]), str(RUNWARE_CLIENT), json.dumps(spec)],
+                          capture_output=True, text=True, timeout=180, check=False)
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    assert "images" in out, out
+    (item,) = out["images"]
+    assert item["taskType"] == "upscale" and item["cost"] > 0, item
+    upscaled = Image.open(io.BytesIO(base64.b64decode(item["imageBase64Data"])))
+    assert upscaled.size == (96 * factor, 64 * factor)
+
+
+def test_the_legacy_runware_sdk_uploads_a_local_file_and_upscales_it(tiny: Server) -> None:
+    """runware 0.5.24's imageUpscale: it uploads the file (imageUpload), then names its
+    imageUUID as inputImage, and waits for an item of the task with an imageUUID."""
+    from tests.sdk_venvs import sdk_python
+
+    spec = {"url": tiny.ws_url, "apiKey": KEY,
+            "upscale": {"image": base64.b64encode(png(picture())).decode(), "factor": 4}}
+    out = run_client(sdk_python("runware-legacy"),
+                     str(Path(__file__).parents[1] / "runware" / "clients" / "legacy_ws.py"),
+                     spec)
+    assert "images" in out, out
+    (image,) = out["images"]
+    assert image["taskType"] == "imageUpscale" and image["cost"] > 0, image
+    assert Image.open(io.BytesIO(base64.b64decode(image["imageBase64Data"]))).size == (384, 256)
+
+
+@pytest.mark.parametrize(("sdk", "factor"), [("google-genai", "x2"), ("google-genai-3", "x4")])
+def test_google_genai_upscale_image(tiny: Server, sdks: dict[str, Path], sdk: str,
+                                    factor: str) -> None:
+    out = run_client(sdks[sdk], "google_client.py", {
+        "url": tiny.url, "key": KEY, "mode": "vertex", "call": "upscale", "model": UPSCALER,
+        "image": b64(picture()), "factor": factor,
+        "config": {"output_mime_type": "image/png", "include_rai_reason": True}})
+    assert out["ok"], out
+    (image,) = out["images"]
+    scale = int(factor[1:])
+    assert image["mime"] == "image/png"
+    upscaled = Image.open(io.BytesIO(base64.b64decode(image["b64"])))
+    assert upscaled.size == (96 * scale, 64 * scale)
+
+
+def test_upscale_image_on_a_model_that_draws_is_refused_by_name(
+    tiny: Server, sdks: dict[str, Path],
+) -> None:
+    out = run_client(sdks["google-genai-3"], "google_client.py", {
+        "url": tiny.url, "key": KEY, "mode": "vertex", "call": "upscale",
+        "model": "imagen-4.0-generate-001", "image": b64(picture()), "factor": "x2"})
+    assert (out["ok"], out["code"], out["status"]) == (False, 400, "INVALID_ARGUMENT"), out
+    assert "does not upscale; name an upscaler: imagen-4.0-upscale-preview" in out["message"]

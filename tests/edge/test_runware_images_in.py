@@ -272,3 +272,75 @@ def test_margins_that_leave_no_room_for_the_image_are_refused(wide_edge: Edge) -
     error = wide_edge.runware([odd]).json()["errors"][0]
     assert error["message"] == "outpaint.left must be a multiple of 64, got 32", error
     assert not wide_edge.engine.calls
+
+
+# -- upscale / imageUpscale ---------------------------------------------------------------------
+
+
+def upscale_task(**fields: Any) -> dict[str, Any]:
+    return {"taskType": "upscale", "taskUUID": new_uuid(), "upscaleFactor": 2,
+            "inputImage": data_uri(png(picture())), "outputType": "URL", **fields}
+
+
+@pytest.mark.parametrize("task_type", ["upscale", "imageUpscale"])
+def test_an_upscale_of_an_upload_answers_under_its_own_task_type(edge: Edge,
+                                                                  task_type: str) -> None:
+    mine = uploaded(edge, png(picture()))
+    reply = edge.runware([upscale_task(taskType=task_type, inputImage=mine["imageUUID"],
+                                       upscaleFactor=4, includeCost=True)]).json()
+    assert "errors" not in reply, reply
+    (item,) = reply["data"]
+    assert item["taskType"] == task_type and item["cost"] == 0.003, item
+    (call,) = edge.engine.calls
+    assert (call.operation, call.width, call.height) == (Operation.UPSCALE, 384, 256)
+    assert call.source == "easel/tiny-swin2sr"  # no weights here: the stand-in
+    served = Image.open(__import__("io").BytesIO(edge.client.get(item["imageURL"]).content))
+    assert served.size == (384, 256)
+
+
+def test_an_async_upscale_is_polled_like_any_task(edge: Edge) -> None:
+    task = upscale_task(deliveryMethod="async", model="runware:503@1")
+    ack = edge.runware([task]).json()["data"][0]
+    assert ack == {"taskType": "upscale", "taskUUID": task["taskUUID"]}
+    edge.wait(edge.db("SELECT id FROM jobs")[0][0])
+    polled = edge.runware([{"taskType": "getResponse", "taskUUID": task["taskUUID"]}]).json()
+    (item,) = polled["data"]
+    assert (item["taskType"], item["status"]) == ("upscale", "success"), item
+
+
+@pytest.mark.parametrize(("fields", "code", "parameter"), [
+    ({"upscaleFactor": 5}, "invalidUpscaleFactor", "upscaleFactor"),
+    ({"upscaleFactor": "two"}, "invalidUpscaleFactor", "upscaleFactor"),
+    ({"inputImage": None}, "missingInputImage", "inputImage"),
+    ({"inputs": {"image": data_uri(png(picture()))}}, "conflictingImage", "inputs.image"),
+    ({"inputImage": data_uri(b"not an image")}, "invalidInputImage", "inputImage"),
+    ({"inputImage": data_uri(bomb_png(30_000, 30_000))}, "invalidInputImage", "inputImage"),
+    ({"inputImage": "http://10.0.0.7/x.png"}, "invalidInputImage", "inputImage"),
+    ({"targetMegapixels": 8}, "unsupportedTargetMegapixels", "targetMegapixels"),
+    ({"settings": {"steps": 20}}, "unsupportedSettings", "settings"),
+    ({"model": STANDARD}, "unsupportedUpscaleFactor", "upscaleFactor"),
+    ({"model": "runware:999@1"}, "unknownModel", "model"),
+    ({"positivePrompt": "a fox"}, "unsupportedParameter", "positivePrompt"),
+])
+def test_each_bad_upscale_is_refused_as_runware_words_it(
+    edge: Edge, fields: dict[str, Any], code: str, parameter: str,
+) -> None:
+    task = {k: v for k, v in upscale_task(**fields).items() if v is not None}
+    error = edge.runware([task]).json()["errors"][0]
+    assert (error["code"], error["parameter"], error["taskType"]) == (
+        code, parameter, "upscale"), error
+    assert not edge.engine.calls
+
+
+def test_an_upscaler_named_for_image_inference_is_refused(edge: Edge) -> None:
+    error = edge.runware([inference(model="runware:504@1")]).json()["errors"][0]
+    assert (error["code"], error["parameter"]) == ("missingSeedImage", "seedImage"), error
+    assert "upscales an image" in error["message"]
+
+
+def test_another_callers_upload_cannot_be_upscaled(edge: Edge) -> None:
+    mine = uploaded(edge, png(picture()))
+    error = edge.runware([upscale_task(inputImage=mine["imageUUID"])],
+                         key=OTHER_KEY).json()["errors"][0]
+    assert (error["code"], error["parameter"]) == ("invalidInputImage", "inputImage"), error
+    assert "names no image of yours" in error["message"]

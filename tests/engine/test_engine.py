@@ -158,9 +158,11 @@ def test_least_recently_used_pipeline_is_unloaded(model_cache: Path) -> None:
 
 def test_all_builtin_names_are_known() -> None:
     from easel.catalog import FAMILIES as CATALOG_FAMILIES
+    from easel.catalog import UPSCALER_FAMILIES
 
     assert set(TINY_MODELS) == {f"easel/tiny-{f}" for f in FAMILIES}
-    assert set(CATALOG_FAMILIES) == set(FAMILIES)  # the catalog accepts what the engine runs
+    # The catalog accepts what the engine runs: diffusers families, and upscalers.
+    assert set(CATALOG_FAMILIES) == set(FAMILIES) | set(UPSCALER_FAMILIES)
 
 
 @pytest.mark.parametrize("family", ["zimage", "qwenimage"])

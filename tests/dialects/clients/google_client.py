@@ -2,8 +2,9 @@
 
 `mode` "gemini" (an API key; google-genai 1.x) or "vertex" (project, location and an OAuth
 token; the only mode in which google-genai 2.x and 3.x generate images). `call` "generate"
-(default), "list", "get" or "edit" (edit_image: `image`, and `mask` to edit part of it, base64;
-`mask_mode`, `dilation`, `config` as EditImageConfig's fields)."""
+(default), "list", "get", "edit" (edit_image: `image`, and `mask` to edit part of it, base64;
+`mask_mode`, `dilation`, `config` as EditImageConfig's fields) or "upscale" (upscale_image:
+`image` base64, `factor` "x2"/"x4", `config` as UpscaleImageConfig's fields)."""
 
 import base64
 import json
@@ -41,6 +42,15 @@ try:
             model=spec["model"], prompt=spec["prompt"], reference_images=references,
             config=types.EditImageConfig(**spec.get("config", {})))
         images = [base64.b64encode(g.image.image_bytes).decode()
+                  for g in response.generated_images or [] if g.image and g.image.image_bytes]
+        print(json.dumps({"ok": True, "images": images}))
+    elif call == "upscale":
+        response = client.models.upscale_image(
+            model=spec["model"], image=types.Image(image_bytes=base64.b64decode(spec["image"]),
+                                                   mime_type="image/png"),
+            upscale_factor=spec["factor"], config=types.UpscaleImageConfig(**spec.get("config", {})))
+        images = [{"b64": base64.b64encode(g.image.image_bytes).decode(),
+                   "mime": g.image.mime_type}
                   for g in response.generated_images or [] if g.image and g.image.image_bytes]
         print(json.dumps({"ok": True, "images": images}))
     elif call == "get":

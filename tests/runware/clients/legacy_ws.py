@@ -2,7 +2,8 @@
 
 Usage: python legacy_ws.py '<json args>'  (url, mode sync|async, numberResults, width, height,
 seed, outputType, apiKey; with "edit": {"image", "mask"} base64 PNGs, the image is uploaded
-with uploadImage from a local file, then inpainted with maskImage as a local path)
+with uploadImage from a local file, then inpainted with maskImage as a local path; with
+"upscale": {"image" base64 PNG, "factor"}, imageUpscale on a local file, which the SDK uploads)
 """
 
 import asyncio
@@ -13,7 +14,7 @@ import tempfile
 from dataclasses import asdict
 from pathlib import Path
 
-from runware import IImageInference, IModelSearch, Runware
+from runware import IImageInference, IImageUpscale, IModelSearch, Runware
 
 
 async def main(args: dict) -> dict:
@@ -22,6 +23,8 @@ async def main(args: dict) -> dict:
     if "search" in args:  # modelSearch, parsed into the SDK's own dataclasses
         found = await asyncio.wait_for(client.modelSearch(IModelSearch(**args["search"])), 60)
         return {"search": asdict(found)}
+    if "upscale" in args:
+        return await upscale(client, args)
     edit: dict = {}
     out: dict = {}
     if "edit" in args:  # local files, as the SDK's users hand them over
@@ -56,6 +59,20 @@ async def main(args: dict) -> dict:
         )
     out["images"] = [asdict(image) for image in result]
     return out
+
+
+async def upscale(client: Runware, args: dict) -> dict:
+    """imageUpscale on a local file, as the SDK's users hand one over: it uploads it first."""
+    photo = Path(tempfile.mkdtemp()) / "photo.png"
+    photo.write_bytes(base64.b64decode(args["upscale"]["image"]))
+    request = IImageUpscale(inputImage=str(photo), upscaleFactor=args["upscale"]["factor"],
+                            outputType=args.get("outputType", "base64Data"),
+                            outputFormat="PNG", includeCost=True)
+    try:
+        result = await asyncio.wait_for(client.imageUpscale(upscaleGanPayload=request), 120)
+    except Exception as exc:  # the test asserts on what the SDK tells its user
+        return {"error": str(exc)}
+    return {"images": [asdict(image) for image in result]}
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from easel.api.dialects.google.schemas import PredictRequest, ReferenceImage
 from easel.domain.errors import EaselError, ErrorKind, invalid
-from easel.domain.submission import ImageInput, ImagesIn, MaskRule
+from easel.domain.submission import ImageInput, ImagesIn, MaskRule, Upscale
 
 REFS = "instances[0].referenceImages"
 MASKING_MODES = ("INPAINT_INSERTION", "INPAINT_REMOVAL", "OUTPAINT", "BGSWAP")
@@ -59,6 +59,37 @@ def images_in(wire: PredictRequest) -> ImagesIn | None:
     return ImagesIn(_image(refs, raw), None if mask is None else _image(refs, mask), None,
                     MaskRule.WHITE, mask_dilation=dilation, instruction=mask is None,
                     default_strength=INPAINT_STRENGTH if mask is not None else None)
+
+
+UPSCALE_FACTOR = "parameters.upscaleConfig.upscaleFactor"
+
+
+def upscaling(wire: PredictRequest) -> ImagesIn | None:
+    """The upscale model's request (`instances[0].image`, `mode` "upscale", the factor) as the
+    core's images in; None when the request asks for no upscale. The core refuses it for a
+    model that does not upscale."""
+    p, instance = wire.parameters, wire.instances[0]
+    if p.mode is not None and p.mode != "upscale":
+        raise EaselError(ErrorKind.UNSUPPORTED, f"parameters.mode {p.mode[:40]!r} is not "
+                         "served; the one mode is \"upscale\"", "parameters.mode")
+    if p.mode is None and p.upscaleConfig is None and instance.image is None:
+        return None
+    name = "instances[0].image"
+    if instance.referenceImages:
+        raise invalid(REFS, f"an upscale enlarges {name}; send it without {REFS}")
+    data = instance.image
+    if data is None or (data.bytesBase64Encoded is None and data.gcsUri is None):
+        raise EaselError(ErrorKind.MISSING, f"{name}.bytesBase64Encoded is required: the image "
+                         "to upscale", name)
+    if data.bytesBase64Encoded is None:
+        raise EaselError(ErrorKind.UNSUPPORTED, f"{name}.gcsUri: easel reads no Cloud Storage; "
+                         "send bytesBase64Encoded", f"{name}.gcsUri")
+    factor = p.upscaleConfig.upscaleFactor if p.upscaleConfig is not None else None
+    if factor is None:
+        raise EaselError(ErrorKind.MISSING, f"{UPSCALE_FACTOR} is required: \"x2\", \"x3\" or "
+                         "\"x4\"", UPSCALE_FACTOR)
+    return ImagesIn(ImageInput(f"{name}.bytesBase64Encoded", text=data.bytesBase64Encoded),
+                    upscale=Upscale(int(factor.removeprefix("x")), UPSCALE_FACTOR))
 
 
 def edit_prompt(wire: PredictRequest) -> str:

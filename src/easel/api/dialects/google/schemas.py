@@ -61,8 +61,9 @@ class ReferenceImage(_Wire):
 
 
 class Instance(_Wire):
-    prompt: str
+    prompt: str = ""  # required to draw; the upscale model takes none
     referenceImages: list[ReferenceImage] | None = None
+    image: ImageData | None = None  # the upscale model's input
 
 
 class EditConfig(_Wire):
@@ -72,6 +73,15 @@ class EditConfig(_Wire):
 class OutputOptions(_Wire):
     mimeType: Literal["image/png", "image/jpeg"] = "image/png"
     compressionQuality: int | None = Field(None, ge=0, le=100)
+
+
+class UpscaleConfig(_Wire):
+    """Vertex's upscale model: the factor ("x2", "x3", "x4"); google-genai's two tuning fields
+    for Imagen's own generative upscaler are accepted and reported as ignored."""
+
+    upscaleFactor: Literal["x2", "x3", "x4"] | None = None
+    enhanceInputImage: bool | None = None
+    imagePreservationFactor: float | None = Field(None, ge=0, le=1)
 
 
 class Parameters(_Wire):
@@ -93,6 +103,9 @@ class Parameters(_Wire):
     editMode: Annotated[str, BeforeValidator(_upper)] | None = None
     editConfig: EditConfig | None = None
     baseSteps: int | None = None
+    # Upscaling (imagen-4.0-upscale-preview): `mode` "upscale" and the factor.
+    mode: Annotated[str, BeforeValidator(_lower)] | None = None
+    upscaleConfig: UpscaleConfig | None = None
 
 
 class PredictRequest(_Wire):

@@ -47,6 +47,7 @@ NAMES = WireNames({
     "resolution": "parameters.sampleImageSize", "seed": "parameters.seed",
     "output_quality": "parameters.outputOptions.compressionQuality",
     "guidance_scale": "parameters.guidanceScale",
+    "image": "instances[0].image",  # the upscale model's (an edit names its reference image)
 })
 
 RPC_STATUS = {
@@ -97,7 +98,8 @@ def to_submission(
     if options is not None and options.compressionQuality is not None:
         quality = max(1, options.compressionQuality)  # 0 and 1 encode alike
     watermark = watermark_of(p)
-    drawn_from = edits.images_in(wire)
+    upscale = edits.upscaling(wire)
+    drawn_from = upscale or edits.images_in(wire)
     # Google spells resolutions "1K"/"2K"; the catalog's are lower case. An edit with no
     # aspect ratio asked for keeps its image's shape.
     size = None if drawn_from is not None and "aspectRatio" not in p.model_fields_set else \
@@ -106,7 +108,9 @@ def to_submission(
         model=ModelChoice(model_id, provider=PROVIDER),
         prompt=edits.edit_prompt(wire),
         size=size,
-        num_images=default_count if p.sampleCount is None else p.sampleCount,
+        # An upscale makes one image.
+        num_images=p.sampleCount if p.sampleCount is not None else (
+            1 if upscale is not None else default_count),
         negative_prompt=p.negativePrompt or None,
         seed=p.seed,
         output_format=fmt,
@@ -116,7 +120,8 @@ def to_submission(
                            OnFlagged.WITHHOLD,
                            PersonGeneration(p.personGeneration or "allow_adult")),
         watermark=watermark,
-        enhance_prompt=p.enhancePrompt is not False,  # Imagen rewrites prompts by default
+        # Imagen rewrites prompts by default; an upscale has none.
+        enhance_prompt=p.enhancePrompt is not False and upscale is None,
         images_in=drawn_from,
     )
     echo = {"includeRaiReason": bool(p.includeRaiReason),
@@ -227,6 +232,10 @@ def ignored_fields(wire: PredictRequest, fmt: ImageFormat) -> list[str]:
         ignored.append("outputOptions.compressionQuality")
     if p.baseSteps is not None or (p.editConfig is not None and p.editConfig.baseSteps is not None):
         ignored.append("editConfig.baseSteps")  # Imagen's own step count; the tier has its own
+    upscale = p.upscaleConfig
+    for name in ("enhanceInputImage", "imagePreservationFactor"):
+        if upscale is not None and getattr(upscale, name) is not None:
+            ignored.append(f"upscaleConfig.{name}")  # tunes Imagen's generative upscaler
     return ignored
 
 

@@ -22,7 +22,7 @@ from easel.api.replies import hold_of
 from easel.domain.errors import EaselError, Unauthenticated
 from easel.domain.submission import Caller
 
-from .schemas import Envelope, tasks_schema
+from .schemas import UPSCALE_TASK_TYPES, Envelope, tasks_schema
 from .sessions import Sessions, make_websocket
 from .tasks import Outcome, auth_error, failed, is_auth, is_poll, parse_frame, run_task
 from .translate import (
@@ -75,9 +75,13 @@ async def _in_order(
     return [outcomes[i] for i in range(len(tasks))]
 
 
+# The tasks that make images.
+IMAGE_TASK_TYPES = (TASK_TYPE, *UPSCALE_TASK_TYPES)
+
+
 def _held(task: Any) -> bool:
-    """An imageInference task answered when its images are ready (Runware's default)."""
-    return isinstance(task, dict) and task.get("taskType") == TASK_TYPE and \
+    """A task that makes images, answered when they are ready (Runware's default)."""
+    return isinstance(task, dict) and task.get("taskType") in IMAGE_TASK_TYPES and \
         task.get("deliveryMethod", "sync") != "async"
 
 

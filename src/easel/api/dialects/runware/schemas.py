@@ -334,9 +334,47 @@ class ImageUploadTask(_Task):
     image: StrictStr = Field(description="A data URI, base64 or a public URL")
 
 
+UPSCALE_TASK_TYPES = ("upscale", "imageUpscale")  # today's name, and the legacy SDK's
+
+
+class UpscaleInputs(_Task):
+    image: StrictStr | None = None
+
+
+class UpscaleTask(_Task):
+    """Runware's `upscale` (runware-sdk, today's docs) and `imageUpscale` (runware 0.5.24):
+    `inputImage` or `inputs.image` enlarged `upscaleFactor` times each side."""
+
+    taskType: Literal["upscale", "imageUpscale"]
+    taskUUID: TaskUUID
+    model: StrictStr | None = Field(None, description="An upscaler's AIR; absent: the first")
+    inputImage: StrictStr | None = Field(None, description="The image to enlarge")
+    inputs: UpscaleInputs | None = None
+    upscaleFactor: WireInt = Field(2, description="2, 3 or 4")
+    targetMegapixels: WireInt | None = None
+    settings: dict[str, Any] | None = None
+    outputType: Annotated[OutputType | list[OutputType], BeforeValidator(_output_types)] = "URL"
+    outputFormat: Annotated[Literal["JPG", "JPEG", "PNG", "WEBP"],
+                            BeforeValidator(_output_format),
+                            Field(description="Any case")] = "JPG"
+    outputQuality: Annotated[WireInt, Field(ge=QUALITY_RANGE[0], le=QUALITY_RANGE[1])] = 95
+    deliveryMethod: Literal["sync", "async"] = "sync"
+    ttl: Annotated[WireInt, Field(ge=MIN_TTL, description="Seconds an image URL lives")] | None \
+        = None
+    includeCost: StrictBool = False
+    safety: Safety | None = None
+    webhookURL: StrictStr | None = None
+    uploadEndpoint: StrictStr | None = None
+
+    @property
+    def output_types(self) -> tuple[str, ...]:
+        values = self.outputType if isinstance(self.outputType, list) else [self.outputType]
+        return tuple(dict.fromkeys(values))
+
+
 TASKS: tuple[type[BaseModel], ...] = (ImageInferenceTask, GetResponseTask, GetTaskDetailsTask,
                                       ModelSearchTask, AuthenticationTask, PingTask,
-                                      ImageUploadTask)
+                                      ImageUploadTask, UpscaleTask)
 
 
 class Envelope(Open):
@@ -489,6 +527,52 @@ def _one_of(*named: tuple[str, str | None]) -> ImageInput | None:
                            f"give one of {', '.join(n for n, _ in named)}, not "
                            f"{' and '.join(n for n, _ in given)}", given[1][0])
     return None if not given else ImageInput(given[0][0], text=given[0][1])
+
+
+@dataclass(frozen=True)
+class Upscaling:
+    """An upscale task as the core takes it, with Runware's own output settings."""
+
+    task_type: str  # as sent: its results carry it back
+    task_uuid: str
+    model: str | None
+    image: ImageInput
+    factor: int
+    output_types: tuple[str, ...]
+    output_format: ImageFormat
+    output_quality: int
+    delivery_method: str
+    ttl: int | None
+    include_cost: bool
+    safety: dict[str, Any] = field(default_factory=dict)
+    webhook_url: str | None = None
+    upload_endpoint: str | None = None
+
+
+def parse_upscale(task: dict[str, Any]) -> Upscaling:
+    wire = _validated(UpscaleTask, task)
+    assert isinstance(wire, UpscaleTask)
+    for name, value, why in (
+            ("targetMegapixels", wire.targetMegapixels, "ask for an upscaleFactor (2, 3 or 4)"),
+            ("settings", wire.settings, "the upscaler served here is not generative and takes "
+                                        "no settings")):
+        if value is not None:
+            raise RunwareError(f"unsupported{_cap(name)}", f"{name} is not served: {why}", name)
+    if wire.ttl is not None and "URL" not in wire.output_types:
+        raise RunwareError("invalidTtl", "ttl applies to URL outputs only (outputType URL)",
+                           "ttl")
+    image = _one_of(("inputImage", wire.inputImage),
+                    ("inputs.image", (wire.inputs or UpscaleInputs()).image))
+    if image is None:
+        raise RunwareError("missingInputImage", "inputImage (or inputs.image) is required: the "
+                           "image to upscale", "inputImage")
+    return Upscaling(
+        task_type=wire.taskType, task_uuid=wire.taskUUID, model=wire.model, image=image,
+        factor=wire.upscaleFactor, output_types=wire.output_types,
+        output_format=OUTPUT_FORMATS[wire.outputFormat], output_quality=wire.outputQuality,
+        delivery_method=wire.deliveryMethod, ttl=wire.ttl, include_cost=wire.includeCost,
+        safety=wire.safety.model_dump(exclude_none=True) if wire.safety is not None else {},
+        webhook_url=wire.webhookURL, upload_endpoint=wire.uploadEndpoint)
 
 
 def parse_image_upload(task: dict[str, Any]) -> ImageUploadTask:

@@ -31,7 +31,7 @@ from easel.domain.errors import Throttled
 from easel.domain.submission import Caller
 from easel.services.port import Limits, Port
 
-from .schemas import RunwareError
+from .schemas import UPSCALE_TASK_TYPES, RunwareError
 from .tasks import Outcome, auth_error, failed, is_auth, parse_frame, run_task, type_name
 from .translate import OVER_BUDGET_ADVICE, TASK_TYPE, ReplyBudget, from_easel
 
@@ -409,7 +409,8 @@ class _Connection:
             budget = ReplyBudget(self.port.limits.max_reply_bytes, lambda size: held.reserve(
                 principal, size, "outputType", OVER_BUDGET_ADVICE))
             outcome = await run_task(self.port, self.caller, task, budget)
-            progressive = isinstance(task, dict) and task.get("taskType") == TASK_TYPE
+            progressive = isinstance(task, dict) and task.get("taskType") in (
+                TASK_TYPE, *UPSCALE_TASK_TYPES)
             for frame in ws_frames(outcome, self.frame_limit, progressive):
                 await session.send(frame, held.size)
         finally:

@@ -14,14 +14,16 @@ from easel.api.dialects.common import MAX_DEPTH, nested_at_most
 from easel.domain.delivery import FAILED
 from easel.domain.errors import EaselError, ErrorKind
 from easel.domain.job import Job
-from easel.domain.submission import Caller, ImageInput
+from easel.domain.submission import Caller, ImageInput, Submission
 from easel.services.port import JobRef, Port
 
 from .schemas import (
+    UPSCALE_TASK_TYPES,
     RunwareError,
     parse_image_inference,
     parse_image_upload,
     parse_model_search,
+    parse_upscale,
     task_uuid,
 )
 from .translate import (
@@ -42,12 +44,13 @@ from .translate import (
     task_error,
     to_submission,
     upload_item,
+    upscale_submission,
 )
 
 log = logging.getLogger(__name__)
 
-TASK_TYPES = ("imageInference", "imageUpload", "getResponse", "getTaskDetails", "modelSearch",
-              "authentication", "ping")
+TASK_TYPES = ("imageInference", "upscale", "imageUpscale", "imageUpload", "getResponse",
+              "getTaskDetails", "modelSearch", "authentication", "ping")
 
 
 @dataclass
@@ -91,7 +94,13 @@ async def _run(
     if task_type == "ping":
         return Outcome(data=[{"taskType": "ping", "pong": True}])
     if task_type == TASK_TYPE:
-        return await _image_inference(port, caller, task, budget)
+        parsed = parse_image_inference(task)
+        submission = to_submission(parsed, caller, task)
+        return await _submitted(port, submission, parsed.delivery_method, budget)
+    if task_type in UPSCALE_TASK_TYPES:
+        upscale = parse_upscale(task)
+        submission = upscale_submission(upscale, caller, task)
+        return await _submitted(port, submission, upscale.delivery_method, budget)
     if task_type == "imageUpload":
         upload = parse_image_upload(task)
         stored = await port.upload_image(caller, ImageInput("image", text=upload.image))
@@ -118,12 +127,12 @@ def type_name(task_type: Any) -> str | None:
     return task_type if isinstance(task_type, str) else None
 
 
-async def _image_inference(
-    port: Port, caller: Caller, task: dict[str, Any], budget: ReplyBudget
+async def _submitted(
+    port: Port, submission: Submission, delivery_method: str, budget: ReplyBudget
 ) -> Outcome:
-    parsed = parse_image_inference(task)
-    submission = to_submission(parsed, caller, task)
-    if parsed.delivery_method == "async":
+    """A task that makes images (imageInference, upscale): acknowledged at once when async,
+    else answered with its images."""
+    if delivery_method == "async":
         job, _created = await port.submit(submission)
         return Outcome(data=[ack(job)])
     job = await port.settle(submission)

@@ -24,13 +24,22 @@ from easel.domain.submission import (
     DeliverySettings,
     ExactSize,
     GenerationInput,
+    ImagesIn,
     ModelChoice,
     Submission,
+    Upscale,
     WireNames,
 )
 from easel.services.port import BackendFacts, StoredUpload
 
-from .schemas import IMAGE_FIELDS, TASK_TYPE, ImageInference, ModelSearchTask, RunwareError
+from .schemas import (
+    IMAGE_FIELDS,
+    TASK_TYPE,
+    ImageInference,
+    ModelSearchTask,
+    RunwareError,
+    Upscaling,
+)
 
 DIALECT = "runware"
 
@@ -100,6 +109,34 @@ def to_submission(
     return Submission(DIALECT, caller, generation, delivery, task.task_uuid, names, echo)
 
 
+UPSCALE_TIER = "upscale"
+
+
+def upscale_submission(task: Upscaling, caller: Caller, raw: dict[str, Any]) -> Submission:
+    """An upscale task as the core's Submission: the catalog's upscaler (the one named, else
+    the upscale tier's first Runware id), no prompt; results go back under the task's type."""
+    model = ModelChoice(task.model) if task.model is not None else ModelChoice(
+        None, UPSCALE_TIER, DIALECT)
+    generation = GenerationInput(
+        model=model, prompt="", output_format=task.output_format,
+        output_quality=task.output_quality, safety=safety_input(task.safety),
+        images_in=ImagesIn(task.image, upscale=Upscale(task.factor, "upscaleFactor")))
+    delivery = DeliverySettings(webhook=task.webhook_url, webhook_per_image=True,
+                                upload=task.upload_endpoint, ttl_seconds=task.ttl)
+    echo = {"taskType": task.task_type, "outputType": list(task.output_types),
+            "includeCost": task.include_cost, "deliveryMethod": task.delivery_method,
+            "safety": task.safety, "_request": raw}
+    names = NAMES.with_(image=task.image.parameter)
+    return Submission(DIALECT, caller, generation, delivery, task.task_uuid, names, echo)
+
+
+def task_type_of(job: Job) -> str:
+    """The task type a job's replies carry: the one it was sent as (an upscale's), else
+    imageInference (jobs stored before upscaling existed have none)."""
+    task_type = job.echo.get("taskType")
+    return task_type if isinstance(task_type, str) else TASK_TYPE
+
+
 # Runware's safety modes as the core's levels: "fast" (the default once checkContent is on)
 # flags at the medium threshold, "full" at the low one. Runware flags (NSFWContent) and
 # delivers; it never withholds.
@@ -148,7 +185,7 @@ def from_easel(exc: EaselError) -> RunwareError:
 def job_error(job: Job) -> RunwareError:
     kind = job.error or ErrorKind.INTERNAL
     return RunwareError(ERRORS.code(kind), job.error_message or "the task failed",
-                        status=ERRORS.status_of(kind), task_type=TASK_TYPE,
+                        status=ERRORS.status_of(kind), task_type=task_type_of(job),
                         task_uuid=job.client_id)
 
 
@@ -162,14 +199,14 @@ def task_error(job: Job) -> RunwareError | None:
         return None
     kind = ErrorKind.CONTENT_BLOCKED
     return RunwareError(ERRORS.code(kind), withheld_message(job), NAMES("prompt"),
-                        status=ERRORS.status_of(kind), task_type=TASK_TYPE,
+                        status=ERRORS.status_of(kind), task_type=task_type_of(job),
                         task_uuid=job.client_id)
 
 
 def ack(job: Job) -> dict[str, Any]:
     """The async acknowledgement: no imageUUID, no status (runware 0.5.24 would take it for
     the results)."""
-    return {"taskType": TASK_TYPE, "taskUUID": job.client_id}
+    return {"taskType": task_type_of(job), "taskUUID": job.client_id}
 
 
 # Reserves bytes of a reply for its caller until the reply has gone (api/replies.py); raises
@@ -211,7 +248,7 @@ async def result_items(
     for image in job.images:
         if image.withheld is not None:  # withheld by the operator's floor: left out
             continue
-        item: dict[str, Any] = {"taskType": TASK_TYPE, "taskUUID": job.client_id,
+        item: dict[str, Any] = {"taskType": task_type_of(job), "taskUUID": job.client_id,
                                 "imageUUID": image.image_id}
         if with_status:
             item["status"] = "success"
@@ -259,7 +296,7 @@ def report_delivery_failures(items: list[dict[str, Any]], failures: list[Deliver
 def pending_items(job: Job) -> list[dict[str, Any]]:
     """Processing items carry their (stable) imageUUID and nothing ending in URL/Base64Data."""
     return [
-        {"taskType": TASK_TYPE, "taskUUID": job.client_id, "imageUUID": image.image_id,
+        {"taskType": task_type_of(job), "taskUUID": job.client_id, "imageUUID": image.image_id,
          "status": "processing"}
         for image in job.images
     ]
@@ -300,7 +337,8 @@ def model_entry(model: Model, facts: BackendFacts) -> dict[str, Any]:
         "air": model.id, "name": model.tier.label, "version": "1", "category": "checkpoint",
         "architecture": backend.family, "type": "base", "private": False, "heroImage": "",
         "tags": sorted({model.tier.name, model.provider, backend.family}),
-        "capabilities": list(CAPABILITIES), "source": "official",
+        "capabilities": ["upscale"] if model.upscales else list(CAPABILITIES),
+        "source": "official",
         "comment": f"served by easel on {backend.source} ({facts.license.describe()}){serving}",
         "shortDescription": f"{model.tier.label} on {backend.source}",
         "defaultWidth": width, "defaultHeight": height, "defaultSteps": backend.steps,
