@@ -15,6 +15,7 @@ import pytest
 
 from easel.services.images.provenance import (
     EDITED_SOURCE_TYPE,
+    ENHANCED_SOURCE_TYPE,
     GENERATION_LABEL,
     make_test_certificate,
     read_credentials,
@@ -84,3 +85,21 @@ def test_an_image_drawn_from_text_is_still_created(edge: Edge) -> None:
     found = manifest(base64.b64decode(item["imageBase64Data"]))
     assert [a["action"] for a in actions_of(found)] == ["c2pa.created"]
     assert "ingredients" not in found or not found["ingredients"]
+
+
+def test_an_upscaled_image_records_its_image_and_that_it_was_resized(edge: Edge) -> None:
+    image = png(picture())
+    task = {"taskType": "upscale", "taskUUID": "6f1c3b62-7a4e-4b8e-9a52-2c2f1e1d0a11",
+            "inputImage": data_uri(image), "upscaleFactor": 2, "outputType": "base64Data",
+            "outputFormat": "PNG"}
+    item = edge.runware([task]).json()["data"][0]
+    found = manifest(base64.b64decode(item["imageBase64Data"]))
+    assert found["title"].startswith("Upscaled by easel")
+    assert [(i["title"], i["relationship"]) for i in found["ingredients"]] == [
+        ("image.png", "parentOf")]
+    actions = actions_of(found)
+    assert [a["action"] for a in actions] == ["c2pa.opened", "c2pa.resized"]
+    assert actions[1]["digitalSourceType"] == ENHANCED_SOURCE_TYPE
+    generation = next(a["data"] for a in found["assertions"] if a["label"] == GENERATION_LABEL)
+    assert generation["operation"] == "upscale"
+    assert generation["inputs"][0]["sha256"] == hashlib.sha256(image).hexdigest()

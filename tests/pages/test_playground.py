@@ -278,7 +278,7 @@ def test_the_model_picker_names_each_tier_and_picks_its_ids(page: Any, server: S
     badge), instead of 19 raw ids; choosing one picks that tier's ids, whole in the select."""
     open_playground(page, server)
     cards = page.locator(".tier-card")
-    assert cards.count() == 4
+    assert cards.count() == 5  # fast, standard, ultra, mini, upscale
     ultra = page.locator(".tier-card[data-tier=ultra]")
     text = ultra.inner_text()
     assert "Imagen 4 Ultra" in text and "hosted price $0.060/image" in text
@@ -704,3 +704,45 @@ def test_an_image_is_extended_by_margins_typed_in_and_its_code_runs(
     made = subprocess.run(["bash", "-euo", "pipefail", "-c", code], cwd=tmp_path,
                           capture_output=True, text=True, timeout=120, env=env)
     assert made.returncode == 0 and len(made.stdout.strip()) == 36, made.stdout + made.stderr
+
+
+def test_an_image_is_upscaled_by_the_upscale_tier_and_its_code_runs(
+    page: Any, server: Server, tmp_path: Path
+) -> None:
+    """Start from an image and choose the upscale tier: no prompt, painting, margins or
+    strength; the factor sets the size line; the card says what was done; the code runs: curl
+    on easel's API, Runware's upscale task, google-genai's upscale_image."""
+    start_from_image(page, server, tmp_path, "ignored by an upscale")
+    page.locator(".tier-card[data-tier=upscale]").click()
+    assert page.locator("#edit-mode").inner_text().startswith("Upscaling: the picture is "
+                                                              "enlarged ×2")
+    assert page.locator("#prompt").is_disabled()
+    assert page.locator("#extend-row").is_hidden() and page.locator("#strength-row").is_hidden()
+    page.select_option("#upscale_factor", "3")
+    assert "the input ×3 (288×192)" in page.locator("#size-line").inner_text()
+    shot(page, "upscale")
+    job_id, caption = generated_edit(page)
+    assert caption.startswith("input 96x64") and "upscaled ×3" in caption, caption
+    view = httpx.get(f"{server.url}/easel/jobs/{job_id}", headers=AUTH).json()
+    assert (view["operation"], view["width"], view["height"]) == ("upscale", 288, 192)
+    shot(page, "upscaled")
+
+    scope = f".job[data-job-id='{job_id}']"
+    page.locator(f"{scope} details").evaluate("details => { details.open = true; }")
+    codes = {}
+    for tab in page.locator(f"{scope} .tabs button").all():
+        tab.click()
+        codes[tab.get_attribute("data-dialect")] = page.locator(f"{scope} .snippet").inner_text()
+    assert set(codes) == {"curl", "runware", "google"}, set(codes)
+    env = {**os.environ, "EASEL_API_KEY": KEY}
+    made = subprocess.run(["bash", "-euo", "pipefail", "-c", codes["curl"]], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120, env=env)
+    assert made.returncode == 0 and len(made.stdout.strip()) == 36, made.stdout + made.stderr
+    for dialect, sdk in (("runware", "runware-sdk"), ("google", "google-genai-3")):
+        run = subprocess.run([str(sdk_python(sdk)), "-c", codes[dialect]], cwd=tmp_path,
+                             capture_output=True, text=True, timeout=300, env=env)
+        assert run.returncode == 0 and run.stdout.strip(), (dialect, run.stdout + run.stderr)
+    # Choosing a tier that draws gives the prompt and the strength back.
+    page.locator(".tier-card[data-tier=standard]").click()
+    assert not page.locator("#prompt").is_disabled()
+    assert page.locator("#strength-row").is_visible()

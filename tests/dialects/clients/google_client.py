@@ -48,7 +48,8 @@ try:
         response = client.models.upscale_image(
             model=spec["model"], image=types.Image(image_bytes=base64.b64decode(spec["image"]),
                                                    mime_type="image/png"),
-            upscale_factor=spec["factor"], config=types.UpscaleImageConfig(**spec.get("config", {})))
+            upscale_factor=spec["factor"],
+            config=types.UpscaleImageConfig(**spec.get("config", {})))
         images = [{"b64": base64.b64encode(g.image.image_bytes).decode(),
                    "mime": g.image.mime_type}
                   for g in response.generated_images or [] if g.image and g.image.image_bytes]

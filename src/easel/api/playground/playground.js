@@ -184,6 +184,7 @@ function onModelChange() {
   const negative = $("#negative_prompt");
   negative.disabled = !model.negative_prompt;
   $("#negative-note").textContent = model.negative_prompt ? ""
+    : model.upscales ? `(${model.id} enlarges an image: it takes no prompt)`
     : `(${model.id} takes none: ${tier.backend} runs without classifier-free guidance)`;
   const weights = tier.stand_in ? `drawn by ${tier.stand_in} (weights absent)` : `weights ${tier.weights}`;
   const steps = tier.stand_in ? tier.stand_in_steps : tier.steps;  // what actually runs
@@ -198,6 +199,7 @@ function onModelChange() {
        "scenes of shapes and colours). " : "(a tiny untrained pipeline: its images are noise). ") +
       `Run \`easel pull ${tier.tier}\` on the server for real images.` : "";
   renderLoras(tier);
+  updateEditMode();
   updateSizeLine();
 }
 
@@ -305,7 +307,10 @@ function updateSizeLine() {
     : `hosted price $${(found.model.price_usd * count).toFixed(3)} for ${count} (this server charges nothing)`;
   // From an image: its shape, at the model's nearest size (the server picks it).
   const extra = editImage ? margins() : null;
-  const drawn = editImage && extending()
+  const factor = upscaleFactor();
+  const drawn = editImage && factor
+    ? `the input ×${factor} (${editImage.width * factor}×${editImage.height * factor})`
+    : editImage && extending()
     ? `the input's shape with the margins (${editImage.width + extra.left + extra.right}×` +
       `${editImage.height + extra.top + extra.bottom})`
     : editImage ? `the input's shape (${editImage.width}×${editImage.height})`
@@ -316,6 +321,7 @@ function updateSizeLine() {
 
 /** The number of images asked for, or null when it is not one the model takes. */
 function imageCount(model) {
+  if (model.upscales) return 1;  // one image in, one out: the count is not asked
   const text = $("#num_images").value.trim();
   const count = Number(text);
   return text !== "" && Number.isInteger(count) && count >= 1 && count <= model.max_images
@@ -323,6 +329,13 @@ function imageCount(model) {
 }
 
 function formRequest() {
+  const factor = upscaleFactor();
+  if (factor && editImage) {  // an upscaler enlarges the image: no prompt, no size, one image
+    const body = { model: $("#model").value, image: editImage.dataUri, upscale: factor,
+      output_format: $("#output_format").value, output_quality: Number($("#output_quality").value) };
+    if ($("#watermark").checked) body.watermark = true;
+    return body;
+  }
   const body = {
     model: $("#model").value, prompt: $("#prompt").value,
     aspect_ratio: $("#aspect_ratio").value, resolution: $("#resolution").value,
@@ -355,6 +368,12 @@ function formRequest() {
 }
 
 const SIDES = ["top", "right", "bottom", "left"];
+
+/** The factor asked for when the chosen model is an upscaler, else null. */
+function upscaleFactor() {
+  const found = chosen();
+  return found && found.model.upscales ? Number($("#upscale_factor").value) : null;
+}
 
 /** The outpaint margins typed in, in pixels of the output. */
 function margins() {
@@ -395,6 +414,11 @@ function bindEdit() {
   for (const side of SIDES) {
     $(`#extend-${side}`).addEventListener("input", () => { updateEditMode(); updateSizeLine(); });
   }
+  $("#upscale_factor").addEventListener("change", () => {
+    updateEditMode();
+    updateSizeLine();
+    rememberForm();
+  });
   bindPainting($("#edit-mask"));
 }
 
@@ -503,6 +527,19 @@ function maskDataUri() {
 }
 
 function updateEditMode() {
+  const factor = upscaleFactor();
+  // An upscaler enlarges the picture as it is: nothing to paint, extend, prompt or strengthen.
+  for (const [id, off] of [["upscale-row", !factor], ["extend-row", Boolean(factor)],
+    ["strength-row", Boolean(factor)], ["brush-row", Boolean(factor)]]) $(`#${id}`).hidden = off;
+  $("#prompt").disabled = Boolean(factor);
+  $("#prompt").title = factor ? "an upscale takes no prompt" : "";
+  if (factor) {
+    $("#edit-mask").classList.add("off");
+    const found = chosen();
+    $("#edit-mode").textContent = `Upscaling: the picture is enlarged ×${factor} by ` +
+      `${found.tier.backend}; nothing is drawn (prompt, painting and strength are off).`;
+    return;
+  }
   const extend = extending();
   // Outpainting makes its own mask and draws the margins afresh: no painting, no strength.
   $("#edit-mask").classList.toggle("off", extend);
@@ -562,13 +599,16 @@ function restoreForm(saved) {
   $("#seed_lock").checked = Boolean(saved.seed_lock);
   if (saved.safety_setting) $("#safety_setting").value = saved.safety_setting;
   $("#watermark").checked = Boolean(saved.watermark);
+  if (saved.upscale) $("#upscale_factor").value = String(saved.upscale);
+  updateEditMode();
   updateSizeLine();
 }
 
 function rememberForm() {
   const { image, mask, strength, ...form } = formRequest();  // an image is not kept
   localStorage.setItem(FORM_STORE, JSON.stringify({
-    ...form, negative_prompt: $("#negative_prompt").value,
+    ...form, prompt: $("#prompt").value, negative_prompt: $("#negative_prompt").value,
+    upscale: $("#upscale_factor").value,
     seed: $("#seed").value, seed_lock: $("#seed_lock").checked, lora_choices: loraChoices,
   }));
 }
@@ -798,6 +838,7 @@ function paint(card, entry) {
     input.querySelector(".input-image").src = edit.thumb;
     input.querySelector(".input-caption").textContent =
       `input ${edit.width}x${edit.height}` + (edit.masked ? " · painted area repainted" : "") +
+      (entry.request.upscale ? ` · upscaled ×${entry.request.upscale}` : "") +
       (entry.request.outpaint ? ` · extended (${SIDES.filter((s) => entry.request.outpaint[s])
         .map((s) => `${s} ${entry.request.outpaint[s]}`).join(", ")})` : "") +
       (entry.request.strength !== undefined ? ` · strength ${entry.request.strength}` : "");
@@ -1110,7 +1151,8 @@ function editSnippets(request) {
   const base = window.location.origin;
   const key = 'os.environ.get("EASEL_API_KEY", "none")';
   const masked = request.edit.masked;
-  const files = `# photo.png: the image to edit${masked ? "; mask.png: white where it is repainted" : ""}\n`;
+  const files = request.upscale ? "# photo.png: the image to upscale\n"
+    : `# photo.png: the image to edit${masked ? "; mask.png: white where it is repainted" : ""}\n`;
   const { edit, ...fields } = request;
   const body = prune({ ...fields, aspect_ratio: undefined, resolution: undefined });
   const auth = apiKey() ? `  -H "Authorization: Bearer $EASEL_API_KEY" \\\n` : "";
@@ -1121,6 +1163,7 @@ function editSnippets(request) {
   const out = {};
   out.curl = `${files}${inline} \\\n  | curl -s ${base}/easel/jobs -H 'Content-Type: application/json' \\\n${auth}` +
     `  --data-binary @- \\\n  | python3 -c 'import json, sys; print(json.load(sys.stdin)["id"])'\n`;
+  if (request.upscale) return { ...out, ...upscaleSnippets(request, files, key, base) };
   if (request.outpaint) {  // easel's API: OpenAI's edits have no outpainting
     out.curl = "# OpenAI's edits cannot extend a picture; Runware's outpaint takes margins in " +
       "steps of 64 and the final width and height (docs/runware.md)\n" + out.curl;
@@ -1152,6 +1195,41 @@ function editSnippets(request) {
       `    task = ${py(task, "    ")}\n    task["seedImage"] = data_uri("photo.png")\n` +
       (masked ? `    task["maskImage"] = data_uri("mask.png")\n` : "") +
       `    images = await client.run(task)\n    print(images)\n\n\nasyncio.run(main())\n`;
+  }
+  return out;
+}
+
+/** An upscale of photo.png as code: Runware's upscale task and google-genai's upscale_image
+ * (curl on easel's API is the edit's). */
+function upscaleSnippets(request, files, key, base) {
+  const out = {};
+  const runware = idFor("runware", request);
+  if (runware) {
+    const task = { taskType: "upscale", model: runware.id, upscaleFactor: request.upscale,
+      outputFormat: request.output_format.toUpperCase() };
+    out.runware = `${files}import asyncio\nimport base64\nimport os\n\nfrom runware import Runware\n\n\n` +
+      `def data_uri(path: str) -> str:\n` +
+      `    return "data:image/png;base64," + base64.b64encode(open(path, "rb").read()).decode()\n\n\n` +
+      `async def main() -> None:\n    client = Runware(api_key=${key}, transport="rest",\n` +
+      `                     http_base_url="${base}/v1")\n` +
+      `    task = ${py(task, "    ")}\n    task["inputs"] = {"image": data_uri("photo.png")}\n` +
+      `    images = await client.run(task)\n    print(images)\n\n\nasyncio.run(main())\n`;
+  }
+  const google = idFor("google", request);
+  if (google) {
+    const mime = request.output_format === "png" ? "image/png" : "image/jpeg";
+    const webp = request.output_format === "webp" ? "# Google's API has no WEBP output: JPEG instead\n" : "";
+    out.google = `${files}${webp}import os\n\nfrom google import genai\nfrom google.genai import types\n` +
+      `from google.oauth2.credentials import Credentials\n\n` +
+      `client = genai.Client(\n    vertexai=True, project="my-project", location="us-central1",\n` +
+      `    credentials=Credentials(token=${key}),\n` +
+      `    http_options=types.HttpOptions(base_url="${base}"),\n)\n` +
+      `response = client.models.upscale_image(\n    model=${JSON.stringify(google.id)},\n` +
+      `    image=types.Image.from_file(location="photo.png"),\n` +
+      `    upscale_factor="x${request.upscale}",\n` +
+      `    config=types.UpscaleImageConfig(output_mime_type="${mime}"),\n)\n` +
+      `for generated in response.generated_images:\n` +
+      `    print(generated.image.mime_type, len(generated.image.image_bytes))\n`;
   }
   return out;
 }

@@ -44,6 +44,9 @@ AI_SOURCE_TYPE = "http://cv.iptc.org/newscodes/digitalsourcetype/trainedAlgorith
 # An edit: real or earlier pixels combined with what a model drew.
 EDITED_SOURCE_TYPE = ("http://cv.iptc.org/newscodes/digitalsourcetype/"
                       "compositeWithTrainedAlgorithmicMedia")
+# An upscale: the input's pixels, enlarged by an algorithm (IPTC: "minor augmentation or
+# correction by algorithm").
+ENHANCED_SOURCE_TYPE = "http://cv.iptc.org/newscodes/digitalsourcetype/algorithmicallyEnhanced"
 GENERATION_LABEL = "org.easel.generation"
 SIGNABLE_MIMES = frozenset({"image/jpeg", "image/png", "image/webp"})
 TRUSTED_STATES = frozenset({"Valid", "Trusted"})  # c2pa's states: Invalid, Valid, Trusted
@@ -163,9 +166,11 @@ def _manifest(facts: CredentialFacts) -> dict[str, Any]:
         generation |= {"operation": facts.operation, "inputs": [
             {"title": i.title, "relationship": i.relationship, "sha256": i.digest}
             for i in facts.ingredients]}
+    made = "Upscaled" if facts.operation == "upscale" else "Edited" if facts.ingredients \
+        else "Generated"
     return {
         "claim_generator_info": [easel],
-        "title": f"{'Edited' if facts.ingredients else 'Generated'} by easel with {facts.model}",
+        "title": f"{made} by easel with {facts.model}",
         "assertions": [
             {"label": "c2pa.actions", "data": {"actions": _actions(facts, easel)}},
             {"label": GENERATION_LABEL, "data": generation},
@@ -175,7 +180,8 @@ def _manifest(facts: CredentialFacts) -> dict[str, Any]:
 
 def _actions(facts: CredentialFacts, easel: dict[str, Any]) -> list[dict[str, Any]]:
     """c2pa.created for an image drawn from text; for an edit, c2pa.opened (the image it
-    edits), c2pa.placed (the references it was shown, if any) and c2pa.edited."""
+    edits), c2pa.placed (the references it was shown, if any) and c2pa.edited; for an upscale,
+    c2pa.opened and c2pa.resized (enlarged by a model: algorithmically enhanced)."""
     if not facts.ingredients:
         return [{"action": "c2pa.created", "digitalSourceType": AI_SOURCE_TYPE,
                  "softwareAgent": easel}]
@@ -186,6 +192,10 @@ def _actions(facts: CredentialFacts, easel: dict[str, Any]) -> list[dict[str, An
     if ids.get("componentOf"):
         actions.append({"action": "c2pa.placed",
                         "parameters": {"ingredientIds": ids["componentOf"]}})
+    if facts.operation == "upscale":
+        actions.append({"action": "c2pa.resized", "digitalSourceType": ENHANCED_SOURCE_TYPE,
+                        "softwareAgent": easel})
+        return actions
     actions.append({"action": "c2pa.edited", "digitalSourceType": EDITED_SOURCE_TYPE,
                     "softwareAgent": easel})
     return actions
