@@ -1,9 +1,10 @@
 """What an edit costs: seconds per image drawn from an input (image-to-image, inpainting, at
 strength 0.6; editing by instruction from one reference image) per tier family, next to
-text-to-image at the same schedule, median of N.
+text-to-image at the same schedule, median of N; and what an upscale costs (x2, x4) on the
+upscale tier's stand-in and on Swin2SR's full-size architecture (random weights).
 
     .venv/bin/python bench/images_in.py [--families flux2,zimage,qwenimage,mini] [--size 128]
-        [--repeats 5] [--threads 2]
+        [--repeats 5] [--threads 2] [--upscale-sizes 64,128]
 
 On the tiny stand-ins (untrained, random weights) this measures easel's overheads around the
 diffusers pipelines (input conversion, the img2img/inpaint views, the VAE encode of the input,
@@ -26,6 +27,8 @@ from easel.domain.errors import InferenceError
 from easel.domain.generation import EngineBatch, ImageSpec, Operation
 from easel.engine import Engine
 from easel.engine.families import input_pipeline
+from easel.engine.pipelines import TINY_UPSCALER
+from easel.engine.upscaler import Upscaler
 
 STEPS = {"flux2": 4, "zimage": 8, "qwenimage": 10, "mini": 20}  # catalog: 4, 8, 50, 20
 GUIDANCE = {"flux2": 1.0, "zimage": 0.0, "qwenimage": 4.0, "mini": 3.0}  # catalog defaults
@@ -64,6 +67,45 @@ def seconds_per_image(engine: Engine, job: EngineBatch, repeats: int) -> tuple[f
     return statistics.median(times), steps[-1]
 
 
+def upscale_batch(size: int, factor: int) -> EngineBatch:
+    picture = inputs(size)["picture"]
+    return EngineBatch(TINY_UPSCALER, "swin2sr", size * factor, size * factor, 1, 0.0,
+                       (ImageSpec("", 7, init="picture"),), operation=Operation.UPSCALE,
+                       inputs={"picture": picture}, upscale_factor=factor)
+
+
+def full_size_upscaler() -> Upscaler:
+    """Swin2SR as caidas/swin2SR-realworld-sr-x4-64-bsrgan-psnr's config.json has it (embed 180,
+    six stages of six layers, six heads, window 8, x4 pixel shuffle, 12M parameters), with
+    random weights: what the real model costs, not what it draws."""
+    from transformers import Swin2SRConfig, Swin2SRForImageSuperResolution
+
+    config = Swin2SRConfig(embed_dim=180, depths=[6] * 6, num_heads=[6] * 6, window_size=8,
+                           mlp_ratio=2.0, upscale=4, upsampler="nearest+conv",
+                           resi_connection="1conv", img_range=1.0)
+    return Upscaler(Swin2SRForImageSuperResolution(config).eval())
+
+
+def upscale_rows(engine: Engine, sizes: list[int], repeats: int) -> None:
+    print("\n| upscaler | input | x2 s | x4 s |\n|---|---|---|---|")
+    for size in sizes:
+        cells = [f"{seconds_per_image(engine, upscale_batch(size, f), repeats)[0]:.3f}"
+                 for f in (2, 4)]
+        print(f"| easel/tiny-swin2sr (stand-in) | {size}x{size} | " + " | ".join(cells) + " |")
+    full = full_size_upscaler()
+    for size in sizes:
+        picture = inputs(size)["picture"][None]
+        full.enlarge(picture)  # warm-up
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            full.enlarge(picture)  # x4: x2 resamples this output (a few ms more)
+            times.append(time.perf_counter() - start)
+        seconds = statistics.median(times)
+        print(f"| Swin2SR full size, random weights | {size}x{size} | {seconds:.3f} "
+              f"| {seconds:.3f} |")
+
+
 def can(family: str, operation: Operation) -> bool:
     if operation is Operation.TEXT:
         return True
@@ -80,6 +122,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--upscale-sizes", default="64,128")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as cache:
@@ -91,7 +134,7 @@ def main() -> None:
         print("|---|---|---|---|---|---|")
         for family in args.families.split(","):
             cells = []
-            for operation in Operation:
+            for operation in (o for o in Operation if o is not Operation.UPSCALE):
                 if not can(family, operation):
                     cells.append("refused")
                     continue
@@ -100,6 +143,7 @@ def main() -> None:
                 cells.append(f"{seconds:.3f}" if operation is Operation.TEXT
                              else f"{seconds:.3f} ({ran})")
             print(f"| {family} | {STEPS[family]} | " + " | ".join(cells) + " |")
+        upscale_rows(engine, [int(s) for s in args.upscale_sizes.split(",")], args.repeats)
 
 
 if __name__ == "__main__":

@@ -186,6 +186,9 @@ def family_of(name: str) -> Family:
 def input_pipeline(name: str, operation: Operation) -> str:
     """The diffusers class that draws `operation` from an input image in family `name`."""
     assert operation is not Operation.TEXT
+    if operation is Operation.UPSCALE:
+        raise InferenceError(f"the {name} family draws; upscaling is an upscaler's (the catalog's "
+                             "upscale tier), not a diffusers pipeline's")
     family = family_of(name)
     if operation is Operation.REFERENCE:
         if not family.references or family.pipeline is None:

@@ -546,11 +546,11 @@ def mini() -> Any:
 
 
 def swin2sr() -> Any:
-    """The upscale tier's stand-in: transformers' Swin2SR at x4, as the real weights are, with
-    one tiny stage (its outputs are noise, at the real sizes)."""
+    """The upscale tier's stand-in: transformers' Swin2SR at x4 with the real weights' upsampler
+    (nearest+conv) and one tiny stage (its outputs are noise, at the real sizes)."""
     from transformers import Swin2SRConfig, Swin2SRForImageSuperResolution
 
     config = Swin2SRConfig(image_size=32, embed_dim=8, depths=[1], num_heads=[1], window_size=8,
-                           mlp_ratio=1.0, upscale=4, upsampler="pixelshuffle",
+                           mlp_ratio=1.0, upscale=4, upsampler="nearest+conv",
                            drop_path_rate=0.0)
     return Swin2SRForImageSuperResolution(config).eval()
