@@ -5,6 +5,7 @@ imageUUID, and every refusal as Runware words it (invalid<Param>, unsupported<Pa
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -294,7 +295,7 @@ def test_an_upscale_of_an_upload_answers_under_its_own_task_type(edge: Edge,
     (call,) = edge.engine.calls
     assert (call.operation, call.width, call.height) == (Operation.UPSCALE, 384, 256)
     assert call.source == "easel/tiny-swin2sr"  # no weights here: the stand-in
-    served = Image.open(__import__("io").BytesIO(edge.client.get(item["imageURL"]).content))
+    served = Image.open(io.BytesIO(edge.client.get(item["imageURL"]).content))
     assert served.size == (384, 256)
 
 

@@ -21,8 +21,10 @@ from easel.api.dialects.runware.schemas import (
     ImageInferenceTask,
     ModelSearchTask,
     RunwareError,
+    UpscaleTask,
     parse_image_inference,
     parse_model_search,
+    parse_upscale,
     tasks_schema,
 )
 from easel.api.dialects.runware.tasks import TASK_TYPES
@@ -99,9 +101,16 @@ def test_runware_documents_every_task_its_parser_reads(document: dict[str, Any])
     # steps, CFGScale, scheduler and the legacy checkNsfw are read, so they are documented
     assert {"steps", "CFGScale", "scheduler", "checkNsfw", "checkNSFW"} <= set(
         inference["properties"])
-    task_types = {branch["properties"]["taskType"]["const"]
-                  for branch in tasks_schema()["items"]["anyOf"]}
+    task_types = {name for branch in tasks_schema()["items"]["anyOf"]
+                  for name in branch["properties"]["taskType"].get(
+                      "enum", [branch["properties"]["taskType"].get("const")])}
     assert task_types == set(TASK_TYPES)  # every task the runner takes, and no other
+    upscale = model_schema(UpscaleTask)
+    minimal = {"taskType": "upscale", "taskUUID": str(uuid.uuid4()), "inputImage": "x"}
+    for name, field in upscale["properties"].items():
+        body = {**minimal, name: sample(field)}
+        assert not refused_as_unknown(parse_upscale, body, name), (name, body)
+    assert refused_as_unknown(parse_upscale, {**minimal, "frobnicate": 1}, "frobnicate")
     search = model_schema(ModelSearchTask)
     minimal = {"taskType": "modelSearch", "taskUUID": str(uuid.uuid4())}
     for name, field in search["properties"].items():

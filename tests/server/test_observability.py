@@ -50,7 +50,7 @@ def test_metrics_have_process_series_models_and_stand_ins_and_no_created(server:
     stand_ins = {labels["tier"]: (labels["stand_in"], value)
                  for labels, value in found["easel_tier_stand_in"]}
     assert stand_ins["fast"] == ("easel/mini", 1.0)
-    assert set(stand_ins) == {"fast", "standard", "ultra", "mini"}
+    assert set(stand_ins) == {"fast", "standard", "ultra", "mini", "upscale"}
     assert stand_ins["mini"][1] == 0.0  # easel-mini's own tier runs on its shipped weights
     assert "# TYPE easel_accelerator_memory_bytes gauge" in text  # no samples on the CPU
     assert "easel_accelerator_memory_bytes" not in found
@@ -60,7 +60,7 @@ def test_info_names_the_device_and_the_loaded_models(server: Server) -> None:
     info = httpx.get(f"{server.url}/easel/info", timeout=30).json()
     assert info["engine"] == {"device": "cpu", "loaded_models": ["easel/mini"],
                               "memory_bytes": {}, "loaded_loras": {}}
-    assert set(info["stand_ins_serving"]) == {"fast", "standard", "ultra"}
+    assert set(info["stand_ins_serving"]) == {"fast", "standard", "ultra", "upscale"}
     standard = next(t for t in info["tiers"] if t["tier"] == "standard")
     assert standard["license"]["id"] and standard["stand_in"] == "easel/mini"
 

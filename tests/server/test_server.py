@@ -3,10 +3,12 @@ SIGKILL mid-job loses nothing. Its routes are tested in-process (tests/edge/test
 
 from __future__ import annotations
 
+import io
 import time
 from collections.abc import Callable
 
 import httpx
+from PIL import Image
 
 from easel.services.images.inputs import input_keys
 from tests.edge.test_images_in import data_uri, half_mask, picture, png
@@ -104,3 +106,33 @@ def test_sigkill_mid_edit_then_restart_completes_it_from_its_kept_inputs(
     assert srv.db("SELECT status, attempts FROM jobs") == [("completed", 2)]
     assert httpx.get(item["imageURL"]).status_code == 200
     assert not any(path.exists() for path in kept)  # the inputs lived as long as the job
+
+
+def test_sigkill_mid_upscale_then_restart_completes_it_from_its_kept_input(
+    make_server: Callable[..., Server],
+) -> None:
+    """An accepted upscale survives kill -9 the same way: its input is kept under its id, the
+    restarted worker enlarges it, and it goes once the job completes."""
+    srv = make_server(small=False, step_seconds=1.0, EASEL_LEASE_SECONDS=2)
+    srv.start()
+    task = {"taskType": "upscale", "taskUUID": "0b7e3c1a-5d2f-4e8a-9c61-3f4a2b1c0d9e",
+            "inputImage": data_uri(png(picture())), "upscaleFactor": 4,
+            "deliveryMethod": "async"}
+    assert "errors" not in srv.post([task]).json()
+    (job_id,) = srv.db("SELECT id FROM jobs")[0]
+    kept = srv.data_dir / "images" / input_keys(job_id)[0]
+    deadline = time.monotonic() + 60
+    while srv.db("SELECT status FROM jobs") != [("processing",)]:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    srv.kill()
+    assert kept.exists()
+
+    srv.start()
+    (item,) = poll_until_done(srv, task["taskUUID"])
+    assert item["taskType"] == "upscale"
+    assert srv.db("SELECT status, attempts FROM jobs") == [("completed", 2)]
+    image = httpx.get(item["imageURL"])
+    assert image.status_code == 200
+    assert Image.open(io.BytesIO(image.content)).size == (384, 256)
+    assert not kept.exists()
