@@ -14,7 +14,7 @@ test: dev-setup
 	./scripts/system-deps
 	# Three test processes on two cores: much of the suite waits on servers, browsers and SDK
 	# subprocesses (one file per process: its servers and fixtures stay with it).
-	.venv/bin/python -m pytest -n 3 --dist loadfile
+	.venv/bin/python -m pytest -n 3 --dist loadfile --durations=15
 
 lint: dev-setup
 	.venv/bin/ruff check src tests bench examples
