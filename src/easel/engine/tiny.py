@@ -353,20 +353,15 @@ def zimage() -> Any:
     )
 
 
-# Qwen2.5-VL's vision tokens, after the byte vocabulary and the chat tokens of _qwen_tokenizer
-# (ids 259..261): the edit pipeline's prompt shows each image between them.
-_VISION_TOKENS = ("<|vision_start|>", "<|vision_end|>", "<|image_pad|>")
-
-
-def _qwen_vl(vision_tokens: dict[str, int] | None = None) -> Any:
-    """A tiny Qwen2.5-VL; with `vision_tokens` (token -> id) it reads images at those ids."""
+def qwenimage() -> Any:
+    """Qwen-Image: Qwen2.5-VL text encoder, a causal 3D VAE (one frame), 2x2 latent patches."""
+    from diffusers import (
+        AutoencoderKLQwenImage,
+        QwenImagePipeline,
+        QwenImageTransformer2DModel,
+    )
     from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
 
-    ids = {}
-    if vision_tokens is not None:
-        ids = {"vision_start_token_id": vision_tokens["<|vision_start|>"],
-               "vision_end_token_id": vision_tokens["<|vision_end|>"],
-               "image_token_id": vision_tokens["<|image_pad|>"]}
     config = Qwen2_5_VLConfig(
         text_config={
             "vocab_size": 320, "hidden_size": 16, "intermediate_size": 32,
@@ -377,15 +372,8 @@ def _qwen_vl(vision_tokens: dict[str, int] | None = None) -> Any:
         },
         vision_config={"depth": 1, "hidden_size": 16, "intermediate_size": 16, "num_heads": 2,
                        "out_hidden_size": 16},
-        vocab_size=320, **ids,
+        vocab_size=320,
     )
-    return Qwen2_5_VLForConditionalGeneration(config).eval()
-
-
-def _qwenimage_parts() -> tuple[Any, Any]:
-    """Qwen-Image's denoiser and VAE, tiny: shared by the text-to-image and edit stand-ins."""
-    from diffusers import AutoencoderKLQwenImage, QwenImageTransformer2DModel
-
     transformer = QwenImageTransformer2DModel(
         patch_size=2,
         in_channels=16,  # 4 latent channels x 2x2 patch
@@ -405,35 +393,13 @@ def _qwenimage_parts() -> tuple[Any, Any]:
         latents_mean=[0.0] * 4,
         latents_std=[1.0] * 4,
     )
-    return transformer.eval(), vae.eval()
-
-
-def qwenimage() -> Any:
-    """Qwen-Image: Qwen2.5-VL text encoder, a causal 3D VAE (one frame), 2x2 latent patches."""
-    from diffusers import QwenImagePipeline
-
-    transformer, vae = _qwenimage_parts()
-    return QwenImagePipeline(scheduler=qwenimage_scheduler(), vae=vae, text_encoder=_qwen_vl(),
-                             tokenizer=_qwen_tokenizer(), transformer=transformer)
-
-
-def qwenimage_edit() -> Any:
-    """Qwen-Image-Edit-2509 (QwenImageEditPlusPipeline): Qwen-Image's parts, with the text
-    encoder shown the images through a Qwen2-VL processor (its own image processor: 14-pixel
-    patches merged 2x2, as the real one)."""
-    from diffusers import QwenImageEditPlusPipeline
-    from transformers import Qwen2VLImageProcessor, Qwen2VLProcessor
-
-    tokenizer = _qwen_tokenizer()
-    tokenizer.add_special_tokens({"additional_special_tokens": [
-        "<|im_start|>", "<|im_end|>", *_VISION_TOKENS]})
-    vision = {token: tokenizer.convert_tokens_to_ids(token) for token in _VISION_TOKENS}
-    processor = Qwen2VLProcessor(image_processor=Qwen2VLImageProcessor(),
-                                 tokenizer=tokenizer)  # no video processor: it needs torchvision
-    transformer, vae = _qwenimage_parts()
-    return QwenImageEditPlusPipeline(scheduler=qwenimage_scheduler(), vae=vae,
-                                     text_encoder=_qwen_vl(vision), tokenizer=tokenizer,
-                                     processor=processor, transformer=transformer)
+    return QwenImagePipeline(
+        scheduler=qwenimage_scheduler(),
+        vae=vae.eval(),
+        text_encoder=Qwen2_5_VLForConditionalGeneration(config).eval(),
+        tokenizer=_qwen_tokenizer(),
+        transformer=transformer.eval(),
+    )
 
 
 def sd3() -> Any:
