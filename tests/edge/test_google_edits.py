@@ -173,3 +173,14 @@ def test_text_to_image_on_the_upscale_model_asks_for_the_image(edge: Edge) -> No
     error = reply.json()["error"]
     assert error["details"][0]["fieldViolations"][0]["field"] == "instances[0].image"
     assert "upscales an image" in error["message"]
+
+
+def test_an_image_to_upscale_sent_without_a_factor_says_where_it_goes(edge: Edge) -> None:
+    image = {"bytesBase64Encoded": base64.b64encode(png(picture())).decode()}
+    body = {"instances": [{"prompt": "a fox", "image": image}], "parameters": {"sampleCount": 1}}
+    path = PATH.replace("imagen-3.0-capability-001", "imagen-4.0-generate-001")
+    reply = edge.client.post(path, json=body, headers={"Authorization": f"Bearer {KEY}"})
+    assert reply.status_code == 400, reply.text
+    error = reply.json()["error"]
+    assert error["details"][0]["fieldViolations"][0]["field"] == "instances[0].image"
+    assert "is the upscale model's input" in error["message"]

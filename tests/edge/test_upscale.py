@@ -82,7 +82,10 @@ def test_the_job_says_what_it_did_and_its_cost(edge: Edge) -> None:
 
 @pytest.mark.parametrize(("fields", "status", "parameter", "words"), [
     ({"upscale": 5}, 400, "upscale", "upscale"),
-    ({"upscale": None}, 400, "image", "upscales an image"),
+    ({"upscale": None}, 400, "image", "only upscales; ask for an upscale"),
+    ({"prompt": "a fox"}, 400, "prompt", "not both"),
+    ({"aspect_ratio": "16:9"}, 400, "aspect_ratio", "its shape times the factor"),
+    ({"enhance_prompt": True}, 400, "enhance_prompt", "not both"),
     ({"image": None}, 400, "upscale", "needs an image"),
     ({"strength": 0.5}, 400, "strength", "not both"),
     ({"mask": "x"}, 400, "mask", "not both"),

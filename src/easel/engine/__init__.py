@@ -57,7 +57,7 @@ from easel.engine.pipelines import (
     scheduled,
 )
 from easel.engine.previews import CleanImageTap
-from easel.engine.upscaler import Upscaler, upscale_batch
+from easel.engine.upscaler import Upscaler, is_upscaler_folder, upscale_batch
 from easel.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -192,8 +192,12 @@ class Engine:
         self.pipeline(source)
 
     def _make_room(self, source: str) -> None:
-        while len(self._pipelines) >= self.max_loaded:
-            self._evict_oldest()
+        # max_loaded counts the diffusion pipelines: an upscaler (tens of MB) takes no slot, so
+        # an upscale between two drawings does not unload a model of several GB.
+        if not self._is_upscaler(source):
+            while sum(not isinstance(p, Upscaler) for p in self._pipelines.values()) \
+                    >= self.max_loaded:
+                self._evict_oldest(drawing_only=True)
         if not self.device.startswith("cuda"):
             return
         local = resolve_local_path(source, self.cache_dir)
@@ -203,8 +207,14 @@ class Engine:
         while self._pipelines and need > torch.cuda.mem_get_info()[0]:
             self._evict_oldest()
 
-    def _evict_oldest(self) -> None:
-        oldest, _ = self._pipelines.popitem(last=False)
+    def _is_upscaler(self, source: str) -> bool:
+        local = None if is_single_file(source) else resolve_local_path(source, self.cache_dir)
+        return local is not None and is_upscaler_folder(local)
+
+    def _evict_oldest(self, drawing_only: bool = False) -> None:
+        oldest = next(s for s, p in self._pipelines.items()
+                      if not drawing_only or not isinstance(p, Upscaler))
+        self._pipelines.pop(oldest)
         self._refiners.pop(oldest, None)
         self._inpainters.pop(oldest, None)
         self._adapters.pop(oldest, None)  # their layers live in the pipeline's modules

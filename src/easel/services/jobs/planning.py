@@ -204,6 +204,9 @@ class Plan:
         `step_seconds` per step and megapixel), for every image, pass and refine. The
         scheduler charges callers by it, not by requests."""
         megapixels = self.request.width * self.request.height / WORK_PIXELS
+        if self.request.upscale_factor:  # the x4 model's output, whatever the factor asked
+            factor = self.request.upscale_factor
+            megapixels *= 16 / (factor * factor)
         steps = float(self.backend.steps)
         two_pass = self.two_pass
         if two_pass is not None:  # the base at a quarter of the pixels, then a partial refine
@@ -349,8 +352,12 @@ def check_upscaling(generation: GenerationInput, model: Model, catalog: Catalog,
     upscale = generation.images_in.upscale if generation.images_in is not None else None
     if model.upscales and upscale is None:
         name = names("image")
-        raise EaselError(ErrorKind.MISSING, f"{name}: {model.id} upscales an image and draws "
-                         "nothing from text; send the image to enlarge", name)
+        if generation.images_in is None:
+            raise EaselError(ErrorKind.MISSING, f"{name}: {model.id} upscales an image and "
+                             "draws nothing from text; send the image to enlarge", name)
+        raise EaselError(ErrorKind.UNSUPPORTED, f"{name}: {model.id} only upscales; ask for an "
+                         "upscale (a factor: easel's `upscale`, Runware's upscale task, "
+                         "Google's upscaleConfig) or name a model that draws", name)
     if upscale is not None and not model.upscales:
         ids = sorted(m.id for m in catalog.models_for(model.provider) if m.upscales)
         raise EaselError(ErrorKind.UNSUPPORTED, f"{upscale.parameter}: {model.id} draws images "

@@ -79,16 +79,28 @@ def _images_in(wire: JobInput) -> ImagesIn | None:
         return None
     image = ImageInput("image", text=wire.image)
     if wire.upscale is not None:
-        for name in ("mask", "strength", "outpaint"):
-            if getattr(wire, name) is not None:
-                raise invalid(name, f"{name}: an upscale enlarges the image as it is; send "
-                                    f"{name} or upscale, not both")
+        _check_upscale(wire)
         return ImagesIn(image, upscale=Upscale(wire.upscale, "upscale"))
     if wire.outpaint is not None:
         return ImagesIn(image, None, wire.strength, default_strength=1.0,
                         outpaint=_outpaint(wire))
     mask = None if wire.mask is None else ImageInput("mask", text=wire.mask)
     return ImagesIn(image, mask, wire.strength)
+
+
+def _check_upscale(wire: JobInput) -> None:
+    """An upscale enlarges the image as it is, to its own shape times the factor: what would
+    draw or size it is refused by name, not ignored."""
+    drawing = {"mask": wire.mask is not None, "strength": wire.strength is not None,
+               "outpaint": wire.outpaint is not None, "prompt": bool(wire.prompt),
+               "negative_prompt": bool(wire.negative_prompt),
+               "enhance_prompt": wire.enhance_prompt,
+               "aspect_ratio": "aspect_ratio" in wire.model_fields_set,
+               "resolution": "resolution" in wire.model_fields_set}
+    for name, sent in drawing.items():
+        if sent:
+            raise invalid(name, f"{name}: an upscale enlarges the image as it is (its shape "
+                                f"times the factor); send {name} or upscale, not both")
 
 
 def _outpaint(wire: JobInput) -> Outpaint:

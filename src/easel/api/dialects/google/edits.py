@@ -85,6 +85,10 @@ def upscaling(wire: PredictRequest) -> ImagesIn | None:
         raise EaselError(ErrorKind.UNSUPPORTED, f"{name}.gcsUri: easel reads no Cloud Storage; "
                          "send bytesBase64Encoded", f"{name}.gcsUri")
     factor = p.upscaleConfig.upscaleFactor if p.upscaleConfig is not None else None
+    if factor is None and p.mode is None and p.upscaleConfig is None:
+        raise invalid(name, f"{name} is the upscale model's input: send it with "
+                            f"{UPSCALE_FACTOR} to imagen-4.0-upscale-preview, or send "
+                            f"{REFS} to edit")
     if factor is None:
         raise EaselError(ErrorKind.MISSING, f"{UPSCALE_FACTOR} is required: \"x2\", \"x3\" or "
                          "\"x4\"", UPSCALE_FACTOR)

@@ -198,7 +198,9 @@ def task_error(job: Job) -> RunwareError | None:
     if all_withheld(job) is None:
         return None
     kind = ErrorKind.CONTENT_BLOCKED
-    return RunwareError(ERRORS.code(kind), withheld_message(job), NAMES("prompt"),
+    # What was checked: the prompt's images, or an upscale's (it has no prompt).
+    checked = "inputImage" if task_type_of(job) != TASK_TYPE else NAMES("prompt")
+    return RunwareError(ERRORS.code(kind), withheld_message(job), checked,
                         status=ERRORS.status_of(kind), task_type=task_type_of(job),
                         task_uuid=job.client_id)
 
