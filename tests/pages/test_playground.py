@@ -649,11 +649,7 @@ def test_an_image_is_dropped_painted_inpainted_shown_beside_and_its_code_runs(
     assert "data:image/png" not in stored and len(stored) < 50_000  # a thumbnail, not the image
 
     scope = f".job[data-job-id='{job_id}']"
-    page.locator(f"{scope} details").evaluate("details => { details.open = true; }")
-    codes = {}
-    for tab in page.locator(f"{scope} .tabs button").all():
-        tab.click()
-        codes[tab.get_attribute("data-dialect")] = page.locator(f"{scope} .snippet").inner_text()
+    codes = card_codes(page, scope)
     assert set(codes) == {"curl", "aiml", "runware"}, set(codes)
     mask = Image.new("L", (96, 64), 0)
     mask.paste(255, (50, 10, 90, 50))
@@ -728,11 +724,7 @@ def test_an_image_is_upscaled_by_the_upscale_tier_and_its_code_runs(
     shot(page, "upscaled")
 
     scope = f".job[data-job-id='{job_id}']"
-    page.locator(f"{scope} details").evaluate("details => { details.open = true; }")
-    codes = {}
-    for tab in page.locator(f"{scope} .tabs button").all():
-        tab.click()
-        codes[tab.get_attribute("data-dialect")] = page.locator(f"{scope} .snippet").inner_text()
+    codes = card_codes(page, scope)
     assert set(codes) == {"curl", "runware", "google"}, set(codes)
     env = {**os.environ, "EASEL_API_KEY": KEY}
     made = subprocess.run(["bash", "-euo", "pipefail", "-c", codes["curl"]], cwd=tmp_path,

@@ -213,15 +213,9 @@ class OutpaintMargins(_Task):
         return self
 
 
-class ImageInferenceTask(_Task):
-    taskType: Literal["imageInference"]
-    taskUUID: TaskUUID
-    model: StrictStr
-    positivePrompt: StrictStr
-    negativePrompt: StrictStr | None = None
-    width: WireInt | None = Field(None, description="With height: one of the model's sizes")
-    height: WireInt | None = None
-    numberResults: WireInt = 1
+class _Delivered(_Task):
+    """What every task that makes images takes for its output and its delivery."""
+
     outputType: Annotated[OutputType | list[OutputType], BeforeValidator(_output_types)] = "URL"
     outputFormat: Annotated[Literal["JPG", "JPEG", "PNG", "WEBP"],
                             BeforeValidator(_output_format),
@@ -231,12 +225,35 @@ class ImageInferenceTask(_Task):
     ttl: Annotated[WireInt, Field(ge=MIN_TTL, description="Seconds an image URL lives")] | None \
         = None
     includeCost: StrictBool = False
-    seed: WireInt | None = None
     safety: Safety | None = None
-    checkNSFW: StrictBool | None = Field(None, description="Legacy: safety.checkContent")
-    checkNsfw: StrictBool | None = Field(None, description="Legacy: safety.checkContent")
     webhookURL: StrictStr | None = None
     uploadEndpoint: StrictStr | None = None
+
+    @model_validator(mode="after")
+    def _ttl_of_urls(self) -> _Delivered:
+        if self.ttl is not None and "URL" not in self.output_types:
+            raise RunwareError("invalidTtl", "ttl applies to URL outputs only (outputType URL)",
+                               "ttl")
+        return self
+
+    @property
+    def output_types(self) -> tuple[str, ...]:
+        values = self.outputType if isinstance(self.outputType, list) else [self.outputType]
+        return tuple(dict.fromkeys(values))
+
+
+class ImageInferenceTask(_Delivered):
+    taskType: Literal["imageInference"]
+    taskUUID: TaskUUID
+    model: StrictStr
+    positivePrompt: StrictStr
+    negativePrompt: StrictStr | None = None
+    width: WireInt | None = Field(None, description="With height: one of the model's sizes")
+    height: WireInt | None = None
+    numberResults: WireInt = 1
+    seed: WireInt | None = None
+    checkNSFW: StrictBool | None = Field(None, description="Legacy: safety.checkContent")
+    checkNsfw: StrictBool | None = Field(None, description="Legacy: safety.checkContent")
     providerSettings: dict[str, Any] | None = Field(
         None, description="providerSettings.google.enhancePrompt rewrites the prompt")
     steps: WireInt | None = None
@@ -260,15 +277,7 @@ class ImageInferenceTask(_Task):
         if (self.width is None) != (self.height is None):
             name = "height" if self.height is None else "width"
             raise RunwareError(f"missing{_cap(name)}", f"{name} is required", name)
-        if self.ttl is not None and "URL" not in self.output_types:
-            raise RunwareError("invalidTtl", "ttl applies to URL outputs only (outputType URL)",
-                               "ttl")
         return self
-
-    @property
-    def output_types(self) -> tuple[str, ...]:
-        values = self.outputType if isinstance(self.outputType, list) else [self.outputType]
-        return tuple(dict.fromkeys(values))
 
 
 class _Poll(_Task):
@@ -341,7 +350,7 @@ class UpscaleInputs(_Task):
     image: StrictStr | None = None
 
 
-class UpscaleTask(_Task):
+class UpscaleTask(_Delivered):
     """Runware's `upscale` (runware-sdk, today's docs) and `imageUpscale` (runware 0.5.24):
     `inputImage` or `inputs.image` enlarged `upscaleFactor` times each side."""
 
@@ -353,23 +362,6 @@ class UpscaleTask(_Task):
     upscaleFactor: WireInt = Field(2, description="2, 3 or 4")
     targetMegapixels: WireInt | None = None
     settings: dict[str, Any] | None = None
-    outputType: Annotated[OutputType | list[OutputType], BeforeValidator(_output_types)] = "URL"
-    outputFormat: Annotated[Literal["JPG", "JPEG", "PNG", "WEBP"],
-                            BeforeValidator(_output_format),
-                            Field(description="Any case")] = "JPG"
-    outputQuality: Annotated[WireInt, Field(ge=QUALITY_RANGE[0], le=QUALITY_RANGE[1])] = 95
-    deliveryMethod: Literal["sync", "async"] = "sync"
-    ttl: Annotated[WireInt, Field(ge=MIN_TTL, description="Seconds an image URL lives")] | None \
-        = None
-    includeCost: StrictBool = False
-    safety: Safety | None = None
-    webhookURL: StrictStr | None = None
-    uploadEndpoint: StrictStr | None = None
-
-    @property
-    def output_types(self) -> tuple[str, ...]:
-        values = self.outputType if isinstance(self.outputType, list) else [self.outputType]
-        return tuple(dict.fromkeys(values))
 
 
 TASKS: tuple[type[BaseModel], ...] = (ImageInferenceTask, GetResponseTask, GetTaskDetailsTask,
@@ -558,9 +550,6 @@ def parse_upscale(task: dict[str, Any]) -> Upscaling:
                                         "no settings")):
         if value is not None:
             raise RunwareError(f"unsupported{_cap(name)}", f"{name} is not served: {why}", name)
-    if wire.ttl is not None and "URL" not in wire.output_types:
-        raise RunwareError("invalidTtl", "ttl applies to URL outputs only (outputType URL)",
-                           "ttl")
     image = _one_of(("inputImage", wire.inputImage),
                     ("inputs.image", (wire.inputs or UpscaleInputs()).image))
     if image is None:
