@@ -624,6 +624,19 @@ def generated_edit(page: Any) -> tuple[str, str]:
     return job_id, page.locator(f".job[data-job-id='{job_id}'] .input-caption").inner_text()
 
 
+def run_as_printed(codes: dict[str, str], folder: Path, sdks: dict[str, str]) -> None:
+    """The curl tab run with bash, and each dialect's tab in its SDK's venv, from `folder`
+    (where photo.png and mask.png are), as a reader would run them."""
+    env = {**os.environ, "EASEL_API_KEY": KEY}
+    made = subprocess.run(["bash", "-euo", "pipefail", "-c", codes["curl"]], cwd=folder,
+                          capture_output=True, text=True, timeout=120, env=env)
+    assert made.returncode == 0 and len(made.stdout.strip()) == 36, made.stdout + made.stderr
+    for dialect, sdk in sdks.items():
+        run = subprocess.run([str(sdk_python(sdk)), "-c", codes[dialect]], cwd=folder,
+                             capture_output=True, text=True, timeout=300, env=env)
+        assert run.returncode == 0 and run.stdout.strip(), (dialect, run.stdout + run.stderr)
+
+
 def test_an_image_is_dropped_painted_inpainted_shown_beside_and_its_code_runs(
     page: Any, server: Server, tmp_path: Path
 ) -> None:
@@ -654,14 +667,7 @@ def test_an_image_is_dropped_painted_inpainted_shown_beside_and_its_code_runs(
     mask = Image.new("L", (96, 64), 0)
     mask.paste(255, (50, 10, 90, 50))
     mask.save(tmp_path / "mask.png")
-    env = {**os.environ, "EASEL_API_KEY": KEY}
-    made = subprocess.run(["bash", "-euo", "pipefail", "-c", codes["curl"]], cwd=tmp_path,
-                          capture_output=True, text=True, timeout=120, env=env)
-    assert made.returncode == 0 and len(made.stdout.strip()) == 36, made.stdout + made.stderr
-    for dialect, sdk in (("aiml", "openai"), ("runware", "runware-sdk")):
-        run = subprocess.run([str(sdk_python(sdk)), "-c", codes[dialect]], cwd=tmp_path,
-                             capture_output=True, text=True, timeout=300, env=env)
-        assert run.returncode == 0 and run.stdout.strip(), (dialect, run.stdout + run.stderr)
+    run_as_printed(codes, tmp_path, {"aiml": "openai", "runware": "runware-sdk"})
 
     page.locator(f"{scope} .edit-this").first.click()  # a result becomes the next input
     page.wait_for_selector("#edit-mode >> text=/^Image-to-image/")
@@ -726,14 +732,7 @@ def test_an_image_is_upscaled_by_the_upscale_tier_and_its_code_runs(
     scope = f".job[data-job-id='{job_id}']"
     codes = card_codes(page, scope)
     assert set(codes) == {"curl", "runware", "google"}, set(codes)
-    env = {**os.environ, "EASEL_API_KEY": KEY}
-    made = subprocess.run(["bash", "-euo", "pipefail", "-c", codes["curl"]], cwd=tmp_path,
-                          capture_output=True, text=True, timeout=120, env=env)
-    assert made.returncode == 0 and len(made.stdout.strip()) == 36, made.stdout + made.stderr
-    for dialect, sdk in (("runware", "runware-sdk"), ("google", "google-genai-3")):
-        run = subprocess.run([str(sdk_python(sdk)), "-c", codes[dialect]], cwd=tmp_path,
-                             capture_output=True, text=True, timeout=300, env=env)
-        assert run.returncode == 0 and run.stdout.strip(), (dialect, run.stdout + run.stderr)
+    run_as_printed(codes, tmp_path, {"runware": "runware-sdk", "google": "google-genai-3"})
     # Choosing a tier that draws gives the prompt and the strength back.
     page.locator(".tier-card[data-tier=standard]").click()
     assert not page.locator("#prompt").is_disabled()
