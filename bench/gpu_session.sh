@@ -14,6 +14,7 @@
 #   2. the same with fp8 (lossy: its PSNR against stock is in the rows)
 #   3. what partial images cost a job (issue #35), on the real architectures
 #   4. Ultra, 1024x1024, batch 1, lossless (when time is left)
+#   5. an upscale x4 of 512 and 1024 pixels on Swin2SR's full-size architecture (issue #31)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${OUT:-bench/results/gpu-session}
@@ -66,4 +67,7 @@ else
 fi
 step ultra-lossless 150 "$python" bench/gpu.py --archs "$ultra" --sizes "$size" --batches 1 \
     --repeats 2 "${fast[@]}" --out "$out/ultra-lossless.json"
+upscales=$([ "$gpu" = 1 ] && echo 512,1024 || echo 32)
+step upscale 60 "$python" -m bench.upscale --sizes "$upscales" --repeats 3 \
+    --out "$out/upscale.json"
 ls -la "$out"
