@@ -184,3 +184,19 @@ def test_an_image_to_upscale_sent_without_a_factor_says_where_it_goes(edge: Edge
     error = reply.json()["error"]
     assert error["details"][0]["fieldViolations"][0]["field"] == "instances[0].image"
     assert "is the upscale model's input" in error["message"]
+
+
+def test_what_an_upscale_cannot_use_is_named_as_ignored_and_a_seed_needs_no_watermark_off(
+    edge: Edge,
+) -> None:
+    image = {"bytesBase64Encoded": base64.b64encode(png(picture())).decode()}
+    reply = upscale(edge, {"prompt": "sharper", "image": image}, aspectRatio="16:9", seed=5,
+                    enhancePrompt=True)
+    assert reply.status_code == 200, reply.text
+    ignored = reply.headers["x-easel-ignored-fields"]
+    for name in ("prompt", "aspectRatio", "seed", "enhancePrompt"):
+        assert name in ignored, ignored
+    refused = upscale(edge, editMode="EDIT_MODE_INPAINT_INSERTION")
+    assert refused.status_code == 400, refused.text
+    assert refused.json()["error"]["details"][0]["fieldViolations"][0]["field"] == \
+        "parameters.editMode"

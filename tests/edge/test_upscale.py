@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 
 from easel.domain.generation import Operation
-from easel.services.jobs.planning import MAX_UPSCALED_SIDE
+from easel.domain.submission import MAX_UPSCALED_SIDE
 from tests.core.test_input_images import bomb_png
 from tests.edge.conftest import Edge
 from tests.edge.test_images_in import AUTH, data_uri, picture, png
@@ -86,7 +86,7 @@ def test_the_job_says_what_it_did_and_its_cost(edge: Edge) -> None:
     ({"prompt": "a fox"}, 400, "prompt", "not both"),
     ({"aspect_ratio": "16:9"}, 400, "aspect_ratio", "its shape times the factor"),
     ({"enhance_prompt": True}, 400, "enhance_prompt", "not both"),
-    ({"image": None}, 400, "upscale", "needs an image"),
+    ({"image": None}, 400, "image", "an upscale enlarges an image"),
     ({"strength": 0.5}, 400, "strength", "not both"),
     ({"mask": "x"}, 400, "mask", "not both"),
     ({"model": "google/imagen4"}, 400, "upscale", "does not upscale; name an upscaler"),
@@ -145,3 +145,19 @@ def test_x4_is_the_models_own_output(make_edge: Callable[..., Edge], engine: Any
         direct = model(pixel_values=pixels).reconstruction.clamp(0, 1)
     expected = (direct[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
     assert np.abs(out.astype(int) - expected.astype(int)).max() <= 1
+
+
+def test_a_task_id_used_again_with_another_factor_names_the_id_sent(edge: Edge) -> None:
+    assert submit(edge, task_id="my-upscale-1").status_code == 202
+    reply = submit(edge, task_id="my-upscale-1", upscale=4)
+    assert reply.status_code == 409, reply.text
+    error = reply.json()["error"]
+    assert error["parameter"] == "task_id" and "task_id my-upscale-1 was already used" in \
+        error["message"], error
+
+
+def test_the_model_list_says_what_an_upscaler_takes(edge: Edge) -> None:
+    listed = edge.client.get("/easel/models", headers=AUTH).json()
+    (model,) = [m for t in listed["tiers"] for m in t["models"] if m["id"] == UPSCALER]
+    assert (model["upscales"], model["upscale_factors"], model["max_side"]) == (
+        True, [2, 3, 4], MAX_UPSCALED_SIDE)

@@ -720,6 +720,12 @@ def test_an_image_is_upscaled_by_the_upscale_tier_and_its_code_runs(
                                                               "enlarged ×2")
     assert page.locator("#prompt").is_disabled()
     assert page.locator("#extend-row").is_hidden() and page.locator("#strength-row").is_hidden()
+    assert page.locator("#image-remove").is_visible()  # the picture can still be swapped
+    assert page.locator("#edit-legend").inner_text() == "The image to upscale"
+    # Past the largest side the server shrinks the input first: the page says the same size.
+    upscaled = httpx.get(f"{server.url}/easel/models", headers=AUTH).json()
+    model = next(m for t in upscaled["tiers"] for m in t["models"] if m["upscales"])
+    assert page.evaluate(f"upscaledSize(1500, 600, 4, {model['max_side']})") == [4096, 1636]
     page.select_option("#upscale_factor", "3")
     assert "the input ×3 (288×192)" in page.locator("#size-line").inner_text()
     shot(page, "upscale")

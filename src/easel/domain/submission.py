@@ -109,6 +109,9 @@ class Outpaint:
 # The factors an upscale may ask for: what Google (x2, x3, x4) and Runware (2, 4; once 3)
 # document.
 UPSCALE_FACTORS = (2, 3, 4)
+# The largest side an upscale produces: Runware's cap (a larger result shrinks the input
+# first), and about Google's 17 MP at 4096 x 4096.
+MAX_UPSCALED_SIDE = 4096
 
 
 @dataclass(frozen=True)

@@ -308,8 +308,14 @@ function updateSizeLine() {
   // From an image: its shape, at the model's nearest size (the server picks it).
   const extra = editImage ? margins() : null;
   const factor = upscaleFactor();
+  if (factor && !editImage) {
+    $("#size-line").textContent = "choose the picture to upscale";
+    return;
+  }
+  const [upWidth, upHeight] = factor
+    ? upscaledSize(editImage.width, editImage.height, factor, found.model.max_side) : [0, 0];
   const drawn = editImage && factor
-    ? `the input ×${factor} (${editImage.width * factor}×${editImage.height * factor})`
+    ? `the input ×${factor} (${upWidth}×${upHeight})`
     : editImage && extending()
     ? `the input's shape with the margins (${editImage.width + extra.left + extra.right}×` +
       `${editImage.height + extra.top + extra.bottom})`
@@ -368,6 +374,15 @@ function formRequest() {
 }
 
 const SIDES = ["top", "right", "bottom", "left"];
+
+/** The size an upscale produces, as the server decides it: the input times the factor, the
+ * input shrunk first (aspect kept) when that would pass `maxSide` a side. */
+function upscaledSize(width, height, factor, maxSide) {
+  if (Math.max(width, height) * factor <= maxSide) return [width * factor, height * factor];
+  const scale = Math.floor(maxSide / factor) / Math.max(width, height);
+  return [Math.max(1, Math.floor(width * scale)) * factor,
+    Math.max(1, Math.floor(height * scale)) * factor];
+}
 
 /** The factor asked for when the chosen model is an upscaler, else null. */
 function upscaleFactor() {
@@ -454,6 +469,7 @@ function removeImage() {
   masked = false;
   $("#edit-area").hidden = true;
   shapeFromImage(false);
+  updateEditMode();
   updateSizeLine();
 }
 
@@ -530,7 +546,12 @@ function updateEditMode() {
   const factor = upscaleFactor();
   // An upscaler enlarges the picture as it is: nothing to paint, extend, prompt or strengthen.
   for (const [id, off] of [["upscale-row", !factor], ["extend-row", Boolean(factor)],
-    ["strength-row", Boolean(factor)], ["brush-row", Boolean(factor)]]) $(`#${id}`).hidden = off;
+    ["strength-row", Boolean(factor)], ["brush-label", Boolean(factor)],
+    ["mask-clear", Boolean(factor)]]) $(`#${id}`).hidden = off;
+  // An upscaler needs the picture, and takes its shape from it.
+  $("#edit-legend").textContent = factor ? "The image to upscale" : "Start from an image";
+  $("#edit-optional").textContent = factor ? "(required)" : "(optional)";
+  shapeFromImage(Boolean(editImage) || Boolean(factor));
   $("#prompt").disabled = Boolean(factor);
   $("#prompt").title = factor ? "an upscale takes no prompt" : "";
   if (factor) {

@@ -29,6 +29,7 @@ from easel.domain.generation import (
 )
 from easel.domain.request import SEED_CEILING, GenerationRequest
 from easel.domain.submission import (
+    MAX_UPSCALED_SIDE,
     UPSCALE_FACTORS,
     AspectRatioSize,
     ExactSize,
@@ -391,11 +392,6 @@ def validate(
     backend.check_guidance(request.guidance_scale, names("guidance_scale"))
     backend.scheduler(request.scheduler, names("scheduler"))
     return model
-
-
-# The largest side an upscale produces: Runware's cap (a larger result shrinks the input
-# first), and about Google's 17 MP at 4096 x 4096.
-MAX_UPSCALED_SIDE = 4096
 
 
 def upscaled_size(width: int, height: int, factor: int) -> tuple[int, int]:

@@ -26,6 +26,8 @@ from easel.domain.lora import Adapter, LoraChoice
 from easel.domain.request import ImageFormat
 from easel.domain.safety import OnFlagged, PersonGeneration, SafetyInput, SafetyLevel
 from easel.domain.submission import (
+    MAX_UPSCALED_SIDE,
+    UPSCALE_FACTORS,
     AspectRatioSize,
     Caller,
     GenerationInput,
@@ -73,7 +75,10 @@ def to_submission(body: dict[str, Any], caller: Caller) -> Submission:
 
 def _images_in(wire: JobInput) -> ImagesIn | None:
     if wire.image is None:
-        for name in ("mask", "strength", "outpaint", "upscale"):
+        if wire.upscale is not None:
+            raise EaselError(ErrorKind.MISSING, "image: an upscale enlarges an image; send it",
+                             "image")
+        for name in ("mask", "strength", "outpaint"):
             if getattr(wire, name) is not None:
                 raise invalid(name, f"{name} needs an image to draw from (image)")
         return None
@@ -223,6 +228,8 @@ def _model_view(model: Model) -> dict[str, Any]:
     return {
         "id": model.id, "provider": model.provider, "resolutions": list(model.resolutions),
         "upscales": model.upscales,  # enlarges an image (`upscale`), draws nothing from text
+        **({"upscale_factors": list(UPSCALE_FACTORS), "max_side": MAX_UPSCALED_SIDE}
+           if model.upscales else {}),
         "max_images": model.max_images, "prompt_min": model.prompt_min,
         "prompt_max": model.prompt_max, "negative_prompt": model.negative_prompt,
         # A distilled model runs a negative prompt through true CFG: twice the time and price.

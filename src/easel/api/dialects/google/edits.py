@@ -74,6 +74,9 @@ def upscaling(wire: PredictRequest) -> ImagesIn | None:
                          "served; the one mode is \"upscale\"", "parameters.mode")
     if p.mode is None and p.upscaleConfig is None and instance.image is None:
         return None
+    if p.editMode is not None:
+        raise invalid("parameters.editMode", "parameters.editMode edits with referenceImages; "
+                      "an upscale takes none")
     name = "instances[0].image"
     if instance.referenceImages:
         raise invalid(REFS, f"an upscale enlarges {name}; send it without {REFS}")
@@ -94,6 +97,19 @@ def upscaling(wire: PredictRequest) -> ImagesIn | None:
                          "\"x4\"", UPSCALE_FACTOR)
     return ImagesIn(ImageInput(f"{name}.bytesBase64Encoded", text=data.bytesBase64Encoded),
                     upscale=Upscale(int(factor.removeprefix("x")), UPSCALE_FACTOR))
+
+
+def ignored_by_upscale(wire: PredictRequest) -> list[str]:
+    """What an upscale request may carry (Google's reference shows a prompt) but an upscale
+    cannot use: named in the reply's ignored fields, not refused."""
+    p = wire.parameters
+    sent = {"prompt": bool(wire.instances[0].prompt.strip()),
+            "aspectRatio": "aspectRatio" in p.model_fields_set,
+            "sampleImageSize": "sampleImageSize" in p.model_fields_set,
+            "enhancePrompt": p.enhancePrompt is not None, "seed": p.seed is not None,
+            "negativePrompt": p.negativePrompt is not None,
+            "guidanceScale": p.guidanceScale is not None}
+    return [name for name, given in sent.items() if given]
 
 
 def edit_prompt(wire: PredictRequest) -> str:

@@ -97,8 +97,9 @@ def to_submission(
     quality = DEFAULT_JPEG_QUALITY
     if options is not None and options.compressionQuality is not None:
         quality = max(1, options.compressionQuality)  # 0 and 1 encode alike
-    watermark = watermark_of(p)
     upscale = edits.upscaling(wire)
+    # An upscale draws nothing: a seed has nothing to reproduce (named as ignored below).
+    watermark = watermark_of(p) if upscale is None else p.addWatermark is not False
     drawn_from = upscale or edits.images_in(wire)
     # Google spells resolutions "1K"/"2K"; the catalog's are lower case. An edit with no
     # aspect ratio asked for keeps its image's shape.
@@ -106,16 +107,16 @@ def to_submission(
         AspectRatioSize(p.aspectRatio, p.sampleImageSize.lower())
     generation = GenerationInput(
         model=ModelChoice(model_id, provider=PROVIDER),
-        prompt=edits.edit_prompt(wire),
+        prompt=edits.edit_prompt(wire) if upscale is None else "",
         size=size,
         # An upscale makes one image.
         num_images=p.sampleCount if p.sampleCount is not None else (
             1 if upscale is not None else default_count),
-        negative_prompt=p.negativePrompt or None,
-        seed=p.seed,
+        negative_prompt=(p.negativePrompt or None) if upscale is None else None,
+        seed=p.seed if upscale is None else None,
         output_format=fmt,
         output_quality=quality,
-        guidance_scale=p.guidanceScale,
+        guidance_scale=p.guidanceScale if upscale is None else None,
         safety=SafetyInput(SafetyLevel(p.safetySetting or "block_medium_and_above"),
                            OnFlagged.WITHHOLD,
                            PersonGeneration(p.personGeneration or "allow_adult")),
@@ -130,8 +131,10 @@ def to_submission(
     if drawn_from is not None:
         names = NAMES.with_(image=drawn_from.image.parameter, **(
             {"mask": drawn_from.mask.parameter} if drawn_from.mask is not None else {}))
-    return PredictCall(Submission(DIALECT, caller, generation, names=names, echo=echo),
-                       ignored_fields(wire, fmt))
+    ignored = ignored_fields(wire, fmt)
+    if upscale is not None:
+        ignored += edits.ignored_by_upscale(wire)
+    return PredictCall(Submission(DIALECT, caller, generation, names=names, echo=echo), ignored)
 
 
 def watermark_of(p: Parameters) -> bool:
