@@ -22,14 +22,13 @@ from easel.api.replies import hold_of
 from easel.domain.errors import EaselError, Unauthenticated
 from easel.domain.submission import Caller
 
-from .schemas import UPSCALE_TASK_TYPES, Envelope, tasks_schema
+from .schemas import IMAGE_TASK_TYPES, Envelope, tasks_schema
 from .sessions import Sessions, make_websocket
 from .tasks import Outcome, auth_error, failed, is_auth, is_poll, parse_frame, run_task
 from .translate import (
     DIALECT,
     ERRORS,
     OVER_BUDGET_ADVICE,
-    TASK_TYPE,
     ReplyBudget,
     from_easel,
     webhook_body,
@@ -73,10 +72,6 @@ async def _in_order(
                           strict=True):
         outcomes[i] = outcome
     return [outcomes[i] for i in range(len(tasks))]
-
-
-# The tasks that make images.
-IMAGE_TASK_TYPES = (TASK_TYPE, *UPSCALE_TASK_TYPES)
 
 
 def _held(task: Any) -> bool:

@@ -344,6 +344,7 @@ class ImageUploadTask(_Task):
 
 
 UPSCALE_TASK_TYPES = ("upscale", "imageUpscale")  # today's name, and the legacy SDK's
+IMAGE_TASK_TYPES = (TASK_TYPE, *UPSCALE_TASK_TYPES)  # the tasks that make images
 
 
 class UpscaleInputs(_Task):
@@ -383,6 +384,32 @@ def tasks_schema() -> dict[str, Any]:
 
 
 @dataclass(frozen=True)
+class Output:
+    """What a task that makes images asks of its images and their delivery (_Delivered)."""
+
+    types: tuple[str, ...]
+    format: ImageFormat
+    quality: int
+    delivery_method: str
+    ttl: int | None
+    include_cost: bool
+    safety: dict[str, Any]
+    webhook_url: str | None
+    upload_endpoint: str | None
+
+
+def _output(wire: _Delivered, safety: dict[str, Any]) -> Output:
+    return Output(types=wire.output_types, format=OUTPUT_FORMATS[wire.outputFormat],
+                  quality=wire.outputQuality, delivery_method=wire.deliveryMethod, ttl=wire.ttl,
+                  include_cost=wire.includeCost, safety=safety, webhook_url=wire.webhookURL,
+                  upload_endpoint=wire.uploadEndpoint)
+
+
+def _safety(wire: _Delivered) -> dict[str, Any]:
+    return wire.safety.model_dump(exclude_none=True) if wire.safety is not None else {}
+
+
+@dataclass(frozen=True)
 class ImageInference:
     task_uuid: str
     model: str
@@ -391,16 +418,8 @@ class ImageInference:
     width: int | None
     height: int | None
     number_results: int
-    output_types: tuple[str, ...]
-    output_format: ImageFormat
-    output_quality: int
-    delivery_method: str
-    ttl: int | None
-    include_cost: bool
     seed: int | None
-    safety: dict[str, Any] = field(default_factory=dict)
-    webhook_url: str | None = None
-    upload_endpoint: str | None = None
+    output: Output
     provider_settings: dict[str, Any] = field(default_factory=dict)
     steps: int | None = None
     cfg_scale: float | None = None
@@ -412,17 +431,14 @@ class ImageInference:
 def parse_image_inference(task: dict[str, Any]) -> ImageInference:
     wire = _validated(ImageInferenceTask, task)
     assert isinstance(wire, ImageInferenceTask)
-    safety = wire.safety.model_dump(exclude_none=True) if wire.safety is not None else {}
+    safety = _safety(wire)
     if wire.checkNSFW or wire.checkNsfw:
         safety.setdefault("checkContent", True)
     return ImageInference(
         task_uuid=wire.taskUUID, model=wire.model, positive_prompt=wire.positivePrompt,
         negative_prompt=wire.negativePrompt, width=wire.width, height=wire.height,
-        number_results=wire.numberResults, output_types=wire.output_types,
-        output_format=OUTPUT_FORMATS[wire.outputFormat], output_quality=wire.outputQuality,
-        delivery_method=wire.deliveryMethod, ttl=wire.ttl, include_cost=wire.includeCost,
-        seed=wire.seed, safety=safety, webhook_url=wire.webhookURL,
-        upload_endpoint=wire.uploadEndpoint, provider_settings=wire.providerSettings or {},
+        number_results=wire.numberResults, seed=wire.seed, output=_output(wire, safety),
+        provider_settings=wire.providerSettings or {},
         steps=wire.steps, cfg_scale=wire.CFGScale, scheduler=wire.scheduler,
         loras=tuple(LoraChoice(lora.model, lora.weight) for lora in wire.lora or ()),
         images_in=images_in(wire),
@@ -530,15 +546,7 @@ class Upscaling:
     model: str | None
     image: ImageInput
     factor: int
-    output_types: tuple[str, ...]
-    output_format: ImageFormat
-    output_quality: int
-    delivery_method: str
-    ttl: int | None
-    include_cost: bool
-    safety: dict[str, Any] = field(default_factory=dict)
-    webhook_url: str | None = None
-    upload_endpoint: str | None = None
+    output: Output
 
 
 def parse_upscale(task: dict[str, Any]) -> Upscaling:
@@ -557,11 +565,7 @@ def parse_upscale(task: dict[str, Any]) -> Upscaling:
                            "image to upscale", "inputImage")
     return Upscaling(
         task_type=wire.taskType, task_uuid=wire.taskUUID, model=wire.model, image=image,
-        factor=wire.upscaleFactor, output_types=wire.output_types,
-        output_format=OUTPUT_FORMATS[wire.outputFormat], output_quality=wire.outputQuality,
-        delivery_method=wire.deliveryMethod, ttl=wire.ttl, include_cost=wire.includeCost,
-        safety=wire.safety.model_dump(exclude_none=True) if wire.safety is not None else {},
-        webhook_url=wire.webhookURL, upload_endpoint=wire.uploadEndpoint)
+        factor=wire.upscaleFactor, output=_output(wire, _safety(wire)))
 
 
 def parse_image_upload(task: dict[str, Any]) -> ImageUploadTask:

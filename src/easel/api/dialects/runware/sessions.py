@@ -31,9 +31,9 @@ from easel.domain.errors import Throttled
 from easel.domain.submission import Caller
 from easel.services.port import Limits, Port
 
-from .schemas import UPSCALE_TASK_TYPES, RunwareError
+from .schemas import IMAGE_TASK_TYPES, RunwareError
 from .tasks import Outcome, auth_error, failed, is_auth, parse_frame, run_task, type_name
-from .translate import OVER_BUDGET_ADVICE, TASK_TYPE, ReplyBudget, from_easel
+from .translate import OVER_BUDGET_ADVICE, ReplyBudget, from_easel
 
 SESSION_KEEP_SECONDS = 120.0  # undelivered results wait this long for a reconnecting client
 # A half-open connection is found by WebSocket pings within about two ping intervals (uvicorn's
@@ -409,8 +409,7 @@ class _Connection:
             budget = ReplyBudget(self.port.limits.max_reply_bytes, lambda size: held.reserve(
                 principal, size, "outputType", OVER_BUDGET_ADVICE))
             outcome = await run_task(self.port, self.caller, task, budget)
-            progressive = isinstance(task, dict) and task.get("taskType") in (
-                TASK_TYPE, *UPSCALE_TASK_TYPES)
+            progressive = isinstance(task, dict) and task.get("taskType") in IMAGE_TASK_TYPES
             for frame in ws_frames(outcome, self.frame_limit, progressive):
                 await session.send(frame, held.size)
         finally:

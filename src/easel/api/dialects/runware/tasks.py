@@ -96,11 +96,11 @@ async def _run(
     if task_type == TASK_TYPE:
         parsed = parse_image_inference(task)
         submission = to_submission(parsed, caller, task)
-        return await _submitted(port, submission, parsed.delivery_method, budget)
+        return await _submitted(port, submission, parsed.output.delivery_method, budget)
     if task_type in UPSCALE_TASK_TYPES:
         upscale = parse_upscale(task)
         submission = upscale_submission(upscale, caller, task)
-        return await _submitted(port, submission, upscale.delivery_method, budget)
+        return await _submitted(port, submission, upscale.output.delivery_method, budget)
     if task_type == "imageUpload":
         upload = parse_image_upload(task)
         stored = await port.upload_image(caller, ImageInput("image", text=upload.image))

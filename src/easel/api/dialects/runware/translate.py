@@ -37,6 +37,7 @@ from .schemas import (
     TASK_TYPE,
     ImageInference,
     ModelSearchTask,
+    Output,
     RunwareError,
     Upscaling,
 )
@@ -87,18 +88,15 @@ def to_submission(
     generation = GenerationInput(
         model=ModelChoice(task.model), prompt=task.positive_prompt, size=size,
         num_images=task.number_results, negative_prompt=task.negative_prompt, seed=task.seed,
-        output_format=task.output_format, output_quality=task.output_quality,
+        output_format=task.output.format, output_quality=task.output.quality,
         steps=task.steps, guidance_scale=task.cfg_scale, scheduler=task.scheduler,
-        safety=safety_input(task.safety), enhance_prompt=enhance_prompt(task.provider_settings),
+        safety=safety_input(task.output.safety),
+        enhance_prompt=enhance_prompt(task.provider_settings),
         loras=task.loras, images_in=task.images_in,
     )
-    # Runware posts each finished image to the webhook on its own.
-    delivery = DeliverySettings(webhook=task.webhook_url, webhook_per_image=True,
-                                upload=task.upload_endpoint, ttl_seconds=task.ttl)
+    delivery, output = delivered(task.output)
     echo = {
-        "outputType": list(task.output_types), "includeCost": task.include_cost,
-        "deliveryMethod": task.delivery_method, "safety": task.safety,
-        "providerSettings": task.provider_settings,
+        **output, "providerSettings": task.provider_settings,
         "_request": raw,  # as sent, for getTaskDetails (not compared for idempotency)
     }
     names = NAMES
@@ -107,6 +105,15 @@ def to_submission(
         names = NAMES.with_(image=task.images_in.image.parameter,
                             **({"mask": mask.parameter} if mask is not None else {}))
     return Submission(DIALECT, caller, generation, delivery, task.task_uuid, names, echo)
+
+
+def delivered(output: Output) -> tuple[DeliverySettings, dict[str, Any]]:
+    """Where a task's images go (Runware posts each finished image to the webhook on its own),
+    and its own output settings, which ride along in the job's echo."""
+    delivery = DeliverySettings(webhook=output.webhook_url, webhook_per_image=True,
+                                upload=output.upload_endpoint, ttl_seconds=output.ttl)
+    return delivery, {"outputType": list(output.types), "includeCost": output.include_cost,
+                      "deliveryMethod": output.delivery_method, "safety": output.safety}
 
 
 UPSCALE_TIER = "upscale"
@@ -118,14 +125,11 @@ def upscale_submission(task: Upscaling, caller: Caller, raw: dict[str, Any]) -> 
     model = ModelChoice(task.model) if task.model is not None else ModelChoice(
         None, UPSCALE_TIER, DIALECT)
     generation = GenerationInput(
-        model=model, prompt="", output_format=task.output_format,
-        output_quality=task.output_quality, safety=safety_input(task.safety),
+        model=model, prompt="", output_format=task.output.format,
+        output_quality=task.output.quality, safety=safety_input(task.output.safety),
         images_in=ImagesIn(task.image, upscale=Upscale(task.factor, "upscaleFactor")))
-    delivery = DeliverySettings(webhook=task.webhook_url, webhook_per_image=True,
-                                upload=task.upload_endpoint, ttl_seconds=task.ttl)
-    echo = {"taskType": task.task_type, "outputType": list(task.output_types),
-            "includeCost": task.include_cost, "deliveryMethod": task.delivery_method,
-            "safety": task.safety, "_request": raw}
+    delivery, output = delivered(task.output)
+    echo = {"taskType": task.task_type, **output, "_request": raw}
     names = NAMES.with_(image=task.image.parameter)
     return Submission(DIALECT, caller, generation, delivery, task.task_uuid, names, echo)
 
