@@ -165,7 +165,11 @@ def real(make_edge: Callable[..., Edge], engine: Any, tmp_path: Path) -> Edge:
 
 
 def drawn(edge: Edge, **fields: Any) -> np.ndarray:
-    reply = submit(edge, **fields)
+    return output(edge, submit(edge, **fields))
+
+
+def output(edge: Edge, reply: Any) -> np.ndarray:
+    """The first image of the job `reply` acknowledged, once it has completed."""
     assert reply.status_code == 202, reply.text
     job = edge.wait(reply.json()["job"])
     view = edge.client.get(f"/easel/jobs/{job.id}", headers=AUTH).json()

@@ -5,20 +5,18 @@ the real engine on the tiny Swin2SR shows the sizes and the pixels of the model.
 
 from __future__ import annotations
 
-import io
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-from PIL import Image
 
 from easel.domain.generation import Operation
 from easel.domain.submission import MAX_UPSCALED_SIDE
 from tests.core.test_input_images import bomb_png
 from tests.edge.conftest import Edge
-from tests.edge.test_images_in import AUTH, data_uri, picture, png
+from tests.edge.test_images_in import AUTH, data_uri, output, picture, png
 from tests.fakes import FakeEngine
 
 UPSCALER = "easel/upscale"
@@ -33,15 +31,6 @@ def submit(edge: Edge, **fields: Any) -> Any:
     body = {"model": UPSCALER, "image": data_uri(png(picture())), "upscale": 2,
             "output_format": "png", **fields}
     return edge.client.post("/easel/jobs", json=body, headers=AUTH)
-
-
-def output(edge: Edge, reply: Any) -> np.ndarray:
-    assert reply.status_code == 202, reply.text
-    job = edge.wait(reply.json()["job"])
-    view = edge.client.get(f"/easel/jobs/{job.id}", headers=AUTH).json()
-    assert view["status"] == "completed", view
-    data = edge.client.get(view["outputs"][0]["url"], headers=AUTH).content
-    return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
 
 
 @pytest.mark.parametrize("factor", [2, 3, 4])

@@ -192,24 +192,20 @@ class Engine:
         self.pipeline(source)
 
     def _make_room(self, source: str) -> None:
+        single = is_single_file(source)
+        local = Path(source).expanduser() if single else resolve_local_path(source,
+                                                                            self.cache_dir)
         # max_loaded counts the diffusion pipelines: an upscaler (tens of MB) takes no slot, so
         # an upscale between two drawings does not unload a model of several GB.
-        if not self._is_upscaler(source):
+        if single or local is None or not is_upscaler_folder(local):
             while sum(not isinstance(p, Upscaler) for p in self._pipelines.values()) \
                     >= self.max_loaded:
                 self._evict_oldest(drawing_only=True)
         if not self.device.startswith("cuda"):
             return
-        local = resolve_local_path(source, self.cache_dir)
-        if local is None and is_single_file(source):
-            local = Path(source).expanduser()
         need = gpu_bytes_needed(local, self.options.fit) if local and local.exists() else 0
         while self._pipelines and need > torch.cuda.mem_get_info()[0]:
             self._evict_oldest()
-
-    def _is_upscaler(self, source: str) -> bool:
-        local = None if is_single_file(source) else resolve_local_path(source, self.cache_dir)
-        return local is not None and is_upscaler_folder(local)
 
     def _evict_oldest(self, drawing_only: bool = False) -> None:
         oldest = next(s for s, p in self._pipelines.items()

@@ -99,8 +99,7 @@ def load_pipeline(
     elif source in (MINI_MODEL, "easel/tiny-mini"):
         from easel.mini.pipeline import EaselMiniPipeline
 
-        pipe = EaselMiniPipeline.from_pretrained(str(resolve_local_path(source, cache_dir)),
-                                                 dtype=placement.dtype)
+        pipe = EaselMiniPipeline.from_pretrained(str(local), dtype=placement.dtype)
         pipe.to(placement.device)  # easel-mini is small: nothing to fit
     else:
         fit = fit or GpuFit()

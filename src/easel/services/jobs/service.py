@@ -310,8 +310,13 @@ class JobService:
         prepared = await self.inputs.fit(read, request.width, request.height)
         request = replace(request, operation=operation, strength=float(strength),
                           input_digest=prepared.input_digest, mask_digest=prepared.mask_digest)
+        return self._replanned(request, the_plan, names), prepared
+
+    def _replanned(self, request: GenerationRequest, the_plan: Plan, names: WireNames) -> Plan:
+        """The plan of `request`, which drawing from images changed (operation, size, inputs),
+        with the seeds the first plan gave its images."""
         seeds = [spec.seed for spec in the_plan.images]
-        return plan_resolved(request, the_plan.model, self.resolver, seeds, names), prepared
+        return plan_resolved(request, the_plan.model, self.resolver, seeds, names)
 
     async def _edited(self, submission: Submission, images_in: ImagesIn, the_plan: Plan
                       ) -> tuple[Plan, PreparedInputs]:
@@ -329,8 +334,7 @@ class JobService:
         request = replace(request, operation=Operation.REFERENCE, strength=None,
                           input_digest=prepared.input_digest,
                           reference_digests=prepared.reference_digests)
-        seeds = [spec.seed for spec in the_plan.images]
-        return plan_resolved(request, the_plan.model, self.resolver, seeds, names), prepared
+        return self._replanned(request, the_plan, names), prepared
 
     async def _upscaled(self, submission: Submission, images_in: ImagesIn, the_plan: Plan
                         ) -> tuple[Plan, PreparedInputs]:
@@ -345,9 +349,7 @@ class JobService:
         request = replace(the_plan.request, width=width * factor, height=height * factor,
                           operation=Operation.UPSCALE, strength=None, upscale_factor=factor,
                           input_digest=prepared.input_digest)
-        seeds = [spec.seed for spec in the_plan.images]
-        names = submission.names
-        return plan_resolved(request, the_plan.model, self.resolver, seeds, names), prepared
+        return self._replanned(request, the_plan, submission.names), prepared
 
     async def _read_sized(self, submission: Submission, images_in: ImagesIn, the_plan: Plan
                           ) -> tuple[ReadInputs, GenerationRequest]:
