@@ -1150,11 +1150,7 @@ function snippets(request) {
     const webp = request.output_format === "webp" ? "# Google's API has no WEBP output: JPEG instead\n" : "";
     // Vertex mode: google-genai 2.x and 3.x generate images only there, and only there does
     // the SDK pass a seed on. The project and location are any names: easel ignores them.
-    out.google = `${note(google)}${webp}${unsent("Google")}import os\n\nfrom google import genai\nfrom google.genai import types\n` +
-      `from google.oauth2.credentials import Credentials\n\n` +
-      `client = genai.Client(\n    vertexai=True, project="my-project", location="us-central1",\n` +
-      `    credentials=Credentials(token=${key}),\n` +
-      `    http_options=types.HttpOptions(base_url="${base}"),\n)\n` +
+    out.google = `${note(google)}${webp}${unsent("Google")}${vertexClient(key, base)}` +
       `response = client.models.generate_images(\n    model=${JSON.stringify(google.id)},\n` +
       `    prompt=${JSON.stringify(request.prompt)},\n` +
       `    config=types.GenerateImagesConfig(\n        ${config.join(",\n        ")},\n    ),\n)\n` +
@@ -1208,16 +1204,33 @@ function editSnippets(request) {
       positivePrompt: request.prompt, numberResults: request.num_images,
       outputFormat: request.output_format.toUpperCase(), seed: request.seed,
       strength: request.strength });
-    out.runware = `${files}import asyncio\nimport base64\nimport os\n\nfrom runware import Runware\n\n\n` +
-      `def data_uri(path: str) -> str:\n` +
-      `    return "data:image/png;base64," + base64.b64encode(open(path, "rb").read()).decode()\n\n\n` +
-      `async def main() -> None:\n    client = Runware(api_key=${key}, transport="rest",\n` +
-      `                     http_base_url="${base}/v1")\n` +
-      `    task = ${py(task, "    ")}\n    task["seedImage"] = data_uri("photo.png")\n` +
-      (masked ? `    task["maskImage"] = data_uri("mask.png")\n` : "") +
-      `    images = await client.run(task)\n    print(images)\n\n\nasyncio.run(main())\n`;
+    out.runware = runwareFromFiles(files, key, base, task,
+      `    task["seedImage"] = data_uri("photo.png")\n` +
+      (masked ? `    task["maskImage"] = data_uri("mask.png")\n` : ""));
   }
   return out;
+}
+
+/** runware-sdk's REST client running `task` (a dict, printed as Python) once `inputs` (lines
+ * of Python) put the image files into it as data URIs. */
+function runwareFromFiles(header, key, base, task, inputs) {
+  return `${header}import asyncio\nimport base64\nimport os\n\nfrom runware import Runware\n\n\n` +
+    `def data_uri(path: str) -> str:\n` +
+    `    return "data:image/png;base64," + base64.b64encode(open(path, "rb").read()).decode()\n\n\n` +
+    `async def main() -> None:\n    client = Runware(api_key=${key}, transport="rest",\n` +
+    `                     http_base_url="${base}/v1")\n` +
+    `    task = ${py(task, "    ")}\n${inputs}` +
+    `    images = await client.run(task)\n    print(images)\n\n\nasyncio.run(main())\n`;
+}
+
+/** google-genai's imports and its client in Vertex mode, where google-genai 2.x and 3.x make
+ * and upscale images (the project and location are any names: easel ignores them). */
+function vertexClient(key, base) {
+  return `import os\n\nfrom google import genai\nfrom google.genai import types\n` +
+    `from google.oauth2.credentials import Credentials\n\n` +
+    `client = genai.Client(\n    vertexai=True, project="my-project", location="us-central1",\n` +
+    `    credentials=Credentials(token=${key}),\n` +
+    `    http_options=types.HttpOptions(base_url="${base}"),\n)\n`;
 }
 
 /** An upscale of photo.png as code: Runware's upscale task and google-genai's upscale_image
@@ -1228,23 +1241,14 @@ function upscaleSnippets(request, files, key, base) {
   if (runware) {
     const task = { taskType: "upscale", model: runware.id, upscaleFactor: request.upscale,
       outputFormat: request.output_format.toUpperCase() };
-    out.runware = `${files}import asyncio\nimport base64\nimport os\n\nfrom runware import Runware\n\n\n` +
-      `def data_uri(path: str) -> str:\n` +
-      `    return "data:image/png;base64," + base64.b64encode(open(path, "rb").read()).decode()\n\n\n` +
-      `async def main() -> None:\n    client = Runware(api_key=${key}, transport="rest",\n` +
-      `                     http_base_url="${base}/v1")\n` +
-      `    task = ${py(task, "    ")}\n    task["inputs"] = {"image": data_uri("photo.png")}\n` +
-      `    images = await client.run(task)\n    print(images)\n\n\nasyncio.run(main())\n`;
+    out.runware = runwareFromFiles(files, key, base, task,
+      `    task["inputs"] = {"image": data_uri("photo.png")}\n`);
   }
   const google = idFor("google", request);
   if (google) {
     const mime = request.output_format === "png" ? "image/png" : "image/jpeg";
     const webp = request.output_format === "webp" ? "# Google's API has no WEBP output: JPEG instead\n" : "";
-    out.google = `${files}${webp}import os\n\nfrom google import genai\nfrom google.genai import types\n` +
-      `from google.oauth2.credentials import Credentials\n\n` +
-      `client = genai.Client(\n    vertexai=True, project="my-project", location="us-central1",\n` +
-      `    credentials=Credentials(token=${key}),\n` +
-      `    http_options=types.HttpOptions(base_url="${base}"),\n)\n` +
+    out.google = `${files}${webp}${vertexClient(key, base)}` +
       `response = client.models.upscale_image(\n    model=${JSON.stringify(google.id)},\n` +
       `    image=types.Image.from_file(location="photo.png"),\n` +
       `    upscale_factor="x${request.upscale}",\n` +
