@@ -23,8 +23,9 @@ def test_saved_layout_and_round_trip(
     assert index["tokenizer"] == ["transformers", "PreTrainedTokenizerFast"]
     if tiny_preset == "tiny":
         assert index["unet"] == index["sr_unet"] == ["diffusers", "UNet2DConditionModel"]
-    else:  # the shipped structure: a patch transformer and no super-resolution stage
-        assert index["unet"] == ["diffusers", "PixArtTransformer2DModel"]
+    else:  # the CPU structures: a 32x32 UNet (shipped) or patch transformer, no SR stage
+        base = "UNet2DConditionModel" if tiny_preset == "tiny-cpu" else "PixArtTransformer2DModel"
+        assert index["unet"] == ["diffusers", base]
         assert index["sr_unet"] == index["sr_scheduler"] == [None, None]
         assert tiny_pipe.sr_unet is None and tiny_pipe.unet.config.sample_size == 32
     fresh = build_random_pipeline(seed=0, preset=tiny_preset)

@@ -1,11 +1,13 @@
 """Model configurations of easel-mini, and builders for each component.
 
 Presets:
-- "cpu" is the model to ship: a 32x32 pixel-space transformer over 4x4 patches, sized to train
-  in under two hours on two CPU cores (docs/mini.md); its image is resized to the size asked.
+- "cpu" is the model to ship: a 32x32 pixel-space UNet, sized to train in about 90 minutes on
+  two CPU cores (docs/mini.md); its image is resized to the size asked.
+- "cpu-p4" and "cpu-p2" are the patch transformers it was weighed against: "cpu-p4" (4x4
+  patches) shipped before it and never drew shapes, "cpu-p2" (2x2 patches) lost the pilot.
 - "full" is the GPU recipe: a 64x64 UNet base and a 64->256 super-resolution UNet (~35 MB).
-- "tiny" has the full preset's structure at toy width, and "tiny-cpu" the cpu preset's, for
-  smoke tests.
+- "tiny" has the full preset's structure at toy width, "tiny-cpu" the cpu preset's and
+  "tiny-dit" the patch transformers', for smoke tests.
 """
 
 from __future__ import annotations
@@ -49,14 +51,34 @@ PRESETS: dict[str, Preset] = {
         base_channels=(16, 32), base_layers=1, base_heads=2, base_groups=8,
         sr_channels=(8, 16), sr_layers=1, sr_groups=4,
     ),
-    # 0.9M + 5.2M parameters: 12 MB of fp16 safetensors; ~1.9 GFLOP per training sample.
+    # 0.9M + 4.3M parameters: 10 MB of fp16 safetensors; ~3.3 GFLOP per training sample.
+    # Convolutions at 32x32: an object of 5 to 10 pixels is drawn by kernels that see its
+    # outline, where a 4x4-patch transformer saw one or two tokens of it (docs/mini.md).
     "cpu": Preset(
+        text_hidden=192, text_layers=3, text_heads=4, text_ffn_mult=2,
+        base_channels=(32, 64, 128), base_layers=1, base_heads=4, base_groups=16,
+        sr_channels=None, sr_layers=0, sr_groups=0, base_size=32,
+    ),
+    # The model shipped before "cpu": 0.9M + 5.2M parameters, ~1.9 GFLOP per training sample.
+    "cpu-p4": Preset(
         text_hidden=192, text_layers=3, text_heads=4, text_ffn_mult=2,
         base_channels=(), base_layers=0, base_heads=0, base_groups=0,
         sr_channels=None, sr_layers=0, sr_groups=0,
         base_size=32, base_transformer=(4, 192, 8, 3),
     ),
+    # 2x2 patches (256 tokens) at width 128: the transformer the "cpu" UNet was piloted against.
+    "cpu-p2": Preset(
+        text_hidden=192, text_layers=3, text_heads=4, text_ffn_mult=2,
+        base_channels=(), base_layers=0, base_heads=0, base_groups=0,
+        sr_channels=None, sr_layers=0, sr_groups=0,
+        base_size=32, base_transformer=(2, 128, 8, 2),
+    ),
     "tiny-cpu": Preset(
+        text_hidden=32, text_layers=1, text_heads=2, text_ffn_mult=2,
+        base_channels=(16, 32), base_layers=1, base_heads=2, base_groups=8,
+        sr_channels=None, sr_layers=0, sr_groups=0, base_size=32,
+    ),
+    "tiny-dit": Preset(
         text_hidden=32, text_layers=1, text_heads=2, text_ffn_mult=2,
         base_channels=(), base_layers=0, base_heads=0, base_groups=0,
         sr_channels=None, sr_layers=0, sr_groups=0,
@@ -78,7 +100,7 @@ def text_encoder(preset: Preset, vocab_size: int) -> Any:
 
 
 def base_model(preset: Preset) -> Any:
-    """The base denoiser of a preset: a patch transformer, or the 64x64 UNet."""
+    """The base denoiser of a preset: a UNet, or a patch transformer."""
     return base_unet(preset) if preset.base_transformer is None else base_transformer(preset)
 
 
@@ -104,7 +126,9 @@ def base_transformer(preset: Preset) -> Any:
 
 
 def base_unet(preset: Preset) -> Any:
-    """64x64 pixel-space UNet; cross-attends the text at the two lowest resolutions (16, 8)."""
+    """A pixel-space UNet at the preset's base size; it cross-attends the text at its two lowest
+    resolutions (16 and 8 for the 64-pixel base with four levels and the 32-pixel one with
+    three)."""
     from diffusers import UNet2DConditionModel
 
     ch = preset.base_channels
@@ -112,7 +136,7 @@ def base_unet(preset: Preset) -> Any:
     down = ("DownBlock2D",) * plain + ("CrossAttnDownBlock2D",) * (len(ch) - plain)
     up = ("CrossAttnUpBlock2D",) * (len(ch) - plain) + ("UpBlock2D",) * plain
     return UNet2DConditionModel(
-        sample_size=BASE_SIZE,
+        sample_size=preset.base_size,
         in_channels=3,
         out_channels=3,
         block_out_channels=ch,

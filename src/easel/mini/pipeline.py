@@ -5,8 +5,8 @@ It also draws from an input image, in its own pixel space: `image` and `strength
 back, then denoised) and `mask_image` (inpainting: after every step the pixels outside the mask
 are put back at the noise level of the next step, so only the masked area is drawn anew).
 
-The CPU model (preset `cpu`) is a 32x32 patch transformer with no super-resolution stage: its
-image is resized to the requested size. The GPU recipe is a 64x64 UNet and a 64->256 SR UNet.
+The CPU model (preset `cpu`) is a 32x32 UNet with no super-resolution stage: its image is
+resized to the requested size. The GPU recipe is a 64x64 UNet and a 64->256 SR UNet.
 
 Saving records the text encoder as `["easel.mini.text_encoder", "MiniTextEncoder"]` in
 model_index.json. diffusers resolves such a non-diffusers library from `sys.modules` only (it
