@@ -109,3 +109,41 @@ def test_end_at_saves_early_on_the_full_schedule_and_resume_finishes_it(tmp_path
     finished, reference = _weights(ended), _weights(straight)
     assert all(torch.equal(finished[k], reference[k]) for k in reference)
     assert not all(torch.equal(early[k], reference[k]) for k in reference)
+
+
+def test_a_plain_unet_run_goes_on_with_coordinate_channels(tmp_path: Path) -> None:
+    """widen_input turns a cpu-plain checkpoint into a cpu one that still draws what it drew."""
+    from easel.mini import models
+    from easel.mini.pipeline import denoise
+    from examples.mini.widen_input import KERNEL, main as widen_main
+
+    args = ["--out", str(tmp_path), "--steps", "3", "--batch", "2", "--seed", "0",
+            "--device", "cpu", "--warmup", "1", "--log-every", "1"]
+    with pytest.raises(RunStopped):
+        train(parse_args([*args, "--preset", "cpu-plain", "--stop-after", "1"]))
+    plain = EaselMiniPipeline.from_pretrained(tmp_path / "latest").unet
+    widen_main([str(tmp_path)])
+    state = torch.load(tmp_path / "checkpoint.pt", map_location="cpu", weights_only=False)
+    wide = models.base_model(models.PRESETS["cpu"])
+    wide.load_state_dict(state["ema"]["unet"])
+    assert wide.config.in_channels == 3 + models.COORDINATE_CHANNELS
+    assert state["modules"]["unet"][KERNEL].shape[1] == 5
+    x, t = torch.randn(2, 3, 32, 32), torch.tensor([10, 900])
+    embeds, mask = torch.randn(2, 4, 192), torch.ones(2, 4, dtype=torch.long)
+    with torch.no_grad():
+        assert torch.allclose(denoise(wide, x, t, embeds, mask),
+                              denoise(plain, x, t, embeds, mask), atol=1e-5)
+    train(parse_args([*args, "--preset", "cpu", "--resume"]))
+    log = [json.loads(line) for line in (tmp_path / "train_log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log if "loss" in r] == [0, 1, 2]
+    resumed = EaselMiniPipeline.from_pretrained(tmp_path)
+    assert resumed.unet.config.in_channels == 5 and (tmp_path / "checkpoint.plain.pt").exists()
+
+
+def test_coordinate_planes_run_from_minus_one_to_one() -> None:
+    from easel.mini.pipeline import coordinate_planes
+
+    planes = coordinate_planes(torch.zeros(3, 3, 4, 8))
+    assert planes.shape == (3, 2, 4, 8)
+    assert torch.equal(planes[0, 0, 0], torch.linspace(-1, 1, 8))  # x along a row
+    assert torch.equal(planes[2, 1, :, 5], torch.linspace(-1, 1, 4))  # y down a column

@@ -18,6 +18,7 @@ from typing import Any
 BASE_SIZE = 64
 SR_SIZE = 256
 NUM_TRAIN_TIMESTEPS = 1000
+COORDINATE_CHANNELS = 2  # x and y, each from -1 to 1 across the picture
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,9 @@ class Preset:
     # (patch, width, depth, heads): a transformer over patches instead of a UNet; matmuls use
     # two CPU cores about four times better than the UNet's small convolutions do.
     base_transformer: tuple[int, int, int, int] | None = None
+    # The UNet base also takes each pixel's (x, y) as two input channels (CoordConv): its
+    # convolutions and attention carry no position of their own, and prompts say "on the left".
+    base_coordinates: bool = False
 
 
 PRESETS: dict[str, Preset] = {
@@ -55,6 +59,12 @@ PRESETS: dict[str, Preset] = {
     # Convolutions at 32x32: an object of 5 to 10 pixels is drawn by kernels that see its
     # outline, where a 4x4-patch transformer saw one or two tokens of it (docs/mini.md).
     "cpu": Preset(
+        text_hidden=192, text_layers=3, text_heads=4, text_ffn_mult=2,
+        base_channels=(32, 64, 128), base_layers=1, base_heads=4, base_groups=16,
+        sr_channels=None, sr_layers=0, sr_groups=0, base_size=32, base_coordinates=True,
+    ),
+    # "cpu" without the coordinate channels: the shipped run's first 3,055 steps (docs/mini.md).
+    "cpu-plain": Preset(
         text_hidden=192, text_layers=3, text_heads=4, text_ffn_mult=2,
         base_channels=(32, 64, 128), base_layers=1, base_heads=4, base_groups=16,
         sr_channels=None, sr_layers=0, sr_groups=0, base_size=32,
@@ -76,7 +86,7 @@ PRESETS: dict[str, Preset] = {
     "tiny-cpu": Preset(
         text_hidden=32, text_layers=1, text_heads=2, text_ffn_mult=2,
         base_channels=(16, 32), base_layers=1, base_heads=2, base_groups=8,
-        sr_channels=None, sr_layers=0, sr_groups=0, base_size=32,
+        sr_channels=None, sr_layers=0, sr_groups=0, base_size=32, base_coordinates=True,
     ),
     "tiny-dit": Preset(
         text_hidden=32, text_layers=1, text_heads=2, text_ffn_mult=2,
@@ -137,7 +147,7 @@ def base_unet(preset: Preset) -> Any:
     up = ("CrossAttnUpBlock2D",) * (len(ch) - plain) + ("UpBlock2D",) * plain
     return UNet2DConditionModel(
         sample_size=preset.base_size,
-        in_channels=3,
+        in_channels=3 + (COORDINATE_CHANNELS if preset.base_coordinates else 0),
         out_channels=3,
         block_out_channels=ch,
         down_block_types=down,

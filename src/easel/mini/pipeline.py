@@ -63,7 +63,19 @@ def denoise(
         steps = t.expand(x.shape[0]) if t.dim() == 0 else t
         return model(x, encoder_hidden_states=embeds, timestep=steps,
                      encoder_attention_mask=masks).sample
+    if model.config.in_channels == x.shape[1] + models.COORDINATE_CHANNELS:
+        x = torch.cat([x, coordinate_planes(x)], dim=1)
     return model(x, t, encoder_hidden_states=embeds, encoder_attention_mask=masks).sample
+
+
+def coordinate_planes(x: torch.Tensor) -> torch.Tensor:
+    """Each pixel's x and y, from -1 to 1, as two channels shaped like `x`'s (N, 2, H, W): a
+    UNet whose config asks for them is told where each pixel is (CoordConv)."""
+    n, _, h, w = x.shape
+    ys = torch.linspace(-1, 1, h, device=x.device, dtype=x.dtype)
+    xs = torch.linspace(-1, 1, w, device=x.device, dtype=x.dtype)
+    grid_y, grid_x = torch.meshgrid(ys, xs, indexing="ij")
+    return torch.stack([grid_x, grid_y]).expand(n, -1, -1, -1)
 
 
 class EaselMiniPipeline(DiffusionPipeline):
