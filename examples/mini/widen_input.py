@@ -1,4 +1,4 @@
-"""Give a stopped run's UNet base the coordinate channels, so it resumes as the preset that has them.
+"""Give a stopped run's UNet base the coordinate channels, so it resumes as the preset with them.
 
     python -m examples.mini.widen_input OUT
 

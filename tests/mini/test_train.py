@@ -113,9 +113,11 @@ def test_end_at_saves_early_on_the_full_schedule_and_resume_finishes_it(tmp_path
 
 def test_a_plain_unet_run_goes_on_with_coordinate_channels(tmp_path: Path) -> None:
     """widen_input turns a cpu-plain checkpoint into a cpu one that still draws what it drew."""
+    from examples.mini.widen_input import KERNEL
+    from examples.mini.widen_input import main as widen_main
+
     from easel.mini import models
     from easel.mini.pipeline import denoise
-    from examples.mini.widen_input import KERNEL, main as widen_main
 
     args = ["--out", str(tmp_path), "--steps", "3", "--batch", "2", "--seed", "0",
             "--device", "cpu", "--warmup", "1", "--log-every", "1"]
