@@ -67,6 +67,7 @@ class TrainConfig:
     foreground_weight: float = 1.0  # how much an object pixel counts against a background one
     foreground_dilate: int = 0  # the weighted region reaches this many pixels past each object
     end_at: int | None = None  # end stage 1 at this step and save (the LR schedule is --steps')
+    init_from: str | None = None  # a saved pipeline whose weights a new run starts from
 
     @property
     def n_sr_steps(self) -> int:
@@ -263,6 +264,8 @@ class Run:
         self.gen = torch.Generator(self.device).manual_seed(cfg.seed)
         self.tokenizer = default_tokenizer()
         self.pipe = build_pipeline(self.tokenizer, preset=cfg.preset, seed=cfg.seed)
+        if cfg.init_from and self.resumed is None:
+            _load_weights(self.pipe, Path(cfg.init_from))
         self.sched = models.training_scheduler(dict(self.pipe.scheduler.config))
         self.acp = self.sched.alphas_cumprod.to(self.device)
         self.elapsed_before = float(self.resumed["elapsed_s"]) if self.resumed else 0.0
@@ -455,6 +458,20 @@ def train(cfg: TrainConfig) -> EaselMiniPipeline:
     return final
 
 
+def _load_weights(pipe: EaselMiniPipeline, source: Path) -> None:
+    """Start from a saved pipeline's weights (the shipped ones, say): a later session trains on
+    from them with a fresh optimiser and schedule when the run's checkpoint is gone. The preset
+    must build the same modules; a mismatch fails here, naming the parameters."""
+    saved = EaselMiniPipeline.from_pretrained(source, dtype=torch.float32)
+    for name in TRAINED:
+        module, weights = getattr(pipe, name), getattr(saved, name)
+        if (module is None) != (weights is None):
+            raise ValueError(f"{source} has {'no ' if weights is None else ''}{name}, "
+                             f"the preset {'has' if module is not None else 'has none'}")
+        if module is not None:
+            module.load_state_dict(weights.state_dict())
+
+
 def _to_fp16(out: Path) -> None:
     """Rewrite each saved safetensors file in fp16: half the bytes, and the shipped weights are
     loaded back in the placement's dtype (fp32 on a CPU) anyway."""
@@ -515,6 +532,9 @@ def parse_args(argv: Sequence[str] | None = None) -> TrainConfig:
     p.add_argument("--end-at", type=int, default=None,
                    help="end stage 1 at step N and save the pipeline; the LR schedule stays "
                         "that of --steps, so a later --resume can go on to --steps")
+    p.add_argument("--init-from", default=None,
+                   help="start from the weights of this saved pipeline (e.g. the shipped ones) "
+                        "with a fresh optimiser and schedule; --resume continues a checkpoint")
     p.add_argument("--stop-after", type=int, default=None,
                    help="stop after N steps, leaving a checkpoint (split a run over sessions)")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction,
@@ -528,7 +548,7 @@ def parse_args(argv: Sequence[str] | None = None) -> TrainConfig:
         sr_lr=a.sr_lr, warmup=a.warmup, workers=a.workers, max_minutes=a.max_minutes,
         log_every=a.log_every, checkpoint_minutes=a.checkpoint_minutes, resume=a.resume,
         save_fp16=a.fp16, progress=a.progress, cpu_bf16=a.bf16, min_snr_gamma=a.min_snr_gamma,
-        stop_after=a.stop_after, end_at=a.end_at,
+        stop_after=a.stop_after, end_at=a.end_at, init_from=a.init_from,
         foreground_weight=a.foreground_weight, foreground_dilate=a.foreground_dilate,
     )
 

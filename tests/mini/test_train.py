@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from examples.mini.train import RunStopped, SceneBatches, parse_args, train, weighted_region
+from examples.mini.train import Run, RunStopped, SceneBatches, parse_args, train, weighted_region
 
 from easel.mini.pipeline import EaselMiniPipeline
 
@@ -149,3 +149,17 @@ def test_coordinate_planes_run_from_minus_one_to_one() -> None:
     assert planes.shape == (3, 2, 4, 8)
     assert torch.equal(planes[0, 0, 0], torch.linspace(-1, 1, 8))  # x along a row
     assert torch.equal(planes[2, 1, :, 5], torch.linspace(-1, 1, 4))  # y down a column
+
+
+def test_a_run_can_start_from_a_saved_pipelines_weights(tmp_path: Path) -> None:
+    first, second = tmp_path / "first", tmp_path / "second"
+    args = ["--steps", "1", "--batch", "2", "--preset", "tiny-cpu", "--device", "cpu"]
+    train(parse_args(["--out", str(first), "--seed", "0", *args]))
+    run = Run(parse_args(["--out", str(second), "--seed", "5", "--init-from", str(first), *args]))
+    saved = EaselMiniPipeline.from_pretrained(first)
+    for name in ("text_encoder", "unet"):
+        mine, theirs = getattr(run.pipe, name).state_dict(), getattr(saved, name).state_dict()
+        assert all(torch.equal(mine[k], theirs[k]) for k in theirs)
+    with pytest.raises(RuntimeError, match=r"size mismatch|Missing key|Unexpected key"):
+        Run(parse_args(["--out", str(tmp_path / "third"), "--init-from", str(first),
+                        "--steps", "1", "--batch", "2", "--preset", "tiny-dit"]))
