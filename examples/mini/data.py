@@ -391,15 +391,18 @@ def caption_corpus(n: int = 4000, seed: int = 0) -> list[str]:
     return [sample_scene(rng, "train").caption for _ in range(n)]
 
 
-def heldout_scenes(n: int = 200, seed: int = 1234) -> list[Scene]:
-    """The held-out evaluation set: every prompt contains a combination training never shows."""
+def heldout_scenes(n: int = 200, seed: int = 1234, split: Split = "heldout") -> list[Scene]:
+    """The held-out evaluation set: every prompt contains a combination training never shows.
+
+    `split="train"` draws the same mix from training's combinations instead: what a model
+    scores there and not on the held-out set, it learned but does not compose."""
     rng = np.random.default_rng(seed)
     plan = {"single": 0.35, "count": 0.2, "relation": 0.2, "word": 0.25}
     kinds: list[str] = []
     for k, share in plan.items():
         kinds += [k] * round(share * n)
     kinds = (kinds + ["single"] * n)[:n]
-    return [sample_scene(rng, "heldout", kind=k) for k in kinds]
+    return [sample_scene(rng, split, kind=k) for k in kinds]
 
 
 def heldout_prompts(n: int = 200, seed: int = 1234) -> list[tuple[str, Scene]]:

@@ -3,6 +3,7 @@
     python -m examples.mini.evaluate --model DIR [--ground-truth] [--json OUT]
 
 `--ground-truth` judges the generator's own renders instead of a model: the checker's ceiling.
+`--split train` asks for training's combinations instead of the held-out ones.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ def generate(model: str, prompts: list[str], args: argparse.Namespace) -> list[n
 
 
 def evaluate(args: argparse.Namespace) -> dict[str, Any]:
-    scenes = data.heldout_scenes(args.n)
+    scenes = data.heldout_scenes(args.n, split=args.split)
     if args.ground_truth:
         images = [data.render(s, 256) for s in scenes]
     else:
@@ -52,6 +53,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--model", help="a saved EaselMiniPipeline directory")
     p.add_argument("--ground-truth", action="store_true", help="judge the generator's renders")
     p.add_argument("--n", type=int, default=200)
+    p.add_argument("--split", choices=("heldout", "train"), default="heldout",
+                   help="train: the same mix of prompts from training's combinations")
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--guidance", type=float, default=4.0)
     p.add_argument("--batch", type=int, default=8)

@@ -83,3 +83,10 @@ def test_foreground_is_where_the_objects_are() -> None:
     assert 0.02 < mask.mean() < obj.extent ** 2 * 1.5  # the object, not the background
     bare = data.Scene(scene.kind, scene.background, scene.caption)
     assert not data.foreground(bare, data.render(bare, 32)).any()
+
+
+def test_the_training_split_of_the_judged_mix_uses_only_training_combinations() -> None:
+    scenes = data.heldout_scenes(40, split="train")
+    assert [s.kind for s in scenes] == [s.kind for s in data.heldout_scenes(40)]
+    assert all((o.colour, o.shape) not in data.HELDOUT_PAIRS for s in scenes for o in s.objects)
+    assert not any(data.heldout_word(s.word, s.background) for s in scenes if s.word)
