@@ -63,7 +63,7 @@ PRESETS: dict[str, Preset] = {
         base_channels=(32, 64, 128), base_layers=1, base_heads=4, base_groups=16,
         sr_channels=None, sr_layers=0, sr_groups=0, base_size=32, base_coordinates=True,
     ),
-    # "cpu" without the coordinate channels: the shipped run's first 3,055 steps (docs/mini.md).
+    # "cpu" without the coordinate channels: the shipped run's first 3,241 steps (docs/mini.md).
     "cpu-plain": Preset(
         text_hidden=192, text_layers=3, text_heads=4, text_ffn_mult=2,
         base_channels=(32, 64, 128), base_layers=1, base_heads=4, base_groups=16,
