@@ -20,6 +20,7 @@ from typing import Any
 import torch
 
 from easel.mini import models
+from examples.mini.train import Checkpoint
 
 KERNEL = "conv_in.weight"  # the UNet's first convolution: (out, in, k, k)
 
@@ -48,14 +49,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m examples.mini.widen_input", description=__doc__)
     p.add_argument("out", type=Path, help="the run's folder (holds checkpoint.pt)")
     args = p.parse_args(argv)
-    path = args.out / "checkpoint.pt"
-    state = torch.load(path, map_location="cpu", weights_only=False)
-    shutil.copy2(path, args.out / "checkpoint.plain.pt")
+    checkpoint = Checkpoint(args.out)
+    state = checkpoint.load()
+    if state is None:
+        p.error(f"{checkpoint.path} does not exist")
+    shutil.copy2(checkpoint.path, args.out / "checkpoint.plain.pt")
     widen_checkpoint(state)
-    partial = path.with_suffix(".partial")
-    torch.save(state, partial)
-    partial.replace(path)
-    print(f"{path}: {KERNEL} now takes {state['modules']['unet'][KERNEL].shape[1]} channels")
+    checkpoint.save(state)
+    print(f"{checkpoint.path}: {KERNEL} now takes {state['modules']['unet'][KERNEL].shape[1]} "
+          "channels")
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ Presets:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 BASE_SIZE = 64
@@ -43,6 +43,22 @@ class Preset:
     base_coordinates: bool = False
 
 
+# 0.9M + 4.3M parameters: 10 MB of fp16 safetensors; ~3.3 GFLOP per training sample.
+# Convolutions at 32x32: an object of 5 to 10 pixels is drawn by kernels that see its outline,
+# where a 4x4-patch transformer saw one or two tokens of it (docs/mini.md).
+_CPU = Preset(
+    text_hidden=192, text_layers=3, text_heads=4, text_ffn_mult=2,
+    base_channels=(32, 64, 128), base_layers=1, base_heads=4, base_groups=16,
+    sr_channels=None, sr_layers=0, sr_groups=0, base_size=32, base_coordinates=True,
+)
+# The model shipped before "cpu": 0.9M + 5.2M parameters, ~1.9 GFLOP per training sample.
+_CPU_P4 = Preset(
+    text_hidden=192, text_layers=3, text_heads=4, text_ffn_mult=2,
+    base_channels=(), base_layers=0, base_heads=0, base_groups=0,
+    sr_channels=None, sr_layers=0, sr_groups=0,
+    base_size=32, base_transformer=(4, 192, 8, 3),
+)
+
 PRESETS: dict[str, Preset] = {
     # ~0.9M + 7.0M + 1.75M parameters: 38.5 MB of fp32 safetensors in all.
     "full": Preset(
@@ -55,34 +71,12 @@ PRESETS: dict[str, Preset] = {
         base_channels=(16, 32), base_layers=1, base_heads=2, base_groups=8,
         sr_channels=(8, 16), sr_layers=1, sr_groups=4,
     ),
-    # 0.9M + 4.3M parameters: 10 MB of fp16 safetensors; ~3.3 GFLOP per training sample.
-    # Convolutions at 32x32: an object of 5 to 10 pixels is drawn by kernels that see its
-    # outline, where a 4x4-patch transformer saw one or two tokens of it (docs/mini.md).
-    "cpu": Preset(
-        text_hidden=192, text_layers=3, text_heads=4, text_ffn_mult=2,
-        base_channels=(32, 64, 128), base_layers=1, base_heads=4, base_groups=16,
-        sr_channels=None, sr_layers=0, sr_groups=0, base_size=32, base_coordinates=True,
-    ),
+    "cpu": _CPU,
     # "cpu" without the coordinate channels: the shipped run's first 3,241 steps (docs/mini.md).
-    "cpu-plain": Preset(
-        text_hidden=192, text_layers=3, text_heads=4, text_ffn_mult=2,
-        base_channels=(32, 64, 128), base_layers=1, base_heads=4, base_groups=16,
-        sr_channels=None, sr_layers=0, sr_groups=0, base_size=32,
-    ),
-    # The model shipped before "cpu": 0.9M + 5.2M parameters, ~1.9 GFLOP per training sample.
-    "cpu-p4": Preset(
-        text_hidden=192, text_layers=3, text_heads=4, text_ffn_mult=2,
-        base_channels=(), base_layers=0, base_heads=0, base_groups=0,
-        sr_channels=None, sr_layers=0, sr_groups=0,
-        base_size=32, base_transformer=(4, 192, 8, 3),
-    ),
+    "cpu-plain": replace(_CPU, base_coordinates=False),
+    "cpu-p4": _CPU_P4,
     # 2x2 patches (256 tokens) at width 128: the transformer the "cpu" UNet was piloted against.
-    "cpu-p2": Preset(
-        text_hidden=192, text_layers=3, text_heads=4, text_ffn_mult=2,
-        base_channels=(), base_layers=0, base_heads=0, base_groups=0,
-        sr_channels=None, sr_layers=0, sr_groups=0,
-        base_size=32, base_transformer=(2, 128, 8, 2),
-    ),
+    "cpu-p2": replace(_CPU_P4, base_transformer=(2, 128, 8, 2)),
     "tiny-cpu": Preset(
         text_hidden=32, text_layers=1, text_heads=2, text_ffn_mult=2,
         base_channels=(16, 32), base_layers=1, base_heads=2, base_groups=8,
