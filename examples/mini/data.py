@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cache, lru_cache
 from pathlib import Path
@@ -365,11 +366,14 @@ _TRAIN_MIX = np.array([0.35, 0.25, 0.2, 0.2])
 
 
 def sample_scene(
-    rng: np.random.Generator, split: Split = "train", kind: str | None = None
+    rng: np.random.Generator, split: Split = "train", kind: str | None = None,
+    mix: Sequence[float] | None = None,
 ) -> Scene:
-    """Draw one scene's ground truth and caption (no pixels)."""
+    """Draw one scene's ground truth and caption (no pixels); `mix` overrides the shares of
+    single, count, relation and word scenes."""
     if kind is None:
-        maker = _KINDS[int(rng.choice(len(_KINDS), p=_TRAIN_MIX))]
+        shares = _TRAIN_MIX if mix is None else np.asarray(mix, np.float64)
+        maker = _KINDS[int(rng.choice(len(_KINDS), p=shares))]
     else:
         maker = {"single": _single, "count": _count, "relation": _relation, "word": _word}[kind]
     bg = _pick(rng, tuple(BACKGROUNDS))

@@ -66,6 +66,8 @@ class TrainConfig:
     stop_after: int | None = None  # stop after this many steps of this invocation (checkpointed)
     foreground_weight: float = 1.0  # how much an object pixel counts against a background one
     foreground_dilate: int = 0  # the weighted region reaches this many pixels past each object
+    outline_weight: float = 0.0  # added weight of each object's outline (1 pixel either side)
+    scene_mix: tuple[float, float, float, float] | None = None  # single, count, relation, word
     end_at: int | None = None  # end stage 1 at this step and save (the LR schedule is --steps')
     init_from: str | None = None  # a saved pipeline whose weights a new run starts from
 
@@ -88,23 +90,34 @@ def weighted_region(foreground: torch.Tensor, dilate: int) -> torch.Tensor:
     return F.max_pool2d(foreground, 2 * dilate + 1, stride=1, padding=dilate)
 
 
+def outline(foreground: torch.Tensor) -> torch.Tensor:
+    """The band where each object mask (N, 1, H, W) meets its background, a pixel either side:
+    the pixels in which one shape differs from another of its size (a circle from a square,
+    a star from a sun), where the object's colour fills the rest alike."""
+    grown = F.max_pool2d(foreground, 3, stride=1, padding=1)
+    shrunk = -F.max_pool2d(-foreground, 3, stride=1, padding=1)
+    return grown - shrunk
+
+
 class SceneBatches(IterableDataset[dict[str, Any]]):
     """Endless batches of rendered scenes; batch b is the same for a seed on any worker count."""
 
     def __init__(self, seed: int, batch: int, stage: int, dropout: float, crop: int,
                  base_size: int = models.BASE_SIZE, start: int = 0,
-                 with_foreground: bool = False) -> None:
+                 with_foreground: bool = False,
+                 mix: tuple[float, float, float, float] | None = None) -> None:
         self.seed, self.batch, self.stage = seed, batch, stage
         self.dropout, self.crop = dropout, crop
         self.base_size = base_size
         self.start = start  # the first batch index (a resumed run starts where it stopped)
         self.with_foreground = with_foreground  # also each picture's object mask, "foreground"
+        self.mix = mix  # shares of single, count, relation and word scenes (None: data's own)
 
     def make(self, b: int) -> dict[str, Any]:
         captions, lows, highs, masks = [], [], [], []
         for j in range(self.batch):
             rng = data.scene_rng(self.seed, b * self.batch + j)
-            scene = data.sample_scene(rng, "train")
+            scene = data.sample_scene(rng, "train", mix=self.mix)
             drop = rng.random() < self.dropout
             captions.append("" if drop else scene.caption)
             if self.stage == 1:
@@ -286,7 +299,9 @@ class Run:
         first = Stage(1, {"text_encoder": pipe.text_encoder, "unet": pipe.unet}, cfg.steps,
                       cfg.lr, cfg.warmup,
                       SceneBatches(cfg.seed, cfg.batch, 1, cfg.caption_dropout, cfg.sr_crop,
-                                   base_size, with_foreground=cfg.foreground_weight != 1),
+                                   base_size, mix=cfg.scene_mix,
+                                   with_foreground=cfg.foreground_weight != 1
+                                   or cfg.outline_weight != 0),
                       (budget * 0.7 if has_sr else budget) if budget else None)
         if not has_sr:
             return [first]
@@ -319,6 +334,8 @@ class Run:
         if "foreground" in batch:  # objects count foreground_weight times a background pixel
             region = weighted_region(batch["foreground"].to(device), self.cfg.foreground_dilate)
             w = 1 + (self.cfg.foreground_weight - 1) * region
+            if self.cfg.outline_weight:
+                w = w + self.cfg.outline_weight * outline(batch["foreground"].to(device))
             per = (error * w).mean(dim=(1, 2, 3)) / w.mean(dim=(1, 2, 3))
         else:
             per = error.mean(dim=(1, 2, 3))
@@ -461,7 +478,9 @@ def train(cfg: TrainConfig) -> EaselMiniPipeline:
 def _load_weights(pipe: EaselMiniPipeline, source: Path) -> None:
     """Start from a saved pipeline's weights (the shipped ones, say): a later session trains on
     from them with a fresh optimiser and schedule when the run's checkpoint is gone. The preset
-    must build the same modules; a mismatch fails here, naming the parameters."""
+    must build the same modules; a mismatch fails here, naming the parameters. The one thing a
+    preset may add is the pooled text (`base_pooled_text`), which starts silent (its new
+    parameters keep their initial values)."""
     saved = EaselMiniPipeline.from_pretrained(source, dtype=torch.float32)
     for name in TRAINED:
         module, weights = getattr(pipe, name), getattr(saved, name)
@@ -469,7 +488,11 @@ def _load_weights(pipe: EaselMiniPipeline, source: Path) -> None:
             raise ValueError(f"{source} has {'no ' if weights is None else ''}{name}, "
                              f"the preset {'has' if module is not None else 'has none'}")
         if module is not None:
-            module.load_state_dict(weights.state_dict())
+            missing, unexpected = module.load_state_dict(weights.state_dict(), strict=False)
+            added = [k for k in missing if not k.startswith("add_embedding.")]
+            if added or unexpected:
+                raise ValueError(f"{source}'s {name} does not fit the preset: missing "
+                                 f"{added or 'nothing'}, unexpected {unexpected or 'nothing'}")
 
 
 def _to_fp16(out: Path) -> None:
@@ -529,6 +552,12 @@ def parse_args(argv: Sequence[str] | None = None) -> TrainConfig:
     p.add_argument("--foreground-dilate", type=int, default=0,
                    help="also weight the N pixels around each object like the object, so "
                         "the weighting does not favour painting objects too big")
+    p.add_argument("--outline-weight", type=float, default=0.0,
+                   help="added loss weight of each object's outline, a pixel either side of "
+                        "its edge: where one shape differs from another")
+    p.add_argument("--scene-mix", type=_mix, default=None, metavar="S,C,R,W",
+                   help="shares of single, count, relation and word scenes (default "
+                        "0.35,0.25,0.2,0.2)")
     p.add_argument("--end-at", type=int, default=None,
                    help="end stage 1 at step N and save the pipeline; the LR schedule stays "
                         "that of --steps, so a later --resume can go on to --steps")
@@ -550,7 +579,19 @@ def parse_args(argv: Sequence[str] | None = None) -> TrainConfig:
         save_fp16=a.fp16, progress=a.progress, cpu_bf16=a.bf16, min_snr_gamma=a.min_snr_gamma,
         stop_after=a.stop_after, end_at=a.end_at, init_from=a.init_from,
         foreground_weight=a.foreground_weight, foreground_dilate=a.foreground_dilate,
+        outline_weight=a.outline_weight, scene_mix=a.scene_mix,
     )
+
+
+def _mix(text: str) -> tuple[float, float, float, float]:
+    try:
+        shares = [float(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not four numbers: {text!r}") from None
+    if len(shares) != 4 or min(shares) < 0 or sum(shares) <= 0:
+        raise argparse.ArgumentTypeError(f"want four shares >= 0, not all 0: {text!r}")
+    total = sum(shares)
+    return (shares[0] / total, shares[1] / total, shares[2] / total, shares[3] / total)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

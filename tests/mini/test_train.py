@@ -7,7 +7,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from examples.mini.train import Run, RunStopped, SceneBatches, parse_args, train, weighted_region
+from examples.mini import data
+from examples.mini.train import (
+    Run,
+    RunStopped,
+    SceneBatches,
+    outline,
+    parse_args,
+    train,
+    weighted_region,
+)
 
 from easel.mini.pipeline import EaselMiniPipeline
 
@@ -160,6 +169,55 @@ def test_a_run_can_start_from_a_saved_pipelines_weights(tmp_path: Path) -> None:
     for name in ("text_encoder", "unet"):
         mine, theirs = getattr(run.pipe, name).state_dict(), getattr(saved, name).state_dict()
         assert all(torch.equal(mine[k], theirs[k]) for k in theirs)
-    with pytest.raises(RuntimeError, match=r"size mismatch|Missing key|Unexpected key"):
+    with pytest.raises(ValueError, match=r"unet does not fit the preset: missing .*unexpected"):
         Run(parse_args(["--out", str(tmp_path / "third"), "--init-from", str(first),
                         "--steps", "1", "--batch", "2", "--preset", "tiny-dit"]))
+
+
+def test_the_outline_is_the_band_a_pixel_either_side_of_each_edge() -> None:
+    mask = torch.zeros(1, 1, 9, 9)
+    mask[0, 0, 2:7, 2:7] = 1  # a 5x5 square
+    band = outline(mask)
+    assert band[0, 0, 1:8, 1:8].sum() == 49 - 9 and band.sum() == 40  # 7x7 less the 3x3 core
+    assert band[0, 0, 4, 4] == 0 and band[0, 0, 2, 2] == 1 and band[0, 0, 1, 1] == 1
+    assert band[0, 0, 0].sum() == 0
+
+
+def test_the_scene_mix_sets_the_share_of_each_kind() -> None:
+    cfg = parse_args(["--out", "x", "--scene-mix", "9,0,0,1", "--outline-weight", "5"])
+    assert cfg.scene_mix == (0.9, 0.0, 0.0, 0.1) and cfg.outline_weight == 5
+    kinds = [data.sample_scene(data.scene_rng(0, i), mix=cfg.scene_mix).kind for i in range(200)]
+    assert set(kinds) == {"single", "word"} and 160 <= kinds.count("single") <= 195
+    batch = SceneBatches(0, 4, 1, 0.0, 64, 32, mix=(0, 0, 1, 0)).make(0)
+    phrases = [f" {p} " for ps in data.RELATION_PHRASES.values() for p in ps]
+    assert all(any(p in c for p in phrases) for c in batch["captions"])
+    for bad in ("1,2,3", "0,0,0,0", "1,-1,1,1", "a,b,c,d"):
+        with pytest.raises(SystemExit):
+            parse_args(["--out", "x", "--scene-mix", bad])
+
+
+def test_pooled_text_starts_silent_on_weights_trained_without_it_then_learns(
+    tmp_path: Path,
+) -> None:
+    """--init-from a UNet without the pooled text: the same pictures at first, then training
+    moves the pooled text's scale off zero."""
+    from easel.mini.pipeline import denoise
+
+    plain, pooled = tmp_path / "plain", tmp_path / "pooled"
+    args = ["--batch", "2", "--device", "cpu", "--warmup", "1", "--outline-weight", "3",
+            "--foreground-weight", "2"]
+    train(parse_args(["--out", str(plain), "--steps", "1", "--preset", "tiny-cpu", *args]))
+    run = Run(parse_args(["--out", str(pooled), "--steps", "3", "--preset", "tiny-cpu-pooled",
+                          "--init-from", str(plain), *args]))
+    before = EaselMiniPipeline.from_pretrained(plain).unet
+    assert run.pipe.unet.config.addition_embed_type == "text"
+    x, t = torch.randn(2, 3, 32, 32), torch.tensor([10, 900])
+    embeds, mask = torch.randn(2, 5, 32), torch.ones(2, 5, dtype=torch.long)
+    with torch.no_grad():
+        assert torch.equal(denoise(run.pipe.unet, x, t, embeds, mask),
+                           denoise(before, x, t, embeds, mask))
+    train(parse_args(["--out", str(pooled), "--steps", "3", "--preset", "tiny-cpu-pooled",
+                      "--init-from", str(plain), *args]))
+    after = EaselMiniPipeline.from_pretrained(pooled).unet
+    assert after.config.addition_embed_type == "text"
+    assert float(after.add_embedding.norm2.weight.abs().sum()) > 0

@@ -41,6 +41,10 @@ class Preset:
     # The UNet base also takes each pixel's (x, y) as two input channels (CoordConv): its
     # convolutions and attention carry no position of their own, and prompts say "on the left".
     base_coordinates: bool = False
+    # The UNet base also adds an attention-pooled summary of the text to its timestep embedding,
+    # so every ResNet block, the 32x32 ones included, is told the prompt (Imagen does the same);
+    # cross-attention alone reaches only the 16x16 and 8x8 levels, where an object is 2-5 pixels.
+    base_pooled_text: bool = False
 
 
 # 0.9M + 4.3M parameters: 10 MB of fp16 safetensors; ~3.3 GFLOP per training sample.
@@ -74,6 +78,8 @@ PRESETS: dict[str, Preset] = {
     "cpu": _CPU,
     # "cpu" without the coordinate channels: the shipped run's first 3,241 steps (docs/mini.md).
     "cpu-plain": replace(_CPU, base_coordinates=False),
+    # "cpu" with the pooled text in every ResNet block (docs/mini.md, the pooled-text run).
+    "cpu-pooled": replace(_CPU, base_pooled_text=True),
     "cpu-p4": _CPU_P4,
     # 2x2 patches (256 tokens) at width 128: the transformer the "cpu" UNet was piloted against.
     "cpu-p2": replace(_CPU_P4, base_transformer=(2, 128, 8, 2)),
@@ -81,6 +87,12 @@ PRESETS: dict[str, Preset] = {
         text_hidden=32, text_layers=1, text_heads=2, text_ffn_mult=2,
         base_channels=(16, 32), base_layers=1, base_heads=2, base_groups=8,
         sr_channels=None, sr_layers=0, sr_groups=0, base_size=32, base_coordinates=True,
+    ),
+    "tiny-cpu-pooled": Preset(
+        text_hidden=32, text_layers=1, text_heads=2, text_ffn_mult=2,
+        base_channels=(16, 32), base_layers=1, base_heads=2, base_groups=8,
+        sr_channels=None, sr_layers=0, sr_groups=0, base_size=32, base_coordinates=True,
+        base_pooled_text=True,
     ),
     "tiny-dit": Preset(
         text_hidden=32, text_layers=1, text_heads=2, text_ffn_mult=2,
@@ -137,9 +149,12 @@ def base_unet(preset: Preset) -> Any:
 
     ch = preset.base_channels
     plain = max(1, len(ch) - 2)
+    pooled: dict[str, Any] = {}
+    if preset.base_pooled_text:
+        pooled = {"addition_embed_type": "text", "addition_embed_type_num_heads": preset.base_heads}
     down = ("DownBlock2D",) * plain + ("CrossAttnDownBlock2D",) * (len(ch) - plain)
     up = ("CrossAttnUpBlock2D",) * (len(ch) - plain) + ("UpBlock2D",) * plain
-    return UNet2DConditionModel(
+    unet = UNet2DConditionModel(
         sample_size=preset.base_size,
         in_channels=3 + (COORDINATE_CHANNELS if preset.base_coordinates else 0),
         out_channels=3,
@@ -150,7 +165,21 @@ def base_unet(preset: Preset) -> Any:
         cross_attention_dim=preset.text_hidden,
         attention_head_dim=preset.base_heads,  # diffusers reads this as the number of heads
         norm_num_groups=preset.base_groups,
+        **pooled,
     )
+    if preset.base_pooled_text:
+        silence_pooled_text(unet)
+    return unet
+
+
+def silence_pooled_text(unet: Any) -> None:
+    """Zero the pooled text's last scale and shift: the UNet starts out drawing exactly what it
+    drew without it (weights trained without it load unchanged), and learns how much to use."""
+    import torch
+
+    with torch.no_grad():
+        unet.add_embedding.norm2.weight.zero_()
+        unet.add_embedding.norm2.bias.zero_()
 
 
 def sr_unet(preset: Preset) -> Any:
