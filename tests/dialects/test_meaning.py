@@ -41,7 +41,10 @@ PROMPTS = (
 # model's own captions (the shipped UNet ignores a bare "blue": docs/mini.md).
 NEGATIVE_CASE: dict[str, Any] = {
     "prompt": "a red circle above a blue square, on a plain grey background",
-    "negative": "a blue square", "colour": "blue", "other": "red", "seeds": range(8),
+    # A phrase in the form of its captions: the model answers those, not a bare colour or object
+    # (docs/mini.md: "blue" takes blue from 0 of 8 pictures, "a blue square" from 2).
+    "negative": "a blue square on a plain grey background", "colour": "blue", "other": "red",
+    "seeds": range(8),
 }
 
 
@@ -177,7 +180,7 @@ def test_each_image_of_a_batch_answers_its_own_prompt(
     for call, png, truth in zip(calls, images, scenes, strict=True):
         verdict = checker.check(as_checker_image(png), truth)
         # Colour alone tells the images apart (three prompts, three colours); the shipped model
-        # places objects right only 64.5% of the time (docs/mini.md), so position is not judged.
+        # places objects right 79.1% of the time (docs/mini.md), so position is not judged.
         assert verdict["colour"], (call.name, truth.caption, verdict)
 
 
@@ -196,7 +199,11 @@ def test_a_seed_reproduces_its_picture_and_another_seed_draws_another(
     # Batch-mates are computed together; a PNG level may flip where a value sits on a rounding
     # edge, nothing more.
     assert np.abs(first - again).max() <= 1
-    assert np.abs(first - other).mean() > 5  # a different seed draws a different picture
+    # A different seed draws a different picture. The model puts this prompt's circle at the top
+    # for either seed, so the two differ in the circle's outline and the background's grain,
+    # not in layout: a mean difference of 4.5 to 5 levels (seed 7 against 8 drawn directly),
+    # where the same seed differs by 0.
+    assert np.abs(first - other).mean() > 2
 
 
 def colours_drawn(png: bytes) -> set[str]:
@@ -225,6 +232,6 @@ def test_a_negative_prompt_takes_a_colour_away(
     colour, other = NEGATIVE_CASE["colour"], NEGATIVE_CASE["other"]
     with_colour = sum(colour in found for found in plain)
     still_there = sum(colour in found for found in negated)
-    # The pipeline called directly with these seeds draws blue in 8, then 4, and red in all 8.
+    # The pipeline called directly with these seeds draws blue in 8, then 3, and red in all 8.
     assert with_colour >= 6 and still_there <= with_colour - 3, (plain, negated)
     assert sum(other in found for found in negated) >= 6, negated

@@ -6,9 +6,10 @@ import pytest
 
 from easel.mini.pipeline import EaselMiniPipeline, build_random_pipeline
 
-# "tiny" has the GPU recipe's structure (UNet base + SR UNet), "tiny-cpu" the shipped one's
-# (a 32x32 UNet, no SR stage), "tiny-dit" the patch transformers' (32x32, no SR stage).
-TINY_PRESETS = ("tiny", "tiny-cpu", "tiny-dit")
+# "tiny" has the GPU recipe's structure (UNet base + SR UNet), "tiny-cpu-pooled" the shipped
+# one's (a 32x32 UNet with the pooled text, no SR stage), "tiny-dit" the patch transformers'
+# (32x32, no SR stage).
+TINY_PRESETS = ("tiny", "tiny-cpu-pooled", "tiny-dit")
 
 
 @pytest.fixture(scope="session", params=TINY_PRESETS)

@@ -75,9 +75,9 @@ def _weights(path: Path) -> dict[str, torch.Tensor]:
 
 def test_a_stopped_run_resumes_to_the_same_weights(tmp_path: Path) -> None:
     """A run split by --stop-after and --resume ends with the weights of one straight run."""
-    args = ["--steps", "4", "--batch", "2", "--preset", "tiny-cpu", "--seed", "1",
+    args = ["--steps", "4", "--batch", "2", "--preset", "tiny-cpu-pooled", "--seed", "1",
             "--device", "cpu", "--warmup", "2", "--log-every", "1", "--foreground-weight", "5",
-            "--foreground-dilate", "1"]
+            "--foreground-dilate", "1", "--outline-weight", "5", "--scene-mix", "3,1,1,1"]
     straight, split = tmp_path / "straight", tmp_path / "split"
     train(parse_args(["--out", str(straight), *args]))
     with pytest.raises(RunStopped, match="--resume continues"):
@@ -102,7 +102,7 @@ def test_fp16_weights_load_back_in_fp32(tmp_path: Path) -> None:
 
 
 def test_end_at_saves_early_on_the_full_schedule_and_resume_finishes_it(tmp_path: Path) -> None:
-    args = ["--steps", "4", "--batch", "2", "--preset", "tiny-cpu", "--seed", "2",
+    args = ["--steps", "4", "--batch", "2", "--preset", "tiny-cpu-pooled", "--seed", "2",
             "--device", "cpu", "--warmup", "2", "--log-every", "1"]
     straight, ended = tmp_path / "straight", tmp_path / "ended"
     train(parse_args(["--out", str(straight), *args]))

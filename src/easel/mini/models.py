@@ -1,13 +1,15 @@
 """Model configurations of easel-mini, and builders for each component.
 
 Presets:
-- "cpu" is the model to ship: a 32x32 pixel-space UNet, sized to train in about 90 minutes on
-  two CPU cores (docs/mini.md); its image is resized to the size asked.
+- "cpu-pooled" is the model that ships: a 32x32 pixel-space UNet told each pixel's x and y,
+  with the pooled text in every ResNet block, trained on two CPU cores in two runs of about 90
+  minutes (docs/mini.md); its image is resized to the size asked. "cpu" is the same UNet
+  without the pooled text (the first run), "cpu-plain" without the coordinates either.
 - "cpu-p4" and "cpu-p2" are the patch transformers it was weighed against: "cpu-p4" (4x4
   patches) shipped before it and never drew shapes, "cpu-p2" (2x2 patches) lost the pilot.
 - "full" is the GPU recipe: a 64x64 UNet base and a 64->256 super-resolution UNet (~35 MB).
-- "tiny" has the full preset's structure at toy width, "tiny-cpu" the cpu preset's and
-  "tiny-dit" the patch transformers', for smoke tests.
+- "tiny" has the full preset's structure at toy width, "tiny-cpu" and "tiny-cpu-pooled" the
+  cpu presets' and "tiny-dit" the patch transformers', for smoke tests.
 """
 
 from __future__ import annotations
@@ -47,7 +49,8 @@ class Preset:
     base_pooled_text: bool = False
 
 
-# 0.9M + 4.3M parameters: 10 MB of fp16 safetensors; ~3.3 GFLOP per training sample.
+# 0.9M + 4.3M parameters (4.45M with the pooled text): 10.8 MB of fp16 safetensors; ~3.3 GFLOP
+# per training sample.
 # Convolutions at 32x32: an object of 5 to 10 pixels is drawn by kernels that see its outline,
 # where a 4x4-patch transformer saw one or two tokens of it (docs/mini.md).
 _CPU = Preset(
