@@ -332,10 +332,11 @@ class Run:
             pred = denoise(self.pipe.unet, xt, t, emb, mask)
         error = F.mse_loss(pred.float(), target, reduction="none")
         if "foreground" in batch:  # objects count foreground_weight times a background pixel
-            region = weighted_region(batch["foreground"].to(device), self.cfg.foreground_dilate)
+            objects = batch["foreground"].to(device)
+            region = weighted_region(objects, self.cfg.foreground_dilate)
             w = 1 + (self.cfg.foreground_weight - 1) * region
             if self.cfg.outline_weight:
-                w = w + self.cfg.outline_weight * outline(batch["foreground"].to(device))
+                w = w + self.cfg.outline_weight * outline(objects)
             per = (error * w).mean(dim=(1, 2, 3)) / w.mean(dim=(1, 2, 3))
         else:
             per = error.mean(dim=(1, 2, 3))

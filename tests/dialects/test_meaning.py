@@ -37,12 +37,11 @@ PROMPTS = (
     ("a big yellow star at the bottom, on a beige background", "yellow", "bottom"),
 )
 
-# Two objects of two colours; the negative prompt names one of them, in the words of the
-# model's own captions (the shipped UNet ignores a bare "blue": docs/mini.md).
+# Two objects of two colours; the negative prompt names one of them in the form of the model's
+# own captions, which it answers, where it ignores a bare colour or object (docs/mini.md: "blue"
+# takes blue from 0 of 8 pictures, "a blue square" from 2).
 NEGATIVE_CASE: dict[str, Any] = {
     "prompt": "a red circle above a blue square, on a plain grey background",
-    # A phrase in the form of its captions: the model answers those, not a bare colour or object
-    # (docs/mini.md: "blue" takes blue from 0 of 8 pictures, "a blue square" from 2).
     "negative": "a blue square on a plain grey background", "colour": "blue", "other": "red",
     "seeds": range(8),
 }

@@ -65,6 +65,11 @@ _CPU_P4 = Preset(
     sr_channels=None, sr_layers=0, sr_groups=0,
     base_size=32, base_transformer=(4, 192, 8, 3),
 )
+_TINY_CPU = Preset(
+    text_hidden=32, text_layers=1, text_heads=2, text_ffn_mult=2,
+    base_channels=(16, 32), base_layers=1, base_heads=2, base_groups=8,
+    sr_channels=None, sr_layers=0, sr_groups=0, base_size=32, base_coordinates=True,
+)
 
 PRESETS: dict[str, Preset] = {
     # ~0.9M + 7.0M + 1.75M parameters: 38.5 MB of fp32 safetensors in all.
@@ -86,17 +91,8 @@ PRESETS: dict[str, Preset] = {
     "cpu-p4": _CPU_P4,
     # 2x2 patches (256 tokens) at width 128: the transformer the "cpu" UNet was piloted against.
     "cpu-p2": replace(_CPU_P4, base_transformer=(2, 128, 8, 2)),
-    "tiny-cpu": Preset(
-        text_hidden=32, text_layers=1, text_heads=2, text_ffn_mult=2,
-        base_channels=(16, 32), base_layers=1, base_heads=2, base_groups=8,
-        sr_channels=None, sr_layers=0, sr_groups=0, base_size=32, base_coordinates=True,
-    ),
-    "tiny-cpu-pooled": Preset(
-        text_hidden=32, text_layers=1, text_heads=2, text_ffn_mult=2,
-        base_channels=(16, 32), base_layers=1, base_heads=2, base_groups=8,
-        sr_channels=None, sr_layers=0, sr_groups=0, base_size=32, base_coordinates=True,
-        base_pooled_text=True,
-    ),
+    "tiny-cpu": _TINY_CPU,
+    "tiny-cpu-pooled": replace(_TINY_CPU, base_pooled_text=True),
     "tiny-dit": Preset(
         text_hidden=32, text_layers=1, text_heads=2, text_ffn_mult=2,
         base_channels=(), base_layers=0, base_heads=0, base_groups=0,
