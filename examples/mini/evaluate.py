@@ -38,14 +38,30 @@ def generate(model: str, prompts: list[str], args: argparse.Namespace) -> list[n
     return images
 
 
-def evaluate(args: argparse.Namespace) -> dict[str, Any]:
+def evaluate(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The table over all prompts, and one per kind of prompt (single object, count, relation,
+    word): where an attribute is lost, by the kind of scene that loses it."""
     scenes = data.heldout_scenes(args.n, split=args.split)
     if args.ground_truth:
         images = [data.render(s, 256) for s in scenes]
     else:
         images = generate(args.model, [s.caption for s in scenes], args)
     verdicts = [checker.check(img, s) for img, s in zip(images, scenes, strict=True)]
-    return checker.summarize(verdicts)
+    by_kind = {kind: checker.summarize(v for v, s in zip(verdicts, scenes, strict=True)
+                                       if s.kind == kind)
+               for kind in dict.fromkeys(s.kind for s in scenes)}
+    return checker.summarize(verdicts), by_kind
+
+
+def format_by_kind(by_kind: dict[str, Any]) -> str:
+    """One line per kind: each attribute as right/judged."""
+    lines = []
+    for kind, table in by_kind.items():
+        cells = [f"{attr} {round(row['accuracy'] * row['n'])}/{row['n']}"
+                 for attr, row in table.items()
+                 if attr != "overall" and row["accuracy"] is not None]
+        lines.append(f"{kind:<9} " + ", ".join(cells))
+    return "\n".join(lines)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -64,9 +80,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = p.parse_args(argv)
     if not args.ground_truth and not args.model:
         p.error("--model is required (or --ground-truth)")
-    table = evaluate(args)
+    table, by_kind = evaluate(args)
     print(checker.format_table(table))
-    record: dict[str, Any] = {"accuracy": table}
+    print("by kind of prompt:\n" + format_by_kind(by_kind))
+    record: dict[str, Any] = {"accuracy": table, "by_kind": by_kind}
     if not args.ground_truth:
         print(f"{args.seconds_per_image:.3f} s per 256x256 image on {args.device} "
               f"(batch {args.batch}, {args.steps} steps, guidance {args.guidance})")
