@@ -57,9 +57,9 @@ def format_by_kind(by_kind: dict[str, Any]) -> str:
     """One line per kind: each attribute as right/judged."""
     lines = []
     for kind, table in by_kind.items():
-        cells = [f"{attr} {round(row['accuracy'] * row['n'])}/{row['n']}"
-                 for attr, row in table.items()
-                 if attr != "overall" and row["accuracy"] is not None]
+        cells = [f"{attr} unavailable" if row["accuracy"] is None
+                 else f"{attr} {round(row['accuracy'] * row['n'])}/{row['n']}"
+                 for attr, row in table.items() if attr != "overall"]
         lines.append(f"{kind:<9} " + ", ".join(cells))
     return "\n".join(lines)
 

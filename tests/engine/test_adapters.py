@@ -78,6 +78,16 @@ def same(a: np.ndarray, b: np.ndarray) -> bool:
     return bool(np.array_equal(a, b))
 
 
+def padded_same(a: np.ndarray, b: np.ndarray) -> bool:
+    """The same image but for rounding: a hot-swap slot pads an adapter's rank with zeros, which
+    changes the shape of the matrix products, so the CPU kernels may add in another order and
+    a value on a rounding edge lands one level off (1 of 12,288 values for a rank-2 adapter in
+    a rank-8 slot on an AMD EPYC VM; none on an Intel one). The adapter itself moves the
+    picture by 60 levels and more in places (17.5 dB from the image without it)."""
+    diff = np.abs(a.astype(np.int16) - b.astype(np.int16))
+    return bool(diff.max() <= 1 and np.count_nonzero(diff) <= diff.size // 1000)
+
+
 def fresh_engine(model_cache: Path, **options: Any) -> Engine:
     return Engine(model_cache, device="cpu", max_loaded=3, options=EngineOptions(**options))
 
@@ -314,7 +324,9 @@ def test_hot_swapped_adapters_draw_what_loaded_ones_do(model_cache: Path, loras:
     first = adapter(lora(loras, "flux2", 6, rank=2, alpha=8), 0.5)
     second = adapter(lora(loras, "flux2", 1), 0.8)
     for spec in (first, second, first):
-        assert same(_call(pipe, "flux2", adapters, [spec]), direct(model_cache, "flux2", spec))
+        drawn = _call(pipe, "flux2", adapters, [spec])
+        assert padded_same(drawn, direct(model_cache, "flux2", spec))
+        assert not padded_same(drawn, base)
         assert pipe.get_list_adapters()["transformer"] == ["slot_0"]  # swapped, never added
     assert np.array_equal(_call(pipe, "flux2", adapters, []), base)
 
@@ -334,7 +346,7 @@ def test_hot_swapping_does_not_recompile(model_cache: Path, loras: Path) -> None
     with torch._dynamo.config.patch(error_on_recompile=True):
         swapped = _call(pipe, "flux2", adapters, [c, replace_weight(b, 0.3)])
         assert not np.array_equal(swapped, first)
-        assert same(swapped, direct(model_cache, "flux2", c, replace_weight(b, 0.3)))
+        assert padded_same(swapped, direct(model_cache, "flux2", c, replace_weight(b, 0.3)))
         _call(pipe, "flux2", adapters, [a])
     torch._dynamo.reset()
 
