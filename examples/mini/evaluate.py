@@ -47,9 +47,10 @@ def evaluate(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]:
     else:
         images = generate(args.model, [s.caption for s in scenes], args)
     verdicts = [checker.check(img, s) for img, s in zip(images, scenes, strict=True)]
-    by_kind = {kind: checker.summarize(v for v, s in zip(verdicts, scenes, strict=True)
-                                       if s.kind == kind)
-               for kind in dict.fromkeys(s.kind for s in scenes)}
+    by_kind: dict[str, Any] = {}
+    for kind in dict.fromkeys(s.kind for s in scenes):
+        of_kind = [v for v, s in zip(verdicts, scenes, strict=True) if s.kind == kind]
+        by_kind[kind] = checker.summarize(of_kind)
     return checker.summarize(verdicts), by_kind
 
 
