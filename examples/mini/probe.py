@@ -31,7 +31,7 @@ def scenes() -> list[data.Scene]:
             for colour in COLOURS for shape in data.SHAPES]
 
 
-def probe(pipe: object, size: int = 96) -> tuple[int, list[np.ndarray]]:
+def probe(pipe: object, size: int = 96, steps: int = 20) -> tuple[int, list[np.ndarray]]:
     """How many of the pictures show the shape asked, and the pictures (uint8)."""
     import torch
 
@@ -39,7 +39,7 @@ def probe(pipe: object, size: int = 96) -> tuple[int, list[np.ndarray]]:
     right, images = 0, []
     for seed in SEEDS:
         out = pipe(  # type: ignore[operator]
-            [s.caption for s in asked], num_inference_steps=20, guidance_scale=4.0, width=size,
+            [s.caption for s in asked], num_inference_steps=steps, guidance_scale=4.0, width=size,
             height=size, output_type="np",
             generator=[torch.Generator().manual_seed(seed + i) for i in range(len(asked))],
         ).images
@@ -62,6 +62,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--run", type=Path, help="a training run's folder: draw with its "
                    "checkpoint's raw weights")
     p.add_argument("--image", help="also save the pictures here, a row per colour and seed")
+    p.add_argument("--steps", type=int, default=20, help="sampling steps (the figures: 20)")
     args = p.parse_args(argv)
     pipe = EaselMiniPipeline.from_pretrained(args.model, dtype=torch.float32)
     pipe.set_progress_bar_config(disable=True)
@@ -72,7 +73,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             p.error(f"{checkpoint.path} does not exist")
         for name, weights in state["modules"].items():
             getattr(pipe, name).load_state_dict(weights)
-    right, images = probe(pipe)
+    right, images = probe(pipe, steps=args.steps)
     print(f"shapes right: {right} of {len(images)}")
     if args.image:
         n = len(data.SHAPES)
