@@ -5,7 +5,7 @@
 Two colours (green, red) times two seeds: 36 pictures, each judged by the checker's shape
 verdict. It takes seconds, so a run can be watched at its checkpoints (`--run` draws with the
 run's checkpoint's raw weights instead of the saved EMA ones) where the 200-prompt evaluation
-takes minutes. docs/mini.md has run 2's figures.
+takes minutes. docs/mini.md has its figures for runs 2 and 3.
 """
 
 from __future__ import annotations

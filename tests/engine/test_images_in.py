@@ -293,7 +293,7 @@ def test_easel_mini_redraws_an_input_closer_the_lower_the_strength() -> None:
                           size=(SIZE, SIZE), mode="bicubic")
     round_trip = (small.clamp(0, 1)[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
     close, far = (psnr(mini(IMAGE, s), round_trip) for s in (0.1, 0.9))
-    assert close >= 16 and far <= close - 5, (close, far)  # measured: 17.6 and 11.6 dB
+    assert close >= 16 and far <= close - 5, (close, far)  # measured: 17.5 and 11.6 dB
 
 
 def test_easel_mini_inpaints_the_mask_and_keeps_every_other_pixel() -> None:

@@ -2,8 +2,8 @@
 
 Presets:
 - "cpu-pooled" is the model that ships: a 32x32 pixel-space UNet told each pixel's x and y,
-  with the pooled text in every ResNet block, trained on two CPU cores in two runs of about 90
-  minutes (docs/mini.md); its image is resized to the size asked. "cpu" is the same UNet
+  with the pooled text in every ResNet block, trained on two CPU cores in three runs of 80 to
+  110 minutes (docs/mini.md); its image is resized to the size asked. "cpu" is the same UNet
   without the pooled text (the first run), "cpu-plain" without the coordinates either.
 - "cpu-p4" and "cpu-p2" are the patch transformers it was weighed against: "cpu-p4" (4x4
   patches) shipped before it and never drew shapes, "cpu-p2" (2x2 patches) lost the pilot.
