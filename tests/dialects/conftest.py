@@ -4,14 +4,13 @@ in its own virtualenv under .venvs/<name> (created once, reused across runs)."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.sdk_clients import run_script
 from tests.sdk_venvs import sdk_python
 from tests.server_harness import Server, make_server
 
@@ -40,12 +39,9 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 
 
 def run_client(python: Path, script: str, spec: dict[str, Any], timeout: float = 180) -> Any:
-    """Run clients/<script> in an SDK venv; it prints one JSON line as its last output."""
-    proc = subprocess.run(
-        [str(python), str(CLIENTS / script), json.dumps(spec)],
-        capture_output=True, text=True, timeout=timeout,
-        env={**os.environ, "PYTHONWARNINGS": "ignore"},
-    )
+    """Run clients/<script> in an SDK venv (tests/sdk_clients.py); it prints one JSON line as
+    its last output."""
+    proc = run_script(python, CLIENTS / script, spec, timeout)
     lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
     if proc.returncode != 0 or not lines:
         raise AssertionError(f"{script} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")

@@ -9,7 +9,6 @@ from __future__ import annotations
 import base64
 import io
 import json
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +16,7 @@ import httpx
 import pytest
 from PIL import Image
 
+from tests.sdk_clients import run_script
 from tests.sdk_venvs import sdk_python
 from tests.server_harness import Server
 
@@ -33,8 +33,7 @@ def sdk() -> Path:
 
 
 def _run(python: Path, script: str, args: dict[str, Any]) -> dict[str, Any]:
-    done = subprocess.run([str(python), str(CLIENTS / script), json.dumps(args)],
-                          capture_output=True, text=True, timeout=180)
+    done = run_script(python, CLIENTS / script, args)
     assert done.returncode == 0, done.stderr[-3000:]
     return dict(json.loads(done.stdout.strip().splitlines()[-1]))
 
