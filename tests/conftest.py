@@ -25,6 +25,29 @@ _OFFLINE = str(Path(__file__).parent / "offline")
 _PATHS = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and p != _OFFLINE]
 os.environ["PYTHONPATH"] = os.pathsep.join([_OFFLINE, *_PATHS])
 
+
+def _one_tls_context() -> None:
+    """httpx makes a TLS context for every client, loading certifi's CA bundle each time: 23 ms
+    of CPU for each of the some 3,000 module-level calls (httpx.get, httpx.post) a run makes in
+    its test processes, all to plain-HTTP loopback servers (68 s of CPU a run, measured). Here
+    clients that ask for the default verification share one context, made once per process."""
+    from httpx._transports import default as transports
+
+    real = getattr(transports, "create_ssl_context", None)
+    if real is None:  # another httpx: it makes its contexts as it likes
+        return
+    shared = real()
+
+    def create_ssl_context(verify: Any = True, cert: Any = None, trust_env: bool = True) -> Any:
+        if verify is True and cert is None and trust_env:
+            return shared
+        return real(verify=verify, cert=cert, trust_env=trust_env)
+
+    transports.create_ssl_context = create_ssl_context
+
+
+_one_tls_context()
+
 _real_connect = socket.socket.connect
 _real_connect_ex = socket.socket.connect_ex
 
@@ -135,23 +158,23 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
 _BUILDERS = pytest.StashKey[list[Any]]()
 
 
-# The longest test files, started first: `make test` hands whole files to its workers in
-# collection order, so a long file collected last would run alone at the end while the other
-# workers sit idle (the longest first is the classic way to shorten such a schedule). Every
-# file above 20 s, longest first, as `pytest --durations=0` summed them (setup, call and
-# teardown) on the 2-core VM, 2026-12-05.
+# The longest test files, started first: `make test` hands whole files to its workers in this
+# order (xdist's own reorder, by number of tests, is turned off there), so a long file collected
+# last would run alone at the end while the other workers sit idle (the longest first is the
+# classic way to shorten such a schedule). Every file above 20 s, longest first, as their tests'
+# times (setup, call and teardown) added up in a run of `make test` on the 2-core VM, 2026-12-06.
 LONGEST_FIRST = (
-    "tests/faults/test_scale_out.py", "tests/pages/test_playground.py",
-    "tests/dialects/test_contract.py", "tests/dialects/test_meaning.py", "tests/cli/test_cli.py",
-    "tests/engine/test_optimize.py", "tests/dialects/test_sdks_on_tiny.py",
-    "tests/docs/test_examples.py", "tests/server/test_server.py", "tests/engine/test_engine.py",
-    "tests/faults/test_fuzz.py", "tests/security/test_hardening_slow.py",
-    "tests/engine/test_every_size.py", "tests/cli/test_local_weights.py",
-    "tests/dialects/test_openai.py", "tests/faults/test_shutdown_and_poison.py",
-    "tests/edge/test_lora_page.py", "tests/cli/test_lora_hub.py",
-    "tests/safety/test_safety_server.py", "tests/faults/test_soak_short.py",
-    "tests/runware/test_sdks.py", "tests/server/test_easel_api.py", "tests/deploy/test_wheel.py",
-    "tests/delivery/test_webhooks.py", "tests/cli/test_pull.py",
+    "tests/faults/test_scale_out.py", "tests/dialects/test_meaning.py",
+    "tests/pages/test_playground.py", "tests/cli/test_cli.py", "tests/engine/test_optimize.py",
+    "tests/faults/test_fuzz.py", "tests/docs/test_examples.py", "tests/server/test_server.py",
+    "tests/engine/test_engine.py", "tests/engine/test_every_size.py",
+    "tests/security/test_hardening_slow.py", "tests/edge/test_lora_page.py",
+    "tests/dialects/test_sdks_on_tiny.py", "tests/cli/test_lora_hub.py",
+    "tests/cli/test_local_weights.py", "tests/cli/test_pull.py",
+    "tests/dialects/test_contract.py", "tests/delivery/test_webhooks.py",
+    "tests/server/test_cancel_and_workers.py", "tests/faults/test_shutdown_and_poison.py",
+    "tests/faults/test_soak_short.py", "tests/engine/test_adapters.py",
+    "tests/dialects/test_openai.py", "tests/deploy/test_wheel.py",
 )
 
 

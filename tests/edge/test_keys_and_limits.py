@@ -132,7 +132,10 @@ def test_a_full_queue_answers_503_at_once(make_edge: Callable[..., Edge]) -> Non
     full = edge.runware([inference(deliveryMethod="async")])
     sync = edge.client.post("/v1/images/generations", json={"prompt": "x"},
                             headers={"Authorization": "Bearer test-key"})
-    assert time.monotonic() - started < 1.0
+    # Refused, not queued: a queued sync request would wait out its sync timeout (540 s; no
+    # worker runs here). Both answers take milliseconds; the bound leaves room for a busy
+    # 2-core machine (1.6 s was seen while the suite's heaviest files ran beside it).
+    assert time.monotonic() - started < 10
     assert full.status_code == 503 and int(full.headers["retry-after"]) >= 1
     assert "queue is full" in full.json()["errors"][0]["message"]
     assert sync.status_code == 503 and "retry-after" in sync.headers
