@@ -33,7 +33,7 @@ import httpx
 from easel.domain.delivery import DELIVERED, FAILED, PENDING, UPLOAD, Delivery
 from easel.domain.errors import EaselError, Throttled
 from easel.domain.job import Job
-from easel.services.delivery.outbound import Unresolvable, check_url, send
+from easel.services.delivery.outbound import Unresolvable, check_url, send, tls_context
 from easel.services.delivery.signing import signed_headers
 from easel.services.images.artifacts import Artifacts
 from easel.services.port import Renderer, Signer
@@ -259,6 +259,7 @@ class DeliveryService:
         request = ("POST", body, headers, self.settings.webhook_timeout)
         started = time.time()
         async with httpx.AsyncClient(headers={"User-Agent": USER_AGENT}, trust_env=False,
+                                     verify=tls_context(trust_env=False),
                                      follow_redirects=False) as client:
             attempts = 0
             while True:
