@@ -3,7 +3,8 @@
 The shipped easel-mini weights serve every tier here (no real weights are present), so the
 project's checker (examples.mini.checker) can tell whether an image shows what its prompt asked.
 Jobs are queued first, on a server without a worker, and one worker started after them claims
-them together: image i of a batch must answer prompt i, wherever it sat in the batch.
+them together: image i of a batch must answer prompt i, wherever it sat in the batch. The worker
+then stays for the module's later tests.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 import numpy as np
@@ -69,8 +70,6 @@ def scene(prompt: str, colour: str, position: str) -> data.Scene:
 def as_checker_image(png: bytes) -> np.ndarray:
     image = Image.open(io.BytesIO(png)).convert("RGB").resize((256, 256), Image.Resampling.BICUBIC)
     return np.asarray(image, dtype=np.float32) / 255
-
-T = TypeVar("T")
 
 
 @dataclass
@@ -157,23 +156,42 @@ def wait_queued(srv: Server, n: int, timeout: float = 240) -> None:
     raise AssertionError(f"fewer than {n} jobs were queued: {jobs}")
 
 
-def run_worker(srv: Server, log: Path, calls: list[Call]) -> list[bytes]:
-    """Start one worker for the queued jobs; every call's image, in order; stop the worker."""
-    return working(srv, log, lambda: [call.png() for call in calls])
+@dataclass
+class ModuleWorker:
+    """The module's one worker process, the diffusers engine on easel-mini (starting one costs
+    some 7 s of CPU: it imports diffusers). A test starts it once all its jobs are queued, so
+    they are claimed together; it then runs the later tests' jobs as they come."""
+
+    srv: Server
+    log: Path
+    proc: subprocess.Popen[bytes] | None = None
+
+    def start_after(self, queued: int, fresh: bool = False) -> None:
+        """Wait until `queued` jobs are queued and start the worker, unless one runs already;
+        `fresh`: stop a running one first, so that these jobs are queued together too."""
+        if fresh:
+            self.stop()
+        if self.proc is None:
+            wait_queued(self.srv, queued)
+            self.proc = self.srv.worker(self.log, engine="tiny")
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(60)
+            self.proc = None
 
 
-def working(srv: Server, log: Path, collect: Callable[[], T]) -> T:
-    """What `collect` gathers while one worker runs the queued jobs (stopped after)."""
-    worker = srv.worker(log, engine="tiny")  # the diffusers engine on easel-mini
-    try:
-        return collect()
-    finally:
-        worker.terminate()
-        worker.wait(60)
+@pytest.fixture(scope="module")
+def worker(queued_server: Server, tmp_path_factory: pytest.TempPathFactory
+           ) -> Iterator[ModuleWorker]:
+    one = ModuleWorker(queued_server, tmp_path_factory.mktemp("meaning-worker") / "worker.log")
+    yield one
+    one.stop()
 
 
 def test_each_image_of_a_batch_answers_its_own_prompt(
-    queued_server: Server, sdks: dict[str, Path], tmp_path: Path
+    queued_server: Server, sdks: dict[str, Path], worker: ModuleWorker
 ) -> None:
     srv = queued_server
     earlier = {row[0] for row in srv.db("SELECT id FROM jobs")}
@@ -182,8 +200,8 @@ def test_each_image_of_a_batch_answers_its_own_prompt(
         for i, (prompt, colour, position) in enumerate(PROMPTS):
             calls.append(calls_for(srv, sdks, dialect, prompt, seed=100 + i))
             scenes.append(scene(prompt, colour, position))
-    wait_queued(srv, len(calls))
-    images = run_worker(srv, tmp_path / "worker.log", calls)
+    worker.start_after(len(calls), fresh=True)  # all twelve queued before any is claimed
+    images = [call.png() for call in calls]
     jobs = [row for row in srv.db("SELECT id, batch_id FROM jobs") if row[0] not in earlier]
     sizes = [sum(1 for _, b in jobs if b == batch) for _, batch in jobs]
     assert len(jobs) == len(calls) and max(sizes) > 1, jobs  # prompts shared engine calls
@@ -199,13 +217,12 @@ def pixels(png: bytes) -> np.ndarray:
 
 
 def test_a_seed_reproduces_its_picture_and_another_seed_draws_another(
-    queued_server: Server, sdks: dict[str, Path], tmp_path: Path
+    queued_server: Server, sdks: dict[str, Path], worker: ModuleWorker
 ) -> None:
     prompt = PROMPTS[0][0]
     calls = [calls_for(queued_server, sdks, "wavespeed", prompt, seed=seed) for seed in (7, 7, 8)]
-    wait_queued(queued_server, len(calls))
-    first, again, other = (pixels(png) for png in run_worker(queued_server,
-                                                            tmp_path / "worker.log", calls))
+    worker.start_after(len(calls))
+    first, again, other = (pixels(call.png()) for call in calls)
     # Batch-mates are computed together; a PNG level may flip where a value sits on a rounding
     # edge, nothing more.
     assert np.abs(first - again).max() <= 1
@@ -221,7 +238,7 @@ def colours_drawn(png: bytes) -> set[str]:
 
 
 def test_a_negative_prompt_takes_a_colour_away(
-    queued_server: Server, sdks: dict[str, Path], tmp_path: Path
+    queued_server: Server, sdks: dict[str, Path], worker: ModuleWorker
 ) -> None:
     """Through the Runware SDK on `easel/mini`, whose backend honours negative prompts: over
     sixteen seeds, the negative prompt's colour is drawn less often, the other colour kept.
@@ -235,8 +252,8 @@ def test_a_negative_prompt_takes_a_colour_away(
     spec = {"transport": "rest", "url": f"{queued_server.url}/v1", "apiKey": KEY,
             "tasks": tasks}  # one client process sends them all, at once
     client = Call("runware", launch(sdks["runware-sdk"], RUNWARE_CLIENT, spec), lambda r: b"")
-    wait_queued(queued_server, len(tasks))
-    reply = working(queued_server, tmp_path / "worker.log", client.result)
+    worker.start_after(len(tasks))
+    reply = client.result()
     drawn = [colours_drawn(base64.b64decode(result["images"][0]["imageBase64Data"]))
              for result in reply["results"]]
     plain, negated = drawn[:len(seeds)], drawn[len(seeds):]
