@@ -12,14 +12,12 @@ serve: setup
 
 test: dev-setup
 	./scripts/system-deps
-	# Bytecode for the project's own sources, once: the suite starts some three hundred Python
-	# processes (servers, workers, the CLI), and where PYTHONDONTWRITEBYTECODE is set each would
-	# compile easel's modules again (the installed packages are compiled at install).
-	.venv/bin/python -m compileall -q src tests examples bench
 	# Three test processes on two cores: much of the suite waits on servers, browsers and SDK
 	# subprocesses (one file per process: its servers and fixtures stay with it). Files start
 	# in the order tests/conftest.py gives them, longest first: xdist's own reorder would start
-	# the files of many tests first and leave the long single tests for the end.
+	# the files of many tests first and leave the long single tests for the end. Bytecode is
+	# written even where PYTHONDONTWRITEBYTECODE is set: the suite starts some three hundred
+	# Python processes (servers, workers, the CLI), each would compile easel's modules again.
 	PYTHONDONTWRITEBYTECODE= .venv/bin/python -m pytest -n 3 --dist loadfile \
 	  --no-loadscope-reorder --durations=15
 

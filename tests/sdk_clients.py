@@ -49,7 +49,6 @@ class Interpreter:
         try:
             line = self.replies.get(timeout=timeout)
         except queue.Empty:
-            self.close()
             raise subprocess.TimeoutExpired([str(script), *argv], timeout) from None
         if not line:
             self.log.seek(0)

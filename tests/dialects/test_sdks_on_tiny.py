@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import base64
 import io
-import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -27,7 +26,6 @@ from PIL import Image, ImageOps
 from tests.dialects.conftest import KEY, run_client
 from tests.edge.test_images_in import data_uri, half_mask, picture, png
 from tests.edge.test_openai_edits import hole_mask
-from tests.sdk_clients import run_script
 from tests.server_harness import QUICK_MINI, SMALL_SIZES, Server
 
 RUNWARE_CLIENT = Path(__file__).parents[1] / "runware" / "clients" / "sdk.py"
@@ -313,8 +311,7 @@ def test_the_runware_sdk_outpaints_keeping_its_image_and_drawing_the_new_area(
             "seedImage": data_uri(png(picture(64, 64))), "outpaint": {"right": 64},
             "width": 128, "height": 64, "outputType": "base64Data", "outputFormat": "PNG"}
     spec = {"transport": "rest", "url": f"{tiny.url}/v1", "apiKey": KEY, "task": task}
-    done = run_script(sdks["runware-sdk"], RUNWARE_CLIENT, spec)
-    out = json.loads(done.stdout.strip().splitlines()[-1])
+    out = run_client(sdks["runware-sdk"], str(RUNWARE_CLIENT), spec)
     assert "images" in out, out
     drawn = Image.open(io.BytesIO(base64.b64decode(out["images"][0]["imageBase64Data"])))
     assert drawn.size == (128, 64)
@@ -337,8 +334,7 @@ def test_the_runware_sdk_upscales_by_the_factor_asked(
             "outputFormat": "PNG", "includeCost": True}
     url = f"{tiny.url}/v1" if transport == "rest" else tiny.ws_url
     spec = {"transport": transport, "url": url, "apiKey": KEY, "task": task}
-    done = run_script(sdks["runware-sdk"], RUNWARE_CLIENT, spec)
-    out = json.loads(done.stdout.strip().splitlines()[-1])
+    out = run_client(sdks["runware-sdk"], str(RUNWARE_CLIENT), spec)
     assert "images" in out, out
     (item,) = out["images"]
     assert item["taskType"] == "upscale" and item["cost"] > 0, item

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import io
-import json
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +15,7 @@ import httpx
 import pytest
 from PIL import Image
 
-from tests.sdk_clients import run_script
+from tests.dialects.conftest import run_client
 from tests.sdk_venvs import sdk_python
 from tests.server_harness import Server
 
@@ -33,9 +32,7 @@ def sdk() -> Path:
 
 
 def _run(python: Path, script: str, args: dict[str, Any]) -> dict[str, Any]:
-    done = run_script(python, CLIENTS / script, args)
-    assert done.returncode == 0, done.stderr[-3000:]
-    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+    return dict(run_client(python, str(CLIENTS / script), args))
 
 
 def _check_images(images: list[dict[str, Any]], count: int) -> None:

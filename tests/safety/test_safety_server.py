@@ -28,7 +28,6 @@ from easel.services.images.provenance import make_test_certificate, read_credent
 from tests import sse
 from tests.dialects.conftest import run_client
 from tests.safety.chat import ChatServer
-from tests.sdk_clients import run_script
 from tests.sdk_venvs import sdk_python
 from tests.server_harness import Server
 
@@ -75,9 +74,7 @@ def sizes() -> list[tuple[int, int]]:
 def runware(srv: Server, **task: Any) -> dict[str, Any]:
     args = {"transport": "rest", "url": srv.url + "/v1", "apiKey": KEY,
             "task": {"width": 256, "height": 256, "deliveryMethod": "sync", **task}}
-    done = run_script(sdk_python("runware-sdk"), RUNWARE_CLIENT, args)
-    assert done.returncode == 0, done.stderr[-3000:]
-    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+    return dict(run_client(sdk_python("runware-sdk"), str(RUNWARE_CLIENT), args))
 
 
 def openai(srv: Server, prompt: str, **extra: Any) -> dict[str, Any]:
