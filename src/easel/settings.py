@@ -104,6 +104,12 @@ class Settings(BaseSettings):
     not recompile; an adapter of a higher rank is refused then."""
     batch_size: int = Field(default=4, ge=1)
     """Most images the worker puts in one engine call."""
+    finishing_threads: int | None = Field(default=None, ge=1)
+    """Threads that finish images (content check, watermark, encode, sign, store) while the
+    engine runs the next batch; unset: one per CPU core, at most 8."""
+    png_compress_level: int = Field(default=4, ge=0, le=9)
+    """zlib level of PNG images, 0-9: 4 is about 2.5 times faster to encode than zlib's own
+    default (6), for files 1-3% larger (docs/benchmarks.md)."""
 
     # -- the server
     host: str = "127.0.0.1"

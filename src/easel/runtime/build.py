@@ -137,7 +137,8 @@ def build_worker(
     store = store or JobStore(settings.database_url)
     metrics = metrics or Metrics(store)
     finisher = ImageFinisher(content_checker(settings, catalog), metrics,
-                             credentials=content_credentials(settings))
+                             credentials=content_credentials(settings),
+                             png_level=settings.png_compress_level)
     blobs = build_blobs(settings)
     worker = Worker(
         settings, catalog, make_resolver(settings, catalog), store, blobs, metrics,

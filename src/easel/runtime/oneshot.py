@@ -69,7 +69,8 @@ def generate_files(the_plan: Plan, settings: Settings, output: Path,
     written = []
     for index, image in enumerate(images):
         metadata = the_plan.image_metadata(image.seed)
-        data = encode(image.pixels, request.output_format, request.output_quality, metadata)
+        data = encode(image.pixels, request.output_format, request.output_quality, metadata,
+                      settings.png_compress_level)
         path = output / f"easel-{stamp}-{index}-{image.seed}.{request.output_format.extension}"
         path.write_bytes(data)
         written.append(Written(path, image.seed))

@@ -167,6 +167,14 @@ class Metrics:
         self.prompt_enhancements = Counter(
             "easel_prompt_enhancements", "Prompt rewrites asked for, by result", ["result"],
             registry=r)
+        self.finishing_seconds = Histogram(
+            "easel_finishing_seconds",
+            "Time to finish one image: content check, watermark, encode, sign and store",
+            buckets=LATENCY_BUCKETS, registry=r)
+        self.waited_for_finishing = Counter(
+            "easel_worker_waited_for_finishing_seconds",
+            "Time the worker claimed nothing because earlier batches were still being finished",
+            registry=r)
         self.safety_seconds = Histogram(
             "easel_content_check_seconds", "Time of the content check of one image",
             buckets=LATENCY_BUCKETS, registry=r)

@@ -1,16 +1,18 @@
 """The worker: claim compatible jobs -> one engine call -> encode and store -> done.
 
 It runs in the API process (the embedded default) or on its own (`easel worker`, one per GPU);
-either way it shares nothing with the API but the store. Three threads: the main loop (claims
-and runs the engine), an encoder (encodes and stores the images of a finished batch while the
-next batch denoises) and a heartbeat (renews the leases of every job this worker holds, so a
-live worker never loses a job and a dead one always does). Tests drive it without threads
-through `run_until_empty`.
+either way it shares nothing with the API but the store. Its threads: the main loop (claims
+and runs the engine), the finishing threads (check, watermark, encode, sign and store the
+images of finished batches while the next batch denoises, several images at once), a
+completer (completes each job once its images are stored, in the order the jobs ran) and a
+heartbeat (renews the leases of every job this worker holds, so a live worker never loses a
+job and a dead one always does). Tests drive it without threads through `run_until_empty`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import socket
@@ -18,7 +20,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -48,10 +50,17 @@ from easel.services.metrics import Metrics
 from easel.settings import Settings
 from easel.store import JobStore, ReadyImage
 from easel.store.blobs import BlobStore, blob_key, partial_key, write_problem
+from easel.worker.backlog import Backlog
 
 log = logging.getLogger(__name__)
 
 CANCELLED_MESSAGE = "cancelled by the caller"
+MAX_FINISHING_THREADS = 8  # the default's cap: beyond it the store and the disk are the limit
+# The engine runs at most this many batches ahead of finishing: one being finished and one
+# waiting keeps the finishing threads busy while the next batch denoises; past it the worker
+# claims nothing, so a slow finish leaves jobs in the queue (for other workers) instead of
+# piling decoded images up in memory.
+BACKLOG_BATCHES = 2
 # Finish(planned jobs, their images in order, batch id, engine seconds)
 Finish = Callable[[list["_Planned"], list[GeneratedImage], str, float], None]
 
@@ -96,7 +105,11 @@ class Worker:
         self._held: set[str] = set()
         self._storage_trouble: str | None = None  # set by a storage failure: no claims then
         self._held_lock = threading.Lock()
-        self._encoder = ThreadPoolExecutor(1, thread_name_prefix="easel-encode")
+        self._finishers = ThreadPoolExecutor(
+            settings.finishing_threads or min(MAX_FINISHING_THREADS, os.cpu_count() or 1),
+            thread_name_prefix="easel-finish")
+        self._completer = ThreadPoolExecutor(1, thread_name_prefix="easel-complete")
+        self._backlog = Backlog()
         self._threads: list[threading.Thread] = []
         self.clock = clock  # model affinity's age bound; tests move it
         self.wall_clock = wall_clock  # stored images' expiry, read by the API's clock
@@ -154,7 +167,8 @@ class Worker:
         self.drain()
         for thread in self._threads:
             thread.join(timeout)
-        self._encoder.shutdown(wait=True)
+        self._completer.shutdown(wait=True)
+        self._finishers.shutdown(wait=True)
         with self._held_lock:
             held = list(self._held)
         if held:
@@ -172,11 +186,24 @@ class Worker:
             if self._storage_trouble is not None and not self._storage_back():
                 self._stop.wait(self.settings.storage_retry_seconds)
                 continue
+            if not self._finishing_keeps_up():
+                continue
             jobs = self._claim()
             if not jobs:
                 self.events.wait_for_work(self.settings.poll_interval)
                 continue
             self._run(jobs, self._finish_later)
+
+    def _finishing_keeps_up(self) -> bool:
+        """Whether the worker may claim: fewer than BACKLOG_BATCHES batches are in finishing,
+        now or within a poll interval (the time it waited is a metric: finishing, not the
+        engine, bounds this worker then)."""
+        if self._backlog.wait_below(BACKLOG_BATCHES, 0):
+            return True
+        started = time.perf_counter()
+        room = self._backlog.wait_below(BACKLOG_BATCHES, self.settings.poll_interval)
+        self.metrics.waited_for_finishing.inc(time.perf_counter() - started)
+        return room
 
     def run_until_empty(self) -> int:
         """Claim and run until nothing is claimable, encoding inline; the number of jobs run.
@@ -262,7 +289,7 @@ class Worker:
             # An interrupted job may be poison (it may kill the process): it runs alone
             # (store.claim) and only once the images of earlier batches are stored, so its
             # crash cannot take finished work down with it.
-            self._encoder.submit(lambda: None).result()
+            self._completer.submit(lambda: None).result()
         planned = [p for p in (self._plan(job) for job in jobs) if p is not None]
         if planned:
             self._run_planned(planned, finish)
@@ -436,37 +463,78 @@ class Worker:
         self, planned: list[_Planned], generated: list[GeneratedImage], batch_id: str,
         engine_seconds: float,
     ) -> None:
-        self._encoder.submit(self._finish, planned, generated, batch_id, engine_seconds)
+        """Every image of the batch goes to the finishing threads at once; the completer
+        completes its jobs in order as their images are stored."""
+        self._backlog.add()
+        try:
+            jobs = [(p, [self._finishers.submit(self._store_image, p, i, image)
+                         for i, image in enumerate(generated[first:end])])
+                    for p, first, end in _spans(planned)]
+            self._completer.submit(self._complete_in_order, jobs, batch_id, engine_seconds)
+        except BaseException:
+            self._backlog.done()
+            raise
+
+    def _complete_in_order(
+        self, jobs: list[tuple[_Planned, list[Future[ReadyImage]]]], batch_id: str,
+        engine_seconds: float,
+    ) -> None:
+        try:
+            for p, images in jobs:
+                self._complete(p, functools.partial(_results, images), batch_id,
+                               engine_seconds)
+        finally:
+            self._backlog.done()
 
     def _finish(
         self, planned: list[_Planned], generated: list[GeneratedImage], batch_id: str,
         engine_seconds: float,
     ) -> None:
+        """Inline, in the calling thread (run_until_empty): one image after the other."""
         for p, first, end in _spans(planned):
-            mine = generated[first:end]
-            completed = False
-            try:
-                ready = [self._store_image(p, i, g) for i, g in enumerate(mine)]
-                if self.store.complete(p.job.id, self.owner, ready, batch_id, engine_seconds):
-                    completed = True
-                    self._ended(p.job.id)
-                    self.metrics.images.inc(sum(1 for r in ready if r.withheld is None))
-                    _log_completed(p.job, ready, engine_seconds)
-            except (OSError, SQLAlchemyError) as exc:
-                # A full or read-only disk is not the job's fault: it goes back to the queue
-                # (no attempt spent) and the worker waits for space before claiming again.
-                log.warning("storing the images of %s failed (%s); the job goes back to the "
-                            "queue", p.job.id, exc)
-                self._storage_trouble = str(exc)
-                with contextlib.suppress(Exception):  # if the store cannot even do that, the
-                    self.store.release([p.job.id], self.owner)  # lease expires instead
-            except Exception as exc:
-                log.exception("storing images of %s failed", p.job.id)
-                self._fail_all([p.job.id], ErrorKind.INTERNAL, f"could not store images: {exc}")
-            finally:
-                self._release(p.job.id, keep_partials=completed)
+            self._complete(p, functools.partial(self._store_images, p, generated[first:end]),
+                           batch_id, engine_seconds)
+
+    def _store_images(self, p: _Planned, images: list[GeneratedImage]) -> list[ReadyImage]:
+        return [self._store_image(p, i, image) for i, image in enumerate(images)]
+
+    def _complete(
+        self, p: _Planned, stored: Callable[[], list[ReadyImage]], batch_id: str,
+        engine_seconds: float,
+    ) -> None:
+        """The job completes with its `stored` images, or goes back to the queue (storage
+        trouble), or fails (anything else)."""
+        completed = False
+        try:
+            ready = stored()
+            if self.store.complete(p.job.id, self.owner, ready, batch_id, engine_seconds):
+                completed = True
+                self._ended(p.job.id)
+                self.metrics.images.inc(sum(1 for r in ready if r.withheld is None))
+                _log_completed(p.job, ready, engine_seconds)
+        except (OSError, SQLAlchemyError) as exc:
+            # A full or read-only disk is not the job's fault: it goes back to the queue
+            # (no attempt spent) and the worker waits for space before claiming again.
+            log.warning("storing the images of %s failed (%s); the job goes back to the "
+                        "queue", p.job.id, exc)
+            self._storage_trouble = str(exc)
+            with contextlib.suppress(Exception):  # if the store cannot even do that, the
+                self.store.release([p.job.id], self.owner)  # lease expires instead
+        except Exception as exc:
+            log.exception("storing images of %s failed", p.job.id)
+            self._fail_all([p.job.id], ErrorKind.INTERNAL, f"could not store images: {exc}")
+        finally:
+            self._release(p.job.id, keep_partials=completed)
 
     def _store_image(self, p: _Planned, index: int, image: GeneratedImage) -> ReadyImage:
+        started = time.perf_counter()
+        try:
+            return self._finished_and_stored(p, index, image)
+        finally:
+            self.metrics.finishing_seconds.observe(time.perf_counter() - started)
+
+    def _finished_and_stored(self, p: _Planned, index: int, image: GeneratedImage
+                             ) -> ReadyImage:
         job, request = p.job, p.job.request
         record = job.images[index]
         metadata = p.plan.image_metadata(image.seed, task=job.id, image=record.image_id)
@@ -612,6 +680,13 @@ def _spans(planned: list[_Planned]) -> Iterator[tuple[_Planned, int, int]]:
     for p in planned:
         first, end = end, end + len(p.job.images)
         yield p, first, end
+
+
+def _results(images: list[Future[ReadyImage]]) -> list[ReadyImage]:
+    """The stored images, once every one of them is done (the first failure raised, and no
+    image still being written when the job is released or failed)."""
+    wait(images)
+    return [image.result() for image in images]
 
 
 def _log_completed(job: Job, ready: list[ReadyImage], engine_seconds: float) -> None:

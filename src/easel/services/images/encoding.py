@@ -16,15 +16,20 @@ EXIF_SOFTWARE = 0x0131
 METADATA_KEY = "easel"
 
 
-def encode(pixels: Any, fmt: ImageFormat, quality: int, metadata: dict[str, Any]) -> bytes:
-    """`pixels` is an HxWx3 uint8 array. The metadata travels as JSON inside the file."""
+PNG_COMPRESS_LEVEL = 4  # the setting's default (EASEL_PNG_COMPRESS_LEVEL)
+
+
+def encode(pixels: Any, fmt: ImageFormat, quality: int, metadata: dict[str, Any],
+           png_level: int = PNG_COMPRESS_LEVEL) -> bytes:
+    """`pixels` is an HxWx3 uint8 array. The metadata travels as JSON inside the file;
+    `png_level` is a PNG's zlib level (quality is a JPEG's and a WEBP's)."""
     image = Image.fromarray(pixels, mode="RGB")
     text = json.dumps(metadata, sort_keys=True)
     out = io.BytesIO()
     if fmt is ImageFormat.PNG:
         info = PngInfo()
         info.add_text(METADATA_KEY, text)
-        image.save(out, format="PNG", pnginfo=info)
+        image.save(out, format="PNG", pnginfo=info, compress_level=png_level)
     else:
         exif = Image.Exif()
         exif[EXIF_IMAGE_DESCRIPTION] = text

@@ -13,7 +13,7 @@ from typing import Any
 
 from easel import __version__
 from easel.domain.request import GenerationRequest
-from easel.services.images.encoding import encode
+from easel.services.images.encoding import PNG_COMPRESS_LEVEL, encode
 from easel.services.images.provenance import (
     ContentCredentials,
     CredentialFacts,
@@ -49,11 +49,13 @@ class ImageFinisher:
         metrics: Metrics,
         watermarker: Watermarker | None = None,
         credentials: ContentCredentials | None = None,
+        png_level: int = PNG_COMPRESS_LEVEL,
     ) -> None:
         self.checker = checker
         self.metrics = metrics
         self.watermarker = watermarker or Watermarker()
         self.credentials = credentials  # None: the operator configured no signing certificate
+        self.png_level = png_level
 
     def finish(
         self, pixels: Any, seed: int, request: GenerationRequest, metadata: dict[str, object],
@@ -67,7 +69,8 @@ class ImageFinisher:
         elif request.watermark:
             log.info("an image of %s pixels is too small to carry the watermark",
                      "x".join(map(str, reversed(pixels.shape[:2]))))
-        data = encode(pixels, request.output_format, request.output_quality, metadata)
+        data = encode(pixels, request.output_format, request.output_quality, metadata,
+                      self.png_level)
         if self.credentials is not None:
             facts = CredentialFacts(model=request.model, tier=provenance.tier,
                                     backend=provenance.backend, easel_version=__version__,
@@ -91,7 +94,7 @@ class ImageFinisher:
             return None
         if request.watermark and self.watermarker.fits(pixels):
             pixels = self.watermarker.embed(pixels)
-        return encode(pixels, request.output_format, request.output_quality, {})
+        return encode(pixels, request.output_format, request.output_quality, {}, self.png_level)
 
     def _check(self, pixels: Any, request: GenerationRequest) -> Verdict:
         if not self.checker.needed(request.safety):
