@@ -104,3 +104,11 @@ def test_a_marked_picture_is_the_plain_methods(name: str, bgr: np.ndarray) -> No
     marked = embed_bits(bgr.copy(), BITS)
     assert np.array_equal(marked, plainly_marked(bgr.copy(), BITS)), name
     assert np.array_equal(read_bits(marked, BITS.size), BITS.astype(bool)), name
+
+
+def test_rgb_pixels_are_marked_as_their_bgr_copy_would_be() -> None:
+    rgb = pixels("rocket", 640, 384)
+    marked = embed_bits(rgb, BITS, order="rgb")
+    assert np.array_equal(marked[:, :, ::-1], embed_bits(np.ascontiguousarray(rgb[:, :, ::-1]),
+                                                         BITS))
+    assert np.array_equal(read_bits(marked, BITS.size, order="rgb"), BITS.astype(bool))

@@ -58,14 +58,6 @@ _ASPECT_TOLERANCE = 0.01  # a rounded resize (1001x751 -> 500x375) keeps "the sa
 # -- the invisible watermark ----------------------------------------------------------------
 
 
-def _as_bgr(pixels: np.ndarray) -> np.ndarray:
-    """The codec works in OpenCV's BGR order, as the marks it reads were made; easel's pixels
-    are RGB."""
-    if pixels.ndim != 3 or pixels.shape[2] != 3 or pixels.dtype != np.uint8:
-        raise ValueError(f"expected HxWx3 uint8 RGB pixels, got {pixels.shape} {pixels.dtype}")
-    return np.ascontiguousarray(pixels[:, :, ::-1])
-
-
 _PAYLOAD_BITS = np.unpackbits(np.frombuffer(WATERMARK_PAYLOAD, dtype=np.uint8)).astype(bool)
 
 
@@ -82,8 +74,7 @@ class Watermarker:
 
     def embed(self, pixels: np.ndarray) -> np.ndarray:
         """The same picture, HxWx3 uint8 RGB, carrying the mark (about 41 dB PSNR)."""
-        marked = watermark.embed_bits(_as_bgr(pixels), _PAYLOAD_BITS)
-        return np.ascontiguousarray(marked[:, :, ::-1])
+        return watermark.embed_bits(pixels, _PAYLOAD_BITS, order="rgb")
 
 
 @dataclass(frozen=True)
@@ -93,7 +84,7 @@ class WatermarkReading:
 
 
 def _has_mark(image: Image.Image) -> bool:
-    bits = watermark.read_bits(_as_bgr(np.asarray(image)), _PAYLOAD_BITS.size)
+    bits = watermark.read_bits(np.asarray(image), _PAYLOAD_BITS.size, order="rgb")
     return int(np.count_nonzero(bits != _PAYLOAD_BITS)) <= WATERMARK_MAX_BIT_ERRORS
 
 

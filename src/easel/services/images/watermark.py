@@ -22,6 +22,8 @@ blocks at once, with the exact SVD kept for the few blocks where that shortcut i
 
 from __future__ import annotations
 
+from typing import Literal
+
 import cv2
 import numpy as np
 
@@ -33,6 +35,10 @@ MIN_PIXELS = 256 * 256  # the same floor as the package: fewer blocks vote too f
 SQUARINGS = 6
 # A triplet is taken when A.T @ u is within this share of s * v; the rest get the exact SVD.
 TOLERANCE = 1e-9
+# OpenCV's conversions to and from YUV for each channel order: RGB pixels are marked as their
+# BGR copy would be, without making that copy.
+_TO_YUV = {"bgr": cv2.COLOR_BGR2YUV, "rgb": cv2.COLOR_RGB2YUV}
+_FROM_YUV = {"bgr": cv2.COLOR_YUV2BGR, "rgb": cv2.COLOR_YUV2RGB}
 
 
 def _dct_matrix(n: int) -> np.ndarray:
@@ -73,8 +79,9 @@ def _with_approximation(u_channel: np.ndarray, change: np.ndarray) -> np.ndarray
     """The channel whose approximation band moved by `change`, detail bands kept: the inverse
     Haar transform spreads each coefficient's change over its 2x2 square, halved."""
     rows, cols = change.shape[0] * 2, change.shape[1] * 2
+    spread = np.broadcast_to((change / 2)[:, None, :, None], (rows // 2, 2, cols // 2, 2))
     restored = u_channel.astype(np.float64)
-    restored[:rows, :cols] += np.repeat(np.repeat(change / 2, 2, axis=0), 2, axis=1)
+    restored[:rows, :cols] += spread.reshape(rows, cols)
     return restored
 
 
@@ -91,7 +98,10 @@ def largest_singular(blocks: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.nda
     gram = np.swapaxes(scaled, 1, 2) @ scaled
     for _ in range(SQUARINGS):
         gram = gram @ gram
-        gram /= np.maximum(np.abs(gram).max(axis=(1, 2), keepdims=True), np.finfo(float).tiny)
+        # A Gram matrix's powers are positive semidefinite: no entry exceeds the trace, and
+        # the largest eigenvalue is at least a quarter of it.
+        trace = np.einsum("nii->n", gram)
+        gram /= np.maximum(trace, np.finfo(float).tiny)[:, None, None]
     strongest = np.argmax(np.einsum("nij,nij->nj", gram, gram), axis=1)
     v = gram[np.arange(len(gram)), :, strongest]
     v /= np.maximum(np.linalg.norm(v, axis=1, keepdims=True), np.finfo(float).tiny)
@@ -107,18 +117,20 @@ def largest_singular(blocks: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.nda
     return s, u, v
 
 
-def _check(bgr: np.ndarray) -> None:
-    if bgr.ndim != 3 or bgr.shape[2] != 3 or bgr.dtype != np.uint8:
-        raise ValueError(f"expected HxWx3 uint8 pixels, got {bgr.shape} {bgr.dtype}")
-    if bgr.shape[0] * bgr.shape[1] < MIN_PIXELS:
-        raise ValueError(f"a {bgr.shape[1]}x{bgr.shape[0]} image is too small for the "
+def _yuv(pixels: np.ndarray, order: Literal["bgr", "rgb"]) -> np.ndarray:
+    if pixels.ndim != 3 or pixels.shape[2] != 3 or pixels.dtype != np.uint8:
+        raise ValueError(f"expected HxWx3 uint8 pixels, got {pixels.shape} {pixels.dtype}")
+    if pixels.shape[0] * pixels.shape[1] < MIN_PIXELS:
+        raise ValueError(f"a {pixels.shape[1]}x{pixels.shape[0]} image is too small for the "
                          f"watermark (at least {MIN_PIXELS} pixels)")
+    return cv2.cvtColor(np.ascontiguousarray(pixels), _TO_YUV[order])
 
 
-def embed_bits(bgr: np.ndarray, bits: np.ndarray) -> np.ndarray:
-    """A copy of the HxWx3 uint8 BGR picture carrying `bits` (0/1), repeated over it."""
-    _check(bgr)
-    yuv = cv2.cvtColor(bgr, cv2.COLOR_BGR2YUV)
+def embed_bits(pixels: np.ndarray, bits: np.ndarray,
+               order: Literal["bgr", "rgb"] = "bgr") -> np.ndarray:
+    """A copy of the HxWx3 uint8 picture (channels in `order`) carrying `bits` (0/1),
+    repeated over it."""
+    yuv = _yuv(pixels, order)
     approximation = _approximation(yuv[:, :, 1])
     blocks = _DCT @ _blocks(approximation) @ _DCT.T
     wanted = np.resize(np.asarray(bits, dtype=np.float64), len(blocks))
@@ -130,14 +142,14 @@ def embed_bits(bgr: np.ndarray, bits: np.ndarray) -> np.ndarray:
     _unblock(_DCT.T @ changed @ _DCT - _blocks(approximation), change)
     # Truncated, as the package writes it: the reader's votes are calibrated on that.
     yuv[:, :, 1] = np.clip(_with_approximation(yuv[:, :, 1], change), 0, 255).astype(np.uint8)
-    marked: np.ndarray = cv2.cvtColor(yuv, cv2.COLOR_YUV2BGR)
+    marked: np.ndarray = cv2.cvtColor(yuv, _FROM_YUV[order])
     return marked
 
 
-def read_bits(bgr: np.ndarray, length: int) -> np.ndarray:
+def read_bits(pixels: np.ndarray, length: int, order: Literal["bgr", "rgb"] = "bgr"
+              ) -> np.ndarray:
     """The `length` bits the picture's blocks vote for (bool), mark or not."""
-    _check(bgr)
-    yuv = cv2.cvtColor(bgr, cv2.COLOR_BGR2YUV)
+    yuv = _yuv(pixels, order)
     singular, _u, _v = largest_singular(_DCT @ _blocks(_approximation(yuv[:, :, 1])) @ _DCT.T)
     votes = (singular % U_SCALE > U_SCALE * 0.5).astype(np.float64)
     padded = np.full(-(-len(votes) // length) * length, np.nan)
