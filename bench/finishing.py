@@ -7,7 +7,8 @@ Google's defaults, the heaviest a dialect asks for: check on, watermark on, PNG.
 finishes `--images` photographs on `threads` threads, as the worker's pool does, after one
 warm-up round; the figure is the median of `--repeat` rounds. A GPU worker that turns out more
 images a second than this is bound by finishing (easel_worker_waited_for_finishing_seconds
-grows); below it, finishing hides behind the next batch's denoising.
+grows); below it, finishing hides behind the next batch's denoising. A second table gives what
+each PNG zlib level (EASEL_PNG_COMPRESS_LEVEL) costs and saves on the same photographs.
 
     .venv/bin/python -m bench.finishing --size 1024 --threads 1,2
 """
@@ -15,6 +16,7 @@ grows); below it, finishing hides behind the next batch's denoising.
 from __future__ import annotations
 
 import argparse
+import io
 import statistics
 import tempfile
 import time
@@ -22,6 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 from tests.safety.pictures import pixels
 
 from easel.catalog import Catalog
@@ -63,6 +66,24 @@ def finish_round(finisher: ImageFinisher, blobs: LocalBlobStore, request: Genera
     return time.perf_counter() - started
 
 
+def png_levels(images: list[np.ndarray], levels: list[int], repeat: int) -> None:
+    """Median ms to encode, and mean bytes, of each photograph at each zlib level."""
+    photos = [Image.fromarray(image) for image in images[: len(PHOTOS)]]
+    print("| zlib level | ms per image | MB per image |")
+    print("|---:|---:|---:|")
+    for level in levels:
+        sizes, times = [], []
+        for photo in photos:
+            for _ in range(repeat):
+                out = io.BytesIO()
+                started = time.perf_counter()
+                photo.save(out, format="PNG", compress_level=level)
+                times.append(time.perf_counter() - started)
+            sizes.append(out.tell())
+        print(f"| {level} | {statistics.median(times) * 1000:.0f} | "
+              f"{statistics.mean(sizes) / 1e6:.2f} |", flush=True)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--size", type=int, default=1024)
@@ -70,6 +91,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", default="1,2", help="comma-separated thread counts")
     parser.add_argument("--png-level", type=int, default=PNG_COMPRESS_LEVEL)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--levels", default="1,2,3,4,6,9",
+                        help="PNG zlib levels for the second table (empty: none)")
     args = parser.parse_args(argv)
     images = [pixels(PHOTOS[i % len(PHOTOS)], args.size, args.size) for i in range(args.images)]
     request = google_default(args.size)
@@ -91,6 +114,9 @@ def main(argv: list[str] | None = None) -> None:
                 for _ in range(args.repeat))
             print(f"| {threads} | {args.images / seconds:.2f} | "
                   f"{seconds / args.images * 1000:.0f} |", flush=True)
+    if args.levels:
+        print()
+        png_levels(images, [int(level) for level in args.levels.split(",")], args.repeat)
 
 
 if __name__ == "__main__":

@@ -2,8 +2,8 @@
 
 Each step runs on real pixels (the rendered torso and photographs of tests/safety/pictures.py,
 and seeded noise as a generated image stands in): the content check (NudeNet), the invisible
-watermark (embed, and reading it back), JPEG encoding alone for scale, and C2PA signing with a
-test certificate. Median of `--repeat` runs after one warm-up.
+watermark (embed, and reading it back), JPEG and PNG encoding, and C2PA signing with a test
+certificate. Median of `--repeat` runs after one warm-up.
 
     .venv/bin/python -m bench.safety --repeat 5
 """
@@ -61,6 +61,10 @@ def measure(width: int, height: int, repeat: int, credentials: ContentCredential
         "watermark embed (dwtDctSvd)": lambda: marker.embed(picture),
         "watermark read, at its size": lambda: read_watermark(opened, [(width, height)]),
         "JPEG encode q90 (for scale)": lambda: encode(picture, ImageFormat.JPEG, 90, {}),
+        "PNG encode, zlib level 4 (easel's default)":
+            lambda: encode(picture, ImageFormat.PNG, 90, {}, 4),
+        "PNG encode, zlib level 6 (zlib's default)":
+            lambda: encode(picture, ImageFormat.PNG, 90, {}, 6),
         "C2PA sign, JPEG": lambda: credentials.sign(jpeg, "image/jpeg", facts),
     }
     return [f"| {width}x{height} | {name} | {median_ms(step, repeat):.0f} |"

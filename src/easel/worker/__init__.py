@@ -96,7 +96,7 @@ class Worker:
         self.metrics = metrics
         self.events = events
         self.engine_factory = engine_factory  # called in the worker's thread: torch loads there
-        self.finisher = finisher  # check, watermark, encode, sign (in the encoder thread)
+        self.finisher = finisher  # check, watermark, encode, sign (on the finishing threads)
         self.owner = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self.engine: Engine | None = None
         self._ready = threading.Event()

@@ -1,5 +1,6 @@
-"""What happens to an image between the engine and the store, in the worker's encoder thread:
-the content check, the invisible watermark, encoding, and the content credentials.
+"""What happens to an image between the engine and the store, on the worker's finishing
+threads (one image each, several at once): the content check, the invisible watermark,
+encoding, and the content credentials.
 
 A withheld image stops at the check: it is never encoded, stored, uploaded nor delivered.
 """

@@ -2,7 +2,7 @@
 decision what becomes of each image (delivered, flagged, or withheld), from the job's
 SafetyInput and the catalog's thresholds.
 
-It runs on the CPU in the worker's encoder thread, after decoding and before encoding, so it
+It runs on the CPU in the worker's finishing threads, after decoding and before encoding, so it
 overlaps the next batch's denoising and never holds the GPU (docs/safety.md has its cost).
 """
 
