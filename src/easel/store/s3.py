@@ -60,6 +60,9 @@ def s3_client(endpoint_url: str | None, region: str | None, addressing_style: st
         retries={"max_attempts": 3, "mode": "standard"},
         s3={"addressing_style": addressing_style},
         signature_version="s3v4",
+        # A worker's finishing threads and an API process's image reads share the client; the
+        # default pool of 10 would drop connections (and warn) beyond ten at once.
+        max_pool_connections=32,
     )
     return boto3.client("s3", endpoint_url=endpoint_url, region_name=region, config=config)
 

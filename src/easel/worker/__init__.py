@@ -102,11 +102,15 @@ class Worker:
         self._ready = threading.Event()
         self._load_error: str | None = None
         self._stop = threading.Event()
+        # The heartbeat outlives the main loop: it renews the leases of the jobs whose images
+        # are still being finished while the worker stops.
+        self._leases_end = threading.Event()
+        self._heartbeat_thread: threading.Thread | None = None
         self._held: set[str] = set()
         self._storage_trouble: str | None = None  # set by a storage failure: no claims then
         self._held_lock = threading.Lock()
         self._finishers = ThreadPoolExecutor(
-            settings.finishing_threads or min(MAX_FINISHING_THREADS, os.cpu_count() or 1),
+            settings.finishing_threads or min(MAX_FINISHING_THREADS, _usable_cpus()),
             thread_name_prefix="easel-finish")
         self._completer = ThreadPoolExecutor(1, thread_name_prefix="easel-complete")
         self._backlog = Backlog()
@@ -139,6 +143,7 @@ class Worker:
             thread = threading.Thread(target=target, name=name, daemon=True)
             thread.start()
             self._threads.append(thread)
+        self._heartbeat_thread = self._threads[-1]
 
     def engine_status(self) -> EngineStatus | None:
         """The engine's device, pipelines and memory; None until it is built."""
@@ -166,9 +171,13 @@ class Worker:
         """Finish the running batch, store its images, hand anything unfinished back."""
         self.drain()
         for thread in self._threads:
-            thread.join(timeout)
+            if thread is not self._heartbeat_thread:
+                thread.join(timeout)
         self._completer.shutdown(wait=True)
         self._finishers.shutdown(wait=True)
+        self._leases_end.set()
+        if self._heartbeat_thread is not None:
+            self._heartbeat_thread.join(timeout)
         with self._held_lock:
             held = list(self._held)
         if held:
@@ -466,12 +475,16 @@ class Worker:
         """Every image of the batch goes to the finishing threads at once; the completer
         completes its jobs in order as their images are stored."""
         self._backlog.add()
+        jobs: list[tuple[_Planned, list[Future[ReadyImage]]]] = []
         try:
-            jobs = [(p, [self._finishers.submit(self._store_image, p, i, image)
-                         for i, image in enumerate(generated[first:end])])
-                    for p, first, end in _spans(planned)]
+            for p, first, end in _spans(planned):
+                jobs.append((p, [self._finishers.submit(self._store_image, p, i, image)
+                                 for i, image in enumerate(generated[first:end])]))
             self._completer.submit(self._complete_in_order, jobs, batch_id, engine_seconds)
-        except BaseException:
+        except BaseException:  # stopped past the grace period: no image of it is written
+            for _p, images in jobs:
+                for image in images:
+                    image.cancel()
             self._backlog.done()
             raise
 
@@ -481,8 +494,14 @@ class Worker:
     ) -> None:
         try:
             for p, images in jobs:
-                self._complete(p, functools.partial(_results, images), batch_id,
-                               engine_seconds)
+                try:
+                    self._complete(p, functools.partial(_results, images), batch_id,
+                                   engine_seconds)
+                except Exception:  # the store failed even to fail it: its lease runs out,
+                    # and the batch's other jobs still complete
+                    log.exception("completing %s failed", p.job.id)
+                    with contextlib.suppress(Exception):
+                        self._release(p.job.id)
         finally:
             self._backlog.done()
 
@@ -596,7 +615,7 @@ class Worker:
 
     def _heartbeat(self) -> None:
         interval = max(self.settings.lease_seconds / 3, 0.2)
-        while not self._stop.wait(interval):
+        while not self._leases_end.wait(interval):
             self.heartbeat()
 
     def heartbeat(self) -> None:
@@ -680,6 +699,13 @@ def _spans(planned: list[_Planned]) -> Iterator[tuple[_Planned, int, int]]:
     for p in planned:
         first, end = end, end + len(p.job.images)
         yield p, first, end
+
+
+def _usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity, as a container's cpuset limits it)."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return os.cpu_count() or 1
 
 
 def _results(images: list[Future[ReadyImage]]) -> list[ReadyImage]:

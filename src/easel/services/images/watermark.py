@@ -89,8 +89,9 @@ def largest_singular(blocks: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.nda
     """Each block's largest singular value s and its vectors u, v (`block @ v == s * u`),
     shapes (n,), (n, 4), (n, 4): what `np.linalg.svd` gives as `s[:, 0]`, `u[:, :, 0]` and
     `vt[:, 0]`, up to a common sign of u and v, in a third of its time. Repeated squaring of
-    the Gram matrix brings out its top eigenvector; blocks where that has not settled (two
-    nearly equal singular values, or none above zero) get the exact SVD."""
+    the Gram matrix brings out its top eigenvector; blocks where that has not settled, or
+    cannot be shown to be the largest (two singular values within 0.6% of each other, or none
+    above zero), get the exact SVD."""
     # Each block scaled to at most 1 first, and each square after, so nothing over- or
     # underflows whatever the picture.
     size = np.abs(blocks).max(axis=(1, 2), keepdims=True)
@@ -109,7 +110,11 @@ def largest_singular(blocks: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.nda
     s = np.linalg.norm(image, axis=1)
     u = image / np.where(s > 0, s, 1.0)[:, None]
     back = np.einsum("nji,nj->ni", scaled, u) - s[:, None] * v
-    unsure = (s <= 0) | ~(np.linalg.norm(back, axis=1) <= TOLERANCE * s)  # NaN: unsure too
+    settled = np.linalg.norm(back, axis=1) <= TOLERANCE * s  # (u, s, v) is a singular triplet
+    # ... and the largest: v's share of the power's trace is s**128 / sum of all s_i**128, over
+    # half only when no other singular value is as large (nor within 0.6% of it).
+    largest = 2 * np.einsum("ni,nij,nj->n", v, gram, v) > np.einsum("nii->n", gram)
+    unsure = (s <= 0) | ~(settled & largest)  # NaN: unsure too
     s *= size[:, 0, 0]
     if unsure.any():
         exact_u, exact_s, exact_vt = np.linalg.svd(blocks[unsure])
