@@ -75,7 +75,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         # 50 clients share one caller identity (loopback, no key): the per-caller rate limit
         # would measure itself, not the server.
-        srv = Server(Path(tmp) / "data", EASEL_BATCH_SIZE=args.batch_size, EASEL_STAND_IN="tiny",
+        srv = Server(Path(tmp) / "data", engine="tiny", EASEL_BATCH_SIZE=args.batch_size,
+                     EASEL_STAND_IN="tiny",
                      EASEL_RATE_LIMIT_PER_SECOND=0).start()
         try:
             wall = time.monotonic()

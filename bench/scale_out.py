@@ -125,7 +125,7 @@ BASE_ENV = {"EASEL_STAND_IN": "tiny", "EASEL_RATE_LIMIT_PER_SECOND": 0,
 
 
 def embedded(root: Path, args: argparse.Namespace) -> str:
-    srv = Server(root / "embedded", **BASE_ENV).start()
+    srv = Server(root / "embedded", engine="tiny", **BASE_ENV).start()
     try:
         out, wall = asyncio.run(drive([srv.url], args.rate, args.seconds))
         rows = job_rows(f"sqlite:///{srv.data_dir / 'easel.db'}")

@@ -106,7 +106,7 @@ def main() -> None:
     data.mkdir(exist_ok=True)
     catalog = data / "sizes.toml"
     catalog.write_text(f'[sizes]\n"1:1" = [{args.size}, {args.size}]\n')
-    server = Server(data / "srv", small=False, EASEL_CATALOG_FILE=catalog,
+    server = Server(data / "srv", small=False, engine="tiny", EASEL_CATALOG_FILE=catalog,
                     EASEL_BATCH_SIZE=args.batch, EASEL_STAND_IN="tiny",
                     EASEL_STAND_IN_MAX_STEPS=args.steps)
     worker = None

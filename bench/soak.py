@@ -36,7 +36,8 @@ def task(hook: str) -> dict[str, Any]:
 
 def run(seconds: float, rate: float, drain: float) -> dict[str, Any]:
     receiver = Receiver(fail_ratio=1 / 3).start()
-    srv = Server(Path(tempfile.mkdtemp(prefix="easel-soak-")), EASEL_ALLOW_LOOPBACK_URLS=1,
+    srv = Server(Path(tempfile.mkdtemp(prefix="easel-soak-")), engine="tiny",
+                 EASEL_ALLOW_LOOPBACK_URLS=1,
                  EASEL_WEBHOOK_RETRY_DELAYS="0.5,1,2,4,8", EASEL_WEBHOOK_TIMEOUT=5,
                  EASEL_RATE_LIMIT_PER_SECOND=0).start()
     assert srv.proc is not None
