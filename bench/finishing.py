@@ -8,7 +8,8 @@ finishes `--images` photographs on `threads` threads, as the worker's pool does,
 warm-up round; the figure is the median of `--repeat` rounds. A GPU worker that turns out more
 images a second than this is bound by finishing (easel_worker_waited_for_finishing_seconds
 grows); below it, finishing hides behind the next batch's denoising. A second table gives what
-each PNG zlib level (EASEL_PNG_COMPRESS_LEVEL) costs and saves on the same photographs.
+each PNG zlib level (EASEL_PNG_COMPRESS_LEVEL) costs and saves on the same photographs, a
+third what zlib's two strategies make of other kinds of picture, and which one easel picks.
 
     .venv/bin/python -m bench.finishing --size 1024 --threads 1,2
 """
@@ -20,17 +21,21 @@ import io
 import statistics
 import tempfile
 import time
+import zlib
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageFilter
+from tests.provenance.test_png_encoding import pillow_png as strategy_png
+from tests.provenance.test_png_encoding import poster, tiled
 from tests.safety.pictures import pixels
 
 from easel.catalog import Catalog
 from easel.domain.request import GenerationRequest, ImageFormat
 from easel.domain.safety import OnFlagged, SafetyInput, SafetyLevel
-from easel.services.images.encoding import PNG_COMPRESS_LEVEL
+from easel.services.images.encoding import PNG_COMPRESS_LEVEL, encode, png_strategy
 from easel.services.images.finishing import ImageFinisher, Provenance
 from easel.services.images.provenance import ContentCredentials, make_test_certificate
 from easel.services.images.safety import ContentChecker, NudeNetDetector
@@ -66,22 +71,62 @@ def finish_round(finisher: ImageFinisher, blobs: LocalBlobStore, request: Genera
     return time.perf_counter() - started
 
 
+def pillow_png(image: np.ndarray, level: int) -> bytes:
+    """Pillow's own PNG at `level` (the filtered strategy: what easel wrote before)."""
+    out = io.BytesIO()
+    Image.fromarray(image).save(out, format="PNG", compress_level=level)
+    return out.getvalue()
+
+
 def png_levels(images: list[np.ndarray], levels: list[int], repeat: int) -> None:
-    """Median ms to encode, and mean bytes, of each photograph at each zlib level."""
-    photos = [Image.fromarray(image) for image in images[: len(PHOTOS)]]
-    print("| zlib level | ms per image | MB per image |")
-    print("|---:|---:|---:|")
+    """Median ms to encode, and mean bytes, of each photograph at each zlib level: easel's
+    encode (its strategy chosen from a sample) and Pillow's own."""
+    photos = images[: len(PHOTOS)]
+    encoders = {"easel": lambda image, level: encode(image, ImageFormat.PNG, 95, {}, level),
+                "Pillow's own": pillow_png}
+    print("| zlib level | easel: ms | MB | Pillow's own: ms | MB |")
+    print("|---:|---:|---:|---:|---:|")
     for level in levels:
-        sizes, times = [], []
-        for photo in photos:
-            for _ in range(repeat):
-                out = io.BytesIO()
+        cells = []
+        for write in encoders.values():
+            sizes, times = [], []
+            for photo in photos:
+                for _ in range(repeat):
+                    started = time.perf_counter()
+                    data = write(photo, level)
+                    times.append(time.perf_counter() - started)
+                sizes.append(len(data))
+            cells += [f"{statistics.median(times) * 1000:.0f}",
+                      f"{statistics.mean(sizes) / 1e6:.3f}"]
+        print(f"| {level} | " + " | ".join(cells) + " |", flush=True)
+
+
+def kinds_of_picture(size: int, level: int) -> None:
+    """Each kind of picture with the filtered strategy (Pillow's own), with RLE, and with
+    easel's pick."""
+    photo = pixels("coffee", size, size)
+    reduced = Image.fromarray(photo).quantize(12).convert("RGB").filter(ImageFilter.ModeFilter(5))
+    pictures = {"photograph": photo, "flat art and text": poster(),
+                "colour-reduced photograph": np.asarray(reduced), "repeated 32x32 patch": tiled(),
+                "noise": np.random.default_rng(0).integers(0, 256, (size, size, 3), np.uint8)}
+    print("| picture | filtered: ms | KB | RLE: ms | KB | easel's pick: ms | KB |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for name, picture in pictures.items():
+        cells = []
+        writers: list[Callable[[np.ndarray], bytes]] = [
+            lambda p: strategy_png(p, zlib.Z_FILTERED, level),
+            lambda p: strategy_png(p, zlib.Z_RLE, level),
+            lambda p: encode(p, ImageFormat.PNG, 95, {}, level)]
+        for write in writers:
+            write(picture)
+            times = []
+            for _ in range(3):
                 started = time.perf_counter()
-                photo.save(out, format="PNG", compress_level=level)
+                data = write(picture)
                 times.append(time.perf_counter() - started)
-            sizes.append(out.tell())
-        print(f"| {level} | {statistics.median(times) * 1000:.0f} | "
-              f"{statistics.mean(sizes) / 1e6:.2f} |", flush=True)
+            cells += [f"{statistics.median(times) * 1000:.0f}", f"{len(data) / 1e3:.0f}"]
+        pick = "RLE" if png_strategy(picture, level) == zlib.Z_RLE else "filtered"
+        print(f"| {name} ({pick}) | " + " | ".join(cells) + " |", flush=True)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -117,6 +162,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.levels:
         print()
         png_levels(images, [int(level) for level in args.levels.split(",")], args.repeat)
+        print()
+        kinds_of_picture(args.size, args.png_level)
 
 
 if __name__ == "__main__":
