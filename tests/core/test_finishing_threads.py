@@ -103,23 +103,26 @@ async def queued(c: Core, count: int) -> None:
             await asyncio.sleep(0.01)
 
 
+async def held_back(c: Core) -> None:
+    """Until the worker has waited for finishing: two batches in it, no room for a third."""
+    metrics = c.worker.metrics.registry
+    async with asyncio.timeout(30):
+        while not metrics.get_sample_value("easel_worker_waited_for_finishing_seconds_total"):
+            await asyncio.sleep(0.01)
+
+
 async def test_the_engine_waits_for_finishing_two_batches_behind(
     core: Callable[..., Core],
 ) -> None:
     c = core(batch_size=1, poll_interval=0.05)
     release = threading.Event()
     wrap_finish(c, lambda request: release.wait(60))
-    registry = c.worker.metrics.registry
     jobs = [asyncio.create_task(c.runtime.jobs.run(submission(f"fox {i}"), timeout=60))
             for i in range(6)]
     await queued(c, 6)
     with running(c):
         try:
-            # The worker has run two batches, cannot finish them, and holds back.
-            async with asyncio.timeout(30):
-                while not registry.get_sample_value(
-                        "easel_worker_waited_for_finishing_seconds_total"):
-                    await asyncio.sleep(0.01)
+            await held_back(c)  # two batches run, neither finished
             assert len(c.engine.calls) == BACKLOG_BATCHES == 2
             assert await asyncio.to_thread(c.runtime.store.queued_count) == 4
         finally:
@@ -139,17 +142,13 @@ async def test_a_stopping_worker_keeps_the_leases_of_the_images_it_finishes(
     c.runtime.store.clock = lambda: now[0]
     release = threading.Event()
     wrap_finish(c, lambda request: release.wait(60))
-    registry = c.worker.metrics.registry
     runs = [asyncio.create_task(c.runtime.jobs.run(submission(f"fox {i}"), timeout=60))
             for i in range(3)]
     await queued(c, 3)
     c.worker.start()
     stopping = threading.Thread(target=c.worker.stop)
     try:
-        async with asyncio.timeout(30):
-            while not registry.get_sample_value(
-                    "easel_worker_waited_for_finishing_seconds_total"):
-                await asyncio.sleep(0.01)
+        await held_back(c)
         stopping.start()
         now[0] += 60  # every lease taken before this has run out
         async with asyncio.timeout(30):
