@@ -71,7 +71,7 @@ def test_each_picture_gets_the_strategy_that_suits_it(name: str, picture: np.nda
 
 def test_small_pictures_and_level_zero() -> None:
     small = pixels("rocket", 64, 64)
-    assert png_strategy(small, 4) in (zlib.Z_RLE, zlib.Z_FILTERED)
+    assert png_strategy(small, 4) == zlib.Z_FILTERED  # not worth sampling
     assert png_strategy(small, 0) == zlib.Z_FILTERED
     for level in (0, 9):
         data = encode(small, ImageFormat.PNG, 95, {}, png_level=level)

@@ -22,8 +22,10 @@ PNG_COMPRESS_LEVEL = 4  # the setting's default (EASEL_PNG_COMPRESS_LEVEL)
 # zlib's run-length strategy (matches at distance 1 only) writes a photograph's filtered rows
 # as small as the filtered strategy (Pillow's own for PNG, a full match search) does, in about
 # half the time; on flat art or repeated patterns its files can be several times larger.
-# Three bands of the picture decide which one it gets.
-SAMPLE_ROWS = 32
+# Three bands of the picture decide which one it gets; a small picture, cheap to write either
+# way, is not sampled.
+SAMPLE_ROWS = 16
+SAMPLED_PIXELS = 256 * 256
 RLE_SLACK = 1.03  # RLE is chosen when the sample is at most this much larger with it
 
 
@@ -51,11 +53,11 @@ def encode(pixels: Any, fmt: ImageFormat, quality: int, metadata: dict[str, Any]
 
 def png_strategy(pixels: Any, level: int) -> int:
     """zlib.Z_RLE when the picture's top, middle and bottom bands compress within RLE_SLACK
-    as well with it as with zlib.Z_FILTERED, which they get otherwise (and at level 0, which
-    stores)."""
-    if level == 0:
-        return zlib.Z_FILTERED
+    as well with it as with zlib.Z_FILTERED, which they get otherwise (and pictures under
+    SAMPLED_PIXELS, and level 0, which stores)."""
     rows = np.asarray(pixels)
+    if level == 0 or rows.shape[0] * rows.shape[1] < SAMPLED_PIXELS:
+        return zlib.Z_FILTERED
     if len(rows) > 3 * SAMPLE_ROWS:
         middle = (len(rows) - SAMPLE_ROWS) // 2
         rows = np.concatenate([rows[:SAMPLE_ROWS], rows[middle:middle + SAMPLE_ROWS],
