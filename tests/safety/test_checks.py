@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from easel.catalog import Catalog
@@ -45,6 +46,25 @@ def test_detector_scores_real_pictures(detector: NudeNetDetector) -> None:
         assert scores[name].nsfw < 0.25, name  # nothing any level flags
     assert scores["astronaut"].person >= 0.5  # a face: a person
     assert scores["coffee"].person == scores["chelsea"].person == 0.0
+
+
+def test_the_detector_is_nudenets_own_with_idle_threads_that_sleep(
+    detector: NudeNetDetector,
+) -> None:
+    from nudenet import NudeDetector
+
+    ours = detector._loaded()
+    options = ours.onnx_session.get_session_options()
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    theirs = NudeDetector()
+    for name in ("torso", "astronaut"):
+        image = pixels(name, SIZE, SIZE)
+        rgba = np.dstack([image, np.full(image.shape[:2], 255, np.uint8)])
+        found, expected = ours.detect(rgba), theirs.detect(rgba)
+        assert [(d["class"], d["box"]) for d in found] == [(d["class"], d["box"])
+                                                          for d in expected], name
+        assert np.allclose([d["score"] for d in found], [d["score"] for d in expected],
+                           atol=1e-6), name
 
 
 def test_skin_share_of_a_box() -> None:

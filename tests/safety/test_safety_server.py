@@ -209,6 +209,14 @@ def test_easel_api_shows_scores_and_metrics_count(srv: Server) -> None:
     assert done["status"] == "completed"
     assert [o["withheld"] for o in done["outputs"]] == ["nsfw", "nsfw"]
     assert all(o["url"] is None and o["scores"]["nsfw"] >= 0.7 for o in done["outputs"])
+    # Its own blocked prompt and rewrite, so the counters below do not rest on other tests.
+    refused = httpx.post(f"{srv.url}/v1/images/generations", headers=headers, timeout=60,
+                         json={"model": "imagen-4.0-generate-001", "prompt": "forbidden fruit"})
+    assert refused.status_code == 400
+    rewrite = httpx.post(f"{srv.url}/easel/jobs", headers=headers, timeout=60,
+                         json={"model": "imagen-4.0-generate-001", "prompt": CAT,
+                               "enhance_prompt": True})
+    assert rewrite.status_code < 300, rewrite.text
     metrics = httpx.get(f"{srv.url}/metrics", headers=headers).text
     assert 'easel_images_flagged_total{action="withheld",reason="nsfw"}' in metrics
     assert 'easel_prompts_blocked_total{dialect="openai"}' in metrics
