@@ -3,7 +3,9 @@
 Each step runs on real pixels (the rendered torso and photographs of tests/safety/pictures.py,
 and seeded noise as a generated image stands in): the content check (NudeNet), the invisible
 watermark (embed, and reading it back), JPEG and PNG encoding, and C2PA signing with a test
-certificate. Median of `--repeat` runs after one warm-up.
+certificate. Median of `--repeat` runs after one warm-up. Last, the CPU one check costs when
+images come 50 ms apart, as a server's do: onnxruntime's threads spinning while idle (its
+default, NudeNet's own constructor) against sleeping (easel's detector).
 
     .venv/bin/python -m bench.safety --repeat 5
 """
@@ -71,6 +73,35 @@ def measure(width: int, height: int, repeat: int, credentials: ContentCredential
             for name, step in rows.items()]
 
 
+def check_cpu_ms(scores: Callable[[np.ndarray], object], picture: np.ndarray,
+                 checks: int = 20, gap: float = 0.05) -> tuple[float, float]:
+    """CPU (this process, all threads) and wall time of one check, in ms, checks `gap` apart."""
+    scores(picture)
+    wall = cpu = 0.0
+    for _ in range(checks):
+        started, used = time.perf_counter(), time.process_time()
+        scores(picture)
+        time.sleep(gap)  # the idle gap counts for CPU: spinning threads burn it
+        cpu += time.process_time() - used
+        wall += time.perf_counter() - started - gap
+    return cpu / checks * 1000, wall / checks * 1000
+
+
+def idle_threads(size: int) -> list[str]:
+    from nudenet import NudeDetector
+
+    picture = pixels("coffee", size, size)
+    theirs = NudeDetector()
+    rgba = np.dstack([picture, np.full(picture.shape[:2], 255, np.uint8)])
+    rows = {"spinning (NudeNet's own session)": lambda image: theirs.detect(rgba),
+            "sleeping (easel's detector)": NudeNetDetector().scores}
+    lines = []
+    for name, scores in rows.items():
+        cpu, wall = check_cpu_ms(scores, picture)
+        lines.append(f"| {size}x{size} | {name} | {cpu:.0f} | {wall:.0f} |")
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeat", type=int, default=5)
@@ -83,6 +114,11 @@ def main() -> None:
         for width, height in SIZES:
             for line in measure(width, height, args.repeat, credentials):
                 print(line, flush=True)
+    print()
+    print("| size | content check's idle threads | CPU ms per check | wall ms per check |")
+    print("|---|---|---:|---:|")
+    for line in idle_threads(1024):
+        print(line, flush=True)
 
 
 if __name__ == "__main__":

@@ -112,10 +112,10 @@ class NudeNetDetector:
 
 def _detector_without_spinning() -> Any:
     """NudeNet's detector on a session whose idle threads sleep. onnxruntime keeps them
-    spinning after each run by default: measured on a 2-core VM with images 50 ms apart, 74 ms
-    of CPU per check instead of 33 (for 7 ms more wall time), CPU that the other finishing
-    threads need. NudeNet 3.4 takes no session options, so its four-line constructor is done
-    here (and it ignores `providers`: this session names the CPU's)."""
+    spinning after each run by default: on a 2-core VM with 1K images 50 ms apart, 71 ms of
+    CPU per check instead of 41, for 15 ms more wall time (bench/safety.py), CPU that the
+    other finishing threads need. NudeNet 3.4 takes no session options, so its four-line
+    constructor is done here (and it ignores `providers`: this session names the CPU's)."""
     import onnxruntime  # and OpenCV, with nudenet: only when the check is used
     from nudenet import NudeDetector, nudenet
 
