@@ -141,10 +141,11 @@ def embed_bits(pixels: np.ndarray, bits: np.ndarray,
     wanted = np.resize(np.asarray(bits, dtype=np.float64), len(blocks))
     s, u, v = largest_singular(blocks)
     quantised = (s // U_SCALE + 0.25 + 0.5 * wanted) * U_SCALE
-    # Only the largest singular value moves: the block plus (new - old) * u v^T.
-    changed = blocks + (quantised - s)[:, None, None] * (u[:, :, None] * v[:, None, :])
+    # Only the largest singular value moves: each block changes by (new - old) * u v^T, which
+    # the inverse DCT carries back to the band.
+    moved = (quantised - s)[:, None, None] * (u[:, :, None] * v[:, None, :])
     change = np.zeros_like(approximation)
-    _unblock(_DCT.T @ changed @ _DCT - _blocks(approximation), change)
+    _unblock(_DCT.T @ moved @ _DCT, change)
     # Truncated, as the package writes it: the reader's votes are calibrated on that.
     yuv[:, :, 1] = np.clip(_with_approximation(yuv[:, :, 1], change), 0, 255).astype(np.uint8)
     marked: np.ndarray = cv2.cvtColor(yuv, _FROM_YUV[order])
