@@ -12,11 +12,6 @@ class Backlog:
         self._batches = 0
         self._changed = threading.Condition()
 
-    @property
-    def batches(self) -> int:
-        with self._changed:
-            return self._batches
-
     def add(self) -> None:
         with self._changed:
             self._batches += 1
