@@ -12,9 +12,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from easel.runtime.build import relay_for
 from easel.services.jobs.events import JobEvents
 from easel.store import JobStore
-from easel.store.notify import PgRelay, relay_for
+from easel.store.notify import PgRelay
 from tests.dialects.conftest import KEY
 from tests.postgres import PostgresServer
 from tests.server_harness import Server

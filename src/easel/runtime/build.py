@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
+from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
 
@@ -37,7 +38,7 @@ from easel.services.images.provenance import ContentCredentials
 from easel.services.images.safety import ContentChecker, NudeNetDetector
 from easel.services.images.uploads import Uploads
 from easel.services.jobs.admission import Admission
-from easel.services.jobs.events import JobEvents
+from easel.services.jobs.events import JobEvents, Relay
 from easel.services.jobs.health import StorageHealth
 from easel.services.jobs.planning import BackendResolver
 from easel.services.jobs.prompts import PromptBlockList, PromptEnhancer
@@ -48,11 +49,13 @@ from easel.services.port import Limits
 from easel.services.weights.facts import tier_states
 from easel.settings import Settings
 from easel.store import DeliveryStore, JobStore, KeyStore, LoraStore
-from easel.store.blobs import LocalBlobStore
-from easel.store.notify import relay_for
-from easel.store.s3 import BucketLocation, S3BlobStore, s3_client
+from easel.store.blobs import BlobStore, LocalBlobStore
+from easel.store.jobs import with_driver
 from easel.store.uploads import UploadStore
 from easel.worker import Worker
+
+if TYPE_CHECKING:
+    from easel.store.s3 import S3BlobStore
 
 EngineFactory = Callable[[], Engine]
 
@@ -113,13 +116,31 @@ def prompt_rules(settings: Settings, metrics: Metrics) -> PromptRules:
                        on_enhanced=lambda result: metrics.prompt_enhancements.labels(result).inc())
 
 
-def build_blobs(settings: Settings) -> LocalBlobStore | S3BlobStore:
+def build_blobs(settings: Settings) -> BlobStore:
     """The image store: the data dir, or the bucket `image_store` names."""
+    return build_bucket(settings) or LocalBlobStore(settings.images_dir)
+
+
+def build_bucket(settings: Settings) -> S3BlobStore | None:
+    """The bucket `image_store` names, if it names one. boto3 is imported only then: it adds
+    some 0.1 s of CPU to the start of every process that keeps its images on disk."""
     if settings.image_store is None:
-        return LocalBlobStore(settings.images_dir)
+        return None
+    from easel.store.s3 import BucketLocation, S3BlobStore, s3_client
+
     client = s3_client(settings.s3_endpoint_url, settings.s3_region,
                        settings.s3_addressing_style, settings.s3_timeout)
     return S3BlobStore(client, BucketLocation.parse(settings.image_store))
+
+
+def relay_for(url: str) -> Relay | None:
+    """The relay of job events between processes: PostgreSQL has one (psycopg is imported
+    only then, for the same reason as boto3 above); SQLite's processes poll."""
+    if with_driver(url).get_backend_name() != "postgresql":
+        return None
+    from easel.store.notify import PgRelay
+
+    return PgRelay(url)
 
 
 def build_worker(
@@ -206,9 +227,10 @@ def build_runtime(
     metrics.watch_deliveries(outbox.counts)
     metrics.watch_tiers(lambda: tier_states(catalog, resolver))
     events = JobEvents(relay_for(settings.database_url))
-    blobs = build_blobs(settings)
-    presigner = blobs.presigned_url if isinstance(blobs, S3BlobStore) and \
-        settings.presign_image_urls else None
+    bucket = build_bucket(settings)
+    blobs = bucket or LocalBlobStore(settings.images_dir)
+    presigner = bucket.presigned_url if bucket is not None and settings.presign_image_urls \
+        else None
     uploads = Uploads(blobs, UploadStore(store.engine), store, wall_clock)
     artifacts = Artifacts(blobs, store, settings.base_url, presigner, wall_clock, uploads)
     health = StorageHealth(store, blobs, clock)

@@ -38,11 +38,6 @@ def libpq_url(url: str) -> str:
     return with_driver(url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
-def relay_for(url: str) -> PgRelay | None:
-    """The relay for a store at `url`: PostgreSQL has one; SQLite's processes poll."""
-    return PgRelay(url) if with_driver(url).get_backend_name() == "postgresql" else None
-
-
 class PgRelay:
     """The `Relay` of easel.services.jobs.events for a PostgreSQL store."""
 
