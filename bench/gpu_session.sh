@@ -6,27 +6,40 @@
 #
 #     bash bench/gpu_wheels.sh                          # here, once: the wheels it lacks there
 #     bash bench/gpu_session.sh                         # there, with .gpu-wheels carried
+#     STEPS=api,finishing bash bench/gpu_session.sh     # there: only these steps (a second call)
 #     OUT=/tmp/dry bash bench/gpu_session.sh            # here: the same steps on the tiny families
+#     PYTHON=/path/to/python WHEELS=/tmp/sim-wheels OUT=/tmp/dry bash bench/gpu_session.sh
+#         # here, with a Python holding only what the GPU machine's image has and the wheels
+#         # gpu_wheels.sh fetched for that Python: installed as there, so a wheel missing from
+#         # its list shows here
 #
 # Steps, most wanted first (the issue: Fast and Standard before Ultra and 2K):
-#   1. Fast and Standard, 1024x1024, batch 1 and 4: stock diffusers against easel's engine with
-#      every lossless option (regional compile, fused QKV, cuDNN attention)
-#   2. the same with fp8 (lossy: its PSNR against stock is in the rows)
-#   3. what partial images cost a job (issue #35), on the real architectures
-#   4. Ultra, 1024x1024, batch 1, lossless (when time is left)
-#   5. an upscale x4 of 512 and 1024 pixels on Swin2SR's full-size architecture (issue #31)
+#   tiers      Fast and Standard, 1024x1024, batch 1 and 4: stock diffusers against easel's
+#              engine with every lossless option (regional compile, fused QKV, cuDNN attention)
+#   api        the Fast tier through the API (16 Google clients, watermark and content check
+#              on) against the engine alone: does finishing keep up with the GPU
+#   fp8        the tiers with fp8 (lossy: its PSNR against stock is in the rows)
+#   previews   what partial images cost a job (issue #35), on the real architectures
+#   ultra      Ultra, 1024x1024, batch 1, lossless
+#   upscale    an upscale x4 of 512 and 1024 pixels on Swin2SR's full-size architecture
+#   finishing  finishing's images/s on the machine's CPUs, 1 to 8 threads, 1024 and 2048 px
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${OUT:-bench/results/gpu-session}
 mkdir -p "$out"
 export PYTHONUNBUFFERED=1
-python=python3
-[ -x .venv/bin/python ] && ! command -v nvidia-smi >/dev/null && python=.venv/bin/python
+steps=",${STEPS:-tiers,api,fp8,previews,ultra,upscale,finishing},"
+python=${PYTHON:-python3}
+if [ -z "${PYTHON:-}" ] && [ -x .venv/bin/python ] && ! command -v nvidia-smi >/dev/null; then
+    python=.venv/bin/python  # the dry run on this checkout's own environment
+fi
 path="$PWD/src:$PWD/bench:$PWD"
-if compgen -G ".gpu-wheels/*.whl" >/dev/null && command -v nvidia-smi >/dev/null; then
-    "$python" -m pip install --quiet --no-index --no-deps --target /tmp/easel-site \
-        .gpu-wheels/*.whl 2>&1 | tail -3
-    path="/tmp/easel-site:$path"
+wheels=${WHEELS:-.gpu-wheels}
+if [ "$python" != .venv/bin/python ] && compgen -G "$wheels/*.whl" >/dev/null; then
+    site=$(mktemp -d /tmp/easel-site.XXXX)
+    "$python" -m pip install --quiet --no-index --no-deps --no-compile --target "$site" \
+        "$wheels"/*.whl 2>&1 | tail -3
+    path="$site:$path"
 fi
 export PYTHONPATH="$path"
 
@@ -37,6 +50,8 @@ else  # the dry run: the same steps, the tiny families, no CUDA-only option
     gpu=0 tiers="tiny-flux2,tiny-zimage" ultra="tiny-qwenimage" size=128 batches=1,2
     fast=()
 fi
+
+wanted() { [[ $steps == *",$1,"* ]]; }
 
 step() {  # step NAME SECONDS COMMAND...: run it under its limit, its output kept as NAME.log
     local name=$1 limit=$2
@@ -51,23 +66,49 @@ step() {  # step NAME SECONDS COMMAND...: run it under its limit, its output kep
     date -u
     command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total,driver_version \
         --format=csv
+    nproc
     "$python" -c "import torch, diffusers; print('torch', torch.__version__, 'diffusers', \
 diffusers.__version__, 'cuda', torch.cuda.is_available())"
+    # What the API and finishing steps need; one missing here is a wheel to add to gpu_wheels.sh.
+    "$python" -c "import easel.runtime.build, easel.engine, easel.services.images.safety, \
+cv2, onnxruntime; print('easel imports: ok')"
 } 2>&1 | tee "$out/machine.log"
 
-step tiers-lossless 330 "$python" bench/gpu.py --archs "$tiers" --sizes "$size" \
-    --batches "$batches" --repeats 3 "${fast[@]}" --out "$out/tiers-lossless.json"
-if [ "$gpu" = 1 ]; then
-    step tiers-fp8 150 "$python" bench/gpu.py --archs "$tiers" --sizes "$size" --batches 1 \
-        --repeats 3 "${fast[@]}" --fp8 --out "$out/tiers-fp8.json"
-    step previews 60 "$python" bench/previews.py --arch flux2-klein-4b --size "$size"
-else
-    step previews 120 "$python" bench/previews.py --models easel/tiny-flux --size "$size" \
-        --repeats 2
+wanted tiers && step tiers-lossless 330 "$python" bench/gpu.py --archs "$tiers" \
+    --sizes "$size" --batches "$batches" --repeats 3 "${fast[@]}" --out "$out/tiers-lossless.json"
+if wanted api; then
+    if [ "$gpu" = 1 ]; then
+        step api 150 "$python" bench/api_vs_engine.py --arch flux2-klein-4b --size 1024 \
+            --batch 4 --clients 16 --images 64 "${fast[@]}" --out "$out/api.json"
+    else
+        step api 120 "$python" bench/api_vs_engine.py --arch tiny-flux2 --size 256 --batch 2 \
+            --clients 4 --images 8 --out "$out/api.json"
+    fi
 fi
-step ultra-lossless 150 "$python" bench/gpu.py --archs "$ultra" --sizes "$size" --batches 1 \
-    --repeats 2 "${fast[@]}" --out "$out/ultra-lossless.json"
+wanted fp8 && [ "$gpu" = 1 ] && step tiers-fp8 150 "$python" bench/gpu.py --archs "$tiers" \
+    --sizes "$size" --batches 1 --repeats 3 "${fast[@]}" --fp8 --out "$out/tiers-fp8.json"
+if wanted previews; then
+    if [ "$gpu" = 1 ]; then
+        step previews 60 "$python" bench/previews.py --arch flux2-klein-4b --size "$size"
+    else
+        step previews 120 "$python" bench/previews.py --models easel/tiny-flux --size "$size" \
+            --repeats 2
+    fi
+fi
+wanted ultra && step ultra-lossless 150 "$python" bench/gpu.py --archs "$ultra" \
+    --sizes "$size" --batches 1 --repeats 2 "${fast[@]}" --out "$out/ultra-lossless.json"
 upscales=$([ "$gpu" = 1 ] && echo 512,1024 || echo 32)
-step upscale 60 "$python" -m bench.upscale --sizes "$upscales" --repeats 3 \
+wanted upscale && step upscale 60 "$python" -m bench.upscale --sizes "$upscales" --repeats 3 \
     --out "$out/upscale.json"
+if wanted finishing; then
+    signing=()  # c2pa-python (16 MB) does not fit in what travels: no C2PA there
+    "$python" -c "import c2pa" 2>/dev/null || signing=(--no-c2pa)
+    if [ "$gpu" = 1 ]; then
+        step finishing 90 "$python" -m bench.finishing --size 1024 --threads 1,4,8 --images 32 \
+            --repeat 3 --levels 1,4,6 "${signing[@]}"
+    else
+        step finishing 120 "$python" -m bench.finishing --size 256 --threads 1,2 --images 4 \
+            --repeat 1 --levels 4 "${signing[@]}"
+    fi
+fi
 ls -la "$out"

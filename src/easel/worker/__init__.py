@@ -109,9 +109,10 @@ class Worker:
         self._held: set[str] = set()
         self._storage_trouble: str | None = None  # set by a storage failure: no claims then
         self._held_lock = threading.Lock()
-        self._finishers = ThreadPoolExecutor(
-            settings.finishing_threads or min(MAX_FINISHING_THREADS, _usable_cpus()),
-            thread_name_prefix="easel-finish")
+        self.finishing_threads = settings.finishing_threads or min(MAX_FINISHING_THREADS,
+                                                                   _usable_cpus())
+        self._finishers = ThreadPoolExecutor(self.finishing_threads,
+                                             thread_name_prefix="easel-finish")
         self._completer = ThreadPoolExecutor(1, thread_name_prefix="easel-complete")
         self._backlog = Backlog()
         self._threads: list[threading.Thread] = []
