@@ -18,6 +18,9 @@
 #              engine with every lossless option (regional compile, fused QKV, cuDNN attention)
 #   api        the Fast tier through the API (16 Google clients, watermark and content check
 #              on) against the engine alone: does finishing keep up with the GPU
+#   cuda       the paths only CUDA reaches, on the tiny families (tests/gpu): fp8, int8, NF4,
+#              model and sequential offload, compile with hot-swapped LoRA adapters, cancel
+#              between steps, two worker processes on one GPU
 #   fp8        the tiers with fp8 (lossy: its PSNR against stock is in the rows)
 #   previews   what partial images cost a job (issue #35), on the real architectures
 #   ultra      Ultra, 1024x1024, batch 1, lossless
@@ -28,7 +31,7 @@ cd "$(dirname "$0")/.."
 out=${OUT:-bench/results/gpu-session}
 mkdir -p "$out"
 export PYTHONUNBUFFERED=1
-steps=",${STEPS:-tiers,api,fp8,previews,ultra,upscale,finishing},"
+steps=",${STEPS:-tiers,api,cuda,fp8,previews,ultra,upscale,finishing},"
 python=${PYTHON:-python3}
 if [ -z "${PYTHON:-}" ] && [ -x .venv/bin/python ] && ! command -v nvidia-smi >/dev/null; then
     python=.venv/bin/python  # the dry run on this checkout's own environment
@@ -85,6 +88,8 @@ if wanted api; then
             --clients 4 --images 8 --out "$out/api.json"
     fi
 fi
+# The CUDA-only paths on the tiny families (tests/gpu; skipped, quickly, without CUDA).
+wanted cuda && step cuda-paths 240 "$python" -m pytest -q -s -rs -p no:cacheprovider tests/gpu
 wanted fp8 && [ "$gpu" = 1 ] && step tiers-fp8 150 "$python" bench/gpu.py --archs "$tiers" \
     --sizes "$size" --batches 1 --repeats 3 "${fast[@]}" --fp8 --out "$out/tiers-fp8.json"
 if wanted previews; then

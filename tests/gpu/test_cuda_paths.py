@@ -1,0 +1,191 @@
+"""The engine's paths that only CUDA reaches, on the tiny families of the default tiers: fp8,
+int8 and NF4 weights, model and sequential offload, compile with LoRA adapters hot-swapped,
+cancel between steps, and two worker processes on one GPU. The CPU suite refuses or cannot run
+these (tests/engine/test_fit.py, test_optimize.py); here they run on a lent GPU, where
+bench/gpu_session.sh's `cuda` step calls this file (skipped anywhere without CUDA).
+
+Tiny models with random weights say nothing about speed or memory (bench/gpu.py and
+bench/gpu_fit.py measure those on the full-size architectures): these check that each path
+loads, draws, and draws what the exact path draws within the loss it is allowed. Each test
+prints what it measured, for the session's log."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from tests.loras import make_lora
+from tests.server_harness import Server, inference, poll_until_done
+
+from easel.domain.errors import CancelledError
+from easel.domain.generation import AdapterSpec, EngineBatch, ImageSpec
+from easel.engine import Engine
+from easel.engine.optimize import EngineOptions, denoiser, psnr
+
+if not torch.cuda.is_available():
+    pytest.skip("needs a CUDA GPU (bench/gpu_session.sh runs it on one)", allow_module_level=True)
+
+TIERS = ("flux2", "zimage", "qwenimage")  # fast, standard, ultra
+SPECS = (ImageSpec("a lighthouse at dusk", 5), ImageSpec("a red fox", 6))
+GUIDANCE = {"flux2": 1.0, "zimage": 0.0, "qwenimage": 4.0}
+
+
+def batch(family: str, steps: int = 4, *adapters: AdapterSpec) -> EngineBatch:
+    return EngineBatch(f"easel/tiny-{family}", family, 128, 128, steps, GUIDANCE[family], SPECS,
+                       adapters=adapters)
+
+
+def draw(engine: Engine, work: EngineBatch) -> list[np.ndarray]:
+    return [image.pixels for image in engine.generate(work)]
+
+
+def cuda_engine(model_cache: Path, **options: object) -> Engine:
+    return Engine(model_cache, device="cuda", max_loaded=3, options=EngineOptions(**options))
+
+
+def closeness(pixels: list[np.ndarray], exact: list[np.ndarray], what: str) -> float:
+    """The worst PSNR of `pixels` against the exact path's images, printed for the log."""
+    worst = min(psnr(a, b) for a, b in zip(pixels, exact, strict=True))
+    print(f"{what}: {worst:.1f} dB against the exact path", flush=True)
+    return worst
+
+
+@pytest.fixture(scope="module")
+def exact(model_cache: Path) -> dict[str, list[np.ndarray]]:
+    engine = cuda_engine(model_cache)
+    return {family: draw(engine, batch(family)) for family in TIERS}
+
+
+@pytest.mark.parametrize("family", TIERS)
+def test_fp8_draws_the_scene(model_cache: Path, exact: dict[str, list[np.ndarray]],
+                             family: str) -> None:
+    if torch.cuda.get_device_capability() < (8, 9):
+        pytest.skip("fp8 needs an Ada or Hopper GPU")
+    engine = cuda_engine(model_cache, quantize="fp8")
+    pixels = draw(engine, batch(family))
+    assert any("fp8" in label for label in engine.applied[f"easel/tiny-{family}"])
+    # Lossy (weights and activations in 8 bits), but the same picture: two unrelated images
+    # are about 10 dB apart.
+    assert closeness(pixels, exact[family], f"fp8 {family}") >= 20
+
+
+@pytest.mark.parametrize("family", TIERS)
+def test_int8_weights_on_cuda(model_cache: Path, exact: dict[str, list[np.ndarray]],
+                              family: str) -> None:
+    engine = cuda_engine(model_cache, weight_quant="int8")
+    pixels = draw(engine, batch(family))
+    model = denoiser(engine.pipeline(f"easel/tiny-{family}"))
+    linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    assert linears and all(type(m.weight).__name__ == "Int8Tensor" for m in linears)
+    assert all(m.weight.device.type == "cuda" for m in linears)
+    assert closeness(pixels, exact[family], f"int8 {family}") >= 25
+
+
+@pytest.mark.parametrize("family", TIERS)
+def test_nf4_weights_on_cuda(model_cache: Path, exact: dict[str, list[np.ndarray]],
+                             family: str) -> None:
+    pytest.importorskip("bitsandbytes", reason="bitsandbytes (the gpu-fit extra) is not here")
+    engine = cuda_engine(model_cache, weight_quant="nf4")
+    pixels = draw(engine, batch(family))
+    assert engine.applied[f"easel/tiny-{family}"] == ["weights=nf4(denoiser)"]
+    assert closeness(pixels, exact[family], f"nf4 {family}") >= 20
+
+
+@pytest.mark.parametrize("offload", ["model", "sequential"])
+@pytest.mark.parametrize("family", TIERS)
+def test_offload_moves_the_weights_and_keeps_the_picture(
+    model_cache: Path, exact: dict[str, list[np.ndarray]], family: str, offload: str
+) -> None:
+    engine = cuda_engine(model_cache, offload=offload)
+    pixels = draw(engine, batch(family))
+    pipe = engine.pipeline(f"easel/tiny-{family}")
+    assert engine.applied[f"easel/tiny-{family}"] == [f"offload={offload}"]
+    # Between calls the weights wait in the CPU's memory; the GPU runs each part as it comes.
+    assert next(denoiser(pipe).parameters()).device.type in ("cpu", "meta")
+    # The same kernels on the same GPU: only the weights' trips differ.
+    assert closeness(pixels, exact[family], f"offload={offload} {family}") >= 40
+
+
+def test_cancel_stops_between_steps_on_cuda(model_cache: Path) -> None:
+    engine = cuda_engine(model_cache)
+    cancel = threading.Event()
+    seen: list[int] = []
+
+    def progress(step: int, total: int) -> None:
+        seen.append(step)
+        if step == 2:
+            cancel.set()
+
+    with pytest.raises(CancelledError):
+        engine.generate(batch("flux2", 8), progress, cancel)
+    assert seen == [1, 2]
+    assert len(draw(engine, batch("flux2"))) == 2  # the engine goes on after a cancel
+
+
+def _adapter(path: Path) -> AdapterSpec:
+    return AdapterSpec(path.stem, str(path), hashlib.sha256(path.read_bytes()).hexdigest(), 1.0)
+
+
+def test_compile_with_hot_swapped_adapters_compiles_once(model_cache: Path,
+                                                        tmp_path: Path) -> None:
+    """Regional compile with inductor on CUDA, one hot-swap slot (a second slot would open
+    with one recompile, by design): swapping adapters in it reuses the compiled graphs, and
+    draws what the eager engine draws with the same adapter in the same slot."""
+    import torch._dynamo
+
+    first, second = (_adapter(make_lora("flux2", tmp_path / f"flux2-{seed}.safetensors", seed))
+                     for seed in (1, 2))
+    eager = cuda_engine(model_cache, lora_hotswap=True, lora_cache_count=1)
+    want = {spec.name: draw(eager, batch("flux2", 4, spec)) for spec in (first, second)}
+    torch._dynamo.reset()
+    engine = cuda_engine(model_cache, compile=True, compile_cache_dir=tmp_path / "compiled",
+                         lora_cache_count=1)
+    started = time.perf_counter()
+    drawn = draw(engine, batch("flux2", 4, first))
+    print(f"compile + first call: {time.perf_counter() - started:.1f} s", flush=True)
+    with torch._dynamo.config.patch(error_on_recompile=True):
+        swapped = draw(engine, batch("flux2", 4, second))
+        again = draw(engine, batch("flux2", 4, first))
+    assert "compile-regional(default)" in engine.applied["easel/tiny-flux2"]
+    assert closeness(drawn, want[first.name], "compiled, first adapter") >= 30
+    assert closeness(swapped, want[second.name], "compiled, swapped adapter") >= 30
+    assert closeness(again, drawn, "compiled, first adapter again") >= 40
+    torch._dynamo.reset()
+
+
+def test_two_worker_processes_share_one_gpu(tmp_path: Path) -> None:
+    """Two `easel worker` processes on one store and one GPU, each with its own CUDA context:
+    every job completes once, whichever worker ran it."""
+    srv = Server(tmp_path / "srv", engine="tiny", EASEL_RUN_WORKER="false",
+                 EASEL_DEVICE="cuda", EASEL_BATCH_SIZE=2)
+    srv.start()
+    logs = [tmp_path / f"worker{i}.log" for i in (1, 2)]
+    workers = [srv.worker(log, engine="tiny", EASEL_DEVICE="cuda") for log in logs]
+    try:
+        wait_for(lambda: all("ready: worker" in log.read_text() for log in logs), 180)
+        tasks = [inference(deliveryMethod="async", seed=i) for i in range(12)]
+        assert srv.post(tasks).status_code == 200
+        for task in tasks:
+            assert len(poll_until_done(srv, task["taskUUID"], timeout=180)) == 1
+    finally:
+        for worker in workers:
+            worker.terminate()
+            worker.wait(60)
+        srv.stop()
+    done = [log.read_text().count(" completed: ") for log in logs]
+    print(f"jobs completed by each worker: {done}", flush=True)
+    assert srv.db("SELECT status, attempts FROM jobs") == [("completed", 1)] * 12
+    assert sum(done) == 12
+
+
+def wait_for(condition: Callable[[], bool], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.2)
