@@ -89,6 +89,8 @@ if wanted api; then
     fi
 fi
 # The CUDA-only paths on the tiny families (tests/gpu; skipped, quickly, without CUDA).
+# The dry run runs what of them the CPU can, to check the harness itself.
+[ "$gpu" = 1 ] || export EASEL_GPU_TESTS_DEVICE=cpu
 wanted cuda && step cuda-paths 240 "$python" -m pytest -q -s -rs -p no:cacheprovider tests/gpu
 wanted fp8 && [ "$gpu" = 1 ] && step tiers-fp8 150 "$python" bench/gpu.py --archs "$tiers" \
     --sizes "$size" --batches 1 --repeats 3 "${fast[@]}" --fp8 --out "$out/tiers-fp8.json"

@@ -2,7 +2,8 @@
 int8 and NF4 weights, model and sequential offload, compile with LoRA adapters hot-swapped,
 cancel between steps, and two worker processes on one GPU. The CPU suite refuses or cannot run
 these (tests/engine/test_fit.py, test_optimize.py); here they run on a lent GPU, where
-bench/gpu_session.sh's `cuda` step calls this file (skipped anywhere without CUDA).
+bench/gpu_session.sh's `cuda` step calls this file (skipped anywhere without CUDA; its dry run
+runs what the CPU can of it, EASEL_GPU_TESTS_DEVICE=cpu).
 
 Tiny models with random weights say nothing about speed or memory (bench/gpu.py and
 bench/gpu_fit.py measure those on the full-size architectures): these check that each path
@@ -12,6 +13,7 @@ prints what it measured, for the session's log."""
 from __future__ import annotations
 
 import hashlib
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -28,8 +30,12 @@ from easel.domain.generation import AdapterSpec, EngineBatch, ImageSpec
 from easel.engine import Engine
 from easel.engine.optimize import EngineOptions, denoiser, psnr
 
-if not torch.cuda.is_available():
+# EASEL_GPU_TESTS_DEVICE=cpu runs what of this file the CPU can (the dry run of the session
+# script does, to check the harness itself); the CUDA-only tests skip there.
+DEVICE = os.environ.get("EASEL_GPU_TESTS_DEVICE") or ("cuda" if torch.cuda.is_available() else "")
+if not DEVICE:
     pytest.skip("needs a CUDA GPU (bench/gpu_session.sh runs it on one)", allow_module_level=True)
+cuda_only = pytest.mark.skipif(DEVICE != "cuda", reason="a CUDA-only path")
 
 TIERS = ("flux2", "zimage", "qwenimage")  # fast, standard, ultra
 SPECS = (ImageSpec("a lighthouse at dusk", 5), ImageSpec("a red fox", 6))
@@ -45,8 +51,8 @@ def draw(engine: Engine, work: EngineBatch) -> list[np.ndarray]:
     return [image.pixels for image in engine.generate(work)]
 
 
-def cuda_engine(model_cache: Path, **options: object) -> Engine:
-    return Engine(model_cache, device="cuda", max_loaded=3, options=EngineOptions(**options))
+def device_engine(model_cache: Path, **options: object) -> Engine:
+    return Engine(model_cache, device=DEVICE, max_loaded=3, options=EngineOptions(**options))
 
 
 def closeness(pixels: list[np.ndarray], exact: list[np.ndarray], what: str) -> float:
@@ -58,16 +64,17 @@ def closeness(pixels: list[np.ndarray], exact: list[np.ndarray], what: str) -> f
 
 @pytest.fixture(scope="module")
 def exact(model_cache: Path) -> dict[str, list[np.ndarray]]:
-    engine = cuda_engine(model_cache)
+    engine = device_engine(model_cache)
     return {family: draw(engine, batch(family)) for family in TIERS}
 
 
+@cuda_only
 @pytest.mark.parametrize("family", TIERS)
 def test_fp8_draws_the_scene(model_cache: Path, exact: dict[str, list[np.ndarray]],
                              family: str) -> None:
     if torch.cuda.get_device_capability() < (8, 9):
         pytest.skip("fp8 needs an Ada or Hopper GPU")
-    engine = cuda_engine(model_cache, quantize="fp8")
+    engine = device_engine(model_cache, quantize="fp8")
     pixels = draw(engine, batch(family))
     assert any("fp8" in label for label in engine.applied[f"easel/tiny-{family}"])
     # Lossy (weights and activations in 8 bits), but the same picture: two unrelated images
@@ -78,31 +85,32 @@ def test_fp8_draws_the_scene(model_cache: Path, exact: dict[str, list[np.ndarray
 @pytest.mark.parametrize("family", TIERS)
 def test_int8_weights_on_cuda(model_cache: Path, exact: dict[str, list[np.ndarray]],
                               family: str) -> None:
-    engine = cuda_engine(model_cache, weight_quant="int8")
+    engine = device_engine(model_cache, weight_quant="int8")
     pixels = draw(engine, batch(family))
     model = denoiser(engine.pipeline(f"easel/tiny-{family}"))
     linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
     assert linears and all(type(m.weight).__name__ == "Int8Tensor" for m in linears)
-    assert all(m.weight.device.type == "cuda" for m in linears)
+    assert all(m.weight.device.type == DEVICE for m in linears)
     assert closeness(pixels, exact[family], f"int8 {family}") >= 25
 
 
+@cuda_only
 @pytest.mark.parametrize("family", TIERS)
 def test_nf4_weights_on_cuda(model_cache: Path, exact: dict[str, list[np.ndarray]],
                              family: str) -> None:
     pytest.importorskip("bitsandbytes", reason="bitsandbytes (the gpu-fit extra) is not here")
-    engine = cuda_engine(model_cache, weight_quant="nf4")
+    engine = device_engine(model_cache, weight_quant="nf4")
     pixels = draw(engine, batch(family))
     assert engine.applied[f"easel/tiny-{family}"] == ["weights=nf4(denoiser)"]
     assert closeness(pixels, exact[family], f"nf4 {family}") >= 20
 
 
-@pytest.mark.parametrize("offload", ["model", "sequential"])
+@pytest.mark.parametrize("offload", ["model", pytest.param("sequential", marks=cuda_only)])
 @pytest.mark.parametrize("family", TIERS)
 def test_offload_moves_the_weights_and_keeps_the_picture(
     model_cache: Path, exact: dict[str, list[np.ndarray]], family: str, offload: str
 ) -> None:
-    engine = cuda_engine(model_cache, offload=offload)
+    engine = device_engine(model_cache, offload=offload)
     pixels = draw(engine, batch(family))
     pipe = engine.pipeline(f"easel/tiny-{family}")
     assert engine.applied[f"easel/tiny-{family}"] == [f"offload={offload}"]
@@ -113,7 +121,7 @@ def test_offload_moves_the_weights_and_keeps_the_picture(
 
 
 def test_cancel_stops_between_steps_on_cuda(model_cache: Path) -> None:
-    engine = cuda_engine(model_cache)
+    engine = device_engine(model_cache)
     cancel = threading.Event()
     seen: list[int] = []
 
@@ -141,10 +149,10 @@ def test_compile_with_hot_swapped_adapters_compiles_once(model_cache: Path,
 
     first, second = (_adapter(make_lora("flux2", tmp_path / f"flux2-{seed}.safetensors", seed))
                      for seed in (1, 2))
-    eager = cuda_engine(model_cache, lora_hotswap=True, lora_cache_count=1)
+    eager = device_engine(model_cache, lora_hotswap=True, lora_cache_count=1)
     want = {spec.name: draw(eager, batch("flux2", 4, spec)) for spec in (first, second)}
     torch._dynamo.reset()
-    engine = cuda_engine(model_cache, compile=True, compile_cache_dir=tmp_path / "compiled",
+    engine = device_engine(model_cache, compile=True, compile_cache_dir=tmp_path / "compiled",
                          lora_cache_count=1)
     started = time.perf_counter()
     drawn = draw(engine, batch("flux2", 4, first))
@@ -163,10 +171,10 @@ def test_two_worker_processes_share_one_gpu(tmp_path: Path) -> None:
     """Two `easel worker` processes on one store and one GPU, each with its own CUDA context:
     every job completes once, whichever worker ran it."""
     srv = Server(tmp_path / "srv", engine="tiny", EASEL_RUN_WORKER="false",
-                 EASEL_DEVICE="cuda", EASEL_BATCH_SIZE=2)
+                 EASEL_DEVICE=DEVICE, EASEL_BATCH_SIZE=2)
     srv.start()
     logs = [tmp_path / f"worker{i}.log" for i in (1, 2)]
-    workers = [srv.worker(log, engine="tiny", EASEL_DEVICE="cuda") for log in logs]
+    workers = [srv.worker(log, engine="tiny", EASEL_DEVICE=DEVICE) for log in logs]
     try:
         wait_for(lambda: all("ready: worker" in log.read_text() for log in logs), 180)
         tasks = [inference(deliveryMethod="async", seed=i) for i in range(12)]
