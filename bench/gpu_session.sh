@@ -18,6 +18,8 @@
 #              engine with every lossless option (regional compile, fused QKV, cuDNN attention)
 #   api        the Fast tier through the API (16 Google clients, watermark and content check
 #              on) against the engine alone: does finishing keep up with the GPU
+#   coldstart  `easel serve` on the Fast tier's weights on disk (16 GB written first), from its
+#              start to its first image, compile cache cold then warm
 #   cuda       the paths only CUDA reaches, on the tiny families (tests/gpu): fp8, int8, NF4,
 #              model and sequential offload, compile with hot-swapped LoRA adapters, cancel
 #              between steps, two worker processes on one GPU
@@ -31,7 +33,7 @@ cd "$(dirname "$0")/.."
 out=${OUT:-bench/results/gpu-session}
 mkdir -p "$out"
 export PYTHONUNBUFFERED=1
-steps=",${STEPS:-tiers,api,cuda,fp8,previews,ultra,upscale,finishing},"
+steps=",${STEPS:-tiers,api,coldstart,cuda,fp8,previews,ultra,upscale,finishing},"
 python=${PYTHON:-python3}
 if [ -z "${PYTHON:-}" ] && [ -x .venv/bin/python ] && ! command -v nvidia-smi >/dev/null; then
     python=.venv/bin/python  # the dry run on this checkout's own environment
@@ -86,6 +88,17 @@ if wanted api; then
     else
         step api 120 "$python" bench/api_vs_engine.py --arch tiny-flux2 --size 256 --batch 2 \
             --clients 4 --images 8 --out "$out/api.json"
+    fi
+fi
+if wanted coldstart; then
+    if [ "$gpu" = 1 ]; then
+        rm -rf /tmp/easel-cold-start  # a rerun starts cold too
+        step coldstart 240 "$python" bench/cold_start.py --arch flux2-klein-4b --size 1024 \
+            "${fast[@]}" --drop-caches --work /tmp/easel-cold-start --out "$out/cold-start.json"
+        rm -rf /tmp/easel-cold-start  # 16 GB of weights
+    else
+        step coldstart 120 "$python" bench/cold_start.py --arch tiny-flux2 --size 256 \
+            --out "$out/cold-start.json"
     fi
 fi
 # The CUDA-only paths on the tiny families (tests/gpu; skipped, quickly, without CUDA).
