@@ -34,7 +34,8 @@ from typing import Any
 
 import torch
 
-from easel.domain.generation import EngineBatch, ImageSpec
+from easel.catalog import Catalog
+from easel.domain.generation import EngineBatch, ImageSpec, TwoPass
 from easel.engine import Engine
 from easel.engine.families import TINY_MODELS, call_kwargs, stand_in_dir
 from easel.engine.optimize import EngineOptions, psnr
@@ -185,20 +186,35 @@ def bench_arch(arch: str, args: argparse.Namespace, options: EngineOptions) -> l
     for size in args.sizes:
         for batch in args.batches:
 
-            def ours(r: int, size: int = size, batch: int = batch) -> Any:
-                eb = EngineBatch(arch, family, size, size, steps, guidance, specs(size, batch, r))
+            plan = two_pass_plan(arch, family, size) if args.two_pass else None
+
+            def ours(r: int, size: int = size, batch: int = batch,
+                     plan: TwoPass | None = plan) -> Any:
+                eb = EngineBatch(arch, family, size, size, steps, guidance, specs(size, batch, r),
+                                 two_pass=plan)
                 return engine.generate(eb)
 
             t, s, p, out = measure(ours, timer, device, args.repeats, args.warmups)
-            result = row(arch, "easel", size, batch, steps, t, s, p, engine.applied[arch])
+            applied = [*engine.applied[arch], *(["two-pass"] if plan else [])]
+            result = row(arch, "easel", size, batch, steps, t, s, p, applied)
             reference = stock_images[(size, batch)]
-            result.psnr_vs_diffusers_db = min(
+            # The two-pass path draws another picture than one pass at full size: no PSNR.
+            result.psnr_vs_diffusers_db = None if plan else min(
                 min(psnr(img.pixels, (ref.clip(0, 1) * 255).round().astype("uint8")), 999.0)
                 for img, ref in zip(out, reference, strict=True)
             )
             rows.append(result)
             print_row(result)
     return rows
+
+
+def two_pass_plan(arch: str, family: str, size: int) -> TwoPass | None:
+    """How the server draws `size` on this architecture's tier (None: in one pass): the
+    catalog's backend of that name, or of that family for a tiny architecture."""
+    backends = Catalog.load().backends
+    backend = backends.get(arch) or next(
+        b for t in Catalog.load().tiers.values() for b in [t.backend] if b.family == family)
+    return backend.two_pass(size, size)
 
 
 def load_arch(arch: str, device: str) -> tuple[Any, str, int, float]:
@@ -251,6 +267,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--fp8", action="store_true")
     parser.add_argument("--step-cache", type=float, default=None)
     parser.add_argument("--vae-tiling-pixels", type=int, default=None)
+    parser.add_argument("--two-pass", action="store_true",
+                        help="easel draws sizes above the model's native ones as the server does "
+                             "(the catalog's two-pass plan); stock diffusers in one pass")
     parser.add_argument("--out", type=Path, default=None, help="write the rows as JSON here")
     args = parser.parse_args(argv)
     args.sizes = [int(s) for s in args.sizes.split(",")]

@@ -24,8 +24,10 @@
 #              model and sequential offload, compile with hot-swapped LoRA adapters, cancel
 #              between steps, two worker processes on one GPU
 #   fp8        the tiers with fp8 (lossy: its PSNR against stock is in the rows)
+#   2k         Standard at 2048x2048: easel's two-pass path against stock in one pass
 #   previews   what partial images cost a job (issue #35), on the real architectures
 #   ultra      Ultra, 1024x1024, batch 1, lossless
+#   ultracache Ultra with step caching (First-Block-Cache at 0.12), PSNR against stock
 #   upscale    an upscale x4 of 512 and 1024 pixels on Swin2SR's full-size architecture
 #   finishing  finishing's images/s on the machine's CPUs, 1 to 8 threads, 1024 and 2048 px
 set -uo pipefail
@@ -33,7 +35,7 @@ cd "$(dirname "$0")/.."
 out=${OUT:-bench/results/gpu-session}
 mkdir -p "$out"
 export PYTHONUNBUFFERED=1
-steps=",${STEPS:-tiers,api,coldstart,cuda,fp8,previews,ultra,upscale,finishing},"
+steps=",${STEPS:-tiers,api,coldstart,cuda,fp8,2k,previews,ultra,ultracache,upscale,finishing},"
 python=${PYTHON:-python3}
 if [ -z "${PYTHON:-}" ] && [ -x .venv/bin/python ] && ! command -v nvidia-smi >/dev/null; then
     python=.venv/bin/python  # the dry run on this checkout's own environment
@@ -107,6 +109,13 @@ fi
 wanted cuda && step cuda-paths 240 "$python" -m pytest -q -s -rs -p no:cacheprovider tests/gpu
 wanted fp8 && [ "$gpu" = 1 ] && step tiers-fp8 150 "$python" bench/gpu.py --archs "$tiers" \
     --sizes "$size" --batches 1 --repeats 3 "${fast[@]}" --fp8 --out "$out/tiers-fp8.json"
+# Standard at 2K: easel's two-pass path (the catalog's plan, as the server draws it) against
+# stock diffusers in one pass at full size (no PSNR: two different pictures).
+standard2k=$([ "$gpu" = 1 ] && echo z-image-turbo || echo tiny-zimage)
+rounds=$([ "$gpu" = 1 ] && echo "--repeats 2 --warmups 1" || echo "--repeats 1 --warmups 0")
+# shellcheck disable=SC2086  # $rounds is two options
+wanted 2k && step standard-2k 200 "$python" bench/gpu.py --archs "$standard2k" --sizes 2048 \
+    --batches 1 $rounds --two-pass "${fast[@]}" --out "$out/standard-2k.json"
 if wanted previews; then
     if [ "$gpu" = 1 ]; then
         step previews 60 "$python" bench/previews.py --arch flux2-klein-4b --size "$size"
@@ -117,6 +126,10 @@ if wanted previews; then
 fi
 wanted ultra && step ultra-lossless 150 "$python" bench/gpu.py --archs "$ultra" \
     --sizes "$size" --batches 1 --repeats 2 "${fast[@]}" --out "$out/ultra-lossless.json"
+# Ultra with step caching (lossy: its PSNR against stock is in the row; the target is >= 30 dB)
+wanted ultracache && step ultra-cache 150 "$python" bench/gpu.py --archs "$ultra" \
+    --sizes "$size" --batches 1 --repeats 2 "${fast[@]}" --step-cache 0.12 \
+    --out "$out/ultra-cache.json"
 upscales=$([ "$gpu" = 1 ] && echo 512,1024 || echo 32)
 wanted upscale && step upscale 60 "$python" -m bench.upscale --sizes "$upscales" --repeats 3 \
     --out "$out/upscale.json"

@@ -74,6 +74,14 @@ def test_first_block_cache_runs_and_its_psnr_is_measured(
     assert min_psnr(images, exact["flux"]) >= 20
 
 
+def test_first_block_cache_passes_over_a_one_block_denoiser(model_cache: Path) -> None:
+    """The tiny Qwen-Image has one transformer block: no first and last to cache between, so
+    the option is left out (and said) instead of failing the load."""
+    engine, images = generate(model_cache, EngineOptions(step_cache_threshold=0.12), "qwenimage")
+    assert len(images) == len(SPECS)
+    assert engine.applied["easel/tiny-qwenimage"] == []
+
+
 def test_vae_tiling_applies_above_its_threshold(
     model_cache: Path, exact: dict[str, list[GeneratedImage]]
 ) -> None:

@@ -93,13 +93,27 @@ def apply_options(pipe: Any, options: EngineOptions, device: str) -> list[str]:
     if options.quantize == "fp8":
         applied.append(_quantize_fp8(model, device))
     if options.step_cache_threshold and hasattr(model, "enable_cache"):
-        from diffusers.hooks import FirstBlockCacheConfig
-
-        model.enable_cache(FirstBlockCacheConfig(threshold=options.step_cache_threshold))
-        applied.append(f"first-block-cache={options.step_cache_threshold}")
+        applied += _first_block_cache(model, options.step_cache_threshold)
     if options.compile:
         applied.append(_compile(model, options))
     return applied
+
+
+def _first_block_cache(model: Any, threshold: float) -> list[str]:
+    """First-Block-Cache: the first block's change decides whether a step runs the rest. It
+    needs a first block and a last one; a one-block denoiser (the tiny stand-ins of some
+    families) has nothing to skip, and diffusers would fail on it as it loads."""
+    from diffusers.hooks import FirstBlockCacheConfig
+    from diffusers.hooks._common import _ALL_TRANSFORMER_BLOCK_IDENTIFIERS as BLOCK_LISTS
+
+    blocks = sum(len(child) for name, child in model.named_children()
+                 if name in BLOCK_LISTS and isinstance(child, torch.nn.ModuleList))
+    if blocks < 2:
+        log.info("no step cache on %s: it has %d transformer block(s), the cache needs two",
+                 type(model).__name__, blocks)
+        return []
+    model.enable_cache(FirstBlockCacheConfig(threshold=threshold))
+    return [f"first-block-cache={threshold}"]
 
 
 def _quantize_fp8(model: Any, device: str) -> str:
