@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # The GPU issue's prepared run: one command for the few minutes a lent H100/H200 gives, each
 # step under its own time limit so one that hangs does not take the others' time, everything it
-# measures written to $OUT (the device tool brings that folder back). Commit what comes back
-# under bench/results/ and the tables into docs/benchmarks.md.
+# measures packed into $OUT/session.tgz (the device tool brings that folder back). Unpack it
+# under bench/results/, commit it, and the tables into docs/benchmarks.md.
 #
 #     bash bench/gpu_wheels.sh                          # here, once: the wheels it lacks there
 #     bash bench/gpu_session.sh                         # there, with .gpu-wheels carried
+#         # (one call of at most 600 s, within some 15 minutes of device time starts included:
+#         # steps.log in the archive says which steps finished; a second call on the still-warm
+#         # machine takes STEPS= of the rest)
 #     STEPS=api,finishing bash bench/gpu_session.sh     # there: only these steps (a second call)
 #     OUT=/tmp/dry bash bench/gpu_session.sh            # here: the same steps on the tiny families
 #     PYTHON=/path/to/python WHEELS=/tmp/sim-wheels OUT=/tmp/dry bash bench/gpu_session.sh
@@ -32,8 +35,13 @@
 #   finishing  finishing's images/s on the machine's CPUs, 1 to 8 threads, 1024 and 2048 px
 set -uo pipefail
 cd "$(dirname "$0")/.."
-out=${OUT:-bench/results/gpu-session}
-mkdir -p "$out"
+# Every log and JSON goes to a working folder, packed after each step into one archive in
+# $OUT: the device tool brings back at most 8 files, and a call cut off at its time limit
+# still brings back the steps that finished.
+results=${OUT:-bench/results/gpu-session}
+out=$(mktemp -d /tmp/easel-gpu-session.XXXX)
+mkdir -p "$results"
+pack() { tar -czf "$results/session.tgz" -C "$out" .; }
 export PYTHONUNBUFFERED=1
 steps=",${STEPS:-tiers,api,coldstart,cuda,fp8,2k,previews,ultra,ultracache,upscale,finishing},"
 python=${PYTHON:-python3}
@@ -66,7 +74,8 @@ step() {  # step NAME SECONDS COMMAND...: run it under its limit, its output kep
     echo "== $name (limit ${limit}s)"
     local started=$SECONDS
     timeout --kill-after=10 "$limit" "$@" 2>&1 | tee "$out/$name.log"
-    echo "== $name: exit ${PIPESTATUS[0]}, $((SECONDS - started)) s"
+    echo "== $name: exit ${PIPESTATUS[0]}, $((SECONDS - started)) s" | tee -a "$out/steps.log"
+    pack
 }
 
 {
@@ -80,6 +89,7 @@ diffusers.__version__, 'cuda', torch.cuda.is_available())"
     "$python" -c "import easel.runtime.build, easel.engine, easel.services.images.safety, \
 cv2, onnxruntime; print('easel imports: ok')"
 } 2>&1 | tee "$out/machine.log"
+pack
 
 wanted tiers && step tiers-lossless 330 "$python" bench/gpu.py --archs "$tiers" \
     --sizes "$size" --batches "$batches" --repeats 3 "${fast[@]}" --out "$out/tiers-lossless.json"
@@ -145,3 +155,4 @@ if wanted finishing; then
     fi
 fi
 ls -la "$out"
+echo "packed into $results/session.tgz (tar -xzf it under bench/results/ to commit)"
