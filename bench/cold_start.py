@@ -114,10 +114,14 @@ def free_port() -> int:
         return port
 
 
-def until_ok(url: str, started: float, server: subprocess.Popen[bytes], log: Path) -> float:
+def until_ok(url: str, started: float, server: subprocess.Popen[bytes], log: Path,
+             timeout: float = 600) -> float:
     while True:
         if server.poll() is not None:
             raise SystemExit(f"the server exited:\n{log.read_text()[-3000:]}")
+        if time.perf_counter() - started > timeout:
+            raise SystemExit(f"{url} did not answer 200 in {timeout} s:\n"
+                             f"{log.read_text()[-3000:]}")
         try:
             if httpx.get(url, timeout=5).status_code == 200:
                 return time.perf_counter() - started
@@ -161,7 +165,9 @@ def one_start(env: dict[str, str], data: Path, model: str, compile_cache: str,
 
 def main(argv: list[str] | None = None) -> Result:
     args = parse(argv)
-    work = args.work or Path(tempfile.mkdtemp(prefix="easel-cold-start-"))
+    # Absolute: the catalog overlay names the weights' folder, and a relative path there would
+    # read as a hub id.
+    work = (args.work or Path(tempfile.mkdtemp(prefix="easel-cold-start-"))).absolute()
     folder = work / "weights" / args.arch
     folder.parent.mkdir(parents=True, exist_ok=True)
     family, device, save_s = write_weights(args.arch, folder)

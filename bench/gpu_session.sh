@@ -41,7 +41,9 @@ cd "$(dirname "$0")/.."
 results=${OUT:-bench/results/gpu-session}
 out=$(mktemp -d /tmp/easel-gpu-session.XXXX)
 mkdir -p "$results"
-pack() { tar -czf "$results/session.tgz" -C "$out" .; }
+pack() {  # written aside and renamed: a call cut off mid-write keeps the previous archive
+    tar -czf "$results/.session.tgz" -C "$out" . && mv "$results/.session.tgz" "$results/session.tgz"
+}
 export PYTHONUNBUFFERED=1
 steps=",${STEPS:-tiers,api,coldstart,cuda,fp8,2k,previews,ultra,ultracache,upscale,finishing},"
 python=${PYTHON:-python3}
@@ -66,11 +68,20 @@ else  # the dry run: the same steps, the tiny families, no CUDA-only option
     fast=()
 fi
 
+# On the GPU a step starts only if its limit fits in what is left of the call's budget (the
+# device tool's 600 s a call, less a margin): one cut off mid-way wastes GPU time for nothing.
+budget=${BUDGET:-$([ "$gpu" = 1 ] && echo 570 || echo 36000)}
+
 wanted() { [[ $steps == *",$1,"* ]]; }
 
 step() {  # step NAME SECONDS COMMAND...: run it under its limit, its output kept as NAME.log
     local name=$1 limit=$2
     shift 2
+    if ((SECONDS + limit > budget)); then
+        echo "== $name: not started, its ${limit} s do not fit in the $((budget - SECONDS)) s" \
+            "left of the call's budget" | tee -a "$out/steps.log"
+        return
+    fi
     echo "== $name (limit ${limit}s)"
     local started=$SECONDS
     timeout --kill-after=10 "$limit" "$@" 2>&1 | tee "$out/$name.log"
@@ -85,6 +96,8 @@ step() {  # step NAME SECONDS COMMAND...: run it under its limit, its output kep
     nproc
     "$python" -c "import torch, diffusers; print('torch', torch.__version__, 'diffusers', \
 diffusers.__version__, 'cuda', torch.cuda.is_available())"
+    df -h /tmp . 2>/dev/null
+    findmnt -n -o FSTYPE,TARGET /tmp 2>/dev/null
     # What the API and finishing steps need; one missing here is a wheel to add to gpu_wheels.sh.
     "$python" -c "import easel.runtime.build, easel.engine, easel.services.images.safety, \
 cv2, onnxruntime; print('easel imports: ok')"
@@ -95,7 +108,7 @@ wanted tiers && step tiers-lossless 330 "$python" bench/gpu.py --archs "$tiers" 
     --sizes "$size" --batches "$batches" --repeats 3 "${fast[@]}" --out "$out/tiers-lossless.json"
 if wanted api; then
     if [ "$gpu" = 1 ]; then
-        step api 150 "$python" bench/api_vs_engine.py --arch flux2-klein-4b --size 1024 \
+        step api 240 "$python" bench/api_vs_engine.py --arch flux2-klein-4b --size 1024 \
             --batch 4 --clients 16 --images 64 "${fast[@]}" --out "$out/api.json"
     else
         step api 120 "$python" bench/api_vs_engine.py --arch tiny-flux2 --size 256 --batch 2 \
@@ -103,14 +116,20 @@ if wanted api; then
     fi
 fi
 if wanted coldstart; then
-    if [ "$gpu" = 1 ]; then
-        rm -rf /tmp/easel-cold-start  # a rerun starts cold too
-        step coldstart 240 "$python" bench/cold_start.py --arch flux2-klein-4b --size 1024 \
-            "${fast[@]}" --drop-caches --work /tmp/easel-cold-start --out "$out/cold-start.json"
-        rm -rf /tmp/easel-cold-start  # 16 GB of weights
+    # On the checkout's disk, not /tmp (which may be memory): 16 GB of weights, removed after.
+    work=.gpu-work/cold-start
+    rm -rf "$work"  # a rerun starts cold too
+    free_gb=$(df -P --block-size=1G . | awk 'NR == 2 {print $4}')
+    if [ "$gpu" = 1 ] && [ "$free_gb" -lt 25 ]; then
+        echo "== coldstart: not started, ${free_gb} GB free of the 25 it needs" | tee -a "$out/steps.log"
+    elif [ "$gpu" = 1 ]; then
+        step coldstart 300 "$python" bench/cold_start.py --arch flux2-klein-4b --size 1024 \
+            "${fast[@]}" --drop-caches --work "$work" --out "$out/cold-start.json"
+        rm -rf "$work"
     else
         step coldstart 120 "$python" bench/cold_start.py --arch tiny-flux2 --size 256 \
-            --out "$out/cold-start.json"
+            --work "$work" --out "$out/cold-start.json"
+        rm -rf "$work"
     fi
 fi
 # The CUDA-only paths on the tiny families (tests/gpu; skipped, quickly, without CUDA).
@@ -134,10 +153,10 @@ if wanted previews; then
             --repeats 2
     fi
 fi
-wanted ultra && step ultra-lossless 150 "$python" bench/gpu.py --archs "$ultra" \
+wanted ultra && step ultra-lossless 300 "$python" bench/gpu.py --archs "$ultra" \
     --sizes "$size" --batches 1 --repeats 2 "${fast[@]}" --out "$out/ultra-lossless.json"
 # Ultra with step caching (lossy: its PSNR against stock is in the row; the target is >= 30 dB)
-wanted ultracache && step ultra-cache 150 "$python" bench/gpu.py --archs "$ultra" \
+wanted ultracache && step ultra-cache 300 "$python" bench/gpu.py --archs "$ultra" \
     --sizes "$size" --batches 1 --repeats 2 "${fast[@]}" --step-cache 0.12 \
     --out "$out/ultra-cache.json"
 upscales=$([ "$gpu" = 1 ] && echo 512,1024 || echo 32)

@@ -74,12 +74,18 @@ def test_first_block_cache_runs_and_its_psnr_is_measured(
     assert min_psnr(images, exact["flux"]) >= 20
 
 
-def test_first_block_cache_passes_over_a_one_block_denoiser(model_cache: Path) -> None:
-    """The tiny Qwen-Image has one transformer block: no first and last to cache between, so
-    the option is left out (and said) instead of failing the load."""
-    engine, images = generate(model_cache, EngineOptions(step_cache_threshold=0.12), "qwenimage")
+@pytest.mark.parametrize(("family", "reason"), [
+    ("qwenimage", "1 transformer block"),  # the tiny one: no first and last to cache between
+    ("flux2", "diffusers issue 14280"),  # double- and single-stream blocks it cannot bridge
+])
+def test_first_block_cache_passes_over_a_denoiser_it_cannot_run_on(
+    model_cache: Path, family: str, reason: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Left out, and said, instead of failing the load (one block) or every call (FLUX.2)."""
+    engine, images = generate(model_cache, EngineOptions(step_cache_threshold=0.12), family)
     assert len(images) == len(SPECS)
-    assert engine.applied["easel/tiny-qwenimage"] == []
+    assert engine.applied[f"easel/tiny-{family}"] == []
+    assert any("no step cache" in r.message and reason in r.message for r in caplog.records)
 
 
 def test_vae_tiling_applies_above_its_threshold(

@@ -1,5 +1,6 @@
 """The engine's paths that only CUDA reaches, on the tiny families of the default tiers: fp8,
-int8 and NF4 weights, model and sequential offload, compile with LoRA adapters hot-swapped,
+int8 and NF4 weights (NF4 skips where bitsandbytes is not installed, as on the lent machine),
+model and sequential offload, compile with LoRA adapters hot-swapped and with the step cache,
 cancel between steps, and two worker processes on one GPU. The CPU suite refuses or cannot run
 these (tests/engine/test_fit.py, test_optimize.py); here they run on a lent GPU, where
 bench/gpu_session.sh's `cuda` step calls this file (skipped anywhere without CUDA; its dry run
@@ -39,7 +40,7 @@ cuda_only = pytest.mark.skipif(DEVICE != "cuda", reason="a CUDA-only path")
 
 TIERS = ("flux2", "zimage", "qwenimage")  # fast, standard, ultra
 SPECS = (ImageSpec("a lighthouse at dusk", 5), ImageSpec("a red fox", 6))
-GUIDANCE = {"flux2": 1.0, "zimage": 0.0, "qwenimage": 4.0}
+GUIDANCE = {"flux2": 1.0, "zimage": 0.0, "qwenimage": 4.0, "flux": 3.5}
 
 
 def batch(family: str, steps: int = 4, *adapters: AdapterSpec) -> EngineBatch:
@@ -164,6 +165,23 @@ def test_compile_with_hot_swapped_adapters_compiles_once(model_cache: Path,
     assert closeness(drawn, want[first.name], "compiled, first adapter") >= 30
     assert closeness(swapped, want[second.name], "compiled, swapped adapter") >= 30
     assert closeness(again, drawn, "compiled, first adapter again") >= 40
+    torch._dynamo.reset()
+
+
+def test_compile_with_the_step_cache(model_cache: Path, tmp_path: Path) -> None:
+    """The step cache decides outside the compiled graph whether a step runs its other blocks,
+    so the denoiser compiles without fullgraph then. On FLUX.1's tiny denoiser, which has the
+    first and last block the cache needs (FLUX.2's it cannot run on: tests/engine)."""
+    import torch._dynamo
+
+    exact = draw(device_engine(model_cache), batch("flux"))
+    torch._dynamo.reset()
+    engine = device_engine(model_cache, compile=True, step_cache_threshold=0.12,
+                           compile_cache_dir=tmp_path / "compiled")
+    drawn = draw(engine, batch("flux"))
+    assert engine.applied["easel/tiny-flux"] == ["first-block-cache=0.12",
+                                                 "compile-regional(default)"]
+    assert closeness(drawn, exact, "compiled with the step cache, flux") >= 20
     torch._dynamo.reset()
 
 

@@ -95,25 +95,47 @@ def apply_options(pipe: Any, options: EngineOptions, device: str) -> list[str]:
     if options.step_cache_threshold and hasattr(model, "enable_cache"):
         applied += _first_block_cache(model, options.step_cache_threshold)
     if options.compile:
-        applied.append(_compile(model, options))
+        # The step cache decides on the GPU's numbers whether a step runs its other blocks (a
+        # `.item()` outside the graph): compiled with it, the graph must be allowed to break.
+        cached = any(label.startswith("first-block-cache") for label in applied)
+        applied.append(_compile(model, options, fullgraph=options.compile_fullgraph and not cached))
     return applied
 
 
 def _first_block_cache(model: Any, threshold: float) -> list[str]:
-    """First-Block-Cache: the first block's change decides whether a step runs the rest. It
-    needs a first block and a last one; a one-block denoiser (the tiny stand-ins of some
-    families) has nothing to skip, and diffusers would fail on it as it loads."""
+    """First-Block-Cache: the first block's change decides whether a step runs the rest."""
     from diffusers.hooks import FirstBlockCacheConfig
     from diffusers.hooks._common import _ALL_TRANSFORMER_BLOCK_IDENTIFIERS as BLOCK_LISTS
 
-    blocks = sum(len(child) for name, child in model.named_children()
-                 if name in BLOCK_LISTS and isinstance(child, torch.nn.ModuleList))
-    if blocks < 2:
-        log.info("no step cache on %s: it has %d transformer block(s), the cache needs two",
-                 type(model).__name__, blocks)
+    blocks = [block for name, child in model.named_children()
+              if name in BLOCK_LISTS and isinstance(child, torch.nn.ModuleList)
+              for block in child]
+    reason = _why_no_step_cache(blocks)
+    if reason is not None:  # diffusers would fail as the model loads, or at every call
+        log.warning("no step cache on %s: %s", type(model).__name__, reason)
         return []
     model.enable_cache(FirstBlockCacheConfig(threshold=threshold))
     return [f"first-block-cache={threshold}"]
+
+
+def _why_no_step_cache(blocks: list[Any]) -> str | None:
+    """Why diffusers' First-Block-Cache cannot run on these blocks, if it cannot."""
+    from diffusers.hooks._helpers import TransformerBlockRegistry
+
+    if len(blocks) < 2:  # the tiny stand-ins of some families
+        return f"it has {len(blocks)} transformer block(s), the cache needs a first and a last"
+    try:
+        first, last = (TransformerBlockRegistry.get(type(b)) for b in (blocks[0], blocks[-1]))
+    except ValueError:
+        return f"diffusers' First-Block-Cache does not know {type(blocks[0]).__name__}"
+    if (first.return_encoder_hidden_states_index is None) != (
+            last.return_encoder_hidden_states_index is None):
+        # FLUX.2: its double-stream blocks return text and image apart, its single-stream ones
+        # one joined sequence; the cache takes the last block's output minus the first's.
+        return ("its first block returns the text and image streams apart and its last one "
+                "joined, which diffusers' First-Block-Cache cannot subtract (diffusers issue "
+                "14280)")
+    return None
 
 
 def _quantize_fp8(model: Any, device: str) -> str:
@@ -125,16 +147,16 @@ def _quantize_fp8(model: Any, device: str) -> str:
     return "fp8-dynamic"
 
 
-def _compile(model: Any, options: EngineOptions) -> str:
+def _compile(model: Any, options: EngineOptions, fullgraph: bool) -> str:
     if options.compile_cache_dir is not None:
         use_compile_cache(options.compile_cache_dir)
     mode = None if options.compile_mode == "default" else options.compile_mode
     # Regional compilation: the repeated blocks compile once and are reused by every layer,
     # which cuts compile time several-fold against compiling the whole model.
     if getattr(model, "_repeated_blocks", None):
-        model.compile_repeated_blocks(fullgraph=options.compile_fullgraph, mode=mode)
+        model.compile_repeated_blocks(fullgraph=fullgraph, mode=mode)
         return f"compile-regional({options.compile_mode})"
-    model.compile(fullgraph=options.compile_fullgraph, mode=mode)
+    model.compile(fullgraph=fullgraph, mode=mode)
     return f"compile({options.compile_mode})"
 
 
