@@ -363,7 +363,9 @@ class Engine:
                 return pipe
             view_class = getattr(diffusers, class_name)
             if self.options.weight_quant is None:
-                view = view_class.from_pipe(pipe)
+                # from_pipe casts every shared component to its dtype, float32 unless told:
+                # a bf16 pipeline on a GPU would become float32 in place.
+                view = view_class.from_pipe(pipe, torch_dtype=pipe.dtype)
             else:  # from_pipe casts to a dtype, which diffusers refuses for a quantized model
                 view = share_components(view_class, pipe)
             view.set_progress_bar_config(disable=True)
