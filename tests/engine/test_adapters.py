@@ -317,6 +317,21 @@ def _call(pipe: Any, family: str, adapters: PipelineAdapters,
     return (np.clip(images[0], 0.0, 1.0) * 255.0).round().astype(np.uint8)
 
 
+def test_adapters_on_a_fused_denoiser_adapt_its_query_key_and_value(
+    model_cache: Path, loras: Path
+) -> None:
+    """EASEL_FUSE_QKV runs one matmul for Q, K and V, which would leave an adapter's own
+    query, key and value layers out (24 dB from the adapter's image, measured): the first
+    adapters unfuse the pipeline, and it draws what the unfused engine draws."""
+    spec = adapter(lora(loras, "flux2", 1))
+    fused = fresh_engine(model_cache, fuse_qkv=True)
+    base = draw(fused, "flux2")
+    assert fused.applied["easel/tiny-flux2"] == ["fused-qkv"]
+    assert same(draw(fused, "flux2", spec), draw(fresh_engine(model_cache), "flux2", spec))
+    assert fused.applied["easel/tiny-flux2"] == []
+    assert same(draw(fused, "flux2"), base)  # unfused, the base model draws as it did fused
+
+
 def test_hot_swapped_adapters_draw_what_loaded_ones_do(model_cache: Path, loras: Path) -> None:
     """Ranks 2 and 4, alphas 8 and 4, into one slot padded to rank 8."""
     pipe, adapters = _hotswapped(model_cache, "flux2")

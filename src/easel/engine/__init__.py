@@ -46,7 +46,13 @@ from easel.engine.inputs import (
     reference_inputs,
 )
 from easel.engine.libraries import quiet_libraries
-from easel.engine.optimize import EngineOptions, TextEmbeddingCache, apply_options, prepare_vae
+from easel.engine.optimize import (
+    EngineOptions,
+    TextEmbeddingCache,
+    apply_options,
+    denoiser,
+    prepare_vae,
+)
 from easel.engine.pipelines import (
     MINI_MODEL,
     Placement,
@@ -293,11 +299,22 @@ class Engine:
         if adapters is None:
             if not batch.adapters:
                 return  # nothing ever loaded: the pipeline is the base model
+            self._unfuse_for_adapters(batch.source, pipe)
             adapters = PipelineAdapters(
                 pipe, batch.family, self.options.lora_cache_bytes, self.options.lora_cache_count,
                 self.options.hotswap_rank)
             self._adapters[batch.source] = adapters
         adapters.apply(batch.adapters)
+
+    def _unfuse_for_adapters(self, source: str, pipe: Any) -> None:
+        """Adapters adapt the separate query, key and value projections, which a fused
+        denoiser no longer calls (its one QKV matmul would run without them): the first
+        adapters a pipeline takes unfuse it, for as long as it stays loaded."""
+        if "fused-qkv" not in self.applied.get(source, []):
+            return
+        denoiser(pipe).unfuse_qkv_projections()
+        self.applied[source] = [o for o in self.applied[source] if o != "fused-qkv"]
+        log.info("%s: QKV projections unfused for LoRA adapters", source)
 
     def _two_pass(
         self,
