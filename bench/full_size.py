@@ -34,27 +34,54 @@ ARCHS: dict[str, dict[str, Any]] = {
 
 
 def _materialise(module: Any, device: str, dtype: torch.dtype) -> Any:
-    """Allocate a meta-built module on `device` and fill it like a trained model's scale.
-    On "meta" it stays unallocated: shapes only, enough to count FLOPs (bench/previews.py)."""
+    """Give a module built by `_on_meta` its parameters on `device`, in `dtype` from the start
+    (Qwen-Image's 20B transformer in float32 would not fit an 80 GB GPU), filled like a trained
+    model's scale. Its buffers were made on the CPU with their real values (rotary frequencies,
+    normalisation statistics) and only move. On "meta" it stays unallocated: shapes only,
+    enough to count FLOPs (bench/previews.py)."""
     if device == "meta":
         return module.eval()
-    module = module.to_empty(device=device)
     generator = torch.Generator(device=device).manual_seed(0)
+    made: dict[int, torch.nn.Parameter] = {}  # a parameter two modules share stays shared
     with torch.no_grad():
-        for name, param in module.named_parameters():
-            if param.dim() == 1:  # norms and biases: identity-like, as after training
-                param.fill_(1.0 if "weight" in name or "scale" in name else 0.0)
-            else:
-                param.normal_(0.0, 0.02, generator=generator)
-        for buf_name, buf in module.named_buffers():
-            if buf.is_floating_point() and not torch.isfinite(buf).all():
-                raise ValueError(f"buffer {buf_name} is not finite after materialising")
-    return module.to(dtype).eval()
+        for sub in module.modules():
+            for name, param in list(sub._parameters.items()):
+                if param is None:
+                    continue
+                if id(param) not in made:
+                    made[id(param)] = torch.nn.Parameter(
+                        _filled(name, param, device, dtype, generator), requires_grad=False)
+                sub._parameters[name] = made[id(param)]
+    module.to(device=device, dtype=dtype)
+    for buf_name, buf in module.named_buffers():
+        if buf.is_floating_point() and not torch.isfinite(buf).all():
+            raise ValueError(f"buffer {buf_name} is not finite after materialising")
+    return module.eval()
+
+
+def _filled(name: str, param: Any, device: str, dtype: torch.dtype,
+            generator: torch.Generator) -> torch.Tensor:
+    kind = dtype if param.is_floating_point() else param.dtype
+    tensor = torch.empty(param.shape, dtype=kind, device=device)
+    if param.dim() == 1:  # norms and biases: identity-like, as after training
+        return tensor.fill_(1.0 if "weight" in name or "scale" in name else 0.0)
+    return tensor.normal_(0.0, 0.02, generator=generator)
 
 
 def _on_meta(factory: Any) -> Any:
+    """Build with its parameters on the meta device (no memory) and its buffers with their
+    real values: built a second time with only the parameters on meta (which would untie
+    parameters two modules share, such as T5's embeddings), to take its buffers."""
+    from accelerate import init_empty_weights
+
     with torch.device("meta"):
-        return factory()
+        module = factory()
+    with init_empty_weights(include_buffers=False):
+        made = factory()
+    for name, buffer in made.named_buffers():
+        owner, _, leaf = name.rpartition(".")
+        module.get_submodule(owner)._buffers[leaf] = buffer
+    return module
 
 
 def build_full_size(arch: str, device: str) -> Any:

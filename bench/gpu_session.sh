@@ -136,7 +136,7 @@ fi
 # The dry run runs what of them the CPU can, to check the harness itself.
 [ "$gpu" = 1 ] || export EASEL_GPU_TESTS_DEVICE=cpu
 wanted cuda && step cuda-paths 240 "$python" -m pytest -q -s -rs -p no:cacheprovider tests/gpu
-wanted fp8 && [ "$gpu" = 1 ] && step tiers-fp8 150 "$python" bench/gpu.py --archs "$tiers" \
+wanted fp8 && [ "$gpu" = 1 ] && step tiers-fp8 240 "$python" bench/gpu.py --archs "$tiers" \
     --sizes "$size" --batches 1 --repeats 3 "${fast[@]}" --fp8 --out "$out/tiers-fp8.json"
 # Standard at 2K: easel's two-pass path (the catalog's plan, as the server draws it) against
 # stock diffusers in one pass at full size (no PSNR: two different pictures).

@@ -101,3 +101,30 @@ def test_the_new_defaults_build_at_full_size_with_their_published_parameter_coun
                    for part in (pipe.transformer, pipe.text_encoder, pipe.vae))
     assert counts == NEW_DEFAULT_COUNTS[arch]
     assert arch in full.ARCHS
+
+
+def test_materialised_modules_keep_their_real_buffers_and_take_the_dtype_at_once() -> None:
+    """The rotary frequencies and normalisation statistics are computed as the module is made
+    (allocating memory for them left whatever it held: a negative running variance draws NaN);
+    the parameters come in the target dtype directly."""
+    import torch
+    from transformers import Qwen3Config, Qwen3Model
+
+    full = load("full_size")
+    config = Qwen3Config(vocab_size=64, hidden_size=32, intermediate_size=64,
+                         num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1,
+                         head_dim=16)
+
+    def make() -> torch.nn.Module:
+        return torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.BatchNorm1d(4),
+                                   Qwen3Model(config))
+
+    reference = make()
+    module = full._materialise(full._on_meta(make), "cpu", torch.bfloat16)
+    assert {p.dtype for p in module.parameters()} == {torch.bfloat16}
+    assert not any(p.is_meta for p in module.parameters())
+    for (name, got), (_, want) in zip(module.named_buffers(), reference.named_buffers(),
+                                      strict=True):
+        assert torch.equal(got.float(), want.to(got.dtype).float()), name
+    assert torch.all(module[1].running_var == 1)
+    assert torch.all(module[1].weight == 1) and torch.all(module[0].bias == 0)
