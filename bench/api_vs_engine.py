@@ -37,7 +37,6 @@ import itertools
 import json
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -51,13 +50,10 @@ from typing import Any
 import httpx
 
 sys.path.insert(0, str(Path(__file__).parent))
+from serving import GOOGLE_MODELS, free_port, tier_serving, write_overlay
 
 KEY = "bench-api-key"
 PROMPT = "a red fox standing in fresh snow at dawn, photograph"
-# The tiers as the Google dialect names them.
-GOOGLE_MODELS = {"fast": "imagen-4.0-fast-generate-001", "standard": "imagen-4.0-generate-001",
-                 "ultra": "imagen-4.0-ultra-generate-001"}
-
 
 @dataclass
 class Result:
@@ -125,31 +121,6 @@ async def drive(url: str, model: str, clients: int, images: int) -> dict[str, An
 # -- the server process ----------------------------------------------------------------------
 
 
-def tier_of(catalog: Any, family: str, arch: str) -> Any:
-    """The catalog tier this architecture serves: its backend by name, or by family for a
-    tiny stand-in architecture."""
-    for tier in catalog.tiers.values():
-        if tier.name in GOOGLE_MODELS and tier.backend.name == arch:
-            return tier
-    for tier in catalog.tiers.values():
-        if tier.name in GOOGLE_MODELS and tier.backend.family == family:
-            return tier
-    raise SystemExit(f"no tier of the catalog runs {arch} ({family})")
-
-
-def overlay(path: Path, backend: str, source: str, size: int) -> Path:
-    path.write_text(f'[backends.{backend}]\nsource = "{source}"\nlicense = "apache-2.0"\n\n'
-                    f'[sizes]\n"1:1" = [{size}, {size}]\n', "utf-8")
-    return path
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def engine_alone(engine: Any, batch_of: Any, images: int, batch: int) -> float:
     numbers = itertools.count()
 
@@ -187,7 +158,6 @@ def main(argv: list[str] | None = None) -> Result | None:
 
     import torch
 
-    from easel.catalog import Catalog
     from easel.domain.generation import EngineBatch, ImageSpec
     from easel.engine import Engine
     from easel.engine.optimize import EngineOptions
@@ -200,7 +170,7 @@ def main(argv: list[str] | None = None) -> Result | None:
     device = default_placement(args.device).device
     name = torch.cuda.get_device_name() if device.startswith("cuda") else "cpu"
     pipe, family, _steps, _guidance = load_arch(args.arch, device)
-    tier = tier_of(Catalog.load(), family, args.arch)
+    tier = tier_serving(family, args.arch)
     backend = tier.backend
     source = f"easel/bench-{backend.name}"
     data = Path(tempfile.mkdtemp(prefix="easel-api-bench-"))
@@ -220,7 +190,8 @@ def main(argv: list[str] | None = None) -> Result | None:
           flush=True)
 
     settings = Settings(
-        data_dir=data, catalog_file=overlay(data / "bench.toml", backend.name, source, args.size),
+        data_dir=data,
+        catalog_file=write_overlay(data / "bench.toml", backend.name, source, args.size),
         api_keys=[KEY], batch_size=args.batch, preload_models=[], rate_limit_per_second=0,
         host="127.0.0.1", port=free_port(), device=device)
     server = build_server(settings, engine_factory=lambda: engine)

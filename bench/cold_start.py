@@ -25,23 +25,19 @@ import base64
 import gc
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
 import httpx
 
 sys.path.insert(0, str(Path(__file__).parent))
+from serving import GOOGLE_MODELS, free_port, tier_serving, write_overlay
 
 KEY = "bench-cold-start-key"
-GOOGLE_MODELS = {"fast": "imagen-4.0-fast-generate-001", "standard": "imagen-4.0-generate-001",
-                 "ultra": "imagen-4.0-ultra-generate-001"}
-
 
 @dataclass
 class Start:
@@ -87,16 +83,6 @@ def write_weights(arch: str, folder: Path) -> tuple[str, str, float]:
     return ARCHS[arch]["family"], name, time.perf_counter() - started
 
 
-def tier_for(family: str, arch: str) -> Any:
-    from easel.catalog import Catalog
-
-    tiers = [t for t in Catalog.load().tiers.values() if t.name in GOOGLE_MODELS]
-    for tier in tiers:
-        if tier.backend.name == arch:
-            return tier
-    return next(t for t in tiers if t.backend.family == family)
-
-
 def drop_page_cache() -> bool:
     """Empty the kernel's page cache (root only): the next reads come from the disk."""
     try:
@@ -105,13 +91,6 @@ def drop_page_cache() -> bool:
         return True
     except OSError:
         return False
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def until_ok(url: str, started: float, server: subprocess.Popen[bytes], log: Path,
@@ -173,10 +152,8 @@ def main(argv: list[str] | None = None) -> Result:
     family, device, save_s = write_weights(args.arch, folder)
     weights = sum(f.stat().st_size for f in folder.resolve().rglob("*.safetensors"))
     print(f"{args.arch}: {weights / 1e9:.1f} GB written in {save_s:.1f} s", flush=True)
-    tier = tier_for(family, args.arch)
-    overlay = work / "bench.toml"
-    overlay.write_text(f'[backends.{tier.backend.name}]\nsource = "{folder}"\n'
-                       f'license = "apache-2.0"\n\n[sizes]\n"1:1" = [{args.size}, {args.size}]\n')
+    tier = tier_serving(family, args.arch)
+    overlay = write_overlay(work / "bench.toml", tier.backend.name, str(folder), args.size)
     model = GOOGLE_MODELS[tier.name]
     options = {"EASEL_COMPILE": "true" if args.compile else "false",
                "EASEL_FUSE_QKV": "true" if args.fuse_qkv else "false",
