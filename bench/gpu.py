@@ -66,7 +66,9 @@ class Row:
 
 
 class StageTimer:
-    """Times text encoding and VAE decode by wrapping the pipeline's own methods."""
+    """Times text encoding and the VAE by wrapping the pipeline's own methods. The VAE's encode
+    counts with its decode: the two-pass path encodes the upscaled draft for its refine pass
+    (the refiner shares this VAE; its text encoding comes from the engine's cache)."""
 
     def __init__(self, pipe: Any, device: str) -> None:
         self.device = device
@@ -74,6 +76,7 @@ class StageTimer:
         self.decode = 0.0
         pipe.encode_prompt = self._wrap(pipe.encode_prompt, "encode")
         pipe.vae.decode = self._wrap(pipe.vae.decode, "decode")
+        pipe.vae.encode = self._wrap(pipe.vae.encode, "decode")
 
     def _sync(self) -> None:
         if self.device.startswith("cuda"):
