@@ -108,7 +108,7 @@ wanted tiers && step tiers-lossless 330 "$python" bench/gpu.py --archs "$tiers" 
     --sizes "$size" --batches "$batches" --repeats 3 "${fast[@]}" --out "$out/tiers-lossless.json"
 if wanted api; then
     if [ "$gpu" = 1 ]; then
-        step api 240 "$python" bench/api_vs_engine.py --arch flux2-klein-4b --size 1024 \
+        step api 180 "$python" bench/api_vs_engine.py --arch flux2-klein-4b --size 1024 \
             --batch 4 --clients 16 --images 64 "${fast[@]}" --out "$out/api.json"
     else
         step api 120 "$python" bench/api_vs_engine.py --arch tiny-flux2 --size 256 --batch 2 \
