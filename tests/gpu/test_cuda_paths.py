@@ -1,7 +1,8 @@
 """The engine's paths that only CUDA reaches, on the tiny families of the default tiers: fp8,
 int8 and NF4 weights (NF4 skips where bitsandbytes is not installed, as on the lent machine),
 model and sequential offload, compile with LoRA adapters hot-swapped and with the step cache,
-cancel between steps, and two worker processes on one GPU. The CPU suite refuses or cannot run
+cancel between steps, two worker processes on one GPU, and every way the engine draws in the
+GPU's bf16. The CPU suite refuses or cannot run
 these (tests/engine/test_fit.py, test_optimize.py); here they run on a lent GPU, where
 bench/gpu_session.sh's `cuda` step calls this file (skipped anywhere without CUDA; its dry run
 runs what the CPU can of it, EASEL_GPU_TESTS_DEVICE=cpu).
@@ -27,9 +28,10 @@ from tests.loras import make_lora
 from tests.server_harness import Server, inference, poll_until_done
 
 from easel.domain.errors import CancelledError
-from easel.domain.generation import AdapterSpec, EngineBatch, ImageSpec
+from easel.domain.generation import AdapterSpec, EngineBatch, ImageSpec, Operation, TwoPass
 from easel.engine import Engine
 from easel.engine.optimize import EngineOptions, denoiser, psnr
+from easel.engine.pipelines import TINY_UPSCALER
 
 # EASEL_GPU_TESTS_DEVICE=cpu runs what of this file the CPU can (the dry run of the session
 # script does, to check the harness itself); the CUDA-only tests skip there.
@@ -119,6 +121,55 @@ def test_offload_moves_the_weights_and_keeps_the_picture(
     assert next(denoiser(pipe).parameters()).device.type in ("cpu", "meta")
     # The same kernels on the same GPU: only the weights' trips differ.
     assert closeness(pixels, exact[family], f"offload={offload} {family}") >= 40
+
+
+def _operations() -> list[tuple[str, EngineBatch]]:
+    """Every way the engine draws, on the tier families: from text (with partial images), from
+    an input image, inpainting, FLUX.2's reference editing, the two-pass 2K path, upscaling."""
+    y, x = np.mgrid[0:64, 0:64]
+    picture = np.stack([x * 4, y * 4, np.full_like(x, 128)], axis=-1).astype(np.uint8)
+    mask = np.zeros((64, 64), np.uint8)
+    mask[16:48, 16:40] = 255
+    inputs = {"picture": picture, "mask": mask}
+    fox = ImageSpec("a fox", 1)
+    cases = [(f"{family} text", EngineBatch(f"easel/tiny-{family}", family, 64, 64, 2,
+                                           GUIDANCE[family], (fox,), previews=1))
+             for family in TIERS]
+    for family, operation in (("zimage", Operation.IMAGE), ("zimage", Operation.INPAINT),
+                              ("qwenimage", Operation.IMAGE), ("qwenimage", Operation.INPAINT),
+                              ("flux2", Operation.INPAINT)):
+        drawn = ImageSpec("a fox", 1, init="picture",
+                          mask="mask" if operation is Operation.INPAINT else None)
+        cases.append((f"{family} {operation}", EngineBatch(
+            f"easel/tiny-{family}", family, 64, 64, 2, GUIDANCE[family], (drawn,),
+            operation=operation, strength=0.6, inputs=inputs)))
+    cases += [
+        ("flux2 reference", EngineBatch("easel/tiny-flux2", "flux2", 64, 64, 2, 1.0,
+                                        (ImageSpec("make it red", 1, references=("picture",)),),
+                                        operation=Operation.REFERENCE, inputs=inputs)),
+        ("zimage two-pass", EngineBatch("easel/tiny-zimage", "zimage", 128, 128, 2, 0.0, (fox,),
+                                        two_pass=TwoPass(64, 64, 0.35))),
+        ("upscale", EngineBatch(TINY_UPSCALER, "swin2sr", 256, 256, 1, 0.0,
+                                (ImageSpec("", 1, init="picture"),), operation=Operation.UPSCALE,
+                                inputs=inputs, upscale_factor=4)),
+    ]
+    return cases
+
+
+def test_every_operation_draws_and_keeps_the_pipeline_in_its_dtype(model_cache: Path) -> None:
+    """In bf16 on a GPU (the CPU runs float32): a view that cast the shared components to
+    float32 (diffusers' from_pipe does unless told) would double the memory of every later
+    call; one that mixed dtypes would fail."""
+    engine = Engine(model_cache, device=DEVICE, max_loaded=8)
+    for name, work in _operations():
+        images = engine.generate(work)
+        assert images[0].pixels.shape == (work.height, work.width, 3), name
+        assert images[0].pixels.std() > 0, name  # not a flat image
+        pipe = engine.pipeline(work.source)
+        model = pipe.model if work.operation is Operation.UPSCALE else denoiser(pipe)
+        kinds = {p.dtype for p in model.parameters()}
+        print(f"{name}: {images[0].pixels.shape}, {kinds}", flush=True)
+        assert kinds == {engine.placement.dtype}, name
 
 
 def test_cancel_stops_between_steps_on_cuda(model_cache: Path) -> None:
