@@ -92,13 +92,15 @@ def apply_options(pipe: Any, options: EngineOptions, device: str) -> list[str]:
         applied.append(f"attention={options.attention_backend}")
     if options.quantize == "fp8":
         applied.append(_quantize_fp8(model, device))
+    step_cache = []
     if options.step_cache_threshold and hasattr(model, "enable_cache"):
-        applied += _first_block_cache(model, options.step_cache_threshold)
+        step_cache = _first_block_cache(model, options.step_cache_threshold)
+        applied += step_cache
     if options.compile:
         # The step cache decides on the GPU's numbers whether a step runs its other blocks (a
         # `.item()` outside the graph): compiled with it, the graph must be allowed to break.
-        cached = any(label.startswith("first-block-cache") for label in applied)
-        applied.append(_compile(model, options, fullgraph=options.compile_fullgraph and not cached))
+        fullgraph = options.compile_fullgraph and not step_cache
+        applied.append(_compile(model, options, fullgraph))
     return applied
 
 
