@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import itertools
 import json
 import os
@@ -50,10 +49,19 @@ from typing import Any
 import httpx
 
 sys.path.insert(0, str(Path(__file__).parent))
-from serving import GOOGLE_MODELS, free_port, tier_serving, write_overlay
+from serving import (
+    GOOGLE_MODELS,
+    KEY,
+    free_port,
+    predict_body,
+    predicted_png,
+    tier_serving,
+    until_ok,
+    write_overlay,
+)
 
-KEY = "bench-api-key"
 PROMPT = "a red fox standing in fresh snow at dawn, photograph"
+
 
 @dataclass
 class Result:
@@ -87,15 +95,9 @@ async def drive(url: str, model: str, clients: int, images: int) -> dict[str, An
 
     async def predict(http: httpx.AsyncClient) -> None:
         # Prompts the engine-alone half never sent: its text-embedding cache holds those.
-        body = {"instances": [{"prompt": f"{PROMPT}, through the API {next(numbers)}"}],
-                "parameters": {"sampleCount": 1}}
+        body = predict_body(f"{PROMPT}, through the API {next(numbers)}")
         sent = time.perf_counter()
-        reply = await http.post(f"/v1beta/models/{model}:predict", json=body)
-        if reply.status_code != 200:
-            raise RuntimeError(f"{reply.status_code}: {reply.text[:300]}")
-        png = base64.b64decode(reply.json()["predictions"][0]["bytesBase64Encoded"])
-        if not png.startswith(b"\x89PNG"):
-            raise RuntimeError("the prediction is not a PNG")
+        predicted_png(await http.post(f"/v1beta/models/{model}:predict", json=body))
         latencies.append(time.perf_counter() - sent)
 
     async def caller(http: httpx.AsyncClient, share: int) -> None:
@@ -122,20 +124,16 @@ async def drive(url: str, model: str, clients: int, images: int) -> dict[str, An
 
 
 def engine_alone(engine: Any, batch_of: Any, images: int, batch: int) -> float:
-    numbers = itertools.count()
-
-    def run() -> None:
-        engine.generate(batch_of([f"{PROMPT} {next(numbers)}" for _ in range(batch)]))
-
     # Warm-up at every batch size up to `batch`: the worker runs partial batches too, and with
     # compile each new size costs a compile (torch goes dynamic at the second); both halves
     # then time graphs that exist.
     for size in range(1, batch + 1):
         engine.generate(batch_of([f"{PROMPT} warm-up {size} {i}" for i in range(size)]))
+    calls = images // batch
     start = time.perf_counter()
-    for _ in range(images // batch):
-        run()
-    return (images // batch) * batch / (time.perf_counter() - start)
+    for call in range(calls):
+        engine.generate(batch_of([f"{PROMPT} {call} {i}" for i in range(batch)]))
+    return calls * batch / (time.perf_counter() - start)
 
 
 def compiled_graphs() -> float:
@@ -210,7 +208,7 @@ def main(argv: list[str] | None = None) -> Result | None:
         """Once the API answers, run the client process, keep what it says with the metrics of
         its timed part, and stop the server as `easel serve` is stopped (SIGTERM)."""
         try:
-            wait_ready(settings.base_url)
+            until_ok(f"{settings.base_url}/readyz")
             command = [sys.executable, __file__, "--drive", settings.base_url, "--model",
                        GOOGLE_MODELS[tier.name], "--clients", str(args.clients),
                        "--images", str(args.images)]
@@ -270,18 +268,6 @@ def summarise(args: argparse.Namespace, device: str, alone: float, outcome: dict
         graphs_compiled_while_timed=int(metrics["compiled_graphs"]),
         options=options,
     )
-
-
-def wait_ready(url: str, timeout: float = 600) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/readyz", timeout=5).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    raise TimeoutError(f"{url} was not ready in {timeout} s")
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:

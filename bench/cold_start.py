@@ -21,7 +21,6 @@ graphs from the cache). `--drop-caches` empties the kernel's page cache before e
 from __future__ import annotations
 
 import argparse
-import base64
 import gc
 import json
 import os
@@ -35,9 +34,17 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).parent))
-from serving import GOOGLE_MODELS, free_port, tier_serving, write_overlay
+from serving import (
+    GOOGLE_MODELS,
+    KEY,
+    free_port,
+    predict_body,
+    predicted_png,
+    tier_serving,
+    until_ok,
+    write_overlay,
+)
 
-KEY = "bench-cold-start-key"
 
 @dataclass
 class Start:
@@ -93,22 +100,6 @@ def drop_page_cache() -> bool:
         return False
 
 
-def until_ok(url: str, started: float, server: subprocess.Popen[bytes], log: Path,
-             timeout: float = 600) -> float:
-    while True:
-        if server.poll() is not None:
-            raise SystemExit(f"the server exited:\n{log.read_text()[-3000:]}")
-        if time.perf_counter() - started > timeout:
-            raise SystemExit(f"{url} did not answer 200 in {timeout} s:\n"
-                             f"{log.read_text()[-3000:]}")
-        try:
-            if httpx.get(url, timeout=5).status_code == 200:
-                return time.perf_counter() - started
-        except httpx.TransportError:
-            pass
-        time.sleep(0.05)
-
-
 def one_start(env: dict[str, str], data: Path, model: str, compile_cache: str,
               drop: bool) -> Start:
     port = free_port()
@@ -120,19 +111,21 @@ def one_start(env: dict[str, str], data: Path, model: str, compile_cache: str,
         server = subprocess.Popen(
             [sys.executable, "-m", "easel.cli", "serve", "--port", str(port), "--data-dir",
              str(data)], env=env, stdout=out, stderr=subprocess.STDOUT)
+
+    def exited() -> str | None:
+        return None if server.poll() is None else "the server exited"
+
     try:
-        live = until_ok(f"{url}/livez", started, server, log)
-        ready = until_ok(f"{url}/readyz", started, server, log)
-        reply = httpx.post(f"{url}/v1beta/models/{model}:predict", timeout=900,
-                           headers={"x-goog-api-key": KEY},
-                           json={"instances": [{"prompt": "a red fox in fresh snow"}],
-                                 "parameters": {"sampleCount": 1}})
+        until_ok(f"{url}/livez", gone=exited)
+        live = time.perf_counter() - started
+        until_ok(f"{url}/readyz", timeout=600 - live, gone=exited)  # 600 s from the start
+        ready = time.perf_counter() - started
+        predicted_png(httpx.post(f"{url}/v1beta/models/{model}:predict", timeout=900,
+                                 headers={"x-goog-api-key": KEY},
+                                 json=predict_body("a red fox in fresh snow")))
         first = time.perf_counter() - started
-        if reply.status_code != 200:
-            raise SystemExit(f"the first request failed: {reply.status_code} {reply.text[:500]}")
-        png = base64.b64decode(reply.json()["predictions"][0]["bytesBase64Encoded"])
-        if not png.startswith(b"\x89PNG"):
-            raise SystemExit("the first image is not a PNG")
+    except (RuntimeError, TimeoutError) as exc:
+        raise SystemExit(f"{exc}\n{log.read_text()[-3000:]}") from None
     finally:
         server.terminate()
         server.wait(120)

@@ -35,7 +35,6 @@ from typing import Any
 
 import torch
 
-from easel.catalog import Catalog
 from easel.domain.generation import EngineBatch, ImageSpec, TwoPass
 from easel.engine import Engine
 from easel.engine.families import TINY_MODELS, call_kwargs, stand_in_dir
@@ -44,6 +43,7 @@ from easel.engine.pipelines import default_placement
 
 sys.path.insert(0, str(Path(__file__).parent))
 from full_size import ARCHS, build_full_size
+from serving import backend_of
 
 PROMPT = "a red fox standing in fresh snow at dawn, photograph"
 
@@ -213,12 +213,9 @@ def bench_arch(arch: str, args: argparse.Namespace, options: EngineOptions) -> l
 
 
 def two_pass_plan(arch: str, family: str, size: int) -> TwoPass | None:
-    """How the server draws `size` on this architecture's tier (None: in one pass): the
-    catalog's backend of that name, or of that family for a tiny architecture."""
-    backends = Catalog.load().backends
-    backend = backends.get(arch) or next(
-        b for t in Catalog.load().tiers.values() for b in [t.backend] if b.family == family)
-    return backend.two_pass(size, size)
+    """How the server draws `size` on this architecture's backend (None: in one pass)."""
+    plan: TwoPass | None = backend_of(family, arch).two_pass(size, size)
+    return plan
 
 
 def load_arch(arch: str, device: str) -> tuple[Any, str, int, float]:
