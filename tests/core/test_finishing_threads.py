@@ -22,6 +22,7 @@ from easel.services.images.finishing import Finished
 from easel.store.schema import jobs as jobs_table
 from easel.worker import BACKLOG_BATCHES
 from tests.core.conftest import Core, submission
+from tests.fakes import FakeEngine
 
 
 def wrap_finish(c: Core, before: Callable[[Any], None]) -> None:
@@ -130,6 +131,30 @@ async def test_the_engine_waits_for_finishing_two_batches_behind(
         done = await asyncio.gather(*jobs)
     assert all(job.status is JobStatus.COMPLETED for job in done)
     assert len(c.engine.calls) == 6
+
+
+async def test_a_failed_batch_run_again_one_by_one_keeps_the_bound(
+    core: Callable[..., Core],
+) -> None:
+    """One job breaks its batch's engine call; its batch-mates, run again one at a time, still
+    wait for finishing two batches behind."""
+    c = core(FakeEngine(fail_on_prompt="BREAK"), batch_size=4, poll_interval=0.05)
+    release = threading.Event()
+    wrap_finish(c, lambda request: release.wait(60))
+    jobs = [asyncio.create_task(c.runtime.jobs.run(submission(prompt), timeout=60))
+            for prompt in ("BREAK", "fox 1", "fox 2", "fox 3")]
+    await queued(c, 4)  # one batch of four
+    with running(c):
+        try:
+            await held_back(c)
+            # The batch, the breaking job alone, then two jobs in finishing and no third.
+            assert [len(call.images) for call in c.engine.calls] == [4, 1, 1, 1]
+        finally:
+            release.set()
+        done = await asyncio.gather(*jobs, return_exceptions=True)
+    assert isinstance(done[0], JobFailed)
+    assert all(job.status is JobStatus.COMPLETED for job in done[1:])  # type: ignore[union-attr]
+    assert len(c.engine.calls) == 5
 
 
 async def test_a_stopping_worker_keeps_the_leases_of_the_images_it_finishes(

@@ -215,6 +215,12 @@ class Worker:
         self.metrics.waited_for_finishing.inc(time.perf_counter() - started)
         return room
 
+    def _wait_for_finishing_room(self) -> None:
+        """Until finishing has room for one more batch (or the worker stops): the jobs of a
+        failed batch, run again one by one, keep the bound a claim keeps."""
+        while not self._finishing_keeps_up() and not self._stop.is_set():
+            pass
+
     def run_until_empty(self) -> int:
         """Claim and run until nothing is claimable, encoding inline; the number of jobs run.
         For tests and tools: deterministic, no threads, no timing."""
@@ -326,6 +332,7 @@ class Worker:
                             len(planned), exc)
                 for one in planned:
                     if one.job.id not in progress.dropped:  # cancelled: already ended
+                        self._wait_for_finishing_room()
                         self._run_planned([one], finish)
                 return
             if isinstance(exc, EaselError):
