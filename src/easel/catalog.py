@@ -255,27 +255,23 @@ class Model:
                 f"allowed: {', '.join(ratios)}",
                 ratios,
             )
-        if resolution not in self.resolutions:
-            raise invalid(
-                resolution_name,
-                f"{resolution_name} {resolution!r} is not supported by {self.id}; "
-                f"allowed: {', '.join(self.resolutions)}",
-                list(self.resolutions),
-            )
+        self._check_resolution(resolution, resolution_name)
         return next(
             s for s in self.sizes if s.aspect_ratio == aspect_ratio and s.resolution == resolution
         )
 
     def nearest_size(self, width: int, height: int, parameter: str = "size",
-                     one_pass: bool = False) -> Size:
+                     one_pass: bool = False, resolution: str | None = None) -> Size:
         """The size this model produces closest to width x height (for size strings such as
         OpenAI's that name no Imagen size): first the aspect ratio nearest in log scale, then the
         resolution nearest in pixel count; ties go to the squarer ratio and the smaller size.
-        `one_pass`: among the sizes its backend draws in one pass (drawing from an image)."""
+        `one_pass`: among the sizes its backend draws in one pass (drawing from an image);
+        `resolution` (one of the model's): among the sizes of that resolution."""
         if width <= 0 or height <= 0:
             raise invalid(parameter, f"{parameter} must be positive, got {width}x{height}")
-        sizes = [s for s in self.sizes if not one_pass
-                 or self.backend.size_path(s.width, s.height) == "native"] or list(self.sizes)
+        sizes = [s for s in self.sizes if resolution is None or s.resolution == resolution]
+        sizes = [s for s in sizes if not one_pass
+                 or self.backend.size_path(s.width, s.height) == "native"] or sizes
         target = math.log(width / height)
         ratio = min(
             sizes,
@@ -289,6 +285,22 @@ class Model:
             (s for s in sizes if s.aspect_ratio == ratio),
             key=lambda s: (round(abs(math.log(s.width * s.height) - area), 9), s.width * s.height),
         )
+
+    def largest_at(self, resolution: str, resolution_name: str = "resolution") -> Size:
+        """The largest size of a resolution (before the input image's shape picks one of them),
+        or a clear error when the model has no such resolution."""
+        self._check_resolution(resolution, resolution_name)
+        return max((s for s in self.sizes if s.resolution == resolution),
+                   key=lambda s: s.width * s.height)
+
+    def _check_resolution(self, resolution: str, resolution_name: str) -> None:
+        if resolution not in self.resolutions:
+            raise invalid(
+                resolution_name,
+                f"{resolution_name} {resolution!r} is not supported by {self.id}; "
+                f"allowed: {', '.join(self.resolutions)}",
+                list(self.resolutions),
+            )
 
     def check_size(
         self, width: int, height: int, width_name: str = "size", height_name: str = "size"

@@ -65,7 +65,25 @@ class NearestSize:
     height: int
 
 
-SizeChoice = ExactSize | AspectRatioSize | NearestSize
+@dataclass(frozen=True)
+class InputShapeSize:
+    """The input image's shape at a resolution (an edit that names a resolution and no aspect
+    ratio): the model's aspect ratio nearest the image's, at that resolution."""
+
+    resolution: str
+
+
+SizeChoice = ExactSize | AspectRatioSize | NearestSize | InputShapeSize
+
+
+def size_asked(aspect_ratio: str, resolution: str, *, from_image: bool, ratio_sent: bool,
+               resolution_sent: bool) -> SizeChoice | None:
+    """The size an aspect ratio and a resolution ask for (each dialect's defaults filled in).
+    Drawn from an image with no aspect ratio sent, the image's shape: at the resolution sent,
+    else (None) at the model's size nearest the image's own."""
+    if not from_image or ratio_sent:
+        return AspectRatioSize(aspect_ratio, resolution)
+    return InputShapeSize(resolution) if resolution_sent else None
 
 
 @dataclass(frozen=True)
@@ -161,7 +179,8 @@ class GenerationInput:
 
     model: ModelChoice
     prompt: str
-    size: SizeChoice | None = None  # None: the model's 1:1 at its first resolution
+    # None: the model's 1:1 at its first resolution; drawn from an image, the image's shape
+    size: SizeChoice | None = None
     num_images: int = 1
     negative_prompt: str | None = None
     seed: int | None = None  # None: a random seed per image, reported back

@@ -34,6 +34,7 @@ from easel.domain.submission import (
     AspectRatioSize,
     ExactSize,
     GenerationInput,
+    InputShapeSize,
     ModelChoice,
     NearestSize,
     SizeChoice,
@@ -321,6 +322,8 @@ def choose_size(size: SizeChoice | None, model: Model, names: WireNames) -> Size
     if isinstance(size, AspectRatioSize):
         return model.size_for(size.aspect_ratio, size.resolution, names("aspect_ratio"),
                               names("resolution"))
+    if isinstance(size, InputShapeSize):  # the input's shape picks among these once read
+        return model.largest_at(size.resolution, names("resolution"))
     return model.size_for("1:1", model.resolutions[0])
 
 

@@ -39,7 +39,7 @@ from easel.domain.safety import (
     SafetyLevel,
     Withheld,
 )
-from easel.domain.submission import Caller, ImagesIn, Submission, WireNames
+from easel.domain.submission import Caller, ImagesIn, InputShapeSize, Submission, WireNames
 from easel.services.delivery.outbound import check_at_submission
 from easel.services.images.inputs import (
     DEFAULT_STRENGTH,
@@ -363,8 +363,10 @@ class JobService:
         read = await self.inputs.read(images_in, submission.caller)
         await self._check_inputs(read, images_in, the_plan.request.safety)
         request = the_plan.request
-        if submission.generation.size is None:
-            size = the_plan.model.nearest_size(*read.size, one_pass=True)
+        asked = submission.generation.size
+        if asked is None or isinstance(asked, InputShapeSize):
+            resolution = asked.resolution if asked is not None else None
+            size = the_plan.model.nearest_size(*read.size, one_pass=True, resolution=resolution)
             request = replace(request, width=size.width, height=size.height)
         return read, request
 

@@ -28,7 +28,6 @@ from easel.domain.safety import OnFlagged, PersonGeneration, SafetyInput, Safety
 from easel.domain.submission import (
     MAX_UPSCALED_SIDE,
     UPSCALE_FACTORS,
-    AspectRatioSize,
     Caller,
     GenerationInput,
     ImageInput,
@@ -37,6 +36,7 @@ from easel.domain.submission import (
     Outpaint,
     Submission,
     Upscale,
+    size_asked,
 )
 from easel.services.port import BackendFacts
 
@@ -49,13 +49,13 @@ ERRORS = ErrorTable({kind: kind.value for kind in ErrorKind})
 
 def to_submission(body: dict[str, Any], caller: Caller) -> Submission:
     wire = validate_wire(JobInput, body)
-    # Drawn from an image with no aspect ratio asked for: the image's shape.
-    keeps_shape = wire.image is not None and "aspect_ratio" not in wire.model_fields_set
+    sent = wire.model_fields_set
     generation = GenerationInput(
         model=ModelChoice(wire.model),
         prompt=wire.prompt,
-        size=None if keeps_shape else AspectRatioSize(wire.aspect_ratio,
-                                                      wire.resolution.lower()),
+        size=size_asked(wire.aspect_ratio, wire.resolution.lower(), from_image=wire.image
+                        is not None, ratio_sent="aspect_ratio" in sent,
+                        resolution_sent="resolution" in sent),
         num_images=wire.num_images,
         negative_prompt=wire.negative_prompt or None,
         seed=wire.seed,

@@ -38,7 +38,6 @@ from easel.domain.job import Job, JobImage
 from easel.domain.request import ImageFormat
 from easel.domain.safety import OnFlagged, PersonGeneration, SafetyInput, SafetyLevel, Withheld
 from easel.domain.submission import (
-    AspectRatioSize,
     Caller,
     GenerationInput,
     ImageInput,
@@ -46,6 +45,7 @@ from easel.domain.submission import (
     ModelChoice,
     Submission,
     WireNames,
+    size_asked,
 )
 
 DIALECT = "google"
@@ -112,9 +112,9 @@ def to_submission(model: Model, body: dict[str, Any], caller: Caller, vertex: bo
     generation = GenerationInput(
         model=ModelChoice(model.id, provider=PROVIDER),
         prompt=prompt_of(wire),
-        # An edit with no aspect ratio asked for keeps its image's shape.
-        size=None if edited is not None and image.aspect_ratio is None else
-        AspectRatioSize(image.aspect_ratio or "1:1", resolution),
+        size=size_asked(image.aspect_ratio or "1:1", resolution, from_image=edited is not None,
+                        ratio_sent=image.aspect_ratio is not None,
+                        resolution_sent=image.image_size is not None),
         num_images=1 if config.candidate_count is None else config.candidate_count,
         seed=config.seed,
         output_format=fmt,

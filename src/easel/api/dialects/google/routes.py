@@ -50,10 +50,11 @@ from easel.api.openapi import (
     responses,
     security,
 )
+from easel.catalog import Model, Size
 from easel.domain.errors import EaselError, ErrorKind, Unauthenticated
 from easel.domain.job import Job, JobStatus
 from easel.domain.outcomes import JobFailed
-from easel.domain.submission import AspectRatioSize, Caller, GenerationInput
+from easel.domain.submission import AspectRatioSize, Caller, InputShapeSize, SizeChoice
 from easel.services.port import Port
 
 GEMINI_VERSIONS = ("v1beta", "v1alpha", "v1")
@@ -218,7 +219,7 @@ async def _stream_content(request: Request, port: Port, caller: Caller,
     `?alt=sse` (what google-genai asks for) each chunk is an SSE event; without it, as Google
     answers raw REST (Vertex's curl examples), the chunks are one JSON array."""
     generation = call.submission.generation
-    size = call.model.size_for(*_ratio_and_resolution(generation), *_size_names())
+    size = _largest_reply(call.model, generation.size)
     reserve_reply(request, caller, size.width * size.height * 4 * generation.num_images,
                   "generationConfig.candidateCount", "or ask for fewer candidates")
     sse = request.query_params.get("alt") == "sse"
@@ -236,14 +237,15 @@ async def _stream_content(request: Request, port: Port, caller: Caller,
                                       **ignored_header(call.ignored), **stand_in_header(job)})
 
 
-def _ratio_and_resolution(generation: GenerationInput) -> tuple[str, str]:
-    size = generation.size
-    assert isinstance(size, AspectRatioSize)  # what gemini.to_submission builds
-    return size.aspect_ratio, size.resolution
-
-
-def _size_names() -> tuple[str, str]:
-    return gemini.NAMES("aspect_ratio"), gemini.NAMES("resolution")
+def _largest_reply(model: Model, size: SizeChoice | None) -> Size:
+    """The size of the images a stream will send, at most (an edit's input, not yet read, picks
+    among its resolution's sizes): what the reply reserves before the job is submitted."""
+    names = gemini.NAMES("aspect_ratio"), gemini.NAMES("resolution")
+    if isinstance(size, AspectRatioSize):
+        return model.size_for(size.aspect_ratio, size.resolution, *names)
+    if isinstance(size, InputShapeSize):
+        return model.largest_at(size.resolution, names[1])
+    return max(model.sizes, key=lambda s: s.width * s.height)  # any of the model's sizes
 
 
 async def _content_chunks(port: Port, job: Job, call: gemini.GeminiCall

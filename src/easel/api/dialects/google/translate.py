@@ -21,12 +21,12 @@ from easel.domain.safety import (
     Withheld,
 )
 from easel.domain.submission import (
-    AspectRatioSize,
     Caller,
     GenerationInput,
     ModelChoice,
     Submission,
     WireNames,
+    size_asked,
 )
 from easel.services.port import BackendFacts
 
@@ -103,8 +103,9 @@ def to_submission(
     drawn_from = upscale or edits.images_in(wire)
     # Google spells resolutions "1K"/"2K"; the catalog's are lower case. An edit with no
     # aspect ratio asked for keeps its image's shape.
-    size = None if drawn_from is not None and "aspectRatio" not in p.model_fields_set else \
-        AspectRatioSize(p.aspectRatio, p.sampleImageSize.lower())
+    size = size_asked(p.aspectRatio, p.sampleImageSize.lower(), from_image=drawn_from is not None,
+                      ratio_sent="aspectRatio" in p.model_fields_set,
+                      resolution_sent="sampleImageSize" in p.model_fields_set)
     generation = GenerationInput(
         model=ModelChoice(model_id, provider=PROVIDER),
         prompt=edits.edit_prompt(wire) if upscale is None else "",

@@ -44,6 +44,7 @@ from easel.domain.submission import (
     ModelChoice,
     Submission,
     WireNames,
+    size_asked,
 )
 
 DIALECT = "wavespeed"
@@ -155,11 +156,12 @@ def edit_submission(model_id: str, body: dict[str, Any], webhook: str | None,
     wire = validate_wire(GoogleEditInput, body)
     target = _webhook(webhook, wire.webhook_url, wire.enable_base64_output)
     first, *more = (ImageInput(f"images[{i}]", text=image) for i, image in enumerate(wire.images))
-    resolved = wire.model_dump(exclude={"webhook_url"})
+    resolved = {**wire.model_dump(exclude={"webhook_url"}), "images": shown_images(wire.images)}
     generation = GenerationInput(
         model=ModelChoice(model_id, provider=PROVIDER), prompt=wire.prompt,
-        size=None if wire.aspect_ratio is None else AspectRatioSize(wire.aspect_ratio,
-                                                                    wire.resolution),
+        size=size_asked(wire.aspect_ratio or "1:1", wire.resolution, from_image=True,
+                        ratio_sent=wire.aspect_ratio is not None,
+                        resolution_sent="resolution" in wire.model_fields_set),
         num_images=wire.num_images, seed=None if wire.seed == -1 else wire.seed,
         output_format=ImageFormat(wire.output_format), max_seed=MAX_SEED,
         safety=SafetyInput(SafetyLevel.BLOCK_MEDIUM_AND_ABOVE, OnFlagged.FLAG)
@@ -171,6 +173,14 @@ def edit_submission(model_id: str, body: dict[str, Any], webhook: str | None,
     submission = Submission(DIALECT, caller, generation, DeliverySettings(webhook=target),
                             names=names, echo={"wavespeed_input": resolved})
     return WaveSpeedCall(submission, resolved, wire.enable_sync_mode, [])
+
+
+def shown_images(images: list[str]) -> list[str]:
+    """The images as data.input echoes them, in every poll and the webhook: a URL as sent, an
+    image sent inline (data URI or base64, up to tens of megabytes) by its length alone, as
+    WaveSpeed's own echo carries URLs, never the bytes."""
+    return [image if image.startswith(("http://", "https://")) else
+            f"(an image sent inline, {len(image)} characters)" for image in images]
 
 
 def _webhook(webhook: str | None, webhook_url: str | None, base64: bool) -> str | None:
