@@ -66,3 +66,41 @@ def test_bad_key_gets_an_authentication_error(make_edge: Callable[..., Edge]) ->
         ws.send_text(json.dumps([inference()]))
         assert ws.receive_json()["errors"][0]["code"] == "missingApiKey"
         assert _auth(ws, key="secret")
+
+
+def test_authenticating_again_keeps_the_session_and_its_tasks_in_flight(edge: Edge) -> None:
+    """A frame that starts with authentication, as REST calls are written: every task sent on
+    the socket answers on it (a second authentication opened a new session, and the earlier
+    tasks' results waited for a reconnect that never came)."""
+    tasks = [inference(), inference(), inference()]
+    with edge.client.websocket_connect("/v1") as ws:
+        sessions = set()
+        for task in tasks:
+            ws.send_text(json.dumps([{"taskType": "authentication", "apiKey": KEY}, task]))
+        got = set()
+        while len(got) < len(tasks):
+            frame = ws.receive_json()
+            for item in frame["data"]:
+                if item["taskType"] == "authentication":
+                    sessions.add(item["connectionSessionUUID"])
+                else:
+                    got.add(item["taskUUID"])
+        assert got == {t["taskUUID"] for t in tasks} and len(sessions) == 1
+
+
+def test_a_keyless_socket_must_authenticate_once_a_key_exists(
+    make_edge: Callable[..., Edge],
+) -> None:
+    edge = make_edge(api_keys=[])
+    with edge.client.websocket_connect("/v1") as ws:
+        ws.send_text(json.dumps([{"taskType": "ping", "ping": True}]))
+        assert ws.receive_json()["data"][0]["pong"] is True  # no keys yet: no authentication
+        _info, key = edge.server.runtime.keys.store.create("the first key")
+        edge.clock.advance(2)  # past the key cache
+        ws.send_text(json.dumps([inference()]))
+        assert ws.receive_json()["errors"][0]["code"] == "missingApiKey"
+        assert edge.engine.calls == []
+        task = inference()
+        ws.send_text(json.dumps([{"taskType": "authentication", "apiKey": key}, task]))
+        assert ws.receive_json()["data"][0]["taskType"] == "authentication"
+        assert ws.receive_json()["data"][0]["taskUUID"] == task["taskUUID"]

@@ -272,6 +272,10 @@ def make_websocket(sessions: Sessions) -> Any:
 
 
 
+def _greeting(session: Session) -> dict[str, Any]:
+    return {"data": [{"taskType": "authentication", "connectionSessionUUID": session.id}]}
+
+
 class _Connection:
     """One WebSocket connection; the Session outlives it when the client reconnects."""
 
@@ -334,6 +338,10 @@ class _Connection:
     async def _run_frame(self, tasks: list[Any]) -> None:
         if self.key is not None and not await self._key_still_valid():
             return
+        if self.key is None and self.caller is not None and self._caller(None) is None:
+            # A socket opened while the server took no keys, and a key made since: from now
+            # on it authenticates like any other (its next tasks are refused until it does).
+            self.caller = None
         for task in tasks:
             if is_auth(task):
                 await self.authenticate(task)
@@ -380,13 +388,19 @@ class _Connection:
             return
         self.caller = caller
         self.key = key if isinstance(key, str) and key else None
-        if self.session is not None:
-            await self.session.detach(self.socket)
         resume = task.get("connectionSessionUUID")
+        current = self.session
+        if current is not None and current.owner == caller.principal and resume in (
+                None, current.id):
+            # Authenticating again on this socket (a frame that starts with authentication, as
+            # a REST call does): the session stays, so the tasks in flight on it answer here.
+            await current.send(_greeting(current))
+            return
+        if current is not None:
+            await current.detach(self.socket)
         self.session = self.sessions.open(resume, caller, self.replies)
-        reply = {"data": [{"taskType": "authentication",
-                           "connectionSessionUUID": self.session.id}]}
-        await self.session.attach(self.socket, reply, resumed=self.session.id == resume)
+        await self.session.attach(self.socket, _greeting(self.session),
+                                  resumed=self.session.id == resume)
 
     def start(self, task: Any) -> None:
         if self.session is None:  # no keys configured: an implicit session
