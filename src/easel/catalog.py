@@ -232,6 +232,9 @@ class Model:
     sizes: tuple[Size, ...] = field(repr=False)
     # What the provider counts for one output image, in tokens (Gemini's usage metadata).
     image_tokens: int | None = None
+    # The id a request that names only a tier runs as, for its provider (OpenAI's generic
+    # `imagen-4` runs as Google's Imagen 4 id of the tier, not an older model of the tier).
+    tier_default: bool = False
 
     @property
     def backend(self) -> Backend:
@@ -466,6 +469,7 @@ class Catalog:
             price_usd=float(raw.get("price_usd", tier.price_usd)),
             sizes=tuple(self._sizes(resolutions, table)),
             image_tokens=int(raw["image_tokens"]) if "image_tokens" in raw else None,
+            tier_default=bool(raw.get("tier_default", False)),
         )
 
     def _sizes(self, resolutions: Iterable[str],

@@ -185,3 +185,20 @@ def test_a_stand_ins_image_says_so_without_this_machines_paths(edge: Edge) -> No
                 if t["tier"] == "fast")
     assert fast["stand_in"] == "easel/mini" and fast["stand_in_trained"] is True
     assert fast["stand_in_steps"] != fast["steps"]  # easel-mini's own schedule is shown
+
+
+@pytest.mark.parametrize(("quality", "runs_as"), [
+    ("low", "imagen-4.0-fast-generate-001"), ("medium", "imagen-4.0-generate-001"),
+    ("standard", "imagen-4.0-generate-001"), (None, "imagen-4.0-generate-001"),
+    ("high", "imagen-4.0-ultra-generate-001"),
+])
+def test_the_generic_imagen_4_runs_as_googles_imagen_4_id_of_its_tier(
+    edge: Edge, quality: str | None, runs_as: str
+) -> None:
+    """Not the first id of the tier by name (the Standard tier's Imagen 3 editing model)."""
+    body = {"model": "imagen-4", "prompt": "a heron", "size": "1024x1024",
+            **({"quality": quality} if quality else {})}
+    reply = edge.client.post("/v1/images/generations", json=body,
+                             headers={"Authorization": f"Bearer {KEY}"})
+    assert reply.status_code == 200, reply.text
+    assert reply.json()["model"] == runs_as

@@ -292,7 +292,9 @@ def choose_model(choice: ModelChoice, catalog: Catalog, names: WireNames) -> Mod
     """The catalog model a client's choice names; a tier given with an id must match it."""
     if choice.id is None:
         provider, tier = choice.provider or "google", choice.tier or "standard"
-        for model in sorted(catalog.models_for(provider), key=lambda m: m.id):
+        # The provider's default of the tier first, else its first id of the tier.
+        for model in sorted(catalog.models_for(provider), key=lambda m: (not m.tier_default,
+                                                                          m.id)):
             if model.tier.name == tier:
                 return model
         raise EaselError(ErrorKind.UNAVAILABLE,
