@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import hashlib
-import hmac
 import json
+import zlib
 from datetime import UTC, datetime
 from typing import Any
 
@@ -244,22 +245,34 @@ def test_wavespeed_refusals(
     assert wavespeed_translate.is_refused_as_task(err)
 
 
-def _mac(secret: bytes) -> wavespeed_translate.Mac:
-    return lambda packed: hmac.new(secret, packed, hashlib.sha256).digest()
+def _seal(secret: bytes) -> wavespeed_translate.RefusalSeal:
+    return wavespeed_translate.RefusalSeal(hashlib.sha256(secret).digest())
 
 
 def test_wavespeed_refusal_round_trips_through_its_id() -> None:
     err = EaselError(ErrorKind.MISSING, "prompt is required", "prompt")
     data = wavespeed_translate.refusal_data("google/imagen4", err, NOW, "http://h:1",
-                                            _mac(b"secret"))
+                                            _seal(b"secret"))
     assert data["status"] == "failed" and data["code"] == 1400
-    again = wavespeed_translate.decode_refusal(data["id"], "http://h:1", _mac(b"secret"))
+    again = wavespeed_translate.decode_refusal(data["id"], "http://h:1", _seal(b"secret"))
     assert again == data
     assert data["urls"]["get"] == f"http://h:1/api/v3/predictions/{data['id']}/result"
-    assert wavespeed_translate.decode_refusal("rf-garbage!", "http://h:1", _mac(b"secret")) is None
-    assert wavespeed_translate.decode_refusal("plain-id", "http://h:1", _mac(b"secret")) is None
-    forged = wavespeed_translate.decode_refusal(data["id"], "http://h:1", _mac(b"another secret"))
+    assert wavespeed_translate.decode_refusal("rf-garbage!", "http://h:1", _seal(b"secret")) is None
+    assert wavespeed_translate.decode_refusal("plain-id", "http://h:1", _seal(b"secret")) is None
+    forged = wavespeed_translate.decode_refusal(data["id"], "http://h:1", _seal(b"another secret"))
     assert forged is None
+    # Sealed, not just signed: the prompt an id carries cannot be read from it.
+    sent = {"prompt": "a secret plan for a heron", "num_images": 9}
+    err = EaselError(ErrorKind.INVALID, "num_images must be 1..4", "num_images")
+    data = wavespeed_translate.refusal_data("google/imagen4", err, NOW, "http://h:1",
+                                            _seal(b"secret"), sent)
+    assert data["input"]["prompt"] == sent["prompt"]
+    sealed = base64.urlsafe_b64decode(data["id"][3:] + "=" * (-len(data["id"][3:]) % 4))
+    for start in (0, wavespeed_translate.RefusalSeal.NONCE):
+        with pytest.raises(zlib.error):
+            zlib.decompress(sealed[start:])
+    # Another caller's seal (the server derives one per key) reads nothing from it.
+    assert wavespeed_translate.decode_refusal(data["id"], "http://h:1", _seal(b"b")) is None
 
 
 def _job(status: JobStatus, **kw: Any) -> Job:

@@ -233,6 +233,15 @@ def test_ids_idempotency_and_sessions_are_scoped_to_the_key(
     assert client.post(f"/api/v3/predictions/{made['id']}/cancel", headers=B).status_code == 404
     assert client.get(f"/easel/jobs/{made['id']}", headers=B).status_code == 404
     assert client.get(result, headers=A).status_code == 200
+    # A refused prediction (its failed task lives in its id, with the prompt): A's alone, and
+    # its id does not show the prompt.
+    refused = client.post("/api/v3/google/imagen4-fast", headers=A,
+                          json={"prompt": "a's secret heron", "num_images": 9}).json()["data"]
+    assert refused["status"] == "failed" and "heron" not in refused["id"]
+    refused_url = f"/api/v3/predictions/{refused['id']}/result"
+    assert client.get(refused_url, headers=B).status_code == 404
+    assert client.get(refused_url, headers=A).json()["data"]["input"]["prompt"] == \
+        "a's secret heron"
     # WebSocket: B resuming A's session gets a session of its own.
     with client.websocket_connect("/v1") as ws:
         ws.send_text(json.dumps([{"taskType": "authentication", "apiKey": "key-a"}]))

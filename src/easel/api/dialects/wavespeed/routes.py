@@ -107,7 +107,7 @@ def _refused_as_task(request: Request, model_id: str, err: EaselError) -> JSONRe
         port.spend_rate_budget(caller)
     sent = getattr(request.state, "json_body", None)
     data = translate.refusal_data(model_id, err, datetime.now(UTC), port.images.base_url,
-                                  _refusal_mac(port), sent)
+                                  _refusal_seal(port, caller), sent)
     _notify_refusal(request, port, sent, data)
     return JSONResponse(translate.envelope(data))
 
@@ -122,8 +122,10 @@ def _notify_refusal(request: Request, port: Port, sent: dict[str, Any] | None,
         port.notify(caller, translate.DIALECT, target, data)
 
 
-def _refusal_mac(port: Port) -> translate.Mac:
-    return lambda packed: port.sign(translate.REFUSAL_PURPOSE, packed)
+def _refusal_seal(port: Port, caller: Caller | None) -> translate.RefusalSeal:
+    """The seal of the refusal ids made for (and read back by) this caller only."""
+    principal = caller.principal if caller is not None else ""
+    return translate.RefusalSeal(port.sign(translate.REFUSAL_PURPOSE, principal.encode()))
 
 
 async def _reply(request: Request, caller: Caller, port: Port, job: Job) -> dict[str, Any]:
@@ -256,7 +258,8 @@ def _takes_negative_prompt(port: Port, model_id: str) -> bool:
             responses=responses(Envelope, ErrorBody, ERRORS))
 async def result(prediction_id: str, request: Request, caller: Authenticated,
                  port: CorePort) -> JSONResponse:
-    refusal = translate.decode_refusal(prediction_id, port.images.base_url, _refusal_mac(port))
+    refusal = translate.decode_refusal(prediction_id, port.images.base_url,
+                                       _refusal_seal(port, caller))
     if refusal is not None:
         port.spend_rate_budget(caller)  # as the poll of a job does (port.find)
         return JSONResponse(translate.envelope(refusal))

@@ -8,13 +8,16 @@ import binascii
 import hashlib
 import hmac
 import json
+import os
 import re
 import uuid
 import zlib
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from easel.api.dialects.common import (
     ErrorTable,
@@ -296,7 +299,28 @@ async def webhook_body(job: Job, _image_id: str | None, images: ImageSource) -> 
 
 WEBHOOK_PURPOSE = "wavespeed-webhook"
 REFUSAL_PURPOSE = "wavespeed-refusal"
-Mac = Callable[[bytes], bytes]  # the server's MAC of a refusal id's payload (Port.sign)
+
+
+class RefusalSeal:
+    """Seals the refusal a failed task's id carries, for the caller it was refused to: encrypted
+    (the id travels in URLs and access logs; the prompt in it is not for them) and
+    authenticated (only this server made it, and only that caller's key reads it back: any
+    other poll finds no such prediction). `key`: 32 bytes the server derives for the caller."""
+
+    NONCE = 12
+
+    def __init__(self, key: bytes) -> None:
+        self._aead = AESGCM(key[:32])
+
+    def seal(self, packed: bytes) -> bytes:
+        nonce = os.urandom(self.NONCE)
+        return nonce + self._aead.encrypt(nonce, packed, None)
+
+    def open(self, sealed: bytes) -> bytes | None:
+        try:
+            return self._aead.decrypt(sealed[:self.NONCE], sealed[self.NONCE:], None)
+        except (InvalidTag, ValueError):
+            return None
 
 
 def secret_text(key: bytes) -> str:
@@ -350,7 +374,6 @@ def is_refused_as_task(err: EaselError) -> bool:
 
 
 MAX_REFUSAL_ID = 2048  # longer ids are not read at all
-MAC_BYTES = 16
 
 
 def refusal_input(body: dict[str, Any] | None) -> dict[str, Any]:
@@ -384,7 +407,7 @@ def _printable(value: Any) -> Any:
 
 
 def refusal_data(
-    model_id: str, err: EaselError, created_at: datetime, base_url: str, mac: Mac,
+    model_id: str, err: EaselError, created_at: datetime, base_url: str, seal: RefusalSeal,
     sent: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The failed task of a refused request, under an id that carries the refusal (and the
@@ -393,26 +416,25 @@ def refusal_data(
     refusal = {"m": model_id[:200], "c": code, "e": err.message[:500], "p": err.parameter,
                "t": iso_ms(created_at)}
     resolved = refusal_input(sent)
-    job_id = _refusal_id({**refusal, "i": resolved}, mac)
+    job_id = _refusal_id({**refusal, "i": resolved}, seal)
     if len(job_id) > MAX_REFUSAL_ID:
-        job_id = _refusal_id(refusal, mac)
+        job_id = _refusal_id(refusal, seal)
     return {**_refusal(job_id, refusal, base_url), "input": resolved}
 
 
-def _refusal_id(refusal: dict[str, Any], mac: Mac) -> str:
+def _refusal_id(refusal: dict[str, Any], seal: RefusalSeal) -> str:
     packed = zlib.compress(json.dumps(refusal, separators=(",", ":")).encode(), 9)
-    return REFUSAL_PREFIX + _b64(packed) + "." + _b64(mac(packed)[:MAC_BYTES])
+    return REFUSAL_PREFIX + _b64(seal.seal(packed))
 
 
-def decode_refusal(job_id: str, base_url: str, mac: Mac) -> dict[str, Any] | None:
-    """The refusal an id carries, when this server signed it; None for anything else (a forged
-    or oversized id is simply not found)."""
+def decode_refusal(job_id: str, base_url: str, seal: RefusalSeal) -> dict[str, Any] | None:
+    """The refusal an id carries, when this server sealed it for this caller; None for anything
+    else (a forged or oversized id, or another caller's, is simply not found)."""
     if not job_id.startswith(REFUSAL_PREFIX) or len(job_id) > MAX_REFUSAL_ID:
         return None
-    token, _, signature = job_id[len(REFUSAL_PREFIX):].partition(".")
     try:
-        packed = _unb64(token)
-        if not hmac.compare_digest(_unb64(signature), mac(packed)[:MAC_BYTES]):
+        packed = seal.open(_unb64(job_id[len(REFUSAL_PREFIX):]))
+        if packed is None:
             return None
         refusal = json.loads(zlib.decompress(packed, bufsize=4096))
     except (binascii.Error, zlib.error, ValueError, RecursionError):
