@@ -108,6 +108,11 @@ def test_jobs_are_listed_newest_first_and_only_to_their_caller(keyed: Edge) -> N
     ({"seed": -1}, 400, "invalid", "seed"),
     ({"colour": "red"}, 400, "unsupported", "colour"),
     ({"num_images": "2"}, 400, "invalid", "num_images"),
+    # A task_id is the job's id in every path: one it could never be reached by is refused.
+    ({"task_id": "batch/1"}, 400, "invalid", "task_id"),
+    ({"task_id": ".."}, 400, "invalid", "task_id"),
+    ({"task_id": "a b"}, 400, "invalid", "task_id"),
+    ({"task_id": "50%"}, 400, "invalid", "task_id"),
 ])
 def test_bad_input_is_refused_naming_the_parameter(
     keyed: Edge, fields: dict[str, Any], status: int, code: str, parameter: str
@@ -153,6 +158,13 @@ def test_a_task_id_names_the_job_on_every_route_and_repeats_idempotently(keyed: 
     # Another caller's same task id is another job.
     theirs = submit(keyed, B, model=QUICK, task_id="my-job-1", prompt="a heron")
     assert theirs.status_code == 202 and theirs.json()["job"] != first.json()["job"]
+
+
+def test_a_task_id_of_every_character_allowed_reaches_its_job(keyed: Edge) -> None:
+    task_id = "Batch_7:run-2.v1"
+    assert submit(keyed, A, model=QUICK, task_id=task_id).json()["id"] == task_id
+    shown = keyed.client.get(f"/easel/jobs/{task_id}", headers=A)
+    assert shown.status_code == 200 and shown.json()["id"] == task_id
 
 
 def test_the_catalog_lists_every_model_id_by_tier_with_sizes_and_licence(keyed: Edge) -> None:

@@ -6,6 +6,7 @@ playground and of `easel jobs`, where a user picks a model, not a dialect."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -45,6 +46,10 @@ Facts = Callable[[Backend], BackendFacts]  # what serves a backend here (Port.fa
 
 # The codes are the kinds themselves: easel's own API needs no other vocabulary.
 ERRORS = ErrorTable({kind: kind.value for kind in ErrorKind})
+# A task_id names its job in every route's path (/easel/jobs/{id}) and on `easel jobs`' command
+# line, so it is one path segment as it is sent: no `/`, `%`, `?` or space, and no leading dot
+# (clients fold `.` and `..` segments away).
+TASK_ID = re.compile(r"[A-Za-z0-9_:-][A-Za-z0-9._:-]*")
 
 
 def to_submission(body: dict[str, Any], caller: Caller) -> Submission:
@@ -70,7 +75,14 @@ def to_submission(body: dict[str, Any], caller: Caller) -> Submission:
         loras=tuple(LoraChoice(lora.name, lora.weight) for lora in wire.loras),
         images_in=_images_in(wire),
     )
-    return Submission(DIALECT, caller, generation, task_id=wire.task_id)
+    return Submission(DIALECT, caller, generation, task_id=_task_id(wire.task_id))
+
+
+def _task_id(task_id: str | None) -> str | None:
+    if task_id is not None and not TASK_ID.fullmatch(task_id):
+        raise invalid("task_id", "task_id may hold only ASCII letters, digits, '-', '_', '.' "
+                      f"and ':' (and not begin with '.'), got {task_id[:100]!r}")
+    return task_id
 
 
 def _images_in(wire: JobInput) -> ImagesIn | None:
