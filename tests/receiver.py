@@ -52,7 +52,7 @@ class Receiver:
                 self.send_header("Content-Length", "0")
                 self.end_headers()
 
-            do_POST = do_PUT = _handle
+            do_GET = do_POST = do_PUT = _handle
 
             def log_message(self, *args: Any) -> None:
                 pass

@@ -46,6 +46,12 @@ def _server_call(
         body = response.json()
     except ValueError:
         body = {"error": {"message": response.text[:500]}}
+    # easel's routes never redirect a good request: a redirect is a proxy's, or a route
+    # easel answers for another path (an empty id's `/easel/jobs/`), never the answer asked for.
+    if 300 <= response.status_code < 400:
+        location = response.headers.get("location", "")
+        fail(f"{url} answered {response.status_code} (a redirect to {location!r}), not "
+             "easel's answer: check --url (EASEL_URL)", code=1)
     if response.status_code >= 400:
         error = body.get("error") if isinstance(body, dict) else None
         message = error.get("message") if isinstance(error, dict) else error
@@ -89,7 +95,10 @@ def _print_job(job: dict[str, object]) -> None:
 
 def _path(job_id: str) -> str:
     """The id as one path segment: any character in it (a slash, a `?`, a control character a
-    URL may not hold) is the id's, not the URL's."""
+    URL may not hold) is the id's, not the URL's. An empty, `.` or `..` id is no job's, and as
+    a segment it would name another route (`/easel/jobs/` once the dots are folded)."""
+    if job_id in ("", ".", ".."):
+        fail(f"{job_id!r} is not a job id", code=1)
     return quote(job_id, safe="")
 
 
