@@ -200,3 +200,28 @@ def test_what_an_upscale_cannot_use_is_named_as_ignored_and_a_seed_needs_no_wate
     assert refused.status_code == 400, refused.text
     assert refused.json()["error"]["details"][0]["fieldViolations"][0]["field"] == \
         "parameters.editMode"
+
+
+def test_billing_labels_are_taken_and_named_as_ignored_on_generate_edit_and_upscale(
+    edge: Edge,
+) -> None:
+    """google-genai sends `labels=` top level on generate_images, edit_image and upscale_image
+    (Vertex bills by them)."""
+    image = {"bytesBase64Encoded": base64.b64encode(png(picture())).decode()}
+    generate = PATH.replace("imagen-3.0-capability-001", "imagen-4.0-generate-001")
+    for path, instance, parameters in (
+        (generate, {"prompt": "a fox"}, {}),
+        (PATH, {"prompt": "a fox", "referenceImages": [raw(), mask()]},
+         {"editMode": "EDIT_MODE_INPAINT_INSERTION"}),
+        (UPSCALE_PATH, {"image": image},
+         {"mode": "upscale", "upscaleConfig": {"upscaleFactor": "x2"}}),
+    ):
+        body = {"instances": [instance], "parameters": {"sampleCount": 1, **parameters},
+                "labels": {"team": "design", "cost-centre": "42"}}
+        reply = edge.client.post(path, json=body, headers={"Authorization": f"Bearer {KEY}"})
+        assert reply.status_code == 200, (path, reply.text)
+        assert "labels" in reply.headers["x-easel-ignored-fields"].split(", ")
+    body = {"instances": [{"prompt": "a fox"}], "labels": {"team": 7}}
+    refused = edge.client.post(generate, json=body, headers={"Authorization": f"Bearer {KEY}"})
+    assert refused.status_code == 400, refused.text
+    assert refused.json()["error"]["details"][0]["fieldViolations"][0]["field"] == "labels.team"

@@ -111,3 +111,6 @@ class Parameters(_Wire):
 class PredictRequest(_Wire):
     instances: list[Instance] = Field(min_length=1, max_length=1)
     parameters: Parameters = Field(default_factory=lambda: Parameters.model_validate({}))
+    # Vertex's billing labels (google-genai's `labels=`, top level on generate, edit and
+    # upscale): nothing to bill here, so taken and named as ignored.
+    labels: dict[str, str] | None = None

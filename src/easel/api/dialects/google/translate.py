@@ -225,7 +225,7 @@ def unauthenticated_body() -> dict[str, Any]:
 def ignored_fields(wire: PredictRequest, fmt: ImageFormat) -> list[str]:
     """Accepted fields easel cannot act on; the reply names them in a header."""
     p = wire.parameters
-    ignored = []
+    ignored = [] if wire.labels is None else ["labels"]
     if p.language is not None and p.language.lower() not in LANGUAGES_HONOURED:
         ignored.append("language")
     if (
