@@ -196,6 +196,22 @@ def test_foreign_hosts_origins_and_non_json_bodies_are_refused(edge: Edge) -> No
     assert refused.value.code == 1008
 
 
+def test_google_names_a_body_too_large_or_not_json_by_its_own_status(
+    make_edge: Callable[..., Edge],
+) -> None:
+    edge = make_edge(max_body_bytes=10_000)
+    path = "/v1beta/models/imagen-4.0-generate-001:predict"
+    keyed = {"x-goog-api-key": KEY}
+    large = edge.client.post(path, json={"instances": [{"prompt": "a fox " * 5000}]},
+                             headers=keyed)
+    plain = edge.client.post(path, content=b'{"instances": [{"prompt": "a fox"}]}',
+                             headers={**keyed, "Content-Type": "text/plain"})
+    for reply, status in ((large, 413), (plain, 415)):
+        assert reply.status_code == status, reply.text
+        assert reply.json()["error"]["code"] == status
+        assert reply.json()["error"]["status"] == "INVALID_ARGUMENT"
+
+
 # -- 11, 12. callers see only their own jobs -------------------------------------------------
 
 

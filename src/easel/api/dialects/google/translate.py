@@ -57,6 +57,11 @@ RPC_STATUS = {
     404: "NOT_FOUND",
     405: "UNIMPLEMENTED",
     409: "ABORTED",
+    # A body Google will not read is its INVALID_ARGUMENT ("Request payload size exceeds the
+    # limit", "Invalid JSON payload received"): not RESOURCE_EXHAUSTED, which says "retry
+    # later", when the same body will always be refused.
+    413: "INVALID_ARGUMENT",
+    415: "INVALID_ARGUMENT",
     429: "RESOURCE_EXHAUSTED",
     499: "CANCELLED",
     500: "INTERNAL",
