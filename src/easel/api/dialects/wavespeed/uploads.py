@@ -6,8 +6,9 @@ as Runware's imageUpload): decoded and checked as every input image, its `downlo
 it, and an edit naming that URL reads it from the store, for this caller only.
 
 A ticket's URL carries its own authority: the SDK sends the PUT with the ticket's headers only,
-so the URL names the caller, the reserved id and format and an expiry, signed with the server's
-secret (a MAC the PUT checks)."""
+so the URL names the caller, the reserved id and format, the size asked for and an expiry,
+signed with the server's secret (a MAC the PUT checks). The PUT's body must be that size: both
+SDKs ask for the exact length of the bytes they then send."""
 
 from __future__ import annotations
 
@@ -75,9 +76,9 @@ def ticket(body: dict[str, Any], caller: Caller, port: Port, now: float) -> dict
         raise invalid("size", f"size is over the limit of {limit:,} bytes")
     image_id, expires = str(uuid.uuid4()), int(now) + TICKET_SECONDS
     base = port.images.base_url.rstrip("/")
-    signature = _signature(port, caller.principal, image_id, ext, expires)
+    signature = _signature(port, caller.principal, image_id, ext, wire.size, expires)
     put = (f"{base}/api/v3/media/uploads/{image_id}.{ext}?caller={_quote(caller.principal)}"
-           f"&expires={expires}&signature={signature}")
+           f"&size={wire.size}&expires={expires}&signature={signature}")
     return {"upload": {"method": "PUT", "url": put,
                        "headers": {"Content-Type": wire.content_type or _type_of(ext)}},
             "download_url": f"{base}/images/{image_id}.{ext}", "filename": wire.filename,
@@ -88,23 +89,33 @@ async def put(request: Request, name: str, port: Port, now: float) -> dict[str, 
     """The bytes of a ticket: checked against its signature and expiry, then kept."""
     query = request.query_params
     image_id, _, ext = name.partition(".")
-    principal, expires = query.get("caller", ""), query.get("expires", "")
+    principal, size, expires = (query.get(key, "") for key in ("caller", "size", "expires"))
     signature = query.get("signature", "")
-    if not expires.isdigit() or not hmac.compare_digest(
-            signature, _signature(port, principal, image_id, ext, int(expires))):
+    if not (size.isdigit() and expires.isdigit()) or not hmac.compare_digest(
+            signature, _signature(port, principal, image_id, ext, int(size), int(expires))):
         # 403, not 401: the URL is the credential, and no key would make it one.
         raise HTTPRefusal(403, "forbidden", "this upload URL is not one easel made",
                           "signature")
     if int(expires) < now:
         raise invalid("expires", "this upload URL has expired: ask for another")
-    limits = port.limits
-    try:
-        data = await read_raw(request, limits.max_body_bytes, limits.body_timeout)
-    except BodyTooLarge:
-        raise PayloadTooLarge(limits.max_body_bytes) from None
+    data = await _body_of_size(request, port, int(size))
     stored = await port.upload_image(Caller(principal), ImageInput("body", data=data),
                                      reserved=(image_id, ext))
     return uploaded(stored, port.images.base_url, name, len(data))
+
+
+async def _body_of_size(request: Request, port: Port, size: int) -> bytes:
+    """The PUT's bytes, exactly the size the ticket was asked for (never over the server's
+    limit: a ticket is not given for more)."""
+    try:
+        data = await read_raw(request, size, port.limits.body_timeout)
+    except BodyTooLarge:
+        raise HTTPRefusal(413, "payloadTooLarge", f"the body is larger than the {size} bytes "
+                          "this upload URL was asked for (size)", "body") from None
+    if len(data) != size:
+        raise invalid("body", f"the body is {len(data)} bytes, not the {size} this upload URL "
+                              "was asked for (size)")
+    return data
 
 
 def _ext(wire: TicketRequest) -> str:
@@ -125,8 +136,9 @@ def _type_of(ext: str) -> str:
     return next(kind for kind, known in EXT_BY_TYPE.items() if known == ext)
 
 
-def _signature(port: Port, principal: str, image_id: str, ext: str, expires: int) -> str:
-    message = f"{principal}\n{image_id}\n{ext}\n{expires}".encode()
+def _signature(port: Port, principal: str, image_id: str, ext: str, size: int,
+               expires: int) -> str:
+    message = f"{principal}\n{image_id}\n{ext}\n{size}\n{expires}".encode()
     return port.sign(PURPOSE, message).hex()
 
 
