@@ -269,6 +269,20 @@ def test_ids_idempotency_and_sessions_are_scoped_to_the_key(
     assert session_b != session_a
 
 
+def test_an_idempotency_key_used_again_is_named_as_the_client_sent_it(edge: Edge) -> None:
+    body = {"model": "imagen-4.0-fast-generate-001", "prompt": "a fox", "size": "64x64",
+            "response_format": "b64_json"}
+    headers = {"Authorization": f"Bearer {KEY}", "Idempotency-Key": "Order-e1"}
+    assert edge.client.post("/v1/images/generations", json=body,
+                            headers=headers).status_code == 200
+    clash = edge.client.post("/v1/images/generations", json={**body, "prompt": "a heron"},
+                             headers=headers)
+    assert clash.status_code == 409, clash.text
+    error = clash.json()["error"]
+    assert error["param"] == "Idempotency-Key"
+    assert error["message"].startswith("Idempotency-Key Order-e1 was already used"), error
+
+
 # -- 18. forged WaveSpeed refusal ids --------------------------------------------------------
 
 

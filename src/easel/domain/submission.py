@@ -271,3 +271,6 @@ class Submission:
     # The client says this request repeats one it sent before (an SDK's automatic retry, which
     # carries no id of its own): the caller's recent job with the same parameters is its job.
     repeats_earlier: bool = False
+    # The client's id as it sent it, where the dialect made task_id of it (OpenAI's
+    # Idempotency-Key, hashed to a fixed length that keeps its case): messages name this one.
+    task_id_sent: str | None = None

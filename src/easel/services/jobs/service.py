@@ -198,7 +198,7 @@ class JobService:
         """Decide and store a queued job. Same task id + same parameters: (existing, False)."""
         new, the_plan, inputs = await self._decide(submission)
         if submission.task_id is not None:  # a fresh random id cannot exist yet
-            existing = await self._existing(new, submission.names)
+            existing = await self._existing(new, submission)
             if existing is not None:
                 return existing, False
         elif submission.repeats_earlier:
@@ -217,7 +217,7 @@ class JobService:
             await self.inputs.keep(inputs, new.id)
         if not await self._insert(new):
             # Another request with the same id won the race between our read and our insert.
-            raced = await self._existing(new, submission.names)
+            raced = await self._existing(new, submission)
             if raced is not None:
                 return raced, False
         self.on_submit(submission.dialect)
@@ -461,15 +461,15 @@ class JobService:
             if url is not None:
                 await check_at_submission(url, names(parameter), self.allow_loopback_urls)
 
-    async def _existing(self, new: NewJob, names: WireNames) -> Job | None:
+    async def _existing(self, new: NewJob, submission: Submission) -> Job | None:
         found = await self._stored(self.store.get_with_hash, new.id)
         if found is None:
             return None
         job, stored_digest = found
         if stored_digest != new.params_hash:
-            name = names("task_id")
+            name = submission.names("task_id")
             # The id the client sent, not easel's scoped id of it (which the client never saw).
-            sent = (new.task_id or new.id)[:100]
+            sent = (submission.task_id_sent or new.task_id or new.id)[:100]
             raise EaselError(
                 ErrorKind.CONFLICT,
                 f"{name} {sent} was already used with different parameters; use a new {name}",

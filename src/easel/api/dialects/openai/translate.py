@@ -182,7 +182,7 @@ def from_wire(
     echo = {k: v for k, v in (("user", wire.user), ("safety_identifier", wire.safety_identifier))
             if v}
     submission = Submission(DIALECT, caller, generation, task_id=job_id_for(idempotency_key),
-                            names=names, echo=echo,
+                            names=names, task_id_sent=idempotency_key, echo=echo,
                             repeats_earlier=idempotency_key is None and retries_taken > 0)
     ignored = ignored_fields(wire, fmt)
     if wire.stream and wire.response_format == "url":
@@ -224,7 +224,8 @@ def retries_taken(header: str | None) -> int:
 
 
 def job_id_for(idempotency_key: str | None) -> str | None:
-    """An `Idempotency-Key` header makes the request idempotent: same key, same job."""
+    """An `Idempotency-Key` header makes the request idempotent: same key, same job. Hashed:
+    a header may be any length, and its case counts (task ids are matched in any case)."""
     if idempotency_key is None:
         return None
     return str(uuid.uuid5(IDEMPOTENCY_NAMESPACE, idempotency_key))
