@@ -181,6 +181,21 @@ def test_every_setting_is_documented_in_operations_md() -> None:
         assert f"`EASEL_{name.upper()}`" in found.group(1)
 
 
+# A default as the Limits table states it: "`EASEL_X` (30 s)", "(1000 queued jobs)", "(64 MiB)".
+STATED = re.compile(r"`EASEL_(\w+)` \((\d+(?: \d{3})*)(?: (bytes|MiB|s|days)\b)?")
+UNITS = {"": 1, "bytes": 1, "s": 1, "MiB": 1024 * 1024, "days": 86400}
+
+
+def test_the_limits_table_states_each_settings_own_default() -> None:
+    page = (ROOT / "docs" / "operations.md").read_text()
+    table = page.split("## Limits\n", 1)[1].strip().split("\n\n", 1)[0]
+    stated = {name.lower(): int(number.replace(" ", "")) * UNITS[unit]
+              for name, number, unit in STATED.findall(table)}
+    assert "max_body_bytes" in stated and "max_ttl_seconds" in stated, stated
+    for name, value in stated.items():
+        assert Settings.model_fields[name].default == value, f"EASEL_{name.upper()}"
+
+
 def test_the_example_file_in_operations_md_loads(tmp_path: Path) -> None:
     page = (ROOT / "docs" / "operations.md").read_text()
     (example,) = re.findall(r"```toml\n(.*?)```", page, re.S)

@@ -120,7 +120,8 @@ def jobs_list(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="The jobs as JSON")] = False,
 ) -> None:
-    """Your jobs on the server, newest first: state, progress, model and prompt."""
+    """Your jobs on the server, newest first: id, status (steps while running), created
+    and prompt."""
     params = {"limit": str(limit), **({"status": status} if status else {})}
     url = server_url(url)
     jobs = _server_call("GET", f"{url}/easel/jobs", key, params)["jobs"]
