@@ -135,6 +135,19 @@ def test_invalid_fields_name_the_parameter(
     assert error["taskType"] == "imageInference" and error["message"]
 
 
+@pytest.mark.parametrize(("fields", "parameter", "words"), [
+    # 60 s is Runware's floor, refused by its own rule: the server's bound is stated alone.
+    ({"ttl": 2592001}, "ttl", "ttl must be at most 2592000 seconds, got 2592001"),
+    ({"webhookURL": "notaurl"}, "webhookURL", "webhookURL has no scheme"),
+    ({"webhookURL": "ftp://x"}, "webhookURL", "webhookURL must use http or https, not 'ftp'"),
+])
+def test_a_refusal_says_what_is_wrong(
+    edge: Edge, fields: dict[str, Any], parameter: str, words: str
+) -> None:
+    error = edge.runware([inference(**fields)]).json()["errors"][0]
+    assert error["parameter"] == parameter and words in error["message"], error
+
+
 def test_negative_prompt_only_where_the_model_allows_it(edge: Edge) -> None:
     for model in ("google:2@1", "google:2@3"):  # Imagen 4 ids; FLUX.2 [klein] has no CFG
         error = edge.runware([inference(model=model, negativePrompt="blurry")]).json()

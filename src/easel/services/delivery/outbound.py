@@ -146,10 +146,11 @@ def parse(url: object, parameter: str) -> tuple[str, str, int]:
         raise invalid(parameter, f"{parameter} must be an http(s) URL of at most {MAX_URL} "
                                  "characters")
     parts = urlsplit(url)
+    if not parts.scheme:
+        raise invalid(parameter, f"{parameter} has no scheme: it must be an absolute http(s) "
+                                 "URL (https://...)")
     if parts.scheme not in ("http", "https"):
-        raise invalid(
-            parameter, f"{parameter} must use http or https, not {parts.scheme or 'none'!r}"
-        )
+        raise invalid(parameter, f"{parameter} must use http or https, not {parts.scheme!r}")
     if not parts.hostname:
         raise invalid(parameter, f"{parameter} has no host")
     if parts.username or parts.password:

@@ -449,10 +449,18 @@ class JobService:
         return result is InsertResult.INSERTED
 
     def _check_ttl(self, submission: Submission) -> None:
+        """The server's bounds of a URL's lifetime. Each is named alone: a dialect may have a
+        floor of its own (Runware's 60 s, refused before here), which a range stated here
+        would misstate."""
         ttl = submission.delivery.ttl_seconds
-        if ttl is not None and not 1 <= ttl <= self.max_ttl_seconds:
-            name = submission.names("ttl")
-            raise invalid(name, f"{name} must be 1..{self.max_ttl_seconds} seconds, got {ttl}")
+        if ttl is None:
+            return
+        name = submission.names("ttl")
+        if ttl > self.max_ttl_seconds:
+            raise invalid(name, f"{name} must be at most {self.max_ttl_seconds} seconds, "
+                                f"got {ttl}")
+        if ttl < 1:
+            raise invalid(name, f"{name} must be at least 1 second, got {ttl}")
 
     async def _check_urls(self, submission: Submission) -> None:
         """Every URL easel will call for this job, refused now when it is known to be refused."""
