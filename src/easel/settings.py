@@ -67,7 +67,9 @@ class Settings(BaseSettings):
     preload_models: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: ["google:2@3"]
     )
-    """Public model ids whose weights load at start (comma separated); /readyz waits for them."""
+    """Public model ids whose weights load at start (comma separated); /readyz waits for them.
+    An id the catalog lacks refuses the start; one this server does not serve (commercial-only,
+    or strict with its weights absent) is skipped, said in the log."""
 
     # -- engine speed (docs/performance.md): the lossy options are off unless asked for
     compile: bool = False

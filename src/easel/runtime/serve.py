@@ -12,12 +12,14 @@ from types import FrameType
 
 import uvicorn
 
+from easel.catalog import did_you_mean
 from easel.logs import visible
 from easel.runtime.build import (
     EngineFactory,
     Server,
     build_key_store,
     build_server,
+    load_catalog,
     make_resolver,
 )
 from easel.runtime.http import http_protocol
@@ -39,7 +41,7 @@ def check_can_serve(settings: Settings, insecure_no_auth: bool) -> None:
     machines but no secret with them (services/access/secrets.py), listening beyond loopback
     with no API keys (unless asked for plainly), every web page allowed to call with no API
     keys (any site a user visits could spend this machine), and an address that is taken."""
-    refused = missing_shared_secret(settings)
+    refused = missing_shared_secret(settings) or unknown_preloads(settings)
     if refused is not None:
         raise StartRefused(refused)
     host = settings.host
@@ -63,6 +65,17 @@ def check_can_serve(settings: Settings, insecure_no_auth: bool) -> None:
     except OSError as exc:
         raise StartRefused(f"cannot listen on {host}:{settings.port}: "
                            f"{exc.strerror or exc}") from None
+
+
+def unknown_preloads(settings: Settings) -> str | None:
+    """A model id to preload that the catalog does not have (a typo would leave the server
+    never ready), said with the ids it has."""
+    catalog = load_catalog(settings)
+    for model_id in settings.preload_models:
+        if model_id not in catalog.models:
+            return (f"EASEL_PRELOAD_MODELS names an unknown model {model_id[:200]!r}"
+                    f"{did_you_mean(model_id, catalog.model_ids)}; `easel models` lists them")
+    return None
 
 
 def _has_keys(settings: Settings) -> bool:

@@ -276,14 +276,10 @@ class Worker:
             engine = self.engine_factory()
             warmed: list[str] = []
             for model_id in self.settings.preload_models:
-                wanted = self.catalog.model(model_id).backend
-                refusal = self.resolver.refusal(wanted)
-                if refusal is not None:  # commercial-only: its requests are refused anyway
-                    log.info("not preloading %s: %s", model_id, refusal)
-                    continue
-                source = self.resolver.resolve(wanted).source
-                engine.warm(source)
-                warmed.append(source)
+                source = self._preload_source(model_id)
+                if source is not None:
+                    engine.warm(source)
+                    warmed.append(source)
             self.engine = engine
             if warmed:
                 self._loaded_at = self.clock()
@@ -299,6 +295,16 @@ class Worker:
         except Exception as exc:  # the API stays up and says why it is not ready
             self._load_error = f"{type(exc).__name__}: {exc}"
             log.exception("loading models failed")
+
+    def _preload_source(self, model_id: str) -> str | None:
+        """The weights a preloaded model warms; None, said in the log, for one this server
+        does not serve (commercial-only, or strict with its weights absent): its requests are
+        refused anyway, and the engine still serves every other model."""
+        try:
+            return self.resolver.resolve(self.catalog.model(model_id).backend).source
+        except EaselError as exc:
+            log.warning("not preloading %s: %s", model_id, exc.message)
+            return None
 
     def _run(self, jobs: list[Job], finish: Finish) -> None:
         if any(job.attempts > 1 for job in jobs):
