@@ -344,8 +344,10 @@ def sign_webhook(root: str, principal: str, message_id: str, body: bytes) -> dic
 
 
 def model_list(catalog: Catalog) -> list[dict[str, Any]]:
+    # An edit model's body must carry images: listed as WaveSpeed lists its image-to-image ids.
     return [
-        {"model_id": m.id, "name": m.tier.label, "type": "text-to-image",
+        {"model_id": m.id, "name": m.tier.label,
+         "type": "image-to-image" if is_edit_model(m.id) else "text-to-image",
          "base_price": m.price_usd, "description": f"served by easel on {m.backend.source}"}
         for m in sorted(catalog.models_for(PROVIDER), key=lambda m: m.id)
     ]
