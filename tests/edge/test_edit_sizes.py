@@ -123,9 +123,3 @@ def test_easels_api_draws_the_inputs_shape_at_the_resolution_asked(edge: Edge) -
     width, height = drawn(edge)
     assert width > height and width * height > 3_000_000
 
-
-def test_wavespeeds_model_list_says_which_ids_take_images(edge: Edge) -> None:
-    listed = edge.client.get("/api/v3/models", headers=AUTH).json()["data"]
-    types = {m["model_id"]: m["type"] for m in listed}
-    assert types["google/nano-banana-pro/edit"] == "image-to-image"
-    assert types["google/imagen4"] == "text-to-image"

@@ -202,3 +202,20 @@ def test_the_generic_imagen_4_runs_as_googles_imagen_4_id_of_its_tier(
                              headers={"Authorization": f"Bearer {KEY}"})
     assert reply.status_code == 200, reply.text
     assert reply.json()["model"] == runs_as
+
+
+def test_wavespeeds_model_list_says_which_ids_take_images(edge: Edge) -> None:
+    headers = {"Authorization": f"Bearer {KEY}"}
+    listed = edge.client.get("/api/v3/models", headers=headers).json()["data"]
+    types = {m["model_id"]: m["type"] for m in listed}
+    assert types["google/nano-banana-pro/edit"] == "image-to-image"
+    assert types["google/imagen4"] == "text-to-image"
+
+
+def test_gemini_names_billing_labels_as_ignored(edge: Edge) -> None:
+    body = {"contents": [{"parts": [{"text": "a red fox"}]}], "labels": {"team": "a"}}
+    reply = edge.client.post("/v1beta/models/gemini-3-pro-image-preview:generateContent",
+                             json=body, headers={"Authorization": f"Bearer {KEY}"})
+    assert reply.status_code == 200, reply.text
+    ignored = reply.headers["x-easel-ignored-fields"].split(",")
+    assert "labels" in [name.strip() for name in ignored]

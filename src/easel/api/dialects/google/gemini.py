@@ -129,7 +129,8 @@ def to_submission(model: Model, body: dict[str, Any], caller: Caller, vertex: bo
         Submission(DIALECT, caller, generation, names=names), model,
         with_text="TEXT" in modalities,
         thoughts=bool(thinking and thinking.include_thoughts),
-        ignored=[_camel(name) for name in IGNORED if getattr(config, name) is not None],
+        ignored=[_camel(name) for name in IGNORED if getattr(config, name) is not None]
+        + (["labels"] if wire.labels is not None else []),
         vertex=vertex)
 
 
