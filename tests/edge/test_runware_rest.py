@@ -197,6 +197,15 @@ def test_api_keys(make_edge: Callable[..., Edge]) -> None:
     assert srv.runware([inference()], key="k2").status_code == 200
     in_body = srv.runware([{"taskType": "authentication", "apiKey": "k1"}, inference()], key=None)
     assert in_body.status_code == 200 and len(in_body.json()["data"]) == 1
+    # Both the header and an authentication task: they must agree, never one passed over.
+    same = srv.runware([{"taskType": "authentication", "apiKey": "k2"}, inference()], key="k2")
+    assert same.status_code == 200
+    wrong = srv.runware([{"taskType": "authentication", "apiKey": "nope"}, inference()],
+                        key="k2")
+    assert wrong.status_code == 401 and wrong.json()["errors"][0]["code"] == "invalidApiKey"
+    other = srv.runware([{"taskType": "authentication", "apiKey": "k1"}, inference()], key="k2")
+    error = other.json()["errors"][0]
+    assert other.status_code == 400 and error["parameter"] == "apiKey", error
 
 
 def test_info_lists_each_tier_with_its_licence_and_stand_in(edge: Edge) -> None:

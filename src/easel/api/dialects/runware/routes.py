@@ -19,7 +19,7 @@ from easel.api.limits import read_body
 from easel.api.openapi import BEARER, example, request_body, responses, security
 from easel.api.openapi import ERRORS as OPENAPI_ERRORS
 from easel.api.replies import hold_of
-from easel.domain.errors import EaselError, Unauthenticated
+from easel.domain.errors import EaselError, Unauthenticated, invalid
 from easel.domain.submission import Caller
 
 from .schemas import IMAGE_TASK_TYPES, Envelope, tasks_schema
@@ -81,13 +81,20 @@ def _held(task: Any) -> bool:
 
 
 def _rest_caller(request: Request, tasks: list[Any]) -> Caller:
-    """The key of the headers, else that of an authentication task in the body."""
+    """The key of the headers, else that of an authentication task in the body. Both sent, they
+    must agree: an authentication task is never passed over in silence (a wrong key in it is
+    refused as a wrong key is, another live key is a conflict naming apiKey)."""
     key, credential = presented_key(request)
+    in_body = [task.get("apiKey") if isinstance(task.get("apiKey"), str) else ""
+               for task in tasks if is_auth(task)]
     if key is None:
-        for task in tasks:
-            if is_auth(task) and key is None:
-                key = task.get("apiKey") if isinstance(task.get("apiKey"), str) else ""
-                credential = BODY
+        return identify(request, in_body[0] if in_body else None,
+                        BODY if in_body else credential)
+    for other in {sent for sent in in_body if sent != key}:
+        if identify(request, other, BODY).principal != identify(request, key,
+                                                                  credential).principal:
+            raise invalid("apiKey", "the authentication task's apiKey is another key than the "
+                          "Authorization header's: send one of them")
     return identify(request, key, credential)
 
 
