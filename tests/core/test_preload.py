@@ -11,8 +11,10 @@ from pathlib import Path
 import pytest
 
 from easel.domain.job import JobStatus
-from easel.runtime.serve import unknown_preloads
+from easel.runtime.build import unknown_preloads
+from easel.runtime.work import work
 from tests.core.conftest import Core, make_settings, submission
+from tests.fakes import FakeEngine
 
 
 async def test_strict_skips_a_preload_without_weights_and_serves_the_rest(
@@ -37,3 +39,33 @@ def test_an_unknown_model_to_preload_refuses_the_start(tmp_path: Path) -> None:
     refused = unknown_preloads(make_settings(tmp_path / "b", preload_models=["google:2@33"]))
     assert refused is not None and "EASEL_PRELOAD_MODELS" in refused
     assert "'google:2@33'" in refused and "google:2@3" in refused  # did you mean
+
+
+def broken_engine() -> FakeEngine:
+    raise RuntimeError("no CUDA device here")
+
+
+async def test_a_worker_whose_engine_did_not_load_claims_nothing(
+    core: Callable[..., Core],
+) -> None:
+    """Each job it took would fail, though a healthy worker on the store could run it."""
+    c = core()
+    c.worker.engine_factory = broken_engine
+    job, _ = await c.runtime.jobs.submit(submission())
+    c.worker.start()
+    try:
+        assert c.worker.wait_loaded(30)
+        assert c.worker.load_error == "RuntimeError: no CUDA device here"
+        assert not c.worker.wait_ready(0)
+    finally:
+        c.worker.stop(timeout=30)
+    queued = await c.runtime.jobs.get(job.id)
+    assert queued is not None and queued.status is JobStatus.QUEUED and queued.attempts == 0
+
+
+def test_easel_worker_exits_when_its_engine_did_not_load(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path)
+    settings.data_dir.mkdir(parents=True)
+    with pytest.raises(SystemExit) as stopped:
+        work(settings, broken_engine)
+    assert "its engine did not load (RuntimeError: no CUDA device here)" in str(stopped.value)

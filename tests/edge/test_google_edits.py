@@ -196,6 +196,10 @@ def test_what_an_upscale_cannot_use_is_named_as_ignored_and_a_seed_needs_no_wate
     ignored = reply.headers["x-easel-ignored-fields"]
     for name in ("prompt", "aspectRatio", "seed", "enhancePrompt"):
         assert name in ignored, ignored
+    for size in ("1K", "2K"):  # the factor sets an upscale's size, never sampleImageSize
+        reply = upscale(edge, {"image": image}, sampleImageSize=size)
+        assert reply.status_code == 200, reply.text
+        assert "sampleImageSize" in reply.headers["x-easel-ignored-fields"]
     refused = upscale(edge, editMode="EDIT_MODE_INPAINT_INSERTION")
     assert refused.status_code == 400, refused.text
     assert refused.json()["error"]["details"][0]["fieldViolations"][0]["field"] == \

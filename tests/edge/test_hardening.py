@@ -159,6 +159,29 @@ def test_a_task_uuid_in_another_case_is_the_same_task(edge: Edge) -> None:
     assert edge.db("SELECT COUNT(*) FROM jobs WHERE task_id = ?", upper["taskUUID"]) == [(0,)]
 
 
+@pytest.mark.parametrize("number", ["NaN", "Infinity", "-Infinity", "1e999"])
+def test_numbers_json_cannot_carry_are_refused_never_a_500(edge: Edge, number: str) -> None:
+    """Python's parser reads NaN and Infinity (1e999 is Infinity): WaveSpeed's refusal echoed
+    one back (a 500 writing its reply), and Runware stored one in providerSettings that
+    getTaskDetails could then never answer."""
+    wavespeed = edge.client.post(
+        "/api/v3/google/imagen4-ultra", headers={"Authorization": f"Bearer {KEY}",
+                                                 "Content-Type": "application/json"},
+        content=f'{{"prompt": "a fox", "guidance_scale": {number}}}')
+    assert wavespeed.status_code == 200, wavespeed.text
+    data = wavespeed.json()["data"]
+    assert data["status"] == "failed" and data["code"] == 1401
+    assert "guidance_scale" in data["error"]
+    task = inference()
+    body = json.dumps([task])[:-2] + f', "providerSettings": {{"google": {{"x": {number}}}}}}}]'
+    runware = edge.client.post("/v1", content=body, headers={
+        "Authorization": f"Bearer {KEY}", "Content-Type": "application/json"})
+    assert runware.status_code == 400, runware.text
+    error = runware.json()["errors"][0]
+    assert error["parameter"].startswith("providerSettings"), error
+    assert edge.engine.calls == []
+
+
 # -- 9. the queue cap is atomic --------------------------------------------------------------
 
 

@@ -22,7 +22,7 @@ from easel.api.dialects.runware import routes as runware
 from easel.api.dialects.wavespeed import routes as wavespeed
 from easel.api.guard import GuardSettings, allowed_hosts, canonical_origin
 from easel.api.replies import RepliesInFlight, ReplyLimits
-from easel.catalog import Catalog
+from easel.catalog import Catalog, did_you_mean
 from easel.domain.generation import Engine
 from easel.domain.safety import CheckFloor
 from easel.runtime.process import Runtime, not_ready_reason
@@ -80,6 +80,17 @@ def diffusers_engine(settings: Settings) -> EngineFactory:
 
 def load_catalog(settings: Settings) -> Catalog:
     return Catalog.load(*([settings.catalog_file] if settings.catalog_file else []))
+
+
+def unknown_preloads(settings: Settings) -> str | None:
+    """A model id to preload that the catalog does not have (a typo would leave the server
+    never ready), said with the ids it has."""
+    catalog = load_catalog(settings)
+    for model_id in settings.preload_models:
+        if model_id not in catalog.models:
+            return (f"EASEL_PRELOAD_MODELS names an unknown model {model_id[:200]!r}"
+                    f"{did_you_mean(model_id, catalog.model_ids)}; `easel models` lists them")
+    return None
 
 
 def make_resolver(settings: Settings, catalog: Catalog) -> BackendResolver:

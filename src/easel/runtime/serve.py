@@ -12,15 +12,14 @@ from types import FrameType
 
 import uvicorn
 
-from easel.catalog import did_you_mean
 from easel.logs import visible
 from easel.runtime.build import (
     EngineFactory,
     Server,
     build_key_store,
     build_server,
-    load_catalog,
     make_resolver,
+    unknown_preloads,
 )
 from easel.runtime.http import http_protocol
 from easel.services.access.keys import env_principal, key_principal
@@ -65,17 +64,6 @@ def check_can_serve(settings: Settings, insecure_no_auth: bool) -> None:
     except OSError as exc:
         raise StartRefused(f"cannot listen on {host}:{settings.port}: "
                            f"{exc.strerror or exc}") from None
-
-
-def unknown_preloads(settings: Settings) -> str | None:
-    """A model id to preload that the catalog does not have (a typo would leave the server
-    never ready), said with the ids it has."""
-    catalog = load_catalog(settings)
-    for model_id in settings.preload_models:
-        if model_id not in catalog.models:
-            return (f"EASEL_PRELOAD_MODELS names an unknown model {model_id[:200]!r}"
-                    f"{did_you_mean(model_id, catalog.model_ids)}; `easel models` lists them")
-    return None
 
 
 def _has_keys(settings: Settings) -> bool:

@@ -36,6 +36,12 @@ def work(settings: Settings, engine_factory: EngineFactory | None = None) -> Non
                           registry=worker.metrics.registry)
         log.info("worker metrics at http://%s:%d/metrics", settings.host,
                  settings.worker_metrics_port)
+    while not stop.wait(0.2) and not worker.wait_loaded(0):  # SIGTERM may come while loading
+        pass
+    if worker.load_error is not None:  # it claims nothing: exit for a supervisor to see
+        worker.stop(settings.shutdown_grace_seconds)
+        raise SystemExit(f"worker {worker.owner} stopped: its engine did not load "
+                         f"({worker.load_error})")
     stop.wait()
     worker.stop(settings.shutdown_grace_seconds)
     if worker.alive():

@@ -115,6 +115,7 @@ class Worker:
                                              thread_name_prefix="easel-finish")
         self._completer = ThreadPoolExecutor(1, thread_name_prefix="easel-complete")
         self._backlog = Backlog()
+        self._loaded = threading.Event()  # the started worker's load ended, well or not
         self._threads: list[threading.Thread] = []
         self.clock = clock  # model affinity's age bound; tests move it
         self.wall_clock = wall_clock  # stored images' expiry, read by the API's clock
@@ -137,6 +138,10 @@ class Worker:
 
     def wait_ready(self, timeout: float | None = None) -> bool:
         return self._ready.wait(timeout)
+
+    def wait_loaded(self, timeout: float | None = None) -> bool:
+        """Whether loading ended (ready, or load_error says why not) within `timeout`."""
+        return self._loaded.wait(timeout)
 
     def start(self) -> None:
         self.events.start()
@@ -192,6 +197,13 @@ class Worker:
 
     def _main(self) -> None:
         self.load()
+        self._loaded.set()
+        if self.engine is None:
+            # A worker that cannot draw claims nothing: each job it took would fail, though a
+            # healthy worker on the same store could run it. /readyz and the log say why.
+            log.error("this worker takes no jobs: its engine did not load (%s)",
+                      self._load_error)
+            return
         while not self._stop.is_set():
             if self._storage_trouble is not None and not self._storage_back():
                 self._stop.wait(self.settings.storage_retry_seconds)

@@ -110,7 +110,8 @@ def to_submission(
     # aspect ratio asked for keeps its image's shape.
     size = size_asked(p.aspectRatio, p.sampleImageSize.lower(), from_image=drawn_from is not None,
                       ratio_sent="aspectRatio" in p.model_fields_set,
-                      resolution_sent="sampleImageSize" in p.model_fields_set)
+                      # An upscale's size is its factor's: sampleImageSize is named ignored.
+                      resolution_sent=upscale is None and "sampleImageSize" in p.model_fields_set)
     generation = GenerationInput(
         model=ModelChoice(model_id, provider=PROVIDER),
         prompt=edits.edit_prompt(wire) if upscale is None else "",

@@ -9,11 +9,13 @@ Sizes, prompt limits, image counts and prices belong to the catalog and are chec
 
 from __future__ import annotations
 
+import math
 import uuid
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -112,6 +114,21 @@ def _number(value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise _invalid(f"must be a number, got {value!r}"[:200])
     return float(value)
+
+
+def _finite_json(value: Any) -> Any:
+    """A free-form object (providerSettings, settings) as JSON can carry it: Python's parser
+    reads NaN and Infinity, but an object holding one could be stored and never echoed back
+    (getTaskDetails' reply would not be JSON)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise _invalid(f"holds {value!r}, which JSON cannot carry")
+    for item in value.values() if isinstance(value, dict) else \
+            value if isinstance(value, list) else ():
+        _finite_json(item)
+    return value
+
+
+FreeForm = Annotated[dict[str, Any], AfterValidator(_finite_json)]
 
 
 def _task_uuid(value: Any) -> str:
@@ -254,7 +271,7 @@ class ImageInferenceTask(_Delivered):
     seed: WireInt | None = None
     checkNSFW: StrictBool | None = Field(None, description="Legacy: safety.checkContent")
     checkNsfw: StrictBool | None = Field(None, description="Legacy: safety.checkContent")
-    providerSettings: dict[str, Any] | None = Field(
+    providerSettings: FreeForm | None = Field(
         None, description="providerSettings.google.enhancePrompt rewrites the prompt")
     steps: WireInt | None = None
     CFGScale: WireFloat | None = None
@@ -362,7 +379,7 @@ class UpscaleTask(_Delivered):
     inputs: UpscaleInputs | None = None
     upscaleFactor: WireInt = Field(2, description="2, 3 or 4")
     targetMegapixels: WireInt | None = None
-    settings: dict[str, Any] | None = None
+    settings: FreeForm | None = None
 
 
 TASKS: tuple[type[BaseModel], ...] = (ImageInferenceTask, GetResponseTask, GetTaskDetailsTask,

@@ -8,6 +8,7 @@ import binascii
 import hashlib
 import hmac
 import json
+import math
 import os
 import re
 import uuid
@@ -398,9 +399,12 @@ LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 def _printable(value: Any) -> Any:
     """A value as it can be echoed in JSON: lone surrogates (refused as input, but JSON can
-    carry them) shown as U+FFFD."""
+    carry them) shown as U+FFFD; NaN and Infinity, which Python's parser reads but JSON cannot
+    carry, as text."""
     if isinstance(value, str):
         return LONE_SURROGATE.sub("\ufffd", value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
     if isinstance(value, list):
         return [_printable(item) for item in value]
     if isinstance(value, dict):
