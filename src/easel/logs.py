@@ -41,6 +41,8 @@ _PATTERNS = (  # (what, what it becomes): group 1, when there is one, is kept
     (re.compile(r"easel_[0-9a-f]{8}_[A-Za-z0-9_-]+"), MASK),  # easel's own keys
     (re.compile(r"whsec_[A-Za-z0-9+/=]+"), MASK),  # Standard Webhooks secrets
     (re.compile(r"(?i)(bearer\s+)[^\s\"',]+"), r"\1" + MASK),
+    # A URL's password (postgresql://user:PASSWORD@host/db, https://user:token@host/...)
+    (re.compile(r"([a-z][a-z0-9+.-]*://[^:/@\s\"']*:)[^@/\s\"']+(@)", re.I), r"\1" + MASK + r"\2"),
     (re.compile(r"(?i)([?&](?:" + "|".join(re.escape(p) for p in SECRET_PARAMETERS)
                 + r")=)[^&\s\"']+"), r"\1" + MASK),
 )

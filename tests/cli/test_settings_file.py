@@ -132,7 +132,9 @@ def easel(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
 def test_config_show_says_where_each_value_came_from(tmp_path: Path) -> None:
     config = write(tmp_path / "easel.toml", 'port = 9001\nhost = "127.0.0.2"\n'
                                             'webhook_secret = "whsec_c2VjcmV0"\n')
-    env = {**os.environ, "EASEL_HOST": "127.0.0.3"}
+    env = {**os.environ, "EASEL_HOST": "127.0.0.3",
+           "EASEL_DATABASE": "postgresql://easel:hunter2pw@127.0.0.1:5432/easel",
+           "EASEL_PROMPT_ENHANCER_URL": "http://127.0.0.1:9/v1?token=abc12345"}
     shown = easel("--config", str(config), "config", "show", "--json", env=env)
     assert shown.returncode == 0, shown.stderr
     body = json.loads(shown.stdout)
@@ -141,6 +143,9 @@ def test_config_show_says_where_each_value_came_from(tmp_path: Path) -> None:
     assert body["settings"]["host"] == "127.0.0.3" and body["sources"]["host"] == "EASEL_HOST"
     assert body["sources"]["batch_size"] == "default"
     assert body["settings"]["webhook_secret"] == "***"  # never printed
+    # Credentials inside a value are masked as the log masks them.
+    assert "hunter2pw" not in shown.stdout and "abc12345" not in shown.stdout
+    assert body["settings"]["database"] == "postgresql://easel:***@127.0.0.1:5432/easel"
     bad = easel("config", "show", env={**env, "EASEL_LEASE_SECONDS": "soon"})
     assert bad.returncode == 2
     assert bad.stderr.strip().splitlines() == [

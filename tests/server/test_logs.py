@@ -109,6 +109,9 @@ def test_the_mask_covers_each_kind_of_secret() -> None:
         "https://b.s3/x.png?X-Amz-Signature=***&X-Amz-Date=1")
     assert mask("GET /v1beta/models?alt=json&key=AIza123") == "GET /v1beta/models?alt=json&key=***"
     assert mask("the key operator-plain-key-1 was used") == "the key *** was used"
+    assert mask("store postgresql+psycopg://easel:hunter2pw@db:5432/easel") == (
+        "store postgresql+psycopg://easel:***@db:5432/easel")
+    assert mask("https://example.com:8443/x") == "https://example.com:8443/x"  # a port stays
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ from rich import box
 from rich.table import Table
 
 from easel.cli.common import out, settings_from
+from easel.logs import MASK, MaskSecrets
 from easel.settings import env_name, setting_source
 
 app = typer.Typer(no_args_is_help=True,
@@ -27,9 +28,9 @@ def config_show(
     settings = settings_from()
     path = config_file_path()  # settings_from has checked it already
     file_values = read_settings_file(path) if path else {}
-    values = settings.model_dump(mode="json")
+    values = {name: _masked(value) for name, value in settings.model_dump(mode="json").items()}
     for name in SECRET_SETTINGS:
-        values[name] = "***" if values[name] else values[name]
+        values[name] = MASK if values[name] else values[name]
     sources = {name: setting_source(name, {}, file_values, path) for name in values}
     if as_json:
         typer.echo(json.dumps({"settings_file": str(path) if path else None,
@@ -45,6 +46,16 @@ def config_show(
         table.add_row(env_name(name), json.dumps(value) if not isinstance(value, str) else value,
                       sources[name])
     out.print(table)
+
+
+def _masked(value: object) -> object:
+    """A value with the credentials inside it masked as the log masks them (a database URL's
+    password, a token in a URL's query)."""
+    if isinstance(value, str):
+        return MaskSecrets().mask(value)
+    if isinstance(value, list):
+        return [_masked(item) for item in value]
+    return value
 
 
 @app.command("reference")
