@@ -76,3 +76,15 @@ def test_callers_cannot_add_metric_series(edge: Edge) -> None:
     assert _series(edge) == first
     text = edge.client.get("/metrics").text
     assert 'method="other",route="/v1"' in text and 'route="unmatched"' in text
+
+
+def test_metrics_answer_while_the_job_store_is_down(edge: Edge) -> None:
+    """Exactly when an operator looks (it was a 500, every series lost): the process's own
+    series still come, the store's are left out, and easel_job_store_up says why."""
+    assert "easel_job_store_up 1.0" in edge.client.get("/metrics").text
+    edge.db("ALTER TABLE jobs RENAME TO jobs_gone")  # the store stops answering
+    edge.db("ALTER TABLE deliveries RENAME TO deliveries_gone")
+    reply = edge.client.get("/metrics")
+    assert reply.status_code == 200, reply.text
+    assert "easel_job_store_up 0.0" in reply.text
+    assert "easel_build_info" in reply.text and "easel_jobs{" not in reply.text

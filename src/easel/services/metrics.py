@@ -17,6 +17,7 @@ from prometheus_client import (
 )
 from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily, Metric
 from prometheus_client.registry import Collector
+from sqlalchemy.exc import SQLAlchemyError
 
 from easel import __version__
 from easel.domain.generation import EngineStatus
@@ -51,7 +52,16 @@ class _JobStates(Collector):
         self.store = store
 
     def collect(self) -> Iterable[Metric]:
-        counts = self.store.counts()
+        up = GaugeMetricFamily("easel_job_store_up", "Whether the job store answered this "
+                               "scrape (0: the series read from it are left out)")
+        try:
+            counts = self.store.counts()
+        except SQLAlchemyError:  # the store is down: the scrape still answers, saying so
+            up.add_metric([], 0)
+            yield up
+            return
+        up.add_metric([], 1)
+        yield up
         by_state = GaugeMetricFamily("easel_jobs", "Jobs by state", labels=["state"])
         for status in JobStatus:
             by_state.add_metric([status.value], counts.get(status.value, 0))
@@ -68,9 +78,13 @@ class _DeliveryStates(Collector):
         self.counts = counts
 
     def collect(self) -> Iterable[Metric]:
+        try:
+            counts = self.counts()
+        except SQLAlchemyError:  # the store is down (easel_job_store_up says so)
+            return
         family = GaugeMetricFamily("easel_deliveries", "Outbound deliveries by state",
                                    labels=["state"])
-        for state, count in sorted(self.counts().items()):
+        for state, count in sorted(counts.items()):
             family.add_metric([state], count)
         yield family
 
