@@ -17,7 +17,14 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 from urllib.parse import urlsplit
 
-from pydantic import Field, FilePath, ValidationError, ValidationInfo, field_validator
+from pydantic import (
+    Field,
+    FilePath,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
@@ -126,18 +133,19 @@ class Settings(BaseSettings):
     worker_metrics_port: int | None = Field(default=None, ge=1, le=65535)
     """`easel worker`: serve its own /metrics (engine, GPU memory, batches) on this port, on
     the `host` interface; unset: none (an API process's /metrics shows only its own worker)."""
-    image_ttl_seconds: int = 3600
-    """How long an image URL resolves, when neither the job nor its dialect says."""
+    image_ttl_seconds: int = Field(default=3600, ge=1)
+    """How long an image URL resolves, when neither the job nor its dialect says (at most
+    `max_ttl_seconds`)."""
     dialect_image_ttl: dict[str, int] = Field(default_factory=lambda: {"openai": 3600})
     """Image URL lifetime per dialect where the provider documents one (OpenAI: 60 minutes), a
     JSON object of dialect to seconds; a client's own `ttl` (Runware) wins over it."""
-    max_ttl_seconds: int = 30 * 86400
+    max_ttl_seconds: int = Field(default=30 * 86400, ge=60)
     """The longest image URL lifetime a client may ask for (seconds)."""
     sync_timeout: float = Field(default=540.0, gt=0)
     """The longest a synchronous request waits for its images (seconds). Below the official
     clients' own read timeouts (openai: 600 s), so easel answers first and the client does not
     time out and send the request again."""
-    shutdown_grace_seconds: float = 30.0
+    shutdown_grace_seconds: float = Field(default=30.0, ge=0)
     """On SIGTERM, how long in-flight work may finish before it is handed back to the queue."""
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     """`debug`, `info`, `warning` or `error`: easel's and uvicorn's loggers (libraries log
@@ -174,7 +182,7 @@ class Settings(BaseSettings):
     presign_image_urls: bool = False
     """With `image_store = s3://...`: hand out the object store's presigned URLs, valid for the
     image's TTL, so downloads bypass easel; off: easel serves `/images/...` and checks the TTL."""
-    storage_retry_seconds: float = 5.0
+    storage_retry_seconds: float = Field(default=5.0, gt=0)
     """After a storage failure (a full disk), how often the worker retries (seconds)."""
 
     # -- who gets in (docs/operations.md)
@@ -215,7 +223,7 @@ class Settings(BaseSettings):
     """A worker takes jobs for the models it has loaded ahead of the fair order for at most
     this long after it loads one (seconds): a model load costs more than a batch. 0: strict
     fair order."""
-    max_body_bytes: int = 64 * 1024 * 1024
+    max_body_bytes: int = Field(default=64 * 1024 * 1024, ge=1)
     """The largest REST body or WebSocket frame accepted (bytes). Bodies carry input images
     (base64 in JSON, or multipart files): a 25 MB photo is 33 MB of base64."""
     body_timeout: float = 30.0
@@ -267,7 +275,7 @@ class Settings(BaseSettings):
     """One webhook POST, connect to last byte (seconds)."""
     upload_timeout: float = 60.0
     """One uploadEndpoint PUT (seconds)."""
-    delivery_concurrency: int = 16
+    delivery_concurrency: int = Field(default=16, ge=1)
     """Deliveries in flight per process."""
     delivery_per_host: int = 4
     """Deliveries in flight to one host, so that a slow receiver cannot take every slot."""
@@ -377,6 +385,17 @@ class Settings(BaseSettings):
         if bad:
             raise ValueError(f"image lifetimes must be at least 1 second, got {bad}")
         return value
+
+    @model_validator(mode="after")
+    def _lifetimes_within_the_longest(self) -> Settings:
+        """A default lifetime past the longest one a client may ask for would outlive it."""
+        longer = {name: ttl for name, ttl in (("image_ttl_seconds", self.image_ttl_seconds),
+                                              *self.dialect_image_ttl.items())
+                  if ttl > self.max_ttl_seconds}
+        if longer:
+            raise ValueError(f"image lifetimes {longer} are longer than max_ttl_seconds "
+                             f"({self.max_ttl_seconds}): raise EASEL_MAX_TTL_SECONDS too")
+        return self
 
     @field_validator("cors_origins")
     @classmethod
@@ -557,9 +576,13 @@ def _explain(exc: ValidationError, flags: dict[str, Any], file_values: dict[str,
              path: Path | None) -> str:
     problems = []
     for error in exc.errors():
-        name = str(error["loc"][0]) if error["loc"] else "?"
+        message = error["msg"].removeprefix("Value error, ")
+        if not error["loc"]:  # a rule across settings: its message names them
+            problems.append(message)
+            continue
+        name = str(error["loc"][0])
         origin = setting_source(name, flags, file_values, path)
-        problems.append(f"{name} ({origin}): {error['msg']}")
+        problems.append(f"{name} ({origin}): {message}")
     return "invalid settings: " + "; ".join(problems)
 
 

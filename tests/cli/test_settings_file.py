@@ -215,3 +215,22 @@ def test_a_variable_that_must_be_json_is_one_clear_error(monkeypatch: pytest.Mon
     with pytest.raises(SettingsError, match=r"dialect_image_ttl \(EASEL_DIALECT_IMAGE_TTL\): "
                                             r"not valid JSON"):
         load_settings()
+
+
+@pytest.mark.parametrize(("env", "says"), [
+    ({"EASEL_IMAGE_TTL_SECONDS": "0"}, "image_ttl_seconds (EASEL_IMAGE_TTL_SECONDS): Input "
+                                       "should be greater than or equal to 1"),
+    ({"EASEL_IMAGE_TTL_SECONDS": "99999999"}, "image lifetimes {'image_ttl_seconds': 99999999} "
+                                              "are longer than max_ttl_seconds (2592000): "
+                                              "raise EASEL_MAX_TTL_SECONDS too"),
+    ({"EASEL_DELIVERY_CONCURRENCY": "0"}, "delivery_concurrency (EASEL_DELIVERY_CONCURRENCY)"),
+])
+def test_lifetimes_and_counts_out_of_range_refuse_in_one_line(
+    env: dict[str, str], says: str
+) -> None:
+    """An image lifetime of 0 (URLs dead before the job ends) or past the longest a client may
+    ask for, or no delivery worker at all, was taken as given."""
+    shown = easel("config", "show", env={**os.environ, **env})
+    lines = shown.stderr.strip().splitlines()
+    assert shown.returncode == 2 and len(lines) == 1, shown.stderr
+    assert lines[0].startswith("error: invalid settings: ") and says in lines[0], lines
