@@ -115,9 +115,12 @@ def test_release_returns_jobs_to_the_queue_without_spending_an_attempt(database_
     store = _store(database_url)
     store.insert(_job("a"))
     store.claim("w", 4, 30, 3)
+    store.progress("w", ["a"], 13, 20)
     store.release(["a"], "w")
     job = store.get("a")
     assert job is not None and job.status is JobStatus.QUEUED and job.attempts == 0
+    # The run given up is forgotten: a queued job shows no progress of it.
+    assert (job.progress_step, job.progress_total) == (0, 0)
 
 
 def test_cancel_a_queued_job_ends_it_with_one_terminal_webhook(database_url: str) -> None:

@@ -593,14 +593,16 @@ class JobStore:
         return result.rowcount == 1
 
     def release(self, job_ids: Iterable[str], owner: str) -> None:
-        """Hand unfinished jobs back to the queue (graceful shutdown): no attempt is lost."""
+        """Hand unfinished jobs back to the queue (graceful shutdown, a full disk): no attempt is
+        lost, and the progress of the run given up is forgotten (it starts again)."""
         with self.engine.begin() as conn:
             conn.execute(
                 jobs.update()
                 .where(jobs.c.id.in_(list(job_ids)), jobs.c.lease_owner == owner,
                        jobs.c.status == JobStatus.PROCESSING.value)
                 .values(status=JobStatus.QUEUED.value, lease_owner=None, lease_expires_at=None,
-                        attempts=jobs.c.attempts - 1, updated_at=self.clock())
+                        attempts=jobs.c.attempts - 1, progress_step=0, progress_total=0,
+                        updated_at=self.clock())
             )
 
     # -- the sweeper's side -------------------------------------------------------------------
@@ -725,6 +727,8 @@ def _take(conn: Connection, job_id: str, owner: str, lease_seconds: float, now: 
         .where(jobs.c.id == job_id, _claimable(now))
         .values(status=JobStatus.PROCESSING.value, lease_owner=owner,
                 lease_expires_at=now + lease_seconds, attempts=jobs.c.attempts + 1,
+                # a run after a lost lease starts its progress again
+                progress_step=0, progress_total=0,
                 started_at=sa.func.coalesce(jobs.c.started_at, now), updated_at=now)
     )
     return bool(result.rowcount == 1)
