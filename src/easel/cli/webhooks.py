@@ -46,8 +46,9 @@ def webhooks_verify(
                                "from GET /api/v3/webhook/secret)")
     ] = "standard",
 ) -> None:
-    """Check a delivery's signature; exit 0 when valid, 1 when not, 2 when the secret or a
-    header is malformed."""
+    """Check a delivery's signature; exit 0 when valid, 1 when not (a header value that does
+    not parse, such as a timestamp that is no number, included), 2 when the secret or a
+    --header argument is malformed."""
     from easel.api.dialects.wavespeed.signing import verify_v3
     from easel.services.delivery.signing import verify
 
