@@ -1,6 +1,8 @@
-"""What the worker preloads at start: a model this server will not serve (strict with its weights
-absent) is skipped with a warning and the engine still serves the others (it was left unbuilt,
-and every job failed); a model id the catalog lacks refuses the start."""
+"""A worker's health, told truly: a model this server will not serve (strict with its weights
+absent) is skipped at preload with a warning and the engine still serves the others (it was left
+unbuilt, and every job failed); a model id the catalog lacks refuses the start; a worker whose
+engine did not load claims nothing (`easel worker` exits 1); a job a claim gives up for its
+attempts is counted and logged."""
 
 from __future__ import annotations
 
@@ -69,3 +71,23 @@ def test_easel_worker_exits_when_its_engine_did_not_load(tmp_path: Path) -> None
     with pytest.raises(SystemExit) as stopped:
         work(settings, broken_engine)
     assert "its engine did not load (RuntimeError: no CUDA device here)" in str(stopped.value)
+
+
+async def test_a_job_given_up_for_its_attempts_is_counted_and_logged(
+    core: Callable[..., Core], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Failed by a claim (its workers kept dying), not by a worker's own decision: it was in
+    easel_jobs{state="failed"} but in no failure counter and no log line."""
+    c = core(max_attempts=1, lease_seconds=10)
+    now = [1_000_000.0]
+    c.runtime.store.clock = lambda: now[0]
+    job, _ = await c.runtime.jobs.submit(submission())
+    assert c.runtime.store.claim("a-worker-that-dies", 4, 10, 1)
+    now[0] += 11  # its lease ran out: the one attempt is spent
+    with caplog.at_level(logging.WARNING, "easel.store"):
+        assert c.worker.run_until_empty() == 0
+    done = await c.runtime.jobs.get(job.id)
+    assert done is not None and done.status is JobStatus.FAILED
+    registry = c.worker.metrics.registry
+    assert registry.get_sample_value("easel_jobs_failed_total", {"code": "worker_lost"}) == 1
+    assert any(f"job {job.id} failed: worker_lost" in r.getMessage() for r in caplog.records)
