@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from easel.domain.job import JobStatus
-from easel.runtime.build import unknown_preloads
+from easel.runtime.build import start_problem, unknown_preloads
 from easel.runtime.work import work
 from tests.core.conftest import Core, make_settings, submission
 from tests.fakes import FakeEngine
@@ -91,3 +91,13 @@ async def test_a_job_given_up_for_its_attempts_is_counted_and_logged(
     registry = c.worker.metrics.registry
     assert registry.get_sample_value("easel_jobs_failed_total", {"code": "worker_lost"}) == 1
     assert any(f"job {job.id} failed: worker_lost" in r.getMessage() for r in caplog.records)
+
+
+def test_a_certificate_without_its_key_refuses_the_start_in_one_line(tmp_path: Path) -> None:
+    """It stopped `easel serve` and `easel worker` with a traceback, once started."""
+    cert = tmp_path / "cert.pem"
+    cert.write_text("-----BEGIN CERTIFICATE-----\n")
+    problem = start_problem(make_settings(tmp_path / "s", c2pa_certificate=cert))
+    assert problem == ("content credentials: C2PA signing needs both EASEL_C2PA_CERTIFICATE "
+                       "and EASEL_C2PA_PRIVATE_KEY")
+    assert start_problem(make_settings(tmp_path / "t")) is None

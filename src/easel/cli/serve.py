@@ -86,7 +86,7 @@ def worker(
     """Run a worker on its own: it claims jobs from the same store as `easel serve --no-worker`
     (one worker per GPU). SIGTERM or Ctrl-C: the batch in flight finishes, the rest is handed
     back, exit 0."""
-    from easel.runtime.build import unknown_preloads
+    from easel.runtime.build import start_problem
     from easel.runtime.work import work
 
     use_config(config)
@@ -94,7 +94,7 @@ def worker(
                              log_json=log_json)
     configure_logs(settings)
     writable_dir(settings.data_dir, "--data-dir")
-    refused = unknown_preloads(settings)
+    refused = start_problem(settings)
     if refused is not None:
         fail(refused)
     work(settings)

@@ -113,6 +113,20 @@ def content_credentials(settings: Settings) -> ContentCredentials | None:
                                          settings.c2pa_timestamp_url)
 
 
+def start_problem(settings: Settings) -> str | None:
+    """What in the settings would stop an API or worker process once started (a traceback,
+    or a server never ready), said in one line before it starts: an unknown model to preload,
+    a C2PA certificate without its key, or a pair that does not sign."""
+    refused = unknown_preloads(settings)
+    if refused is not None:
+        return refused
+    try:
+        content_credentials(settings)
+    except ValueError as exc:
+        return f"content credentials: {exc}"
+    return None
+
+
 def prompt_rules(settings: Settings, metrics: Metrics) -> PromptRules:
     block_list = PromptBlockList.from_sources(
         settings.blocked_prompt_terms, settings.blocked_prompt_patterns,

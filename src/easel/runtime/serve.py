@@ -19,7 +19,7 @@ from easel.runtime.build import (
     build_key_store,
     build_server,
     make_resolver,
-    unknown_preloads,
+    start_problem,
 )
 from easel.runtime.http import http_protocol
 from easel.services.access.keys import env_principal, key_principal
@@ -40,7 +40,7 @@ def check_can_serve(settings: Settings, insecure_no_auth: bool) -> None:
     machines but no secret with them (services/access/secrets.py), listening beyond loopback
     with no API keys (unless asked for plainly), every web page allowed to call with no API
     keys (any site a user visits could spend this machine), and an address that is taken."""
-    refused = missing_shared_secret(settings) or unknown_preloads(settings)
+    refused = missing_shared_secret(settings) or start_problem(settings)
     if refused is not None:
         raise StartRefused(refused)
     host = settings.host
