@@ -234,3 +234,13 @@ def test_lifetimes_and_counts_out_of_range_refuse_in_one_line(
     lines = shown.stderr.strip().splitlines()
     assert shown.returncode == 2 and len(lines) == 1, shown.stderr
     assert lines[0].startswith("error: invalid settings: ") and says in lines[0], lines
+
+
+def test_a_job_store_that_cannot_be_opened_is_one_line_not_a_traceback(tmp_path: Path) -> None:
+    unreachable = f"postgresql://easel:pw@127.0.0.1:{free_port()}/easel"  # nothing listens
+    for database in (f"sqlite:///{tmp_path}/missing/dir/easel.db", unreachable):
+        shown = easel("keys", "list", env={**os.environ, "EASEL_DATABASE": database})
+        lines = shown.stderr.strip().splitlines()
+        assert shown.returncode == 1 and len(lines) == 1, shown.stderr[-2000:]
+        assert lines[0].startswith("error: the job store cannot be opened (")
+        assert "EASEL_DATABASE" in lines[0] and "pw@" not in lines[0]

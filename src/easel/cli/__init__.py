@@ -10,9 +10,10 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from sqlalchemy.exc import OperationalError
 
 from easel.cli import catalog, config, jobs, keys, lora, provenance, serve, webhooks
-from easel.cli.common import use_config
+from easel.cli.common import fail, use_config
 from easel.cli.generate import generate
 
 
@@ -82,3 +83,10 @@ def main() -> None:
         without_flag_types(typer.main.get_command(app))(prog_name="easel")
     except KeyboardInterrupt:
         sys.exit(130)
+    except OperationalError as exc:  # an operator's setting, told in one line, not a traceback
+        cause = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+        try:
+            fail(f"the job store cannot be opened ({cause}): check EASEL_DATABASE and "
+                 "--data-dir", code=1)
+        except typer.Exit as stop:  # outside the command now: exit as it would have
+            sys.exit(stop.exit_code)

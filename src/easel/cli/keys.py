@@ -18,7 +18,12 @@ app = typer.Typer(no_args_is_help=True, help="API keys, stored as SHA-256 hashes
 def _stores(data_dir: DataDir) -> tuple[KeyStore, JobStore]:
     from easel.runtime.build import build_job_store
 
-    jobs = build_job_store(settings_from(data_dir=data_dir))
+    settings = settings_from(data_dir=data_dir)
+    try:
+        jobs = build_job_store(settings)
+    except OSError as exc:  # the SQLite file's folder is missing or not writable
+        fail(f"the job store cannot be opened ({exc.strerror}: {exc.filename}): check "
+             "EASEL_DATABASE and --data-dir", code=1)
     return KeyStore(jobs.engine), jobs
 
 
