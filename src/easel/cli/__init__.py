@@ -13,7 +13,7 @@ import typer
 from sqlalchemy.exc import OperationalError
 
 from easel.cli import catalog, config, jobs, keys, lora, provenance, serve, webhooks
-from easel.cli.common import fail, use_config
+from easel.cli.common import say_error, use_config
 from easel.cli.generate import generate
 
 
@@ -85,8 +85,6 @@ def main() -> None:
         sys.exit(130)
     except OperationalError as exc:  # an operator's setting, told in one line, not a traceback
         cause = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
-        try:
-            fail(f"the job store cannot be opened ({cause}): check EASEL_DATABASE and "
-                 "--data-dir", code=1)
-        except typer.Exit as stop:  # outside the command now: exit as it would have
-            sys.exit(stop.exit_code)
+        say_error(f"the job store cannot be opened ({cause}): check EASEL_DATABASE and "
+                  "--data-dir")
+        sys.exit(1)

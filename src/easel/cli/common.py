@@ -32,10 +32,15 @@ DataDir = Annotated[
 def fail(message: str, code: int = 2) -> NoReturn:
     """One line on stderr and the exit code. The message may quote a caller's text (a server's
     error names the parameter and its value): what a terminal would act on is shown escaped."""
+    say_error(message)
+    raise typer.Exit(code)
+
+
+def say_error(message: str) -> None:
+    """fail's line alone (for main, where a command's typer.Exit no longer applies)."""
     from easel.logs import visible
 
     err.print(f"error: {visible(message)}", markup=False, highlight=False, soft_wrap=True)
-    raise typer.Exit(code)
 
 
 def use_config(config: Path | None) -> None:

@@ -153,9 +153,9 @@ class JobStore:
         self.engine = make_engine(url)
         self.clock = clock  # tests pass a fake clock: leases expire when the test says so
         self._insert_lock = threading.Lock()
-        # Jobs this store object failed for running out of attempts (claims do it): the worker
-        # counts them in its metrics, as it counts the failures it decides itself.
-        self.given_up = 0
+        # Jobs this store object failed for running out of attempts (claims do it), not yet
+        # taken by the worker's metrics (take_given_up).
+        self._given_up = 0
 
     def create(self, wait_seconds: float = 0.0) -> None:
         """Create or migrate the schema. A database that cannot be reached yet (starting, or
@@ -456,10 +456,15 @@ class JobStore:
         )
         if result.rowcount == 1:
             self._terminal(conn, job_id, now)
-            self.given_up += 1
+            self._given_up += 1
             log.warning("job %s failed: %s: interrupted %d times", job_id,
                         ErrorKind.WORKER_LOST.value, attempts,
                         extra={"job_id": job_id, "error_kind": ErrorKind.WORKER_LOST.value})
+
+    def take_given_up(self) -> int:
+        """How many jobs claims failed for running out of attempts since the last call."""
+        taken, self._given_up = self._given_up, 0
+        return taken
 
     def heartbeat(self, owner: str, job_ids: Iterable[str], lease_seconds: float) -> int:
         ids = list(job_ids)

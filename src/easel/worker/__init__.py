@@ -116,7 +116,6 @@ class Worker:
         self._completer = ThreadPoolExecutor(1, thread_name_prefix="easel-complete")
         self._backlog = Backlog()
         self._loaded = threading.Event()  # the started worker's load ended, well or not
-        self._given_up_seen = 0
         self._threads: list[threading.Thread] = []
         self.clock = clock  # model affinity's age bound; tests move it
         self.wall_clock = wall_clock  # stored images' expiry, read by the API's clock
@@ -262,18 +261,13 @@ class Worker:
         except Exception:  # a store hiccup (locked database) is retried, never fatal
             log.exception("claiming jobs failed")
             return []
-        self._count_given_up()
+        given_up = self.store.take_given_up()  # failed by the claim: counted as the worker's
+        if given_up:
+            self.metrics.failed.labels(ErrorKind.WORKER_LOST.value).inc(given_up)
         self._hold([job.id for job in jobs])
         for job in jobs:
             self.events.job_changed(job.id)
         return jobs
-
-    def _count_given_up(self) -> None:
-        """The jobs the claim failed for running out of attempts, in easel_jobs_failed_total."""
-        given_up, self._given_up_seen = self.store.given_up - self._given_up_seen, \
-            self.store.given_up
-        if given_up:
-            self.metrics.failed.labels(ErrorKind.WORKER_LOST.value).inc(given_up)
 
     def _preferred(self) -> frozenset[str]:
         """The backends whose jobs may go ahead of the fair order (model affinity): the ones

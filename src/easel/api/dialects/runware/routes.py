@@ -90,12 +90,12 @@ def _rest_caller(request: Request, tasks: list[Any]) -> Caller:
     if key is None:
         return identify(request, in_body[0] if in_body else None,
                         BODY if in_body else credential)
+    caller = identify(request, key, credential)
     for other in {sent for sent in in_body if sent != key}:
-        if identify(request, other, BODY).principal != identify(request, key,
-                                                                  credential).principal:
+        if identify(request, other, BODY).principal != caller.principal:
             raise invalid("apiKey", "the authentication task's apiKey is another key than the "
                           "Authorization header's: send one of them")
-    return identify(request, key, credential)
+    return caller
 
 
 def reply(outcome: Outcome) -> JSONResponse:
